@@ -1,0 +1,11 @@
+"""sdekit.codegen — the symbolic layer (sympy + numpy only; never imports numba or kernels).
+
+Semilinear analysis, φ-functions, tableaus, the method catalogue, the language-neutral
+step scheme, and one emitter per backend.
+"""
+from .analysis import LINEAR_STRUCTURES, NOISE_SHAPES, Param, SemilinearForm, analyse, t
+from .errors import ModelError
+from .methods import CATALOGUE, Method, get_method
+from .neural import MLP, NetCall
+from .phi import phi, z
+from .tableau import ButcherTableau, ExponentialTableau

@@ -1,0 +1,261 @@
+"""Semilinear analysis: ``dy = (L y + c(t) + N(y, t)) dt + G(y, t) dW``.
+
+:func:`analyse` turns a user's drift (and diffusion) into a :class:`SemilinearForm`:
+the exact constant linear part ``L`` (symbolic, or a numeric array used as runtime data),
+its structure (zero / scalar·I / diagonal / dense), the affine part ``c(t)``, the
+nonlinear rest ``N`` and the noise shape.  The split rule (DESIGN.md): a term goes to ``L``
+when it is ``coef * y_j`` with ``coef`` free of ``y`` and ``t``; neural calls are opaque
+and always go to ``N``; ``t``-dependent linear terms stay in ``N``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+
+from .errors import ModelError
+from .neural import MLP, NetCall, nets_in
+
+#: the time symbol every model uses
+t = sp.Symbol("t", real=True)
+
+LINEAR_STRUCTURES = ("zero", "scalar", "diagonal", "dense")
+NOISE_SHAPES = ("scalar", "diagonal", "general")
+
+
+class Param(sp.Symbol):
+    """A runtime parameter: its value is an argument of the compiled kernel."""
+
+
+def as_column(expr, what: str) -> sp.Matrix:
+    """``expr`` (scalar, list, sympy Matrix) as a column Matrix, or ModelError."""
+    try:
+        m = sp.Matrix(expr) if not isinstance(expr, (sp.Expr, int, float)) else sp.Matrix([expr])
+    except (TypeError, ValueError, sp.SympifyError) as exc:
+        raise ModelError(f"{what} must be a sympy expression or vector, got {type(expr).__name__}") from exc
+    if m.shape[1] != 1:
+        if m.shape[0] == 1:
+            m = m.T
+        else:
+            raise ModelError(f"{what} must be a vector, got a {m.shape[0]}x{m.shape[1]} matrix")
+    return m
+
+
+def linear_structure(L) -> str:
+    """Structure of a square ``L`` (sympy Matrix or numpy array) from its zero pattern."""
+    A = np.asarray(L, dtype=object) if isinstance(L, sp.MatrixBase) else np.asarray(L)
+    d = A.shape[0]
+    off = [A[i, j] for i in range(d) for j in range(d) if i != j]
+    if any(_nonzero(a) for a in off):
+        return "dense"
+    diag = [A[i, i] for i in range(d)]
+    if not any(_nonzero(a) for a in diag):
+        return "zero"
+    if all(not _nonzero(a - diag[0]) for a in diag[1:]):
+        return "scalar"
+    return "diagonal"
+
+
+def _nonzero(a) -> bool:
+    if isinstance(a, sp.Basic):
+        return sp.simplify(a) != 0
+    return bool(a != 0)
+
+
+@dataclass(frozen=True, eq=False)
+class SemilinearForm:
+    """Everything the scheme builder and emitters need to know about a model.
+
+    ``linear`` is a sympy Matrix whose entries may contain :class:`Param` symbols, or
+    ``None`` when ``linear_numeric`` holds a numeric array (runtime data, never printed).
+    """
+
+    states: tuple
+    linear: sp.Matrix | None
+    linear_numeric: np.ndarray | None
+    linear_structure: str
+    affine: sp.Matrix
+    nonlinear: sp.Matrix
+    diffusion: sp.Matrix | None = None          # (d, 1) vector for scalar/diagonal noise, (d, m) general
+    noise: str | None = None
+    additive: bool = True
+    params: tuple = ()
+    nets: dict = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return len(self.states)
+
+    @property
+    def stochastic(self) -> bool:
+        return self.diffusion is not None
+
+    @property
+    def noise_dim(self) -> int:
+        """Number of Wiener processes m."""
+        if self.noise is None:
+            return 0
+        if self.noise == "scalar":
+            return 1
+        if self.noise == "diagonal":
+            return self.dim
+        return self.diffusion.shape[1]
+
+    @property
+    def forcing(self) -> sp.Matrix:
+        """``c(t) + N(y, t)``: everything the exponential methods treat explicitly."""
+        return self.affine + self.nonlinear
+
+    @property
+    def drift(self) -> sp.Matrix:
+        """The full drift ``L y + c + N`` (symbolic L only)."""
+        L = self.linear if self.linear is not None else sp.Matrix(self.linear_numeric)
+        return L * sp.Matrix(self.states) + self.forcing
+
+    def time_dependent(self, part: str) -> bool:
+        expr = {"forcing": self.forcing, "diffusion": self.diffusion}[part]
+        return expr is not None and any(e.has(t) for e in expr)
+
+
+def split_drift(states, drift: sp.Matrix):
+    """Split ``drift`` into ``(L, affine, nonlinear)`` by the DESIGN.md rule."""
+    d = len(states)
+    L = sp.zeros(d, d)
+    affine = sp.zeros(d, 1)
+    nonlinear = sp.zeros(d, 1)
+    index = {s: j for j, s in enumerate(states)}
+    for i, row in enumerate(drift):
+        for term in sp.Add.make_args(sp.expand(row, deep=False)):
+            if term.has(NetCall):
+                nonlinear[i] += term
+                continue
+            if not term.has(*states):
+                affine[i] += term
+                continue
+            coef, rest = term.as_independent(*states, as_Add=False)
+            if rest in index and not coef.has(t):
+                L[i, index[rest]] += coef
+            else:
+                nonlinear[i] += term
+    return L, affine, nonlinear
+
+
+def _check_symbols(expr, states, what: str):
+    allowed = set(states) | {t}
+    for s in (expr.free_symbols if isinstance(expr, sp.Basic) else set()):
+        if s not in allowed and not isinstance(s, Param):
+            raise ModelError(
+                f"{what} contains the symbol {s!r}, which is neither a state, t, nor a parameter "
+                f"declared with sdekit.params(...)"
+            )
+
+
+def _params_of(*exprs) -> tuple:
+    ps = set()
+    for e in exprs:
+        if e is not None:
+            ps |= {s for s in sp.Matrix(e).free_symbols if isinstance(s, Param)}
+    return tuple(sorted(ps, key=lambda s: s.name))
+
+
+def _as_states(y) -> tuple:
+    ys = tuple(sp.Matrix(y)) if not isinstance(y, sp.Symbol) else (y,)
+    if not ys or not all(isinstance(s, sp.Symbol) and not isinstance(s, Param) for s in ys):
+        raise ModelError("states must be a vector of sympy Symbols (use sdekit.states('y', d))")
+    if len(set(ys)) != len(ys):
+        raise ModelError("states contain a repeated symbol")
+    return ys
+
+
+def _linear_input(linear, d):
+    """Explicit ``linear=``: sympy Matrix (symbolic) or array (numeric runtime data)."""
+    if isinstance(linear, sp.MatrixBase):
+        L = sp.Matrix(linear)
+        if L.shape != (d, d):
+            raise ModelError(f"linear part must be {d}x{d}, got {L.shape[0]}x{L.shape[1]}")
+        if not L.free_symbols:
+            return None, np.array(L.evalf(), dtype=float)
+        return L, None
+    if np.isscalar(linear):
+        return None, float(linear) * np.eye(d)
+    A = np.asarray(linear, dtype=float)
+    if A.shape != (d, d):
+        raise ModelError(f"linear part must be {d}x{d}, got shape {A.shape}")
+    if not np.all(np.isfinite(A)):
+        raise ValueError("linear part contains non-finite entries")
+    return None, A
+
+
+def _diffusion_input(diffusion, noise, d):
+    """Normalise ``diffusion`` to a (d,1) vector (scalar/diagonal noise) or (d,m) matrix."""
+    if noise not in NOISE_SHAPES:
+        raise ModelError(f"noise must be one of {NOISE_SHAPES}, got {noise!r}")
+    if isinstance(diffusion, (int, float, sp.Expr)):
+        G = sp.Matrix([sp.sympify(diffusion)] * d)
+        if noise == "general":
+            G = sp.diag(*G)
+        return G
+    G = sp.Matrix(diffusion)
+    if noise == "general":
+        if G.shape[0] != d:
+            raise ModelError(f"general-noise diffusion must have {d} rows, got shape {G.shape}")
+        return G
+    if G.shape[1] != 1 and G.shape[0] == 1:
+        G = G.T
+    if G.shape != (d, 1):
+        raise ModelError(
+            f"{noise}-noise diffusion must be a scalar or a length-{d} vector, got shape {G.shape}; "
+            f"use noise='general' for a {d}xm matrix"
+        )
+    return G
+
+
+def analyse(y, drift=None, diffusion=None, noise=None, linear=None, nonlinear=None) -> SemilinearForm:
+    """Build the :class:`SemilinearForm` of ``dy = drift dt + diffusion dW``.
+
+    Either ``drift`` (split automatically) or ``linear``/``nonlinear`` (explicit split).
+    """
+    states = _as_states(y)
+    d = len(states)
+    if drift is not None and (linear is not None or nonlinear is not None):
+        raise ModelError("give either drift= or linear=/nonlinear=, not both")
+    if drift is not None:
+        f = as_column(drift, "drift")
+        if f.shape[0] != d:
+            raise ModelError(f"drift has {f.shape[0]} components but the state has {d}")
+        _check_symbols(f, states, "drift")
+        L, affine, nl = split_drift(states, f)
+        L_sym, L_num = _linear_input(L, d)
+    else:
+        if linear is None and nonlinear is None:
+            raise ModelError("a model needs drift= (or linear=/nonlinear=)")
+        L_sym, L_num = _linear_input(linear if linear is not None else np.zeros((d, d)), d)
+        if L_sym is not None:
+            if L_sym.has(*states):
+                raise ModelError("linear part depends on the state; put such terms in nonlinear=")
+            _check_symbols(L_sym, states, "linear part")
+        nl_all = as_column(nonlinear if nonlinear is not None else sp.zeros(d, 1), "nonlinear part")
+        if nl_all.shape[0] != d:
+            raise ModelError(f"nonlinear part has {nl_all.shape[0]} components but the state has {d}")
+        _check_symbols(nl_all, states, "nonlinear part")
+        affine = sp.Matrix([sum((a for a in sp.Add.make_args(e) if not a.has(*states) and not a.has(NetCall)),
+                                sp.Integer(0)) for e in nl_all])
+        nl = nl_all - affine
+    G, additive = None, True
+    if diffusion is not None:
+        G = _diffusion_input(diffusion, noise or "diagonal", d)
+        _check_symbols(G, states, "diffusion")
+        if G.has(NetCall):
+            raise ModelError("neural networks in the diffusion are not supported yet")
+        additive = not G.has(*states)
+        noise = noise or "diagonal"
+    elif noise is not None:
+        raise ModelError("noise= given without a diffusion")
+    structure = linear_structure(L_sym if L_sym is not None else L_num)
+    return SemilinearForm(
+        states=states, linear=L_sym, linear_numeric=L_num, linear_structure=structure,
+        affine=affine, nonlinear=nl, diffusion=G, noise=noise if G is not None else None,
+        additive=additive, params=_params_of(L_sym, affine, nl, G),
+        nets={**nets_in(nl), **nets_in(affine)},
+    )

@@ -1,0 +1,77 @@
+"""Lower user expressions to printable straight-line form, shared by every emitter.
+
+User symbols get stable, collision-free names (state i -> ``y[i]`` in the emitter's
+notation, parameter ``k`` -> ``p_k``); each distinct network call becomes one forward
+pass whose outputs are named ``<net>_out[i]``; common subexpressions are extracted with
+``sympy.cse``.  Emitters only print the result.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .analysis import SemilinearForm, t
+from .errors import ModelError
+from .neural import NetCall, net_calls
+
+
+@dataclass(frozen=True)
+class NetGroup:
+    """One forward pass: ``out = net(inputs)`` (inputs already lowered)."""
+
+    out: str
+    net: object
+    inputs: tuple
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """``assignments`` (name, expr) then ``outputs`` (exprs), after ``net_groups`` run."""
+
+    net_groups: tuple
+    assignments: tuple
+    outputs: tuple
+    params: tuple        # (param name, lowered symbol name) actually used
+
+    @property
+    def uses_time(self) -> bool:
+        return any(e.has(TIME) for _, e in self.assignments) or any(sp.sympify(e).has(TIME) for e in self.outputs)
+
+
+TIME = sp.Symbol("t")
+
+
+def param_name(p) -> str:
+    return f"p_{p.name}"
+
+
+def symbol_map(form: SemilinearForm, state_name) -> dict:
+    """User symbol -> lowered symbol. ``state_name(i)`` gives the emitter's name of y_i."""
+    m = {s: sp.Symbol(state_name(i)) for i, s in enumerate(form.states)}
+    m.update({p: sp.Symbol(param_name(p)) for p in form.params})
+    m[t] = TIME
+    return m
+
+
+def lower(exprs, form: SemilinearForm, state_name, net_out_name=lambda g, i: f"{g}[{i}]") -> Lowered:
+    """Lower the expressions ``exprs`` (an iterable of sympy expressions)."""
+    subs = symbol_map(form, state_name)
+    exprs = [sp.sympify(e).xreplace(subs) for e in exprs]
+    groups, replace = [], {}
+    for call in sorted(set().union(*(net_calls(e) for e in exprs)) if exprs else (), key=sp.default_sort_key):
+        if any(a.has(NetCall) for a in call.inputs):
+            raise ModelError(f"network {call.net.name!r} is applied to another network's output; not supported yet")
+        key = (call.net.name, call.inputs)
+        group = next((g for g in groups if (g.net.name, g.inputs) == key), None)
+        if group is None:
+            out = f"{call.net.name}_out" + (f"_{len(groups)}" if any(g.net.name == call.net.name for g in groups) else "")
+            group = NetGroup(out=out, net=call.net, inputs=call.inputs)
+            groups.append(group)
+        replace[call] = sp.Symbol(net_out_name(group.out, call.index))
+    exprs = [e.xreplace(replace) for e in exprs]
+    assignments, outputs = sp.cse(exprs, symbols=sp.numbered_symbols("c_"), optimizations="basic")
+    used = set().union(*(sp.sympify(e).free_symbols for e in outputs), *(e.free_symbols for _, e in assignments),
+                       *(sp.sympify(a).free_symbols for g in groups for a in g.inputs)) if exprs else set()
+    params = tuple((p.name, param_name(p)) for p in form.params if sp.Symbol(param_name(p)) in used)
+    return Lowered(tuple(groups), tuple(assignments), tuple(outputs), params)

@@ -1,0 +1,110 @@
+"""Neural networks as opaque sympy terms.
+
+An :class:`MLP` is a *specification* (name, layer sizes, activation); its weights are
+runtime data.  Calling it on a state vector returns a column Matrix of :class:`NetCall`
+terms, one per output.  The semilinear analysis treats them as nonlinear (they never land
+in ``L``) and every emitter evaluates one call group as one forward pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .errors import ModelError
+
+ACTIVATIONS = ("tanh", "relu", "sigmoid", "softplus", "silu", "identity")
+
+
+class NetCall(sp.Function):
+    """Output ``index`` of the network ``cls.net`` applied to ``inputs``.
+
+    ``NetCall`` is subclassed once per :class:`MLP`, so the term carries its network:
+    ``args = (index, *inputs)``.
+    """
+
+    net: "MLP"
+
+    @property
+    def index(self) -> int:
+        return int(self.args[0])
+
+    @property
+    def inputs(self) -> tuple:
+        return tuple(self.args[1:])
+
+    def _sympystr(self, printer):
+        ins = ", ".join(printer.doprint(a) for a in self.inputs)
+        return f"{self.net.name}[{self.index}]({ins})"
+
+    def _latex(self, printer):
+        ins = ", ".join(printer.doprint(a) for a in self.inputs)
+        return rf"\mathrm{{{self.net.name}}}_{{{self.index}}}({ins})"
+
+
+@dataclass(frozen=True, eq=False)
+class MLP:
+    """Multilayer perceptron ``sizes[0] -> ... -> sizes[-1]``.
+
+    Hidden layers apply ``activation``; the output layer is linear.  Weights are given at
+    solve time as ``[(W1, b1), ...]`` with ``W`` of shape ``(out, in)`` (torch.nn.Linear's
+    convention) or as a ``torch.nn.Sequential``.
+    """
+
+    name: str
+    sizes: tuple
+    activation: str = "tanh"
+
+    def __init__(self, name: str, sizes, activation: str = "tanh"):
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ModelError(f"MLP name must be a Python identifier, got {name!r}")
+        sizes = tuple(int(s) for s in sizes)
+        if len(sizes) < 2 or any(s < 1 for s in sizes):
+            raise ModelError(f"MLP {name!r}: sizes must be >= 2 positive layer widths, got {sizes}")
+        if activation not in ACTIVATIONS:
+            raise ModelError(f"MLP {name!r}: unknown activation {activation!r}; choose from {ACTIVATIONS}")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "sizes", sizes)
+        object.__setattr__(self, "activation", activation)
+        object.__setattr__(self, "_call", type(f"NetCall_{name}", (NetCall,), {"net": self}))
+
+    @property
+    def n_in(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def n_out(self) -> int:
+        return self.sizes[-1]
+
+    @property
+    def flops(self) -> int:
+        """Floating-point operations of one forward pass (multiply-add = 2)."""
+        return sum(2 * a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+
+    def weight_shapes(self) -> list:
+        return [((b, a), (b,)) for a, b in zip(self.sizes[:-1], self.sizes[1:])]
+
+    def __call__(self, y, t=None) -> sp.Matrix:
+        inputs = list(sp.Matrix(y)) if not isinstance(y, sp.Basic) or isinstance(y, sp.MatrixBase) else [y]
+        if t is not None:
+            inputs.append(sp.sympify(t))
+        if len(inputs) != self.n_in:
+            raise ModelError(
+                f"MLP {self.name!r} takes {self.n_in} inputs (sizes {self.sizes}), got {len(inputs)}"
+                + (" (t appended)" if t is not None else "")
+            )
+        return sp.Matrix([self._call(sp.Integer(i), *inputs) for i in range(self.n_out)])
+
+    def __repr__(self):
+        return f"MLP({self.name!r}, {list(self.sizes)}, activation={self.activation!r})"
+
+
+def net_calls(expr) -> set:
+    """All NetCall terms inside ``expr`` (a sympy expression or Matrix)."""
+    exprs = list(expr) if isinstance(expr, sp.MatrixBase) else [sp.sympify(expr)]
+    return set().union(*(e.atoms(NetCall) for e in exprs))
+
+
+def nets_in(expr) -> dict:
+    """Networks used in ``expr``: name -> MLP."""
+    return {c.net.name: c.net for c in net_calls(expr)}

@@ -1,0 +1,178 @@
+"""Numeric functions of ``hL``: φ-functions, scheme operators, the stochastic convolution.
+
+Layouts of a runtime ``L`` (``n'`` is 1, or n for per-trajectory parameters):
+``zero`` -> None, ``scalar`` -> (1, n'), ``diagonal`` -> (d, n'), ``dense`` -> (n', d, d).
+Operators come back in the layout their emitter applies: elementwise arrays broadcasting
+against (d, n), or (n', d, d) matrices.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.linalg
+
+TAYLOR_RADIUS = 2.0
+TAYLOR_TERMS = 30
+
+
+def phi_scalar(z, kmax: int) -> list:
+    """[φ_0(z), ..., φ_kmax(z)] elementwise (methods.md §1.2).
+
+    Taylor series Σ_j z^j/(j+k)! (30 terms) for |z| < 2, else φ_0 = e^z, φ_1 = expm1(z)/z
+    and the recurrence φ_{k+1} = (φ_k − 1/k!)/z, which is stable there.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    small = np.abs(z) < TAYLOR_RADIUS
+    zs = np.where(small, z, 0.0)
+    zl = np.where(small, TAYLOR_RADIUS, z)
+    out = []
+    with np.errstate(over="ignore", invalid="ignore"):
+        big = [np.exp(zl), np.expm1(zl) / zl]
+        for k in range(2, kmax + 1):
+            big.append((big[k - 1] - 1.0 / math.factorial(k - 1)) / zl)
+        for k in range(kmax + 1):
+            taylor = np.zeros_like(zs)
+            for j in reversed(range(TAYLOR_TERMS)):
+                taylor = taylor * zs + 1.0 / math.factorial(j + k)
+            out.append(np.where(small, taylor, big[k]))
+    return out
+
+
+def phi_dense(Z, kmax: int) -> list:
+    """[φ_0(Z), ..., φ_kmax(Z)] for matrices Z (..., d, d): one expm of the augmented matrix
+    [[Z, I, 0..], [0, 0, I, ..], ..., [0 .. 0]] (Saad 1992; Sidje 1998, Thm 1; methods.md §1.2.3)."""
+    Z = np.asarray(Z, dtype=np.float64)
+    d = Z.shape[-1]
+    nb = kmax + 1
+    aug = np.zeros(Z.shape[:-2] + (nb * d, nb * d))
+    aug[..., :d, :d] = Z
+    for j in range(1, nb):
+        aug[..., (j - 1) * d:j * d, j * d:(j + 1) * d] = np.eye(d)
+    E = scipy.linalg.expm(aug)
+    phis = [E[..., :d, j * d:(j + 1) * d] for j in range(nb)]
+    # self-check Z φ_1(Z) = φ_0(Z) − I: scipy 1.17's expm returns wrong blocks for some
+    # (near-)triangular inputs with tiny entries; fall back to Taylor + doubling then.
+    resid = np.abs(Z @ phis[1] - (phis[0] - np.eye(d))).max()
+    scale = 1.0 + np.abs(phis[0]).max() + np.abs(Z).max() * np.abs(phis[1]).max()
+    if kmax >= 1 and not resid <= 1e-12 * scale:
+        phis = phi_dense_taylor(Z, kmax)
+    return phis
+
+
+def phi_dense_taylor(Z, kmax: int) -> list:
+    """φ_0..φ_kmax of matrices by Taylor series at Z/2^s (‖Z/2^s‖ <= 1/2) and the doubling
+    identity φ_k(2X) = 2^{-k}[φ_0(X)φ_k(X) + Σ_{j=1}^k φ_j(X)/(k−j)!] (methods.md §1.1)."""
+    Z = np.asarray(Z, dtype=np.float64)
+    d = Z.shape[-1]
+    norm = np.abs(Z).sum(axis=-2).max() if Z.size else 0.0
+    s = max(0, int(np.ceil(np.log2(max(norm, 1e-300) / 0.5)))) if norm > 0.5 else 0
+    X = Z / 2.0**s
+    eye = np.broadcast_to(np.eye(d), Z.shape)
+    phis = []
+    for k in range(kmax + 1):
+        acc = eye / math.factorial(k + TAYLOR_TERMS - 1)
+        for j in reversed(range(TAYLOR_TERMS - 1)):
+            acc = X @ acc + eye / math.factorial(j + k)
+        phis.append(acc)
+    for _ in range(s):
+        phis = [(phis[0] @ phis[k] + sum(phis[j] / math.factorial(k - j) for j in range(1, k + 1))) / 2.0**k
+                for k in range(kmax + 1)]
+    return phis
+
+
+def linear_value(structure: str, value, d: int):
+    """Canonical runtime layout of L from a numeric (d, d) array or ``linear_entries(p)``
+    (a scalar, d diagonal entries, or d rows of d entries; entries scalars or (n,) arrays)."""
+    if structure == "zero":
+        return None
+    if isinstance(value, np.ndarray) and value.shape == (d, d):
+        if structure == "scalar":
+            return np.full((1, 1), float(value[0, 0]))
+        if structure == "diagonal":
+            return np.diagonal(value).astype(float)[:, None]
+        return value.astype(float)[None]
+    flat = [value] if structure == "scalar" else list(value) if structure == "diagonal" else [x for row in value for x in row]
+    arr = np.array(np.broadcast_arrays(*(np.atleast_1d(np.asarray(x, dtype=float)) for x in flat)))
+    if structure == "dense":
+        return np.moveaxis(arr.reshape(d, d, -1), -1, 0)
+    return arr
+
+
+def evaluate_phi_poly(poly, structure: str, Lval, h: float, cache: dict):
+    """Value of Σ w Π φ_k(c hL) (see ``sdekit.codegen.phi.phi_poly``) in the layout of L."""
+    total = None
+    for weight, atoms in poly:
+        term = None
+        for k, c in atoms:
+            a = _phi_atom(k, float(c), structure, Lval, h, cache)
+            term = a if term is None else (term @ a if structure == "dense" else term * a)
+        if term is None:
+            term = np.eye(Lval.shape[-1])[None] if structure == "dense" else np.ones((1, 1))
+        term = float(weight) * term
+        total = term if total is None else total + term
+    return total if total is not None else np.zeros((1, 1))
+
+
+def _phi_atom(k, c, structure, Lval, h, cache):
+    key = (k, c)
+    if key not in cache:
+        if structure == "zero":
+            cache[key] = np.full((1, 1), 1.0 / math.factorial(k))
+        elif structure == "dense":
+            for kk, val in enumerate(phi_dense(c * h * Lval, max(k, 4))):
+                cache.setdefault((kk, c), val)
+        else:
+            for kk, val in enumerate(phi_scalar(c * h * Lval, max(k, 4))):
+                cache.setdefault((kk, c), val)
+    return cache[key]
+
+
+def convolution_pair(a, b):
+    """E(a, b) = φ_1(a+b) − φ_1(a) φ_1(b), stably: for max(|a|,|b|) < 1 the form
+    (a+b)²φ_3(a+b) − a²φ_3(a) − b²φ_3(b) − ab φ_2(a)φ_2(b) (same quantity; no cancellation of O(1) terms)."""
+    a, b = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float))
+    pa, pb, pab = phi_scalar(a, 3), phi_scalar(b, 3), phi_scalar(a + b, 3)
+    near = (a + b) ** 2 * pab[3] - a**2 * pa[3] - b**2 * pb[3] - a * b * pa[2] * pb[2]
+    far = pab[1] - pa[1] * pb[1]
+    return np.where(np.maximum(np.abs(a), np.abs(b)) < 1.0, near, far)
+
+
+def convolution_residual(structure: str, layout: str, Lval, G, noise: str, h: float):
+    """S with S Sᵀ = Cov[∫_0^h e^{(h−s)L} G dW(s) | ΔW] (methods.md §5.2; see
+    ``sdekit.codegen.scheme.ConvolutionResidual``).
+
+    ``G``: (d, n') rows for scalar/diagonal noise.  Returns (d or 1, n') for the
+    ``elementwise`` layout (diagonal noise with zero/scalar/diagonal L), else (n', d, d).
+    """
+    G = np.asarray(G, dtype=float)
+    d = G.shape[0]
+    if structure == "zero":
+        return np.zeros((1, 1)) if layout == "elementwise" else np.zeros((1, d, d))
+    if structure != "dense":
+        zl = h * np.broadcast_to(Lval, (d, max(Lval.shape[1], G.shape[1])))
+        if layout == "elementwise":  # diagonal noise: R diagonal
+            return np.abs(G) * np.sqrt(np.maximum(h * convolution_pair(zl, zl), 0.0))
+        GG = G[:, None, :] * G[None, :, :] if noise == "scalar" else None
+        R = h * convolution_pair(zl[:, None, :], zl[None, :, :]) * GG   # (d, d, n')
+        return _psd_sqrt(np.moveaxis(R, -1, 0))
+    # dense L: Van Loan (1978) for Q, minus the part explained by ΔW
+    n_ = max(Lval.shape[0], G.shape[1])
+    out = np.empty((n_, d, d))
+    for i in range(n_):
+        L = Lval[min(i, Lval.shape[0] - 1)]
+        g = G[:, min(i, G.shape[1] - 1)]
+        GG = np.outer(g, g) if noise == "scalar" else np.diag(g * g)
+        C = h * np.block([[-L, GG], [np.zeros((d, d)), L.T]])
+        F = scipy.linalg.expm(C)
+        Q = F[d:, d:].T @ F[:d, d:]
+        P1 = phi_dense(h * L, 1)[1]
+        R = Q - h * P1 @ GG @ P1.T
+        out[i] = _psd_sqrt(0.5 * (R + R.T)[None])[0]
+    return out
+
+
+def _psd_sqrt(R):
+    """S = V √max(Λ, 0) for symmetric PSD R (..., d, d); S Sᵀ = R, rank-deficient allowed."""
+    w, V = np.linalg.eigh(R)
+    return V * np.sqrt(np.maximum(w, 0.0))[..., None, :]

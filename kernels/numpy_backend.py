@@ -1,0 +1,96 @@
+"""The numpy reference backend: drives a generated ``step`` over a fixed time grid.
+
+It runs the same step scheme as the fused kernels, vectorised over the ensemble in
+(d, n) layout; noise comes from the time-addressed Brownian tree, so results depend only
+on (seed, trajectory index), never on ensemble size or chunking.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .brownian import BrownianTree
+from .linear import convolution_residual, evaluate_phi_poly
+from .philox import STREAM_ZETA, normals
+
+#: retcodes in increasing severity; a Solution's overall code is the worst of its trajectories
+RETCODES = ("Success", "MaxIters", "DtLessThanMin", "Unstable")
+UNSTABLE = RETCODES.index("Unstable")
+
+
+@dataclass
+class Grid:
+    """Fixed step times; ``level`` k when the grid is the dyadic grid T/2^k of the tree."""
+
+    times: np.ndarray
+    level: int | None
+
+    def node(self, n: int) -> int:
+        """Counter node of step n: its dyadic interval's heap index, or 2^62 + n otherwise."""
+        return (1 << self.level) + n if self.level is not None else (1 << 62) + n
+
+
+@dataclass
+class Noise:
+    seed: int
+    m: int
+    trajectories: np.ndarray
+    noise: str
+    G: np.ndarray | None = None       # (d, n') numeric diffusion, for the stochastic convolution
+
+
+def operator_values(specs: dict, structure: str, Lval, h: float, noise: Noise | None):
+    """Values of the scheme's operators for step size h (``specs``: name -> ("phi", poly) | ("residual", layout))."""
+    cache, ops = {}, {}
+    for name, (kind, data) in specs.items():
+        if kind == "phi":
+            ops[name] = evaluate_phi_poly(data, structure, Lval, h, cache)
+        else:
+            ops[name] = convolution_residual(structure, data, Lval, noise.G, noise.noise, h)
+    return ops
+
+
+def brownian_increments(grid: Grid, noise: Noise, dtype):
+    """Yield ΔW (m, n) for each step of ``grid``: a walk when dyadic, else queries."""
+    tree = BrownianTree(noise.seed, grid.times[0], grid.times[-1], noise.m, noise.trajectories)
+    points = tree.walk(grid.level) if grid.level is not None else (tree.query(s) for s in grid.times[1:])
+    prev = np.zeros((noise.m, len(noise.trajectories)))
+    for w in points:
+        yield (w - prev).astype(dtype)
+        prev = w
+
+
+def integrate(step, grid: Grid, save_steps, y0, params, nets, structure, Lval, op_specs, noise: Noise | None,
+              needs_zeta=False, progress=False):
+    """Run ``step`` over ``grid``; returns (saved states (nsave, d, n), retcodes (n,) int8, steps)."""
+    d, n = y0.shape
+    dtype = y0.dtype
+    y = y0.copy()
+    retcode = np.zeros(n, dtype=np.int8)
+    saved = np.empty((len(save_steps), d, n), dtype=dtype)
+    save_at = {s: i for i, s in enumerate(save_steps)}
+    if 0 in save_at:
+        saved[save_at[0]] = y
+    L = None if Lval is None else Lval.astype(dtype)
+    ops_by_h = {}
+    dWs = brownian_increments(grid, noise, dtype) if noise is not None else None
+    steps = range(len(grid.times) - 1)
+    if progress:
+        from tqdm.auto import tqdm
+        steps = tqdm(steps, desc="sdekit numpy", unit="step")
+    for i in steps:
+        t, h = grid.times[i], grid.times[i + 1] - grid.times[i]
+        if h not in ops_by_h:
+            ops_by_h[h] = {k: v.astype(dtype) for k, v in operator_values(op_specs, structure, Lval, h, noise).items()}
+        dW = next(dWs) if dWs is not None else None
+        zeta = normals(noise.seed, grid.node(i), noise.trajectories, STREAM_ZETA, d, dtype) if needs_zeta else None
+        with np.errstate(all="ignore"):
+            y = step(y, dtype.type(t), dtype.type(h), params, nets, L, ops_by_h[h], dW, zeta)
+        bad = ~np.all(np.isfinite(y), axis=0)
+        if bad.any():
+            retcode[bad] = UNSTABLE
+            y[:, bad] = np.nan
+        if i + 1 in save_at:
+            saved[save_at[i + 1]] = y
+    return saved, retcode

@@ -1,0 +1,90 @@
+"""``ODE`` and ``SDE``: a user's model, analysed once into its semilinear form."""
+from __future__ import annotations
+
+import sympy as sp
+
+from sdekit.codegen.analysis import analyse
+
+
+class _Model:
+    stochastic = False
+
+    def __init__(self, form):
+        self.form = form
+        self._sources = {}
+
+    @property
+    def states(self) -> sp.Matrix:
+        return sp.Matrix(self.form.states)
+
+    @property
+    def dim(self) -> int:
+        return self.form.dim
+
+    @property
+    def linear(self):
+        """The exact constant linear part L (sympy Matrix, or the numeric array given)."""
+        return self.form.linear if self.form.linear is not None else self.form.linear_numeric
+
+    @property
+    def linear_structure(self) -> str:
+        """"zero" | "scalar" | "diagonal" | "dense" (compiled; values are runtime data)."""
+        return self.form.linear_structure
+
+    @property
+    def affine(self) -> sp.Matrix:
+        """c(t): the part of the drift that does not depend on y."""
+        return self.form.affine
+
+    @property
+    def nonlinear(self) -> sp.Matrix:
+        """N(y, t): everything else (network calls, nonlinear and t-dependent linear terms)."""
+        return self.form.nonlinear
+
+    @property
+    def params(self) -> tuple:
+        return tuple(p.name for p in self.form.params)
+
+    @property
+    def nets(self) -> dict:
+        return dict(self.form.nets)
+
+    def __repr__(self):
+        kind = type(self).__name__
+        return (f"{kind}(dim={self.dim}, L={self.linear_structure}, params={list(self.params)}, "
+                f"nets={list(self.nets)}" + (f", noise={self.noise!r}, additive={self.additive})" if self.stochastic else ")"))
+
+
+class ODE(_Model):
+    """``dy/dt = drift(y, t)``, or ``ODE(y, linear=L, nonlinear=N)`` for an explicit split.
+
+    ``linear`` may be a sympy Matrix or a numeric array (runtime data, never unrolled).
+    """
+
+    def __init__(self, y, rhs=None, *, linear=None, nonlinear=None):
+        super().__init__(analyse(y, drift=rhs, linear=linear, nonlinear=nonlinear))
+
+
+class SDE(_Model):
+    """Itô SDE ``dy = drift dt + diffusion dW``; ``noise`` is "scalar", "diagonal" (default) or "general"."""
+
+    stochastic = True
+
+    def __init__(self, y, drift=None, diffusion=None, noise=None, *, linear=None, nonlinear=None):
+        if diffusion is None:
+            from sdekit.codegen.errors import ModelError
+            raise ModelError("SDE needs a diffusion; use sdekit.ODE for a deterministic model")
+        super().__init__(analyse(y, drift=drift, diffusion=diffusion, noise=noise, linear=linear, nonlinear=nonlinear))
+
+    @property
+    def noise(self) -> str:
+        return self.form.noise
+
+    @property
+    def additive(self) -> bool:
+        """True when G does not depend on y."""
+        return self.form.additive
+
+    @property
+    def diffusion(self) -> sp.Matrix:
+        return self.form.diffusion

@@ -1,0 +1,148 @@
+"""Problems (model + data) and ensembles; all input validation happens here, before any compile."""
+from __future__ import annotations
+
+import numpy as np
+
+from sdekit.model import ODE, SDE
+
+MAX_TRAJECTORIES = 2**32
+
+
+def _finite_vector(x, d, what):
+    try:
+        a = np.asarray(x, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be numeric, got {type(x).__name__}") from None
+    if a.ndim == 0 and d == 1:
+        a = a.reshape(1)
+    if a.shape != (d,):
+        raise ValueError(f"{what} must have shape ({d},), got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{what} contains NaN or Inf: {a}")
+    return a
+
+
+def _tspan(tspan):
+    try:
+        t0, t1 = (float(x) for x in tspan)
+    except (TypeError, ValueError):
+        raise ValueError(f"tspan must be a pair (t0, t1), got {tspan!r}") from None
+    if not (np.isfinite(t0) and np.isfinite(t1)):
+        raise ValueError(f"tspan must be finite, got {tspan!r}")
+    if not t1 > t0:
+        raise ValueError(f"tspan must have t1 > t0 (forward integration), got {tspan!r}")
+    return t0, t1
+
+
+def _params(model, params):
+    params = dict(params or {})
+    missing = [p for p in model.params if p not in params]
+    if missing:
+        raise ValueError(f"missing values for parameters {missing}")
+    unknown = [p for p in params if p not in model.params]
+    if unknown:
+        raise ValueError(f"unknown parameters {unknown}; the model's parameters are {list(model.params)}")
+    out = {}
+    for name, v in params.items():
+        a = np.asarray(v, dtype=float)
+        if a.ndim > 1:
+            raise ValueError(f"parameter {name!r} must be a scalar or an array of shape (n,), got shape {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"parameter {name!r} contains NaN or Inf")
+        out[name] = a
+    return out
+
+
+class _Problem:
+    model_type = None
+
+    def __init__(self, model, y0, tspan, params=None, nets=None):
+        if not isinstance(model, self.model_type):
+            raise ValueError(f"{type(self).__name__} needs a sdekit.{self.model_type.__name__} model, got {type(model).__name__}")
+        self.model = model
+        self.y0 = _finite_vector(y0, model.dim, "y0")
+        self.tspan = _tspan(tspan)
+        self.params = _params(model, params)
+        nets = dict(nets or {})
+        missing = [n for n in model.nets if n not in nets]
+        if missing:
+            raise ValueError(f"missing weights for networks {missing}")
+        unknown = [n for n in nets if n not in model.nets]
+        if unknown:
+            raise ValueError(f"weights given for unknown networks {unknown}")
+        from sdekit.nets import check_weights
+        for name, w in nets.items():
+            check_weights(model.nets[name], w, np.float64)  # fail early; cast again per dtype at solve
+        self.nets = nets
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.model!r}, tspan={self.tspan})"
+
+
+class ODEProblem(_Problem):
+    """An ODE model with initial value, time span, parameter values and network weights."""
+    model_type = ODE
+
+
+class SDEProblem(_Problem):
+    """An SDE model with initial value, time span, parameter values and network weights."""
+    model_type = SDE
+
+
+class Ensemble:
+    """n trajectories of a problem: ``Ensemble(prob, n=4096, seed=0)`` or ``Ensemble(prob, y0=Y0, seed=0)``.
+
+    ``Y0`` has shape (n, d); parameter values of the problem may be arrays of shape (n,).
+    ``first`` is the global index of the first trajectory: trajectory ``first + i`` gets
+    the same noise in any ensemble, so any chunk can be recomputed alone (:meth:`chunk`).
+    """
+
+    def __init__(self, problem, n=None, *, y0=None, seed=0, first=0):
+        if not isinstance(problem, _Problem):
+            raise ValueError(f"Ensemble needs an ODEProblem or SDEProblem, got {type(problem).__name__}")
+        d = problem.model.dim
+        if y0 is not None:
+            Y0 = np.asarray(y0, dtype=float)
+            if Y0.ndim != 2 or Y0.shape[1] != d:
+                raise ValueError(f"ensemble y0 must have shape (n, {d}), got {Y0.shape}")
+            if n is not None and n != Y0.shape[0]:
+                raise ValueError(f"n={n} but y0 has {Y0.shape[0]} rows")
+            if not np.all(np.isfinite(Y0)):
+                raise ValueError("ensemble y0 contains NaN or Inf")
+            n = Y0.shape[0]
+        if n is None or int(n) != n or n < 1:
+            raise ValueError(f"Ensemble needs n >= 1 (or y0 of shape (n, d)), got n={n!r}")
+        n = int(n)
+        for name, v in problem.params.items():
+            if v.ndim == 1 and v.shape[0] != n:
+                raise ValueError(f"parameter {name!r} has {v.shape[0]} values for an ensemble of {n}")
+        seed, first = int(seed), int(first)
+        if not 0 <= seed < 2**64:
+            raise ValueError(f"seed must be in [0, 2^64), got {seed}")
+        if first < 0 or first + n > MAX_TRAJECTORIES:
+            raise ValueError(f"trajectory indices [{first}, {first + n}) must lie in [0, 2^32)")
+        self.problem, self.n, self.seed, self.first = problem, n, seed, first
+        self.y0 = Y0 if y0 is not None else np.broadcast_to(problem.y0, (n, d))
+
+    @property
+    def trajectories(self) -> np.ndarray:
+        return np.arange(self.first, self.first + self.n, dtype=np.int64)
+
+    def chunk(self, start: int, stop: int) -> "Ensemble":
+        """Trajectories ``start .. stop-1`` (local indices) as an ensemble of their own."""
+        if not 0 <= start < stop <= self.n:
+            raise ValueError(f"chunk [{start}, {stop}) outside [0, {self.n})")
+        sub = object.__new__(Ensemble)
+        sub.problem, sub.n, sub.seed, sub.first = self.problem, stop - start, self.seed, self.first + start
+        sub.y0 = self.y0[start:stop]
+        base = getattr(self, "_param_slice", (0, self.n))[0]
+        sub._param_slice = (base + start, base + stop)
+        return sub
+
+    def params(self) -> dict:
+        """Parameter values for these trajectories (per-trajectory arrays sliced for a chunk)."""
+        start, stop = getattr(self, "_param_slice", (0, self.n))
+        return {k: (v[start:stop] if v.ndim == 1 else v) for k, v in self.problem.params.items()}
+
+    def __repr__(self):
+        return f"Ensemble({self.problem!r}, n={self.n}, seed={self.seed}, first={self.first})"

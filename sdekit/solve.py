@@ -1,0 +1,150 @@
+"""``solve``: the one place that knows both the symbolic layer and the runtime layer."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sdekit.codegen.emit_numpy import emit_numpy
+from sdekit.codegen.errors import ModelError
+from sdekit.codegen.methods import get_method
+from sdekit.codegen.scheme import ConvolutionResidual, EvalRHS, build_scheme, operator_layout
+from sdekit.kernels import numpy_backend
+from sdekit.kernels.cache import load_module
+from sdekit.kernels.linear import linear_value
+from sdekit.nets import check_weights
+from sdekit.problem import Ensemble, SDEProblem, _Problem
+from sdekit.solution import Solution
+
+BACKENDS = ("numpy",)
+MAX_STEPS = 10**8
+
+
+def scheme_and_source(model, method, backend: str = "numpy"):
+    """(StepScheme, generated source) for ``model`` and ``method``, cached on the model."""
+    key = (method.name, backend)
+    if key not in model._sources:
+        scheme = build_scheme(model.form, method)
+        model._sources[key] = (scheme, emit_numpy(model.form, scheme))
+    return model._sources[key]
+
+
+def time_grid(tspan, dt) -> numpy_backend.Grid:
+    """Fixed-step grid on tspan: equal steps T/N when dt divides T (to 1e-9), else steps of dt
+    and a shorter last one.  Dyadic when N = 2^k (then the Brownian tree is walked in order)."""
+    t0, t1 = tspan
+    try:
+        dt = float(dt)
+    except (TypeError, ValueError):
+        raise ValueError(f"dt must be a number, got {dt!r}") from None
+    if not (np.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt must be finite and > 0, got {dt}")
+    T = t1 - t0
+    ratio = T / dt
+    if ratio > MAX_STEPS:
+        raise ValueError(f"dt={dt} needs {ratio:.3g} steps on {tspan}; more than {MAX_STEPS}")
+    nsteps = max(round(ratio), 1)
+    if abs(ratio - nsteps) <= 1e-9 * max(ratio, 1.0) or ratio < 1:
+        times = t0 + T * (np.arange(nsteps + 1) / nsteps)
+        times[-1] = t1
+        level = int(math.log2(nsteps)) if nsteps & (nsteps - 1) == 0 else None
+        return numpy_backend.Grid(times, level)
+    times = np.append(t0 + dt * np.arange(math.ceil(ratio)), t1)
+    return numpy_backend.Grid(times, None)
+
+
+def save_steps(grid, saveat) -> list:
+    """Indices into the grid of the saved times (every step when ``saveat`` is None)."""
+    if saveat is None:
+        return list(range(len(grid.times)))
+    ts = np.atleast_1d(np.asarray(saveat, dtype=float))
+    if ts.ndim != 1 or not np.all(np.isfinite(ts)):
+        raise ValueError("saveat must be a 1-d array of finite times")
+    tol = 1e-9 * (grid.times[-1] - grid.times[0])
+    idx = []
+    for s in ts:
+        i = int(np.argmin(np.abs(grid.times - s)))
+        if abs(grid.times[i] - s) > tol:
+            raise ValueError(f"saveat time {s} is not on the fixed-step grid (fixed steps save on grid points)")
+        idx.append(i)
+    if idx != sorted(idx):
+        raise ValueError("saveat times must be increasing")
+    return idx
+
+
+def _targets(target, seed):
+    """(problem, y0 (n, d), params, trajectories, seed, is_ensemble)."""
+    if isinstance(target, Ensemble):
+        return target.problem, np.asarray(target.y0), target.params(), target.trajectories, target.seed, True
+    if isinstance(target, _Problem):
+        for name, v in target.params.items():
+            if v.ndim:
+                raise ValueError(f"parameter {name!r} is an array; per-trajectory values need an Ensemble")
+        return target, target.y0[None, :], target.params, np.zeros(1, np.int64), \
+            int(seed or 0), False
+    raise ValueError(f"solve needs an ODEProblem, SDEProblem or Ensemble, got {type(target).__name__}")
+
+
+def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=None, dtype=np.float64,
+          seed: int | None = None, progress: bool = False, rtol=None, atol=None) -> Solution:
+    """Integrate ``target`` (problem or Ensemble) with ``method`` at fixed step ``dt``.
+
+    ``backend``: "numpy" (the reference; the fused Numba kernel is Foundation II).
+    ``saveat``: times on the step grid to save (default: every step).  ``seed`` (single
+    SDE problems; ensembles carry their own).  ``dtype``: np.float64 or np.float32.
+    """
+    problem, Y0, params, trajectories, seed, is_ensemble = _targets(target, seed)
+    model = problem.model
+    m = get_method(method)
+    backend = (backend or "numpy").lower()
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; available: {BACKENDS}")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float64, np.float32):
+        raise ValueError(f"dtype must be float64 or float32, got {dtype}")
+    if rtol is not None or atol is not None:
+        raise ModelError(f"adaptive stepping (rtol/atol) is not implemented yet; give a fixed dt for {m.name}")
+    if dt is None:
+        raise ValueError(f"{m.name} is a fixed-step method here: give dt")
+    if m.stochastic and not isinstance(problem, SDEProblem):
+        raise ModelError(f"{m.name} is an SDE method but the problem is an ODEProblem")
+    scheme, source = scheme_and_source(model, m, "numpy")
+    grid = time_grid(problem.tspan, dt)
+    steps_saved = save_steps(grid, saveat)
+    module = load_module(source, "numpy")
+
+    n = Y0.shape[0]
+    form = model.form
+    p64 = {k: v for k, v in params.items()}
+    Lval = None
+    if scheme.needs_linear and form.linear_structure != "zero":
+        Lsrc = module.linear_entries(p64) if form.linear is not None else form.linear_numeric
+        Lval = linear_value(form.linear_structure, Lsrc, form.dim)
+    noise = None
+    if form.stochastic:
+        G = None
+        if any(isinstance(o, ConvolutionResidual) for o in scheme.operators.values()):
+            G = module.diffusion(np.zeros((form.dim, 1)), problem.tspan[0], p64)
+        noise = numpy_backend.Noise(seed, form.noise_dim, trajectories, form.noise, G)
+    op_specs = {name: (("phi", op.poly) if not isinstance(op, ConvolutionResidual)
+                       else ("residual", operator_layout(form, op)))
+                for name, op in scheme.operators.items()}
+    nets = {name: check_weights(form.nets[name], w, dtype) for name, w in problem.nets.items()}
+    pvals = {k: (v.astype(dtype) if v.ndim else dtype.type(v)) for k, v in params.items()}
+    y0 = np.ascontiguousarray(Y0.T, dtype=dtype)
+    saved, codes = numpy_backend.integrate(
+        module.step, grid, steps_saved, y0, pvals, nets, form.linear_structure, Lval, op_specs, noise,
+        needs_zeta=scheme.needs_zeta, progress=progress)
+    y = np.transpose(saved, (2, 0, 1))
+    nstages = sum(isinstance(s, EvalRHS) for s in scheme.statements)
+    nsteps = len(grid.times) - 1
+    stats = {"nf": nstages * nsteps * n, "naccept": nsteps * n, "nreject": 0}
+    return Solution.from_codes(grid.times[steps_saved], y if is_ensemble else y[0], codes, is_ensemble,
+                               stats=stats, method=m.name, backend=backend)
+
+
+def inspect(model, method: str, backend: str = "numpy") -> str:
+    """The generated source that ``solve`` runs for ``model`` and ``method`` on ``backend``."""
+    if backend.lower() not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; available: {BACKENDS}")
+    return scheme_and_source(getattr(model, "model", model), get_method(method), backend.lower())[1]

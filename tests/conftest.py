@@ -1,0 +1,13 @@
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+# generated modules go to a per-session cache so tests never depend on a user's cache
+os.environ.setdefault("SDEKIT_CACHE_DIR", tempfile.mkdtemp(prefix="sdekit-test-cache-"))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
