@@ -126,7 +126,7 @@ def split_drift(states, drift: sp.Matrix):
     nonlinear = sp.zeros(d, 1)
     index = {s: j for j, s in enumerate(states)}
     for i, row in enumerate(drift):
-        for term in sp.Add.make_args(sp.expand(row, deep=False)):
+        for term in sp.Add.make_args(sp.expand(row)):
             if term.has(NetCall):
                 nonlinear[i] += term
                 continue
@@ -143,7 +143,7 @@ def split_drift(states, drift: sp.Matrix):
 
 def _check_symbols(expr, states, what: str):
     allowed = set(states) | {t}
-    for s in (expr.free_symbols if isinstance(expr, sp.Basic) else set()):
+    for s in sorted(sp.Matrix(expr).free_symbols, key=lambda s: s.name):
         if s not in allowed and not isinstance(s, Param):
             raise ModelError(
                 f"{what} contains the symbol {s!r}, which is neither a state, t, nor a parameter "

@@ -23,14 +23,25 @@ def mlp_forward(weights, activation: str, inputs):
         x = x[:, None]
     act = ACTIVATIONS[activation]
     for i, (W, b) in enumerate(weights):
-        x = W @ x + b[:, None]
+        x = matvec(W[:, :, None], x, b[:, None])
         if i < len(weights) - 1:
             x = act(x)
     return x
 
 
+def matvec(A, v, init=None):
+    """Σ_j A[:, j] v[j] accumulated in order j = 0, 1, ... (plus ``init``).
+
+    ``A`` is (d_out, d_in, n or 1), ``v`` is (d_in, n).  A fixed summation order (no BLAS)
+    makes every trajectory's result independent of the ensemble size, and it is the
+    order the fused kernels use.
+    """
+    acc = A[:, 0] * v[0] if init is None else init + A[:, 0] * v[0]
+    for j in range(1, A.shape[1]):
+        acc = acc + A[:, j] * v[j]
+    return acc
+
+
 def apply_dense(A, v):
-    """(n' , d, d) operators applied to (d, n) vectors -> (d, n)."""
-    if A.shape[0] == 1:
-        return A[0] @ v
-    return np.einsum("nij,jn->in", A, v)
+    """(n', d, d) operators applied to (d, n) vectors -> (d, n), trajectory by trajectory."""
+    return matvec(np.moveaxis(A, 0, -1), v)

@@ -1,0 +1,81 @@
+"""The symbolic front end: automatic split, structures, noise shapes, and model errors."""
+import numpy as np
+import pytest
+import sympy as sp
+
+import sdekit as sk
+
+
+def test_design_example_split():
+    y = sk.states("y", 4)
+    k = sk.params("k")
+    net = sk.MLP("f", [4, 32, 32, 4], activation="tanh")
+    A = sp.diag(-1, -2, -3, -4)
+    model = sk.SDE(y, drift=k * A * y + net(y), diffusion=sp.Rational(1, 10), noise="diagonal")
+    assert model.linear == k * A
+    assert model.nonlinear == net(y)
+    assert model.affine == sp.zeros(4, 1)
+    assert model.noise == "diagonal" and model.additive
+    assert model.linear_structure == "diagonal"
+    assert model.params == ("k",) and list(model.nets) == ["f"]
+
+
+def test_split_rules():
+    y = sk.states("y", 3)
+    a = sk.params("a")
+    t = sk.t
+    drift = sp.Matrix([
+        -2 * y[0] + a * y[1] + sp.sin(t) + 3,     # linear + affine
+        y[0] * y[1] - y[1],                        # nonlinear + linear
+        sp.cos(t) * y[2] + a**2 * (y[0] + y[2]),   # t-dependent linear stays in N
+    ])
+    m = sk.ODE(y, drift)
+    assert m.linear == sp.Matrix([[-2, a, 0], [0, -1, 0], [a**2, 0, a**2]])
+    assert m.affine == sp.Matrix([sp.sin(t) + 3, 0, 0])
+    assert m.nonlinear == sp.Matrix([0, y[0] * y[1], sp.cos(t) * y[2]])
+    assert m.linear_structure == "dense"
+    # the split is exact: L y + c + N == drift
+    assert sp.simplify(m.linear * y + m.affine + m.nonlinear - drift) == sp.zeros(3, 1)
+
+
+@pytest.mark.parametrize("L,structure", [
+    (sp.zeros(2, 2), "zero"), (sp.diag(-3, -3), "scalar"), (sp.diag(-1, -3), "diagonal"),
+    (sp.Matrix([[-1, 1], [0, -1]]), "dense"), (np.diag([2.0, 2.0]), "scalar"), (np.eye(2) + 1, "dense"),
+])
+def test_linear_structures(L, structure):
+    y = sk.states("y", 2)
+    assert sk.ODE(y, linear=L, nonlinear=sp.zeros(2, 1)).linear_structure == structure
+
+
+def test_explicit_split_keeps_numeric_L_as_runtime_data():
+    y = sk.states("y", 3)
+    L = np.random.default_rng(0).normal(size=(3, 3))
+    m = sk.ODE(y, linear=L, nonlinear=sp.Matrix([sp.sin(y[0]), 1, 0]))
+    assert isinstance(m.linear, np.ndarray) and np.array_equal(m.linear, L)
+    assert m.affine == sp.Matrix([0, 1, 0]) and m.nonlinear == sp.Matrix([sp.sin(y[0]), 0, 0])
+
+
+def test_noise_shapes():
+    y = sk.states("y", 2)
+    assert sk.SDE(y, drift=-y, diffusion=0.3, noise="scalar").noise == "scalar"
+    gen = sk.SDE(y, drift=-y, diffusion=sp.Matrix([[1, 0, 2], [0, 1, 1]]), noise="general")
+    assert gen.form.noise_dim == 3
+    mult = sk.SDE(y, drift=-y, diffusion=sp.Matrix([y[0], 1]))
+    assert not mult.additive and mult.noise == "diagonal"
+
+
+@pytest.mark.parametrize("build,match", [
+    (lambda y: sk.ODE(y, sp.Matrix([y[0], y[1], y[0]])), "3 components but the state has 2"),
+    (lambda y: sk.ODE(y, sp.Matrix([[y[0], 0], [0, y[1]]])), "must be a vector"),
+    (lambda y: sk.ODE(y, sp.Matrix([sp.Symbol("q") * y[0], 0])), "declared with sdekit.params"),
+    (lambda y: sk.ODE(y, linear=sp.Matrix([[y[0], 0], [0, 1]]), nonlinear=sp.zeros(2, 1)), "depends on the state"),
+    (lambda y: sk.ODE(y, linear=np.eye(3), nonlinear=sp.zeros(2, 1)), "must be 2x2"),
+    (lambda y: sk.SDE(y, drift=-y, diffusion=sp.Matrix([1, 2, 3])), "length-2 vector"),
+    (lambda y: sk.SDE(y, drift=-y, diffusion=1, noise="weird"), "noise must be one of"),
+    (lambda y: sk.MLP("f", [3, 4, 2])(y), "takes 3 inputs"),
+    (lambda y: sk.MLP("f", [2, 2], activation="swishy"), "unknown activation"),
+    (lambda y: sk.SDE(y, drift=-y), "needs a diffusion"),
+])
+def test_model_errors(build, match):
+    with pytest.raises(sk.ModelError, match=match):
+        build(sk.states("y", 2))
