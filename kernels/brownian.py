@@ -57,12 +57,10 @@ class BrownianTree:
             stack[-1] = (level + 1, 2 * node + 1, w_right)
             stack.append((level + 1, 2 * node, w_mid))
 
-    def query(self, t: float):
-        """W(t), shape (m, n), for a time ``t`` in [t0, t1] common to all trajectories.
-
-        The nodes on the path to ``t`` are known from ``t`` alone, so their normals are drawn
-        in one vectorised call; the bridge arithmetic then runs level by level.
-        """
+    def query_plan(self, t: float):
+        """(ipos, frac, levels) locating ``t`` in the tree: ``ipos + frac`` is its position in
+        units of T 2^-DEPTH; ``levels`` the number of bisections needed (0 for W(t0),
+        -1 for W(t1)).  Shared by every backend so all of them walk the same nodes."""
         s = (float(t) - self.t0) / self.T
         if not -1e-12 <= s <= 1 + 1e-12:
             raise ValueError(f"time {t} outside the Brownian tree's span [{self.t0}, {self.t1}]")
@@ -70,11 +68,22 @@ class BrownianTree:
         ipos = int(math.floor(pos))
         frac = pos - ipos
         if ipos >= 1 << DEPTH:
-            return self.w_end.astype(self.dtype, copy=False)
+            return ipos, 0.0, -1
         if ipos == 0 and frac == 0.0:
-            return np.zeros_like(self.w_end, dtype=self.dtype)
-        # levels needed: down to where t is a midpoint (exact dyadic), else all DEPTH
+            return 0, 0.0, 0
+        # down to where t is a midpoint (exact dyadic time), else all DEPTH levels
         levels = DEPTH - (ipos & -ipos).bit_length() + 1 if frac == 0.0 else DEPTH
+        return ipos, frac, levels
+
+    def query(self, t: float):
+        """W(t), shape (m, n), for a time ``t`` in [t0, t1] common to all trajectories.
+
+        The nodes on the path to ``t`` are known from ``t`` alone, so their normals are drawn
+        in one vectorised call; the bridge arithmetic then runs level by level.
+        """
+        ipos, frac, levels = self.query_plan(t)
+        if levels == -1:
+            return self.w_end.astype(self.dtype, copy=False)
         nodes = np.array([(1 << lv) + (ipos >> (DEPTH - lv)) for lv in range(levels)], dtype=np.uint64)
         z = normals(self.seed, nodes[:, None], self.traj[None, :], STREAM_W, self.m, np.float64)
         wa, wb = np.zeros_like(self.w_end), self.w_end

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from sdekit.codegen.emit_numba import emit_numba, kernel_arguments
 from sdekit.codegen.emit_numpy import emit_numpy
 from sdekit.codegen.errors import ModelError
 from sdekit.codegen.methods import get_method
@@ -16,7 +17,8 @@ from sdekit.nets import check_weights
 from sdekit.problem import Ensemble, SDEProblem, _Problem
 from sdekit.solution import Solution
 
-BACKENDS = ("numpy",)
+BACKENDS = ("numba", "numpy")
+EMITTERS = {"numpy": emit_numpy, "numba": emit_numba}
 MAX_STEPS = 10**8
 
 
@@ -25,7 +27,7 @@ def scheme_and_source(model, method, backend: str = "numpy"):
     key = (method.name, backend)
     if key not in model._sources:
         scheme = build_scheme(model.form, method)
-        model._sources[key] = (scheme, emit_numpy(model.form, scheme))
+        model._sources[key] = (scheme, EMITTERS[backend](model.form, scheme))
     return model._sources[key]
 
 
@@ -89,14 +91,15 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
           seed: int | None = None, progress: bool = False, rtol=None, atol=None) -> Solution:
     """Integrate ``target`` (problem or Ensemble) with ``method`` at fixed step ``dt``.
 
-    ``backend``: "numpy" (the reference; the fused Numba kernel is Foundation II).
+    ``backend``: "numba" (default: the fused, multi-threaded ensemble kernel) or "numpy"
+    (the vectorised reference that runs the same step scheme).
     ``saveat``: times on the step grid to save (default: every step).  ``seed`` (single
     SDE problems; ensembles carry their own).  ``dtype``: np.float64 or np.float32.
     """
     problem, Y0, params, trajectories, seed, is_ensemble = _targets(target, seed)
     model = problem.model
     m = get_method(method)
-    backend = (backend or "numpy").lower()
+    backend = (backend or "numba").lower()
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {BACKENDS}")
     dtype = np.dtype(dtype)
@@ -108,23 +111,25 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
         raise ValueError(f"{m.name} is a fixed-step method here: give dt")
     if m.stochastic and not isinstance(problem, SDEProblem):
         raise ModelError(f"{m.name} is an SDE method but the problem is an ODEProblem")
-    scheme, source = scheme_and_source(model, m, "numpy")
+    scheme, source = scheme_and_source(model, m, backend)
     grid = time_grid(problem.tspan, dt)
     steps_saved = save_steps(grid, saveat)
-    module = load_module(source, "numpy")
+    if not steps_saved:
+        raise ValueError("saveat is empty: nothing would be saved")
+    host = load_module(scheme_and_source(model, m, "numpy")[1], "numpy")  # L, G values and the reference step
 
     n = Y0.shape[0]
     form = model.form
     p64 = {k: v for k, v in params.items()}
     Lval = None
     if scheme.needs_linear and form.linear_structure != "zero":
-        Lsrc = module.linear_entries(p64) if form.linear is not None else form.linear_numeric
+        Lsrc = host.linear_entries(p64) if form.linear is not None else form.linear_numeric
         Lval = linear_value(form.linear_structure, Lsrc, form.dim)
     noise = None
     if form.stochastic:
         G = None
         if any(isinstance(o, ConvolutionResidual) for o in scheme.operators.values()):
-            G = module.diffusion(np.zeros((form.dim, 1)), problem.tspan[0], p64)
+            G = host.diffusion(np.zeros((form.dim, 1)), problem.tspan[0], p64)
         noise = numpy_backend.Noise(seed, form.noise_dim, trajectories, form.noise, G)
     op_specs = {name: (("phi", op.poly) if not isinstance(op, ConvolutionResidual)
                        else ("residual", operator_layout(form, op)))
@@ -132,9 +137,16 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
     nets = {name: check_weights(form.nets[name], w, dtype) for name, w in problem.nets.items()}
     pvals = {k: (v.astype(dtype) if v.ndim else dtype.type(v)) for k, v in params.items()}
     y0 = np.ascontiguousarray(Y0.T, dtype=dtype)
-    saved, codes = numpy_backend.integrate(
-        module.step, grid, steps_saved, y0, pvals, nets, form.linear_structure, Lval, op_specs, noise,
-        needs_zeta=scheme.needs_zeta, progress=progress)
+    if backend == "numpy":
+        saved, codes = numpy_backend.integrate(
+            host.step, grid, steps_saved, y0, pvals, nets, form.linear_structure, Lval, op_specs, noise,
+            needs_zeta=scheme.needs_zeta, progress=progress)
+    else:
+        from sdekit.kernels import numba_backend
+        kernel = load_module(source, "numba").kernel
+        saved, codes = numba_backend.integrate(
+            kernel, kernel_arguments(form, scheme), grid, steps_saved, y0, int(trajectories[0]), seed, pvals, nets,
+            form.linear_structure, Lval, op_specs, noise)
     y = np.transpose(saved, (2, 0, 1))
     nstages = sum(isinstance(s, EvalRHS) for s in scheme.statements)
     nsteps = len(grid.times) - 1

@@ -1,0 +1,371 @@
+"""The Numba emitter: prints a StepScheme as one fused, multi-threaded ensemble kernel.
+
+Shape (DESIGN.md "kernel shape A", platform-notes.md): ``prange`` over blocks of ``B``
+trajectories in structure-of-arrays layout ``(d, B)``; inside a block every statement is a
+loop over the B lanes, so LLVM vectorises it; the last block is padded (its extra lanes
+repeat the last trajectory and are never stored), so every lane runs the same code.  The
+whole time loop, the Brownian tree, the Philox counters and the MLP run inside; only the
+saved points leave.  Step size, params, weights, operators and ``L`` are runtime arguments.
+"""
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+
+from .analysis import SemilinearForm
+from .lowering import lower
+from .scheme import Combine, EvalNoise, EvalRHS, StepScheme, operator_layout
+
+
+class _KernelPrinter(NumPyPrinter):
+    """Scalar lane code: ``math`` functions, and the inline tanh of ``numba_runtime``."""
+
+    def __init__(self):
+        super().__init__({"fully_qualified_modules": True})
+
+    def _print_tanh(self, e):
+        return f"nb_tanh({self._print(e.args[0])})"
+
+
+_printer = _KernelPrinter()
+
+
+def pr(expr) -> str:
+    s = _printer.doprint(sp.sympify(expr))
+    return s.replace("numpy.", "np.")
+
+
+JIT = '@numba.njit(fastmath={"contract"}, cache=True, error_model="numpy")'
+
+
+def _state(i):
+    return f"v{i}"
+
+
+class _Writer:
+    def __init__(self):
+        self.lines = []
+        self.level = 0
+
+    def __call__(self, line=""):
+        self.lines.append("    " * self.level + line if line else "")
+
+    def block(self, line):
+        self(line)
+        return _Indent(self)
+
+
+class _Indent:
+    def __init__(self, w):
+        self.w = w
+
+    def __enter__(self):
+        self.w.level += 1
+
+    def __exit__(self, *a):
+        self.w.level -= 1
+
+
+def kernel_arguments(form: SemilinearForm, scheme: StepScheme) -> list:
+    """Names of the runtime arguments after the fixed ones, in order (the runtime builds them)."""
+    args = []
+    for p in form.params:
+        args += [f"P_{p.name}", f"S_{p.name}"]
+    for name, net in sorted(form.nets.items()):
+        for i in range(len(net.sizes) - 1):
+            args += [f"{name}_W{i}", f"{name}_b{i}"]
+    if _needs_L(form, scheme):
+        args += ["Lm", "S_L"]
+    for op in scheme.operators:
+        args += [f"op_{op}", f"S_op_{op}"]
+    return args
+
+
+def _needs_L(form, scheme):
+    return form.linear_structure != "zero" and any(
+        isinstance(s, EvalRHS) and s.part == "full" for s in scheme.statements)
+
+
+FIXED_ARGS = ("y0, first, k0, k1, times, tn_d, h_d, hclass, level, q_ipos, q_frac, q_levels, w_end_sd, "
+              "save_at, out, retcode")
+
+
+def _registers(scheme):
+    regs = ["y"]
+    for s in scheme.statements:
+        if s.target not in regs:
+            regs.append(s.target)
+    return regs
+
+
+def _lane_prelude(w, form, lowered, state):
+    """Inside ``for b``: read the state components and the used params into scalars."""
+    w(f"s = src[b]")
+    for i in range(form.dim):
+        w(f"v{i} = {state}[{i}, b]")
+    for name, var in lowered.params:
+        w(f"{var} = P_{name}[s * S_{name}]")
+
+
+def _emit_net(w, form, group, state, dtype_name):
+    """One forward pass over the block: inputs, then each layer as j-k-b loops."""
+    net = group.net
+    sizes = net.sizes
+    buf = f"{group.out}_in"
+    with w.block("for b in range(B):"):
+        w("s = src[b]")
+        needs = set().union(*(sp.sympify(a).free_symbols for a in group.inputs))
+        for i in range(form.dim):
+            if sp.Symbol(_state(i)) in needs:
+                w(f"v{i} = {state}[{i}, b]")
+        for p in form.params:
+            if sp.Symbol(f"p_{p.name}") in needs:
+                w(f"p_{p.name} = P_{p.name}[s * S_{p.name}]")
+        for k, a in enumerate(group.inputs):
+            w(f"{buf}[{k}, b] = {pr(a)}")
+    src = buf
+    for layer in range(len(sizes) - 1):
+        dst = f"{group.out}_h{layer}" if layer < len(sizes) - 2 else group.out
+        W, bias = f"{net.name}_W{layer}", f"{net.name}_b{layer}"
+        with w.block(f"for j in range({sizes[layer + 1]}):"):
+            with w.block("for b in range(B):"):
+                w(f"{dst}[j, b] = {bias}[j]")
+            with w.block(f"for k in range({sizes[layer]}):"):
+                w(f"wjk = {W}[j, k]")
+                with w.block("for b in range(B):"):
+                    w(f"{dst}[j, b] += wjk * {src}[k, b]")
+            if layer < len(sizes) - 2:
+                with w.block("for b in range(B):"):
+                    w(f"{dst}[j, b] = {_activation(net.activation, f'{dst}[j, b]')}")
+        src = dst
+
+
+def _activation(kind, x):
+    return {
+        "tanh": f"nb_tanh({x})",
+        "relu": f"max({x}, 0.0)",
+        "sigmoid": f"0.5 * (1.0 + nb_tanh(0.5 * {x}))",
+        "softplus": f"max({x}, 0.0) + math.log1p(math.exp(-abs({x})))",
+        "silu": f"{x} * 0.5 * (1.0 + nb_tanh(0.5 * {x}))",
+        "identity": x,
+    }[kind]
+
+
+def _net_buffers(form, lowered_list):
+    out = {}
+    for lowered in lowered_list:
+        for g in lowered.net_groups:
+            sizes = g.net.sizes
+            out[f"{g.out}_in"] = sizes[0]
+            for layer in range(len(sizes) - 2):
+                out[f"{g.out}_h{layer}"] = sizes[layer + 1]
+            out[g.out] = sizes[-1]
+    return out
+
+
+def emit_numba(form: SemilinearForm, scheme: StepScheme, block: int = 128) -> str:
+    """Source of the fused Numba ensemble kernel for ``scheme`` on ``form``."""
+    d, m = form.dim, form.noise_dim
+    forcing = lower(list(form.forcing), form, _state, lambda g, i: f"{g}[{i}, b]")
+    diffusion = lower(list(form.diffusion), form, _state) if form.stochastic else None
+    regs = _registers(scheme)
+    extra = kernel_arguments(form, scheme)
+    needs_dw = scheme.needs_dW
+    w = _Writer()
+    w(f'"""sdekit generated: {scheme.method} fused ensemble kernel, numba backend.')
+    w()
+    w(f"state dimension {d}, L {form.linear_structure}, noise {form.noise}, block {block} lanes.")
+    w()
+    for ln in str(scheme).splitlines():
+        w("    " + ln)
+    w('"""')
+    w("import math")
+    w("import numba")
+    w("import numpy as np")
+    w("from sdekit.kernels.numba_runtime import normals_block, tanh as nb_tanh, tree_increment, tree_start")
+    w()
+    w(f"B = {block}")
+    w(f"D = {d}")
+    w(f"M = {m}")
+    w("DEPTH = 48")
+    w()
+    w()
+    calls = _emit_lane_functions(w, form, scheme, forcing, diffusion, extra)
+    args = ", ".join((FIXED_ARGS,) + tuple(extra))
+    w('@numba.njit(parallel=True, cache=True)')
+    with w.block(f"def kernel({args}):"):
+        w('"""Integrate trajectories first .. first+n-1 over ``times``; writes ``out`` and ``retcode``."""')
+        w("nblocks = (y0.shape[1] + B - 1) // B")
+        with w.block("for blk in numba.prange(nblocks):"):
+            w(f"block(blk, {args})")
+    w()
+    w()
+    w(JIT)
+    with w.block(f"def block(blk, {args}):"):
+        w('"""One block of B lanes (trajectories first + blk*B ...), structure of arrays (D, B)."""')
+        w("n = y0.shape[1]")
+        w("nsteps = times.shape[0] - 1")
+        w("T = times[nsteps] - times[0]")
+        w("base = blk * B")
+        w("src = np.empty(B, dtype=np.int64)")
+        with w.block("for b in range(B):"):
+            w("src[b] = min(base + b, n - 1)")
+        for r in regs:
+            w(f"{r} = np.empty((D, B), dtype=y0.dtype)")
+        for name, size in _net_buffers(form, [forcing]).items():
+            w(f"{name} = np.empty(({size}, B), dtype=y0.dtype)")
+        w("bad = np.zeros(B, dtype=np.bool_)")
+        with w.block("for b in range(B):"):
+            with w.block("for i in range(D):"):
+                w("y[i, b] = y0[i, src[b]]")
+        if needs_dw or scheme.needs_zeta:
+            w("dW = np.empty((M, B), dtype=y0.dtype)")
+            w("zeta = np.empty((D, B), dtype=y0.dtype)")
+            w("zeta64 = np.empty((D, B))")
+            _emit_tree_setup(w)
+        w("isave = 0")
+        with w.block("if save_at[0] == 0:"):
+            _emit_save(w)
+        with w.block("for step in range(nsteps):"):
+            w("t_n = tn_d[step]")
+            w("h = h_d[step]")
+            w("hc = hclass[step]")
+            if needs_dw:
+                _emit_brownian_step(w)
+            if scheme.needs_zeta:
+                _emit_zeta(w)
+            for s in scheme.statements:
+                _emit_statement(w, form, scheme, s, calls)
+            _emit_finish_step(w, scheme.output)
+            with w.block("if isave < save_at.shape[0] and save_at[isave] == step + 1:"):
+                _emit_save(w)
+        with w.block("for b in range(B):"):
+            with w.block("if base + b < n and bad[b]:"):
+                w("retcode[base + b] = 3")
+    w()
+    return "\n".join(w.lines) + "\n"
+
+
+def _emit_save(w):
+    with w.block("for b in range(B):"):
+        with w.block("if base + b < n:"):
+            with w.block("for i in range(D):"):
+                w("out[isave, i, base + b] = y[i, b]")
+    w("isave += 1")
+
+
+def _emit_tree_setup(w):
+    """The block's Brownian tree (kernels/numba_runtime.tree_start / tree_increment)."""
+    for name in ("w_prev", "w_cur", "w_a", "w_b", "w_mid", "w_endv", "zbuf"):
+        w(f"{name} = np.empty((M, B))")
+    w("stk_w = np.empty((max(level, 0) + 2, M, B))")
+    w("stk_lv = np.empty(max(level, 0) + 2, dtype=np.int64)")
+    w("stk_node = np.empty(max(level, 0) + 2, dtype=np.int64)")
+    w("sp = tree_start(k0, k1, first, src, w_end_sd, w_endv, stk_w, stk_lv, stk_node, w_prev, w_cur)")
+
+
+def _emit_brownian_step(w):
+    """dW of this step: walk the dyadic tree (level >= 0) or query W(t_{n+1})."""
+    w("sp = tree_increment(k0, k1, first, src, T, level, sp, step, q_ipos, q_frac, q_levels, w_endv, stk_w, "
+      "stk_lv, stk_node, w_prev, w_cur, w_a, w_b, w_mid, zbuf, dW)")
+
+
+def _emit_zeta(w):
+    w("znode = (np.int64(1) << level) + step if level >= 0 else (np.int64(1) << 62) + step")
+    w("normals_block(k0, k1, znode, first, src, 1, zeta64)")
+    with w.block("for i in range(D):"):
+        with w.block("for b in range(B):"):
+            w("zeta[i, b] = zeta64[i, b]")
+
+
+def _op_elem(name, i):
+    return f"op_{name}[hc, {i}, s * S_op_{name}]"
+
+
+def _emit_lane_functions(w, form, scheme, forcing, diffusion, extra):
+    """``rhs_block`` and ``noise_block``: one copy each, called once per stage (small
+    compile, and LLVM still vectorises their lane loops)."""
+    d = form.dim
+    parts = {s.part for s in scheme.statements if isinstance(s, EvalRHS)}
+    assert len(parts) == 1, parts
+    part = parts.pop()
+    bufs = list(_net_buffers(form, [forcing]))
+    sig = ", ".join(["t", "st", "out", "src"] + bufs + list(extra))
+    w(JIT)
+    with w.block(f"def rhs_block({sig}):"):
+        w(f'"""{"f = L y + c + N" if part == "full" else "c(t) + N(y, t)"} of the lanes of ``st`` into ``out``."""')
+        for g in forcing.net_groups:
+            _emit_net(w, form, g, "st", None)
+        with w.block("for b in range(B):"):
+            _lane_prelude(w, form, forcing, "st")
+            for var, e in forcing.assignments:
+                w(f"{var} = {pr(e)}")
+            for i, e in enumerate(forcing.outputs):
+                rhs = pr(e)
+                if part == "full" and form.linear_structure != "zero":
+                    if form.linear_structure == "dense":
+                        rhs += " + " + " + ".join(f"Lm[s * S_L, {i}, {j}] * v{j}" for j in range(d))
+                    else:
+                        rhs += f" + Lm[{i}, s * S_L] * v{i}"
+                w(f"out[{i}, b] = {rhs}")
+    w()
+    w()
+    if not form.stochastic:
+        return f"rhs_block({{t}}, {{state}}, {{target}}, src, {', '.join(bufs + list(extra))})", None
+    sig_n = ", ".join(["t", "st", "dW", "out", "src"] + list(extra))
+    w(JIT)
+    with w.block(f"def noise_block({sig_n}):"):
+        w('"""G(st, t) dW of the lanes of ``st`` into ``out``."""')
+        with w.block("for b in range(B):"):
+            _lane_prelude(w, form, diffusion, "st")
+            for var, e in diffusion.assignments:
+                w(f"{var} = {pr(e)}")
+            G = diffusion.outputs
+            for i in range(d):
+                if form.noise == "scalar":
+                    rhs = f"({pr(G[i])}) * dW[0, b]"
+                elif form.noise == "diagonal":
+                    rhs = f"({pr(G[i])}) * dW[{i}, b]"
+                else:
+                    mm = form.noise_dim
+                    rhs = " + ".join(f"({pr(G[i * mm + j])}) * dW[{j}, b]" for j in range(mm))
+                w(f"out[{i}, b] = {rhs}")
+    w()
+    w()
+    return (f"rhs_block({{t}}, {{state}}, {{target}}, src, {', '.join(bufs + list(extra))})",
+            f"noise_block({{t}}, {{state}}, dW, {{target}}, src, {', '.join(extra)})")
+
+
+def _emit_statement(w, form, scheme, s, calls):
+    d = form.dim
+    if isinstance(s, (EvalRHS, EvalNoise)):
+        t = f"t_n + {pr(s.c)} * h" if s.c else "t_n"
+        call = calls[0] if isinstance(s, EvalRHS) else calls[1]
+        w(call.format(t=t, state=s.state, target=s.target))
+    elif isinstance(s, Combine):
+        with w.block("for b in range(B):"):
+            w("s = src[b]")
+            for i in range(d):
+                terms = []
+                for term in s.terms:
+                    coef = "" if term.coef == 1 else f"{pr(term.coef)} * "
+                    if term.op is None:
+                        terms.append(f"{coef}{term.vec}[{i}, b]")
+                    elif operator_layout(form, scheme.operators[term.op]) == "dense":
+                        mv = " + ".join(f"op_{term.op}[hc, s * S_op_{term.op}, {i}, {j}] * {term.vec}[{j}, b]"
+                                        for j in range(d))
+                        terms.append(f"{coef}({mv})")
+                    else:
+                        terms.append(f"{coef}{_op_elem(term.op, i)} * {term.vec}[{i}, b]")
+                w(f"{s.target}[{i}, b] = " + " + ".join(terms))
+
+
+def _emit_finish_step(w, output):
+    """Accept the step lane by lane; a non-finite lane is marked and frozen at NaN."""
+    with w.block("for b in range(B):"):
+        w("ok = True")
+        with w.block("for i in range(D):"):
+            w(f"ok = ok and math.isfinite({output}[i, b])")
+        w("bad[b] = bad[b] or not ok")
+        with w.block("for i in range(D):"):
+            w(f"y[i, b] = {output}[i, b] if not bad[b] else np.nan")

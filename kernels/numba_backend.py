@@ -1,0 +1,76 @@
+"""Launch a generated fused Numba kernel (see sdekit.codegen.emit_numba) over an ensemble."""
+from __future__ import annotations
+
+import numpy as np
+
+from .brownian import BrownianTree
+from .numpy_backend import Grid, Noise, operator_values
+from .philox import seed_key
+
+
+def _strided(a, dtype):
+    """(array, stride): per-trajectory arrays keep stride 1, shared values get stride 0."""
+    a = np.ascontiguousarray(np.atleast_1d(a), dtype=dtype)
+    return a, (1 if a.shape[-1] > 1 else 0)
+
+
+def kernel_data(names, *, params, nets, structure, Lval, op_specs, grid: Grid, noise: Noise | None, d, dtype):
+    """Runtime arguments of the kernel named in ``names`` (emit_numba.kernel_arguments)."""
+    vals = {}
+    for name, v in params.items():
+        vals[f"P_{name}"], vals[f"S_{name}"] = _strided(v, dtype)
+    for name, layers in nets.items():
+        for i, (W, b) in enumerate(layers):
+            vals[f"{name}_W{i}"], vals[f"{name}_b{i}"] = W, b
+    if Lval is not None:
+        if structure == "dense":
+            vals["Lm"] = np.ascontiguousarray(Lval, dtype=dtype)
+            vals["S_L"] = 1 if Lval.shape[0] > 1 else 0
+        else:
+            L = np.ascontiguousarray(np.broadcast_to(Lval, (d, Lval.shape[1])), dtype=dtype)
+            vals["Lm"], vals["S_L"] = L, (1 if L.shape[1] > 1 else 0)
+    hs = np.diff(grid.times)
+    classes, hclass = np.unique(hs, return_inverse=True)
+    per_class = [operator_values(op_specs, structure, Lval, float(h), noise) for h in classes]
+    for name in op_specs:
+        arrs = [pc[name] for pc in per_class]
+        if arrs[0].ndim == 3:  # dense (n', d, d)
+            stacked = np.stack(arrs)
+            vals[f"S_op_{name}"] = 1 if stacked.shape[1] > 1 else 0
+        else:                  # elementwise (1 or d, n')
+            ncols = max(a.shape[1] for a in arrs)
+            stacked = np.stack([np.broadcast_to(a, (d, ncols)) for a in arrs])
+            vals[f"S_op_{name}"] = 1 if ncols > 1 else 0
+        vals[f"op_{name}"] = np.ascontiguousarray(stacked, dtype=dtype)
+    missing = [n for n in names if n not in vals]
+    if missing:  # pragma: no cover - emitter and runtime disagree
+        raise RuntimeError(f"kernel arguments without values: {missing}")
+    return [vals[n] for n in names], hclass.astype(np.int64)
+
+
+def integrate(kernel, names, grid: Grid, save_steps, y0, first: int, seed: int, params, nets, structure, Lval,
+              op_specs, noise: Noise | None):
+    """Run the fused kernel; returns (saved (nsave, d, n), retcodes (n,) int8)."""
+    d, n = y0.shape
+    dtype = y0.dtype
+    extra, hclass = kernel_data(names, params=params, nets=nets, structure=structure, Lval=Lval,
+                                op_specs=op_specs, grid=grid, noise=noise, d=d, dtype=dtype)
+    nsteps = len(grid.times) - 1
+    q_ipos = np.zeros(nsteps, np.int64)
+    q_frac = np.zeros(nsteps, np.float64)
+    q_levels = np.zeros(nsteps, np.int64)
+    if noise is not None and grid.level is None:
+        tree = BrownianTree(seed, grid.times[0], grid.times[-1], 1, np.zeros(1))
+        for i, t in enumerate(grid.times[1:]):
+            q_ipos[i], q_frac[i], q_levels[i] = tree.query_plan(t)
+    k0, k1 = (np.uint64(k) for k in seed_key(seed))
+    times = np.ascontiguousarray(grid.times, dtype=np.float64)
+    tn_d = times[:-1].astype(dtype)
+    h_d = np.diff(times).astype(dtype)
+    out = np.empty((len(save_steps), d, n), dtype=dtype)
+    retcode = np.zeros(n, dtype=np.int8)
+    level = -1 if grid.level is None else int(grid.level)
+    kernel(np.ascontiguousarray(y0), np.int64(first), k0, k1, times, tn_d, h_d, hclass, np.int64(level),
+           q_ipos, q_frac, q_levels, float(np.sqrt(times[-1] - times[0])), np.asarray(save_steps, np.int64),
+           out, retcode, *extra)
+    return out, retcode

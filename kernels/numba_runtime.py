@@ -1,0 +1,310 @@
+"""Scalar helpers that generated Numba kernels call (small plain @njit functions: LLVM inlines
+and vectorises them; Numba-IR inlining cost seconds of compile per call site): Philox4x32-10,
+Box–Muller normals and a vectorisable tanh.
+
+Everything stays ``uint64`` in the RNG (mixing with int64 silently promotes to float64 in
+Numba; platform-notes.md).  Bit casts are LLVM intrinsics, so they inline and vectorise.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import types
+from numba.extending import intrinsic
+
+_M0 = np.uint64(0xD2511F53)
+_M1 = np.uint64(0xCD9E8D57)
+_W0 = np.uint64(0x9E3779B9)
+_W1 = np.uint64(0xBB67AE85)
+_MASK = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+_TWO_PI = 2.0 * math.pi
+_U32 = 2.0**-32
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _round(c0, c1, c2, c3, k0, k1):
+    p0 = c0 * _M0
+    p1 = c2 * _M1
+    return ((p1 >> _S32) ^ c1 ^ k0) & _MASK, p1 & _MASK, ((p0 >> _S32) ^ c3 ^ k1) & _MASK, p0 & _MASK
+
+
+@numba.njit(inline="always", error_model="numpy")
+def philox4x32(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10 on uint64-held 32-bit words (Salmon et al. 2011); same as kernels.philox.
+    The ten rounds are written out: a loop inside the lane loop would stop vectorisation."""
+    k0b, k1b = (k0 + _W0) & _MASK, (k1 + _W1) & _MASK
+    k0c, k1c = (k0b + _W0) & _MASK, (k1b + _W1) & _MASK
+    k0d, k1d = (k0c + _W0) & _MASK, (k1c + _W1) & _MASK
+    k0e, k1e = (k0d + _W0) & _MASK, (k1d + _W1) & _MASK
+    k0f, k1f = (k0e + _W0) & _MASK, (k1e + _W1) & _MASK
+    k0g, k1g = (k0f + _W0) & _MASK, (k1f + _W1) & _MASK
+    k0h, k1h = (k0g + _W0) & _MASK, (k1g + _W1) & _MASK
+    k0i, k1i = (k0h + _W0) & _MASK, (k1h + _W1) & _MASK
+    k0j, k1j = (k0i + _W0) & _MASK, (k1i + _W1) & _MASK
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0, k1)
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0b, k1b)
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0c, k1c)
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0d, k1d)
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0e, k1e)
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0f, k1f)
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0g, k1g)
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0h, k1h)
+    c0, c1, c2, c3 = _round(c0, c1, c2, c3, k0i, k1i)
+    return _round(c0, c1, c2, c3, k0j, k1j)
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def normal4(k0, k1, node, traj, tag):
+    """Four N(0,1) for counter (node lo, node hi, traj, tag): Box–Muller exactly as
+    kernels.philox.box_muller, with branch-free log and sin/cos (a few ulp from libm)."""
+    nd = np.uint64(node)
+    w0, w1, w2, w3 = philox4x32(nd & _MASK, nd >> _S32, np.uint64(traj) & _MASK, np.uint64(tag), k0, k1)
+    u0 = (u32_to_f64(w0) + 0.5) * _U32
+    u1 = (u32_to_f64(w1) + 0.5) * _U32
+    u2 = (u32_to_f64(w2) + 0.5) * _U32
+    u3 = (u32_to_f64(w3) + 0.5) * _U32
+    r01 = math.sqrt(-2.0 * log_pos(u0))
+    r23 = math.sqrt(-2.0 * log_pos(u2))
+    s01, c01 = sincos_2pi(u1)
+    s23, c23 = sincos_2pi(u3)
+    return r01 * c01, r01 * s01, r23 * c23, r23 * s23
+
+
+_EXP52_BITS = np.uint64(0x4330000000000000)
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+def u32_to_f64(w):
+    """Exact float of a 32-bit value held in uint64, by bits (2^52 + w) − 2^52: vectorises on AVX2,
+    where a uint64 -> double conversion does not."""
+    return _i64_as_f64(np.int64(w | _EXP52_BITS)) - 4503599627370496.0
+
+
+_EXP52_I = 0x4330000000000000
+_TWO52 = 4503599627370496.0
+_SQRT2 = math.sqrt(2.0)
+_LN2 = math.log(2.0)
+_MANT = 0x000FFFFFFFFFFFFF
+_ONE_BITS = 0x3FF0000000000000
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+def log_pos(x):
+    """log(x) for normal x > 0, branch-free: x = 2^e m, m in [√½, √2), log m = 2 atanh((m−1)/(m+1))
+    by its series to f^23 (|f| <= 0.172: truncation < 1e-19).  Max error ~2 ulp."""
+    bits = _f64_as_i64(x)
+    e = (bits >> 52) - 1023
+    m = _i64_as_f64((bits & _MANT) | _ONE_BITS)
+    big = m > _SQRT2
+    m = m * 0.5 if big else m
+    e = e + 1 if big else e
+    f = (m - 1.0) / (m + 1.0)
+    f2 = f * f
+    p = 1.0 / 23.0
+    p = p * f2 + 1.0 / 21.0
+    p = p * f2 + 1.0 / 19.0
+    p = p * f2 + 1.0 / 17.0
+    p = p * f2 + 1.0 / 15.0
+    p = p * f2 + 1.0 / 13.0
+    p = p * f2 + 1.0 / 11.0
+    p = p * f2 + 1.0 / 9.0
+    p = p * f2 + 1.0 / 7.0
+    p = p * f2 + 1.0 / 5.0
+    p = p * f2 + 1.0 / 3.0
+    return np.float64(e) * _LN2 + 2.0 * (f + f * f2 * p)
+
+
+_SIN_C = tuple((-1.0) ** k / math.factorial(2 * k + 1) for k in range(1, 10))
+_COS_C = tuple((-1.0) ** k / math.factorial(2 * k) for k in range(1, 10))
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+def sincos_2pi(u):
+    """(sin 2πu, cos 2πu) for u in (0, 1), branch-free: u = q/4 + r exactly, |r| <= 1/8,
+    Taylor of sin/cos at 2πr (|2πr| <= π/4, to degree 19/18), then a quarter-turn rotation."""
+    qm = 4.0 * u + _MAGIC                      # round(4u) in the low mantissa bits
+    q = qm - _MAGIC
+    k = _f64_as_i64(qm) & 3
+    x = _TWO_PI * (u - 0.25 * q)
+    x2 = x * x
+    sp = ((((((((_SIN_C[8] * x2 + _SIN_C[7]) * x2 + _SIN_C[6]) * x2 + _SIN_C[5]) * x2 + _SIN_C[4]) * x2
+              + _SIN_C[3]) * x2 + _SIN_C[2]) * x2 + _SIN_C[1]) * x2 + _SIN_C[0])
+    cp = ((((((((_COS_C[8] * x2 + _COS_C[7]) * x2 + _COS_C[6]) * x2 + _COS_C[5]) * x2 + _COS_C[4]) * x2
+              + _COS_C[3]) * x2 + _COS_C[2]) * x2 + _COS_C[1]) * x2 + _COS_C[0])
+    sn = x + x * x2 * sp
+    cs = 1.0 + x2 * cp
+    # rotate by k quarter turns without branches (selects chains do not vectorise):
+    # k = 0: (sn, cs), 1: (cs, -sn), 2: (-sn, -cs), 3: (-cs, sn)
+    swap = _i64_as_f64((k & 1) | _EXP52_I) - _TWO52
+    sgn_s = 1.0 - 2.0 * (_i64_as_f64((k >> 1) | _EXP52_I) - _TWO52)
+    sgn_c = 1.0 - 2.0 * (_i64_as_f64(((k ^ (k >> 1)) & 1) | _EXP52_I) - _TWO52)
+    a = sn + swap * (cs - sn)
+    b = cs + swap * (sn - cs)
+    return a * sgn_s, b * sgn_c
+
+
+@intrinsic
+def _f64_as_i64(typingctx, x):
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+    return sig, codegen
+
+
+@intrinsic
+def _i64_as_f64(typingctx, x):
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+    return sig, codegen
+
+
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_LOG2E = 1.4426950408889634
+_MAGIC = 6755399441055744.0  # 1.5 * 2^52: adding it rounds to an integer held in the low mantissa bits
+_MAGIC_BITS = 0x4338000000000000
+# expm1(r) = r + r^2/2! + ... on |r| <= ln2/2: Taylor to r^13 (truncation < 3e-18 relative)
+_EXPM1_C = tuple(1.0 / math.factorial(k) for k in range(2, 14))
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+def expm1_neg(x):
+    """expm1(x) for x <= 0, branch-free (Cody–Waite reduction, Taylor on |r| <= ln2/2, 2^k by bit
+    construction).  Max error ~2 ulp; clamps at x = -745 (result -1)."""
+    x = max(x, -745.0)
+    kf = x * _LOG2E + _MAGIC
+    k = _f64_as_i64(kf) - _MAGIC_BITS          # round(x/ln2) as int64
+    kd = kf - _MAGIC
+    r = (x - kd * _LN2_HI) - kd * _LN2_LO
+    p = _EXPM1_C[11]
+    p = p * r + _EXPM1_C[10]
+    p = p * r + _EXPM1_C[9]
+    p = p * r + _EXPM1_C[8]
+    p = p * r + _EXPM1_C[7]
+    p = p * r + _EXPM1_C[6]
+    p = p * r + _EXPM1_C[5]
+    p = p * r + _EXPM1_C[4]
+    p = p * r + _EXPM1_C[3]
+    p = p * r + _EXPM1_C[2]
+    p = p * r + _EXPM1_C[1]
+    p = p * r + _EXPM1_C[0]
+    em1 = r + r * r * p                          # expm1(r)
+    two_k = _i64_as_f64((max(k, -1022) + 1023) << 52)
+    return two_k * em1 + (two_k - 1.0)
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+def tanh(x):
+    """tanh(x) = sign(x)·(−u/(2+u)), u = expm1(−2|x|): branch-free, vectorisable, a few ulp."""
+    u = expm1_neg(-2.0 * abs(x))
+    return math.copysign(-u / (2.0 + u), x)
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+def normals_block(k0, k1, node, first, src, stream, out):
+    """out[c, b] = component c of the normals at ``node`` of trajectory first + src[b] in ``stream``."""
+    m, nb = out.shape
+    for g in range((m + 3) // 4):
+        c = 4 * g
+        tag = (stream << 16) | g
+        for b in range(nb):
+            z0, z1, z2, z3 = normal4(k0, k1, node, first + src[b], tag)
+            out[c, b] = z0
+            if c + 1 < m:
+                out[c + 1, b] = z1
+            if c + 2 < m:
+                out[c + 2, b] = z2
+            if c + 3 < m:
+                out[c + 3, b] = z3
+
+
+@numba.njit(cache=True)
+def bridge_block(k0, k1, node, level, T, first, src, left, right, z, target):
+    """target = ½(left + right) + √(T 2^-level / 4) Z_node: the tree's midpoint (kernels/brownian.py)."""
+    normals_block(k0, k1, node, first, src, 0, z)
+    sd = math.sqrt(T * 2.0 ** (-level) / 4.0)
+    m, nb = target.shape
+    for c in range(m):
+        for b in range(nb):
+            target[c, b] = 0.5 * (left[c, b] + right[c, b]) + sd * z[c, b]
+
+
+@numba.njit(cache=True)
+def copy2(src, dst):
+    for c in range(src.shape[0]):
+        for b in range(src.shape[1]):
+            dst[c, b] = src[c, b]
+
+
+@numba.njit(cache=True)
+def tree_start(k0, k1, first, src, sqrt_T, w_end, stk_w, stk_lv, stk_node, w_prev, w_cur):
+    """Initialise a block's Brownian tree: W(t1) = √T Z_0, the stack holds the root interval."""
+    normals_block(k0, k1, 0, first, src, 0, w_end)
+    m, nb = w_end.shape
+    for c in range(m):
+        for b in range(nb):
+            w_end[c, b] *= sqrt_T
+            w_prev[c, b] = 0.0       # W(t0) = 0: the walk's first left end
+            w_cur[c, b] = 0.0
+    copy2(w_end, stk_w[0])
+    stk_lv[0] = 0
+    stk_node[0] = 1
+    return 0
+
+
+@numba.njit(cache=True)
+def tree_increment(k0, k1, first, src, T, level, sp, step, q_ipos, q_frac, q_levels, w_end, stk_w, stk_lv,
+                   stk_node, w_prev, w_cur, w_a, w_b, w_mid, zbuf, dW):
+    """dW of step ``step`` for a block: walk the dyadic tree in order (level >= 0; returns the
+    new stack pointer) or query W(t_{n+1}) by its plan (kernels/brownian.py, same arithmetic)."""
+    m, nb = w_end.shape
+    if level >= 0:
+        while True:
+            lv = stk_lv[sp]
+            node = stk_node[sp]
+            if lv == level:
+                copy2(stk_w[sp], w_cur)
+                sp -= 1
+                break
+            bridge_block(k0, k1, node, lv, T, first, src, w_cur, stk_w[sp], zbuf, w_mid)
+            stk_lv[sp] = lv + 1
+            stk_node[sp] = 2 * node + 1
+            sp += 1
+            stk_lv[sp] = lv + 1
+            stk_node[sp] = 2 * node
+            copy2(w_mid, stk_w[sp])
+    else:
+        nlev = q_levels[step]
+        if nlev == -1:
+            copy2(w_end, w_cur)
+        else:
+            ipos = q_ipos[step]
+            for c in range(m):
+                for b in range(nb):
+                    w_a[c, b] = 0.0
+                    w_b[c, b] = w_end[c, b]
+            lo = np.int64(0)
+            for lv in range(nlev):
+                half = np.int64(1) << (48 - lv - 1)
+                node = (np.int64(1) << lv) + (ipos >> (48 - lv))
+                bridge_block(k0, k1, node, lv, T, first, src, w_a, w_b, zbuf, w_mid)
+                if ipos < lo + half:
+                    copy2(w_mid, w_b)
+                else:
+                    copy2(w_mid, w_a)
+                    lo += half
+            fr = q_frac[step]
+            for c in range(m):
+                for b in range(nb):
+                    w_cur[c, b] = w_a[c, b] if fr == 0.0 else w_a[c, b] + fr * (w_b[c, b] - w_a[c, b])
+    for c in range(m):
+        for b in range(nb):
+            dW[c, b] = w_cur[c, b] - w_prev[c, b]
+            w_prev[c, b] = w_cur[c, b]
+    return sp
