@@ -9,6 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sdekit as sk
+
+
+def solve(*args, **kw):
+    """Orders and API facts are measured on the numpy reference backend (same step scheme; the
+    Numba kernel is checked against it in test_numba.py)."""
+    kw.setdefault("backend", "numpy")
+    return sk.solve(*args, **kw)
 from sdekit.kernels.brownian import BrownianTree
 
 from sdekit.testing import observed_order as slope
@@ -50,7 +57,7 @@ def test_ode_order(method, order, levels, dense):
     prob, exact = manufactured(DENSE if dense else STIFF_DIAG, dense)
     assert prob.model.linear_structure == ("dense" if dense else "diagonal")
     dts = [2.0**-k for k in levels]
-    errs = [np.max(np.abs(sk.solve(prob, method, dt=dt).y[-1] - exact)) for dt in dts]
+    errs = [np.max(np.abs(solve(prob, method, dt=dt).y[-1] - exact)) for dt in dts]
     p = slope(dts, errs)
     print(f"{method} ({'dense' if dense else 'diagonal'} L): errors {errs}, order {p:.2f}")
     assert abs(p - order) < 0.2, (method, p, errs)
@@ -71,7 +78,7 @@ def test_etd_exact_for_linear_diagonal(lams, nsteps, method):
     L = np.diag(lams)
     y0 = np.linspace(1, 2, len(lams))
     c = np.linspace(-1, 1, len(lams))
-    sol = sk.solve(_linear_problem(L, y0, c), method, dt=1.3 / nsteps)
+    sol = solve(_linear_problem(L, y0, c), method, dt=1.3 / nsteps)
     T = mpmath.mpf(1.3)
     exact = [float(mpmath.exp(lam * T) * a + (mpmath.expm1(lam * T) / lam if lam else T) * b)
              for lam, a, b in zip(map(mpmath.mpf, lams), y0, c)]
@@ -85,7 +92,7 @@ def test_etd_exact_for_linear_dense(seed, scale, nsteps):
     A = rng.normal(size=(3, 3))
     L = scale * (A - A.T - np.eye(3) * rng.uniform(0, 2)) / 3
     y0 = rng.normal(size=3)
-    sol = sk.solve(_linear_problem(L, y0), "ETDRK4", dt=1.3 / nsteps)
+    sol = solve(_linear_problem(L, y0), "ETDRK4", dt=1.3 / nsteps)
     assert np.allclose(sol.y[-1], scipy.linalg.expm(1.3 * L) @ y0, rtol=1e-10, atol=1e-11)
 
 
@@ -98,7 +105,7 @@ def _sde(drift_fn, diffusion, d=1, noise="diagonal", y0=1.0, T=1.0):
 def _pairwise_order(prob, method, levels, n=400):
     """Strong order from RMS|y_dt(T) − y_{dt/2}(T)| on the same Brownian paths."""
     ens = sk.Ensemble(prob, n=n, seed=11)
-    finals = {k: sk.solve(ens, method, dt=2.0**-k).y[:, -1] for k in levels}
+    finals = {k: solve(ens, method, dt=2.0**-k).y[:, -1] for k in levels}
     dts = [2.0**-k for k in levels[:-1]]
     errs = [np.sqrt(np.mean(np.sum((finals[k] - finals[k + 1]) ** 2, axis=-1))) for k in levels[:-1]]
     return slope(dts, errs), errs
@@ -119,7 +126,7 @@ def test_em_strong_order_half_on_geometric_brownian_motion():
     WT = BrownianTree(3, 0.0, T, 1, np.arange(n)).query(T)[0]
     exact = np.exp((mu - sigma**2 / 2) * T + sigma * WT)
     levels = list(range(3, 10))
-    errs = [np.sqrt(np.mean((sk.solve(ens, "EM", dt=2.0**-k).y[:, -1, 0] - exact) ** 2)) for k in levels]
+    errs = [np.sqrt(np.mean((solve(ens, "EM", dt=2.0**-k).y[:, -1, 0] - exact) ** 2)) for k in levels]
     p = slope([2.0**-k for k in levels], errs)
     print("EM multiplicative:", p, errs)
     assert abs(p - 0.5) < 0.2
@@ -160,7 +167,7 @@ def test_setd1_exact_in_law_for_diagonal_ou(nsteps):
     model = sk.SDE(y, drift=sp.Matrix(L) * y, diffusion=sp.Matrix(g), noise="diagonal")
     y0 = np.array([1.0, -2.0])
     ens = sk.Ensemble(sk.SDEProblem(model, y0=y0, tspan=(0, OU_T)), n=100_000, seed=2)
-    Y = sk.solve(ens, "SETD1", dt=OU_T / nsteps, saveat=[OU_T]).y[:, -1]
+    Y = solve(ens, "SETD1", dt=OU_T / nsteps, saveat=[OU_T]).y[:, -1]
     _check_moments(Y, *_ou_moments(L, np.diag(g * g), y0))
 
 
@@ -172,5 +179,5 @@ def test_setd1_exact_in_law_for_dense_ou_with_scalar_noise(nsteps):
     model = sk.SDE(y, linear=L, nonlinear=sp.zeros(2, 1), diffusion=sp.Matrix(g), noise="scalar")
     y0 = np.array([1.0, -2.0])
     ens = sk.Ensemble(sk.SDEProblem(model, y0=y0, tspan=(0, OU_T)), n=100_000, seed=4)
-    Y = sk.solve(ens, "SETD1", dt=OU_T / nsteps, saveat=[OU_T]).y[:, -1]
+    Y = solve(ens, "SETD1", dt=OU_T / nsteps, saveat=[OU_T]).y[:, -1]
     _check_moments(Y, *_ou_moments(L, np.outer(g, g), y0))

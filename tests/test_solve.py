@@ -4,6 +4,13 @@ import pytest
 import sympy as sp
 
 import sdekit as sk
+
+
+def solve(*args, **kw):
+    """Orders and API facts are measured on the numpy reference backend (same step scheme; the
+    Numba kernel is checked against it in test_numba.py)."""
+    kw.setdefault("backend", "numpy")
+    return sk.solve(*args, **kw)
 from sdekit.kernels.numpy_runtime import mlp_forward
 
 SIZES = [3, 8, 8, 3]
@@ -25,11 +32,11 @@ def neural_sde(noise="diagonal"):
 def test_design_api_example_shapes():
     prob = neural_sde()
     ens = sk.Ensemble(prob, n=64, seed=0)
-    sol = sk.solve(ens, method="SETD1", dt=1e-2, backend="numpy")
+    sol = solve(ens, method="SETD1", dt=1e-2, backend="numpy")
     assert sol.t.shape == (101,) and sol.y.shape == (64, 101, 3)
     assert sol.retcode == "Success" and set(sol.retcodes) == {"Success"}
     assert sol.stats == {"nf": 100 * 64, "naccept": 100 * 64, "nreject": 0}
-    single = sk.solve(prob, "EM", dt=0.25, seed=3)
+    single = solve(prob, "EM", dt=0.25, seed=3)
     assert single.y.shape == (5, 3) and single.retcodes is None
     np.testing.assert_array_equal(single.y[0], prob.y0)
 
@@ -37,14 +44,14 @@ def test_design_api_example_shapes():
 @pytest.mark.parametrize("method,dt", [("SETD1", 2.0**-5), ("EM", 0.1)])
 def test_seed_results_do_not_depend_on_ensemble_size_or_chunk(method, dt):
     prob = neural_sde()
-    big = sk.solve(sk.Ensemble(prob, n=40, seed=9), method, dt=dt)
-    small = sk.solve(sk.Ensemble(prob, n=7, seed=9), method, dt=dt)
+    big = solve(sk.Ensemble(prob, n=40, seed=9), method, dt=dt)
+    small = solve(sk.Ensemble(prob, n=7, seed=9), method, dt=dt)
     np.testing.assert_array_equal(big.y[:7], small.y)
     chunk = sk.Ensemble(prob, n=40, seed=9).chunk(13, 29)
-    np.testing.assert_array_equal(big.y[13:29], sk.solve(chunk, method, dt=dt).y)
-    offset = sk.solve(sk.Ensemble(prob, n=5, seed=9, first=20), method, dt=dt)
+    np.testing.assert_array_equal(big.y[13:29], solve(chunk, method, dt=dt).y)
+    offset = solve(sk.Ensemble(prob, n=5, seed=9, first=20), method, dt=dt)
     np.testing.assert_array_equal(big.y[20:25], offset.y)
-    other = sk.solve(sk.Ensemble(prob, n=7, seed=10), method, dt=dt)
+    other = solve(sk.Ensemble(prob, n=7, seed=10), method, dt=dt)
     assert not np.allclose(other.y[:, -1], small.y[:, -1])
 
 
@@ -53,10 +60,10 @@ def test_per_trajectory_params_and_initial_values():
     ks = np.array([0.5, 1.0, 2.0])
     Y0 = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
     p2 = sk.SDEProblem(prob.model, y0=prob.y0, tspan=prob.tspan, params={"k": ks}, nets=prob.nets)
-    sol = sk.solve(sk.Ensemble(p2, y0=Y0, seed=1), "SETD1", dt=0.125)
+    sol = solve(sk.Ensemble(p2, y0=Y0, seed=1), "SETD1", dt=0.125)
     for i in range(3):
         pi = sk.SDEProblem(prob.model, y0=Y0[i], tspan=prob.tspan, params={"k": ks[i]}, nets=prob.nets)
-        one = sk.solve(sk.Ensemble(pi, n=1, seed=1, first=i), "SETD1", dt=0.125)
+        one = solve(sk.Ensemble(pi, n=1, seed=1, first=i), "SETD1", dt=0.125)
         np.testing.assert_allclose(sol.y[i], one.y[0], rtol=1e-13, atol=1e-15)
 
 
@@ -71,7 +78,7 @@ def test_mlp_matches_numpy_and_euler_step_uses_it():
     y = sk.states("y", 3)
     net = sk.MLP("g", SIZES)
     prob = sk.ODEProblem(sk.ODE(y, net(y)), y0=x[:, 0], tspan=(0, 0.1), nets={"g": w})
-    np.testing.assert_allclose(sk.solve(prob, "Euler", dt=0.1).y[-1], x[:, 0] + 0.1 * ref[:, 0], rtol=1e-14)
+    np.testing.assert_allclose(solve(prob, "Euler", dt=0.1).y[-1], x[:, 0] + 0.1 * ref[:, 0], rtol=1e-14)
 
 
 def test_mlp_with_time_input():
@@ -79,7 +86,7 @@ def test_mlp_with_time_input():
     net = sk.MLP("g", [3, 5, 2], activation="relu")
     w = _weights(2, [3, 5, 2])
     prob = sk.ODEProblem(sk.ODE(y, net(y, sk.t)), y0=[0.3, -0.2], tspan=(0.5, 0.75), nets={"g": w})
-    got = sk.solve(prob, "Euler", dt=0.25).y[-1]
+    got = solve(prob, "Euler", dt=0.25).y[-1]
     h = np.maximum(w[0][0] @ np.array([0.3, -0.2, 0.5]) + w[0][1], 0)
     np.testing.assert_allclose(got, np.array([0.3, -0.2]) + 0.25 * (w[1][0] @ h + w[1][1]), rtol=1e-14)
 
@@ -91,7 +98,7 @@ def test_mlp_matches_torch_sequential():
                               torch.nn.Linear(8, 3)).double()
     y = sk.states("y", 3)
     prob = sk.ODEProblem(sk.ODE(y, sk.MLP("f", SIZES)(y)), y0=[0.1, 0.2, 0.3], tspan=(0, 0.5), nets={"f": seq})
-    got = sk.solve(prob, "Euler", dt=0.5).y[-1]
+    got = solve(prob, "Euler", dt=0.5).y[-1]
     with torch.no_grad():
         want = 0.1 + 0 * seq(torch.tensor([[0.1, 0.2, 0.3]], dtype=torch.float64))[0].numpy()
         want = np.array([0.1, 0.2, 0.3]) + 0.5 * seq(torch.tensor([[0.1, 0.2, 0.3]], dtype=torch.float64))[0].numpy()
@@ -105,19 +112,19 @@ def test_mlp_matches_torch_sequential():
 def test_float32_runs_and_stays_close():
     prob = neural_sde()
     ens = sk.Ensemble(prob, n=16, seed=0)
-    a = sk.solve(ens, "SETD1", dt=2.0**-5)
-    b = sk.solve(ens, "SETD1", dt=2.0**-5, dtype=np.float32)
+    a = solve(ens, "SETD1", dt=2.0**-5)
+    b = solve(ens, "SETD1", dt=2.0**-5, dtype=np.float32)
     assert b.y.dtype == np.float32
     np.testing.assert_allclose(b.y, a.y, rtol=0, atol=1e-5)
 
 
 def test_saveat_on_grid():
     prob = neural_sde()
-    sol = sk.solve(prob, "EM", dt=0.125, saveat=[0.0, 0.5, 1.0])
-    full = sk.solve(prob, "EM", dt=0.125)
+    sol = solve(prob, "EM", dt=0.125, saveat=[0.0, 0.5, 1.0])
+    full = solve(prob, "EM", dt=0.125)
     np.testing.assert_array_equal(sol.y, full.y[[0, 4, 8]])
     with pytest.raises(ValueError, match="not on the fixed-step grid"):
-        sk.solve(prob, "EM", dt=0.125, saveat=[0.3])
+        solve(prob, "EM", dt=0.125, saveat=[0.3])
 
 
 def test_general_noise_em_matches_increment_definition():
@@ -125,7 +132,7 @@ def test_general_noise_em_matches_increment_definition():
     G = sp.Matrix([[1, 0, 2], [0, 1, -1]]) / 4
     model = sk.SDE(y, drift=sp.zeros(2, 1), diffusion=G, noise="general")
     ens = sk.Ensemble(sk.SDEProblem(model, y0=[0, 0], tspan=(0, 1)), n=20_000, seed=0)
-    Y = sk.solve(ens, "EM", dt=0.25).y[:, -1]
+    Y = solve(ens, "EM", dt=0.25).y[:, -1]
     cov = np.array(G * G.T, dtype=float)
     np.testing.assert_allclose(np.cov(Y.T), cov, atol=0.01)
 
@@ -134,11 +141,11 @@ def test_diverging_trajectory_ends_unstable_without_touching_others():
     y = sk.states("y", 1)
     prob = sk.ODEProblem(sk.ODE(y, sp.Matrix([y[0] ** 2])), y0=[0.1], tspan=(0, 2.0))
     Y0 = np.array([[0.1], [50.0], [-0.3]])
-    sol = sk.solve(sk.Ensemble(prob, y0=Y0), "RK4", dt=0.01)
+    sol = solve(sk.Ensemble(prob, y0=Y0), "RK4", dt=0.01)
     assert list(sol.retcodes) == ["Success", "Unstable", "Success"]
     assert sol.retcode == "Unstable"
     assert np.isnan(sol.y[1, -1, 0])
-    alone = sk.solve(sk.Ensemble(prob, y0=Y0[[0, 2]]), "RK4", dt=0.01)
+    alone = solve(sk.Ensemble(prob, y0=Y0[[0, 2]]), "RK4", dt=0.01)
     np.testing.assert_array_equal(sol.y[[0, 2]], alone.y)
 
 
@@ -153,12 +160,12 @@ def test_diverging_trajectory_ends_unstable_without_touching_others():
                              nets={"f": [(np.ones((8, 4)), np.ones(8))] + _weights()[1:]}), ValueError, r"layer 0: W has shape \(8, 4\)"),
     (lambda p: sk.SDEProblem(p.model, y0=[1, 1, 2], tspan=(0, 1), params={"k": 1},
                              nets={"f": _weights()[:2]}), ValueError, "has 3 layers"),
-    (lambda p: sk.solve(p, "RK45", dt=0.1), sk.ModelError, "unknown method 'RK45'"),
-    (lambda p: sk.solve(p, "RK4", dt=0.1), sk.ModelError, "ODE method but the model is an SDE"),
-    (lambda p: sk.solve(p, "EM", dt=0.0), ValueError, "dt must be finite and > 0"),
-    (lambda p: sk.solve(p, "EM", dt=-0.1), ValueError, "dt must be finite and > 0"),
-    (lambda p: sk.solve(p, "EM", dt=0.1, backend="fortran"), ValueError, "unknown backend"),
-    (lambda p: sk.solve(p, "EM", rtol=1e-3), sk.ModelError, "adaptive stepping"),
+    (lambda p: solve(p, "RK45", dt=0.1), sk.ModelError, "unknown method 'RK45'"),
+    (lambda p: solve(p, "RK4", dt=0.1), sk.ModelError, "ODE method but the model is an SDE"),
+    (lambda p: solve(p, "EM", dt=0.0), ValueError, "dt must be finite and > 0"),
+    (lambda p: solve(p, "EM", dt=-0.1), ValueError, "dt must be finite and > 0"),
+    (lambda p: solve(p, "EM", dt=0.1, backend="fortran"), ValueError, "unknown backend"),
+    (lambda p: solve(p, "EM", rtol=1e-3), sk.ModelError, "adaptive stepping"),
     (lambda p: sk.Ensemble(p, n=0), ValueError, "n >= 1"),
     (lambda p: sk.Ensemble(p, y0=np.ones((4, 2))), ValueError, r"shape \(n, 3\)"),
 ])
@@ -171,17 +178,17 @@ def test_sde_method_on_ode_problem_and_multiplicative_setd1():
     y = sk.states("y", 1)
     ode = sk.ODEProblem(sk.ODE(y, -y), y0=[1.0], tspan=(0, 1))
     with pytest.raises(sk.ModelError, match="EM is an SDE method but the"):
-        sk.solve(ode, "EM", dt=0.1)
+        solve(ode, "EM", dt=0.1)
     mult = sk.SDEProblem(sk.SDE(y, drift=-y, diffusion=y[0]), y0=[1.0], tspan=(0, 1))
     with pytest.raises(sk.ModelError, match="needs additive noise"):
-        sk.solve(mult, "SETD1", dt=0.1)
+        solve(mult, "SETD1", dt=0.1)
 
 
 def test_array_params_need_an_ensemble():
     prob = neural_sde()
     p2 = sk.SDEProblem(prob.model, y0=prob.y0, tspan=prob.tspan, params={"k": np.ones(3)}, nets=prob.nets)
     with pytest.raises(ValueError, match="need an Ensemble"):
-        sk.solve(p2, "EM", dt=0.1)
+        solve(p2, "EM", dt=0.1)
     with pytest.raises(ValueError, match="has 3 values for an ensemble of 5"):
         sk.Ensemble(p2, n=5)
 
@@ -192,4 +199,4 @@ def test_methods_catalogue_and_inspect():
     src = sk.inspect(neural_sde().model, "setd1")
     assert "def step(" in src and "mlp_forward" in src and "ops['S'] * zeta" in src
     ode = sk.ODEProblem(sk.ODE(sk.states("y", 1), -sk.states("y", 1)), y0=[1.0], tspan=(0, 1))
-    assert sk.solve(ode, "expeuler", dt=0.5).method == "ETD1"  # aliases, case-insensitive
+    assert solve(ode, "expeuler", dt=0.5).method == "ETD1"  # aliases, case-insensitive

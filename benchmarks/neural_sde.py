@@ -1,0 +1,124 @@
+"""Neural SDE ensemble benchmark (issue: Foundation II).
+
+dy = (A y + f(y)) dt + 0.1 dW, A = diag(-1, -2, -3, -4), f an MLP 4→32→32→4 (tanh),
+Euler–Maruyama, 100 steps on [0, 1] (dt = 0.01: a non-dyadic grid, so each step queries
+the Brownian tree at depth 48) and, for comparison, 128 steps (dt = 2^-7: the dyadic walk,
+one tree node per step).  Reports wall time excluding compile, cold compile time, GFLOP/s
+and its fraction of the machine's dgemm/sgemm rate measured in the same run, plus the numpy
+reference backend.  Writes benchmarks/results/neural_sde.{json,md}.
+
+    python benchmarks/neural_sde.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import sympy as sp
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def gemm_rate(dtype, n=2048, repeats=5) -> float:
+    """Best GFLOP/s of numpy's matmul (BLAS gemm) on n x n matrices."""
+    a = np.random.default_rng(0).random((n, n)).astype(dtype)
+    b = a.copy()
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def problem(n):
+    import sdekit as sk
+
+    y = sk.states("y", 4)
+    net = sk.MLP("f", [4, 32, 32, 4], activation="tanh")
+    model = sk.SDE(y, drift=sp.diag(-1, -2, -3, -4) * y + net(y), diffusion=sp.Rational(1, 10), noise="diagonal")
+    rng = np.random.default_rng(0)
+    weights = [(rng.normal(size=(b, a)) / np.sqrt(a), 0.1 * rng.normal(size=b))
+               for a, b in zip(net.sizes[:-1], net.sizes[1:])]
+    prob = sk.SDEProblem(model, y0=np.ones(4), tspan=(0.0, 1.0), nets={"f": weights})
+    return sk.Ensemble(prob, n=n, seed=0), net
+
+
+def run(quick=False):
+    import numba
+
+    import sdekit as sk
+
+    rates = {"float64": gemm_rate(np.float64), "float32": gemm_rate(np.float32)}
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, numba threads "
+          f"{numba.get_num_threads()}; numpy gemm: {rates['float64']:.1f} GFLOP/s (f64), {rates['float32']:.1f} (f32)")
+    rows = []
+    sizes = (4096,) if quick else (4096, 65536)
+    for steps in (100, 128):
+        dt = 1.0 / steps
+        for dtype in ("float64", "float32"):
+            for n in sizes:
+                ens, net = problem(n)
+                flops = n * steps * (net.flops + 6 * 4)   # MLP + EM update (d = 4)
+                compile_s = None
+                if n == sizes[0]:  # cold compile: a fresh kernel cache
+                    os.environ["SDEKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="sdekit-bench-")
+                    ens.problem.model._sources.clear()
+                    t_first = _timed(lambda: sk.solve(ens, "EM", dt=dt, dtype=dtype, saveat=[1.0]))
+                    run_s = min(_timed(lambda: sk.solve(ens, "EM", dt=dt, dtype=dtype, saveat=[1.0]))
+                                for _ in range(3))
+                    compile_s = t_first - run_s
+                else:
+                    sk.solve(ens, "EM", dt=dt, dtype=dtype, saveat=[1.0])
+                    run_s = min(_timed(lambda: sk.solve(ens, "EM", dt=dt, dtype=dtype, saveat=[1.0]))
+                                for _ in range(3))
+                gf = flops / run_s / 1e9
+                rows.append({"backend": "numba", "steps": steps, "grid": "dyadic" if steps == 128 else "non-dyadic",
+                             "dtype": dtype, "n": n, "time_s": run_s, "compile_s": compile_s, "gflops": gf,
+                             "fraction_of_gemm": gf / rates[dtype], "traj_steps_per_s": n * steps / run_s})
+                print(_fmt(rows[-1]))
+    for steps in (100, 128):
+        ens, net = problem(4096)
+        run_s = _timed(lambda: sk.solve(ens, "EM", dt=1.0 / steps, backend="numpy", saveat=[1.0]))
+        gf = 4096 * steps * (net.flops + 24) / run_s / 1e9
+        rows.append({"backend": "numpy", "steps": steps, "grid": "dyadic" if steps == 128 else "non-dyadic",
+                     "dtype": "float64", "n": 4096, "time_s": run_s, "compile_s": None, "gflops": gf,
+                     "fraction_of_gemm": gf / rates["float64"], "traj_steps_per_s": 4096 * steps / run_s})
+        print(_fmt(rows[-1]))
+    return {"gemm_gflops": rates, "numba_threads": numba.get_num_threads(), "cpus": os.cpu_count(),
+            "machine": platform.machine(), "rows": rows}
+
+
+def _fmt(r):
+    comp = f"{r['compile_s']:.1f}" if r["compile_s"] is not None else "-"
+    return (f"| {r['backend']} | {r['steps']} ({r['grid']}) | {r['dtype']} | {r['n']} | {r['time_s']:.3f} | {comp} | "
+            f"{r['gflops']:.2f} | {100 * r['fraction_of_gemm']:.0f}% | {r['traj_steps_per_s']:.3g} |")
+
+
+def write(result):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "neural_sde.json").write_text(json.dumps(result, indent=2))
+    head = ("| backend | EM steps | dtype | N | time [s] | cold compile [s] | GFLOP/s | of gemm | traj-steps/s |\n"
+            "|---|---|---|---|---|---|---|---|---|")
+    md = [f"# Neural SDE ensemble (d=4, MLP 4-32-32-4 tanh, EM)\n",
+          f"numpy gemm on this machine: {result['gemm_gflops']['float64']:.1f} GFLOP/s float64, "
+          f"{result['gemm_gflops']['float32']:.1f} GFLOP/s float32; {result['cpus']} cpus, "
+          f"{result['numba_threads']} numba threads.\n", head] + [_fmt(r) for r in result["rows"]]
+    (RESULTS / "neural_sde.md").write_text("\n".join(md) + "\n")
+    print(f"wrote {RESULTS / 'neural_sde.json'} and neural_sde.md")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="N = 4096 only")
+    args = ap.parse_args()
+    write(run(args.quick))
