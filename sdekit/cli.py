@@ -22,13 +22,13 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="neural SDE ensemble: EM vs SETD1 table and plot")
     d.add_argument("--n", type=int, default=1024, help="trajectories (default 1024)")
-    d.add_argument("--backend", default=None, help="numpy (default)")
+    d.add_argument("--backend", default=None, help="numba (default) or numpy")
     d.add_argument("--out", default="sdekit-demo.png", help="PNG to write ('' for none)")
     sub.add_parser("methods", help="print the method catalogue")
     i = sub.add_parser("inspect", help="print the generated source of a model's step")
     i.add_argument("model", help="MODULE:ATTRIBUTE of an ODE/SDE/problem, or 'demo'")
     i.add_argument("--method", default="SETD1")
-    i.add_argument("--backend", default="numpy")
+    i.add_argument("--backend", default="numba", help="numba (default) or numpy")
     args = parser.parse_args(argv)
     if args.cmd == "demo":
         from sdekit.demo import run_demo

@@ -19,6 +19,9 @@ def test_demo_table_and_plot(tmp_path):
 def test_cli_methods_and_inspect(capsys):
     assert main(["methods"]) == 0
     assert "SETD1" in capsys.readouterr().out
-    assert main(["inspect", "demo", "--method", "EM"]) == 0
+    assert main(["inspect", "demo", "--method", "EM", "--backend", "numpy"]) == 0
     out = capsys.readouterr().out
     assert "def step(" in out and "mlp_forward(nets['f'], 'tanh'" in out
+    assert main(["inspect", "demo", "--method", "SETD1"]) == 0
+    out = capsys.readouterr().out
+    assert "def kernel(" in out and "numba.prange" in out
