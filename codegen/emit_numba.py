@@ -100,7 +100,8 @@ def _registers(scheme):
 
 def _lane_prelude(w, form, lowered, state):
     """Inside ``for b``: read the state components and the used params into scalars."""
-    w(f"s = src[b]")
+    w("s = src[b]")
+    w("t = tc[b]")
     for i in range(form.dim):
         w(f"v{i} = {state}[{i}, b]")
     for name, var in lowered.params:
@@ -114,6 +115,7 @@ def _emit_net(w, form, group, state, dtype_name):
     buf = f"{group.out}_in"
     with w.block("for b in range(B):"):
         w("s = src[b]")
+        w("t = tc[b]")
         needs = set().union(*(sp.sympify(a).free_symbols for a in group.inputs))
         for i in range(form.dim):
             if sp.Symbol(_state(i)) in needs:
@@ -215,6 +217,9 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, block: int = 128) -> st
         for name, size in _net_buffers(form, [forcing]).items():
             w(f"{name} = np.empty(({size}, B), dtype=y0.dtype)")
         w("bad = np.zeros(B, dtype=np.bool_)")
+        w("t_l = np.empty(B, dtype=y0.dtype)")
+        w("h_l = np.empty(B, dtype=y0.dtype)")
+        w("tc = np.empty(B, dtype=y0.dtype)")
         with w.block("for b in range(B):"):
             with w.block("for i in range(D):"):
                 w("y[i, b] = y0[i, src[b]]")
@@ -227,8 +232,9 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, block: int = 128) -> st
         with w.block("if save_at[0] == 0:"):
             _emit_save(w)
         with w.block("for step in range(nsteps):"):
-            w("t_n = tn_d[step]")
-            w("h = h_d[step]")
+            with w.block("for b in range(B):"):  # every lane keeps its own t and h
+                w("t_l[b] = tn_d[step]")
+                w("h_l[b] = h_d[step]")
             w("hc = hclass[step]")
             if needs_dw:
                 _emit_brownian_step(w)
@@ -290,7 +296,7 @@ def _emit_lane_functions(w, form, scheme, forcing, diffusion, extra):
     assert len(parts) == 1, parts
     part = parts.pop()
     bufs = list(_net_buffers(form, [forcing]))
-    sig = ", ".join(["t", "st", "out", "src"] + bufs + list(extra))
+    sig = ", ".join(["tc", "st", "out", "src"] + bufs + list(extra))
     w(JIT)
     with w.block(f"def rhs_block({sig}):"):
         w(f'"""{"f = L y + c + N" if part == "full" else "c(t) + N(y, t)"} of the lanes of ``st`` into ``out``."""')
@@ -312,7 +318,7 @@ def _emit_lane_functions(w, form, scheme, forcing, diffusion, extra):
     w()
     if not form.stochastic:
         return f"rhs_block({{t}}, {{state}}, {{target}}, src, {', '.join(bufs + list(extra))})", None
-    sig_n = ", ".join(["t", "st", "dW", "out", "src"] + list(extra))
+    sig_n = ", ".join(["tc", "st", "dW", "out", "src"] + list(extra))
     w(JIT)
     with w.block(f"def noise_block({sig_n}):"):
         w('"""G(st, t) dW of the lanes of ``st`` into ``out``."""')
@@ -339,12 +345,14 @@ def _emit_lane_functions(w, form, scheme, forcing, diffusion, extra):
 def _emit_statement(w, form, scheme, s, calls):
     d = form.dim
     if isinstance(s, (EvalRHS, EvalNoise)):
-        t = f"t_n + {pr(s.c)} * h" if s.c else "t_n"
+        with w.block("for b in range(B):"):
+            w(f"tc[b] = t_l[b] + {pr(s.c)} * h_l[b]" if s.c else "tc[b] = t_l[b]")
         call = calls[0] if isinstance(s, EvalRHS) else calls[1]
-        w(call.format(t=t, state=s.state, target=s.target))
+        w(call.format(t="tc", state=s.state, target=s.target))
     elif isinstance(s, Combine):
         with w.block("for b in range(B):"):
             w("s = src[b]")
+            w("h = h_l[b]")
             for i in range(d):
                 terms = []
                 for term in s.terms:

@@ -150,3 +150,34 @@ def test_inspect_prints_the_kernel():
     src = sk.inspect(neural(True).model, "SETD1", backend="numba")
     assert "numba.prange(nblocks)" in src and "def kernel(" in src and "nb_tanh(" in src
     assert load_module(src, "numba").B == 128
+
+
+def test_box_muller_elementary_functions_accuracy():
+    """The kernel's branch-free log and sin/cos(2πu) on every uniform Philox can produce."""
+    from sdekit.kernels.numba_runtime import log_pos, sincos_2pi
+
+    @numba.njit(error_model="numpy")
+    def apply(u, lg, sn, cs):
+        for i in range(u.size):
+            lg[i] = log_pos(u[i])
+            sn[i], cs[i] = sincos_2pi(u[i])
+
+    w = np.concatenate([np.random.default_rng(0).integers(0, 2**32, 200_000), [0, 1, 2**31, 2**32 - 1, 2**30]])
+    u = (w.astype(float) + 0.5) * 2.0**-32
+    lg, sn, cs = (np.empty_like(u) for _ in range(3))
+    apply(u, lg, sn, cs)
+    assert np.max(np.abs(lg - np.log(u)) / np.abs(np.log(u))) <= 2 * np.finfo(float).eps
+    assert np.max(np.abs(sn - np.sin(2 * np.pi * u))) <= 1e-15
+    assert np.max(np.abs(cs - np.cos(2 * np.pi * u))) <= 1e-15
+
+
+def test_network_with_time_input_and_relu():
+    y = sk.states("y", 2)
+    net = sk.MLP("g", [3, 8, 2], activation="relu")
+    rng = np.random.default_rng(4)
+    w = [(rng.normal(size=(8, 3)), rng.normal(size=8)), (rng.normal(size=(2, 8)), rng.normal(size=2))]
+    prob = sk.ODEProblem(sk.ODE(y, -y + net(y, sk.t)), y0=[0.3, -0.2], tspan=(0.5, 1.5), nets={"g": w})
+    ens = sk.Ensemble(prob, y0=rng.normal(size=(5, 2)))
+    a = sk.solve(ens, "RK4", dt=0.125)
+    b = sk.solve(ens, "RK4", dt=0.125, backend="numpy")
+    np.testing.assert_allclose(a.y, b.y, rtol=0, atol=RTOL * np.abs(b.y).max())
