@@ -19,15 +19,28 @@ def _exact(x):
     return sp.nsimplify(x) if isinstance(x, (int, str)) else sp.sympify(x)
 
 
-def _lower_triangle(A, s, what):
-    A = tuple(tuple(_exact(a) for a in row) for row in A)
+def _exact_arrays(tab):
+    """(A, b, c) of ``tab`` as exact sympy tuples, after the shape checks every tableau shares:
+    equal lengths of b and c, square A, strictly lower triangular (explicit methods)."""
+    b = tuple(_exact(x) for x in tab.b)
+    c = tuple(_exact(x) for x in tab.c)
+    s = len(b)
+    if len(c) != s:
+        raise ValueError(f"{tab.name}: b has {s} entries but c has {len(c)}")
+    A = tuple(tuple(_exact(a) for a in row) for row in tab.A)
     if len(A) != s or any(len(row) != s for row in A):
-        raise ValueError(f"{what}: A must be {s}x{s}")
+        raise ValueError(f"{tab.name}: A must be {s}x{s}")
     for i in range(s):
         for j in range(i, s):
             if A[i][j] != 0:
-                raise ValueError(f"{what}: A[{i}][{j}] = {A[i][j]} is on/above the diagonal; only explicit methods")
-    return A
+                raise ValueError(f"{tab.name}: A[{i}][{j}] = {A[i][j]} is on/above the diagonal; only explicit methods")
+    return A, b, c
+
+
+def _store(tab, A, b, c):
+    object.__setattr__(tab, "A", A)
+    object.__setattr__(tab, "b", b)
+    object.__setattr__(tab, "c", c)
 
 
 @dataclass(frozen=True)
@@ -41,20 +54,13 @@ class ButcherTableau:
     name: str = ""
 
     def __post_init__(self):
-        b = tuple(_exact(x) for x in self.b)
-        c = tuple(_exact(x) for x in self.c)
-        s = len(b)
-        if len(c) != s:
-            raise ValueError(f"{self.name}: b has {s} entries but c has {len(c)}")
-        A = _lower_triangle(self.A, s, self.name)
-        for i in range(s):
+        A, b, c = _exact_arrays(self)
+        for i in range(len(b)):
             if sp.simplify(sum(A[i]) - c[i]) != 0:
                 raise ValueError(f"{self.name}: row {i} of A sums to {sum(A[i])}, not c_{i} = {c[i]}")
         if sp.simplify(sum(b) - 1) != 0:
             raise ValueError(f"{self.name}: weights b sum to {sum(b)}, not 1")
-        object.__setattr__(self, "A", A)
-        object.__setattr__(self, "b", b)
-        object.__setattr__(self, "c", c)
+        _store(self, A, b, c)
 
     @property
     def stages(self) -> int:
@@ -78,22 +84,15 @@ class ExponentialTableau:
     name: str = ""
 
     def __post_init__(self):
-        b = tuple(_exact(x) for x in self.b)
-        c = tuple(_exact(x) for x in self.c)
-        s = len(b)
-        if len(c) != s:
-            raise ValueError(f"{self.name}: b has {s} entries but c has {len(c)}")
-        A = _lower_triangle(self.A, s, self.name)
-        for i in range(s):
+        A, b, c = _exact_arrays(self)
+        for i in range(len(b)):
             if not series_equal(sum(A[i]), c[i] * phi(1, c[i] * z)):
                 raise ValueError(f"{self.name}: Σ_j a_{i}j(z) != c_{i} φ_1(c_{i} z)")
         if not series_equal(sum(b), phi(1, z)):
             raise ValueError(f"{self.name}: Σ_i b_i(z) != φ_1(z)")
         for entry in (*b, *(a for row in A for a in row)):
             phi_poly(entry)  # raises if not a polynomial in φ atoms
-        object.__setattr__(self, "A", A)
-        object.__setattr__(self, "b", b)
-        object.__setattr__(self, "c", c)
+        _store(self, A, b, c)
 
     @property
     def stages(self) -> int:

@@ -34,14 +34,19 @@ def _tspan(tspan):
     return t0, t1
 
 
+def _check_names(given: dict, expected, missing_msg: str, unknown_msg: str):
+    """ValueError naming the expected names missing from ``given`` and the unexpected ones."""
+    missing = [p for p in expected if p not in given]
+    if missing:
+        raise ValueError(f"{missing_msg} {missing}")
+    unknown = [p for p in given if p not in expected]
+    if unknown:
+        raise ValueError(f"{unknown_msg} {unknown}; the model has {list(expected)}")
+
+
 def _params(model, params):
     params = dict(params or {})
-    missing = [p for p in model.params if p not in params]
-    if missing:
-        raise ValueError(f"missing values for parameters {missing}")
-    unknown = [p for p in params if p not in model.params]
-    if unknown:
-        raise ValueError(f"unknown parameters {unknown}; the model's parameters are {list(model.params)}")
+    _check_names(params, model.params, "missing values for parameters", "unknown parameters")
     out = {}
     for name, v in params.items():
         a = np.asarray(v, dtype=float)
@@ -64,12 +69,7 @@ class _Problem:
         self.tspan = _tspan(tspan)
         self.params = _params(model, params)
         nets = dict(nets or {})
-        missing = [n for n in model.nets if n not in nets]
-        if missing:
-            raise ValueError(f"missing weights for networks {missing}")
-        unknown = [n for n in nets if n not in model.nets]
-        if unknown:
-            raise ValueError(f"weights given for unknown networks {unknown}")
+        _check_names(nets, list(model.nets), "missing weights for networks", "weights given for unknown networks")
         from sdekit.nets import check_weights
         for name, w in nets.items():
             check_weights(model.nets[name], w, np.float64)  # fail early; cast again per dtype at solve

@@ -101,3 +101,25 @@ def test_phi_dense_survives_scipy_expm_tiny_entry_bug():
     dense = phi_dense(Z, 2)
     assert np.allclose(Z @ dense[1], dense[0] - np.eye(3), atol=1e-14)
     assert np.allclose(np.diag(dense[2]), phi_scalar(np.diag(Z), 2)[2], rtol=1e-13)
+
+
+def test_tableaus_validate_themselves():
+    from sdekit.codegen.methods import ETDRK4, RK4
+    from sdekit.codegen.tableau import ButcherTableau, ExponentialTableau
+
+    assert ETDRK4.at_zero() == ButcherTableau(A=RK4.A, b=RK4.b, c=RK4.c, order=4, name="ETDRK4(z=0)")
+    with pytest.raises(ValueError, match="row 1 of A sums"):
+        ButcherTableau(A=((0, 0), (sp.Rational(1, 3), 0)), b=(0, 1), c=(0, sp.Rational(1, 2)), order=2, name="bad")
+    with pytest.raises(ValueError, match="sum to"):
+        ButcherTableau(A=((0, 0), (1, 0)), b=(1, 1), c=(0, 1), order=2, name="bad")
+    with pytest.raises(ValueError, match="above the diagonal"):
+        ButcherTableau(A=((0, 1), (1, 0)), b=(0, 1), c=(1, 1), order=2, name="implicit")
+    # an ETDRK4 with a wrong weight (b1 = φ1 − 3φ2 + 3φ3) is caught by Σ b_i = φ_1
+    b = list(ETDRK4.b)
+    b[0] = phi(1, z) - 3 * phi(2, z) + 3 * phi(3, z)
+    with pytest.raises(ValueError, match="Σ_i b_i"):
+        ExponentialTableau(A=ETDRK4.A, b=tuple(b), c=ETDRK4.c, order=4, stiff_order=2, name="bad")
+    A = [list(r) for r in ETDRK4.A]
+    A[3][2] = phi(1, z / 2) / 2
+    with pytest.raises(ValueError, match="a_3j"):
+        ExponentialTableau(A=tuple(map(tuple, A)), b=ETDRK4.b, c=ETDRK4.c, order=4, stiff_order=2, name="bad")
