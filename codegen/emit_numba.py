@@ -165,8 +165,10 @@ def _net_buffers(form, lowered_list):
     return out
 
 
-def emit_numba(form: SemilinearForm, scheme: StepScheme, block: int = 128) -> str:
-    """Source of the fused Numba ensemble kernel for ``scheme`` on ``form``."""
+def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64", block: int = 128) -> str:
+    """Source of the fused Numba ensemble kernel for ``scheme`` on ``form``.
+
+    ``dtype`` picks the vectorised tanh (``tanh64`` or ``tanh32``, twice the SIMD width)."""
     d, m = form.dim, form.noise_dim
     forcing = lower(list(form.forcing), form, _state, lambda g, i: f"{g}[{i}, b]")
     diffusion = lower(list(form.diffusion), form, _state) if form.stochastic else None
@@ -184,7 +186,8 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, block: int = 128) -> st
     w("import math")
     w("import numba")
     w("import numpy as np")
-    w("from sdekit.kernels.numba_runtime import normals_block, tanh as nb_tanh, tree_increment, tree_start")
+    tanh = {"float64": "tanh64", "float32": "tanh32"}[str(dtype)]
+    w(f"from sdekit.kernels.numba_runtime import normals_block, {tanh} as nb_tanh, tree_increment, tree_start")
     w()
     w(f"B = {block}")
     w(f"D = {d}")

@@ -18,16 +18,18 @@ from sdekit.problem import Ensemble, SDEProblem, _Problem
 from sdekit.solution import Solution
 
 BACKENDS = ("numba", "numpy")
-EMITTERS = {"numpy": emit_numpy, "numba": emit_numba}
 MAX_STEPS = 10**8
 
 
-def scheme_and_source(model, method, backend: str = "numpy"):
-    """(StepScheme, generated source) for ``model`` and ``method``, cached on the model."""
-    key = (method.name, backend)
+def scheme_and_source(model, method, backend: str = "numpy", dtype="float64"):
+    """(StepScheme, generated source) for ``model`` and ``method``, cached on the model.
+    The numpy module serves every dtype; a Numba kernel is specialised to its dtype."""
+    dtype = str(np.dtype(dtype)) if backend == "numba" else None
+    key = (method.name, backend, dtype)
     if key not in model._sources:
         scheme = build_scheme(model.form, method)
-        model._sources[key] = (scheme, EMITTERS[backend](model.form, scheme))
+        src = emit_numpy(model.form, scheme) if backend == "numpy" else emit_numba(model.form, scheme, dtype)
+        model._sources[key] = (scheme, src)
     return model._sources[key]
 
 
@@ -111,7 +113,7 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
         raise ValueError(f"{m.name} is a fixed-step method here: give dt")
     if m.stochastic and not isinstance(problem, SDEProblem):
         raise ModelError(f"{m.name} is an SDE method but the problem is an ODEProblem")
-    scheme, source = scheme_and_source(model, m, backend)
+    scheme, source = scheme_and_source(model, m, backend, dtype)
     grid = time_grid(problem.tspan, dt)
     steps_saved = save_steps(grid, saveat)
     if not steps_saved:
@@ -155,8 +157,8 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
                                stats=stats, method=m.name, backend=backend)
 
 
-def inspect(model, method: str, backend: str = "numpy") -> str:
+def inspect(model, method: str, backend: str = "numba", dtype=np.float64) -> str:
     """The generated source that ``solve`` runs for ``model`` and ``method`` on ``backend``."""
     if backend.lower() not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {BACKENDS}")
-    return scheme_and_source(getattr(model, "model", model), get_method(method), backend.lower())[1]
+    return scheme_and_source(getattr(model, "model", model), get_method(method), backend.lower(), dtype)[1]
