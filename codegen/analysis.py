@@ -175,7 +175,10 @@ def _linear_input(linear, d):
         if L.shape != (d, d):
             raise ModelError(f"linear part must be {d}x{d}, got {L.shape[0]}x{L.shape[1]}")
         if not L.free_symbols:
-            return None, np.array(L.evalf(), dtype=float)
+            A = np.array(L.evalf(), dtype=float)
+            if not np.all(np.isfinite(A)):
+                raise ModelError(f"linear part has non-finite entries: {L.tolist()}")
+            return None, A
         return L, None
     if np.isscalar(linear):
         return None, float(linear) * np.eye(d)

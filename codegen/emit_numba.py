@@ -192,7 +192,6 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
     w(f"B = {block}")
     w(f"D = {d}")
     w(f"M = {m}")
-    w("DEPTH = 48")
     w()
     w()
     calls = _emit_lane_functions(w, form, scheme, forcing, diffusion, extra)

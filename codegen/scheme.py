@@ -97,14 +97,16 @@ class StepScheme:
         for name, op in self.operators.items():
             lines.append(f"#   {name} = {describe_operator(op)}")
         for s in self.statements:
+            tc = f"t + {s.c}*h" if getattr(s, "c", 0) else "t"
             if isinstance(s, Combine):
-                rhs = " + ".join(f"{t.coef}*{t.op + '@' if t.op else ''}{t.vec}" for t in s.terms)
+                rhs = " + ".join(("" if t.coef == 1 else f"{t.coef}*") + (f"{t.op}@" if t.op else "") + t.vec
+                                 for t in s.terms)
                 lines.append(f"{s.target} = {rhs}")
             elif isinstance(s, EvalRHS):
                 f = "f" if s.part == "full" else "N"
-                lines.append(f"{s.target} = {f}({s.state}, t + {s.c}*h)")
+                lines.append(f"{s.target} = {f}({s.state}, {tc})")
             else:
-                lines.append(f"{s.target} = G({s.state}, t + {s.c}*h) dW")
+                lines.append(f"{s.target} = G({s.state}, {tc}) dW")
         return "\n".join(lines)
 
 
@@ -121,8 +123,8 @@ def describe_operator(op) -> str:
         return "sqrt(Cov[stochastic convolution | dW])"
     parts = []
     for w, atoms in op.poly:
-        fac = "*".join(f"phi{k}({c}hL)" for k, c in atoms) or "1"
-        parts.append(f"{w}*{fac}")
+        fac = "*".join(f"phi{k}({'' if c == 1 else c}hL)" for k, c in atoms) or "1"
+        parts.append(fac if w == 1 else f"{w}*{fac}")
     return " + ".join(parts) or "0"
 
 

@@ -39,8 +39,21 @@ def write_source(source: str, kind: str) -> Path:
     return path
 
 
+def runtime_fingerprint() -> str:
+    """Hash of the runtime modules generated code imports: a changed runtime (an upgrade, an
+    edit) changes every generated file, so neither our cache nor Numba's can serve stale code."""
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in ("numba_runtime.py", "numpy_runtime.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def load_module(source: str, kind: str):
-    """Import generated ``source`` as module ``sdekit_generated.<kind>_<hash>`` (reused if loaded)."""
+    """Import generated ``source`` as module ``sdekit_generated_<kind>_<hash>`` (reused if loaded).
+
+    The file starts with a line naming the runtime fingerprint, so it is part of the hash."""
+    source = f"# sdekit runtime {runtime_fingerprint()}\n" + source
     name = f"sdekit_generated_{kind}_{source_hash(source)}"
     if name in sys.modules:
         return sys.modules[name]

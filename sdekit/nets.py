@@ -38,7 +38,11 @@ def check_weights(net, weights, dtype) -> list:
     """Validated weights ``[(W (out, in), b (out,)), ...]`` cast to ``dtype``; ValueError naming the layer."""
     if type(weights).__name__ == "Sequential":
         weights = from_torch(weights, net)
-    weights = list(weights)
+    try:
+        weights = list(weights)
+    except TypeError:
+        raise ValueError(f"net {net.name!r}: weights must be a list of (W, b) pairs or a torch.nn.Sequential, "
+                         f"got {type(weights).__name__}") from None
     expected = net.weight_shapes()
     if len(weights) != len(expected):
         raise ValueError(f"net {net.name!r} {list(net.sizes)} has {len(expected)} layers, got {len(weights)} (W, b) pairs")

@@ -49,13 +49,22 @@ def _params(model, params):
     _check_names(params, model.params, "missing values for parameters", "unknown parameters")
     out = {}
     for name, v in params.items():
-        a = np.asarray(v, dtype=float)
+        try:
+            a = np.asarray(v, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"parameter {name!r} must be a number or an array of numbers, got {v!r}") from None
         if a.ndim > 1:
             raise ValueError(f"parameter {name!r} must be a scalar or an array of shape (n,), got shape {a.shape}")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"parameter {name!r} contains NaN or Inf")
         out[name] = a
     return out
+
+
+def _integer(x, what):
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
+        raise ValueError(f"{what} must be an integer, got {x!r}")
+    return int(x)
 
 
 class _Problem:
@@ -116,7 +125,7 @@ class Ensemble:
         for name, v in problem.params.items():
             if v.ndim == 1 and v.shape[0] != n:
                 raise ValueError(f"parameter {name!r} has {v.shape[0]} values for an ensemble of {n}")
-        seed, first = int(seed), int(first)
+        seed, first = _integer(seed, "seed"), _integer(first, "first")
         if not 0 <= seed < 2**64:
             raise ValueError(f"seed must be in [0, 2^64), got {seed}")
         if first < 0 or first + n > MAX_TRAJECTORIES:

@@ -84,8 +84,9 @@ def _targets(target, seed):
         for name, v in target.params.items():
             if v.ndim:
                 raise ValueError(f"parameter {name!r} is an array; per-trajectory values need an Ensemble")
+        from sdekit.problem import _integer
         return target, target.y0[None, :], target.params, np.zeros(1, np.int64), \
-            int(seed or 0), False
+            _integer(seed if seed is not None else 0, "seed"), False
     raise ValueError(f"solve needs an ODEProblem, SDEProblem or Ensemble, got {type(target).__name__}")
 
 
@@ -127,11 +128,15 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
     if scheme.needs_linear and form.linear_structure != "zero":
         Lsrc = host.linear_entries(p64) if form.linear is not None else form.linear_numeric
         Lval = linear_value(form.linear_structure, Lsrc, form.dim)
+        if not np.all(np.isfinite(Lval)):
+            raise ValueError(f"the linear part L = {model.linear} has non-finite entries for these parameters")
     noise = None
     if form.stochastic:
         G = None
         if any(isinstance(o, ConvolutionResidual) for o in scheme.operators.values()):
             G = host.diffusion(np.zeros((form.dim, 1)), problem.tspan[0], p64)
+            if not np.all(np.isfinite(G)):
+                raise ValueError(f"the diffusion G = {list(form.diffusion)} is non-finite for these parameters")
         noise = numpy_backend.Noise(seed, form.noise_dim, trajectories, form.noise, G)
     op_specs = {name: (("phi", op.poly) if not isinstance(op, ConvolutionResidual)
                        else ("residual", operator_layout(form, op)))

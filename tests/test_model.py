@@ -75,6 +75,7 @@ def test_noise_shapes():
     (lambda y: sk.MLP("f", [3, 4, 2])(y), "takes 3 inputs"),
     (lambda y: sk.MLP("f", [2, 2], activation="swishy"), "unknown activation"),
     (lambda y: sk.SDE(y, drift=-y), "needs a diffusion"),
+    (lambda y: sk.ODE(y, linear=sp.diag(sp.oo, 1), nonlinear=sp.zeros(2, 1)), "non-finite"),
 ])
 def test_model_errors(build, match):
     with pytest.raises(sk.ModelError, match=match):

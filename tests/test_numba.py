@@ -74,7 +74,7 @@ def test_numba_agrees_with_numpy(method, stochastic, structure, noise, dt):
 
 def test_numba_bitwise_reproducible_across_threads_sizes_and_chunks():
     prob = neural(True)
-    big = sk.Ensemble(prob, n=100, seed=5)
+    big = sk.Ensemble(prob, n=300, seed=5)       # 3 blocks of 128: both threads get work
     numba.set_num_threads(1)
     one = sk.solve(big, "SETD1", dt=2.0**-4)
     numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
@@ -82,8 +82,8 @@ def test_numba_bitwise_reproducible_across_threads_sizes_and_chunks():
     np.testing.assert_array_equal(one.y, two.y)
     small = sk.solve(sk.Ensemble(prob, n=37, seed=5), "SETD1", dt=2.0**-4)
     np.testing.assert_array_equal(small.y, one.y[:37])
-    chunk = sk.solve(big.chunk(61, 90), "SETD1", dt=2.0**-4)
-    np.testing.assert_array_equal(chunk.y, one.y[61:90])
+    chunk = sk.solve(big.chunk(101, 270), "SETD1", dt=2.0**-4)   # crosses block boundaries
+    np.testing.assert_array_equal(chunk.y, one.y[101:270])
 
 
 def test_numba_per_trajectory_params_and_unstable_lane():

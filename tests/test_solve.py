@@ -100,7 +100,6 @@ def test_mlp_matches_torch_sequential():
     prob = sk.ODEProblem(sk.ODE(y, sk.MLP("f", SIZES)(y)), y0=[0.1, 0.2, 0.3], tspan=(0, 0.5), nets={"f": seq})
     got = solve(prob, "Euler", dt=0.5).y[-1]
     with torch.no_grad():
-        want = 0.1 + 0 * seq(torch.tensor([[0.1, 0.2, 0.3]], dtype=torch.float64))[0].numpy()
         want = np.array([0.1, 0.2, 0.3]) + 0.5 * seq(torch.tensor([[0.1, 0.2, 0.3]], dtype=torch.float64))[0].numpy()
     np.testing.assert_allclose(got, want, rtol=1e-13)
     bad = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.Tanh(),
@@ -167,6 +166,13 @@ def test_diverging_trajectory_ends_unstable_without_touching_others():
     (lambda p: solve(p, "EM", dt=0.1, backend="fortran"), ValueError, "unknown backend"),
     (lambda p: solve(p, "EM", rtol=1e-3), sk.ModelError, "adaptive stepping"),
     (lambda p: sk.Ensemble(p, n=0), ValueError, "n >= 1"),
+    (lambda p: sk.Ensemble(p, n=3, seed=1.7), ValueError, "seed must be an integer"),
+    (lambda p: sk.SDEProblem(p.model, y0=[1, 1, 2], tspan=(0, 1), params={"k": "abc"}, nets=p.nets), ValueError,
+     "parameter 'k' must be a number"),
+    (lambda p: sk.SDEProblem(p.model, y0=[1, 1, 2], tspan=(0, 1), params={"k": 1}, nets={"f": None}), ValueError,
+     "list of \\(W, b\\) pairs"),
+    (lambda p: solve(sk.SDEProblem(p.model, y0=[1, 1, 2], tspan=(0, 1), params={"k": np.inf}, nets=p.nets), "EM",
+                     dt=0.1), ValueError, "NaN or Inf"),
     (lambda p: sk.Ensemble(p, y0=np.ones((4, 2))), ValueError, r"shape \(n, 3\)"),
 ])
 def test_bad_input_raises_clear_errors(call, exc, match):
@@ -196,7 +202,7 @@ def test_array_params_need_an_ensemble():
 def test_methods_catalogue_and_inspect():
     names = {m["name"] for m in sk.methods()}
     assert {"Euler", "RK4", "ETD1", "ETDRK4", "EM", "SETD1"} <= names
-    src = sk.inspect(neural_sde().model, "setd1")
+    src = sk.inspect(neural_sde().model, "setd1", backend="numpy")
     assert "def step(" in src and "mlp_forward" in src and "ops['S'] * zeta" in src
     ode = sk.ODEProblem(sk.ODE(sk.states("y", 1), -sk.states("y", 1)), y0=[1.0], tspan=(0, 1))
     assert solve(ode, "expeuler", dt=0.5).method == "ETD1"  # aliases, case-insensitive
