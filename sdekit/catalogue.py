@@ -26,8 +26,9 @@ def methods() -> list:
 
 def methods_table() -> str:
     """The catalogue as a markdown table (README, ``sdekit methods``)."""
-    cols = ["name", "family", "order", "stiff_order", "strong_order", "weak_order", "adaptive", "noise"]
+    cols = ["name", "aliases", "family", "order", "stiff_order", "strong_order", "weak_order", "adaptive", "noise"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in methods():
-        lines.append("| " + " | ".join("-" if r[c] is None else str(r[c]) for c in cols) + " |")
+        cells = [", ".join(r[c]) or "-" if c == "aliases" else "-" if r[c] is None else str(r[c]) for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -25,3 +25,11 @@ def test_cli_methods_and_inspect(capsys):
     assert main(["inspect", "demo", "--method", "SETD1"]) == 0
     out = capsys.readouterr().out
     assert "def kernel(" in out and "numba.prange" in out
+
+
+def test_readme_shows_the_catalogue_as_it_is():
+    from pathlib import Path
+
+    from sdekit.catalogue import methods_table
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert methods_table() in readme
