@@ -146,22 +146,20 @@ def sincos_2pi(u):
     return a * sgn_s, b * sgn_c
 
 
-@intrinsic
-def _f64_as_i64(typingctx, x):
-    sig = types.int64(types.float64)
+def _bitcast(src, dst):
+    """An LLVM bitcast ``src -> dst`` as a Numba intrinsic (inlines and vectorises)."""
+    @intrinsic
+    def cast(typingctx, x):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(dst))
+        return dst(src), codegen
+    return cast
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int64))
-    return sig, codegen
 
-
-@intrinsic
-def _i64_as_f64(typingctx, x):
-    sig = types.float64(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
-    return sig, codegen
+_f64_as_i64 = _bitcast(types.float64, types.int64)
+_i64_as_f64 = _bitcast(types.int64, types.float64)
+_f32_as_i32 = _bitcast(types.float32, types.int32)
+_i32_as_f32 = _bitcast(types.int32, types.float32)
 
 
 _LN2_HI = 6.93147180369123816490e-01
@@ -204,24 +202,6 @@ def tanh64(x):
     """tanh(x) = sign(x)·(−u/(2+u)), u = expm1(−2|x|): branch-free, vectorisable, <= 4 ulp."""
     u = expm1_neg(-2.0 * abs(x))
     return math.copysign(-u / (2.0 + u), x)
-
-
-@intrinsic
-def _f32_as_i32(typingctx, x):
-    sig = types.int32(types.float32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int32))
-    return sig, codegen
-
-
-@intrinsic
-def _i32_as_f32(typingctx, x):
-    sig = types.float32(types.int32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float32))
-    return sig, codegen
 
 
 _F = np.float32
