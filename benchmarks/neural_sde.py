@@ -53,6 +53,41 @@ def problem(n):
     return sk.Ensemble(prob, n=n, seed=0), net
 
 
+def torchsde_time(n, steps, dtype):
+    """torchsde (if installed): the same SDE, EM, same weights, batch n, best of 2 runs; None if absent."""
+    try:
+        import torch
+        import torchsde
+    except ImportError:
+        return None
+    tdt = {"float64": torch.float64, "float32": torch.float32}[dtype]
+    rng = np.random.default_rng(0)
+    sizes = [4, 32, 32, 4]
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        lin = torch.nn.Linear(a, b)
+        with torch.no_grad():
+            lin.weight.copy_(torch.tensor(rng.normal(size=(b, a)) / np.sqrt(a)))
+            lin.bias.copy_(torch.tensor(0.1 * rng.normal(size=b)))
+        layers += [lin] + ([torch.nn.Tanh()] if i < len(sizes) - 2 else [])
+    net = torch.nn.Sequential(*layers).to(tdt)
+    lam = -torch.arange(1, 5, dtype=tdt)
+
+    class SDE(torch.nn.Module):
+        noise_type, sde_type = "diagonal", "ito"
+
+        def f(self, t, y):
+            return lam * y + net(y)
+
+        def g(self, t, y):
+            return torch.full_like(y, 0.1)
+
+    sde, y0 = SDE(), torch.ones(n, 4, dtype=tdt)
+    ts = torch.tensor([0.0, 1.0], dtype=tdt)
+    with torch.no_grad():
+        return min(_timed(lambda: torchsde.sdeint(sde, y0, ts, method="euler", dt=1.0 / steps)) for _ in range(2))
+
+
 def run(quick=False):
     import numba
 
@@ -86,6 +121,18 @@ def run(quick=False):
                 rows.append({"backend": "numba", "steps": steps, "grid": "dyadic" if steps == 128 else "non-dyadic",
                              "dtype": dtype, "n": n, "time_s": run_s, "compile_s": compile_s, "gflops": gf,
                              "fraction_of_gemm": gf / rates[dtype], "traj_steps_per_s": n * steps / run_s})
+                print(_fmt(rows[-1]))
+    for steps in (100,):
+        for dtype in ("float64", "float32"):
+            for n in sizes:
+                t = torchsde_time(n, steps, dtype)
+                if t is None:
+                    continue
+                _, net = problem(1)
+                gf = n * steps * (net.flops + 24) / t / 1e9
+                rows.append({"backend": "torchsde", "steps": steps, "grid": "-", "dtype": dtype, "n": n, "time_s": t,
+                             "compile_s": None, "gflops": gf, "fraction_of_gemm": gf / rates[dtype],
+                             "traj_steps_per_s": n * steps / t})
                 print(_fmt(rows[-1]))
     for steps in (100, 128):
         ens, net = problem(4096)
