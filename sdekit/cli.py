@@ -30,6 +30,14 @@ def main(argv=None) -> int:
     i.add_argument("--method", default="SETD1")
     i.add_argument("--backend", default="numba", help="numba (default) or numpy")
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except ValueError as exc:  # includes sdekit.ModelError: a user error, not a crash
+        print(f"sdekit {args.cmd}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     if args.cmd == "demo":
         from sdekit.demo import run_demo
         run_demo(n=args.n, backend=args.backend, out=args.out)

@@ -33,3 +33,8 @@ def test_readme_shows_the_catalogue_as_it_is():
     from sdekit.catalogue import methods_table
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert methods_table() in readme
+
+
+def test_cli_reports_user_errors_without_traceback(capsys):
+    assert main(["inspect", "demo", "--method", "NoSuchMethod"]) == 2
+    assert "unknown method 'NoSuchMethod'" in capsys.readouterr().err
