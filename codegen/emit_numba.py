@@ -108,7 +108,7 @@ def _lane_prelude(w, form, lowered, state):
         w(f"{var} = P_{name}[s * S_{name}]")
 
 
-def _emit_net(w, form, group, state, dtype_name):
+def _emit_net(w, form, group, state):
     """One forward pass over the block: inputs, then each layer as j-k-b loops."""
     net = group.net
     sizes = net.sizes
@@ -303,7 +303,7 @@ def _emit_lane_functions(w, form, scheme, forcing, diffusion, extra):
     with w.block(f"def rhs_block({sig}):"):
         w(f'"""{"f = L y + c + N" if part == "full" else "c(t) + N(y, t)"} of the lanes of ``st`` into ``out``."""')
         for g in forcing.net_groups:
-            _emit_net(w, form, g, "st", None)
+            _emit_net(w, form, g, "st")
         with w.block("for b in range(B):"):
             _lane_prelude(w, form, forcing, "st")
             for var, e in forcing.assignments:
