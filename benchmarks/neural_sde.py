@@ -157,7 +157,7 @@ def write(result):
     (RESULTS / "neural_sde.json").write_text(json.dumps(result, indent=2))
     head = ("| backend | EM steps | dtype | N | time [s] | cold compile [s] | GFLOP/s | of gemm | traj-steps/s |\n"
             "|---|---|---|---|---|---|---|---|---|")
-    md = [f"# Neural SDE ensemble (d=4, MLP 4-32-32-4 tanh, EM)\n",
+    md = ["# Neural SDE ensemble (d=4, MLP 4-32-32-4 tanh, EM)\n",
           f"numpy gemm on this machine: {result['gemm_gflops']['float64']:.1f} GFLOP/s float64, "
           f"{result['gemm_gflops']['float32']:.1f} GFLOP/s float32; {result['cpus']} cpus, "
           f"{result['numba_threads']} numba threads.\n", head] + [_fmt(r) for r in result["rows"]]

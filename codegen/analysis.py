@@ -15,7 +15,7 @@ import numpy as np
 import sympy as sp
 
 from .errors import ModelError
-from .neural import MLP, NetCall, nets_in
+from .neural import NetCall, nets_in
 
 #: the time symbol every model uses
 t = sp.Symbol("t", real=True)

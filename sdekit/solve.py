@@ -123,10 +123,9 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
 
     n = Y0.shape[0]
     form = model.form
-    p64 = {k: v for k, v in params.items()}
     Lval = None
     if scheme.needs_linear and form.linear_structure != "zero":
-        Lsrc = host.linear_entries(p64) if form.linear is not None else form.linear_numeric
+        Lsrc = host.linear_entries(params) if form.linear is not None else form.linear_numeric
         Lval = linear_value(form.linear_structure, Lsrc, form.dim)
         if not np.all(np.isfinite(Lval)):
             raise ValueError(f"the linear part L = {model.linear} has non-finite entries for these parameters")
@@ -134,7 +133,7 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
     if form.stochastic:
         G = None
         if any(isinstance(o, ConvolutionResidual) for o in scheme.operators.values()):
-            G = host.diffusion(np.zeros((form.dim, 1)), problem.tspan[0], p64)
+            G = host.diffusion(np.zeros((form.dim, 1)), problem.tspan[0], params)
             if not np.all(np.isfinite(G)):
                 raise ValueError(f"the diffusion G = {list(form.diffusion)} is non-finite for these parameters")
         noise = numpy_backend.Noise(seed, form.noise_dim, trajectories, form.noise, G)
