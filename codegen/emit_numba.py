@@ -14,6 +14,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from .analysis import SemilinearForm
 from .lowering import lower
+from .builders import milstein_terms
 from .scheme import Combine, EvalNoise, EvalRHS, StepScheme, operator_layout
 
 
@@ -76,14 +77,14 @@ def kernel_arguments(form: SemilinearForm, scheme: StepScheme) -> list:
             args += [f"{name}_W{i}", f"{name}_b{i}"]
     if _needs_L(form, scheme):
         args += ["Lm", "S_L"]
-    for op in scheme.operators:
+    for op in scheme.all_operators():
         args += [f"op_{op}", f"S_op_{op}"]
     return args
 
 
 def _needs_L(form, scheme):
     return form.linear_structure != "zero" and any(
-        isinstance(s, EvalRHS) and s.part == "full" for s in scheme.statements)
+        isinstance(s, EvalRHS) and s.part == "full" for s in scheme.all_statements())
 
 
 FIXED_ARGS = ("y0, first, k0, k1, times, tn_d, h_d, hclass, level, q_ipos, q_frac, q_levels, w_end_sd, "
@@ -92,9 +93,12 @@ FIXED_ARGS = ("y0, first, k0, k1, times, tn_d, h_d, hclass, level, q_ipos, q_fra
 
 def _registers(scheme):
     regs = ["y"]
-    for s in scheme.statements:
+    for s in scheme.all_statements():
         if s.target not in regs:
             regs.append(s.target)
+    for dst, _ in scheme.history:
+        if dst not in regs:
+            regs.append(dst)
     return regs
 
 
@@ -222,6 +226,10 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
         w("t_l = np.empty(B, dtype=y0.dtype)")
         w("h_l = np.empty(B, dtype=y0.dtype)")
         w("tc = np.empty(B, dtype=y0.dtype)")
+        for k in range(1, scheme.lags + 1):
+            w(f"hp{k} = np.zeros(B, dtype=y0.dtype)  # previous step sizes (multistep)")
+        if scheme.needs_levy:
+            w("dI = np.empty((M, B), dtype=y0.dtype)")
         with w.block("for b in range(B):"):
             with w.block("for i in range(D):"):
                 w("y[i, b] = y0[i, src[b]]")
@@ -242,8 +250,28 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
                 _emit_brownian_step(w)
             if scheme.needs_zeta:
                 _emit_zeta(w)
-            for s in scheme.statements:
-                _emit_statement(w, form, scheme, s, calls)
+            if scheme.needs_levy:
+                with w.block("for c in range(M):"):
+                    with w.block("for b in range(B):"):
+                        w("dI[c, b] = 0.5 * dW[c, b] + dH[c, b]  # I_(1,0)/h (methods.md §5.3)")
+            if scheme.startup is not None:
+                with w.block(f"if step < {scheme.startup_steps}:"):
+                    for s in scheme.startup.statements:
+                        _emit_statement(w, form, scheme, s, calls)
+                    _emit_copy(w, scheme.output, scheme.startup.output)
+                with w.block("else:"):
+                    for s in scheme.statements:
+                        _emit_statement(w, form, scheme, s, calls)
+            else:
+                for s in scheme.statements:
+                    _emit_statement(w, form, scheme, s, calls)
+            for dst, src in scheme.history:
+                _emit_copy(w, dst, src)
+            if scheme.lags:
+                with w.block("for b in range(B):"):
+                    for k in range(scheme.lags, 1, -1):
+                        w(f"hp{k}[b] = hp{k - 1}[b]")
+                    w("hp1[b] = h_l[b]")
             _emit_finish_step(w, scheme.output)
             with w.block("if isave < save_at.shape[0] and save_at[isave] == step + 1:"):
                 _emit_save(w)
@@ -264,18 +292,21 @@ def _emit_save(w):
 
 def _emit_tree_setup(w):
     """The block's Brownian tree (kernels/numba_runtime.tree_start / tree_increment)."""
-    for name in ("w_prev", "w_cur", "w_a", "w_b", "w_mid", "w_endv", "zbuf"):
-        w(f"{name} = np.empty((M, B))")
-    w("stk_w = np.empty((max(level, 0) + 2, M, B))")
+    w("dH = np.empty((M, B), dtype=y0.dtype)")
+    w("zbuf = np.empty((2 * M, B))")
+    w("acc = np.empty((6, M, B))")
+    w("path = np.empty((2, 49 if level < 0 else 1, M, B))")
+    w("stk_dw = np.empty((max(level, 0) + 2, M, B))")
+    w("stk_h = np.empty((max(level, 0) + 2, M, B))")
     w("stk_lv = np.empty(max(level, 0) + 2, dtype=np.int64)")
     w("stk_node = np.empty(max(level, 0) + 2, dtype=np.int64)")
-    w("sp = tree_start(k0, k1, first, src, w_end_sd, w_endv, stk_w, stk_lv, stk_node, w_prev, w_cur)")
+    w("sp = tree_start(k0, k1, first, src, T, level, zbuf, stk_dw, stk_h, stk_lv, stk_node, path)")
 
 
 def _emit_brownian_step(w):
-    """dW of this step: walk the dyadic tree (level >= 0) or query W(t_{n+1})."""
-    w("sp = tree_increment(k0, k1, first, src, T, level, sp, step, q_ipos, q_frac, q_levels, w_endv, stk_w, "
-      "stk_lv, stk_node, w_prev, w_cur, w_a, w_b, w_mid, zbuf, dW)")
+    """(dW, dH) of this step: walk the dyadic (W, H) tree (level >= 0) or step its query path to t_{n+1}."""
+    w("sp = tree_increment(k0, k1, first, src, T, level, sp, step, q_ipos, q_frac, q_levels, zbuf, stk_dw, "
+      "stk_h, stk_lv, stk_node, path, acc, dW, dH)")
 
 
 def _emit_zeta(w):
@@ -286,6 +317,13 @@ def _emit_zeta(w):
             w("zeta[i, b] = zeta64[i, b]")
 
 
+def _emit_copy(w, dst, src):
+    if dst != src:
+        with w.block("for i in range(D):"):
+            with w.block("for b in range(B):"):
+                w(f"{dst}[i, b] = {src}[i, b]")
+
+
 def _op_elem(name, i):
     return f"op_{name}[hc, {i}, s * S_op_{name}]"
 
@@ -294,9 +332,7 @@ def _emit_lane_functions(w, form, scheme, forcing, diffusion, extra):
     """``rhs_block`` and ``noise_block``: one copy each, called once per stage (small
     compile, and LLVM still vectorises their lane loops)."""
     d = form.dim
-    parts = {s.part for s in scheme.statements if isinstance(s, EvalRHS)}
-    assert len(parts) == 1, parts
-    part = parts.pop()
+    part = scheme.rhs_part
     bufs = list(_net_buffers(form, [forcing]))
     sig = ", ".join(["tc", "st", "out", "src"] + bufs + list(extra))
     w(JIT)
@@ -319,7 +355,7 @@ def _emit_lane_functions(w, form, scheme, forcing, diffusion, extra):
     w()
     w()
     if not form.stochastic:
-        return f"rhs_block({{t}}, {{state}}, {{target}}, src, {', '.join(bufs + list(extra))})", None
+        return {"rhs": f"rhs_block({{t}}, {{state}}, {{target}}, src, {', '.join(bufs + list(extra))})"}
     sig_n = ", ".join(["tc", "st", "dW", "out", "src"] + list(extra))
     w(JIT)
     with w.block(f"def noise_block({sig_n}):"):
@@ -340,8 +376,25 @@ def _emit_lane_functions(w, form, scheme, forcing, diffusion, extra):
                 w(f"out[{i}, b] = {rhs}")
     w()
     w()
-    return (f"rhs_block({{t}}, {{state}}, {{target}}, src, {', '.join(bufs + list(extra))})",
-            f"noise_block({{t}}, {{state}}, dW, {{target}}, src, {', '.join(extra)})")
+    calls = {"rhs": f"rhs_block({{t}}, {{state}}, {{target}}, src, {', '.join(bufs + list(extra))})",
+             "dW": f"noise_block({{t}}, {{state}}, dW, {{target}}, src, {', '.join(extra)})",
+             "I10": f"noise_block({{t}}, {{state}}, dI, {{target}}, src, {', '.join(extra)})"}
+    if scheme.needs_milstein:
+        gg = lower(milstein_terms(form), form, _state)
+        w(JIT)
+        with w.block(f"def milstein_block({', '.join(['tc', 'st', 'dW', 'hh', 'out', 'src'] + list(extra))}):"):
+            w('"""½ (G\'G)(st, t)(dW² − h) of the lanes of ``st`` into ``out`` (Kloeden & Platen 1992, eq. 10.3.3)."""')
+            with w.block("for b in range(B):"):
+                _lane_prelude(w, form, gg, "st")
+                for var, e in gg.assignments:
+                    w(f"{var} = {pr(e)}")
+                for i, e in enumerate(gg.outputs):
+                    c = 0 if form.noise == "scalar" else i
+                    w(f"out[{i}, b] = 0.5 * ({pr(e)}) * (dW[{c}, b] * dW[{c}, b] - hh[b])")
+        w()
+        w()
+        calls["milstein"] = f"milstein_block({{t}}, {{state}}, dW, h_l, {{target}}, src, {', '.join(extra)})"
+    return calls
 
 
 def _emit_statement(w, form, scheme, s, calls):
@@ -349,19 +402,22 @@ def _emit_statement(w, form, scheme, s, calls):
     if isinstance(s, (EvalRHS, EvalNoise)):
         with w.block("for b in range(B):"):
             w(f"tc[b] = t_l[b] + {pr(s.c)} * h_l[b]" if s.c else "tc[b] = t_l[b]")
-        call = calls[0] if isinstance(s, EvalRHS) else calls[1]
+        call = calls["rhs"] if isinstance(s, EvalRHS) else calls[s.increment]
         w(call.format(t="tc", state=s.state, target=s.target))
     elif isinstance(s, Combine):
+        lags = sorted({x.name for term in s.terms for x in sp.sympify(term.coef).free_symbols} - {"h"})
         with w.block("for b in range(B):"):
             w("s = src[b]")
             w("h = h_l[b]")
+            for name in lags:  # previous step sizes h1, h2, ... (multistep coefficients)
+                w(f"{name} = hp{name[1:]}[b]")
             for i in range(d):
                 terms = []
                 for term in s.terms:
-                    coef = "" if term.coef == 1 else f"{pr(term.coef)} * "
+                    coef = "" if term.coef == 1 else f"({pr(term.coef)}) * "
                     if term.op is None:
                         terms.append(f"{coef}{term.vec}[{i}, b]")
-                    elif operator_layout(form, scheme.operators[term.op]) == "dense":
+                    elif operator_layout(form, scheme.all_operators()[term.op]) == "dense":
                         mv = " + ".join(f"op_{term.op}[hc, s * S_op_{term.op}, {i}, {j}] * {term.vec}[{j}, b]"
                                         for j in range(d))
                         terms.append(f"{coef}({mv})")

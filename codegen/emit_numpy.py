@@ -12,7 +12,8 @@ from sympy.printing.numpy import NumPyPrinter
 
 from .analysis import SemilinearForm
 from .lowering import lower
-from .scheme import Combine, EvalNoise, EvalRHS, StepScheme, operator_layout
+from .builders import milstein_terms
+from .scheme import EvalNoise, EvalRHS, StepScheme, operator_layout
 
 _printer = NumPyPrinter({"fully_qualified_modules": True})
 
@@ -78,33 +79,55 @@ def _term(form, scheme, term) -> str:
         vec = term.vec
     else:
         vec = _apply(operator_layout(form, scheme.operators[term.op]), f"ops[{term.op!r}]", term.vec)
-    return vec if term.coef == 1 else f"{pr(term.coef)}*{vec}"
+    return vec if term.coef == 1 else f"({pr(term.coef)})*{vec}"
 
 
-def _noise_product(form):
+def _noise_product(form, inc):
     if form.noise == "scalar":
-        return "G * dW[0]"
+        return f"G * {inc}[0]"
     if form.noise == "diagonal":
-        return "G * dW"
-    return "numpy.einsum('ij...,j...->i...', G, dW)"
+        return f"G * {inc}"
+    return f"numpy.einsum('ij...,j...->i...', G, {inc})"
 
 
-def _step(form, scheme):
-    lines = ["def step(y, t, h, p, nets, L, ops, dW, zeta):",
-             f'    """One {scheme.method} step; y has shape (d, n)."""']
+def _statement(form, scheme, s) -> list:
+    if isinstance(s, EvalRHS):
+        call = f"forcing({s.state}, {_time(s.c)}, p, nets)"
+        if s.part == "full" and form.linear_structure != "zero":
+            layout = "dense" if form.linear_structure == "dense" else "elementwise"
+            call += f" + {_apply(layout, 'L', s.state)}"
+        return [f"{s.target} = {call}"]
+    if isinstance(s, EvalNoise):
+        if s.increment == "milstein":
+            dw = "dW[0]" if form.noise == "scalar" else "dW"
+            return [f"{s.target} = 0.5 * milstein_gg({s.state}, {_time(s.c)}, p) * ({dw} * {dw} - h)"]
+        inc = "dW" if s.increment == "dW" else "dI"
+        return [f"G = diffusion({s.state}, {_time(s.c)}, p)", f"{s.target} = {_noise_product(form, inc)}"]
+    return [f"{s.target} = " + " + ".join(_term(form, scheme, term) for term in s.terms)]
+
+
+def _time(c) -> str:
+    return f"t + {pr(c * sp.Symbol('h'))}" if c else "t"
+
+
+def _step(form, scheme, name="step", main=None):
+    """``name(y, t, h, p, nets, L, ops, rnd, mem)``: rnd holds dW, dH, zeta; mem the multistep history."""
+    main = main or scheme
+    lines = [f"def {name}(y, t, h, p, nets, L, ops, rnd, mem):",
+             f'    """One {scheme.method} step; y has shape (d, n)."""',
+             "    dW, dH, zeta = rnd.get('dW'), rnd.get('dH'), rnd.get('zeta')"]
+    if scheme.needs_levy:
+        lines.append("    dI = 0.5 * dW + dH  # I_(1,0)/h = dW/2 + H (methods.md §5.3)")
+    for k in range(1, main.lags + 1):
+        lines.append(f"    h{k} = mem.get('h{k}')")
+    for dst, _ in main.history:
+        lines.append(f"    {dst} = mem.get({dst!r})")
     for s in scheme.statements:
-        if isinstance(s, EvalRHS):
-            call = f"forcing({s.state}, t + {pr(s.c * sp.Symbol('h'))}, p, nets)" if s.c else f"forcing({s.state}, t, p, nets)"
-            if s.part == "full" and form.linear_structure != "zero":
-                layout = "dense" if form.linear_structure == "dense" else "elementwise"
-                call += f" + {_apply(layout, 'L', s.state)}"
-            lines.append(f"    {s.target} = {call}")
-        elif isinstance(s, EvalNoise):
-            tt = f"t + {pr(s.c * sp.Symbol('h'))}" if s.c else "t"
-            lines.append(f"    G = diffusion({s.state}, {tt}, p)")
-            lines.append(f"    {s.target} = {_noise_product(form)}")
-        elif isinstance(s, Combine):
-            lines.append(f"    {s.target} = " + " + ".join(_term(form, scheme, term) for term in s.terms))
+        lines += ["    " + ln for ln in _statement(form, scheme, s)]
+    for dst, src in main.history:
+        lines.append(f"    mem[{dst!r}] = {src}")
+    if main.lags:
+        lines += [f"    mem['h{k}'] = h{k - 1}" for k in range(main.lags, 1, -1)] + ["    mem['h1'] = h"]
     lines.append(f"    return {scheme.output}")
     return lines
 
@@ -135,5 +158,10 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme) -> str:
         shape = G.shape if form.noise == "general" else None
         lines += _vector_function("diffusion", "y, t, p", f"G(y, t) for {form.noise} noise.", list(G), form, shape)
         lines.append("")
+    if scheme.needs_milstein:
+        lines += _vector_function("milstein_gg", "y, t, p", "(G'G)(y, t) of the Milstein correction.",
+                                  milstein_terms(form), form) + [""]
+    if scheme.startup is not None:
+        lines += _step(form, scheme.startup, "startup_step", main=scheme) + [""]
     lines += _step(form, scheme)
     return "\n".join(lines) + "\n"

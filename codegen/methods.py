@@ -1,9 +1,16 @@
-"""The method catalogue: each method is a tableau plus a noise treatment (data, not code).
+"""The method catalogue: each method is a tableau (``tables.py``) plus a family and a noise
+treatment — data, not code; ``builders.py`` turns them into step schemes.
+
+Families: ``rk`` (explicit RK on f = Ly + N), ``exprk`` (exponential RK / Lawson, φ(hL)),
+``rosenbrock`` (Rosenbrock-W, W = L), ``tase`` (RK-TASE / MSRKTASE, W = L), ``etdadams``
+(exponential multistep), ``sra`` (Rößler SRA, additive noise).
 
 Noise treatments for SDE methods (methods.md §5):
 * ``"increment"`` — add ``G(y_n, t_n) ΔW`` (Euler–Maruyama; Kloeden & Platen 1992, §10.2).
+* ``"milstein"`` — also ½ (G'G)(ΔW² − h) (Kloeden & Platen 1992, eq. 10.3.3).
 * ``"convolution"`` — add the exact stochastic convolution ``∫ e^{(h-s)L} G dW(s)`` of the
   step, sampled jointly with ΔW (SETD1; methods.md §5.2; Jentzen & Kloeden 2009).
+* ``"sra"`` — the SRA tableau itself uses ΔW and I_(1,0) (bridged jointly with W).
 """
 from __future__ import annotations
 
@@ -12,45 +19,16 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .errors import ModelError
-from .phi import phi, z
-from .tableau import ButcherTableau, ExponentialTableau
-
-R = sp.Rational
-half = z / 2
-
-EULER = ButcherTableau(A=((0,),), b=(1,), c=(0,), order=1, name="Euler")
-
-RK4 = ButcherTableau(  # Kutta 1901; Hairer, Nørsett & Wanner I, Table II.1.2
-    A=((0, 0, 0, 0), (R(1, 2), 0, 0, 0), (0, R(1, 2), 0, 0), (0, 0, 1, 0)),
-    b=(R(1, 6), R(1, 3), R(1, 3), R(1, 6)), c=(0, R(1, 2), R(1, 2), 1), order=4, name="RK4",
-)
-
-ETD1 = ExponentialTableau(  # exponential (Nørsett) Euler; methods.md §1.3
-    A=((0,),), b=(phi(1, z),), c=(0,), order=1, stiff_order=1, name="ETD1",
-)
-
-_b1 = phi(1, z) - 3 * phi(2, z) + 4 * phi(3, z)
-_b23 = 2 * phi(2, z) - 4 * phi(3, z)
-ETDRK4 = ExponentialTableau(  # Cox & Matthews 2002, JCP 176:430, eq. (26)-(29); methods.md §1.3
-    A=(
-        (0, 0, 0, 0),
-        (phi(1, half) / 2, 0, 0, 0),
-        (0, phi(1, half) / 2, 0, 0),
-        (phi(1, half) * (phi(0, half) - 1) / 2, 0, phi(1, half), 0),
-    ),
-    b=(_b1, _b23, _b23, -phi(2, z) + 4 * phi(3, z)),
-    c=(0, R(1, 2), R(1, 2), 1), order=4, stiff_order=2, name="ETDRK4",
-)
-
+from . import tables as tb
 
 @dataclass(frozen=True)
 class Method:
     """A solver: tableau + noise treatment + the facts users look up."""
 
     name: str
-    family: str                   # "rk" (full f) | "exprk" (semilinear, φ-functions of hL)
+    family: str                   # "rk" | "exprk" | "rosenbrock" | "tase" | "etdadams" | "sra"
     tableau: object
-    noise: str | None = None      # None (ODE method) | "increment" | "convolution"
+    noise: str | None = None      # None (ODE method) | "increment" | "milstein" | "convolution" | "sra"
     strong_order: float | None = None
     weak_order: float | None = None
     requires_additive: bool = False
@@ -71,20 +49,52 @@ class Method:
         return self.noise is not None
 
     @property
+    def embedded_order(self) -> int | None:
+        """Order of the embedded solution (error estimator), if the tableau has one."""
+        return getattr(self.tableau, "embedded_order", None)
+
+    @property
     def adaptive(self) -> bool:
         return False
 
 
+def _ode(name, family, tab, reference, **kw):
+    return Method(name, family, tab, reference=reference, **kw)
+
+
 CATALOGUE = (
-    Method("Euler", "rk", EULER, reference="Euler 1768"),
-    Method("RK4", "rk", RK4, reference="Kutta 1901"),
-    Method("ETD1", "exprk", ETD1, aliases=("ExpEuler", "ExponentialEuler"),
-           reference="Hochbruck & Ostermann 2010, Acta Numerica 19, §2.1"),
-    Method("ETDRK4", "exprk", ETDRK4, reference="Cox & Matthews 2002, JCP 176:430"),
-    Method("EM", "rk", EULER, noise="increment", strong_order=0.5, weak_order=1.0,
+    # explicit Runge–Kutta
+    _ode("Euler", "rk", tb.EULER, "Euler 1768"),
+    _ode("Heun", "rk", tb.HEUN, "Heun 1900; HNW I Table II.1.1"),
+    _ode("RK4", "rk", tb.RK4, "Kutta 1901"),
+    _ode("DP5", "rk", tb.DP5, "Dormand & Prince 1980, JCAM 6:19", aliases=("DOPRI5",)),
+    _ode("Tsit5", "rk", tb.TSIT5, "Tsitouras 2011, Comput Math Appl 62:770"),
+    # exponential Runge–Kutta and Lawson
+    _ode("LawsonEuler", "exprk", tb.LAWSON_EULER, "Lawson 1967, SINUM 4:372"),
+    _ode("ETD1", "exprk", tb.ETD1, "Hochbruck & Ostermann 2010, Acta Numerica 19, §2.1",
+         aliases=("ExpEuler", "ExponentialEuler")),
+    _ode("ETDRK2", "exprk", tb.ETDRK2, "Cox & Matthews 2002, JCP 176:430"),
+    _ode("ETDRK3", "exprk", tb.ETDRK3, "Cox & Matthews 2002, JCP 176:430"),
+    _ode("ETDRK4", "exprk", tb.ETDRK4, "Cox & Matthews 2002, JCP 176:430"),
+    _ode("Krogstad", "exprk", tb.KROGSTAD, "Krogstad 2005, JCP 203:72", aliases=("ETDRK4B", "ETDRK4-B")),
+    _ode("HochOst4", "exprk", tb.HOCHOST4, "Hochbruck & Ostermann 2005, SINUM 43:1069"),
+    # Rosenbrock-W (W = L)
+    _ode("Rosenbrock23", "rosenbrock", tb.ROSENBROCK23, "Shampine & Reichelt 1997, SISC 18:1"),
+    _ode("ROS34PW2", "rosenbrock", tb.ROS34PW2, "Rang & Angermann 2005, BIT 45:761"),
+    _ode("ROS34PW3", "rosenbrock", tb.ROS34PW3, "Rang & Angermann 2005, BIT 45:761"),
+    # SDE methods
+    Method("EM", "rk", tb.EULER, noise="increment", strong_order=0.5, weak_order=1.0,
            aliases=("EulerMaruyama",), reference="Kloeden & Platen 1992, §10.2 (strong 1 for additive noise)"),
-    Method("SETD1", "exprk", ETD1, noise="convolution", strong_order=1.0, weak_order=1.0, requires_additive=True,
+    Method("Milstein", "rk", tb.EULER, noise="milstein", strong_order=1.0, weak_order=1.0,
+           aliases=("RKMil",), reference="Kloeden & Platen 1992, eq. 10.3.3 (scalar or diagonal noise)"),
+    Method("SETD1", "exprk", tb.ETD1, noise="convolution", strong_order=1.0, weak_order=1.0, requires_additive=True,
            aliases=("StochasticExpEuler",), reference="Jentzen & Kloeden 2009, Proc R Soc A 465:649; methods.md §5.2"),
+    Method("SRA1", "sra", tb.SRA1, noise="sra", strong_order=1.5, weak_order=2.0, requires_additive=True,
+           reference="Rößler 2010, SINUM 48:922"),
+    Method("SRA3", "sra", tb.SRA3, noise="sra", strong_order=1.5, weak_order=3.0, requires_additive=True,
+           reference="Rößler 2010, SINUM 48:922"),
+    Method("SOSRA", "sra", tb.SOSRA, noise="sra", strong_order=1.5, weak_order=2.0, requires_additive=True,
+           reference="Rackauckas & Nie, arXiv:1804.04344"),
 )
 
 _BY_NAME = {n.lower(): m for m in CATALOGUE for n in (m.name, *m.aliases)}

@@ -1,9 +1,12 @@
-"""φ-functions, symbolically (methods.md §1.1).
+"""Functions of z = hL, symbolically: the atoms every linear operator of a scheme is built from.
 
-``phi(k, z)``: φ_0 = e^z, φ_k(z) = ∫_0^1 e^{(1-θ)z} θ^{k-1}/(k-1)! dθ, φ_k(0) = 1/k!.
-Exponential tableaus are written with ``phi(k, c*z)``; :func:`phi_poly` turns such an
-entry into plain data (a polynomial in the atoms φ_k(c z)) that the runtime evaluates with
-stable numerics (``sdekit.kernels.linear``), without sympy.
+* ``phi(k, c*z)``: φ_0 = e^z, φ_k(z) = ∫_0^1 e^{(1-θ)z} θ^{k-1}/(k-1)! dθ, φ_k(0) = 1/k!
+  (methods.md §1.1) — exponential integrators.
+* ``resolvent(a*z)``: (1 − a z)^{-1} — the linear solves of Rosenbrock-W and TASE methods
+  (methods.md §3, §4).
+
+:func:`phi_poly` turns an operator (a polynomial in these atoms) into plain data that the
+runtime evaluates with stable numerics (``sdekit.kernels.linear``), without sympy.
 """
 from __future__ import annotations
 
@@ -39,14 +42,36 @@ class phi(sp.Function):
         return sum(x**j / sp.factorial(j + int(k)) for j in range(order + 1))
 
 
+class resolvent(sp.Function):
+    """R(x) = (1 − x)^{-1}; ``resolvent(alpha*z)`` is (I − α hL)^{-1} (methods.md §3.2)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_zero:
+            return sp.Integer(1)
+        return None
+
+    def closed_form(self):
+        return 1 / (1 - self.args[0])
+
+    def taylor(self, order: int):
+        """Σ_{j<=order} x^j (the Neumann series)."""
+        return sum(self.args[0] ** j for j in range(order + 1))
+
+
+ATOMS = (phi, resolvent)
+
+
 def closed_form(expr):
-    """Replace every φ_k(x) in ``expr`` by its closed form."""
-    return expr.replace(lambda e: isinstance(e, phi), lambda e: e.closed_form())
+    """Replace every φ_k(x) and resolvent in ``expr`` by its closed form."""
+    return expr.replace(lambda e: isinstance(e, ATOMS), lambda e: e.closed_form())
 
 
 def series_in_z(expr, order: int = 12):
-    """Power series of a φ-expression in ``z`` up to ``z**order`` (exact, via Taylor of φ)."""
-    expr = sp.sympify(expr).replace(lambda e: isinstance(e, phi), lambda e: e.taylor(order))
+    """Power series of an operator expression in ``z`` up to ``z**order`` (exact, via the atoms' Taylor series)."""
+    expr = sp.sympify(expr).replace(lambda e: isinstance(e, ATOMS), lambda e: e.taylor(order))
     return sp.series(sp.expand(expr), z, 0, order + 1).removeO() if expr.has(z) else sp.expand(expr)
 
 
@@ -55,34 +80,50 @@ def series_equal(a, b, order: int = 12) -> bool:
     return sp.expand(series_in_z(sp.sympify(a) - sp.sympify(b), order)) == 0
 
 
-def phi_atom(e) -> tuple:
-    """(k, c) of an atom φ_k(c z); ``c`` an exact Fraction."""
-    k, x = e.args
-    c = sp.nsimplify(x / z)
+def number(x):
+    """An exact sympy number as a Fraction, a Float as a float (plain data for the runtime)."""
+    x = sp.sympify(x)
+    if x.is_Rational:
+        return Fraction(int(x.p), int(x.q))
+    if x.is_number and x.is_real:
+        return float(x)
+    raise ValueError(f"{x} is not a real number")
+
+
+def _multiple_of_z(x, what):
+    c = x / z
     if c.free_symbols:
-        raise ValueError(f"φ argument {x} is not a rational multiple of z")
-    return int(k), Fraction(int(c.p), int(c.q))
+        raise ValueError(f"{what} argument {x} is not a constant multiple of z")
+    return number(sp.nsimplify(c) if not c.has(sp.Float) else c)
+
+
+def atom_data(e) -> tuple:
+    """An atom as data: ``("phi", k, c)`` for φ_k(c z), ``("res", a)`` for (1 − a z)^{-1}."""
+    if isinstance(e, phi):
+        return "phi", int(e.args[0]), _multiple_of_z(e.args[1], "φ")
+    return "res", _multiple_of_z(e.args[0], "resolvent")
 
 
 def phi_poly(expr) -> tuple:
-    """``expr`` (polynomial in φ_k(c z)) as data: ``((weight, ((k, c), ...)), ...)``.
+    """``expr`` (a polynomial in the atoms) as data: ``((weight, (atom, ...)), ...)``.
 
-    ``weight`` is a Fraction; the inner tuple is the (sorted) product of atoms, empty for a
-    constant.  Raises ValueError for anything that is not such a polynomial.
+    ``weight`` is a Fraction (a float for Float coefficients); atoms as :func:`atom_data`,
+    sorted, repeated for powers; an empty product is the identity.  Raises ValueError for
+    anything that is not such a polynomial.
     """
     expr = sp.expand(sp.sympify(expr))
     if expr == 0:
         return ()
-    atoms = sorted(expr.atoms(phi), key=sp.default_sort_key)
+    atoms = sorted(expr.atoms(*ATOMS), key=sp.default_sort_key)
     gens = atoms or [sp.Dummy()]
-    poly = sp.Poly(expr, *gens)
-    if not all(c.is_Rational for c in poly.coeffs()):
-        raise ValueError(f"{expr} is not a polynomial in φ-functions of z with rational weights")
-    terms = []
-    for powers, coeff in poly.terms():
-        factors = []
-        for atom, p in zip(atoms, powers):
-            factors += [phi_atom(atom)] * p
-        coeff = sp.Rational(coeff)
-        terms.append((Fraction(int(coeff.p), int(coeff.q)), tuple(sorted(factors))))
-    return tuple(sorted(terms, key=lambda t: (len(t[1]), t[1])))
+    try:
+        poly = sp.Poly(expr, *gens)
+        terms = []
+        for powers, coeff in poly.terms():
+            factors = []
+            for atom, p in zip(atoms, powers):
+                factors += [atom_data(atom)] * p
+            terms.append((number(coeff), tuple(sorted(factors, key=str))))
+    except (sp.PolynomialError, ValueError) as exc:
+        raise ValueError(f"{expr} is not a polynomial in φ-functions/resolvents of z with constant weights") from exc
+    return tuple(sorted(terms, key=lambda t: (len(t[1]), str(t[1]))))

@@ -13,17 +13,20 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .analysis import SemilinearForm
-from .errors import ModelError
-from .methods import Method
-from .phi import phi, phi_poly, z
 
-#: the step-size symbol of every scheme coefficient
+#: the step-size symbol of every scheme coefficient; ``h1, h2, ...`` are the previous steps
 h = sp.Symbol("h", positive=True)
+
+
+def lag(k: int) -> sp.Symbol:
+    """h_k = t_{n-k+1} - t_{n-k}, the k-th previous step size (multistep coefficients)."""
+    return sp.Symbol(f"h{k}", positive=True)
 
 
 @dataclass(frozen=True)
 class PhiOperator:
-    """A polynomial in φ_k(c hL), as data from :func:`sdekit.codegen.phi.phi_poly`."""
+    """A polynomial in φ_k(c hL) and resolvents (I − a hL)^{-1}, as data from
+    :func:`sdekit.codegen.phi.phi_poly`."""
 
     poly: tuple
 
@@ -64,36 +67,78 @@ class EvalRHS:
     part: str
 
 
+#: what an :class:`EvalNoise` multiplies G by (methods.md §5): the Wiener increment ΔW, the
+#: scaled iterated integral I_(1,0)/h = ΔW/2 + H (H the space-time Lévy area), or, for
+#: Milstein, ½ (G'G)(ΔW² − h) (Kloeden & Platen 1992, eq. 10.3.3; diagonal/scalar noise)
+NOISE_INCREMENTS = ("dW", "I10", "milstein")
+
+
 @dataclass(frozen=True)
 class EvalNoise:
-    """``target = G(state, t + c h) · dW`` (scalar: G dW, diagonal: G ⊙ dW, general: G @ dW)."""
+    """``target = G(state, t + c h) · dW`` (scalar: G dW, diagonal: G ⊙ dW, general: G @ dW);
+    ``increment`` "I10" uses I_(1,0)/h in place of dW, "milstein" gives ½ (G'G)(ΔW² − h)."""
 
     target: str
     state: str
     c: sp.Rational
+    increment: str = "dW"
 
 
 @dataclass(frozen=True)
 class StepScheme:
+    """Statements of one step.  Multistep methods (ETD-Adams) also have a one-step
+    ``startup`` scheme run for the first ``startup_steps`` steps, ``history`` copies
+    ``(dst, src)`` done after every step (e.g. N1 <- K0) and the previous step sizes
+    ``h1 .. h{lags}`` available to coefficients."""
+
     method: str
     operators: dict
     statements: tuple
     output: str = "y_new"
+    startup: "StepScheme | None" = None
+    startup_steps: int = 0
+    history: tuple = ()
+    lags: int = 0
+
+    def all_statements(self):
+        return self.statements + (self.startup.statements if self.startup else ())
+
+    def all_operators(self) -> dict:
+        return {**(self.startup.operators if self.startup else {}), **self.operators}
 
     @property
     def needs_dW(self) -> bool:
-        return any(isinstance(s, EvalNoise) for s in self.statements)
+        return any(isinstance(s, EvalNoise) for s in self.all_statements())
+
+    @property
+    def needs_levy(self) -> bool:
+        return any(isinstance(s, EvalNoise) and s.increment == "I10" for s in self.all_statements())
+
+    @property
+    def needs_milstein(self) -> bool:
+        return any(isinstance(s, EvalNoise) and s.increment == "milstein" for s in self.all_statements())
 
     @property
     def needs_zeta(self) -> bool:
-        return any(isinstance(o, ConvolutionResidual) for o in self.operators.values())
+        return any(isinstance(o, ConvolutionResidual) for o in self.all_operators().values())
 
     @property
     def needs_linear(self) -> bool:
-        return bool(self.operators) or any(isinstance(s, EvalRHS) and s.part == "full" for s in self.statements)
+        return bool(self.all_operators()) or any(
+            isinstance(s, EvalRHS) and s.part == "full" for s in self.all_statements())
+
+    @property
+    def rhs_part(self) -> str:
+        """"full" (f = L y + c + N) or "forcing" (c + N): what every EvalRHS of the scheme evaluates."""
+        parts = {s.part for s in self.all_statements() if isinstance(s, EvalRHS)}
+        assert len(parts) == 1, parts
+        return parts.pop()
 
     def __str__(self):
-        lines = [f"# step scheme of {self.method}"]
+        lines = []
+        if self.startup is not None:
+            lines += [str(self.startup), f"# (the startup scheme above runs for the first {self.startup_steps} steps)"]
+        lines.append(f"# step scheme of {self.method}")
         for name, op in self.operators.items():
             lines.append(f"#   {name} = {describe_operator(op)}")
         for s in self.statements:
@@ -105,8 +150,12 @@ class StepScheme:
             elif isinstance(s, EvalRHS):
                 f = "f" if s.part == "full" else "N"
                 lines.append(f"{s.target} = {f}({s.state}, {tc})")
+            elif s.increment == "milstein":
+                lines.append(f"{s.target} = (G'G)({s.state}, {tc}) (dW^2 - h)/2")
             else:
-                lines.append(f"{s.target} = G({s.state}, {tc}) dW")
+                lines.append(f"{s.target} = G({s.state}, {tc}) {'I10/h' if s.increment == 'I10' else 'dW'}")
+        for dst, src in self.history:
+            lines.append(f"{dst} <- {src}  (kept for the next step)")
         return "\n".join(lines)
 
 
@@ -123,76 +172,13 @@ def describe_operator(op) -> str:
         return "sqrt(Cov[stochastic convolution | dW])"
     parts = []
     for w, atoms in op.poly:
-        fac = "*".join(f"phi{k}({'' if c == 1 else c}hL)" for k, c in atoms) or "1"
+        fac = "*".join(_describe_atom(a) for a in atoms) or "1"
         parts.append(fac if w == 1 else f"{w}*{fac}")
     return " + ".join(parts) or "0"
 
 
-def _nonzero(x) -> bool:
-    return sp.sympify(x) != 0
-
-
-def _rk_statements(tab, part):
-    """Explicit RK stages: U_i = y + h Σ a_ij K_j, K_i = f(U_i, t + c_i h)."""
-    stmts = [EvalRHS("K0", "y", tab.c[0], part)]
-    for i in range(1, tab.stages):
-        terms = (Term(sp.Integer(1), None, "y"),) + tuple(
-            Term(h * a, None, f"K{j}") for j, a in enumerate(tab.A[i][:i]) if _nonzero(a))
-        stmts += [Combine(f"U{i}", terms), EvalRHS(f"K{i}", f"U{i}", tab.c[i], part)]
-    final = (Term(sp.Integer(1), None, "y"),) + tuple(
-        Term(h * b, None, f"K{i}") for i, b in enumerate(tab.b) if _nonzero(b))
-    return stmts, list(final), {}
-
-
-def _exprk_statements(tab):
-    """Exponential RK stages (Hochbruck & Ostermann 2010, eq. (2.19))."""
-    ops = {}
-
-    def op(name, expr):
-        ops[name] = PhiOperator(phi_poly(expr))
-        return name
-
-    stmts = [EvalRHS("K0", "y", tab.c[0], "forcing")]
-    for i in range(1, tab.stages):
-        terms = (Term(sp.Integer(1), op(f"E{i}", phi(0, tab.c[i] * z)), "y"),) + tuple(
-            Term(h, op(f"A{i}{j}", a), f"K{j}") for j, a in enumerate(tab.A[i][:i]) if _nonzero(a))
-        stmts += [Combine(f"U{i}", terms), EvalRHS(f"K{i}", f"U{i}", tab.c[i], "forcing")]
-    final = [Term(sp.Integer(1), op("E", phi(0, z)), "y")] + [
-        Term(h, op(f"B{i}", b), f"K{i}") for i, b in enumerate(tab.b) if _nonzero(b)]
-    return stmts, final, ops
-
-
-def build_scheme(form: SemilinearForm, method: Method) -> StepScheme:
-    """The step scheme of ``method`` on ``form``; ModelError for unsupported combinations."""
-    check_supported(form, method)
-    if method.family == "rk":
-        stmts, final, ops = _rk_statements(method.tableau, "full")
-    elif method.family == "exprk":
-        stmts, final, ops = _exprk_statements(method.tableau)
-    else:  # pragma: no cover - the catalogue only holds the families above
-        raise ModelError(f"{method.name}: family {method.family!r} has no scheme builder")
-    if method.noise == "increment":
-        stmts.append(EvalNoise("GdW", "y", sp.Integer(0)))
-        final.append(Term(sp.Integer(1), None, "GdW"))
-    elif method.noise == "convolution":
-        stmts.append(EvalNoise("GdW", "y", sp.Integer(0)))
-        ops["P1"] = PhiOperator(phi_poly(phi(1, z)))
-        ops["S"] = ConvolutionResidual()
-        final += [Term(sp.Integer(1), "P1", "GdW"), Term(sp.Integer(1), "S", "zeta")]
-    stmts.append(Combine("y_new", tuple(final)))
-    return StepScheme(method=method.name, operators=ops, statements=tuple(stmts))
-
-
-def check_supported(form: SemilinearForm, method: Method):
-    """Raise ModelError naming what the (model, method) pair lacks."""
-    name = method.name
-    if method.stochastic and not form.stochastic:
-        raise ModelError(f"{name} is an SDE method but the model is an ODE (no diffusion)")
-    if form.stochastic and not method.stochastic:
-        raise ModelError(f"{name} is an ODE method but the model is an SDE; use EM or SETD1")
-    if method.requires_additive and not form.additive:
-        raise ModelError(f"{name} needs additive noise (G independent of y), but the diffusion depends on the state")
-    if method.noise == "convolution" and form.time_dependent("diffusion"):
-        raise ModelError(f"{name}: a time-dependent diffusion G(t) is not supported yet")
-    if method.noise == "convolution" and form.noise not in ("scalar", "diagonal"):
-        raise ModelError(f"{name} supports scalar and diagonal noise for now, not {form.noise!r}")
+def _describe_atom(atom) -> str:
+    if atom[0] == "res":
+        return f"inv(I - {atom[1]}hL)"
+    _, k, c = atom
+    return f"phi{k}({'' if c == 1 else c}hL)"

@@ -100,12 +100,12 @@ def linear_value(structure: str, value, d: int):
 
 
 def evaluate_phi_poly(poly, structure: str, Lval, h: float, cache: dict):
-    """Value of Σ w Π φ_k(c hL) (see ``sdekit.codegen.phi.phi_poly``) in the layout of L."""
+    """Value of Σ w Π atoms(hL) (see ``sdekit.codegen.phi.phi_poly``) in the layout of L."""
     total = None
     for weight, atoms in poly:
         term = None
-        for k, c in atoms:
-            a = _phi_atom(k, float(c), structure, Lval, h, cache)
+        for atom in atoms:
+            a = _atom_value(atom, structure, Lval, h, cache)
             term = a if term is None else (term @ a if structure == "dense" else term * a)
         if term is None:
             term = np.eye(Lval.shape[-1])[None] if structure == "dense" else np.ones((1, 1))
@@ -114,18 +114,28 @@ def evaluate_phi_poly(poly, structure: str, Lval, h: float, cache: dict):
     return total if total is not None else np.zeros((1, 1))
 
 
-def _phi_atom(k, c, structure, Lval, h, cache):
-    key = (k, c)
-    if key not in cache:
+def _atom_value(atom, structure, Lval, h, cache):
+    """φ_k(c hL) (all k up to max(k, 4) at once) or the resolvent (I − a hL)^{-1}."""
+    if atom not in cache:
+        if atom[0] == "res":
+            a = float(atom[1])
+            if structure == "zero":
+                cache[atom] = np.ones((1, 1))
+            elif structure == "dense":
+                d = Lval.shape[-1]
+                cache[atom] = np.linalg.inv(np.eye(d) - a * h * Lval)
+            else:
+                cache[atom] = 1.0 / (1.0 - a * h * Lval)
+            return cache[atom]
+        _, k, c = atom
+        c = float(c)
         if structure == "zero":
-            cache[key] = np.full((1, 1), 1.0 / math.factorial(k))
-        elif structure == "dense":
-            for kk, val in enumerate(phi_dense(c * h * Lval, max(k, 4))):
-                cache.setdefault((kk, c), val)
+            cache[atom] = np.full((1, 1), 1.0 / math.factorial(k))
         else:
-            for kk, val in enumerate(phi_scalar(c * h * Lval, max(k, 4))):
-                cache.setdefault((kk, c), val)
-    return cache[key]
+            phis = phi_dense(c * h * Lval, max(k, 4)) if structure == "dense" else phi_scalar(c * h * Lval, max(k, 4))
+            for kk, val in enumerate(phis):
+                cache.setdefault(("phi", kk, atom[2]), val)
+    return cache[atom]
 
 
 def convolution_pair(a, b):

@@ -4,21 +4,31 @@ from __future__ import annotations
 from sdekit.codegen.methods import CATALOGUE
 
 
+FAMILIES = {"rk": "explicit RK", "exprk": "exponential RK", "rosenbrock": "Rosenbrock-W (W = L)",
+            "tase": "RK-TASE (W = L)", "etdadams": "exponential multistep", "sra": "stochastic RK (SRA)"}
+
+NOISE = {"increment": "scalar/diagonal/general", "milstein": "scalar/diagonal (commutative)",
+         "convolution": "additive scalar/diagonal", "sra": "additive scalar/diagonal/general"}
+
+
 def methods() -> list:
-    """One dict per method: name, aliases, family, orders, adaptivity, noise support, reference."""
+    """One dict per method: name, aliases, family, deterministic/strong/weak order, stiff order
+    where it differs, embedded estimator order, adaptivity, noise support, reference."""
     rows = []
     for m in CATALOGUE:
+        lawson = getattr(m.tableau, "kind", "") == "lawson"
         rows.append({
             "name": m.name,
             "aliases": list(m.aliases),
-            "family": {"rk": "explicit RK", "exprk": "exponential RK"}[m.family] + (" (SDE)" if m.stochastic else ""),
+            "family": ("Lawson (integrating factor)" if lawson else FAMILIES[m.family])
+            + (" (SDE)" if m.stochastic and m.family != "sra" else ""),
             "order": m.order,
-            "stiff_order": m.stiff_order,
+            "stiff_order": m.stiff_order if m.stiff_order != m.order else None,
             "strong_order": m.strong_order,
             "weak_order": m.weak_order,
+            "embedded": m.embedded_order,
             "adaptive": m.adaptive,
-            "noise": ("additive scalar/diagonal" if m.requires_additive else "scalar/diagonal/general")
-            if m.stochastic else "-",
+            "noise": NOISE[m.noise] if m.stochastic else "-",
             "reference": m.reference,
         })
     return rows
@@ -26,7 +36,8 @@ def methods() -> list:
 
 def methods_table() -> str:
     """The catalogue as a markdown table (README, ``sdekit methods``)."""
-    cols = ["name", "aliases", "family", "order", "stiff_order", "strong_order", "weak_order", "adaptive", "noise"]
+    cols = ["name", "aliases", "family", "order", "stiff_order", "strong_order", "weak_order", "embedded", "adaptive",
+            "noise"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in methods():
         cells = [", ".join(r[c]) or "-" if c == "aliases" else "-" if r[c] is None else str(r[c]) for c in cols]

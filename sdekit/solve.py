@@ -9,7 +9,8 @@ from sdekit.codegen.emit_numba import emit_numba, kernel_arguments
 from sdekit.codegen.emit_numpy import emit_numpy
 from sdekit.codegen.errors import ModelError
 from sdekit.codegen.methods import get_method
-from sdekit.codegen.scheme import ConvolutionResidual, EvalRHS, build_scheme, operator_layout
+from sdekit.codegen.builders import build_scheme
+from sdekit.codegen.scheme import ConvolutionResidual, EvalRHS, operator_layout
 from sdekit.kernels import numpy_backend
 from sdekit.kernels.cache import load_module
 from sdekit.kernels.linear import linear_value
@@ -132,21 +133,22 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
     noise = None
     if form.stochastic:
         G = None
-        if any(isinstance(o, ConvolutionResidual) for o in scheme.operators.values()):
+        if scheme.needs_zeta:
             G = host.diffusion(np.zeros((form.dim, 1)), problem.tspan[0], params)
             if not np.all(np.isfinite(G)):
                 raise ValueError(f"the diffusion G = {list(form.diffusion)} is non-finite for these parameters")
         noise = numpy_backend.Noise(seed, form.noise_dim, trajectories, form.noise, G)
     op_specs = {name: (("phi", op.poly) if not isinstance(op, ConvolutionResidual)
                        else ("residual", operator_layout(form, op)))
-                for name, op in scheme.operators.items()}
+                for name, op in scheme.all_operators().items()}
     nets = {name: check_weights(form.nets[name], w, dtype) for name, w in problem.nets.items()}
     pvals = {k: (v.astype(dtype) if v.ndim else dtype.type(v)) for k, v in params.items()}
     y0 = np.ascontiguousarray(Y0.T, dtype=dtype)
     if backend == "numpy":
         saved, codes = numpy_backend.integrate(
-            host.step, grid, steps_saved, y0, pvals, nets, form.linear_structure, Lval, op_specs, noise,
-            needs_zeta=scheme.needs_zeta, progress=progress)
+            host, grid, steps_saved, y0, pvals, nets, form.linear_structure, Lval, op_specs, noise,
+            needs_zeta=scheme.needs_zeta, needs_levy=scheme.needs_levy, startup_steps=scheme.startup_steps,
+            progress=progress)
     else:
         from sdekit.kernels import numba_backend
         kernel = load_module(source, "numba").kernel
@@ -154,7 +156,7 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
             kernel, kernel_arguments(form, scheme), grid, steps_saved, y0, int(trajectories[0]), seed, pvals, nets,
             form.linear_structure, Lval, op_specs, noise)
     y = np.transpose(saved, (2, 0, 1))
-    nstages = sum(isinstance(s, EvalRHS) for s in scheme.statements)
+    nstages = sum(isinstance(s, EvalRHS) for s in scheme.statements)  # (multistep startup: a few more)
     nsteps = len(grid.times) - 1
     stats = {"nf": nstages * nsteps * n, "naccept": nsteps * n, "nreject": 0}
     return Solution.from_codes(grid.times[steps_saved], y if is_ensemble else y[0], codes, is_ensemble,

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from sdekit.codegen.phi import closed_form, phi, phi_poly, series_equal, z
+from sdekit.codegen.phi import closed_form, phi, phi_poly, resolvent, series_equal, z
 from sdekit.kernels.linear import convolution_pair, convolution_residual, linear_value, phi_dense, phi_scalar
 
 mpmath.mp.dps = 40
@@ -52,7 +52,10 @@ def test_symbolic_phi():
 
 def test_phi_poly_data():
     poly = phi_poly(phi(1, z / 2) * (phi(0, z / 2) - 1) / 2)
-    assert {(float(w), atoms) for w, atoms in poly} == {(-0.5, ((1, 0.5),)), (0.5, ((0, 0.5), (1, 0.5)))}
+    assert {(float(w), atoms) for w, atoms in poly} == {
+        (-0.5, (("phi", 1, 0.5),)), (0.5, (("phi", 0, 0.5), ("phi", 1, 0.5)))}
+    res = phi_poly(2 * resolvent(z / 2) - resolvent(z) ** 2)
+    assert {(float(w), atoms) for w, atoms in res} == {(2.0, (("res", 0.5),)), (-1.0, (("res", 1), ("res", 1)))}
     with pytest.raises(ValueError):
         phi_poly(sp.sin(z))
 
@@ -104,7 +107,7 @@ def test_phi_dense_survives_scipy_expm_tiny_entry_bug():
 
 
 def test_tableaus_validate_themselves():
-    from sdekit.codegen.methods import ETDRK4, RK4
+    from sdekit.codegen.tables import ETDRK4, RK4
     from sdekit.codegen.tableau import ButcherTableau, ExponentialTableau
 
     assert ETDRK4.at_zero() == ButcherTableau(A=RK4.A, b=RK4.b, c=RK4.c, order=4, name="ETDRK4(z=0)")

@@ -1,0 +1,219 @@
+"""Step-scheme builders: one small function per method family turns a tableau (data) into
+the language-neutral :class:`~sdekit.codegen.scheme.StepScheme` every backend prints.
+
+Registers: ``y`` (state), ``U{i}`` stage values, ``K{i}`` right-hand-side evaluations,
+``u{i}``/``k{i}`` stage increments, ``N1, N2, ...`` the multistep history, ``G*`` noise terms.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from .analysis import SemilinearForm
+from .errors import ModelError
+from .methods import Method
+from .phi import phi, phi_poly, resolvent, z
+from .scheme import (Combine, ConvolutionResidual, EvalNoise, EvalRHS, PhiOperator, StepScheme, Term, h, lag)
+
+ONE = sp.Integer(1)
+
+
+def _nonzero(x) -> bool:
+    return sp.sympify(x) != 0
+
+
+def _tidy(x):
+    """Simplify an exact coefficient (e.g. the surds of Rosenbrock23); Floats stay as they are."""
+    x = sp.sympify(x)
+    return x if x.has(sp.Float) else sp.radsimp(sp.simplify(x))
+
+
+class _Ops:
+    """Operator registry of a scheme: equal operators share one name (one evaluation)."""
+
+    def __init__(self, prefix=""):
+        self.ops, self.prefix = {}, prefix
+
+    def __call__(self, name, expr):
+        poly = phi_poly(expr)
+        for k, v in self.ops.items():
+            if isinstance(v, PhiOperator) and v.poly == poly:
+                return k
+        name = self.prefix + name
+        self.ops[name] = PhiOperator(poly)
+        return name
+
+
+def _sum(target, terms):
+    return Combine(target, tuple(terms))
+
+
+def _rk(tab, part="full"):
+    """Explicit RK stages: U_i = y + h Σ a_ij K_j, K_i = f(U_i, t + c_i h) (HNW I, eq. II.1.8)."""
+    stmts = [EvalRHS("K0", "y", tab.c[0], part)]
+    for i in range(1, tab.stages):
+        terms = [Term(ONE, None, "y")] + [Term(h * a, None, f"K{j}") for j, a in enumerate(tab.A[i][:i]) if _nonzero(a)]
+        stmts += [_sum(f"U{i}", terms), EvalRHS(f"K{i}", f"U{i}", tab.c[i], part)]
+    final = [Term(ONE, None, "y")] + [Term(h * b, None, f"K{i}") for i, b in enumerate(tab.b) if _nonzero(b)]
+    return stmts, final, {}
+
+
+def _exprk(tab, ops=None):
+    """Exponential RK stages (Hochbruck & Ostermann 2010, Acta Numerica 19, eq. (2.19))."""
+    op = ops or _Ops()
+    stmts = [EvalRHS("K0", "y", tab.c[0], "forcing")]
+    for i in range(1, tab.stages):
+        terms = [Term(ONE, op(f"E{i}", phi(0, tab.c[i] * z)), "y")] + [
+            Term(h, op(f"A{i}{j}", a), f"K{j}") for j, a in enumerate(tab.A[i][:i]) if _nonzero(a)]
+        stmts += [_sum(f"U{i}", terms), EvalRHS(f"K{i}", f"U{i}", tab.c[i], "forcing")]
+    final = [Term(ONE, op("E", phi(0, z)), "y")] + [
+        Term(h, op(f"B{i}", b), f"K{i}") for i, b in enumerate(tab.b) if _nonzero(b)]
+    return stmts, final, op.ops
+
+
+def _rosenbrock(tab):
+    """Rosenbrock-W stages in the one-factorisation form (methods.md §4.2; HW II eq. IV.7.14)
+    with W = L: u_i = hγ (I − hγL)^{-1} [f(y + Σ a_ij u_j) + Σ (C_ij/h) u_j], y+ = y + Σ m_j u_j."""
+    a, C, m, _, g = (x.applyfunc(_tidy) if isinstance(x, sp.MatrixBase) else x for x in tab.transformed())
+    op = _Ops()
+    M = op("M", resolvent(g * z))
+    stmts = []
+    for i in range(tab.stages):
+        if i:
+            stmts.append(_sum(f"U{i}", [Term(ONE, None, "y")] + [
+                Term(a[i, j], None, f"u{j}") for j in range(i) if _nonzero(a[i, j])]))
+        stmts.append(EvalRHS(f"K{i}", f"U{i}" if i else "y", tab.c[i], "full"))
+        rhs = f"K{i}"
+        extra = [Term(C[i, j] / h, None, f"u{j}") for j in range(i) if _nonzero(C[i, j])]
+        if extra:
+            stmts.append(_sum(f"X{i}", [Term(ONE, None, f"K{i}")] + extra))
+            rhs = f"X{i}"
+        stmts.append(_sum(f"u{i}", [Term(h * g, M, rhs)]))
+    final = [Term(ONE, None, "y")] + [Term(m[j], None, f"u{j}") for j in range(tab.stages) if _nonzero(m[j])]
+    return stmts, final, op.ops
+
+
+def _tase(tab):
+    """RK-TASE stages (Bassenne, Fu & Mani 2021, eq. (9); methods.md §3.1) with W = L:
+    k_i = h T_i(hL) f(y + Σ a_ij k_j), y+ = y + Σ b_i k_i."""
+    op = _Ops()
+    rk = tab.rk
+    stmts = []
+    for i in range(tab.stages):
+        if i:
+            stmts.append(_sum(f"U{i}", [Term(ONE, None, "y")] + [
+                Term(a, None, f"k{j}") for j, a in enumerate(rk.A[i][:i]) if _nonzero(a)]))
+        stmts.append(EvalRHS(f"K{i}", f"U{i}" if i else "y", rk.c[i], "full"))
+        stmts.append(_sum(f"k{i}", [Term(h, op(f"T{i}", tab.operators[i]), f"K{i}")]))
+    final = [Term(ONE, None, "y")] + [Term(b, None, f"k{i}") for i, b in enumerate(rk.b) if _nonzero(b)]
+    return stmts, final, op.ops
+
+
+def _sra(tab):
+    """Rößler SRA stages for additive noise (SINUM 48(3) 2010, eq. (5.1); methods.md §5.3);
+    g is evaluated once per distinct c1 time, times ΔW and times I_(1,0)/h."""
+    stmts, gw, gi = [], {}, {}
+    for c in dict.fromkeys(tab.c1):
+        k = len(gw)
+        gw[c], gi[c] = f"GW{k}", f"GI{k}"
+        stmts += [EvalNoise(gw[c], "y", c, "dW"), EvalNoise(gi[c], "y", c, "I10")]
+    for i in range(tab.stages):
+        if i:
+            terms = [Term(ONE, None, "y")] + [Term(h * a, None, f"K{j}") for j, a in enumerate(tab.A0[i][:i])
+                                                if _nonzero(a)]
+            terms += [Term(bb, None, gi[tab.c1[j]]) for j, bb in enumerate(tab.B0[i][:i]) if _nonzero(bb)]
+            stmts.append(_sum(f"U{i}", terms))
+        stmts.append(EvalRHS(f"K{i}", f"U{i}" if i else "y", tab.c0[i], "full"))
+    final = [Term(ONE, None, "y")] + [Term(h * a, None, f"K{i}") for i, a in enumerate(tab.alpha) if _nonzero(a)]
+    for i in range(tab.stages):
+        final += [Term(tab.beta1[i], None, gw[tab.c1[i]])] if _nonzero(tab.beta1[i]) else []
+        final += [Term(tab.beta2[i], None, gi[tab.c1[i]])] if _nonzero(tab.beta2[i]) else []
+    return stmts, final, {}
+
+
+def _etd_adams(tab, form, method):
+    """Variable-step exponential Adams (methods.md §1.6): y+ = e^{hL} y + Σ_j w_j(hL; h, h1..) N_{n-j},
+    the Newton interpolant of N integrated exactly; started by ``tab.startup``."""
+    op = _Ops()
+    hist = ["K0"] + [f"N{j}" for j in range(1, tab.steps)]
+    lag_names = {s.name: s for s in (h, *(lag(k) for k in range(1, tab.steps)))}
+    stmts = [EvalRHS("K0", "y", sp.Integer(0), "forcing")]
+    final = [Term(ONE, op("E", phi(0, z)), "y")]
+    for j, terms in sorted(tab.weights.items()):
+        for coef, k in terms:
+            coef = sp.sympify(coef).xreplace({s: lag_names[s.name] for s in sp.sympify(coef).free_symbols})
+            final.append(Term(coef, op(f"P{k}", phi(k, z)), hist[j]))
+    start = build_scheme(form, tab.startup)
+    start = StepScheme(method=start.method, operators={f"S{k}": v for k, v in start.operators.items()},
+                       statements=tuple(_rename_ops(s, "S") for s in start.statements), output=start.output)
+    history = tuple((hist[j], hist[j - 1]) for j in range(tab.steps - 1, 0, -1))
+    return stmts, final, op.ops, dict(startup=start, startup_steps=tab.steps - 1, history=history,
+                                      lags=tab.steps - 1)
+
+
+def _rename_ops(stmt, prefix):
+    if isinstance(stmt, Combine):
+        return Combine(stmt.target, tuple(Term(t.coef, t.op and prefix + t.op, t.vec) for t in stmt.terms))
+    return stmt
+
+
+_FAMILIES = {"rk": _rk, "exprk": _exprk, "rosenbrock": _rosenbrock, "tase": _tase, "sra": _sra}
+
+
+def build_scheme(form: SemilinearForm, method: Method) -> StepScheme:
+    """The step scheme of ``method`` on ``form``; ModelError for unsupported combinations."""
+    check_supported(form, method)
+    extra = {}
+    if method.family == "etdadams":
+        stmts, final, ops, extra = _etd_adams(method.tableau, form, method)
+    elif method.family in _FAMILIES:
+        stmts, final, ops = _FAMILIES[method.family](method.tableau)
+    else:  # pragma: no cover - the catalogue only holds the families above
+        raise ModelError(f"{method.name}: family {method.family!r} has no scheme builder")
+    if method.noise in ("increment", "milstein"):
+        stmts.append(EvalNoise("GdW", "y", sp.Integer(0)))
+        final.append(Term(ONE, None, "GdW"))
+    if method.noise == "milstein":
+        stmts.append(EvalNoise("GGdW", "y", sp.Integer(0), "milstein"))
+        final.append(Term(ONE, None, "GGdW"))
+    elif method.noise == "convolution":
+        stmts.append(EvalNoise("GdW", "y", sp.Integer(0)))
+        ops["P1"] = PhiOperator(phi_poly(phi(1, z)))
+        ops["S"] = ConvolutionResidual()
+        final += [Term(ONE, "P1", "GdW"), Term(ONE, "S", "zeta")]
+    stmts.append(Combine("y_new", tuple(final)))
+    return StepScheme(method=method.name, operators=ops, statements=tuple(stmts), **extra)
+
+
+def check_supported(form: SemilinearForm, method: Method):
+    """Raise ModelError naming what the (model, method) pair lacks."""
+    name = method.name
+    if method.stochastic and not form.stochastic:
+        raise ModelError(f"{name} is an SDE method but the model is an ODE (no diffusion)")
+    if form.stochastic and not method.stochastic:
+        raise ModelError(f"{name} is an ODE method but the model is an SDE; use an SDE method "
+                         "(sdekit.methods() lists them)")
+    if method.requires_additive and not form.additive:
+        raise ModelError(f"{name} needs additive noise (G independent of y), but the diffusion depends on the state")
+    if method.noise == "convolution" and form.time_dependent("diffusion"):
+        raise ModelError(f"{name}: a time-dependent diffusion G(t) is not supported yet")
+    if method.noise == "convolution" and form.noise not in ("scalar", "diagonal"):
+        raise ModelError(f"{name} supports scalar and diagonal noise for now, not {form.noise!r}")
+    if method.noise == "milstein":
+        milstein_terms(form, name)
+
+
+def milstein_terms(form: SemilinearForm, name: str = "Milstein") -> list:
+    """(G'G)_i of the Milstein correction ½ (G'G)(ΔW² − h) (Kloeden & Platen 1992, eq. 10.3.3):
+    scalar noise Σ_k ∂G_i/∂y_k G_k; diagonal noise ∂G_i/∂y_i G_i (needs ∂G_i/∂y_k = 0 for
+    k ≠ i, i.e. commutative noise without Lévy areas).  Derivatives by sympy."""
+    if form.noise not in ("scalar", "diagonal"):
+        raise ModelError(f"{name} supports scalar and diagonal noise, not {form.noise!r} (needs Lévy areas)")
+    G, ys = list(form.diffusion), form.states
+    if form.noise == "scalar":
+        return [sum((sp.diff(G[i], y) * G[k] for k, y in enumerate(ys)), sp.Integer(0)) for i in range(len(ys))]
+    for i, gi in enumerate(G):
+        for k, y in enumerate(ys):
+            if k != i and sp.diff(gi, y) != 0:
+                raise ModelError(f"{name} with diagonal noise needs G_{i} to depend on y_{i} only "
+                                 f"(commutative noise); G_{i} = {gi} depends on {y}")
+    return [sp.diff(G[i], ys[i]) * G[i] for i in range(len(ys))]
