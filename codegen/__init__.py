@@ -7,5 +7,6 @@ from .analysis import LINEAR_STRUCTURES, NOISE_SHAPES, Param, SemilinearForm, an
 from .errors import ModelError
 from .methods import CATALOGUE, Method, get_method
 from .neural import MLP, NetCall
-from .phi import phi, z
-from .tableau import ButcherTableau, ExponentialTableau
+from .order_conditions import OrderReport, check_order
+from .phi import phi, resolvent, z
+from .tableau import ButcherTableau, ExponentialTableau, RosenbrockTableau, SRATableau, TASETableau

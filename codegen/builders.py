@@ -142,7 +142,7 @@ def _etd_adams(tab, form, method):
         for coef, k in terms:
             coef = sp.sympify(coef).xreplace({s: lag_names[s.name] for s in sp.sympify(coef).free_symbols})
             final.append(Term(coef, op(f"P{k}", phi(k, z)), hist[j]))
-    start = build_scheme(form, tab.startup)
+    start = build_scheme(form, Method(tab.startup.name, "exprk", tab.startup))
     start = StepScheme(method=start.method, operators={f"S{k}": v for k, v in start.operators.items()},
                        statements=tuple(_rename_ops(s, "S") for s in start.statements), output=start.output)
     history = tuple((hist[j], hist[j - 1]) for j in range(tab.steps - 1, 0, -1))

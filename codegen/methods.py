@@ -78,6 +78,18 @@ CATALOGUE = (
     _ode("ETDRK4", "exprk", tb.ETDRK4, "Cox & Matthews 2002, JCP 176:430"),
     _ode("Krogstad", "exprk", tb.KROGSTAD, "Krogstad 2005, JCP 203:72", aliases=("ETDRK4B", "ETDRK4-B")),
     _ode("HochOst4", "exprk", tb.HOCHOST4, "Hochbruck & Ostermann 2005, SINUM 43:1069"),
+    # exponential multistep
+    _ode("ETD2", "etdadams", tb.ETD2, "Cox & Matthews 2002, JCP 176:430 (variable steps: methods.md §1.6)",
+         aliases=("ETDAdams2",)),
+    _ode("ETDAdams3", "etdadams", tb.ETD_ADAMS3, "exact exponential Adams, methods.md §1.6 (started by ETDRK3)"),
+    # RK-TASE and MSRKTASE (W = L)
+    _ode("TASE-RK2", "tase", tb.TASE_RK2, "Bassenne, Fu & Mani 2021, JCP; midpoint", aliases=("TASERK2",)),
+    _ode("TASE-RK3", "tase", tb.TASE_RK3, "Calvo, Montijano & Rández 2021, JCP 436:110316; Ralston-3",
+         aliases=("TASERK3",)),
+    _ode("TASE-RK4", "tase", tb.TASE_RK4, "Calvo, Montijano & Rández 2021, JCP 436:110316; RK4",
+         aliases=("TASERK4",)),
+    _ode("MSRKTASE2", "tase", tb.MSRKTASE2, "Calvo, Montijano & Rández 2025, J Sci Comput (W-conditions solved)"),
+    _ode("MSRKTASE3", "tase", tb.MSRKTASE3, "Calvo, Montijano & Rández 2025, J Sci Comput (W-conditions solved)"),
     # Rosenbrock-W (W = L)
     _ode("Rosenbrock23", "rosenbrock", tb.ROSENBROCK23, "Shampine & Reichelt 1997, SISC 18:1"),
     _ode("ROS34PW2", "rosenbrock", tb.ROS34PW2, "Rang & Angermann 2005, BIT 45:761"),

@@ -10,6 +10,7 @@
   II §IV.7 (methods.md §4.1), W = L.
 * :class:`TASETableau` — an explicit RK tableau with a TASE operator ``T_i(z)`` per stage
   (Bassenne, Fu & Mani 2021; Calvo, Montijano & Rández 2023/2025; methods.md §3).
+* :class:`AdamsTableau` — variable-step exponential Adams (ETD2, ETD-Adams; methods.md §1.6).
 * :class:`SRATableau` — Rößler's SRA methods for additive noise (SINUM 48(3), 2010; methods.md §5.3).
 
 Entries are exact sympy numbers where the literature gives them exactly, Floats otherwise;
@@ -274,3 +275,24 @@ class SRATableau:
     @property
     def stages(self) -> int:
         return len(self.alpha)
+
+
+@dataclass(frozen=True)
+class AdamsTableau:
+    """Variable-step exponential Adams method of ``steps`` = k steps (methods.md §1.6):
+    ``y_{n+1} = φ_0(z) y_n + Σ_j Σ (coef · φ_m(z)) N_{n−j}`` with ``weights`` =
+    {j: [(coef(h, h1, ..), m), ...]} from :func:`sdekit.codegen.derive.etd_adams_weights`;
+    the first k − 1 steps are taken by the one-step exponential tableau ``startup``."""
+
+    steps: int
+    weights: dict
+    startup: ExponentialTableau
+    order: int
+    stiff_order: int
+    name: str = ""
+
+    def __post_init__(self):
+        if set(self.weights) != set(range(self.steps)):
+            raise ValueError(f"{self.name}: weights needed for N_n .. N_(n-{self.steps - 1})")
+        if self.startup.order < self.order - 1:
+            raise ValueError(f"{self.name}: a startup of order {self.startup.order} spoils order {self.order}")

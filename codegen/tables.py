@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import sympy as sp
 
+from . import derive
 from .phi import phi, z
-from .tableau import ButcherTableau, ExponentialTableau, RosenbrockTableau, SRATableau
+from .tableau import AdamsTableau, ButcherTableau, ExponentialTableau, RosenbrockTableau, SRATableau
 
 R = sp.Rational
 
@@ -149,6 +150,15 @@ HOCHOST4 = ExponentialTableau(  # Hochbruck & Ostermann 2005, SINUM 43:1069, eq.
     name="HochOst4",
 )
 
+# ------------------------------------------------------- exponential multistep (methods.md §1.6)
+ETD2 = AdamsTableau(  # Cox & Matthews 2002, eq. (6) for constant steps; variable-step weights derived
+    steps=2, weights=derive.etd_adams_weights(2), startup=ETD1, order=2, stiff_order=2, name="ETD2",
+)
+
+ETD_ADAMS3 = AdamsTableau(  # exact integration of the quadratic Newton interpolant [derived]
+    steps=3, weights=derive.etd_adams_weights(3), startup=ETDRK3, order=3, stiff_order=3, name="ETDAdams3",
+)
+
 # ------------------------------------------------------------------ Rosenbrock-W (methods.md §4.4)
 _d = 1 / (2 + sp.sqrt(2))
 ROSENBROCK23 = RosenbrockTableau(  # Shampine & Reichelt 1997, SISC 18:1 (ode23s); W-order 2 solution
@@ -183,6 +193,13 @@ ROS34PW3 = RosenbrockTableau(  # Rang & Angermann 2005 (from OrdinaryDiffEq's RO
     bhat=(F("0.3130029728520967"), F("-0.289468952451127"), F("0.97646597959903"), 0),
     order=3, embedded_order=2, rosenbrock_order=4, name="ROS34PW3",
 )
+
+# ----------------------------------------------------- RK-TASE and MSRKTASE, W = L (methods.md §3)
+TASE_RK2 = derive.tase_rk(2)     # midpoint, α = (3, 3/2) (Bassenne, Fu & Mani 2021)
+TASE_RK3 = derive.tase_rk(3)     # Ralston-3, α of Calvo, Montijano & Rández 2021
+TASE_RK4 = derive.tase_rk(4)     # RK4, α of Calvo, Montijano & Rández 2021
+MSRKTASE2 = derive.msrktase(2)   # derived from the W-conditions (Calvo, Montijano & Rández 2025)
+MSRKTASE3 = derive.msrktase(3)
 
 # ------------------------------------------------------------------------ SRA (methods.md §5.3)
 SRA1 = SRATableau(  # Rößler 2010, SINUM 48:922, Table 5.1 (StochasticDiffEq tableaus.jl; diffrax sra1.py)
