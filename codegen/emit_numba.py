@@ -87,7 +87,7 @@ def _needs_L(form, scheme):
         isinstance(s, EvalRHS) and s.part == "full" for s in scheme.all_statements())
 
 
-FIXED_ARGS = ("y0, first, k0, k1, times, tn_d, h_d, hclass, level, q_ipos, q_frac, q_levels, w_end_sd, "
+FIXED_ARGS = ("y0, first, k0, k1, times, tn_d, h_d, hclass, level, q_ipos, q_frac, q_levels, "
               "save_at, out, retcode")
 
 
@@ -354,47 +354,47 @@ def _emit_lane_functions(w, form, scheme, forcing, diffusion, extra):
                 w(f"out[{i}, b] = {rhs}")
     w()
     w()
+    calls = {"rhs": f"rhs_block({{t}}, {{state}}, {{target}}, src, {', '.join(bufs + list(extra))})"}
     if not form.stochastic:
-        return {"rhs": f"rhs_block({{t}}, {{state}}, {{target}}, src, {', '.join(bufs + list(extra))})"}
-    sig_n = ", ".join(["tc", "st", "dW", "out", "src"] + list(extra))
-    w(JIT)
-    with w.block(f"def noise_block({sig_n}):"):
-        w('"""G(st, t) dW of the lanes of ``st`` into ``out``."""')
-        with w.block("for b in range(B):"):
-            _lane_prelude(w, form, diffusion, "st")
-            for var, e in diffusion.assignments:
-                w(f"{var} = {pr(e)}")
-            G = diffusion.outputs
-            for i in range(d):
-                if form.noise == "scalar":
-                    rhs = f"({pr(G[i])}) * dW[0, b]"
-                elif form.noise == "diagonal":
-                    rhs = f"({pr(G[i])}) * dW[{i}, b]"
-                else:
-                    mm = form.noise_dim
-                    rhs = " + ".join(f"({pr(G[i * mm + j])}) * dW[{j}, b]" for j in range(mm))
-                w(f"out[{i}, b] = {rhs}")
-    w()
-    w()
-    calls = {"rhs": f"rhs_block({{t}}, {{state}}, {{target}}, src, {', '.join(bufs + list(extra))})",
-             "dW": f"noise_block({{t}}, {{state}}, dW, {{target}}, src, {', '.join(extra)})",
+        return calls
+    G = diffusion.outputs
+    mm = form.noise_dim
+
+    def noise_row(i):
+        if form.noise == "general":
+            return " + ".join(f"({pr(G[i * mm + j])}) * dW[{j}, b]" for j in range(mm))
+        return f"({pr(G[i])}) * dW[{0 if form.noise == 'scalar' else i}, b]"
+
+    _lane_function(w, form, "noise_block", ["tc", "st", "dW", "out", "src"] + list(extra),
+                   "G(st, t) dW of the lanes of ``st`` into ``out``.", diffusion,
+                   [f"out[{i}, b] = {noise_row(i)}" for i in range(d)])
+    calls |= {"dW": f"noise_block({{t}}, {{state}}, dW, {{target}}, src, {', '.join(extra)})",
              "I10": f"noise_block({{t}}, {{state}}, dI, {{target}}, src, {', '.join(extra)})"}
     if scheme.needs_milstein:
         gg = lower(milstein_terms(form), form, _state)
-        w(JIT)
-        with w.block(f"def milstein_block({', '.join(['tc', 'st', 'dW', 'hh', 'out', 'src'] + list(extra))}):"):
-            w('"""½ (G\'G)(st, t)(dW² − h) of the lanes of ``st`` into ``out`` (Kloeden & Platen 1992, eq. 10.3.3)."""')
-            with w.block("for b in range(B):"):
-                _lane_prelude(w, form, gg, "st")
-                for var, e in gg.assignments:
-                    w(f"{var} = {pr(e)}")
-                for i, e in enumerate(gg.outputs):
-                    c = 0 if form.noise == "scalar" else i
-                    w(f"out[{i}, b] = 0.5 * ({pr(e)}) * (dW[{c}, b] * dW[{c}, b] - hh[b])")
-        w()
-        w()
+        col = (lambda i: 0) if form.noise == "scalar" else (lambda i: i)
+        _lane_function(w, form, "milstein_block", ["tc", "st", "dW", "hh", "out", "src"] + list(extra),
+                       "½ (G'G)(st, t)(dW² − h) of the lanes of ``st`` into ``out`` (Kloeden & Platen 1992, "
+                       "eq. 10.3.3).", gg,
+                       [f"out[{i}, b] = 0.5 * ({pr(e)}) * (dW[{col(i)}, b] * dW[{col(i)}, b] - hh[b])"
+                        for i, e in enumerate(gg.outputs)])
         calls["milstein"] = f"milstein_block({{t}}, {{state}}, dW, h_l, {{target}}, src, {', '.join(extra)})"
     return calls
+
+
+def _lane_function(w, form, name, args, doc, lowered, out_lines):
+    """An njit function looping over the B lanes: read the lane's state/params, CSE temporaries, outputs."""
+    w(JIT)
+    with w.block(f"def {name}({', '.join(args)}):"):
+        w(f'"""{doc}"""')
+        with w.block("for b in range(B):"):
+            _lane_prelude(w, form, lowered, "st")
+            for var, e in lowered.assignments:
+                w(f"{var} = {pr(e)}")
+            for line in out_lines:
+                w(line)
+    w()
+    w()
 
 
 def _emit_statement(w, form, scheme, s, calls):

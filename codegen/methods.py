@@ -16,10 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sympy as sp
-
-from .errors import ModelError
 from . import tables as tb
+from .errors import ModelError
 
 @dataclass(frozen=True)
 class Method:

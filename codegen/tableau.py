@@ -67,6 +67,15 @@ def _exact_arrays(tab):
     return _matrix(tab.A, s, tab.name, "A"), b, c
 
 
+def _store_embedded(tab, s):
+    """Validate and store the embedded weights ``bhat`` (s entries summing to 1), if any."""
+    if tab.bhat is not None:
+        bhat = _vector(tab.bhat)
+        if len(bhat) != s or not is_zero(sum(bhat) - 1):
+            raise ValueError(f"{tab.name}: embedded weights bhat must have {s} entries summing to 1")
+        object.__setattr__(tab, "bhat", bhat)
+
+
 def _store(tab, A, b, c):
     object.__setattr__(tab, "A", A)
     object.__setattr__(tab, "b", b)
@@ -93,11 +102,7 @@ class ButcherTableau:
                 raise ValueError(f"{self.name}: row {i} of A sums to {sum(A[i])}, not c_{i} = {c[i]}")
         if not is_zero(sum(b) - 1):
             raise ValueError(f"{self.name}: weights b sum to {sum(b)}, not 1")
-        if self.bhat is not None:
-            bhat = _vector(self.bhat)
-            if len(bhat) != len(b) or not is_zero(sum(bhat) - 1):
-                raise ValueError(f"{self.name}: embedded weights bhat must have {len(b)} entries summing to 1")
-            object.__setattr__(self, "bhat", bhat)
+        _store_embedded(self, len(b))
         _store(self, A, b, c)
 
     @property
@@ -182,11 +187,7 @@ class RosenbrockTableau:
         object.__setattr__(self, "alpha", alpha)
         object.__setattr__(self, "gamma", gamma)
         object.__setattr__(self, "b", b)
-        if self.bhat is not None:
-            bhat = _vector(self.bhat)
-            if len(bhat) != s or not is_zero(sum(bhat) - 1):
-                raise ValueError(f"{self.name}: embedded weights bhat must have {s} entries summing to 1")
-            object.__setattr__(self, "bhat", bhat)
+        _store_embedded(self, s)
 
     @property
     def stages(self) -> int:

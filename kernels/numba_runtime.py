@@ -245,15 +245,29 @@ def normals_block(k0, k1, node, first, src, stream, out):
                 out[c + 3, b] = z3
 
 
+_DEPTH = 48   # kernels/brownian.DEPTH
+
+
 @numba.njit(cache=True)
-def bridge_block(k0, k1, node, level, T, first, src, left, right, z, target):
-    """target = ½(left + right) + √(T 2^-level / 4) Z_node: the tree's midpoint (kernels/brownian.py)."""
+def bridge_block(k0, k1, node, level, T, first, src, dw, hh, z, dw_l, h_l, dw_r, h_r):
+    """Bisect the (ΔW, H) interval ``node`` at ``level`` of the tree (kernels/brownian.py, same
+    arithmetic as ``brownian.bisect``): children into (dw_l, h_l) and (dw_r, h_r).  Normals of the
+    node: ``z[c]`` = Z1, ``z[M + c]`` = Z2 (``z`` is (2M, B)).  Outputs may alias the inputs."""
     normals_block(k0, k1, node, first, src, 0, z)
-    sd = math.sqrt(T * 2.0 ** (-level) / 4.0)
-    m, nb = target.shape
+    hl = T * 2.0 ** (-level)
+    s1 = math.sqrt(hl) * 0.25
+    s2 = math.sqrt(hl / 48.0)
+    m, nb = dw.shape
     for c in range(m):
         for b in range(nb):
-            target[c, b] = 0.5 * (left[c, b] + right[c, b]) + sd * z[c, b]
+            a = 1.5 * hh[c, b] + s1 * z[c, b]
+            d = s2 * z[m + c, b]
+            half = 0.5 * dw[c, b]
+            hc = hh[c, b] - 0.5 * a
+            dw_l[c, b] = half + a
+            h_l[c, b] = hc + d
+            dw_r[c, b] = half - a
+            h_r[c, b] = hc - d
 
 
 @numba.njit(cache=True)
@@ -264,68 +278,177 @@ def copy2(src, dst):
 
 
 @numba.njit(cache=True)
-def tree_start(k0, k1, first, src, sqrt_T, w_end, stk_w, stk_lv, stk_node, w_prev, w_cur):
-    """Initialise a block's Brownian tree: W(t1) = √T Z_0, the stack holds the root interval."""
-    normals_block(k0, k1, 0, first, src, 0, w_end)
-    m, nb = w_end.shape
-    for c in range(m):
-        for b in range(nb):
-            w_end[c, b] *= sqrt_T
-            w_prev[c, b] = 0.0       # W(t0) = 0: the walk's first left end
-            w_cur[c, b] = 0.0
-    copy2(w_end, stk_w[0])
-    stk_lv[0] = 0
-    stk_node[0] = 1
+def tree_start(k0, k1, first, src, T, level, zbuf, stk_dw, stk_h, stk_lv, stk_node, path):
+    """Initialise a block's (W, H) tree: root ΔW = √T Z1, H = √(T/12) Z2 of node 0, put on the walk
+    stack (``level`` >= 0) or as the current interval of the query path (``path[:, DEPTH]``).
+
+    Buffers (float64 unless said): ``zbuf`` (2M, B); walk stack ``stk_dw``, ``stk_h``
+    (max(level, 0) + 2, M, B), ``stk_lv``, ``stk_node`` int64 (max(level, 0) + 2,); query path
+    ``path`` (2, DEPTH + 1, M, B) when level < 0 (else (2, 1, M, B), unused)."""
+    normals_block(k0, k1, 0, first, src, 0, zbuf)
+    sd_w = math.sqrt(T)
+    sd_h = math.sqrt(T / 12.0)
+    m, nb = stk_dw.shape[1], stk_dw.shape[2]
+    if level >= 0:
+        for c in range(m):
+            for b in range(nb):
+                stk_dw[0, c, b] = sd_w * zbuf[c, b]
+                stk_h[0, c, b] = sd_h * zbuf[m + c, b]
+        stk_lv[0] = 0
+        stk_node[0] = 1
+    else:
+        for c in range(m):
+            for b in range(nb):
+                path[0, _DEPTH, c, b] = sd_w * zbuf[c, b]
+                path[1, _DEPTH, c, b] = sd_h * zbuf[m + c, b]
     return 0
 
 
 @numba.njit(cache=True)
-def tree_increment(k0, k1, first, src, T, level, sp, step, q_ipos, q_frac, q_levels, w_end, stk_w, stk_lv,
-                   stk_node, w_prev, w_cur, w_a, w_b, w_mid, zbuf, dW):
-    """dW of step ``step`` for a block: walk the dyadic tree in order (level >= 0; returns the
-    new stack pointer) or query W(t_{n+1}) by its plan (kernels/brownian.py, same arithmetic)."""
-    m, nb = w_end.shape
+def _bit_length(x):
+    n = 0
+    while x > 0:
+        x >>= 1
+        n += 1
+    return n
+
+
+@numba.njit(cache=True)
+def tree_query_step(k0, k1, first, src, T, ipa, fra, na, ipb, frb, nb, zbuf, path, acc, dW, dH):
+    """(ΔW, H) of the step from the point with plan (ipa, fra, na), whose path is in ``path``, to
+    the point with plan (ipb, frb, nb); moves ``path`` there.  ``path[:, l]`` holds the right
+    sibling (ΔW, H) of every level l where the point went left, ``path[:, DEPTH]`` its final
+    interval; ``acc`` (6, M, B) is scratch.  Steps and arithmetic of ``BrownianTree._advance``."""
+    m, nbl = dW.shape
+    u = T * 2.0 ** (-_DEPTH)
+    top_pos = np.int64(1) << _DEPTH
+    cur_dw = path[0, _DEPTH]
+    cur_h = path[1, _DEPTH]
+    if ipb == ipa and frb == fra:  # a zero-length step (times closer than T 2^-48): nothing moves
+        for c in range(m):
+            for b in range(nbl):
+                dW[c, b] = 0.0
+                dH[c, b] = 0.0
+        return
+    # split point m (coarsest dyadic point of [a, b]) and its level c (brownian.split_point)
+    if nb == -1:
+        mpos = top_pos
+        c0 = 0
+        ipb = top_pos
+        frb = 0.0
+    elif na == 0:
+        mpos = np.int64(0)
+        c0 = 0
+    else:
+        xa = ipa if fra == 0.0 else ipa + 1
+        if xa > ipb:   # one leaf cell: linear piece, no Lévy area
+            for c in range(m):
+                for b in range(nbl):
+                    dW[c, b] = (frb - fra) * cur_dw[c, b]
+                    dH[c, b] = 0.0
+            return
+        top = _bit_length((xa - 1) ^ ipb) - 1
+        mpos = (ipb >> top) << top
+        c0 = _DEPTH - top
+    E, K, D, J, Ld, Lh = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5]
+    for c in range(m):
+        for b in range(nbl):
+            E[c, b] = 0.0
+            K[c, b] = 0.0
+            D[c, b] = 0.0
+            J[c, b] = 0.0
+    # suffix [a, m] of a's level-c interval: E = W(m) − W(a), K = ∫_a^m (W − W(a))
+    a_empty = fra == 0.0 and ipa == mpos
+    if not a_empty:
+        if fra != 0.0:
+            s = _DEPTH
+            g = 1.0 - fra
+            gu = 0.5 * (g * u)
+            for c in range(m):
+                for b in range(nbl):
+                    e = g * cur_dw[c, b]
+                    E[c, b] = e
+                    K[c, b] = gu * e
+        else:
+            s = na
+            hs0 = T * 2.0 ** (-na)
+            for c in range(m):
+                for b in range(nbl):
+                    E[c, b] = cur_dw[c, b]
+                    K[c, b] = hs0 * (0.5 * cur_dw[c, b] + cur_h[c, b])
+        for lv in range(s - 1, c0 - 1, -1):
+            if (ipa >> (_DEPTH - 1 - lv)) & 1 == 0:
+                hr = T * 2.0 ** (-(lv + 1))
+                for c in range(m):
+                    for b in range(nbl):
+                        dr = path[0, lv, c, b]
+                        K[c, b] = K[c, b] + hr * (0.5 * dr + path[1, lv, c, b] + E[c, b])
+                        E[c, b] = E[c, b] + dr
+    # prefix [m, b] of b's level-c interval: D = W(b) − W(m), J = ∫_m^b (W − W(m))
+    if nb != -1:
+        if not a_empty:
+            copy2(path[0, c0 - 1], cur_dw)
+            copy2(path[1, c0 - 1], cur_h)
+        for lv in range(c0, nb):
+            node = (np.int64(1) << lv) + (ipb >> (_DEPTH - lv))
+            if (ipb >> (_DEPTH - 1 - lv)) & 1:
+                bridge_block(k0, k1, node, lv, T, first, src, cur_dw, cur_h, zbuf, Ld, Lh, cur_dw, cur_h)
+                hl = T * 2.0 ** (-(lv + 1))
+                for c in range(m):
+                    for b in range(nbl):
+                        J[c, b] = J[c, b] + hl * (0.5 * Ld[c, b] + Lh[c, b] + D[c, b])
+                        D[c, b] = D[c, b] + Ld[c, b]
+            else:
+                bridge_block(k0, k1, node, lv, T, first, src, cur_dw, cur_h, zbuf, cur_dw, cur_h,
+                             path[0, lv], path[1, lv])
+        if frb != 0.0:
+            fu = frb * u
+            for c in range(m):
+                for b in range(nbl):
+                    pw = frb * cur_dw[c, b]
+                    J[c, b] = J[c, b] + fu * (D[c, b] + 0.5 * pw)
+                    D[c, b] = D[c, b] + pw
+    bm = (np.float64(ipb - mpos) + frb) * u
+    hs = (np.float64(ipb - ipa) + (frb - fra)) * u
+    for c in range(m):
+        for b in range(nbl):
+            dw = E[c, b] + D[c, b]
+            dW[c, b] = dw
+            dH[c, b] = (K[c, b] + J[c, b] + bm * E[c, b]) / hs - 0.5 * dw
+
+
+@numba.njit(cache=True)
+def tree_increment(k0, k1, first, src, T, level, sp, step, q_ipos, q_frac, q_levels, zbuf, stk_dw, stk_h,
+                   stk_lv, stk_node, path, acc, dW, dH):
+    """(ΔW, H) of step ``step`` for a block into dW, dH (M, B): walk the dyadic tree in order
+    (level >= 0; returns the new stack pointer) or step the query path from t_step to t_{step+1}
+    by their plans (kernels/brownian.py, same arithmetic).  Buffers: see :func:`tree_start`;
+    ``acc`` (6, M, B)."""
+    m, nb = dW.shape
     if level >= 0:
         while True:
             lv = stk_lv[sp]
             node = stk_node[sp]
             if lv == level:
-                copy2(stk_w[sp], w_cur)
+                for c in range(m):
+                    for b in range(nb):
+                        dW[c, b] = stk_dw[sp, c, b]
+                        dH[c, b] = stk_h[sp, c, b]
                 sp -= 1
                 break
-            bridge_block(k0, k1, node, lv, T, first, src, w_cur, stk_w[sp], zbuf, w_mid)
+            # left child on top, right child in place (same order as BrownianTree.walk)
+            bridge_block(k0, k1, node, lv, T, first, src, stk_dw[sp], stk_h[sp], zbuf, stk_dw[sp + 1],
+                         stk_h[sp + 1], stk_dw[sp], stk_h[sp])
             stk_lv[sp] = lv + 1
             stk_node[sp] = 2 * node + 1
             sp += 1
             stk_lv[sp] = lv + 1
             stk_node[sp] = 2 * node
-            copy2(w_mid, stk_w[sp])
     else:
-        nlev = q_levels[step]
-        if nlev == -1:
-            copy2(w_end, w_cur)
+        if step == 0:
+            ipa, fra, na = np.int64(0), 0.0, np.int64(0)
         else:
-            ipos = q_ipos[step]
-            for c in range(m):
-                for b in range(nb):
-                    w_a[c, b] = 0.0
-                    w_b[c, b] = w_end[c, b]
-            lo = np.int64(0)
-            for lv in range(nlev):
-                half = np.int64(1) << (48 - lv - 1)
-                node = (np.int64(1) << lv) + (ipos >> (48 - lv))
-                bridge_block(k0, k1, node, lv, T, first, src, w_a, w_b, zbuf, w_mid)
-                if ipos < lo + half:
-                    copy2(w_mid, w_b)
-                else:
-                    copy2(w_mid, w_a)
-                    lo += half
-            fr = q_frac[step]
-            for c in range(m):
-                for b in range(nb):
-                    w_cur[c, b] = w_a[c, b] if fr == 0.0 else w_a[c, b] + fr * (w_b[c, b] - w_a[c, b])
-    for c in range(m):
-        for b in range(nb):
-            dW[c, b] = w_cur[c, b] - w_prev[c, b]
-            w_prev[c, b] = w_cur[c, b]
+            ipa, fra, na = q_ipos[step - 1], q_frac[step - 1], q_levels[step - 1]
+        tree_query_step(k0, k1, first, src, T, ipa, fra, na, q_ipos[step], q_frac[step], q_levels[step], zbuf,
+                        path, acc, dW, dH)
     return sp

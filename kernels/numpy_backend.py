@@ -51,19 +51,20 @@ def operator_values(specs: dict, structure: str, Lval, h: float, noise: Noise | 
     return ops
 
 
-def brownian_increments(grid: Grid, noise: Noise, dtype):
-    """Yield ΔW (m, n) for each step of ``grid``: a walk when dyadic, else queries."""
+def brownian_increments(grid: Grid, noise: Noise, dtype, levy=False):
+    """Yield (ΔW, H), each (m, n), for each step of ``grid`` (H: space-time Lévy area,
+    I_(1,0) = h(ΔW/2 + H)): a walk of the (W, H) tree when dyadic, else consecutive increments.
+    ``levy`` is accepted for the caller; H comes at no extra Philox cost either way."""
     tree = BrownianTree(noise.seed, grid.times[0], grid.times[-1], noise.m, noise.trajectories)
-    points = tree.walk(grid.level) if grid.level is not None else (tree.query(s) for s in grid.times[1:])
-    prev = np.zeros((noise.m, len(noise.trajectories)))
-    for w in points:
-        yield (w - prev).astype(dtype)
-        prev = w
+    steps = tree.walk(grid.level) if grid.level is not None else tree.increments(grid.times)
+    for dw, hh in steps:
+        yield dw.astype(dtype), hh.astype(dtype)
 
 
-def integrate(step, grid: Grid, save_steps, y0, params, nets, structure, Lval, op_specs, noise: Noise | None,
-              needs_zeta=False, progress=False):
-    """Run ``step`` over ``grid``; returns (saved states (nsave, d, n), retcodes (n,) int8, steps)."""
+def integrate(module, grid: Grid, save_steps, y0, params, nets, structure, Lval, op_specs, noise: Noise | None,
+              needs_zeta=False, needs_levy=False, startup_steps=0, progress=False):
+    """Run the generated ``module.step`` over ``grid`` (``module.startup_step`` for the first
+    ``startup_steps`` steps of a multistep method); returns (saved (nsave, d, n), retcodes (n,) int8)."""
     d, n = y0.shape
     dtype = y0.dtype
     y = y0.copy()
@@ -74,7 +75,8 @@ def integrate(step, grid: Grid, save_steps, y0, params, nets, structure, Lval, o
         saved[save_at[0]] = y
     L = None if Lval is None else Lval.astype(dtype)
     ops_by_h = {}
-    dWs = brownian_increments(grid, noise, dtype) if noise is not None else None
+    dWs = brownian_increments(grid, noise, dtype, levy=needs_levy) if noise is not None else None
+    mem = {}
     steps = range(len(grid.times) - 1)
     if progress:
         from tqdm.auto import tqdm
@@ -83,10 +85,15 @@ def integrate(step, grid: Grid, save_steps, y0, params, nets, structure, Lval, o
         t, h = grid.times[i], grid.times[i + 1] - grid.times[i]
         if h not in ops_by_h:
             ops_by_h[h] = {k: v.astype(dtype) for k, v in operator_values(op_specs, structure, Lval, h, noise).items()}
-        dW = next(dWs) if dWs is not None else None
-        zeta = normals(noise.seed, grid.node(i), noise.trajectories, STREAM_ZETA, d, dtype) if needs_zeta else None
+        rnd = {}
+        if dWs is not None:
+            inc = next(dWs)
+            rnd["dW"], rnd["dH"] = inc if isinstance(inc, tuple) else (inc, None)
+        if needs_zeta:
+            rnd["zeta"] = normals(noise.seed, grid.node(i), noise.trajectories, STREAM_ZETA, d, dtype)
+        step = module.startup_step if i < startup_steps else module.step
         with np.errstate(all="ignore"):
-            y = step(y, dtype.type(t), dtype.type(h), params, nets, L, ops_by_h[h], dW, zeta)
+            y = step(y, dtype.type(t), dtype.type(h), params, nets, L, ops_by_h[h], rnd, mem)
         bad = ~np.all(np.isfinite(y), axis=0)
         if bad.any():
             retcode[bad] = UNSTABLE

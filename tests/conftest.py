@@ -4,7 +4,8 @@ import tempfile
 import numpy as np
 import pytest
 
-# generated modules go to a per-session cache so tests never depend on a user's cache
+# generated modules go to a per-run cache so tests never depend on a user's cache; set in the
+# pytest-xdist controller before the workers start, so they inherit it and share compiled kernels
 os.environ.setdefault("SDEKIT_CACHE_DIR", tempfile.mkdtemp(prefix="sdekit-test-cache-"))
 
 

@@ -116,3 +116,50 @@ def test_stiff_order_on_heat_equation():
     print("stiff heat equation, observed orders:", {k: round(v, 2) for k, v in orders.items()})
     assert orders["HochOst4"] >= 3.75 and orders["Krogstad"] >= 3.5
     assert orders["ETDRK4"] <= orders["HochOst4"] - 0.8
+
+
+def _strong_errors(ens, method, levels, exact):
+    return [np.sqrt(np.mean((sk.solve(ens, method, dt=2.0**-k, backend="numpy").y[:, -1, 0] - exact) ** 2))
+            for k in levels]
+
+
+def _terminal_W(seed, n, T=1.0):
+    from sdekit.kernels.brownian import BrownianTree
+    return BrownianTree(seed, 0.0, T, 1, np.arange(n)).query(T)[0]
+
+
+@pytest.mark.parametrize("method", ["SRA1", "SRA3", "SOSRA"])
+def test_sra_strong_order_one_and_a_half(method):
+    """du = (β/√(1+t) − u/(2(1+t))) dt + αβ/√(1+t) dW, u = u0/√(1+t) + β(t + αW_t)/√(1+t)
+    (Kloeden & Platen 1992, eq. 4.4.xx; StochasticDiffEq's prob_sde_additive): a nonlinear-in-t
+    drift and time-dependent g, so order 1.5 needs I_(1,0) — taken from the (W, H) tree on one path."""
+    a, b, n, seed = 1.0, 0.5, 200, 11
+    u, t = sk.states("u", 1), sk.t
+    model = sk.SDE(u, drift=[b / sp.sqrt(1 + t) - u[0] / (2 * (1 + t))], diffusion=a * b / sp.sqrt(1 + t),
+                   noise="scalar")
+    ens = sk.Ensemble(sk.SDEProblem(model, y0=[0.5], tspan=(0.0, 1.0)), n=n, seed=seed)
+    exact = 0.5 / np.sqrt(2.0) + b * (1.0 + a * _terminal_W(seed, n)) / np.sqrt(2.0)
+    levels = list(range(1, 6))
+    errs = _strong_errors(ens, method, levels, exact)
+    p = observed_order([2.0**-k for k in levels], errs)
+    print(f"{method}: strong order {p:.2f}, errors {errs}")
+    assert p >= 1.5 - 0.25, (method, p, errs)
+
+
+def test_milstein_strong_order_one_on_gbm():
+    mu, sigma, n, seed = 0.5, 0.8, 1000, 3
+    y = sk.states("y", 1)
+    prob = sk.SDEProblem(sk.SDE(y, drift=mu * y, diffusion=sigma * y[0], noise="scalar"), y0=[1.0], tspan=(0, 1))
+    exact = np.exp(mu - sigma**2 / 2 + sigma * _terminal_W(seed, n))
+    levels = list(range(3, 9))
+    errs = _strong_errors(sk.Ensemble(prob, n=n, seed=seed), "Milstein", levels, exact)
+    p = observed_order([2.0**-k for k in levels], errs)
+    print(f"Milstein on GBM: strong order {p:.2f}, errors {errs}")
+    assert abs(p - 1.0) < 0.2, (p, errs)
+
+
+def test_milstein_rejects_non_commutative_diagonal_noise():
+    y = sk.states("y", 2)
+    model = sk.SDE(y, drift=-y, diffusion=[y[1], y[0]], noise="diagonal")
+    with pytest.raises(sk.ModelError, match="commutative"):
+        sk.solve(sk.SDEProblem(model, y0=[1.0, 1.0], tspan=(0, 1)), "Milstein", dt=0.1, backend="numpy")
