@@ -135,7 +135,7 @@ def _etd_adams(tab, form, method):
     the Newton interpolant of N integrated exactly; started by ``tab.startup``."""
     op = _Ops()
     hist = ["K0"] + [f"N{j}" for j in range(1, tab.steps)]
-    lag_names = {s.name: s for s in (h, *(lag(k) for k in range(1, tab.steps)))}
+    lag_names = {s.name: s for s in (h, *(lag(k) for k in range(1, tab.steps)))}  # symbols by name
     stmts = [EvalRHS("K0", "y", sp.Integer(0), "forcing")]
     final = [Term(ONE, op("E", phi(0, z)), "y")]
     for j, terms in sorted(tab.weights.items()):
@@ -172,7 +172,7 @@ def build_scheme(form: SemilinearForm, method: Method) -> StepScheme:
     if method.noise in ("increment", "milstein"):
         stmts.append(EvalNoise("GdW", "y", sp.Integer(0)))
         final.append(Term(ONE, None, "GdW"))
-    if method.noise == "milstein":
+    if method.noise == "milstein" and not form.additive:   # additive noise: G'G = 0, Milstein is EM
         stmts.append(EvalNoise("GGdW", "y", sp.Integer(0), "milstein"))
         final.append(Term(ONE, None, "GGdW"))
     elif method.noise == "convolution":
@@ -198,7 +198,7 @@ def check_supported(form: SemilinearForm, method: Method):
         raise ModelError(f"{name}: a time-dependent diffusion G(t) is not supported yet")
     if method.noise == "convolution" and form.noise not in ("scalar", "diagonal"):
         raise ModelError(f"{name} supports scalar and diagonal noise for now, not {form.noise!r}")
-    if method.noise == "milstein":
+    if method.noise == "milstein" and not form.additive:
         milstein_terms(form, name)
 
 
@@ -207,7 +207,8 @@ def milstein_terms(form: SemilinearForm, name: str = "Milstein") -> list:
     scalar noise Σ_k ∂G_i/∂y_k G_k; diagonal noise ∂G_i/∂y_i G_i (needs ∂G_i/∂y_k = 0 for
     k ≠ i, i.e. commutative noise without Lévy areas).  Derivatives by sympy."""
     if form.noise not in ("scalar", "diagonal"):
-        raise ModelError(f"{name} supports scalar and diagonal noise, not {form.noise!r} (needs Lévy areas)")
+        raise ModelError(f"{name} with state-dependent {form.noise!r} noise needs Lévy areas (not supported); "
+                         "use scalar or diagonal noise")
     G, ys = list(form.diffusion), form.states
     if form.noise == "scalar":
         return [sum((sp.diff(G[i], y) * G[k] for k, y in enumerate(ys)), sp.Integer(0)) for i in range(len(ys))]

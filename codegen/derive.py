@@ -24,6 +24,7 @@ import numpy as np
 import sympy as sp
 
 from .phi import closed_form, phi, resolvent, z
+from .scheme import h, lag  # the step-size symbols every scheme coefficient uses
 from .tableau import ButcherTableau, TASETableau
 
 __all__ = [
@@ -233,15 +234,6 @@ def stability_function(tab: TASETableau):
 
 
 # ----------------------------------------------------------------------------- ETD-Adams
-#: the step h = t_{n+1} − t_n (same symbol as :data:`sdekit.codegen.scheme.h`)
-h = sp.Symbol("h", positive=True)
-
-
-def lag(k: int) -> sp.Symbol:
-    """h_k = t_{n−k+1} − t_{n−k}, the k-th previous step (as :func:`sdekit.codegen.scheme.lag`)."""
-    return sp.Symbol(f"h{k}", positive=True)
-
-
 #: h1, h2, ..., h8
 H_LAGS = tuple(lag(k) for k in range(1, 9))
 

@@ -30,13 +30,13 @@ from math import factorial
 import sympy as sp
 
 from .phi import phi, phi_poly, series_in_z, z
-from .tableau import (FLOAT_TOL, ButcherTableau, ExponentialTableau, RosenbrockTableau, SRATableau,
-                      TASETableau)
+from .tableau import (FLOAT_TOL, AdamsTableau, ButcherTableau, ExponentialTableau, RosenbrockTableau,
+                      SRATableau, TASETableau)
 from .trees import (L, W, exact_weight, exp_weights, formula, rk_weights, rosenbrock_weights, size, tase_weights,
                     tree_str, trees, trees_upto, w_weights)
 
 #: highest order each check supports (the default checks claimed order + 1, capped here)
-MAX_ORDER = {"classical": 8, "exponential": 6, "stiff": 4, "W": 5, "rosenbrock": 6, "tase": 5}
+MAX_ORDER = {"classical": 8, "exponential": 6, "stiff": 4, "W": 5, "rosenbrock": 6, "tase": 5, "adams": 8}
 #: total degree to which the stiff conditions are compared as power series in z (or z1, z2, z3)
 STIFF_DEGREE = 8
 z1, z2, z3 = sp.symbols("z1 z2 z3")
@@ -319,6 +319,7 @@ def check_order(tableau, max_order: int | None = None, *, embedded: bool = False
       with ``stiff=False`` the classical order on ``y' = Ly + N``.
     * RosenbrockTableau: W-order; ``exact_jacobian=True``: Rosenbrock order; ``embedded=True``: of ``bhat``.
     * TASETableau: W-order (``exact_jacobian=True``: with W = ∂f/∂y).
+    * AdamsTableau: stiff order of an exponential Adams method (exact for polynomial N).
     * SRATableau: strong order for additive noise (1.5 / 1.0 / 0); ``deterministic=True``: the
       classical order of (A0, α, c0).
     """
@@ -351,11 +352,32 @@ def check_order(tableau, max_order: int | None = None, *, embedded: bool = False
         if exact_jacobian:
             return _check_trees(weight, None, "tase-J", p, "rosenbrock")
         return _check_trees(weight, W, "tase", p, "W")
+    if isinstance(tableau, AdamsTableau):
+        return _check_adams(tableau, _max_order(tableau.order, MAX_ORDER["adams"], max_order))
     if isinstance(tableau, SRATableau):
         if deterministic:
             return _check_rk(tableau.A0, tableau.alpha, tableau.c0, tableau.order, max_order)
         return _check_sra(tableau)
     raise TypeError(f"check_order: no order conditions for {type(tableau).__name__}")
+
+
+def _check_adams(tab, max_order):
+    """Exponential Adams (methods.md §1.6): the update equals ∫_0^h e^{(h−τ)L} P(t_n + τ) dτ for every
+    polynomial P of degree < p, as an identity in h, h1, h2, .. and the φ_m(z) (variable steps).
+    For N(t) = (t − t_n)^j the exact increment is j! h^{j+1} φ_{j+1}(hL); N_{n−i} is (−s_i)^j with
+    s_i = h1 + .. + hi.  Exactness with φ-weights holds uniformly in hL, so the order is a stiff order."""
+    from .scheme import h, lag
+    s = [sp.Integer(0)]
+    for i in range(1, tab.steps):
+        s.append(s[-1] + lag(i))
+    for j in range(max_order):
+        got = sum(coef * phi(m, z) * (-s[i]) ** j for i, terms in tab.weights.items() for coef, m in terms)
+        diff = sp.expand(got - factorial(j) * h ** (j + 1) * phi(j + 1, z))
+        atoms = sorted(diff.atoms(phi), key=sp.default_sort_key)
+        if diff != 0 and any(sp.cancel(c) != 0 for c in sp.Poly(diff, *atoms).coeffs()):
+            return OrderReport(j, f"N(t) = (t − t_n)^{j}: Σ_i w_i(hL) (t_(n−i) − t_n)^{j} != {j}! h^{j + 1} "
+                                  f"φ_{j + 1}(hL)", "stiff")
+    return OrderReport(max_order, None, "stiff")
 
 
 def _weights_of(tab, embedded):

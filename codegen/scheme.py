@@ -144,8 +144,7 @@ class StepScheme:
         for s in self.statements:
             tc = f"t + {s.c}*h" if getattr(s, "c", 0) else "t"
             if isinstance(s, Combine):
-                rhs = " + ".join(("" if t.coef == 1 else f"{t.coef}*") + (f"{t.op}@" if t.op else "") + t.vec
-                                 for t in s.terms)
+                rhs = " + ".join(_coef(t.coef) + (f"{t.op}@" if t.op else "") + t.vec for t in s.terms)
                 lines.append(f"{s.target} = {rhs}")
             elif isinstance(s, EvalRHS):
                 f = "f" if s.part == "full" else "N"
@@ -157,6 +156,14 @@ class StepScheme:
         for dst, src in self.history:
             lines.append(f"{dst} <- {src}  (kept for the next step)")
         return "\n".join(lines)
+
+
+def _coef(c) -> str:
+    """A printed coefficient factor: none for 1, parenthesised when it is a sum."""
+    c = sp.sympify(c)
+    if c == 1:
+        return ""
+    return f"({c})*" if isinstance(c, sp.Add) else f"{c}*"
 
 
 def operator_layout(form: SemilinearForm, op) -> str:
@@ -179,6 +186,6 @@ def describe_operator(op) -> str:
 
 def _describe_atom(atom) -> str:
     if atom[0] == "res":
-        return f"inv(I - {atom[1]}hL)"
+        return f"inv(I - {float(atom[1]):.10g}*hL)"
     _, k, c = atom
-    return f"phi{k}({'' if c == 1 else c}hL)"
+    return f"phi{k}({'' if c == 1 else f'{c}*'}hL)"

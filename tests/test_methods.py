@@ -131,8 +131,8 @@ def _terminal_W(seed, n, T=1.0):
 @pytest.mark.parametrize("method", ["SRA1", "SRA3", "SOSRA"])
 def test_sra_strong_order_one_and_a_half(method):
     """du = (β/√(1+t) − u/(2(1+t))) dt + αβ/√(1+t) dW, u = u0/√(1+t) + β(t + αW_t)/√(1+t)
-    (Kloeden & Platen 1992, eq. 4.4.xx; StochasticDiffEq's prob_sde_additive): a nonlinear-in-t
-    drift and time-dependent g, so order 1.5 needs I_(1,0) — taken from the (W, H) tree on one path."""
+    (StochasticDiffEq's prob_sde_additive): known solution, errors against it.  (Here f_u g = g_t,
+    so the I_(1,0) terms cancel; the next test is the one that needs the Lévy area.)"""
     a, b, n, seed = 1.0, 0.5, 200, 11
     u, t = sk.states("u", 1), sk.t
     model = sk.SDE(u, drift=[b / sp.sqrt(1 + t) - u[0] / (2 * (1 + t))], diffusion=a * b / sp.sqrt(1 + t),
@@ -163,3 +163,36 @@ def test_milstein_rejects_non_commutative_diagonal_noise():
     model = sk.SDE(y, drift=-y, diffusion=[y[1], y[0]], noise="diagonal")
     with pytest.raises(sk.ModelError, match="commutative"):
         sk.solve(sk.SDEProblem(model, y0=[1.0, 1.0], tspan=(0, 1)), "Milstein", dt=0.1, backend="numpy")
+
+
+def _ou_nonlinear(n, seed):
+    u = sk.states("u", 1)
+    model = sk.SDE(u, drift=[-2 * u[0] + sp.sin(u[0])], diffusion=sp.Rational(1, 2), noise="scalar")
+    return sk.Ensemble(sk.SDEProblem(model, y0=[0.3], tspan=(0.0, 1.0)), n=n, seed=seed)
+
+
+def _sra_orders(method, levels=range(2, 7)):
+    ens = _ou_nonlinear(200, 5)
+    ref = sk.solve(ens, "SRA1", dt=2.0**-12, backend="numpy").y[:, -1, 0]   # same (W, H) path
+    errs = _strong_errors(ens, method, levels, ref)
+    return observed_order([2.0**-k for k in levels], errs), errs
+
+
+@pytest.mark.parametrize("method", ["SRA1", "SRA3", "SOSRA"])
+def test_sra_order_needs_the_levy_area(method, monkeypatch):
+    """du = (−2u + sin u) dt + ½ dW: f_u g ≠ g_t, so strong order 1.5 needs I_(1,0) = h(ΔW/2 + H)
+    with H consistent across step sizes (the (W, H) tree, methods.md §5.4); reference SRA1 at
+    2^-12 on the same path.  Control: with H replaced by 0 the order falls to ~1."""
+    p, errs = _sra_orders(method)
+    print(f"{method}: strong order {p:.2f} with the Lévy area, errors {errs}")
+    assert p >= 1.5 - 0.25, (method, p, errs)
+    from sdekit.kernels import numpy_backend
+    real = numpy_backend.brownian_increments
+
+    def without_levy_area(*args, **kw):
+        for dW, dH in real(*args, **kw):
+            yield dW, 0.0 * dH
+    monkeypatch.setattr(numpy_backend, "brownian_increments", without_levy_area)
+    p0, errs0 = _sra_orders(method)
+    print(f"{method}: strong order {p0:.2f} with H = 0, errors {errs0}")
+    assert p0 < 1.25, (method, p0, errs0)

@@ -258,3 +258,17 @@ def test_bad_requests():
 def test_tree_strings():
     assert [tree_str(t) for t in trees(3, W)] == ["W[W[τ]]", "W[[τ]]", "[W[τ]]", "[[τ]]", "[τ,τ]"]
     assert [formula(t, "rk") for t in trees(4)] == ["bᵀAAc", "bᵀAc²", "bᵀ(c∘Ac)", "bᵀc³"]
+
+
+def test_exponential_adams_orders_and_a_broken_weight():
+    from dataclasses import replace
+
+    from sdekit.codegen import tables
+    from sdekit.codegen.scheme import h
+    assert check_order(tables.ETD2).order == 2 and check_order(tables.ETD2).violation.startswith("N(t) = (t − t_n)^2")
+    assert check_order(tables.ETD_ADAMS3).order == 3
+    w = dict(tables.ETD_ADAMS3.weights)
+    w[0] = [(c * (1 + sp.Rational(1, 100)) if m == 3 else c, m) for c, m in w[0]]   # perturb the φ_3 weight of N_n
+    broken = check_order(replace(tables.ETD_ADAMS3, weights=w))
+    assert broken.order == 0 and "^0" in broken.violation     # Σ of the φ_3 weights no longer vanishes
+    assert h in sp.sympify(w[0][0][0]).free_symbols
