@@ -47,19 +47,19 @@ def _sum(target, terms):
     return Combine(target, tuple(terms))
 
 
-def _rk(tab, part="full"):
+def _rk(tab):
     """Explicit RK stages: U_i = y + h Σ a_ij K_j, K_i = f(U_i, t + c_i h) (HNW I, eq. II.1.8)."""
-    stmts = [EvalRHS("K0", "y", tab.c[0], part)]
+    stmts = [EvalRHS("K0", "y", tab.c[0], "full")]
     for i in range(1, tab.stages):
         terms = [Term(ONE, None, "y")] + [Term(h * a, None, f"K{j}") for j, a in enumerate(tab.A[i][:i]) if _nonzero(a)]
-        stmts += [_sum(f"U{i}", terms), EvalRHS(f"K{i}", f"U{i}", tab.c[i], part)]
+        stmts += [_sum(f"U{i}", terms), EvalRHS(f"K{i}", f"U{i}", tab.c[i], "full")]
     final = [Term(ONE, None, "y")] + [Term(h * b, None, f"K{i}") for i, b in enumerate(tab.b) if _nonzero(b)]
     return stmts, final, {}
 
 
-def _exprk(tab, ops=None):
+def _exprk(tab):
     """Exponential RK stages (Hochbruck & Ostermann 2010, Acta Numerica 19, eq. (2.19))."""
-    op = ops or _Ops()
+    op = _Ops()
     stmts = [EvalRHS("K0", "y", tab.c[0], "forcing")]
     for i in range(1, tab.stages):
         terms = [Term(ONE, op(f"E{i}", phi(0, tab.c[i] * z)), "y")] + [

@@ -51,10 +51,9 @@ def operator_values(specs: dict, structure: str, Lval, h: float, noise: Noise | 
     return ops
 
 
-def brownian_increments(grid: Grid, noise: Noise, dtype, levy=False):
+def brownian_increments(grid: Grid, noise: Noise, dtype):
     """Yield (ΔW, H), each (m, n), for each step of ``grid`` (H: space-time Lévy area,
-    I_(1,0) = h(ΔW/2 + H)): a walk of the (W, H) tree when dyadic, else consecutive increments.
-    ``levy`` is accepted for the caller; H comes at no extra Philox cost either way."""
+    I_(1,0) = h(ΔW/2 + H)): a walk of the (W, H) tree when dyadic, else consecutive increments."""
     tree = BrownianTree(noise.seed, grid.times[0], grid.times[-1], noise.m, noise.trajectories)
     steps = tree.walk(grid.level) if grid.level is not None else tree.increments(grid.times)
     for dw, hh in steps:
@@ -62,7 +61,7 @@ def brownian_increments(grid: Grid, noise: Noise, dtype, levy=False):
 
 
 def integrate(module, grid: Grid, save_steps, y0, params, nets, structure, Lval, op_specs, noise: Noise | None,
-              needs_zeta=False, needs_levy=False, startup_steps=0, progress=False):
+              needs_zeta=False, startup_steps=0, progress=False):
     """Run the generated ``module.step`` over ``grid`` (``module.startup_step`` for the first
     ``startup_steps`` steps of a multistep method); returns (saved (nsave, d, n), retcodes (n,) int8)."""
     d, n = y0.shape
@@ -75,7 +74,7 @@ def integrate(module, grid: Grid, save_steps, y0, params, nets, structure, Lval,
         saved[save_at[0]] = y
     L = None if Lval is None else Lval.astype(dtype)
     ops_by_h = {}
-    dWs = brownian_increments(grid, noise, dtype, levy=needs_levy) if noise is not None else None
+    dWs = brownian_increments(grid, noise, dtype) if noise is not None else None
     mem = {}
     steps = range(len(grid.times) - 1)
     if progress:
@@ -87,8 +86,7 @@ def integrate(module, grid: Grid, save_steps, y0, params, nets, structure, Lval,
             ops_by_h[h] = {k: v.astype(dtype) for k, v in operator_values(op_specs, structure, Lval, h, noise).items()}
         rnd = {}
         if dWs is not None:
-            inc = next(dWs)
-            rnd["dW"], rnd["dH"] = inc if isinstance(inc, tuple) else (inc, None)
+            rnd["dW"], rnd["dH"] = next(dWs)
         if needs_zeta:
             rnd["zeta"] = normals(noise.seed, grid.node(i), noise.trajectories, STREAM_ZETA, d, dtype)
         step = module.startup_step if i < startup_steps else module.step

@@ -147,7 +147,7 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
     if backend == "numpy":
         saved, codes = numpy_backend.integrate(
             host, grid, steps_saved, y0, pvals, nets, form.linear_structure, Lval, op_specs, noise,
-            needs_zeta=scheme.needs_zeta, needs_levy=scheme.needs_levy, startup_steps=scheme.startup_steps,
+            needs_zeta=scheme.needs_zeta, startup_steps=scheme.startup_steps,
             progress=progress)
     else:
         from sdekit.kernels import numba_backend
