@@ -107,6 +107,12 @@ class SemilinearForm:
         """``c(t) + N(y, t)``: everything the exponential methods treat explicitly."""
         return self.affine + self.nonlinear
 
+    def forcing_jacobian(self) -> list:
+        """∂(c + N)/∂y row-major (d² entries), then ∂(c + N)/∂t (d entries), by sympy; a network
+        call differentiates to :class:`~sdekit.codegen.neural.NetGrad` terms (chain rule)."""
+        F = self.forcing
+        return [sp.diff(F[i], y) for i in range(self.dim) for y in self.states] + [sp.diff(e, t) for e in F]
+
     @property
     def drift(self) -> sp.Matrix:
         """The full drift ``L y + c + N`` (symbolic L only)."""

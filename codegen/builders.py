@@ -12,7 +12,8 @@ from .analysis import SemilinearForm
 from .errors import ModelError
 from .methods import Method
 from .phi import phi, phi_poly, resolvent, z
-from .scheme import (Combine, ConvolutionResidual, EvalNoise, EvalRHS, PhiOperator, StepScheme, Term, h, lag)
+from .scheme import (Combine, ConvolutionResidual, EvalJacobian, EvalNoise, EvalRHS, JacobianOperator, PhiOperator,
+                     StepScheme, Term, h, lag)
 
 ONE = sp.Integer(1)
 
@@ -28,18 +29,19 @@ def _tidy(x):
 
 
 class _Ops:
-    """Operator registry of a scheme: equal operators share one name (one evaluation)."""
+    """Operator registry of a scheme: equal operators share one name (one evaluation).
+    ``kind``: PhiOperator (functions of hL) or JacobianOperator (of hJ̃, per trajectory)."""
 
-    def __init__(self, prefix=""):
-        self.ops, self.prefix = {}, prefix
+    def __init__(self, prefix="", kind=PhiOperator):
+        self.ops, self.prefix, self.kind = {}, prefix, kind
 
     def __call__(self, name, expr):
         poly = phi_poly(expr)
         for k, v in self.ops.items():
-            if isinstance(v, PhiOperator) and v.poly == poly:
+            if isinstance(v, self.kind) and v.poly == poly:
                 return k
         name = self.prefix + name
-        self.ops[name] = PhiOperator(poly)
+        self.ops[name] = self.kind(poly)
         return name
 
 
@@ -68,6 +70,27 @@ def _exprk(tab):
     final = [Term(ONE, op("E", phi(0, z)), "y")] + [
         Term(h, op(f"B{i}", b), f"K{i}") for i, b in enumerate(tab.b) if _nonzero(b)]
     return stmts, final, op.ops
+
+
+def _exprb(tab):
+    """Exponential Rosenbrock stages (Hochbruck, Ostermann & Schweitzer 2009, eq. (2.4); methods.md
+    §1.5) on the t-augmented system ỹ = (y, t), F̃ = (F, 1), so non-autonomous N keeps the order:
+    X_i = c_i h φ_1(c_i hJ̃)(K_0, 1) + h Σ_j a_ij(hJ̃)(D_j, 0),  U_i = y + X_i,
+    D_i = g̃(Ũ_i) − g̃(ỹ_n) = K_i − K_0 − J̃ (X_i, c_i h),
+    y+ = y + h φ_1(hJ̃)(K_0, 1) + h Σ_i b_i(hJ̃)(D_i, 0)."""
+    op = _Ops(kind=JacobianOperator)
+    op.ops["J"] = JacobianOperator(None)
+    stmts = [EvalRHS("K0", "y", sp.Integer(0), "full"), EvalJacobian("y")]
+    for i in range(1, tab.stages):
+        c = tab.c[i]
+        terms = [Term(c * h, op(f"Q{i}", phi(1, c * z)), "K0", ONE)] + [
+            Term(h, op(f"A{i}{j}", a), f"D{j}", sp.Integer(0)) for j, a in enumerate(tab.A[i][:i]) if _nonzero(a)]
+        stmts += [_sum(f"X{i}", terms), _sum(f"U{i}", [Term(ONE, None, "y"), Term(ONE, None, f"X{i}")]),
+                  EvalRHS(f"K{i}", f"U{i}", c, "full"),
+                  _sum(f"D{i}", [Term(ONE, None, f"K{i}"), Term(-ONE, None, "K0"), Term(-ONE, "J", f"X{i}", c * h)])]
+    final = [Term(ONE, None, "y"), Term(h, op("P1", phi(1, z)), "K0", ONE)] + [
+        Term(h, op(f"B{i}", b), f"D{i}", sp.Integer(0)) for i, b in enumerate(tab.b) if _nonzero(b)]
+    return stmts, final, {}, dict(jacobian_operators=op.ops)
 
 
 def _rosenbrock(tab):
@@ -165,6 +188,8 @@ def build_scheme(form: SemilinearForm, method: Method) -> StepScheme:
     extra = {}
     if method.family == "etdadams":
         stmts, final, ops, extra = _etd_adams(method.tableau, form, method)
+    elif method.family == "exprb":
+        stmts, final, ops, extra = _exprb(method.tableau)
     elif method.family in _FAMILIES:
         stmts, final, ops = _FAMILIES[method.family](method.tableau)
     else:  # pragma: no cover - the catalogue only holds the families above

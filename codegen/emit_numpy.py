@@ -13,7 +13,7 @@ from sympy.printing.numpy import NumPyPrinter
 from .analysis import SemilinearForm
 from .lowering import lower
 from .builders import milstein_terms
-from .scheme import EvalNoise, EvalRHS, StepScheme, operator_layout
+from .scheme import EvalJacobian, EvalNoise, EvalRHS, StepScheme, operator_layout
 
 _printer = NumPyPrinter({"fully_qualified_modules": True})
 
@@ -30,7 +30,9 @@ def _body(lowered, indent="    "):
     lines = [f"{indent}{var} = p[{name!r}]" for name, var in lowered.params]
     for g in lowered.net_groups:
         ins = ", ".join(pr(a) for a in g.inputs)
-        lines.append(f"{indent}{g.out} = mlp_forward(nets[{g.net.name!r}], {g.net.activation!r}, ({ins},))")
+        call = f"(nets[{g.net.name!r}], {g.net.activation!r}, ({ins},))"
+        lines.append(f"{indent}{g.out}, {g.out}_jac = mlp_forward_jacobian{call}" if g.jacobian else
+                     f"{indent}{g.out} = mlp_forward{call}")
     lines += [f"{indent}{var} = {pr(e)}" for var, e in lowered.assignments]
     return lines
 
@@ -70,6 +72,24 @@ def _linear_entries(form):
         f"    return {out}"]
 
 
+def _jacobian_function(form):
+    """``jacobian(y, t, p, nets, L)``: J̃ = [[L + ∂N/∂y, ∂N/∂t], [0, 0]] per trajectory, (n, d+1, d+1)."""
+    d = form.dim
+    lowered = lower(form.forcing_jacobian(), form, _state)
+    lines = ["def jacobian(y, t, p, nets, L):", f'    """{JACOBIAN_DOC}"""'] + _body(lowered)
+    lines.append(f"    out = numpy.zeros((y.shape[1], {d + 1}, {d + 1}), dtype=y.dtype)")
+    for k, e in enumerate(lowered.outputs):
+        if sp.sympify(e) != 0:
+            i, j = (k // d, k % d) if k < d * d else (k - d * d, d)
+            lines.append(f"    out[:, {i}, {j}] = {pr(e)}")
+    lines.append(f"    return add_linear(out, L, {form.linear_structure!r})")
+    return lines
+
+
+JACOBIAN_DOC = ("J~ = [[L + dN/dy, dN/dt], [0, 0]] per trajectory, shape (n, d+1, d+1) (sympy derivatives; "
+                "networks by forward mode through their layers).")
+
+
 def _apply(layout, op, vec):
     return f"apply_dense({op}, {vec})" if layout == "dense" else f"{op} * {vec}"
 
@@ -77,6 +97,8 @@ def _apply(layout, op, vec):
 def _term(form, scheme, term) -> str:
     if term.op is None:
         vec = term.vec
+    elif term.op in scheme.jacobian_operators:
+        vec = f"apply_augmented(jops[{term.op!r}], {term.vec}, {pr(term.aug)})"
     else:
         vec = _apply(operator_layout(form, scheme.operators[term.op]), f"ops[{term.op!r}]", term.vec)
     return vec if term.coef == 1 else f"({pr(term.coef)})*{vec}"
@@ -97,6 +119,8 @@ def _statement(form, scheme, s) -> list:
             layout = "dense" if form.linear_structure == "dense" else "elementwise"
             call += f" + {_apply(layout, 'L', s.state)}"
         return [f"{s.target} = {call}"]
+    if isinstance(s, EvalJacobian):
+        return [f"jops = jacobian_operators(jacobian({s.state}, {_time(s.c)}, p, nets, L), h, JACOBIAN_OPERATORS)"]
     if isinstance(s, EvalNoise):
         if s.increment == "milstein":
             dw = "dW[0]" if form.noise == "scalar" else "dW"
@@ -142,11 +166,15 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme) -> str:
         "",
         *("    " + ln for ln in str(scheme).splitlines()),
         '"""',
+        "from fractions import Fraction",
+        "",
         "import numpy",
-        "from sdekit.kernels.numpy_runtime import apply_dense, mlp_forward",
+        "from sdekit.kernels.numpy_runtime import (add_linear, apply_augmented, apply_dense, jacobian_operators,",
+        "                                          mlp_forward, mlp_forward_jacobian)",
         "",
         f"DIM = {d}",
         f"NOISE_DIM = {form.noise_dim}",
+        f"JACOBIAN_OPERATORS = {{{', '.join(f'{k!r}: {v.poly!r}' for k, v in scheme.jacobian_operators.items())}}}",
         "",
     ]
     if form.linear is not None:
@@ -158,6 +186,8 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme) -> str:
         shape = G.shape if form.noise == "general" else None
         lines += _vector_function("diffusion", "y, t, p", f"G(y, t) for {form.noise} noise.", list(G), form, shape)
         lines.append("")
+    if scheme.needs_jacobian:
+        lines += _jacobian_function(form) + [""]
     if scheme.needs_milstein:
         lines += _vector_function("milstein_gg", "y, t, p", "(G'G)(y, t) of the Milstein correction.",
                                   milstein_terms(form), form) + [""]

@@ -13,16 +13,18 @@ import sympy as sp
 
 from .analysis import SemilinearForm, t
 from .errors import ModelError
-from .neural import NetCall, net_calls
+from .neural import NetCall, NetGrad, net_calls, net_grads
 
 
 @dataclass(frozen=True)
 class NetGroup:
-    """One forward pass: ``out = net(inputs)`` (inputs already lowered)."""
+    """One forward pass: ``out = net(inputs)`` (inputs already lowered); ``jacobian``: also the
+    network's Jacobian ``out_jac`` (n_out x n_in) at the same inputs, in the same pass."""
 
     out: str
     net: object
     inputs: tuple
+    jacobian: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,20 +56,28 @@ def symbol_map(form: SemilinearForm, state_name) -> dict:
     return m
 
 
-def lower(exprs, form: SemilinearForm, state_name, net_out_name=lambda g, i: f"{g}[{i}]") -> Lowered:
+def lower(exprs, form: SemilinearForm, state_name, net_out_name=lambda g, i: f"{g}[{i}]",
+          net_jac_name=lambda g, i, j: f"{g}_jac[{i}][{j}]") -> Lowered:
     """Lower the expressions ``exprs`` (an iterable of sympy expressions)."""
     subs = symbol_map(form, state_name)
     exprs = [sp.sympify(e).xreplace(subs) for e in exprs]
     groups, replace = [], {}
-    for call in sorted(set().union(*(net_calls(e) for e in exprs)) if exprs else (), key=sp.default_sort_key):
+    calls = set().union(*(net_calls(e) for e in exprs), *(net_grads(e) for e in exprs)) if exprs else set()
+    for call in sorted(calls, key=lambda c: (isinstance(c, NetGrad), sp.default_sort_key(c))):
         if any(a.has(NetCall) for a in call.inputs):
             raise ModelError(f"network {call.net.name!r} is applied to another network's output; not supported yet")
         key = (call.net.name, call.inputs)
-        group = next((g for g in groups if (g.net.name, g.inputs) == key), None)
-        if group is None:
+        k = next((k for k, g in enumerate(groups) if (g.net.name, g.inputs) == key), None)
+        if k is None:
             out = f"{call.net.name}_out" + (f"_{len(groups)}" if any(g.net.name == call.net.name for g in groups) else "")
-            group = NetGroup(out=out, net=call.net, inputs=call.inputs)
-            groups.append(group)
+            groups.append(NetGroup(out=out, net=call.net, inputs=call.inputs))
+            k = len(groups) - 1
+        group = groups[k]
+        if isinstance(call, NetGrad):
+            if not group.jacobian:
+                groups[k] = group = NetGroup(group.out, group.net, group.inputs, jacobian=True)
+            replace[call] = sp.Symbol(net_jac_name(group.out, call.index, call.wrt))
+            continue
         replace[call] = sp.Symbol(net_out_name(group.out, call.index))
     exprs = [e.xreplace(replace) for e in exprs]
     assignments, outputs = sp.cse(exprs, symbols=sp.numbered_symbols("c_"), optimizations="basic")

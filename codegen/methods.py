@@ -2,6 +2,7 @@
 treatment — data, not code; ``builders.py`` turns them into step schemes.
 
 Families: ``rk`` (explicit RK on f = Ly + N), ``exprk`` (exponential RK / Lawson, φ(hL)),
+``exprb`` (exponential Rosenbrock, φ(hJ) of the exact Jacobian J = L + ∂N/∂y per trajectory),
 ``rosenbrock`` (Rosenbrock-W, W = L), ``tase`` (RK-TASE / MSRKTASE, W = L), ``etdadams``
 (exponential multistep), ``sra`` (Rößler SRA, additive noise).
 
@@ -24,7 +25,7 @@ class Method:
     """A solver: tableau + noise treatment + the facts users look up."""
 
     name: str
-    family: str                   # "rk" | "exprk" | "rosenbrock" | "tase" | "etdadams" | "sra"
+    family: str                   # "rk" | "exprk" | "exprb" | "rosenbrock" | "tase" | "etdadams" | "sra"
     tableau: object
     noise: str | None = None      # None (ODE method) | "increment" | "milstein" | "convolution" | "sra"
     strong_order: float | None = None
@@ -76,6 +77,9 @@ CATALOGUE = (
     _ode("ETDRK4", "exprk", tb.ETDRK4, "Cox & Matthews 2002, JCP 176:430"),
     _ode("Krogstad", "exprk", tb.KROGSTAD, "Krogstad 2005, JCP 203:72", aliases=("ETDRK4B", "ETDRK4-B")),
     _ode("HochOst4", "exprk", tb.HOCHOST4, "Hochbruck & Ostermann 2005, SINUM 43:1069"),
+    # exponential Rosenbrock (exact Jacobian per trajectory)
+    _ode("Exprb32", "exprb", tb.EXPRB32, "Hochbruck, Ostermann & Schweitzer 2009, SINUM 47:786"),
+    _ode("Exprb43", "exprb", tb.EXPRB43, "Hochbruck, Ostermann & Schweitzer 2009, SINUM 47:786"),
     # exponential multistep
     _ode("ETD2", "etdadams", tb.ETD2, "Cox & Matthews 2002, JCP 176:430 (variable steps: methods.md §1.6)",
          aliases=("ETDAdams2",)),

@@ -33,6 +33,12 @@ class NetCall(sp.Function):
     def inputs(self) -> tuple:
         return tuple(self.args[1:])
 
+    def fdiff(self, argindex=1):
+        """∂ output / ∂ input: a :class:`NetGrad` term (sympy applies the chain rule)."""
+        if argindex == 1:
+            return sp.Integer(0)
+        return self.net._grad(self.args[0], sp.Integer(argindex - 2), *self.inputs)
+
     def _sympystr(self, printer):
         ins = ", ".join(printer.doprint(a) for a in self.inputs)
         return f"{self.net.name}[{self.index}]({ins})"
@@ -40,6 +46,33 @@ class NetCall(sp.Function):
     def _latex(self, printer):
         ins = ", ".join(printer.doprint(a) for a in self.inputs)
         return rf"\mathrm{{{self.net.name}}}_{{{self.index}}}({ins})"
+
+
+class NetGrad(sp.Function):
+    """∂ output ``index`` / ∂ input ``wrt`` of the network ``cls.net`` at ``inputs``:
+    ``args = (index, wrt, *inputs)``.  Emitters evaluate one Jacobian pass per call group
+    (the chain rule through the layers, W_L diag(σ'(·)) … W_1)."""
+
+    net: "MLP"
+
+    @property
+    def index(self) -> int:
+        return int(self.args[0])
+
+    @property
+    def wrt(self) -> int:
+        return int(self.args[1])
+
+    @property
+    def inputs(self) -> tuple:
+        return tuple(self.args[2:])
+
+    def fdiff(self, argindex=1):
+        raise ModelError(f"network {self.net.name!r}: second derivatives of networks are not supported")
+
+    def _sympystr(self, printer):
+        ins = ", ".join(printer.doprint(a) for a in self.inputs)
+        return f"d{self.net.name}[{self.index}]/din[{self.wrt}]({ins})"
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +100,7 @@ class MLP:
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "activation", activation)
         object.__setattr__(self, "_call", type(f"NetCall_{name}", (NetCall,), {"net": self}))
+        object.__setattr__(self, "_grad", type(f"NetGrad_{name}", (NetGrad,), {"net": self}))
 
     @property
     def n_in(self) -> int:
@@ -103,6 +137,12 @@ def net_calls(expr) -> set:
     """All NetCall terms inside ``expr`` (a sympy expression or Matrix)."""
     exprs = list(expr) if isinstance(expr, sp.MatrixBase) else [sp.sympify(expr)]
     return set().union(*(e.atoms(NetCall) for e in exprs))
+
+
+def net_grads(expr) -> set:
+    """All NetGrad terms inside ``expr``."""
+    exprs = list(expr) if isinstance(expr, sp.MatrixBase) else [sp.sympify(expr)]
+    return set().union(*(e.atoms(NetGrad) for e in exprs))
 
 
 def nets_in(expr) -> dict:

@@ -13,6 +13,8 @@ that *solves* for coefficients uses them).
   allowed in the weakened form (see :func:`_check_stiff`).
 * Rosenbrock-W: W-trees (HW II §IV.7; methods.md §4.3) for any W, and f-trees with W = ∂f/∂y.
 * RK-TASE: the same W-trees with ``k_i = Σ_m t_im (hW)^m h f(Y_i)`` (methods.md §3.4).
+* Exponential Rosenbrock (exact Jacobian J): Hochbruck, Ostermann & Schweitzer 2009 (SINUM 47:786),
+  Table 4.1, stiff conditions up to order 5 (J-condition in strong form).
 * SRA: Rößler's 8 conditions for strong order 1.5, additive noise (Rößler 2010, SINUM 48:922;
   StochasticDiffEq ``checkSRAOrder``; methods.md §5.3).
 
@@ -30,13 +32,13 @@ from math import factorial
 import sympy as sp
 
 from .phi import phi, phi_poly, series_in_z, z
-from .tableau import (FLOAT_TOL, AdamsTableau, ButcherTableau, ExponentialTableau, RosenbrockTableau,
-                      SRATableau, TASETableau)
+from .tableau import (FLOAT_TOL, AdamsTableau, ButcherTableau, ExponentialTableau, ExpRosenbrockTableau,
+                      RosenbrockTableau, SRATableau, TASETableau)
 from .trees import (L, W, exact_weight, exp_weights, formula, rk_weights, rosenbrock_weights, size, tase_weights,
                     tree_str, trees, trees_upto, w_weights)
 
 #: highest order each check supports (the default checks claimed order + 1, capped here)
-MAX_ORDER = {"classical": 8, "exponential": 6, "stiff": 4, "W": 5, "rosenbrock": 6, "tase": 5, "adams": 8}
+MAX_ORDER = {"classical": 8, "exponential": 6, "stiff": 4, "exprb": 5, "W": 5, "rosenbrock": 6, "tase": 5, "adams": 8}
 #: total degree to which the stiff conditions are compared as power series in z (or z1, z2, z3)
 STIFF_DEGREE = 8
 z1, z2, z3 = sp.symbols("z1 z2 z3")
@@ -276,6 +278,42 @@ def _weak_notes(ks):
 
 
 # -------------------------------------------------------------------------------- SRA
+# --------------------------------------- exponential Rosenbrock (HOS 2009, SINUM 47:786, Table 4.1)
+def _exprb_table(A, b, c, order):
+    """Rows as in :func:`_stiff_table`.  D_i = g(U_i) − g(y_n) = O(h²) because g = F − J· has zero
+    Jacobian at y_n, so order 2 is automatic and the conditions start at order 3:
+    ψ_q(Z) = Σ_i b_i(Z) c_i^(q−1) − (q−1)! φ_q(Z) = 0 (q = 3, 4, 5) and, at order 5,
+    Σ_i b_i(Z) J ψ_3,i(Z) = 0 with ψ_3,i = Σ_k a_ik(Z) c_k²/2 − c_i³ φ_3(c_i Z)."""
+    s, A, b, c = len(b), _rows(A), [sp.sympify(x) for x in b], [sp.sympify(x) for x in c]
+    table = [(q, q - 2, f"Σ_i b_i(Z) c_i^{q - 1} = {factorial(q - 1)} φ_{q}(Z)",
+              [(1, (sum(b[i] * c[i] ** (q - 1) for i in range(s)) - factorial(q - 1) * phi(q, z),))])
+             for q in (3, 4, 5)]
+    psi3 = [sum(A[i][k] * c[k] ** 2 for k in range(s)) / 2 - c[i] ** 3 * phi(3, c[i] * z) for i in range(s)]
+    table.append((5, 4, "Σ_i b_i(Z) J ψ_3,i(Z) = 0", [(1, (b[i], psi3[i])) for i in range(s)]))
+    return [row for row in table if row[0] <= order]
+
+
+def exprb_conditions(A, b, c, order: int = 4):
+    """HOS2009 Table 4.1 as ``(label, expr)`` (expr ≡ 0 in z, or in independent z1, z2)."""
+    out = []
+    for q, k, label, terms in _exprb_table(A, b, c, order):
+        zs = lambda fs: (z,) if len(fs) == 1 else (z1, z2)
+        expr = sum(coef * sp.Mul(*(sp.sympify(f).xreplace({z: v}) for f, v in zip(fs, zs(fs)))) for coef, fs in terms)
+        out.append((f"exponential Rosenbrock order {q}, condition {k}: {label}", expr))
+    return out
+
+
+def _check_exprb(A, b, c, max_order):
+    for q, k, label, terms in _exprb_table(A, b, c, max_order):
+        bad = _first_nonzero(terms, weak=False)
+        if bad is not None:
+            exps, val = bad
+            mono = f"z^{exps[0]}" if len(exps) == 1 else "·".join(f"z{j + 1}^{e}" for j, e in enumerate(exps))
+            return OrderReport(q - 1, f"exponential Rosenbrock order {q}, condition {k}: {label} fails: "
+                                      f"coefficient of {mono} is {_show(val)}", "stiff")
+    return OrderReport(max_order, None, "stiff")
+
+
 def sra_conditions(A0, B0, alpha, beta1, beta2, c1):
     """Rößler's strong order 1.5 conditions for additive noise (methods.md §5.3; StochasticDiffEq
     ``checkSRAOrder``), as (label, expr) with expr = 0."""
@@ -319,6 +357,7 @@ def check_order(tableau, max_order: int | None = None, *, embedded: bool = False
       with ``stiff=False`` the classical order on ``y' = Ly + N``.
     * RosenbrockTableau: W-order; ``exact_jacobian=True``: Rosenbrock order; ``embedded=True``: of ``bhat``.
     * TASETableau: W-order (``exact_jacobian=True``: with W = ∂f/∂y).
+    * ExpRosenbrockTableau: stiff order with the exact Jacobian (``embedded=True``: of ``bhat``).
     * AdamsTableau: stiff order of an exponential Adams method (exact for polynomial N).
     * SRATableau: strong order for additive noise (1.5 / 1.0 / 0); ``deterministic=True``: the
       classical order of (A0, α, c0).
@@ -352,6 +391,9 @@ def check_order(tableau, max_order: int | None = None, *, embedded: bool = False
         if exact_jacobian:
             return _check_trees(weight, None, "tase-J", p, "rosenbrock")
         return _check_trees(weight, W, "tase", p, "W")
+    if isinstance(tableau, ExpRosenbrockTableau):
+        b, claimed = _weights_of(tableau, embedded)
+        return _check_exprb(tableau.A, b, tableau.c, _max_order(claimed, MAX_ORDER["exprb"], max_order))
     if isinstance(tableau, AdamsTableau):
         return _check_adams(tableau, _max_order(tableau.order, MAX_ORDER["adams"], max_order))
     if isinstance(tableau, SRATableau):

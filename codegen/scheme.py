@@ -41,12 +41,33 @@ class ConvolutionResidual:
 
 
 @dataclass(frozen=True)
+class JacobianOperator:
+    """A polynomial in φ_k(c hJ̃) (``poly`` as in :class:`PhiOperator`; None: J̃ itself) of the
+    trajectory's t-augmented Jacobian J̃ = [[J, ∂F/∂t], [0, 0]], J = L + ∂N/∂y at the step's
+    start (methods.md §1.5, "non-autonomous problems").  Computed in the step, per trajectory,
+    after :class:`EvalJacobian`; applied to augmented vectors (v, τ), see :class:`Term`."""
+
+    poly: tuple | None
+
+
+@dataclass(frozen=True)
+class EvalJacobian:
+    """``J̃ = ∂(F, 1)/∂(y, t)`` at (state, t + c h), F = L y + c(t) + N (sympy derivatives, the
+    chain rule through networks), then every :class:`JacobianOperator` of the scheme."""
+
+    state: str
+    c: sp.Rational = sp.Integer(0)
+
+
+@dataclass(frozen=True)
 class Term:
-    """``coef * op(hL) @ vec`` (``op`` None: identity)."""
+    """``coef * op(hL) @ vec`` (``op`` None: identity).  For a :class:`JacobianOperator` the
+    vector is augmented with the time component ``aug``: ``coef * op(hJ̃) @ (vec, aug)``."""
 
     coef: sp.Expr
     op: str | None
     vec: str
+    aug: sp.Expr | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +120,11 @@ class StepScheme:
     startup_steps: int = 0
     history: tuple = ()
     lags: int = 0
+    jacobian_operators: dict = None
+
+    def __post_init__(self):
+        if self.jacobian_operators is None:
+            object.__setattr__(self, "jacobian_operators", {})
 
     def all_statements(self):
         return self.statements + (self.startup.statements if self.startup else ())
@@ -123,8 +149,12 @@ class StepScheme:
         return any(isinstance(o, ConvolutionResidual) for o in self.all_operators().values())
 
     @property
+    def needs_jacobian(self) -> bool:
+        return any(isinstance(s, EvalJacobian) for s in self.all_statements())
+
+    @property
     def needs_linear(self) -> bool:
-        return bool(self.all_operators()) or any(
+        return bool(self.all_operators()) or self.needs_jacobian or any(
             isinstance(s, EvalRHS) and s.part == "full" for s in self.all_statements())
 
     @property
@@ -141,11 +171,15 @@ class StepScheme:
         lines.append(f"# step scheme of {self.method}")
         for name, op in self.operators.items():
             lines.append(f"#   {name} = {describe_operator(op)}")
+        for name, op in self.jacobian_operators.items():
+            lines.append(f"#   {name} = {describe_operator(op)}   (per trajectory, J~ = [[J, dF/dt], [0, 0]])")
         for s in self.statements:
             tc = f"t + {s.c}*h" if getattr(s, "c", 0) else "t"
             if isinstance(s, Combine):
-                rhs = " + ".join(_coef(t.coef) + (f"{t.op}@" if t.op else "") + t.vec for t in s.terms)
+                rhs = " + ".join(_coef(t.coef) + (f"{t.op}@" if t.op else "") + _vec(t) for t in s.terms)
                 lines.append(f"{s.target} = {rhs}")
+            elif isinstance(s, EvalJacobian):
+                lines.append(f"J~ = d(f, 1)/d(y, t) at ({s.state}, {tc}); then the J~ operators")
             elif isinstance(s, EvalRHS):
                 f = "f" if s.part == "full" else "N"
                 lines.append(f"{s.target} = {f}({s.state}, {tc})")
@@ -156,6 +190,10 @@ class StepScheme:
         for dst, src in self.history:
             lines.append(f"{dst} <- {src}  (kept for the next step)")
         return "\n".join(lines)
+
+
+def _vec(term) -> str:
+    return term.vec if term.aug is None else f"({term.vec}, {term.aug})"
 
 
 def _coef(c) -> str:
@@ -177,6 +215,8 @@ def operator_layout(form: SemilinearForm, op) -> str:
 def describe_operator(op) -> str:
     if isinstance(op, ConvolutionResidual):
         return "sqrt(Cov[stochastic convolution | dW])"
+    if isinstance(op, JacobianOperator):
+        return "J~" if op.poly is None else describe_operator(PhiOperator(op.poly)).replace("hL", "hJ~")
     parts = []
     for w, atoms in op.poly:
         fac = "*".join(_describe_atom(a) for a in atoms) or "1"

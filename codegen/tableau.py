@@ -6,6 +6,9 @@
   Ostermann (2010, Acta Numerica 19, §2.3): ``U_i = φ_0(c_i z) y_n + h Σ_j a_ij(z) N_j``,
   ``y_{n+1} = φ_0(z) y_n + h Σ_i b_i(z) N_i`` with entries polynomials in ``phi(k, c z)``
   (``kind="lawson"``: integrating-factor methods, entries ``a_ij φ_0((c_i − c_j) z)``).
+* :class:`ExpRosenbrockTableau` — exponential Rosenbrock methods (Hochbruck, Ostermann &
+  Schweitzer 2009, SINUM 47:786; methods.md §1.5), entries polynomials in φ_k(c hJ), J the
+  exact Jacobian.
 * :class:`RosenbrockTableau` — Rosenbrock-W methods in the classic form of Hairer & Wanner
   II §IV.7 (methods.md §4.1), W = L.
 * :class:`TASETableau` — an explicit RK tableau with a TASE operator ``T_i(z)`` per stage
@@ -155,6 +158,46 @@ class ExponentialTableau:
             A=tuple(tuple(at0(a) for a in row) for row in self.A),
             b=tuple(at0(x) for x in self.b), c=self.c, order=self.order, name=f"{self.name}(z=0)",
         )
+
+
+@dataclass(frozen=True)
+class ExpRosenbrockTableau:
+    """Exponential Rosenbrock tableau (Hochbruck, Ostermann & Schweitzer 2009, SINUM 47:786, eq. (2.4)):
+
+        U_i     = y_n + c_i h φ_1(c_i hJ) F(y_n) + h Σ_j a_ij(hJ) D_j,
+        y_{n+1} = y_n + h φ_1(hJ) F(y_n) + h Σ_i b_i(hJ) D_i,
+
+    J = ∂F/∂y(y_n) exact, D_i = g(U_i) − g(y_n) with g(u) = F(u) − J u.  Entries are polynomials
+    in φ_k(c z); D_1 = 0 (U_1 = y_n), so column 1 of A and b_1 must vanish.  ``bhat``: the
+    embedded weights (the same form, order ``embedded_order``).
+    """
+
+    A: tuple
+    b: tuple
+    c: tuple
+    order: int
+    name: str = ""
+    bhat: tuple | None = None
+    embedded_order: int | None = None
+
+    def __post_init__(self):
+        A, b, c = _exact_arrays(self)
+        if c[0] != 0 or b[0] != 0 or any(row[0] != 0 for row in A):
+            raise ValueError(f"{self.name}: c_1, b_1 and a_i1 must be 0 (U_1 = y_n, so D_1 = 0)")
+        bhat = None if self.bhat is None else _vector(self.bhat)
+        for entry in (*b, *(bhat or ()), *(a for row in A for a in row)):
+            phi_poly(entry)  # raises if not a polynomial in φ atoms
+        object.__setattr__(self, "bhat", bhat)
+        _store(self, A, b, c)
+
+    @property
+    def stages(self) -> int:
+        return len(self.b)
+
+    @property
+    def stiff_order(self) -> int:
+        """The conditions are stiff ones (uniform in hJ): the order is a stiff order."""
+        return self.order
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ import sympy as sp
 
 from . import derive
 from .phi import phi, z
-from .tableau import AdamsTableau, ButcherTableau, ExponentialTableau, RosenbrockTableau, SRATableau
+from .tableau import (AdamsTableau, ButcherTableau, ExponentialTableau, ExpRosenbrockTableau, RosenbrockTableau,
+                      SRATableau)
 
 R = sp.Rational
 
@@ -149,6 +150,18 @@ HOCHOST4 = ExponentialTableau(  # Hochbruck & Ostermann 2005, SINUM 43:1069, eq.
     b=(_b1, 0, 0, _b4, 4 * p(2) - 8 * p(3)), c=(0, R(1, 2), R(1, 2), 1, R(1, 2)), order=4, stiff_order=4,
     name="HochOst4",
 )
+
+# ------------------------------------------------ exponential Rosenbrock (exact Jacobian, methods.md §1.5)
+EXPRB32 = ExpRosenbrockTableau(  # Hochbruck, Ostermann & Schweitzer 2009, SINUM 47:786, §5.1 (exprb32)
+    A=((0, 0), (0, 0)), b=(0, 2 * p(3)), c=(0, 1), order=3, bhat=(0, 0), embedded_order=2, name="Exprb32",
+)
+
+EXPRB43 = ExpRosenbrockTableau(  # Hochbruck, Ostermann & Schweitzer 2009, §5.2 (exprb43)
+    A=((0, 0, 0), (0, 0, 0), (0, p(1), 0)),
+    b=(0, 16 * p(3) - 48 * p(4), -2 * p(3) + 12 * p(4)), c=(0, R(1, 2), 1), order=4,
+    bhat=(0, 16 * p(3), -2 * p(3)), embedded_order=3, name="Exprb43",
+)
+
 
 # ------------------------------------------------------- exponential multistep (methods.md §1.6)
 ETD2 = AdamsTableau(  # Cox & Matthews 2002, eq. (6) for constant steps; variable-step weights derived

@@ -13,6 +13,33 @@ ACTIVATIONS = {
 }
 
 
+#: σ'(x) of each activation, from the pre-activation x
+ACTIVATION_GRADS = {
+    "tanh": lambda x: 1.0 - np.tanh(x) ** 2,
+    "relu": lambda x: (x > 0).astype(x.dtype),
+    "sigmoid": lambda x: ACTIVATIONS["sigmoid"](x) * (1 - ACTIVATIONS["sigmoid"](x)),
+    "softplus": lambda x: ACTIVATIONS["sigmoid"](x),
+    "silu": lambda x: ACTIVATIONS["sigmoid"](x) * (1 + x * (1 - ACTIVATIONS["sigmoid"](x))),
+    "identity": lambda x: np.ones_like(x),
+}
+
+
+def mlp_forward_jacobian(weights, activation: str, inputs):
+    """(output (n_out, n), Jacobian (n_out, n_in, n)) of the MLP: forward mode through the layers,
+    T ← W T, then T ← σ'(x) T on hidden layers (the chain rule W_L diag(σ'(x_{L−1})) … W_1)."""
+    x = np.array(np.broadcast_arrays(*(np.asarray(v) for v in inputs)))
+    if x.ndim == 1:
+        x = x[:, None]
+    T = np.broadcast_to(np.eye(x.shape[0], dtype=x.dtype)[:, :, None], x.shape[:1] + x.shape)
+    for i, (W, b) in enumerate(weights):
+        x = matvec(W[:, :, None], x, b[:, None])
+        T = np.einsum("ok,kjn->ojn", W, T)
+        if i < len(weights) - 1:
+            T = ACTIVATION_GRADS[activation](x)[:, None, :] * T
+            x = ACTIVATIONS[activation](x)
+    return x, T
+
+
 def mlp_forward(weights, activation: str, inputs):
     """Output (n_out, n) of the MLP ``weights = [(W, b), ...]`` on ``inputs`` (rows of shape (n,)).
 
@@ -45,3 +72,27 @@ def matvec(A, v, init=None):
 def apply_dense(A, v):
     """(n', d, d) operators applied to (d, n) vectors -> (d, n), trajectory by trajectory."""
     return matvec(np.moveaxis(A, 0, -1), v)
+
+
+def add_linear(J, L, structure: str):
+    """J[:, :d, :d] += L in place, L in its runtime layout (scalar (1, n'), diagonal (d, n'), dense (n', d, d))."""
+    if structure == "dense":
+        J[:, :L.shape[-1], :L.shape[-1]] += L
+    elif structure in ("scalar", "diagonal"):
+        d = J.shape[1] - 1
+        idx = np.arange(d)
+        J[:, idx, idx] += np.broadcast_to(L, (d, J.shape[0])).T
+    return J
+
+
+def apply_augmented(A, v, tau):
+    """Operators A (n', d+1, d+1) of the t-augmented Jacobian applied to (v, τ): the first d rows."""
+    d = v.shape[0]
+    return apply_dense(A[:, :d, :d], v) + np.moveaxis(A[:, :d, d], 0, -1) * tau
+
+
+def jacobian_operators(J, h, specs: dict) -> dict:
+    """Values of a scheme's Jacobian operators (name -> φ-polynomial, or None for J̃ itself) at hJ̃."""
+    from .linear import evaluate_phi_poly
+    cache = {}
+    return {name: J if poly is None else evaluate_phi_poly(poly, "dense", J, h, cache) for name, poly in specs.items()}

@@ -4,7 +4,8 @@ from __future__ import annotations
 from sdekit.codegen.methods import CATALOGUE
 
 
-FAMILIES = {"rk": "explicit RK", "exprk": "exponential RK", "rosenbrock": "Rosenbrock-W (W = L)",
+FAMILIES = {"rk": "explicit RK", "exprk": "exponential RK", "exprb": "exponential Rosenbrock (exact J)",
+            "rosenbrock": "Rosenbrock-W (W = L)",
             "tase": "RK-TASE (W = L)", "etdadams": "exponential multistep", "sra": "stochastic RK (SRA)"}
 
 NOISE = {"increment": "scalar/diagonal/general", "milstein": "scalar/diagonal (commutative)",

@@ -69,7 +69,7 @@ def test_claimed_order(method, lams, dense, seed):
     assert p >= method.order - 0.25, (method.name, p, errs)
 
 
-EXACT_FOR_CONSTANT_N = [m for m in ODE_METHODS if m.family in ("exprk", "etdadams")
+EXACT_FOR_CONSTANT_N = [m for m in ODE_METHODS if m.family in ("exprk", "exprb", "etdadams")
                         and getattr(m.tableau, "kind", "etd") == "etd"]
 
 

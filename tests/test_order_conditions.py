@@ -6,7 +6,7 @@ import pytest
 import sympy as sp
 
 from sdekit.codegen import tables as T
-from sdekit.codegen.order_conditions import (OrderReport, check_order, exp_conditions, rk_conditions,
+from sdekit.codegen.order_conditions import (OrderReport, check_order, exp_conditions, exprb_conditions, rk_conditions,
                                              rosenbrock_conditions, sra_conditions, stiff_conditions,
                                              tase_conditions, w_conditions)
 from sdekit.codegen.phi import phi, resolvent, z
@@ -128,6 +128,38 @@ def test_stiff_violations_are_named():
     # HochOst4 meets conditions 6 (ψ_4(0) = 0 only: its b_i are built from φ_1..φ_3) and 7 weakly
     notes = check_order(T.HOCHOST4).notes
     assert len(notes) == 2 and notes[0].startswith("condition 6") and notes[1].startswith("condition 7")
+
+
+# ------------------------------------------------------------------- exponential Rosenbrock
+EXPRB_TABLES = [T.EXPRB32, T.EXPRB43]
+
+
+@pytest.mark.parametrize("tab", EXPRB_TABLES, ids=names(EXPRB_TABLES))
+def test_exprb_order_and_embedded(tab):
+    rep = check_order(tab)
+    assert rep.order == tab.order and rep.violation.startswith(f"exponential Rosenbrock order {tab.order + 1}")
+    emb = check_order(tab, embedded=True)
+    assert emb.order == tab.embedded_order and emb.violation.startswith(
+        f"exponential Rosenbrock order {tab.embedded_order + 1}")
+
+
+def test_exprb_conditions_solve_for_exprb43_weights():
+    """With b_2, b_3 unknown polynomials in φ_3, φ_4, the order-4 conditions of HOS2009 Table 4.1
+    determine exprb43's weights uniquely."""
+    x = sp.symbols("x0:4")
+    b = (0, x[0] * phi(3, z) + x[1] * phi(4, z), x[2] * phi(3, z) + x[3] * phi(4, z))
+    eqs = []
+    for _, expr in exprb_conditions(T.EXPRB43.A, b, T.EXPRB43.c, 4):
+        expr = sp.expand(expr)
+        eqs += [expr.coeff(phi(k, z)) for k in (3, 4)]
+    sol = sp.solve(eqs, x, dict=True)
+    assert sol == [{x[0]: 16, x[1]: -48, x[2]: -2, x[3]: 12}]
+
+
+def test_perturbed_exprb32():
+    tab = replace(T.EXPRB32, b=(0, 2 * phi(3, z) + phi(4, z) / 10))
+    rep = check_order(tab)
+    assert rep.order == 2 and rep.violation.startswith("exponential Rosenbrock order 3, condition 1")
 
 
 def lawson(rk: ButcherTableau, order):

@@ -1,0 +1,256 @@
+"""Matrix functions of small per-lane matrices for fused Numba ensemble kernels, plus references.
+
+Block layout (structure of arrays): a block of B matrices of size m x m is an array (m, m, B),
+lane b holding A[:, :, b]; vectors are (m, B). Every innermost loop runs over the lanes, so
+LLVM vectorises it. Scratch arrays come from the ``*_work`` helpers (plain ``np.empty``, callable
+from Python and from njit code); the block routines themselves never allocate.
+
+φ-functions: φ_0(X) = e^X, φ_k(X) = Σ_{j>=0} X^j/(j+k)!, so φ_k(X) = I/k! + X φ_{k+1}(X)
+(Hochbruck & Ostermann, Acta Numerica 19 (2010) 209, §2 and §4).
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import scipy.linalg
+
+JIT = dict(cache=True, fastmath={"contract"}, error_model="numpy")
+THETA = 0.5         # scaling target: ‖A/2^s‖_inf <= THETA
+TAYLOR_DEGREE = 14  # θ^15/15! = 2.3e-17: truncation of φ_k(X), ‖X‖ <= 1/2, below float64 rounding
+SERIES_RADIUS = 5.0 # phi_scalar: series for |x| < 5, recurrence from expm1(x)/x beyond
+
+
+@numba.njit(cache=True)
+def _invfact(n):
+    """1/n!, correctly rounded for n <= 22 (n! is then exact in float64)."""
+    f = 1.0
+    for i in range(2, n + 1):
+        f *= i
+    return 1.0 / f
+
+
+@numba.njit(**JIT)
+def phi_scalar(k, x):
+    """φ_k(x) for real float x and k >= 0, within a few ulp (<= 1e-15 relative) on [-1e6, 50].
+
+    k = 0: exp(x); k = 1: expm1(x)/x. k >= 2: for |x| < SERIES_RADIUS the Taylor series
+    Σ x^j/(j+k)! when x >= 0 (positive terms) and, when x < 0, Kummer's transformation
+    φ_k(x) = e^x/(k-1)! Σ_j (-x)^j/(j!(j+k)) (positive terms; from φ_k(x) = ∫_0^1 e^{(1-θ)x}
+    θ^{k-1}/(k-1)! dθ, Hochbruck & Ostermann 2010 eq. (2.10); DLMF 13.2.39); otherwise the
+    recurrence φ_{j+1}(x) = (φ_j(x) − 1/j!)/x, which for |x| >= 5 amplifies errors by < 2.
+    """
+    if k == 0:
+        return math.exp(x)
+    if k == 1 or abs(x) >= SERIES_RADIUS:
+        p = math.expm1(x) / x if x != 0.0 else 1.0
+        for j in range(1, k):
+            p = (p - _invfact(j)) / x
+        return p
+    if x >= 0.0:
+        t = _invfact(k)
+        s = t
+        j = 0
+        while t > 1e-17 * s:
+            j += 1
+            t *= x / (j + k)
+            s += t
+        return s
+    a, s, j = 1.0, 1.0 / k, 0
+    while a > 1e-17 * s:
+        j += 1
+        a *= -x / j
+        s += a / (j + k)
+    return math.exp(x) * s * _invfact(k - 1)
+
+
+@numba.njit(**JIT)
+def _matmul(X, Y, C):
+    """C[:, :, b] = X[:, :, b] @ Y[:, :, b] for every lane b (C must not alias X or Y)."""
+    m, n, p, B = X.shape[0], X.shape[1], Y.shape[1], X.shape[2]
+    for i in range(m):
+        for j in range(p):
+            for b in range(B):
+                C[i, j, b] = 0.0
+            for l in range(n):
+                for b in range(B):
+                    C[i, j, b] += X[i, l, b] * Y[l, j, b]
+
+
+@numba.njit(**JIT)
+def _add_eye(C, c):
+    for i in range(C.shape[0]):
+        for b in range(C.shape[2]):
+            C[i, i, b] += c
+
+
+@numba.njit(cache=True)
+def phi_block_work(m, kmax, B, dtype):
+    """Scratch for phi_block: rows [0, (kmax+2)m²) hold kmax+2 matrix blocks (m, m, B), the last
+    row the per-lane scaling exponents s_b. Shape ((kmax + 2)·m² + 1, B)."""
+    return np.empty(((kmax + 2) * m * m + 1, B), dtype)
+
+
+@numba.njit(**JIT)
+def phi_block(A, kmax, out, work):
+    """out[k, :, :, b] = φ_k(A[:, :, b]) for k = 0..kmax and every lane b (A: (m, m, B)).
+
+    Scaling and squaring (Skaflestad & Wright, Appl. Numer. Math. 59 (2009) 783, §4):
+    X = A/2^{s_b} with s_b the least s >= 0 with ‖A_b‖_inf/2^s <= 1/2; φ_kmax(X) by Horner on its
+    Taylor series of degree 14, φ_k(X) = I/k! + X φ_{k+1}(X) down to k = 0 (errors shrink by
+    ‖X‖ <= 1/2 per step), then s_b doublings (eq. (4.4))
+        φ_0(2X) = φ_0(X)², φ_k(2X) = 2^{-k}[φ_0(X) φ_k(X) + Σ_{j=1}^k φ_j(X)/(k-j)!],
+    carried out on ψ = φ_0 − I (as Higham's expm1-style squaring: plain squaring of φ_0 loses
+    2^s·u on eigenvalues |λ| << ‖A‖, e.g. 7e-12 for stiff ‖A‖ = 1e4; this way ~s·u).
+    Lanes may need different s_b: max_b s_b doublings run on the whole block and each result is
+    kept only in the lanes that still need it (a per-lane select, so the loops stay vectorised).
+    work = phi_block_work(m, kmax, B, A.dtype). Non-finite A gives non-finite output.
+    """
+    m, B = A.shape[0], A.shape[2]
+    nm = (kmax + 2) * m * m
+    mats = work[:nm].reshape((kmax + 2, m, m, B))
+    X, T, new, s = mats[0], mats[1], mats[1:], work[nm]
+    # per-lane scaling exponent from the max-abs-row-sum norm (T[0, 0] accumulates a row sum)
+    for b in range(B):
+        s[b] = 0.0
+    for i in range(m):
+        for b in range(B):
+            T[0, 0, b] = 0.0
+        for j in range(m):
+            for b in range(B):
+                T[0, 0, b] += abs(A[i, j, b])
+        for b in range(B):
+            s[b] = max(s[b], T[0, 0, b])
+    smax = 0
+    for b in range(B):
+        nrm, sb = s[b], 0
+        while nrm > THETA and sb < 1100:
+            nrm *= 0.5
+            sb += 1
+        s[b] = sb
+        smax = max(smax, sb)
+    for i in range(m):
+        for j in range(m):
+            for b in range(B):
+                X[i, j, b] = A[i, j, b] * 0.5 ** s[b]
+    # Taylor: Horner for φ_K(X), K = max(kmax, 1), in out[kmax]; φ_k = I/k! + X φ_{k+1} down to
+    # k = 1; out[0] holds ψ = e^X − I = X φ_1(X) until the end
+    K = max(kmax, 1)
+    P = out[kmax]
+    P[:] = 0.0
+    _add_eye(P, _invfact(TAYLOR_DEGREE + K))
+    for j in range(TAYLOR_DEGREE - 1, -1, -1):
+        _matmul(X, P, T)
+        P[:] = T
+        _add_eye(P, _invfact(j + K))
+    for k in range(kmax - 1, 0, -1):
+        _matmul(X, out[k + 1], out[k])
+        _add_eye(out[k], _invfact(k))
+    _matmul(X, out[min(kmax, 1)], T)
+    out[0][:] = T
+    # doublings in terms of ψ (so modes with |λ| << ‖A‖ keep their accuracy, cf. expm1):
+    # ψ(2X) = ψ² + 2ψ, φ_k(2X) = 2^{-k}[ψ φ_k + 2 φ_k + Σ_{j=1}^{k-1} φ_j/(k-j)!];
+    # lane b takes the first s_b doublings
+    for it in range(smax):
+        for k in range(kmax + 1):
+            _matmul(out[0], out[k], new[k])
+            for l in range(min(k, 1), k + 1):
+                c = 2.0 if l == k else _invfact(k - l)
+                for i in range(m):
+                    for j in range(m):
+                        for b in range(B):
+                            new[k, i, j, b] += c * out[l, i, j, b]
+        for k in range(kmax + 1):
+            c = 0.5 ** k
+            for i in range(m):
+                for j in range(m):
+                    for b in range(B):
+                        out[k, i, j, b] = c * new[k, i, j, b] if it < s[b] else out[k, i, j, b]
+    _add_eye(out[0], 1.0)
+
+
+def phi_matrices(A, kmax):
+    """Reference: [φ_0(A_i), ..., φ_kmax(A_i)] for A of shape (n, m, m) -> (kmax+1, n, m, m).
+
+    One expm of the augmented matrix W = [[A, I, 0, ..], [0, 0, I, ..], .., [0, .., 0]] of size
+    m(kmax+1): its first block row is [e^A, φ_1(A), .., φ_kmax(A)] (Saad, SIAM J. Numer. Anal.
+    29 (1992) 209, Prop. 2.1; Sidje, ACM TOMS 24 (1998) 130, Thm 1; Al-Mohy & Higham, SIAM J.
+    Sci. Comput. 33 (2011) 488, Thm 2.1). Beware: scipy 1.17's expm mis-computes some
+    nearly triangular inputs with tiny (~1e-20) entries (see tests/test_phi.py).
+    """
+    A = np.asarray(A, dtype=np.float64)
+    n, m = A.shape[0], A.shape[-1]
+    W = np.zeros((n, m * (kmax + 1), m * (kmax + 1)))
+    W[:, :m, :m] = A
+    for j in range(kmax):
+        W[:, j * m:(j + 1) * m, (j + 1) * m:(j + 2) * m] = np.eye(m)
+    E = scipy.linalg.expm(W)
+    return np.stack([E[:, :m, k * m:(k + 1) * m] for k in range(kmax + 1)])
+
+
+@numba.njit(cache=True)
+def inverse_block_work(m, B, dtype):
+    """Scratch for inverse_block and solve_block: rows [0, 2m²) hold the augmented block
+    (m, 2m, B), the last two rows the per-lane pivot row and pivot size. Shape (2m² + 2, B)."""
+    return np.empty((2 * m * m + 2, B), dtype)
+
+
+@numba.njit(**JIT)
+def _gauss_jordan(M, piv, best):
+    """Reduce each lane of the augmented block M (m, m + r, B) to [I | A^{-1} R] by Gauss–Jordan
+    elimination with partial pivoting (Golub & Van Loan, Matrix Computations, 4th ed., §3.2
+    and §3.4). The pivot row differs per lane, so the row swap is a per-lane gather; all other
+    loops run over the lanes innermost. A singular lane gives inf/nan."""
+    m, n, B = M.shape[0], M.shape[1], M.shape[2]
+    for c in range(m):
+        for b in range(B):
+            piv[b] = c
+            best[b] = abs(M[c, c, b])
+        for i in range(c + 1, m):
+            for b in range(B):
+                v = abs(M[i, c, b])
+                piv[b] = i if v > best[b] else piv[b]
+                best[b] = max(v, best[b])
+        for j in range(c, n):
+            for b in range(B):
+                p = int(piv[b])
+                t = M[p, j, b]
+                M[p, j, b] = M[c, j, b]
+                M[c, j, b] = t
+        for b in range(B):
+            best[b] = 1.0 / M[c, c, b]          # reuse as the pivot's reciprocal
+        for j in range(c, n):
+            for b in range(B):
+                M[c, j, b] *= best[b]
+        for i in range(m):
+            if i != c:
+                for j in range(c + 1, n):
+                    for b in range(B):
+                        M[i, j, b] -= M[i, c, b] * M[c, j, b]
+                for b in range(B):
+                    M[i, c, b] = 0.0
+
+
+@numba.njit(**JIT)
+def inverse_block(A, out, work):
+    """out[:, :, b] = inv(A[:, :, b]) by Gauss–Jordan on [A | I]; work = inverse_block_work(m, B, dtype)."""
+    m, B = A.shape[0], A.shape[2]
+    M = work[:2 * m * m].reshape((m, 2 * m, B))
+    M[:, :m] = A
+    M[:, m:] = 0.0
+    _add_eye(M[:, m:], 1.0)
+    _gauss_jordan(M, work[2 * m * m], work[2 * m * m + 1])
+    out[:] = M[:, m:]
+
+
+@numba.njit(**JIT)
+def solve_block(A, rhs, out, work):
+    """out[:, b] = solve(A[:, :, b], rhs[:, b]) by Gauss–Jordan on [A | rhs] (m, m + 1, B);
+    work = inverse_block_work(m, B, dtype) (only its first m(m+1) + 2 rows are used)."""
+    m, B = A.shape[0], A.shape[2]
+    M = work[:m * (m + 1)].reshape((m, m + 1, B))
+    M[:, :m] = A
+    M[:, m] = rhs
+    _gauss_jordan(M, work[m * (m + 1)], work[m * (m + 1) + 1])
+    out[:] = M[:, m]

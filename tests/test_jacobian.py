@@ -1,0 +1,66 @@
+"""The generated Jacobian J~ = [[L + ∂N/∂y, ∂N/∂t], [0, 0]] of exponential Rosenbrock methods:
+sympy derivatives and the chain rule through networks, against central differences of the
+generated right-hand side; and exprb's order with a network as N."""
+import numpy as np
+import pytest
+import sympy as sp
+
+import sdekit as sk
+from sdekit.codegen.methods import get_method
+from sdekit.kernels.cache import load_module
+from sdekit.kernels.linear import linear_value
+from sdekit.kernels.numpy_runtime import ACTIVATIONS
+from sdekit.solve import scheme_and_source
+from sdekit.testing import observed_order
+
+
+def weights_for(sizes, seed):
+    rng = np.random.default_rng(seed)
+    return [(rng.normal(size=(o, i)) / np.sqrt(i), rng.normal(size=o) * 0.3) for i, o in zip(sizes[:-1], sizes[1:])]
+
+
+def model_with_net(activation, L):
+    y, t, k = sk.states("y", 3), sk.t, sk.params("k")
+    net = sk.MLP("g", [4, 16, 16, 3], activation=activation)
+    out = net(sp.Matrix([y[0], y[1] * y[2], y[2], t]))        # inputs mix states and time
+    N = sp.Matrix([k * out[0] * y[1], sp.sin(out[1]) + t * y[0] ** 2, out[2] + sp.cos(t * y[2])])
+    return sk.ODE(y, linear=L, nonlinear=N), net
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+@pytest.mark.parametrize("structure", ["diagonal", "dense"])
+def test_jacobian_matches_central_differences(activation, structure):
+    rng = np.random.default_rng(1)
+    L = np.diag([-1.0, -2.0, -3.0]) if structure == "diagonal" else -np.eye(3) + 0.3 * rng.normal(size=(3, 3))
+    model, net = model_with_net(activation, L)
+    _, src = scheme_and_source(model, get_method("Exprb43"))
+    mod = load_module(src, "numpy")
+    nets, p = {"g": weights_for(net.sizes, 2)}, {"k": 0.7}
+    Lval = linear_value(model.form.linear_structure, L, 3)
+    y, t = rng.normal(size=(3, 5)), 0.4
+    J = mod.jacobian(y, t, p, nets, Lval)
+    f = lambda yy, tt: mod.forcing(yy, tt, p, nets) + np.einsum("ij,jn->in", L, yy)
+    eps = 1e-6
+    for j in range(3):
+        e = np.zeros((3, 1))
+        e[j] = eps
+        fd = (f(y + e, t) - f(y - e, t)) / (2 * eps)
+        assert np.allclose(J[:, :3, j].T, fd, rtol=1e-6, atol=1e-7), (activation, j)
+    fd_t = (f(y, t + eps) - f(y, t - eps)) / (2 * eps)
+    assert np.allclose(J[:, :3, 3].T, fd_t, rtol=1e-6, atol=1e-7)
+    assert np.all(J[:, 3, :] == 0)
+
+
+@pytest.mark.parametrize("name", ["Exprb32", "Exprb43"])
+def test_exprb_order_with_a_network_nonlinearity(name):
+    """Exact Jacobian through the layers: the classical order shows with N a tanh MLP of (y, t)."""
+    model, net = model_with_net("tanh", -np.diag([1.0, 2.0, 3.0]))
+    prob = sk.ODEProblem(model, y0=np.array([0.5, -0.3, 0.2]), tspan=(0.0, 1.0), params={"k": 0.7},
+                         nets={"g": weights_for(net.sizes, 2)})
+    ref = sk.solve(prob, "RK4", dt=2**-11, backend="numpy").y[-1]
+    method = get_method(name)
+    dts = [2.0**-k for k in range(2, 6)]
+    errs = [np.abs(sk.solve(prob, name, dt=dt, backend="numpy").y[-1] - ref).max() for dt in dts]
+    p = observed_order(dts[1:], errs[1:])
+    print(name, p, errs)
+    assert p >= method.order - 0.25, (name, p, errs)
