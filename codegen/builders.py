@@ -56,7 +56,18 @@ def _rk(tab):
         terms = [Term(ONE, None, "y")] + [Term(h * a, None, f"K{j}") for j, a in enumerate(tab.A[i][:i]) if _nonzero(a)]
         stmts += [_sum(f"U{i}", terms), EvalRHS(f"K{i}", f"U{i}", tab.c[i], "full")]
     final = [Term(ONE, None, "y")] + [Term(h * b, None, f"K{i}") for i, b in enumerate(tab.b) if _nonzero(b)]
-    return stmts, final, {}
+    return stmts, final, {}, _error([Term(h * (b - bh), None, f"K{i}") for i, (b, bh) in enumerate(_pairs(tab))])
+
+
+def _pairs(tab):
+    """(b_i, bhat_i) of an embedded pair; [] without one."""
+    return [] if tab.bhat is None else list(zip(tab.b, tab.bhat))
+
+
+def _error(terms):
+    """The embedded error estimate err = y_new − ŷ as the scheme's "error" (None: no estimator)."""
+    terms = [t for t in terms if _nonzero(t.coef)]
+    return {"error": terms} if terms else {}
 
 
 def _exprk(tab):
@@ -69,7 +80,7 @@ def _exprk(tab):
         stmts += [_sum(f"U{i}", terms), EvalRHS(f"K{i}", f"U{i}", tab.c[i], "forcing")]
     final = [Term(ONE, op("E", phi(0, z)), "y")] + [
         Term(h, op(f"B{i}", b), f"K{i}") for i, b in enumerate(tab.b) if _nonzero(b)]
-    return stmts, final, op.ops
+    return stmts, final, op.ops, {}
 
 
 def _exprb(tab):
@@ -90,13 +101,15 @@ def _exprb(tab):
                   _sum(f"D{i}", [Term(ONE, None, f"K{i}"), Term(-ONE, None, "K0"), Term(-ONE, "J", f"X{i}", c * h)])]
     final = [Term(ONE, None, "y"), Term(h, op("P1", phi(1, z)), "K0", ONE)] + [
         Term(h, op(f"B{i}", b), f"D{i}", sp.Integer(0)) for i, b in enumerate(tab.b) if _nonzero(b)]
-    return stmts, final, {}, dict(jacobian_operators=op.ops)
+    error = [Term(h, op(f"E{i}", b - bh), f"D{i}", sp.Integer(0))
+             for i, (b, bh) in enumerate(_pairs(tab)) if sp.expand(b - bh) != 0]
+    return stmts, final, {}, dict(jacobian_operators=op.ops, **_error(error))
 
 
 def _rosenbrock(tab):
     """Rosenbrock-W stages in the one-factorisation form (methods.md §4.2; HW II eq. IV.7.14)
     with W = L: u_i = hγ (I − hγL)^{-1} [f(y + Σ a_ij u_j) + Σ (C_ij/h) u_j], y+ = y + Σ m_j u_j."""
-    a, C, m, _, g = (x.applyfunc(_tidy) if isinstance(x, sp.MatrixBase) else x for x in tab.transformed())
+    a, C, m, mhat, g = (x.applyfunc(_tidy) if isinstance(x, sp.MatrixBase) else x for x in tab.transformed())
     op = _Ops()
     M = op("M", resolvent(g * z))
     stmts = []
@@ -112,7 +125,8 @@ def _rosenbrock(tab):
             rhs = f"X{i}"
         stmts.append(_sum(f"u{i}", [Term(h * g, M, rhs)]))
     final = [Term(ONE, None, "y")] + [Term(m[j], None, f"u{j}") for j in range(tab.stages) if _nonzero(m[j])]
-    return stmts, final, op.ops
+    error = [] if mhat is None else [Term(_tidy(m[j] - mhat[j]), None, f"u{j}") for j in range(tab.stages)]
+    return stmts, final, op.ops, _error(error)
 
 
 def _tase(tab):
@@ -128,7 +142,7 @@ def _tase(tab):
         stmts.append(EvalRHS(f"K{i}", f"U{i}" if i else "y", rk.c[i], "full"))
         stmts.append(_sum(f"k{i}", [Term(h, op(f"T{i}", tab.operators[i]), f"K{i}")]))
     final = [Term(ONE, None, "y")] + [Term(b, None, f"k{i}") for i, b in enumerate(rk.b) if _nonzero(b)]
-    return stmts, final, op.ops
+    return stmts, final, op.ops, {}
 
 
 def _sra(tab):
@@ -150,7 +164,13 @@ def _sra(tab):
     for i in range(tab.stages):
         final += [Term(tab.beta1[i], None, gw[tab.c1[i]])] if _nonzero(tab.beta1[i]) else []
         final += [Term(tab.beta2[i], None, gi[tab.c1[i]])] if _nonzero(tab.beta2[i]) else []
-    return stmts, final, {}
+    # embedded estimate (methods.md §5.3): E1 = h Σ (α_i − α̂_i) f(H_i) against the Euler-type α̂
+    # (diffrax's SRA1 b_error), plus E2 = Σ β2_i g(t + c1_i h) I10/h (StochasticDiffEq; 0 for constant g)
+    error = []
+    if tab.alpha_hat is not None:
+        error = [Term(h * (a - ah), None, f"K{i}") for i, (a, ah) in enumerate(zip(tab.alpha, tab.alpha_hat))]
+        error += [Term(tab.beta2[i], None, gi[tab.c1[i]]) for i in range(tab.stages) if _nonzero(tab.beta2[i])]
+    return stmts, final, {}, _error(error)
 
 
 def _etd_adams(tab, form, method):
@@ -179,19 +199,16 @@ def _rename_ops(stmt, prefix):
     return stmt
 
 
-_FAMILIES = {"rk": _rk, "exprk": _exprk, "rosenbrock": _rosenbrock, "tase": _tase, "sra": _sra}
+_FAMILIES = {"rk": _rk, "exprk": _exprk, "exprb": _exprb, "rosenbrock": _rosenbrock, "tase": _tase, "sra": _sra}
 
 
 def build_scheme(form: SemilinearForm, method: Method) -> StepScheme:
     """The step scheme of ``method`` on ``form``; ModelError for unsupported combinations."""
     check_supported(form, method)
-    extra = {}
     if method.family == "etdadams":
         stmts, final, ops, extra = _etd_adams(method.tableau, form, method)
-    elif method.family == "exprb":
-        stmts, final, ops, extra = _exprb(method.tableau)
     elif method.family in _FAMILIES:
-        stmts, final, ops = _FAMILIES[method.family](method.tableau)
+        stmts, final, ops, extra = _FAMILIES[method.family](method.tableau)
     else:  # pragma: no cover - the catalogue only holds the families above
         raise ModelError(f"{method.name}: family {method.family!r} has no scheme builder")
     if method.noise in ("increment", "milstein"):
@@ -206,6 +223,9 @@ def build_scheme(form: SemilinearForm, method: Method) -> StepScheme:
         ops["S"] = ConvolutionResidual()
         final += [Term(ONE, "P1", "GdW"), Term(ONE, "S", "zeta")]
     stmts.append(Combine("y_new", tuple(final)))
+    if extra.get("error"):
+        stmts.append(Combine("err", tuple(extra["error"])))
+        extra["error"] = "err"
     return StepScheme(method=method.name, operators=ops, statements=tuple(stmts), **extra)
 
 

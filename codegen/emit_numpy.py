@@ -90,6 +90,14 @@ JACOBIAN_DOC = ("J~ = [[L + dN/dy, dN/dt], [0, 0]] per trajectory, shape (n, d+1
                 "networks by forward mode through their layers).")
 
 
+def _rhs_function(form):
+    """``rhs(y, t, p, nets, L)``: the full right-hand side f = L y + c + N (initial step, dense output)."""
+    call = "forcing(y, t, p, nets)"
+    if form.linear_structure != "zero":
+        call += " + " + _apply("dense" if form.linear_structure == "dense" else "elementwise", "L", "y")
+    return ["def rhs(y, t, p, nets, L):", '    """f = L y + c(t) + N(y, t)."""', f"    return {call}"]
+
+
 def _apply(layout, op, vec):
     return f"apply_dense({op}, {vec})" if layout == "dense" else f"{op} * {vec}"
 
@@ -135,7 +143,9 @@ def _time(c) -> str:
 
 
 def _step(form, scheme, name="step", main=None):
-    """``name(y, t, h, p, nets, L, ops, rnd, mem)``: rnd holds dW, dH, zeta; mem the multistep history."""
+    """``name(y, t, h, p, nets, L, ops, rnd, mem)``: rnd holds dW, dH, zeta; mem the multistep history
+    and, for embedded pairs, the error estimate ``mem['err']``.  ``t`` and ``h`` are scalars or, for
+    adaptive steps, arrays (n,) (one per trajectory)."""
     main = main or scheme
     lines = [f"def {name}(y, t, h, p, nets, L, ops, rnd, mem):",
              f'    """One {scheme.method} step; y has shape (d, n)."""',
@@ -152,6 +162,8 @@ def _step(form, scheme, name="step", main=None):
         lines.append(f"    mem[{dst!r}] = {src}")
     if main.lags:
         lines += [f"    mem['h{k}'] = h{k - 1}" for k in range(main.lags, 1, -1)] + ["    mem['h1'] = h"]
+    if scheme.error:
+        lines.append(f"    mem['err'] = {scheme.error}  # embedded error estimate y_new - y_hat")
     lines.append(f"    return {scheme.output}")
     return lines
 
@@ -174,6 +186,7 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme) -> str:
         "",
         f"DIM = {d}",
         f"NOISE_DIM = {form.noise_dim}",
+        f"NSTAGES = {sum(isinstance(s, EvalRHS) for s in scheme.statements)}  # f-evaluations per step",
         f"JACOBIAN_OPERATORS = {{{', '.join(f'{k!r}: {v.poly!r}' for k, v in scheme.jacobian_operators.items())}}}",
         "",
     ]
@@ -188,6 +201,7 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme) -> str:
         lines.append("")
     if scheme.needs_jacobian:
         lines += _jacobian_function(form) + [""]
+    lines += _rhs_function(form) + [""]
     if scheme.needs_milstein:
         lines += _vector_function("milstein_gg", "y, t, p", "(G'G)(y, t) of the Milstein correction.",
                                   milstein_terms(form), form) + [""]

@@ -54,7 +54,8 @@ class Method:
 
     @property
     def adaptive(self) -> bool:
-        return False
+        """Has an embedded error estimate, so ``solve(..., rtol=, atol=)`` can adapt its steps."""
+        return self.embedded_order is not None
 
 
 def _ode(name, family, tab, reference, **kw):

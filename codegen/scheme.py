@@ -110,7 +110,8 @@ class StepScheme:
     """Statements of one step.  Multistep methods (ETD-Adams) also have a one-step
     ``startup`` scheme run for the first ``startup_steps`` steps, ``history`` copies
     ``(dst, src)`` done after every step (e.g. N1 <- K0) and the previous step sizes
-    ``h1 .. h{lags}`` available to coefficients."""
+    ``h1 .. h{lags}`` available to coefficients.  ``error``: the register holding the embedded
+    error estimate err = y_new − ŷ (None: no estimator; adaptive stepping needs one)."""
 
     method: str
     operators: dict
@@ -121,6 +122,7 @@ class StepScheme:
     history: tuple = ()
     lags: int = 0
     jacobian_operators: dict = None
+    error: str | None = None
 
     def __post_init__(self):
         if self.jacobian_operators is None:

@@ -300,6 +300,12 @@ class SRATableau:
     order: int                 # deterministic order
     strong_order: float = 1.5
     name: str = ""
+    alpha_hat: tuple | None = None   # embedded drift weights of the error estimate (methods.md §5.3)
+
+    @property
+    def embedded_order(self) -> float | None:
+        """Strong order of the embedded comparison (Euler-type α̂: 1.0)."""
+        return None if self.alpha_hat is None else 1.0
 
     def __post_init__(self):
         vecs = {k: _vector(getattr(self, k)) for k in ("alpha", "beta1", "beta2", "c0", "c1")}
@@ -313,6 +319,11 @@ class SRATableau:
                 raise ValueError(f"{self.name}: row {i} of A0 sums to {sum(A0[i])}, not c0_{i}")
         for k, v in vecs.items():
             object.__setattr__(self, k, v)
+        if self.alpha_hat is not None:
+            ah = _vector(self.alpha_hat)
+            if len(ah) != s or not is_zero(sum(ah) - 1):
+                raise ValueError(f"{self.name}: alpha_hat must have {s} entries summing to 1")
+            object.__setattr__(self, "alpha_hat", ah)
         object.__setattr__(self, "A0", A0)
         object.__setattr__(self, "B0", B0)
 

@@ -217,13 +217,13 @@ MSRKTASE3 = derive.msrktase(3)
 # ------------------------------------------------------------------------ SRA (methods.md §5.3)
 SRA1 = SRATableau(  # Rößler 2010, SINUM 48:922, Table 5.1 (StochasticDiffEq tableaus.jl; diffrax sra1.py)
     A0=((0, 0), (R(3, 4), 0)), B0=((0, 0), (R(3, 2), 0)), alpha=(R(1, 3), R(2, 3)), beta1=(1, 0), beta2=(-1, 1),
-    c0=(0, R(3, 4)), c1=(1, 0), order=2, name="SRA1",
+    c0=(0, R(3, 4)), c1=(1, 0), order=2, name="SRA1", alpha_hat=(1, 0),
 )
 
 SRA3 = SRATableau(  # Rößler 2010, Table 5.2 (StochasticDiffEq tableaus.jl)
     A0=((0, 0, 0), (1, 0, 0), (R(1, 4), R(1, 4), 0)), B0=((0, 0, 0), (0, 0, 0), (1, R(1, 2), 0)),
     alpha=(R(1, 6), R(1, 6), R(2, 3)), beta1=(1, 0, 0), beta2=(-1, 1, 0), c0=(0, 1, R(1, 2)), c1=(1, 0, 0),
-    order=3, name="SRA3",
+    order=3, name="SRA3", alpha_hat=(1, 0, 0),
 )
 
 SOSRA = SRATableau(  # Rackauckas & Nie, arXiv:1804.04344 (StochasticDiffEq tableaus.jl)
@@ -233,4 +233,5 @@ SOSRA = SRATableau(  # Rackauckas & Nie, arXiv:1804.04344 (StochasticDiffEq tabl
     beta1=(F("-16.792534242221663"), F("17.514995785380226"), F("0.27753845684143835")),
     beta2=(F("0.4237535769069274"), F("0.6010381474428539"), F("-1.0247917243497813")),
     c0=(0, F("0.6923962376159507"), 1), c1=(0, F("0.041248171110700504"), 1), order=2, name="SOSRA",
+    alpha_hat=(1, 0, 0),
 )

@@ -11,58 +11,46 @@ from Python and from njit code); the block routines themselves never allocate.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numba
 import numpy as np
 import scipy.linalg
 
 JIT = dict(cache=True, fastmath={"contract"}, error_model="numpy")
-THETA = 0.5         # scaling target: ‖A/2^s‖_inf <= THETA
-TAYLOR_DEGREE = 14  # θ^15/15! = 2.3e-17: truncation of φ_k(X), ‖X‖ <= 1/2, below float64 rounding
-SERIES_RADIUS = 5.0 # phi_scalar: series for |x| < 5, recurrence from expm1(x)/x beyond
-
-
-@numba.njit(cache=True)
-def _invfact(n):
-    """1/n!, correctly rounded for n <= 22 (n! is then exact in float64)."""
-    f = 1.0
-    for i in range(2, n + 1):
-        f *= i
-    return 1.0 / f
+THETA = 0.5          # scaling target: ‖A/2^s‖_inf <= THETA
+TAYLOR_DEGREE = 14   # θ^15/15! = 2.3e-17: truncation of φ_k(X), ‖X‖ <= 1/2, below float64 rounding
+SERIES_RADIUS = 5.0  # phi_scalar: series for |x| < 5 (degree 40: 5^41/41! < 1e-20), recurrence beyond
+SERIES_DEGREE = 40
+INV_FACT = np.array([float(Fraction(1, math.factorial(n))) for n in range(64)])  # 1/n!, rounded once
 
 
 @numba.njit(**JIT)
 def phi_scalar(k, x):
-    """φ_k(x) for real float x and k >= 0, within a few ulp (<= 1e-15 relative) on [-1e6, 50].
+    """φ_k(x) for real float x and k >= 0, within 4u = 4.4e-16 relative on [-1e6, 50] (u = 2^-53).
 
-    k = 0: exp(x); k = 1: expm1(x)/x. k >= 2: for |x| < SERIES_RADIUS the Taylor series
-    Σ x^j/(j+k)! when x >= 0 (positive terms) and, when x < 0, Kummer's transformation
-    φ_k(x) = e^x/(k-1)! Σ_j (-x)^j/(j!(j+k)) (positive terms; from φ_k(x) = ∫_0^1 e^{(1-θ)x}
-    θ^{k-1}/(k-1)! dθ, Hochbruck & Ostermann 2010 eq. (2.10); DLMF 13.2.39); otherwise the
-    recurrence φ_{j+1}(x) = (φ_j(x) − 1/j!)/x, which for |x| >= 5 amplifies errors by < 2.
+    k = 0: exp(x); k = 1: expm1(x)/x. k >= 2: for |x| < SERIES_RADIUS, by Horner (degree 40)
+    the Taylor series Σ x^j/(j+k)! when x >= 0 (positive terms) and, when x < 0, Kummer's
+    transformation φ_k(x) = e^x/(k-1)! Σ_j (-x)^j/(j!(j+k)) (positive terms; from φ_k(x) =
+    ∫_0^1 e^{(1-θ)x} θ^{k-1}/(k-1)! dθ, Hochbruck & Ostermann 2010 eq. (2.10); DLMF 13.2.39);
+    otherwise the recurrence φ_{j+1}(x) = (φ_j(x) − 1/j!)/x, whose error growth for |x| >= 5 is
+    below 2.
     """
     if k == 0:
         return math.exp(x)
     if k == 1 or abs(x) >= SERIES_RADIUS:
         p = math.expm1(x) / x if x != 0.0 else 1.0
         for j in range(1, k):
-            p = (p - _invfact(j)) / x
+            p = (p - INV_FACT[j]) / x
         return p
+    s = 0.0
     if x >= 0.0:
-        t = _invfact(k)
-        s = t
-        j = 0
-        while t > 1e-17 * s:
-            j += 1
-            t *= x / (j + k)
-            s += t
+        for j in range(SERIES_DEGREE, -1, -1):
+            s = s * x + INV_FACT[j + k]
         return s
-    a, s, j = 1.0, 1.0 / k, 0
-    while a > 1e-17 * s:
-        j += 1
-        a *= -x / j
-        s += a / (j + k)
-    return math.exp(x) * s * _invfact(k - 1)
+    for j in range(SERIES_DEGREE, -1, -1):
+        s = s * -x + INV_FACT[j] / (j + k)
+    return math.exp(x) * s * INV_FACT[k - 1]
 
 
 @numba.njit(**JIT)
@@ -85,11 +73,25 @@ def _add_eye(C, c):
             C[i, i, b] += c
 
 
+@numba.njit(**JIT)
+def _norm_inf(M, shift, acc, res):
+    """res[b] = ‖M[:, :, b] + shift·I‖_inf (max absolute row sum); acc: scratch (B,)."""
+    res[:] = 0.0
+    for i in range(M.shape[0]):
+        acc[:] = 0.0
+        for j in range(M.shape[1]):
+            d = shift if i == j else 0.0
+            for b in range(M.shape[2]):
+                acc[b] += abs(M[i, j, b] + d)
+        for b in range(M.shape[2]):
+            res[b] = max(res[b], acc[b])
+
+
 @numba.njit(cache=True)
 def phi_block_work(m, kmax, B, dtype):
-    """Scratch for phi_block: rows [0, (kmax+2)m²) hold kmax+2 matrix blocks (m, m, B), the last
-    row the per-lane scaling exponents s_b. Shape ((kmax + 2)·m² + 1, B)."""
-    return np.empty(((kmax + 2) * m * m + 1, B), dtype)
+    """Scratch for phi_block, shape ((kmax + 2)·m² + 4, B): rows [0, (kmax+2)m²) hold kmax + 2
+    matrix blocks (m, m, B); the last four rows per-lane s_b, the ψ flag and two norm rows."""
+    return np.empty(((kmax + 2) * m * m + 4, B), dtype)
 
 
 @numba.njit(**JIT)
@@ -97,12 +99,15 @@ def phi_block(A, kmax, out, work):
     """out[k, :, :, b] = φ_k(A[:, :, b]) for k = 0..kmax and every lane b (A: (m, m, B)).
 
     Scaling and squaring (Skaflestad & Wright, Appl. Numer. Math. 59 (2009) 783, §4):
-    X = A/2^{s_b} with s_b the least s >= 0 with ‖A_b‖_inf/2^s <= 1/2; φ_kmax(X) by Horner on its
-    Taylor series of degree 14, φ_k(X) = I/k! + X φ_{k+1}(X) down to k = 0 (errors shrink by
-    ‖X‖ <= 1/2 per step), then s_b doublings (eq. (4.4))
-        φ_0(2X) = φ_0(X)², φ_k(2X) = 2^{-k}[φ_0(X) φ_k(X) + Σ_{j=1}^k φ_j(X)/(k-j)!],
-    carried out on ψ = φ_0 − I (as Higham's expm1-style squaring: plain squaring of φ_0 loses
-    2^s·u on eigenvalues |λ| << ‖A‖, e.g. 7e-12 for stiff ‖A‖ = 1e4; this way ~s·u).
+    X = A/2^{s_b}, s_b the least s >= 0 with ‖A_b‖_inf/2^s <= 1/2; φ_K(X), K = max(kmax, 1), by
+    Horner on its Taylor series of degree 14, then φ_k(X) = I/k! + X φ_{k+1}(X) down to k = 1
+    (errors shrink by ‖X‖ <= 1/2 per step) and ψ(X) = e^X − I = X φ_1(X); then s_b doublings
+    (eq. (4.4)) φ_0(2X) = φ_0², φ_k(2X) = 2^{-k}[φ_0 φ_k + Σ_{j=1}^k φ_j/(k-j)!], at first
+    written for ψ (cf. expm1): ψ(2X) = ψ² + 2ψ, φ_k(2X) = 2^{-k}[ψφ_k + 2φ_k + Σ_{j<k} ..].
+    Squaring φ_0 amplifies its relative error by 2 per step, which ruins eigenvalues |λ| << ‖A‖
+    (7e-12 at ‖A‖ = 1e4, λ in [-1e4, -1e-3]; with ψ: 7e-13, the u‖A‖ conditioning limit of
+    normwise backward-stable methods); but I + ψ cancels once e^A is small, so a lane switches
+    to storing φ_0 at the first doubling where ‖I + ψ‖_inf <= 1/2.
     Lanes may need different s_b: max_b s_b doublings run on the whole block and each result is
     kept only in the lanes that still need it (a per-lane select, so the loops stay vectorised).
     work = phi_block_work(m, kmax, B, A.dtype). Non-finite A gives non-finite output.
@@ -110,23 +115,14 @@ def phi_block(A, kmax, out, work):
     m, B = A.shape[0], A.shape[2]
     nm = (kmax + 2) * m * m
     mats = work[:nm].reshape((kmax + 2, m, m, B))
-    X, T, new, s = mats[0], mats[1], mats[1:], work[nm]
-    # per-lane scaling exponent from the max-abs-row-sum norm (T[0, 0] accumulates a row sum)
-    for b in range(B):
-        s[b] = 0.0
-    for i in range(m):
-        for b in range(B):
-            T[0, 0, b] = 0.0
-        for j in range(m):
-            for b in range(B):
-                T[0, 0, b] += abs(A[i, j, b])
-        for b in range(B):
-            s[b] = max(s[b], T[0, 0, b])
+    X, T, new = mats[0], mats[1], mats[1:]
+    s, psi, acc, nrm = work[nm], work[nm + 1], work[nm + 2], work[nm + 3]
+    _norm_inf(A, 0.0, acc, s)
     smax = 0
     for b in range(B):
-        nrm, sb = s[b], 0
-        while nrm > THETA and sb < 1100:
-            nrm *= 0.5
+        nrm_b, sb = s[b], 0
+        while nrm_b > THETA and sb < 1100:
+            nrm_b *= 0.5
             sb += 1
         s[b] = sb
         smax = max(smax, sb)
@@ -134,40 +130,51 @@ def phi_block(A, kmax, out, work):
         for j in range(m):
             for b in range(B):
                 X[i, j, b] = A[i, j, b] * 0.5 ** s[b]
-    # Taylor: Horner for φ_K(X), K = max(kmax, 1), in out[kmax]; φ_k = I/k! + X φ_{k+1} down to
-    # k = 1; out[0] holds ψ = e^X − I = X φ_1(X) until the end
+    # Taylor at X; out[0] holds ψ (lanes with psi[b] = 1) or φ_0 (psi[b] = 0)
     K = max(kmax, 1)
     P = out[kmax]
     P[:] = 0.0
-    _add_eye(P, _invfact(TAYLOR_DEGREE + K))
+    _add_eye(P, INV_FACT[TAYLOR_DEGREE + K])
     for j in range(TAYLOR_DEGREE - 1, -1, -1):
         _matmul(X, P, T)
         P[:] = T
-        _add_eye(P, _invfact(j + K))
+        _add_eye(P, INV_FACT[j + K])
     for k in range(kmax - 1, 0, -1):
         _matmul(X, out[k + 1], out[k])
-        _add_eye(out[k], _invfact(k))
+        _add_eye(out[k], INV_FACT[k])
     _matmul(X, out[min(kmax, 1)], T)
     out[0][:] = T
-    # doublings in terms of ψ (so modes with |λ| << ‖A‖ keep their accuracy, cf. expm1):
-    # ψ(2X) = ψ² + 2ψ, φ_k(2X) = 2^{-k}[ψ φ_k + 2 φ_k + Σ_{j=1}^{k-1} φ_j/(k-j)!];
-    # lane b takes the first s_b doublings
+    psi[:] = 1.0
     for it in range(smax):
+        _norm_inf(out[0], 1.0, acc, nrm)
+        for b in range(B):
+            acc[b] = psi[b] if nrm[b] <= 0.5 else 0.0    # 1 where a lane switches now
+            psi[b] -= acc[b]
+        for i in range(m):
+            for b in range(B):
+                out[0, i, i, b] += acc[b]
         for k in range(kmax + 1):
             _matmul(out[0], out[k], new[k])
-            for l in range(min(k, 1), k + 1):
-                c = 2.0 if l == k else _invfact(k - l)
+            for l in range(1, k):
+                c = INV_FACT[k - l]
                 for i in range(m):
                     for j in range(m):
                         for b in range(B):
                             new[k, i, j, b] += c * out[l, i, j, b]
+            a, g = (0.0, 2.0) if k == 0 else (1.0, 1.0)  # term l = k: 2ψ | 0 (k = 0); 2φ_k | φ_k
+            for i in range(m):
+                for j in range(m):
+                    for b in range(B):
+                        new[k, i, j, b] += (a + g * psi[b]) * out[k, i, j, b]
         for k in range(kmax + 1):
             c = 0.5 ** k
             for i in range(m):
                 for j in range(m):
                     for b in range(B):
                         out[k, i, j, b] = c * new[k, i, j, b] if it < s[b] else out[k, i, j, b]
-    _add_eye(out[0], 1.0)
+    for i in range(m):
+        for b in range(B):
+            out[0, i, i, b] += psi[b]
 
 
 def phi_matrices(A, kmax):

@@ -92,7 +92,9 @@ def apply_augmented(A, v, tau):
 
 
 def jacobian_operators(J, h, specs: dict) -> dict:
-    """Values of a scheme's Jacobian operators (name -> φ-polynomial, or None for J̃ itself) at hJ̃."""
+    """Values of a scheme's Jacobian operators (name -> φ-polynomial, or None for J̃ itself) at hJ̃;
+    ``h`` a scalar or one step per trajectory (n,)."""
     from .linear import evaluate_phi_poly
     cache = {}
+    h = np.reshape(h, (-1, 1, 1)) if np.ndim(h) else h
     return {name: J if poly is None else evaluate_phi_poly(poly, "dense", J, h, cache) for name, poly in specs.items()}

@@ -8,9 +8,10 @@ import numpy as np
 from sdekit.codegen.emit_numba import emit_numba, kernel_arguments
 from sdekit.codegen.emit_numpy import emit_numpy
 from sdekit.codegen.errors import ModelError
-from sdekit.codegen.methods import get_method
+from sdekit.codegen.methods import CATALOGUE, get_method
 from sdekit.codegen.builders import build_scheme
 from sdekit.codegen.scheme import ConvolutionResidual, EvalRHS, operator_layout
+from sdekit.kernels import adaptive as adaptive_driver
 from sdekit.kernels import numpy_backend
 from sdekit.kernels.cache import load_module
 from sdekit.kernels.linear import linear_value
@@ -92,34 +93,51 @@ def _targets(target, seed):
 
 
 def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=None, dtype=np.float64,
-          seed: int | None = None, progress: bool = False, rtol=None, atol=None) -> Solution:
-    """Integrate ``target`` (problem or Ensemble) with ``method`` at fixed step ``dt``.
+          seed: int | None = None, progress: bool = False, adaptive: bool | None = None, rtol=None, atol=None,
+          controller: str = "PI", dtmin: float | None = None, dtmax: float | None = None, maxiters: int = 100_000,
+          tstops=None) -> Solution:
+    """Integrate ``target`` (problem or Ensemble) with ``method``.
 
-    ``backend``: "numba" (default: the fused, multi-threaded ensemble kernel) or "numpy"
-    (the vectorised reference that runs the same step scheme).
-    ``saveat``: times on the step grid to save (default: every step).  ``seed`` (single
-    SDE problems; ensembles carry their own).  ``dtype``: np.float64 or np.float32.
+    Fixed steps when ``dt`` is given (and no tolerances); adaptive steps, one step size per
+    trajectory, when ``dt`` is None or ``rtol``/``atol`` are given (``dt`` is then the first step;
+    default: Hairer's initial step).  Adaptive options: ``rtol``, ``atol`` (scalars or one per
+    component; defaults 1e-3/1e-6 for ODEs, 1e-2/1e-2 for SDEs), ``controller`` "I" | "PI" | "PID",
+    ``dtmin``, ``dtmax``, ``maxiters`` (attempted steps per trajectory), ``tstops`` (times stepped
+    onto exactly).  ``saveat``: fixed steps — times on the grid (default: every step); adaptive
+    ODEs — any times, by Hermite interpolation (default: every accepted step of a single
+    problem, (t0, t1) for ensembles); adaptive SDEs step onto them exactly.
+
+    ``backend``: "numba" (default for fixed steps: the fused, multi-threaded ensemble kernel) or
+    "numpy" (the vectorised reference that runs the same step scheme; adaptive stepping runs
+    there for now).  ``seed`` (single SDE problems; ensembles carry their own).  ``dtype``:
+    np.float64 or np.float32.
     """
     problem, Y0, params, trajectories, seed, is_ensemble = _targets(target, seed)
     model = problem.model
     m = get_method(method)
-    backend = (backend or "numba").lower()
+    adaptive = (dt is None or rtol is not None or atol is not None) if adaptive is None else bool(adaptive)
+    backend = (backend or ("numpy" if adaptive else "numba")).lower()
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {BACKENDS}")
     dtype = np.dtype(dtype)
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
-    if rtol is not None or atol is not None:
-        raise ModelError(f"adaptive stepping (rtol/atol) is not implemented yet; give a fixed dt for {m.name}")
-    if dt is None:
-        raise ValueError(f"{m.name} is a fixed-step method here: give dt")
     if m.stochastic and not isinstance(problem, SDEProblem):
         raise ModelError(f"{m.name} is an SDE method but the problem is an ODEProblem")
+    if adaptive and not m.adaptive:
+        names = ", ".join(x.name for x in CATALOGUE if x.adaptive and x.stochastic == m.stochastic)
+        raise ValueError(f"{m.name} has no embedded error estimate, so it cannot adapt its steps: give dt for "
+                         f"fixed steps, or use one of {names}")
+    if adaptive and backend == "numba":
+        raise ModelError("adaptive stepping runs on backend='numpy' for now (the fused kernel is fixed-step)")
+    if not adaptive and dt is None:
+        raise ValueError(f"give dt for fixed steps with {m.name}")
     scheme, source = scheme_and_source(model, m, backend, dtype)
-    grid = time_grid(problem.tspan, dt)
-    steps_saved = save_steps(grid, saveat)
-    if not steps_saved:
-        raise ValueError("saveat is empty: nothing would be saved")
+    if not adaptive:
+        grid = time_grid(problem.tspan, dt)
+        steps_saved = save_steps(grid, saveat)
+        if not steps_saved:
+            raise ValueError("saveat is empty: nothing would be saved")
     host = load_module(scheme_and_source(model, m, "numpy")[1], "numpy")  # L, G values and the reference step
 
     n = Y0.shape[0]
@@ -144,6 +162,14 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
     nets = {name: check_weights(form.nets[name], w, dtype) for name, w in problem.nets.items()}
     pvals = {k: (v.astype(dtype) if v.ndim else dtype.type(v)) for k, v in params.items()}
     y0 = np.ascontiguousarray(Y0.T, dtype=dtype)
+    if adaptive:
+        opts = adaptive_options(m, problem, form.dim, is_ensemble, dt, rtol, atol, controller, dtmin, dtmax,
+                                maxiters, saveat, tstops)
+        times, saved, codes, stats = adaptive_driver.integrate(
+            host, problem.tspan, y0, pvals, nets, form.linear_structure, Lval, op_specs, noise, opts, progress)
+        y = np.transpose(saved, (2, 0, 1))
+        return Solution.from_codes(times, y if is_ensemble else y[0], codes, is_ensemble, stats=stats,
+                                   method=m.name, backend=backend)
     if backend == "numpy":
         saved, codes = numpy_backend.integrate(
             host, grid, steps_saved, y0, pvals, nets, form.linear_structure, Lval, op_specs, noise,
@@ -161,6 +187,45 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
     stats = {"nf": nstages * nsteps * n, "naccept": nsteps * n, "nreject": 0}
     return Solution.from_codes(grid.times[steps_saved], y if is_ensemble else y[0], codes, is_ensemble,
                                stats=stats, method=m.name, backend=backend)
+
+
+def adaptive_options(m, problem, d, is_ensemble, dt, rtol, atol, controller, dtmin, dtmax, maxiters, saveat,
+                     tstops) -> adaptive_driver.Options:
+    """Validated options of an adaptive solve (ValueError naming the bad one)."""
+    t0, t1 = problem.tspan
+    default_rtol, default_atol = (1e-2, 1e-2) if m.stochastic else (1e-3, 1e-6)
+    tol = {}
+    for name, v, default in (("rtol", rtol, default_rtol), ("atol", atol, default_atol)):
+        a = np.asarray(default if v is None else v, dtype=float)
+        if a.ndim > 1 or (a.ndim == 1 and a.shape != (d,)) or not np.all(np.isfinite(a)) or np.any(a < 0):
+            raise ValueError(f"{name} must be a non-negative number or an array of {d}, got {v!r}")
+        tol[name] = np.broadcast_to(a, (d,)).reshape(d, 1)
+    if not np.all(tol["rtol"] + tol["atol"] > 0):
+        raise ValueError("rtol + atol must be > 0 for every component")
+    for name, v in (("dt", dt), ("dtmin", dtmin), ("dtmax", dtmax)):
+        if v is not None and not (np.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be finite and > 0, got {v!r}")
+    if int(maxiters) < 1:
+        raise ValueError(f"maxiters must be >= 1, got {maxiters}")
+    order = (m.strong_order + 0.5) if m.stochastic else m.embedded_order + 1
+    ctrl = adaptive_driver.controller(str(controller), order, stochastic=m.stochastic)
+
+    def times(x, what):
+        ts = np.atleast_1d(np.asarray(x, dtype=float))
+        if ts.ndim != 1 or not np.all(np.isfinite(ts)) or np.any(np.diff(ts) <= 0):
+            raise ValueError(f"{what} must be an increasing 1-d array of finite times")
+        if ts.size and (ts[0] < t0 or ts[-1] > t1):
+            raise ValueError(f"{what} times must lie in tspan {problem.tspan}")
+        return ts
+    save = None if saveat is None else times(saveat, "saveat")
+    if save is None and is_ensemble:
+        save = np.array([t0, t1])
+    if save is not None and save.size == 0:
+        raise ValueError("saveat is empty: nothing would be saved")
+    return adaptive_driver.Options(
+        rtol=tol["rtol"], atol=tol["atol"], controller=ctrl, order=order, dt0=dt, dtmin=dtmin or 0.0,
+        dtmax=dtmax or (t1 - t0), maxiters=int(maxiters), save_times=save,
+        tstops=np.empty(0) if tstops is None else times(tstops, "tstops"), dense=not m.stochastic)
 
 
 def inspect(model, method: str, backend: str = "numba", dtype=np.float64) -> str:

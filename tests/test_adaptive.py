@@ -1,0 +1,140 @@
+"""Adaptive stepping (issue 6, methods.md §6): tolerance proportionality, stiffness, the Brownian
+path under rejections, saveat, retcodes (numpy reference backend)."""
+import numpy as np
+import pytest
+import sympy as sp
+
+import sdekit as sk
+from sdekit.codegen.methods import CATALOGUE
+from sdekit.kernels.brownian import BrownianTree
+
+ADAPTIVE_ODE = [m for m in CATALOGUE if m.adaptive and not m.stochastic]
+RTOLS = [1e-3, 1e-5, 1e-7, 1e-9]
+
+
+def known_solution_problem():
+    """y' = L y + N(y, t) with y*(t) = (cos t, sin 2t)/2 + 1; N has its own Jacobian (J ≠ L)."""
+    y, t = sk.states("y", 2), sk.t
+    L = sp.Matrix([[-2, 1], [0, -3]])
+    ys = sp.Matrix([sp.cos(t) / 2 + 1, sp.sin(2 * t) / 2 + 1])
+    N = sp.Matrix([sp.sin(y[1]) - sp.sin(ys[1]), y[0] ** 2 - ys[0] ** 2]) + sp.diff(ys, t) - L * ys
+    exact = sp.lambdify(t, ys, "numpy")
+    prob = sk.ODEProblem(sk.ODE(y, linear=L, nonlinear=N), y0=np.ravel(exact(0.0)).astype(float), tspan=(0.0, 2.0))
+    return prob, lambda s: np.ravel(exact(s)).astype(float)
+
+
+@pytest.mark.parametrize("method", ADAPTIVE_ODE, ids=[m.name for m in ADAPTIVE_ODE])
+def test_tolerance_proportionality(method):
+    """Global error monotone in rtol and proportional to it within a factor of 30 (rtol 1e-3 … 1e-9)."""
+    prob, exact = known_solution_problem()
+    rtols = RTOLS[:3] if method.embedded_order == 1 else RTOLS   # Heun/Euler: 1e-9 takes ~1e5 steps
+    errs, steps = [], []
+    for rtol in rtols:
+        sol = sk.solve(prob, method.name, rtol=rtol, atol=rtol)
+        assert sol.retcode == "Success"
+        errs.append(np.abs(sol.y[-1] - exact(2.0)).max())
+        steps.append(sol.stats["naccept"])
+    ratio = np.array(errs) / np.array(rtols)
+    print(method.name, errs, steps)
+    assert all(a > b for a, b in zip(errs, errs[1:])), errs
+    assert ratio.max() / ratio.min() <= 30 and ratio.max() <= 30, ratio
+
+
+@pytest.mark.parametrize("kind", ["I", "PI", "PID"])
+def test_controllers_meet_the_tolerance(kind):
+    prob, exact = known_solution_problem()
+    sol = sk.solve(prob, "Tsit5", rtol=1e-6, atol=1e-6, controller=kind)
+    assert sol.success and np.abs(sol.y[-1] - exact(2.0)).max() < 3e-5
+    assert sol.t[0] == 0.0 and sol.t[-1] == 2.0 and np.all(np.diff(sol.t) > 0)   # every accepted step
+    assert len(sol.t) == sol.stats["naccept"] + 1
+
+
+def stiff_problem(stiffness):
+    """u' = L u + N(u): L = −stiffness · diag(1 .. 4) (plus coupling), N smooth and mildly nonlinear."""
+    u = sk.states("u", 4)
+    L = -stiffness * np.diag([1.0, 2.0, 3.0, 4.0]) + np.diag([1.0, 1.0, 1.0], 1)
+    N = sp.Matrix([sp.cos(u[1]), sp.sin(u[0]) + 1, u[3] / (1 + u[2] ** 2), sp.cos(sk.t)])
+    return sk.ODEProblem(sk.ODE(u, linear=L, nonlinear=N), y0=np.ones(4), tspan=(0.0, 2.0))
+
+
+def test_stiff_methods_keep_their_step_count():
+    """Accepted steps of Exprb43/ROS34PW2 stay bounded as the stiffness grows 100x; DP5's grow."""
+    counts = {}
+    for name in ("Exprb43", "ROS34PW2", "DP5"):
+        counts[name] = [sk.solve(stiff_problem(s), name, rtol=1e-5, atol=1e-7).stats["naccept"] for s in (10, 1000)]
+    print(counts)
+    for name in ("Exprb43", "ROS34PW2"):
+        assert counts[name][1] <= 1.5 * counts[name][0] + 5, (name, counts[name])
+    assert counts["DP5"][1] >= 10 * counts["DP5"][0], counts["DP5"]
+
+
+def test_saveat_is_dense_output_and_does_not_change_the_steps():
+    prob, exact = known_solution_problem()
+    ts = np.linspace(0.0, 2.0, 41)
+    plain = sk.solve(prob, "DP5", rtol=1e-8, atol=1e-8)
+    saved = sk.solve(prob, "DP5", rtol=1e-8, atol=1e-8, saveat=ts)
+    assert np.array_equal(saved.t, ts)
+    assert np.array_equal(saved.y[-1], plain.y[-1]) and saved.stats["naccept"] == plain.stats["naccept"]
+    err = max(np.abs(saved.y[i] - exact(s)).max() for i, s in enumerate(ts))
+    print("Hermite dense output error", err)
+    assert err < 1e-5
+
+
+def additive_sde():
+    """dy0 = (−2 y0 + sin y0) dt + ½ dW, dy1 = dW (scalar noise): y1(t) − y1(0) is the path W(t) itself."""
+    y = sk.states("y", 2)
+    model = sk.SDE(y, drift=sp.Matrix([-2 * y[0] + sp.sin(y[0]), 0]), diffusion=sp.Matrix([sp.Rational(1, 2), 1]),
+                   noise="scalar")
+    return sk.SDEProblem(model, y0=np.array([1.0, 0.0]), tspan=(0.0, 1.0))
+
+
+@pytest.mark.parametrize("method", ["SRA1", "SOSRA"])
+def test_brownian_path_is_the_same_whatever_the_tolerance(method):
+    ens = sk.Ensemble(additive_sde(), n=4, seed=11)
+    ts = np.linspace(0.0, 1.0, 9)
+    loose = sk.solve(ens, method, rtol=1e-1, atol=1e-1, saveat=ts)
+    tight = sk.solve(ens, method, rtol=1e-4, atol=1e-4, saveat=ts)
+    assert loose.stats["naccept"] < tight.stats["naccept"] and tight.stats["nreject"] > 0
+    tree = BrownianTree(11, 0.0, 1.0, 1, np.arange(4))
+    W = np.array([tree.query(s)[0] for s in ts])                    # (nsave, n)
+    assert np.allclose(loose.y[:, :, 1], W.T, rtol=0, atol=1e-12)   # save points lie exactly on the path
+    assert np.allclose(tight.y[:, :, 1], W.T, rtol=0, atol=1e-12)
+    assert np.array_equal(loose.t, ts) and np.array_equal(tight.t, ts)
+
+
+def test_adaptive_sra1_converges_to_the_fixed_step_solution_on_the_same_path():
+    ens = sk.Ensemble(additive_sde(), n=6, seed=5)
+    fine = sk.solve(ens, "SRA1", dt=2**-12, backend="numpy").y[:, -1, 0]
+    errs = [np.abs(sk.solve(ens, "SRA1", rtol=r, atol=r).y[:, -1, 0] - fine).max() for r in (1e-2, 1e-3, 1e-4)]
+    print("adaptive SRA1 vs fixed fine", errs)
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-4
+
+
+def test_failures_are_per_trajectory():
+    """y' = y²: y0 = 1 blows up at t = 1, y0 = −1 decays as −1/(1 + t); the failing lanes never touch the others."""
+    y = sk.states("y", 1)
+    prob = sk.ODEProblem(sk.ODE(y, sp.Matrix([y[0] ** 2])), y0=np.array([1.0]), tspan=(0.0, 2.0))
+    ens = sk.Ensemble(prob, y0=np.array([[-1.0], [1.0], [-1.0]]))
+    sol = sk.solve(ens, "Tsit5", rtol=1e-8, atol=1e-8, dtmin=1e-9)
+    assert list(sol.retcodes) == ["Success", "DtLessThanMin", "Success"] and sol.retcode == "DtLessThanMin"
+    assert np.allclose(sol.y[[0, 2], -1, 0], -1 / 3, rtol=1e-6)
+    sol = sk.solve(ens, "Tsit5", rtol=1e-8, atol=1e-8, maxiters=50)
+    assert set(sol.retcodes) == {"MaxIters"} or list(sol.retcodes)[1] == "MaxIters"
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(rtol=-1.0), "rtol"), (dict(atol=[1.0, 2.0, 3.0]), "atol"), (dict(controller="PX"), "controller"),
+    (dict(dtmax=0.0), "dtmax"), (dict(saveat=[0.5, 0.1]), "saveat"), (dict(tstops=[5.0]), "tspan"),
+    (dict(maxiters=0), "maxiters")])
+def test_bad_adaptive_options(kw, match):
+    prob, _ = known_solution_problem()
+    with pytest.raises(ValueError, match=match):
+        sk.solve(prob, "DP5", **kw)
+
+
+def test_methods_without_an_estimator_need_dt():
+    prob, _ = known_solution_problem()
+    with pytest.raises(ValueError, match="no embedded error estimate.*DP5"):
+        sk.solve(prob, "RK4")
+    with pytest.raises(sk.ModelError, match="numpy"):
+        sk.solve(prob, "DP5", rtol=1e-3, backend="numba")
