@@ -15,7 +15,7 @@ from sympy.printing.numpy import NumPyPrinter
 from .analysis import SemilinearForm
 from .lowering import lower
 from .builders import milstein_terms
-from .scheme import Combine, EvalNoise, EvalRHS, StepScheme, operator_layout
+from .scheme import Combine, EvalJacobian, EvalNoise, EvalRHS, StepScheme, operator_layout
 
 
 class _KernelPrinter(NumPyPrinter):
@@ -94,7 +94,7 @@ FIXED_ARGS = ("y0, first, k0, k1, times, tn_d, h_d, hclass, level, q_ipos, q_fra
 def _registers(scheme):
     regs = ["y"]
     for s in scheme.all_statements():
-        if s.target not in regs:
+        if hasattr(s, "target") and s.target not in regs:
             regs.append(s.target)
     for dst, _ in scheme.history:
         if dst not in regs:
@@ -129,9 +129,11 @@ def _emit_net(w, form, group, state):
                 w(f"p_{p.name} = P_{p.name}[s * S_{p.name}]")
         for k, a in enumerate(group.inputs):
             w(f"{buf}[{k}, b] = {pr(a)}")
-    src = buf
+    src, tsrc = buf, None
     for layer in range(len(sizes) - 1):
-        dst = f"{group.out}_h{layer}" if layer < len(sizes) - 2 else group.out
+        last = layer == len(sizes) - 2
+        dst = group.out if last else f"{group.out}_h{layer}"
+        tdst = f"{group.out}_jac" if last else f"{group.out}_t{layer}"
         W, bias = f"{net.name}_W{layer}", f"{net.name}_b{layer}"
         with w.block(f"for j in range({sizes[layer + 1]}):"):
             with w.block("for b in range(B):"):
@@ -140,10 +142,26 @@ def _emit_net(w, form, group, state):
                 w(f"wjk = {W}[j, k]")
                 with w.block("for b in range(B):"):
                     w(f"{dst}[j, b] += wjk * {src}[k, b]")
-            if layer < len(sizes) - 2:
+            if group.jacobian:   # forward-mode tangent T <- W T (T_0 = I), then σ'(x) T on hidden layers
+                with w.block(f"for i in range({sizes[0]}):"):
+                    if tsrc is None:
+                        with w.block("for b in range(B):"):
+                            w(f"{tdst}[j, i, b] = {W}[j, i]")
+                    else:
+                        with w.block("for b in range(B):"):
+                            w(f"{tdst}[j, i, b] = 0.0")
+                        with w.block(f"for k in range({sizes[layer]}):"):
+                            w(f"wjk = {W}[j, k]")
+                            with w.block("for b in range(B):"):
+                                w(f"{tdst}[j, i, b] += wjk * {tsrc}[k, i, b]")
+            if not last:
                 with w.block("for b in range(B):"):
+                    if group.jacobian:
+                        w(f"g = {_activation_grad(net.activation, f'{dst}[j, b]')}")
+                        with w.block(f"for i in range({sizes[0]}):"):
+                            w(f"{tdst}[j, i, b] *= g")
                     w(f"{dst}[j, b] = {_activation(net.activation, f'{dst}[j, b]')}")
-        src = dst
+        src, tsrc = dst, tdst
 
 
 def _activation(kind, x):
@@ -157,15 +175,32 @@ def _activation(kind, x):
     }[kind]
 
 
+def _activation_grad(kind, x):
+    """σ'(x) from the pre-activation x (the tangent pass of the network Jacobian)."""
+    return {
+        "tanh": f"1.0 - nb_tanh({x}) ** 2",
+        "relu": f"1.0 if {x} > 0 else 0.0",
+        "sigmoid": f"0.25 * (1.0 - nb_tanh(0.5 * {x}) ** 2)",
+        "softplus": f"0.5 * (1.0 + nb_tanh(0.5 * {x}))",
+        "silu": f"0.5 * (1.0 + nb_tanh(0.5 * {x})) * (1.0 + {x} * 0.5 * (1.0 - nb_tanh(0.5 * {x})))",
+        "identity": "1.0",
+    }[kind]
+
+
 def _net_buffers(form, lowered_list):
+    """Scratch arrays of the network passes: name -> leading shape (the lane axis B follows)."""
     out = {}
     for lowered in lowered_list:
         for g in lowered.net_groups:
             sizes = g.net.sizes
-            out[f"{g.out}_in"] = sizes[0]
+            out[f"{g.out}_in"] = (sizes[0],)
             for layer in range(len(sizes) - 2):
-                out[f"{g.out}_h{layer}"] = sizes[layer + 1]
-            out[g.out] = sizes[-1]
+                out[f"{g.out}_h{layer}"] = (sizes[layer + 1],)
+                if g.jacobian:
+                    out[f"{g.out}_t{layer}"] = (sizes[layer + 1], sizes[0])
+            out[g.out] = (sizes[-1],)
+            if g.jacobian:
+                out[f"{g.out}_jac"] = (sizes[-1], sizes[0])
     return out
 
 
@@ -175,6 +210,8 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
     ``dtype`` picks the vectorised tanh (``tanh64`` or ``tanh32``, twice the SIMD width)."""
     d, m = form.dim, form.noise_dim
     forcing = lower(list(form.forcing), form, _state, lambda g, i: f"{g}[{i}, b]")
+    jac = lower(form.forcing_jacobian(), form, _state, lambda g, i: f"{g}[{i}, b]",
+                lambda g, i, j: f"{g}_jac[{i}, {j}, b]") if scheme.needs_jacobian else None
     diffusion = lower(list(form.diffusion), form, _state) if form.stochastic else None
     regs = _registers(scheme)
     extra = kernel_arguments(form, scheme)
@@ -192,6 +229,8 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
     w("import numpy as np")
     tanh = {"float64": "tanh64", "float32": "tanh32"}[str(dtype)]
     w(f"from sdekit.kernels.numba_runtime import normals_block, {tanh} as nb_tanh, tree_increment, tree_start")
+    if jac is not None:
+        w("from sdekit.kernels.matfun import phi_block, phi_block_work")
     w()
     w(f"B = {block}")
     w(f"D = {d}")
@@ -199,6 +238,8 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
     w()
     w()
     calls = _emit_lane_functions(w, form, scheme, forcing, diffusion, extra)
+    if jac is not None:
+        calls["jac"] = _emit_jacobian_function(w, form, jac, extra)
     args = ", ".join((FIXED_ARGS,) + tuple(extra))
     w('@numba.njit(parallel=True, cache=True)')
     with w.block(f"def kernel({args}):"):
@@ -220,8 +261,10 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
             w("src[b] = min(base + b, n - 1)")
         for r in regs:
             w(f"{r} = np.empty((D, B), dtype=y0.dtype)")
-        for name, size in _net_buffers(form, [forcing]).items():
-            w(f"{name} = np.empty(({size}, B), dtype=y0.dtype)")
+        for name, size in _net_buffers(form, [forcing] + ([jac] if jac else [])).items():
+            w(f"{name} = np.empty(({', '.join(map(str, size))}, B), dtype=y0.dtype)")
+        if jac is not None:
+            _emit_jacobian_buffers(w, scheme)
         w("bad = np.zeros(B, dtype=np.bool_)")
         w("t_l = np.empty(B, dtype=y0.dtype)")
         w("h_l = np.empty(B, dtype=y0.dtype)")
@@ -260,10 +303,10 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
                         _emit_statement(w, form, scheme, s, calls)
                     _emit_copy(w, scheme.output, scheme.startup.output)
                 with w.block("else:"):
-                    for s in scheme.statements:
+                    for s in _fixed_step(scheme):
                         _emit_statement(w, form, scheme, s, calls)
             else:
-                for s in scheme.statements:
+                for s in _fixed_step(scheme):
                     _emit_statement(w, form, scheme, s, calls)
             for dst, src in scheme.history:
                 _emit_copy(w, dst, src)
@@ -280,6 +323,11 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
                 w("retcode[base + b] = 3")
     w()
     return "\n".join(w.lines) + "\n"
+
+
+def _fixed_step(scheme):
+    """The statements a fixed-step kernel needs (the embedded error estimate is left out)."""
+    return [s for s in scheme.statements if not (scheme.error and getattr(s, "target", None) == scheme.error)]
 
 
 def _emit_save(w):
@@ -397,8 +445,96 @@ def _lane_function(w, form, name, args, doc, lowered, out_lines):
     w()
 
 
+def _used_jacobian_operators(scheme) -> dict:
+    """The Jacobian operators the fixed-step statements apply (not the error estimate's)."""
+    used = {t.op for s in _fixed_step(scheme) if isinstance(s, Combine) for t in s.terms}
+    return {k: v for k, v in scheme.jacobian_operators.items() if k in used or k == "J"}
+
+
+def _jacobian_scales(scheme) -> dict:
+    """Distinct scales c of the φ_k(c hJ̃) atoms -> (buffer index, highest k needed)."""
+    out = {}
+    for op in _used_jacobian_operators(scheme).values():
+        for _, atoms in op.poly or ():
+            if len(atoms) != 1 or atoms[0][0] != "phi":
+                raise NotImplementedError("kernel Jacobian operators are sums of single φ atoms")
+            _, k, c = atoms[0]
+            out[c] = (out.get(c, (len(out), 0))[0], max(k, out.get(c, (0, 0))[1]))
+    return out
+
+
+def _jop(name):
+    """The array of a Jacobian operator: J̃ itself lives in ``Jt``."""
+    return "Jt" if name == "J" else f"jop_{name}"
+
+
+def _emit_jacobian_buffers(w, scheme):
+    w("Jt = np.empty((D + 1, D + 1, B), dtype=y0.dtype)  # augmented Jacobian [[J, dF/dt], [0, 0]] per lane")
+    for c, (i, kmax) in _jacobian_scales(scheme).items():
+        w(f"Jc{i} = np.empty((D + 1, D + 1, B), dtype=y0.dtype)  # {c} h J~")
+        w(f"phis{i} = np.empty(({kmax + 1}, D + 1, D + 1, B), dtype=y0.dtype)  # phi_0..phi_{kmax}({c} h J~)")
+        w(f"pwork{i} = phi_block_work(D + 1, {kmax}, B, y0.dtype)")
+    for name in _used_jacobian_operators(scheme):
+        if name != "J":
+            w(f"{_jop(name)} = np.empty((D + 1, D + 1, B), dtype=y0.dtype)")
+
+
+def _emit_jacobian_operators(w, scheme):
+    """φ_k(c hJ̃) per lane (kernels/matfun.phi_block), then each operator Σ w φ_k(c hJ̃)."""
+    scales = _jacobian_scales(scheme)
+    for c, (i, kmax) in scales.items():
+        with w.block("for r in range(D + 1):"):
+            with w.block("for q in range(D + 1):"):
+                with w.block("for b in range(B):"):
+                    w(f"Jc{i}[r, q, b] = {pr(c)} * h_l[b] * Jt[r, q, b]")
+        w(f"phi_block(Jc{i}, phis{i}.shape[0] - 1, phis{i}, pwork{i})  # kmax at run time: one compiled phi_block")
+    for name, op in _used_jacobian_operators(scheme).items():
+        if op.poly is None:
+            continue
+        terms = " + ".join(f"{float(wt)!r} * phis{scales[a[0][2]][0]}[{a[0][1]}, r, q, b]" for wt, a in op.poly)
+        with w.block("for r in range(D + 1):"):
+            with w.block("for q in range(D + 1):"):
+                with w.block("for b in range(B):"):
+                    w(f"{_jop(name)}[r, q, b] = {terms or '0.0'}")
+
+
+def _emit_jacobian_function(w, form, jac, extra):
+    """``jac_block``: J̃ = [[L + ∂N/∂y, ∂N/∂t], [0, 0]] of the lanes of ``st`` into ``Jout``."""
+    d = form.dim
+    bufs = list(_net_buffers(form, [jac]))
+    w(JIT)
+    with w.block(f"def jac_block({', '.join(['tc', 'st', 'Jout', 'src'] + bufs + list(extra))}):"):
+        w('"""Augmented Jacobian [[L + dN/dy, dN/dt], [0, 0]] of the lanes of ``st`` (sympy derivatives; '
+          'networks by a forward-mode tangent pass)."""')
+        for g in jac.net_groups:
+            _emit_net(w, form, g, "st")
+        with w.block("for b in range(B):"):
+            _lane_prelude(w, form, jac, "st")
+            for var, e in jac.assignments:
+                w(f"{var} = {pr(e)}")
+            for k, e in enumerate(jac.outputs):
+                i, j = (k // d, k % d) if k < d * d else (k - d * d, d)
+                lin = ""
+                if j < d and form.linear_structure == "dense":
+                    lin = f" + Lm[s * S_L, {i}, {j}]"
+                elif j < d and i == j and form.linear_structure in ("scalar", "diagonal"):
+                    lin = f" + Lm[{i}, s * S_L]"
+                w(f"Jout[{i}, {j}, b] = {pr(e)}{lin}")
+            for j in range(d + 1):
+                w(f"Jout[{d}, {j}, b] = 0.0")
+    w()
+    w()
+    return f"jac_block({{t}}, {{state}}, Jt, src, {', '.join(bufs + list(extra))})"
+
+
 def _emit_statement(w, form, scheme, s, calls):
     d = form.dim
+    if isinstance(s, EvalJacobian):
+        with w.block("for b in range(B):"):
+            w(f"tc[b] = t_l[b] + {pr(s.c)} * h_l[b]" if s.c else "tc[b] = t_l[b]")
+        w(calls["jac"].format(t="tc", state=s.state))
+        _emit_jacobian_operators(w, scheme)
+        return
     if isinstance(s, (EvalRHS, EvalNoise)):
         with w.block("for b in range(B):"):
             w(f"tc[b] = t_l[b] + {pr(s.c)} * h_l[b]" if s.c else "tc[b] = t_l[b]")
@@ -417,6 +553,11 @@ def _emit_statement(w, form, scheme, s, calls):
                     coef = "" if term.coef == 1 else f"({pr(term.coef)}) * "
                     if term.op is None:
                         terms.append(f"{coef}{term.vec}[{i}, b]")
+                    elif term.op in scheme.jacobian_operators:
+                        A = _jop(term.op)
+                        mv = " + ".join(f"{A}[{i}, {j}, b] * {term.vec}[{j}, b]" for j in range(d))
+                        aug = f" + {A}[{i}, {d}, b] * ({pr(term.aug)})" if term.aug != 0 else ""
+                        terms.append(f"{coef}({mv}{aug})")
                     elif operator_layout(form, scheme.all_operators()[term.op]) == "dense":
                         mv = " + ".join(f"op_{term.op}[hc, s * S_op_{term.op}, {i}, {j}] * {term.vec}[{j}, b]"
                                         for j in range(d))

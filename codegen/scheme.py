@@ -173,8 +173,10 @@ class StepScheme:
         lines.append(f"# step scheme of {self.method}")
         for name, op in self.operators.items():
             lines.append(f"#   {name} = {describe_operator(op)}")
+        if self.jacobian_operators:
+            lines.append("#   per trajectory, of J~ = [[L + dN/dy, dN/dt], [0, 0]] at (y, t):")
         for name, op in self.jacobian_operators.items():
-            lines.append(f"#   {name} = {describe_operator(op)}   (per trajectory, J~ = [[J, dF/dt], [0, 0]])")
+            lines.append(f"#   {name} = {describe_operator(op)}")
         for s in self.statements:
             tc = f"t + {s.c}*h" if getattr(s, "c", 0) else "t"
             if isinstance(s, Combine):

@@ -53,10 +53,11 @@ def phi_dense(Z, kmax: int) -> list:
     phis = [E[..., :d, j * d:(j + 1) * d] for j in range(nb)]
     # self-check Z φ_1(Z) = φ_0(Z) − I: scipy 1.17's expm returns wrong blocks for some
     # (near-)triangular inputs with tiny entries; fall back to Taylor + doubling then.
-    resid = np.abs(Z @ phis[1] - (phis[0] - np.eye(d))).max()
-    scale = 1.0 + np.abs(phis[0]).max() + np.abs(Z).max() * np.abs(phis[1]).max()
-    if kmax >= 1 and not resid <= 1e-12 * scale:
-        phis = phi_dense_taylor(Z, kmax)
+    if kmax >= 1:
+        resid = np.abs(Z @ phis[1] - (phis[0] - np.eye(d))).max()
+        scale = 1.0 + np.abs(phis[0]).max() + np.abs(Z).max() * np.abs(phis[1]).max()
+        if not resid <= 1e-12 * scale:
+            phis = phi_dense_taylor(Z, kmax)
     return phis
 
 

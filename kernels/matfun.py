@@ -8,20 +8,16 @@ from Python and from njit code); the block routines themselves never allocate.
 φ-functions: φ_0(X) = e^X, φ_k(X) = Σ_{j>=0} X^j/(j+k)!, so φ_k(X) = I/k! + X φ_{k+1}(X)
 (Hochbruck & Ostermann, Acta Numerica 19 (2010) 209, §2 and §4).
 """
-from __future__ import annotations
-
 import math
 from fractions import Fraction
 
 import numba
 import numpy as np
-import scipy.linalg
 
 JIT = dict(cache=True, fastmath={"contract"}, error_model="numpy")
 THETA = 0.5          # scaling target: ‖A/2^s‖_inf <= THETA
 TAYLOR_DEGREE = 14   # θ^15/15! = 2.3e-17: truncation of φ_k(X), ‖X‖ <= 1/2, below float64 rounding
-SERIES_RADIUS = 5.0  # phi_scalar: series for |x| < 5 (degree 40: 5^41/41! < 1e-20), recurrence beyond
-SERIES_DEGREE = 40
+SERIES_RADIUS, SERIES_DEGREE = 5.0, 40  # phi_scalar: series for |x| < 5 (5^41/41! < 1e-20)
 INV_FACT = np.array([float(Fraction(1, math.factorial(n))) for n in range(64)])  # 1/n!, rounded once
 
 
@@ -29,12 +25,11 @@ INV_FACT = np.array([float(Fraction(1, math.factorial(n))) for n in range(64)]) 
 def phi_scalar(k, x):
     """φ_k(x) for real float x and k >= 0, within 4u = 4.4e-16 relative on [-1e6, 50] (u = 2^-53).
 
-    k = 0: exp(x); k = 1: expm1(x)/x. k >= 2: for |x| < SERIES_RADIUS, by Horner (degree 40)
-    the Taylor series Σ x^j/(j+k)! when x >= 0 (positive terms) and, when x < 0, Kummer's
-    transformation φ_k(x) = e^x/(k-1)! Σ_j (-x)^j/(j!(j+k)) (positive terms; from φ_k(x) =
-    ∫_0^1 e^{(1-θ)x} θ^{k-1}/(k-1)! dθ, Hochbruck & Ostermann 2010 eq. (2.10); DLMF 13.2.39);
-    otherwise the recurrence φ_{j+1}(x) = (φ_j(x) − 1/j!)/x, whose error growth for |x| >= 5 is
-    below 2.
+    k = 0: exp(x); k = 1: expm1(x)/x. k >= 2 and |x| < 5: Horner (degree 40) on the Taylor series
+    Σ x^j/(j+k)! for x >= 0, on Kummer's transformation φ_k(x) = e^x/(k-1)! Σ_j (-x)^j/(j!(j+k))
+    for x < 0 (both positive terms; from φ_k(x) = ∫_0^1 e^{(1-θ)x} θ^{k-1}/(k-1)! dθ, Hochbruck &
+    Ostermann 2010 eq. (2.10); DLMF 13.2.39); |x| >= 5: the recurrence φ_{j+1}(x) = (φ_j(x) −
+    1/j!)/x from φ_1 (its error growth is below 2 there).
     """
     if k == 0:
         return math.exp(x)
@@ -74,6 +69,24 @@ def _add_eye(C, c):
 
 
 @numba.njit(**JIT)
+def _copy(X, Y):
+    """Y = X (loops: numba's slice assignment compiles seconds of shape-error formatting)."""
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            for b in range(X.shape[2]):
+                Y[i, j, b] = X[i, j, b]
+
+
+@numba.njit(**JIT)
+def _axpy(a, g, w, X, Y):
+    """Y[..., b] += (a + g·w[b]) X[..., b]: a uniform (g = 0) or per-lane coefficient."""
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            for b in range(X.shape[2]):
+                Y[i, j, b] += (a + g * w[b]) * X[i, j, b]
+
+
+@numba.njit(**JIT)
 def _norm_inf(M, shift, acc, res):
     """res[b] = ‖M[:, :, b] + shift·I‖_inf (max absolute row sum); acc: scratch (B,)."""
     res[:] = 0.0
@@ -98,19 +111,17 @@ def phi_block_work(m, kmax, B, dtype):
 def phi_block(A, kmax, out, work):
     """out[k, :, :, b] = φ_k(A[:, :, b]) for k = 0..kmax and every lane b (A: (m, m, B)).
 
-    Scaling and squaring (Skaflestad & Wright, Appl. Numer. Math. 59 (2009) 783, §4):
-    X = A/2^{s_b}, s_b the least s >= 0 with ‖A_b‖_inf/2^s <= 1/2; φ_K(X), K = max(kmax, 1), by
-    Horner on its Taylor series of degree 14, then φ_k(X) = I/k! + X φ_{k+1}(X) down to k = 1
-    (errors shrink by ‖X‖ <= 1/2 per step) and ψ(X) = e^X − I = X φ_1(X); then s_b doublings
-    (eq. (4.4)) φ_0(2X) = φ_0², φ_k(2X) = 2^{-k}[φ_0 φ_k + Σ_{j=1}^k φ_j/(k-j)!], at first
-    written for ψ (cf. expm1): ψ(2X) = ψ² + 2ψ, φ_k(2X) = 2^{-k}[ψφ_k + 2φ_k + Σ_{j<k} ..].
-    Squaring φ_0 amplifies its relative error by 2 per step, which ruins eigenvalues |λ| << ‖A‖
-    (7e-12 at ‖A‖ = 1e4, λ in [-1e4, -1e-3]; with ψ: 7e-13, the u‖A‖ conditioning limit of
-    normwise backward-stable methods); but I + ψ cancels once e^A is small, so a lane switches
-    to storing φ_0 at the first doubling where ‖I + ψ‖_inf <= 1/2.
-    Lanes may need different s_b: max_b s_b doublings run on the whole block and each result is
-    kept only in the lanes that still need it (a per-lane select, so the loops stay vectorised).
-    work = phi_block_work(m, kmax, B, A.dtype). Non-finite A gives non-finite output.
+    Scaling and squaring (Skaflestad & Wright, Appl. Numer. Math. 59 (2009) 783, §4): X = A/2^s_b,
+    s_b the least s >= 0 with ‖A_b‖_inf/2^s <= 1/2; φ_K(X), K = max(kmax, 1), by Horner on its
+    Taylor series of degree 14; φ_k(X) = I/k! + X φ_{k+1}(X) down to k = 1 (errors shrink by
+    ‖X‖ <= 1/2 per step); ψ(X) = e^X − I = X φ_1(X); then s_b doublings (eq. (4.4))
+    φ_0(2X) = φ_0², φ_k(2X) = 2^{-k}[φ_0 φ_k + Σ_{j=1}^k φ_j/(k-j)!], written first for ψ (cf.
+    expm1): ψ(2X) = ψ² + 2ψ, φ_k(2X) = 2^{-k}[ψφ_k + 2φ_k + Σ_{j<k} ..]. Squaring φ_0 doubles its
+    relative error per step, which ruins eigenvalues |λ| << ‖A‖ (7e-12 at ‖A‖ = 1e4, λ in
+    [-1e4, -1e-3]; with ψ 7e-13, the u‖A‖ limit of normwise stable methods); but I + ψ cancels
+    once e^A is small, so a lane stores φ_0 from the first doubling where ‖I + ψ‖_inf <= 1/2.
+    Lanes needing fewer than max_b s_b doublings keep their result by a per-lane select (the
+    loops stay vectorised). work = phi_block_work(m, kmax, B, A.dtype). Non-finite A: non-finite.
     """
     m, B = A.shape[0], A.shape[2]
     nm = (kmax + 2) * m * m
@@ -119,13 +130,11 @@ def phi_block(A, kmax, out, work):
     s, psi, acc, nrm = work[nm], work[nm + 1], work[nm + 2], work[nm + 3]
     _norm_inf(A, 0.0, acc, s)
     smax = 0
-    for b in range(B):
-        nrm_b, sb = s[b], 0
-        while nrm_b > THETA and sb < 1100:
-            nrm_b *= 0.5
+    for b in range(B):                                     # s_b from ‖A_b‖_inf, stored in s
+        sb = 0
+        while s[b] * 0.5**sb > THETA and sb < 1100:
             sb += 1
-        s[b] = sb
-        smax = max(smax, sb)
+        s[b], smax = sb, max(smax, sb)
     for i in range(m):
         for j in range(m):
             for b in range(B):
@@ -137,13 +146,13 @@ def phi_block(A, kmax, out, work):
     _add_eye(P, INV_FACT[TAYLOR_DEGREE + K])
     for j in range(TAYLOR_DEGREE - 1, -1, -1):
         _matmul(X, P, T)
-        P[:] = T
+        _copy(T, P)
         _add_eye(P, INV_FACT[j + K])
     for k in range(kmax - 1, 0, -1):
         _matmul(X, out[k + 1], out[k])
         _add_eye(out[k], INV_FACT[k])
     _matmul(X, out[min(kmax, 1)], T)
-    out[0][:] = T
+    _copy(T, out[0])
     psi[:] = 1.0
     for it in range(smax):
         _norm_inf(out[0], 1.0, acc, nrm)
@@ -156,17 +165,12 @@ def phi_block(A, kmax, out, work):
         for k in range(kmax + 1):
             _matmul(out[0], out[k], new[k])
             for l in range(1, k):
-                c = INV_FACT[k - l]
-                for i in range(m):
-                    for j in range(m):
-                        for b in range(B):
-                            new[k, i, j, b] += c * out[l, i, j, b]
-            a, g = (0.0, 2.0) if k == 0 else (1.0, 1.0)  # term l = k: 2ψ | 0 (k = 0); 2φ_k | φ_k
-            for i in range(m):
-                for j in range(m):
-                    for b in range(B):
-                        new[k, i, j, b] += (a + g * psi[b]) * out[k, i, j, b]
-        for k in range(kmax + 1):
+                _axpy(INV_FACT[k - l], 0.0, psi, out[l], new[k])
+            if k == 0:
+                _axpy(0.0, 2.0, psi, out[0], new[0])      # + 2ψ | + 0
+            else:
+                _axpy(1.0, 1.0, psi, out[k], new[k])      # + 2φ_k | + φ_k
+        for k in range(kmax + 1):                         # keep the result where it < s_b
             c = 0.5 ** k
             for i in range(m):
                 for j in range(m):
@@ -175,25 +179,6 @@ def phi_block(A, kmax, out, work):
     for i in range(m):
         for b in range(B):
             out[0, i, i, b] += psi[b]
-
-
-def phi_matrices(A, kmax):
-    """Reference: [φ_0(A_i), ..., φ_kmax(A_i)] for A of shape (n, m, m) -> (kmax+1, n, m, m).
-
-    One expm of the augmented matrix W = [[A, I, 0, ..], [0, 0, I, ..], .., [0, .., 0]] of size
-    m(kmax+1): its first block row is [e^A, φ_1(A), .., φ_kmax(A)] (Saad, SIAM J. Numer. Anal.
-    29 (1992) 209, Prop. 2.1; Sidje, ACM TOMS 24 (1998) 130, Thm 1; Al-Mohy & Higham, SIAM J.
-    Sci. Comput. 33 (2011) 488, Thm 2.1). Beware: scipy 1.17's expm mis-computes some
-    nearly triangular inputs with tiny (~1e-20) entries (see tests/test_phi.py).
-    """
-    A = np.asarray(A, dtype=np.float64)
-    n, m = A.shape[0], A.shape[-1]
-    W = np.zeros((n, m * (kmax + 1), m * (kmax + 1)))
-    W[:, :m, :m] = A
-    for j in range(kmax):
-        W[:, j * m:(j + 1) * m, (j + 1) * m:(j + 2) * m] = np.eye(m)
-    E = scipy.linalg.expm(W)
-    return np.stack([E[:, :m, k * m:(k + 1) * m] for k in range(kmax + 1)])
 
 
 @numba.njit(cache=True)
@@ -244,11 +229,11 @@ def inverse_block(A, out, work):
     """out[:, :, b] = inv(A[:, :, b]) by Gauss–Jordan on [A | I]; work = inverse_block_work(m, B, dtype)."""
     m, B = A.shape[0], A.shape[2]
     M = work[:2 * m * m].reshape((m, 2 * m, B))
-    M[:, :m] = A
+    _copy(A, M[:, :m])
     M[:, m:] = 0.0
     _add_eye(M[:, m:], 1.0)
     _gauss_jordan(M, work[2 * m * m], work[2 * m * m + 1])
-    out[:] = M[:, m:]
+    _copy(M[:, m:], out)
 
 
 @numba.njit(**JIT)
@@ -257,7 +242,7 @@ def solve_block(A, rhs, out, work):
     work = inverse_block_work(m, B, dtype) (only its first m(m+1) + 2 rows are used)."""
     m, B = A.shape[0], A.shape[2]
     M = work[:m * (m + 1)].reshape((m, m + 1, B))
-    M[:, :m] = A
-    M[:, m] = rhs
+    _copy(A, M[:, :m])
+    _copy(rhs[:, None, :], M[:, m:])
     _gauss_jordan(M, work[m * (m + 1)], work[m * (m + 1) + 1])
-    out[:] = M[:, m]
+    _copy(M[:, m:], out[:, None, :])
