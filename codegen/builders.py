@@ -9,6 +9,7 @@ from __future__ import annotations
 import sympy as sp
 
 from .analysis import SemilinearForm
+from .derive import etd_adams_weights
 from .errors import ModelError
 from .methods import Method
 from .phi import phi, phi_poly, resolvent, z
@@ -65,7 +66,13 @@ def _pairs(tab):
 
 
 def _error(terms):
-    """The embedded error estimate err = y_new − ŷ as the scheme's "error" (None: no estimator)."""
+    """The embedded error estimate err = y_new − ŷ as the scheme's "error" (None: no estimator);
+    terms on the same (operator, vector) are merged."""
+    merged = {}
+    for t in terms:
+        key = (t.op, t.vec, t.aug)
+        merged[key] = merged.get(key, 0) + t.coef
+    terms = [Term(sp.simplify(c) if not sp.sympify(c).has(sp.Float) else c, *k) for k, c in merged.items()]
     terms = [t for t in terms if _nonzero(t.coef)]
     return {"error": terms} if terms else {}
 
@@ -181,16 +188,23 @@ def _etd_adams(tab, form, method):
     lag_names = {s.name: s for s in (h, *(lag(k) for k in range(1, tab.steps)))}  # symbols by name
     stmts = [EvalRHS("K0", "y", sp.Integer(0), "forcing")]
     final = [Term(ONE, op("E", phi(0, z)), "y")]
-    for j, terms in sorted(tab.weights.items()):
-        for coef, k in terms:
-            coef = sp.sympify(coef).xreplace({s: lag_names[s.name] for s in sp.sympify(coef).free_symbols})
-            final.append(Term(coef, op(f"P{k}", phi(k, z)), hist[j]))
+
+    def weighted(weights, sign=1):
+        out = []
+        for j, terms in sorted(weights.items()):
+            for coef, k in terms:
+                coef = sp.sympify(coef).xreplace({s: lag_names[s.name] for s in sp.sympify(coef).free_symbols})
+                out.append(Term(sign * coef, op(f"P{k}", phi(k, z)), hist[j]))
+        return out
+    final += weighted(tab.weights)
+    # error estimate: minus the (k−1)-step companion (the last Newton term, methods.md §1.6)
+    error = weighted(tab.weights) + weighted(etd_adams_weights(tab.steps - 1), -1)
     start = build_scheme(form, Method(tab.startup.name, "exprk", tab.startup))
     start = StepScheme(method=start.method, operators={f"S{k}": v for k, v in start.operators.items()},
                        statements=tuple(_rename_ops(s, "S") for s in start.statements), output=start.output)
     history = tuple((hist[j], hist[j - 1]) for j in range(tab.steps - 1, 0, -1))
     return stmts, final, op.ops, dict(startup=start, startup_steps=tab.steps - 1, history=history,
-                                      lags=tab.steps - 1)
+                                      lags=tab.steps - 1, **_error(error))
 
 
 def _rename_ops(stmt, prefix):

@@ -326,8 +326,9 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
 
 
 def _fixed_step(scheme):
-    """The statements a fixed-step kernel needs (the embedded error estimate is left out)."""
-    return [s for s in scheme.statements if not (scheme.error and getattr(s, "target", None) == scheme.error)]
+    """The statements a fixed-step kernel needs (the embedded error estimate and the stages only
+    it uses are left out)."""
+    return scheme.live_statements()
 
 
 def _emit_save(w):

@@ -187,6 +187,9 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme) -> str:
         f"DIM = {d}",
         f"NOISE_DIM = {form.noise_dim}",
         f"NSTAGES = {sum(isinstance(s, EvalRHS) for s in scheme.statements)}  # f-evaluations per step",
+        f"HISTORY = {tuple(dst for dst, _ in scheme.history)!r}  # multistep history kept in mem",
+        f"LAGS = {scheme.lags}  # previous step sizes h1.. kept in mem",
+        f"STARTUP_STEPS = {scheme.startup_steps}",
         f"JACOBIAN_OPERATORS = {{{', '.join(f'{k!r}: {v.poly!r}' for k, v in scheme.jacobian_operators.items())}}}",
         "",
     ]

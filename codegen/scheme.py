@@ -134,6 +134,16 @@ class StepScheme:
     def all_operators(self) -> dict:
         return {**(self.startup.operators if self.startup else {}), **self.operators}
 
+    def live_statements(self, outputs=None) -> tuple:
+        """The statements ``outputs`` (default: the step's output alone, not the error estimate)
+        depend on, in order: what a fixed-step kernel runs."""
+        need, keep = set(outputs or (self.output, *(src for _, src in self.history))), []
+        for s in reversed(self.statements):
+            if getattr(s, "target", None) in need or (isinstance(s, EvalJacobian) and need):
+                keep.append(s)
+                need |= {t.vec for t in getattr(s, "terms", ())} | ({s.state} if hasattr(s, "state") else set())
+        return tuple(reversed(keep))
+
     @property
     def needs_dW(self) -> bool:
         return any(isinstance(s, EvalNoise) for s in self.all_statements())

@@ -351,3 +351,8 @@ class AdamsTableau:
             raise ValueError(f"{self.name}: weights needed for N_n .. N_(n-{self.steps - 1})")
         if self.startup.order < self.order - 1:
             raise ValueError(f"{self.name}: a startup of order {self.startup.order} spoils order {self.order}")
+
+    @property
+    def embedded_order(self) -> int:
+        """The error estimate compares with the (k−1)-step companion (order k − 1, methods.md §1.6)."""
+        return self.order - 1

@@ -174,8 +174,13 @@ ETD_ADAMS3 = AdamsTableau(  # exact integration of the quadratic Newton interpol
 
 # ------------------------------------------------------------------ Rosenbrock-W (methods.md §4.4)
 _d = 1 / (2 + sp.sqrt(2))
-ROSENBROCK23 = RosenbrockTableau(  # Shampine & Reichelt 1997, SISC 18:1 (ode23s); W-order 2 solution
-    alpha=((0, 0), (R(1, 2), 0)), gamma=((_d, 0), (-_d, _d)), b=(0, 1), order=2, name="Rosenbrock23",
+_e32 = 6 + sp.sqrt(2)
+ROSENBROCK23 = RosenbrockTableau(  # Shampine & Reichelt 1997, SISC 18:1, §4.1 (ode23s) in classic form:
+    # y+ = y + k2 (W-order 2); stage 3 at (t + h, y+) gives the companion y + (k1 + 4k2 + k3)/6
+    # (Rosenbrock order 3 with the exact Jacobian, W-order 2), err = (k1 − 2k2 + k3)/6
+    alpha=((0, 0, 0), (R(1, 2), 0, 0), (0, 1, 0)),
+    gamma=((_d, 0, 0), (-_d, _d, 0), (_d * (_e32 - 2), -_d * _e32, _d)),
+    b=(0, 1, 0), bhat=(R(1, 6), R(2, 3), R(1, 6)), order=2, embedded_order=2, name="Rosenbrock23",
 )
 
 ROS34PW2 = RosenbrockTableau(  # Rang & Angermann 2005, BIT 45:761 (PETSc rosw.c TSROSWRA34PW2)

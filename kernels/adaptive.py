@@ -134,6 +134,9 @@ def integrate(module, tspan, y0, params, nets, structure, Lval, op_specs, noise,
     done = np.zeros(n, dtype=bool)
     iters = np.zeros(n, dtype=np.int64)
     stats = {"nf": 0 if opts.dt0 else 2 * n, "naccept": 0, "nreject": 0}
+    naccepted = np.zeros(n, dtype=np.int64)
+    mem = {name: np.zeros((d, n), dtype) for name in module.HISTORY}    # multistep history (per lane)
+    mem.update({f"h{k}": np.ones(n, dtype) for k in range(1, module.LAGS + 1)})
     nstages = module.NSTAGES
     trees = None
     if noise is not None:
@@ -155,10 +158,10 @@ def integrate(module, tspan, y0, params, nets, structure, Lval, op_specs, noise,
             rnd = {"dW": dw.astype(dtype), "dH": dh.astype(dtype)}
         hb = hs if structure != "dense" else hs[:, None, None]
         ops = {k: v.astype(dtype) for k, v in operator_values(op_specs, structure, Lval, hb, noise).items()}
-        mem = {}
         with np.errstate(all="ignore"):
-            y_new = module.step(y, t.astype(dtype), hs.astype(dtype), params, nets, L, ops, rnd, mem)
-            eest = error_norm(mem["err"], y, y_new, opts.rtol, opts.atol)
+            y_new, err, new_mem = _attempt(module, y, t.astype(dtype), hs.astype(dtype), params, nets, L, ops, rnd,
+                                           mem, naccepted)
+            eest = error_norm(err, y, y_new, opts.rtol, opts.atol)
         stats["nf"] += nstages * int(act.sum())
         iters += act
         ok = act & (eest <= 1.0)
@@ -177,6 +180,8 @@ def integrate(module, tspan, y0, params, nets, structure, Lval, op_specs, noise,
             h = np.where(ok, hs * opts.controller.accept_factor(eest, e1, e2), h)
             e2, e1 = np.where(ok, e1, e2), np.where(ok, np.maximum(eest, 1e-4), e1)
             y[:, ok] = y_new[:, ok]
+            naccepted += ok
+            mem = {k: np.where(ok, v, mem[k]) for k, v in new_mem.items()}
             if bar is not None:
                 bar.update(float(np.min(t_new) - np.min(t)))
             t = t_new
@@ -193,6 +198,22 @@ def integrate(module, tspan, y0, params, nets, structure, Lval, op_specs, noise,
     if bar is not None:
         bar.close()
     return np.asarray(times), np.array(saved), code, stats
+
+
+def _attempt(module, y, t, h, params, nets, L, ops, rnd, mem, naccepted):
+    """One trial step of every lane: (y_new, err, the lanes' new multistep memory).  A multistep
+    method takes its startup steps (no estimate: err = 0) in lanes that have not yet accepted
+    ``STARTUP_STEPS`` steps; the memory is kept only where a step is accepted."""
+    main = dict(mem)
+    y_new = module.step(y, t, h, params, nets, L, ops, rnd, main)
+    err = main.pop("err")
+    if not module.STARTUP_STEPS:
+        return y_new, err, main
+    first = dict(mem)
+    y_first = module.startup_step(y, t, h, params, nets, L, ops, rnd, first)
+    start = naccepted < module.STARTUP_STEPS
+    merged = {k: np.where(start, first[k], main[k]) for k in main}
+    return np.where(start, y_first, y_new), np.where(start, 0.0, err), merged
 
 
 def _save_reached(times, saved, isave, t_new, y_new, ok, t_old, y_old, f0, f1, record, exact):

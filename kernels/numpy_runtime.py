@@ -94,7 +94,15 @@ def apply_augmented(A, v, tau):
 def jacobian_operators(J, h, specs: dict) -> dict:
     """Values of a scheme's Jacobian operators (name -> φ-polynomial, or None for J̃ itself) at hJ̃;
     ``h`` a scalar or one step per trajectory (n,)."""
-    from .linear import evaluate_phi_poly
+    from .linear import evaluate_phi_poly, phi_dense
     cache = {}
     h = np.reshape(h, (-1, 1, 1)) if np.ndim(h) else h
+    kmax = {}
+    for poly in specs.values():          # φ_0..φ_kmax(c hJ̃) once per scale c, only as far as needed
+        for _, atoms in poly or ():
+            for kind, k, *c in atoms:
+                kmax[c[0]] = max(k, kmax.get(c[0], 0))
+    for c, km in kmax.items():
+        for k, val in enumerate(phi_dense(float(c) * h * J, km)):
+            cache[("phi", k, c)] = val
     return {name: J if poly is None else evaluate_phi_poly(poly, "dense", J, h, cache) for name, poly in specs.items()}

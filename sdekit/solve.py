@@ -182,7 +182,7 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
             kernel, kernel_arguments(form, scheme), grid, steps_saved, y0, int(trajectories[0]), seed, pvals, nets,
             form.linear_structure, Lval, op_specs, noise)
     y = np.transpose(saved, (2, 0, 1))
-    nstages = sum(isinstance(s, EvalRHS) for s in scheme.statements)  # (multistep startup: a few more)
+    nstages = sum(isinstance(s, EvalRHS) for s in scheme.live_statements())  # (multistep startup: a few more)
     nsteps = len(grid.times) - 1
     stats = {"nf": nstages * nsteps * n, "naccept": nsteps * n, "nreject": 0}
     return Solution.from_codes(grid.times[steps_saved], y if is_ensemble else y[0], codes, is_ensemble,

@@ -37,6 +37,12 @@ def test_tolerance_proportionality(method):
     ratio = np.array(errs) / np.array(rtols)
     print(method.name, errs, steps)
     assert all(a > b for a, b in zip(errs, errs[1:])), errs
+    if method.name == "Rosenbrock23":
+        # its estimate is the local error of the order-2 solution itself (ode23s): h ∝ tol^(1/3), so the
+        # global error goes as tol^(2/3), not tol (as in OrdinaryDiffEq/MATLAB); assert that slope
+        slope = np.polyfit(np.log(rtols), np.log(errs), 1)[0]
+        assert 0.55 <= slope <= 0.8 and np.all(np.array(errs) <= 30 * np.array(rtols) ** (2 / 3)), (slope, errs)
+        return
     assert ratio.max() / ratio.min() <= 30 and ratio.max() <= 30, ratio
 
 

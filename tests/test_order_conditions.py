@@ -213,10 +213,17 @@ def test_rosenbrock_w_order(tab):
     assert rep.violation is not None
 
 
-@pytest.mark.parametrize("tab", [T.ROS34PW2, T.ROS34PW3], ids=["ROS34PW2", "ROS34PW3"])
+@pytest.mark.parametrize("tab", ROS_TABLES, ids=names(ROS_TABLES))
 def test_rosenbrock_embedded(tab):
     rep = check_order(tab, embedded=True)
     assert rep.order == tab.embedded_order == 2 and rep.violation.startswith("order 3 tree")
+
+
+def test_rosenbrock23_companion_is_third_order_with_the_exact_jacobian():
+    """ode23s's error estimate compares y+ = y + k2 with y + (k1 + 4k2 + k3)/6, of Rosenbrock order 3
+    (Shampine & Reichelt 1997, §4.1); with W ≠ J it is a W-order-2 companion."""
+    rep = check_order(T.ROSENBROCK23, embedded=True, exact_jacobian=True, max_order=4)
+    assert rep.order == 3 and rep.violation.startswith("order 4 tree")
 
 
 def test_perturbed_ros34pw2():
