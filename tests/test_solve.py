@@ -164,7 +164,7 @@ def test_diverging_trajectory_ends_unstable_without_touching_others():
     (lambda p: solve(p, "EM", dt=0.0), ValueError, "dt must be finite and > 0"),
     (lambda p: solve(p, "EM", dt=-0.1), ValueError, "dt must be finite and > 0"),
     (lambda p: solve(p, "EM", dt=0.1, backend="fortran"), ValueError, "unknown backend"),
-    (lambda p: solve(p, "EM", rtol=1e-3), sk.ModelError, "adaptive stepping"),
+    (lambda p: solve(p, "EM", rtol=1e-3), ValueError, "EM has no embedded error estimate"),
     (lambda p: sk.Ensemble(p, n=0), ValueError, "n >= 1"),
     (lambda p: sk.Ensemble(p, n=3, seed=1.7), ValueError, "seed must be an integer"),
     (lambda p: sk.SDEProblem(p.model, y0=[1, 1, 2], tspan=(0, 1), params={"k": "abc"}, nets=p.nets), ValueError,
