@@ -27,6 +27,17 @@ class _KernelPrinter(NumPyPrinter):
     def _print_tanh(self, e):
         return f"nb_tanh({self._print(e.args[0])})"
 
+    def _print_Max(self, e):
+        return f"max({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_Min(self, e):
+        return f"min({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_Heaviside(self, e):
+        x = self._print(e.args[0])
+        half = self._print(e.args[1]) if len(e.args) > 1 else "0.5"
+        return f"(1.0 if {x} > 0 else ({half} if {x} == 0 else 0.0))"
+
 
 _printer = _KernelPrinter()
 

@@ -15,7 +15,23 @@ from .lowering import lower
 from .builders import milstein_terms
 from .scheme import EvalJacobian, EvalNoise, EvalRHS, StepScheme, operator_layout
 
-_printer = NumPyPrinter({"fully_qualified_modules": True})
+class _ArrayPrinter(NumPyPrinter):
+    """numpy code; Max/Min as nested elementwise numpy.maximum/minimum (sympy's default needs functools)."""
+
+    def _print_Max(self, e):
+        return self._nested(e.args, "numpy.maximum")
+
+    def _print_Min(self, e):
+        return self._nested(e.args, "numpy.minimum")
+
+    def _nested(self, args, fn):
+        out = self._print(args[-1])
+        for a in reversed(args[:-1]):
+            out = f"{fn}({self._print(a)}, {out})"
+        return out
+
+
+_printer = _ArrayPrinter({"fully_qualified_modules": True})
 
 
 def pr(expr) -> str:
