@@ -245,6 +245,11 @@ def _first_nonzero(terms, weak, degree=STIFF_DEGREE):
     return None
 
 
+def _monomial(exps) -> str:
+    """z^k, or z1^a·z2^b·… for conditions in independent variables."""
+    return f"z^{exps[0]}" if len(exps) == 1 else "·".join(f"z{j + 1}^{e}" for j, e in enumerate(exps))
+
+
 def _check_stiff(tab, max_order, weakened):
     """Stiff order p: the conditions of order < p in strong form; those of order p (except the stage
     conditions 3) may hold in the weakened form, the outermost functions of Z taken at Z = 0
@@ -263,7 +268,7 @@ def _check_stiff(tab, max_order, weakened):
                 weak_ones.append(k)
                 continue
             exps, val = bad
-            mono = f"z^{exps[0]}" if len(exps) == 1 else "·".join(f"z{j + 1}^{e}" for j, e in enumerate(exps))
+            mono = _monomial(exps)
             msg = f"stiff order {q}, condition {k}: {label} fails: coefficient of {mono} is {_show(val)}"
             return OrderReport(q - 1, msg, "stiff")
         if weak_ones:
@@ -308,7 +313,7 @@ def _check_exprb(A, b, c, max_order):
         bad = _first_nonzero(terms, weak=False)
         if bad is not None:
             exps, val = bad
-            mono = f"z^{exps[0]}" if len(exps) == 1 else "·".join(f"z{j + 1}^{e}" for j, e in enumerate(exps))
+            mono = _monomial(exps)
             return OrderReport(q - 1, f"exponential Rosenbrock order {q}, condition {k}: {label} fails: "
                                       f"coefficient of {mono} is {_show(val)}", "stiff")
     return OrderReport(max_order, None, "stiff")

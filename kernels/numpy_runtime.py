@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .linear import evaluate_phi_poly, phi_dense
+
 ACTIVATIONS = {
     "tanh": np.tanh,
     "relu": lambda x: np.maximum(x, 0),
@@ -94,7 +96,6 @@ def apply_augmented(A, v, tau):
 def jacobian_operators(J, h, specs: dict) -> dict:
     """Values of a scheme's Jacobian operators (name -> φ-polynomial, or None for J̃ itself) at hJ̃;
     ``h`` a scalar or one step per trajectory (n,)."""
-    from .linear import evaluate_phi_poly, phi_dense
     cache = {}
     h = np.reshape(h, (-1, 1, 1)) if np.ndim(h) else h
     kmax = {}
