@@ -124,7 +124,10 @@ def integrate(module, tspan, y0, params, nets, structure, Lval, op_specs, noise,
     times = [t0] if record else list(opts.save_times)
     saved = [y0.copy()] if record else [np.full((d, n), np.nan, dtype) for _ in times]
     isave = np.zeros(n, dtype=np.int64)
-    _save_reached(times, saved, isave, np.full(n, t0), y0, None, None, None, None, None, record, exact=True)
+    if not record:                         # save times at t0 hold y0
+        while isave[0] < len(times) and times[isave[0]] <= t0:
+            saved[isave[0]][:] = y0
+            isave += 1
 
     y, t = y0.copy(), np.full(n, t0)
     h = np.full(n, float(opts.dt0)) if opts.dt0 else initial_step(rhs, t0, y0, opts.order, opts.rtol, opts.atol,
@@ -189,11 +192,10 @@ def integrate(module, tspan, y0, params, nets, structure, Lval, op_specs, noise,
             h = np.where(bad, hs * opts.controller.reject_factor(eest), h)
         finished = act & (t >= t1)
         done |= finished
-        small = act & ~done & (h < opts.dtmin)
-        code[small] = np.where(np.isfinite(eest[small]), DTMIN, UNSTABLE)
         code[act & ~done & (iters >= opts.maxiters)] = MAXITERS
-        tiny = act & ~done & (h <= 1e-14 * np.maximum(np.abs(t), 1.0))   # h underflowed: never finishes
-        code[tiny & (code == SUCCESS)] = np.where(np.isfinite(eest[tiny & (code == SUCCESS)]), DTMIN, UNSTABLE)
+        # h below dtmin, or so small that t + h == t (never finishes): DtLessThanMin, Unstable if non-finite
+        small = act & ~done & (code == SUCCESS) & ((h < opts.dtmin) | (h <= 1e-14 * np.maximum(np.abs(t), 1.0)))
+        code[small] = np.where(np.isfinite(eest[small]), DTMIN, UNSTABLE)
         done |= code != SUCCESS
     if bar is not None:
         bar.close()
@@ -220,15 +222,13 @@ def _save_reached(times, saved, isave, t_new, y_new, ok, t_old, y_old, f0, f1, r
     """Store saved values the accepted steps reached: append (recording every step), copy the step's
     end state at save times it landed on (``exact``: SDE), or Hermite-interpolate inside the step (ODE)."""
     if record:
-        if ok is None or ok.any():
-            if ok is not None:
-                times.append(float(t_new[0]))
-                saved.append(y_new.copy())
+        times.append(float(t_new[0]))
+        saved.append(y_new.copy())
         return
-    for j in np.flatnonzero(ok if ok is not None else np.ones(len(t_new), bool)):
+    for j in np.flatnonzero(ok):
         while isave[j] < len(times) and times[isave[j]] <= t_new[j] + 1e-12 * max(1.0, abs(t_new[j])):
             ts = times[isave[j]]
-            if exact or ok is None or ts >= t_new[j]:
+            if exact or ts >= t_new[j]:
                 saved[isave[j]][:, j] = y_new[:, j]
             else:
                 saved[isave[j]][:, j] = _hermite(t_old[j], y_old[:, j], f0[:, j], t_new[j], y_new[:, j], f1[:, j], ts)
