@@ -78,18 +78,20 @@ class _Indent:
         self.w.level -= 1
 
 
-def kernel_arguments(form: SemilinearForm, scheme: StepScheme) -> list:
-    """Names of the runtime arguments after the fixed ones, in order (the runtime builds them)."""
+def kernel_arguments(form: SemilinearForm, scheme: StepScheme, adaptive: bool = False) -> list:
+    """Names of the runtime arguments after the fixed ones, in order (the runtime builds them).
+    The adaptive kernel computes its operators per lane from ``L`` (no ``op_`` arrays)."""
     args = []
     for p in form.params:
         args += [f"P_{p.name}", f"S_{p.name}"]
     for name, net in sorted(form.nets.items()):
         for i in range(len(net.sizes) - 1):
             args += [f"{name}_W{i}", f"{name}_b{i}"]
-    if _needs_L(form, scheme):
+    if form.linear_structure != "zero" and (adaptive or _needs_L(form, scheme)):
         args += ["Lm", "S_L"]
-    for op in scheme.all_operators():
-        args += [f"op_{op}", f"S_op_{op}"]
+    if not adaptive:
+        for op in scheme.all_operators():
+            args += [f"op_{op}", f"S_op_{op}"]
     return args
 
 
@@ -198,6 +200,11 @@ def _activation_grad(kind, x):
     }[kind]
 
 
+def _emit_net_buffers(w, form, lowered_list):
+    for name, size in _net_buffers(form, lowered_list).items():
+        w(f"{name} = np.empty(({', '.join(map(str, size))}, B), dtype=y0.dtype)")
+
+
 def _net_buffers(form, lowered_list):
     """Scratch arrays of the network passes: name -> leading shape (the lane axis B follows)."""
     out = {}
@@ -221,8 +228,7 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
     ``dtype`` picks the vectorised tanh (``tanh64`` or ``tanh32``, twice the SIMD width)."""
     d, m = form.dim, form.noise_dim
     forcing = lower(list(form.forcing), form, _state, lambda g, i: f"{g}[{i}, b]")
-    jac = lower(form.forcing_jacobian(), form, _state, lambda g, i: f"{g}[{i}, b]",
-                lambda g, i, j: f"{g}_jac[{i}, {j}, b]") if scheme.needs_jacobian else None
+    jac = _lower_jacobian(form) if scheme.needs_jacobian else None
     diffusion = lower(list(form.diffusion), form, _state) if form.stochastic else None
     regs = _registers(scheme)
     extra = kernel_arguments(form, scheme)
@@ -249,8 +255,7 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
     w()
     w()
     calls = _emit_lane_functions(w, form, scheme, forcing, diffusion, extra)
-    if jac is not None:
-        calls["jac"] = _emit_jacobian_function(w, form, jac, extra)
+    _emit_emitted_jacobian(w, form, scheme, extra, calls, jac)
     args = ", ".join((FIXED_ARGS,) + tuple(extra))
     w('@numba.njit(parallel=True, cache=True)')
     with w.block(f"def kernel({args}):"):
@@ -272,8 +277,7 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
             w("src[b] = min(base + b, n - 1)")
         for r in regs:
             w(f"{r} = np.empty((D, B), dtype=y0.dtype)")
-        for name, size in _net_buffers(form, [forcing] + ([jac] if jac else [])).items():
-            w(f"{name} = np.empty(({', '.join(map(str, size))}, B), dtype=y0.dtype)")
+        _emit_net_buffers(w, form, [forcing] + ([jac] if jac else []))
         if jac is not None:
             _emit_jacobian_buffers(w, scheme)
         w("bad = np.zeros(B, dtype=np.bool_)")
@@ -388,16 +392,52 @@ def _op_elem(name, i):
     return f"op_{name}[hc, {i}, s * S_op_{name}]"
 
 
-def _emit_lane_functions(w, form, scheme, forcing, diffusion, extra):
+def _emit_lane_functions(w, form, scheme, forcing, diffusion, extra, full_rhs=False):
     """``rhs_block`` and ``noise_block``: one copy each, called once per stage (small
-    compile, and LLVM still vectorises their lane loops)."""
-    d = form.dim
-    part = scheme.rhs_part
+    compile, and LLVM still vectorises their lane loops).  ``full_rhs``: also ``frhs_block``,
+    f = L y + c + N, when the scheme's stages evaluate only the forcing (dense output, the
+    initial step of the adaptive kernel)."""
     bufs = list(_net_buffers(form, [forcing]))
-    sig = ", ".join(["tc", "st", "out", "src"] + bufs + list(extra))
+    _emit_rhs_function(w, form, forcing, "rhs_block", scheme.rhs_part, bufs, extra)
+    calls = {"rhs": f"rhs_block({{t}}, {{state}}, {{target}}, src, {', '.join(bufs + list(extra))})"}
+    calls["frhs"] = calls["rhs"]
+    if full_rhs and scheme.rhs_part != "full":
+        _emit_rhs_function(w, form, forcing, "frhs_block", "full", bufs, extra)
+        calls["frhs"] = calls["rhs"].replace("rhs_block(", "frhs_block(")
+    if not form.stochastic:
+        return calls
+    G = diffusion.outputs
+    mm = form.noise_dim
+
+    def noise_row(i):
+        if form.noise == "general":
+            return " + ".join(f"({pr(G[i * mm + j])}) * dW[{j}, b]" for j in range(mm))
+        return f"({pr(G[i])}) * dW[{0 if form.noise == 'scalar' else i}, b]"
+
+    _lane_function(w, form, "noise_block", ["tc", "st", "dW", "out", "src"] + list(extra),
+                   "G(st, t) dW of the lanes of ``st`` into ``out``.", diffusion,
+                   [f"out[{i}, b] = {noise_row(i)}" for i in range(form.dim)])
+    calls |= {"dW": f"noise_block({{t}}, {{state}}, dW, {{target}}, src, {', '.join(extra)})",
+             "I10": f"noise_block({{t}}, {{state}}, dI, {{target}}, src, {', '.join(extra)})"}
+    if scheme.needs_milstein:
+        gg = lower(milstein_terms(form), form, _state)
+        col = (lambda i: 0) if form.noise == "scalar" else (lambda i: i)
+        _lane_function(w, form, "milstein_block", ["tc", "st", "dW", "hh", "out", "src"] + list(extra),
+                       "½ (G'G)(st, t)(dW² − h) of the lanes of ``st`` into ``out`` (Kloeden & Platen 1992, "
+                       "eq. 10.3.3).", gg,
+                       [f"out[{i}, b] = 0.5 * ({pr(e)}) * (dW[{col(i)}, b] * dW[{col(i)}, b] - hh[b])"
+                        for i, e in enumerate(gg.outputs)])
+        calls["milstein"] = f"milstein_block({{t}}, {{state}}, dW, h_l, {{target}}, src, {', '.join(extra)})"
+    return calls
+
+
+def _emit_rhs_function(w, form, forcing, name, part, bufs, extra):
+    """``name(tc, st, out, src, ...)``: f = L y + c + N ("full") or c + N ("forcing") per lane."""
+    d = form.dim
     w(JIT)
-    with w.block(f"def rhs_block({sig}):"):
+    with w.block(f"def {name}({', '.join(['tc', 'st', 'out', 'src'] + bufs + list(extra))}):"):
         w(f'"""{"f = L y + c + N" if part == "full" else "c(t) + N(y, t)"} of the lanes of ``st`` into ``out``."""')
+        _runtime_block(w)
         for g in forcing.net_groups:
             _emit_net(w, form, g, "st")
         with w.block("for b in range(B):"):
@@ -414,32 +454,13 @@ def _emit_lane_functions(w, form, scheme, forcing, diffusion, extra):
                 w(f"out[{i}, b] = {rhs}")
     w()
     w()
-    calls = {"rhs": f"rhs_block({{t}}, {{state}}, {{target}}, src, {', '.join(bufs + list(extra))})"}
-    if not form.stochastic:
-        return calls
-    G = diffusion.outputs
-    mm = form.noise_dim
 
-    def noise_row(i):
-        if form.noise == "general":
-            return " + ".join(f"({pr(G[i * mm + j])}) * dW[{j}, b]" for j in range(mm))
-        return f"({pr(G[i])}) * dW[{0 if form.noise == 'scalar' else i}, b]"
 
-    _lane_function(w, form, "noise_block", ["tc", "st", "dW", "out", "src"] + list(extra),
-                   "G(st, t) dW of the lanes of ``st`` into ``out``.", diffusion,
-                   [f"out[{i}, b] = {noise_row(i)}" for i in range(d)])
-    calls |= {"dW": f"noise_block({{t}}, {{state}}, dW, {{target}}, src, {', '.join(extra)})",
-             "I10": f"noise_block({{t}}, {{state}}, dI, {{target}}, src, {', '.join(extra)})"}
-    if scheme.needs_milstein:
-        gg = lower(milstein_terms(form), form, _state)
-        col = (lambda i: 0) if form.noise == "scalar" else (lambda i: i)
-        _lane_function(w, form, "milstein_block", ["tc", "st", "dW", "hh", "out", "src"] + list(extra),
-                       "½ (G'G)(st, t)(dW² − h) of the lanes of ``st`` into ``out`` (Kloeden & Platen 1992, "
-                       "eq. 10.3.3).", gg,
-                       [f"out[{i}, b] = 0.5 * ({pr(e)}) * (dW[{col(i)}, b] * dW[{col(i)}, b] - hh[b])"
-                        for i, e in enumerate(gg.outputs)])
-        calls["milstein"] = f"milstein_block({{t}}, {{state}}, dW, h_l, {{target}}, src, {', '.join(extra)})"
-    return calls
+def _runtime_block(w):
+    """Lane functions of the adaptive kernel take the block size from their arrays (a block
+    has min(BLOCK, n) lanes, so a single trajectory runs one lane)."""
+    if getattr(w, "runtime_block", False):
+        w("B = src.shape[0]")
 
 
 def _lane_function(w, form, name, args, doc, lowered, out_lines):
@@ -447,6 +468,7 @@ def _lane_function(w, form, name, args, doc, lowered, out_lines):
     w(JIT)
     with w.block(f"def {name}({', '.join(args)}):"):
         w(f'"""{doc}"""')
+        _runtime_block(w)
         with w.block("for b in range(B):"):
             _lane_prelude(w, form, lowered, "st")
             for var, e in lowered.assignments:
@@ -457,16 +479,21 @@ def _lane_function(w, form, name, args, doc, lowered, out_lines):
     w()
 
 
-def _used_jacobian_operators(scheme) -> dict:
-    """The Jacobian operators the fixed-step statements apply (not the error estimate's)."""
-    used = {t.op for s in _fixed_step(scheme) if isinstance(s, Combine) for t in s.terms}
+def _kernel_statements(scheme, adaptive=False):
+    """What a kernel runs: the live statements (fixed steps), or all of them with the error estimate."""
+    return scheme.statements if adaptive else _fixed_step(scheme)
+
+
+def _used_jacobian_operators(scheme, adaptive=False) -> dict:
+    """The Jacobian operators the kernel's statements apply (fixed steps: not the error estimate's)."""
+    used = {t.op for s in _kernel_statements(scheme, adaptive) if isinstance(s, Combine) for t in s.terms}
     return {k: v for k, v in scheme.jacobian_operators.items() if k in used or k == "J"}
 
 
-def _jacobian_scales(scheme) -> dict:
+def _jacobian_scales(scheme, adaptive=False) -> dict:
     """Distinct scales c of the φ_k(c hJ̃) atoms -> (buffer index, highest k needed)."""
     out = {}
-    for op in _used_jacobian_operators(scheme).values():
+    for op in _used_jacobian_operators(scheme, adaptive).values():
         for _, atoms in op.poly or ():
             if len(atoms) != 1 or atoms[0][0] != "phi":
                 raise NotImplementedError("kernel Jacobian operators are sums of single φ atoms")
@@ -480,27 +507,27 @@ def _jop(name):
     return "Jt" if name == "J" else f"jop_{name}"
 
 
-def _emit_jacobian_buffers(w, scheme):
+def _emit_jacobian_buffers(w, scheme, adaptive=False):
     w("Jt = np.empty((D + 1, D + 1, B), dtype=y0.dtype)  # augmented Jacobian [[J, dF/dt], [0, 0]] per lane")
-    for c, (i, kmax) in _jacobian_scales(scheme).items():
+    for c, (i, kmax) in _jacobian_scales(scheme, adaptive).items():
         w(f"Jc{i} = np.empty((D + 1, D + 1, B), dtype=y0.dtype)  # {c} h J~")
         w(f"phis{i} = np.empty(({kmax + 1}, D + 1, D + 1, B), dtype=y0.dtype)  # phi_0..phi_{kmax}({c} h J~)")
         w(f"pwork{i} = phi_block_work(D + 1, {kmax}, B, y0.dtype)")
-    for name in _used_jacobian_operators(scheme):
+    for name in _used_jacobian_operators(scheme, adaptive):
         if name != "J":
             w(f"{_jop(name)} = np.empty((D + 1, D + 1, B), dtype=y0.dtype)")
 
 
-def _emit_jacobian_operators(w, scheme):
+def _emit_jacobian_operators(w, scheme, adaptive=False):
     """φ_k(c hJ̃) per lane (kernels/matfun.phi_block), then each operator Σ w φ_k(c hJ̃)."""
-    scales = _jacobian_scales(scheme)
+    scales = _jacobian_scales(scheme, adaptive)
     for c, (i, kmax) in scales.items():
         with w.block("for r in range(D + 1):"):
             with w.block("for q in range(D + 1):"):
                 with w.block("for b in range(B):"):
                     w(f"Jc{i}[r, q, b] = {pr(c)} * h_l[b] * Jt[r, q, b]")
         w(f"phi_block(Jc{i}, phis{i}.shape[0] - 1, phis{i}, pwork{i})  # kmax at run time: one compiled phi_block")
-    for name, op in _used_jacobian_operators(scheme).items():
+    for name, op in _used_jacobian_operators(scheme, adaptive).items():
         if op.poly is None:
             continue
         terms = " + ".join(f"{float(wt)!r} * phis{scales[a[0][2]][0]}[{a[0][1]}, r, q, b]" for wt, a in op.poly)
@@ -508,6 +535,20 @@ def _emit_jacobian_operators(w, scheme):
             with w.block("for q in range(D + 1):"):
                 with w.block("for b in range(B):"):
                     w(f"{_jop(name)}[r, q, b] = {terms or '0.0'}")
+
+
+def _emit_emitted_jacobian(w, form, scheme, extra, calls, jac=None):
+    """``jac_block`` when the scheme evaluates the Jacobian (sets ``calls["jac"]``); returns its lowering."""
+    if not scheme.needs_jacobian:
+        return None
+    jac = _lower_jacobian(form) if jac is None else jac
+    calls["jac"] = _emit_jacobian_function(w, form, jac, extra)
+    return jac
+
+
+def _lower_jacobian(form):
+    return lower(form.forcing_jacobian(), form, _state, lambda g, i: f"{g}[{i}, b]",
+                 lambda g, i, j: f"{g}_jac[{i}, {j}, b]")
 
 
 def _emit_jacobian_function(w, form, jac, extra):
@@ -518,6 +559,7 @@ def _emit_jacobian_function(w, form, jac, extra):
     with w.block(f"def jac_block({', '.join(['tc', 'st', 'Jout', 'src'] + bufs + list(extra))}):"):
         w('"""Augmented Jacobian [[L + dN/dy, dN/dt], [0, 0]] of the lanes of ``st`` (sympy derivatives; '
           'networks by a forward-mode tangent pass)."""')
+        _runtime_block(w)
         for g in jac.net_groups:
             _emit_net(w, form, g, "st")
         with w.block("for b in range(B):"):
@@ -539,13 +581,15 @@ def _emit_jacobian_function(w, form, jac, extra):
     return f"jac_block({{t}}, {{state}}, Jt, src, {', '.join(bufs + list(extra))})"
 
 
-def _emit_statement(w, form, scheme, s, calls):
+def _emit_statement(w, form, scheme, s, calls, adaptive=False):
+    """Print one statement as lane loops.  ``adaptive``: operators are per-lane arrays computed in
+    the step (``op_X[i, b]`` or ``op_X[i, j, b]``), else values per step class ``hc``."""
     d = form.dim
     if isinstance(s, EvalJacobian):
         with w.block("for b in range(B):"):
             w(f"tc[b] = t_l[b] + {pr(s.c)} * h_l[b]" if s.c else "tc[b] = t_l[b]")
         w(calls["jac"].format(t="tc", state=s.state))
-        _emit_jacobian_operators(w, scheme)
+        _emit_jacobian_operators(w, scheme, adaptive)
         return
     if isinstance(s, (EvalRHS, EvalNoise)):
         with w.block("for b in range(B):"):
@@ -571,11 +615,12 @@ def _emit_statement(w, form, scheme, s, calls):
                         aug = f" + {A}[{i}, {d}, b] * ({pr(term.aug)})" if term.aug != 0 else ""
                         terms.append(f"{coef}({mv}{aug})")
                     elif operator_layout(form, scheme.all_operators()[term.op]) == "dense":
-                        mv = " + ".join(f"op_{term.op}[hc, s * S_op_{term.op}, {i}, {j}] * {term.vec}[{j}, b]"
-                                        for j in range(d))
+                        A = f"op_{term.op}[{{}}, {{}}, b]" if adaptive else f"op_{term.op}[hc, s * S_op_{term.op}, {{}}, {{}}]"
+                        mv = " + ".join(f"{A.format(i, j)} * {term.vec}[{j}, b]" for j in range(d))
                         terms.append(f"{coef}({mv})")
                     else:
-                        terms.append(f"{coef}{_op_elem(term.op, i)} * {term.vec}[{i}, b]")
+                        op = f"op_{term.op}[{i}, b]" if adaptive else _op_elem(term.op, i)
+                        terms.append(f"{coef}{op} * {term.vec}[{i}, b]")
                 w(f"{s.target}[{i}, b] = " + " + ".join(terms))
 
 

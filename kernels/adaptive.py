@@ -173,12 +173,15 @@ def integrate(module, tspan, y0, params, nets, structure, Lval, op_specs, noise,
         stats["nreject"] += int(bad.sum())
         if ok.any():
             f0 = f1 = None
-            if opts.dense and not record:
-                with np.errstate(all="ignore"):
-                    f0, f1 = rhs(y, t.astype(dtype)), rhs(y_new, (t + hs).astype(dtype))
-                stats["nf"] += 2 * int(ok.sum())
             t_new = np.where(ok, t + hs, t)
             t_new = np.where(ok & (np.abs(t_new - nxt) <= 1e-12 * max(1.0, abs(t1))), nxt, t_new)
+            if opts.dense and not record:  # f at both ends of steps with a save time inside (Hermite)
+                inside = ok & (isave < len(times))
+                inside[inside] = np.asarray(times)[isave[inside]] < t_new[inside]
+                if inside.any():
+                    with np.errstate(all="ignore"):
+                        f0, f1 = rhs(y, t.astype(dtype)), rhs(y_new, (t + hs).astype(dtype))
+                    stats["nf"] += 2 * int(inside.sum())
             _save_reached(times, saved, isave, t_new, y_new, ok, t, y, f0, f1, record, exact=not opts.dense)
             h = np.where(ok, hs * opts.controller.accept_factor(eest, e1, e2), h)
             e2, e1 = np.where(ok, e1, e2), np.where(ok, np.maximum(eest, 1e-4), e1)

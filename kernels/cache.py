@@ -44,7 +44,7 @@ def runtime_fingerprint() -> str:
     edit) changes every generated file, so neither our cache nor Numba's can serve stale code."""
     here = Path(__file__).parent
     h = hashlib.sha256()
-    for name in ("numba_runtime.py", "numpy_runtime.py"):
+    for name in ("numba_runtime.py", "numpy_runtime.py", "matfun.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:16]
 

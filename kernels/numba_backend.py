@@ -14,8 +14,11 @@ def _strided(a, dtype):
     return a, (1 if a.shape[-1] > 1 else 0)
 
 
-def kernel_data(names, *, params, nets, structure, Lval, op_specs, grid: Grid, noise: Noise | None, d, dtype):
-    """Runtime arguments of the kernel named in ``names`` (emit_numba.kernel_arguments)."""
+def kernel_data(names, *, params, nets, structure, Lval, op_specs, grid: Grid | None, noise: Noise | None, d,
+                dtype):
+    """Runtime arguments of the kernel named in ``names`` (emit_numba.kernel_arguments), and the
+    step class of each grid step (operators are tabulated per distinct step size; the adaptive
+    kernel, ``grid`` None, computes its own)."""
     vals = {}
     for name, v in params.items():
         vals[f"P_{name}"], vals[f"S_{name}"] = _strided(v, dtype)
@@ -29,8 +32,19 @@ def kernel_data(names, *, params, nets, structure, Lval, op_specs, grid: Grid, n
         else:
             L = np.ascontiguousarray(np.broadcast_to(Lval, (d, Lval.shape[1])), dtype=dtype)
             vals["Lm"], vals["S_L"] = L, (1 if L.shape[1] > 1 else 0)
-    hs = np.diff(grid.times)
-    classes, hclass = np.unique(hs, return_inverse=True)
+    hclass = None
+    if grid is not None:
+        classes, hclass = np.unique(np.diff(grid.times), return_inverse=True)
+        vals |= _operator_tables(op_specs, structure, Lval, classes, noise, d, dtype)
+    missing = [n for n in names if n not in vals]
+    if missing:  # pragma: no cover - emitter and runtime disagree
+        raise RuntimeError(f"kernel arguments without values: {missing}")
+    return [vals[n] for n in names], (None if hclass is None else hclass.astype(np.int64))
+
+
+def _operator_tables(op_specs, structure, Lval, classes, noise, d, dtype):
+    """``op_X`` (one value per step class) and its trajectory stride ``S_op_X``."""
+    vals = {}
     per_class = [operator_values(op_specs, structure, Lval, float(h), noise) for h in classes]
     for name in op_specs:
         arrs = [pc[name] for pc in per_class]
@@ -42,10 +56,7 @@ def kernel_data(names, *, params, nets, structure, Lval, op_specs, grid: Grid, n
             stacked = np.stack([np.broadcast_to(a, (d, ncols)) for a in arrs])
             vals[f"S_op_{name}"] = 1 if ncols > 1 else 0
         vals[f"op_{name}"] = np.ascontiguousarray(stacked, dtype=dtype)
-    missing = [n for n in names if n not in vals]
-    if missing:  # pragma: no cover - emitter and runtime disagree
-        raise RuntimeError(f"kernel arguments without values: {missing}")
-    return [vals[n] for n in names], hclass.astype(np.int64)
+    return vals
 
 
 def integrate(kernel, names, grid: Grid, save_steps, y0, first: int, seed: int, params, nets, structure, Lval,
@@ -74,3 +85,44 @@ def integrate(kernel, names, grid: Grid, save_steps, y0, first: int, seed: int, 
            q_ipos, q_frac, q_levels, np.asarray(save_steps, np.int64),
            out, retcode, *extra)
     return out, retcode
+
+
+def integrate_adaptive(kernel, names, tspan, y0, first: int, seed: int, params, nets, structure, Lval, opts,
+                       record_capacity: int = 1024):
+    """Run the adaptive fused kernel (emit_numba_adaptive); same contract as
+    ``kernels.adaptive.integrate``: (times, saved (nsave, d, n), retcodes (n,), stats).
+
+    Saving every accepted step (a single trajectory, ``opts.save_times`` None) fills a buffer of
+    ``record_capacity`` steps; a longer run is repeated with the buffer it needs (same steps)."""
+    t0, t1 = (float(x) for x in tspan)
+    d, n = y0.shape
+    dtype = y0.dtype
+    extra, _ = kernel_data(names, params=params, nets=nets, structure=structure, Lval=Lval, op_specs={}, grid=None,
+                           noise=None, d=d, dtype=dtype)
+    record = opts.save_times is None
+    save_t = np.empty(0) if record else np.ascontiguousarray(opts.save_times, dtype=np.float64)
+    stops = np.unique(np.concatenate([opts.tstops, [] if record or opts.dense else save_t, [t1]]))
+    stops = np.ascontiguousarray(stops[(stops > t0) & (stops <= t1)], dtype=np.float64)
+    c = opts.controller
+    ctrl = np.array([*c.beta, c.safety, c.qmin, c.qmax, opts.order], dtype=np.float64)
+    k0, k1 = (np.uint64(k) for k in seed_key(seed))
+    cap = max(int(record_capacity), 2) if record else len(save_t)
+    while True:
+        out = np.full((cap, d, n), np.nan, dtype=dtype)
+        out_t = np.full((cap if record else 1, n), np.nan)
+        nsaved = np.zeros(n, np.int64)
+        retcode = np.zeros(n, dtype=np.int8)
+        stats = np.zeros((3, n), np.int64)
+        kernel(np.ascontiguousarray(y0), np.int64(first), k0, k1, t0, t1, float(opts.dt0 or 0.0),
+               np.ascontiguousarray(opts.rtol.ravel(), dtype=np.float64),
+               np.ascontiguousarray(opts.atol.ravel(), dtype=np.float64), ctrl, float(opts.dtmin),
+               float(opts.dtmax), np.int64(opts.maxiters), stops, save_t, record, out, out_t, nsaved, retcode, stats,
+               *extra)
+        if not record or nsaved.max() <= cap:
+            break
+        cap = int(nsaved.max())
+    nf, na, nr = (int(x) for x in stats.sum(axis=1))
+    if record:
+        k = int(nsaved[0])
+        return out_t[:k, 0], out[:k], retcode, {"nf": nf, "naccept": na, "nreject": nr}
+    return save_t, out, retcode, {"nf": nf, "naccept": na, "nreject": nr}

@@ -452,3 +452,91 @@ def tree_increment(k0, k1, first, src, T, level, sp, step, q_ipos, q_frac, q_lev
         tree_query_step(k0, k1, first, src, T, ipa, fra, na, q_ipos[step], q_frac[step], q_levels[step], zbuf,
                         path, acc, dW, dH)
     return sp
+
+
+@numba.njit(cache=True)
+def query_plan(t, t0, T):
+    """(ipos, frac, levels) of time ``t`` in the tree on [t0, t0 + T]: the arithmetic of
+    ``kernels/brownian.BrownianTree.query_plan`` (times outside are clamped)."""
+    s = (t - t0) / T
+    pos = min(max(s, 0.0), 1.0) * 2.0 ** _DEPTH
+    ipos = np.int64(math.floor(pos))
+    frac = pos - np.float64(ipos)
+    if ipos >= (np.int64(1) << _DEPTH):
+        return ipos, 0.0, np.int64(-1)
+    if ipos == 0 and frac == 0.0:
+        return np.int64(0), 0.0, np.int64(0)
+    if frac == 0.0:
+        return ipos, frac, np.int64(_DEPTH - _bit_length(ipos & -ipos) + 1)
+    return ipos, frac, np.int64(_DEPTH)
+
+
+@numba.njit(cache=True)
+def lane_tree_buffers(B, m):
+    """Per-lane query paths of the adaptive kernel: plan (ipos, levels) int64 (2, B), frac (B,),
+    the path at the lane's accepted time and the trial path, each (B, 2, DEPTH + 1, m, 1)."""
+    return (np.zeros((2, B), np.int64), np.zeros(B), np.empty((B, 2, _DEPTH + 1, m, 1)),
+            np.empty((B, 2, _DEPTH + 1, m, 1)))
+
+
+@numba.njit(cache=True)
+def lane_tree_start(k0, k1, first, src, T, plan, frac, paths):
+    """Every lane's path at t0 (the root interval; plan (0, 0.0, 0))."""
+    m = paths.shape[3]
+    zbuf = np.empty((2 * m, 1))
+    stk = np.empty((2, m, 1))
+    stk_i = np.empty(2, dtype=np.int64)
+    for b in range(src.shape[0]):
+        tree_start(k0, k1, first, src[b:b + 1], T, -1, zbuf, stk, stk, stk_i, stk_i, paths[b])
+        plan[0, b] = 0
+        plan[1, b] = 0
+        frac[b] = 0.0
+
+
+@numba.njit(cache=True)
+def lane_tree_increments(k0, k1, first, src, T, t0, ta, tb, act, plan, frac, paths, trial, dW, dH):
+    """(ΔW, H) over [ta[b], tb[b]] of every active lane b into dW, dH (M, B), each lane on its own
+    times (adaptive steps).  ``paths[b]`` is the lane's tree path at its last accepted time (moved
+    forward to ta[b] first if it lags); the step is taken on a copy, ``trial[b]``, which
+    :func:`lane_tree_accept` keeps.  Same arithmetic as ``BrownianTree.increment(ta, tb)``:
+    a path's node values do not depend on the route that reached it."""
+    m = dW.shape[0]
+    zbuf = np.empty((2 * m, 1))
+    acc = np.empty((6, m, 1))
+    dwl = np.empty((m, 1))
+    dhl = np.empty((m, 1))
+    for b in range(src.shape[0]):
+        if not act[b]:
+            for c in range(m):
+                dW[c, b] = 0.0
+                dH[c, b] = 0.0
+            continue
+        ia, fa, na = query_plan(ta[b], t0, T)
+        if ia < plan[0, b] or (ia == plan[0, b] and fa < frac[b]):   # behind its path (a stop snapped
+            lane_tree_start(k0, k1, first, src[b:b + 1], T, plan[:, b:b + 1], frac[b:b + 1], paths[b:b + 1])
+        if ia != plan[0, b] or fa != frac[b]:                        # back by rounding): from the root
+            tree_query_step(k0, k1, first, src[b:b + 1], T, plan[0, b], frac[b], plan[1, b], ia, fa, na, zbuf,
+                            paths[b], acc, dwl, dhl)
+            plan[0, b], frac[b], plan[1, b] = ia, fa, na
+        tr = trial[b]
+        pa = paths[b]
+        for i in range(2):
+            for lv in range(_DEPTH + 1):
+                for c in range(m):
+                    tr[i, lv, c, 0] = pa[i, lv, c, 0]
+        ib, fb, nb = query_plan(tb[b], t0, T)
+        tree_query_step(k0, k1, first, src[b:b + 1], T, ia, fa, na, ib, fb, nb, zbuf, tr, acc, dwl, dhl)
+        for c in range(m):
+            dW[c, b] = dwl[c, 0]
+            dH[c, b] = dhl[c, 0]
+
+
+@numba.njit(cache=True)
+def lane_tree_accept(b, tb, t0, T, plan, frac, paths, trial):
+    """Lane b accepted its step to ``tb``: its trial path becomes its path."""
+    plan[0, b], frac[b], plan[1, b] = query_plan(tb, t0, T)
+    pa, tr = paths[b], trial[b]
+    for i in range(2):
+        for lv in range(_DEPTH + 1):
+            for c in range(pa.shape[2]):
+                pa[i, lv, c, 0] = tr[i, lv, c, 0]

@@ -29,6 +29,8 @@ def main(argv=None) -> int:
     i.add_argument("model", help="MODULE:ATTRIBUTE of an ODE/SDE/problem, or 'demo'")
     i.add_argument("--method", default="SETD1")
     i.add_argument("--backend", default="numba", help="numba (default) or numpy")
+    i.add_argument("--adaptive", action="store_true",
+                   help="the Numba kernel with per-trajectory step control (methods with an error estimate)")
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -46,7 +48,7 @@ def _run(args) -> int:
         print(methods_table())
     elif args.cmd == "inspect":
         from sdekit.solve import inspect
-        print(inspect(_load_model(args.model), args.method, args.backend))
+        print(inspect(_load_model(args.model), args.method, args.backend, adaptive=args.adaptive))
     return 0
 
 

@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from sdekit.codegen.emit_numba import emit_numba, kernel_arguments
+from sdekit.codegen.emit_numba_adaptive import emit_numba_adaptive
 from sdekit.codegen.emit_numpy import emit_numpy
 from sdekit.codegen.errors import ModelError
 from sdekit.codegen.methods import CATALOGUE, get_method
@@ -23,14 +24,25 @@ BACKENDS = ("numba", "numpy")
 MAX_STEPS = 10**8
 
 
-def scheme_and_source(model, method, backend: str = "numpy", dtype="float64"):
+def scheme_and_source(model, method, backend: str = "numpy", dtype="float64", adaptive: bool = False):
     """(StepScheme, generated source) for ``model`` and ``method``, cached on the model.
-    The numpy module serves every dtype; a Numba kernel is specialised to its dtype."""
+    The numpy module serves every dtype and step control; a Numba kernel is specialised to its
+    dtype, and the adaptive one (each trajectory its own steps) is a kernel of its own."""
     dtype = str(np.dtype(dtype)) if backend == "numba" else None
-    key = (method.name, backend, dtype)
+    adaptive = bool(adaptive) and backend == "numba"
+    key = (method.name, backend, dtype, adaptive)
     if key not in model._sources:
         scheme = build_scheme(model.form, method)
-        src = emit_numpy(model.form, scheme) if backend == "numpy" else emit_numba(model.form, scheme, dtype)
+        if backend == "numpy":
+            src = emit_numpy(model.form, scheme)
+        elif adaptive:
+            try:
+                src = emit_numba_adaptive(model.form, scheme, dtype)
+            except NotImplementedError as e:
+                raise ModelError(f"{method.name} on this model has no adaptive Numba kernel ({e}); use "
+                                 "backend='numpy'") from None
+        else:
+            src = emit_numba(model.form, scheme, dtype)
         model._sources[key] = (scheme, src)
     return model._sources[key]
 
@@ -107,16 +119,16 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
     ODEs — any times, by Hermite interpolation (default: every accepted step of a single
     problem, (t0, t1) for ensembles); adaptive SDEs step onto them exactly.
 
-    ``backend``: "numba" (default for fixed steps: the fused, multi-threaded ensemble kernel) or
-    "numpy" (the vectorised reference that runs the same step scheme; adaptive stepping runs
-    there for now).  ``seed`` (single SDE problems; ensembles carry their own).  ``dtype``:
+    ``backend``: "numba" (default: the fused, multi-threaded ensemble kernel; adaptive, every
+    trajectory is a lane with its own steps) or "numpy" (the vectorised reference that runs the
+    same step scheme and the same step control; no compile, so quicker for a few small solves).  ``seed`` (single SDE problems; ensembles carry their own).  ``dtype``:
     np.float64 or np.float32.
     """
     problem, Y0, params, trajectories, seed, is_ensemble = _targets(target, seed)
     model = problem.model
     m = get_method(method)
     adaptive = (dt is None or rtol is not None or atol is not None) if adaptive is None else bool(adaptive)
-    backend = (backend or ("numpy" if adaptive else "numba")).lower()
+    backend = (backend or "numba").lower()
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {BACKENDS}")
     dtype = np.dtype(dtype)
@@ -128,11 +140,9 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
         names = ", ".join(x.name for x in CATALOGUE if x.adaptive and x.stochastic == m.stochastic)
         raise ValueError(f"{m.name} has no embedded error estimate, so it cannot adapt its steps: give dt for "
                          f"fixed steps, or use one of {names}")
-    if adaptive and backend == "numba":
-        raise ModelError("adaptive stepping runs on backend='numpy' for now (the fused kernel is fixed-step)")
     if not adaptive and dt is None:
         raise ValueError(f"give dt for fixed steps with {m.name}")
-    scheme, source = scheme_and_source(model, m, backend, dtype)
+    scheme, source = scheme_and_source(model, m, backend, dtype, adaptive)
     if not adaptive:
         grid = time_grid(problem.tspan, dt)
         steps_saved = save_steps(grid, saveat)
@@ -165,8 +175,15 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
     if adaptive:
         opts = adaptive_options(m, problem, form.dim, is_ensemble, dt, rtol, atol, controller, dtmin, dtmax,
                                 maxiters, saveat, tstops)
-        times, saved, codes, stats = adaptive_driver.integrate(
-            host, problem.tspan, y0, pvals, nets, form.linear_structure, Lval, op_specs, noise, opts, progress)
+        if backend == "numpy":
+            times, saved, codes, stats = adaptive_driver.integrate(
+                host, problem.tspan, y0, pvals, nets, form.linear_structure, Lval, op_specs, noise, opts, progress)
+        else:
+            from sdekit.kernels import numba_backend
+            kernel = load_module(source, "numba").kernel
+            times, saved, codes, stats = numba_backend.integrate_adaptive(
+                kernel, kernel_arguments(form, scheme, adaptive=True), problem.tspan, y0, int(trajectories[0]), seed,
+                pvals, nets, form.linear_structure, Lval, opts)
         y = np.transpose(saved, (2, 0, 1))
         return Solution.from_codes(times, y if is_ensemble else y[0], codes, is_ensemble, stats=stats,
                                    method=m.name, backend=backend)
@@ -228,8 +245,10 @@ def adaptive_options(m, problem, d, is_ensemble, dt, rtol, atol, controller, dtm
         tstops=np.empty(0) if tstops is None else times(tstops, "tstops"), dense=not m.stochastic)
 
 
-def inspect(model, method: str, backend: str = "numba", dtype=np.float64) -> str:
-    """The generated source that ``solve`` runs for ``model`` and ``method`` on ``backend``."""
+def inspect(model, method: str, backend: str = "numba", dtype=np.float64, adaptive: bool = False) -> str:
+    """The generated source that ``solve`` runs for ``model`` and ``method`` on ``backend``
+    (``adaptive``: the Numba kernel with per-trajectory step control)."""
     if backend.lower() not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {BACKENDS}")
-    return scheme_and_source(getattr(model, "model", model), get_method(method), backend.lower(), dtype)[1]
+    return scheme_and_source(getattr(model, "model", model), get_method(method), backend.lower(), dtype,
+                             adaptive)[1]

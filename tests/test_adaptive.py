@@ -1,5 +1,7 @@
 """Adaptive stepping (issue 6, methods.md §6): tolerance proportionality, stiffness, the Brownian
-path under rejections, saveat, retcodes (numpy reference backend)."""
+path under rejections, saveat, retcodes.  The fused Numba kernel (the default backend; every
+trajectory a lane with its own steps) is checked against the numpy reference driver, which takes
+the same steps: same accepted/rejected counts, values equal to rounding."""
 import numpy as np
 import pytest
 import sympy as sp
@@ -12,10 +14,11 @@ ADAPTIVE_ODE = [m for m in CATALOGUE if m.adaptive and not m.stochastic]
 RTOLS = [1e-3, 1e-5, 1e-7, 1e-9]
 
 
-def known_solution_problem():
-    """y' = L y + N(y, t) with y*(t) = (cos t, sin 2t)/2 + 1; N has its own Jacobian (J ≠ L)."""
+def known_solution_problem(diagonal=False):
+    """y' = L y + N(y, t) with y*(t) = (cos t, sin 2t)/2 + 1; N has its own Jacobian (J ≠ L).
+    L dense (default) or diagonal."""
     y, t = sk.states("y", 2), sk.t
-    L = sp.Matrix([[-2, 1], [0, -3]])
+    L = sp.Matrix([[-2, 0 if diagonal else 1], [0, -3]])
     ys = sp.Matrix([sp.cos(t) / 2 + 1, sp.sin(2 * t) / 2 + 1])
     N = sp.Matrix([sp.sin(y[1]) - sp.sin(ys[1]), y[0] ** 2 - ys[0] ** 2]) + sp.diff(ys, t) - L * ys
     exact = sp.lambdify(t, ys, "numpy")
@@ -25,7 +28,8 @@ def known_solution_problem():
 
 @pytest.mark.parametrize("method", ADAPTIVE_ODE, ids=[m.name for m in ADAPTIVE_ODE])
 def test_tolerance_proportionality(method):
-    """Global error monotone in rtol and proportional to it within a factor of 30 (rtol 1e-3 … 1e-9)."""
+    """Global error monotone in rtol and proportional to it within a factor of 30 (rtol 1e-3 … 1e-9);
+    default backend (the Numba kernel; test_kernel_takes_the_steps_of_the_reference ties it to numpy)."""
     prob, exact = known_solution_problem()
     rtols = RTOLS[:3] if method.embedded_order == 1 else RTOLS   # Heun/Euler: 1e-9 takes ~1e5 steps
     errs, steps = [], []
@@ -49,7 +53,7 @@ def test_tolerance_proportionality(method):
 @pytest.mark.parametrize("kind", ["I", "PI", "PID"])
 def test_controllers_meet_the_tolerance(kind):
     prob, exact = known_solution_problem()
-    sol = sk.solve(prob, "Tsit5", rtol=1e-6, atol=1e-6, controller=kind)
+    sol = sk.solve(prob, "Tsit5", rtol=1e-6, atol=1e-6, controller=kind, backend="numpy")
     assert sol.success and np.abs(sol.y[-1] - exact(2.0)).max() < 3e-5
     assert sol.t[0] == 0.0 and sol.t[-1] == 2.0 and np.all(np.diff(sol.t) > 0)   # every accepted step
     assert len(sol.t) == sol.stats["naccept"] + 1
@@ -67,18 +71,20 @@ def test_stiff_methods_keep_their_step_count():
     """Accepted steps of Exprb43/ROS34PW2 stay bounded as the stiffness grows 100x; DP5's grow."""
     counts = {}
     for name in ("Exprb43", "ROS34PW2", "DP5"):
-        counts[name] = [sk.solve(stiff_problem(s), name, rtol=1e-5, atol=1e-7).stats["naccept"] for s in (10, 1000)]
+        counts[name] = [sk.solve(stiff_problem(s), name, rtol=1e-5, atol=1e-7, backend="numpy").stats["naccept"]
+                        for s in (10, 1000)]
     print(counts)
     for name in ("Exprb43", "ROS34PW2"):
         assert counts[name][1] <= 1.5 * counts[name][0] + 5, (name, counts[name])
     assert counts["DP5"][1] >= 10 * counts["DP5"][0], counts["DP5"]
 
 
-def test_saveat_is_dense_output_and_does_not_change_the_steps():
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_saveat_is_dense_output_and_does_not_change_the_steps(backend):
     prob, exact = known_solution_problem()
     ts = np.linspace(0.0, 2.0, 41)
-    plain = sk.solve(prob, "DP5", rtol=1e-8, atol=1e-8)
-    saved = sk.solve(prob, "DP5", rtol=1e-8, atol=1e-8, saveat=ts)
+    plain = sk.solve(prob, "DP5", rtol=1e-8, atol=1e-8, backend=backend)
+    saved = sk.solve(prob, "DP5", rtol=1e-8, atol=1e-8, saveat=ts, backend=backend)
     assert np.array_equal(saved.t, ts)
     assert np.array_equal(saved.y[-1], plain.y[-1]) and saved.stats["naccept"] == plain.stats["naccept"]
     err = max(np.abs(saved.y[i] - exact(s)).max() for i, s in enumerate(ts))
@@ -94,12 +100,13 @@ def additive_sde():
     return sk.SDEProblem(model, y0=np.array([1.0, 0.0]), tspan=(0.0, 1.0))
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("method", ["SRA1", "SOSRA"])
-def test_brownian_path_is_the_same_whatever_the_tolerance(method):
+def test_brownian_path_is_the_same_whatever_the_tolerance(method, backend):
     ens = sk.Ensemble(additive_sde(), n=4, seed=11)
     ts = np.linspace(0.0, 1.0, 9)
-    loose = sk.solve(ens, method, rtol=1e-1, atol=1e-1, saveat=ts)
-    tight = sk.solve(ens, method, rtol=1e-4, atol=1e-4, saveat=ts)
+    loose = sk.solve(ens, method, rtol=1e-1, atol=1e-1, saveat=ts, backend=backend)
+    tight = sk.solve(ens, method, rtol=1e-4, atol=1e-4, saveat=ts, backend=backend)
     assert loose.stats["naccept"] < tight.stats["naccept"] and tight.stats["nreject"] > 0
     tree = BrownianTree(11, 0.0, 1.0, 1, np.arange(4))
     W = np.array([tree.query(s)[0] for s in ts])                    # (nsave, n)
@@ -116,15 +123,16 @@ def test_adaptive_sra1_converges_to_the_fixed_step_solution_on_the_same_path():
     assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-4
 
 
-def test_failures_are_per_trajectory():
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_failures_are_per_trajectory(backend):
     """y' = y²: y0 = 1 blows up at t = 1, y0 = −1 decays as −1/(1 + t); the failing lanes never touch the others."""
     y = sk.states("y", 1)
     prob = sk.ODEProblem(sk.ODE(y, sp.Matrix([y[0] ** 2])), y0=np.array([1.0]), tspan=(0.0, 2.0))
     ens = sk.Ensemble(prob, y0=np.array([[-1.0], [1.0], [-1.0]]))
-    sol = sk.solve(ens, "Tsit5", rtol=1e-8, atol=1e-8, dtmin=1e-9)
+    sol = sk.solve(ens, "Tsit5", rtol=1e-8, atol=1e-8, dtmin=1e-9, backend=backend)
     assert list(sol.retcodes) == ["Success", "DtLessThanMin", "Success"] and sol.retcode == "DtLessThanMin"
     assert np.allclose(sol.y[[0, 2], -1, 0], -1 / 3, rtol=1e-6)
-    sol = sk.solve(ens, "Tsit5", rtol=1e-8, atol=1e-8, maxiters=50)
+    sol = sk.solve(ens, "Tsit5", rtol=1e-8, atol=1e-8, maxiters=50, backend=backend)
     assert set(sol.retcodes) == {"MaxIters"} or list(sol.retcodes)[1] == "MaxIters"
 
 
@@ -142,5 +150,74 @@ def test_methods_without_an_estimator_need_dt():
     prob, _ = known_solution_problem()
     with pytest.raises(ValueError, match="no embedded error estimate.*DP5"):
         sk.solve(prob, "RK4")
-    with pytest.raises(sk.ModelError, match="numpy"):
-        sk.solve(prob, "DP5", rtol=1e-3, backend="numba")
+    with pytest.raises(ValueError, match="no embedded error estimate"):
+        sk.solve(prob, "RK4", rtol=1e-3, backend="numba")
+
+
+#: methods and the L each runs with in the kernel cross-check (diagonal: elementwise operators
+#: from phi_scalar; dense: phi_block / inverse_block per lane)
+KERNEL_CASES = [("Heun", False), ("DP5", False), ("Tsit5", True), ("Exprb32", True), ("Exprb43", False),
+                ("ETD2", True), ("ETDAdams3", False), ("Rosenbrock23", True), ("ROS34PW2", False),
+                ("ROS34PW3", True)]
+
+
+@pytest.mark.parametrize("method, diagonal", KERNEL_CASES, ids=[c[0] for c in KERNEL_CASES])
+def test_kernel_takes_the_steps_of_the_reference(method, diagonal):
+    """Three trajectories with different starts (so different steps, in one block of lanes):
+    the kernel accepts and rejects what the numpy driver does, and agrees to rounding."""
+    prob, exact = known_solution_problem(diagonal)
+    y0 = prob.y0 + np.array([[0.0, 0.0], [0.3, -0.2], [-1.0, 0.5]])
+    ens = sk.Ensemble(prob, y0=y0)
+    ts = np.linspace(0.0, 2.0, 6)
+    ref = sk.solve(ens, method, rtol=1e-6, atol=1e-6, saveat=ts, backend="numpy")
+    sol = sk.solve(ens, method, rtol=1e-6, atol=1e-6, saveat=ts, backend="numba")
+    print(method, ref.stats, sol.stats)
+    assert sol.backend == "numba" and list(sol.retcodes) == ["Success"] * 3
+    assert sol.stats["naccept"] == ref.stats["naccept"] and sol.stats["nreject"] == ref.stats["nreject"]
+    assert np.allclose(sol.y, ref.y, rtol=1e-9, atol=1e-12)
+    assert np.abs(sol.y[0, -1] - exact(2.0)).max() < 1e-3
+
+
+def test_kernel_lanes_are_independent():
+    """A trajectory's result does not depend on the lanes beside it: each solved alone gives the
+    ensemble's values bitwise (own steps, no cross-lane arithmetic)."""
+    prob, _ = known_solution_problem()
+    y0 = prob.y0 + np.linspace(-1, 1, 5)[:, None] * np.array([1.0, -0.5])
+    ens = sk.Ensemble(prob, y0=y0)
+    ts = np.linspace(0.0, 2.0, 5)
+    both = sk.solve(ens, "Tsit5", rtol=1e-7, atol=1e-7, saveat=ts)
+    for j in range(5):
+        alone = sk.solve(ens.chunk(j, j + 1), "Tsit5", rtol=1e-7, atol=1e-7, saveat=ts)
+        assert np.array_equal(alone.y[0], both.y[j])
+
+
+def test_kernel_saves_every_step_of_a_long_single_run():
+    """Saving every accepted step (a single problem) outgrows the kernel's first buffer (1024 steps):
+    the run is repeated with the buffer it needs, and the steps are the reference's."""
+    prob, _ = known_solution_problem()
+    ref = sk.solve(prob, "Heun", rtol=1e-6, atol=1e-6, backend="numpy")
+    sol = sk.solve(prob, "Heun", rtol=1e-6, atol=1e-6)
+    assert sol.stats["naccept"] > 1024 and len(sol.t) == sol.stats["naccept"] + 1
+    assert np.allclose(sol.t, ref.t, rtol=1e-12, atol=0) and np.allclose(sol.y, ref.y, rtol=1e-9, atol=1e-12)
+
+
+def test_kernel_float32():
+    prob, exact = known_solution_problem()
+    sol = sk.solve(prob, "Tsit5", rtol=1e-4, atol=1e-4, saveat=[0.0, 2.0], dtype=np.float32)
+    assert sol.y.dtype == np.float32 and sol.success
+    assert np.abs(sol.y[-1] - exact(2.0)).max() < 1e-3
+
+
+def test_kernel_sde_agrees_with_the_reference():
+    """Same path, same controller: the kernel's SRA1 solution matches numpy's to the tolerance.  Not
+    step for step: the path is linear inside leaf cells of length u = T 2^-48 with slope ~u^-1/2, so
+    a step end one ulp apart (the backends round the error estimate differently) moves W by ~1e-10,
+    and a later accept/reject decision near EEst = 1 may differ."""
+    ens = sk.Ensemble(additive_sde(), n=5, seed=3)
+    ts = np.linspace(0.0, 1.0, 5)
+    ref = sk.solve(ens, "SRA1", rtol=1e-3, atol=1e-3, saveat=ts, backend="numpy")
+    sol = sk.solve(ens, "SRA1", rtol=1e-3, atol=1e-3, saveat=ts, backend="numba")
+    print(ref.stats, sol.stats, np.abs(sol.y - ref.y).max())
+    assert abs(sol.stats["naccept"] - ref.stats["naccept"]) <= 0.1 * ref.stats["naccept"]
+    assert np.abs(sol.y - ref.y).max() < 1e-3
+    assert np.array_equal(sol.y[:, 0], ref.y[:, 0])   # t0: y0 itself
