@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .analysis import SemilinearForm
 from .emit_numba import (JIT, _emit_copy, _emit_jacobian_buffers, _emit_lane_functions, _emit_emitted_jacobian,
-                         _emit_net_buffers, _emit_statement, _state, _Writer, kernel_arguments, pr)
+                         _emit_net_buffers, _emit_statement, _state, _Writer, kernel_arguments)
 from .lowering import lower
 from .scheme import EvalRHS, StepScheme, operator_layout
 
