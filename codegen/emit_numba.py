@@ -457,8 +457,8 @@ def _emit_rhs_function(w, form, forcing, name, part, bufs, extra):
 
 
 def _runtime_block(w):
-    """Lane functions of the adaptive kernel take the block size from their arrays (a block
-    has min(BLOCK, n) lanes, so a single trajectory runs one lane)."""
+    """Lane functions of the adaptive kernel take the block size from their arrays (blocks of
+    ceil(n / ceil(n / BLOCK)) lanes, so a single trajectory runs one lane)."""
     if getattr(w, "runtime_block", False):
         w("B = src.shape[0]")
 

@@ -7,7 +7,7 @@ Same block shape and the same step statements as :mod:`emit_numba` (printed by i
 time-addressed Brownian tree (``numba_runtime.lane_tree_increments``), Hairer's error norm, the
 I/PI/PID controller, retcodes, dense (Hermite) output or exact save points.  The arithmetic
 follows the numpy driver ``kernels/adaptive.integrate`` step for step, so both backends take
-the same steps.  A block has min(BLOCK, n) lanes, so one trajectory runs one lane.
+the same steps.  Blocks have ceil(n / ceil(n / BLOCK)) lanes, so one trajectory runs one lane.
 """
 from __future__ import annotations
 
@@ -65,8 +65,9 @@ def emit_numba_adaptive(form: SemilinearForm, scheme: StepScheme, dtype: str = "
         w('"""Integrate trajectories first .. first+n-1 over [t0, t1] adaptively, each its own steps; writes '
           '``out`` (and ``out_t``, ``nsaved`` when ``record``), ``retcode`` and ``stats`` (nf, naccept, nreject)."""')
         w("n = y0.shape[1]")
-        w("B = min(BLOCK, n)")
-        with w.block("for blk in numba.prange((n + B - 1) // B):"):
+        w("nblocks = (n + BLOCK - 1) // BLOCK")
+        w("B = (n + nblocks - 1) // nblocks  # blocks of equal size: little padding, and n = 1 runs one lane")
+        with w.block("for blk in numba.prange(nblocks):"):
             w(f"block(blk, B, {args})")
     w()
     w()
