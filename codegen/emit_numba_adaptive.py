@@ -17,6 +17,10 @@ from .emit_numba import (JIT, _emit_copy, _emit_jacobian_buffers, _emit_lane_fun
 from .lowering import lower
 from .scheme import EvalRHS, StepScheme, operator_layout
 
+#: kernels/adaptive.STOP_STRETCH (codegen does not import kernels): a step ending within 1% before
+#: a stop is stretched onto it
+STOP_STRETCH = 0.01
+
 #: fixed arguments of the adaptive kernel (kernels/numba_backend.integrate_adaptive builds them)
 ADAPTIVE_ARGS = ("y0, first, k0, k1, t0, t1, h0, rtol, atol, ctrl, dtmin, dtmax, maxiters, stops, save_t, "
                  "record, out, out_t, nsaved, retcode, stats")
@@ -88,7 +92,6 @@ def emit_numba_adaptive(form: SemilinearForm, scheme: StepScheme, dtype: str = "
             _emit_lane_operators(w, form, scheme)
             _emit_attempt(w, form, scheme, calls)
             _emit_error_norm(w)
-            _emit_snap(w)
             _emit_dense_output(w, form, calls)
             _emit_accept_reject(w, form, scheme)
         _emit_finish(w)
@@ -142,8 +145,9 @@ def _emit_setup(w, form, scheme, forcing, jac):
     w("t64 = np.full(B, t0)        # lane time (float64 whatever the dtype)")
     w("h64 = np.empty(B)           # proposed next step")
     w("hs = np.empty(B)            # this attempt's step")
-    w("te = np.empty(B)            # this attempt's end time t + h")
-    w("tn = np.empty(B)            # the new time if accepted (te, snapped onto a stop it reaches)")
+    w("te = np.empty(B)            # this attempt's end time (a stop exactly, when aimed at one)")
+    w("hprop = np.empty(B)         # the proposal min(h, dtmax) before a stop cut it")
+    w("cut = np.zeros(B, dtype=np.bool_)")
     w("eest = np.empty(B)")
     w("e1 = np.ones(B)")
     w("e2 = np.ones(B)")
@@ -221,12 +225,17 @@ def _emit_initial_step(w, form, calls):
 
 
 def _emit_propose(w):
-    """Each lane's trial step: its proposal, cut at dtmax and at the next stop (t1, tstops, SDE saves)."""
+    """Each lane's trial step (kernels/adaptive.propose): its proposal, cut at dtmax, and taken onto
+    the next stop (t1, tstops, SDE saves) when that lies within 1 + STOP_STRETCH of it."""
     with w.block("for b in range(B):"):
         with w.block("while istop[b] < stops.shape[0] - 1 and stops[istop[b]] <= t64[b]:"):
             w("istop[b] += 1")
-        w("hs[b] = min(min(h64[b], dtmax), stops[istop[b]] - t64[b]) if act[b] else 1.0")
-        w("te[b] = t64[b] + hs[b]")
+        w("hprop[b] = min(h64[b], dtmax)")
+        w("gap = stops[istop[b]] - t64[b]")
+        w(f"to_stop = gap <= {1.0 + STOP_STRETCH!r} * hprop[b]  # stretched or cut onto the stop (adaptive.propose)")
+        w("cut[b] = to_stop and gap < hprop[b]")
+        w("hs[b] = (gap if to_stop else hprop[b]) if act[b] else 1.0")
+        w("te[b] = stops[istop[b]] if to_stop else t64[b] + hs[b]")
         w("t_l[b] = t64[b]")
         w("h_l[b] = hs[b]")
 
@@ -353,20 +362,13 @@ def _emit_error_norm(w):
         w("eest[b] = math.sqrt(acc / D) if fin else np.inf")
 
 
-def _emit_snap(w):
-    """The new time of each lane: t + h, snapped onto the stop it reaches (within 1e-12 |t1|)."""
-    with w.block("for b in range(B):"):
-        w("snap = stops[istop[b]]")
-        w("tn[b] = snap if abs(te[b] - snap) <= 1e-12 * max(1.0, abs(t1)) else te[b]")
-
-
 def _emit_dense_output(w, form, calls):
     """ODEs: f at both ends of the accepted steps that contain a save time (cubic Hermite, HNW I §II.6)."""
     if form.stochastic:
         return
     w("ndense = 0")
     with w.block("for b in range(B):"):
-        w("need[b] = act[b] and eest[b] <= 1.0 and not record and isave[b] < nsave and save_t[isave[b]] < tn[b]")
+        w("need[b] = act[b] and eest[b] <= 1.0 and not record and isave[b] < nsave and save_t[isave[b]] < te[b]")
         w("ndense += need[b]")
         w("tc[b] = te[b]")
     with w.block("if ndense > 0:"):
@@ -387,7 +389,8 @@ def _emit_accept_reject(w, form, scheme):
             _emit_save_step(w, form)
             w("q = ctrl[3] * (1.0 / max(e, 1e-10)) ** ctrl[0] * (1.0 / max(e1[b], 1e-10)) ** ctrl[1] * "
               "(1.0 / max(e2[b], 1e-10)) ** ctrl[2]")
-            w("h64[b] = hs[b] * min(max(q, ctrl[4]), ctrl[5])")
+            w("q = min(max(q, ctrl[4]), ctrl[5])")
+            w("h64[b] = max(hs[b] * q, hprop[b]) if (cut[b] and q >= 1.0) else hs[b] * q  # adaptive.next_step")
             w("e2[b] = e1[b]")
             w("e1[b] = max(e, 1e-4)")
             with w.block("for i in range(D):"):
@@ -401,7 +404,7 @@ def _emit_accept_reject(w, form, scheme):
             if scheme.needs_dW:
                 w("lane_tree_accept(b, te[b], t0, T, plan, frac, paths, trial)")
             w("naccepted[b] += 1")
-            w("t64[b] = tn[b]")
+            w("t64[b] = te[b]")
         with w.block("else:"):
             w("nrejected[b] += 1")
             w("q = ctrl[3] * (1.0 / max(e, 1e-10)) ** ctrl[0] if math.isfinite(e) else ctrl[4]")
@@ -423,19 +426,19 @@ def _emit_save_step(w, form):
     with w.block("if j < n and record:"):
         w("k = nsaved[j]")
         with w.block("if k < out.shape[0]:"):
-            w("out_t[k, j] = tn[b]")
+            w("out_t[k, j] = te[b]")
             with w.block("for i in range(D):"):
                 w("out[k, i, j] = y_new[i, b]")
         w("nsaved[j] = k + 1")
     with w.block("elif j < n:"):
-        with w.block("while isave[b] < nsave and save_t[isave[b]] <= tn[b] + 1e-12 * max(1.0, abs(tn[b])):"):
+        with w.block("while isave[b] < nsave and save_t[isave[b]] <= te[b]:"):
             if form.stochastic:   # SDEs step onto their save times exactly
                 with w.block("for i in range(D):"):
                     w("out[isave[b], i, j] = y_new[i, b]")
                 w("isave[b] += 1")
                 return
             w("ts = save_t[isave[b]]")
-            with w.block("if ts >= tn[b]:"):
+            with w.block("if ts >= te[b]:"):
                 with w.block("for i in range(D):"):
                     w("out[isave[b], i, j] = y_new[i, b]")
             with w.block("else:"):

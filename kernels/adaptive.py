@@ -99,6 +99,27 @@ class Options:
     dense: bool = True                 # ODEs: saveat by Hermite interpolation; SDEs step onto save times
 
 
+#: a step that would end within this fraction of its length before a stop is stretched onto it
+#: (no sliver steps left over; OrdinaryDiffEq and diffrax do the same with their own margins)
+STOP_STRETCH = 0.01
+
+
+def propose(h, dtmax, t, stop):
+    """(step, aimed at the stop?, cut short by it?) per lane: the proposal min(h, dtmax), taken
+    onto the next stop when that lies within (1 + STOP_STRETCH) of it."""
+    hp = np.minimum(h, dtmax)
+    gap = stop - t
+    to_stop = gap <= (1.0 + STOP_STRETCH) * hp
+    return np.where(to_stop, gap, hp), to_stop, to_stop & (gap < hp)
+
+
+def next_step(hs, q, cut, proposed):
+    """The next step after an accepted one: hs·q, but a step cut short by a stop that would have
+    grown (q >= 1) continues from the proposal it was cut from (diffrax / OrdinaryDiffEq keep the
+    unclipped step too), so save times and tstops do not drag the step size down."""
+    return np.where(cut & (q >= 1.0), np.maximum(hs * q, proposed), hs * q)
+
+
 def _hermite(t0, y0, f0, t1, y1, f1, ts):
     """Cubic Hermite interpolant of one step at times ts (per trajectory; HNW I §II.6)."""
     h = t1 - t0
@@ -151,13 +172,14 @@ def integrate(module, tspan, y0, params, nets, structure, Lval, op_specs, noise,
     while not done.all():
         act = ~done
         nxt = stops[np.minimum(np.searchsorted(stops, t, side="right"), len(stops) - 1)]
-        hs = np.minimum(np.minimum(h, opts.dtmax), nxt - t)
+        hs, to_stop, cut = propose(h, opts.dtmax, t, nxt)
         hs = np.where(act, hs, 1.0)
+        t_end = np.where(to_stop, nxt, t + hs)          # a step aimed at a stop ends on it exactly
         rnd = {}
         if trees is not None:
             dw, dh = np.zeros((noise.m, n)), np.zeros((noise.m, n))
             for j in np.flatnonzero(act):
-                dw[:, j:j + 1], dh[:, j:j + 1] = trees[j].increment(t[j], t[j] + hs[j])
+                dw[:, j:j + 1], dh[:, j:j + 1] = trees[j].increment(t[j], t_end[j])
             rnd = {"dW": dw.astype(dtype), "dH": dh.astype(dtype)}
         hb = hs if structure != "dense" else hs[:, None, None]
         ops = {k: v.astype(dtype) for k, v in operator_values(op_specs, structure, Lval, hb, noise).items()}
@@ -173,17 +195,17 @@ def integrate(module, tspan, y0, params, nets, structure, Lval, op_specs, noise,
         stats["nreject"] += int(bad.sum())
         if ok.any():
             f0 = f1 = None
-            t_new = np.where(ok, t + hs, t)
-            t_new = np.where(ok & (np.abs(t_new - nxt) <= 1e-12 * max(1.0, abs(t1))), nxt, t_new)
+            t_new = np.where(ok, t_end, t)
             if opts.dense and not record:  # f at both ends of steps with a save time inside (Hermite)
                 inside = ok & (isave < len(times))
                 inside[inside] = np.asarray(times)[isave[inside]] < t_new[inside]
                 if inside.any():
                     with np.errstate(all="ignore"):
-                        f0, f1 = rhs(y, t.astype(dtype)), rhs(y_new, (t + hs).astype(dtype))
+                        f0, f1 = rhs(y, t.astype(dtype)), rhs(y_new, t_end.astype(dtype))
                     stats["nf"] += 2 * int(inside.sum())
             _save_reached(times, saved, isave, t_new, y_new, ok, t, y, f0, f1, record, exact=not opts.dense)
-            h = np.where(ok, hs * opts.controller.accept_factor(eest, e1, e2), h)
+            q = opts.controller.accept_factor(eest, e1, e2)
+            h = np.where(ok, next_step(hs, q, cut, np.minimum(h, opts.dtmax)), h)
             e2, e1 = np.where(ok, e1, e2), np.where(ok, np.maximum(eest, 1e-4), e1)
             y[:, ok] = y_new[:, ok]
             naccepted += ok
@@ -229,7 +251,7 @@ def _save_reached(times, saved, isave, t_new, y_new, ok, t_old, y_old, f0, f1, r
         saved.append(y_new.copy())
         return
     for j in np.flatnonzero(ok):
-        while isave[j] < len(times) and times[isave[j]] <= t_new[j] + 1e-12 * max(1.0, abs(t_new[j])):
+        while isave[j] < len(times) and times[isave[j]] <= t_new[j]:
             ts = times[isave[j]]
             if exact or ts >= t_new[j]:
                 saved[isave[j]][:, j] = y_new[:, j]

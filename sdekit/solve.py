@@ -213,7 +213,10 @@ def adaptive_options(m, problem, d, is_ensemble, dt, rtol, atol, controller, dtm
     default_rtol, default_atol = (1e-2, 1e-2) if m.stochastic else (1e-3, 1e-6)
     tol = {}
     for name, v, default in (("rtol", rtol, default_rtol), ("atol", atol, default_atol)):
-        a = np.asarray(default if v is None else v, dtype=float)
+        try:
+            a = np.asarray(default if v is None else v, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a non-negative number or an array of {d}, got {v!r}") from None
         if a.ndim > 1 or (a.ndim == 1 and a.shape != (d,)) or not np.all(np.isfinite(a)) or np.any(a < 0):
             raise ValueError(f"{name} must be a non-negative number or an array of {d}, got {v!r}")
         tol[name] = np.broadcast_to(a, (d,)).reshape(d, 1)
@@ -222,8 +225,10 @@ def adaptive_options(m, problem, d, is_ensemble, dt, rtol, atol, controller, dtm
     for name, v in (("dt", dt), ("dtmin", dtmin), ("dtmax", dtmax)):
         if v is not None and not (np.isfinite(v) and v > 0):
             raise ValueError(f"{name} must be finite and > 0, got {v!r}")
-    if int(maxiters) < 1:
-        raise ValueError(f"maxiters must be >= 1, got {maxiters}")
+    if dtmin is not None and dtmax is not None and dtmin > dtmax:
+        raise ValueError(f"dtmin ({dtmin}) must not exceed dtmax ({dtmax})")
+    if not isinstance(maxiters, (int, np.integer)) or isinstance(maxiters, bool) or maxiters < 1:
+        raise ValueError(f"maxiters must be an integer >= 1, got {maxiters!r}")
     order = (m.strong_order + 0.5) if m.stochastic else m.embedded_order + 1
     ctrl = adaptive_driver.controller(str(controller), order, stochastic=m.stochastic)
 

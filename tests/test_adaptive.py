@@ -145,7 +145,8 @@ def test_failures_are_per_trajectory(backend):
 @pytest.mark.parametrize("kw, match", [
     (dict(rtol=-1.0), "rtol"), (dict(atol=[1.0, 2.0, 3.0]), "atol"), (dict(controller="PX"), "controller"),
     (dict(dtmax=0.0), "dtmax"), (dict(saveat=[0.5, 0.1]), "saveat"), (dict(tstops=[5.0]), "tspan"),
-    (dict(maxiters=0), "maxiters")])
+    (dict(maxiters=0), "maxiters"), (dict(maxiters=2.7), "maxiters"), (dict(rtol="a"), "rtol"),
+    (dict(dtmin=0.5, dtmax=0.1), "dtmin")])
 def test_bad_adaptive_options(kw, match):
     prob, _ = known_solution_problem()
     with pytest.raises(ValueError, match=match):
@@ -220,3 +221,36 @@ def test_kernel_sde_agrees_with_the_reference():
     assert abs(sol.stats["naccept"] - ref.stats["naccept"]) <= 0.1 * ref.stats["naccept"]
     assert np.abs(sol.y - ref.y).max() < 1e-3
     assert np.array_equal(sol.y[:, 0], ref.y[:, 0])   # t0: y0 itself
+
+
+def decay_problem(t0):
+    """y' = −y on [t0, t0 + 2]: y = e^{−(t − t0)} (large |t0| tests time arithmetic)."""
+    y = sk.states("y", 1)
+    return sk.ODEProblem(sk.ODE(y, sp.Matrix([-y[0]])), y0=np.array([1.0]), tspan=(t0, t0 + 2.0))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_stops_just_after_a_step_end_are_integrated_and_do_not_shrink_the_steps(backend):
+    """A tstop a sliver after a natural step end: the sliver is integrated (no time skipped, even at
+    |t| = 1e9), and the cut step does not drag the step size down (dtmin stays satisfiable)."""
+    prob = decay_problem(1e9)
+    plain = sk.solve(prob, "Tsit5", rtol=1e-8, atol=1e-8, backend=backend)
+    err_plain = abs(plain.y[-1, 0] - np.exp(-2.0))
+    for sliver in (5e-4, 5e-6):
+        stops = plain.t[3:8] + sliver
+        sol = sk.solve(prob, "Tsit5", rtol=1e-8, atol=1e-8, tstops=stops, dtmin=1e-4, backend=backend)
+        assert sol.retcode == "Success", sliver
+        assert abs(sol.y[-1, 0] - np.exp(-2.0)) < 3 * err_plain + 1e-9, (sliver, sol.y[-1, 0])
+        assert sol.stats["naccept"] <= plain.stats["naccept"] + 2 * len(stops)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_sde_save_points_near_step_ends_lie_on_the_path(backend):
+    prob = sk.SDEProblem(additive_sde().model, y0=np.array([1.0, 0.0]), tspan=(0.0, 100.0))
+    plain = sk.solve(prob, "SRA1", rtol=1e-2, atol=1e-2, seed=4, backend=backend)
+    ts = np.append(plain.t[2:13] + 5e-11, 100.0)
+    sol = sk.solve(prob, "SRA1", rtol=1e-2, atol=1e-2, seed=4, saveat=ts, backend=backend)
+    tree = BrownianTree(4, 0.0, 100.0, 1, np.zeros(1, np.int64))
+    W = np.array([tree.query(s)[0, 0] for s in ts])
+    assert np.allclose(sol.y[:, 1], W, rtol=0, atol=1e-10)
+    assert sol.stats["naccept"] <= plain.stats["naccept"] + 2 * len(ts)
