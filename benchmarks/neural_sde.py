@@ -1,11 +1,14 @@
 """Neural SDE ensemble benchmark (issue: Foundation II).
 
 dy = (A y + f(y)) dt + 0.1 dW, A = diag(-1, -2, -3, -4), f an MLP 4→32→32→4 (tanh),
-Euler–Maruyama, 100 steps on [0, 1] (dt = 0.01: a non-dyadic grid, so each step queries
-the Brownian tree at depth 48) and, for comparison, 128 steps (dt = 2^-7: the dyadic walk,
-one tree node per step).  Reports wall time excluding compile, cold compile time, GFLOP/s
-and its fraction of the machine's dgemm/sgemm rate measured in the same run, plus the numpy
-reference backend.  Writes benchmarks/results/neural_sde.{json,md}.
+Euler–Maruyama on [0, 1]: 100 steps (dt = 0.01; the tree on [0, 1.28] walked in order, see
+``sdekit.solve.time_grid``) and 128 steps (dt = 2^-7: the tree on [0, 1]); both one tree node
+per step.  Reports wall time excluding compile, cold compile time, GFLOP/s and its fraction of
+the machine's dgemm/sgemm rate measured in the same run, for sdekit's fused Numba kernel, its
+numpy reference backend and, when installed (``pip install -e '.[bench]'``), torchsde
+(``sdeint``, its default BrownianInterval) and diffrax (``jit(vmap(diffeqsolve))`` with a
+VirtualBrownianTree of tol dt/2 — a consistent path, like ours — and with UnsafeBrownianPath,
+independent normals per step).  Writes benchmarks/results/neural_sde.{json,md}.
 
     python benchmarks/neural_sde.py [--quick]
 """
@@ -88,6 +91,60 @@ def torchsde_time(n, steps, dtype):
         return min(_timed(lambda: torchsde.sdeint(sde, y0, ts, method="euler", dt=1.0 / steps)) for _ in range(2))
 
 
+def diffrax_runner(n, steps, dtype, brownian):
+    """A zero-argument callable running the same SDE with diffrax (Euler, jit + vmap over n
+    trajectories); ``brownian`` "tree" (VirtualBrownianTree, tol dt/2) or "unsafe"
+    (UnsafeBrownianPath).  None if diffrax is not installed."""
+    try:
+        import diffrax
+        import jax
+        import jax.numpy as jnp
+        import lineax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", dtype == "float64")  # float32 runs: time in float32 too
+    jdt = {"float64": jnp.float64, "float32": jnp.float32}[dtype]
+    rng = np.random.default_rng(0)
+    sizes = [4, 32, 32, 4]
+    layers = [(jnp.asarray(rng.normal(size=(b, a)) / np.sqrt(a), jdt), jnp.asarray(0.1 * rng.normal(size=b), jdt))
+              for a, b in zip(sizes[:-1], sizes[1:])]
+    lam, sigma, dt = -jnp.arange(1, 5, dtype=jdt), jnp.full(4, 0.1, jdt), 1.0 / steps
+    shape = jax.ShapeDtypeStruct((4,), jdt)
+
+    def drift(t, y, args):
+        h = y
+        for i, (W, b) in enumerate(layers):
+            h = W @ h + b
+            h = jnp.tanh(h) if i < len(layers) - 1 else h
+        return lam * y + h
+
+    def one(key):
+        if brownian == "tree":
+            bm, adjoint = diffrax.VirtualBrownianTree(0.0, 1.0, tol=dt / 2, shape=shape, key=key), \
+                diffrax.RecursiveCheckpointAdjoint()
+        else:
+            bm, adjoint = diffrax.UnsafeBrownianPath(shape=shape, key=key), diffrax.DirectAdjoint()
+        terms = diffrax.MultiTerm(diffrax.ODETerm(drift),
+                                  diffrax.ControlTerm(lambda t, y, a: lineax.DiagonalLinearOperator(sigma), bm))
+        return diffrax.diffeqsolve(terms, diffrax.Euler(), 0.0, 1.0, dt, jnp.ones(4, jdt), max_steps=steps + 1,
+                                   saveat=diffrax.SaveAt(t1=True), adjoint=adjoint).ys[-1]
+
+    keys = jax.random.split(jax.random.PRNGKey(0), n)
+    fn = jax.jit(jax.vmap(one))
+    return lambda: fn(keys).block_until_ready()
+
+
+def _row(backend, steps, dtype, n, run_s, rates, net, compile_s=None):
+    gf = n * steps * (net.flops + 6 * 4) / run_s / 1e9          # MLP + EM update (d = 4)
+    return {"backend": backend, "steps": steps, "dt": f"1/{steps}", "dtype": dtype, "n": n, "time_s": run_s,
+            "compile_s": compile_s, "gflops": gf, "fraction_of_gemm": gf / rates[dtype],
+            "traj_steps_per_s": n * steps / run_s}
+
+
+def _best(fn, repeats=3):
+    return min(_timed(fn) for _ in range(repeats))
+
+
 def run(quick=False):
     import numba
 
@@ -98,57 +155,62 @@ def run(quick=False):
           f"{numba.get_num_threads()}; numpy gemm: {rates['float64']:.1f} GFLOP/s (f64), {rates['float32']:.1f} (f32)")
     rows = []
     sizes = (4096,) if quick else (4096, 65536)
+    _, net = problem(1)
+
+    def emit(row):
+        rows.append(row)
+        print(_fmt(row))
+
     for steps in (100, 128):
-        dt = 1.0 / steps
         for dtype in ("float64", "float32"):
             for n in sizes:
-                ens, net = problem(n)
-                flops = n * steps * (net.flops + 6 * 4)   # MLP + EM update (d = 4)
+                ens, _ = problem(n)
+                solve = lambda: sk.solve(ens, "EM", dt=1.0 / steps, dtype=dtype, saveat=[1.0])  # noqa: E731
                 compile_s = None
                 if n == sizes[0] and steps == 100:  # cold compile: a fresh kernel cache (dt is a runtime argument,
                     #                                  so the 128-step rows reuse the same kernels)
                     os.environ["SDEKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="sdekit-bench-")
                     ens.problem.model._sources.clear()
-                    t_first = _timed(lambda: sk.solve(ens, "EM", dt=dt, dtype=dtype, saveat=[1.0]))
-                    run_s = min(_timed(lambda: sk.solve(ens, "EM", dt=dt, dtype=dtype, saveat=[1.0]))
-                                for _ in range(3))
+                    t_first = _timed(solve)
+                    run_s = _best(solve)
                     compile_s = t_first - run_s
                 else:
-                    sk.solve(ens, "EM", dt=dt, dtype=dtype, saveat=[1.0])
-                    run_s = min(_timed(lambda: sk.solve(ens, "EM", dt=dt, dtype=dtype, saveat=[1.0]))
-                                for _ in range(3))
-                gf = flops / run_s / 1e9
-                rows.append({"backend": "numba", "steps": steps, "grid": "dyadic" if steps == 128 else "non-dyadic",
-                             "dtype": dtype, "n": n, "time_s": run_s, "compile_s": compile_s, "gflops": gf,
-                             "fraction_of_gemm": gf / rates[dtype], "traj_steps_per_s": n * steps / run_s})
-                print(_fmt(rows[-1]))
-    for steps in (100,):
-        for dtype in ("float64", "float32"):
-            for n in sizes:
-                t = torchsde_time(n, steps, dtype)
-                if t is None:
+                    solve()
+                    run_s = _best(solve)
+                emit(_row("sdekit numba", steps, dtype, n, run_s, rates, net, compile_s))
+    ens, _ = problem(4096)
+    emit(_row("sdekit numpy", 100, "float64", 4096,
+              _timed(lambda: sk.solve(ens, "EM", dt=0.01, backend="numpy", saveat=[1.0])), rates, net))
+    for dtype in ("float64", "float32"):
+        for n in sizes:
+            t = torchsde_time(n, 100, dtype)
+            if t is not None:
+                emit(_row("torchsde", 100, dtype, n, t, rates, net))
+            for brownian in ("tree", "unsafe"):
+                fn = diffrax_runner(n, 100, dtype, brownian)
+                if fn is None:
                     continue
-                _, net = problem(1)
-                gf = n * steps * (net.flops + 24) / t / 1e9
-                rows.append({"backend": "torchsde", "steps": steps, "grid": "-", "dtype": dtype, "n": n, "time_s": t,
-                             "compile_s": None, "gflops": gf, "fraction_of_gemm": gf / rates[dtype],
-                             "traj_steps_per_s": n * steps / t})
-                print(_fmt(rows[-1]))
-    for steps in (100, 128):
-        ens, net = problem(4096)
-        run_s = _timed(lambda: sk.solve(ens, "EM", dt=1.0 / steps, backend="numpy", saveat=[1.0]))
-        gf = 4096 * steps * (net.flops + 24) / run_s / 1e9
-        rows.append({"backend": "numpy", "steps": steps, "grid": "dyadic" if steps == 128 else "non-dyadic",
-                     "dtype": "float64", "n": 4096, "time_s": run_s, "compile_s": None, "gflops": gf,
-                     "fraction_of_gemm": gf / rates["float64"], "traj_steps_per_s": 4096 * steps / run_s})
-        print(_fmt(rows[-1]))
+                t_first = _timed(fn)
+                run_s = _best(fn, 2)
+                emit(_row(f"diffrax ({'VirtualBrownianTree' if brownian == 'tree' else 'UnsafeBrownianPath'})",
+                          100, dtype, n, run_s, rates, net, t_first - run_s))
     return {"gemm_gflops": rates, "numba_threads": numba.get_num_threads(), "cpus": os.cpu_count(),
-            "machine": platform.machine(), "rows": rows}
+            "machine": platform.machine(), "versions": _versions(), "rows": rows}
+
+
+def _versions():
+    out = {}
+    for mod in ("numpy", "numba", "torch", "torchsde", "jax", "diffrax"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except ImportError:
+            pass
+    return out
 
 
 def _fmt(r):
     comp = f"{r['compile_s']:.1f}" if r["compile_s"] is not None else "-"
-    return (f"| {r['backend']} | {r['steps']} ({r['grid']}) | {r['dtype']} | {r['n']} | {r['time_s']:.3f} | {comp} | "
+    return (f"| {r['backend']} | {r['steps']} | {r['dtype']} | {r['n']} | {r['time_s']:.3f} | {comp} | "
             f"{r['gflops']:.2f} | {100 * r['fraction_of_gemm']:.0f}% | {r['traj_steps_per_s']:.3g} |")
 
 
@@ -160,7 +222,8 @@ def write(result):
     md = ["# Neural SDE ensemble (d=4, MLP 4-32-32-4 tanh, EM)\n",
           f"numpy gemm on this machine: {result['gemm_gflops']['float64']:.1f} GFLOP/s float64, "
           f"{result['gemm_gflops']['float32']:.1f} GFLOP/s float32; {result['cpus']} cpus, "
-          f"{result['numba_threads']} numba threads.\n", head] + [_fmt(r) for r in result["rows"]]
+          f"{result['numba_threads']} numba threads. Versions: "
+          + ", ".join(f"{k} {v}" for k, v in result.get("versions", {}).items()) + ".\n", head] + [_fmt(r) for r in result["rows"]]
     (RESULTS / "neural_sde.md").write_text("\n".join(md) + "\n")
     print(f"wrote {RESULTS / 'neural_sde.json'} and neural_sde.md")
 

@@ -100,7 +100,7 @@ def _needs_L(form, scheme):
         isinstance(s, EvalRHS) and s.part == "full" for s in scheme.all_statements())
 
 
-FIXED_ARGS = ("y0, first, k0, k1, times, tn_d, h_d, hclass, level, q_ipos, q_frac, q_levels, "
+FIXED_ARGS = ("y0, first, k0, k1, times, tn_d, h_d, hclass, level, tree_T, q_ipos, q_frac, q_levels, "
               "save_at, out, retcode")
 
 
@@ -270,7 +270,7 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
         w('"""One block of B lanes (trajectories first + blk*B ...), structure of arrays (D, B)."""')
         w("n = y0.shape[1]")
         w("nsteps = times.shape[0] - 1")
-        w("T = times[nsteps] - times[0]")
+        w("T = tree_T  # length of the Brownian tree's span (solve.time_grid)")
         w("base = blk * B")
         w("src = np.empty(B, dtype=np.int64)")
         with w.block("for b in range(B):"):

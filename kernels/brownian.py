@@ -1,7 +1,8 @@
 """Virtual (W, H) Brownian tree on Philox counters: the Brownian path is addressed by time.
 
 Convention (DESIGN.md, fixed; one tree for every method, so EM and SRA with the same seed see
-the same W).  On ``[t0, t1]`` (length T) each dyadic interval — heap index ``i`` (root 1,
+the same W).  The tree's span ``[t0, t1]`` is the solve's tspan, except for N equal fixed steps
+h, whose span is ``[t0, t0 + 2^⌈log2 N⌉ h]`` (``sdekit.solve.time_grid``).  On it (length T) each dyadic interval — heap index ``i`` (root 1,
 children 2i and 2i+1; level l holds i in [2^l, 2^{l+1}), length h = T 2^-l) — carries the
 pair (ΔW, H) of each of the m components: the increment and the space-time Lévy area
 

@@ -82,7 +82,7 @@ def integrate(kernel, names, grid: Grid, save_steps, y0, first: int, seed: int, 
     retcode = np.zeros(n, dtype=np.int8)
     level = -1 if grid.level is None else int(grid.level)
     kernel(np.ascontiguousarray(y0), np.int64(first), k0, k1, times, tn_d, h_d, hclass, np.int64(level),
-           q_ipos, q_frac, q_levels, np.asarray(save_steps, np.int64),
+           float(grid.tree_T), q_ipos, q_frac, q_levels, np.asarray(save_steps, np.int64),
            out, retcode, *extra)
     return out, retcode
 

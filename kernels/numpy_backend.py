@@ -21,10 +21,25 @@ UNSTABLE = RETCODES.index("Unstable")
 
 @dataclass
 class Grid:
-    """Fixed step times; ``level`` k when the grid is the dyadic grid T/2^k of the tree."""
+    """Fixed step times and the Brownian tree they read.
+
+    ``level`` k when the steps are the first N <= 2^k intervals of level k of a tree on
+    ``[times[0], tree_end]`` (equal steps h: ``tree_end = t0 + 2^k h``, which is ``t1`` when
+    N = 2^k); the tree is then walked in order.  ``level`` None: the tree is on
+    ``[t0, t1]`` and every step end is a query."""
 
     times: np.ndarray
     level: int | None
+    tree_end: float | None = None
+
+    def __post_init__(self):
+        if self.tree_end is None:
+            self.tree_end = float(self.times[-1])
+
+    @property
+    def tree_T(self) -> float:
+        """Length of the Brownian tree's span."""
+        return self.tree_end - float(self.times[0])
 
     def node(self, n: int) -> int:
         """Counter node of step n: its dyadic interval's heap index, or 2^62 + n otherwise."""
@@ -54,7 +69,7 @@ def operator_values(specs: dict, structure: str, Lval, h: float, noise: Noise | 
 def brownian_increments(grid: Grid, noise: Noise, dtype):
     """Yield (ΔW, H), each (m, n), for each step of ``grid`` (H: space-time Lévy area,
     I_(1,0) = h(ΔW/2 + H)): a walk of the (W, H) tree when dyadic, else consecutive increments."""
-    tree = BrownianTree(noise.seed, grid.times[0], grid.times[-1], noise.m, noise.trajectories)
+    tree = BrownianTree(noise.seed, grid.times[0], grid.tree_end, noise.m, noise.trajectories)
     steps = tree.walk(grid.level) if grid.level is not None else tree.increments(grid.times)
     for dw, hh in steps:
         yield dw.astype(dtype), hh.astype(dtype)

@@ -14,9 +14,9 @@ from sdekit.model import ODE, SDE
 from sdekit.problem import Ensemble, ODEProblem, SDEProblem
 from sdekit.catalogue import methods
 from sdekit.solution import Solution
-from sdekit.solve import inspect, solve
+from sdekit.solve import brownian_tree, inspect, solve
 from sdekit.symbols import MLP, params, states, t
 
 __version__ = "0.1.0"
-__all__ = ["ModelError", "inspect", "ODE", "SDE", "ODEProblem", "SDEProblem", "Ensemble", "Solution", "solve", "methods",
+__all__ = ["ModelError", "brownian_tree", "inspect", "ODE", "SDE", "ODEProblem", "SDEProblem", "Ensemble", "Solution", "solve", "methods",
            "MLP", "params", "states", "t"]

@@ -48,8 +48,14 @@ def scheme_and_source(model, method, backend: str = "numpy", dtype="float64", ad
 
 
 def time_grid(tspan, dt) -> numpy_backend.Grid:
-    """Fixed-step grid on tspan: equal steps T/N when dt divides T (to 1e-9), else steps of dt
-    and a shorter last one.  Dyadic when N = 2^k (then the Brownian tree is walked in order)."""
+    """Fixed-step grid on tspan: N equal steps h = T/N when dt divides T (to 1e-9), else steps
+    of dt and a shorter last one.
+
+    Brownian path (DESIGN.md "noise is addressed by time", extended to any equal-step grid):
+    N equal steps read the first N intervals of level k = ⌈log2 N⌉ of the tree on
+    ``[t0, t0 + 2^k h]``, walked in order at about one node per step.  That span is tspan
+    itself when N = 2^k, and the same for h, h/2, h/4, ... — so a dt-halving sweep sees one
+    path whatever N is.  Unequal steps query the tree on tspan (as adaptive solves do)."""
     t0, t1 = tspan
     try:
         dt = float(dt)
@@ -65,10 +71,24 @@ def time_grid(tspan, dt) -> numpy_backend.Grid:
     if abs(ratio - nsteps) <= 1e-9 * max(ratio, 1.0) or ratio < 1:
         times = t0 + T * (np.arange(nsteps + 1) / nsteps)
         times[-1] = t1
-        level = int(math.log2(nsteps)) if nsteps & (nsteps - 1) == 0 else None
-        return numpy_backend.Grid(times, level)
+        level = (nsteps - 1).bit_length()
+        tree_end = t1 if nsteps == 1 << level else t0 + T * ((1 << level) / nsteps)
+        return numpy_backend.Grid(times, level, tree_end)
     times = np.append(t0 + dt * np.arange(math.ceil(ratio)), t1)
     return numpy_backend.Grid(times, None)
+
+
+def brownian_tree(target, dt=None, seed: int | None = None):
+    """The Brownian tree (``kernels.brownian.BrownianTree``) whose path ``solve(target, ..., dt)``
+    uses: on ``[t0, t0 + 2^k h]`` for N equal fixed steps h (see :func:`time_grid`), on tspan
+    otherwise.  ``.query(t)`` gives W(t) for exact-solution checks."""
+    from .kernels.brownian import BrownianTree
+    problem, _, _, traj, seed, _ = _targets(target, seed)
+    if not problem.model.stochastic:
+        raise ValueError("brownian_tree needs an SDE problem")
+    t0, t1 = (float(x) for x in problem.tspan)
+    end = time_grid((t0, t1), dt).tree_end if dt is not None else t1
+    return BrownianTree(seed, t0, end, problem.model.form.noise_dim, traj)
 
 
 def save_steps(grid, saveat) -> list:

@@ -126,6 +126,42 @@ def test_saveat_on_grid():
         solve(prob, "EM", dt=0.125, saveat=[0.3])
 
 
+def _brownian_model(t1=1.0):
+    y = sk.states("y", 2)   # dy = dW: EM's y_n is W(t_n) up to rounding
+    return sk.SDEProblem(sk.SDE(y, drift=sp.zeros(2, 1), diffusion=sp.Matrix([1, 1]), noise="diagonal"),
+                         y0=[0.0, 0.0], tspan=(0.0, t1))
+
+
+@pytest.mark.parametrize("t1", [1.0, 0.7])
+def test_equal_step_grids_share_one_path(t1):
+    """dt = T/N, T/2N, T/4N read one tree, on [t0, t0 + 2^k dt] (the dyadic walk, one node per
+    step), so their W agree at the shared times; it is the tree ``sk.brownian_tree`` returns."""
+    ens = sk.Ensemble(_brownian_model(t1), n=7, seed=4)
+    sols = [solve(ens, "EM", dt=t1 / n) for n in (100, 200, 400)]
+    for k, s in enumerate(sols[1:], 1):
+        np.testing.assert_allclose(s.y[:, ::2**k], sols[0].y, rtol=0, atol=1e-14)
+    tree = sk.brownian_tree(ens, dt=t1 / 100)
+    assert tree.t1 == pytest.approx(1.28 * t1, rel=1e-15) and sk.brownian_tree(ens, dt=t1 / 400).t1 == tree.t1
+    W = np.stack([tree.query(t) for t in sols[0].t])        # (nt, m, n)
+    # a float grid time lies within a leaf cell (T 2^-48) of its dyadic point: W agrees to ~√(T 2^-48)
+    np.testing.assert_allclose(sols[0].y, W.transpose(2, 0, 1), rtol=0, atol=1e-7)
+    assert np.abs(sols[0].y[:, -1]).max() > 0.1
+
+
+def test_dyadic_and_uneven_grids_read_the_tspan_tree():
+    """dt = T/2^k and steps that do not divide T use the tree on tspan — the adaptive solves' path."""
+    ens = sk.Ensemble(_brownian_model(), n=5, seed=2)
+    adaptive_tree = sk.brownian_tree(ens)
+    for dt in (2.0**-5, 0.03):
+        sol = solve(ens, "EM", dt=dt)
+        assert sk.brownian_tree(ens, dt=dt).t1 == adaptive_tree.t1 == 1.0
+        np.testing.assert_allclose(sol.y[:, -1], adaptive_tree.query(1.0).T, rtol=0, atol=1e-13)
+        mid = sol.t[len(sol.t) // 2]
+        np.testing.assert_allclose(sol.y[:, len(sol.t) // 2], adaptive_tree.query(mid).T, rtol=0, atol=1e-13)
+    with pytest.raises(ValueError, match="needs an SDE"):
+        sk.brownian_tree(sk.ODEProblem(sk.ODE(sk.states("z", 1), sp.Matrix([0])), y0=[0.0], tspan=(0, 1)))
+
+
 def test_general_noise_em_matches_increment_definition():
     y = sk.states("y", 2)
     G = sp.Matrix([[1, 0, 2], [0, 1, -1]]) / 4
