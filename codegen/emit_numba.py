@@ -1,7 +1,9 @@
 """The Numba emitter: prints a StepScheme as one fused, multi-threaded ensemble kernel.
 
-Shape (DESIGN.md "kernel shape A", platform-notes.md): ``prange`` over blocks of ``B``
-trajectories in structure-of-arrays layout ``(d, B)``; inside a block every statement is a
+Shape (DESIGN.md "kernel shape A", platform-notes.md): blocks of ``B`` trajectories in
+structure-of-arrays layout ``(d, B)``, run in parallel as ranges of blocks on host threads
+(the kernel releases the GIL; a ``prange`` launcher made Numba lower and optimise the whole
+kernel a second time, +11 s of cold compile); inside a block every statement is a
 loop over the B lanes, so LLVM vectorises it; the last block is padded (its extra lanes
 repeat the last trajectory and are never stored), so every lane runs the same code.  The
 whole time loop, the Brownian tree, the Philox counters and the MLP run inside; only the
@@ -222,10 +224,16 @@ def _net_buffers(form, lowered_list):
     return out
 
 
-def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64", block: int = 128) -> str:
+def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64", block: int = 128,
+               brownian: str = "walk") -> str:
     """Source of the fused Numba ensemble kernel for ``scheme`` on ``form``.
 
-    ``dtype`` picks the vectorised tanh (``tanh64`` or ``tanh32``, twice the SIMD width)."""
+    ``dtype`` picks the vectorised tanh (``tanh64`` or ``tanh32``, twice the SIMD width).
+    ``brownian`` (SDEs): "walk" — the steps are the in-order intervals of one tree level (equal
+    steps, ``solve.time_grid``) — or "query" — every step end is a tree query (other grids).
+    One kernel does one of them: linking both doubles its compile time."""
+    if brownian not in ("walk", "query"):
+        raise ValueError(f"brownian must be 'walk' or 'query', got {brownian!r}")
     d, m = form.dim, form.noise_dim
     forcing = lower(list(form.forcing), form, _state, lambda g, i: f"{g}[{i}, b]")
     jac = _lower_jacobian(form) if scheme.needs_jacobian else None
@@ -245,11 +253,12 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
     w("import numba")
     w("import numpy as np")
     tanh = {"float64": "tanh64", "float32": "tanh32"}[str(dtype)]
-    w(f"from sdekit.kernels.numba_runtime import normals_block, {tanh} as nb_tanh, tree_increment, tree_start")
+    tree = "tree_walk" if brownian == "walk" else "_DEPTH as DEPTH, tree_query_increment"
+    w(f"from sdekit.kernels.numba_runtime import normals_block, {tanh} as nb_tanh, {tree}, tree_start")
     if jac is not None:
         w("from sdekit.kernels.matfun import phi_block, phi_block_work")
     w()
-    w(f"B = {block}")
+    w(f"BLOCK = B = {block}")
     w(f"D = {d}")
     w(f"M = {m}")
     w()
@@ -257,17 +266,13 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
     calls = _emit_lane_functions(w, form, scheme, forcing, diffusion, extra)
     _emit_emitted_jacobian(w, form, scheme, extra, calls, jac)
     args = ", ".join((FIXED_ARGS,) + tuple(extra))
-    w('@numba.njit(parallel=True, cache=True)')
-    with w.block(f"def kernel({args}):"):
-        w('"""Integrate trajectories first .. first+n-1 over ``times``; writes ``out`` and ``retcode``."""')
-        w("nblocks = (y0.shape[1] + B - 1) // B")
-        with w.block("for blk in numba.prange(nblocks):"):
-            w(f"block(blk, {args})")
-    w()
-    w()
-    w(JIT)
-    with w.block(f"def block(blk, {args}):"):
-        w('"""One block of B lanes (trajectories first + blk*B ...), structure of arrays (D, B)."""')
+    w("@numba.njit(nogil=True, " + JIT.split("(", 1)[1])
+    with w.block(f"def kernel(blk0, blk1, {args}):"):
+        w('"""Blocks blk0 .. blk1-1 of B lanes (trajectories first + blk*B ...), structure of arrays (D, B):')
+        w("integrate them over ``times``; writes ``out`` and ``retcode``.  Releases the GIL: the host runs")
+        w('block ranges on threads (kernels/numba_backend.launch)."""')
+        w("for blk in range(blk0, blk1):")
+        w.level += 1
         w("n = y0.shape[1]")
         w("nsteps = times.shape[0] - 1")
         w("T = tree_T  # length of the Brownian tree's span (solve.time_grid)")
@@ -295,7 +300,7 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
             w("dW = np.empty((M, B), dtype=y0.dtype)")
             w("zeta = np.empty((D, B), dtype=y0.dtype)")
             w("zeta64 = np.empty((D, B))")
-            _emit_tree_setup(w)
+            _emit_tree_setup(w, brownian)
         w("isave = 0")
         with w.block("if save_at[0] == 0:"):
             _emit_save(w)
@@ -305,7 +310,7 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
                 w("h_l[b] = h_d[step]")
             w("hc = hclass[step]")
             if needs_dw:
-                _emit_brownian_step(w)
+                _emit_brownian_step(w, brownian)
             if scheme.needs_zeta:
                 _emit_zeta(w)
             if scheme.needs_levy:
@@ -336,6 +341,7 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
         with w.block("for b in range(B):"):
             with w.block("if base + b < n and bad[b]:"):
                 w("retcode[base + b] = 3")
+        w.level -= 1
     w()
     return "\n".join(w.lines) + "\n"
 
@@ -354,23 +360,29 @@ def _emit_save(w):
     w("isave += 1")
 
 
-def _emit_tree_setup(w):
-    """The block's Brownian tree (kernels/numba_runtime.tree_start / tree_increment)."""
+def _emit_tree_setup(w, brownian):
+    """The block's Brownian tree (kernels/numba_runtime.tree_start): the walk's stack of level
+    + 2 intervals, or the query path of DEPTH + 1 intervals."""
+    walk = brownian == "walk"
     w("dH = np.empty((M, B), dtype=y0.dtype)")
     w("zbuf = np.empty((2 * M, B))")
-    w("acc = np.empty((6, M, B))")
-    w("path = np.empty((2, 49 if level < 0 else 1, M, B))")
-    w("stk_dw = np.empty((max(level, 0) + 2, M, B))")
-    w("stk_h = np.empty((max(level, 0) + 2, M, B))")
-    w("stk_lv = np.empty(max(level, 0) + 2, dtype=np.int64)")
-    w("stk_node = np.empty(max(level, 0) + 2, dtype=np.int64)")
+    w(f"path = np.empty((2, {'1' if walk else 'DEPTH + 1'}, M, B))")
+    w(f"nstack = {'level + 2' if walk else '1'}")
+    w("stk_dw = np.empty((nstack, M, B))")
+    w("stk_h = np.empty((nstack, M, B))")
+    w("stk_lv = np.empty(nstack, dtype=np.int64)")
+    w("stk_node = np.empty(nstack, dtype=np.int64)")
+    if not walk:
+        w("acc = np.empty((6, M, B))")
     w("sp = tree_start(k0, k1, first, src, T, level, zbuf, stk_dw, stk_h, stk_lv, stk_node, path)")
 
 
-def _emit_brownian_step(w):
-    """(dW, dH) of this step: walk the dyadic (W, H) tree (level >= 0) or step its query path to t_{n+1}."""
-    w("sp = tree_increment(k0, k1, first, src, T, level, sp, step, q_ipos, q_frac, q_levels, zbuf, stk_dw, "
-      "stk_h, stk_lv, stk_node, path, acc, dW, dH)")
+def _emit_brownian_step(w, brownian):
+    """(dW, dH) of this step: the next interval of the tree walk, or the query path moved to t_{n+1}."""
+    if brownian == "walk":
+        w("sp = tree_walk(k0, k1, first, src, T, level, sp, zbuf, stk_dw, stk_h, stk_lv, stk_node, dW, dH)")
+    else:
+        w("tree_query_increment(k0, k1, first, src, T, step, q_ipos, q_frac, q_levels, zbuf, path, acc, dW, dH)")
 
 
 def _emit_zeta(w):

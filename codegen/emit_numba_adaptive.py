@@ -64,20 +64,18 @@ def emit_numba_adaptive(form: SemilinearForm, scheme: StepScheme, dtype: str = "
     calls = _emit_lane_functions(w, form, scheme, forcing, diffusion, extra, full_rhs=True)
     jac = _emit_emitted_jacobian(w, form, scheme, extra, calls)
     args = ", ".join((ADAPTIVE_ARGS,) + tuple(extra))
-    w("@numba.njit(parallel=True, cache=True)")
-    with w.block(f"def kernel({args}):"):
-        w('"""Integrate trajectories first .. first+n-1 over [t0, t1] adaptively, each its own steps; writes '
-          '``out`` (and ``out_t``, ``nsaved`` when ``record``), ``retcode`` and ``stats`` (nf, naccept, nreject)."""')
+    w("@numba.njit(nogil=True, " + JIT.split("(", 1)[1])
+    with w.block(f"def kernel(blk0, blk1, {args}):"):
+        w('"""Blocks blk0 .. blk1-1 of the ceil(n / BLOCK) blocks: integrate their trajectories (of first ..')
+        w("first+n-1) over [t0, t1] adaptively, each its own steps; writes ``out`` (and ``out_t``, ``nsaved``")
+        w("when ``record``), ``retcode`` and ``stats`` (nf, naccept, nreject).  Blocks have equal size")
+        w("B = ceil(n / nblocks) (little padding; n = 1 runs one lane) and lanes in structure of arrays (D, B),")
+        w('masked once finished.  Releases the GIL: the host runs block ranges on threads."""')
         w("n = y0.shape[1]")
         w("nblocks = (n + BLOCK - 1) // BLOCK")
-        w("B = (n + nblocks - 1) // nblocks  # blocks of equal size: little padding, and n = 1 runs one lane")
-        with w.block("for blk in numba.prange(nblocks):"):
-            w(f"block(blk, B, {args})")
-    w()
-    w()
-    w(JIT)
-    with w.block(f"def block(blk, B, {args}):"):
-        w('"""One block of B lanes, structure of arrays (D, B); lanes are masked once finished."""')
+        w("B = (n + nblocks - 1) // nblocks")
+        w("for blk in range(blk0, blk1):")
+        w.level += 1
         _emit_setup(w, form, scheme, forcing, jac)
         _emit_initial_step(w, form, calls)
         with w.block("while True:"):
@@ -95,6 +93,7 @@ def emit_numba_adaptive(form: SemilinearForm, scheme: StepScheme, dtype: str = "
             _emit_dense_output(w, form, calls)
             _emit_accept_reject(w, form, scheme)
         _emit_finish(w)
+        w.level -= 1
     w()
     return "\n".join(w.lines) + "\n"
 

@@ -41,7 +41,7 @@ Access:
   large numbers, so H is accurate to rounding relative to √h even for tiny steps.  The
   levels above c are shared with the previous point (their normals are not drawn again).
 * :meth:`BrownianTree.query` returns W(t) at any t in O(DEPTH).
-The Numba kernels (``kernels/numba_runtime.tree_start`` / ``tree_increment``) do the same
+The Numba kernels (``kernels/numba_runtime.tree_start``, ``tree_walk``, ``tree_query_increment``) do the same
 arithmetic in the same order, so the backends agree to rounding (their Box–Muller differs by
 a few ulp); results depend only on (seed, trajectory, times).
 """

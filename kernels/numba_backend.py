@@ -1,6 +1,9 @@
 """Launch a generated fused Numba kernel (see sdekit.codegen.emit_numba) over an ensemble."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
 import numpy as np
 
 from .brownian import BrownianTree
@@ -12,6 +15,27 @@ def _strided(a, dtype):
     """(array, stride): per-trajectory arrays keep stride 1, shared values get stride 0."""
     a = np.ascontiguousarray(np.atleast_1d(a), dtype=dtype)
     return a, (1 if a.shape[-1] > 1 else 0)
+
+
+def launch(module, n: int, *args):
+    """Run ``module.kernel(blk0, blk1, *args)`` over all ceil(n / BLOCK) blocks of lanes, on
+    ``numba.get_num_threads()`` threads.  The kernel releases the GIL and blocks are independent,
+    so the result does not depend on the split; each thread takes about four ranges, so uneven
+    (adaptive) blocks balance.  A first call compiles the kernel on this thread alone."""
+    kernel = module.kernel
+    nblocks = -(-n // module.BLOCK)
+    nthreads = max(1, min(numba.get_num_threads(), nblocks))
+    per = max(1, nblocks // (4 * nthreads)) if nthreads > 1 else nblocks
+    ranges = [(a, min(a + per, nblocks)) for a in range(0, nblocks, per)]
+    if not kernel.signatures:
+        kernel(*ranges.pop(0), *args)
+    if nthreads == 1:
+        for a, b in ranges:
+            kernel(a, b, *args)
+        return
+    with ThreadPoolExecutor(nthreads, thread_name_prefix="sdekit") as pool:
+        for job in [pool.submit(kernel, a, b, *args) for a, b in ranges]:
+            job.result()
 
 
 def kernel_data(names, *, params, nets, structure, Lval, op_specs, grid: Grid | None, noise: Noise | None, d,
@@ -59,7 +83,7 @@ def _operator_tables(op_specs, structure, Lval, classes, noise, d, dtype):
     return vals
 
 
-def integrate(kernel, names, grid: Grid, save_steps, y0, first: int, seed: int, params, nets, structure, Lval,
+def integrate(module, names, grid: Grid, save_steps, y0, first: int, seed: int, params, nets, structure, Lval,
               op_specs, noise: Noise | None):
     """Run the fused kernel; returns (saved (nsave, d, n), retcodes (n,) int8)."""
     d, n = y0.shape
@@ -81,13 +105,13 @@ def integrate(kernel, names, grid: Grid, save_steps, y0, first: int, seed: int, 
     out = np.empty((len(save_steps), d, n), dtype=dtype)
     retcode = np.zeros(n, dtype=np.int8)
     level = -1 if grid.level is None else int(grid.level)
-    kernel(np.ascontiguousarray(y0), np.int64(first), k0, k1, times, tn_d, h_d, hclass, np.int64(level),
+    launch(module, n, np.ascontiguousarray(y0), np.int64(first), k0, k1, times, tn_d, h_d, hclass, np.int64(level),
            float(grid.tree_T), q_ipos, q_frac, q_levels, np.asarray(save_steps, np.int64),
            out, retcode, *extra)
     return out, retcode
 
 
-def integrate_adaptive(kernel, names, tspan, y0, first: int, seed: int, params, nets, structure, Lval, opts,
+def integrate_adaptive(module, names, tspan, y0, first: int, seed: int, params, nets, structure, Lval, opts,
                        record_capacity: int = 1024):
     """Run the adaptive fused kernel (emit_numba_adaptive); same contract as
     ``kernels.adaptive.integrate``: (times, saved (nsave, d, n), retcodes (n,), stats).
@@ -113,7 +137,7 @@ def integrate_adaptive(kernel, names, tspan, y0, first: int, seed: int, params, 
         nsaved = np.zeros(n, np.int64)
         retcode = np.zeros(n, dtype=np.int8)
         stats = np.zeros((3, n), np.int64)
-        kernel(np.ascontiguousarray(y0), np.int64(first), k0, k1, t0, t1, float(opts.dt0 or 0.0),
+        launch(module, n, np.ascontiguousarray(y0), np.int64(first), k0, k1, t0, t1, float(opts.dt0 or 0.0),
                np.ascontiguousarray(opts.rtol.ravel(), dtype=np.float64),
                np.ascontiguousarray(opts.atol.ravel(), dtype=np.float64), ctrl, float(opts.dtmin),
                float(opts.dtmax), np.int64(opts.maxiters), stops, save_t, record, out, out_t, nsaved, retcode, stats,

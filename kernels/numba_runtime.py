@@ -301,7 +301,7 @@ def tree_start(k0, k1, first, src, T, level, zbuf, stk_dw, stk_h, stk_lv, stk_no
             for b in range(nb):
                 path[0, _DEPTH, c, b] = sd_w * zbuf[c, b]
                 path[1, _DEPTH, c, b] = sd_h * zbuf[m + c, b]
-    return 0
+    return np.int64(0)
 
 
 @numba.njit(cache=True)
@@ -418,40 +418,41 @@ def tree_query_step(k0, k1, first, src, T, ipa, fra, na, ipb, frb, nb, zbuf, pat
 
 
 @numba.njit(cache=True)
-def tree_increment(k0, k1, first, src, T, level, sp, step, q_ipos, q_frac, q_levels, zbuf, stk_dw, stk_h,
-                   stk_lv, stk_node, path, acc, dW, dH):
-    """(ΔW, H) of step ``step`` for a block into dW, dH (M, B): walk the dyadic tree in order
-    (level >= 0; returns the new stack pointer) or step the query path from t_step to t_{step+1}
+def tree_walk(k0, k1, first, src, T, level, sp, zbuf, stk_dw, stk_h, stk_lv, stk_node, dW, dH):
+    """(ΔW, H) of the next interval of level ``level`` of the dyadic tree, visited in order, into
+    dW, dH (M, B); returns the new stack pointer.  Same order and arithmetic as
+    ``BrownianTree.walk``: about one node (one :func:`bridge_block`) per step."""
+    m, nb = dW.shape
+    lv = stk_lv[sp]
+    while lv != level:
+        # bisect the top interval: left child on top, right child in place (BrownianTree.walk's order)
+        node = stk_node[sp]
+        bridge_block(k0, k1, node, lv, T, first, src, stk_dw[sp], stk_h[sp], zbuf, stk_dw[sp + 1],
+                     stk_h[sp + 1], stk_dw[sp], stk_h[sp])
+        stk_lv[sp] = lv + 1
+        stk_node[sp] = 2 * node + 1
+        sp += 1
+        lv += 1
+        stk_lv[sp] = lv
+        stk_node[sp] = 2 * node
+    for c in range(m):
+        for b in range(nb):
+            dW[c, b] = stk_dw[sp, c, b]
+            dH[c, b] = stk_h[sp, c, b]
+    return sp - 1
+
+
+@numba.njit(cache=True)
+def tree_query_increment(k0, k1, first, src, T, step, q_ipos, q_frac, q_levels, zbuf, path, acc, dW, dH):
+    """(ΔW, H) of step ``step`` into dW, dH (M, B): move the query path from t_step to t_{step+1}
     by their plans (kernels/brownian.py, same arithmetic).  Buffers: see :func:`tree_start`;
     ``acc`` (6, M, B)."""
-    m, nb = dW.shape
-    if level >= 0:
-        while True:
-            lv = stk_lv[sp]
-            node = stk_node[sp]
-            if lv == level:
-                for c in range(m):
-                    for b in range(nb):
-                        dW[c, b] = stk_dw[sp, c, b]
-                        dH[c, b] = stk_h[sp, c, b]
-                sp -= 1
-                break
-            # left child on top, right child in place (same order as BrownianTree.walk)
-            bridge_block(k0, k1, node, lv, T, first, src, stk_dw[sp], stk_h[sp], zbuf, stk_dw[sp + 1],
-                         stk_h[sp + 1], stk_dw[sp], stk_h[sp])
-            stk_lv[sp] = lv + 1
-            stk_node[sp] = 2 * node + 1
-            sp += 1
-            stk_lv[sp] = lv + 1
-            stk_node[sp] = 2 * node
+    if step == 0:
+        ipa, fra, na = np.int64(0), 0.0, np.int64(0)
     else:
-        if step == 0:
-            ipa, fra, na = np.int64(0), 0.0, np.int64(0)
-        else:
-            ipa, fra, na = q_ipos[step - 1], q_frac[step - 1], q_levels[step - 1]
-        tree_query_step(k0, k1, first, src, T, ipa, fra, na, q_ipos[step], q_frac[step], q_levels[step], zbuf,
-                        path, acc, dW, dH)
-    return sp
+        ipa, fra, na = q_ipos[step - 1], q_frac[step - 1], q_levels[step - 1]
+    tree_query_step(k0, k1, first, src, T, ipa, fra, na, q_ipos[step], q_frac[step], q_levels[step], zbuf,
+                    path, acc, dW, dH)
 
 
 @numba.njit(cache=True)

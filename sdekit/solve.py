@@ -24,13 +24,16 @@ BACKENDS = ("numba", "numpy")
 MAX_STEPS = 10**8
 
 
-def scheme_and_source(model, method, backend: str = "numpy", dtype="float64", adaptive: bool = False):
+def scheme_and_source(model, method, backend: str = "numpy", dtype="float64", adaptive: bool = False,
+                      brownian: str = "walk"):
     """(StepScheme, generated source) for ``model`` and ``method``, cached on the model.
     The numpy module serves every dtype and step control; a Numba kernel is specialised to its
-    dtype, and the adaptive one (each trajectory its own steps) is a kernel of its own."""
+    dtype, the adaptive one (each trajectory its own steps) is a kernel of its own, and a
+    fixed-step SDE kernel either walks the Brownian tree (equal steps) or queries it."""
     dtype = str(np.dtype(dtype)) if backend == "numba" else None
     adaptive = bool(adaptive) and backend == "numba"
-    key = (method.name, backend, dtype, adaptive)
+    brownian = brownian if backend == "numba" and not adaptive and model.form.stochastic else None
+    key = (method.name, backend, dtype, adaptive, brownian)
     if key not in model._sources:
         scheme = build_scheme(model.form, method)
         if backend == "numpy":
@@ -42,7 +45,7 @@ def scheme_and_source(model, method, backend: str = "numpy", dtype="float64", ad
                 raise ModelError(f"{method.name} on this model has no adaptive Numba kernel ({e}); use "
                                  "backend='numpy'") from None
         else:
-            src = emit_numba(model.form, scheme, dtype)
+            src = emit_numba(model.form, scheme, dtype, brownian=brownian or "walk")
         model._sources[key] = (scheme, src)
     return model._sources[key]
 
@@ -162,9 +165,10 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
                          f"fixed steps, or use one of {names}")
     if not adaptive and dt is None:
         raise ValueError(f"give dt for fixed steps with {m.name}")
-    scheme, source = scheme_and_source(model, m, backend, dtype, adaptive)
+    grid = None if adaptive else time_grid(problem.tspan, dt)
+    brownian = "walk" if adaptive or grid.level is not None else "query"
+    scheme, source = scheme_and_source(model, m, backend, dtype, adaptive, brownian)
     if not adaptive:
-        grid = time_grid(problem.tspan, dt)
         steps_saved = save_steps(grid, saveat)
         if not steps_saved:
             raise ValueError("saveat is empty: nothing would be saved")
@@ -200,9 +204,8 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
                 host, problem.tspan, y0, pvals, nets, form.linear_structure, Lval, op_specs, noise, opts, progress)
         else:
             from sdekit.kernels import numba_backend
-            kernel = load_module(source, "numba").kernel
             times, saved, codes, stats = numba_backend.integrate_adaptive(
-                kernel, kernel_arguments(form, scheme, adaptive=True), problem.tspan, y0, int(trajectories[0]), seed,
+                load_module(source, "numba"), kernel_arguments(form, scheme, adaptive=True), problem.tspan, y0, int(trajectories[0]), seed,
                 pvals, nets, form.linear_structure, Lval, opts)
         y = np.transpose(saved, (2, 0, 1))
         return Solution.from_codes(times, y if is_ensemble else y[0], codes, is_ensemble, stats=stats,
@@ -214,9 +217,8 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
             progress=progress)
     else:
         from sdekit.kernels import numba_backend
-        kernel = load_module(source, "numba").kernel
         saved, codes = numba_backend.integrate(
-            kernel, kernel_arguments(form, scheme), grid, steps_saved, y0, int(trajectories[0]), seed, pvals, nets,
+            load_module(source, "numba"), kernel_arguments(form, scheme), grid, steps_saved, y0, int(trajectories[0]), seed, pvals, nets,
             form.linear_structure, Lval, op_specs, noise)
     y = np.transpose(saved, (2, 0, 1))
     nstages = sum(isinstance(s, EvalRHS) for s in scheme.live_statements())  # (multistep startup: a few more)
@@ -270,10 +272,12 @@ def adaptive_options(m, problem, d, is_ensemble, dt, rtol, atol, controller, dtm
         tstops=np.empty(0) if tstops is None else times(tstops, "tstops"), dense=not m.stochastic)
 
 
-def inspect(model, method: str, backend: str = "numba", dtype=np.float64, adaptive: bool = False) -> str:
+def inspect(model, method: str, backend: str = "numba", dtype=np.float64, adaptive: bool = False,
+            brownian: str = "walk") -> str:
     """The generated source that ``solve`` runs for ``model`` and ``method`` on ``backend``
-    (``adaptive``: the Numba kernel with per-trajectory step control)."""
+    (``adaptive``: the Numba kernel with per-trajectory step control; ``brownian`` "query": the
+    fixed-step SDE kernel for steps that do not divide tspan)."""
     if backend.lower() not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {BACKENDS}")
     return scheme_and_source(getattr(model, "model", model), get_method(method), backend.lower(), dtype,
-                             adaptive)[1]
+                             adaptive, brownian)[1]

@@ -133,11 +133,11 @@ def test_non_increasing_times_raise():
         tree(n=2).increment(0.7, 0.2)
 
 
-# --- the Numba runtime (kernels/numba_runtime.tree_start / tree_increment) ---------------------
+# --- the Numba runtime (kernels/numba_runtime.tree_start, tree_walk, tree_query_increment) ------------------
 
 
 def numba_increments(seed, times, m, traj, level, dtype=np.float64, block=None):
-    """Drive tree_start / tree_increment as the generated kernel does, one block of lanes
+    """Drive tree_start and tree_walk / tree_query_increment as the generated kernel does, one block of lanes
     ``traj`` (first = traj[0], src = offsets) — or several blocks of ``block`` lanes."""
     traj = np.asarray(traj, dtype=np.int64)
     if block is not None:
@@ -164,8 +164,10 @@ def numba_increments(seed, times, m, traj, level, dtype=np.float64, block=None):
     sp = nr.tree_start(k0, k1, first, src, T, lv, zbuf, stk_dw, stk_h, stk_lv, stk_node, path)
     out = []
     for step in range(len(times) - 1):
-        sp = nr.tree_increment(k0, k1, first, src, T, lv, sp, step, q_ipos, q_frac, q_levels, zbuf, stk_dw, stk_h,
-                               stk_lv, stk_node, path, acc, dW, dH)
+        if level >= 0:
+            sp = nr.tree_walk(k0, k1, first, src, T, lv, sp, zbuf, stk_dw, stk_h, stk_lv, stk_node, dW, dH)
+        else:
+            nr.tree_query_increment(k0, k1, first, src, T, step, q_ipos, q_frac, q_levels, zbuf, path, acc, dW, dH)
         out.append((dW.copy(), dH.copy()))
     return out
 

@@ -171,7 +171,10 @@ def test_generated_kernel_is_cached_for_a_second_process(tmp_path):
 
 def test_inspect_prints_the_kernel():
     src = sk.inspect(neural(True).model, "SETD1", backend="numba")
-    assert "numba.prange(nblocks)" in src and "def kernel(" in src and "nb_tanh(" in src
+    assert "for blk in range(blk0, blk1):" in src and "def kernel(blk0, blk1," in src and "nb_tanh(" in src
+    assert "tree_walk(" in src and "tree_query" not in src
+    query = sk.inspect(neural(True).model, "SETD1", backend="numba", brownian="query")
+    assert "tree_query_increment(" in query and "tree_walk" not in query
     assert load_module(src, "numba").B == 128
 
 
