@@ -153,10 +153,7 @@ def _emit_net(w, form, group, state):
         with w.block(f"for j in range({sizes[layer + 1]}):"):
             with w.block("for b in range(B):"):
                 w(f"{dst}[j, b] = {bias}[j]")
-            with w.block(f"for k in range({sizes[layer]}):"):
-                w(f"wjk = {W}[j, k]")
-                with w.block("for b in range(B):"):
-                    w(f"{dst}[j, b] += wjk * {src}[k, b]")
+            _emit_matvec_row(w, W, src, dst, sizes[layer])
             if group.jacobian:   # forward-mode tangent T <- W T (T_0 = I), then σ'(x) T on hidden layers
                 with w.block(f"for i in range({sizes[0]}):"):
                     if tsrc is None:
@@ -177,6 +174,29 @@ def _emit_net(w, form, group, state):
                             w(f"{tdst}[j, i, b] *= g")
                     w(f"{dst}[j, b] = {_activation(net.activation, f'{dst}[j, b]')}")
         src, tsrc = dst, tdst
+
+
+#: inputs per pass of a layer's lane loop: dst[j] += W[j,k] x[k] + ... + W[j,k+U-1] x[k+U-1] loads and
+#: stores dst once per U products (one load and store per product made the MLP L1-bound)
+MATVEC_UNROLL = 8
+
+
+def _emit_matvec_row(w, W, src, dst, K, U=MATVEC_UNROLL):
+    """dst[j, b] += Σ_k W[j, k] src[k, b], U inputs per lane loop (summed in k order, as numpy's
+    reference and the plain loop would, so FMA contraction is the only difference)."""
+    K_main = K - K % U
+
+    def body(k, terms):
+        for u in range(terms):
+            w(f"w{u} = {W}[j, {k} + {u}]")
+        with w.block("for b in range(B):"):
+            w(f"{dst}[j, b] = {dst}[j, b] + " + " + ".join(f"w{u} * {src}[{k} + {u}, b]" for u in range(terms)))
+
+    if K_main:
+        with w.block(f"for k in range(0, {K_main}, {U}):"):
+            body("k", U)
+    if K % U:
+        body(str(K_main), K % U)
 
 
 def _activation(kind, x):

@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     i.add_argument("--backend", default="numba", help="numba (default) or numpy")
     i.add_argument("--adaptive", action="store_true",
                    help="the Numba kernel with per-trajectory step control (methods with an error estimate)")
+    i.add_argument("--query", action="store_true",
+                   help="the fixed-step SDE kernel that queries the Brownian tree (steps that do not divide tspan)")
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -48,7 +50,8 @@ def _run(args) -> int:
         print(methods_table())
     elif args.cmd == "inspect":
         from sdekit.solve import inspect
-        print(inspect(_load_model(args.model), args.method, args.backend, adaptive=args.adaptive))
+        print(inspect(_load_model(args.model), args.method, args.backend, adaptive=args.adaptive,
+                      brownian="query" if args.query else "walk"))
     return 0
 
 
