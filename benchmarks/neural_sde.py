@@ -134,32 +134,36 @@ def diffrax_runner(n, steps, dtype, brownian):
     return lambda: fn(keys).block_until_ready()
 
 
-def _row(backend, steps, dtype, n, run_s, rates, net, compile_s=None):
+def _row(backend, steps, dtype, n, run_s, net, compile_s=None):
     gf = n * steps * (net.flops + 6 * 4) / run_s / 1e9          # MLP + EM update (d = 4)
     return {"backend": backend, "steps": steps, "dt": f"1/{steps}", "dtype": dtype, "n": n, "time_s": run_s,
-            "compile_s": compile_s, "gflops": gf, "fraction_of_gemm": gf / rates[dtype],
+            "compile_s": compile_s, "gflops": gf, "fraction_of_gemm": None,
             "traj_steps_per_s": n * steps / run_s}
 
 
-def _best(fn, repeats=3):
+def _best(fn, repeats=5):
     return min(_timed(fn) for _ in range(repeats))
 
 
 def run(quick=False):
+    # a cold compile means empty caches: sdekit's (set per dtype below) and Numba's, which holds the
+    # runtime helpers (Philox, tree, tanh) the kernels link — when numba is not imported yet
+    os.environ.setdefault("NUMBA_CACHE_DIR", tempfile.mkdtemp(prefix="sdekit-bench-numba-"))
     import numba
 
     import sdekit as sk
 
-    rates = {"float64": gemm_rate(np.float64), "float32": gemm_rate(np.float32)}
+    # gemm is measured last: BLAS worker threads keep spinning after a large gemm and slowed the
+    # kernel rows measured after it by up to 30%; rows hold times and are scaled at the end
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, numba threads "
-          f"{numba.get_num_threads()}; numpy gemm: {rates['float64']:.1f} GFLOP/s (f64), {rates['float32']:.1f} (f32)")
+          f"{numba.get_num_threads()}")
     rows = []
     sizes = (4096,) if quick else (4096, 65536)
     _, net = problem(1)
 
     def emit(row):
         rows.append(row)
-        print(_fmt(row))
+        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items() if v is not None})
 
     for steps in (100, 128):
         for dtype in ("float64", "float32"):
@@ -177,15 +181,15 @@ def run(quick=False):
                 else:
                     solve()
                     run_s = _best(solve)
-                emit(_row("sdekit numba", steps, dtype, n, run_s, rates, net, compile_s))
+                emit(_row("sdekit numba", steps, dtype, n, run_s, net, compile_s))
     ens, _ = problem(4096)
     emit(_row("sdekit numpy", 100, "float64", 4096,
-              _timed(lambda: sk.solve(ens, "EM", dt=0.01, backend="numpy", saveat=[1.0])), rates, net))
+              _timed(lambda: sk.solve(ens, "EM", dt=0.01, backend="numpy", saveat=[1.0])), net))
     for dtype in ("float64", "float32"):
         for n in sizes:
             t = torchsde_time(n, 100, dtype)
             if t is not None:
-                emit(_row("torchsde", 100, dtype, n, t, rates, net))
+                emit(_row("torchsde", 100, dtype, n, t, net))
             for brownian in ("tree", "unsafe"):
                 fn = diffrax_runner(n, 100, dtype, brownian)
                 if fn is None:
@@ -193,7 +197,11 @@ def run(quick=False):
                 t_first = _timed(fn)
                 run_s = _best(fn, 2)
                 emit(_row(f"diffrax ({'VirtualBrownianTree' if brownian == 'tree' else 'UnsafeBrownianPath'})",
-                          100, dtype, n, run_s, rates, net, t_first - run_s))
+                          100, dtype, n, run_s, net, t_first - run_s))
+    rates = {"float64": gemm_rate(np.float64), "float32": gemm_rate(np.float32)}
+    print(f"numpy gemm: {rates['float64']:.1f} GFLOP/s (f64), {rates['float32']:.1f} (f32)")
+    for r in rows:
+        r["fraction_of_gemm"] = r["gflops"] / rates[r["dtype"]]
     return {"gemm_gflops": rates, "numba_threads": numba.get_num_threads(), "cpus": os.cpu_count(),
             "machine": platform.machine(), "versions": _versions(), "rows": rows}
 
