@@ -214,8 +214,10 @@ _E32 = tuple(_F(1.0 / math.factorial(k)) for k in range(2, 8))
 @numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
 def tanh32(x):
     """float32 tanh with the same construction in float32 arithmetic (Taylor of expm1 to r^7):
-    twice the SIMD width of tanh64, error <= 4 float32 ulp."""
-    t = max(_F(-2.0) * abs(x), _F(-103.0))
+    twice the SIMD width of tanh64, error <= 4 float32 ulp.  A float64 argument (Numba promotes
+    ``0.5 * x`` to float64) is rounded to float32 first: the bit tricks below read float32 bits."""
+    xf = _F(x)
+    t = max(_F(-2.0) * abs(xf), _F(-103.0))
     kf = t * _LOG2E32 + _MAGIC32
     k = _f32_as_i32(kf) - _MAGIC32_BITS
     kd = kf - _MAGIC32
@@ -224,7 +226,7 @@ def tanh32(x):
     em1 = r + r * r * p
     two_k = _i32_as_f32((max(k, np.int32(-126)) + np.int32(127)) << np.int32(23))
     u = two_k * em1 + (two_k - _F(1.0))
-    return math.copysign(-u / (_F(2.0) + u), x)
+    return math.copysign(-u / (_F(2.0) + u), xf)
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath={"contract"})

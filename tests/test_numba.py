@@ -127,6 +127,20 @@ def test_float32_kernel_stays_within_float32_accuracy():
     np.testing.assert_allclose(b.y, a.y, rtol=0, atol=2e-5)
 
 
+def test_float32_kernel_with_float64_promoted_tanh_arguments():
+    """In a float32 kernel Numba promotes ``y/2`` or ``0.5 * x`` (silu, sigmoid) to float64; tanh32
+    must round its argument, not read float64 bits as float32 (review: it returned 0.333 for 0.5)."""
+    y = sk.states("y", 2)
+    net = sk.MLP("f", [2, 9, 17, 2], activation="silu")
+    rng = np.random.default_rng(1)
+    weights = [(rng.normal(size=(b, a)) / np.sqrt(a), 0.1 * rng.normal(size=b)) for a, b in zip([2, 9, 17], [9, 17, 2])]
+    model = sk.ODE(y, sp.Matrix([-y[0] + sp.tanh(y[0] / 2), -y[1]]) + net(y))
+    prob = sk.ODEProblem(model, y0=[0.7, -0.3], tspan=(0.0, 1.0), nets={"f": weights})
+    ref = sk.solve(prob, "RK4", dt=2.0**-6, backend="numpy").y
+    got = sk.solve(prob, "RK4", dt=2.0**-6, dtype=np.float32).y
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-6)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_fast_tanh_error_bound(dtype):
     """The kernels' vectorisable tanh is within 4 ulp of np.tanh (float64: tanh64, float32: tanh32)."""
