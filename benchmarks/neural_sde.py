@@ -1,9 +1,9 @@
 """Neural SDE ensemble benchmark (issue: Foundation II).
 
 dy = (A y + f(y)) dt + 0.1 dW, A = diag(-1, -2, -3, -4), f an MLP 4→32→32→4 (tanh),
-Euler–Maruyama on [0, 1]: 100 steps (dt = 0.01; the tree on [0, 1.28] walked in order, see
-``sdekit.solve.time_grid``) and 128 steps (dt = 2^-7: the tree on [0, 1]); both one tree node
-per step.  Reports wall time excluding compile, cold compile time, GFLOP/s and its fraction of
+Euler–Maruyama on [0, 1]: 100 steps with ``brownian="steps"`` (the tree on [0, 1.28] walked in
+order, see ``sdekit.solve.time_grid``), 128 steps (the tree on [0, 1] walked) — both one tree
+node per step — and 100 steps on the default tspan tree (queried, ~40 levels per step).  Reports wall time excluding compile, cold compile time, GFLOP/s and its fraction of
 the machine's dgemm/sgemm rate measured in the same run, for sdekit's fused Numba kernel, its
 numpy reference backend and, when installed (``pip install -e '.[bench]'``), torchsde
 (``sdeint``, its default BrownianInterval) and diffrax (``jit(vmap(diffeqsolve))`` with a
@@ -174,25 +174,28 @@ def run(quick=False):
         timed.append((row, fn))
         print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items() if v is not None})
 
-    for steps in (100, 128):
+    configs = [(100, "steps"), (128, "tspan"), (100, "tspan")]   # (steps, brownian): walk, walk, query
+    compiled = set()
+    for steps, brownian in configs:
+        kind = "query" if brownian == "tspan" and steps & (steps - 1) else "walk"
         for dtype in ("float64", "float32"):
             for n in sizes:
                 ens, _ = problem(n)
-                solve = partial(sk.solve, ens, "EM", dt=1.0 / steps, dtype=dtype, saveat=[1.0])
+                solve = partial(sk.solve, ens, "EM", dt=1.0 / steps, dtype=dtype, saveat=[1.0], brownian=brownian)
                 compile_s = None
-                if n == sizes[0] and steps == 100:  # cold compile: a fresh kernel cache (dt is a runtime argument,
-                    #                                  so the 128-step rows reuse the same kernels)
+                if (kind, dtype) not in compiled:   # cold compile: a fresh kernel cache (dt is a runtime
+                    compiled.add((kind, dtype))      # argument, so 100 and 128 steps share the walk kernel)
                     os.environ["SDEKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="sdekit-bench-")
                     ens.problem.model._sources.clear()
                     t_first = _timed(solve)
-                    run_s = _best(solve)
+                    run_s = _best(solve, 5 if kind == "walk" else 2)
                     compile_s = t_first - run_s
                 else:
                     solve()
-                    run_s = _best(solve)
-                emit("sdekit numba", steps, dtype, n, solve, run_s, compile_s)
+                    run_s = _best(solve, 5 if kind == "walk" else 2)
+                emit(f"sdekit numba ({brownian}: {kind})", steps, dtype, n, solve, run_s, compile_s)
     ens, _ = problem(4096)
-    numpy_solve = partial(sk.solve, ens, "EM", dt=0.01, backend="numpy", saveat=[1.0])
+    numpy_solve = partial(sk.solve, ens, "EM", dt=0.01, backend="numpy", saveat=[1.0], brownian="steps")
     emit("sdekit numpy", 100, "float64", 4096, numpy_solve, _timed(numpy_solve))
     for dtype in ("float64", "float32"):
         for n in sizes:
@@ -249,10 +252,12 @@ def write(result):
           f"{result['numba_threads']} numba threads. Versions: "
           + ", ".join(f"{k} {v}" for k, v in result.get("versions", {}).items()) + ".\n", head] + [_fmt(r) for r in result["rows"]]
     md += ["", "GFLOP/s counts the MLP and the EM update (2 flops per multiply-add) per trajectory-step, the "
-           "same count for every backend. sdekit's 100-step grid (dt = 0.01) walks the Brownian (W, H) tree on "
-           "[0, 1.28] and the 128-step grid the tree on [0, 1]: one tree node (2m normals) per step either way. "
+           "same count for every backend. sdekit (steps: walk) reads dt = 0.01 with brownian=\"steps\": the "
+           "(W, H) tree on [0, 1.28] walked in order; (tspan: walk) dt = 2^-7 on the tree on [0, 1]: one tree "
+           "node (2m normals) per step either way; (tspan: query) dt = 0.01 on the default tree on [0, 1], each "
+           "step end a query ~40 levels deep. "
            "Time excludes compile (the cold-compile column: first call, with empty sdekit and Numba caches, "
-           "minus a warm call) and is the best of the warm calls (5 for sdekit, 2 for the others) of a first pass "
+           "minus a warm call) and is the best of the warm calls (5 for sdekit walks, 2 for sdekit queries and the others) of a first pass "
            "and 2 of a second pass over all rows in reverse order (this shared VM slows down under sustained "
            "load). diffrax runs "
            "`jit(vmap(diffeqsolve))` with Euler; its VirtualBrownianTree (tol dt/2) is the time-addressed path "

@@ -21,6 +21,7 @@ from sdekit.problem import Ensemble, SDEProblem, _Problem
 from sdekit.solution import Solution
 
 BACKENDS = ("numba", "numpy")
+BROWNIAN = ("tspan", "steps")
 MAX_STEPS = 10**8
 
 
@@ -50,15 +51,18 @@ def scheme_and_source(model, method, backend: str = "numpy", dtype="float64", ad
     return model._sources[key]
 
 
-def time_grid(tspan, dt) -> numpy_backend.Grid:
+def time_grid(tspan, dt, brownian: str = "tspan") -> numpy_backend.Grid:
     """Fixed-step grid on tspan: N equal steps h = T/N when dt divides T (to 1e-9), else steps
     of dt and a shorter last one.
 
-    Brownian path (DESIGN.md "noise is addressed by time", extended to any equal-step grid):
-    N equal steps read the first N intervals of level k = ⌈log2 N⌉ of the tree on
-    ``[t0, t0 + 2^k h]``, walked in order at about one node per step.  That span is tspan
-    itself when N = 2^k, and the same for h, h/2, h/4, ... — so a dt-halving sweep sees one
-    path whatever N is.  Unequal steps query the tree on tspan (as adaptive solves do)."""
+    Brownian path (DESIGN.md "noise is addressed by time"): ``brownian="tspan"`` (default) reads
+    the tree on tspan — the path of every dt and of adaptive solves; N = 2^k walks it in order
+    at about one node per step, any other grid queries it (O(depth) per step, ~5x slower for
+    the neural SDE).  ``brownian="steps"``: N equal steps read the first N intervals of level
+    k = ⌈log2 N⌉ of the tree on ``[t0, t0 + 2^k h]``, walked in order — fast for any N, and the
+    same path for h, h/2, h/4, ... only (tspan's path when N = 2^k)."""
+    if brownian not in BROWNIAN:
+        raise ValueError(f"brownian must be one of {BROWNIAN}, got {brownian!r}")
     t0, t1 = tspan
     try:
         dt = float(dt)
@@ -75,22 +79,26 @@ def time_grid(tspan, dt) -> numpy_backend.Grid:
         times = t0 + T * (np.arange(nsteps + 1) / nsteps)
         times[-1] = t1
         level = (nsteps - 1).bit_length()
-        tree_end = t1 if nsteps == 1 << level else t0 + T * ((1 << level) / nsteps)
-        return numpy_backend.Grid(times, level, tree_end)
+        if nsteps == 1 << level:
+            return numpy_backend.Grid(times, level)
+        if brownian == "steps":
+            return numpy_backend.Grid(times, level, t0 + T * ((1 << level) / nsteps))
+        return numpy_backend.Grid(times, None)
     times = np.append(t0 + dt * np.arange(math.ceil(ratio)), t1)
     return numpy_backend.Grid(times, None)
 
 
-def brownian_tree(target, dt=None, seed: int | None = None):
-    """The Brownian tree (``kernels.brownian.BrownianTree``) whose path ``solve(target, ..., dt)``
-    uses: on ``[t0, t0 + 2^k h]`` for N equal fixed steps h (see :func:`time_grid`), on tspan
-    otherwise.  ``.query(t)`` gives W(t) for exact-solution checks."""
+def brownian_tree(target, dt=None, seed: int | None = None, brownian: str = "tspan"):
+    """The Brownian tree (``kernels.brownian.BrownianTree``) whose path ``solve(target, ..., dt,
+    brownian=...)`` uses: on tspan, or for ``brownian="steps"`` with N equal fixed steps h on
+    ``[t0, t0 + 2^⌈log2 N⌉ h]`` (see :func:`time_grid`).  ``.query(t)`` gives W(t) for
+    exact-solution checks."""
     from .kernels.brownian import BrownianTree
     problem, _, _, traj, seed, _ = _targets(target, seed)
     if not problem.model.stochastic:
         raise ValueError("brownian_tree needs an SDE problem")
     t0, t1 = (float(x) for x in problem.tspan)
-    end = time_grid((t0, t1), dt).tree_end if dt is not None else t1
+    end = time_grid((t0, t1), dt, brownian).tree_end if dt is not None else t1
     return BrownianTree(seed, t0, end, problem.model.form.noise_dim, traj)
 
 
@@ -130,7 +138,7 @@ def _targets(target, seed):
 def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=None, dtype=np.float64,
           seed: int | None = None, progress: bool = False, adaptive: bool | None = None, rtol=None, atol=None,
           controller: str = "PI", dtmin: float | None = None, dtmax: float | None = None, maxiters: int = 100_000,
-          tstops=None) -> Solution:
+          tstops=None, brownian: str = "tspan") -> Solution:
     """Integrate ``target`` (problem or Ensemble) with ``method``.
 
     Fixed steps when ``dt`` is given (and no tolerances); adaptive steps, one step size per
@@ -144,8 +152,11 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
 
     ``backend``: "numba" (default: the fused, multi-threaded ensemble kernel; adaptive, every
     trajectory is a lane with its own steps) or "numpy" (the vectorised reference that runs the
-    same step scheme and the same step control; no compile, so quicker for a few small solves).  ``seed`` (single SDE problems; ensembles carry their own).  ``dtype``:
-    np.float64 or np.float32.
+    same step scheme and the same step control; no compile, so quicker for a few small solves).
+    ``seed`` (single SDE problems; ensembles carry their own).  ``dtype``: np.float64 or
+    np.float32.  ``brownian`` (fixed-step SDEs): "tspan" (default; the path of every dt and of
+    adaptive solves) or "steps" (N equal steps walk the tree on [t0, t0 + 2^⌈log2 N⌉ dt]: one
+    tree node per step for any N, the same path for dt, dt/2, ... only; see :func:`time_grid`).
     """
     problem, Y0, params, trajectories, seed, is_ensemble = _targets(target, seed)
     model = problem.model
@@ -165,7 +176,9 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
                          f"fixed steps, or use one of {names}")
     if not adaptive and dt is None:
         raise ValueError(f"give dt for fixed steps with {m.name}")
-    grid = None if adaptive else time_grid(problem.tspan, dt)
+    if adaptive and brownian != "tspan":
+        raise ValueError(f"brownian={brownian!r} is for fixed steps (give dt); adaptive solves read the tree on tspan")
+    grid = None if adaptive else time_grid(problem.tspan, dt, brownian)
     brownian = "walk" if adaptive or grid.level is not None else "query"
     scheme, source = scheme_and_source(model, m, backend, dtype, adaptive, brownian)
     if not adaptive:

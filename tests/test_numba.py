@@ -119,6 +119,17 @@ def test_numba_per_trajectory_params_and_unstable_lane():
     np.testing.assert_allclose(a.y[ok], b.y[ok], rtol=0, atol=RTOL * np.abs(b.y[ok]).max())
 
 
+def test_steps_walk_with_fewer_steps_than_the_level_agrees_with_numpy():
+    """brownian="steps", N = 10 equal steps: the walk of level 4 of the tree on [0, 1.6] stops after
+    10 of its 16 intervals (and SETD1's per-step normals use those nodes)."""
+    ens = sk.Ensemble(neural(True), n=130, seed=6)
+    for method in ("EM", "SETD1"):
+        a = sk.solve(ens, method, dt=0.1, brownian="steps")
+        b = sk.solve(ens, method, dt=0.1, brownian="steps", backend="numpy")
+        np.testing.assert_allclose(a.y, b.y, rtol=0, atol=RTOL * np.abs(b.y).max())
+        assert np.abs(a.y - sk.solve(ens, method, dt=0.1, backend="numpy").y).max() > 1e-3   # not the tspan path
+
+
 def test_float32_kernel_stays_within_float32_accuracy():
     ens = sk.Ensemble(neural(True), n=64, seed=0)
     a = sk.solve(ens, "SETD1", dt=2.0**-5)

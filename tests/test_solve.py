@@ -132,34 +132,42 @@ def _brownian_model(t1=1.0):
                          y0=[0.0, 0.0], tspan=(0.0, t1))
 
 
-@pytest.mark.parametrize("t1", [1.0, 0.7])
-def test_equal_step_grids_share_one_path(t1):
-    """dt = T/N, T/2N, T/4N read one tree, on [t0, t0 + 2^k dt] (the dyadic walk, one node per
-    step), so their W agree at the shared times; it is the tree ``sk.brownian_tree`` returns."""
-    ens = sk.Ensemble(_brownian_model(t1), n=7, seed=4)
-    sols = [solve(ens, "EM", dt=t1 / n) for n in (100, 200, 400)]
-    for k, s in enumerate(sols[1:], 1):
-        np.testing.assert_allclose(s.y[:, ::2**k], sols[0].y, rtol=0, atol=1e-14)
-    tree = sk.brownian_tree(ens, dt=t1 / 100)
-    assert tree.t1 == pytest.approx(1.28 * t1, rel=1e-15) and sk.brownian_tree(ens, dt=t1 / 400).t1 == tree.t1
-    W = np.stack([tree.query(t) for t in sols[0].t])        # (nt, m, n)
-    # a float grid time lies within a leaf cell (T 2^-48) of its dyadic point: W agrees to ~√(T 2^-48)
-    np.testing.assert_allclose(sols[0].y, W.transpose(2, 0, 1), rtol=0, atol=1e-7)
-    assert np.abs(sols[0].y[:, -1]).max() > 0.1
-
-
-def test_dyadic_and_uneven_grids_read_the_tspan_tree():
-    """dt = T/2^k and steps that do not divide T use the tree on tspan — the adaptive solves' path."""
+def test_every_grid_reads_the_tspan_tree_by_default():
+    """DESIGN.md: one path per seed on tspan — dt = 1/128 (walked), 0.01, 0.02 and 0.03 (queried)
+    and adaptive solves all read it, so a coarse dt can be compared with a fine reference."""
     ens = sk.Ensemble(_brownian_model(), n=5, seed=2)
-    adaptive_tree = sk.brownian_tree(ens)
-    for dt in (2.0**-5, 0.03):
+    tree = sk.brownian_tree(ens)
+    for dt in (2.0**-7, 0.01, 0.02, 0.03):
         sol = solve(ens, "EM", dt=dt)
-        assert sk.brownian_tree(ens, dt=dt).t1 == adaptive_tree.t1 == 1.0
-        np.testing.assert_allclose(sol.y[:, -1], adaptive_tree.query(1.0).T, rtol=0, atol=1e-13)
-        mid = sol.t[len(sol.t) // 2]
-        np.testing.assert_allclose(sol.y[:, len(sol.t) // 2], adaptive_tree.query(mid).T, rtol=0, atol=1e-13)
+        assert sk.brownian_tree(ens, dt=dt).t1 == tree.t1 == 1.0
+        W = np.stack([tree.query(t) for t in sol.t])          # (nt, m, n)
+        # grid times are floats: the query of a non-dyadic one sits inside a leaf cell (2^-48)
+        np.testing.assert_allclose(sol.y, W.transpose(2, 0, 1), rtol=0, atol=1e-7 if dt != 2.0**-7 else 1e-13)
+    assert np.abs(sol.y[:, -1]).max() > 0.1
+    with pytest.raises(ValueError, match="for fixed steps"):
+        solve(ens, "SRA1", rtol=1e-2, brownian="steps")
+    with pytest.raises(ValueError, match="brownian must be one of"):
+        solve(ens, "EM", dt=0.1, brownian="grid")
     with pytest.raises(ValueError, match="needs an SDE"):
         sk.brownian_tree(sk.ODEProblem(sk.ODE(sk.states("z", 1), sp.Matrix([0])), y0=[0.0], tspan=(0, 1)))
+
+
+@pytest.mark.parametrize("t1", [1.0, 0.7])
+def test_steps_option_walks_one_tree_for_a_halving_sweep(t1):
+    """brownian="steps": dt = T/N, T/2N, T/4N walk one tree, on [t0, t0 + 2^k dt] (one node per
+    step), so their W agree at the shared times; it is the tree ``sk.brownian_tree`` returns, and
+    N = 2^k gives the default path."""
+    ens = sk.Ensemble(_brownian_model(t1), n=7, seed=4)
+    sols = [solve(ens, "EM", dt=t1 / n, brownian="steps") for n in (100, 200, 400)]
+    for k, s in enumerate(sols[1:], 1):
+        np.testing.assert_allclose(s.y[:, ::2**k], sols[0].y, rtol=0, atol=1e-14)
+    tree = sk.brownian_tree(ens, dt=t1 / 100, brownian="steps")
+    assert tree.t1 == pytest.approx(1.28 * t1, rel=1e-15)
+    assert sk.brownian_tree(ens, dt=t1 / 400, brownian="steps").t1 == tree.t1
+    W = np.stack([tree.query(t) for t in sols[0].t])        # (nt, m, n)
+    np.testing.assert_allclose(sols[0].y, W.transpose(2, 0, 1), rtol=0, atol=1e-7)
+    assert np.abs(sols[0].y[:, -1]).max() > 0.1
+    np.testing.assert_array_equal(solve(ens, "EM", dt=t1 / 64, brownian="steps").y, solve(ens, "EM", dt=t1 / 64).y)
 
 
 def test_general_noise_em_matches_increment_definition():
