@@ -136,7 +136,14 @@ def diffrax_runner(n, steps, dtype, brownian):
 
     keys = jax.random.split(jax.random.PRNGKey(0), n)
     fn = jax.jit(jax.vmap(one))
-    return lambda: fn(keys).block_until_ready()
+
+    def run():   # the x64 flag is global: set it again for every call (the second pass mixes dtypes)
+        jax.config.update("jax_enable_x64", dtype == "float64")
+        out = fn(keys).block_until_ready()
+        assert out.dtype == jdt, (out.dtype, jdt)
+        return out
+
+    return run
 
 
 def _row(backend, steps, dtype, n, run_s, net, compile_s=None):
