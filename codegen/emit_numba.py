@@ -11,6 +11,8 @@ saved points leave.  Step size, params, weights, operators and ``L`` are runtime
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
@@ -249,8 +251,8 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
     """Source of the fused Numba ensemble kernel for ``scheme`` on ``form``.
 
     ``dtype`` picks the vectorised tanh (``tanh64`` or ``tanh32``, twice the SIMD width).
-    ``brownian`` (SDEs): "walk" — the steps are the in-order intervals of one tree level (equal
-    steps, ``solve.time_grid``) — or "query" — every step end is a tree query (other grids).
+    ``brownian`` (SDEs): "walk" — the steps are the in-order intervals of one tree level (the grids
+    of ``solve.time_grid`` with a ``level``) — or "query" — every step end is a tree query.
     One kernel does one of them: linking both doubles its compile time."""
     if brownian not in ("walk", "query"):
         raise ValueError(f"brownian must be 'walk' or 'query', got {brownian!r}")
@@ -286,13 +288,9 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
     calls = _emit_lane_functions(w, form, scheme, forcing, diffusion, extra)
     _emit_emitted_jacobian(w, form, scheme, extra, calls, jac)
     args = ", ".join((FIXED_ARGS,) + tuple(extra))
-    w("@numba.njit(nogil=True, " + JIT.split("(", 1)[1])
-    with w.block(f"def kernel(blk0, blk1, {args}):"):
-        w('"""Blocks blk0 .. blk1-1 of B lanes (trajectories first + blk*B ...), structure of arrays (D, B):')
-        w("integrate them over ``times``; writes ``out`` and ``retcode``.  Releases the GIL: the host runs")
-        w('block ranges on threads (kernels/numba_backend.launch)."""')
-        w("for blk in range(blk0, blk1):")
-        w.level += 1
+    with block_range_kernel(w, args, "Blocks blk0 .. blk1-1 of B lanes (trajectories first + blk*B ...), "
+                            "structure of arrays (D, B):\nintegrate them over ``times``; writes ``out`` and "
+                            "``retcode``."):
         w("n = y0.shape[1]")
         w("nsteps = times.shape[0] - 1")
         w("T = tree_T  # length of the Brownian tree's span (solve.time_grid)")
@@ -361,9 +359,24 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
         with w.block("for b in range(B):"):
             with w.block("if base + b < n and bad[b]:"):
                 w("retcode[base + b] = 3")
-        w.level -= 1
     w()
     return "\n".join(w.lines) + "\n"
+
+
+@contextmanager
+def block_range_kernel(w, args, doc, preamble=()):
+    """Open ``kernel(blk0, blk1, <args>)`` — nogil, docstring ``doc``, the ``preamble`` lines —
+    and its loop over blocks blk0 .. blk1-1; the caller writes one block's body inside.  The
+    host runs block ranges on threads (kernels/numba_backend.launch)."""
+    w("@numba.njit(nogil=True, " + JIT.split("(", 1)[1])
+    with w.block(f"def kernel(blk0, blk1, {args}):"):
+        lines = (doc + "  Releases the GIL: the host runs block ranges on threads.").split("\n")
+        for i, line in enumerate(lines):
+            w(('"""' if i == 0 else "") + line + ('"""' if i == len(lines) - 1 else ""))
+        for line in preamble:
+            w(line)
+        with w.block("for blk in range(blk0, blk1):"):
+            yield
 
 
 def _fixed_step(scheme):

@@ -12,8 +12,8 @@ the same steps.  Blocks have ceil(n / ceil(n / BLOCK)) lanes, so one trajectory 
 from __future__ import annotations
 
 from .analysis import SemilinearForm
-from .emit_numba import (JIT, _emit_copy, _emit_jacobian_buffers, _emit_lane_functions, _emit_emitted_jacobian,
-                         _emit_net_buffers, _emit_statement, _state, _Writer, kernel_arguments)
+from .emit_numba import (block_range_kernel, _emit_copy, _emit_jacobian_buffers, _emit_lane_functions,
+                         _emit_emitted_jacobian, _emit_net_buffers, _emit_statement, _state, _Writer, kernel_arguments)
 from .lowering import lower
 from .scheme import EvalRHS, StepScheme, operator_layout
 
@@ -64,18 +64,13 @@ def emit_numba_adaptive(form: SemilinearForm, scheme: StepScheme, dtype: str = "
     calls = _emit_lane_functions(w, form, scheme, forcing, diffusion, extra, full_rhs=True)
     jac = _emit_emitted_jacobian(w, form, scheme, extra, calls)
     args = ", ".join((ADAPTIVE_ARGS,) + tuple(extra))
-    w("@numba.njit(nogil=True, " + JIT.split("(", 1)[1])
-    with w.block(f"def kernel(blk0, blk1, {args}):"):
-        w('"""Blocks blk0 .. blk1-1 of the ceil(n / BLOCK) blocks: integrate their trajectories (of first ..')
-        w("first+n-1) over [t0, t1] adaptively, each its own steps; writes ``out`` (and ``out_t``, ``nsaved``")
-        w("when ``record``), ``retcode`` and ``stats`` (nf, naccept, nreject).  Blocks have equal size")
-        w("B = ceil(n / nblocks) (little padding; n = 1 runs one lane) and lanes in structure of arrays (D, B),")
-        w('masked once finished.  Releases the GIL: the host runs block ranges on threads."""')
-        w("n = y0.shape[1]")
-        w("nblocks = (n + BLOCK - 1) // BLOCK")
-        w("B = (n + nblocks - 1) // nblocks")
-        w("for blk in range(blk0, blk1):")
-        w.level += 1
+    doc = ("Blocks blk0 .. blk1-1 of the ceil(n / BLOCK) blocks: integrate their trajectories (of first ..\n"
+           "first+n-1) over [t0, t1] adaptively, each its own steps; writes ``out`` (and ``out_t``, ``nsaved``\n"
+           "when ``record``), ``retcode`` and ``stats`` (nf, naccept, nreject).  Blocks have equal size\n"
+           "B = ceil(n / nblocks) (little padding; n = 1 runs one lane) and lanes in structure of arrays (D, B),\n"
+           "masked once finished.")
+    preamble = ("n = y0.shape[1]", "nblocks = (n + BLOCK - 1) // BLOCK", "B = (n + nblocks - 1) // nblocks")
+    with block_range_kernel(w, args, doc, preamble):
         _emit_setup(w, form, scheme, forcing, jac)
         _emit_initial_step(w, form, calls)
         with w.block("while True:"):
@@ -93,7 +88,6 @@ def emit_numba_adaptive(form: SemilinearForm, scheme: StepScheme, dtype: str = "
             _emit_dense_output(w, form, calls)
             _emit_accept_reject(w, form, scheme)
         _emit_finish(w)
-        w.level -= 1
     w()
     return "\n".join(w.lines) + "\n"
 

@@ -1,8 +1,9 @@
 """Virtual (W, H) Brownian tree on Philox counters: the Brownian path is addressed by time.
 
 Convention (DESIGN.md, fixed; one tree for every method, so EM and SRA with the same seed see
-the same W).  The tree's span ``[t0, t1]`` is the solve's tspan, except for N equal fixed steps
-h, whose span is ``[t0, t0 + 2^⌈log2 N⌉ h]`` (``sdekit.solve.time_grid``).  On it (length T) each dyadic interval — heap index ``i`` (root 1,
+the same W).  The tree's span ``[t0, t1]`` is the solve's tspan (with ``brownian="steps"``, N
+equal fixed steps h use ``[t0, t0 + 2^⌈log2 N⌉ h]``: ``sdekit.solve.time_grid``).  On it
+(length T) each dyadic interval — heap index ``i`` (root 1,
 children 2i and 2i+1; level l holds i in [2^l, 2^{l+1}), length h = T 2^-l) — carries the
 pair (ΔW, H) of each of the m components: the increment and the space-time Lévy area
 
@@ -41,8 +42,8 @@ Access:
   large numbers, so H is accurate to rounding relative to √h even for tiny steps.  The
   levels above c are shared with the previous point (their normals are not drawn again).
 * :meth:`BrownianTree.query` returns W(t) at any t in O(DEPTH).
-The Numba kernels (``kernels/numba_runtime.tree_start``, ``tree_walk``, ``tree_query_increment``) do the same
-arithmetic in the same order, so the backends agree to rounding (their Box–Muller differs by
+The Numba kernels (``kernels/numba_runtime.tree_start``, ``tree_walk``,
+``tree_query_increment``) do the same arithmetic in the same order, so the backends agree to rounding (their Box–Muller differs by
 a few ulp); results depend only on (seed, trajectory, times).
 """
 from __future__ import annotations

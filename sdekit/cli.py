@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     i.add_argument("--adaptive", action="store_true",
                    help="the Numba kernel with per-trajectory step control (methods with an error estimate)")
     i.add_argument("--query", action="store_true",
-                   help="the fixed-step SDE kernel that queries the Brownian tree (steps that do not divide tspan)")
+                   help="the fixed-step SDE kernel that queries the Brownian tree (grids that are not one tree "
+                        "level, e.g. dt=0.01 on the default tspan tree)")
     args = parser.parse_args(argv)
     try:
         return _run(args)

@@ -30,7 +30,7 @@ def scheme_and_source(model, method, backend: str = "numpy", dtype="float64", ad
     """(StepScheme, generated source) for ``model`` and ``method``, cached on the model.
     The numpy module serves every dtype and step control; a Numba kernel is specialised to its
     dtype, the adaptive one (each trajectory its own steps) is a kernel of its own, and a
-    fixed-step SDE kernel either walks the Brownian tree (equal steps) or queries it."""
+    fixed-step SDE kernel either walks the Brownian tree (a grid of one tree level) or queries it."""
     dtype = str(np.dtype(dtype)) if backend == "numba" else None
     adaptive = bool(adaptive) and backend == "numba"
     brownian = brownian if backend == "numba" and not adaptive and model.form.stochastic else None
@@ -51,6 +51,11 @@ def scheme_and_source(model, method, backend: str = "numpy", dtype="float64", ad
     return model._sources[key]
 
 
+def _check_brownian(brownian):
+    if brownian not in BROWNIAN:
+        raise ValueError(f"brownian must be one of {BROWNIAN}, got {brownian!r}")
+
+
 def time_grid(tspan, dt, brownian: str = "tspan") -> numpy_backend.Grid:
     """Fixed-step grid on tspan: N equal steps h = T/N when dt divides T (to 1e-9), else steps
     of dt and a shorter last one.
@@ -61,8 +66,7 @@ def time_grid(tspan, dt, brownian: str = "tspan") -> numpy_backend.Grid:
     the neural SDE).  ``brownian="steps"``: N equal steps read the first N intervals of level
     k = ⌈log2 N⌉ of the tree on ``[t0, t0 + 2^k h]``, walked in order — fast for any N, and the
     same path for h, h/2, h/4, ... only (tspan's path when N = 2^k)."""
-    if brownian not in BROWNIAN:
-        raise ValueError(f"brownian must be one of {BROWNIAN}, got {brownian!r}")
+    _check_brownian(brownian)
     t0, t1 = tspan
     try:
         dt = float(dt)
@@ -176,11 +180,12 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
                          f"fixed steps, or use one of {names}")
     if not adaptive and dt is None:
         raise ValueError(f"give dt for fixed steps with {m.name}")
+    _check_brownian(brownian)
     if adaptive and brownian != "tspan":
         raise ValueError(f"brownian={brownian!r} is for fixed steps (give dt); adaptive solves read the tree on tspan")
     grid = None if adaptive else time_grid(problem.tspan, dt, brownian)
-    brownian = "walk" if adaptive or grid.level is not None else "query"
-    scheme, source = scheme_and_source(model, m, backend, dtype, adaptive, brownian)
+    tree_access = "walk" if adaptive or grid.level is not None else "query"
+    scheme, source = scheme_and_source(model, m, backend, dtype, adaptive, tree_access)
     if not adaptive:
         steps_saved = save_steps(grid, saveat)
         if not steps_saved:
