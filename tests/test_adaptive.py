@@ -162,7 +162,7 @@ def test_methods_without_an_estimator_need_dt():
 
 
 @pytest.mark.parametrize("method, diagonal", KERNEL_CASES, ids=[c[0] for c in KERNEL_CASES])
-def test_kernel_takes_the_steps_of_the_reference(method, diagonal):
+def test_kernel_takes_the_steps_of_the_reference(method, diagonal, golden):
     """Three trajectories with different starts (so different steps, in one block of lanes):
     the kernel accepts and rejects what the numpy driver does, and agrees to rounding."""
     prob, exact = known_solution_problem(diagonal)
@@ -172,6 +172,8 @@ def test_kernel_takes_the_steps_of_the_reference(method, diagonal):
     ref = sk.solve(ens, method, rtol=1e-6, atol=1e-6, saveat=ts, backend="numpy")
     sol = sk.solve(ens, method, rtol=1e-6, atol=1e-6, saveat=ts, backend="numba")
     print(method, ref.stats, sol.stats)
+    golden("numpy", ref, adaptive=True)
+    golden("numba", sol, adaptive=True)
     assert sol.backend == "numba" and list(sol.retcodes) == ["Success"] * 3
     assert sol.stats["naccept"] == ref.stats["naccept"] and sol.stats["nreject"] == ref.stats["nreject"]
     assert np.allclose(sol.y, ref.y, rtol=1e-9, atol=1e-12)
@@ -208,7 +210,7 @@ def test_kernel_float32():
     assert np.abs(sol.y[-1] - exact(2.0)).max() < 1e-3
 
 
-def test_kernel_sde_agrees_with_the_reference():
+def test_kernel_sde_agrees_with_the_reference(golden):
     """Same path, same controller: the kernel's SRA1 solution matches numpy's to the tolerance.  Not
     step for step: the path is linear inside leaf cells of length u = T 2^-48 with slope ~u^-1/2, so
     a step end one ulp apart (the backends round the error estimate differently) moves W by ~1e-10,
@@ -218,6 +220,8 @@ def test_kernel_sde_agrees_with_the_reference():
     ref = sk.solve(ens, "SRA1", rtol=1e-3, atol=1e-3, saveat=ts, backend="numpy")
     sol = sk.solve(ens, "SRA1", rtol=1e-3, atol=1e-3, saveat=ts, backend="numba")
     print(ref.stats, sol.stats, np.abs(sol.y - ref.y).max())
+    golden("numpy", ref, adaptive=True)
+    golden("numba", sol, adaptive=True)
     assert abs(sol.stats["naccept"] - ref.stats["naccept"]) <= 0.1 * ref.stats["naccept"]
     assert np.abs(sol.y - ref.y).max() < 1e-3
     assert np.array_equal(sol.y[:, 0], ref.y[:, 0])   # t0: y0 itself

@@ -62,11 +62,13 @@ CASES = [  # method, stochastic, structure, noise, dt
 
 @pytest.mark.parametrize("method,stochastic,structure,noise,dt", CASES,
                          ids=[f"{c[0]}-{c[2]}-{c[3]}" for c in CASES])
-def test_numba_agrees_with_numpy(method, stochastic, structure, noise, dt):
+def test_numba_agrees_with_numpy(method, stochastic, structure, noise, dt, golden):
     prob = neural(stochastic, structure, noise or "diagonal")
     ens = sk.Ensemble(prob, n=150, seed=3)   # one full block of 128 + a padded one
     a = sk.solve(ens, method, dt=dt, backend="numba")
     b = sk.solve(ens, method, dt=dt, backend="numpy")
+    golden("numba", a)
+    golden("numpy", b)
     assert a.retcode == b.retcode == "Success"
     scale = np.max(np.abs(b.y))
     np.testing.assert_allclose(a.y, b.y, rtol=0, atol=RTOL * scale)
@@ -78,7 +80,7 @@ CATALOGUE_REST = [m.name for m in CATALOGUE if m.name not in _COVERED]
 
 
 @pytest.mark.parametrize("method", CATALOGUE_REST)
-def test_every_catalogue_method_runs_in_the_fused_kernel(method):
+def test_every_catalogue_method_runs_in_the_fused_kernel(method, golden):
     """Each remaining catalogue method, with the in-kernel MLP as N, agrees with numpy
     (L alternates diagonal/dense so both operator layouts are exercised)."""
     m = get_method(method)
@@ -86,6 +88,8 @@ def test_every_catalogue_method_runs_in_the_fused_kernel(method):
     ens = sk.Ensemble(neural(m.stochastic, structure), n=130, seed=2)
     a = sk.solve(ens, method, dt=2.0**-4, backend="numba")
     b = sk.solve(ens, method, dt=2.0**-4, backend="numpy")
+    golden("numba", a)
+    golden("numpy", b)
     assert a.retcode == b.retcode == "Success"
     np.testing.assert_allclose(a.y, b.y, rtol=0, atol=RTOL * np.max(np.abs(b.y)))
 
@@ -104,7 +108,7 @@ def test_numba_bitwise_reproducible_across_threads_sizes_and_chunks():
     np.testing.assert_array_equal(chunk.y, one.y[101:270])
 
 
-def test_numba_per_trajectory_params_and_unstable_lane():
+def test_numba_per_trajectory_params_and_unstable_lane(golden):
     prob = neural(True)
     ks = np.linspace(0.5, 2.0, 40)
     ks[7] = -1e306                              # L = k diag(-1, -5, -20) explodes: overflow
@@ -113,19 +117,23 @@ def test_numba_per_trajectory_params_and_unstable_lane():
     ens = sk.Ensemble(p2, y0=Y0, seed=1)
     a = sk.solve(ens, "EM", dt=2.0**-4)
     b = sk.solve(ens, "EM", dt=2.0**-4, backend="numpy")
+    golden("numba", a)
+    golden("numpy", b)
     assert a.retcodes[7] == b.retcodes[7] == "Unstable" and a.retcode == "Unstable"
     ok = np.arange(40) != 7
     assert np.all(a.retcodes[ok] == "Success")
     np.testing.assert_allclose(a.y[ok], b.y[ok], rtol=0, atol=RTOL * np.abs(b.y[ok]).max())
 
 
-def test_steps_walk_with_fewer_steps_than_the_level_agrees_with_numpy():
+def test_steps_walk_with_fewer_steps_than_the_level_agrees_with_numpy(golden):
     """brownian="steps", N = 10 equal steps: the walk of level 4 of the tree on [0, 1.6] stops after
     10 of its 16 intervals (and SETD1's per-step normals use those nodes)."""
     ens = sk.Ensemble(neural(True), n=130, seed=6)
     for method in ("EM", "SETD1"):
         a = sk.solve(ens, method, dt=0.1, brownian="steps")
         b = sk.solve(ens, method, dt=0.1, brownian="steps", backend="numpy")
+        golden(f"{method}-numba", a)
+        golden(f"{method}-numpy", b)
         np.testing.assert_allclose(a.y, b.y, rtol=0, atol=RTOL * np.abs(b.y).max())
         assert np.abs(a.y - sk.solve(ens, method, dt=0.1, backend="numpy").y).max() > 1e-3   # not the tspan path
 

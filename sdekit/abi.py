@@ -1,0 +1,61 @@
+"""The kernel ABI: every number and layout that the symbolic layer (``sdekit.codegen``, which prints
+solvers) and the runtime layer (``sdekit.kernels``, which runs them) must agree on — defined here
+once.  This module imports nothing from sdekit, so both layers may import it (DESIGN.md "one ABI
+module"); no literal below appears anywhere else.
+"""
+
+#: retcodes in increasing severity (a Solution's overall code is the worst of its trajectories)
+RETCODES = ("Success", "MaxIters", "DtLessThanMin", "Unstable")
+SUCCESS, MAX_ITERS, DT_LESS_THAN_MIN, UNSTABLE = range(len(RETCODES))
+
+#: kernel-counted statistics, one row each in a kernel's ``stats`` (3, n) output
+STATS = ("nf", "naccept", "nreject")
+
+#: Philox4x32-10 counter streams (counter word 3 = stream << 16 | group of four normals)
+STREAM_W = 0       #: Brownian tree nodes: (W, H) of every dyadic interval
+STREAM_ZETA = 1    #: SETD1's conditional stochastic-convolution normals, one node per step
+STREAM_H = 2       #: reserved (the Lévy area shares the W nodes: Z2 of STREAM_W)
+
+#: depth of the (W, H) Brownian tree: leaf cells of length T 2^-TREE_DEPTH
+TREE_DEPTH = 48
+#: counter node of step n of a grid that is not a tree level (SETD1's per-step normals): OFF_GRID_NODE + n
+OFF_GRID_NODE = 1 << 62
+
+#: a step that would end within this fraction of its length before a stop is stretched onto it
+#: (no sliver steps; OrdinaryDiffEq and diffrax do the same with their own margins)
+STOP_STRETCH = 0.01
+
+#: layout of the controller vector ``ctrl`` of adaptive kernels: gains on ε_n, ε_{n-1}, ε_{n-2},
+#: safety factor, clip range, order of the error estimate (for the initial step)
+CONTROLLER = ("b1", "b2", "b3", "safety", "qmin", "qmax", "order")
+
+#: trajectories per block of the fused CPU kernel (lanes of one structure-of-arrays block)
+BLOCK = 128
+
+#: fixed arguments of the fixed-step kernel, in order (after ``blk0, blk1``)
+FIXED_ARGS = ("y0", "first", "k0", "k1", "times", "tn_d", "h_d", "hclass", "level", "tree_T", "q_ipos",
+              "q_frac", "q_levels", "save_at", "out", "retcode", "stats")
+#: fixed arguments of the adaptive kernel, in order (after ``blk0, blk1``)
+ADAPTIVE_ARGS = ("y0", "first", "k0", "k1", "t0", "t1", "h0", "rtol", "atol", "ctrl", "dtmin", "dtmax",
+                 "maxiters", "stops", "save_t", "record", "out", "out_t", "nsaved", "retcode", "stats")
+
+
+# Runtime (model-dependent) arguments follow the fixed ones; each is a (value, trajectory stride) pair
+# or a plain array.  These name them; codegen lists them per model, kernels fill them by the same names.
+def param_args(name: str) -> tuple:
+    """Values and trajectory stride (1: one value per trajectory, 0: shared) of parameter ``name``."""
+    return f"P_{name}", f"S_{name}"
+
+
+def weight_args(net: str, layer: int) -> tuple:
+    """Weight matrix (out, in) and bias of layer ``layer`` of network ``net``."""
+    return f"{net}_W{layer}", f"{net}_b{layer}"
+
+
+#: the numeric linear part and its trajectory stride
+LINEAR_ARGS = ("Lm", "S_L")
+
+
+def operator_args(name: str) -> tuple:
+    """Values per step class of the step-size operator ``name`` and its trajectory stride."""
+    return f"op_{name}", f"S_op_{name}"
