@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
+from ..abi import BLOCK, FIXED_ARGS, LINEAR_ARGS, OFF_GRID_NODE, SUCCESS, UNSTABLE, operator_args, param_args, weight_args
 from .analysis import SemilinearForm
 from .lowering import lower
 from .builders import milstein_terms
@@ -87,25 +88,21 @@ def kernel_arguments(form: SemilinearForm, scheme: StepScheme, adaptive: bool = 
     The adaptive kernel computes its operators per lane from ``L`` (no ``op_`` arrays)."""
     args = []
     for p in form.params:
-        args += [f"P_{p.name}", f"S_{p.name}"]
+        args += param_args(p.name)
     for name, net in sorted(form.nets.items()):
         for i in range(len(net.sizes) - 1):
-            args += [f"{name}_W{i}", f"{name}_b{i}"]
+            args += weight_args(name, i)
     if form.linear_structure != "zero" and (adaptive or _needs_L(form, scheme)):
-        args += ["Lm", "S_L"]
+        args += LINEAR_ARGS
     if not adaptive:
         for op in scheme.all_operators():
-            args += [f"op_{op}", f"S_op_{op}"]
+            args += operator_args(op)
     return args
 
 
 def _needs_L(form, scheme):
     return form.linear_structure != "zero" and any(
         isinstance(s, EvalRHS) and s.part == "full" for s in scheme.all_statements())
-
-
-FIXED_ARGS = ("y0, first, k0, k1, times, tn_d, h_d, hclass, level, tree_T, q_ipos, q_frac, q_levels, "
-              "save_at, out, retcode")
 
 
 def _registers(scheme):
@@ -246,7 +243,7 @@ def _net_buffers(form, lowered_list):
     return out
 
 
-def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64", block: int = 128,
+def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64", block: int = BLOCK,
                brownian: str = "walk") -> str:
     """Source of the fused Numba ensemble kernel for ``scheme`` on ``form``.
 
@@ -275,8 +272,10 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
     w("import numba")
     w("import numpy as np")
     tanh = {"float64": "tanh64", "float32": "tanh32"}[str(dtype)]
-    tree = "tree_walk" if brownian == "walk" else "_DEPTH as DEPTH, tree_query_increment"
+    tree = "tree_walk" if brownian == "walk" else "tree_query_increment"
     w(f"from sdekit.kernels.numba_runtime import normals_block, {tanh} as nb_tanh, {tree}, tree_start")
+    if brownian == "query" and scheme.needs_dW:
+        w("from sdekit.abi import TREE_DEPTH as DEPTH")
     if jac is not None:
         w("from sdekit.kernels.matfun import phi_block, phi_block_work")
     w()
@@ -287,7 +286,7 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
     w()
     calls = _emit_lane_functions(w, form, scheme, forcing, diffusion, extra)
     _emit_emitted_jacobian(w, form, scheme, extra, calls, jac)
-    args = ", ".join((FIXED_ARGS,) + tuple(extra))
+    args = ", ".join(FIXED_ARGS + tuple(extra))
     with block_range_kernel(w, args, "Blocks blk0 .. blk1-1 of B lanes (trajectories first + blk*B ...), "
                             "structure of arrays (D, B):\nintegrate them over ``times``; writes ``out`` and "
                             "``retcode``."):
@@ -320,6 +319,7 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
             w("zeta64 = np.empty((D, B))")
             _emit_tree_setup(w, brownian)
         w("isave = 0")
+        w("nfe = 0  # f-evaluations per lane (every lane of a block runs the same steps)")
         with w.block("if save_at[0] == 0:"):
             _emit_save(w)
         with w.block("for step in range(nsteps):"):
@@ -337,15 +337,12 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
                         w("dI[c, b] = 0.5 * dW[c, b] + dH[c, b]  # I_(1,0)/h (methods.md §5.3)")
             if scheme.startup is not None:
                 with w.block(f"if step < {scheme.startup_steps}:"):
-                    for s in scheme.startup.statements:
-                        _emit_statement(w, form, scheme, s, calls)
+                    _emit_statements(w, form, scheme, scheme.startup.statements, calls)
                     _emit_copy(w, scheme.output, scheme.startup.output)
                 with w.block("else:"):
-                    for s in _fixed_step(scheme):
-                        _emit_statement(w, form, scheme, s, calls)
+                    _emit_statements(w, form, scheme, _fixed_step(scheme), calls)
             else:
-                for s in _fixed_step(scheme):
-                    _emit_statement(w, form, scheme, s, calls)
+                _emit_statements(w, form, scheme, _fixed_step(scheme), calls)
             for dst, src in scheme.history:
                 _emit_copy(w, dst, src)
             if scheme.lags:
@@ -357,8 +354,10 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
             with w.block("if isave < save_at.shape[0] and save_at[isave] == step + 1:"):
                 _emit_save(w)
         with w.block("for b in range(B):"):
-            with w.block("if base + b < n and bad[b]:"):
-                w("retcode[base + b] = 3")
+            with w.block("if base + b < n:"):
+                w(f"retcode[base + b] = {UNSTABLE} if bad[b] else {SUCCESS}  # Unstable, Success")
+                w("stats[0, base + b] = nfe")
+                w("stats[1, base + b] = nsteps")
     w()
     return "\n".join(w.lines) + "\n"
 
@@ -377,6 +376,13 @@ def block_range_kernel(w, args, doc, preamble=()):
             w(line)
         with w.block("for blk in range(blk0, blk1):"):
             yield
+
+
+def _emit_statements(w, form, scheme, statements, calls):
+    """One step's statements, then the count of its f-evaluations."""
+    for s in statements:
+        _emit_statement(w, form, scheme, s, calls)
+    w(f"nfe += {sum(isinstance(s, EvalRHS) for s in statements)}")
 
 
 def _fixed_step(scheme):
@@ -419,7 +425,7 @@ def _emit_brownian_step(w, brownian):
 
 
 def _emit_zeta(w):
-    w("znode = (np.int64(1) << level) + step if level >= 0 else (np.int64(1) << 62) + step")
+    w(f"znode = (np.int64(1) << level) + step if level >= 0 else np.int64({OFF_GRID_NODE}) + step  # Grid.node")
     w("normals_block(k0, k1, znode, first, src, 1, zeta64)")
     with w.block("for i in range(D):"):
         with w.block("for b in range(B):"):

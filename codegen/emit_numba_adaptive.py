@@ -11,24 +11,21 @@ the same steps.  Blocks have ceil(n / ceil(n / BLOCK)) lanes, so one trajectory 
 """
 from __future__ import annotations
 
+from ..abi import ADAPTIVE_ARGS, BLOCK, CONTROLLER, DT_LESS_THAN_MIN, MAX_ITERS, STOP_STRETCH, UNSTABLE
 from .analysis import SemilinearForm
 from .emit_numba import (block_range_kernel, _emit_copy, _emit_jacobian_buffers, _emit_lane_functions,
                          _emit_emitted_jacobian, _emit_net_buffers, _emit_statement, _state, _Writer, kernel_arguments)
 from .lowering import lower
 from .scheme import EvalRHS, StepScheme, operator_layout
 
-#: kernels/adaptive.STOP_STRETCH (codegen does not import kernels): a step ending within 1% before
-#: a stop is stretched onto it
-STOP_STRETCH = 0.01
-
-#: fixed arguments of the adaptive kernel (kernels/numba_backend.integrate_adaptive builds them)
-ADAPTIVE_ARGS = ("y0, first, k0, k1, t0, t1, h0, rtol, atol, ctrl, dtmin, dtmax, maxiters, stops, save_t, "
-                 "record, out, out_t, nsaved, retcode, stats")
-#: ctrl = (b1, b2, b3, safety, qmin, qmax, order of the estimate)
-CTRL = ("b1", "b2", "b3", "safety", "qmin", "qmax", "order")
 
 
-def emit_numba_adaptive(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64", block: int = 128) -> str:
+def _ctrl(name: str) -> str:
+    """The controller setting ``name`` (sdekit.abi.CONTROLLER) in the kernel's ``ctrl`` vector."""
+    return f"ctrl[{CONTROLLER.index(name)}]"
+
+
+def emit_numba_adaptive(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64", block: int = BLOCK) -> str:
     """Source of the adaptive fused ensemble kernel for ``scheme`` (which must have an error estimate)."""
     if scheme.error is None:
         raise ValueError(f"{scheme.method} has no embedded error estimate")
@@ -63,7 +60,7 @@ def emit_numba_adaptive(form: SemilinearForm, scheme: StepScheme, dtype: str = "
     w()
     calls = _emit_lane_functions(w, form, scheme, forcing, diffusion, extra, full_rhs=True)
     jac = _emit_emitted_jacobian(w, form, scheme, extra, calls)
-    args = ", ".join((ADAPTIVE_ARGS,) + tuple(extra))
+    args = ", ".join(ADAPTIVE_ARGS + tuple(extra))
     doc = ("Blocks blk0 .. blk1-1 of the ceil(n / BLOCK) blocks: integrate their trajectories (of first ..\n"
            "first+n-1) over [t0, t1] adaptively, each its own steps; writes ``out`` (and ``out_t``, ``nsaved``\n"
            "when ``record``), ``retcode`` and ``stats`` (nf, naccept, nreject).  Blocks have equal size\n"
@@ -212,7 +209,8 @@ def _emit_initial_step(w, form, calls):
                 w("d1 += (f0[i, b] / sc) ** 2")
                 w("d2 += ((f1[i, b] - f0[i, b]) / sc) ** 2")
             w("dm = max(math.sqrt(d1 / D), math.sqrt(d2 / D) / hs[b])")
-            w("hh = max(1e-6, hs[b] * 1e-3) if dm <= 1e-15 else (0.01 / max(dm, 1e-300)) ** (1.0 / (ctrl[6] + 1.0))")
+            w("hh = max(1e-6, hs[b] * 1e-3) if dm <= 1e-15 else (0.01 / max(dm, 1e-300)) ** (1.0 / ("
+              f"{_ctrl('order')} + 1.0))")
             w("h64[b] = min(min(100.0 * hs[b], hh), dtmax)")
             w("nf[b] += 2")
 
@@ -380,9 +378,9 @@ def _emit_accept_reject(w, form, scheme):
         w("e = eest[b]")
         with w.block("if e <= 1.0:"):
             _emit_save_step(w, form)
-            w("q = ctrl[3] * (1.0 / max(e, 1e-10)) ** ctrl[0] * (1.0 / max(e1[b], 1e-10)) ** ctrl[1] * "
-              "(1.0 / max(e2[b], 1e-10)) ** ctrl[2]")
-            w("q = min(max(q, ctrl[4]), ctrl[5])")
+            w(f"q = {_ctrl('safety')} * (1.0 / max(e, 1e-10)) ** {_ctrl('b1')} * (1.0 / max(e1[b], 1e-10)) ** "
+              f"{_ctrl('b2')} * (1.0 / max(e2[b], 1e-10)) ** {_ctrl('b3')}")
+            w(f"q = min(max(q, {_ctrl('qmin')}), {_ctrl('qmax')})")
             w("h64[b] = max(hs[b] * q, hprop[b]) if (cut[b] and q >= 1.0) else hs[b] * q  # adaptive.next_step")
             w("e2[b] = e1[b]")
             w("e1[b] = max(e, 1e-4)")
@@ -400,15 +398,15 @@ def _emit_accept_reject(w, form, scheme):
             w("t64[b] = te[b]")
         with w.block("else:"):
             w("nrejected[b] += 1")
-            w("q = ctrl[3] * (1.0 / max(e, 1e-10)) ** ctrl[0] if math.isfinite(e) else ctrl[4]")
-            w("h64[b] = hs[b] * min(max(q, ctrl[4]), 1.0)")
+            w(f"q = {_ctrl('safety')} * (1.0 / max(e, 1e-10)) ** {_ctrl('b1')} if math.isfinite(e) else {_ctrl('qmin')}")
+            w(f"h64[b] = hs[b] * min(max(q, {_ctrl('qmin')}), 1.0)")
         with w.block("if t64[b] >= t1:"):
             w("act[b] = False")
         with w.block("elif iters[b] >= maxiters:"):
-            w("code[b] = 1  # MaxIters")
+            w(f"code[b] = {MAX_ITERS}  # MaxIters")
             w("act[b] = False")
         with w.block("elif h64[b] < dtmin or h64[b] <= 1e-14 * max(abs(t64[b]), 1.0):"):
-            w("code[b] = 2 if math.isfinite(e) else 3  # DtLessThanMin, Unstable")
+            w(f"code[b] = {DT_LESS_THAN_MIN} if math.isfinite(e) else {UNSTABLE}  # DtLessThanMin, Unstable")
             w("act[b] = False")
 
 

@@ -142,7 +142,7 @@ def _statement(form, scheme, s) -> list:
         if s.part == "full" and form.linear_structure != "zero":
             layout = "dense" if form.linear_structure == "dense" else "elementwise"
             call += f" + {_apply(layout, 'L', s.state)}"
-        return [f"{s.target} = {call}"]
+        return [f"{s.target} = {call}", "mem['nf'] = mem.get('nf', 0) + 1  # f-evaluations (counted)"]
     if isinstance(s, EvalJacobian):
         return [f"jops = jacobian_operators(jacobian({s.state}, {_time(s.c)}, p, nets, L), h, JACOBIAN_OPERATORS)"]
     if isinstance(s, EvalNoise):
@@ -158,11 +158,13 @@ def _time(c) -> str:
     return f"t + {pr(c * sp.Symbol('h'))}" if c else "t"
 
 
-def _step(form, scheme, name="step", main=None):
-    """``name(y, t, h, p, nets, L, ops, rnd, mem)``: rnd holds dW, dH, zeta; mem the multistep history
-    and, for embedded pairs, the error estimate ``mem['err']``.  ``t`` and ``h`` are scalars or, for
-    adaptive steps, arrays (n,) (one per trajectory)."""
+def _step(form, scheme, name="step", main=None, with_error=True):
+    """``name(y, t, h, p, nets, L, ops, rnd, mem)``: rnd holds dW, dH, zeta; mem the multistep history,
+    the count of f-evaluations ``mem['nf']`` and, ``with_error`` (adaptive steps), the embedded error
+    estimate ``mem['err']`` (else only the statements the step's output needs run).  ``t`` and ``h``
+    are scalars or, for adaptive steps, arrays (n,) (one per trajectory)."""
     main = main or scheme
+    statements = scheme.statements if with_error or scheme is not main else scheme.live_statements()
     lines = [f"def {name}(y, t, h, p, nets, L, ops, rnd, mem):",
              f'    """One {scheme.method} step; y has shape (d, n)."""',
              "    dW, dH, zeta = rnd.get('dW'), rnd.get('dH'), rnd.get('zeta')"]
@@ -172,13 +174,13 @@ def _step(form, scheme, name="step", main=None):
         lines.append(f"    h{k} = mem.get('h{k}')")
     for dst, _ in main.history:
         lines.append(f"    {dst} = mem.get({dst!r})")
-    for s in scheme.statements:
+    for s in statements:
         lines += ["    " + ln for ln in _statement(form, scheme, s)]
     for dst, src in main.history:
         lines.append(f"    mem[{dst!r}] = {src}")
     if main.lags:
         lines += [f"    mem['h{k}'] = h{k - 1}" for k in range(main.lags, 1, -1)] + ["    mem['h1'] = h"]
-    if scheme.error:
+    if scheme.error and with_error:
         lines.append(f"    mem['err'] = {scheme.error}  # embedded error estimate y_new - y_hat")
     lines.append(f"    return {scheme.output}")
     return lines
@@ -206,6 +208,7 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme) -> str:
         f"HISTORY = {tuple(dst for dst, _ in scheme.history)!r}  # multistep history kept in mem",
         f"LAGS = {scheme.lags}  # previous step sizes h1.. kept in mem",
         f"STARTUP_STEPS = {scheme.startup_steps}",
+        f"NEEDS_ZETA = {scheme.needs_zeta}  # per-step normals of the stochastic convolution (SETD1)",
         f"JACOBIAN_OPERATORS = {{{', '.join(f'{k!r}: {v.poly!r}' for k, v in scheme.jacobian_operators.items())}}}",
         "",
     ]
@@ -226,5 +229,7 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme) -> str:
                                   milstein_terms(form), form) + [""]
     if scheme.startup is not None:
         lines += _step(form, scheme.startup, "startup_step", main=scheme) + [""]
-    lines += _step(form, scheme)
+    lines += _step(form, scheme, with_error=False) + [""]
+    if scheme.error:
+        lines += _step(form, scheme, "step_with_error")
     return "\n".join(lines) + "\n"

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .brownian import BrownianTree
-from .numpy_backend import RETCODES, operator_values
-
-SUCCESS, MAXITERS, DTMIN, UNSTABLE = (RETCODES.index(c) for c in ("Success", "MaxIters", "DtLessThanMin", "Unstable"))
+from ..abi import DT_LESS_THAN_MIN as DTMIN, MAX_ITERS as MAXITERS, STATS, STOP_STRETCH, SUCCESS, UNSTABLE
+from .backend import RawResult
+from .numpy_backend import operator_values
 CONTROLLERS = ("I", "PI", "PID")
 
 
@@ -99,10 +99,6 @@ class Options:
     dense: bool = True                 # ODEs: saveat by Hermite interpolation; SDEs step onto save times
 
 
-#: a step that would end within this fraction of its length before a stop is stretched onto it
-#: (no sliver steps left over; OrdinaryDiffEq and diffrax do the same with their own margins)
-STOP_STRETCH = 0.01
-
 
 def propose(h, dtmax, t, stop):
     """(step, aimed at the stop?, cut short by it?) per lane: the proposal min(h, dtmax), taken
@@ -128,12 +124,14 @@ def _hermite(t0, y0, f0, t1, y1, f1, ts):
     return h00 * y0 + h10 * h * f0 + h01 * y1 + h11 * h * f1
 
 
-def integrate(module, tspan, y0, params, nets, structure, Lval, op_specs, noise, opts: Options, progress=False):
-    """Adaptive integration of every trajectory (columns of y0 (d, n)) over ``tspan``.
+def integrate(module, inp) -> RawResult:
+    """Adaptive integration of every trajectory (columns of ``inp.y0`` (d, n)) over ``inp.tspan``.
 
-    Returns (times, saved (nsave, d, n), retcodes (n,), stats).  ``times`` are ``opts.save_times``,
-    or every accepted step of the single trajectory when those are None."""
-    t0, t1 = tspan
+    The result's times are ``opts.save_times``, or every accepted step of the single trajectory
+    when those are None; stats are counted per trajectory."""
+    y0, params, nets, structure, Lval, op_specs, noise, opts = (
+        inp.y0, inp.params, inp.nets, inp.structure, inp.Lval, inp.op_specs, inp.noise, inp.opts)
+    t0, t1 = inp.tspan
     d, n = y0.shape
     dtype = y0.dtype
     L = None if Lval is None else Lval.astype(dtype)
@@ -157,7 +155,8 @@ def integrate(module, tspan, y0, params, nets, structure, Lval, op_specs, noise,
     code = np.zeros(n, dtype=np.int8)
     done = np.zeros(n, dtype=bool)
     iters = np.zeros(n, dtype=np.int64)
-    stats = {"nf": 0 if opts.dt0 else 2 * n, "naccept": 0, "nreject": 0}
+    stats = np.zeros((len(STATS), n), np.int64)   # nf, naccept, nreject per trajectory
+    stats[0] = 0 if opts.dt0 else 2
     naccepted = np.zeros(n, dtype=np.int64)
     mem = {name: np.zeros((d, n), dtype) for name in module.HISTORY}    # multistep history (per lane)
     mem.update({f"h{k}": np.ones(n, dtype) for k in range(1, module.LAGS + 1)})
@@ -166,7 +165,7 @@ def integrate(module, tspan, y0, params, nets, structure, Lval, op_specs, noise,
     if noise is not None:
         trees = [BrownianTree(noise.seed, t0, t1, noise.m, noise.trajectories[j:j + 1]) for j in range(n)]
     bar = None
-    if progress:
+    if inp.progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=t1 - t0, desc="sdekit adaptive", unit="time")
     while not done.all():
@@ -187,12 +186,12 @@ def integrate(module, tspan, y0, params, nets, structure, Lval, op_specs, noise,
             y_new, err, new_mem = _attempt(module, y, t.astype(dtype), hs.astype(dtype), params, nets, L, ops, rnd,
                                            mem, naccepted)
             eest = error_norm(err, y, y_new, opts.rtol, opts.atol)
-        stats["nf"] += nstages * int(act.sum())
+        stats[0] += nstages * act
         iters += act
         ok = act & (eest <= 1.0)
         bad = act & ~ok
-        stats["naccept"] += int(ok.sum())
-        stats["nreject"] += int(bad.sum())
+        stats[1] += ok
+        stats[2] += bad
         if ok.any():
             f0 = f1 = None
             t_new = np.where(ok, t_end, t)
@@ -202,7 +201,7 @@ def integrate(module, tspan, y0, params, nets, structure, Lval, op_specs, noise,
                 if inside.any():
                     with np.errstate(all="ignore"):
                         f0, f1 = rhs(y, t.astype(dtype)), rhs(y_new, t_end.astype(dtype))
-                    stats["nf"] += 2 * int(inside.sum())
+                    stats[0] += 2 * inside
             _save_reached(times, saved, isave, t_new, y_new, ok, t, y, f0, f1, record, exact=not opts.dense)
             q = opts.controller.accept_factor(eest, e1, e2)
             h = np.where(ok, next_step(hs, q, cut, np.minimum(h, opts.dtmax)), h)
@@ -224,7 +223,7 @@ def integrate(module, tspan, y0, params, nets, structure, Lval, op_specs, noise,
         done |= code != SUCCESS
     if bar is not None:
         bar.close()
-    return np.asarray(times), np.array(saved), code, stats
+    return RawResult(np.asarray(times), np.array(saved), code, stats)
 
 
 def _attempt(module, y, t, h, params, nets, L, ops, rnd, mem, naccepted):
@@ -232,12 +231,14 @@ def _attempt(module, y, t, h, params, nets, L, ops, rnd, mem, naccepted):
     method takes its startup steps (no estimate: err = 0) in lanes that have not yet accepted
     ``STARTUP_STEPS`` steps; the memory is kept only where a step is accepted."""
     main = dict(mem)
-    y_new = module.step(y, t, h, params, nets, L, ops, rnd, main)
+    y_new = module.step_with_error(y, t, h, params, nets, L, ops, rnd, main)
     err = main.pop("err")
+    main.pop("nf", None)   # the driver counts the evaluations of the lanes that attempt a step
     if not module.STARTUP_STEPS:
         return y_new, err, main
     first = dict(mem)
     y_first = module.startup_step(y, t, h, params, nets, L, ops, rnd, first)
+    first.pop("nf", None)
     start = naccepted < module.STARTUP_STEPS
     merged = {k: np.where(start, first[k], main[k]) for k in main}
     return np.where(start, y_first, y_new), np.where(start, 0.0, err), merged

@@ -52,9 +52,9 @@ import math
 
 import numpy as np
 
-from .philox import STREAM_W, normals
+from ..abi import STREAM_W, TREE_DEPTH as DEPTH
+from .philox import normals
 
-DEPTH = 48
 _TOP = 1 << DEPTH
 
 

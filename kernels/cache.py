@@ -42,10 +42,11 @@ def write_source(source: str, kind: str) -> Path:
 def runtime_fingerprint() -> str:
     """Hash of the runtime modules generated code imports: a changed runtime (an upgrade, an
     edit) changes every generated file, so neither our cache nor Numba's can serve stale code."""
+    from .. import abi
     here = Path(__file__).parent
     h = hashlib.sha256()
-    for name in ("numba_runtime.py", "numpy_runtime.py", "matfun.py"):
-        h.update((here / name).read_bytes())
+    for path in (here / "numba_runtime.py", here / "numpy_runtime.py", here / "matfun.py", Path(abi.__file__)):
+        h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -6,8 +6,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-from .brownian import BrownianTree
-from .numpy_backend import Grid, Noise, operator_values
+from ..abi import ADAPTIVE_ARGS, CONTROLLER, FIXED_ARGS, LINEAR_ARGS, STATS, operator_args, param_args, weight_args
+from .numba_runtime import query_plan
+from .backend import Grid, RawResult
+from .numpy_backend import operator_values
 from .philox import seed_key
 
 
@@ -38,28 +40,28 @@ def launch(module, n: int, *args):
             job.result()
 
 
-def kernel_data(names, *, params, nets, structure, Lval, op_specs, grid: Grid | None, noise: Noise | None, d,
-                dtype):
-    """Runtime arguments of the kernel named in ``names`` (emit_numba.kernel_arguments), and the
-    step class of each grid step (operators are tabulated per distinct step size; the adaptive
-    kernel, ``grid`` None, computes its own)."""
+def kernel_data(names, inp, grid: Grid | None):
+    """Runtime arguments of the kernel named in ``names`` (emit_numba.kernel_arguments, named by the
+    ABI's helpers), and the step class of each grid step (operators are tabulated per distinct step
+    size; the adaptive kernel, ``grid`` None, computes its own)."""
+    d, dtype = inp.y0.shape[0], inp.y0.dtype
     vals = {}
-    for name, v in params.items():
-        vals[f"P_{name}"], vals[f"S_{name}"] = _strided(v, dtype)
-    for name, layers in nets.items():
+    for name, v in inp.params.items():
+        vals.update(zip(param_args(name), _strided(v, dtype)))
+    for name, layers in inp.nets.items():
         for i, (W, b) in enumerate(layers):
-            vals[f"{name}_W{i}"], vals[f"{name}_b{i}"] = W, b
+            vals.update(zip(weight_args(name, i), (W, b)))
+    Lval = inp.Lval
     if Lval is not None:
-        if structure == "dense":
-            vals["Lm"] = np.ascontiguousarray(Lval, dtype=dtype)
-            vals["S_L"] = 1 if Lval.shape[0] > 1 else 0
+        if inp.structure == "dense":
+            vals.update(zip(LINEAR_ARGS, (np.ascontiguousarray(Lval, dtype=dtype), 1 if Lval.shape[0] > 1 else 0)))
         else:
             L = np.ascontiguousarray(np.broadcast_to(Lval, (d, Lval.shape[1])), dtype=dtype)
-            vals["Lm"], vals["S_L"] = L, (1 if L.shape[1] > 1 else 0)
+            vals.update(zip(LINEAR_ARGS, (L, 1 if L.shape[1] > 1 else 0)))
     hclass = None
     if grid is not None:
         classes, hclass = np.unique(np.diff(grid.times), return_inverse=True)
-        vals |= _operator_tables(op_specs, structure, Lval, classes, noise, d, dtype)
+        vals |= _operator_tables(inp.op_specs, inp.structure, Lval, classes, inp.noise, d, dtype)
     missing = [n for n in names if n not in vals]
     if missing:  # pragma: no cover - emitter and runtime disagree
         raise RuntimeError(f"kernel arguments without values: {missing}")
@@ -74,79 +76,83 @@ def _operator_tables(op_specs, structure, Lval, classes, noise, d, dtype):
         arrs = [pc[name] for pc in per_class]
         if arrs[0].ndim == 3:  # dense (n', d, d)
             stacked = np.stack(arrs)
-            vals[f"S_op_{name}"] = 1 if stacked.shape[1] > 1 else 0
+            stride = 1 if stacked.shape[1] > 1 else 0
         else:                  # elementwise (1 or d, n')
             ncols = max(a.shape[1] for a in arrs)
             stacked = np.stack([np.broadcast_to(a, (d, ncols)) for a in arrs])
-            vals[f"S_op_{name}"] = 1 if ncols > 1 else 0
-        vals[f"op_{name}"] = np.ascontiguousarray(stacked, dtype=dtype)
+            stride = 1 if ncols > 1 else 0
+        vals.update(zip(operator_args(name), (np.ascontiguousarray(stacked, dtype=dtype), stride)))
     return vals
 
 
-def integrate(module, names, grid: Grid, save_steps, y0, first: int, seed: int, params, nets, structure, Lval,
-              op_specs, noise: Noise | None):
-    """Run the fused kernel; returns (saved (nsave, d, n), retcodes (n,) int8)."""
-    d, n = y0.shape
-    dtype = y0.dtype
-    extra, hclass = kernel_data(names, params=params, nets=nets, structure=structure, Lval=Lval,
-                                op_specs=op_specs, grid=grid, noise=noise, d=d, dtype=dtype)
+def _ordered(spec, values: dict) -> list:
+    """The fixed arguments ``values`` in the ABI's order ``spec`` (a missing or extra one is a bug)."""
+    if set(values) != set(spec):  # pragma: no cover - runtime and ABI disagree
+        raise RuntimeError(f"fixed kernel arguments {sorted(values)} are not the ABI's {spec}")
+    return [values[k] for k in spec]
+
+
+def integrate(module, names, inp) -> RawResult:
+    """Run the fixed-step fused kernel over ``inp.grid``."""
+    grid, noise = inp.grid, inp.noise
+    d, n = inp.y0.shape
+    dtype = inp.y0.dtype
+    extra, hclass = kernel_data(names, inp, grid)
     nsteps = len(grid.times) - 1
-    q_ipos = np.zeros(nsteps, np.int64)
-    q_frac = np.zeros(nsteps, np.float64)
-    q_levels = np.zeros(nsteps, np.int64)
+    q = np.zeros((3, nsteps))
     if noise is not None and grid.level is None:
-        tree = BrownianTree(seed, grid.times[0], grid.times[-1], 1, np.zeros(1))
-        for i, t in enumerate(grid.times[1:]):
-            q_ipos[i], q_frac[i], q_levels[i] = tree.query_plan(t)
-    k0, k1 = (np.uint64(k) for k in seed_key(seed))
+        T = grid.times[-1] - grid.times[0]
+        q = np.array([query_plan(float(t), float(grid.times[0]), T) for t in grid.times[1:]]).T.reshape(3, nsteps)
+    k0, k1 = (np.uint64(k) for k in seed_key(inp.seed))
     times = np.ascontiguousarray(grid.times, dtype=np.float64)
-    tn_d = times[:-1].astype(dtype)
-    h_d = np.diff(times).astype(dtype)
-    out = np.empty((len(save_steps), d, n), dtype=dtype)
+    out = np.empty((len(inp.save_steps), d, n), dtype=dtype)
     retcode = np.zeros(n, dtype=np.int8)
-    level = -1 if grid.level is None else int(grid.level)
-    launch(module, n, np.ascontiguousarray(y0), np.int64(first), k0, k1, times, tn_d, h_d, hclass, np.int64(level),
-           float(grid.tree_T), q_ipos, q_frac, q_levels, np.asarray(save_steps, np.int64),
-           out, retcode, *extra)
-    return out, retcode
+    stats = np.zeros((len(STATS), n), np.int64)
+    fixed = dict(y0=np.ascontiguousarray(inp.y0), first=np.int64(inp.trajectories[0]), k0=k0, k1=k1, times=times,
+                 tn_d=times[:-1].astype(dtype), h_d=np.diff(times).astype(dtype), hclass=hclass,
+                 level=np.int64(-1 if grid.level is None else grid.level), tree_T=float(grid.tree_T),
+                 q_ipos=q[0].astype(np.int64), q_frac=q[1].astype(np.float64), q_levels=q[2].astype(np.int64),
+                 save_at=np.asarray(inp.save_steps, np.int64), out=out, retcode=retcode, stats=stats)
+    launch(module, n, *_ordered(FIXED_ARGS, fixed), *extra)
+    return RawResult(grid.times[inp.save_steps], out, retcode, stats)
 
 
-def integrate_adaptive(module, names, tspan, y0, first: int, seed: int, params, nets, structure, Lval, opts,
-                       record_capacity: int = 1024):
+def integrate_adaptive(module, names, inp, record_capacity: int = 1024) -> RawResult:
     """Run the adaptive fused kernel (emit_numba_adaptive); same contract as
-    ``kernels.adaptive.integrate``: (times, saved (nsave, d, n), retcodes (n,), stats).
+    ``kernels.adaptive.integrate``.
 
     Saving every accepted step (a single trajectory, ``opts.save_times`` None) fills a buffer of
     ``record_capacity`` steps; a longer run is repeated with the buffer it needs (same steps)."""
-    t0, t1 = (float(x) for x in tspan)
-    d, n = y0.shape
-    dtype = y0.dtype
-    extra, _ = kernel_data(names, params=params, nets=nets, structure=structure, Lval=Lval, op_specs={}, grid=None,
-                           noise=None, d=d, dtype=dtype)
+    opts = inp.opts
+    t0, t1 = (float(x) for x in inp.tspan)
+    d, n = inp.y0.shape
+    dtype = inp.y0.dtype
+    extra, _ = kernel_data(names, inp, None)
     record = opts.save_times is None
     save_t = np.empty(0) if record else np.ascontiguousarray(opts.save_times, dtype=np.float64)
     stops = np.unique(np.concatenate([opts.tstops, [] if record or opts.dense else save_t, [t1]]))
     stops = np.ascontiguousarray(stops[(stops > t0) & (stops <= t1)], dtype=np.float64)
     c = opts.controller
-    ctrl = np.array([*c.beta, c.safety, c.qmin, c.qmax, opts.order], dtype=np.float64)
-    k0, k1 = (np.uint64(k) for k in seed_key(seed))
+    settings = dict(zip(("b1", "b2", "b3"), c.beta), safety=c.safety, qmin=c.qmin, qmax=c.qmax, order=opts.order)
+    k0, k1 = (np.uint64(k) for k in seed_key(inp.seed))
     cap = max(int(record_capacity), 2) if record else len(save_t)
     while True:
         out = np.full((cap, d, n), np.nan, dtype=dtype)
         out_t = np.full((cap if record else 1, n), np.nan)
         nsaved = np.zeros(n, np.int64)
         retcode = np.zeros(n, dtype=np.int8)
-        stats = np.zeros((3, n), np.int64)
-        launch(module, n, np.ascontiguousarray(y0), np.int64(first), k0, k1, t0, t1, float(opts.dt0 or 0.0),
-               np.ascontiguousarray(opts.rtol.ravel(), dtype=np.float64),
-               np.ascontiguousarray(opts.atol.ravel(), dtype=np.float64), ctrl, float(opts.dtmin),
-               float(opts.dtmax), np.int64(opts.maxiters), stops, save_t, record, out, out_t, nsaved, retcode, stats,
-               *extra)
+        stats = np.zeros((len(STATS), n), np.int64)
+        fixed = dict(y0=np.ascontiguousarray(inp.y0), first=np.int64(inp.trajectories[0]), k0=k0, k1=k1, t0=t0,
+                     t1=t1, h0=float(opts.dt0 or 0.0), rtol=np.ascontiguousarray(opts.rtol.ravel(), dtype=np.float64),
+                     atol=np.ascontiguousarray(opts.atol.ravel(), dtype=np.float64),
+                     ctrl=np.array(_ordered(CONTROLLER, settings), dtype=np.float64), dtmin=float(opts.dtmin),
+                     dtmax=float(opts.dtmax), maxiters=np.int64(opts.maxiters), stops=stops, save_t=save_t,
+                     record=record, out=out, out_t=out_t, nsaved=nsaved, retcode=retcode, stats=stats)
+        launch(module, n, *_ordered(ADAPTIVE_ARGS, fixed), *extra)
         if not record or nsaved.max() <= cap:
             break
         cap = int(nsaved.max())
-    nf, na, nr = (int(x) for x in stats.sum(axis=1))
     if record:
         k = int(nsaved[0])
-        return out_t[:k, 0], out[:k], retcode, {"nf": nf, "naccept": na, "nreject": nr}
-    return save_t, out, retcode, {"nf": nf, "naccept": na, "nreject": nr}
+        return RawResult(out_t[:k, 0], out[:k], retcode, stats)
+    return RawResult(save_t, out, retcode, stats)

@@ -14,6 +14,13 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
+from ..abi import STREAM_W, TREE_DEPTH
+
+#: every runtime function is compiled with the kernels' flags (FMA contraction, numpy error model):
+#: Numba links a callee compiled first from Python with its own flags and one compiled first inside a
+#: kernel with the kernel's, so mixed flags made a kernel's bits depend on what ran before it
+jit = numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+
 _M0 = np.uint64(0xD2511F53)
 _M1 = np.uint64(0xCD9E8D57)
 _W0 = np.uint64(0x9E3779B9)
@@ -24,7 +31,7 @@ _TWO_PI = 2.0 * math.pi
 _U32 = 2.0**-32
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+@jit
 def _round(c0, c1, c2, c3, k0, k1):
     p0 = c0 * _M0
     p1 = c2 * _M1
@@ -76,7 +83,7 @@ def normal4(k0, k1, node, traj, tag):
 _EXP52_BITS = np.uint64(0x4330000000000000)
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+@jit
 def u32_to_f64(w):
     """Exact float of a 32-bit value held in uint64, by bits (2^52 + w) − 2^52: vectorises on AVX2,
     where a uint64 -> double conversion does not."""
@@ -91,7 +98,7 @@ _MANT = 0x000FFFFFFFFFFFFF
 _ONE_BITS = 0x3FF0000000000000
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+@jit
 def log_pos(x):
     """log(x) for normal x > 0, branch-free: x = 2^e m, m in [√½, √2), log m = 2 atanh((m−1)/(m+1))
     by its series to f^23 (|f| <= 0.172: truncation < 1e-19).  Max error ~2 ulp."""
@@ -121,7 +128,7 @@ _SIN_C = tuple((-1.0) ** k / math.factorial(2 * k + 1) for k in range(1, 10))
 _COS_C = tuple((-1.0) ** k / math.factorial(2 * k) for k in range(1, 10))
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+@jit
 def sincos_2pi(u):
     """(sin 2πu, cos 2πu) for u in (0, 1), branch-free: u = q/4 + r exactly, |r| <= 1/8,
     Taylor of sin/cos at 2πr (|2πr| <= π/4, to degree 19/18), then a quarter-turn rotation."""
@@ -171,7 +178,7 @@ _MAGIC_BITS = 0x4338000000000000
 _EXPM1_C = tuple(1.0 / math.factorial(k) for k in range(2, 14))
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+@jit
 def expm1_neg(x):
     """expm1(x) for x <= 0, branch-free (Cody–Waite reduction, Taylor on |r| <= ln2/2, 2^k by bit
     construction).  Max error ~2 ulp; clamps at x = -745 (result -1)."""
@@ -197,7 +204,7 @@ def expm1_neg(x):
     return two_k * em1 + (two_k - 1.0)
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+@jit
 def tanh64(x):
     """tanh(x) = sign(x)·(−u/(2+u)), u = expm1(−2|x|): branch-free, vectorisable, <= 4 ulp."""
     u = expm1_neg(-2.0 * abs(x))
@@ -211,7 +218,7 @@ _MAGIC32_BITS = np.int32(0x4B400000)
 _E32 = tuple(_F(1.0 / math.factorial(k)) for k in range(2, 8))
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+@jit
 def tanh32(x):
     """float32 tanh with the same construction in float32 arithmetic (Taylor of expm1 to r^7):
     twice the SIMD width of tanh64, error <= 4 float32 ulp.  A float64 argument (Numba promotes
@@ -229,7 +236,7 @@ def tanh32(x):
     return math.copysign(-u / (_F(2.0) + u), xf)
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+@jit
 def normals_block(k0, k1, node, first, src, stream, out):
     """out[c, b] = component c of the normals at ``node`` of trajectory first + src[b] in ``stream``."""
     m, nb = out.shape
@@ -247,15 +254,14 @@ def normals_block(k0, k1, node, first, src, stream, out):
                 out[c + 3, b] = z3
 
 
-_DEPTH = 48   # kernels/brownian.DEPTH
 
 
-@numba.njit(cache=True)
+@jit
 def bridge_block(k0, k1, node, level, T, first, src, dw, hh, z, dw_l, h_l, dw_r, h_r):
     """Bisect the (ΔW, H) interval ``node`` at ``level`` of the tree (kernels/brownian.py, same
     arithmetic as ``brownian.bisect``): children into (dw_l, h_l) and (dw_r, h_r).  Normals of the
     node: ``z[c]`` = Z1, ``z[M + c]`` = Z2 (``z`` is (2M, B)).  Outputs may alias the inputs."""
-    normals_block(k0, k1, node, first, src, 0, z)
+    normals_block(k0, k1, node, first, src, STREAM_W, z)
     hl = T * 2.0 ** (-level)
     s1 = math.sqrt(hl) * 0.25
     s2 = math.sqrt(hl / 48.0)
@@ -272,14 +278,14 @@ def bridge_block(k0, k1, node, level, T, first, src, dw, hh, z, dw_l, h_l, dw_r,
             h_r[c, b] = hc - d
 
 
-@numba.njit(cache=True)
+@jit
 def copy2(src, dst):
     for c in range(src.shape[0]):
         for b in range(src.shape[1]):
             dst[c, b] = src[c, b]
 
 
-@numba.njit(cache=True)
+@jit
 def tree_start(k0, k1, first, src, T, level, zbuf, stk_dw, stk_h, stk_lv, stk_node, path):
     """Initialise a block's (W, H) tree: root ΔW = √T Z1, H = √(T/12) Z2 of node 0, put on the walk
     stack (``level`` >= 0) or as the current interval of the query path (``path[:, DEPTH]``).
@@ -287,7 +293,7 @@ def tree_start(k0, k1, first, src, T, level, zbuf, stk_dw, stk_h, stk_lv, stk_no
     Buffers (float64 unless said): ``zbuf`` (2M, B); walk stack ``stk_dw``, ``stk_h``
     (max(level, 0) + 2, M, B), ``stk_lv``, ``stk_node`` int64 (max(level, 0) + 2,); query path
     ``path`` (2, DEPTH + 1, M, B) when level < 0 (else (2, 1, M, B), unused)."""
-    normals_block(k0, k1, 0, first, src, 0, zbuf)
+    normals_block(k0, k1, 0, first, src, STREAM_W, zbuf)
     sd_w = math.sqrt(T)
     sd_h = math.sqrt(T / 12.0)
     m, nb = stk_dw.shape[1], stk_dw.shape[2]
@@ -301,12 +307,12 @@ def tree_start(k0, k1, first, src, T, level, zbuf, stk_dw, stk_h, stk_lv, stk_no
     else:
         for c in range(m):
             for b in range(nb):
-                path[0, _DEPTH, c, b] = sd_w * zbuf[c, b]
-                path[1, _DEPTH, c, b] = sd_h * zbuf[m + c, b]
+                path[0, TREE_DEPTH, c, b] = sd_w * zbuf[c, b]
+                path[1, TREE_DEPTH, c, b] = sd_h * zbuf[m + c, b]
     return np.int64(0)
 
 
-@numba.njit(cache=True)
+@jit
 def _bit_length(x):
     n = 0
     while x > 0:
@@ -315,17 +321,17 @@ def _bit_length(x):
     return n
 
 
-@numba.njit(cache=True)
+@jit
 def tree_query_step(k0, k1, first, src, T, ipa, fra, na, ipb, frb, nb, zbuf, path, acc, dW, dH):
     """(ΔW, H) of the step from the point with plan (ipa, fra, na), whose path is in ``path``, to
     the point with plan (ipb, frb, nb); moves ``path`` there.  ``path[:, l]`` holds the right
     sibling (ΔW, H) of every level l where the point went left, ``path[:, DEPTH]`` its final
     interval; ``acc`` (6, M, B) is scratch.  Steps and arithmetic of ``BrownianTree._advance``."""
     m, nbl = dW.shape
-    u = T * 2.0 ** (-_DEPTH)
-    top_pos = np.int64(1) << _DEPTH
-    cur_dw = path[0, _DEPTH]
-    cur_h = path[1, _DEPTH]
+    u = T * 2.0 ** (-TREE_DEPTH)
+    top_pos = np.int64(1) << TREE_DEPTH
+    cur_dw = path[0, TREE_DEPTH]
+    cur_h = path[1, TREE_DEPTH]
     if ipb == ipa and frb == fra:  # a zero-length step (times closer than T 2^-48): nothing moves
         for c in range(m):
             for b in range(nbl):
@@ -351,7 +357,7 @@ def tree_query_step(k0, k1, first, src, T, ipa, fra, na, ipb, frb, nb, zbuf, pat
             return
         top = _bit_length((xa - 1) ^ ipb) - 1
         mpos = (ipb >> top) << top
-        c0 = _DEPTH - top
+        c0 = TREE_DEPTH - top
     E, K, D, J, Ld, Lh = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5]
     for c in range(m):
         for b in range(nbl):
@@ -363,7 +369,7 @@ def tree_query_step(k0, k1, first, src, T, ipa, fra, na, ipb, frb, nb, zbuf, pat
     a_empty = fra == 0.0 and ipa == mpos
     if not a_empty:
         if fra != 0.0:
-            s = _DEPTH
+            s = TREE_DEPTH
             g = 1.0 - fra
             gu = 0.5 * (g * u)
             for c in range(m):
@@ -379,7 +385,7 @@ def tree_query_step(k0, k1, first, src, T, ipa, fra, na, ipb, frb, nb, zbuf, pat
                     E[c, b] = cur_dw[c, b]
                     K[c, b] = hs0 * (0.5 * cur_dw[c, b] + cur_h[c, b])
         for lv in range(s - 1, c0 - 1, -1):
-            if (ipa >> (_DEPTH - 1 - lv)) & 1 == 0:
+            if (ipa >> (TREE_DEPTH - 1 - lv)) & 1 == 0:
                 hr = T * 2.0 ** (-(lv + 1))
                 for c in range(m):
                     for b in range(nbl):
@@ -392,8 +398,8 @@ def tree_query_step(k0, k1, first, src, T, ipa, fra, na, ipb, frb, nb, zbuf, pat
             copy2(path[0, c0 - 1], cur_dw)
             copy2(path[1, c0 - 1], cur_h)
         for lv in range(c0, nb):
-            node = (np.int64(1) << lv) + (ipb >> (_DEPTH - lv))
-            if (ipb >> (_DEPTH - 1 - lv)) & 1:
+            node = (np.int64(1) << lv) + (ipb >> (TREE_DEPTH - lv))
+            if (ipb >> (TREE_DEPTH - 1 - lv)) & 1:
                 bridge_block(k0, k1, node, lv, T, first, src, cur_dw, cur_h, zbuf, Ld, Lh, cur_dw, cur_h)
                 hl = T * 2.0 ** (-(lv + 1))
                 for c in range(m):
@@ -419,7 +425,7 @@ def tree_query_step(k0, k1, first, src, T, ipa, fra, na, ipb, frb, nb, zbuf, pat
             dH[c, b] = (K[c, b] + J[c, b] + bm * E[c, b]) / hs - 0.5 * dw
 
 
-@numba.njit(cache=True)
+@jit
 def tree_walk(k0, k1, first, src, T, level, sp, zbuf, stk_dw, stk_h, stk_lv, stk_node, dW, dH):
     """(ΔW, H) of the next interval of level ``level`` of the dyadic tree, visited in order, into
     dW, dH (M, B); returns the new stack pointer.  Same order and arithmetic as
@@ -444,7 +450,7 @@ def tree_walk(k0, k1, first, src, T, level, sp, zbuf, stk_dw, stk_h, stk_lv, stk
     return sp - 1
 
 
-@numba.njit(cache=True)
+@jit
 def tree_query_increment(k0, k1, first, src, T, step, q_ipos, q_frac, q_levels, zbuf, path, acc, dW, dH):
     """(ΔW, H) of step ``step`` into dW, dH (M, B): move the query path from t_step to t_{step+1}
     by their plans (kernels/brownian.py, same arithmetic).  Buffers: see :func:`tree_start`;
@@ -457,32 +463,32 @@ def tree_query_increment(k0, k1, first, src, T, step, q_ipos, q_frac, q_levels, 
                     path, acc, dW, dH)
 
 
-@numba.njit(cache=True)
+@jit
 def query_plan(t, t0, T):
     """(ipos, frac, levels) of time ``t`` in the tree on [t0, t0 + T]: the arithmetic of
     ``kernels/brownian.BrownianTree.query_plan`` (times outside are clamped)."""
     s = (t - t0) / T
-    pos = min(max(s, 0.0), 1.0) * 2.0 ** _DEPTH
+    pos = min(max(s, 0.0), 1.0) * 2.0 ** TREE_DEPTH
     ipos = np.int64(math.floor(pos))
     frac = pos - np.float64(ipos)
-    if ipos >= (np.int64(1) << _DEPTH):
+    if ipos >= (np.int64(1) << TREE_DEPTH):
         return ipos, 0.0, np.int64(-1)
     if ipos == 0 and frac == 0.0:
         return np.int64(0), 0.0, np.int64(0)
     if frac == 0.0:
-        return ipos, frac, np.int64(_DEPTH - _bit_length(ipos & -ipos) + 1)
-    return ipos, frac, np.int64(_DEPTH)
+        return ipos, frac, np.int64(TREE_DEPTH - _bit_length(ipos & -ipos) + 1)
+    return ipos, frac, np.int64(TREE_DEPTH)
 
 
-@numba.njit(cache=True)
+@jit
 def lane_tree_buffers(B, m):
     """Per-lane query paths of the adaptive kernel: plan (ipos, levels) int64 (2, B), frac (B,),
     the path at the lane's accepted time and the trial path, each (B, 2, DEPTH + 1, m, 1)."""
-    return (np.zeros((2, B), np.int64), np.zeros(B), np.empty((B, 2, _DEPTH + 1, m, 1)),
-            np.empty((B, 2, _DEPTH + 1, m, 1)))
+    return (np.zeros((2, B), np.int64), np.zeros(B), np.empty((B, 2, TREE_DEPTH + 1, m, 1)),
+            np.empty((B, 2, TREE_DEPTH + 1, m, 1)))
 
 
-@numba.njit(cache=True)
+@jit
 def lane_tree_start(k0, k1, first, src, T, plan, frac, paths):
     """Every lane's path at t0 (the root interval; plan (0, 0.0, 0))."""
     m = paths.shape[3]
@@ -496,7 +502,7 @@ def lane_tree_start(k0, k1, first, src, T, plan, frac, paths):
         frac[b] = 0.0
 
 
-@numba.njit(cache=True)
+@jit
 def lane_tree_increments(k0, k1, first, src, T, t0, ta, tb, act, plan, frac, paths, trial, dW, dH):
     """(ΔW, H) over [ta[b], tb[b]] of every active lane b into dW, dH (M, B), each lane on its own
     times (adaptive steps).  ``paths[b]`` is the lane's tree path at its last accepted time (moved
@@ -524,7 +530,7 @@ def lane_tree_increments(k0, k1, first, src, T, t0, ta, tb, act, plan, frac, pat
         tr = trial[b]
         pa = paths[b]
         for i in range(2):
-            for lv in range(_DEPTH + 1):
+            for lv in range(TREE_DEPTH + 1):
                 for c in range(m):
                     tr[i, lv, c, 0] = pa[i, lv, c, 0]
         ib, fb, nb = query_plan(tb[b], t0, T)
@@ -534,12 +540,12 @@ def lane_tree_increments(k0, k1, first, src, T, t0, ta, tb, act, plan, frac, pat
             dH[c, b] = dhl[c, 0]
 
 
-@numba.njit(cache=True)
+@jit
 def lane_tree_accept(b, tb, t0, T, plan, frac, paths, trial):
     """Lane b accepted its step to ``tb``: its trial path becomes its path."""
     plan[0, b], frac[b], plan[1, b] = query_plan(tb, t0, T)
     pa, tr = paths[b], trial[b]
     for i in range(2):
-        for lv in range(_DEPTH + 1):
+        for lv in range(TREE_DEPTH + 1):
             for c in range(pa.shape[2]):
                 pa[i, lv, c, 0] = tr[i, lv, c, 0]

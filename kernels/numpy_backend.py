@@ -6,53 +6,13 @@ on (seed, trajectory index), never on ensemble size or chunking.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from .backend import Grid, Noise, RawResult
 from .brownian import BrownianTree
 from .linear import convolution_residual, evaluate_phi_poly
-from .philox import STREAM_ZETA, normals
-
-#: retcodes in increasing severity; a Solution's overall code is the worst of its trajectories
-RETCODES = ("Success", "MaxIters", "DtLessThanMin", "Unstable")
-UNSTABLE = RETCODES.index("Unstable")
-
-
-@dataclass
-class Grid:
-    """Fixed step times and the Brownian tree they read.
-
-    ``level`` k when the steps are the first N <= 2^k intervals of level k of a tree on
-    ``[times[0], tree_end]`` (equal steps h: ``tree_end = t0 + 2^k h``, which is ``t1`` when
-    N = 2^k); the tree is then walked in order.  ``level`` None: the tree is on
-    ``[t0, t1]`` and every step end is a query."""
-
-    times: np.ndarray
-    level: int | None
-    tree_end: float | None = None
-
-    def __post_init__(self):
-        if self.tree_end is None:
-            self.tree_end = float(self.times[-1])
-
-    @property
-    def tree_T(self) -> float:
-        """Length of the Brownian tree's span."""
-        return self.tree_end - float(self.times[0])
-
-    def node(self, n: int) -> int:
-        """Counter node of step n: its dyadic interval's heap index, or 2^62 + n otherwise."""
-        return (1 << self.level) + n if self.level is not None else (1 << 62) + n
-
-
-@dataclass
-class Noise:
-    seed: int
-    m: int
-    trajectories: np.ndarray
-    noise: str
-    G: np.ndarray | None = None       # (d, n') numeric diffusion, for the stochastic convolution
+from ..abi import STATS, STREAM_ZETA, UNSTABLE
+from .philox import normals
 
 
 def operator_values(specs: dict, structure: str, Lval, h: float, noise: Noise | None):
@@ -75,42 +35,47 @@ def brownian_increments(grid: Grid, noise: Noise, dtype):
         yield dw.astype(dtype), hh.astype(dtype)
 
 
-def integrate(module, grid: Grid, save_steps, y0, params, nets, structure, Lval, op_specs, noise: Noise | None,
-              needs_zeta=False, startup_steps=0, progress=False):
-    """Run the generated ``module.step`` over ``grid`` (``module.startup_step`` for the first
-    ``startup_steps`` steps of a multistep method); returns (saved (nsave, d, n), retcodes (n,) int8)."""
+def integrate(module, inp) -> RawResult:
+    """Run the generated ``module.step`` over ``inp.grid`` (``module.startup_step`` for the first
+    ``STARTUP_STEPS`` steps of a multistep method), every trajectory a column of (d, n) arrays."""
+    grid, noise, y0 = inp.grid, inp.noise, inp.y0
     d, n = y0.shape
     dtype = y0.dtype
     y = y0.copy()
     retcode = np.zeros(n, dtype=np.int8)
-    saved = np.empty((len(save_steps), d, n), dtype=dtype)
-    save_at = {s: i for i, s in enumerate(save_steps)}
+    stats = np.zeros((len(STATS), n), np.int64)
+    saved = np.empty((len(inp.save_steps), d, n), dtype=dtype)
+    save_at = {s: i for i, s in enumerate(inp.save_steps)}
     if 0 in save_at:
         saved[save_at[0]] = y
-    L = None if Lval is None else Lval.astype(dtype)
+    L = None if inp.Lval is None else inp.Lval.astype(dtype)
     ops_by_h = {}
     dWs = brownian_increments(grid, noise, dtype) if noise is not None else None
     mem = {}
     steps = range(len(grid.times) - 1)
-    if progress:
+    if inp.progress:
         from tqdm.auto import tqdm
         steps = tqdm(steps, desc="sdekit numpy", unit="step")
     for i in steps:
         t, h = grid.times[i], grid.times[i + 1] - grid.times[i]
         if h not in ops_by_h:
-            ops_by_h[h] = {k: v.astype(dtype) for k, v in operator_values(op_specs, structure, Lval, h, noise).items()}
+            ops_by_h[h] = {k: v.astype(dtype) for k, v in
+                           operator_values(inp.op_specs, inp.structure, inp.Lval, h, noise).items()}
         rnd = {}
         if dWs is not None:
             rnd["dW"], rnd["dH"] = next(dWs)
-        if needs_zeta:
+        if module.NEEDS_ZETA:
             rnd["zeta"] = normals(noise.seed, grid.node(i), noise.trajectories, STREAM_ZETA, d, dtype)
-        step = module.startup_step if i < startup_steps else module.step
+        step = module.startup_step if i < module.STARTUP_STEPS else module.step
+        mem["nf"] = 0
         with np.errstate(all="ignore"):
-            y = step(y, dtype.type(t), dtype.type(h), params, nets, L, ops_by_h[h], rnd, mem)
+            y = step(y, dtype.type(t), dtype.type(h), inp.params, inp.nets, L, ops_by_h[h], rnd, mem)
+        stats[0] += mem["nf"]
+        stats[1] += 1
         bad = ~np.all(np.isfinite(y), axis=0)
         if bad.any():
             retcode[bad] = UNSTABLE
             y[:, bad] = np.nan
         if i + 1 in save_at:
             saved[save_at[i + 1]] = y
-    return saved, retcode
+    return RawResult(grid.times[inp.save_steps], saved, retcode, stats)

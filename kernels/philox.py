@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..abi import STREAM_W, STREAM_ZETA  # noqa: F401  (the streams of the counter convention)
+
 M0, M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
 W0, W1 = np.uint32(0x9E3779B9), np.uint32(0xBB67AE85)
 MASK32 = np.uint64(0xFFFFFFFF)
 ROUNDS = 10
 
-STREAM_W = 0       #: Brownian tree nodes (W)
-STREAM_ZETA = 1    #: SETD1's conditional stochastic-convolution normals
-STREAM_H = 2       #: reserved: space-time Lévy area (SRA methods)
 
 
 def philox4x32(counter, key, rounds: int = ROUNDS):

@@ -12,9 +12,8 @@ SUCCESS, MAX_ITERS, DT_LESS_THAN_MIN, UNSTABLE = range(len(RETCODES))
 STATS = ("nf", "naccept", "nreject")
 
 #: Philox4x32-10 counter streams (counter word 3 = stream << 16 | group of four normals)
-STREAM_W = 0       #: Brownian tree nodes: (W, H) of every dyadic interval
+STREAM_W = 0       #: Brownian tree nodes: Z1 (for W) and Z2 (for the Lévy area H) of every dyadic interval
 STREAM_ZETA = 1    #: SETD1's conditional stochastic-convolution normals, one node per step
-STREAM_H = 2       #: reserved (the Lévy area shares the W nodes: Z2 of STREAM_W)
 
 #: depth of the (W, H) Brownian tree: leaf cells of length T 2^-TREE_DEPTH
 TREE_DEPTH = 48

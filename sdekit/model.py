@@ -12,6 +12,7 @@ class _Model:
     def __init__(self, form):
         self.form = form
         self._sources = {}
+        self._host = {}     # host-side numpy functions of L and G (codegen.host)
 
     @property
     def states(self) -> sp.Matrix:

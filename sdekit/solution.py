@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sdekit.kernels.numpy_backend import RETCODES
+from sdekit.abi import RETCODES
 
 
 @dataclass

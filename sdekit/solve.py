@@ -11,18 +11,42 @@ from sdekit.codegen.emit_numpy import emit_numpy
 from sdekit.codegen.errors import ModelError
 from sdekit.codegen.methods import CATALOGUE, get_method
 from sdekit.codegen.builders import build_scheme
-from sdekit.codegen.scheme import ConvolutionResidual, EvalRHS, operator_layout
+from sdekit.abi import STATS
+from sdekit.codegen.scheme import ConvolutionResidual, operator_layout
+from sdekit.codegen.host import additive_diffusion, linear_entries
 from sdekit.kernels import adaptive as adaptive_driver
-from sdekit.kernels import numpy_backend
-from sdekit.kernels.cache import load_module
+from sdekit.kernels.backend import BACKENDS as KERNEL_BACKENDS, Chunk, Grid, Noise, RunInput
 from sdekit.kernels.linear import linear_value
 from sdekit.nets import check_weights
 from sdekit.problem import Ensemble, SDEProblem, _Problem
 from sdekit.solution import Solution
 
-BACKENDS = ("numba", "numpy")
 BROWNIAN = ("tspan", "steps")
 MAX_STEPS = 10**8
+
+
+def _numpy_source(form, scheme, dtype, adaptive, tree):
+    return emit_numpy(form, scheme)   # one module serves every dtype, fixed and adaptive steps
+
+
+def _numba_source(form, scheme, dtype, adaptive, tree):
+    dtype = str(np.dtype(dtype))
+    if not adaptive:
+        return emit_numba(form, scheme, dtype, brownian=tree or "walk")
+    try:
+        return emit_numba_adaptive(form, scheme, dtype)
+    except NotImplementedError as e:
+        raise ModelError(f"{scheme.method} on this model has no adaptive Numba kernel ({e}); use "
+                         "backend='numpy'") from None
+
+
+#: backend -> (emitter of its source, the kernel's runtime arguments, what the source is specialised to)
+EMITTERS = {
+    "numpy": (_numpy_source, lambda form, scheme, adaptive: (), lambda dtype, adaptive, tree: ()),
+    "numba": (_numba_source, lambda form, scheme, adaptive: kernel_arguments(form, scheme, adaptive),
+              lambda dtype, adaptive, tree: (str(np.dtype(dtype)), bool(adaptive), tree)),
+}
+BACKENDS = tuple(EMITTERS)
 
 
 def scheme_and_source(model, method, backend: str = "numpy", dtype="float64", adaptive: bool = False,
@@ -31,24 +55,20 @@ def scheme_and_source(model, method, backend: str = "numpy", dtype="float64", ad
     The numpy module serves every dtype and step control; a Numba kernel is specialised to its
     dtype, the adaptive one (each trajectory its own steps) is a kernel of its own, and a
     fixed-step SDE kernel either walks the Brownian tree (a grid of one tree level) or queries it."""
-    dtype = str(np.dtype(dtype)) if backend == "numba" else None
-    adaptive = bool(adaptive) and backend == "numba"
-    brownian = brownian if backend == "numba" and not adaptive and model.form.stochastic else None
-    key = (method.name, backend, dtype, adaptive, brownian)
+    emit, _, specialise = EMITTERS[backend]
+    tree = brownian if not adaptive and model.form.stochastic else None
+    key = (method.name, backend, specialise(dtype, adaptive, tree))
     if key not in model._sources:
         scheme = build_scheme(model.form, method)
-        if backend == "numpy":
-            src = emit_numpy(model.form, scheme)
-        elif adaptive:
-            try:
-                src = emit_numba_adaptive(model.form, scheme, dtype)
-            except NotImplementedError as e:
-                raise ModelError(f"{method.name} on this model has no adaptive Numba kernel ({e}); use "
-                                 "backend='numpy'") from None
-        else:
-            src = emit_numba(model.form, scheme, dtype, brownian=brownian or "walk")
-        model._sources[key] = (scheme, src)
+        model._sources[key] = (scheme, emit(model.form, scheme, dtype, adaptive, tree))
     return model._sources[key]
+
+
+def compile_kernel(model, method, backend: str, dtype, adaptive: bool, tree: str):
+    """(StepScheme, Kernel) of ``method`` on ``model`` for ``backend`` (kernels.backend)."""
+    scheme, source = scheme_and_source(model, method, backend, dtype, adaptive, tree)
+    arguments = EMITTERS[backend][1](model.form, scheme, adaptive)
+    return scheme, KERNEL_BACKENDS[backend].compile(source, arguments, adaptive)
 
 
 def _check_brownian(brownian):
@@ -56,7 +76,7 @@ def _check_brownian(brownian):
         raise ValueError(f"brownian must be one of {BROWNIAN}, got {brownian!r}")
 
 
-def time_grid(tspan, dt, brownian: str = "tspan") -> numpy_backend.Grid:
+def time_grid(tspan, dt, brownian: str = "tspan") -> Grid:
     """Fixed-step grid on tspan: N equal steps h = T/N when dt divides T (to 1e-9), else steps
     of dt and a shorter last one.
 
@@ -84,12 +104,12 @@ def time_grid(tspan, dt, brownian: str = "tspan") -> numpy_backend.Grid:
         times[-1] = t1
         level = (nsteps - 1).bit_length()
         if nsteps == 1 << level:
-            return numpy_backend.Grid(times, level)
+            return Grid(times, level)
         if brownian == "steps":
-            return numpy_backend.Grid(times, level, t0 + T * ((1 << level) / nsteps))
-        return numpy_backend.Grid(times, None)
+            return Grid(times, level, t0 + T * ((1 << level) / nsteps))
+        return Grid(times, None)
     times = np.append(t0 + dt * np.arange(math.ceil(ratio)), t1)
-    return numpy_backend.Grid(times, None)
+    return Grid(times, None)
 
 
 def brownian_tree(target, dt=None, seed: int | None = None, brownian: str = "tspan"):
@@ -184,66 +204,65 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
     if adaptive and brownian != "tspan":
         raise ValueError(f"brownian={brownian!r} is for fixed steps (give dt); adaptive solves read the tree on tspan")
     grid = None if adaptive else time_grid(problem.tspan, dt, brownian)
+    saved_steps = None if adaptive else save_steps(grid, saveat)
+    if saved_steps == []:
+        raise ValueError("saveat is empty: nothing would be saved")
+    opts = None if not adaptive else adaptive_options(m, problem, model.form.dim, is_ensemble, dt, rtol, atol,
+                                                      controller, dtmin, dtmax, maxiters, saveat, tstops)
     tree_access = "walk" if adaptive or grid.level is not None else "query"
-    scheme, source = scheme_and_source(model, m, backend, dtype, adaptive, tree_access)
-    if not adaptive:
-        steps_saved = save_steps(grid, saveat)
-        if not steps_saved:
-            raise ValueError("saveat is empty: nothing would be saved")
-    host = load_module(scheme_and_source(model, m, "numpy")[1], "numpy")  # L, G values and the reference step
-
-    n = Y0.shape[0]
+    scheme, kernel = compile_kernel(model, m, backend, dtype, adaptive, tree_access)
     form = model.form
-    Lval = None
-    if scheme.needs_linear and form.linear_structure != "zero":
-        Lsrc = host.linear_entries(params) if form.linear is not None else form.linear_numeric
-        Lval = linear_value(form.linear_structure, Lsrc, form.dim)
-        if not np.all(np.isfinite(Lval)):
-            raise ValueError(f"the linear part L = {model.linear} has non-finite entries for these parameters")
-    noise = None
-    if form.stochastic:
-        G = None
-        if scheme.needs_zeta:
-            G = host.diffusion(np.zeros((form.dim, 1)), problem.tspan[0], params)
-            if not np.all(np.isfinite(G)):
-                raise ValueError(f"the diffusion G = {list(form.diffusion)} is non-finite for these parameters")
-        noise = numpy_backend.Noise(seed, form.noise_dim, trajectories, form.noise, G)
-    op_specs = {name: (("phi", op.poly) if not isinstance(op, ConvolutionResidual)
-                       else ("residual", operator_layout(form, op)))
-                for name, op in scheme.all_operators().items()}
-    nets = {name: check_weights(form.nets[name], w, dtype) for name, w in problem.nets.items()}
-    pvals = {k: (v.astype(dtype) if v.ndim else dtype.type(v)) for k, v in params.items()}
-    y0 = np.ascontiguousarray(Y0.T, dtype=dtype)
-    if adaptive:
-        opts = adaptive_options(m, problem, form.dim, is_ensemble, dt, rtol, atol, controller, dtmin, dtmax,
-                                maxiters, saveat, tstops)
-        if backend == "numpy":
-            times, saved, codes, stats = adaptive_driver.integrate(
-                host, problem.tspan, y0, pvals, nets, form.linear_structure, Lval, op_specs, noise, opts, progress)
-        else:
-            from sdekit.kernels import numba_backend
-            times, saved, codes, stats = numba_backend.integrate_adaptive(
-                load_module(source, "numba"), kernel_arguments(form, scheme, adaptive=True), problem.tspan, y0, int(trajectories[0]), seed,
-                pvals, nets, form.linear_structure, Lval, opts)
-        y = np.transpose(saved, (2, 0, 1))
-        return Solution.from_codes(times, y if is_ensemble else y[0], codes, is_ensemble, stats=stats,
-                                   method=m.name, backend=backend)
-    if backend == "numpy":
-        saved, codes = numpy_backend.integrate(
-            host, grid, steps_saved, y0, pvals, nets, form.linear_structure, Lval, op_specs, noise,
-            needs_zeta=scheme.needs_zeta, startup_steps=scheme.startup_steps,
-            progress=progress)
+    inp = RunInput(y0=np.ascontiguousarray(Y0.T, dtype=dtype), tspan=problem.tspan,
+                   params={k: (v.astype(dtype) if v.ndim else dtype.type(v)) for k, v in params.items()},
+                   nets={name: check_weights(form.nets[name], w, dtype) for name, w in problem.nets.items()},
+                   structure=form.linear_structure, Lval=_linear_value(model, scheme, params),
+                   op_specs=_operator_specs(form, scheme), noise=_noise(model, scheme, problem, params, seed, trajectories),
+                   seed=seed, trajectories=np.asarray(trajectories, np.int64), grid=grid, save_steps=saved_steps,
+                   opts=opts, progress=progress)
+    raw = kernel.run(inp, Chunk(0, Y0.shape[0]))
+    y = np.transpose(raw.saved, (2, 0, 1))
+    stats = {name: int(v) for name, v in zip(STATS, raw.stats.sum(axis=1))}
+    return Solution.from_codes(raw.times, y if is_ensemble else y[0], raw.retcodes, is_ensemble, stats=stats,
+                               method=m.name, backend=backend)
+
+
+def _linear_value(model, scheme, params):
+    """L in its runtime layout (None when the scheme does not use it), from the params on the host."""
+    form = model.form
+    if not scheme.needs_linear or form.linear_structure == "zero":
+        return None
+    if form.linear is None:
+        src = form.linear_numeric
     else:
-        from sdekit.kernels import numba_backend
-        saved, codes = numba_backend.integrate(
-            load_module(source, "numba"), kernel_arguments(form, scheme), grid, steps_saved, y0, int(trajectories[0]), seed, pvals, nets,
-            form.linear_structure, Lval, op_specs, noise)
-    y = np.transpose(saved, (2, 0, 1))
-    nstages = sum(isinstance(s, EvalRHS) for s in scheme.live_statements())  # (multistep startup: a few more)
-    nsteps = len(grid.times) - 1
-    stats = {"nf": nstages * nsteps * n, "naccept": nsteps * n, "nreject": 0}
-    return Solution.from_codes(grid.times[steps_saved], y if is_ensemble else y[0], codes, is_ensemble,
-                               stats=stats, method=m.name, backend=backend)
+        if "linear" not in model._host:
+            model._host["linear"] = linear_entries(form)
+        src = model._host["linear"](params)
+    Lval = linear_value(form.linear_structure, src, form.dim)
+    if not np.all(np.isfinite(Lval)):
+        raise ValueError(f"the linear part L = {model.linear} has non-finite entries for these parameters")
+    return Lval
+
+
+def _noise(model, scheme, problem, params, seed, trajectories):
+    """The Brownian noise of an SDE solve (with G itself when the scheme samples the stochastic convolution)."""
+    form = model.form
+    if not form.stochastic:
+        return None
+    G = None
+    if scheme.needs_zeta:
+        if "diffusion" not in model._host:
+            model._host["diffusion"] = additive_diffusion(form)
+        G = model._host["diffusion"](params, float(problem.tspan[0]))
+        if not np.all(np.isfinite(G)):
+            raise ValueError(f"the diffusion G = {list(form.diffusion)} is non-finite for these parameters")
+    return Noise(seed, form.noise_dim, trajectories, form.noise, G)
+
+
+def _operator_specs(form, scheme) -> dict:
+    """What the runtime evaluates per step size: name -> ("phi", poly) | ("residual", layout)."""
+    return {name: (("phi", op.poly) if not isinstance(op, ConvolutionResidual)
+                   else ("residual", operator_layout(form, op)))
+            for name, op in scheme.all_operators().items()}
 
 
 def adaptive_options(m, problem, d, is_ensemble, dt, rtol, atol, controller, dtmin, dtmax, maxiters, saveat,

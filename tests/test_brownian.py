@@ -178,10 +178,6 @@ def _close(got, ref, tol):
             np.testing.assert_allclose(x, r, rtol=0, atol=tol * max(np.abs(r).max(), 1e-300))
 
 
-def test_numba_depth_matches():
-    assert nr._DEPTH == DEPTH
-
-
 @pytest.mark.parametrize("m", [1, 2, 3])
 def test_numba_walk_matches_numpy(m):
     T, k = 2.0, 6
