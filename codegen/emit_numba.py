@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from ..abi import BLOCK, FIXED_ARGS, LINEAR_ARGS, OFF_GRID_NODE, SUCCESS, UNSTABLE, operator_args, param_args, weight_args
+from ..abi import BLOCK, FIXED_ARGS, LINEAR_ARGS, OFF_GRID_NODE, STREAM_ZETA, SUCCESS, UNSTABLE, operator_args, param_args, weight_args
 from .analysis import SemilinearForm
 from .lowering import lower
 from .builders import milstein_terms
@@ -116,14 +116,40 @@ def _registers(scheme):
     return regs
 
 
-def _lane_prelude(w, form, lowered, state):
-    """Inside ``for b``: read the state components and the used params into scalars."""
-    w("s = src[b]")
-    w("t = tc[b]")
+def _used_symbols(lowered) -> set:
+    """Names of the lowered symbols (states v_i, params p_k, t) the lane code reads."""
+    exprs = [e for _, e in lowered.assignments] + [sp.sympify(e) for e in lowered.outputs]
+    exprs += [sp.sympify(a) for g in lowered.net_groups for a in g.inputs]
+    return {str(x) for e in exprs for x in e.free_symbols}
+
+
+def _lane_prelude(w, form, lowered, state, all_states=False, trajectory=False):
+    """Inside ``for b``: read what the lane code uses — the trajectory index ``s`` (params, per-trajectory
+    L: ``trajectory``), the lane's time, the state components (``all_states``: every one) and params."""
+    used = _used_symbols(lowered)
+    if lowered.params or trajectory:
+        w("s = src[b]")
+    if "t" in used:
+        w("t = tc[b]")
     for i in range(form.dim):
-        w(f"v{i} = {state}[{i}, b]")
+        if all_states or _state(i) in used:
+            w(f"v{i} = {state}[{i}, b]")
     for name, var in lowered.params:
         w(f"{var} = P_{name}[s * S_{name}]")
+
+
+def _arguments_used(form, lowered, extra, linear=False) -> list:
+    """The runtime arguments (of ``extra``) a lane function of ``lowered`` reads: its params, the
+    weights of its networks, ``L`` when ``linear``."""
+    keep = set()
+    for name, _ in lowered.params:
+        keep.update(param_args(name))
+    for g in lowered.net_groups:
+        for i in range(len(g.net.sizes) - 1):
+            keep.update(weight_args(g.net.name, i))
+    if linear:
+        keep.update(LINEAR_ARGS)
+    return [a for a in extra if a in keep]
 
 
 def _emit_net(w, form, group, state):
@@ -132,9 +158,11 @@ def _emit_net(w, form, group, state):
     sizes = net.sizes
     buf = f"{group.out}_in"
     with w.block("for b in range(B):"):
-        w("s = src[b]")
-        w("t = tc[b]")
         needs = set().union(*(sp.sympify(a).free_symbols for a in group.inputs))
+        if any(sp.Symbol(f"p_{p.name}") in needs for p in form.params):
+            w("s = src[b]")
+        if sp.Symbol("t") in needs:
+            w("t = tc[b]")
         for i in range(form.dim):
             if sp.Symbol(_state(i)) in needs:
                 w(f"v{i} = {state}[{i}, b]")
@@ -273,7 +301,9 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
     w("import numpy as np")
     tanh = {"float64": "tanh64", "float32": "tanh32"}[str(dtype)]
     tree = "tree_walk" if brownian == "walk" else "tree_query_increment"
-    w(f"from sdekit.kernels.numba_runtime import normals_block, {tanh} as nb_tanh, {tree}, tree_start")
+    w(f"from sdekit.kernels.numba_runtime import {tanh} as nb_tanh")
+    w("from sdekit.kernels.philox import normals_block")
+    w(f"from sdekit.kernels.brownian import {tree}, tree_start")
     if brownian == "query" and scheme.needs_dW:
         w("from sdekit.abi import TREE_DEPTH as DEPTH")
     if jac is not None:
@@ -300,6 +330,7 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
         for r in regs:
             w(f"{r} = np.empty((D, B), dtype=y0.dtype)")
         _emit_net_buffers(w, form, [forcing] + ([jac] if jac else []))
+        _emit_matvec_buffers(w, form, scheme)
         if jac is not None:
             _emit_jacobian_buffers(w, scheme)
         w("bad = np.zeros(B, dtype=np.bool_)")
@@ -313,11 +344,12 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
         with w.block("for b in range(B):"):
             with w.block("for i in range(D):"):
                 w("y[i, b] = y0[i, src[b]]")
-        if needs_dw or scheme.needs_zeta:
+        if needs_dw:
             w("dW = np.empty((M, B), dtype=y0.dtype)")
+            _emit_tree_setup(w, brownian)
+        if scheme.needs_zeta:
             w("zeta = np.empty((D, B), dtype=y0.dtype)")
             w("zeta64 = np.empty((D, B))")
-            _emit_tree_setup(w, brownian)
         w("isave = 0")
         w("nfe = 0  # f-evaluations per lane (every lane of a block runs the same steps)")
         with w.block("if save_at[0] == 0:"):
@@ -326,7 +358,8 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
             with w.block("for b in range(B):"):  # every lane keeps its own t and h
                 w("t_l[b] = tn_d[step]")
                 w("h_l[b] = h_d[step]")
-            w("hc = hclass[step]")
+            if scheme.all_operators():
+                w("hc = hclass[step]  # the step's class: operators are tabulated per distinct step size")
             if needs_dw:
                 _emit_brownian_step(w, brownian)
             if scheme.needs_zeta:
@@ -380,8 +413,9 @@ def block_range_kernel(w, args, doc, preamble=()):
 
 def _emit_statements(w, form, scheme, statements, calls):
     """One step's statements, then the count of its f-evaluations."""
+    times = {}
     for s in statements:
-        _emit_statement(w, form, scheme, s, calls)
+        _emit_statement(w, form, scheme, s, calls, times=times)
     w(f"nfe += {sum(isinstance(s, EvalRHS) for s in statements)}")
 
 
@@ -405,7 +439,7 @@ def _emit_tree_setup(w, brownian):
     walk = brownian == "walk"
     w("dH = np.empty((M, B), dtype=y0.dtype)")
     w("zbuf = np.empty((2 * M, B))")
-    w(f"path = np.empty((2, {'1' if walk else 'DEPTH + 1'}, M, B))")
+    w("path = zbuf.reshape((2, 1, M, B))  # unused by the walk" if walk else "path = np.empty((2, DEPTH + 1, M, B))")
     w(f"nstack = {'level + 2' if walk else '1'}")
     w("stk_dw = np.empty((nstack, M, B))")
     w("stk_h = np.empty((nstack, M, B))")
@@ -426,7 +460,7 @@ def _emit_brownian_step(w, brownian):
 
 def _emit_zeta(w):
     w(f"znode = (np.int64(1) << level) + step if level >= 0 else np.int64({OFF_GRID_NODE}) + step  # Grid.node")
-    w("normals_block(k0, k1, znode, first, src, 1, zeta64)")
+    w(f"normals_block(k0, k1, znode, first, src, {STREAM_ZETA}, zeta64)  # STREAM_ZETA")
     with w.block("for i in range(D):"):
         with w.block("for b in range(B):"):
             w("zeta[i, b] = zeta64[i, b]")
@@ -439,22 +473,16 @@ def _emit_copy(w, dst, src):
                 w(f"{dst}[i, b] = {src}[i, b]")
 
 
-def _op_elem(name, i):
-    return f"op_{name}[hc, {i}, s * S_op_{name}]"
-
-
 def _emit_lane_functions(w, form, scheme, forcing, diffusion, extra, full_rhs=False):
     """``rhs_block`` and ``noise_block``: one copy each, called once per stage (small
     compile, and LLVM still vectorises their lane loops).  ``full_rhs``: also ``frhs_block``,
     f = L y + c + N, when the scheme's stages evaluate only the forcing (dense output, the
     initial step of the adaptive kernel)."""
     bufs = list(_net_buffers(form, [forcing]))
-    _emit_rhs_function(w, form, forcing, "rhs_block", scheme.rhs_part, bufs, extra)
-    calls = {"rhs": f"rhs_block({{t}}, {{state}}, {{target}}, src, {', '.join(bufs + list(extra))})"}
+    calls = {"rhs": _emit_rhs_function(w, form, forcing, "rhs_block", scheme.rhs_part, bufs, extra)}
     calls["frhs"] = calls["rhs"]
     if full_rhs and scheme.rhs_part != "full":
-        _emit_rhs_function(w, form, forcing, "frhs_block", "full", bufs, extra)
-        calls["frhs"] = calls["rhs"].replace("rhs_block(", "frhs_block(")
+        calls["frhs"] = _emit_rhs_function(w, form, forcing, "frhs_block", "full", bufs, extra)
     if not form.stochastic:
         return calls
     G = diffusion.outputs
@@ -465,46 +493,55 @@ def _emit_lane_functions(w, form, scheme, forcing, diffusion, extra, full_rhs=Fa
             return " + ".join(f"({pr(G[i * mm + j])}) * dW[{j}, b]" for j in range(mm))
         return f"({pr(G[i])}) * dW[{0 if form.noise == 'scalar' else i}, b]"
 
-    _lane_function(w, form, "noise_block", ["tc", "st", "dW", "out", "src"] + list(extra),
+    noise_args = ", ".join(["src"] + _arguments_used(form, diffusion, extra))
+    _lane_function(w, form, "noise_block", f"tc, st, dW, out, {noise_args}",
                    "G(st, t) dW of the lanes of ``st`` into ``out``.", diffusion,
                    [f"out[{i}, b] = {noise_row(i)}" for i in range(form.dim)])
-    calls |= {"dW": f"noise_block({{t}}, {{state}}, dW, {{target}}, src, {', '.join(extra)})",
-             "I10": f"noise_block({{t}}, {{state}}, dI, {{target}}, src, {', '.join(extra)})"}
+    calls |= {"dW": f"noise_block({{t}}, {{state}}, dW, {{target}}, {noise_args})",
+              "I10": f"noise_block({{t}}, {{state}}, dI, {{target}}, {noise_args})"}
     if scheme.needs_milstein:
         gg = lower(milstein_terms(form), form, _state)
         col = (lambda i: 0) if form.noise == "scalar" else (lambda i: i)
-        _lane_function(w, form, "milstein_block", ["tc", "st", "dW", "hh", "out", "src"] + list(extra),
+        gg_args = ", ".join(["src"] + _arguments_used(form, gg, extra))
+        _lane_function(w, form, "milstein_block", f"tc, st, dW, hh, out, {gg_args}",
                        "½ (G'G)(st, t)(dW² − h) of the lanes of ``st`` into ``out`` (Kloeden & Platen 1992, "
                        "eq. 10.3.3).", gg,
                        [f"out[{i}, b] = 0.5 * ({pr(e)}) * (dW[{col(i)}, b] * dW[{col(i)}, b] - hh[b])"
                         for i, e in enumerate(gg.outputs)])
-        calls["milstein"] = f"milstein_block({{t}}, {{state}}, dW, h_l, {{target}}, src, {', '.join(extra)})"
+        calls["milstein"] = f"milstein_block({{t}}, {{state}}, dW, h_l, {{target}}, {gg_args})"
     return calls
 
 
-def _emit_rhs_function(w, form, forcing, name, part, bufs, extra):
-    """``name(tc, st, out, src, ...)``: f = L y + c + N ("full") or c + N ("forcing") per lane."""
-    d = form.dim
+def _emit_rhs_function(w, form, forcing, name, part, bufs, extra) -> str:
+    """``name(tc, st, out, src, ...)``: f = L y + c + N ("full") or c + N ("forcing") per lane; returns
+    its call (``{t}``, ``{state}``, ``{target}`` to fill).  A dense L is applied by a loop over the
+    state (no d² unrolled terms)."""
+    linear = part == "full" and form.linear_structure != "zero"
+    args = ", ".join(["src"] + bufs + _arguments_used(form, forcing, extra, linear))
     w(JIT)
-    with w.block(f"def {name}({', '.join(['tc', 'st', 'out', 'src'] + bufs + list(extra))}):"):
+    with w.block(f"def {name}(tc, st, out, {args}):"):
         w(f'"""{"f = L y + c + N" if part == "full" else "c(t) + N(y, t)"} of the lanes of ``st`` into ``out``."""')
         _runtime_block(w)
         for g in forcing.net_groups:
             _emit_net(w, form, g, "st")
         with w.block("for b in range(B):"):
-            _lane_prelude(w, form, forcing, "st")
+            _lane_prelude(w, form, forcing, "st", all_states=linear and form.linear_structure != "dense",
+                          trajectory=linear)
             for var, e in forcing.assignments:
                 w(f"{var} = {pr(e)}")
             for i, e in enumerate(forcing.outputs):
-                rhs = pr(e)
-                if part == "full" and form.linear_structure != "zero":
-                    if form.linear_structure == "dense":
-                        rhs += " + " + " + ".join(f"Lm[s * S_L, {i}, {j}] * v{j}" for j in range(d))
-                    else:
-                        rhs += f" + Lm[{i}, s * S_L] * v{i}"
-                w(f"out[{i}, b] = {rhs}")
+                if linear and form.linear_structure == "dense":
+                    w(f"acc = {pr(e)}")
+                    with w.block("for j in range(D):"):
+                        w(f"acc = acc + Lm[s * S_L, {i}, j] * st[j, b]")
+                    w(f"out[{i}, b] = acc")
+                elif linear:
+                    w(f"out[{i}, b] = {pr(e)} + Lm[{i}, s * S_L] * v{i}")
+                else:
+                    w(f"out[{i}, b] = {pr(e)}")
     w()
     w()
+    return f"{name}({{t}}, {{state}}, {{target}}, {args})"
 
 
 def _runtime_block(w):
@@ -515,9 +552,10 @@ def _runtime_block(w):
 
 
 def _lane_function(w, form, name, args, doc, lowered, out_lines):
-    """An njit function looping over the B lanes: read the lane's state/params, CSE temporaries, outputs."""
+    """An njit function ``name(args)`` looping over the B lanes: read the lane's state/params, CSE
+    temporaries, outputs."""
     w(JIT)
-    with w.block(f"def {name}({', '.join(args)}):"):
+    with w.block(f"def {name}({args}):"):
         w(f'"""{doc}"""')
         _runtime_block(w)
         with w.block("for b in range(B):"):
@@ -605,16 +643,17 @@ def _lower_jacobian(form):
 def _emit_jacobian_function(w, form, jac, extra):
     """``jac_block``: J̃ = [[L + ∂N/∂y, ∂N/∂t], [0, 0]] of the lanes of ``st`` into ``Jout``."""
     d = form.dim
-    bufs = list(_net_buffers(form, [jac]))
+    linear = form.linear_structure != "zero"
+    args = ", ".join(["src"] + list(_net_buffers(form, [jac])) + _arguments_used(form, jac, extra, linear))
     w(JIT)
-    with w.block(f"def jac_block({', '.join(['tc', 'st', 'Jout', 'src'] + bufs + list(extra))}):"):
+    with w.block(f"def jac_block(tc, st, Jout, {args}):"):
         w('"""Augmented Jacobian [[L + dN/dy, dN/dt], [0, 0]] of the lanes of ``st`` (sympy derivatives; '
           'networks by a forward-mode tangent pass)."""')
         _runtime_block(w)
         for g in jac.net_groups:
             _emit_net(w, form, g, "st")
         with w.block("for b in range(B):"):
-            _lane_prelude(w, form, jac, "st")
+            _lane_prelude(w, form, jac, "st", trajectory=linear)
             for var, e in jac.assignments:
                 w(f"{var} = {pr(e)}")
             for k, e in enumerate(jac.outputs):
@@ -629,50 +668,100 @@ def _emit_jacobian_function(w, form, jac, extra):
                 w(f"Jout[{d}, {j}, b] = 0.0")
     w()
     w()
-    return f"jac_block({{t}}, {{state}}, Jt, src, {', '.join(bufs + list(extra))})"
+    return f"jac_block({{t}}, {{state}}, Jt, {args})"
 
 
-def _emit_statement(w, form, scheme, s, calls, adaptive=False):
+def _emit_stage_time(w, c, times):
+    """``tc = t + c h`` per lane, unless ``times`` (what this step wrote so far) says it holds that already."""
+    if times is not None and times.get("c") == c:
+        return
+    with w.block("for b in range(B):"):
+        w(f"tc[b] = t_l[b] + {pr(c)} * h_l[b]" if c else "tc[b] = t_l[b]")
+    if times is not None:
+        times["c"] = c
+
+
+def _emit_statement(w, form, scheme, s, calls, adaptive=False, times=None):
     """Print one statement as lane loops.  ``adaptive``: operators are per-lane arrays computed in
-    the step (``op_X[i, b]`` or ``op_X[i, j, b]``), else values per step class ``hc``."""
-    d = form.dim
+    the step (``op_X[i, b]`` or ``op_X[i, j, b]``), else values per step class ``hc``.  ``times``:
+    the stage time ``tc`` written so far in this step (None: write it at every evaluation)."""
     if isinstance(s, EvalJacobian):
-        with w.block("for b in range(B):"):
-            w(f"tc[b] = t_l[b] + {pr(s.c)} * h_l[b]" if s.c else "tc[b] = t_l[b]")
+        _emit_stage_time(w, s.c, times)
         w(calls["jac"].format(t="tc", state=s.state))
         _emit_jacobian_operators(w, scheme, adaptive)
         return
     if isinstance(s, (EvalRHS, EvalNoise)):
-        with w.block("for b in range(B):"):
-            w(f"tc[b] = t_l[b] + {pr(s.c)} * h_l[b]" if s.c else "tc[b] = t_l[b]")
+        _emit_stage_time(w, s.c, times)
         call = calls["rhs"] if isinstance(s, EvalRHS) else calls[s.increment]
         w(call.format(t="tc", state=s.state, target=s.target))
     elif isinstance(s, Combine):
-        lags = sorted({x.name for term in s.terms for x in sp.sympify(term.coef).free_symbols} - {"h"})
-        with w.block("for b in range(B):"):
+        _emit_combine(w, form, scheme, s, adaptive)
+
+
+def _dense_terms(form, scheme, s) -> list:
+    """Indices of the terms of Combine ``s`` that apply a matrix (dense L operators, Jacobian operators)."""
+    return [k for k, term in enumerate(s.terms) if term.op is not None and (
+        term.op in scheme.jacobian_operators or operator_layout(form, scheme.all_operators()[term.op]) == "dense")]
+
+
+def _emit_matvec_buffers(w, form, scheme):
+    """``mv0 ..``: one lane row (B,) per matrix term of the scheme's widest Combine."""
+    widest = max((len(_dense_terms(form, scheme, s)) for s in scheme.all_statements() if isinstance(s, Combine)),
+                 default=0)
+    for k in range(widest):
+        w(f"mv{k} = np.empty(B, dtype=y0.dtype)  # a row of a matrix-vector product, per lane")
+
+
+def _emit_combine(w, form, scheme, s, adaptive):
+    """``target = Σ coef · op(hL) vec`` row by row (``for i``), lanes innermost so LLVM vectorises:
+    a matrix term accumulates its row into ``mv<k>`` over ``j`` first (no d² unrolled source).
+    ``adaptive``: operators are per-lane arrays computed in the step, else values per step class ``hc``."""
+    d = form.dim
+    dense = _dense_terms(form, scheme, s)
+    coef_syms = {x.name for term in s.terms for x in sp.sympify(term.coef).free_symbols}
+    coef_syms |= {x.name for k in dense for x in sp.sympify(s.terms[k].aug or 0).free_symbols}
+    fixed_op = not adaptive and any(term.op is not None and term.op not in scheme.jacobian_operators
+                                    for term in s.terms)
+
+    def lane_scalars():
+        if fixed_op:
             w("s = src[b]")
-            w("h = h_l[b]")
-            for name in lags:  # previous step sizes h1, h2, ... (multistep coefficients)
-                w(f"{name} = hp{name[1:]}[b]")
-            for i in range(d):
-                terms = []
-                for term in s.terms:
-                    coef = "" if term.coef == 1 else f"({pr(term.coef)}) * "
-                    if term.op is None:
-                        terms.append(f"{coef}{term.vec}[{i}, b]")
-                    elif term.op in scheme.jacobian_operators:
-                        A = _jop(term.op)
-                        mv = " + ".join(f"{A}[{i}, {j}, b] * {term.vec}[{j}, b]" for j in range(d))
-                        aug = f" + {A}[{i}, {d}, b] * ({pr(term.aug)})" if term.aug != 0 else ""
-                        terms.append(f"{coef}({mv}{aug})")
-                    elif operator_layout(form, scheme.all_operators()[term.op]) == "dense":
-                        A = f"op_{term.op}[{{}}, {{}}, b]" if adaptive else f"op_{term.op}[hc, s * S_op_{term.op}, {{}}, {{}}]"
-                        mv = " + ".join(f"{A.format(i, j)} * {term.vec}[{j}, b]" for j in range(d))
-                        terms.append(f"{coef}({mv})")
-                    else:
-                        op = f"op_{term.op}[{i}, b]" if adaptive else _op_elem(term.op, i)
-                        terms.append(f"{coef}{op} * {term.vec}[{i}, b]")
-                w(f"{s.target}[{i}, b] = " + " + ".join(terms))
+        for name in sorted(coef_syms):   # the step h and previous step sizes h1, h2, ... (multistep)
+            w(f"{name} = h_l[b]" if name == "h" else f"{name} = hp{name[1:]}[b]")
+
+    def matrix(op):
+        if op in scheme.jacobian_operators:
+            return f"{_jop(op)}[i, {{}}, b]"
+        return f"op_{op}[i, {{}}, b]" if adaptive else f"op_{op}[hc, s * S_op_{op}, i, {{}}]"
+
+    with w.block("for i in range(D):"):
+        for slot, k in enumerate(dense):
+            term = s.terms[k]
+            A = matrix(term.op)
+            with w.block("for b in range(B):"):
+                w(f"mv{slot}[b] = 0.0")
+            with w.block("for j in range(D):"):
+                with w.block("for b in range(B):"):
+                    if fixed_op:
+                        w("s = src[b]")
+                    w(f"mv{slot}[b] = mv{slot}[b] + {A.format('j')} * {term.vec}[j, b]")
+            if term.op in scheme.jacobian_operators and term.aug != 0:
+                with w.block("for b in range(B):"):
+                    lane_scalars()
+                    w(f"mv{slot}[b] = mv{slot}[b] + {A.format(d)} * ({pr(term.aug)})")
+        with w.block("for b in range(B):"):
+            lane_scalars()
+            terms = []
+            for k, term in enumerate(s.terms):
+                coef = "" if term.coef == 1 else f"({pr(term.coef)}) * "
+                if k in dense:
+                    terms.append(f"{coef}mv{dense.index(k)}[b]")
+                elif term.op is None:
+                    terms.append(f"{coef}{term.vec}[i, b]")
+                else:
+                    op = f"op_{term.op}[i, b]" if adaptive else f"op_{term.op}[hc, i, s * S_op_{term.op}]"
+                    terms.append(f"{coef}{op} * {term.vec}[i, b]")
+            w(f"{s.target}[i, b] = " + " + ".join(terms))
 
 
 def _emit_finish_step(w, output):

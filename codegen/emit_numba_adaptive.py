@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..abi import ADAPTIVE_ARGS, BLOCK, CONTROLLER, DT_LESS_THAN_MIN, MAX_ITERS, STOP_STRETCH, UNSTABLE
 from .analysis import SemilinearForm
 from .emit_numba import (block_range_kernel, _emit_copy, _emit_jacobian_buffers, _emit_lane_functions,
-                         _emit_emitted_jacobian, _emit_net_buffers, _emit_statement, _state, _Writer, kernel_arguments)
+                         _emit_emitted_jacobian, _emit_matvec_buffers, _emit_net_buffers, _emit_statement, _state, _Writer, kernel_arguments)
 from .lowering import lower
 from .scheme import EvalRHS, StepScheme, operator_layout
 
@@ -48,8 +48,8 @@ def emit_numba_adaptive(form: SemilinearForm, scheme: StepScheme, dtype: str = "
     w("import numba")
     w("import numpy as np")
     tanh = {"float64": "tanh64", "float32": "tanh32"}[str(dtype)]
-    w(f"from sdekit.kernels.numba_runtime import {tanh} as nb_tanh, lane_tree_accept, lane_tree_buffers, "
-      "lane_tree_increments, lane_tree_start")
+    w(f"from sdekit.kernels.numba_runtime import {tanh} as nb_tanh")
+    w("from sdekit.kernels.brownian import lane_tree_accept, lane_tree_buffers, lane_tree_increments, lane_tree_start")
     w("from sdekit.kernels.matfun import inverse_block, inverse_block_work, phi_block, phi_block_work, phi_scalar")
     w()
     w(f"BLOCK = {block}")
@@ -120,6 +120,7 @@ def _emit_setup(w, form, scheme, forcing, jac):
     for r in regs:
         w(f"{r} = np.zeros((D, B), dtype=y0.dtype)")
     _emit_net_buffers(w, form, [forcing] + ([jac] if jac else []))
+    _emit_matvec_buffers(w, form, scheme)
     if jac is not None:
         _emit_jacobian_buffers(w, scheme, adaptive=True)
     for name, op in scheme.all_operators().items():

@@ -45,7 +45,8 @@ def runtime_fingerprint() -> str:
     from .. import abi
     here = Path(__file__).parent
     h = hashlib.sha256()
-    for path in (here / "numba_runtime.py", here / "numpy_runtime.py", here / "matfun.py", Path(abi.__file__)):
+    runtime = ("numba_runtime.py", "philox.py", "brownian.py", "numpy_runtime.py", "matfun.py")
+    for path in [here / name for name in runtime] + [Path(abi.__file__)]:
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 

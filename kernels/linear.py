@@ -12,74 +12,27 @@ import math
 import numpy as np
 import scipy.linalg
 
-TAYLOR_RADIUS = 2.0
-TAYLOR_TERMS = 30
-
+from .matfun import phi_block, phi_block_work, phi_scalar_into
 
 def phi_scalar(z, kmax: int) -> list:
-    """[φ_0(z), ..., φ_kmax(z)] elementwise (methods.md §1.2).
-
-    Taylor series Σ_j z^j/(j+k)! (30 terms) for |z| < 2, else φ_0 = e^z, φ_1 = expm1(z)/z
-    and the recurrence φ_{k+1} = (φ_k − 1/k!)/z, which is stable there.
-    """
+    """[φ_0(z), ..., φ_kmax(z)] elementwise (methods.md §1.2): ``matfun.phi_scalar``, the kernels'
+    definition, on every entry."""
     z = np.asarray(z, dtype=np.float64)
-    small = np.abs(z) < TAYLOR_RADIUS
-    zs = np.where(small, z, 0.0)
-    zl = np.where(small, TAYLOR_RADIUS, z)
-    out = []
-    with np.errstate(over="ignore", invalid="ignore"):
-        big = [np.exp(zl), np.expm1(zl) / zl]
-        for k in range(2, kmax + 1):
-            big.append((big[k - 1] - 1.0 / math.factorial(k - 1)) / zl)
-        for k in range(kmax + 1):
-            taylor = np.zeros_like(zs)
-            for j in reversed(range(TAYLOR_TERMS)):
-                taylor = taylor * zs + 1.0 / math.factorial(j + k)
-            out.append(np.where(small, taylor, big[k]))
-    return out
+    out = np.empty((kmax + 1,) + z.shape)
+    phi_scalar_into(kmax, np.ascontiguousarray(z).reshape(-1), out.reshape(kmax + 1, -1))
+    return list(out)
 
 
 def phi_dense(Z, kmax: int) -> list:
-    """[φ_0(Z), ..., φ_kmax(Z)] for matrices Z (..., d, d): one expm of the augmented matrix
-    [[Z, I, 0..], [0, 0, I, ..], ..., [0 .. 0]] (Saad 1992; Sidje 1998, Thm 1; methods.md §1.2.3)."""
+    """[φ_0(Z), ..., φ_kmax(Z)] for matrices Z (..., d, d): ``matfun.phi_block`` (scaling and
+    squaring of the Taylor series; the kernels' definition), every matrix a lane."""
     Z = np.asarray(Z, dtype=np.float64)
-    d = Z.shape[-1]
-    nb = kmax + 1
-    aug = np.zeros(Z.shape[:-2] + (nb * d, nb * d))
-    aug[..., :d, :d] = Z
-    for j in range(1, nb):
-        aug[..., (j - 1) * d:j * d, j * d:(j + 1) * d] = np.eye(d)
-    E = scipy.linalg.expm(aug)
-    phis = [E[..., :d, j * d:(j + 1) * d] for j in range(nb)]
-    # self-check Z φ_1(Z) = φ_0(Z) − I: scipy 1.17's expm returns wrong blocks for some
-    # (near-)triangular inputs with tiny entries; fall back to Taylor + doubling then.
-    if kmax >= 1:
-        resid = np.abs(Z @ phis[1] - (phis[0] - np.eye(d))).max()
-        scale = 1.0 + np.abs(phis[0]).max() + np.abs(Z).max() * np.abs(phis[1]).max()
-        if not resid <= 1e-12 * scale:
-            phis = phi_dense_taylor(Z, kmax)
-    return phis
-
-
-def phi_dense_taylor(Z, kmax: int) -> list:
-    """φ_0..φ_kmax of matrices by Taylor series at Z/2^s (‖Z/2^s‖ <= 1/2) and the doubling
-    identity φ_k(2X) = 2^{-k}[φ_0(X)φ_k(X) + Σ_{j=1}^k φ_j(X)/(k−j)!] (methods.md §1.1)."""
-    Z = np.asarray(Z, dtype=np.float64)
-    d = Z.shape[-1]
-    norm = np.abs(Z).sum(axis=-2).max() if Z.size else 0.0
-    s = max(0, int(np.ceil(np.log2(max(norm, 1e-300) / 0.5)))) if norm > 0.5 else 0
-    X = Z / 2.0**s
-    eye = np.broadcast_to(np.eye(d), Z.shape)
-    phis = []
-    for k in range(kmax + 1):
-        acc = eye / math.factorial(k + TAYLOR_TERMS - 1)
-        for j in reversed(range(TAYLOR_TERMS - 1)):
-            acc = X @ acc + eye / math.factorial(j + k)
-        phis.append(acc)
-    for _ in range(s):
-        phis = [(phis[0] @ phis[k] + sum(phis[j] / math.factorial(k - j) for j in range(1, k + 1))) / 2.0**k
-                for k in range(kmax + 1)]
-    return phis
+    d, lead = Z.shape[-1], Z.shape[:-2]
+    A = np.ascontiguousarray(np.moveaxis(Z.reshape(-1, d, d), 0, -1))
+    B = A.shape[-1]
+    out = np.empty((kmax + 1, d, d, B))
+    phi_block(A, kmax, out, phi_block_work(d, kmax, B, np.float64))
+    return [np.moveaxis(out[k], -1, 0).reshape(lead + (d, d)) for k in range(kmax + 1)]
 
 
 def linear_value(structure: str, value, d: int):

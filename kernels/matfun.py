@@ -49,6 +49,14 @@ def phi_scalar(k, x):
 
 
 @numba.njit(**JIT)
+def phi_scalar_into(kmax, z, out):
+    """out[k, i] = φ_k(z[i]) for k = 0..kmax (the host's elementwise φ: kernels/linear.phi_scalar)."""
+    for i in range(z.shape[0]):
+        for k in range(kmax + 1):
+            out[k, i] = phi_scalar(k, z[i])
+
+
+@numba.njit(**JIT)
 def _matmul(X, Y, C):
     """C[:, :, b] = X[:, :, b] @ Y[:, :, b] for every lane b (C must not alias X or Y)."""
     m, n, p, B = X.shape[0], X.shape[1], Y.shape[1], X.shape[2]
@@ -100,7 +108,7 @@ def _norm_inf(M, shift, acc, res):
             res[b] = max(res[b], acc[b])
 
 
-@numba.njit(cache=True)
+@numba.njit(**JIT)
 def phi_block_work(m, kmax, B, dtype):
     """Scratch for phi_block, shape ((kmax + 2)·m² + 4, B): rows [0, (kmax+2)m²) hold kmax + 2
     matrix blocks (m, m, B); the last four rows per-lane s_b, the ψ flag and two norm rows."""
@@ -181,7 +189,7 @@ def phi_block(A, kmax, out, work):
             out[0, i, i, b] += psi[b]
 
 
-@numba.njit(cache=True)
+@numba.njit(**JIT)
 def inverse_block_work(m, B, dtype):
     """Scratch for inverse_block and solve_block: rows [0, 2m²) hold the augmented block
     (m, 2m, B), the last two rows the per-lane pivot row and pivot size. Shape (2m² + 2, B)."""

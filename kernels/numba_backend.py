@@ -7,7 +7,7 @@ import numba
 import numpy as np
 
 from ..abi import ADAPTIVE_ARGS, CONTROLLER, FIXED_ARGS, LINEAR_ARGS, STATS, operator_args, param_args, weight_args
-from .numba_runtime import query_plan
+from .brownian import query_plan
 from .backend import Grid, RawResult
 from .numpy_backend import operator_values
 from .philox import seed_key

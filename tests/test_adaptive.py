@@ -215,13 +215,13 @@ def test_kernel_sde_agrees_with_the_reference(golden):
     step for step: the path is linear inside leaf cells of length u = T 2^-48 with slope ~u^-1/2, so
     a step end one ulp apart (the backends round the error estimate differently) moves W by ~1e-10,
     and a later accept/reject decision near EEst = 1 may differ."""
-    ens = sk.Ensemble(additive_sde(), n=5, seed=3)
+    ens = sk.Ensemble(additive_sde(), n=20, seed=3)   # 20 lanes: chaotic step counts average out
     ts = np.linspace(0.0, 1.0, 5)
     ref = sk.solve(ens, "SRA1", rtol=1e-3, atol=1e-3, saveat=ts, backend="numpy")
     sol = sk.solve(ens, "SRA1", rtol=1e-3, atol=1e-3, saveat=ts, backend="numba")
     print(ref.stats, sol.stats, np.abs(sol.y - ref.y).max())
-    golden("numpy", ref, adaptive=True)
-    golden("numba", sol, adaptive=True)
+    golden("numpy", ref, adaptive="sde")
+    golden("numba", sol, adaptive="sde")
     assert abs(sol.stats["naccept"] - ref.stats["naccept"]) <= 0.1 * ref.stats["naccept"]
     assert np.abs(sol.y - ref.y).max() < 1e-3
     assert np.array_equal(sol.y[:, 0], ref.y[:, 0])   # t0: y0 itself
@@ -257,4 +257,6 @@ def test_sde_save_points_near_step_ends_lie_on_the_path(backend):
     tree = BrownianTree(4, 0.0, 100.0, 1, np.zeros(1, np.int64))
     W = np.array([tree.query(s)[0, 0] for s in ts])
     assert np.allclose(sol.y[:, 1], W, rtol=0, atol=1e-10)
-    assert sol.stats["naccept"] <= plain.stats["naccept"] + 2 * len(ts)
+    # saves must not drag the steps down (the bug this guards against took 10x the steps); the step
+    # sequence of an adaptive SDE is chaotic in the path at the ulp level, so counts spread by a few %
+    assert sol.stats["naccept"] <= 1.05 * plain.stats["naccept"] + 2 * len(ts)

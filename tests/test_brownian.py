@@ -1,4 +1,4 @@
-"""The virtual (W, H) Brownian tree: structure, determinism, and numpy/Numba agreement.
+"""The virtual (W, H) Brownian tree: structure, determinism, walk and query paths, blocks of lanes.
 
 (The laws of ΔW and H and the I_(1,0) composition are in test_levy.py.)"""
 import math
@@ -6,8 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from sdekit.kernels import numba_runtime as nr
-from sdekit.kernels.brownian import DEPTH, BrownianTree
+from sdekit.abi import TREE_DEPTH as DEPTH
+from sdekit.kernels import brownian as nr
+from sdekit.kernels.brownian import BrownianTree
 from sdekit.kernels.philox import STREAM_W, normals, seed_key
 
 
@@ -133,7 +134,7 @@ def test_non_increasing_times_raise():
         tree(n=2).increment(0.7, 0.2)
 
 
-# --- the Numba runtime (kernels/numba_runtime.tree_start, tree_walk, tree_query_increment) ------------------
+# --- as a kernel drives them (tree_start, tree_walk, tree_query_increment on blocks of lanes) ------------------
 
 
 def numba_increments(seed, times, m, traj, level, dtype=np.float64, block=None):
@@ -179,17 +180,17 @@ def _close(got, ref, tol):
 
 
 @pytest.mark.parametrize("m", [1, 2, 3])
-def test_numba_walk_matches_numpy(m):
+def test_query_path_of_a_dyadic_grid_is_its_walk(m):
+    """Two access algorithms, one path: the query path over the level-k grid gives the walk's (ΔW, H)."""
     T, k = 2.0, 6
     traj = np.arange(7, 7 + 13)
     times = np.linspace(0.0, T, 2**k + 1)
     ref = list(BrownianTree(11, 0.0, T, m, traj).walk(k))
-    _close(numba_increments(11, times, m, traj, k), ref, 1e-13)
-    _close(numba_increments(11, times, m, traj, -1), ref, 1e-12)  # the query path on the same grid
+    _close(numba_increments(11, times, m, traj, -1), ref, 1e-12)
 
 
 @pytest.mark.parametrize("m", [1, 2, 3])
-def test_numba_query_path_matches_numpy_on_any_grid(m):
+def test_query_path_is_the_same_for_any_blocking_of_lanes(m):
     rng = np.random.default_rng(m)
     T = 1.7
     times = np.sort(np.concatenate([[0.0, T, 0.5 * T, 0.25 * T], rng.uniform(0, T, 60)]))
@@ -197,8 +198,10 @@ def test_numba_query_path_matches_numpy_on_any_grid(m):
     times = np.sort(np.concatenate([times, [0.6, 0.6 + 1e-15, 0.5 * T - 1e-12, 0.5 * T + 1e-12]]))
     traj = np.arange(3, 3 + 11)
     ref = list(BrownianTree(4, 0.0, T, m, traj).increments(times))
-    got = numba_increments(4, times, m, traj, -1)
-    _close(got, ref, 1e-12)
+    got = numba_increments(4, times, m, traj, -1)   # lanes first + src[b], first = traj[0]
+    for (a, b), (c, d) in zip(got, ref, strict=True):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
     # bitwise the same per lane whatever the blocking (thread count / block size independence)
     again = numba_increments(4, times, m, traj, -1, block=4)
     for (a, b), (c, d) in zip(got, again):
@@ -206,7 +209,7 @@ def test_numba_query_path_matches_numpy_on_any_grid(m):
         np.testing.assert_array_equal(b, d)
 
 
-def test_numba_float32_outputs():
+def test_float32_outputs_are_the_float64_path_rounded():
     T = 1.0
     times = np.array([0.0, 0.3, 0.55, 1.0])
     traj = np.arange(8)
@@ -222,7 +225,7 @@ def test_numba_float32_outputs():
         np.testing.assert_array_equal(dh, rh.astype(np.float32))
 
 
-def test_numba_zero_length_step_gives_zero():
+def test_zero_length_step_gives_zero():
     """Times closer than the tree's resolution (T 2^-48) make a zero step, not NaN."""
     for times in ([0.0, 0.5, 0.5, 1.0], [0.0, 0.3, 0.3, 1.0], [0.0, 0.5, 1.0 - 1e-17, 1.0]):
         out = numba_increments(1, np.array(times), 1, np.arange(4), -1)

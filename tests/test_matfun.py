@@ -15,12 +15,19 @@ from hypothesis import given, settings, strategies as st
 
 from sdekit.kernels.matfun import (inverse_block, inverse_block_work, phi_block, phi_block_work,
                                    phi_scalar, solve_block)
-from sdekit.kernels.linear import phi_dense
 
 
 def phi_matrices(A, kmax):
-    """The numpy reference (kernels/linear.phi_dense: scipy expm of the augmented matrix), stacked."""
-    return np.stack(phi_dense(np.asarray(A, dtype=np.float64), kmax))
+    """An independent reference: scipy's expm of the augmented matrix [[A, I, 0..], [0, 0, I, ..], ..]
+    (Saad 1992; Sidje 1998, Thm 1), whose first block row is φ_0(A) .. φ_kmax(A); A (..., m, m)."""
+    A = np.asarray(A, dtype=np.float64)
+    m, nb = A.shape[-1], kmax + 1
+    aug = np.zeros(A.shape[:-2] + (nb * m, nb * m))
+    aug[..., :m, :m] = A
+    for j in range(1, nb):
+        aug[..., (j - 1) * m:j * m, j * m:(j + 1) * m] = np.eye(m)
+    E = scipy.linalg.expm(aug)
+    return np.stack([E[..., :m, j * m:(j + 1) * m] for j in range(nb)])
 
 
 U64 = 2.0**-53

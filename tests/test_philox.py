@@ -1,7 +1,11 @@
+import math
+
 import numpy as np
 from scipy import stats
 
-from sdekit.kernels.philox import STREAM_W, STREAM_ZETA, box_muller, normals, philox4x32
+from sdekit.abi import STREAM_W, STREAM_ZETA
+from sdekit.kernels.numba_runtime import log_pos
+from sdekit.kernels.philox import normals, philox_words
 
 # Random123 kat_vectors, "philox4x32 10" lines: counter[4] key[2] -> output[4]
 KAT = [
@@ -14,17 +18,8 @@ KAT = [
 
 def test_known_answer_vectors():
     for ctr, key, want in KAT:
-        got = philox4x32([np.uint32(c) for c in ctr], [np.uint32(k) for k in key])
-        assert [int(x) for x in got] == list(want)
-
-
-def test_vectorised_matches_elementwise():
-    ctr = np.random.default_rng(0).integers(0, 2**32, size=(4, 7), dtype=np.uint64).astype(np.uint32)
-    key = (np.uint32(17), np.uint32(99))
-    batch = philox4x32(ctr, key)
-    for j in range(7):
-        one = philox4x32([c[j] for c in ctr], key)
-        assert np.array_equal(batch[:, j], one)
+        got = philox_words(np.array(ctr)[:, None], key)
+        assert [int(x) for x in got[:, 0]] == list(want)
 
 
 def test_normals_are_standard_and_streams_independent():
@@ -42,5 +37,5 @@ def test_normals_are_standard_and_streams_independent():
 
 
 def test_box_muller_tail_bound():
-    extreme = np.array([[0], [0], [0xFFFFFFFF], [0xFFFFFFFF]], dtype=np.uint32)
-    assert np.all(np.abs(box_muller(extreme)) < 6.77)
+    """The smallest uniform Philox can give, (0 + 1/2) 2^-32, bounds the radius: |Z| <= 6.67 < 6.77."""
+    assert math.sqrt(-2.0 * log_pos(0.5 * 2.0**-32)) < 6.77

@@ -2,6 +2,7 @@
 
     python tests/golden/make_golden.py           # record: run the golden tests, write golden.npz
     python tests/golden/make_golden.py --check   # compare: per record, max |Δy|/scale and bitwise or not
+    python tests/golden/make_golden.py --update TEXT   # re-record only the records whose key contains TEXT
 
 The records are what the tests that take the ``golden`` fixture (tests/conftest.py) solve: every
 catalogue method on the fused Numba kernel and the numpy reference (test_numba: the neural model
@@ -21,23 +22,28 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 TESTS = ["tests/test_numba.py", "tests/test_adaptive.py"]
 
 
-def run_tests(env_extra):
+def run_tests(env_extra, only=None):
     env = dict(os.environ, **env_extra)
-    cmd = [sys.executable, "-m", "pytest", "-q", *TESTS]
+    cmd = [sys.executable, "-m", "pytest", "-q", *TESTS] + (["-k", only.split("[")[0]] if only else [])
     return subprocess.run(cmd, cwd=ROOT, env=env).returncode
 
 
-def record():
+def record(only=None):
+    """Record every golden output, or (``only``: a substring of the keys) replace just the records
+    whose key contains it, keeping the rest."""
     out = tempfile.mkdtemp(prefix="sdekit-golden-")
-    run_tests({"SDEKIT_GOLDEN": "write", "SDEKIT_GOLDEN_OUT": out})
-    data = {}
-    for path in sorted(glob.glob(os.path.join(out, "*.npz"))):
-        with np.load(path) as f:
+    run_tests({"SDEKIT_GOLDEN": "write", "SDEKIT_GOLDEN_OUT": out}, only)
+    path = os.path.join(HERE, "golden.npz")
+    data = dict(np.load(path)) if only else {}
+    for part in sorted(glob.glob(os.path.join(out, "*.npz"))):
+        with np.load(part) as f:
             key = str(f["key"])
+            if only and only not in key:
+                continue
             for field in ("y", "t", "retcodes", "stats"):
                 data[f"{key}|{field}"] = f[field]
-    np.savez_compressed(os.path.join(HERE, "golden.npz"), **data)
-    print(f"{len(data) // 4} golden records -> tests/golden/golden.npz")
+    np.savez_compressed(path, **data)
+    print(f"{len(data) // 4} golden records -> tests/golden/golden.npz" + (f" ({only!r} replaced)" if only else ""))
 
 
 def check():
@@ -54,4 +60,6 @@ def check():
 
 
 if __name__ == "__main__":
-    sys.exit(check() if "--check" in sys.argv else record())
+    if "--check" in sys.argv:
+        sys.exit(check())
+    sys.exit(record(sys.argv[sys.argv.index("--update") + 1] if "--update" in sys.argv else None))

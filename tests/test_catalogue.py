@@ -1,0 +1,29 @@
+"""Every catalogue method proves its claims from its tableau: no method is listed by hand here, so a
+new table cannot skip its proof (the convergence tests iterate over the catalogue as well:
+test_methods.test_claimed_order, test_numba.test_every_catalogue_method_runs_in_the_fused_kernel)."""
+import pytest
+
+from sdekit.codegen import check_order
+from sdekit.codegen.methods import CATALOGUE
+
+
+def claimed(method):
+    """The order the catalogue states for the condition set check_order proves by default."""
+    if method.stochastic and method.family == "sra":
+        return method.strong_order
+    return method.stiff_order or method.order
+
+
+@pytest.mark.parametrize("method", CATALOGUE, ids=[m.name for m in CATALOGUE])
+def test_tableau_proves_the_catalogued_order(method):
+    report = check_order(method.tableau)
+    assert report.order >= claimed(method), (method.name, report)
+
+
+EMBEDDED = [m for m in CATALOGUE if m.embedded_order is not None and hasattr(m.tableau, "bhat")]
+
+
+@pytest.mark.parametrize("method", EMBEDDED, ids=[m.name for m in EMBEDDED])
+def test_embedded_weights_prove_the_estimator_order(method):
+    report = check_order(method.tableau, embedded=True)
+    assert report.order >= method.embedded_order, (method.name, report)
