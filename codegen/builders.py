@@ -57,7 +57,10 @@ def _rk(tab):
         terms = [Term(ONE, None, "y")] + [Term(h * a, None, f"K{j}") for j, a in enumerate(tab.A[i][:i]) if _nonzero(a)]
         stmts += [_sum(f"U{i}", terms), EvalRHS(f"K{i}", f"U{i}", tab.c[i], "full")]
     final = [Term(ONE, None, "y")] + [Term(h * b, None, f"K{i}") for i, b in enumerate(tab.b) if _nonzero(b)]
-    return stmts, final, {}, _error([Term(h * (b - bh), None, f"K{i}") for i, (b, bh) in enumerate(_pairs(tab))])
+    extra = _error([Term(h * (b - bh), None, f"K{i}") for i, (b, bh) in enumerate(_pairs(tab))])
+    if tab.fsal and extra:   # the last stage f(y_new, t + h) is the next step's first (adaptive steps)
+        extra["fsal"] = ("K0", f"K{tab.stages - 1}")
+    return stmts, final, {}, extra
 
 
 def _pairs(tab):
@@ -65,15 +68,19 @@ def _pairs(tab):
     return [] if tab.bhat is None else list(zip(tab.b, tab.bhat))
 
 
-def _error(terms):
-    """The embedded error estimate err = y_new − ŷ as the scheme's "error" (None: no estimator);
-    terms on the same (operator, vector) are merged."""
+def _merged(terms) -> list:
+    """Terms on the same (operator, vector) merged into one, in first-appearance order; zero ones dropped."""
     merged = {}
     for t in terms:
         key = (t.op, t.vec, t.aug)
         merged[key] = merged.get(key, 0) + t.coef
     terms = [Term(sp.simplify(c) if not sp.sympify(c).has(sp.Float) else c, *k) for k, c in merged.items()]
-    terms = [t for t in terms if _nonzero(t.coef)]
+    return [t for t in terms if _nonzero(t.coef)]
+
+
+def _error(terms):
+    """The embedded error estimate err = y_new − ŷ as the scheme's "error" (None: no estimator)."""
+    terms = _merged(terms)
     return {"error": terms} if terms else {}
 
 
@@ -152,11 +159,15 @@ def _tase(tab):
     return stmts, final, op.ops, {}
 
 
-def _sra(tab):
+def _sra(tab, constant_g=False):
     """Rößler SRA stages for additive noise (SINUM 48(3) 2010, eq. (5.1); methods.md §5.3);
-    g is evaluated once per distinct c1 time, times ΔW and times I_(1,0)/h."""
+    g is evaluated once per distinct c1 time (once in all when ``constant_g``: g does not depend on
+    t), times ΔW and times I_(1,0)/h."""
     stmts, gw, gi = [], {}, {}
     for c in dict.fromkeys(tab.c1):
+        if constant_g and gw:
+            gw[c], gi[c] = gw[tab.c1[0]], gi[tab.c1[0]]
+            continue
         k = len(gw)
         gw[c], gi[c] = f"GW{k}", f"GI{k}"
         stmts += [EvalNoise(gw[c], "y", c, "dW"), EvalNoise(gi[c], "y", c, "I10")]
@@ -165,12 +176,13 @@ def _sra(tab):
             terms = [Term(ONE, None, "y")] + [Term(h * a, None, f"K{j}") for j, a in enumerate(tab.A0[i][:i])
                                                 if _nonzero(a)]
             terms += [Term(bb, None, gi[tab.c1[j]]) for j, bb in enumerate(tab.B0[i][:i]) if _nonzero(bb)]
-            stmts.append(_sum(f"U{i}", terms))
+            stmts.append(_sum(f"U{i}", _merged(terms)))
         stmts.append(EvalRHS(f"K{i}", f"U{i}" if i else "y", tab.c0[i], "full"))
     final = [Term(ONE, None, "y")] + [Term(h * a, None, f"K{i}") for i, a in enumerate(tab.alpha) if _nonzero(a)]
     for i in range(tab.stages):
         final += [Term(tab.beta1[i], None, gw[tab.c1[i]])] if _nonzero(tab.beta1[i]) else []
         final += [Term(tab.beta2[i], None, gi[tab.c1[i]])] if _nonzero(tab.beta2[i]) else []
+    final = _merged(final)   # constant g: g I10 terms of equal registers cancel exactly (SRA1: β2 = (−1, 1))
     # embedded estimate (methods.md §5.3): E1 = h Σ (α_i − α̂_i) f(H_i) against the Euler-type α̂
     # (diffrax's SRA1 b_error), plus E2 = Σ β2_i g(t + c1_i h) I10/h (StochasticDiffEq; 0 for constant g)
     error = []
@@ -221,6 +233,8 @@ def build_scheme(form: SemilinearForm, method: Method) -> StepScheme:
     check_supported(form, method)
     if method.family == "etdadams":
         stmts, final, ops, extra = _etd_adams(method.tableau, form, method)
+    elif method.family == "sra":
+        stmts, final, ops, extra = _sra(method.tableau, constant_g=not form.time_dependent("diffusion"))
     elif method.family in _FAMILIES:
         stmts, final, ops, extra = _FAMILIES[method.family](method.tableau)
     else:  # pragma: no cover - the catalogue only holds the families above
@@ -237,6 +251,8 @@ def build_scheme(form: SemilinearForm, method: Method) -> StepScheme:
         ops["S"] = ConvolutionResidual()
         final += [Term(ONE, "P1", "GdW"), Term(ONE, "S", "zeta")]
     stmts.append(Combine("y_new", tuple(final)))
+    if method.stochastic:      # y_new carries the noise: the last stage is not f(y_new)
+        extra.pop("fsal", None)
     if extra.get("error"):
         stmts.append(Combine("err", tuple(extra["error"])))
         extra["error"] = "err"

@@ -82,8 +82,10 @@ def emit_numba_adaptive(form: SemilinearForm, scheme: StepScheme, dtype: str = "
             _emit_lane_operators(w, form, scheme)
             _emit_attempt(w, form, scheme, calls)
             _emit_error_norm(w)
-            _emit_dense_output(w, form, calls)
+            _emit_dense_output(w, form, scheme, calls)
             _emit_accept_reject(w, form, scheme)
+            if scheme.fsal:
+                w("fsal_ready = True  # every lane's first stage now holds f(y, t)")
         _emit_finish(w)
     w()
     return "\n".join(w.lines) + "\n"
@@ -151,6 +153,8 @@ def _emit_setup(w, form, scheme, forcing, jac):
     w("nrejected = np.zeros(B, dtype=np.int64)")
     w("nf = np.zeros(B, dtype=np.int64)")
     w("need = np.zeros(B, dtype=np.bool_)")
+    if scheme.fsal:
+        w("fsal_ready = False")
     with w.block("for b in range(B):"):
         with w.block("for i in range(D):"):
             w("y[i, b] = y0[i, src[b]]")
@@ -332,6 +336,10 @@ def _emit_attempt(w, form, scheme, calls):
                 _emit_statement(w, form, scheme, s, calls, adaptive=True)
             _emit_copy(w, "y_start", scheme.startup.output)
     for s in scheme.statements:
+        if scheme.fsal and getattr(s, "target", None) == scheme.fsal[0]:
+            with w.block("if not fsal_ready:  # FSAL: f(y, t) is the last step's end (or this step's start)"):
+                _emit_statement(w, form, scheme, s, calls, adaptive=True)
+            continue
         _emit_statement(w, form, scheme, s, calls, adaptive=True)
     if scheme.startup is not None:
         with w.block("for b in range(B):"):
@@ -354,8 +362,9 @@ def _emit_error_norm(w):
         w("eest[b] = math.sqrt(acc / D) if fin else np.inf")
 
 
-def _emit_dense_output(w, form, calls):
-    """ODEs: f at both ends of the accepted steps that contain a save time (cubic Hermite, HNW I §II.6)."""
+def _emit_dense_output(w, form, scheme, calls):
+    """ODEs: f at both ends of the accepted steps that contain a save time (cubic Hermite, HNW I §II.6);
+    an FSAL method has them already (its first and last stages)."""
     if form.stochastic:
         return
     w("ndense = 0")
@@ -364,8 +373,12 @@ def _emit_dense_output(w, form, calls):
         w("ndense += need[b]")
         w("tc[b] = te[b]")
     with w.block("if ndense > 0:"):
-        w(calls["frhs"].format(t="t_l", state="y", target="f0"))
-        w(calls["frhs"].format(t="tc", state="y_new", target="f1"))
+        if scheme.fsal:
+            _emit_copy(w, "f0", scheme.fsal[0])
+            _emit_copy(w, "f1", scheme.fsal[1])
+        else:
+            w(calls["frhs"].format(t="t_l", state="y", target="f0"))
+            w(calls["frhs"].format(t="tc", state="y_new", target="f1"))
 
 
 def _emit_accept_reject(w, form, scheme):
@@ -374,7 +387,10 @@ def _emit_accept_reject(w, form, scheme):
     with w.block("for b in range(B):"):
         with w.block("if not act[b]:"):
             w("continue")
-        w("nf[b] += NSTAGES + 2 * need[b]")
+        if scheme.fsal:
+            w("nf[b] += NSTAGES - (1 if fsal_ready else 0)")
+        else:
+            w("nf[b] += NSTAGES + 2 * need[b]")
         w("iters[b] += 1")
         w("e = eest[b]")
         with w.block("if e <= 1.0:"):
@@ -387,7 +403,7 @@ def _emit_accept_reject(w, form, scheme):
             w("e1[b] = max(e, 1e-4)")
             with w.block("for i in range(D):"):
                 w(f"y[i, b] = {scheme.output}[i, b]")
-                for dst, src in scheme.history:
+                for dst, src in scheme.history + ((scheme.fsal,) if scheme.fsal else ()):
                     w(f"{dst}[i, b] = {src}[i, b]")
             for k in range(scheme.lags, 1, -1):
                 w(f"hp{k}[b] = hp{k - 1}[b]")

@@ -174,14 +174,20 @@ def _step(form, scheme, name="step", main=None, with_error=True):
         lines.append(f"    h{k} = mem.get('h{k}')")
     for dst, _ in main.history:
         lines.append(f"    {dst} = mem.get({dst!r})")
+    fsal = scheme.fsal if with_error else None
     for s in statements:
-        lines += ["    " + ln for ln in _statement(form, scheme, s)]
+        body = ["    " + ln for ln in _statement(form, scheme, s)]
+        if fsal and getattr(s, "target", None) == fsal[0]:   # FSAL: the driver passes the last step's end
+            body = [f"    {fsal[0]} = mem.get('fsal')", f"    if {fsal[0]} is None:"] + ["    " + ln for ln in body]
+        lines += body
     for dst, src in main.history:
         lines.append(f"    mem[{dst!r}] = {src}")
     if main.lags:
         lines += [f"    mem['h{k}'] = h{k - 1}" for k in range(main.lags, 1, -1)] + ["    mem['h1'] = h"]
     if scheme.error and with_error:
         lines.append(f"    mem['err'] = {scheme.error}  # embedded error estimate y_new - y_hat")
+    if fsal:
+        lines.append(f"    mem['fsal_start'], mem['fsal_end'] = {fsal[0]}, {fsal[1]}  # f at the step's start and end")
     lines.append(f"    return {scheme.output}")
     return lines
 
@@ -208,6 +214,7 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme) -> str:
         f"HISTORY = {tuple(dst for dst, _ in scheme.history)!r}  # multistep history kept in mem",
         f"LAGS = {scheme.lags}  # previous step sizes h1.. kept in mem",
         f"STARTUP_STEPS = {scheme.startup_steps}",
+        f"FSAL = {scheme.fsal is not None}  # adaptive steps reuse f at the last step's end",
         f"NEEDS_ZETA = {scheme.needs_zeta}  # per-step normals of the stochastic convolution (SETD1)",
         f"JACOBIAN_OPERATORS = {{{', '.join(f'{k!r}: {v.poly!r}' for k, v in scheme.jacobian_operators.items())}}}",
         "",

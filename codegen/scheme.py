@@ -111,7 +111,9 @@ class StepScheme:
     ``startup`` scheme run for the first ``startup_steps`` steps, ``history`` copies
     ``(dst, src)`` done after every step (e.g. N1 <- K0) and the previous step sizes
     ``h1 .. h{lags}`` available to coefficients.  ``error``: the register holding the embedded
-    error estimate err = y_new − ŷ (None: no estimator; adaptive stepping needs one)."""
+    error estimate err = y_new − ŷ (None: no estimator; adaptive stepping needs one).  ``fsal``
+    (first, last): the register of the last stage f(y_new, t + h) is the next step's first stage
+    (FSAL), so an adaptive step after the first evaluates ``first`` only on its first attempt."""
 
     method: str
     operators: dict
@@ -123,6 +125,8 @@ class StepScheme:
     lags: int = 0
     jacobian_operators: dict = None
     error: str | None = None
+    fsal: tuple | None = None
+
 
     def __post_init__(self):
         if self.jacobian_operators is None:

@@ -112,6 +112,15 @@ class ButcherTableau:
     def stages(self) -> int:
         return len(self.b)
 
+    @property
+    def fsal(self) -> bool:
+        """First same as last (HNW I §II.5): the last stage is evaluated at the new solution and the
+        step's end (a_{s,j} = b_j, b_s = 0, c_s = 1) and the first at the start (c_1 = 0), so the last
+        evaluation of a step is the first of the next: one f-evaluation per step fewer (DP5, Tsit5)."""
+        s = self.stages
+        return (s > 1 and is_zero(self.c[0]) and is_zero(self.c[-1] - 1) and is_zero(self.b[-1])
+                and all(is_zero(self.A[-1][j] - self.b[j]) for j in range(s - 1)))
+
 
 @dataclass(frozen=True)
 class ExponentialTableau:

@@ -183,10 +183,11 @@ def integrate(module, inp) -> RawResult:
         hb = hs if structure != "dense" else hs[:, None, None]
         ops = {k: v.astype(dtype) for k, v in operator_values(op_specs, structure, Lval, hb, noise).items()}
         with np.errstate(all="ignore"):
-            y_new, err, new_mem = _attempt(module, y, t.astype(dtype), hs.astype(dtype), params, nets, L, ops, rnd,
-                                           mem, naccepted)
+            reuse = "fsal" in mem          # FSAL: f(y, t) is the last attempt's (kept per lane below)
+            y_new, err, new_mem, ends = _attempt(module, y, t.astype(dtype), hs.astype(dtype), params, nets, L, ops,
+                                                 rnd, mem, naccepted)
             eest = error_norm(err, y, y_new, opts.rtol, opts.atol)
-        stats[0] += nstages * act
+        stats[0] += (nstages - reuse) * act
         iters += act
         ok = act & (eest <= 1.0)
         bad = act & ~ok
@@ -198,7 +199,9 @@ def integrate(module, inp) -> RawResult:
             if opts.dense and not record:  # f at both ends of steps with a save time inside (Hermite)
                 inside = ok & (isave < len(times))
                 inside[inside] = np.asarray(times)[isave[inside]] < t_new[inside]
-                if inside.any():
+                if inside.any() and ends is not None:   # FSAL: the step's own f at its ends
+                    f0, f1 = ends
+                elif inside.any():
                     with np.errstate(all="ignore"):
                         f0, f1 = rhs(y, t.astype(dtype)), rhs(y_new, t_end.astype(dtype))
                     stats[0] += 2 * inside
@@ -212,6 +215,8 @@ def integrate(module, inp) -> RawResult:
             if bar is not None:
                 bar.update(float(np.min(t_new) - np.min(t)))
             t = t_new
+        if ends is not None:   # next attempt's f(y, t): the step's end where accepted, its start elsewhere
+            mem["fsal"] = np.where(ok, ends[1], ends[0])
         if bad.any():
             h = np.where(bad, hs * opts.controller.reject_factor(eest), h)
         finished = act & (t >= t1)
@@ -227,21 +232,24 @@ def integrate(module, inp) -> RawResult:
 
 
 def _attempt(module, y, t, h, params, nets, L, ops, rnd, mem, naccepted):
-    """One trial step of every lane: (y_new, err, the lanes' new multistep memory).  A multistep
+    """One trial step of every lane: (y_new, err, the lanes' new multistep memory, FSAL's (f at the
+    step's start, f at its end) or None).  A multistep
     method takes its startup steps (no estimate: err = 0) in lanes that have not yet accepted
     ``STARTUP_STEPS`` steps; the memory is kept only where a step is accepted."""
     main = dict(mem)
     y_new = module.step_with_error(y, t, h, params, nets, L, ops, rnd, main)
     err = main.pop("err")
     main.pop("nf", None)   # the driver counts the evaluations of the lanes that attempt a step
+    main.pop("fsal", None)
+    ends = (main.pop("fsal_start"), main.pop("fsal_end")) if module.FSAL else None
     if not module.STARTUP_STEPS:
-        return y_new, err, main
+        return y_new, err, main, ends
     first = dict(mem)
     y_first = module.startup_step(y, t, h, params, nets, L, ops, rnd, first)
     first.pop("nf", None)
     start = naccepted < module.STARTUP_STEPS
     merged = {k: np.where(start, first[k], main[k]) for k in main}
-    return np.where(start, y_first, y_new), np.where(start, 0.0, err), merged
+    return np.where(start, y_first, y_new), np.where(start, 0.0, err), merged, ends
 
 
 def _save_reached(times, saved, isave, t_new, y_new, ok, t_old, y_old, f0, f1, record, exact):

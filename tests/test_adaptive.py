@@ -7,7 +7,7 @@ import pytest
 import sympy as sp
 
 import sdekit as sk
-from sdekit.codegen.methods import CATALOGUE
+from sdekit.codegen.methods import CATALOGUE, get_method
 from sdekit.kernels.brownian import BrownianTree
 
 ADAPTIVE_ODE = [m for m in CATALOGUE if m.adaptive and not m.stochastic]
@@ -178,6 +178,21 @@ def test_kernel_takes_the_steps_of_the_reference(method, diagonal, golden):
     assert sol.stats["naccept"] == ref.stats["naccept"] and sol.stats["nreject"] == ref.stats["nreject"]
     assert np.allclose(sol.y, ref.y, rtol=1e-9, atol=1e-12)
     assert np.abs(sol.y[0, -1] - exact(2.0)).max() < 1e-3
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("method", ["DP5", "Tsit5"])
+def test_fsal_methods_evaluate_f_once_fewer_per_step(method, backend):
+    """First same as last (the tableau's flag): after the first attempt a step costs 6 evaluations, not
+    7, and Hermite output at save times costs none (the step's first and last stages are f at its ends):
+    nf = 2 (Hairer's initial step) + 7 + 6 (attempts - 1)."""
+    assert get_method(method).tableau.fsal and not get_method("Heun").tableau.fsal
+    prob, exact = known_solution_problem()
+    ts = np.linspace(0.0, 2.0, 7)
+    sol = sk.solve(prob, method, rtol=1e-7, atol=1e-7, saveat=ts, backend=backend)
+    st = sol.stats
+    assert st["nf"] == 3 + 6 * (st["naccept"] + st["nreject"]), st
+    assert np.abs(sol.y - np.array([exact(s) for s in ts])).max() < 1e-5
 
 
 def test_kernel_lanes_are_independent():
