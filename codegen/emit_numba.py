@@ -434,7 +434,7 @@ def _emit_save(w):
 
 
 def _emit_tree_setup(w, brownian):
-    """The block's Brownian tree (kernels/numba_runtime.tree_start): the walk's stack of level
+    """The block's Brownian tree (kernels/brownian.tree_start): the walk's stack of level
     + 2 intervals, or the query path of DEPTH + 1 intervals."""
     walk = brownian == "walk"
     w("dH = np.empty((M, B), dtype=y0.dtype)")

@@ -4,7 +4,7 @@ own steps inside the fused ensemble kernel (DESIGN.md "masked lanes"; methods.md
 Same block shape and the same step statements as :mod:`emit_numba` (printed by its
 ``_emit_statement``), plus, per lane: its own t and h, operator values φ_k(c hL) and
 (I − a hL)^{-1} computed for its h (``kernels/matfun``), (ΔW, H) queried from its own
-time-addressed Brownian tree (``numba_runtime.lane_tree_increments``), Hairer's error norm, the
+time-addressed Brownian tree (``kernels/brownian.lane_tree_increments``), Hairer's error norm, the
 I/PI/PID controller, retcodes, dense (Hermite) output or exact save points.  The arithmetic
 follows the numpy driver ``kernels/adaptive.integrate`` step for step, so both backends take
 the same steps.  Blocks have ceil(n / ceil(n / BLOCK)) lanes, so one trajectory runs one lane.

@@ -255,7 +255,7 @@ def tree_walk(k0, k1, first, src, T, level, sp, zbuf, stk_dw, stk_h, stk_lv, stk
 @jit
 def tree_query_increment(k0, k1, first, src, T, step, q_ipos, q_frac, q_levels, zbuf, path, acc, dW, dH):
     """(ΔW, H) of step ``step`` into dW, dH (M, B): move the query path from t_step to t_{step+1}
-    by their plans (kernels/brownian.py, same arithmetic).  Buffers: see :func:`tree_start`;
+    by their plans (:func:`tree_query_step`).  Buffers: see :func:`tree_start`;
     ``acc`` (6, M, B)."""
     if step == 0:
         ipa, fra, na = np.int64(0), 0.0, np.int64(0)
@@ -267,8 +267,9 @@ def tree_query_increment(k0, k1, first, src, T, step, q_ipos, q_frac, q_levels, 
 
 @jit
 def query_plan(t, t0, T):
-    """(ipos, frac, levels) of time ``t`` in the tree on [t0, t0 + T]: the arithmetic of
-    ``kernels/brownian.BrownianTree.query_plan`` (times outside are clamped)."""
+    """(ipos, frac, levels) locating ``t`` in the tree on [t0, t0 + T]: ``ipos + frac`` is its position in
+    units of T 2^-TREE_DEPTH; ``levels`` the number of bisections needed (0 for t0, -1 for t1; an exact
+    dyadic t is the left end of the interval reached).  Times outside are clamped."""
     s = (t - t0) / T
     pos = min(max(s, 0.0), 1.0) * 2.0 ** TREE_DEPTH
     ipos = np.int64(math.floor(pos))
@@ -309,8 +310,8 @@ def lane_tree_increments(k0, k1, first, src, T, t0, ta, tb, act, plan, frac, pat
     """(ΔW, H) over [ta[b], tb[b]] of every active lane b into dW, dH (M, B), each lane on its own
     times (adaptive steps).  ``paths[b]`` is the lane's tree path at its last accepted time (moved
     forward to ta[b] first if it lags); the step is taken on a copy, ``trial[b]``, which
-    :func:`lane_tree_accept` keeps.  Same arithmetic as ``BrownianTree.increment(ta, tb)``:
-    a path's node values do not depend on the route that reached it."""
+    :func:`lane_tree_accept` keeps.  The result equals ``BrownianTree.increment(ta, tb)``: a path's
+    node values do not depend on the route that reached it."""
     m = dW.shape[0]
     zbuf = np.empty((2 * m, 1))
     acc = np.empty((6, m, 1))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -159,10 +160,29 @@ def _targets(target, seed):
     raise ValueError(f"solve needs an ODEProblem, SDEProblem or Ensemble, got {type(target).__name__}")
 
 
-def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=None, dtype=np.float64,
-          seed: int | None = None, progress: bool = False, adaptive: bool | None = None, rtol=None, atol=None,
-          controller: str = "PI", dtmin: float | None = None, dtmax: float | None = None, maxiters: int = 100_000,
-          tstops=None, brownian: str = "tspan") -> Solution:
+@dataclass
+class Plan:
+    """A validated, compiled solve: ``kernel.run(inputs, chunk)`` for any chunk of the trajectories
+    (the unit dask ships), :meth:`solution` assembles a RawResult of all of them."""
+
+    kernel: object
+    inputs: RunInput
+    method: str
+    backend: str
+    ensemble: bool
+
+    @property
+    def n(self) -> int:
+        return self.inputs.y0.shape[1]
+
+    def solution(self, raw) -> Solution:
+        y = np.transpose(raw.saved, (2, 0, 1))
+        stats = {name: int(v) for name, v in zip(STATS, raw.stats.sum(axis=1))}
+        return Solution.from_codes(raw.times, y if self.ensemble else y[0], raw.retcodes, self.ensemble,
+                                   stats=stats, method=self.method, backend=self.backend)
+
+
+def solve(target, method: str, dt=None, **options) -> Solution:
     """Integrate ``target`` (problem or Ensemble) with ``method``.
 
     Fixed steps when ``dt`` is given (and no tolerances); adaptive steps, one step size per
@@ -182,6 +202,16 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
     adaptive solves) or "steps" (N equal steps walk the tree on [t0, t0 + 2^⌈log2 N⌉ dt]: one
     tree node per step for any N, the same path for dt, dt/2, ... only; see :func:`time_grid`).
     """
+    p = plan(target, method, dt, **options)
+    return p.solution(p.kernel.run(p.inputs, Chunk(0, p.n)))
+
+
+def plan(target, method: str, dt=None, *, backend: str | None = None, saveat=None, dtype=np.float64,
+         seed: int | None = None, progress: bool = False, adaptive: bool | None = None, rtol=None, atol=None,
+         controller: str = "PI", dtmin: float | None = None, dtmax: float | None = None, maxiters: int = 100_000,
+         tstops=None, brownian: str = "tspan") -> Plan:
+    """Validate the inputs and compile the kernel of ``solve(target, method, dt, ...)`` (same arguments)
+    without running it: a :class:`Plan` whose kernel runs any chunk of the trajectories."""
     problem, Y0, params, trajectories, seed, is_ensemble = _targets(target, seed)
     model = problem.model
     m = get_method(method)
@@ -219,11 +249,7 @@ def solve(target, method: str, dt=None, *, backend: str | None = None, saveat=No
                    op_specs=_operator_specs(form, scheme), noise=_noise(model, scheme, problem, params, seed, trajectories),
                    seed=seed, trajectories=np.asarray(trajectories, np.int64), grid=grid, save_steps=saved_steps,
                    opts=opts, progress=progress)
-    raw = kernel.run(inp, Chunk(0, Y0.shape[0]))
-    y = np.transpose(raw.saved, (2, 0, 1))
-    stats = {name: int(v) for name, v in zip(STATS, raw.stats.sum(axis=1))}
-    return Solution.from_codes(raw.times, y if is_ensemble else y[0], raw.retcodes, is_ensemble, stats=stats,
-                               method=m.name, backend=backend)
+    return Plan(kernel, inp, m.name, backend, is_ensemble)
 
 
 def _linear_value(model, scheme, params):

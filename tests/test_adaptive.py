@@ -272,6 +272,7 @@ def test_sde_save_points_near_step_ends_lie_on_the_path(backend):
     tree = BrownianTree(4, 0.0, 100.0, 1, np.zeros(1, np.int64))
     W = np.array([tree.query(s)[0, 0] for s in ts])
     assert np.allclose(sol.y[:, 1], W, rtol=0, atol=1e-10)
-    # saves must not drag the steps down (the bug this guards against took 10x the steps); the step
-    # sequence of an adaptive SDE is chaotic in the path at the ulp level, so counts spread by a few %
-    assert sol.stats["naccept"] <= 1.05 * plain.stats["naccept"] + 2 * len(ts)
+    # saves must not drag the steps down (the bug this guards against took 10x the steps).  The step
+    # sequence of an adaptive SDE is chaotic in the path at the ulp level: on one path, runs with other
+    # stops take up to ~10% more or fewer steps (measured: seeds 4-6, both backends, 1870-2105)
+    assert sol.stats["naccept"] <= 1.2 * plain.stats["naccept"] + 2 * len(ts)

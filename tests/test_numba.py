@@ -240,3 +240,21 @@ def test_network_with_time_input_and_relu():
     a = sk.solve(ens, "RK4", dt=0.125)
     b = sk.solve(ens, "RK4", dt=0.125, backend="numpy")
     np.testing.assert_allclose(a.y, b.y, rtol=0, atol=RTOL * np.abs(b.y).max())
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_backend_interface_runs_any_chunk_alone(backend):
+    """Kernel.run(inputs, Chunk) is the unit dask will ship: a chunk of trajectories (crossing block
+    boundaries, with per-trajectory params) gives the whole run's values bitwise, and its own stats."""
+    from sdekit.kernels.backend import Chunk
+    from sdekit.solve import plan
+
+    prob = neural(True)
+    ks = np.linspace(0.5, 1.5, 300)
+    ens = sk.Ensemble(sk.SDEProblem(prob.model, y0=prob.y0, tspan=prob.tspan, params={"k": ks}, nets=prob.nets),
+                      n=300, seed=9)
+    whole = sk.solve(ens, "EM", dt=2.0**-4, backend=backend)
+    p = plan(ens, "EM", dt=2.0**-4, backend=backend)
+    part = p.kernel.run(p.inputs, Chunk(101, 169))
+    np.testing.assert_array_equal(np.transpose(part.saved, (2, 0, 1)), whole.y[101:270])
+    assert part.stats.shape == (3, 169) and np.all(part.stats[1] == 16) and np.all(part.stats[0] == 16)
