@@ -2,7 +2,7 @@
 own steps inside the fused ensemble kernel (DESIGN.md "masked lanes"; methods.md §6).
 
 Same block shape and the same step statements as :mod:`emit_numba` (printed by its
-``_emit_statement``), plus, per lane: its own t and h, operator values φ_k(c hL) and
+``emit_statement``), plus, per lane: its own t and h, operator values φ_k(c hL) and
 (I − a hL)^{-1} computed for its h (``kernels/matfun``), (ΔW, H) queried from its own
 time-addressed Brownian tree (``kernels/brownian.lane_tree_increments``), Hairer's error norm, the
 I/PI/PID controller, retcodes, dense (Hermite) output or exact save points.  The arithmetic
@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from ..abi import ADAPTIVE_ARGS, BLOCK, CONTROLLER, DT_LESS_THAN_MIN, MAX_ITERS, STOP_STRETCH, UNSTABLE
 from .analysis import SemilinearForm
-from .emit_numba import (block_range_kernel, _emit_copy, _emit_jacobian_buffers, _emit_lane_functions,
-                         _emit_emitted_jacobian, _emit_matvec_buffers, _emit_net_buffers, _emit_statement, _state, _Writer, kernel_arguments)
+from .emit_numba import block_range_kernel
+from .numba_lanes import (emit_copy, emit_jacobian_buffers, emit_lane_functions,
+                         emit_jacobian, emit_matvec_buffers, emit_net_buffers, emit_statement, state_name, Writer, kernel_arguments)
 from .lowering import lower
 from .scheme import EvalRHS, StepScheme, operator_layout
 
@@ -31,10 +32,10 @@ def emit_numba_adaptive(form: SemilinearForm, scheme: StepScheme, dtype: str = "
         raise ValueError(f"{scheme.method} has no embedded error estimate")
     _check_startup(scheme)
     d, m = form.dim, form.noise_dim
-    forcing = lower(list(form.forcing), form, _state, lambda g, i: f"{g}[{i}, b]")
-    diffusion = lower(list(form.diffusion), form, _state) if form.stochastic else None
+    forcing = lower(list(form.forcing), form, state_name, lambda g, i: f"{g}[{i}, b]")
+    diffusion = lower(list(form.diffusion), form, state_name) if form.stochastic else None
     extra = kernel_arguments(form, scheme, adaptive=True)
-    w = _Writer()
+    w = Writer()
     w.runtime_block = True
     w(f'"""sdekit generated: {scheme.method} adaptive fused ensemble kernel, numba backend.')
     w()
@@ -58,8 +59,8 @@ def emit_numba_adaptive(form: SemilinearForm, scheme: StepScheme, dtype: str = "
     w(f"NSTAGES = {sum(isinstance(s, EvalRHS) for s in scheme.statements)}  # f-evaluations per attempt")
     w()
     w()
-    calls = _emit_lane_functions(w, form, scheme, forcing, diffusion, extra, full_rhs=True)
-    jac = _emit_emitted_jacobian(w, form, scheme, extra, calls)
+    calls = emit_lane_functions(w, form, scheme, forcing, diffusion, extra, full_rhs=True)
+    jac = emit_jacobian(w, form, scheme, extra, calls)
     args = ", ".join(ADAPTIVE_ARGS + tuple(extra))
     doc = ("Blocks blk0 .. blk1-1 of the ceil(n / BLOCK) blocks: integrate their trajectories (of first ..\n"
            "first+n-1) over [t0, t1] adaptively, each its own steps; writes ``out`` (and ``out_t``, ``nsaved``\n"
@@ -121,10 +122,10 @@ def _emit_setup(w, form, scheme, forcing, jac):
             regs.append(dst)
     for r in regs:
         w(f"{r} = np.zeros((D, B), dtype=y0.dtype)")
-    _emit_net_buffers(w, form, [forcing] + ([jac] if jac else []))
-    _emit_matvec_buffers(w, form, scheme)
+    emit_net_buffers(w, form, [forcing] + ([jac] if jac else []))
+    emit_matvec_buffers(w, form, scheme)
     if jac is not None:
-        _emit_jacobian_buffers(w, scheme, adaptive=True)
+        emit_jacobian_buffers(w, scheme, adaptive=True)
     for name, op in scheme.all_operators().items():
         shape = "(D, D, B)" if operator_layout(form, op) == "dense" else "(D, B)"
         w(f"op_{name} = np.empty({shape}, dtype=y0.dtype)")
@@ -333,14 +334,14 @@ def _emit_attempt(w, form, scheme, calls):
             w(f"nstart += naccepted[b] < {scheme.startup_steps}")
         with w.block("if nstart > 0:"):
             for s in scheme.startup.statements:
-                _emit_statement(w, form, scheme, s, calls, adaptive=True)
-            _emit_copy(w, "y_start", scheme.startup.output)
+                emit_statement(w, form, scheme, s, calls, adaptive=True)
+            emit_copy(w, "y_start", scheme.startup.output)
     for s in scheme.statements:
         if scheme.fsal and getattr(s, "target", None) == scheme.fsal[0]:
             with w.block("if not fsal_ready:  # FSAL: f(y, t) is the last step's end (or this step's start)"):
-                _emit_statement(w, form, scheme, s, calls, adaptive=True)
+                emit_statement(w, form, scheme, s, calls, adaptive=True)
             continue
-        _emit_statement(w, form, scheme, s, calls, adaptive=True)
+        emit_statement(w, form, scheme, s, calls, adaptive=True)
     if scheme.startup is not None:
         with w.block("for b in range(B):"):
             with w.block(f"if naccepted[b] < {scheme.startup_steps}:"):
@@ -374,8 +375,8 @@ def _emit_dense_output(w, form, scheme, calls):
         w("tc[b] = te[b]")
     with w.block("if ndense > 0:"):
         if scheme.fsal:
-            _emit_copy(w, "f0", scheme.fsal[0])
-            _emit_copy(w, "f1", scheme.fsal[1])
+            emit_copy(w, "f0", scheme.fsal[0])
+            emit_copy(w, "f1", scheme.fsal[1])
         else:
             w(calls["frhs"].format(t="t_l", state="y", target="f0"))
             w(calls["frhs"].format(t="tc", state="y_new", target="f1"))

@@ -21,7 +21,6 @@ import math
 import numba
 import numpy as np
 
-from ..abi import STREAM_W, STREAM_ZETA  # noqa: F401  (the streams of the counter convention)
 from .numba_runtime import jit, log_pos, sincos_2pi, u32_to_f64
 
 _M0 = np.uint64(0xD2511F53)

@@ -1,0 +1,518 @@
+"""The Numba printer of lane code, shared by the fixed-step kernel (:mod:`emit_numba`) and the
+adaptive one (:mod:`emit_numba_adaptive`): expressions (``pr``), the MLP forward and tangent passes,
+the lane functions ``rhs_block`` / ``noise_block`` / ``milstein_block`` / ``jac_block``, and the step
+statements of a :class:`StepScheme` as loops over the B lanes of a block (structure of arrays
+``(D, B)``, lanes innermost so LLVM vectorises).
+"""
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+
+from ..abi import LINEAR_ARGS, operator_args, param_args, weight_args
+from .analysis import SemilinearForm
+from .builders import milstein_terms
+from .lowering import lower
+from .scheme import Combine, EvalJacobian, EvalNoise, EvalRHS, StepScheme, operator_layout
+
+class _KernelPrinter(NumPyPrinter):
+    """Scalar lane code: ``math`` functions, and the inline tanh of ``numba_runtime``."""
+
+    def __init__(self):
+        super().__init__({"fully_qualified_modules": True})
+
+    def _print_tanh(self, e):
+        return f"nb_tanh({self._print(e.args[0])})"
+
+    def _print_Max(self, e):
+        return f"max({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_Min(self, e):
+        return f"min({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_Heaviside(self, e):
+        x = self._print(e.args[0])
+        half = self._print(e.args[1]) if len(e.args) > 1 else "0.5"
+        return f"(1.0 if {x} > 0 else ({half} if {x} == 0 else 0.0))"
+
+_printer = _KernelPrinter()
+
+def pr(expr) -> str:
+    s = _printer.doprint(sp.sympify(expr))
+    return s.replace("numpy.", "np.")
+
+JIT = '@numba.njit(fastmath={"contract"}, cache=True, error_model="numpy")'
+
+def state_name(i):
+    return f"v{i}"
+
+class Writer:
+    def __init__(self):
+        self.lines = []
+        self.level = 0
+
+    def __call__(self, line=""):
+        self.lines.append("    " * self.level + line if line else "")
+
+    def block(self, line):
+        self(line)
+        return _Indent(self)
+
+class _Indent:
+    def __init__(self, w):
+        self.w = w
+
+    def __enter__(self):
+        self.w.level += 1
+
+    def __exit__(self, *a):
+        self.w.level -= 1
+
+def kernel_arguments(form: SemilinearForm, scheme: StepScheme, adaptive: bool = False) -> list:
+    """Names of the runtime arguments after the fixed ones, in order (the runtime builds them).
+    The adaptive kernel computes its operators per lane from ``L`` (no ``op_`` arrays)."""
+    args = []
+    for p in form.params:
+        args += param_args(p.name)
+    for name, net in sorted(form.nets.items()):
+        for i in range(len(net.sizes) - 1):
+            args += weight_args(name, i)
+    if form.linear_structure != "zero" and (adaptive or _needs_L(form, scheme)):
+        args += LINEAR_ARGS
+    if not adaptive:
+        for op in scheme.all_operators():
+            args += operator_args(op)
+    return args
+
+def _needs_L(form, scheme):
+    return form.linear_structure != "zero" and any(
+        isinstance(s, EvalRHS) and s.part == "full" for s in scheme.all_statements())
+
+def _used_symbols(lowered) -> set:
+    """Names of the lowered symbols (states v_i, params p_k, t) the lane code reads."""
+    exprs = [e for _, e in lowered.assignments] + [sp.sympify(e) for e in lowered.outputs]
+    exprs += [sp.sympify(a) for g in lowered.net_groups for a in g.inputs]
+    return {str(x) for e in exprs for x in e.free_symbols}
+
+def _lane_prelude(w, form, lowered, state, all_states=False, trajectory=False):
+    """Inside ``for b``: read what the lane code uses — the trajectory index ``s`` (params, per-trajectory
+    L: ``trajectory``), the lane's time, the state components (``all_states``: every one) and params."""
+    used = _used_symbols(lowered)
+    if lowered.params or trajectory:
+        w("s = src[b]")
+    if "t" in used:
+        w("t = tc[b]")
+    for i in range(form.dim):
+        if all_states or state_name(i) in used:
+            w(f"v{i} = {state}[{i}, b]")
+    for name, var in lowered.params:
+        w(f"{var} = P_{name}[s * S_{name}]")
+
+def _arguments_used(form, lowered, extra, linear=False) -> list:
+    """The runtime arguments (of ``extra``) a lane function of ``lowered`` reads: its params, the
+    weights of its networks, ``L`` when ``linear``."""
+    keep = set()
+    for name, _ in lowered.params:
+        keep.update(param_args(name))
+    for g in lowered.net_groups:
+        for i in range(len(g.net.sizes) - 1):
+            keep.update(weight_args(g.net.name, i))
+    if linear:
+        keep.update(LINEAR_ARGS)
+    return [a for a in extra if a in keep]
+
+def _emit_net(w, form, group, state):
+    """One forward pass over the block: inputs, then each layer as j-k-b loops."""
+    net = group.net
+    sizes = net.sizes
+    buf = f"{group.out}_in"
+    with w.block("for b in range(B):"):
+        needs = set().union(*(sp.sympify(a).free_symbols for a in group.inputs))
+        if any(sp.Symbol(f"p_{p.name}") in needs for p in form.params):
+            w("s = src[b]")
+        if sp.Symbol("t") in needs:
+            w("t = tc[b]")
+        for i in range(form.dim):
+            if sp.Symbol(state_name(i)) in needs:
+                w(f"v{i} = {state}[{i}, b]")
+        for p in form.params:
+            if sp.Symbol(f"p_{p.name}") in needs:
+                w(f"p_{p.name} = P_{p.name}[s * S_{p.name}]")
+        for k, a in enumerate(group.inputs):
+            w(f"{buf}[{k}, b] = {pr(a)}")
+    src, tsrc = buf, None
+    for layer in range(len(sizes) - 1):
+        last = layer == len(sizes) - 2
+        dst = group.out if last else f"{group.out}_h{layer}"
+        tdst = f"{group.out}_jac" if last else f"{group.out}_t{layer}"
+        W, bias = f"{net.name}_W{layer}", f"{net.name}_b{layer}"
+        with w.block(f"for j in range({sizes[layer + 1]}):"):
+            with w.block("for b in range(B):"):
+                w(f"{dst}[j, b] = {bias}[j]")
+            _emit_matvec_row(w, W, src, dst, sizes[layer])
+            if group.jacobian:   # forward-mode tangent T <- W T (T_0 = I), then σ'(x) T on hidden layers
+                with w.block(f"for i in range({sizes[0]}):"):
+                    if tsrc is None:
+                        with w.block("for b in range(B):"):
+                            w(f"{tdst}[j, i, b] = {W}[j, i]")
+                    else:
+                        with w.block("for b in range(B):"):
+                            w(f"{tdst}[j, i, b] = 0.0")
+                        with w.block(f"for k in range({sizes[layer]}):"):
+                            w(f"wjk = {W}[j, k]")
+                            with w.block("for b in range(B):"):
+                                w(f"{tdst}[j, i, b] += wjk * {tsrc}[k, i, b]")
+            if not last:
+                with w.block("for b in range(B):"):
+                    if group.jacobian:
+                        w(f"g = {_activation_grad(net.activation, f'{dst}[j, b]')}")
+                        with w.block(f"for i in range({sizes[0]}):"):
+                            w(f"{tdst}[j, i, b] *= g")
+                    w(f"{dst}[j, b] = {_activation(net.activation, f'{dst}[j, b]')}")
+        src, tsrc = dst, tdst
+
+#: inputs per pass of a layer's lane loop: dst[j] += W[j,k] x[k] + ... + W[j,k+U-1] x[k+U-1] loads and
+#: stores dst once per U products (one load and store per product made the MLP L1-bound)
+MATVEC_UNROLL = 8
+
+def _emit_matvec_row(w, W, src, dst, K, U=MATVEC_UNROLL):
+    """dst[j, b] += Σ_k W[j, k] src[k, b], U inputs per lane loop (summed in k order, as numpy's
+    reference and the plain loop would, so FMA contraction is the only difference)."""
+    K_main = K - K % U
+
+    def body(k, terms):
+        for u in range(terms):
+            w(f"w{u} = {W}[j, {k} + {u}]")
+        with w.block("for b in range(B):"):
+            w(f"{dst}[j, b] = {dst}[j, b] + " + " + ".join(f"w{u} * {src}[{k} + {u}, b]" for u in range(terms)))
+
+    if K_main:
+        with w.block(f"for k in range(0, {K_main}, {U}):"):
+            body("k", U)
+    if K % U:
+        body(str(K_main), K % U)
+
+def _activation(kind, x):
+    return {
+        "tanh": f"nb_tanh({x})",
+        "relu": f"max({x}, 0.0)",
+        "sigmoid": f"0.5 * (1.0 + nb_tanh(0.5 * {x}))",
+        "softplus": f"max({x}, 0.0) + math.log1p(math.exp(-abs({x})))",
+        "silu": f"{x} * 0.5 * (1.0 + nb_tanh(0.5 * {x}))",
+        "identity": x,
+    }[kind]
+
+def _activation_grad(kind, x):
+    """σ'(x) from the pre-activation x (the tangent pass of the network Jacobian)."""
+    return {
+        "tanh": f"1.0 - nb_tanh({x}) ** 2",
+        "relu": f"1.0 if {x} > 0 else 0.0",
+        "sigmoid": f"0.25 * (1.0 - nb_tanh(0.5 * {x}) ** 2)",
+        "softplus": f"0.5 * (1.0 + nb_tanh(0.5 * {x}))",
+        "silu": f"0.5 * (1.0 + nb_tanh(0.5 * {x})) * (1.0 + {x} * 0.5 * (1.0 - nb_tanh(0.5 * {x})))",
+        "identity": "1.0",
+    }[kind]
+
+def emit_net_buffers(w, form, lowered_list):
+    for name, size in _net_buffers(form, lowered_list).items():
+        w(f"{name} = np.empty(({', '.join(map(str, size))}, B), dtype=y0.dtype)")
+
+def _net_buffers(form, lowered_list):
+    """Scratch arrays of the network passes: name -> leading shape (the lane axis B follows)."""
+    out = {}
+    for lowered in lowered_list:
+        for g in lowered.net_groups:
+            sizes = g.net.sizes
+            out[f"{g.out}_in"] = (sizes[0],)
+            for layer in range(len(sizes) - 2):
+                out[f"{g.out}_h{layer}"] = (sizes[layer + 1],)
+                if g.jacobian:
+                    out[f"{g.out}_t{layer}"] = (sizes[layer + 1], sizes[0])
+            out[g.out] = (sizes[-1],)
+            if g.jacobian:
+                out[f"{g.out}_jac"] = (sizes[-1], sizes[0])
+    return out
+
+def fixed_step_statements(scheme):
+    """The statements a fixed-step kernel needs (the embedded error estimate and the stages only
+    it uses are left out)."""
+    return scheme.live_statements()
+
+def emit_copy(w, dst, src):
+    if dst != src:
+        with w.block("for i in range(D):"):
+            with w.block("for b in range(B):"):
+                w(f"{dst}[i, b] = {src}[i, b]")
+
+def emit_lane_functions(w, form, scheme, forcing, diffusion, extra, full_rhs=False):
+    """``rhs_block`` and ``noise_block``: one copy each, called once per stage (small
+    compile, and LLVM still vectorises their lane loops).  ``full_rhs``: also ``frhs_block``,
+    f = L y + c + N, when the scheme's stages evaluate only the forcing (dense output, the
+    initial step of the adaptive kernel)."""
+    bufs = list(_net_buffers(form, [forcing]))
+    calls = {"rhs": _emit_rhs_function(w, form, forcing, "rhs_block", scheme.rhs_part, bufs, extra)}
+    calls["frhs"] = calls["rhs"]
+    if full_rhs and scheme.rhs_part != "full":
+        calls["frhs"] = _emit_rhs_function(w, form, forcing, "frhs_block", "full", bufs, extra)
+    if not form.stochastic:
+        return calls
+    G = diffusion.outputs
+    mm = form.noise_dim
+
+    def noise_row(i):
+        if form.noise == "general":
+            return " + ".join(f"({pr(G[i * mm + j])}) * dW[{j}, b]" for j in range(mm))
+        return f"({pr(G[i])}) * dW[{0 if form.noise == 'scalar' else i}, b]"
+
+    noise_args = ", ".join(["src"] + _arguments_used(form, diffusion, extra))
+    _lane_function(w, form, "noise_block", f"tc, st, dW, out, {noise_args}",
+                   "G(st, t) dW of the lanes of ``st`` into ``out``.", diffusion,
+                   [f"out[{i}, b] = {noise_row(i)}" for i in range(form.dim)])
+    calls |= {"dW": f"noise_block({{t}}, {{state}}, dW, {{target}}, {noise_args})",
+              "I10": f"noise_block({{t}}, {{state}}, dI, {{target}}, {noise_args})"}
+    if scheme.needs_milstein:
+        gg = lower(milstein_terms(form), form, state_name)
+        col = (lambda i: 0) if form.noise == "scalar" else (lambda i: i)
+        gg_args = ", ".join(["src"] + _arguments_used(form, gg, extra))
+        _lane_function(w, form, "milstein_block", f"tc, st, dW, hh, out, {gg_args}",
+                       "½ (G'G)(st, t)(dW² − h) of the lanes of ``st`` into ``out`` (Kloeden & Platen 1992, "
+                       "eq. 10.3.3).", gg,
+                       [f"out[{i}, b] = 0.5 * ({pr(e)}) * (dW[{col(i)}, b] * dW[{col(i)}, b] - hh[b])"
+                        for i, e in enumerate(gg.outputs)])
+        calls["milstein"] = f"milstein_block({{t}}, {{state}}, dW, h_l, {{target}}, {gg_args})"
+    return calls
+
+def _emit_rhs_function(w, form, forcing, name, part, bufs, extra) -> str:
+    """``name(tc, st, out, src, ...)``: f = L y + c + N ("full") or c + N ("forcing") per lane; returns
+    its call (``{t}``, ``{state}``, ``{target}`` to fill).  A dense L is applied by a loop over the
+    state (no d² unrolled terms)."""
+    linear = part == "full" and form.linear_structure != "zero"
+    args = ", ".join(["src"] + bufs + _arguments_used(form, forcing, extra, linear))
+    w(JIT)
+    with w.block(f"def {name}(tc, st, out, {args}):"):
+        w(f'"""{"f = L y + c + N" if part == "full" else "c(t) + N(y, t)"} of the lanes of ``st`` into ``out``."""')
+        _runtime_block(w)
+        for g in forcing.net_groups:
+            _emit_net(w, form, g, "st")
+        with w.block("for b in range(B):"):
+            _lane_prelude(w, form, forcing, "st", all_states=linear and form.linear_structure != "dense",
+                          trajectory=linear)
+            for var, e in forcing.assignments:
+                w(f"{var} = {pr(e)}")
+            for i, e in enumerate(forcing.outputs):
+                if linear and form.linear_structure == "dense":
+                    w(f"acc = {pr(e)}")
+                    with w.block("for j in range(D):"):
+                        w(f"acc = acc + Lm[s * S_L, {i}, j] * st[j, b]")
+                    w(f"out[{i}, b] = acc")
+                elif linear:
+                    w(f"out[{i}, b] = {pr(e)} + Lm[{i}, s * S_L] * v{i}")
+                else:
+                    w(f"out[{i}, b] = {pr(e)}")
+    w()
+    w()
+    return f"{name}({{t}}, {{state}}, {{target}}, {args})"
+
+def _runtime_block(w):
+    """Lane functions of the adaptive kernel take the block size from their arrays (blocks of
+    ceil(n / ceil(n / BLOCK)) lanes, so a single trajectory runs one lane)."""
+    if getattr(w, "runtime_block", False):
+        w("B = src.shape[0]")
+
+def _lane_function(w, form, name, args, doc, lowered, out_lines):
+    """An njit function ``name(args)`` looping over the B lanes: read the lane's state/params, CSE
+    temporaries, outputs."""
+    w(JIT)
+    with w.block(f"def {name}({args}):"):
+        w(f'"""{doc}"""')
+        _runtime_block(w)
+        with w.block("for b in range(B):"):
+            _lane_prelude(w, form, lowered, "st")
+            for var, e in lowered.assignments:
+                w(f"{var} = {pr(e)}")
+            for line in out_lines:
+                w(line)
+    w()
+    w()
+
+def _kernel_statements(scheme, adaptive=False):
+    """What a kernel runs: the live statements (fixed steps), or all of them with the error estimate."""
+    return scheme.statements if adaptive else fixed_step_statements(scheme)
+
+def _used_jacobian_operators(scheme, adaptive=False) -> dict:
+    """The Jacobian operators the kernel's statements apply (fixed steps: not the error estimate's)."""
+    used = {t.op for s in _kernel_statements(scheme, adaptive) if isinstance(s, Combine) for t in s.terms}
+    return {k: v for k, v in scheme.jacobian_operators.items() if k in used or k == "J"}
+
+def _jacobian_scales(scheme, adaptive=False) -> dict:
+    """Distinct scales c of the φ_k(c hJ̃) atoms -> (buffer index, highest k needed)."""
+    out = {}
+    for op in _used_jacobian_operators(scheme, adaptive).values():
+        for _, atoms in op.poly or ():
+            if len(atoms) != 1 or atoms[0][0] != "phi":
+                raise NotImplementedError("kernel Jacobian operators are sums of single φ atoms")
+            _, k, c = atoms[0]
+            out[c] = (out.get(c, (len(out), 0))[0], max(k, out.get(c, (0, 0))[1]))
+    return out
+
+def _jop(name):
+    """The array of a Jacobian operator: J̃ itself lives in ``Jt``."""
+    return "Jt" if name == "J" else f"jop_{name}"
+
+def emit_jacobian_buffers(w, scheme, adaptive=False):
+    w("Jt = np.empty((D + 1, D + 1, B), dtype=y0.dtype)  # augmented Jacobian [[J, dF/dt], [0, 0]] per lane")
+    for c, (i, kmax) in _jacobian_scales(scheme, adaptive).items():
+        w(f"Jc{i} = np.empty((D + 1, D + 1, B), dtype=y0.dtype)  # {c} h J~")
+        w(f"phis{i} = np.empty(({kmax + 1}, D + 1, D + 1, B), dtype=y0.dtype)  # phi_0..phi_{kmax}({c} h J~)")
+        w(f"pwork{i} = phi_block_work(D + 1, {kmax}, B, y0.dtype)")
+    for name in _used_jacobian_operators(scheme, adaptive):
+        if name != "J":
+            w(f"{_jop(name)} = np.empty((D + 1, D + 1, B), dtype=y0.dtype)")
+
+def _emit_jacobian_operators(w, scheme, adaptive=False):
+    """φ_k(c hJ̃) per lane (kernels/matfun.phi_block), then each operator Σ w φ_k(c hJ̃)."""
+    scales = _jacobian_scales(scheme, adaptive)
+    for c, (i, kmax) in scales.items():
+        with w.block("for r in range(D + 1):"):
+            with w.block("for q in range(D + 1):"):
+                with w.block("for b in range(B):"):
+                    w(f"Jc{i}[r, q, b] = {pr(c)} * h_l[b] * Jt[r, q, b]")
+        w(f"phi_block(Jc{i}, phis{i}.shape[0] - 1, phis{i}, pwork{i})  # kmax at run time: one compiled phi_block")
+    for name, op in _used_jacobian_operators(scheme, adaptive).items():
+        if op.poly is None:
+            continue
+        terms = " + ".join(f"{float(wt)!r} * phis{scales[a[0][2]][0]}[{a[0][1]}, r, q, b]" for wt, a in op.poly)
+        with w.block("for r in range(D + 1):"):
+            with w.block("for q in range(D + 1):"):
+                with w.block("for b in range(B):"):
+                    w(f"{_jop(name)}[r, q, b] = {terms or '0.0'}")
+
+def emit_jacobian(w, form, scheme, extra, calls, jac=None):
+    """``jac_block`` when the scheme evaluates the Jacobian (sets ``calls["jac"]``); returns its lowering."""
+    if not scheme.needs_jacobian:
+        return None
+    jac = lower_jacobian(form) if jac is None else jac
+    calls["jac"] = _emit_jacobian_function(w, form, jac, extra)
+    return jac
+
+def lower_jacobian(form):
+    return lower(form.forcing_jacobian(), form, state_name, lambda g, i: f"{g}[{i}, b]",
+                 lambda g, i, j: f"{g}_jac[{i}, {j}, b]")
+
+def _emit_jacobian_function(w, form, jac, extra):
+    """``jac_block``: J̃ = [[L + ∂N/∂y, ∂N/∂t], [0, 0]] of the lanes of ``st`` into ``Jout``."""
+    d = form.dim
+    linear = form.linear_structure != "zero"
+    args = ", ".join(["src"] + list(_net_buffers(form, [jac])) + _arguments_used(form, jac, extra, linear))
+    w(JIT)
+    with w.block(f"def jac_block(tc, st, Jout, {args}):"):
+        w('"""Augmented Jacobian [[L + dN/dy, dN/dt], [0, 0]] of the lanes of ``st`` (sympy derivatives; '
+          'networks by a forward-mode tangent pass)."""')
+        _runtime_block(w)
+        for g in jac.net_groups:
+            _emit_net(w, form, g, "st")
+        with w.block("for b in range(B):"):
+            _lane_prelude(w, form, jac, "st", trajectory=linear)
+            for var, e in jac.assignments:
+                w(f"{var} = {pr(e)}")
+            for k, e in enumerate(jac.outputs):
+                i, j = (k // d, k % d) if k < d * d else (k - d * d, d)
+                lin = ""
+                if j < d and form.linear_structure == "dense":
+                    lin = f" + Lm[s * S_L, {i}, {j}]"
+                elif j < d and i == j and form.linear_structure in ("scalar", "diagonal"):
+                    lin = f" + Lm[{i}, s * S_L]"
+                w(f"Jout[{i}, {j}, b] = {pr(e)}{lin}")
+            for j in range(d + 1):
+                w(f"Jout[{d}, {j}, b] = 0.0")
+    w()
+    w()
+    return f"jac_block({{t}}, {{state}}, Jt, {args})"
+
+def _emit_stage_time(w, c, times):
+    """``tc = t + c h`` per lane, unless ``times`` (what this step wrote so far) says it holds that already."""
+    if times is not None and times.get("c") == c:
+        return
+    with w.block("for b in range(B):"):
+        w(f"tc[b] = t_l[b] + {pr(c)} * h_l[b]" if c else "tc[b] = t_l[b]")
+    if times is not None:
+        times["c"] = c
+
+def emit_statement(w, form, scheme, s, calls, adaptive=False, times=None):
+    """Print one statement as lane loops.  ``adaptive``: operators are per-lane arrays computed in
+    the step (``op_X[i, b]`` or ``op_X[i, j, b]``), else values per step class ``hc``.  ``times``:
+    the stage time ``tc`` written so far in this step (None: write it at every evaluation)."""
+    if isinstance(s, EvalJacobian):
+        _emit_stage_time(w, s.c, times)
+        w(calls["jac"].format(t="tc", state=s.state))
+        _emit_jacobian_operators(w, scheme, adaptive)
+        return
+    if isinstance(s, (EvalRHS, EvalNoise)):
+        _emit_stage_time(w, s.c, times)
+        call = calls["rhs"] if isinstance(s, EvalRHS) else calls[s.increment]
+        w(call.format(t="tc", state=s.state, target=s.target))
+    elif isinstance(s, Combine):
+        _emit_combine(w, form, scheme, s, adaptive)
+
+def _dense_terms(form, scheme, s) -> list:
+    """Indices of the terms of Combine ``s`` that apply a matrix (dense L operators, Jacobian operators)."""
+    return [k for k, term in enumerate(s.terms) if term.op is not None and (
+        term.op in scheme.jacobian_operators or operator_layout(form, scheme.all_operators()[term.op]) == "dense")]
+
+def emit_matvec_buffers(w, form, scheme):
+    """``mv0 ..``: one lane row (B,) per matrix term of the scheme's widest Combine."""
+    widest = max((len(_dense_terms(form, scheme, s)) for s in scheme.all_statements() if isinstance(s, Combine)),
+                 default=0)
+    for k in range(widest):
+        w(f"mv{k} = np.empty(B, dtype=y0.dtype)  # a row of a matrix-vector product, per lane")
+
+def _emit_combine(w, form, scheme, s, adaptive):
+    """``target = Σ coef · op(hL) vec`` row by row (``for i``), lanes innermost so LLVM vectorises:
+    a matrix term accumulates its row into ``mv<k>`` over ``j`` first (no d² unrolled source).
+    ``adaptive``: operators are per-lane arrays computed in the step, else values per step class ``hc``."""
+    d = form.dim
+    dense = _dense_terms(form, scheme, s)
+    coef_syms = {x.name for term in s.terms for x in sp.sympify(term.coef).free_symbols}
+    coef_syms |= {x.name for k in dense for x in sp.sympify(s.terms[k].aug or 0).free_symbols}
+    fixed_op = not adaptive and any(term.op is not None and term.op not in scheme.jacobian_operators
+                                    for term in s.terms)
+
+    def lane_scalars():
+        if fixed_op:
+            w("s = src[b]")
+        for name in sorted(coef_syms):   # the step h and previous step sizes h1, h2, ... (multistep)
+            w(f"{name} = h_l[b]" if name == "h" else f"{name} = hp{name[1:]}[b]")
+
+    def matrix(op):
+        if op in scheme.jacobian_operators:
+            return f"{_jop(op)}[i, {{}}, b]"
+        return f"op_{op}[i, {{}}, b]" if adaptive else f"op_{op}[hc, s * S_op_{op}, i, {{}}]"
+
+    with w.block("for i in range(D):"):
+        for slot, k in enumerate(dense):
+            term = s.terms[k]
+            A = matrix(term.op)
+            with w.block("for b in range(B):"):
+                w(f"mv{slot}[b] = 0.0")
+            with w.block("for j in range(D):"):
+                with w.block("for b in range(B):"):
+                    if fixed_op:
+                        w("s = src[b]")
+                    w(f"mv{slot}[b] = mv{slot}[b] + {A.format('j')} * {term.vec}[j, b]")
+            if term.op in scheme.jacobian_operators and term.aug != 0:
+                with w.block("for b in range(B):"):
+                    lane_scalars()
+                    w(f"mv{slot}[b] = mv{slot}[b] + {A.format(d)} * ({pr(term.aug)})")
+        with w.block("for b in range(B):"):
+            lane_scalars()
+            terms = []
+            for k, term in enumerate(s.terms):
+                coef = "" if term.coef == 1 else f"({pr(term.coef)}) * "
+                if k in dense:
+                    terms.append(f"{coef}mv{dense.index(k)}[b]")
+                elif term.op is None:
+                    terms.append(f"{coef}{term.vec}[i, b]")
+                else:
+                    op = f"op_{term.op}[i, b]" if adaptive else f"op_{term.op}[hc, i, s * S_op_{term.op}]"
+                    terms.append(f"{coef}{op} * {term.vec}[i, b]")
+            w(f"{s.target}[i, b] = " + " + ".join(terms))
