@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from sdekit.abi import TREE_DEPTH as DEPTH
+from sdekit.abi import STREAM_W, TREE_DEPTH as DEPTH
 from sdekit.kernels import brownian as nr
 from sdekit.kernels.brownian import BrownianTree
-from sdekit.kernels.philox import STREAM_W, normals, seed_key
+from sdekit.kernels.philox import normals, seed_key
 
 
 def tree(n=2000, m=2, seed=5, traj=None, t0=0.0, t1=2.0):
