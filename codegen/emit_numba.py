@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from ..abi import BLOCK, FIXED_ARGS, OFF_GRID_NODE, STREAM_ZETA, SUCCESS, UNSTABLE
+from ..abi import BLOCK, FIXED_ARGS, NACCEPT, NF, STREAM_ZETA, SUCCESS, UNSTABLE
 from .analysis import SemilinearForm
 from .lowering import lower
 from .numba_lanes import (JIT, Writer, emit_copy, emit_jacobian, emit_jacobian_buffers, emit_lane_functions,
@@ -66,8 +66,10 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
     tanh = {"float64": "tanh64", "float32": "tanh32"}[str(dtype)]
     tree = "tree_walk" if brownian == "walk" else "tree_query_increment"
     w(f"from sdekit.kernels.numba_runtime import {tanh} as nb_tanh")
-    w("from sdekit.kernels.philox import normals_block")
-    w(f"from sdekit.kernels.brownian import {tree}, tree_start")
+    if scheme.needs_zeta:
+        w("from sdekit.kernels.philox import normals_block")
+    if scheme.needs_dW:
+        w(f"from sdekit.kernels.brownian import {tree}, tree_start")
     if brownian == "query" and scheme.needs_dW:
         w("from sdekit.abi import TREE_DEPTH as DEPTH")
     if jac is not None:
@@ -153,8 +155,8 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
         with w.block("for b in range(B):"):
             with w.block("if base + b < n:"):
                 w(f"retcode[base + b] = {UNSTABLE} if bad[b] else {SUCCESS}  # Unstable, Success")
-                w("stats[0, base + b] = nfe")
-                w("stats[1, base + b] = nsteps")
+                w(f"stats[{NF}, base + b] = nfe")
+                w(f"stats[{NACCEPT}, base + b] = nsteps")
     w()
     return "\n".join(w.lines) + "\n"
 
@@ -217,8 +219,7 @@ def _emit_brownian_step(w, brownian):
 
 
 def _emit_zeta(w):
-    w(f"znode = (np.int64(1) << level) + step if level >= 0 else np.int64({OFF_GRID_NODE}) + step  # Grid.node")
-    w(f"normals_block(k0, k1, znode, first, src, {STREAM_ZETA}, zeta64)  # STREAM_ZETA")
+    w(f"normals_block(k0, k1, step_node[step], first, src, {STREAM_ZETA}, zeta64)  # STREAM_ZETA at Grid.node(step)")
     with w.block("for i in range(D):"):
         with w.block("for b in range(B):"):
             w("zeta[i, b] = zeta64[i, b]")

@@ -11,7 +11,8 @@ the same steps.  Blocks have ceil(n / ceil(n / BLOCK)) lanes, so one trajectory 
 """
 from __future__ import annotations
 
-from ..abi import ADAPTIVE_ARGS, BLOCK, CONTROLLER, DT_LESS_THAN_MIN, MAX_ITERS, STOP_STRETCH, UNSTABLE
+from ..abi import (ADAPTIVE_ARGS, BLOCK, CONTROLLER, DT_LESS_THAN_MIN, MAX_ITERS, NACCEPT, NF, NREJECT, STOP_STRETCH,
+                   UNSTABLE)
 from .analysis import SemilinearForm
 from .emit_numba import block_range_kernel
 from .numba_lanes import (emit_copy, emit_jacobian_buffers, emit_lane_functions,
@@ -372,7 +373,8 @@ def _emit_dense_output(w, form, scheme, calls):
     with w.block("for b in range(B):"):
         w("need[b] = act[b] and eest[b] <= 1.0 and not record and isave[b] < nsave and save_t[isave[b]] < te[b]")
         w("ndense += need[b]")
-        w("tc[b] = te[b]")
+        if not scheme.fsal:
+            w("tc[b] = te[b]")
     with w.block("if ndense > 0:"):
         if scheme.fsal:
             emit_copy(w, "f0", scheme.fsal[0])
@@ -467,6 +469,6 @@ def _emit_finish(w):
         w("j = base + b")
         with w.block("if j < n:"):
             w("retcode[j] = code[b]")
-            w("stats[0, j] = nf[b]")
-            w("stats[1, j] = naccepted[b]")
-            w("stats[2, j] = nrejected[b]")
+            w(f"stats[{NF}, j] = nf[b]")
+            w(f"stats[{NACCEPT}, j] = naccepted[b]")
+            w(f"stats[{NREJECT}, j] = nrejected[b]")

@@ -67,27 +67,6 @@ def _vector_function(name, args, doc, exprs, form, shape=None):
     return lines
 
 
-def _linear_entries(form):
-    """``linear_entries(p)``: the symbolic L's entries (scalar, diagonal list or nested list)."""
-    d, L = form.dim, form.linear
-    if form.linear_structure == "scalar":
-        exprs = [L[0, 0]]
-    elif form.linear_structure == "diagonal":
-        exprs = [L[i, i] for i in range(d)]
-    else:
-        exprs = list(L)
-    lowered = lower(exprs, form, _state)
-    out = [pr(e) for e in lowered.outputs]
-    if form.linear_structure == "dense":
-        out = "[" + ", ".join("[" + ", ".join(out[i * d:(i + 1) * d]) + "]" for i in range(d)) + "]"
-    elif form.linear_structure == "diagonal":
-        out = "[" + ", ".join(out) + "]"
-    else:
-        out = out[0]
-    return ["def linear_entries(p):", '    """Entries of L from the runtime params."""'] + _body(lowered) + [
-        f"    return {out}"]
-
-
 def _jacobian_function(form):
     """``jacobian(y, t, p, nets, L)``: J̃ = [[L + ∂N/∂y, ∂N/∂t], [0, 0]] per trajectory, (n, d+1, d+1)."""
     d = form.dim
@@ -219,8 +198,6 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme) -> str:
         f"JACOBIAN_OPERATORS = {{{', '.join(f'{k!r}: {v.poly!r}' for k, v in scheme.jacobian_operators.items())}}}",
         "",
     ]
-    if form.linear is not None:
-        lines += _linear_entries(form) + [""]
     lines += _vector_function("forcing", "y, t, p, nets", "c(t) + N(y, t), rows of shape (n,).",
                               list(form.forcing), form) + [""]
     if form.stochastic:

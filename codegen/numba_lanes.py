@@ -9,11 +9,12 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from ..abi import LINEAR_ARGS, operator_args, param_args, weight_args
+from ..abi import JIT_FLAGS, LINEAR_ARGS, operator_args, param_args, weight_args
 from .analysis import SemilinearForm
 from .builders import milstein_terms
 from .lowering import lower
 from .scheme import Combine, EvalJacobian, EvalNoise, EvalRHS, StepScheme, operator_layout
+
 
 class _KernelPrinter(NumPyPrinter):
     """Scalar lane code: ``math`` functions, and the inline tanh of ``numba_runtime``."""
@@ -35,16 +36,22 @@ class _KernelPrinter(NumPyPrinter):
         half = self._print(e.args[1]) if len(e.args) > 1 else "0.5"
         return f"(1.0 if {x} > 0 else ({half} if {x} == 0 else 0.0))"
 
+
 _printer = _KernelPrinter()
+
 
 def pr(expr) -> str:
     s = _printer.doprint(sp.sympify(expr))
     return s.replace("numpy.", "np.")
 
-JIT = '@numba.njit(fastmath={"contract"}, cache=True, error_model="numpy")'
+
+#: the decorator of generated functions (sdekit.abi.JIT_FLAGS)
+JIT = "@numba.njit(" + ", ".join(f"{k}={v!r}" for k, v in JIT_FLAGS.items()) + ")"
+
 
 def state_name(i):
     return f"v{i}"
+
 
 class Writer:
     def __init__(self):
@@ -58,6 +65,7 @@ class Writer:
         self(line)
         return _Indent(self)
 
+
 class _Indent:
     def __init__(self, w):
         self.w = w
@@ -67,6 +75,7 @@ class _Indent:
 
     def __exit__(self, *a):
         self.w.level -= 1
+
 
 def kernel_arguments(form: SemilinearForm, scheme: StepScheme, adaptive: bool = False) -> list:
     """Names of the runtime arguments after the fixed ones, in order (the runtime builds them).
@@ -84,15 +93,18 @@ def kernel_arguments(form: SemilinearForm, scheme: StepScheme, adaptive: bool = 
             args += operator_args(op)
     return args
 
+
 def _needs_L(form, scheme):
     return form.linear_structure != "zero" and any(
         isinstance(s, EvalRHS) and s.part == "full" for s in scheme.all_statements())
+
 
 def _used_symbols(lowered) -> set:
     """Names of the lowered symbols (states v_i, params p_k, t) the lane code reads."""
     exprs = [e for _, e in lowered.assignments] + [sp.sympify(e) for e in lowered.outputs]
     exprs += [sp.sympify(a) for g in lowered.net_groups for a in g.inputs]
     return {str(x) for e in exprs for x in e.free_symbols}
+
 
 def _lane_prelude(w, form, lowered, state, all_states=False, trajectory=False):
     """Inside ``for b``: read what the lane code uses — the trajectory index ``s`` (params, per-trajectory
@@ -108,6 +120,7 @@ def _lane_prelude(w, form, lowered, state, all_states=False, trajectory=False):
     for name, var in lowered.params:
         w(f"{var} = P_{name}[s * S_{name}]")
 
+
 def _arguments_used(form, lowered, extra, linear=False) -> list:
     """The runtime arguments (of ``extra``) a lane function of ``lowered`` reads: its params, the
     weights of its networks, ``L`` when ``linear``."""
@@ -120,6 +133,7 @@ def _arguments_used(form, lowered, extra, linear=False) -> list:
     if linear:
         keep.update(LINEAR_ARGS)
     return [a for a in extra if a in keep]
+
 
 def _emit_net(w, form, group, state):
     """One forward pass over the block: inputs, then each layer as j-k-b loops."""
@@ -171,9 +185,11 @@ def _emit_net(w, form, group, state):
                     w(f"{dst}[j, b] = {_activation(net.activation, f'{dst}[j, b]')}")
         src, tsrc = dst, tdst
 
+
 #: inputs per pass of a layer's lane loop: dst[j] += W[j,k] x[k] + ... + W[j,k+U-1] x[k+U-1] loads and
 #: stores dst once per U products (one load and store per product made the MLP L1-bound)
 MATVEC_UNROLL = 8
+
 
 def _emit_matvec_row(w, W, src, dst, K, U=MATVEC_UNROLL):
     """dst[j, b] += Σ_k W[j, k] src[k, b], U inputs per lane loop (summed in k order, as numpy's
@@ -192,6 +208,7 @@ def _emit_matvec_row(w, W, src, dst, K, U=MATVEC_UNROLL):
     if K % U:
         body(str(K_main), K % U)
 
+
 def _activation(kind, x):
     return {
         "tanh": f"nb_tanh({x})",
@@ -201,6 +218,7 @@ def _activation(kind, x):
         "silu": f"{x} * 0.5 * (1.0 + nb_tanh(0.5 * {x}))",
         "identity": x,
     }[kind]
+
 
 def _activation_grad(kind, x):
     """σ'(x) from the pre-activation x (the tangent pass of the network Jacobian)."""
@@ -213,9 +231,11 @@ def _activation_grad(kind, x):
         "identity": "1.0",
     }[kind]
 
+
 def emit_net_buffers(w, form, lowered_list):
     for name, size in _net_buffers(form, lowered_list).items():
         w(f"{name} = np.empty(({', '.join(map(str, size))}, B), dtype=y0.dtype)")
+
 
 def _net_buffers(form, lowered_list):
     """Scratch arrays of the network passes: name -> leading shape (the lane axis B follows)."""
@@ -233,16 +253,19 @@ def _net_buffers(form, lowered_list):
                 out[f"{g.out}_jac"] = (sizes[-1], sizes[0])
     return out
 
+
 def fixed_step_statements(scheme):
     """The statements a fixed-step kernel needs (the embedded error estimate and the stages only
     it uses are left out)."""
     return scheme.live_statements()
+
 
 def emit_copy(w, dst, src):
     if dst != src:
         with w.block("for i in range(D):"):
             with w.block("for b in range(B):"):
                 w(f"{dst}[i, b] = {src}[i, b]")
+
 
 def emit_lane_functions(w, form, scheme, forcing, diffusion, extra, full_rhs=False):
     """``rhs_block`` and ``noise_block``: one copy each, called once per stage (small
@@ -251,6 +274,8 @@ def emit_lane_functions(w, form, scheme, forcing, diffusion, extra, full_rhs=Fal
     initial step of the adaptive kernel)."""
     bufs = list(_net_buffers(form, [forcing]))
     calls = {"rhs": _emit_rhs_function(w, form, forcing, "rhs_block", scheme.rhs_part, bufs, extra)}
+    calls["reads_t"] = {kind for kind, low in (("rhs", forcing), ("dW", diffusion), ("I10", diffusion))
+                        if low is not None and "t" in _used_symbols(low)}   # the calls that read tc
     calls["frhs"] = calls["rhs"]
     if full_rhs and scheme.rhs_part != "full":
         calls["frhs"] = _emit_rhs_function(w, form, forcing, "frhs_block", "full", bufs, extra)
@@ -280,7 +305,10 @@ def emit_lane_functions(w, form, scheme, forcing, diffusion, extra, full_rhs=Fal
                        [f"out[{i}, b] = 0.5 * ({pr(e)}) * (dW[{col(i)}, b] * dW[{col(i)}, b] - hh[b])"
                         for i, e in enumerate(gg.outputs)])
         calls["milstein"] = f"milstein_block({{t}}, {{state}}, dW, h_l, {{target}}, {gg_args})"
+        if "t" in _used_symbols(gg):
+            calls["reads_t"].add("milstein")
     return calls
+
 
 def _emit_rhs_function(w, form, forcing, name, part, bufs, extra) -> str:
     """``name(tc, st, out, src, ...)``: f = L y + c + N ("full") or c + N ("forcing") per lane; returns
@@ -313,11 +341,13 @@ def _emit_rhs_function(w, form, forcing, name, part, bufs, extra) -> str:
     w()
     return f"{name}({{t}}, {{state}}, {{target}}, {args})"
 
+
 def _runtime_block(w):
     """Lane functions of the adaptive kernel take the block size from their arrays (blocks of
     ceil(n / ceil(n / BLOCK)) lanes, so a single trajectory runs one lane)."""
     if getattr(w, "runtime_block", False):
         w("B = src.shape[0]")
+
 
 def _lane_function(w, form, name, args, doc, lowered, out_lines):
     """An njit function ``name(args)`` looping over the B lanes: read the lane's state/params, CSE
@@ -335,14 +365,17 @@ def _lane_function(w, form, name, args, doc, lowered, out_lines):
     w()
     w()
 
+
 def _kernel_statements(scheme, adaptive=False):
     """What a kernel runs: the live statements (fixed steps), or all of them with the error estimate."""
     return scheme.statements if adaptive else fixed_step_statements(scheme)
+
 
 def _used_jacobian_operators(scheme, adaptive=False) -> dict:
     """The Jacobian operators the kernel's statements apply (fixed steps: not the error estimate's)."""
     used = {t.op for s in _kernel_statements(scheme, adaptive) if isinstance(s, Combine) for t in s.terms}
     return {k: v for k, v in scheme.jacobian_operators.items() if k in used or k == "J"}
+
 
 def _jacobian_scales(scheme, adaptive=False) -> dict:
     """Distinct scales c of the φ_k(c hJ̃) atoms -> (buffer index, highest k needed)."""
@@ -355,9 +388,11 @@ def _jacobian_scales(scheme, adaptive=False) -> dict:
             out[c] = (out.get(c, (len(out), 0))[0], max(k, out.get(c, (0, 0))[1]))
     return out
 
+
 def _jop(name):
     """The array of a Jacobian operator: J̃ itself lives in ``Jt``."""
     return "Jt" if name == "J" else f"jop_{name}"
+
 
 def emit_jacobian_buffers(w, scheme, adaptive=False):
     w("Jt = np.empty((D + 1, D + 1, B), dtype=y0.dtype)  # augmented Jacobian [[J, dF/dt], [0, 0]] per lane")
@@ -368,6 +403,7 @@ def emit_jacobian_buffers(w, scheme, adaptive=False):
     for name in _used_jacobian_operators(scheme, adaptive):
         if name != "J":
             w(f"{_jop(name)} = np.empty((D + 1, D + 1, B), dtype=y0.dtype)")
+
 
 def _emit_jacobian_operators(w, scheme, adaptive=False):
     """φ_k(c hJ̃) per lane (kernels/matfun.phi_block), then each operator Σ w φ_k(c hJ̃)."""
@@ -387,17 +423,22 @@ def _emit_jacobian_operators(w, scheme, adaptive=False):
                 with w.block("for b in range(B):"):
                     w(f"{_jop(name)}[r, q, b] = {terms or '0.0'}")
 
+
 def emit_jacobian(w, form, scheme, extra, calls, jac=None):
     """``jac_block`` when the scheme evaluates the Jacobian (sets ``calls["jac"]``); returns its lowering."""
     if not scheme.needs_jacobian:
         return None
     jac = lower_jacobian(form) if jac is None else jac
     calls["jac"] = _emit_jacobian_function(w, form, jac, extra)
+    if "t" in _used_symbols(jac):
+        calls["reads_t"].add("jac")
     return jac
+
 
 def lower_jacobian(form):
     return lower(form.forcing_jacobian(), form, state_name, lambda g, i: f"{g}[{i}, b]",
                  lambda g, i, j: f"{g}_jac[{i}, {j}, b]")
+
 
 def _emit_jacobian_function(w, form, jac, extra):
     """``jac_block``: J̃ = [[L + ∂N/∂y, ∂N/∂t], [0, 0]] of the lanes of ``st`` into ``Jout``."""
@@ -429,6 +470,7 @@ def _emit_jacobian_function(w, form, jac, extra):
     w()
     return f"jac_block({{t}}, {{state}}, Jt, {args})"
 
+
 def _emit_stage_time(w, c, times):
     """``tc = t + c h`` per lane, unless ``times`` (what this step wrote so far) says it holds that already."""
     if times is not None and times.get("c") == c:
@@ -438,26 +480,32 @@ def _emit_stage_time(w, c, times):
     if times is not None:
         times["c"] = c
 
+
 def emit_statement(w, form, scheme, s, calls, adaptive=False, times=None):
     """Print one statement as lane loops.  ``adaptive``: operators are per-lane arrays computed in
     the step (``op_X[i, b]`` or ``op_X[i, j, b]``), else values per step class ``hc``.  ``times``:
     the stage time ``tc`` written so far in this step (None: write it at every evaluation)."""
     if isinstance(s, EvalJacobian):
-        _emit_stage_time(w, s.c, times)
+        if "jac" in calls["reads_t"]:
+            _emit_stage_time(w, s.c, times)
         w(calls["jac"].format(t="tc", state=s.state))
         _emit_jacobian_operators(w, scheme, adaptive)
         return
     if isinstance(s, (EvalRHS, EvalNoise)):
-        _emit_stage_time(w, s.c, times)
-        call = calls["rhs"] if isinstance(s, EvalRHS) else calls[s.increment]
+        kind = "rhs" if isinstance(s, EvalRHS) else s.increment
+        if kind in calls["reads_t"]:
+            _emit_stage_time(w, s.c, times)
+        call = calls[kind]
         w(call.format(t="tc", state=s.state, target=s.target))
     elif isinstance(s, Combine):
         _emit_combine(w, form, scheme, s, adaptive)
+
 
 def _dense_terms(form, scheme, s) -> list:
     """Indices of the terms of Combine ``s`` that apply a matrix (dense L operators, Jacobian operators)."""
     return [k for k, term in enumerate(s.terms) if term.op is not None and (
         term.op in scheme.jacobian_operators or operator_layout(form, scheme.all_operators()[term.op]) == "dense")]
+
 
 def emit_matvec_buffers(w, form, scheme):
     """``mv0 ..``: one lane row (B,) per matrix term of the scheme's widest Combine."""
@@ -465,6 +513,7 @@ def emit_matvec_buffers(w, form, scheme):
                  default=0)
     for k in range(widest):
         w(f"mv{k} = np.empty(B, dtype=y0.dtype)  # a row of a matrix-vector product, per lane")
+
 
 def _emit_combine(w, form, scheme, s, adaptive):
     """``target = Σ coef · op(hL) vec`` row by row (``for i``), lanes innermost so LLVM vectorises:
@@ -474,11 +523,10 @@ def _emit_combine(w, form, scheme, s, adaptive):
     dense = _dense_terms(form, scheme, s)
     coef_syms = {x.name for term in s.terms for x in sp.sympify(term.coef).free_symbols}
     coef_syms |= {x.name for k in dense for x in sp.sympify(s.terms[k].aug or 0).free_symbols}
-    fixed_op = not adaptive and any(term.op is not None and term.op not in scheme.jacobian_operators
-                                    for term in s.terms)
+    elementwise_op = not adaptive and any(term.op is not None and k not in dense for k, term in enumerate(s.terms))
 
-    def lane_scalars():
-        if fixed_op:
+    def lane_scalars(trajectory=False):
+        if trajectory:
             w("s = src[b]")
         for name in sorted(coef_syms):   # the step h and previous step sizes h1, h2, ... (multistep)
             w(f"{name} = h_l[b]" if name == "h" else f"{name} = hp{name[1:]}[b]")
@@ -496,7 +544,7 @@ def _emit_combine(w, form, scheme, s, adaptive):
                 w(f"mv{slot}[b] = 0.0")
             with w.block("for j in range(D):"):
                 with w.block("for b in range(B):"):
-                    if fixed_op:
+                    if not adaptive and term.op not in scheme.jacobian_operators:
                         w("s = src[b]")
                     w(f"mv{slot}[b] = mv{slot}[b] + {A.format('j')} * {term.vec}[j, b]")
             if term.op in scheme.jacobian_operators and term.aug != 0:
@@ -504,7 +552,7 @@ def _emit_combine(w, form, scheme, s, adaptive):
                     lane_scalars()
                     w(f"mv{slot}[b] = mv{slot}[b] + {A.format(d)} * ({pr(term.aug)})")
         with w.block("for b in range(B):"):
-            lane_scalars()
+            lane_scalars(elementwise_op)
             terms = []
             for k, term in enumerate(s.terms):
                 coef = "" if term.coef == 1 else f"({pr(term.coef)}) * "

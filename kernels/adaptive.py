@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .brownian import BrownianTree
-from ..abi import DT_LESS_THAN_MIN as DTMIN, MAX_ITERS as MAXITERS, STATS, STOP_STRETCH, SUCCESS, UNSTABLE
+from ..abi import (DT_LESS_THAN_MIN as DTMIN, MAX_ITERS as MAXITERS, NACCEPT, NF, NREJECT, STATS, STOP_STRETCH,
+                   SUCCESS, UNSTABLE)
 from .backend import RawResult
 from .numpy_backend import operator_values
 CONTROLLERS = ("I", "PI", "PID")
@@ -156,7 +157,7 @@ def integrate(module, inp) -> RawResult:
     done = np.zeros(n, dtype=bool)
     iters = np.zeros(n, dtype=np.int64)
     stats = np.zeros((len(STATS), n), np.int64)   # nf, naccept, nreject per trajectory
-    stats[0] = 0 if opts.dt0 else 2
+    stats[NF] = 0 if opts.dt0 else 2
     naccepted = np.zeros(n, dtype=np.int64)
     mem = {name: np.zeros((d, n), dtype) for name in module.HISTORY}    # multistep history (per lane)
     mem.update({f"h{k}": np.ones(n, dtype) for k in range(1, module.LAGS + 1)})
@@ -187,12 +188,12 @@ def integrate(module, inp) -> RawResult:
             y_new, err, new_mem, ends = _attempt(module, y, t.astype(dtype), hs.astype(dtype), params, nets, L, ops,
                                                  rnd, mem, naccepted)
             eest = error_norm(err, y, y_new, opts.rtol, opts.atol)
-        stats[0] += (nstages - reuse) * act
+        stats[NF] += (nstages - reuse) * act
         iters += act
         ok = act & (eest <= 1.0)
         bad = act & ~ok
-        stats[1] += ok
-        stats[2] += bad
+        stats[NACCEPT] += ok
+        stats[NREJECT] += bad
         if ok.any():
             f0 = f1 = None
             t_new = np.where(ok, t_end, t)
@@ -204,7 +205,7 @@ def integrate(module, inp) -> RawResult:
                 elif inside.any():
                     with np.errstate(all="ignore"):
                         f0, f1 = rhs(y, t.astype(dtype)), rhs(y_new, t_end.astype(dtype))
-                    stats[0] += 2 * inside
+                    stats[NF] += 2 * inside
             _save_reached(times, saved, isave, t_new, y_new, ok, t, y, f0, f1, record, exact=not opts.dense)
             q = opts.controller.accept_factor(eest, e1, e2)
             h = np.where(ok, next_step(hs, q, cut, np.minimum(h, opts.dtmax)), h)

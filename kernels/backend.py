@@ -81,7 +81,10 @@ class RunInput:
     progress: bool = False
 
     def chunk(self, c: Chunk) -> "RunInput":
-        """The inputs of trajectories c.first .. c.first + c.count - 1 alone."""
+        """The inputs of trajectories c.first .. c.first + c.count - 1 alone (ValueError outside them)."""
+        n = self.y0.shape[1]
+        if not (0 <= c.first and c.count >= 1 and c.first + c.count <= n):
+            raise ValueError(f"chunk of {c.count} trajectories from {c.first} is not inside the {n} of this run")
         sl = slice(c.first, c.first + c.count)
         params = {k: (v[sl] if np.ndim(v) else v) for k, v in self.params.items()}
         Lval = self.Lval
@@ -110,8 +113,8 @@ class NumpyKernel:
     """The numpy reference: the generated step module driven by ``numpy_backend`` (fixed steps)
     or ``adaptive`` (per-trajectory step control), vectorised over the trajectories."""
 
-    def __init__(self, module, adaptive: bool):
-        self.module, self.adaptive = module, adaptive
+    def __init__(self, module, arguments, adaptive: bool):
+        self.module, self.adaptive = module, adaptive    # the module reads its inputs by name: no arguments
 
     def run(self, inp: RunInput, chunk: Chunk) -> RawResult:
         from . import adaptive, numpy_backend
@@ -142,10 +145,7 @@ class Backend:
         self.name, self.kernel_class = name, kernel_class
 
     def compile(self, source: str, arguments=(), adaptive: bool = False):
-        module = load_module(source, self.name)
-        if self.kernel_class is NumpyKernel:
-            return NumpyKernel(module, adaptive)
-        return self.kernel_class(module, arguments, adaptive)
+        return self.kernel_class(load_module(source, self.name), arguments, adaptive)
 
 
 BACKENDS = {"numba": Backend("numba", NumbaKernel), "numpy": Backend("numpy", NumpyKernel)}

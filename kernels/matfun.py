@@ -14,7 +14,9 @@ from fractions import Fraction
 import numba
 import numpy as np
 
-JIT = dict(cache=True, fastmath={"contract"}, error_model="numpy")
+from ..abi import JIT_FLAGS
+
+JIT = JIT_FLAGS
 THETA = 0.5          # scaling target: ‖A/2^s‖_inf <= THETA
 TAYLOR_DEGREE = 14   # θ^15/15! = 2.3e-17: truncation of φ_k(X), ‖X‖ <= 1/2, below float64 rounding
 SERIES_RADIUS, SERIES_DEGREE = 5.0, 40  # phi_scalar: series for |x| < 5 (5^41/41! < 1e-20)

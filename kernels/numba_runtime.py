@@ -15,10 +15,10 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
-#: every runtime function is compiled with the kernels' flags (FMA contraction, numpy error model):
-#: Numba links a callee compiled first from Python with its own flags and one compiled first inside a
-#: kernel with the kernel's, so mixed flags made a kernel's bits depend on what ran before it
-jit = numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+from ..abi import JIT_FLAGS
+
+#: every runtime function is compiled with the kernels' flags (sdekit.abi.JIT_FLAGS)
+jit = numba.njit(**JIT_FLAGS)
 
 _TWO_PI = 2.0 * math.pi
 

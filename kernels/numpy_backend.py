@@ -11,7 +11,7 @@ import numpy as np
 from .backend import Grid, Noise, RawResult
 from .brownian import BrownianTree
 from .linear import convolution_residual, evaluate_phi_poly
-from ..abi import STATS, STREAM_ZETA, UNSTABLE
+from ..abi import NACCEPT, NF, STATS, STREAM_ZETA, UNSTABLE
 from .philox import normals
 
 
@@ -70,8 +70,8 @@ def integrate(module, inp) -> RawResult:
         mem["nf"] = 0
         with np.errstate(all="ignore"):
             y = step(y, dtype.type(t), dtype.type(h), inp.params, inp.nets, L, ops_by_h[h], rnd, mem)
-        stats[0] += mem["nf"]
-        stats[1] += 1
+        stats[NF] += mem["nf"]
+        stats[NACCEPT] += 1
         bad = ~np.all(np.isfinite(y), axis=0)
         if bad.any():
             retcode[bad] = UNSTABLE

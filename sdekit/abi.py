@@ -10,6 +10,12 @@ SUCCESS, MAX_ITERS, DT_LESS_THAN_MIN, UNSTABLE = range(len(RETCODES))
 
 #: kernel-counted statistics, one row each in a kernel's ``stats`` (3, n) output
 STATS = ("nf", "naccept", "nreject")
+NF, NACCEPT, NREJECT = range(len(STATS))
+
+#: Numba flags of all compiled code, generated kernels and runtime functions alike (FMA contraction,
+#: numpy error model).  One set matters: Numba links a callee compiled first from Python with that
+#: compile's flags, so mixed flags made a kernel's bits depend on what had run before it.
+JIT_FLAGS = {"cache": True, "error_model": "numpy", "fastmath": {"contract"}}
 
 #: Philox4x32-10 counter streams (counter word 3 = stream << 16 | group of four normals)
 STREAM_W = 0       #: Brownian tree nodes: Z1 (for W) and Z2 (for the Lévy area H) of every dyadic interval
@@ -33,7 +39,7 @@ BLOCK = 128
 
 #: fixed arguments of the fixed-step kernel, in order (after ``blk0, blk1``)
 FIXED_ARGS = ("y0", "first", "k0", "k1", "times", "tn_d", "h_d", "hclass", "level", "tree_T", "q_ipos",
-              "q_frac", "q_levels", "save_at", "out", "retcode", "stats")
+              "q_frac", "q_levels", "step_node", "save_at", "out", "retcode", "stats")
 #: fixed arguments of the adaptive kernel, in order (after ``blk0, blk1``)
 ADAPTIVE_ARGS = ("y0", "first", "k0", "k1", "t0", "t1", "h0", "rtol", "atol", "ctrl", "dtmin", "dtmax",
                  "maxiters", "stops", "save_t", "record", "out", "out_t", "nsaved", "retcode", "stats")

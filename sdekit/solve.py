@@ -242,7 +242,8 @@ def plan(target, method: str, dt=None, *, backend: str | None = None, saveat=Non
     tree_access = "walk" if adaptive or grid.level is not None else "query"
     scheme, kernel = compile_kernel(model, m, backend, dtype, adaptive, tree_access)
     form = model.form
-    inp = RunInput(y0=np.ascontiguousarray(Y0.T, dtype=dtype), tspan=problem.tspan,
+    # a copy: writable and C-contiguous whatever the input (a read-only view compiled a second signature)
+    inp = RunInput(y0=np.array(Y0.T, dtype=dtype, order="C"), tspan=problem.tspan,
                    params={k: (v.astype(dtype) if v.ndim else dtype.type(v)) for k, v in params.items()},
                    nets={name: check_weights(form.nets[name], w, dtype) for name, w in problem.nets.items()},
                    structure=form.linear_structure, Lval=_linear_value(model, scheme, params),

@@ -1,10 +1,11 @@
 """Every catalogue method proves its claims from its tableau: no method is listed by hand here, so a
-new table cannot skip its proof (the convergence tests iterate over the catalogue as well:
-test_methods.test_claimed_order, test_numba.test_every_catalogue_method_runs_in_the_fused_kernel)."""
+new table cannot skip its proof.  (The ODE convergence test iterates over the catalogue too,
+test_methods.test_claimed_order; the SDE strong/weak order tests are still listed by hand.)"""
 import pytest
 
 from sdekit.codegen import check_order
 from sdekit.codegen.methods import CATALOGUE
+from sdekit.codegen.tableau import ExponentialTableau
 
 
 def claimed(method):
@@ -18,6 +19,16 @@ def claimed(method):
 def test_tableau_proves_the_catalogued_order(method):
     report = check_order(method.tableau)
     assert report.order >= claimed(method), (method.name, report)
+
+
+EXPONENTIAL = [m for m in CATALOGUE if isinstance(m.tableau, ExponentialTableau)]
+
+
+@pytest.mark.parametrize("method", EXPONENTIAL, ids=[m.name for m in EXPONENTIAL])
+def test_exponential_tableau_proves_its_classical_order(method):
+    """Exponential RK: the classical order on y' = Ly + N (non-stiff), beside the stiff order above."""
+    report = check_order(method.tableau, stiff=False)
+    assert report.order >= method.order, (method.name, report)
 
 
 EMBEDDED = [m for m in CATALOGUE if m.embedded_order is not None and hasattr(m.tableau, "bhat")]
