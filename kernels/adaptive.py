@@ -164,7 +164,7 @@ def integrate(module, inp) -> RawResult:
     nstages = module.NSTAGES
     trees = None
     if noise is not None:
-        trees = [BrownianTree(noise.seed, t0, t1, noise.m, noise.trajectories[j:j + 1]) for j in range(n)]
+        trees = [BrownianTree(inp.seed, t0, t1, noise.m, inp.trajectories[j:j + 1]) for j in range(n)]
     bar = None
     if inp.progress:
         from tqdm.auto import tqdm

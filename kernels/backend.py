@@ -45,10 +45,10 @@ class Grid:
 
 @dataclass
 class Noise:
-    seed: int
-    m: int
-    trajectories: np.ndarray
-    noise: str
+    """The Brownian noise of an SDE solve (its seed and trajectories are the RunInput's)."""
+
+    m: int                            # Wiener processes
+    noise: str                        # scalar | diagonal | general
     G: np.ndarray | None = None       # (d, n') numeric diffusion, for the stochastic convolution
 
 
@@ -63,7 +63,7 @@ class Chunk:
 @dataclass
 class RunInput:
     """The numeric inputs of one solve (host values, no sympy).  Per-trajectory arrays (``y0``
-    columns, array-valued params, ``noise.trajectories``) have one entry per trajectory."""
+    columns, array-valued params, ``trajectories``) have one entry per trajectory."""
 
     y0: np.ndarray                 # (d, n), the kernel's dtype
     tspan: tuple
@@ -93,7 +93,7 @@ class RunInput:
         noise = self.noise
         if noise is not None:
             G = noise.G if noise.G is None or noise.G.shape[-1] == 1 else noise.G[..., sl]
-            noise = replace(noise, trajectories=noise.trajectories[sl], G=G)
+            noise = replace(noise, G=G)
         return replace(self, y0=np.ascontiguousarray(self.y0[:, sl]), params=params, Lval=Lval, noise=noise,
                        trajectories=self.trajectories[sl])
 

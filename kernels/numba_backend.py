@@ -112,7 +112,7 @@ def integrate(module, names, inp) -> RawResult:
                  tn_d=times[:-1].astype(dtype), h_d=np.diff(times).astype(dtype), hclass=hclass,
                  level=np.int64(-1 if grid.level is None else grid.level), tree_T=float(grid.tree_T),
                  q_ipos=q[0].astype(np.int64), q_frac=q[1].astype(np.float64), q_levels=q[2].astype(np.int64),
-                 step_node=np.array([grid.node(i) for i in range(nsteps)], np.int64),
+                 step_node=grid.node(0) + np.arange(nsteps, dtype=np.int64),   # Grid.node(n) = node(0) + n
                  save_at=np.asarray(inp.save_steps, np.int64), out=out, retcode=retcode, stats=stats)
     launch(module, n, *_ordered(FIXED_ARGS, fixed), *extra)
     return RawResult(grid.times[inp.save_steps], out, retcode, stats)

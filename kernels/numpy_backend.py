@@ -26,10 +26,10 @@ def operator_values(specs: dict, structure: str, Lval, h: float, noise: Noise | 
     return ops
 
 
-def brownian_increments(grid: Grid, noise: Noise, dtype):
+def brownian_increments(grid: Grid, noise: Noise, seed: int, trajectories, dtype):
     """Yield (ΔW, H), each (m, n), for each step of ``grid`` (H: space-time Lévy area,
     I_(1,0) = h(ΔW/2 + H)): a walk of the (W, H) tree when dyadic, else consecutive increments."""
-    tree = BrownianTree(noise.seed, grid.times[0], grid.tree_end, noise.m, noise.trajectories)
+    tree = BrownianTree(seed, grid.times[0], grid.tree_end, noise.m, trajectories)
     steps = tree.walk(grid.level) if grid.level is not None else tree.increments(grid.times)
     for dw, hh in steps:
         yield dw.astype(dtype), hh.astype(dtype)
@@ -50,7 +50,7 @@ def integrate(module, inp) -> RawResult:
         saved[save_at[0]] = y
     L = None if inp.Lval is None else inp.Lval.astype(dtype)
     ops_by_h = {}
-    dWs = brownian_increments(grid, noise, dtype) if noise is not None else None
+    dWs = brownian_increments(grid, noise, inp.seed, inp.trajectories, dtype) if noise is not None else None
     mem = {}
     steps = range(len(grid.times) - 1)
     if inp.progress:
@@ -65,7 +65,7 @@ def integrate(module, inp) -> RawResult:
         if dWs is not None:
             rnd["dW"], rnd["dH"] = next(dWs)
         if module.NEEDS_ZETA:
-            rnd["zeta"] = normals(noise.seed, grid.node(i), noise.trajectories, STREAM_ZETA, d, dtype)
+            rnd["zeta"] = normals(inp.seed, grid.node(i), inp.trajectories, STREAM_ZETA, d, dtype)
         step = module.startup_step if i < module.STARTUP_STEPS else module.step
         mem["nf"] = 0
         with np.errstate(all="ignore"):

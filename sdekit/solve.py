@@ -247,7 +247,7 @@ def plan(target, method: str, dt=None, *, backend: str | None = None, saveat=Non
                    params={k: (v.astype(dtype) if v.ndim else dtype.type(v)) for k, v in params.items()},
                    nets={name: check_weights(form.nets[name], w, dtype) for name, w in problem.nets.items()},
                    structure=form.linear_structure, Lval=_linear_value(model, scheme, params),
-                   op_specs=_operator_specs(form, scheme), noise=_noise(model, scheme, problem, params, seed, trajectories),
+                   op_specs=_operator_specs(form, scheme), noise=_noise(model, scheme, problem, params),
                    seed=seed, trajectories=np.asarray(trajectories, np.int64), grid=grid, save_steps=saved_steps,
                    opts=opts, progress=progress)
     return Plan(kernel, inp, m.name, backend, is_ensemble)
@@ -270,7 +270,7 @@ def _linear_value(model, scheme, params):
     return Lval
 
 
-def _noise(model, scheme, problem, params, seed, trajectories):
+def _noise(model, scheme, problem, params):
     """The Brownian noise of an SDE solve (with G itself when the scheme samples the stochastic convolution)."""
     form = model.form
     if not form.stochastic:
@@ -282,7 +282,7 @@ def _noise(model, scheme, problem, params, seed, trajectories):
         G = model._host["diffusion"](params, float(problem.tspan[0]))
         if not np.all(np.isfinite(G)):
             raise ValueError(f"the diffusion G = {list(form.diffusion)} is non-finite for these parameters")
-    return Noise(seed, form.noise_dim, trajectories, form.noise, G)
+    return Noise(form.noise_dim, form.noise, G)
 
 
 def _operator_specs(form, scheme) -> dict:
