@@ -60,6 +60,8 @@ def _rk(tab):
     extra = _error([Term(h * (b - bh), None, f"K{i}") for i, (b, bh) in enumerate(_pairs(tab))])
     if tab.fsal and extra:   # the last stage f(y_new, t + h) is the next step's first (adaptive steps)
         extra["fsal"] = ("K0", f"K{tab.stages - 1}")
+    if tab.dense is not None and extra:   # the continuous extension of saveat (adaptive steps)
+        extra["dense"] = tuple((f"K{i}", row) for i, row in enumerate(tab.dense) if any(_nonzero(w) for w in row))
     return stmts, final, {}, extra
 
 
@@ -251,8 +253,9 @@ def build_scheme(form: SemilinearForm, method: Method) -> StepScheme:
         ops["S"] = ConvolutionResidual()
         final += [Term(ONE, "P1", "GdW"), Term(ONE, "S", "zeta")]
     stmts.append(Combine("y_new", tuple(final)))
-    if method.stochastic:      # y_new carries the noise: the last stage is not f(y_new)
+    if method.stochastic:      # y_new carries the noise: the last stage is not f(y_new), nor K_i its slope
         extra.pop("fsal", None)
+        extra.pop("dense", None)
     if extra.get("error"):
         stmts.append(Combine("err", tuple(extra["error"])))
         extra["error"] = "err"

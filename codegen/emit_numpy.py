@@ -1,4 +1,5 @@
-"""The numpy emitter: prints a StepScheme as a module vectorised over the ensemble.
+"""The numpy emitter: the model's functions and the solver's loop IR (``drivers``, printed by
+``print_numpy``) as one module vectorised over the ensemble.
 
 Vectors are arrays of shape ``(d, n)`` (structure of arrays, one row per component, one
 column per trajectory).  Operators of a scalar/diagonal ``L`` are arrays of shape
@@ -10,9 +11,13 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
+from . import loop
+from .loop import Writer
 from .analysis import SemilinearForm
-from .lowering import lower
 from .builders import milstein_terms
+from .drivers import adaptive_loop, fixed_loop
+from .lowering import lower
+from .print_numpy import PRELUDE, NumpyLoopPrinter
 from .scheme import EvalJacobian, EvalNoise, EvalRHS, StepScheme, operator_layout
 
 class _ArrayPrinter(NumPyPrinter):
@@ -103,7 +108,7 @@ def _term(form, scheme, term) -> str:
     elif term.op in scheme.jacobian_operators:
         vec = f"apply_augmented(jops[{term.op!r}], {term.vec}, {pr(term.aug)})"
     else:
-        vec = _apply(operator_layout(form, scheme.operators[term.op]), f"ops[{term.op!r}]", term.vec)
+        vec = _apply(operator_layout(form, scheme.all_operators()[term.op]), f"ops[{term.op!r}]", term.vec)
     return vec if term.coef == 1 else f"({pr(term.coef)})*{vec}"
 
 
@@ -121,7 +126,7 @@ def _statement(form, scheme, s) -> list:
         if s.part == "full" and form.linear_structure != "zero":
             layout = "dense" if form.linear_structure == "dense" else "elementwise"
             call += f" + {_apply(layout, 'L', s.state)}"
-        return [f"{s.target} = {call}", "mem['nf'] = mem.get('nf', 0) + 1  # f-evaluations (counted)"]
+        return [f"{s.target} = {call}"]
     if isinstance(s, EvalJacobian):
         return [f"jops = jacobian_operators(jacobian({s.state}, {_time(s.c)}, p, nets, L), h, JACOBIAN_OPERATORS)"]
     if isinstance(s, EvalNoise):
@@ -137,45 +142,49 @@ def _time(c) -> str:
     return f"t + {pr(c * sp.Symbol('h'))}" if c else "t"
 
 
-def _step(form, scheme, name="step", main=None, with_error=True):
-    """``name(y, t, h, p, nets, L, ops, rnd, mem)``: rnd holds dW, dH, zeta; mem the multistep history,
-    the count of f-evaluations ``mem['nf']`` and, ``with_error`` (adaptive steps), the embedded error
-    estimate ``mem['err']`` (else only the statements the step's output needs run).  ``t`` and ``h``
-    are scalars or, for adaptive steps, arrays (n,) (one per trajectory)."""
-    main = main or scheme
-    statements = scheme.statements if with_error or scheme is not main else scheme.live_statements()
-    lines = [f"def {name}(y, t, h, p, nets, L, ops, rnd, mem):",
-             f'    """One {scheme.method} step; y has shape (d, n)."""',
-             "    dW, dH, zeta = rnd.get('dW'), rnd.get('dH'), rnd.get('zeta')"]
-    if scheme.needs_levy:
-        lines.append("    dI = 0.5 * dW + dH  # I_(1,0)/h = dW/2 + H (methods.md §5.3)")
-    for k in range(1, main.lags + 1):
-        lines.append(f"    h{k} = mem.get('h{k}')")
-    for dst, _ in main.history:
-        lines.append(f"    {dst} = mem.get({dst!r})")
-    fsal = scheme.fsal if with_error else None
-    for s in statements:
-        body = ["    " + ln for ln in _statement(form, scheme, s)]
-        if fsal and getattr(s, "target", None) == fsal[0]:   # FSAL: the driver passes the last step's end
-            body = [f"    {fsal[0]} = mem.get('fsal')", f"    if {fsal[0]} is None:"] + ["    " + ln for ln in body]
-        lines += body
-    for dst, src in main.history:
-        lines.append(f"    mem[{dst!r}] = {src}")
-    if main.lags:
-        lines += [f"    mem['h{k}'] = h{k - 1}" for k in range(main.lags, 1, -1)] + ["    mem['h1'] = h"]
-    if scheme.error and with_error:
-        lines.append(f"    mem['err'] = {scheme.error}  # embedded error estimate y_new - y_hat")
-    if fsal:
-        lines.append(f"    mem['fsal_start'], mem['fsal_end'] = {fsal[0]}, {fsal[1]}  # f at the step's start and end")
-    lines.append(f"    return {scheme.output}")
-    return lines
+class _Hooks:
+    """What the numpy printer delegates: the scheme's statements on (d, n) arrays, the full
+    right-hand side, register copies (registers are never written in place: a copy is a name) and
+    the operators, from the kernel's ``operators`` argument (a step class's table, or every lane's
+    values for its own step ``hs``)."""
+
+    def __init__(self, form, scheme):
+        self.form, self.scheme = form, scheme
+
+    def prologue(self, w):
+        w("t, h = t_l, h_l  # the lanes' step start and size, as the statements read them")
+        for k in range(1, self.scheme.lags + 1):
+            w(f"h{k} = hp{k}  # previous step sizes (multistep)")
+
+    def statement(self, w, s):
+        if isinstance(s, loop.Stages):
+            for st in s.statements:
+                for line in _statement(self.form, self.scheme, st):
+                    w(line)
+        elif isinstance(s, loop.Rhs):
+            w(f"{s.target} = rhs({s.state}, {s.t}, p, nets, L)")
+        elif isinstance(s, loop.Copy):
+            w(f"{s.dst} = {s.src}")
+        elif isinstance(s, loop.Operators):
+            w(f"ops = operators({s.index or 'hs'})")
+        else:  # pragma: no cover - a new node without a printer
+            raise TypeError(f"no numpy printer for {type(s).__name__}")
 
 
-def emit_numpy(form: SemilinearForm, scheme: StepScheme) -> str:
-    """Source of the numpy step module for ``scheme`` on ``form``."""
+#: the numpy kernel's model arguments (after the ABI's): params, networks, numeric L, operator values,
+#: and whether to show a progress bar
+NUMPY_ARGS = ("p", "nets", "L", "operators", "progress")
+
+
+def emit_numpy(form: SemilinearForm, scheme: StepScheme, adaptive: bool = False, brownian: str = "walk") -> str:
+    """Source of the numpy module for ``scheme`` on ``form``: the model's functions and the driver
+    (``drivers.fixed_loop`` or ``adaptive_loop``) printed over all trajectories at once."""
+    kernel = (adaptive_loop(scheme, form.stochastic, NUMPY_ARGS) if adaptive else
+              fixed_loop(scheme, form.stochastic, brownian, NUMPY_ARGS))
+    printer = NumpyLoopPrinter(kernel, _Hooks(form, scheme))
     d = form.dim
     lines = [
-        f'"""sdekit generated: {scheme.method} step, numpy backend.',
+        f'"""sdekit generated: {scheme.method} {"adaptive " if adaptive else ""}kernel, numpy backend.',
         "",
         f"state dimension {d}, L {form.linear_structure}, noise {form.noise}.",
         "",
@@ -184,17 +193,13 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme) -> str:
         "from fractions import Fraction",
         "",
         "import numpy",
+        "import numpy as np",
         "from sdekit.kernels.numpy_runtime import (add_linear, apply_augmented, apply_dense, jacobian_operators,",
         "                                          mlp_forward, mlp_forward_jacobian)",
+        *printer.imports(),
         "",
-        f"DIM = {d}",
-        f"NOISE_DIM = {form.noise_dim}",
-        f"NSTAGES = {sum(isinstance(s, EvalRHS) for s in scheme.statements)}  # f-evaluations per step",
-        f"HISTORY = {tuple(dst for dst, _ in scheme.history)!r}  # multistep history kept in mem",
-        f"LAGS = {scheme.lags}  # previous step sizes h1.. kept in mem",
-        f"STARTUP_STEPS = {scheme.startup_steps}",
-        f"FSAL = {scheme.fsal is not None}  # adaptive steps reuse f at the last step's end",
-        f"NEEDS_ZETA = {scheme.needs_zeta}  # per-step normals of the stochastic convolution (SETD1)",
+        f"D = DIM = {d}",
+        f"M = {form.noise_dim}",
         f"JACOBIAN_OPERATORS = {{{', '.join(f'{k!r}: {v.poly!r}' for k, v in scheme.jacobian_operators.items())}}}",
         "",
     ]
@@ -211,9 +216,7 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme) -> str:
     if scheme.needs_milstein:
         lines += _vector_function("milstein_gg", "y, t, p", "(G'G)(y, t) of the Milstein correction.",
                                   milstein_terms(form), form) + [""]
-    if scheme.startup is not None:
-        lines += _step(form, scheme.startup, "startup_step", main=scheme) + [""]
-    lines += _step(form, scheme, with_error=False) + [""]
-    if scheme.error:
-        lines += _step(form, scheme, "step_with_error")
-    return "\n".join(lines) + "\n"
+    lines += PRELUDE.strip("\n").splitlines() + ["", ""]
+    w = Writer()
+    printer.print_kernel(w)
+    return "\n".join(lines + w.lines) + "\n"

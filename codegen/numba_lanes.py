@@ -13,6 +13,7 @@ from ..abi import JIT_FLAGS, LINEAR_ARGS, operator_args, param_args, weight_args
 from .analysis import SemilinearForm
 from .builders import milstein_terms
 from .lowering import lower
+from .loop import Writer
 from .scheme import Combine, EvalJacobian, EvalNoise, EvalRHS, StepScheme, operator_layout
 
 
@@ -51,30 +52,6 @@ JIT = "@numba.njit(" + ", ".join(f"{k}={v!r}" for k, v in JIT_FLAGS.items()) + "
 
 def state_name(i):
     return f"v{i}"
-
-
-class Writer:
-    def __init__(self):
-        self.lines = []
-        self.level = 0
-
-    def __call__(self, line=""):
-        self.lines.append("    " * self.level + line if line else "")
-
-    def block(self, line):
-        self(line)
-        return _Indent(self)
-
-
-class _Indent:
-    def __init__(self, w):
-        self.w = w
-
-    def __enter__(self):
-        self.w.level += 1
-
-    def __exit__(self, *a):
-        self.w.level -= 1
 
 
 def kernel_arguments(form: SemilinearForm, scheme: StepScheme, adaptive: bool = False) -> list:

@@ -353,11 +353,13 @@ def _numeric(conv, M):
 
 
 def check_order(tableau, max_order: int | None = None, *, embedded: bool = False, stiff: bool = True,
-                exact_jacobian: bool = False, weakened: bool = True, deterministic: bool = False) -> OrderReport:
+                exact_jacobian: bool = False, weakened: bool = True, deterministic: bool = False,
+                dense: bool = False) -> OrderReport:
     """Check the order conditions of ``tableau`` up to ``max_order`` (default: the claimed order + 1,
     capped at :data:`MAX_ORDER`).
 
-    * ButcherTableau: classical order (``embedded=True``: of ``bhat``).
+    * ButcherTableau: classical order (``embedded=True``: of ``bhat``; ``dense=True``: of the
+      continuous extension b_i(θ)).
     * ExponentialTableau: stiff order (HO2005; ``weakened=False`` for the strong form only), or
       with ``stiff=False`` the classical order on ``y' = Ly + N``.
     * RosenbrockTableau: W-order; ``exact_jacobian=True``: Rosenbrock order; ``embedded=True``: of ``bhat``.
@@ -368,6 +370,8 @@ def check_order(tableau, max_order: int | None = None, *, embedded: bool = False
       classical order of (A0, α, c0).
     """
     if isinstance(tableau, ButcherTableau):
+        if dense:
+            return _check_dense(tableau, _max_order(tableau.dense_order, MAX_ORDER["classical"], max_order))
         b, claimed = _weights_of(tableau, embedded)
         return _check_rk(tableau.A, b, tableau.c, claimed, max_order)
     if isinstance(tableau, ExponentialTableau):
@@ -406,6 +410,26 @@ def check_order(tableau, max_order: int | None = None, *, embedded: bool = False
             return _check_rk(tableau.A0, tableau.alpha, tableau.c0, tableau.order, max_order)
         return _check_sra(tableau)
     raise TypeError(f"check_order: no order conditions for {type(tableau).__name__}")
+
+
+def _check_dense(tab, max_order):
+    """Continuous extension y(t + θh) = y + h Σ b_i(θ) K_i of order p: Σ_i b_i(θ) Φ_i(t) = θ^|t|/γ(t)
+    for every tree up to p, as polynomials in θ (HNW I §II.6, Thm 6.1).  Φ is linear in the weights,
+    so the θ^k coefficients w_·k give Σ_i w_ik Φ_i(t) = [k = |t|]/γ(t)."""
+    if tab.dense is None:
+        raise ValueError(f"{tab.name}: no continuous extension")
+    conv = _converter([*(x for r in tab.dense for x in r), *tab.c, *(x for r in tab.A for x in r)])
+    A, c = _numeric(conv, tab.A), [conv(x) for x in tab.c]
+    degree = len(tab.dense[0])
+    weights = [rk_weights(A, [conv(row[k]) for row in tab.dense], c) for k in range(degree)]
+    for q in range(1, max_order + 1):
+        for t in trees(q, None):
+            for k, weight in enumerate(weights):
+                ref = exact_weight(t) if k + 1 == q else 0
+                if not _is_zero(weight(t) - ref):
+                    return OrderReport(q - 1, f"order {q} tree {tree_str(t)}: the θ^{k + 1} coefficient of "
+                                              f"Σ b_i(θ) Φ_i = {_show(weight(t))} != {_show(ref)}", "dense")
+    return OrderReport(max_order, None, "dense")
 
 
 def _check_adams(tab, max_order):

@@ -113,7 +113,9 @@ class StepScheme:
     ``h1 .. h{lags}`` available to coefficients.  ``error``: the register holding the embedded
     error estimate err = y_new − ŷ (None: no estimator; adaptive stepping needs one).  ``fsal``
     (first, last): the register of the last stage f(y_new, t + h) is the next step's first stage
-    (FSAL), so an adaptive step after the first evaluates ``first`` only on its first attempt."""
+    (FSAL), so an adaptive step after the first evaluates ``first`` only on its first attempt.
+    ``dense``: the method's continuous extension, ((register K_i, (w_i1 .. w_ip)), ...) with
+    y(t + θh) = y + h Σ_i (Σ_k w_ik θ^k) K_i (HNW I §II.6); None: cubic Hermite between the step's ends."""
 
     method: str
     operators: dict
@@ -126,6 +128,7 @@ class StepScheme:
     jacobian_operators: dict = None
     error: str | None = None
     fsal: tuple | None = None
+    dense: tuple | None = None
 
 
     def __post_init__(self):

@@ -88,7 +88,9 @@ def _store(tab, A, b, c):
 @dataclass(frozen=True)
 class ButcherTableau:
     """Explicit RK tableau. Checks: shapes, strictly lower A, Σ_j a_ij = c_i, Σ b_i = 1
-    (and Σ bhat_i = 1 for an embedded pair, ``embedded_order`` its order)."""
+    (and Σ bhat_i = 1 for an embedded pair, ``embedded_order`` its order; b_i(1) = b_i for a
+    continuous extension of order ``dense_order``, whose tree conditions
+    ``order_conditions.dense_report`` checks)."""
 
     A: tuple
     b: tuple
@@ -97,6 +99,8 @@ class ButcherTableau:
     name: str = ""
     bhat: tuple | None = None
     embedded_order: int | None = None
+    dense: tuple | None = None      # continuous extension: b_i(θ) = Σ_k dense[i][k] θ^(k+1)
+    dense_order: int | None = None
 
     def __post_init__(self):
         A, b, c = _exact_arrays(self)
@@ -107,6 +111,15 @@ class ButcherTableau:
             raise ValueError(f"{self.name}: weights b sum to {sum(b)}, not 1")
         _store_embedded(self, len(b))
         _store(self, A, b, c)
+        if self.dense is not None:
+            dense = tuple(_vector(row) for row in self.dense)
+            if len(dense) != len(b) or any(not is_zero(sum(row) - bi) for row, bi in zip(dense, b)):
+                raise ValueError(f"{self.name}: the continuous extension needs b_i(1) = b_i for all {len(b)} stages")
+            object.__setattr__(self, "dense", dense)
+
+    def dense_weights(self, theta):
+        """b_i(θ) of the continuous extension y(t + θh) = y + h Σ b_i(θ) K_i (HNW I §II.6)."""
+        return [sum((w * theta ** (k + 1) for k, w in enumerate(row)), 0) for row in self.dense]
 
     @property
     def stages(self) -> int:

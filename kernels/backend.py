@@ -110,17 +110,16 @@ class RawResult:
 
 
 class NumpyKernel:
-    """The numpy reference: the generated step module driven by ``numpy_backend`` (fixed steps)
-    or ``adaptive`` (per-trajectory step control), vectorised over the trajectories."""
+    """The numpy reference: the generated kernel over all trajectories of a chunk at once."""
 
     def __init__(self, module, arguments, adaptive: bool):
-        self.module, self.adaptive = module, adaptive    # the module reads its inputs by name: no arguments
+        self.module, self.adaptive = module, adaptive    # its model arguments are fixed: p, nets, L, operators
 
     def run(self, inp: RunInput, chunk: Chunk) -> RawResult:
-        from . import adaptive, numpy_backend
+        from . import numpy_backend
         inp = inp.chunk(chunk)
         if self.adaptive:
-            return adaptive.integrate(self.module, inp)
+            return numpy_backend.integrate_adaptive(self.module, inp)
         return numpy_backend.integrate(self.module, inp)
 
 

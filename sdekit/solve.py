@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sdekit.codegen.emit_numba import emit_numba, kernel_arguments
-from sdekit.codegen.emit_numba_adaptive import emit_numba_adaptive
+from sdekit.codegen.emit_numba import emit_numba, emit_numba_adaptive, kernel_arguments
 from sdekit.codegen.emit_numpy import emit_numpy
 from sdekit.codegen.errors import ModelError
 from sdekit.codegen.methods import CATALOGUE, get_method
@@ -27,7 +26,7 @@ MAX_STEPS = 10**8
 
 
 def _numpy_source(form, scheme, dtype, adaptive, tree):
-    return emit_numpy(form, scheme)   # one module serves every dtype, fixed and adaptive steps
+    return emit_numpy(form, scheme, adaptive, tree or "walk")   # one module serves every dtype
 
 
 def _numba_source(form, scheme, dtype, adaptive, tree):
@@ -43,7 +42,7 @@ def _numba_source(form, scheme, dtype, adaptive, tree):
 
 #: backend -> (emitter of its source, the kernel's runtime arguments, what the source is specialised to)
 EMITTERS = {
-    "numpy": (_numpy_source, lambda form, scheme, adaptive: (), lambda dtype, adaptive, tree: ()),
+    "numpy": (_numpy_source, lambda form, scheme, adaptive: (), lambda dtype, adaptive, tree: (bool(adaptive), tree)),
     "numba": (_numba_source, lambda form, scheme, adaptive: kernel_arguments(form, scheme, adaptive),
               lambda dtype, adaptive, tree: (str(np.dtype(dtype)), bool(adaptive), tree)),
 }

@@ -38,3 +38,18 @@ EMBEDDED = [m for m in CATALOGUE if m.embedded_order is not None and hasattr(m.t
 def test_embedded_weights_prove_the_estimator_order(method):
     report = check_order(method.tableau, embedded=True)
     assert report.order >= method.embedded_order, (method.name, report)
+
+
+DENSE = [m for m in CATALOGUE if getattr(m.tableau, "dense", None) is not None]
+
+
+def test_dp5_and_tsit5_have_continuous_extensions():
+    assert {"DP5", "Tsit5"} <= {m.name for m in DENSE}
+
+
+@pytest.mark.parametrize("method", DENSE, ids=[m.name for m in DENSE])
+def test_continuous_extension_proves_its_order(method):
+    """b_i(θ) of the continuous extension: order dense_order at every θ, and not one more."""
+    tab = method.tableau
+    report = check_order(tab, dense=True)
+    assert report.order == tab.dense_order, (method.name, report)

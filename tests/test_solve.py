@@ -247,6 +247,6 @@ def test_methods_catalogue_and_inspect():
     names = {m["name"] for m in sk.methods()}
     assert {"Euler", "RK4", "ETD1", "ETDRK4", "EM", "SETD1"} <= names
     src = sk.inspect(neural_sde().model, "setd1", backend="numpy")
-    assert "def step(" in src and "mlp_forward" in src and "ops['S'] * zeta" in src
+    assert "def kernel(" in src and "mlp_forward" in src and "ops['S'] * zeta" in src
     ode = sk.ODEProblem(sk.ODE(sk.states("y", 1), -sk.states("y", 1)), y0=[1.0], tspan=(0, 1))
     assert solve(ode, "expeuler", dt=0.5).method == "ETD1"  # aliases, case-insensitive

@@ -1,0 +1,262 @@
+"""The loop IR: a solver's driver (time loop, noise, controller, saving, retcodes) as statements that
+every backend prints (``print_numba``: blocks of lanes; ``print_numpy``: the ensemble vectorised with
+masks; later CUDA C: one thread per trajectory).  The step itself is the :class:`StepScheme` IR;
+``drivers.py`` builds the loops from it.
+
+Values are *uniform* (one per block: the step counter, ``fsal_ready``, kernel arguments) or *per lane*
+(one per trajectory: declared :class:`Lane` arrays, and the temporaries assigned inside :class:`Lanes`).
+Expressions are Python expression text over those names; a per-lane vector is indexed by the
+component ``i`` (``y[i]``).  Functions: ``min max abs sqrt isfinite``, the constant ``inf``, ``x if c
+else y``, ``and or not``.  Built-in lane values: ``src`` (the lane's column of the chunk's inputs, int),
+``j`` (its column of the outputs), ``valid`` (it is a trajectory, not padding), ``b`` (the lane index,
+for :class:`LaneCall`).  A lane expression may be evaluated on lanes its condition masks off
+(numpy computes all lanes, then keeps the masked ones), so an index must be in range on every lane:
+clamp it (``save_t[min(isave, nsave - 1)]``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# ---- declarations -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lane:
+    """A per-lane array kept across block statements: one value (``rows`` None) or a vector of
+    ``rows`` ("D" state, "M" noise) per lane.  ``dtype``: state | f64 | i64 | i8 | bool; ``init``: a
+    uniform expression, or None (uninitialised)."""
+
+    name: str
+    dtype: str = "f64"
+    init: str | None = None
+    rows: str | None = None
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """Scratch of a runtime algorithm: shape text over D, M, B (lanes) and uniform names."""
+
+    name: str
+    shape: str
+    dtype: str = "f64"
+
+
+# ---- block statements (uniform control flow) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Set:
+    """A uniform value ``name = expr``."""
+
+    name: str
+    expr: str
+
+
+@dataclass(frozen=True)
+class For:
+    """``for var in range(count)`` (uniform); ``progress``: the host may show a bar over it."""
+
+    var: str
+    count: str
+    body: list
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class WhileAny:
+    """Repeat ``body`` while any lane has ``cond`` (a per-lane flag)."""
+
+    cond: str
+    body: list
+
+
+@dataclass(frozen=True)
+class IfAny:
+    """Run the block statements ``body`` when any lane has ``cond``."""
+
+    cond: str
+    body: list
+
+
+@dataclass(frozen=True)
+class IfUniform:
+    cond: str
+    then: list
+    orelse: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Call:
+    """A runtime algorithm on whole blocks of lanes (``module.fn(args)``, e.g. ``brownian.tree_walk``),
+    its result (if any) into the uniform ``result``."""
+
+    module: str
+    fn: str
+    args: tuple
+    result: str | None = None
+
+
+@dataclass(frozen=True)
+class Stages:
+    """Step statements of the scheme (:mod:`scheme`), printed by the backend's statement printer;
+    ``adaptive``: operators are this attempt's per-lane values."""
+
+    statements: tuple
+    adaptive: bool = False
+
+
+@dataclass(frozen=True)
+class Rhs:
+    """``target = f(state, t)`` (the full right-hand side) on every lane; ``t`` a per-lane time."""
+
+    t: str
+    state: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Copy:
+    """Per-lane vector register copy ``dst = src``."""
+
+    dst: str
+    src: str
+
+
+@dataclass(frozen=True)
+class Operators:
+    """Make the scheme's operators current: the step class ``index``'s tabulated values (fixed steps)
+    or, ``index`` None, each lane's own φ_k(c hL) and resolvents for its step ``hs`` (adaptive)."""
+
+    index: str | None = None
+
+
+@dataclass(frozen=True)
+class Lanes:
+    """Per-lane statements, for every lane (``rows``: and every component ``i`` of D or M)."""
+
+    body: list
+    rows: str | None = None
+
+
+# ---- lane statements ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Let:
+    """``target = expr`` per lane: a Lane, a temporary, or a vector component ``x[i]``."""
+
+    target: str
+    expr: str
+
+
+@dataclass(frozen=True)
+class If:
+    cond: str
+    then: list
+    orelse: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class While:
+    cond: str
+    body: list
+
+
+@dataclass(frozen=True)
+class Components:
+    """``body`` for each state component ``i``."""
+
+    body: list
+
+
+@dataclass(frozen=True)
+class Reduce:
+    """``target = expr[0] op expr[1] op ...`` over the state components, in order (op: + or and)."""
+
+    target: str
+    op: str
+    expr: str
+
+
+@dataclass(frozen=True)
+class Store:
+    """``array[index] = value`` into an output (index: uniform or per-lane expressions)."""
+
+    array: str
+    index: tuple
+    value: str
+
+
+@dataclass(frozen=True)
+class StoreRow:
+    """``array[row, :, col] = vector`` (vector: an expression in ``i``)."""
+
+    array: str
+    row: str
+    col: str
+    value: str
+
+
+@dataclass(frozen=True)
+class LaneCall:
+    """A runtime function of one lane (``module.fn(args)``; args may be per-lane values and ``b``)."""
+
+    module: str
+    fn: str
+    args: tuple
+
+
+@dataclass
+class LoopKernel:
+    """A whole driver: the kernel ``arguments`` (the ABI's, then the model's), the lane arrays and
+    scratch it declares, and its block statements.  ``adaptive``: blocks are sized to the chunk."""
+
+    name: str
+    doc: str
+    arguments: tuple
+    lanes: list
+    buffers: list
+    body: list
+    adaptive: bool = False
+
+    def calls(self):
+        """Every (module, fn) the kernel calls (the printers import them)."""
+        out = []
+
+        def walk(stmts):
+            for s in stmts:
+                if isinstance(s, (Call, LaneCall)) and (s.module, s.fn) not in out:
+                    out.append((s.module, s.fn))
+                for name in ("body", "then", "orelse"):
+                    walk(getattr(s, name, None) or [])
+        walk(self.body)
+        return out
+
+
+# ---- the printers' line writer -----------------------------------------------------------------
+
+
+class Writer:
+    """Lines of generated source at an indentation level (``with w.block(header):`` indents)."""
+
+    def __init__(self):
+        self.lines = []
+        self.level = 0
+
+    def __call__(self, line=""):
+        self.lines.append("    " * self.level + line if line else "")
+
+    def block(self, line):
+        self(line)
+        return _Indent(self)
+
+
+class _Indent:
+    def __init__(self, w):
+        self.w = w
+
+    def __enter__(self):
+        self.w.level += 1
+
+    def __exit__(self, *a):
+        self.w.level -= 1
