@@ -94,7 +94,7 @@ def test_perturbed_float_tableau_fails():
     b = list(T.TSIT5.b)
     b[1] += sp.Float("1e-9")
     b[2] -= sp.Float("1e-9")
-    rep = check_order(replace(T.TSIT5, b=tuple(b)), max_order=5)
+    rep = check_order(replace(T.TSIT5, b=tuple(b), dense=None, dense_order=None), max_order=5)   # b_i(1) != b_i now
     assert rep.order == 1 and rep.violation.startswith("order 2 tree [τ]")
 
 
@@ -311,3 +311,12 @@ def test_exponential_adams_orders_and_a_broken_weight():
     broken = check_order(replace(tables.ETD_ADAMS3, weights=w))
     assert broken.order == 0 and "^0" in broken.violation     # Σ of the φ_3 weights no longer vanishes
     assert h in sp.sympify(w[0][0][0]).free_symbols
+
+
+def test_continuous_extension_must_end_at_the_weights():
+    """b_i(1) = b_i is checked when the tableau is built (Tsit5's b changed, its b_i(θ) kept)."""
+    b = list(T.TSIT5.b)
+    b[1] += sp.Float("1e-9")
+    b[2] -= sp.Float("1e-9")
+    with pytest.raises(ValueError, match="continuous extension needs b_i"):
+        replace(T.TSIT5, b=tuple(b))
