@@ -7,7 +7,7 @@
   §II.4), the proposal cut or stretched onto stops, per-lane (ΔW, H) from its time-addressed tree
   (rejections never change the path, §5.4), per-lane operators, Hairer's RMS error norm (HNW I eq.
   II.4.11), the I/PI/PID controller on ε = 1/EEst (§6.3), saving (every step, exact save times, or
-  cubic Hermite output, HNW I §II.6), FSAL reuse, and the MaxIters / DtLessThanMin / Unstable stops.
+  the method's continuous extension or cubic Hermite output, HNW I §II.6), FSAL reuse, and the MaxIters / DtLessThanMin / Unstable stops.
 """
 from __future__ import annotations
 
@@ -210,7 +210,7 @@ def _horner(w) -> str:
 
 def _save_step(scheme, stochastic):
     """Save what the accepted step reached: every step (record), the end state at save times it
-    landed on, or the Hermite interpolant inside it (ODEs)."""
+    landed on, or the continuous extension (or Hermite interpolant) inside it (ODEs)."""
     yn = f"{scheme.output}[i]"
     record = [Let("k", "nsaved[j]"),
               If("k < out.shape[0]", [Store("out_t", ("k", "j"), "te"), StoreRow("out", "k", "j", yn)]),

@@ -60,4 +60,4 @@ class Options:
     maxiters: int = 100_000
     save_times: np.ndarray | None = None   # None: save every accepted step (single trajectory)
     tstops: np.ndarray = field(default_factory=lambda: np.empty(0))
-    dense: bool = True                 # ODEs: saveat by Hermite interpolation; SDEs step onto save times
+    dense: bool = True                 # ODEs: saveat by dense output (between steps); SDEs step onto save times

@@ -190,7 +190,8 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     component; defaults 1e-3/1e-6 for ODEs, 1e-2/1e-2 for SDEs), ``controller`` "I" | "PI" | "PID",
     ``dtmin``, ``dtmax``, ``maxiters`` (attempted steps per trajectory), ``tstops`` (times stepped
     onto exactly).  ``saveat``: fixed steps — times on the grid (default: every step); adaptive
-    ODEs — any times, by Hermite interpolation (default: every accepted step of a single
+    ODEs — any times, by the method's continuous extension (DP5, Tsit5) or cubic Hermite (default:
+    every accepted step of a single
     problem, (t0, t1) for ensembles); adaptive SDEs step onto them exactly.
 
     ``backend``: "numba" (default: the fused, multi-threaded ensemble kernel; adaptive, every
@@ -201,8 +202,21 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     adaptive solves) or "steps" (N equal steps walk the tree on [t0, t0 + 2^⌈log2 N⌉ dt]: one
     tree node per step for any N, the same path for dt, dt/2, ... only; see :func:`time_grid`).
     """
+    _check_options("solve", options)
     p = plan(target, method, dt, **options)
     return p.solution(p.kernel.run(p.inputs, Chunk(0, p.n)))
+
+
+def _check_options(fn: str, options: dict):
+    """A misspelt keyword names the valid ones (and the closest), not ``plan()``'s signature."""
+    import difflib
+    import inspect as _inspect
+    valid = [k for k in _inspect.signature(plan).parameters if k not in ("target", "method", "dt")]
+    for key in options:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"{fn}() got an unknown keyword {key!r}{hint} Valid keywords: {', '.join(valid)}")
 
 
 def plan(target, method: str, dt=None, *, backend: str | None = None, saveat=None, dtype=np.float64,

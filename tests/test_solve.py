@@ -250,3 +250,9 @@ def test_methods_catalogue_and_inspect():
     assert "def kernel(" in src and "mlp_forward" in src and "ops['S'] * zeta" in src
     ode = sk.ODEProblem(sk.ODE(sk.states("y", 1), -sk.states("y", 1)), y0=[1.0], tspan=(0, 1))
     assert solve(ode, "expeuler", dt=0.5).method == "ETD1"  # aliases, case-insensitive
+
+
+def test_a_misspelt_solve_keyword_names_the_valid_ones():
+    ode = sk.ODEProblem(sk.ODE(sk.states("y", 1), -sk.states("y", 1)), y0=[1.0], tspan=(0, 1))
+    with pytest.raises(TypeError, match=r"unknown keyword 'rtoll'; did you mean 'rtol'\? Valid keywords: backend"):
+        sk.solve(ode, "RK4", dt=0.1, rtoll=1e-3)
