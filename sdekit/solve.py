@@ -191,8 +191,7 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     ``dtmin``, ``dtmax``, ``maxiters`` (attempted steps per trajectory), ``tstops`` (times stepped
     onto exactly).  ``saveat``: fixed steps — times on the grid (default: every step); adaptive
     ODEs — any times, by the method's continuous extension (DP5, Tsit5) or cubic Hermite (default:
-    every accepted step of a single
-    problem, (t0, t1) for ensembles); adaptive SDEs step onto them exactly.
+    every accepted step of a single problem, (t0, t1) for ensembles); adaptive SDEs step onto them exactly.
 
     ``backend``: "numba" (default: the fused, multi-threaded ensemble kernel; adaptive, every
     trajectory is a lane with its own steps) or "numpy" (the vectorised reference that runs the
