@@ -219,7 +219,7 @@ def _save_step(scheme, stochastic):
         each = [StoreRow("out", "isave", "j", yn)]
     elif scheme.dense:   # the method's continuous extension y + h Σ b_i(θ) K_i
         weights = [Let(f"w{k}", _horner([float(x) for x in row])) for k, (_, row) in enumerate(scheme.dense)]
-        value = "y[i] + hs * (" + " + ".join(f"w{k} * {reg}[i]" for k, (reg, _) in enumerate(scheme.dense)) + ")"
+        value = "y[i] + h_l * (" + " + ".join(f"w{k} * {reg}[i]" for k, (reg, _) in enumerate(scheme.dense)) + ")"
         each = [Let("ts", "save_t[min(isave, nsave - 1)]"),
                 If("ts >= te", [StoreRow("out", "isave", "j", yn)],
                    [Let("th", "(ts - t64) / hs")] + weights + [StoreRow("out", "isave", "j", value)])]
@@ -261,7 +261,7 @@ def _accept_reject(scheme, stochastic):
                        f"{_ctrl('qmin')}"),
               Let("h64", f"hs * min(max(q, {_ctrl('qmin')}), 1.0)")]
     # h below dtmin, or so small that t + h == t (never finishes): DtLessThanMin, Unstable if non-finite
-    small = If("h64 < dtmin or h64 <= 1e-14 * max(abs(t64), 1.0)",
+    small = If("not (h64 >= dtmin) or not (h64 > 1e-14 * max(abs(t64), 1.0))",   # a NaN h stops too
                [Let("code", f"{DT_LESS_THAN_MIN} if isfinite(e) else {UNSTABLE}"), Let("act", "False")])
     stop = If("t64 >= t1", [Let("act", "False")],
               [If("iters >= maxiters", [Let("code", str(MAX_ITERS)), Let("act", "False")], [small])])

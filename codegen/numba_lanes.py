@@ -1,5 +1,5 @@
-"""The Numba printer of lane code, shared by the fixed-step kernel (:mod:`emit_numba`) and the
-adaptive one (:mod:`emit_numba_adaptive`): expressions (``pr``), the MLP forward and tangent passes,
+"""The Numba printer of lane code, shared by the fixed-step and adaptive kernels (:mod:`emit_numba`):
+expressions (``pr``), the MLP forward and tangent passes,
 the lane functions ``rhs_block`` / ``noise_block`` / ``milstein_block`` / ``jac_block``, and the step
 statements of a :class:`StepScheme` as loops over the B lanes of a block (structure of arrays
 ``(D, B)``, lanes innermost so LLVM vectorises).

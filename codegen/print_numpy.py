@@ -184,7 +184,8 @@ class NumpyLoopPrinter:
             w(f"{target} = np.where({mask}, {value}, {target})")
         else:
             temps.add(target)
-            w(f"{target} = {value}")
+            # a new temporary is a value, never a view of a lane array written in place later
+            w(f"{target} = {f'np.copy({value})' if value.isidentifier() else value}")
 
     def lane(self, w, s, mask, temps):
         if isinstance(s, L.Let):

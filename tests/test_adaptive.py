@@ -94,7 +94,7 @@ def test_saveat_is_dense_output_and_does_not_change_the_steps(backend):
     assert np.array_equal(saved.t, ts)
     assert np.array_equal(saved.y[-1], plain.y[-1]) and saved.stats["naccept"] == plain.stats["naccept"]
     err = max(np.abs(saved.y[i] - exact(s)).max() for i, s in enumerate(ts))
-    print("Hermite dense output error", err)
+    print("dense output error", err)
     assert err < 1e-5
 
 
@@ -204,7 +204,7 @@ def test_kernel_takes_the_steps_of_the_reference(method, diagonal, golden):
 @pytest.mark.parametrize("method", ["DP5", "Tsit5"])
 def test_fsal_methods_evaluate_f_once_fewer_per_step(method, backend):
     """First same as last (the tableau's flag): after the first attempt a step costs 6 evaluations, not
-    7, and Hermite output at save times costs none (the step's first and last stages are f at its ends):
+    7, and dense output at save times costs none (their continuous extension uses the step's stages):
     nf = 2 (Hairer's initial step) + 7 + 6 (attempts - 1)."""
     assert get_method(method).tableau.fsal and not get_method("Heun").tableau.fsal
     prob, exact = known_solution_problem()
@@ -296,3 +296,13 @@ def test_sde_save_points_near_step_ends_lie_on_the_path(backend):
     # sequence of an adaptive SDE is chaotic in the path at the ulp level: on one path, runs with other
     # stops take up to ~10% more or fewer steps (measured: seeds 4-6, both backends, 1870-2105)
     assert sol.stats["naccept"] <= 1.2 * plain.stats["naccept"] + 2 * len(ts)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_nan_step_size_stops_the_lane_as_unstable(backend):
+    """y' = sqrt(y) at y = -1: f is NaN from the start, so the initial step is NaN; the lane stops at
+    once as Unstable (a NaN h once failed every comparison and retried until MaxIters)."""
+    y = sk.states("y", 1)
+    prob = sk.ODEProblem(sk.ODE(y, sp.Matrix([sp.sqrt(y[0])])), y0=[-1.0], tspan=(0.0, 1.0))
+    sol = sk.solve(prob, "DP5", rtol=1e-6, atol=1e-6, maxiters=200, backend=backend)
+    assert sol.retcode == "Unstable" and sol.stats["nreject"] == 1, sol.stats
