@@ -1,4 +1,4 @@
-"""Adaptive ensemble benchmark (issue 6): per-trajectory step control in the fused Numba kernel
+"""Adaptive ensemble benchmark (`sdekit bench adaptive_ensemble`): per-trajectory step control in the fused Numba kernel
 against the numpy reference driver (which takes the same steps).
 
 Model: the neural ensemble of benchmarks/neural_sde.py, y' = A y + f(y) (+ 0.1 dW), A =
@@ -6,24 +6,18 @@ diag(-1, -2, -3, -4), f an MLP 4→32→32→4 (tanh), on [0, 1], trajectories s
 y0 = 1 + N(0, 1) so every lane takes its own steps.  ODE: Tsit5 at rtol = atol = 1e-6 and
 Exprb43 at 1e-6; SDE: SRA1 at rtol = atol = 1e-2.  Reports wall time excluding compile, the
 cold compile, accepted/rejected steps, accepted trajectory-steps per second, and the largest
-difference between the backends.  Writes benchmarks/results/adaptive_ensemble.{json,md}.
-
-    python benchmarks/adaptive_ensemble.py [--quick]
+difference between the backends.  Writes benchmarks/results/adaptive_ensemble.{json,md,png}.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import sympy as sp
 
-RESULTS = Path(__file__).parent / "results"
+from .common import machine, write
 CASES = [("Tsit5", False, 1e-6), ("Exprb43", False, 1e-6), ("SRA1", True, 1e-2)]
 
 
@@ -82,38 +76,48 @@ def run(n_numba, n_numpy, progress=True):
 
 def markdown(rows, meta) -> str:
     lines = ["# Adaptive ensembles: fused Numba kernel vs numpy driver (neural ODE/SDE, d=4, MLP 4-32-32-4)", "",
-             f"{meta['cpus']} cpus, {meta['threads']} numba threads; cold compile at NUMBA_OPT={meta['opt']}.", "",
-             "| method | tol | backend | N | time [s] | cold compile [s] | accepted | rejected | traj-steps/s "
+             f"{meta['cpus']} cpus, {meta['numba_threads']} numba threads; compile at NUMBA_OPT={meta['numba_opt']}.",
+             "", "| method | tol | backend | N | time [s] | compile [s] | accepted | rejected | traj-steps/s "
              "| max diff vs numpy |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         comp = "-" if r["compile_s"] is None else f"{r['compile_s']:.1f}"
         diff = "-" if r["max_diff_vs_numpy"] is None else f"{r['max_diff_vs_numpy']:.1e}"
         lines.append(f"| {r['method']} | {r['tol']:g} | {r['backend']} | {r['n']} | {r['time_s']:.3f} | {comp} | "
                      f"{r['naccept']} | {r['nreject']} | {r['traj_steps_per_s']:.3g} | {diff} |")
-    lines += ["", "The numpy driver solves fewer trajectories (its per-lane Brownian queries of an adaptive SDE are a "
-              "Python loop); traj-steps/s compares the rates.  ODE differences are rounding (same steps); SDE "
-              "differences are at the tolerance (a step end one ulp apart moves W by ~1e-10 inside a leaf cell)."]
+    lines += ["", "The numpy driver solves fewer trajectories; traj-steps/s compares the rates.  ODE differences are "
+              "rounding (same steps); SDE differences are at the tolerance (a step end one ulp apart can land on the "
+              "next tree position, ~1.5e-16 T away).  Compile: a fresh sdekit cache (Numba's cache of the runtime "
+              "helpers may be warm: see compile_times for a cold machine)."]
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small ensembles (a smoke run)")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("SDEKIT_CACHE_DIR", tempfile.mkdtemp(prefix="sdekit-bench-"))
-    import numba
+def figure(rows):
+    def draw(path):
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(7, 4))
+        methods = list(dict.fromkeys(r["method"] for r in rows))
+        for k, backend in enumerate(("numpy", "numba")):
+            vals = [next(r["traj_steps_per_s"] for r in rows if r["method"] == m and r["backend"] == backend)
+                    for m in methods]
+            ax.bar(np.arange(len(methods)) + 0.4 * k, vals, 0.4, label=backend)
+        ax.set_xticks(np.arange(len(methods)) + 0.2, methods)
+        ax.set_yscale("log")
+        ax.set_ylabel("accepted trajectory-steps / s")
+        ax.set_title("adaptive ensembles (higher is better)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return draw
 
-    n_numba, n_numpy = (64, 16) if args.quick else (4096, 256)
+
+def main(quick=False):
+    os.environ.setdefault("SDEKIT_CACHE_DIR", tempfile.mkdtemp(prefix="sdekit-bench-"))
+    n_numba, n_numpy = (64, 16) if quick else (4096, 256)
     rows = run(n_numba, n_numpy)
-    meta = dict(cpus=os.cpu_count(), threads=numba.get_num_threads(), opt=os.environ.get("NUMBA_OPT", "3"),
-                machine=platform.processor() or platform.machine(), quick=args.quick)
-    out = RESULTS if not args.quick else Path(tempfile.mkdtemp(prefix="sdekit-bench-quick-"))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "adaptive_ensemble.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=2))
-    md = markdown(rows, meta)
-    (out / "adaptive_ensemble.md").write_text(md)
-    print(md)
-    print(f"written to {out}")
+    meta = dict(machine(), quick=quick)
+    write("adaptive_ensemble", dict(meta=meta, rows=rows), markdown(rows, meta), figure(rows), quick)
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,47 +1,32 @@
-"""Neural SDE ensemble benchmark (issue: Foundation II).
+"""Neural SDE ensemble benchmark (`sdekit bench neural_sde`).
 
 dy = (A y + f(y)) dt + 0.1 dW, A = diag(-1, -2, -3, -4), f an MLP 4→32→32→4 (tanh),
-Euler–Maruyama on [0, 1]: 100 steps with ``brownian="steps"`` (the tree on [0, 1.28] walked in
-order, see ``sdekit.solve.time_grid``), 128 steps (the tree on [0, 1] walked) — both one tree
-node per step — and 100 steps on the default tspan tree (queried, ~40 levels per step).  Reports wall time excluding compile, cold compile time, GFLOP/s and its fraction of
-the machine's dgemm/sgemm rate measured in the same run, for sdekit's fused Numba kernel, its
-numpy reference backend and, when installed (``pip install -e '.[bench]'``), torchsde
-(``sdeint``, its default BrownianInterval) and diffrax (``jit(vmap(diffeqsolve))`` with a
-VirtualBrownianTree of tol dt/2 — a consistent path, like ours — and with UnsafeBrownianPath,
-independent normals per step).  Writes benchmarks/results/neural_sde.{json,md}.
-
-    python benchmarks/neural_sde.py [--quick]
+Euler–Maruyama on [0, 1] with dt = 0.01 (the call a user writes) and dt = 2^-7, N = 1024 and
+65536, float64 and float32.  Reports wall time excluding compile, GFLOP/s and its fraction of the
+machine's dgemm/sgemm rate measured in the same run, for sdekit's fused Numba kernel, its numpy
+backend, plain numpy (a vectorised EM loop with numpy's normals) and, when installed
+(``pip install -e '.[bench]'``), torchsde (``sdeint``, its default BrownianInterval) and diffrax
+(``jit(vmap(diffeqsolve))`` with UnsafeBrownianPath, independent normals per step, and with a
+VirtualBrownianTree of tol dt/2, a time-addressed path like ours).  Writes
+benchmarks/results/neural_sde.{json,md,png}.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import tempfile
-import time
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import sympy as sp
 
-RESULTS = Path(__file__).parent / "results"
+from .common import best, gemm_rate, machine, skipped, timed, write
 
-
-def gemm_rate(dtype, n=2048, repeats=5) -> float:
-    """Best GFLOP/s of numpy's matmul (BLAS gemm) on n x n matrices."""
-    a = np.random.default_rng(0).random((n, n)).astype(dtype)
-    b = a.copy()
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+SIZES = (1024, 65536)
+DTS = (("0.01", 0.01), ("2^-7", 2.0**-7))
+#: the issue's targets: (N, dtype, competitor) -> least speed-up of sdekit at dt = 0.01
+TARGETS = {(65536, "float64", "torchsde"): 3.0, (65536, "float64", "diffrax (UnsafeBrownianPath)"): 1.25,
+           (65536, "float64", "diffrax (VirtualBrownianTree)"): 10.0, (65536, "float32", "torchsde"): 5.0,
+           (1024, "float64", "torchsde"): 10.0, (1024, "float64", "diffrax (UnsafeBrownianPath)"): 10.0}
 
 
 def problem(n):
@@ -146,136 +131,168 @@ def diffrax_runner(n, steps, dtype, brownian):
     return run
 
 
-def _row(backend, steps, dtype, n, run_s, net, compile_s=None):
-    gf = n * steps * (net.flops + 6 * 4) / run_s / 1e9          # MLP + EM update (d = 4)
-    return {"backend": backend, "steps": steps, "dt": f"1/{steps}", "dtype": dtype, "n": n, "time_s": run_s,
-            "compile_s": compile_s, "gflops": gf, "fraction_of_gemm": None,
-            "traj_steps_per_s": n * steps / run_s}
+def numpy_runner(n, steps, dtype):
+    """Plain numpy: the same EM loop written by hand, vectorised over the n trajectories."""
+    rng = np.random.default_rng(0)
+    sizes = [4, 32, 32, 4]
+    layers = [((rng.normal(size=(b, a)) / np.sqrt(a)).astype(dtype), (0.1 * rng.normal(size=b)).astype(dtype))
+              for a, b in zip(sizes[:-1], sizes[1:])]
+    lam, h = -np.arange(1, 5, dtype=dtype), dtype(1.0 / steps)
+
+    def run():
+        noise = np.random.default_rng(1)
+        y = np.ones((n, 4), dtype)
+        for _ in range(steps):
+            z = y
+            for i, (W, b) in enumerate(layers):
+                z = z @ W.T + b
+                z = np.tanh(z) if i < len(layers) - 1 else z
+            y = y + h * (lam * y + z) + dtype(0.1) * np.sqrt(h) * noise.standard_normal((n, 4), dtype=dtype)
+        return y
+
+    return run
 
 
-def _best(fn, repeats=5):
-    return min(_timed(fn) for _ in range(repeats))
+FLOPS_PER_STEP = 2 * (4 * 32 + 32 * 32 + 32 * 4) + 2 * (32 + 32 + 4) + 6 * 4   # MLP + biases + EM update
 
 
-def run(quick=False):
-    # a cold compile means empty caches: sdekit's (set per dtype below) and Numba's, which holds the
-    # runtime helpers (Philox, tree, tanh) the kernels link — when numba is not imported yet
-    os.environ.setdefault("NUMBA_CACHE_DIR", tempfile.mkdtemp(prefix="sdekit-bench-numba-"))
-    import numba
+def _row(backend, dt_name, steps, dtype, n, run_s, compile_s=None):
+    gf = n * steps * FLOPS_PER_STEP / run_s / 1e9
+    return {"backend": backend, "dt": dt_name, "steps": steps, "dtype": dtype, "n": n, "time_s": run_s,
+            "compile_s": compile_s, "gflops": gf, "fraction_of_gemm": None, "traj_steps_per_s": n * steps / run_s}
 
+
+def jobs(quick):
+    """(backend, dt name, steps, dtype, n, make) for every row; ``make()`` gives (warm-up, run) or None."""
     import sdekit as sk
-
-    # gemm is measured last: BLAS worker threads keep spinning after a large gemm and slowed the
-    # kernel rows measured after it by up to 30%; rows get their fraction of gemm at the end
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, numba threads "
-          f"{numba.get_num_threads()}")
-    rows = []
-    sizes = (4096,) if quick else (4096, 65536)
-    _, net = problem(1)
-
-    timed = []   # (row, callable) for the second pass
-
-    def emit(backend, steps, dtype, n, fn, run_s, compile_s=None):
-        row = _row(backend, steps, dtype, n, run_s, net, compile_s)
-        rows.append(row)
-        timed.append((row, fn))
-        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items() if v is not None})
-
-    configs = [(100, "steps"), (128, "tspan"), (100, "tspan")]   # (steps, brownian): walk, walk, query
-    compiled = set()
-    for steps, brownian in configs:
-        kind = "query" if brownian == "tspan" and steps & (steps - 1) else "walk"
-        for dtype in ("float64", "float32"):
-            for n in sizes:
-                ens, _ = problem(n)
-                solve = partial(sk.solve, ens, "EM", dt=1.0 / steps, dtype=dtype, saveat=[1.0], brownian=brownian)
-                compile_s = None
-                if (kind, dtype) not in compiled:   # cold compile: a fresh kernel cache (dt is a runtime
-                    compiled.add((kind, dtype))      # argument, so 100 and 128 steps share the walk kernel)
-                    os.environ["SDEKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="sdekit-bench-")
-                    ens.problem.model._sources.clear()
-                    t_first = _timed(solve)
-                    run_s = _best(solve, 5 if kind == "walk" else 2)
-                    compile_s = t_first - run_s
-                else:
-                    solve()
-                    run_s = _best(solve, 5 if kind == "walk" else 2)
-                emit(f"sdekit numba ({brownian}: {kind})", steps, dtype, n, solve, run_s, compile_s)
-    ens, _ = problem(4096)
-    numpy_solve = partial(sk.solve, ens, "EM", dt=0.01, backend="numpy", saveat=[1.0], brownian="steps")
-    emit("sdekit numpy", 100, "float64", 4096, numpy_solve, _timed(numpy_solve))
+    sizes = SIZES[:1] if quick else SIZES
+    out = []
     for dtype in ("float64", "float32"):
         for n in sizes:
-            fn = torchsde_runner(n, 100, dtype)
-            if fn is not None:
-                emit("torchsde", 100, dtype, n, fn, _best(fn, 2))
-            for brownian in ("tree", "unsafe"):
-                fn = diffrax_runner(n, 100, dtype, brownian)
-                if fn is None:
-                    continue
-                t_first = _timed(fn)
-                run_s = _best(fn, 2)
-                emit(f"diffrax ({'VirtualBrownianTree' if brownian == 'tree' else 'UnsafeBrownianPath'})",
-                     100, dtype, n, fn, run_s, t_first - run_s)
-    # second pass, in reverse order, every row keeping its best time: this shared 2-core VM slows
-    # down under sustained load (the same kernel measured 10-25% slower late in a run than early)
-    for row, fn in reversed(timed):
-        run_s = _best(fn, 2)
-        if run_s < row["time_s"]:
-            row.update(_row(row["backend"], row["steps"], row["dtype"], row["n"], run_s, net, row["compile_s"]))
-    print("second pass done")
-    rates = {"float64": gemm_rate(np.float64), "float32": gemm_rate(np.float32)}
-    print(f"numpy gemm: {rates['float64']:.1f} GFLOP/s (f64), {rates['float32']:.1f} (f32)")
-    for r in rows:
-        r["fraction_of_gemm"] = r["gflops"] / rates[r["dtype"]]
-    return {"gemm_gflops": rates, "numba_threads": numba.get_num_threads(), "cpus": os.cpu_count(),
-            "machine": platform.machine(), "versions": _versions(), "rows": rows}
+            for dt_name, dt in DTS:
+                steps = round(1 / dt)
 
-
-def _versions():
-    out = {}
-    for mod in ("numpy", "numba", "torch", "torchsde", "jax", "diffrax"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except ImportError:
-            pass
+                def make(n=n, dt=dt, dtype=dtype):
+                    ens, _ = problem(n)
+                    fn = partial(sk.solve, ens, "EM", dt=dt, dtype=dtype, saveat=[1.0])
+                    return fn, fn
+                out.append(("sdekit numba", dt_name, steps, dtype, n, make))
+            for name, runner in (("torchsde", torchsde_runner), ("diffrax (UnsafeBrownianPath)",
+                                                                 partial(diffrax_runner, brownian="unsafe")),
+                                 ("diffrax (VirtualBrownianTree)", partial(diffrax_runner, brownian="tree")),
+                                 ("plain numpy", numpy_runner)):
+                def make(runner=runner, n=n, dtype=dtype):
+                    fn = runner(n, 100, np.dtype(dtype).type if runner is numpy_runner else dtype)
+                    return None if fn is None else (fn, fn)
+                out.append((name, "0.01", 100, dtype, n, make))
+    ens, _ = problem(1024)
+    fn = partial(sk.solve, ens, "EM", dt=0.01, backend="numpy", saveat=[1.0])
+    out.append(("sdekit numpy backend", "0.01", 100, "float64", 1024, lambda: (fn, fn)))
     return out
 
 
-def _fmt(r):
-    comp = f"{r['compile_s']:.1f}" if r["compile_s"] is not None else "-"
-    return (f"| {r['backend']} | {r['steps']} | {r['dtype']} | {r['n']} | {r['time_s']:.3f} | {comp} | "
-            f"{r['gflops']:.2f} | {100 * r['fraction_of_gemm']:.0f}% | {r['traj_steps_per_s']:.3g} |")
+def run(quick=False, progress=True):
+    from tqdm.auto import tqdm
+    os.environ.setdefault("SDEKIT_CACHE_DIR", tempfile.mkdtemp(prefix="sdekit-bench-"))
+    rows, skips, timed_rows, missing = [], [], [], set()
+    todo = jobs(quick)
+    for backend, dt_name, steps, dtype, n, make in tqdm(todo, desc="neural SDE", disable=not progress):
+        if backend.split(" ")[0] in missing:
+            continue
+        made = make()
+        if made is None:
+            missing.add(backend.split(" ")[0])
+            skips.append(skipped(backend.split(" ")[0]))
+            continue
+        warm, fn = made
+        first = timed(warm)               # compile (sdekit: the cache is shared by the dts of a dtype)
+        run_s = best(fn, 3 if n <= 1024 else 2)
+        row = _row(backend, dt_name, steps, dtype, n, run_s, first - run_s)
+        rows.append(row)
+        timed_rows.append((row, fn))
+    # second pass, in reverse order: this shared 2-core VM slows down under sustained load
+    for row, fn in tqdm(list(reversed(timed_rows)), desc="second pass", disable=not progress):
+        run_s = best(fn, 2)
+        if run_s < row["time_s"]:
+            row.update(_row(row["backend"], row["dt"], row["steps"], row["dtype"], row["n"], run_s, row["compile_s"]))
+    rates = {"float64": gemm_rate(np.float64), "float32": gemm_rate(np.float32)}   # last: BLAS threads linger
+    for r in rows:
+        r["fraction_of_gemm"] = r["gflops"] / rates[r["dtype"]]
+    return {"gemm_gflops": rates, **machine(), "rows": rows, "skipped": skips, "targets": targets(rows)}
 
 
-def write(result):
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "neural_sde.json").write_text(json.dumps(result, indent=2))
-    head = ("| backend | EM steps | dtype | N | time [s] | cold compile [s] | GFLOP/s | of gemm | traj-steps/s |\n"
-            "|---|---|---|---|---|---|---|---|---|")
-    md = ["# Neural SDE ensemble (d=4, MLP 4-32-32-4 tanh, EM)\n",
-          f"numpy gemm on this machine: {result['gemm_gflops']['float64']:.1f} GFLOP/s float64, "
-          f"{result['gemm_gflops']['float32']:.1f} GFLOP/s float32; {result['cpus']} cpus, "
-          f"{result['numba_threads']} numba threads. Versions: "
-          + ", ".join(f"{k} {v}" for k, v in result.get("versions", {}).items()) + ".\n", head] + [_fmt(r) for r in result["rows"]]
-    md += ["", "GFLOP/s counts the MLP and the EM update (2 flops per multiply-add) per trajectory-step, the "
-           "same count for every backend. sdekit (steps: walk) reads dt = 0.01 with brownian=\"steps\": the "
-           "(W, H) tree on [0, 1.28] walked in order; (tspan: walk) dt = 2^-7 on the tree on [0, 1]: one tree "
-           "node (2m normals) per step either way; (tspan: query) dt = 0.01 on the default tree on [0, 1], each "
-           "step end a query ~40 levels deep. "
-           "Time excludes compile (the cold-compile column: first call, with empty sdekit and Numba caches, "
-           "minus a warm call) and is the best of the warm calls (5 for sdekit walks, 2 for sdekit queries and the others) of a first pass "
-           "and 2 of a second pass over all rows in reverse order (this shared VM slows down under sustained "
-           "load). diffrax runs "
-           "`jit(vmap(diffeqsolve))` with Euler; its VirtualBrownianTree (tol dt/2) is the time-addressed path "
-           "comparable to ours, UnsafeBrownianPath draws independent normals per step. torchsde runs `sdeint` "
-           "(method euler) with its default BrownianInterval."]
-    (RESULTS / "neural_sde.md").write_text("\n".join(md) + "\n")
-    print(f"wrote {RESULTS / 'neural_sde.json'} and neural_sde.md")
+def targets(rows) -> list:
+    """The issue's speed-up targets at dt = 0.01, met or missed by how much."""
+    def rate(backend, n, dtype):
+        r = [x for x in rows if x["backend"] == backend and x["n"] == n and x["dtype"] == dtype and x["dt"] == "0.01"]
+        return r[0]["traj_steps_per_s"] if r else None
+    out = []
+    for (n, dtype, other), want in TARGETS.items():
+        ours, theirs = rate("sdekit numba", n, dtype), rate(other, n, dtype)
+        if ours is None or theirs is None:
+            continue
+        got = ours / theirs
+        out.append({"n": n, "dtype": dtype, "versus": other, "target": want, "speedup": got, "met": got >= want})
+    return out
+
+
+def markdown(result) -> str:
+    g = result["gemm_gflops"]
+    md = ["# Neural SDE ensemble (d = 4, MLP 4-32-32-4 tanh, EM on [0, 1])", "",
+          f"dgemm {g['float64']:.1f} GFLOP/s, sgemm {g['float32']:.1f} GFLOP/s (numpy, same run); "
+          f"{result['cpus']} cpus, {result['numba_threads']} numba threads. Versions: "
+          + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + ".", "",
+          "| backend | dt | dtype | N | time [s] | compile [s] | GFLOP/s | of gemm | traj-steps/s |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        comp = f"{r['compile_s']:.1f}" if r["compile_s"] is not None and r["compile_s"] > 0.05 else "-"
+        md.append(f"| {r['backend']} | {r['dt']} | {r['dtype']} | {r['n']} | {r['time_s']:.3f} | {comp} | "
+                  f"{r['gflops']:.2f} | {100 * r['fraction_of_gemm']:.0f}% | {r['traj_steps_per_s']:.3g} |")
+    if result["targets"]:
+        md += ["", "Targets (sdekit numba at dt = 0.01 over the competitor, same N and dtype):", "",
+               "| N | dtype | versus | target | speed-up | |", "|---|---|---|---|---|---|"]
+        for t in result["targets"]:
+            md.append(f"| {t['n']} | {t['dtype']} | {t['versus']} | ≥ {t['target']:g}x | {t['speedup']:.2f}x | "
+                      f"{'met' if t['met'] else 'missed by %.0f%%' % (100 * (1 - t['speedup'] / t['target']))} |")
+    md += [""] + [f"- {s}" for s in result["skipped"]]
+    md += ["", "GFLOP/s counts the MLP, its biases and the EM update (2 flops per multiply-add) per trajectory-step, "
+           "the same count for every backend. sdekit reads its one Brownian tree on tspan at every dt (dt = 0.01 and "
+           "2^-7 are both tree points, 1.5-3 tree nodes per step). Time excludes compile (the compile column: first "
+           "call minus the best warm call; sdekit's cache is shared by the dts of a dtype) and is the best of the warm "
+           "calls of a first pass and of a second pass in reverse order (this shared VM slows down under load)."]
+    return "
+".join(md) + "
+"
+
+
+def figure(result):
+    def draw(path):
+        import matplotlib.pyplot as plt
+        rows = [r for r in result["rows"] if r["dt"] == "0.01"]
+        groups = sorted({(r["n"], r["dtype"]) for r in rows})
+        names = list(dict.fromkeys(r["backend"] for r in rows))
+        fig, ax = plt.subplots(figsize=(10, 4.5))
+        w = 0.8 / len(names)
+        for k, name in enumerate(names):
+            vals = [next((r["traj_steps_per_s"] for r in rows if r["backend"] == name and (r["n"], r["dtype"]) == g),
+                         0.0) for g in groups]
+            ax.bar(np.arange(len(groups)) + k * w, vals, w, label=name)
+        ax.set_xticks(np.arange(len(groups)) + 0.4 - w / 2, [f"N={n}\n{d}" for n, d in groups])
+        ax.set_yscale("log")
+        ax.set_ylabel("trajectory-steps / s")
+        ax.set_title("neural SDE ensemble, EM, dt = 0.01 (higher is better)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return draw
+
+
+def main(quick=False):
+    result = run(quick)
+    write("neural_sde", result, markdown(result), figure(result), quick)
+    return result
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="N = 4096 only")
-    args = ap.parse_args()
-    write(run(args.quick))
+    main()

@@ -1,7 +1,7 @@
 """The solver drivers as loop IR (:mod:`loop`), built once for every backend.
 
-* :func:`fixed_loop` — the grid's steps in order: (ΔW, H) from the Brownian tree (a walk of one tree
-  level, or a query per step end), SETD1's per-step normals, the step statements (a multistep method's
+* :func:`fixed_loop` — the grid's steps in order: (ΔW, H) from the block's Brownian tree frontier
+  (``kernels.brownian.tree_advance``), SETD1's per-step normals, the step statements (a multistep method's
   startup scheme first), the non-finite freeze (retcode Unstable) and the saves.
 * :func:`adaptive_loop` — every lane its own steps (methods.md §6): Hairer's initial step (HNW I
   §II.4), the proposal cut or stretched onto stops, per-lane (ΔW, H) from its time-addressed tree
@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from ..abi import (ADAPTIVE_ARGS, CONTROLLER, DT_LESS_THAN_MIN, FIXED_ARGS, MAX_ITERS, NACCEPT, NF, NREJECT,
-                   STOP_STRETCH, STREAM_ZETA, SUCCESS, TREE_DEPTH, UNSTABLE)
+                   STEP_NODE, STOP_STRETCH, STREAM_ZETA, SUCCESS, TREE_STACK, UNSTABLE)
 from .loop import (Buffer, Call, Components, Copy, For, If, IfAny, IfUniform, Lane, LaneCall, Lanes, Let,
                    LoopKernel, Operators, Reduce, Rhs, Set, Stages, Store, StoreRow, While, WhileAny)
 from .scheme import EvalRHS, StepScheme
@@ -47,11 +47,8 @@ def _copies(pairs):
 # ---- fixed steps --------------------------------------------------------------------------------
 
 
-def fixed_loop(scheme: StepScheme, stochastic: bool, brownian: str = "walk", model_args=()) -> LoopKernel:
-    """The fixed-step driver.  ``brownian``: "walk" (the steps are the in-order intervals of one tree
-    level) or "query" (every step end is a tree query)."""
-    if brownian not in ("walk", "query"):
-        raise ValueError(f"brownian must be 'walk' or 'query', got {brownian!r}")
+def fixed_loop(scheme: StepScheme, stochastic: bool, model_args=()) -> LoopKernel:
+    """The fixed-step driver: the grid's steps in order, (ΔW, H) of each from the block's tree frontier."""
     live = scheme.live_statements()
     lanes = [Lane(r, "state", rows="D") for r in _registers(scheme, ["y"])]
     lanes += [Lane("bad", "bool", "False"), Lane("t_l", "state"), Lane("h_l", "state"), Lane("tc", "state")]
@@ -59,26 +56,19 @@ def fixed_loop(scheme: StepScheme, stochastic: bool, brownian: str = "walk", mod
     buffers, setup, noise = [], [], []
     if scheme.needs_dW:
         lanes += [Lane("dW", "state", rows="M"), Lane("dH", "state", rows="M")]
-        walk = brownian == "walk"
-        nstack = "level + 2" if walk else "1"    # the walk's stack of intervals (one for queries)
-        buffers += [Buffer("zbuf", "(2 * M, B)"),
-                    Buffer("path", "(2, 1, M, B)" if walk else f"(2, {TREE_DEPTH + 1}, M, B)"),
-                    Buffer("stk_dw", f"({nstack}, M, B)"), Buffer("stk_h", f"({nstack}, M, B)"),
-                    Buffer("stk_lv", f"({nstack},)", "i64"), Buffer("stk_node", f"({nstack},)", "i64")]
-        if not walk:
-            buffers.append(Buffer("acc", "(6, M, B)"))
-        setup.append(Call("brownian", "tree_start", ("k0", "k1", "first", "src", "T", "level", "zbuf", "stk_dw",
-                                                      "stk_h", "stk_lv", "stk_node", "path"), "sp"))
-        noise.append(Call("brownian", "tree_walk", ("k0", "k1", "first", "src", "T", "level", "sp", "zbuf", "stk_dw",
-                                                    "stk_h", "stk_lv", "stk_node", "dW", "dH"), "sp") if walk else
-                     Call("brownian", "tree_query_increment", ("k0", "k1", "first", "src", "T", "step", "q_ipos",
-                                                               "q_frac", "q_levels", "zbuf", "path", "acc", "dW", "dH")))
+        buffers += [Buffer("zbuf", "(2 * M, B)"), Buffer("acc", "(6, M, B)"),
+                    Buffer("f_lo", f"({TREE_STACK},)", "i64"), Buffer("f_hi", f"({TREE_STACK},)", "i64"),
+                    Buffer("f_v", f"({TREE_STACK}, 2, M, B)"), Buffer("f_meta", "(2,)", "i64")]
+        frontier = ("f_lo", "f_hi", "f_v", "f_meta", "zbuf")
+        setup.append(Call("brownian", "tree_start", ("k0", "k1", "first", "src", "T") + frontier))
+        noise.append(Call("brownian", "tree_step", ("k0", "k1", "first", "src", "T", "step", "tree_pos")
+                          + frontier + ("acc", "dW", "dH")))
     if scheme.needs_levy:
         lanes.append(Lane("dI", "state", rows="M"))
         noise.append(Lanes([Let("dI[i]", "0.5 * dW[i] + dH[i]")], rows="M"))   # I_(1,0)/h (methods.md §5.3)
     if scheme.needs_zeta:
         lanes += [Lane("zeta", "state", rows="D"), Lane("zeta64", "f64", rows="D")]
-        noise += [Call("philox", "normals_block", ("k0", "k1", "step_node[step]", "first", "src", str(STREAM_ZETA),
+        noise += [Call("philox", "normals_block", ("k0", "k1", f"{STEP_NODE} + step", "first", "src", str(STREAM_ZETA),
                                                    "zeta64")),
                   Lanes([Let("zeta[i]", "zeta64[i]")], rows="D")]
     save = [Lanes([If("valid", [StoreRow("out", "isave", "j", "y[i]")])]), Set("isave", "isave + 1")]
@@ -253,8 +243,7 @@ def _accept_reject(scheme, stochastic):
     accept += [Let(f"hp{k}", f"hp{k - 1}") for k in range(scheme.lags, 1, -1)]
     accept += [Let("hp1", "h_l")] if scheme.lags else []
     if scheme.needs_dW:
-        accept.append(LaneCall("brownian", "lane_tree_accept", ("b", "te", "t0", "T", "plan", "frac", "paths",
-                                                                "trial")))
+        accept.append(LaneCall("brownian", "lane_tree_accept", ("b",) + _LANE_FRONTIERS))
     accept += [Let("naccepted", "naccepted + 1"), Let("t64", "te")]
     reject = [Let("nrejected", "nrejected + 1"),
               Let("q", f"{_ctrl('safety')} * (1.0 / max(e, 1e-10)) ** {_ctrl('b1')} if isfinite(e) else "
@@ -267,6 +256,10 @@ def _accept_reject(scheme, stochastic):
               [If("iters >= maxiters", [Let("code", str(MAX_ITERS)), Let("act", "False")], [small])])
     return Lanes([If("act", [Let("nf", count), Let("iters", "iters + 1"), Let("e", "eest"),
                              If("e <= 1.0", accept, reject), stop])])
+
+
+#: every lane's tree frontier (cells, values, meta) at its accepted time, and its trial copy
+_LANE_FRONTIERS = ("f_c", "f_v", "f_m", "g_c", "g_v", "g_m")
 
 
 def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=()) -> LoopKernel:
@@ -283,16 +276,16 @@ def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=()) -> LoopKe
               Lane("act", "bool", "True"), Lane("code", "i8", "0"), Lane("istop", "i64", "0"),
               Lane("isave", "i64", "0"), Lane("iters", "i64", "0"), Lane("naccepted", "i64", "0"),
               Lane("nrejected", "i64", "0"), Lane("nf", "i64", "0"), Lane("need", "bool", "False")]
-    body = [Set("T", "t1 - t0"), Set("nsave", "save_t.shape[0]"), Lanes([Let("y[i]", "y0[i, src]")], rows="D")]
+    body = [Set("T", "tree_T  # length of the Brownian tree's span"), Set("nsave", "save_t.shape[0]"), Lanes([Let("y[i]", "y0[i, src]")], rows="D")]
     buffers, noise = [], []
     if scheme.fsal:
         body.append(Set("fsal_ready", "False"))
     if scheme.needs_dW:
         lanes += [Lane("dW", "state", rows="M"), Lane("dH", "state", rows="M")]
-        body.append(Call("brownian", "lane_tree_buffers", ("B", "M"), "plan, frac, paths, trial"))
-        body.append(Call("brownian", "lane_tree_start", ("k0", "k1", "first", "src", "T", "plan", "frac", "paths")))
+        body.append(Call("brownian", "lane_tree_buffers", ("B", "M"), ", ".join(_LANE_FRONTIERS)))
+        body.append(Call("brownian", "lane_tree_start", ("k0", "k1", "first", "src", "T") + _LANE_FRONTIERS[:3]))
         noise.append(Call("brownian", "lane_tree_increments", ("k0", "k1", "first", "src", "T", "t0", "t64", "te",
-                                                              "act", "plan", "frac", "paths", "trial", "dW", "dH")))
+                                                              "act") + _LANE_FRONTIERS + ("dW", "dH")))
         if scheme.needs_levy:
             lanes.append(Lane("dI", "state", rows="M"))
             noise.append(Lanes([Let("dI[i]", "0.5 * dW[i] + dH[i]")], rows="M"))

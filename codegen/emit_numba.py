@@ -28,13 +28,10 @@ from .scheme import StepScheme, operator_layout
 __all__ = ["emit_numba", "emit_numba_adaptive", "kernel_arguments"]
 
 
-def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64", block: int = BLOCK,
-               brownian: str = "walk") -> str:
+def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64", block: int = BLOCK) -> str:
     """Source of the fixed-step fused kernel.  ``dtype`` picks the vectorised tanh (``tanh64`` or
-    ``tanh32``, twice the SIMD width).  ``brownian`` (SDEs): "walk" — the steps are the in-order
-    intervals of one tree level (the grids of ``solve.time_grid`` with a ``level``) — or "query" —
-    every step end is a tree query.  One kernel does one of them: linking both doubles its compile time."""
-    kernel = fixed_loop(scheme, form.stochastic, brownian, kernel_arguments(form, scheme))
+    ``tanh32``, twice the SIMD width)."""
+    kernel = fixed_loop(scheme, form.stochastic, kernel_arguments(form, scheme))
     return _emit(form, scheme, kernel, dtype, block, "fused ensemble kernel", [f"BLOCK = B = {block}"])
 
 

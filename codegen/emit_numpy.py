@@ -176,11 +176,11 @@ class _Hooks:
 NUMPY_ARGS = ("p", "nets", "L", "operators", "progress")
 
 
-def emit_numpy(form: SemilinearForm, scheme: StepScheme, adaptive: bool = False, brownian: str = "walk") -> str:
+def emit_numpy(form: SemilinearForm, scheme: StepScheme, adaptive: bool = False) -> str:
     """Source of the numpy module for ``scheme`` on ``form``: the model's functions and the driver
     (``drivers.fixed_loop`` or ``adaptive_loop``) printed over all trajectories at once."""
     kernel = (adaptive_loop(scheme, form.stochastic, NUMPY_ARGS) if adaptive else
-              fixed_loop(scheme, form.stochastic, brownian, NUMPY_ARGS))
+              fixed_loop(scheme, form.stochastic, NUMPY_ARGS))
     printer = NumpyLoopPrinter(kernel, _Hooks(form, scheme))
     d = form.dim
     lines = [

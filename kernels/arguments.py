@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..abi import ADAPTIVE_ARGS, CONTROLLER, FIXED_ARGS, LINEAR_ARGS, STATS, operator_args, param_args, weight_args
-from .brownian import query_plan
+from .brownian import tree_positions, tree_span
 from .linear import convolution_residual, evaluate_phi_poly
 from .philox import seed_key
 
@@ -93,11 +93,11 @@ def run_fixed(inp, launch):
     grid, noise = inp.grid, inp.noise
     d, n = inp.y0.shape
     dtype = inp.y0.dtype
-    nsteps = len(grid.times) - 1
-    q = np.zeros((3, nsteps))
-    if noise is not None and grid.level is None:
-        T = grid.times[-1] - grid.times[0]
-        q = np.array([query_plan(float(t), float(grid.times[0]), T) for t in grid.times[1:]]).T.reshape(3, nsteps)
+    tree_T, tree_pos = 1.0, np.zeros(len(grid.times), np.int64)
+    if noise is not None:
+        t0 = float(grid.times[0])
+        tree_T = tree_span(t0, float(grid.times[-1]))
+        tree_pos = tree_positions(np.ascontiguousarray(grid.times, dtype=np.float64), t0, tree_T)
     k0, k1 = (np.uint64(k) for k in seed_key(inp.seed))
     times = np.ascontiguousarray(grid.times, dtype=np.float64)
     out = np.empty((len(inp.save_steps), d, n), dtype=dtype)
@@ -105,9 +105,7 @@ def run_fixed(inp, launch):
     stats = np.zeros((len(STATS), n), np.int64)
     fixed = dict(y0=np.ascontiguousarray(inp.y0), first=np.int64(inp.trajectories[0]), k0=k0, k1=k1, times=times,
                  tn_d=times[:-1].astype(dtype), h_d=np.diff(times).astype(dtype), hclass=step_classes(grid)[1],
-                 level=np.int64(-1 if grid.level is None else grid.level), tree_T=float(grid.tree_T),
-                 q_ipos=q[0].astype(np.int64), q_frac=q[1].astype(np.float64), q_levels=q[2].astype(np.int64),
-                 step_node=grid.node(0) + np.arange(nsteps, dtype=np.int64),   # Grid.node(n) = node(0) + n
+                 tree_T=tree_T, tree_pos=tree_pos,
                  save_at=np.asarray(inp.save_steps, np.int64), out=out, retcode=retcode, stats=stats)
     launch(ordered(FIXED_ARGS, fixed))
     return RawResult(grid.times[inp.save_steps], out, retcode, stats)
@@ -138,7 +136,7 @@ def run_adaptive(inp, launch, record_capacity: int = 1024):
         retcode = np.zeros(n, dtype=np.int8)
         stats = np.zeros((len(STATS), n), np.int64)
         fixed = dict(y0=np.ascontiguousarray(inp.y0), first=np.int64(inp.trajectories[0]), k0=k0, k1=k1, t0=t0,
-                     t1=t1, h0=float(opts.dt0 or 0.0), rtol=np.ascontiguousarray(opts.rtol.ravel(), dtype=np.float64),
+                     t1=t1, tree_T=tree_span(t0, t1), h0=float(opts.dt0 or 0.0), rtol=np.ascontiguousarray(opts.rtol.ravel(), dtype=np.float64),
                      atol=np.ascontiguousarray(opts.atol.ravel(), dtype=np.float64),
                      ctrl=np.array(ordered(CONTROLLER, settings), dtype=np.float64), dtmin=float(opts.dtmin),
                      dtmax=float(opts.dtmax), maxiters=np.int64(opts.maxiters), stops=stops, save_t=save_t,

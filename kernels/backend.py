@@ -12,35 +12,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..abi import OFF_GRID_NODE
 from .cache import load_module
 
 
 @dataclass
 class Grid:
-    """Fixed step times and the Brownian tree they read.
-
-    ``level`` k when the steps are the first N <= 2^k intervals of level k of a tree on
-    ``[times[0], tree_end]`` (equal steps h: ``tree_end = t0 + 2^k h``, which is ``t1`` when
-    N = 2^k); the tree is then walked in order.  ``level`` None: the tree is on
-    ``[t0, t1]`` and every step end is a query."""
+    """Fixed step times (every grid reads the Brownian tree on tspan, ``kernels.brownian``)."""
 
     times: np.ndarray
-    level: int | None
-    tree_end: float | None = None
-
-    def __post_init__(self):
-        if self.tree_end is None:
-            self.tree_end = float(self.times[-1])
-
-    @property
-    def tree_T(self) -> float:
-        """Length of the Brownian tree's span."""
-        return self.tree_end - float(self.times[0])
-
-    def node(self, n: int) -> int:
-        """Counter node of step n: its dyadic interval's heap index, or OFF_GRID_NODE + n otherwise."""
-        return (1 << self.level) + n if self.level is not None else OFF_GRID_NODE + n
 
 
 @dataclass

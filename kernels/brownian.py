@@ -1,51 +1,43 @@
 """Virtual (W, H) Brownian tree on Philox counters: the Brownian path is addressed by time.
 
-Convention (DESIGN.md, fixed; one tree for every method, so EM and SRA with the same seed see
-the same W).  The tree's span ``[t0, t1]`` is the solve's tspan (with ``brownian="steps"``, N
-equal fixed steps h use ``[t0, t0 + 2^⌈log2 N⌉ h]``: ``sdekit.solve.time_grid``).  On it
-(length T) each dyadic interval — heap index ``i`` (root 1,
-children 2i and 2i+1; level l holds i in [2^l, 2^{l+1}), length h = T 2^-l) — carries the
-pair (ΔW, H) of each of the m components: the increment and the space-time Lévy area
+Convention (DESIGN.md; one tree for every method, every dt and every adaptive solve, so they all
+see the same W).  The tree's span is ``[t0, t0 + T]`` with ``T`` = :func:`tree_span` (the smallest
+power of ten >= the tspan's length), addressed by integer *positions* ``0 .. U``,
+``U = TREE_UNITS = 2^27 5^11`` (units of T/U ≈ 1.5e-16 T).  Each cell [lo, hi] of the tree carries
+the pair (ΔW, H) of each of the m components: the increment and the space-time Lévy area
 
     H_[a,b] = (1/(b−a)) ∫_a^b (W(s) − W(a) − (s−a)/(b−a) ΔW) ds,   H ~ N(0, h/12) ⊥ ΔW,
 
 so that ``I_(1,0) = ∫_a^b (W(s) − W(a)) ds = h (ΔW/2 + H)`` (methods.md §5.3–5.4).
 
-Normals: node ``i`` draws ``normals_block(key, i, traj, STREAM_W)`` (2m of them); components ``0 .. m−1``
-are Z1 (one per Wiener component), components ``m .. 2m−1`` are Z2.  For m <= 2 that is one
-Philox4x32 call (one group of four normals) per node.
+* **Shape.**  The root is [0, U].  A cell splits in two at the *coarsest* point of its middle half
+  (:func:`split_point`): the one of largest grain 2^i 5^j (largest divisor of that form), i.e.
+  the time of smallest denominator T/(2^a 5^b).  So every grid T/n with n = 2^a 5^b (dt = 0.01,
+  0.005, 0.001, 0.02, 2^-k, ... for T = 1) is a set of tree points reached in order at 1.5–3
+  splits per step, where a dyadic tree is one split per step for dyadic grids only and ~40 for
+  the rest.  Cells narrower than TREE_FINE units (grids finer than T/4e8) split at their middle.
+* **Split rule** (exact conditional law, derived by Gaussian conditioning in
+  tests/test_brownian.py): a cell of length h with (ΔW, H) splits at fraction q (p = 1 − q) with
+  the node's two normals Z1, Z2, c = 1 − 3qp, s = √(h q p / c):
 
-* Root (node 0): ``ΔW = √T Z1``, ``H = √(T/12) Z2``.
-* Bisection of interval ``i`` (level l, h = T 2^-l) with the normals of node ``i``:
-  ``a = 1.5 H + (√h/4) Z1``, ``δ = √(h/48) Z2``;
-  left  ``ΔW_L = ΔW/2 + a``, ``H_L = (H − a/2) + δ``;
-  right ``ΔW_R = ΔW/2 − a``, ``H_R = (H − a/2) − δ``.
-  This is the exact conditional law of the halves given (ΔW, H) (Foster 2020; diffrax
-  ``_brownian/tree.py``, space-time Lévy area): halves compose back as
-  ``ΔW = ΔW_L + ΔW_R``, ``H = (H_L + H_R)/2 + (ΔW_L − ΔW_R)/4``.
-* Below depth :data:`sdekit.abi.TREE_DEPTH` (leaf cells of length u = T 2^-48) the path is linear: a partial
-  leaf piece contributes its share of the leaf's ΔW and no Lévy area.  Against a true Brownian
-  path refined further, W(t) at a non-dyadic t misses a leaf bridge (~√u ≈ 6e-8 √T) and
-  ``I_(1,0)`` of a step misses ~u^{3/2}; the law of a step's (ΔW, H) is Brownian up to relative
-  variance errors O(u/h) (< 1e-11 for h > 1e-3 T).  Whole leaves (exact dyadic times at level
-  48) keep their H.
+      ΔW_L = q ΔW + 6qp H + s c Z1,          ΔW_R = ΔW − ΔW_L,
+      H_L  = q² (H − s Z1 / 2) + p s Z2/√12,  H_R = p² (H − s Z1 / 2) − q s Z2/√12.
 
-Access:
+  At q = ½ this is the bisection of Foster (2020) / diffrax ``_brownian/tree.py``.  The halves
+  compose back: ``h (ΔW/2 + H) = h_L (ΔW_L/2 + H_L) + h_R (ΔW_R/2 + H_R) + h_R ΔW_L``.
+* **Normals.**  Splitting at position m draws ``normals_block(key, m, traj, STREAM_W)`` (2m of
+  them: Z1 of each component, then Z2); the root (ΔW = √T Z1, H = √(T/12) Z2) is node 0.
+* **Times to positions** (:func:`tree_position`): the coarsest position within TREE_SNAP units
+  (plus the time's float rounding) of (t − t0)/T · U, so t0 + 0.3 computed as 30 · 0.01 or
+  3 · 0.1 is the same point.  The path is exact down to the unit: no linear leaf.
 
-* :meth:`BrownianTree.walk` visits the dyadic grid of level k in order (about one node per
-  step) and yields each step's (ΔW, H) — the node values themselves.
-* :meth:`BrownianTree.increments` gives (ΔW, H) over consecutive intervals of ANY increasing
-  time sequence; :meth:`BrownianTree.increment` over one arbitrary [a, b].  The step
-  [a, b] is split at its coarsest dyadic point m: (ΔW, I_(1,0)) of the suffix [a, m] of a's
-  level-c interval and of the prefix [m, b] of b's are composed from tree intervals
-  (``I = I_am + I_mb + (b − m) ΔW_am``), all relative to W(a), W(m) — no cancellation of
-  large numbers, so H is accurate to rounding relative to √h even for tiny steps.  The
-  levels above c are shared with the previous point (their normals are not drawn again).
-* :meth:`BrownianTree.query` returns W(t) at any t in O(TREE_DEPTH).
-The functions below are the one definition, run by every backend: kernels call them per block of
-lanes (``first + src[b]`` the trajectory of lane b); :class:`BrownianTree` is their host face (the
-numpy backend and tests, all trajectories as lanes).  Results depend only on (seed, trajectory,
-times).
+Access: a *frontier* — the cells that tile [a, U] after the current point a, nearest on top of a
+stack (at most one per depth) — moves forward to b by :func:`tree_advance`: whole cells before b
+are composed into (ΔW, I) relative to W(a), the cell holding b is split until b is a split point.
+Every access (fixed grids per block of lanes, adaptive steps per lane, the host) is this one
+function; a path's node values do not depend on the route that reached them.  Results depend
+only on (seed, trajectory, times).  The kernels call these functions per block of lanes
+(``first + src[b]`` the trajectory of lane b); :class:`BrownianTree` is their host face.
 """
 from __future__ import annotations
 
@@ -53,377 +45,305 @@ import math
 
 import numpy as np
 
-from ..abi import STREAM_W, TREE_DEPTH
+from ..abi import STREAM_W, TREE_FINE, TREE_POW2, TREE_POW5, TREE_SNAP, TREE_STACK, TREE_UNITS
 from .numba_runtime import jit
 from .philox import normals_block, seed_key
 
-
-@jit
-def bridge_block(k0, k1, node, level, T, first, src, dw, hh, z, dw_l, h_l, dw_r, h_r):
-    """Bisect the (ΔW, H) interval ``node`` at ``level`` of the tree (the bisection rule above):
-    children into (dw_l, h_l) and (dw_r, h_r).  Normals of the
-    node: ``z[c]`` = Z1, ``z[M + c]`` = Z2 (``z`` is (2M, B)).  Outputs may alias the inputs."""
-    normals_block(k0, k1, node, first, src, STREAM_W, z)
-    hl = T * 2.0 ** (-level)
-    s1 = math.sqrt(hl) * 0.25
-    s2 = math.sqrt(hl / 48.0)
-    m, nb = dw.shape
-    for c in range(m):
-        for b in range(nb):
-            a = 1.5 * hh[c, b] + s1 * z[c, b]
-            d = s2 * z[m + c, b]
-            half = 0.5 * dw[c, b]
-            hc = hh[c, b] - 0.5 * a
-            dw_l[c, b] = half + a
-            h_l[c, b] = hc + d
-            dw_r[c, b] = half - a
-            h_r[c, b] = hc - d
+_SQRT12 = math.sqrt(12.0)
 
 
-@jit
-def copy2(src, dst):
-    for c in range(src.shape[0]):
-        for b in range(src.shape[1]):
-            dst[c, b] = src[c, b]
-
-
-@jit
-def tree_start(k0, k1, first, src, T, level, zbuf, stk_dw, stk_h, stk_lv, stk_node, path):
-    """Initialise a block's (W, H) tree: root ΔW = √T Z1, H = √(T/12) Z2 of node 0, put on the walk
-    stack (``level`` >= 0) or as the current interval of the query path (``path[:, TREE_DEPTH]``).
-
-    Buffers (float64 unless said): ``zbuf`` (2M, B); walk stack ``stk_dw``, ``stk_h``
-    (max(level, 0) + 2, M, B), ``stk_lv``, ``stk_node`` int64 (max(level, 0) + 2,); query path
-    ``path`` (2, TREE_DEPTH + 1, M, B) when level < 0 (else (2, 1, M, B), unused)."""
-    normals_block(k0, k1, 0, first, src, STREAM_W, zbuf)
-    sd_w = math.sqrt(T)
-    sd_h = math.sqrt(T / 12.0)
-    m, nb = stk_dw.shape[1], stk_dw.shape[2]
-    if level >= 0:
-        for c in range(m):
-            for b in range(nb):
-                stk_dw[0, c, b] = sd_w * zbuf[c, b]
-                stk_h[0, c, b] = sd_h * zbuf[m + c, b]
-        stk_lv[0] = 0
-        stk_node[0] = 1
-    else:
-        for c in range(m):
-            for b in range(nb):
-                path[0, TREE_DEPTH, c, b] = sd_w * zbuf[c, b]
-                path[1, TREE_DEPTH, c, b] = sd_h * zbuf[m + c, b]
-    return np.int64(0)
+def tree_span(t0: float, t1: float) -> float:
+    """Length T of the tree's span [t0, t0 + T]: the smallest power of ten >= t1 − t0 (to 1e-12), so
+    that decimal step sizes (0.01, 0.005, ...) are tree points whatever the tspan."""
+    length = float(t1) - float(t0)
+    if not (np.isfinite(length) and length > 0):
+        raise ValueError(f"Brownian tree needs t1 > t0, got [{t0}, {t1}]")
+    k = math.ceil(math.log10(length))
+    while 10.0 ** (k - 1) >= length * (1 - 1e-12):
+        k -= 1
+    while 10.0 ** k < length * (1 - 1e-12):
+        k += 1
+    return 10.0 ** k
 
 
 @jit
 def _bit_length(x):
-    n = 0
-    while x > 0:
-        x >>= 1
-        n += 1
-    return n
+    return 0 if x == 0 else math.frexp(np.float64(x))[1]     # exact for x < 2^53
 
 
 @jit
-def tree_query_step(k0, k1, first, src, T, ipa, fra, na, ipb, frb, nb, zbuf, path, acc, dW, dH):
-    """(ΔW, H) of the step from the point with plan (ipa, fra, na), whose path is in ``path``, to
-    the point with plan (ipb, frb, nb); moves ``path`` there.  ``path[:, l]`` holds the right
-    sibling (ΔW, H) of every level l where the point went left, ``path[:, TREE_DEPTH]`` its final
-    interval; ``acc`` (6, M, B) is scratch."""
-    m, nbl = dW.shape
-    u = T * 2.0 ** (-TREE_DEPTH)
-    top_pos = np.int64(1) << TREE_DEPTH
-    cur_dw = path[0, TREE_DEPTH]
-    cur_h = path[1, TREE_DEPTH]
-    if ipb == ipa and frb == fra:  # a zero-length step (times closer than T 2^-48): nothing moves
-        for c in range(m):
-            for b in range(nbl):
-                dW[c, b] = 0.0
-                dH[c, b] = 0.0
-        return
-    # split point m (coarsest dyadic point of [a, b]) and its level c
-    if nb == -1:
-        mpos = top_pos
-        c0 = 0
-        ipb = top_pos
-        frb = 0.0
-    elif na == 0:
-        mpos = np.int64(0)
-        c0 = 0
-    else:
-        xa = ipa if fra == 0.0 else ipa + 1
-        if xa > ipb:   # one leaf cell: linear piece, no Lévy area
-            for c in range(m):
-                for b in range(nbl):
-                    dW[c, b] = (frb - fra) * cur_dw[c, b]
-                    dH[c, b] = 0.0
-            return
-        top = _bit_length((xa - 1) ^ ipb) - 1
-        mpos = (ipb >> top) << top
-        c0 = TREE_DEPTH - top
-    E, K, D, J, Ld, Lh = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5]
-    for c in range(m):
-        for b in range(nbl):
-            E[c, b] = 0.0
-            K[c, b] = 0.0
-            D[c, b] = 0.0
-            J[c, b] = 0.0
-    # suffix [a, m] of a's level-c interval: E = W(m) − W(a), K = ∫_a^m (W − W(a))
-    a_empty = fra == 0.0 and ipa == mpos
-    if not a_empty:
-        if fra != 0.0:
-            s = TREE_DEPTH
-            g = 1.0 - fra
-            gu = 0.5 * (g * u)
-            for c in range(m):
-                for b in range(nbl):
-                    e = g * cur_dw[c, b]
-                    E[c, b] = e
-                    K[c, b] = gu * e
+def coarsest_point(lo, hi):
+    """The interior integer of (lo, hi) of largest grain 2^i 5^j (i <= TREE_POW2, j <= TREE_POW5);
+    where several share it (only at i = TREE_POW2), the one nearest the middle, the lower on a tie.
+    Needs hi − lo >= 2.  (Within one j the integer of most trailing binary zeros is unique.)"""
+    best = lo + 1
+    best_g = np.int64(0)
+    p5 = np.int64(1)
+    for _ in range(TREE_POW5 + 1):
+        a = lo // p5 + 1                 # multiples a·5^j .. b·5^j lie inside
+        b = (hi - 1) // p5
+        if a > b:
+            break
+        top = _bit_length((a - 1) ^ b) - 1
+        if top > TREE_POW2:
+            g = p5 << TREE_POW2
+            amin, amax = lo // g + 1, (hi - 1) // g
+            k = (lo + hi) // (2 * g)
+            if 2 * (k + 1) * g - (lo + hi) < (lo + hi) - 2 * k * g:
+                k += 1
+            x = min(max(k, amin), amax) * g
         else:
-            s = na
-            hs0 = T * 2.0 ** (-na)
-            for c in range(m):
-                for b in range(nbl):
-                    E[c, b] = cur_dw[c, b]
-                    K[c, b] = hs0 * (0.5 * cur_dw[c, b] + cur_h[c, b])
-        for lv in range(s - 1, c0 - 1, -1):
-            if (ipa >> (TREE_DEPTH - 1 - lv)) & 1 == 0:
-                hr = T * 2.0 ** (-(lv + 1))
-                for c in range(m):
-                    for b in range(nbl):
-                        dr = path[0, lv, c, b]
-                        K[c, b] = K[c, b] + hr * (0.5 * dr + path[1, lv, c, b] + E[c, b])
-                        E[c, b] = E[c, b] + dr
-    # prefix [m, b] of b's level-c interval: D = W(b) − W(m), J = ∫_m^b (W − W(m))
-    if nb != -1:
-        if not a_empty:
-            copy2(path[0, c0 - 1], cur_dw)
-            copy2(path[1, c0 - 1], cur_h)
-        for lv in range(c0, nb):
-            node = (np.int64(1) << lv) + (ipb >> (TREE_DEPTH - lv))
-            if (ipb >> (TREE_DEPTH - 1 - lv)) & 1:
-                bridge_block(k0, k1, node, lv, T, first, src, cur_dw, cur_h, zbuf, Ld, Lh, cur_dw, cur_h)
-                hl = T * 2.0 ** (-(lv + 1))
-                for c in range(m):
-                    for b in range(nbl):
-                        J[c, b] = J[c, b] + hl * (0.5 * Ld[c, b] + Lh[c, b] + D[c, b])
-                        D[c, b] = D[c, b] + Ld[c, b]
-            else:
-                bridge_block(k0, k1, node, lv, T, first, src, cur_dw, cur_h, zbuf, cur_dw, cur_h,
-                             path[0, lv], path[1, lv])
-        if frb != 0.0:
-            fu = frb * u
-            for c in range(m):
-                for b in range(nbl):
-                    pw = frb * cur_dw[c, b]
-                    J[c, b] = J[c, b] + fu * (D[c, b] + 0.5 * pw)
-                    D[c, b] = D[c, b] + pw
-    bm = (np.float64(ipb - mpos) + frb) * u
-    hs = (np.float64(ipb - ipa) + (frb - fra)) * u
-    for c in range(m):
-        for b in range(nbl):
-            dw = E[c, b] + D[c, b]
-            dW[c, b] = dw
-            dH[c, b] = (K[c, b] + J[c, b] + bm * E[c, b]) / hs - 0.5 * dw
+            g = p5 << top
+            x = ((b >> top) << top) * p5
+        if g > best_g:
+            best_g, best = g, x
+        p5 *= 5
+    return best
 
 
 @jit
-def tree_walk(k0, k1, first, src, T, level, sp, zbuf, stk_dw, stk_h, stk_lv, stk_node, dW, dH):
-    """(ΔW, H) of the next interval of level ``level`` of the dyadic tree, visited in order, into
-    dW, dH (M, B); returns the new stack pointer.  Same order and arithmetic as
-    ``BrownianTree.walk``: about one node (one :func:`bridge_block`) per step."""
-    m, nb = dW.shape
-    lv = stk_lv[sp]
-    while lv != level:
-        # bisect the top interval: left child on top, right child in place (BrownianTree.walk's order)
-        node = stk_node[sp]
-        bridge_block(k0, k1, node, lv, T, first, src, stk_dw[sp], stk_h[sp], zbuf, stk_dw[sp + 1],
-                     stk_h[sp + 1], stk_dw[sp], stk_h[sp])
-        stk_lv[sp] = lv + 1
-        stk_node[sp] = 2 * node + 1
-        sp += 1
-        lv += 1
-        stk_lv[sp] = lv
-        stk_node[sp] = 2 * node
-    for c in range(m):
+def split_point(lo, hi):
+    """Where cell [lo, hi] (width w = hi − lo >= 2) splits: at its coarsest point in the middle half
+    [lo + ⌈w/4⌉, hi − ⌈w/4⌉] (so no child is wider than 3w/4 and no point deeper than ~95 splits), or
+    at its middle when narrower than TREE_FINE units."""
+    w = hi - lo
+    if w >= TREE_FINE:
+        e = (w + 3) // 4
+        return coarsest_point(lo + e - 1, hi - e + 1)
+    return lo + w // 2
+
+
+@jit
+def tree_position(t, t0, T):
+    """Position of time ``t`` in the tree on [t0, t0 + T]: the coarsest integer within TREE_SNAP units
+    plus the rounding of ``t`` of (t − t0)/T · U; clamped to [0, U]."""
+    x = (t - t0) / T * TREE_UNITS
+    d = TREE_SNAP + (abs(t0) + abs(t)) / T * TREE_UNITS * 2.0 ** -51
+    if x <= d:
+        return np.int64(0)
+    if x >= TREE_UNITS - d:
+        return np.int64(TREE_UNITS)
+    return coarsest_point(np.int64(math.ceil(x - d)) - 1, np.int64(math.floor(x + d)) + 1)
+
+
+@jit
+def tree_positions(times, t0, T):
+    """:func:`tree_position` of every time of an array (a fixed grid's, on the host)."""
+    out = np.empty(times.shape[0], np.int64)
+    for i in range(times.shape[0]):
+        out[i] = tree_position(times[i], t0, T)
+    return out
+
+
+@jit
+def bridge_block(k0, k1, node, q, h, first, src, dw, hh, z, dw_l, h_l, dw_r, h_r):
+    """Split the (ΔW, H) cell of length ``h`` at fraction ``q`` with the normals of ``node`` (the split
+    rule above): left child into (dw_l, h_l), right into (dw_r, h_r), each (M, B); outputs may alias
+    the inputs.  ``z`` is (2M, B) scratch."""
+    normals_block(k0, k1, node, first, src, STREAM_W, z)
+    p = 1.0 - q
+    c = 1.0 - 3.0 * q * p
+    s = math.sqrt(h * q * p / c)
+    sc, qp6, q2, p2, s12 = s * c, 6.0 * q * p, q * q, p * p, s / _SQRT12
+    m, nb = dw.shape
+    for i in range(m):
         for b in range(nb):
-            dW[c, b] = stk_dw[sp, c, b]
-            dH[c, b] = stk_h[sp, c, b]
-    return sp - 1
+            z1, z2, w, hv = z[i, b], z[m + i, b], dw[i, b], hh[i, b]
+            left = q * w + qp6 * hv + sc * z1
+            g = hv - 0.5 * s * z1
+            dw_l[i, b] = left
+            dw_r[i, b] = w - left
+            h_l[i, b] = q2 * g + p * s12 * z2
+            h_r[i, b] = p2 * g - q * s12 * z2
 
 
 @jit
-def tree_query_increment(k0, k1, first, src, T, step, q_ipos, q_frac, q_levels, zbuf, path, acc, dW, dH):
-    """(ΔW, H) of step ``step`` into dW, dH (M, B): move the query path from t_step to t_{step+1}
-    by their plans (:func:`tree_query_step`).  Buffers: see :func:`tree_start`;
-    ``acc`` (6, M, B)."""
-    if step == 0:
-        ipa, fra, na = np.int64(0), 0.0, np.int64(0)
-    else:
-        ipa, fra, na = q_ipos[step - 1], q_frac[step - 1], q_levels[step - 1]
-    tree_query_step(k0, k1, first, src, T, ipa, fra, na, q_ipos[step], q_frac[step], q_levels[step], zbuf,
-                    path, acc, dW, dH)
+def tree_start(k0, k1, first, src, T, f_lo, f_hi, f_v, meta, zbuf):
+    """A block's frontier at t0: the root [0, U] with ΔW = √T Z1, H = √(T/12) Z2 of node 0.
+    Frontier: cells ``f_lo``, ``f_hi`` int64 (TREE_STACK,), values ``f_v`` (TREE_STACK, 2, M, B),
+    ``meta`` int64 (2,) = (cells on it, current position); ``zbuf`` (2M, B)."""
+    normals_block(k0, k1, 0, first, src, STREAM_W, zbuf)
+    sd_w, sd_h = math.sqrt(T), math.sqrt(T / 12.0)
+    m, nb = f_v.shape[2], f_v.shape[3]
+    for i in range(m):
+        for b in range(nb):
+            f_v[0, 0, i, b] = sd_w * zbuf[i, b]
+            f_v[0, 1, i, b] = sd_h * zbuf[m + i, b]
+    f_lo[0], f_hi[0] = 0, TREE_UNITS
+    meta[0], meta[1] = 1, 0
 
 
 @jit
-def query_plan(t, t0, T):
-    """(ipos, frac, levels) locating ``t`` in the tree on [t0, t0 + T]: ``ipos + frac`` is its position in
-    units of T 2^-TREE_DEPTH; ``levels`` the number of bisections needed (0 for t0, -1 for t1; an exact
-    dyadic t is the left end of the interval reached).  Times outside are clamped."""
-    s = (t - t0) / T
-    pos = min(max(s, 0.0), 1.0) * 2.0 ** TREE_DEPTH
-    ipos = np.int64(math.floor(pos))
-    frac = pos - np.float64(ipos)
-    if ipos >= (np.int64(1) << TREE_DEPTH):
-        return ipos, 0.0, np.int64(-1)
-    if ipos == 0 and frac == 0.0:
-        return np.int64(0), 0.0, np.int64(0)
-    if frac == 0.0:
-        return ipos, frac, np.int64(TREE_DEPTH - _bit_length(ipos & -ipos) + 1)
-    return ipos, frac, np.int64(TREE_DEPTH)
+def _compose(ln, dw, hh, E, K):
+    """Append a cell of length ln to the accumulated (E, K) = (W − W(a), ∫_a (W − W(a))) of [a, x]."""
+    for i in range(E.shape[0]):
+        for b in range(E.shape[1]):
+            K[i, b] = K[i, b] + ln * (0.5 * dw[i, b] + hh[i, b] + E[i, b])
+            E[i, b] = E[i, b] + dw[i, b]
+
+
+@jit
+def tree_advance(k0, k1, first, src, T, pos, f_lo, f_hi, f_v, meta, zbuf, acc, dW, dH):
+    """(ΔW, H) of [a, pos] into dW, dH (M, B), a = the frontier's position (``meta[1]`` <= pos), and move
+    the frontier to ``pos``.  ``acc`` (6, M, B) is scratch.  A zero-length step gives zeros."""
+    a, n = meta[1], meta[0]
+    E, K, cw, ch, lw, lh = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5]
+    E[:] = 0.0
+    K[:] = 0.0
+    u = T / TREE_UNITS
+    while n > 0 and f_hi[n - 1] <= pos:        # whole cells before pos
+        n -= 1
+        _compose((f_hi[n] - f_lo[n]) * u, f_v[n, 0], f_v[n, 1], E, K)
+    if n > 0 and f_lo[n - 1] < pos:            # pos inside the top cell: split it down to pos
+        n -= 1
+        lo, hi = f_lo[n], f_hi[n]
+        cw[:] = f_v[n, 0]
+        ch[:] = f_v[n, 1]
+        while True:
+            mid = split_point(lo, hi)
+            q, h = (mid - lo) / (hi - lo), (hi - lo) * u
+            if mid <= pos:
+                bridge_block(k0, k1, mid, q, h, first, src, cw, ch, zbuf, lw, lh, cw, ch)
+                _compose((mid - lo) * u, lw, lh, E, K)
+                lo = mid
+                if mid == pos:
+                    f_lo[n], f_hi[n] = mid, hi
+                    f_v[n, 0] = cw
+                    f_v[n, 1] = ch
+                    n += 1
+                    break
+            else:
+                bridge_block(k0, k1, mid, q, h, first, src, cw, ch, zbuf, cw, ch, f_v[n, 0], f_v[n, 1])
+                f_lo[n], f_hi[n] = mid, hi
+                n += 1
+                hi = mid
+    meta[0], meta[1] = n, max(a, pos)
+    if pos <= a:
+        dW[:] = 0.0
+        dH[:] = 0.0
+        return
+    hs = (pos - a) * u
+    for i in range(dW.shape[0]):
+        for b in range(dW.shape[1]):
+            dW[i, b] = E[i, b]
+            dH[i, b] = K[i, b] / hs - 0.5 * E[i, b]
+
+
+@jit
+def tree_step(k0, k1, first, src, T, step, tree_pos, f_lo, f_hi, f_v, meta, zbuf, acc, dW, dH):
+    """(ΔW, H) of fixed step ``step`` (positions ``tree_pos[step]`` -> ``tree_pos[step + 1]``) of a block."""
+    tree_advance(k0, k1, first, src, T, tree_pos[step + 1], f_lo, f_hi, f_v, meta, zbuf, acc, dW, dH)
+
+
+# ---- per-lane frontiers (adaptive steps: every lane on its own times) -----------------------------
 
 
 @jit
 def lane_tree_buffers(B, m):
-    """Per-lane query paths of the adaptive kernel: plan (ipos, levels) int64 (2, B), frac (B,),
-    the path at the lane's accepted time and the trial path, each (B, 2, TREE_DEPTH + 1, m, 1)."""
-    return (np.zeros((2, B), np.int64), np.zeros(B), np.empty((B, 2, TREE_DEPTH + 1, m, 1)),
-            np.empty((B, 2, TREE_DEPTH + 1, m, 1)))
+    """Per-lane frontiers of the adaptive kernel — cells (B, 2, TREE_STACK) int64, values
+    (B, TREE_STACK, 2, m, 1), meta (B, 2) int64 — at the lane's accepted time, and a trial copy."""
+    return (np.zeros((B, 2, TREE_STACK), np.int64), np.zeros((B, TREE_STACK, 2, m, 1)), np.zeros((B, 2), np.int64),
+            np.zeros((B, 2, TREE_STACK), np.int64), np.zeros((B, TREE_STACK, 2, m, 1)), np.zeros((B, 2), np.int64))
 
 
 @jit
-def lane_tree_start(k0, k1, first, src, T, plan, frac, paths):
-    """Every lane's path at t0 (the root interval; plan (0, 0.0, 0))."""
-    m = paths.shape[3]
-    zbuf = np.empty((2 * m, 1))
-    stk = np.empty((2, m, 1))
-    stk_i = np.empty(2, dtype=np.int64)
+def lane_tree_start(k0, k1, first, src, T, f_c, f_v, f_m):
+    """Every lane's frontier at t0."""
+    zbuf = np.empty((2 * f_v.shape[3], 1))
     for b in range(src.shape[0]):
-        tree_start(k0, k1, first, src[b:b + 1], T, -1, zbuf, stk, stk, stk_i, stk_i, paths[b])
-        plan[0, b] = 0
-        plan[1, b] = 0
-        frac[b] = 0.0
+        tree_start(k0, k1, first, src[b:b + 1], T, f_c[b, 0], f_c[b, 1], f_v[b], f_m[b], zbuf)
 
 
 @jit
-def lane_tree_increments(k0, k1, first, src, T, t0, ta, tb, act, plan, frac, paths, trial, dW, dH):
-    """(ΔW, H) over [ta[b], tb[b]] of every active lane b into dW, dH (M, B), each lane on its own
-    times (adaptive steps).  ``paths[b]`` is the lane's tree path at its last accepted time (moved
-    forward to ta[b] first if it lags); the step is taken on a copy, ``trial[b]``, which
-    :func:`lane_tree_accept` keeps.  The result equals ``BrownianTree.increment(ta, tb)``: a path's
-    node values do not depend on the route that reached it."""
+def _copy_frontier(b, f_c, f_v, f_m, g_c, g_v, g_m):
+    n = f_m[b, 0]
+    g_m[b, 0], g_m[b, 1] = n, f_m[b, 1]
+    g_c[b, :, :n] = f_c[b, :, :n]
+    g_v[b, :n] = f_v[b, :n]
+
+
+@jit
+def lane_tree_increments(k0, k1, first, src, T, t0, ta, tb, act, f_c, f_v, f_m, g_c, g_v, g_m, dW, dH):
+    """(ΔW, H) over [ta[b], tb[b]] of every active lane b into dW, dH (M, B).  The lane's frontier
+    (``f_*``, at its last accepted time) is moved to ta[b] first if it lags (from the root if it is
+    ahead: a stop snapped back by rounding); the step is taken on the trial copy ``g_*``, which
+    :func:`lane_tree_accept` keeps.  Equals ``BrownianTree.increment(ta, tb)``."""
     m = dW.shape[0]
-    zbuf = np.empty((2 * m, 1))
-    acc = np.empty((6, m, 1))
-    dwl = np.empty((m, 1))
-    dhl = np.empty((m, 1))
+    zbuf, acc = np.empty((2 * m, 1)), np.empty((6, m, 1))
+    dwl, dhl = np.empty((m, 1)), np.empty((m, 1))
     for b in range(src.shape[0]):
         if not act[b]:
-            for c in range(m):
-                dW[c, b] = 0.0
-                dH[c, b] = 0.0
+            dW[:, b] = 0.0
+            dH[:, b] = 0.0
             continue
-        ia, fa, na = query_plan(ta[b], t0, T)
-        if ia < plan[0, b] or (ia == plan[0, b] and fa < frac[b]):   # behind its path (a stop snapped
-            lane_tree_start(k0, k1, first, src[b:b + 1], T, plan[:, b:b + 1], frac[b:b + 1], paths[b:b + 1])
-        if ia != plan[0, b] or fa != frac[b]:                        # back by rounding): from the root
-            tree_query_step(k0, k1, first, src[b:b + 1], T, plan[0, b], frac[b], plan[1, b], ia, fa, na, zbuf,
-                            paths[b], acc, dwl, dhl)
-            plan[0, b], frac[b], plan[1, b] = ia, fa, na
-        tr = trial[b]
-        pa = paths[b]
-        for i in range(2):
-            for lv in range(TREE_DEPTH + 1):
-                for c in range(m):
-                    tr[i, lv, c, 0] = pa[i, lv, c, 0]
-        ib, fb, nb = query_plan(tb[b], t0, T)
-        tree_query_step(k0, k1, first, src[b:b + 1], T, ia, fa, na, ib, fb, nb, zbuf, tr, acc, dwl, dhl)
-        for c in range(m):
-            dW[c, b] = dwl[c, 0]
-            dH[c, b] = dhl[c, 0]
+        lane = src[b:b + 1]
+        pa = tree_position(ta[b], t0, T)
+        if pa < f_m[b, 1]:
+            tree_start(k0, k1, first, lane, T, f_c[b, 0], f_c[b, 1], f_v[b], f_m[b], zbuf)
+        if pa > f_m[b, 1]:
+            tree_advance(k0, k1, first, lane, T, pa, f_c[b, 0], f_c[b, 1], f_v[b], f_m[b], zbuf, acc, dwl, dhl)
+        _copy_frontier(b, f_c, f_v, f_m, g_c, g_v, g_m)
+        tree_advance(k0, k1, first, lane, T, tree_position(tb[b], t0, T), g_c[b, 0], g_c[b, 1], g_v[b], g_m[b],
+                     zbuf, acc, dwl, dhl)
+        dW[:, b] = dwl[:, 0]
+        dH[:, b] = dhl[:, 0]
 
 
 @jit
-def lane_tree_accept(b, tb, t0, T, plan, frac, paths, trial):
-    """Lane b accepted its step to ``tb``: its trial path becomes its path."""
-    plan[0, b], frac[b], plan[1, b] = query_plan(tb, t0, T)
-    pa, tr = paths[b], trial[b]
-    for i in range(2):
-        for lv in range(TREE_DEPTH + 1):
-            for c in range(pa.shape[2]):
-                pa[i, lv, c, 0] = tr[i, lv, c, 0]
+def lane_tree_accept(b, f_c, f_v, f_m, g_c, g_v, g_m):
+    """Lane b accepted its step: its trial frontier becomes its frontier."""
+    _copy_frontier(b, g_c, g_v, g_m, f_c, f_v, f_m)
 
 
 class BrownianTree:
-    """The Brownian paths of trajectories ``trajectories`` (int array) for ``seed``: the host face of
-    the functions above (every backend runs them; the numpy backend with all trajectories as lanes)."""
+    """The Brownian paths of trajectories ``trajectories`` (int array) for ``seed`` on a solve's tspan
+    [t0, t1]: the host face of the functions above (every backend runs them; the numpy backend with
+    all trajectories as lanes)."""
 
     def __init__(self, seed: int, t0: float, t1: float, m: int, trajectories, dtype=np.float64):
-        if not t1 > t0:
-            raise ValueError(f"Brownian tree needs t1 > t0, got [{t0}, {t1}]")
+        self.T = tree_span(t0, t1)
         self.seed, self.t0, self.t1, self.m = int(seed), float(t0), float(t1), int(m)
-        self.T = self.t1 - self.t0
         self.traj = np.ascontiguousarray(trajectories, dtype=np.int64).reshape(-1)
         self.dtype = dtype
         self.k0, self.k1 = (np.uint64(k) for k in seed_key(self.seed))
 
-    def _buffers(self):
-        m, B = self.m, len(self.traj)
-        return np.empty((2 * m, B)), np.empty((m, B)), np.empty((m, B))
-
-    def _cast(self, *xs):
-        return tuple(x.astype(self.dtype) for x in xs)
-
-    def walk(self, k: int):
-        """Yield (ΔW, H), each (m, n), of the steps [t0 + (j−1)T/2^k, t0 + jT/2^k], j = 1 .. 2^k."""
-        m, B = self.m, len(self.traj)
-        zbuf, dW, dH = self._buffers()
-        stk_dw, stk_h = np.empty((k + 2, m, B)), np.empty((k + 2, m, B))
-        stk_lv, stk_node = np.empty(k + 2, np.int64), np.empty(k + 2, np.int64)
-        level, first = np.int64(k), np.int64(0)
-        sp = tree_start(self.k0, self.k1, first, self.traj, self.T, level, zbuf, stk_dw, stk_h, stk_lv, stk_node,
-                        np.empty((2, 1, m, B)))
-        for _ in range(1 << k):
-            sp = tree_walk(self.k0, self.k1, first, self.traj, self.T, level, sp, zbuf, stk_dw, stk_h, stk_lv,
-                           stk_node, dW, dH)
-            yield self._cast(dW, dH)
-
-    def query_plan(self, t: float):
-        """(ipos, frac, levels) locating ``t`` in the tree (:func:`query_plan`); ValueError outside it."""
-        s = (float(t) - self.t0) / self.T
-        if not -1e-12 <= s <= 1 + 1e-12:
+    def position(self, t: float) -> int:
+        """Integer position of ``t`` (:func:`tree_position`); ValueError outside [t0, t1]."""
+        span = self.t1 - self.t0
+        if not -1e-12 * span <= float(t) - self.t0 <= span * (1 + 1e-12):
             raise ValueError(f"time {t} outside the Brownian tree's span [{self.t0}, {self.t1}]")
-        ipos, frac, levels = query_plan(float(t), self.t0, self.T)
-        return int(ipos), float(frac), int(levels)
+        return int(tree_position(float(t), self.t0, self.T))
 
     def increments(self, times):
         """Yield (ΔW, H), each (m, n), over [times[i], times[i+1]] for an increasing sequence
         ``times`` in [t0, t1] (any spacing)."""
         m, B = self.m, len(self.traj)
-        zbuf, dW, dH = self._buffers()
-        path, acc = np.empty((2, TREE_DEPTH + 1, m, B)), np.empty((6, m, B))
-        stk = np.empty((2, m, B))
+        f_lo, f_hi = np.zeros(TREE_STACK, np.int64), np.zeros(TREE_STACK, np.int64)
+        f_v, meta = np.zeros((TREE_STACK, 2, m, B)), np.zeros(2, np.int64)
+        zbuf, acc, dW, dH = np.empty((2 * m, B)), np.empty((6, m, B)), np.empty((m, B)), np.empty((m, B))
         first = np.int64(0)
-        tree_start(self.k0, self.k1, first, self.traj, self.T, np.int64(-1), zbuf, stk, stk,
-                   np.empty(2, np.int64), np.empty(2, np.int64), path)
-        pa = (0, 0.0, 0)
+        tree_start(self.k0, self.k1, first, self.traj, self.T, f_lo, f_hi, f_v, meta, zbuf)
+        prev = None
         for i, t in enumerate(times):
-            pb = self.query_plan(t)
-            if i == 0 and pb == pa:
-                continue
-            if pa[2] == -1 or ((pb[0], pb[1]) <= (pa[0], pa[1]) and pb[2] != -1):
+            pos = self.position(t)
+            if prev is not None and not float(t) > prev:
                 raise ValueError("Brownian tree increments need strictly increasing times")
-            tree_query_step(self.k0, self.k1, first, self.traj, self.T, *pa, *pb, zbuf, path, acc, dW, dH)
-            pa = pb
+            prev = float(t)
+            tree_advance(self.k0, self.k1, first, self.traj, self.T, np.int64(pos), f_lo, f_hi, f_v, meta, zbuf, acc,
+                         dW, dH)
             if i:
-                yield self._cast(dW, dH)
+                yield dW.astype(self.dtype), dH.astype(self.dtype)
 
     def increment(self, a: float, b: float):
         """(ΔW, H) over one arbitrary interval [a, b] of [t0, t1], a < b."""
         return next(self.increments([a, b]))
 
+    def grid(self, n: int):
+        """(ΔW, H) of the n equal steps of [t0, t1] (a list)."""
+        return list(self.increments(self.t0 + (self.t1 - self.t0) * (np.arange(n + 1) / n)))
+
     def query(self, t: float):
         """W(t), shape (m, n), for a time ``t`` in [t0, t1] common to all trajectories."""
-        if self.query_plan(t) == (0, 0.0, 0):
+        if self.position(t) == 0:
             return np.zeros((self.m, len(self.traj)), self.dtype)
         return self.increment(self.t0, t)[0]

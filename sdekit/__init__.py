@@ -17,6 +17,6 @@ from sdekit.solution import Solution
 from sdekit.solve import brownian_tree, inspect, solve
 from sdekit.symbols import MLP, params, states, t
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["ModelError", "brownian_tree", "inspect", "ODE", "SDE", "ODEProblem", "SDEProblem", "Ensemble", "Solution", "solve", "methods",
            "MLP", "params", "states", "t"]

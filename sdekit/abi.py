@@ -18,13 +18,22 @@ NF, NACCEPT, NREJECT = range(len(STATS))
 JIT_FLAGS = {"cache": True, "error_model": "numpy", "fastmath": {"contract"}}
 
 #: Philox4x32-10 counter streams (counter word 3 = stream << 16 | group of four normals)
-STREAM_W = 0       #: Brownian tree nodes: Z1 (for W) and Z2 (for the Lévy area H) of every dyadic interval
+STREAM_W = 0       #: Brownian tree nodes: Z1 (for W) and Z2 (for the Lévy area H) of every split
 STREAM_ZETA = 1    #: SETD1's conditional stochastic-convolution normals, one node per step
 
-#: depth of the (W, H) Brownian tree: leaf cells of length T 2^-TREE_DEPTH
-TREE_DEPTH = 48
-#: counter node of step n of a grid that is not a tree level (SETD1's per-step normals): OFF_GRID_NODE + n
-OFF_GRID_NODE = 1 << 62
+#: the (W, H) Brownian tree (kernels/brownian.py) addresses [t0, t0 + T] by integer positions in units of
+#: T / TREE_UNITS; TREE_UNITS = 2^27 5^11 < 2^53, so every T / (2^a 5^b) grid (a <= 27, b <= 11) is a set of
+#: positions, and float times convert exactly enough
+TREE_POW2, TREE_POW5 = 27, 11
+TREE_UNITS = 2**TREE_POW2 * 5**TREE_POW5
+#: cells narrower than this (units) split at their middle instead of at their coarsest point
+TREE_FINE = 2**24
+#: a time within this many units (plus its float rounding) of a coarser position is that position
+TREE_SNAP = 4.0
+#: most cells on a tree frontier (one per depth; no point is deeper than ~95 splits: kernels/brownian.split_point)
+TREE_STACK = 128
+#: counter node of step n's per-step normals (SETD1's stochastic convolution): STEP_NODE + n
+STEP_NODE = 1 << 62
 
 #: a step that would end within this fraction of its length before a stop is stretched onto it
 #: (no sliver steps; OrdinaryDiffEq and diffrax do the same with their own margins)
@@ -38,10 +47,10 @@ CONTROLLER = ("b1", "b2", "b3", "safety", "qmin", "qmax", "order")
 BLOCK = 128
 
 #: fixed arguments of the fixed-step kernel, in order (after ``blk0, blk1``)
-FIXED_ARGS = ("y0", "first", "k0", "k1", "times", "tn_d", "h_d", "hclass", "level", "tree_T", "q_ipos",
-              "q_frac", "q_levels", "step_node", "save_at", "out", "retcode", "stats")
+FIXED_ARGS = ("y0", "first", "k0", "k1", "times", "tn_d", "h_d", "hclass", "tree_T", "tree_pos",
+              "save_at", "out", "retcode", "stats")
 #: fixed arguments of the adaptive kernel, in order (after ``blk0, blk1``)
-ADAPTIVE_ARGS = ("y0", "first", "k0", "k1", "t0", "t1", "h0", "rtol", "atol", "ctrl", "dtmin", "dtmax",
+ADAPTIVE_ARGS = ("y0", "first", "k0", "k1", "t0", "t1", "tree_T", "h0", "rtol", "atol", "ctrl", "dtmin", "dtmax",
                  "maxiters", "stops", "save_t", "record", "out", "out_t", "nsaved", "retcode", "stats")
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``sdekit demo``, ``sdekit methods``, ``sdekit inspect``."""
+"""Command line: ``sdekit demo``, ``sdekit methods``, ``sdekit inspect``, ``sdekit bench``."""
 from __future__ import annotations
 
 import argparse
@@ -17,9 +17,26 @@ def _load_model(spec: str):
     return getattr(obj, "model", obj)
 
 
+def _bench(argv) -> int:
+    """``sdekit bench ...`` is ``python -m benchmarks ...`` of the source checkout this sdekit runs from."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "__init__.py").exists():
+        print(f"sdekit bench: error: no benchmarks/ folder next to {root / 'sdekit'}; it runs from a source checkout "
+              "(pip install -e .)", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(root))
+    from benchmarks import main as bench_main
+    return bench_main(argv)
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        return _bench(argv[1:])
     parser = argparse.ArgumentParser(prog="sdekit", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("bench", help="run the benchmark suite (sdekit bench --help)")
     d = sub.add_parser("demo", help="neural SDE ensemble: EM vs SETD1 table and plot")
     d.add_argument("--n", type=int, default=1024, help="trajectories (default 1024)")
     d.add_argument("--backend", default=None, help="numba (default) or numpy")
@@ -31,9 +48,6 @@ def main(argv=None) -> int:
     i.add_argument("--backend", default="numba", help="numba (default) or numpy")
     i.add_argument("--adaptive", action="store_true",
                    help="the Numba kernel with per-trajectory step control (methods with an error estimate)")
-    i.add_argument("--query", action="store_true",
-                   help="the fixed-step SDE kernel that queries the Brownian tree (grids that are not one tree "
-                        "level, e.g. dt=0.01 on the default tspan tree)")
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -51,8 +65,7 @@ def _run(args) -> int:
         print(methods_table())
     elif args.cmd == "inspect":
         from sdekit.solve import inspect
-        print(inspect(_load_model(args.model), args.method, args.backend, adaptive=args.adaptive,
-                      brownian="query" if args.query else "walk"))
+        print(inspect(_load_model(args.model), args.method, args.backend, adaptive=args.adaptive))
     return 0
 
 

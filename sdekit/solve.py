@@ -21,18 +21,17 @@ from sdekit.nets import check_weights
 from sdekit.problem import Ensemble, SDEProblem, _Problem
 from sdekit.solution import Solution
 
-BROWNIAN = ("tspan", "steps")
 MAX_STEPS = 10**8
 
 
-def _numpy_source(form, scheme, dtype, adaptive, tree):
-    return emit_numpy(form, scheme, adaptive, tree or "walk")   # one module serves every dtype
+def _numpy_source(form, scheme, dtype, adaptive):
+    return emit_numpy(form, scheme, adaptive)   # one module serves every dtype
 
 
-def _numba_source(form, scheme, dtype, adaptive, tree):
+def _numba_source(form, scheme, dtype, adaptive):
     dtype = str(np.dtype(dtype))
     if not adaptive:
-        return emit_numba(form, scheme, dtype, brownian=tree or "walk")
+        return emit_numba(form, scheme, dtype)
     try:
         return emit_numba_adaptive(form, scheme, dtype)
     except NotImplementedError as e:
@@ -42,51 +41,39 @@ def _numba_source(form, scheme, dtype, adaptive, tree):
 
 #: backend -> (emitter of its source, the kernel's runtime arguments, what the source is specialised to)
 EMITTERS = {
-    "numpy": (_numpy_source, lambda form, scheme, adaptive: (), lambda dtype, adaptive, tree: (bool(adaptive), tree)),
+    "numpy": (_numpy_source, lambda form, scheme, adaptive: (), lambda dtype, adaptive: (bool(adaptive),)),
     "numba": (_numba_source, lambda form, scheme, adaptive: kernel_arguments(form, scheme, adaptive),
-              lambda dtype, adaptive, tree: (str(np.dtype(dtype)), bool(adaptive), tree)),
+              lambda dtype, adaptive: (str(np.dtype(dtype)), bool(adaptive))),
 }
 BACKENDS = tuple(EMITTERS)
 
 
-def scheme_and_source(model, method, backend: str = "numpy", dtype="float64", adaptive: bool = False,
-                      brownian: str = "walk"):
+def scheme_and_source(model, method, backend: str = "numpy", dtype="float64", adaptive: bool = False):
     """(StepScheme, generated source) for ``model`` and ``method``, cached on the model.
     The numpy module serves every dtype and step control; a Numba kernel is specialised to its
-    dtype, the adaptive one (each trajectory its own steps) is a kernel of its own, and a
-    fixed-step SDE kernel either walks the Brownian tree (a grid of one tree level) or queries it."""
+    dtype, and the adaptive one (each trajectory its own steps) is a kernel of its own."""
     emit, _, specialise = EMITTERS[backend]
-    tree = brownian if not adaptive and model.form.stochastic else None
-    key = (method.name, backend, specialise(dtype, adaptive, tree))
+    key = (method.name, backend, specialise(dtype, adaptive))
     if key not in model._sources:
         scheme = build_scheme(model.form, method)
-        model._sources[key] = (scheme, emit(model.form, scheme, dtype, adaptive, tree))
+        model._sources[key] = (scheme, emit(model.form, scheme, dtype, adaptive))
     return model._sources[key]
 
 
-def compile_kernel(model, method, backend: str, dtype, adaptive: bool, tree: str):
+def compile_kernel(model, method, backend: str, dtype, adaptive: bool):
     """(StepScheme, Kernel) of ``method`` on ``model`` for ``backend`` (kernels.backend)."""
-    scheme, source = scheme_and_source(model, method, backend, dtype, adaptive, tree)
+    scheme, source = scheme_and_source(model, method, backend, dtype, adaptive)
     arguments = EMITTERS[backend][1](model.form, scheme, adaptive)
     return scheme, KERNEL_BACKENDS[backend].compile(source, arguments, adaptive)
 
 
-def _check_brownian(brownian):
-    if brownian not in BROWNIAN:
-        raise ValueError(f"brownian must be one of {BROWNIAN}, got {brownian!r}")
-
-
-def time_grid(tspan, dt, brownian: str = "tspan") -> Grid:
+def time_grid(tspan, dt) -> Grid:
     """Fixed-step grid on tspan: N equal steps h = T/N when dt divides T (to 1e-9), else steps
-    of dt and a shorter last one.
-
-    Brownian path (DESIGN.md "noise is addressed by time"): ``brownian="tspan"`` (default) reads
-    the tree on tspan — the path of every dt and of adaptive solves; N = 2^k walks it in order
-    at about one node per step, any other grid queries it (O(depth) per step, ~5x slower for
-    the neural SDE).  ``brownian="steps"``: N equal steps read the first N intervals of level
-    k = ⌈log2 N⌉ of the tree on ``[t0, t0 + 2^k h]``, walked in order — fast for any N, and the
-    same path for h, h/2, h/4, ... only (tspan's path when N = 2^k)."""
-    _check_brownian(brownian)
+    of dt and a shorter last one.  Every grid reads the one Brownian tree on tspan
+    (``kernels.brownian``): a grid dt = T'/(2^a 5^b), T' the tree's span (the power of ten
+    >= t1 − t0; dt = 0.01, 0.005, 0.02, 2^-k, ... for tspan (0, 1)), costs about two tree nodes
+    per step; any other grid about 50 (a deep query per step, ~2x the cost of an EM step of the
+    neural SDE benchmark)."""
     t0, t1 = tspan
     try:
         dt = float(dt)
@@ -102,28 +89,19 @@ def time_grid(tspan, dt, brownian: str = "tspan") -> Grid:
     if abs(ratio - nsteps) <= 1e-9 * max(ratio, 1.0) or ratio < 1:
         times = t0 + T * (np.arange(nsteps + 1) / nsteps)
         times[-1] = t1
-        level = (nsteps - 1).bit_length()
-        if nsteps == 1 << level:
-            return Grid(times, level)
-        if brownian == "steps":
-            return Grid(times, level, t0 + T * ((1 << level) / nsteps))
-        return Grid(times, None)
-    times = np.append(t0 + dt * np.arange(math.ceil(ratio)), t1)
-    return Grid(times, None)
+        return Grid(times)
+    return Grid(np.append(t0 + dt * np.arange(math.ceil(ratio)), t1))
 
 
-def brownian_tree(target, dt=None, seed: int | None = None, brownian: str = "tspan"):
-    """The Brownian tree (``kernels.brownian.BrownianTree``) whose path ``solve(target, ..., dt,
-    brownian=...)`` uses: on tspan, or for ``brownian="steps"`` with N equal fixed steps h on
-    ``[t0, t0 + 2^⌈log2 N⌉ h]`` (see :func:`time_grid`).  ``.query(t)`` gives W(t) for
-    exact-solution checks."""
+def brownian_tree(target, seed: int | None = None):
+    """The Brownian tree (``kernels.brownian.BrownianTree``) whose path every ``solve(target, ...)``
+    uses, fixed-step or adaptive: ``.query(t)`` gives W(t) for exact-solution checks."""
     from .kernels.brownian import BrownianTree
     problem, _, _, traj, seed, _ = _targets(target, seed)
     if not problem.model.stochastic:
         raise ValueError("brownian_tree needs an SDE problem")
     t0, t1 = (float(x) for x in problem.tspan)
-    end = time_grid((t0, t1), dt, brownian).tree_end if dt is not None else t1
-    return BrownianTree(seed, t0, end, problem.model.form.noise_dim, traj)
+    return BrownianTree(seed, t0, t1, problem.model.form.noise_dim, traj)
 
 
 def save_steps(grid, saveat) -> list:
@@ -197,13 +175,17 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     trajectory is a lane with its own steps) or "numpy" (the vectorised reference that runs the
     same step scheme and the same step control; no compile, so quicker for a few small solves).
     ``seed`` (single SDE problems; ensembles carry their own).  ``dtype``: np.float64 or
-    np.float32.  ``brownian`` (fixed-step SDEs): "tspan" (default; the path of every dt and of
-    adaptive solves) or "steps" (N equal steps walk the tree on [t0, t0 + 2^⌈log2 N⌉ dt]: one
-    tree node per step for any N, the same path for dt, dt/2, ... only; see :func:`time_grid`).
+    np.float32.  Every SDE solve of a problem, any dt or adaptive, reads the same Brownian path
+    (:func:`brownian_tree`).
     """
     _check_options("solve", options)
     p = plan(target, method, dt, **options)
     return p.solution(p.kernel.run(p.inputs, Chunk(0, p.n)))
+
+
+#: keywords of earlier versions, and why they went
+_REMOVED = {"brownian": "every solve now reads the one Brownian tree on tspan, and every grid dt = T/(2^a 5^b) "
+                        "walks it at about two nodes per step (brownian='steps' was the fast path of 0.x)"}
 
 
 def _check_options(fn: str, options: dict):
@@ -212,6 +194,8 @@ def _check_options(fn: str, options: dict):
     import inspect as _inspect
     valid = [k for k in _inspect.signature(plan).parameters if k not in ("target", "method", "dt")]
     for key in options:
+        if key in _REMOVED:
+            raise TypeError(f"{fn}() no longer takes {key!r}: {_REMOVED[key]}")
         if key not in valid:
             close = difflib.get_close_matches(key, valid, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -221,7 +205,7 @@ def _check_options(fn: str, options: dict):
 def plan(target, method: str, dt=None, *, backend: str | None = None, saveat=None, dtype=np.float64,
          seed: int | None = None, progress: bool = False, adaptive: bool | None = None, rtol=None, atol=None,
          controller: str = "PI", dtmin: float | None = None, dtmax: float | None = None, maxiters: int = 100_000,
-         tstops=None, brownian: str = "tspan") -> Plan:
+         tstops=None) -> Plan:
     """Validate the inputs and compile the kernel of ``solve(target, method, dt, ...)`` (same arguments)
     without running it: a :class:`Plan` whose kernel runs any chunk of the trajectories."""
     problem, Y0, params, trajectories, seed, is_ensemble = _targets(target, seed)
@@ -242,17 +226,13 @@ def plan(target, method: str, dt=None, *, backend: str | None = None, saveat=Non
                          f"fixed steps, or use one of {names}")
     if not adaptive and dt is None:
         raise ValueError(f"give dt for fixed steps with {m.name}")
-    _check_brownian(brownian)
-    if adaptive and brownian != "tspan":
-        raise ValueError(f"brownian={brownian!r} is for fixed steps (give dt); adaptive solves read the tree on tspan")
-    grid = None if adaptive else time_grid(problem.tspan, dt, brownian)
+    grid = None if adaptive else time_grid(problem.tspan, dt)
     saved_steps = None if adaptive else save_steps(grid, saveat)
     if saved_steps == []:
         raise ValueError("saveat is empty: nothing would be saved")
     opts = None if not adaptive else adaptive_options(m, problem, model.form.dim, is_ensemble, dt, rtol, atol,
                                                       controller, dtmin, dtmax, maxiters, saveat, tstops)
-    tree_access = "walk" if adaptive or grid.level is not None else "query"
-    scheme, kernel = compile_kernel(model, m, backend, dtype, adaptive, tree_access)
+    scheme, kernel = compile_kernel(model, m, backend, dtype, adaptive)
     form = model.form
     # a copy: writable and C-contiguous whatever the input (a read-only view compiled a second signature)
     inp = RunInput(y0=np.array(Y0.T, dtype=dtype, order="C"), tspan=problem.tspan,
@@ -348,12 +328,10 @@ def adaptive_options(m, problem, d, is_ensemble, dt, rtol, atol, controller, dtm
         tstops=np.empty(0) if tstops is None else times(tstops, "tstops"), dense=not m.stochastic)
 
 
-def inspect(model, method: str, backend: str = "numba", dtype=np.float64, adaptive: bool = False,
-            brownian: str = "walk") -> str:
+def inspect(model, method: str, backend: str = "numba", dtype=np.float64, adaptive: bool = False) -> str:
     """The generated source that ``solve`` runs for ``model`` and ``method`` on ``backend``
-    (``adaptive``: the Numba kernel with per-trajectory step control; ``brownian`` "query": the
-    fixed-step SDE kernel for steps that do not divide tspan)."""
+    (``adaptive``: the Numba kernel with per-trajectory step control)."""
     if backend.lower() not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {BACKENDS}")
     return scheme_and_source(getattr(model, "model", model), get_method(method), backend.lower(), dtype,
-                             adaptive, brownian)[1]
+                             adaptive)[1]

@@ -247,9 +247,9 @@ def test_kernel_float32():
 
 def test_kernel_sde_agrees_with_the_reference(golden):
     """Same path, same controller: the kernel's SRA1 solution matches numpy's to the tolerance.  Not
-    step for step: the path is linear inside leaf cells of length u = T 2^-48 with slope ~u^-1/2, so
-    a step end one ulp apart (the backends round the error estimate differently) moves W by ~1e-10,
-    and a later accept/reject decision near EEst = 1 may differ."""
+    step for step: tree positions are units of u = T/(2^27 5^11) ≈ 1.5e-16 T, so a step end one ulp apart
+    (the backends round the error estimate differently) can land on the next position and move W by
+    ~√u ≈ 1e-8, and a later accept/reject decision near EEst = 1 may differ."""
     ens = sk.Ensemble(additive_sde(), n=20, seed=3)   # 20 lanes: chaotic step counts average out
     ts = np.linspace(0.0, 1.0, 5)
     ref = sk.solve(ens, "SRA1", rtol=1e-3, atol=1e-3, saveat=ts, backend="numpy")

@@ -4,6 +4,7 @@ H_[a,b] = (1/h) ∫_a^b (W(s) − W(a) − (s−a)/h ΔW) ds must be N(0, h/12) 
 on dyadic and non-dyadic intervals, and I_(1,0) must compose like an integral
 (methods.md §5.4: summing the sub-interval I_(1,0) is wrong)."""
 import numpy as np
+import pytest
 from scipy import stats
 
 from sdekit.kernels.brownian import BrownianTree
@@ -25,11 +26,12 @@ def check_law(pairs, lengths, tol_corr=0.016):
     assert np.max(np.abs(C - np.diag(np.diag(C)))) < tol_corr             # ΔW ⊥ H, steps independent
 
 
-def test_dyadic_walk_law():
-    T, k = 2.0, 3
-    tr = BrownianTree(1, 0.0, T, 1, np.arange(N))
-    pairs = [(dw[0], hh[0]) for dw, hh in tr.walk(k)]
-    check_law(pairs, [T / 2**k] * 2**k)
+@pytest.mark.parametrize("n", [8, 10, 5])
+def test_grid_law(n):
+    """Steps of T/8 (cells of the tree), T/10 and T/5 (each composed of uneven splits): (ΔW, H) of every
+    step has variances (h, h/12), ΔW ⊥ H and the steps are independent."""
+    tr = BrownianTree(n, 0.0, 1.0, 1, np.arange(N))
+    check_law([(dw[0], hh[0]) for dw, hh in tr.grid(n)], [1 / n] * n)
 
 
 def test_non_dyadic_increment_law():
@@ -40,7 +42,7 @@ def test_non_dyadic_increment_law():
 
 
 def test_tiny_and_straddling_steps_law():
-    """Steps far below the grid scale, one straddling the coarsest dyadic point T/2: H keeps
+    """Steps far below the grid scale, one straddling the coarsest point T/2: H keeps
     its N(0, h/12) law (no cancellation of large accumulated integrals)."""
     n = 20_000
     tr = BrownianTree(3, 0.0, 1.0, 2, np.arange(n))

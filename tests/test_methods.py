@@ -187,7 +187,7 @@ def test_sra_order_needs_the_levy_area(method, monkeypatch):
     print(f"{method}: strong order {p:.2f} with the Lévy area, errors {errs}")
     assert p >= 1.5 - 0.25, (method, p, errs)
     from sdekit.kernels import brownian   # the numpy kernel calls the tree by module attribute
-    for name in ("tree_walk", "tree_query_increment"):
+    for name in ("tree_step", "lane_tree_increments"):
         real = getattr(brownian, name)
 
         def without_levy_area(*args, _real=real):

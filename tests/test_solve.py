@@ -132,42 +132,40 @@ def _brownian_model(t1=1.0):
                          y0=[0.0, 0.0], tspan=(0.0, t1))
 
 
-def test_every_grid_reads_the_tspan_tree_by_default():
-    """DESIGN.md: one path per seed on tspan — dt = 1/128 (walked), 0.01, 0.02 and 0.03 (queried)
+def test_every_grid_reads_the_tspan_tree():
+    """DESIGN.md: one path per seed on tspan — dt = 2^-7, 0.01, 0.02, 0.001 (tree points), 0.03 (not)
     and adaptive solves all read it, so a coarse dt can be compared with a fine reference."""
     ens = sk.Ensemble(_brownian_model(), n=5, seed=2)
     tree = sk.brownian_tree(ens)
-    for dt in (2.0**-7, 0.01, 0.02, 0.03):
+    for dt in (2.0**-7, 0.01, 0.02, 0.001, 0.03):
         sol = solve(ens, "EM", dt=dt)
-        assert sk.brownian_tree(ens, dt=dt).t1 == tree.t1 == 1.0
         W = np.stack([tree.query(t) for t in sol.t])          # (nt, m, n)
-        # grid times are floats: the query of a non-dyadic one sits inside a leaf cell (2^-48)
-        np.testing.assert_allclose(sol.y, W.transpose(2, 0, 1), rtol=0, atol=1e-7 if dt != 2.0**-7 else 1e-13)
+        np.testing.assert_allclose(sol.y, W.transpose(2, 0, 1), rtol=0, atol=1e-13)
     assert np.abs(sol.y[:, -1]).max() > 0.1
-    with pytest.raises(ValueError, match="for fixed steps"):
-        solve(ens, "SRA1", rtol=1e-2, brownian="steps")
-    with pytest.raises(ValueError, match="brownian must be one of"):
-        solve(ens, "EM", dt=0.1, brownian="grid")
+    with pytest.raises(TypeError, match="no longer takes 'brownian'"):
+        solve(ens, "EM", dt=0.1, brownian="steps")
     with pytest.raises(ValueError, match="needs an SDE"):
         sk.brownian_tree(sk.ODEProblem(sk.ODE(sk.states("z", 1), sp.Matrix([0])), y0=[0.0], tspan=(0, 1)))
 
 
-@pytest.mark.parametrize("t1", [1.0, 0.7])
-def test_steps_option_walks_one_tree_for_a_halving_sweep(t1):
-    """brownian="steps": dt = T/N, T/2N, T/4N walk one tree, on [t0, t0 + 2^k dt] (one node per
-    step), so their W agree at the shared times; it is the tree ``sk.brownian_tree`` returns, and
-    N = 2^k gives the default path."""
-    ens = sk.Ensemble(_brownian_model(t1), n=7, seed=4)
-    sols = [solve(ens, "EM", dt=t1 / n, brownian="steps") for n in (100, 200, 400)]
-    for k, s in enumerate(sols[1:], 1):
-        np.testing.assert_allclose(s.y[:, ::2**k], sols[0].y, rtol=0, atol=1e-14)
-    tree = sk.brownian_tree(ens, dt=t1 / 100, brownian="steps")
-    assert tree.t1 == pytest.approx(1.28 * t1, rel=1e-15)
-    assert sk.brownian_tree(ens, dt=t1 / 400, brownian="steps").t1 == tree.t1
-    W = np.stack([tree.query(t) for t in sols[0].t])        # (nt, m, n)
-    np.testing.assert_allclose(sols[0].y, W.transpose(2, 0, 1), rtol=0, atol=1e-7)
-    assert np.abs(sols[0].y[:, -1]).max() > 0.1
-    np.testing.assert_array_equal(solve(ens, "EM", dt=t1 / 64, brownian="steps").y, solve(ens, "EM", dt=t1 / 64).y)
+@pytest.mark.parametrize("tspan", [(0.0, 1.0), (2.5, 3.2), (0.0, 3.0)])
+def test_decimal_and_dyadic_sweeps_share_the_path(tspan):
+    """dt = 0.01, 0.005, 0.001 and 2^-7 on tspans whose length is not a power of ten: W agrees at the shared
+    times (the tree is on [t0, t0 + 10^k], so decimal steps are its points whatever the tspan)."""
+    prob = _brownian_model()
+    prob = sk.SDEProblem(prob.model, y0=[0.0, 0.0], tspan=tspan)
+    ens = sk.Ensemble(prob, n=7, seed=4)
+    T = tspan[1] - tspan[0]
+    coarse = solve(ens, "EM", dt=0.01)
+    for dt, every in ((0.005, 2), (0.001, 10)):
+        np.testing.assert_allclose(solve(ens, "EM", dt=dt).y[:, ::every], coarse.y, rtol=0, atol=1e-13)
+    dyadic = solve(ens, "EM", dt=2.0**-7)
+    shared = [i for i, t in enumerate(dyadic.t) if abs(t * 100 - round(t * 100)) < 1e-9 and t <= tspan[1]]
+    assert len(shared) >= 2
+    for i in shared:
+        j = int(np.argmin(np.abs(coarse.t - dyadic.t[i])))
+        np.testing.assert_allclose(dyadic.y[:, i], coarse.y[:, j], rtol=0, atol=1e-13)
+    assert np.abs(coarse.y[:, -1]).max() > 0.1 * np.sqrt(T)
 
 
 def test_general_noise_em_matches_increment_definition():
