@@ -183,13 +183,28 @@ def _compose(ln, dw, hh, E, K):
 
 
 @jit
+def _fill(x, v):
+    for i in range(x.shape[0]):
+        for b in range(x.shape[1]):
+            x[i, b] = v
+
+
+@jit
+def _copy(src, dst):
+    for i in range(src.shape[0]):
+        for b in range(src.shape[1]):
+            dst[i, b] = src[i, b]
+
+
+@jit
 def tree_advance(k0, k1, first, src, T, pos, f_lo, f_hi, f_v, meta, zbuf, acc, dW, dH):
     """(ΔW, H) of [a, pos] into dW, dH (M, B), a = the frontier's position (``meta[1]`` <= pos), and move
-    the frontier to ``pos``.  ``acc`` (6, M, B) is scratch.  A zero-length step gives zeros."""
+    the frontier to ``pos``.  ``acc`` (6, M, B) is scratch.  A zero-length step gives zeros.
+    (One split call site: each call site of the inlined Philox costs seconds of compile.)"""
     a, n = meta[1], meta[0]
     E, K, cw, ch, lw, lh = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5]
-    E[:] = 0.0
-    K[:] = 0.0
+    _fill(E, 0.0)
+    _fill(K, 0.0)
     u = T / TREE_UNITS
     while n > 0 and f_hi[n - 1] <= pos:        # whole cells before pos
         n -= 1
@@ -197,30 +212,31 @@ def tree_advance(k0, k1, first, src, T, pos, f_lo, f_hi, f_v, meta, zbuf, acc, d
     if n > 0 and f_lo[n - 1] < pos:            # pos inside the top cell: split it down to pos
         n -= 1
         lo, hi = f_lo[n], f_hi[n]
-        cw[:] = f_v[n, 0]
-        ch[:] = f_v[n, 1]
+        _copy(f_v[n, 0], cw)
+        _copy(f_v[n, 1], ch)
         while True:
             mid = split_point(lo, hi)
-            q, h = (mid - lo) / (hi - lo), (hi - lo) * u
-            if mid <= pos:
-                bridge_block(k0, k1, mid, q, h, first, src, cw, ch, zbuf, lw, lh, cw, ch)
+            before = mid <= pos                # left child before pos: composed; else the right one is pushed
+            l_w, l_h = (lw, lh) if before else (cw, ch)
+            r_w, r_h = (cw, ch) if before else (f_v[n, 0], f_v[n, 1])
+            bridge_block(k0, k1, mid, (mid - lo) / (hi - lo), (hi - lo) * u, first, src, cw, ch, zbuf, l_w, l_h,
+                         r_w, r_h)
+            if before:
                 _compose((mid - lo) * u, lw, lh, E, K)
                 lo = mid
-                if mid == pos:
-                    f_lo[n], f_hi[n] = mid, hi
-                    f_v[n, 0] = cw
-                    f_v[n, 1] = ch
-                    n += 1
-                    break
-            else:
-                bridge_block(k0, k1, mid, q, h, first, src, cw, ch, zbuf, cw, ch, f_v[n, 0], f_v[n, 1])
-                f_lo[n], f_hi[n] = mid, hi
-                n += 1
-                hi = mid
+                if mid < pos:
+                    continue
+                _copy(cw, f_v[n, 0])           # pos reached: the right child is the frontier's top
+                _copy(ch, f_v[n, 1])
+            f_lo[n], f_hi[n] = mid, hi
+            n += 1
+            if before:
+                break
+            hi = mid
     meta[0], meta[1] = n, max(a, pos)
     if pos <= a:
-        dW[:] = 0.0
-        dH[:] = 0.0
+        _fill(dW, 0.0)
+        _fill(dH, 0.0)
         return
     hs = (pos - a) * u
     for i in range(dW.shape[0]):
@@ -273,20 +289,25 @@ def lane_tree_increments(k0, k1, first, src, T, t0, ta, tb, act, f_c, f_v, f_m, 
     dwl, dhl = np.empty((m, 1)), np.empty((m, 1))
     for b in range(src.shape[0]):
         if not act[b]:
-            dW[:, b] = 0.0
-            dH[:, b] = 0.0
+            for i in range(m):
+                dW[i, b] = 0.0
+                dH[i, b] = 0.0
             continue
         lane = src[b:b + 1]
         pa = tree_position(ta[b], t0, T)
         if pa < f_m[b, 1]:
             tree_start(k0, k1, first, lane, T, f_c[b, 0], f_c[b, 1], f_v[b], f_m[b], zbuf)
-        if pa > f_m[b, 1]:
-            tree_advance(k0, k1, first, lane, T, pa, f_c[b, 0], f_c[b, 1], f_v[b], f_m[b], zbuf, acc, dwl, dhl)
-        _copy_frontier(b, f_c, f_v, f_m, g_c, g_v, g_m)
-        tree_advance(k0, k1, first, lane, T, tree_position(tb[b], t0, T), g_c[b, 0], g_c[b, 1], g_v[b], g_m[b],
-                     zbuf, acc, dwl, dhl)
-        dW[:, b] = dwl[:, 0]
-        dH[:, b] = dhl[:, 0]
+        for phase in range(2):      # the frontier to pa if it lags, then the trial copy to pb (one call site)
+            if phase == 0 and pa == f_m[b, 1]:
+                continue
+            if phase == 1:
+                _copy_frontier(b, f_c, f_v, f_m, g_c, g_v, g_m)
+            c, v, mm = (f_c, f_v, f_m) if phase == 0 else (g_c, g_v, g_m)
+            target = pa if phase == 0 else tree_position(tb[b], t0, T)
+            tree_advance(k0, k1, first, lane, T, target, c[b, 0], c[b, 1], v[b], mm[b], zbuf, acc, dwl, dhl)
+        for i in range(m):
+            dW[i, b] = dwl[i, 0]
+            dH[i, b] = dhl[i, 0]
 
 
 @jit
