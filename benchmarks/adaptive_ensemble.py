@@ -76,7 +76,7 @@ def run(n_numba, n_numpy, progress=True):
 
 def markdown(rows, meta) -> str:
     lines = ["# Adaptive ensembles: fused Numba kernel vs numpy driver (neural ODE/SDE, d=4, MLP 4-32-32-4)", "",
-             f"{meta['cpus']} cpus, {meta['numba_threads']} numba threads; compile at NUMBA_OPT={meta['numba_opt']}.",
+             f"{meta['cpus']} cpus, {meta['numba_threads']} numba threads; LLVM opt level {meta['numba_opt']}.",
              "", "| method | tol | backend | N | time [s] | compile [s] | accepted | rejected | traj-steps/s "
              "| max diff vs numpy |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

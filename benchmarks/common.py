@@ -32,8 +32,11 @@ def best(fn, repeats: int) -> float:
 
 def machine() -> dict:
     import numba
+
+    from sdekit.kernels.numba_runtime import KERNEL_OPT
+    opt = os.environ.get("NUMBA_OPT", f"{KERNEL_OPT} (sdekit's default for kernels)")
     out = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-           "numba_threads": numba.get_num_threads(), "numba_opt": os.environ.get("NUMBA_OPT", "3"), "versions": {}}
+           "numba_threads": numba.get_num_threads(), "numba_opt": opt, "versions": {}}
     for mod in ("sdekit", "numpy", "numba", "torch", "torchsde", "jax", "diffrax"):
         try:
             out["versions"][mod] = __import__(mod).__version__

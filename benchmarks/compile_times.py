@@ -82,7 +82,7 @@ def run(quick=False, progress=True):
 
 def markdown(result) -> str:
     md = ["# Compile times (neural models: d = 4, MLP 4-32-32-4)", "",
-          f"{result['cpus']} cpus, NUMBA_OPT={result['numba_opt']} (Numba's default 3 unless set). Cold: a new process "
+          f"{result['cpus']} cpus, LLVM opt level {result['numba_opt']}. Cold: a new process "
           "with empty sdekit and Numba caches (a fresh machine), first solve minus a second one. Warm: a new process "
           "loading the cached kernel, its first solve (N = 64).", "",
           "| kernel | cold compile [s] | target [s] | warm: first result [s] | import sdekit [s] |",

@@ -162,7 +162,7 @@ def tree_start(k0, k1, first, src, T, f_lo, f_hi, f_v, meta, zbuf):
     """A block's frontier at t0: the root [0, U] with ΔW = √T Z1, H = √(T/12) Z2 of node 0.
     Frontier: cells ``f_lo``, ``f_hi`` int64 (TREE_STACK,), values ``f_v`` (TREE_STACK, 2, M, B),
     ``meta`` int64 (2,) = (cells on it, current position); ``zbuf`` (2M, B)."""
-    normals_block(k0, k1, 0, first, src, STREAM_W, zbuf)
+    normals_block(k0, k1, np.int64(0), first, src, STREAM_W, zbuf)
     sd_w, sd_h = math.sqrt(T), math.sqrt(T / 12.0)
     m, nb = f_v.shape[2], f_v.shape[3]
     for i in range(m):

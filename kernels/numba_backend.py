@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 
 from .arguments import model_arguments, run_adaptive, run_fixed, step_classes
+from .numba_runtime import kernel_opt_level
 
 
 def launch(module, n: int, *args):
@@ -19,7 +20,8 @@ def launch(module, n: int, *args):
     per = max(1, nblocks // (4 * nthreads)) if nthreads > 1 else nblocks
     ranges = [(a, min(a + per, nblocks)) for a in range(0, nblocks, per)]
     if not kernel.signatures:
-        kernel(*ranges.pop(0), *args)
+        with kernel_opt_level():
+            kernel(*ranges.pop(0), *args)
     if nthreads == 1:
         for a, b in ranges:
             kernel(a, b, *args)

@@ -1,0 +1,37 @@
+"""`sdekit bench`: the command, the target bookkeeping, and the README table generated from the results."""
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import SUITE, main  # noqa: E402
+from benchmarks.neural_sde import targets  # noqa: E402
+from benchmarks.readme import README, readme_block, table  # noqa: E402
+
+
+def test_readme_speed_table_is_generated_from_the_committed_results():
+    assert readme_block(README.read_text()) == table().strip()
+    assert "traj-steps/s" in table()
+
+
+def test_bench_lists_and_refuses_unknown_names(capsys):
+    assert main(["--list"]) == 0
+    assert all(name in capsys.readouterr().out for name in SUITE)
+    with pytest.raises(SystemExit):
+        main(["no_such_benchmark"])
+    assert "unknown benchmark no_such_benchmark" in capsys.readouterr().err
+    from sdekit.cli import main as cli
+    assert cli(["bench", "--list"]) == 0
+
+
+def test_targets_say_met_or_by_how_much():
+    row = lambda backend, rate: {"backend": backend, "n": 65536, "dtype": "float64", "dt": "0.01",  # noqa: E731
+                                 "traj_steps_per_s": rate}
+    got = {t["versus"]: t for t in targets([row("sdekit numba", 1e7), row("torchsde", 2e6),
+                                            row("diffrax (UnsafeBrownianPath)", 1e7)])}
+    assert got["torchsde"]["met"] and got["torchsde"]["speedup"] == pytest.approx(5.0)
+    assert not got["diffrax (UnsafeBrownianPath)"]["met"] and got["diffrax (UnsafeBrownianPath)"]["target"] == 1.25
+    assert "diffrax (VirtualBrownianTree)" not in got        # not measured: no target line
