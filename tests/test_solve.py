@@ -142,6 +142,10 @@ def test_every_grid_reads_the_tspan_tree():
         W = np.stack([tree.query(t) for t in sol.t])          # (nt, m, n)
         np.testing.assert_allclose(sol.y, W.transpose(2, 0, 1), rtol=0, atol=1e-13)
     assert np.abs(sol.y[:, -1]).max() > 0.1
+    ts = [0.0, 0.1, 0.37, 0.5, 1.0]   # adaptive SRA1 on dy = dW is y = W at the times it steps onto
+    ada = solve(ens, "SRA1", rtol=1e-2, atol=1e-2, saveat=ts)
+    W = np.stack([tree.query(t) for t in ts])
+    np.testing.assert_allclose(ada.y, W.transpose(2, 0, 1), rtol=0, atol=1e-13)
     with pytest.raises(TypeError, match="no longer takes 'brownian'"):
         solve(ens, "EM", dt=0.1, brownian="steps")
     with pytest.raises(ValueError, match="needs an SDE"):
