@@ -72,8 +72,8 @@ def time_grid(tspan, dt) -> Grid:
     of dt and a shorter last one.  Every grid reads the one Brownian tree on tspan
     (``kernels.brownian``): a grid dt = T'/(2^a 5^b), T' the tree's span (the power of ten
     >= t1 − t0; dt = 0.01, 0.005, 0.02, 2^-k, ... for tspan (0, 1)), costs about two tree nodes
-    per step; any other grid about 50 (a deep query per step, ~2x the cost of an EM step of the
-    neural SDE benchmark)."""
+    per step; any other grid (dt = T/300, T/3, π/100, ...) ~55 splits down per step: the neural SDE
+    benchmark's EM step costs ~6x as much (dt = 1/300: 3.8 s per 100 steps against 0.66 s)."""
     t0, t1 = tspan
     try:
         dt = float(dt)
