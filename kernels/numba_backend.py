@@ -1,7 +1,7 @@
 """Launch a generated fused Numba kernel (``sdekit.codegen.emit_numba``) over an ensemble."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numba
 
@@ -9,35 +9,54 @@ from .arguments import model_arguments, run_adaptive, run_fixed, step_classes
 from .numba_runtime import kernel_opt_level
 
 
-def launch(module, n: int, *args):
+def launch(module, n: int, *args, progress: bool = False):
     """Run ``module.kernel(blk0, blk1, *args)`` over all ceil(n / BLOCK) blocks of lanes, on
     ``numba.get_num_threads()`` threads.  The kernel releases the GIL and blocks are independent,
     so the result does not depend on the split; each thread takes about four ranges, so uneven
-    (adaptive) blocks balance.  A first call compiles the kernel on this thread alone."""
+    (adaptive) blocks balance.  A first call compiles the kernel on this thread alone.
+    ``progress``: a tqdm bar of the trajectories whose blocks are done (nothing when off)."""
     kernel = module.kernel
     nblocks = -(-n // module.BLOCK)
     nthreads = max(1, min(numba.get_num_threads(), nblocks))
-    per = max(1, nblocks // (4 * nthreads)) if nthreads > 1 else nblocks
+    per = max(1, nblocks // (4 * nthreads)) if nthreads > 1 else max(1, nblocks // 8)
     ranges = [(a, min(a + per, nblocks)) for a in range(0, nblocks, per)]
-    if not kernel.signatures:
-        with kernel_opt_level():
-            kernel(*ranges.pop(0), *args)
-    if nthreads == 1:
-        for a, b in ranges:
-            kernel(a, b, *args)
-        return
-    with ThreadPoolExecutor(nthreads, thread_name_prefix="sdekit") as pool:
-        for job in [pool.submit(kernel, a, b, *args) for a, b in ranges]:
-            job.result()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=n, desc="sdekit", unit="traj")
+
+    def done(a, b):
+        if bar is not None:
+            bar.update(min(b * module.BLOCK, n) - a * module.BLOCK)
+
+    try:
+        if not kernel.signatures:
+            with kernel_opt_level():
+                kernel(*ranges[0], *args)
+            done(*ranges.pop(0))
+        if nthreads == 1:
+            for a, b in ranges:
+                kernel(a, b, *args)
+                done(a, b)
+            return
+        with ThreadPoolExecutor(nthreads, thread_name_prefix="sdekit") as pool:
+            jobs = {pool.submit(kernel, a, b, *args): (a, b) for a, b in ranges}
+            for job in as_completed(jobs):
+                job.result()
+                done(*jobs[job])
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def integrate(module, names, inp):
     """Run the fixed-step fused kernel over ``inp.grid``."""
     extra = model_arguments(names, inp, step_classes(inp.grid)[0])
-    return run_fixed(inp, lambda fixed: launch(module, inp.y0.shape[1], *fixed, *extra))
+    return run_fixed(inp, lambda fixed: launch(module, inp.y0.shape[1], *fixed, *extra, progress=inp.progress))
 
 
 def integrate_adaptive(module, names, inp, record_capacity: int = 1024):
     """Run the adaptive fused kernel (each lane its own steps)."""
     extra = model_arguments(names, inp)
-    return run_adaptive(inp, lambda fixed: launch(module, inp.y0.shape[1], *fixed, *extra), record_capacity)
+    return run_adaptive(inp, lambda fixed: launch(module, inp.y0.shape[1], *fixed, *extra, progress=inp.progress),
+                        record_capacity)

@@ -1,19 +1,31 @@
-"""Command line: ``sdekit demo``, ``sdekit methods``, ``sdekit inspect``, ``sdekit bench``."""
+"""Command line: sdekit demo | methods | inspect | bench (also python -m sdekit)."""
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 
 def _load_model(spec: str):
+    """The model of ``MODULE:ATTRIBUTE`` (importable from the current folder) or the demo's."""
     if spec == "demo":
         from sdekit.demo import demo_problem
         return demo_problem(4).problem.model
     mod, _, attr = spec.partition(":")
     if not attr:
-        raise SystemExit(f"inspect: give MODULE:ATTRIBUTE (a sdekit ODE/SDE) or 'demo', got {spec!r}")
-    obj = getattr(importlib.import_module(mod), attr)
+        raise ValueError(f"give MODULE:ATTRIBUTE (a sdekit ODE/SDE or problem) or 'demo', got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(mod)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {mod!r} from {os.getcwd()}: {exc}") from None
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        names = [n for n in dir(module) if not n.startswith("_")]
+        raise ValueError(f"module {mod!r} has no attribute {attr!r}; it has {names[:20]}") from None
     return getattr(obj, "model", obj)
 
 
@@ -34,8 +46,11 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
         return _bench(argv[1:])
-    parser = argparse.ArgumentParser(prog="sdekit", description=__doc__)
-    sub = parser.add_subparsers(dest="cmd", required=True)
+    from sdekit import __version__
+    parser = argparse.ArgumentParser(prog="sdekit", description="sdekit: symbolic-numeric ODE/SDE solvers with "
+                                     "fused ensemble kernels.")
+    parser.add_argument("--version", action="version", version=f"sdekit {__version__}")
+    sub = parser.add_subparsers(dest="cmd")
     sub.add_parser("bench", help="run the benchmark suite (sdekit bench --help)")
     d = sub.add_parser("demo", help="neural SDE ensemble: EM vs SETD1 table and plot")
     d.add_argument("--n", type=int, default=1024, help="trajectories (default 1024)")
@@ -44,11 +59,14 @@ def main(argv=None) -> int:
     sub.add_parser("methods", help="print the method catalogue")
     i = sub.add_parser("inspect", help="print the generated source of a model's step")
     i.add_argument("model", help="MODULE:ATTRIBUTE of an ODE/SDE/problem, or 'demo'")
-    i.add_argument("--method", default="SETD1")
+    i.add_argument("--method", default=None, help="a catalogue method (default: EM for SDEs, RK4 for ODEs)")
     i.add_argument("--backend", default="numba", help="numba (default) or numpy")
     i.add_argument("--adaptive", action="store_true",
                    help="the Numba kernel with per-trajectory step control (methods with an error estimate)")
     args = parser.parse_args(argv)
+    if args.cmd is None:
+        parser.print_help()
+        return 0
     try:
         return _run(args)
     except ValueError as exc:  # includes sdekit.ModelError: a user error, not a crash
@@ -65,7 +83,9 @@ def _run(args) -> int:
         print(methods_table())
     elif args.cmd == "inspect":
         from sdekit.solve import inspect
-        print(inspect(_load_model(args.model), args.method, args.backend, adaptive=args.adaptive))
+        model = _load_model(args.model)
+        method = args.method or ("EM" if getattr(model, "stochastic", False) else "RK4")
+        print(inspect(model, method, args.backend, adaptive=args.adaptive))
     return 0
 
 

@@ -38,6 +38,10 @@ def check_weights(net, weights, dtype) -> list:
     """Validated weights ``[(W (out, in), b (out,)), ...]`` cast to ``dtype``; ValueError naming the layer."""
     if type(weights).__name__ == "Sequential":
         weights = from_torch(weights, net)
+    if hasattr(weights, "keys"):   # e.g. a torch state_dict(): names, not layers in order
+        raise ValueError(f"net {net.name!r}: weights must be a list of (W, b) pairs or a torch.nn.Sequential, got a "
+                         f"{type(weights).__name__} (a state_dict()?): pass the Sequential itself, or "
+                         "[(lin.weight, lin.bias) for lin in seq if isinstance(lin, torch.nn.Linear)]")
     try:
         weights = list(weights)
     except TypeError:

@@ -1,6 +1,8 @@
 """Problems (model + data) and ensembles; all input validation happens here, before any compile."""
 from __future__ import annotations
 
+import difflib
+
 import numpy as np
 
 from sdekit.model import ODE, SDE
@@ -41,7 +43,9 @@ def _check_names(given: dict, expected, missing_msg: str, unknown_msg: str):
         raise ValueError(f"{missing_msg} {missing}")
     unknown = [p for p in given if p not in expected]
     if unknown:
-        raise ValueError(f"{unknown_msg} {unknown}; the model has {list(expected)}")
+        close = [c for p in unknown for c in difflib.get_close_matches(p, list(expected), n=1)]
+        hint = f" (did you mean {close[0]!r}?)" if len(unknown) == 1 and close else ""
+        raise ValueError(f"{unknown_msg} {unknown}{hint}; the model has {list(expected)}")
 
 
 def _params(model, params):
@@ -70,7 +74,14 @@ def _integer(x, what):
 class _Problem:
     model_type = None
 
-    def __init__(self, model, y0, tspan, params=None, nets=None):
+    def __init__(self, model, y0, tspan, params=None, nets=None, **unknown):
+        if unknown:
+            valid = ["model", "y0", "tspan", "params", "nets"]
+            key = next(iter(unknown))
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"{type(self).__name__}() got an unknown keyword {key!r}{hint} Valid keywords: "
+                            f"{', '.join(valid)}")
         if not isinstance(model, self.model_type):
             raise ValueError(f"{type(self).__name__} needs a sdekit.{self.model_type.__name__} model, got {type(model).__name__}")
         self.model = model

@@ -176,7 +176,8 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     same step scheme and the same step control; no compile, so quicker for a few small solves).
     ``seed`` (single SDE problems; ensembles carry their own).  ``dtype``: np.float64 or
     np.float32.  Every SDE solve of a problem, any dt or adaptive, reads the same Brownian path
-    (:func:`brownian_tree`).
+    (:func:`brownian_tree`).  ``progress=True``: a tqdm bar (numba: trajectories whose blocks are
+    done; numpy: time steps); off, it costs nothing.
     """
     _check_options("solve", options)
     p = plan(target, method, dt, **options)

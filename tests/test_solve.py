@@ -258,3 +258,16 @@ def test_a_misspelt_solve_keyword_names_the_valid_ones():
     ode = sk.ODEProblem(sk.ODE(sk.states("y", 1), -sk.states("y", 1)), y0=[1.0], tspan=(0, 1))
     with pytest.raises(TypeError, match=r"unknown keyword 'rtoll'; did you mean 'rtol'\? Valid keywords: backend"):
         sk.solve(ode, "RK4", dt=0.1, rtoll=1e-3)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_progress_bar_on_every_backend(backend, capsys):
+    """progress=True: a tqdm bar that reaches the end (numba: trajectories whose blocks are done; numpy: steps);
+    nothing is printed when off."""
+    ens = sk.Ensemble(_brownian_model(), n=300, seed=1)
+    quiet = solve(ens, "EM", dt=0.01, backend=backend)
+    assert capsys.readouterr().err == ""
+    loud = solve(ens, "EM", dt=0.01, backend=backend, progress=True)
+    err = capsys.readouterr().err
+    assert "100%" in err and ("300/300" in err if backend == "numba" else "100/100" in err)
+    np.testing.assert_array_equal(loud.y, quiet.y)
