@@ -42,14 +42,45 @@ print(json.dumps({"import_s": t1 - t0, "first_s": t2 - t1, "again_s": time.perf_
 """
 
 
+_PROFILE = """
+import json, sys, time
+from numba.core import event
+import sdekit as sk
+from benchmarks.adaptive_ensemble import ensemble
+stack, spans = [], []
+class Rec(event.Listener):
+    def on_start(self, ev):
+        stack.append(time.perf_counter())
+    def on_end(self, ev):
+        d = ev.data.get("dispatcher") if isinstance(ev.data, dict) else None
+        spans.append((time.perf_counter() - stack.pop(), getattr(getattr(d, "py_func", None), "__qualname__", "?"),
+                      len(stack)))
+event.register("numba:compile", Rec())
+sk.solve(ensemble(64, True), "EM", dt=0.01, saveat=[0.0, 1.0])
+print(json.dumps(sorted(spans, reverse=True)[:12]))
+"""
+
+_SPEED = """
+import json, sys, time
+import sdekit as sk
+from benchmarks.neural_sde import problem
+ens, _ = problem(65536)
+sk.solve(ens, "EM", dt=0.01, saveat=[1.0])
+best = 1e9
+for _ in range(3):
+    t = time.perf_counter(); sk.solve(ens, "EM", dt=0.01, saveat=[1.0]); best = min(best, time.perf_counter() - t)
+print(json.dumps(best))
+"""
+
+
 def _fresh_env():
     d = tempfile.mkdtemp(prefix="sdekit-bench-cold-")
     return dict(os.environ, SDEKIT_CACHE_DIR=os.path.join(d, "sdekit"), NUMBA_CACHE_DIR=os.path.join(d, "numba"),
                 PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
-def _child(args, env) -> dict:
-    out = subprocess.run([sys.executable, "-c", _CHILD, *args], env=env, capture_output=True, text=True, check=True)
+def _child(args, env, code=_CHILD):
+    out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -76,8 +107,19 @@ def run(quick=False, progress=True):
         rows.append({"method": method, "control": control, "model": model, "target_s": target,
                      "cold_compile_s": cold["first_s"] - cold["again_s"], "warm_first_result_s": warm["first_s"],
                      "import_s": warm["import_s"], "run_s": cold["again_s"]})
-    demo = demo_first_row(_fresh_env(), 64 if quick else 256)
-    return {**machine(), "rows": rows, "demo": demo}
+    n_demo = 64 if quick else 256
+    demo = dict(demo_first_row(_fresh_env(), n_demo), n=n_demo)
+    profile = _child([], _fresh_env(), _PROFILE)    # where a cold EM compile spends its time (nested: callees)
+    speed = {}
+    if not quick:                                    # the kernel opt level: speed of EM, N = 65536, -O2 vs -O3
+        for opt in ("3", None):
+            env = _fresh_env()
+            if opt:
+                env["NUMBA_OPT"] = opt
+            else:
+                env.pop("NUMBA_OPT", None)
+            speed["O3" if opt else "sdekit default"] = _child([], env, _SPEED)
+    return {**machine(), "rows": rows, "demo": demo, "profile": profile, "opt_speed": speed}
 
 
 def markdown(result) -> str:
@@ -93,8 +135,18 @@ def markdown(result) -> str:
         md.append(f"| {r['method']} {r['control']} ({r['model'].upper()}) | {r['cold_compile_s']:.1f} | {tgt} | "
                   f"{r['warm_first_result_s']:.2f} | {r['import_s']:.2f} |")
     d = result["demo"]
-    md += ["", f"`sdekit demo --n 256` on a fresh machine: first table row after {d['first_row_s']:.1f} s, "
-               f"done after {d['total_s']:.1f} s."]
+    md += ["", f"`sdekit demo --n {d.get('n', 256)}` on a fresh machine: first table row after {d['first_row_s']:.1f} s, "
+               f"done after {d['total_s']:.1f} s. A new process spends the import column before its first result."]
+    if result.get("profile"):
+        md += ["", "Where a cold EM compile goes (Numba compile events; indented: compiled inside the caller, "
+                   "included in its time):", "", "| seconds | function |", "|---|---|"]
+        md += [f"| {t:.2f} | {'&nbsp;' * 4 * depth}{name} |" for t, name, depth in result["profile"]]
+        md += ["", "The Brownian tree's runtime functions (tree_step, tree_start and what they call) take about half "
+                   "of it; each is compiled once per machine and cached, and each further kernel reuses them."]
+    if result.get("opt_speed"):
+        s = result["opt_speed"]
+        md += ["", "Kernel speed at the opt levels (neural SDE EM, N = 65536, 100 steps, best of 3): "
+               + ", ".join(f"{k} {v:.3f} s" for k, v in s.items()) + "."]
     return "\n".join(md) + "\n"
 
 

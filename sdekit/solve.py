@@ -73,7 +73,8 @@ def time_grid(tspan, dt) -> Grid:
     (``kernels.brownian``): a grid dt = T'/(2^a 5^b), T' the tree's span (the power of ten
     >= t1 − t0; dt = 0.01, 0.005, 0.02, 2^-k, ... for tspan (0, 1)), costs about two tree nodes
     per step; any other grid (dt = T/300, T/3, π/100, ...) ~55 splits down per step: the neural SDE
-    benchmark's EM step costs ~6x as much (dt = 1/300: 3.8 s per 100 steps against 0.66 s)."""
+    benchmark's EM step costs ~6x as much (dt = 1/300: 3.8 s per 100 steps against 0.66 s), a model
+    that is only noise ~13x."""
     t0, t1 = tspan
     try:
         dt = float(dt)
@@ -105,9 +106,11 @@ def brownian_tree(target, seed: int | None = None):
 
 
 def save_steps(grid, saveat) -> list:
-    """Indices into the grid of the saved times (every step when ``saveat`` is None)."""
-    if saveat is None:
+    """Indices into the grid of the saved times (every step when ``saveat`` is None or "steps")."""
+    if saveat is None or (isinstance(saveat, str) and saveat == "steps"):
         return list(range(len(grid.times)))
+    if isinstance(saveat, str):
+        raise ValueError(f"saveat must be times or 'steps' (every step), got {saveat!r}")
     ts = np.atleast_1d(np.asarray(saveat, dtype=float))
     if ts.ndim != 1 or not np.all(np.isfinite(ts)):
         raise ValueError("saveat must be a 1-d array of finite times")
@@ -167,8 +170,9 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     default: Hairer's initial step).  Adaptive options: ``rtol``, ``atol`` (scalars or one per
     component; defaults 1e-3/1e-6 for ODEs, 1e-2/1e-2 for SDEs), ``controller`` "I" | "PI" | "PID",
     ``dtmin``, ``dtmax``, ``maxiters`` (attempted steps per trajectory), ``tstops`` (times stepped
-    onto exactly).  ``saveat``: fixed steps — times on the grid (default: every step); adaptive
-    ODEs — any times, by the method's continuous extension (DP5, Tsit5) or cubic Hermite (default:
+    onto exactly).  ``saveat``: fixed steps — times on the grid, or "steps" for every step (default:
+    every step of a single problem, (t0, t1) for ensembles; a warning before more than MEMORY_BUDGET
+    bytes); adaptive ODEs — any times, by the method's continuous extension (DP5, Tsit5) or cubic Hermite (default:
     every accepted step of a single problem, (t0, t1) for ensembles); adaptive SDEs step onto them exactly.
 
     ``backend``: "numba" (default: the fused, multi-threaded ensemble kernel; adaptive, every
@@ -185,8 +189,9 @@ def solve(target, method: str, dt=None, **options) -> Solution:
 
 
 #: keywords of earlier versions, and why they went
-_REMOVED = {"brownian": "every solve now reads the one Brownian tree on tspan, and every grid dt = T/(2^a 5^b) "
-                        "walks it at about two nodes per step (brownian='steps' was the fast path of 0.x)"}
+_REMOVED = {"brownian": "every solve now reads the one Brownian tree on [t0, t0 + T], T the power of ten >= t1 - t0, "
+                        "and every grid dt = T/(2^a 5^b) (0.01, 0.005, 2^-7, ...) walks it at about two nodes per step "
+                        "(brownian='steps' was the fast path of 0.1)"}
 
 
 def _check_options(fn: str, options: dict):
@@ -231,6 +236,15 @@ def plan(target, method: str, dt=None, *, backend: str | None = None, saveat=Non
     saved_steps = None if adaptive else save_steps(grid, saveat)
     if saved_steps == []:
         raise ValueError("saveat is empty: nothing would be saved")
+    if isinstance(saveat, str) and saveat == "steps":
+        if adaptive and is_ensemble:
+            raise ValueError("saveat='steps' (every accepted step) is for single problems: ensemble lanes take "
+                             "different steps; give saveat times")
+        saveat = None if adaptive else saveat
+    if saved_steps is not None and saveat is None and is_ensemble:
+        saved_steps = [0, len(grid.times) - 1]       # ensembles save their endpoints unless saveat says more
+    nsaved = len(saved_steps) if saved_steps is not None else np.size(saveat) if saveat is not None else 2
+    _check_memory(nsaved * Y0.shape[0] * Y0.shape[1] * np.dtype(dtype).itemsize, nsaved, Y0.shape[0])
     opts = None if not adaptive else adaptive_options(m, problem, model.form.dim, is_ensemble, dt, rtol, atol,
                                                       controller, dtmin, dtmax, maxiters, saveat, tstops)
     scheme, kernel = compile_kernel(model, m, backend, dtype, adaptive)
@@ -244,6 +258,18 @@ def plan(target, method: str, dt=None, *, backend: str | None = None, saveat=Non
                    seed=seed, trajectories=np.asarray(trajectories, np.int64), grid=grid, save_steps=saved_steps,
                    opts=opts, progress=progress)
     return Plan(kernel, inp, m.name, backend, is_ensemble)
+
+
+#: bytes of saved states above which ``solve`` warns before allocating them
+MEMORY_BUDGET = 2**31
+
+
+def _check_memory(nbytes: int, nsaved: int, n: int):
+    if nbytes > MEMORY_BUDGET:
+        import warnings
+        warnings.warn(f"this solve saves {nsaved} states of {n} trajectories: sol.y will take {nbytes / 2**30:.1f} GiB "
+                      f"(more than sdekit.solve.MEMORY_BUDGET = {MEMORY_BUDGET / 2**30:.0f} GiB); pass saveat= to save "
+                      "fewer times", stacklevel=4)
 
 
 def _linear_value(model, scheme, params):

@@ -65,8 +65,8 @@ CASES = [  # method, stochastic, structure, noise, dt
 def test_numba_agrees_with_numpy(method, stochastic, structure, noise, dt, golden):
     prob = neural(stochastic, structure, noise or "diagonal")
     ens = sk.Ensemble(prob, n=150, seed=3)   # one full block of 128 + a padded one
-    a = sk.solve(ens, method, dt=dt, backend="numba")
-    b = sk.solve(ens, method, dt=dt, backend="numpy")
+    a = sk.solve(ens, method, dt=dt, backend="numba", saveat="steps")
+    b = sk.solve(ens, method, dt=dt, backend="numpy", saveat="steps")
     golden("numba", a)
     golden("numpy", b)
     assert a.retcode == b.retcode == "Success"
@@ -86,8 +86,8 @@ def test_every_catalogue_method_runs_in_the_fused_kernel(method, golden):
     m = get_method(method)
     structure = "dense" if CATALOGUE_REST.index(method) % 2 else "diagonal"
     ens = sk.Ensemble(neural(m.stochastic, structure), n=130, seed=2)
-    a = sk.solve(ens, method, dt=2.0**-4, backend="numba")
-    b = sk.solve(ens, method, dt=2.0**-4, backend="numpy")
+    a = sk.solve(ens, method, dt=2.0**-4, backend="numba", saveat="steps")
+    b = sk.solve(ens, method, dt=2.0**-4, backend="numpy", saveat="steps")
     golden("numba", a)
     golden("numpy", b)
     assert a.retcode == b.retcode == "Success"
@@ -115,8 +115,8 @@ def test_numba_per_trajectory_params_and_unstable_lane(golden):
     Y0 = np.tile(prob.y0, (40, 1))
     p2 = sk.SDEProblem(prob.model, y0=prob.y0, tspan=prob.tspan, params={"k": ks}, nets=prob.nets)
     ens = sk.Ensemble(p2, y0=Y0, seed=1)
-    a = sk.solve(ens, "EM", dt=2.0**-4)
-    b = sk.solve(ens, "EM", dt=2.0**-4, backend="numpy")
+    a = sk.solve(ens, "EM", dt=2.0**-4, saveat="steps")
+    b = sk.solve(ens, "EM", dt=2.0**-4, backend="numpy", saveat="steps")
     golden("numba", a)
     golden("numpy", b)
     assert a.retcodes[7] == b.retcodes[7] == "Unstable" and a.retcode == "Unstable"
@@ -130,8 +130,8 @@ def test_grid_that_is_not_a_tree_point_agrees_with_numpy(golden):
     frontier moves; SETD1's per-step normals are keyed by the step index."""
     ens = sk.Ensemble(neural(True), n=130, seed=6)
     for method in ("EM", "SETD1"):
-        a = sk.solve(ens, method, dt=0.3)
-        b = sk.solve(ens, method, dt=0.3, backend="numpy")
+        a = sk.solve(ens, method, dt=0.3, saveat="steps")
+        b = sk.solve(ens, method, dt=0.3, backend="numpy", saveat="steps")
         golden(f"{method}-numba", a)
         golden(f"{method}-numpy", b)
         np.testing.assert_allclose(a.y, b.y, rtol=0, atol=RTOL * np.abs(b.y).max())

@@ -32,8 +32,11 @@ def neural_sde(noise="diagonal"):
 def test_design_api_example_shapes():
     prob = neural_sde()
     ens = sk.Ensemble(prob, n=64, seed=0)
-    sol = solve(ens, method="SETD1", dt=1e-2, backend="numpy")
-    assert sol.t.shape == (101,) and sol.y.shape == (64, 101, 3)
+    sol = solve(ens, method="SETD1", dt=1e-2, backend="numpy")    # an ensemble saves (t0, t1) by default
+    assert sol.t.shape == (2,) and sol.y.shape == (64, 2, 3)
+    every = solve(ens, method="SETD1", dt=1e-2, backend="numpy", saveat="steps")
+    assert every.t.shape == (101,) and every.y.shape == (64, 101, 3)
+    np.testing.assert_array_equal(every.y[:, [0, -1]], sol.y)
     assert sol.retcode == "Success" and set(sol.retcodes) == {"Success"}
     assert sol.stats == {"nf": 100 * 64, "naccept": 100 * 64, "nreject": 0}
     single = solve(prob, "EM", dt=0.25, seed=3)
@@ -138,7 +141,7 @@ def test_every_grid_reads_the_tspan_tree():
     ens = sk.Ensemble(_brownian_model(), n=5, seed=2)
     tree = sk.brownian_tree(ens)
     for dt in (2.0**-7, 0.01, 0.02, 0.001, 0.03):
-        sol = solve(ens, "EM", dt=dt)
+        sol = solve(ens, "EM", dt=dt, saveat="steps")
         W = np.stack([tree.query(t) for t in sol.t])          # (nt, m, n)
         np.testing.assert_allclose(sol.y, W.transpose(2, 0, 1), rtol=0, atol=1e-13)
     assert np.abs(sol.y[:, -1]).max() > 0.1
@@ -160,10 +163,10 @@ def test_decimal_and_dyadic_sweeps_share_the_path(tspan):
     prob = sk.SDEProblem(prob.model, y0=[0.0, 0.0], tspan=tspan)
     ens = sk.Ensemble(prob, n=7, seed=4)
     T = tspan[1] - tspan[0]
-    coarse = solve(ens, "EM", dt=0.01)
+    coarse = solve(ens, "EM", dt=0.01, saveat="steps")
     for dt, every in ((0.005, 2), (0.001, 10)):
-        np.testing.assert_allclose(solve(ens, "EM", dt=dt).y[:, ::every], coarse.y, rtol=0, atol=1e-13)
-    dyadic = solve(ens, "EM", dt=2.0**-7)
+        np.testing.assert_allclose(solve(ens, "EM", dt=dt, saveat="steps").y[:, ::every], coarse.y, rtol=0, atol=1e-13)
+    dyadic = solve(ens, "EM", dt=2.0**-7, saveat="steps")
     shared = [i for i, t in enumerate(dyadic.t) if abs(t * 100 - round(t * 100)) < 1e-9 and t <= tspan[1]]
     assert len(shared) >= 2
     for i in shared:
@@ -271,3 +274,22 @@ def test_progress_bar_on_every_backend(backend, capsys):
     err = capsys.readouterr().err
     assert "100%" in err and ("300/300" in err if backend == "numba" else "100/100" in err)
     np.testing.assert_array_equal(loud.y, quiet.y)
+
+
+def test_saving_more_than_the_memory_budget_warns(monkeypatch):
+    """A single problem saves every step, an ensemble its endpoints; a solve whose saved states would pass
+    MEMORY_BUDGET warns (before allocating) and says how to save less."""
+    import sys
+    S = sys.modules["sdekit.solve"]     # the module (sdekit.solve is also the function's name)
+    ens = sk.Ensemble(_brownian_model(), n=50, seed=1)
+    monkeypatch.setattr(S, "MEMORY_BUDGET", 50 * 2 * 8 * 20)
+    with pytest.warns(UserWarning, match=r"saves 101 states of 50 trajectories.*pass saveat="):
+        solve(ens, "EM", dt=0.01, saveat="steps", backend="numpy")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert solve(ens, "EM", dt=0.01, backend="numpy").y.shape == (50, 2, 2)
+    with pytest.raises(ValueError, match="saveat must be times or 'steps'"):
+        solve(ens, "EM", dt=0.01, saveat="every")
+    with pytest.raises(ValueError, match="for single problems"):
+        solve(ens, "SRA1", rtol=1e-2, saveat="steps")
