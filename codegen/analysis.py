@@ -82,6 +82,7 @@ class SemilinearForm:
     additive: bool = True
     params: tuple = ()
     nets: dict = field(default_factory=dict)
+    linear_exact: sp.Matrix | None = None       # L as the user wrote it (exact rationals), for display
 
     @property
     def dim(self) -> int:
@@ -175,7 +176,8 @@ def _as_states(y) -> tuple:
 
 
 def _linear_input(linear, d):
-    """Explicit ``linear=``: sympy Matrix (symbolic) or array (numeric runtime data)."""
+    """Explicit ``linear=``: sympy Matrix (symbolic) or array (numeric runtime data).  Returns
+    (symbolic L or None, numeric L or None, the exact sympy L or None)."""
     if isinstance(linear, sp.MatrixBase):
         L = sp.Matrix(linear)
         if L.shape != (d, d):
@@ -184,16 +186,16 @@ def _linear_input(linear, d):
             A = np.array(L.evalf(), dtype=float)
             if not np.all(np.isfinite(A)):
                 raise ModelError(f"linear part has non-finite entries: {L.tolist()}")
-            return None, A
-        return L, None
+            return None, A, L
+        return L, None, L
     if np.isscalar(linear):
-        return None, float(linear) * np.eye(d)
+        return None, float(linear) * np.eye(d), None
     A = np.asarray(linear, dtype=float)
     if A.shape != (d, d):
         raise ModelError(f"linear part must be {d}x{d}, got shape {A.shape}")
     if not np.all(np.isfinite(A)):
         raise ValueError("linear part contains non-finite entries")
-    return None, A
+    return None, A, None
 
 
 def _diffusion_input(diffusion, noise, d):
@@ -235,11 +237,11 @@ def analyse(y, drift=None, diffusion=None, noise=None, linear=None, nonlinear=No
             raise ModelError(f"drift has {f.shape[0]} components but the state has {d}")
         _check_symbols(f, states, "drift")
         L, affine, nl = split_drift(states, f)
-        L_sym, L_num = _linear_input(L, d)
+        L_sym, L_num, L_exact = _linear_input(L, d)
     else:
         if linear is None and nonlinear is None:
             raise ModelError("a model needs drift= (or linear=/nonlinear=)")
-        L_sym, L_num = _linear_input(linear if linear is not None else np.zeros((d, d)), d)
+        L_sym, L_num, L_exact = _linear_input(linear if linear is not None else np.zeros((d, d)), d)
         if L_sym is not None:
             if L_sym.has(*states):
                 raise ModelError("linear part depends on the state; put such terms in nonlinear=")
@@ -263,7 +265,7 @@ def analyse(y, drift=None, diffusion=None, noise=None, linear=None, nonlinear=No
         raise ModelError("noise= given without a diffusion")
     structure = linear_structure(L_sym if L_sym is not None else L_num)
     return SemilinearForm(
-        states=states, linear=L_sym, linear_numeric=L_num, linear_structure=structure,
+        states=states, linear=L_sym, linear_numeric=L_num, linear_structure=structure, linear_exact=L_exact,
         affine=affine, nonlinear=nl, diffusion=G, noise=noise if G is not None else None,
         additive=additive, params=_params_of(L_sym, affine, nl, G),
         nets={**nets_in(nl), **nets_in(affine)},

@@ -23,9 +23,10 @@ from ..abi import JIT_FLAGS
 jit = numba.njit(**JIT_FLAGS)
 
 #: LLVM optimisation level of sdekit's kernels when NUMBA_OPT is not set: 2 rather than Numba's 3.  Measured
-#: (2 cores, fresh caches): as fast for every kernel tried (neural EM N = 65536: 0.65 s vs 0.69 s; adaptive
-#: Tsit5 0.045 vs 0.044 s; adaptive Exprb43 0.32 vs 0.31 s) and half the compile of the big ones (adaptive
-#: Exprb43 16 s vs 30 s: O3's extra loop passes over its ~100 lane loops).
+#: (2 cores, fresh caches, O2 vs O3): within 4% for every kernel tried (neural EM N = 65536: 0.65-0.69 s vs
+#: 0.67-0.69 s over runs; adaptive Tsit5 0.045 vs 0.044 s; adaptive Exprb43 0.32 vs 0.31 s) and half the compile
+#: of the big ones (adaptive Exprb43 16 s vs 30 s: O3's extra loop passes over its ~100 lane loops).
+#: benchmarks/compile_times.py measures it again.
 KERNEL_OPT = 2
 
 

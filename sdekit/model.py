@@ -24,7 +24,9 @@ class _Model:
 
     @property
     def linear(self):
-        """The exact constant linear part L (sympy Matrix, or the numeric array given)."""
+        """The exact constant linear part L (sympy Matrix, exact rationals kept; or the numeric array given)."""
+        if self.form.linear_exact is not None:
+            return self.form.linear_exact
         return self.form.linear if self.form.linear is not None else self.form.linear_numeric
 
     @property

@@ -80,3 +80,14 @@ def test_noise_shapes():
 def test_model_errors(build, match):
     with pytest.raises(sk.ModelError, match=match):
         build(sk.states("y", 2))
+
+
+def test_constant_linear_part_stays_exact():
+    """Lorenz's 8/3 shows as 8/3 in model.linear (the kernel still gets L as numeric runtime data)."""
+    x = sk.states("x", 3)
+    s, r, b = sp.Integer(10), sp.Integer(28), sp.Rational(8, 3)
+    m = sk.ODE(x, sp.Matrix([s * (x[1] - x[0]), x[0] * (r - x[2]) - x[1], x[0] * x[1] - b * x[2]]))
+    assert m.linear == sp.Matrix([[-10, 10, 0], [28, -1, 0], [0, 0, -b]]) and m.linear[2, 2] == -sp.Rational(8, 3)
+    assert m.form.linear is None and np.allclose(m.form.linear_numeric[2, 2], -8 / 3)
+    explicit = sk.ODE(x, linear=sp.diag(sp.Rational(-1, 3), -1, -2), nonlinear=sp.zeros(3, 1))
+    assert explicit.linear[0, 0] == sp.Rational(-1, 3)
