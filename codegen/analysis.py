@@ -15,6 +15,7 @@ import numpy as np
 import sympy as sp
 
 from .errors import ModelError
+from .functions import check_functions
 from .neural import NetCall, nets_in
 
 #: the time symbol every model uses
@@ -149,6 +150,7 @@ def split_drift(states, drift: sp.Matrix):
 
 
 def _check_symbols(expr, states, what: str):
+    check_functions(expr, what)
     allowed = set(states) | {t}
     for s in sorted(sp.Matrix(expr).free_symbols, key=lambda s: s.name):
         if s not in allowed and not isinstance(s, Param):
@@ -245,6 +247,9 @@ def analyse(y, drift=None, diffusion=None, noise=None, linear=None, nonlinear=No
         if L_sym is not None:
             if L_sym.has(*states):
                 raise ModelError("linear part depends on the state; put such terms in nonlinear=")
+            if L_sym.has(t):
+                raise ModelError("linear part depends on t, which linear= does not support yet; put the "
+                                 "t-dependent terms in nonlinear= (or give them in drift=)")
             _check_symbols(L_sym, states, "linear part")
         nl_all = as_column(nonlinear if nonlinear is not None else sp.zeros(d, 1), "nonlinear part")
         if nl_all.shape[0] != d:

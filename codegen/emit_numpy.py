@@ -9,7 +9,7 @@ column per trajectory).  Operators of a scalar/diagonal ``L`` are arrays of shap
 from __future__ import annotations
 
 import sympy as sp
-from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.numpy import SciPyPrinter
 
 from . import loop
 from .loop import Writer
@@ -20,8 +20,9 @@ from .lowering import lower
 from .print_numpy import PRELUDE, NumpyLoopPrinter
 from .scheme import EvalJacobian, EvalNoise, EvalRHS, StepScheme, operator_layout
 
-class _ArrayPrinter(NumPyPrinter):
-    """numpy code; Max/Min as nested elementwise numpy.maximum/minimum (sympy's default needs functools)."""
+class _ArrayPrinter(SciPyPrinter):
+    """numpy code (special functions from scipy.special; the table is codegen/functions.py); Max/Min as
+    nested elementwise numpy.maximum/minimum (sympy's default needs functools)."""
 
     def _print_Max(self, e):
         return self._nested(e.args, "numpy.maximum")
@@ -194,6 +195,7 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme, adaptive: bool = False)
         "",
         "import numpy",
         "import numpy as np",
+        "import scipy.special",
         "from sdekit.kernels.numpy_runtime import (add_linear, apply_augmented, apply_dense, jacobian_operators,",
         "                                          mlp_forward, mlp_forward_jacobian)",
         *printer.imports(),

@@ -32,6 +32,26 @@ class _KernelPrinter(NumPyPrinter):
     def _print_Min(self, e):
         return f"min({', '.join(self._print(a) for a in e.args)})"
 
+    def _print_Piecewise(self, e):
+        """Nested conditional expressions (numpy.select does not type on scalars); NaN where no branch holds."""
+        out = "math.nan"
+        for value, cond in reversed(e.args):
+            out = self._print(value) if cond == sp.true else f"({self._print(value)} if {self._print(cond)} else {out})"
+        return out
+
+    def _print_Relational(self, e):
+        ops = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+        return f"({self._print(e.lhs)} {ops[e.rel_op]} {self._print(e.rhs)})"
+
+    def _print_And(self, e):
+        return "(" + " and ".join(self._print(a) for a in e.args) + ")"
+
+    def _print_Or(self, e):
+        return "(" + " or ".join(self._print(a) for a in e.args) + ")"
+
+    def _print_Not(self, e):
+        return f"(not {self._print(e.args[0])})"
+
     def _print_Heaviside(self, e):
         x = self._print(e.args[0])
         half = self._print(e.args[1]) if len(e.args) > 1 else "0.5"
