@@ -37,3 +37,44 @@ class Solution:
     def __repr__(self):
         return (f"Solution(method={self.method!r}, backend={self.backend!r}, retcode={self.retcode!r}, "
                 f"t: {self.t.shape}, y: {self.y.shape}, stats={self.stats})")
+
+    def plot(self, kind: str = "auto", component: int = 0, ax=None, paths: int = 20, quantiles=(0.05, 0.25),
+             bins: int = 40):
+        """Draw the solution with matplotlib (imported here) and return the axes.
+
+        ``kind``: "paths" (up to ``paths`` trajectories of ``component`` against t), "quantiles" (the
+        ensemble's median and the bands between each q and 1 − q of ``quantiles``, over the trajectories
+        that succeeded), "hist" (the distribution of ``component`` at the last saved time), or "auto":
+        paths for one problem, quantiles for an ensemble saved at more than two times, else hist."""
+        import matplotlib.pyplot as plt
+        ens = self.y.ndim == 3
+        d = self.y.shape[-1]
+        if not 0 <= component < d:
+            raise ValueError(f"component must be in [0, {d}), got {component}")
+        if kind == "auto":
+            kind = "paths" if not ens else ("quantiles" if self.t.size > 2 else "hist")
+        if kind not in ("paths", "quantiles", "hist"):
+            raise ValueError(f"kind must be 'paths', 'quantiles', 'hist' or 'auto', got {kind!r}")
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 4))
+        Y = self.y[..., component] if ens else self.y[None, :, component]          # (n, nsave)
+        ok = Y[np.all(np.isfinite(Y), axis=1)]
+        label = f"y{component}"
+        if kind == "paths":
+            for row in Y[:paths]:
+                ax.plot(self.t, row, lw=1)
+            ax.set(xlabel="t", ylabel=label, title=f"{self.method}: {min(paths, len(Y))} of {len(Y)} paths")
+        elif kind == "quantiles":
+            if not ens:
+                raise ValueError("quantile bands need an ensemble solution")
+            for q in sorted(quantiles):
+                lo, hi = np.quantile(ok, [q, 1 - q], axis=0)
+                ax.fill_between(self.t, lo, hi, alpha=0.25, color="C0", label=f"{q:g}–{1 - q:g}")
+            ax.plot(self.t, np.median(ok, axis=0), color="C0", label="median")
+            ax.set(xlabel="t", ylabel=label, title=f"{self.method}: {len(ok)} trajectories")
+            ax.legend()
+        else:
+            ax.hist(ok[:, -1], bins=bins, density=True, alpha=0.7)
+            ax.set(xlabel=f"{label}(t = {self.t[-1]:g})", ylabel="density",
+                   title=f"{self.method}: distribution at t = {self.t[-1]:g}")
+        return ax

@@ -293,3 +293,25 @@ def test_saving_more_than_the_memory_budget_warns(monkeypatch):
         solve(ens, "EM", dt=0.01, saveat="every")
     with pytest.raises(ValueError, match="for single problems"):
         solve(ens, "SRA1", rtol=1e-2, saveat="steps")
+
+
+def test_solution_plots_paths_bands_and_histograms(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ens = sk.Ensemble(_brownian_model(), n=200, seed=3)
+    sol = solve(ens, "EM", dt=0.01, saveat=np.linspace(0, 1, 11), backend="numpy")
+    ax = sol.plot()                                        # an ensemble saved at 11 times: quantile bands
+    assert len(ax.collections) == 2 and ax.get_lines()[0].get_ydata().shape == (11,)
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), np.median(sol.y[:, :, 0], axis=0))
+    assert len(sol.plot("paths", paths=5).get_lines()) == 5
+    hist = sol.plot("hist", component=1)
+    assert sum(p.get_height() for p in hist.patches) > 0
+    single = solve(_brownian_model(), "EM", dt=0.01, seed=1, backend="numpy")
+    assert len(single.plot().get_lines()) == 1            # one problem: its path
+    plt.gcf().savefig(tmp_path / "p.png")
+    with pytest.raises(ValueError, match="component must be in"):
+        sol.plot(component=5)
+    with pytest.raises(ValueError, match="kind must be"):
+        sol.plot("violin")
+    plt.close("all")
