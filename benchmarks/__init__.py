@@ -21,7 +21,7 @@ SUITE = {
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="sdekit bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="sdekit bench", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all of {list(SUITE)})")
     parser.add_argument("--quick", action="store_true", help="small sizes, results to a temporary folder (a smoke run)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
