@@ -15,7 +15,7 @@ import numpy as np
 import sympy as sp
 
 from .errors import ModelError
-from .functions import check_functions
+from .functions import check_functions, check_printable
 from .neural import NetCall, nets_in
 
 #: the time symbol every model uses
@@ -154,10 +154,12 @@ def _check_symbols(expr, states, what: str):
     allowed = set(states) | {t}
     for s in sorted(sp.Matrix(expr).free_symbols, key=lambda s: s.name):
         if s not in allowed and not isinstance(s, Param):
+            hint = " (time is sdekit.t, not a plain sympy Symbol)" if s.name == "t" else ""
             raise ModelError(
-                f"{what} contains the symbol {s!r}, which is neither a state, t, nor a parameter "
-                f"declared with sdekit.params(...)"
+                f"{what} contains the symbol {s!r}, which is neither a state, sdekit.t, nor a parameter "
+                f"declared with sdekit.params(...){hint}"
             )
+    check_printable(expr, what)
 
 
 def _params_of(*exprs) -> tuple:

@@ -298,7 +298,7 @@ def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=()) -> LoopKe
     loop += [_error_norm(scheme)] + _dense_output(scheme, stochastic) + [_accept_reject(scheme, stochastic)]
     if scheme.fsal:
         loop.append(Set("fsal_ready", "True  # every lane's first stage now holds f(y, t)"))
-    body += [WhileAny("act", loop),
+    body += [WhileAny("act", loop, progress=("t64", "t0", "t1")),
              Lanes([If("valid", [Store("retcode", ("j",), "code"), Store("stats", (str(NF), "j"), "nf"),
                                  Store("stats", (str(NACCEPT), "j"), "naccepted"),
                                  Store("stats", (str(NREJECT), "j"), "nrejected")])])]

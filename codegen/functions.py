@@ -39,6 +39,28 @@ def check_functions(expr, what: str):
         backends = SUPPORTED.get(f.func, ())
         missing = [b for b in BACKENDS if b not in backends]
         if missing:
-            names = ", ".join(sorted(k.__name__ for k in SUPPORTED))
+            names = ", ".join(sorted(k.__name__ for k, v in SUPPORTED.items() if set(v) == set(BACKENDS)))
             raise ModelError(f"{what} uses {f.func.__name__}, which the {' and '.join(missing)} backend"
                              f"{'s do' if len(missing) > 1 else ' does'} not support; supported functions: {names}")
+
+
+def check_printable(expr, what: str):
+    """ModelError for what a backend printer cannot print (complex numbers, Integral, Derivative, ...):
+    each printer tries ``expr`` at build (networks as placeholders), so nothing fails later in generated code."""
+    from .emit_numpy import pr as numpy_pr
+    from .neural import NetCall
+    from .numba_lanes import pr as numba_pr
+    m = sp.Matrix(expr)
+    if m.has(sp.I):
+        raise ModelError(f"{what} is complex ({[e for e in m if e.has(sp.I)][0]}): sdekit integrates real states; "
+                         "split a complex state into its real and imaginary parts")
+    m = m.xreplace({c: sp.Dummy("net") for c in m.atoms(NetCall)})
+    for backend, pr in (("numpy", numpy_pr), ("numba", numba_pr)):
+        for e in m:
+            try:
+                pr(e)
+            except Exception as exc:
+                kinds = sorted({type(a).__name__ for a in sp.preorder_traversal(e) if not isinstance(a, (sp.Symbol,
+                                sp.Number)) and not isinstance(a, sp.Function)} - {"Add", "Mul", "Pow", "Tuple"})
+                raise ModelError(f"{what}: the {backend} backend cannot print {e} ({type(exc).__name__}); "
+                                 f"evaluate {', '.join(kinds) or 'it'} first (e.g. with .doit())") from None

@@ -64,10 +64,12 @@ class For:
 
 @dataclass(frozen=True)
 class WhileAny:
-    """Repeat ``body`` while any lane has ``cond`` (a per-lane flag)."""
+    """Repeat ``body`` while any lane has ``cond`` (a per-lane flag).  ``progress``: (lane time, start, end)
+    for a printer that shows a bar of the slowest active lane's time (numpy; Numba shows blocks done)."""
 
     cond: str
     body: list
+    progress: tuple | None = None
 
 
 @dataclass(frozen=True)

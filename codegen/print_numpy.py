@@ -37,6 +37,27 @@ def _progress(steps, show):
     return tqdm(steps, desc="sdekit numpy", unit="step")
 
 
+def _time_bar(t0, t1, show):
+    """A tqdm bar over [t0, t1] when ``show`` (adaptive solves: the slowest active lane's time)."""
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+    bar = tqdm(total=float(t1 - t0), desc="sdekit numpy", unit="t", bar_format="{l_bar}{bar}| t {n:.3g}/{total:.3g}")
+    bar.t0_ = float(t0)
+    return bar
+
+
+def _time_step(bar, t, active):
+    """Move the bar to the slowest active lane's time; close it when ``t`` is None."""
+    if bar is None:
+        return
+    if t is None:
+        bar.update(bar.total - bar.n)
+        bar.close()
+    elif np.any(active):
+        bar.update(max(float(np.min(t[active])) - bar.t0_ - bar.n, 0.0))
+
+
 def _vector(x, value, m=None):
     """Per-lane vector x with the lanes of mask m (all: None) set to value (a new array, x's dtype)."""
     if m is None:
@@ -142,8 +163,14 @@ class NumpyLoopPrinter:
             with w.block(f"for {s.var} in {f'_progress({steps}, progress)' if s.progress else steps}:"):
                 self.block(w, s.body)
         elif isinstance(s, L.WhileAny):
+            if s.progress:
+                w(f"_bar = _time_bar({', '.join(s.progress[1:])}, progress)")
             with w.block(f"while np.any({self.expr(s.cond)}):"):
                 self.block(w, s.body)
+                if s.progress:
+                    w(f"_time_step(_bar, {self.expr(s.progress[0])}, {self.expr(s.cond)})")
+            if s.progress:
+                w("_time_step(_bar, None, None)")
         elif isinstance(s, L.IfAny):
             with w.block(f"if np.any({self.expr(s.cond)}):"):
                 self.block(w, s.body)

@@ -32,4 +32,4 @@ def integrate_adaptive(module, inp):
         hb = hs if inp.structure != "dense" else hs[:, None, None]
         return {k: v.astype(dtype) for k, v in
                 operator_values(inp.op_specs, inp.structure, inp.Lval, hb, inp.noise).items()}
-    return run_adaptive(inp, lambda fixed: module.kernel(*fixed, *_model(inp), operators, False))
+    return run_adaptive(inp, lambda fixed: module.kernel(*fixed, *_model(inp), operators, inp.progress))

@@ -26,7 +26,7 @@ def _load_model(spec: str):
     except AttributeError:
         names = [n for n in dir(module) if not n.startswith("_")]
         raise ValueError(f"module {mod!r} has no attribute {attr!r}; it has {names[:20]}") from None
-    return getattr(obj, "model", obj)
+    return getattr(obj, "model", obj)   # a problem's model; an Ensemble or a model as it is
 
 
 def _bench(argv) -> int:
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     i.add_argument("--method", default=None, help="a catalogue method (default: EM for SDEs, RK4 for ODEs)")
     i.add_argument("--backend", default="numba", help="numba (default) or numpy")
     i.add_argument("--adaptive", action="store_true",
-                   help="the Numba kernel with per-trajectory step control (methods with an error estimate)")
+                   help="the kernel with per-trajectory step control (methods with an error estimate)")
     args = parser.parse_args(argv)
     if args.cmd is None:
         parser.print_help()
@@ -84,7 +84,8 @@ def _run(args) -> int:
     elif args.cmd == "inspect":
         from sdekit.solve import inspect
         model = _load_model(args.model)
-        method = args.method or ("EM" if getattr(model, "stochastic", False) else "RK4")
+        target = model.problem.model if hasattr(model, "problem") else model
+        method = args.method or ("EM" if getattr(target, "stochastic", False) else "RK4")
         print(inspect(model, method, args.backend, adaptive=args.adaptive))
     return 0
 

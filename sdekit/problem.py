@@ -37,15 +37,23 @@ def _tspan(tspan):
 
 
 def _check_names(given: dict, expected, missing_msg: str, unknown_msg: str):
-    """ValueError naming the expected names missing from ``given`` and the unexpected ones."""
+    """ValueError naming the unexpected names in ``given`` (with the close match) and the expected ones missing."""
     missing = [p for p in expected if p not in given]
-    if missing:
-        raise ValueError(f"{missing_msg} {missing}")
     unknown = [p for p in given if p not in expected]
     if unknown:
         close = [c for p in unknown for c in difflib.get_close_matches(p, list(expected), n=1)]
         hint = f" (did you mean {close[0]!r}?)" if len(unknown) == 1 and close else ""
         raise ValueError(f"{unknown_msg} {unknown}{hint}; the model has {list(expected)}")
+    if missing:
+        raise ValueError(f"{missing_msg} {missing}")
+
+
+def unknown_keyword(fn: str, unknown: dict, valid):
+    """TypeError for the first of ``unknown`` keywords of ``fn``, naming the valid ones and the closest."""
+    key = next(iter(unknown))
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else "."
+    return TypeError(f"{fn}() got an unknown keyword {key!r}{hint} Valid keywords: {', '.join(valid)}")
 
 
 def _params(model, params):
@@ -74,14 +82,13 @@ def _integer(x, what):
 class _Problem:
     model_type = None
 
-    def __init__(self, model, y0, tspan, params=None, nets=None, **unknown):
+    def __init__(self, model, y0=None, tspan=None, params=None, nets=None, **unknown):
         if unknown:
-            valid = ["model", "y0", "tspan", "params", "nets"]
-            key = next(iter(unknown))
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise TypeError(f"{type(self).__name__}() got an unknown keyword {key!r}{hint} Valid keywords: "
-                            f"{', '.join(valid)}")
+            raise unknown_keyword(type(self).__name__, unknown, ["model", "y0", "tspan", "params", "nets"])
+        for name, value in (("y0", y0), ("tspan", tspan)):
+            if value is None:
+                raise TypeError(f"{type(self).__name__}() needs {name}: {type(self).__name__}(model, y0, tspan, "
+                                "params=..., nets=...)")
         if not isinstance(model, self.model_type):
             raise ValueError(f"{type(self).__name__} needs a sdekit.{self.model_type.__name__} model, got {type(model).__name__}")
         self.model = model
@@ -117,7 +124,9 @@ class Ensemble:
     the same noise in any ensemble, so any chunk can be recomputed alone (:meth:`chunk`).
     """
 
-    def __init__(self, problem, n=None, *, y0=None, seed=0, first=0):
+    def __init__(self, problem, n=None, *, y0=None, seed=0, first=0, **unknown):
+        if unknown:
+            raise unknown_keyword("Ensemble", unknown, ["problem", "n", "y0", "seed", "first"])
         if not isinstance(problem, _Problem):
             raise ValueError(f"Ensemble needs an ODEProblem or SDEProblem, got {type(problem).__name__}")
         d = problem.model.dim

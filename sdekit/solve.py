@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -171,9 +172,10 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     component; defaults 1e-3/1e-6 for ODEs, 1e-2/1e-2 for SDEs), ``controller`` "I" | "PI" | "PID",
     ``dtmin``, ``dtmax``, ``maxiters`` (attempted steps per trajectory), ``tstops`` (times stepped
     onto exactly).  ``saveat``: fixed steps — times on the grid, or "steps" for every step (default:
-    every step of a single problem, (t0, t1) for ensembles; a warning before more than MEMORY_BUDGET
-    bytes); adaptive ODEs — any times, by the method's continuous extension (DP5, Tsit5) or cubic Hermite (default:
-    every accepted step of a single problem, (t0, t1) for ensembles); adaptive SDEs step onto them exactly.
+    every step of a single problem, (t0, t1) for ensembles; a warning before saving more than
+    $SDEKIT_MEMORY_BUDGET_GB, default 1 GiB); adaptive ODEs — any times, by the method's continuous
+    extension (DP5, Tsit5) or cubic Hermite (default: every accepted step of a single problem, (t0, t1)
+    for ensembles); adaptive SDEs step onto them exactly.
 
     ``backend``: "numba" (default: the fused, multi-threaded ensemble kernel; adaptive, every
     trajectory is a lane with its own steps) or "numpy" (the vectorised reference that runs the
@@ -181,7 +183,7 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     ``seed`` (single SDE problems; ensembles carry their own).  ``dtype``: np.float64 or
     np.float32.  Every SDE solve of a problem, any dt or adaptive, reads the same Brownian path
     (:func:`brownian_tree`).  ``progress=True``: a tqdm bar (numba: trajectories whose blocks are
-    done; numpy: time steps); off, it costs nothing.
+    done; numpy: time steps, or the slowest lane's time when adaptive); off, it costs nothing.
     """
     _check_options("solve", options)
     p = plan(target, method, dt, **options)
@@ -196,16 +198,14 @@ _REMOVED = {"brownian": "every solve now reads the one Brownian tree on [t0, t0 
 
 def _check_options(fn: str, options: dict):
     """A misspelt keyword names the valid ones (and the closest), not ``plan()``'s signature."""
-    import difflib
     import inspect as _inspect
-    valid = [k for k in _inspect.signature(plan).parameters if k not in ("target", "method", "dt")]
+    from .problem import unknown_keyword
+    valid = [k for k in _inspect.signature(plan).parameters if k != "target"]
     for key in options:
         if key in _REMOVED:
             raise TypeError(f"{fn}() no longer takes {key!r}: {_REMOVED[key]}")
         if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise TypeError(f"{fn}() got an unknown keyword {key!r}{hint} Valid keywords: {', '.join(valid)}")
+            raise unknown_keyword(fn, {key: None}, valid)
 
 
 def plan(target, method: str, dt=None, *, backend: str | None = None, saveat=None, dtype=np.float64,
@@ -260,16 +260,18 @@ def plan(target, method: str, dt=None, *, backend: str | None = None, saveat=Non
     return Plan(kernel, inp, m.name, backend, is_ensemble)
 
 
-#: bytes of saved states above which ``solve`` warns before allocating them
-MEMORY_BUDGET = 2**31
+def memory_budget() -> float:
+    """Bytes of saved states above which ``solve`` warns before allocating them: $SDEKIT_MEMORY_BUDGET_GB
+    (default 1 GiB)."""
+    return float(os.environ.get("SDEKIT_MEMORY_BUDGET_GB", "1")) * 2**30
 
 
 def _check_memory(nbytes: int, nsaved: int, n: int):
-    if nbytes > MEMORY_BUDGET:
+    if nbytes > memory_budget():
         import warnings
-        warnings.warn(f"this solve saves {nsaved} states of {n} trajectories: sol.y will take {nbytes / 2**30:.1f} GiB "
-                      f"(more than sdekit.solve.MEMORY_BUDGET = {MEMORY_BUDGET / 2**30:.0f} GiB); pass saveat= to save "
-                      "fewer times", stacklevel=4)
+        warnings.warn(f"this solve saves {nsaved} states of {n} trajectories: sol.y will take {nbytes / 2**30:.2f} GiB "
+                      f"(more than SDEKIT_MEMORY_BUDGET_GB = {memory_budget() / 2**30:g}); pass saveat= to save fewer "
+                      "times", stacklevel=4)
 
 
 def _linear_value(model, scheme, params):
@@ -358,7 +360,10 @@ def adaptive_options(m, problem, d, is_ensemble, dt, rtol, atol, controller, dtm
 def inspect(model, method: str, backend: str = "numba", dtype=np.float64, adaptive: bool = False) -> str:
     """The generated source that ``solve`` runs for ``model`` and ``method`` on ``backend``
     (``adaptive``: the Numba kernel with per-trajectory step control)."""
+    from .model import ODE, SDE
     if backend.lower() not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {BACKENDS}")
-    return scheme_and_source(getattr(model, "model", model), get_method(method), backend.lower(), dtype,
-                             adaptive)[1]
+    target = model.problem.model if isinstance(model, Ensemble) else getattr(model, "model", model)
+    if not isinstance(target, (ODE, SDE)):
+        raise ValueError(f"inspect needs a sdekit ODE/SDE, problem or Ensemble, got {type(model).__name__}")
+    return scheme_and_source(target, get_method(method), backend.lower(), dtype, adaptive)[1]

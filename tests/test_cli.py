@@ -71,6 +71,7 @@ def test_cli_version_help_and_python_m(capsys):
 
 def test_names_are_suggested_and_state_dicts_explained():
     import pytest
+    import sympy as sp
 
     import sdekit as sk
     y = sk.states("y", 2)
@@ -78,10 +79,19 @@ def test_names_are_suggested_and_state_dicts_explained():
     net = sk.MLP("f", [2, 3, 2])
     model = sk.ODE(y, k * y + net(y))
     w = [(np.zeros((3, 2)), np.zeros(3)), (np.zeros((2, 3)), np.zeros(2))]
-    with pytest.raises(ValueError, match=r"unknown parameters \['kk'\] \(did you mean 'k'\?\)"):
-        sk.ODEProblem(model, y0=[1, 1], tspan=(0, 1), params={"k": 1.0, "kk": 1.0}, nets={"f": w})
+    for params in ({"kk": 1.0}, {"k": 1.0, "kk": 1.0}):
+        with pytest.raises(ValueError, match=r"unknown parameters \['kk'\] \(did you mean 'k'\?\)"):
+            sk.ODEProblem(model, y0=[1, 1], tspan=(0, 1), params=params, nets={"f": w})
     with pytest.raises(ValueError, match=r"unknown networks \['g'\]"):
-        sk.ODEProblem(model, y0=[1, 1], tspan=(0, 1), params={"k": 1.0}, nets={"f": w, "g": w})
+        sk.ODEProblem(model, y0=[1, 1], tspan=(0, 1), params={"k": 1.0}, nets={"g": w})
+    with pytest.raises(TypeError, match=r"ODEProblem\(\) needs tspan"):
+        sk.ODEProblem(model, y0=[1, 1], params={"k": 1.0}, nets={"f": w})
+    prob = sk.ODEProblem(model, y0=[1, 1], tspan=(0, 1), params={"k": 1.0}, nets={"f": w})
+    with pytest.raises(TypeError, match="Ensemble\\(\\) got an unknown keyword 'sead'; did you mean 'seed'"):
+        sk.Ensemble(prob, n=3, sead=1)
+    with pytest.raises(ValueError, match="inspect needs a sdekit ODE/SDE, problem or Ensemble, got MutableDenseMatrix"):
+        sk.inspect(sp.Matrix([1]), "RK4")
+    assert "def kernel" in sk.inspect(sk.Ensemble(prob, n=2), "RK4", backend="numpy")
     with pytest.raises(TypeError, match="ODEProblem\\(\\) got an unknown keyword 'parms'; did you mean 'params'") as e:
         sk.ODEProblem(model, y0=[1, 1], tspan=(0, 1), parms={"k": 1.0})
     assert "_Problem" not in str(e.value)

@@ -259,7 +259,7 @@ def test_methods_catalogue_and_inspect():
 
 def test_a_misspelt_solve_keyword_names_the_valid_ones():
     ode = sk.ODEProblem(sk.ODE(sk.states("y", 1), -sk.states("y", 1)), y0=[1.0], tspan=(0, 1))
-    with pytest.raises(TypeError, match=r"unknown keyword 'rtoll'; did you mean 'rtol'\? Valid keywords: backend"):
+    with pytest.raises(TypeError, match=r"unknown keyword 'rtoll'; did you mean 'rtol'\? Valid keywords: method, dt, backend"):
         sk.solve(ode, "RK4", dt=0.1, rtoll=1e-3)
 
 
@@ -279,10 +279,8 @@ def test_progress_bar_on_every_backend(backend, capsys):
 def test_saving_more_than_the_memory_budget_warns(monkeypatch):
     """A single problem saves every step, an ensemble its endpoints; a solve whose saved states would pass
     MEMORY_BUDGET warns (before allocating) and says how to save less."""
-    import sys
-    S = sys.modules["sdekit.solve"]     # the module (sdekit.solve is also the function's name)
     ens = sk.Ensemble(_brownian_model(), n=50, seed=1)
-    monkeypatch.setattr(S, "MEMORY_BUDGET", 50 * 2 * 8 * 20)
+    monkeypatch.setenv("SDEKIT_MEMORY_BUDGET_GB", str(50 * 2 * 8 * 20 / 2**30))
     with pytest.warns(UserWarning, match=r"saves 101 states of 50 trajectories.*pass saveat="):
         solve(ens, "EM", dt=0.01, saveat="steps", backend="numpy")
     import warnings
@@ -315,3 +313,13 @@ def test_solution_plots_paths_bands_and_histograms(tmp_path):
     with pytest.raises(ValueError, match="kind must be"):
         sol.plot("violin")
     plt.close("all")
+
+
+def test_progress_bar_of_an_adaptive_numpy_solve(capsys):
+    """Adaptive (numpy): the bar follows the slowest active lane's time to t1."""
+    ens = sk.Ensemble(_brownian_model(), n=20, seed=1)
+    loud = solve(ens, "SRA1", rtol=1e-2, atol=1e-2, backend="numpy", progress=True)
+    err = capsys.readouterr().err
+    assert "100%" in err and "t 1/1" in err
+    np.testing.assert_array_equal(loud.y, solve(ens, "SRA1", rtol=1e-2, atol=1e-2, backend="numpy").y)
+    assert capsys.readouterr().err == ""
