@@ -7,6 +7,7 @@ from .analysis import LINEAR_STRUCTURES, NOISE_SHAPES, Param, SemilinearForm, an
 from .errors import ModelError
 from .methods import CATALOGUE, Method, get_method
 from .neural import MLP, NetCall
-from .order_conditions import OrderReport, check_order
+from .families import FAMILIES, Family, check_order, family_of
+from .order_conditions import OrderReport
 from .phi import phi, resolvent, z
 from .tableau import ButcherTableau, ExponentialTableau, RosenbrockTableau, SRATableau, TASETableau

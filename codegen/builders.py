@@ -6,15 +6,19 @@ Registers: ``y`` (state), ``U{i}`` stage values, ``K{i}`` right-hand-side evalua
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sympy as sp
 
 from .analysis import SemilinearForm
 from .derive import etd_adams_weights
 from .errors import ModelError
-from .methods import Method
 from .phi import phi, phi_poly, resolvent, z
 from .scheme import (Combine, ConvolutionResidual, EvalJacobian, EvalNoise, EvalRHS, JacobianOperator, PhiOperator,
                      StepScheme, Term, h, lag)
+
+if TYPE_CHECKING:
+    from .methods import Method
 
 ONE = sp.Integer(1)
 
@@ -50,7 +54,7 @@ def _sum(target, terms):
     return Combine(target, tuple(terms))
 
 
-def _rk(tab):
+def rk(tab, form=None):
     """Explicit RK stages: U_i = y + h Σ a_ij K_j, K_i = f(U_i, t + c_i h) (HNW I, eq. II.1.8)."""
     stmts = [EvalRHS("K0", "y", tab.c[0], "full")]
     for i in range(1, tab.stages):
@@ -86,7 +90,7 @@ def _error(terms):
     return {"error": terms} if terms else {}
 
 
-def _exprk(tab):
+def exprk(tab, form=None):
     """Exponential RK stages (Hochbruck & Ostermann 2010, Acta Numerica 19, eq. (2.19))."""
     op = _Ops()
     stmts = [EvalRHS("K0", "y", tab.c[0], "forcing")]
@@ -96,10 +100,11 @@ def _exprk(tab):
         stmts += [_sum(f"U{i}", terms), EvalRHS(f"K{i}", f"U{i}", tab.c[i], "forcing")]
     final = [Term(ONE, op("E", phi(0, z)), "y")] + [
         Term(h, op(f"B{i}", b), f"K{i}") for i, b in enumerate(tab.b) if _nonzero(b)]
-    return stmts, final, op.ops, {}
+    error = [Term(h, op(f"D{i}", b - bh), f"K{i}") for i, (b, bh) in enumerate(_pairs(tab)) if sp.expand(b - bh) != 0]
+    return stmts, final, op.ops, _error(error)
 
 
-def _exprb(tab):
+def exprb(tab, form=None):
     """Exponential Rosenbrock stages (Hochbruck, Ostermann & Schweitzer 2009, eq. (2.4); methods.md
     §1.5) on the t-augmented system ỹ = (y, t), F̃ = (F, 1), so non-autonomous N keeps the order:
     X_i = c_i h φ_1(c_i hJ̃)(K_0, 1) + h Σ_j a_ij(hJ̃)(D_j, 0),  U_i = y + X_i,
@@ -122,7 +127,7 @@ def _exprb(tab):
     return stmts, final, {}, dict(jacobian_operators=op.ops, **_error(error))
 
 
-def _rosenbrock(tab):
+def rosenbrock(tab, form=None):
     """Rosenbrock-W stages in the one-factorisation form (methods.md §4.2; HW II eq. IV.7.14)
     with W = L: u_i = hγ (I − hγL)^{-1} [f(y + Σ a_ij u_j) + Σ (C_ij/h) u_j], y+ = y + Σ m_j u_j."""
     a, C, m, mhat, g = (x.applyfunc(_tidy) if isinstance(x, sp.MatrixBase) else x for x in tab.transformed())
@@ -145,7 +150,7 @@ def _rosenbrock(tab):
     return stmts, final, op.ops, _error(error)
 
 
-def _tase(tab):
+def tase(tab, form=None):
     """RK-TASE stages (Bassenne, Fu & Mani 2021, eq. (9); methods.md §3.1) with W = L:
     k_i = h T_i(hL) f(y + Σ a_ij k_j), y+ = y + Σ b_i k_i."""
     op = _Ops()
@@ -161,10 +166,11 @@ def _tase(tab):
     return stmts, final, op.ops, {}
 
 
-def _sra(tab, constant_g=False):
+def sra(tab, form):
     """Rößler SRA stages for additive noise (SINUM 48(3) 2010, eq. (5.1); methods.md §5.3);
-    g is evaluated once per distinct c1 time (once in all when ``constant_g``: g does not depend on
-    t), times ΔW and times I_(1,0)/h."""
+    g is evaluated once per distinct c1 time (once in all when g does not depend on t), times ΔW
+    and times I_(1,0)/h."""
+    constant_g = not form.time_dependent("diffusion")
     stmts, gw, gi = [], {}, {}
     for c in dict.fromkeys(tab.c1):
         if constant_g and gw:
@@ -194,7 +200,7 @@ def _sra(tab, constant_g=False):
     return stmts, final, {}, _error(error)
 
 
-def _etd_adams(tab, form, method):
+def etd_adams(tab, form):
     """Variable-step exponential Adams (methods.md §1.6): y+ = e^{hL} y + Σ_j w_j(hL; h, h1..) N_{n-j},
     the Newton interpolant of N integrated exactly; started by ``tab.startup``."""
     op = _Ops()
@@ -213,9 +219,10 @@ def _etd_adams(tab, form, method):
     final += weighted(tab.weights)
     # error estimate: minus the (k−1)-step companion (the last Newton term, methods.md §1.6)
     error = weighted(tab.weights) + weighted(etd_adams_weights(tab.steps - 1), -1)
-    start = build_scheme(form, Method(tab.startup.name, "exprk", tab.startup))
-    start = StepScheme(method=start.method, operators={f"S{k}": v for k, v in start.operators.items()},
-                       statements=tuple(_rename_ops(s, "S") for s in start.statements), output=start.output)
+    s_stmts, s_final, s_ops, _ = exprk(tab.startup, form)
+    s_stmts = [*s_stmts, Combine("y_new", tuple(s_final))]
+    start = StepScheme(method=tab.startup.name, operators={f"S{k}": v for k, v in s_ops.items()},
+                       statements=tuple(_rename_ops(s, "S") for s in s_stmts))
     history = tuple((hist[j], hist[j - 1]) for j in range(tab.steps - 1, 0, -1))
     return stmts, final, op.ops, dict(startup=start, startup_steps=tab.steps - 1, history=history,
                                       lags=tab.steps - 1, **_error(error))
@@ -227,20 +234,11 @@ def _rename_ops(stmt, prefix):
     return stmt
 
 
-_FAMILIES = {"rk": _rk, "exprk": _exprk, "exprb": _exprb, "rosenbrock": _rosenbrock, "tase": _tase, "sra": _sra}
-
-
 def build_scheme(form: SemilinearForm, method: Method) -> StepScheme:
-    """The step scheme of ``method`` on ``form``; ModelError for unsupported combinations."""
+    """The step scheme of ``method`` on ``form`` (its family's builder plus its noise treatment);
+    ModelError for unsupported combinations."""
     check_supported(form, method)
-    if method.family == "etdadams":
-        stmts, final, ops, extra = _etd_adams(method.tableau, form, method)
-    elif method.family == "sra":
-        stmts, final, ops, extra = _sra(method.tableau, constant_g=not form.time_dependent("diffusion"))
-    elif method.family in _FAMILIES:
-        stmts, final, ops, extra = _FAMILIES[method.family](method.tableau)
-    else:  # pragma: no cover - the catalogue only holds the families above
-        raise ModelError(f"{method.name}: family {method.family!r} has no scheme builder")
+    stmts, final, ops, extra = method.family.build(method.tableau, form)
     if method.noise in ("increment", "milstein"):
         stmts.append(EvalNoise("GdW", "y", sp.Integer(0)))
         final.append(Term(ONE, None, "GdW"))

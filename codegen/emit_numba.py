@@ -37,7 +37,7 @@ def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64",
 
 def emit_numba_adaptive(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64", block: int = BLOCK) -> str:
     """Source of the adaptive fused kernel for ``scheme`` (which must have an error estimate)."""
-    _atoms(scheme)   # refuses what the per-lane operators cannot do, before any printing
+    _atoms(scheme, dense=form.linear_structure == "dense")   # refuses what per-lane operators cannot do
     kernel = adaptive_loop(scheme, form.stochastic, kernel_arguments(form, scheme, adaptive=True))
     return _emit(form, scheme, kernel, dtype, block, "adaptive fused ensemble kernel", [f"BLOCK = {block}"],
                  preamble=("nblocks = (n + BLOCK - 1) // BLOCK", "B = (n + nblocks - 1) // nblocks"))
@@ -127,15 +127,15 @@ class _Hooks:
             raise TypeError(f"no Numba printer for {type(s).__name__}")
 
 
-def _atoms(scheme):
-    """Distinct atoms of the scheme's operators (each operator is a weighted sum of single atoms)."""
+def _atoms(scheme, dense=False):
+    """Distinct atoms of the scheme's operators (an operator is Σ w Π atoms; with a dense L each
+    term must be a single atom: products of φ matrices per lane are refused at ``solve``)."""
     atoms = []
     for name, op in scheme.all_operators().items():
         for _, at in op.poly:
-            if len(at) != 1:
-                raise NotImplementedError(f"operator {name}: products of φ atoms in the adaptive kernel")
-            if at[0] not in atoms:
-                atoms.append(at[0])
+            if dense and len(at) != 1:    # solve refuses it first, with a ModelError
+                raise NotImplementedError(f"operator {name}: products of φ atoms with a dense L per lane")
+            atoms += [a for a in at if a not in atoms]
     return atoms
 
 
@@ -166,7 +166,7 @@ def _emit_lane_operators(w, form, scheme):
     """This attempt's operator values per lane, for its own h (methods.md §1: φ_k(c hL) and the
     W-method resolvents (I − a hL)^{-1}; kernels/matfun.phi_scalar / phi_block / inverse_block)."""
     ops = scheme.all_operators()
-    atoms = _atoms(scheme)
+    atoms = _atoms(scheme, dense=form.linear_structure == "dense")
     if form.linear_structure == "dense":
         scales = {c: i for i, c in enumerate(_phi_scales(atoms))}
         for c, i in scales.items():
@@ -201,5 +201,5 @@ def _emit_lane_operators(w, form, scheme):
                 else:
                     w(f"a{k} = 1.0 / (1.0 - {float(atom[1])!r} * z)")
             for name, op in ops.items():
-                rhs = " + ".join(f"{float(wt)!r} * {names[at[0]]}" for wt, at in op.poly) or "0.0"
-                w(f"op_{name}[i, b] = {rhs}")
+                rhs = " + ".join(" * ".join([repr(float(wt)), *(names[a] for a in at)]) for wt, at in op.poly)
+                w(f"op_{name}[i, b] = {rhs or '0.0'}")

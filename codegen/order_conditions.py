@@ -1,7 +1,7 @@
 """Symbolic order-condition checker for every tableau family of :mod:`.tableau`.
 
-:func:`check_order` proves (or refutes) the order a tableau claims and names the first violated
-condition.  The ``*_conditions`` functions return the conditions themselves as ``(label, expr)``
+:func:`.families.check_order` proves (or refutes) the order a tableau claims and names the first
+violated condition, through the tableau family's ``check_*`` function below.  The ``*_conditions`` functions return the conditions themselves as ``(label, expr)``
 pairs, ``expr`` a sympy expression that must vanish, for symbolic coefficient arrays (a module
 that *solves* for coefficients uses them).
 
@@ -32,8 +32,7 @@ from math import factorial
 import sympy as sp
 
 from .phi import phi, phi_poly, series_in_z, z
-from .tableau import (FLOAT_TOL, AdamsTableau, ButcherTableau, ExponentialTableau, ExpRosenbrockTableau,
-                      RosenbrockTableau, SRATableau, TASETableau)
+from .tableau import FLOAT_TOL
 from .trees import (L, W, exact_weight, exp_weights, formula, rk_weights, rosenbrock_weights, size, tase_weights,
                     tree_str, trees, trees_upto, w_weights)
 
@@ -347,69 +346,83 @@ def _check_sra(tab):
     return OrderReport(1.5, None, "sra-strong")
 
 
-# --------------------------------------------------------------------------------- dispatch
+# -------------------------------------------------------------------- one check per family
 def _numeric(conv, M):
     return [[conv(x) for x in row] for row in M]
 
 
-def check_order(tableau, max_order: int | None = None, *, embedded: bool = False, stiff: bool = True,
-                exact_jacobian: bool = False, weakened: bool = True, deterministic: bool = False,
-                dense: bool = False) -> OrderReport:
-    """Check the order conditions of ``tableau`` up to ``max_order`` (default: the claimed order + 1,
-    capped at :data:`MAX_ORDER`).
+def check_rk(tab, max_order=None, *, embedded=False, dense=False) -> OrderReport:
+    """ButcherTableau: classical order (``embedded=True``: of ``bhat``; ``dense=True``: of the
+    continuous extension b_i(θ))."""
+    if dense:
+        return _check_dense(tab, _max_order(tab.dense_order, MAX_ORDER["classical"], max_order))
+    b, claimed = _weights_of(tab, embedded)
+    return _check_rk(tab.A, b, tab.c, claimed, max_order)
 
-    * ButcherTableau: classical order (``embedded=True``: of ``bhat``; ``dense=True``: of the
-      continuous extension b_i(θ)).
-    * ExponentialTableau: stiff order (HO2005; ``weakened=False`` for the strong form only), or
-      with ``stiff=False`` the classical order on ``y' = Ly + N``.
-    * RosenbrockTableau: W-order; ``exact_jacobian=True``: Rosenbrock order; ``embedded=True``: of ``bhat``.
-    * TASETableau: W-order (``exact_jacobian=True``: with W = ∂f/∂y).
-    * ExpRosenbrockTableau: stiff order with the exact Jacobian (``embedded=True``: of ``bhat``).
-    * AdamsTableau: stiff order of an exponential Adams method (exact for polynomial N).
-    * SRATableau: strong order for additive noise (1.5 / 1.0 / 0); ``deterministic=True``: the
-      classical order of (A0, α, c0).
-    """
-    if isinstance(tableau, ButcherTableau):
-        if dense:
-            return _check_dense(tableau, _max_order(tableau.dense_order, MAX_ORDER["classical"], max_order))
-        b, claimed = _weights_of(tableau, embedded)
-        return _check_rk(tableau.A, b, tableau.c, claimed, max_order)
-    if isinstance(tableau, ExponentialTableau):
-        if stiff:
-            return _check_stiff(tableau, _max_order(tableau.stiff_order, MAX_ORDER["stiff"], max_order), weakened)
-        p = _max_order(tableau.order, MAX_ORDER["exponential"], max_order)
-        Aser, Bser = _exp_series(tableau.A, tableau.b, p)
-        conv = _converter(tableau.c)
-        return _check_trees(exp_weights(Aser, Bser, [conv(x) for x in tableau.c]), L, "exp", p, "classical")
-    if isinstance(tableau, RosenbrockTableau):
-        b, claimed = _weights_of(tableau, embedded)
-        conv = _converter([*b, *(x for M in (tableau.alpha, tableau.gamma) for r in M for x in r)])
-        args = (_numeric(conv, tableau.alpha), _numeric(conv, tableau.gamma), [conv(x) for x in b])
-        if exact_jacobian:
-            claimed = claimed if embedded else (tableau.rosenbrock_order or tableau.order)
-            p = _max_order(claimed, MAX_ORDER["rosenbrock"], max_order)
-            return _check_trees(rosenbrock_weights(*args), None, "rosenbrock", p, "rosenbrock")
-        return _check_trees(w_weights(*args), W, "w", _max_order(claimed, MAX_ORDER["W"], max_order), "W")
-    if isinstance(tableau, TASETableau):
-        cap = MAX_ORDER["rosenbrock" if exact_jacobian else "tase"]
-        p = _max_order(tableau.order, cap, max_order)
-        rk = tableau.rk
-        conv = _converter([*rk.b, *(x for r in rk.A for x in r)])
-        T = _tase_series(tableau.operators, p)
-        weight = tase_weights(_numeric(conv, rk.A), T, [conv(x) for x in rk.b], exact_jacobian)
-        if exact_jacobian:
-            return _check_trees(weight, None, "tase-J", p, "rosenbrock")
-        return _check_trees(weight, W, "tase", p, "W")
-    if isinstance(tableau, ExpRosenbrockTableau):
-        b, claimed = _weights_of(tableau, embedded)
-        return _check_exprb(tableau.A, b, tableau.c, _max_order(claimed, MAX_ORDER["exprb"], max_order))
-    if isinstance(tableau, AdamsTableau):
-        return _check_adams(tableau, _max_order(tableau.order, MAX_ORDER["adams"], max_order))
-    if isinstance(tableau, SRATableau):
-        if deterministic:
-            return _check_rk(tableau.A0, tableau.alpha, tableau.c0, tableau.order, max_order)
-        return _check_sra(tableau)
-    raise TypeError(f"check_order: no order conditions for {type(tableau).__name__}")
+
+def check_exponential(tab, max_order=None, *, stiff=True, weakened=True, embedded=False) -> OrderReport:
+    """ExponentialTableau: stiff order (HO2005; ``weakened=False`` for the strong form only), or
+    with ``stiff=False`` the classical order on ``y' = Ly + N``; ``embedded=True``: of ``bhat``."""
+    if embedded:
+        tab = _embedded_as_main(tab)
+    if stiff:
+        return _check_stiff(tab, _max_order(tab.stiff_order, MAX_ORDER["stiff"], max_order), weakened)
+    p = _max_order(tab.order, MAX_ORDER["exponential"], max_order)
+    Aser, Bser = _exp_series(tab.A, tab.b, p)
+    conv = _converter(tab.c)
+    return _check_trees(exp_weights(Aser, Bser, [conv(x) for x in tab.c]), L, "exp", p, "classical")
+
+
+def _embedded_as_main(tab):
+    """The embedded method (A, bhat, c) of an exponential pair, claiming the embedded order."""
+    from dataclasses import replace
+    if tab.bhat is None:
+        raise ValueError(f"{tab.name}: no embedded weights bhat")
+    p = tab.embedded_order
+    return replace(tab, b=tab.bhat, bhat=None, embedded_order=None, order=p, stiff_order=p)
+
+
+def check_rosenbrock(tab, max_order=None, *, embedded=False, exact_jacobian=False) -> OrderReport:
+    """RosenbrockTableau: W-order; ``exact_jacobian=True``: Rosenbrock order; ``embedded=True``: of ``bhat``."""
+    b, claimed = _weights_of(tab, embedded)
+    conv = _converter([*b, *(x for M in (tab.alpha, tab.gamma) for r in M for x in r)])
+    args = (_numeric(conv, tab.alpha), _numeric(conv, tab.gamma), [conv(x) for x in b])
+    if exact_jacobian:
+        claimed = claimed if embedded else (tab.rosenbrock_order or tab.order)
+        p = _max_order(claimed, MAX_ORDER["rosenbrock"], max_order)
+        return _check_trees(rosenbrock_weights(*args), None, "rosenbrock", p, "rosenbrock")
+    return _check_trees(w_weights(*args), W, "w", _max_order(claimed, MAX_ORDER["W"], max_order), "W")
+
+
+def check_tase(tab, max_order=None, *, exact_jacobian=False) -> OrderReport:
+    """TASETableau: W-order (``exact_jacobian=True``: with W = ∂f/∂y)."""
+    p = _max_order(tab.order, MAX_ORDER["rosenbrock" if exact_jacobian else "tase"], max_order)
+    rk = tab.rk
+    conv = _converter([*rk.b, *(x for r in rk.A for x in r)])
+    weight = tase_weights(_numeric(conv, rk.A), _tase_series(tab.operators, p), [conv(x) for x in rk.b],
+                          exact_jacobian)
+    if exact_jacobian:
+        return _check_trees(weight, None, "tase-J", p, "rosenbrock")
+    return _check_trees(weight, W, "tase", p, "W")
+
+
+def check_exprb(tab, max_order=None, *, embedded=False) -> OrderReport:
+    """ExpRosenbrockTableau: stiff order with the exact Jacobian (``embedded=True``: of ``bhat``)."""
+    b, claimed = _weights_of(tab, embedded)
+    return _check_exprb(tab.A, b, tab.c, _max_order(claimed, MAX_ORDER["exprb"], max_order))
+
+
+def check_adams(tab, max_order=None) -> OrderReport:
+    """AdamsTableau: stiff order of an exponential Adams method (exact for polynomial N)."""
+    return _check_adams(tab, _max_order(tab.order, MAX_ORDER["adams"], max_order))
+
+
+def check_sra(tab, max_order=None, *, deterministic=False) -> OrderReport:
+    """SRATableau: strong order for additive noise (1.5 / 1.0 / 0); ``deterministic=True``: the
+    classical order of (A0, α, c0)."""
+    if deterministic:
+        return _check_rk(tab.A0, tab.alpha, tab.c0, tab.order, max_order)
+    return _check_sra(tab)
 
 
 def _check_dense(tab, max_order):

@@ -143,7 +143,8 @@ class ExponentialTableau:
     conditions that make the method exact for constant N (Hochbruck & Ostermann 2005, SINUM
     43(3), order condition 1 of Table 2.1); each entry must be a polynomial in φ atoms.
     Lawson methods (``kind="lawson"``) are not exact for constant N: for them the check is
-    that the z → 0 limit is a consistent RK tableau.
+    that the z → 0 limit is a consistent RK tableau.  ``bhat``: embedded weights of stiff order
+    ``embedded_order`` on the same stages (the error estimate of adaptive steps), checked alike.
     """
 
     A: tuple
@@ -153,18 +154,27 @@ class ExponentialTableau:
     stiff_order: int
     name: str = ""
     kind: str = "etd"
+    bhat: tuple | None = None
+    embedded_order: int | None = None
 
     def __post_init__(self):
         A, b, c = _exact_arrays(self)
+        bhat = None if self.bhat is None else _vector(self.bhat)
         if self.kind not in ("etd", "lawson"):
             raise ValueError(f"{self.name}: kind must be 'etd' or 'lawson', not {self.kind!r}")
         for i in range(len(b)):
             if self.kind == "etd" and not series_equal(sum(A[i]), c[i] * phi(1, c[i] * z)):
                 raise ValueError(f"{self.name}: Σ_j a_{i}j(z) != c_{i} φ_1(c_{i} z)")
-        if self.kind == "etd" and not series_equal(sum(b), phi(1, z)):
-            raise ValueError(f"{self.name}: Σ_i b_i(z) != φ_1(z)")
-        for entry in (*b, *(a for row in A for a in row)):
+        for name, w in (("b", b), ("bhat", bhat)):
+            if w is not None and len(w) != len(b):
+                raise ValueError(f"{self.name}: {name} must have {len(b)} entries")
+            if w is not None and self.kind == "etd" and not series_equal(sum(w), phi(1, z)):
+                raise ValueError(f"{self.name}: Σ_i {name}_i(z) != φ_1(z)")
+        if (bhat is None) != (self.embedded_order is None):
+            raise ValueError(f"{self.name}: bhat and embedded_order go together")
+        for entry in (*b, *(bhat or ()), *(a for row in A for a in row)):
             phi_poly(entry)  # raises if not a polynomial in φ atoms
+        object.__setattr__(self, "bhat", bhat)
         _store(self, A, b, c)
         if self.kind == "lawson":
             self.at_zero()  # raises unless the z -> 0 limit is a consistent RK tableau

@@ -133,12 +133,15 @@ LAWSON_EULER = ExponentialTableau(  # Lawson 1967, SINUM 4:372; methods.md §1.4
 
 ETDRK2 = ExponentialTableau(  # Cox & Matthews 2002, JCP 176:430, eq. (22)
     A=((0, 0), (p(1), 0)), b=(p(1) - p(2), p(2)), c=(0, 1), order=2, stiff_order=2, name="ETDRK2",
+    bhat=(p(1), 0), embedded_order=1,   # the exponential Euler step of the same stages
 )
 
 _b1 = p(1) - 3 * p(2) + 4 * p(3)
 ETDRK3 = ExponentialTableau(  # Cox & Matthews 2002, eq. (23)-(25)
     A=((0, 0, 0), (p(1, R(1, 2)) / 2, 0, 0), (-p(1), 2 * p(1), 0)),
     b=(_b1, 4 * p(2) - 8 * p(3), 4 * p(3) - p(2)), c=(0, R(1, 2), 1), order=3, stiff_order=2, name="ETDRK3",
+    # embedded: the stiff-order-2 weights on the stages c = 0, 1/2 (Σb = φ_1, Σbc = φ_2; HO2005 Table 2.1)
+    bhat=(p(1) - 2 * p(2), 2 * p(2), 0), embedded_order=2,
 )
 
 _b23 = 2 * p(2) - 4 * p(3)

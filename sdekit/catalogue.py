@@ -4,10 +4,6 @@ from __future__ import annotations
 from sdekit.codegen.methods import CATALOGUE
 
 
-FAMILIES = {"rk": "explicit RK", "exprk": "exponential RK", "exprb": "exponential Rosenbrock (exact J)",
-            "rosenbrock": "Rosenbrock-W (W = L)",
-            "tase": "RK-TASE (W = L)", "etdadams": "exponential multistep", "sra": "stochastic RK (SRA)"}
-
 NOISE = {"increment": "scalar/diagonal/general", "milstein": "scalar/diagonal (commutative)",
          "convolution": "additive scalar/diagonal", "sra": "additive scalar/diagonal/general"}
 
@@ -21,8 +17,8 @@ def methods() -> list:
         rows.append({
             "name": m.name,
             "aliases": list(m.aliases),
-            "family": ("Lawson (integrating factor)" if lawson else FAMILIES[m.family])
-            + (" (SDE)" if m.stochastic and m.family != "sra" else ""),
+            "family": ("Lawson (integrating factor)" if lawson else m.family.title)
+            + (" (SDE)" if m.stochastic and m.family.name != "sra" else ""),
             "order": m.order,
             "stiff_order": m.stiff_order if m.stiff_order != m.order else None,
             "strong_order": m.strong_order,

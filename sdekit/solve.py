@@ -230,6 +230,9 @@ def plan(target, method: str, dt=None, *, backend: str | None = None, saveat=Non
         names = ", ".join(x.name for x in CATALOGUE if x.adaptive and x.stochastic == m.stochastic)
         raise ValueError(f"{m.name} has no embedded error estimate, so it cannot adapt its steps: give dt for "
                          f"fixed steps, or use one of {names}")
+    if adaptive and m.phi_products and model.form.linear_structure == "dense":
+        raise ModelError(f"{m.name}: its operators multiply φ functions (φ_j φ_k), which adaptive steps do not "
+                         "evaluate per trajectory for a dense L; give dt for fixed steps")
     if not adaptive and dt is None:
         raise ValueError(f"give dt for fixed steps with {m.name}")
     grid = None if adaptive else time_grid(problem.tspan, dt)

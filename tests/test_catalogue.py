@@ -10,7 +10,7 @@ from sdekit.codegen.tableau import ExponentialTableau
 
 def claimed(method):
     """The order the catalogue states for the condition set check_order proves by default."""
-    if method.stochastic and method.family == "sra":
+    if method.stochastic and method.family.name == "sra":
         return method.strong_order
     return method.stiff_order or method.order
 

@@ -47,7 +47,7 @@ def shift(method) -> int:
     """Halvings to skip before the asymptotic range: TASE operators T = I + O((α h L)^p) with
     α up to 4 and |β| up to 300 have large error constants (4); methods whose stiff order is below their classical
     order show the classical order only once h|λ| is small (1)."""
-    if method.family == "tase":
+    if method.family.name == "tase":
         return 4
     return 1 if (method.stiff_order or method.order) < method.order else 0
 
@@ -69,7 +69,7 @@ def test_claimed_order(method, lams, dense, seed):
     assert p >= method.order - 0.25, (method.name, p, errs)
 
 
-EXACT_FOR_CONSTANT_N = [m for m in ODE_METHODS if m.family in ("exprk", "exprb", "etdadams")
+EXACT_FOR_CONSTANT_N = [m for m in ODE_METHODS if m.family.name in ("exprk", "exprb", "etdadams")
                         and getattr(m.tableau, "kind", "etd") == "etd"]
 
 

@@ -6,7 +6,8 @@ import pytest
 import sympy as sp
 
 from sdekit.codegen import tables as T
-from sdekit.codegen.order_conditions import (OrderReport, check_order, exp_conditions, exprb_conditions, rk_conditions,
+from sdekit.codegen.families import check_order
+from sdekit.codegen.order_conditions import (OrderReport, exp_conditions, exprb_conditions, rk_conditions,
                                              rosenbrock_conditions, sra_conditions, stiff_conditions,
                                              tase_conditions, w_conditions)
 from sdekit.codegen.phi import phi, resolvent, z
