@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..abi import (ADAPTIVE_ARGS, CONTROLLER, DT_LESS_THAN_MIN, FIXED_ARGS, MAX_ITERS, NACCEPT, NF, NREJECT,
                    STEP_NODE, STOP_STRETCH, STREAM_ZETA, SUCCESS, TREE_STACK, UNSTABLE)
-from .loop import (Buffer, Call, Components, Copy, For, If, IfAny, IfUniform, Lane, LaneCall, Lanes, Let,
+from .loop import (Buffer, Call, checked, Components, Copy, For, If, IfAny, IfUniform, Lane, LaneCall, Lanes, Let,
                    LoopKernel, Operators, Reduce, Rhs, Set, Stages, Store, StoreRow, While, WhileAny)
 from .scheme import EvalRHS, StepScheme
 
@@ -99,8 +99,8 @@ def fixed_loop(scheme: StepScheme, stochastic: bool, model_args=()) -> LoopKerne
              For("step", "nsteps", step, progress=True),
              Lanes([If("valid", [Store("retcode", ("j",), f"{UNSTABLE} if bad else {SUCCESS}"),
                                  Store("stats", (str(NF), "j"), "nfe"), Store("stats", (str(NACCEPT), "j"), "nsteps")])])]
-    return LoopKernel("kernel", "integrate the lanes over ``times``; writes ``out``, ``retcode``, ``stats``.",
-                      FIXED_ARGS + tuple(model_args), lanes, buffers, body)
+    return checked(LoopKernel("kernel", "integrate the lanes over ``times``; writes ``out``, ``retcode``, ``stats``.",
+                              FIXED_ARGS + tuple(model_args), lanes, buffers, body))
 
 
 # ---- adaptive steps -----------------------------------------------------------------------------
@@ -134,7 +134,9 @@ def _initial_step():
                     Let("dm", "max(sqrt(d1 / D), sqrt(d2 / D) / hs)"),
                     Let("hh", f"max(1e-6, hs * 1e-3) if dm <= 1e-15 else (0.01 / max(dm, 1e-300)) ** "
                               f"(1.0 / ({_ctrl('order')} + 1.0))"),
-                    Let("h64", "min(min(100.0 * hs, hh), dtmax)"), Let("nf", "nf + 2")])
+                    # f at the Euler predictor non-finite (it left f's domain): keep the guess hs and let
+                    # the controller shrink it; a non-finite f(y0) has made hs NaN: the lane stops Unstable
+                    Let("h64", "min(min(100.0 * hs, hh), dtmax) if isfinite(dm) else hs"), Let("nf", "nf + 2")])
     return IfUniform("h0 > 0", [Lanes([Let("h64", "h0")])],
                      [Lanes([Let("tc", "t0")]), Rhs("tc", "y", "f0"), guess, Rhs("tc", "y_start", "f1"), refine])
 
@@ -304,4 +306,4 @@ def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=()) -> LoopKe
                                  Store("stats", (str(NREJECT), "j"), "nrejected")])])]
     doc = ("integrate the lanes over [t0, t1] adaptively, each its own steps; writes ``out`` (and ``out_t``,\n"
            "``nsaved`` when ``record``), ``retcode`` and ``stats`` (nf, naccept, nreject).")
-    return LoopKernel("kernel", doc, ADAPTIVE_ARGS + tuple(model_args), lanes, buffers, body, adaptive=True)
+    return checked(LoopKernel("kernel", doc, ADAPTIVE_ARGS + tuple(model_args), lanes, buffers, body, adaptive=True))

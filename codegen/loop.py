@@ -7,7 +7,8 @@ Values are *uniform* (one per block: the step counter, ``fsal_ready``, kernel ar
 (one per trajectory: declared :class:`Lane` arrays, and the temporaries assigned inside :class:`Lanes`).
 Expressions are Python expression text over those names; a per-lane vector is indexed by the
 component ``i`` (``y[i]``).  Functions: ``min max abs sqrt isfinite``, the constant ``inf``, ``x if c
-else y``, ``and or not``.  Built-in lane values: ``src`` (the lane's column of the chunk's inputs, int),
+else y``, ``and or not``; ``min(a, b)`` and ``max(a, b)`` take two arguments and are NaN when either
+is (IEEE 754-2019 minimum/maximum, numpy's ``np.minimum``): every printer prints that rule.  Built-in lane values: ``src`` (the lane's column of the chunk's inputs, int),
 ``j`` (its column of the outputs), ``valid`` (it is a trajectory, not padding), ``b`` (the lane index,
 for :class:`LaneCall`).  A lane expression may be evaluated on lanes its condition masks off
 (numpy computes all lanes, then keeps the masked ones), so an index must be in range on every lane:
@@ -15,6 +16,7 @@ clamp it (``save_t[min(isave, nsave - 1)]``).
 """
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 
 # ---- declarations -------------------------------------------------------------------------------
@@ -233,6 +235,113 @@ class LoopKernel:
                     walk(getattr(s, name, None) or [])
         walk(self.body)
         return out
+
+
+# ---- the IR's own rules, checked ----------------------------------------------------------------
+
+#: names every expression may use besides the kernel's arguments, lanes, buffers and uniform values
+BUILTINS = frozenset({"min", "max", "abs", "sqrt", "isfinite", "inf", "nan", "D", "M", "B", "src", "j", "valid"})
+
+
+class IRError(ValueError):
+    """A loop kernel breaks a rule of the IR (what every printer relies on)."""
+
+
+def check(kernel: LoopKernel) -> None:
+    """Verify the rules the printers rely on, or raise :class:`IRError` naming the statement:
+    every name an expression reads is an argument, a lane, a buffer, a built-in, a uniform value set
+    before, or a temporary of the *same* :class:`Lanes` block assigned on every path before the read
+    (a temporary never lives across blocks: numpy and CUDA keep none); ``i`` only inside components;
+    ``min``/``max`` with two arguments (the NaN rule is binary); WhileAny/IfAny test lane values."""
+    lanes = {v.name for v in kernel.lanes}
+    known = set(kernel.arguments) | lanes | {b.name for b in kernel.buffers} | BUILTINS
+
+    def reads(text, scope, where):
+        tree = ast.parse(text.partition("  # ")[0], mode="eval")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("min", "max") \
+                    and len(node.args) != 2:
+                raise IRError(f"{where}: {node.func.id}() takes two arguments in the loop IR: {text!r}")
+            if isinstance(node, ast.Name) and node.id not in scope:
+                raise IRError(f"{where}: {node.id!r} is not defined here (in {text!r})")
+
+    def lane_block(stmts, scope, temps, where):
+        """Check lane statements; returns the temporaries assigned on every path through them."""
+        temps = set(temps)
+        for s in stmts:
+            here = f"{where} > {type(s).__name__}"
+            inner = scope | temps
+            if isinstance(s, Let):
+                reads(s.expr, inner, here)
+                target = s.target.split("[")[0]
+                if "[" in s.target:
+                    reads(s.target, inner, here)
+                temps |= set() if target in lanes else {target}
+            elif isinstance(s, Reduce):
+                reads(s.expr, inner | {"i"}, here)
+                temps |= set() if s.target in lanes else {s.target}
+            elif isinstance(s, If):
+                reads(s.cond, inner, here)
+                temps = lane_block(s.then, scope, temps, here) & lane_block(s.orelse, scope, temps, here)
+            elif isinstance(s, While):
+                reads(s.cond, inner, here)
+                lane_block(s.body, scope, temps, here)         # may run no time: defines nothing after
+            elif isinstance(s, Components):
+                lane_block(s.body, scope | {"i"}, temps, here)
+            elif isinstance(s, Store):
+                for e in (*s.index, s.value):
+                    reads(e, inner, here)
+            elif isinstance(s, StoreRow):
+                for e in (s.row, s.col, s.value):
+                    reads(e, inner | {"i"}, here)
+            elif isinstance(s, LaneCall):
+                for e in s.args:
+                    reads(e, inner | {"b"}, here)
+            else:
+                raise IRError(f"{here}: not a lane statement")
+        return temps
+
+    def block(stmts, scope, where):
+        scope = set(scope)
+        for s in stmts:
+            here = f"{where} > {type(s).__name__}"
+            if isinstance(s, Set):
+                reads(s.expr, scope, here)
+                scope.add(s.name)
+            elif isinstance(s, For):
+                reads(s.count, scope, here)
+                block(s.body, scope | {s.var}, here)
+            elif isinstance(s, (WhileAny, IfAny)):
+                reads(s.cond, scope, here)
+                if not {n.id for n in ast.walk(ast.parse(s.cond, mode="eval")) if isinstance(n, ast.Name)} & lanes:
+                    raise IRError(f"{here}: {s.cond!r} reads no lane value")
+                block(s.body, scope, here)
+            elif isinstance(s, IfUniform):
+                reads(s.cond, scope, here)
+                block(s.then, scope, here)
+                block(s.orelse, scope, here)
+            elif isinstance(s, Call):
+                for e in s.args:
+                    reads(e, scope, here)
+                scope |= {r.strip() for r in (s.result or "").split(",") if r.strip()}
+            elif isinstance(s, Lanes):
+                lane_block(s.body, scope | ({"i"} if s.rows else set()), set(), here)
+            elif isinstance(s, (Rhs, Copy)):
+                for name in ((s.state, s.target) if isinstance(s, Rhs) else (s.dst, s.src)):
+                    if name not in lanes:
+                        raise IRError(f"{here}: register {name!r} is not a lane vector")
+                if isinstance(s, Rhs):
+                    reads(s.t, scope, here)
+            elif not isinstance(s, (Stages, Operators)):
+                raise IRError(f"{here}: not a block statement")
+
+    block(kernel.body, known, kernel.name)
+
+
+def checked(kernel: LoopKernel) -> LoopKernel:
+    """``kernel`` after :func:`check` (the drivers return only checked kernels)."""
+    check(kernel)
+    return kernel
 
 
 # ---- the printers' line writer -----------------------------------------------------------------

@@ -11,7 +11,8 @@ import ast
 
 from . import loop as L
 
-_FUNCTIONS = {"sqrt": "math.sqrt", "isfinite": "math.isfinite", "inf": "np.inf", "nan": "np.nan"}
+_FUNCTIONS = {"sqrt": "math.sqrt", "isfinite": "math.isfinite", "inf": "np.inf", "nan": "np.nan",
+              "min": "nan_min", "max": "nan_max"}   # the IR's NaN rule (loop.py), not Python's min/max
 _DTYPES = {"state": "y0.dtype", "f64": "np.float64", "i64": "np.int64", "i8": "np.int8", "bool": "np.bool_"}
 
 
@@ -64,7 +65,8 @@ class NumbaLoopPrinter:
         mods = {}
         for module, fn in self.kernel.calls():
             mods.setdefault(module, []).append(fn)
-        return [f"from sdekit.kernels.{m} import {', '.join(fns)}" for m, fns in mods.items()]
+        return ([f"from sdekit.kernels.{m} import {', '.join(fns)}" for m, fns in mods.items()]
+                + ["from sdekit.kernels.numba_runtime import nan_max, nan_min"])
 
     def print_kernel(self, w, jit: str, preamble=()):
         k = self.kernel

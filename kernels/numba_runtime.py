@@ -48,6 +48,19 @@ def kernel_opt_level():
 _TWO_PI = 2.0 * math.pi
 
 
+@jit
+def nan_min(a, b):
+    """The loop IR's ``min``: NaN when either argument is NaN (as numpy's ``np.minimum``; Python's
+    ``min`` returns whichever comes first)."""
+    return a if (a < b or a != a) else b
+
+
+@jit
+def nan_max(a, b):
+    """The loop IR's ``max``: NaN when either argument is NaN (as ``np.maximum``)."""
+    return a if (a > b or a != a) else b
+
+
 _EXP52_BITS = np.uint64(0x4330000000000000)
 
 

@@ -308,3 +308,19 @@ def test_a_nan_step_size_stops_the_lane_as_unstable(backend):
     prob = sk.ODEProblem(sk.ODE(y, sp.Matrix([sp.sqrt(y[0])])), y0=[-1.0], tspan=(0.0, 1.0))
     sol = sk.solve(prob, "DP5", rtol=1e-6, atol=1e-6, maxiters=200, backend=backend)
     assert sol.retcode == "Unstable" and sol.stats["nreject"] == 1, sol.stats
+
+
+def test_a_predictor_outside_the_domain_keeps_the_first_guess_on_every_backend():
+    """y' = √(1 − y), y0 = 0.995: Hairer's Euler predictor y0 + h f0 lands above 1, where f is NaN.
+    The IR's min/max are NaN-propagating on every printer (loop.py), and the initial step then keeps
+    its first guess for the controller to shrink, so both backends succeed on the same steps (before,
+    Python's max dropped the NaN on Numba only: Success there, Unstable on numpy).  Exact solution:
+    √(1 − y) = √(1 − y0) − t/2."""
+    y = sk.states("y", 1)
+    prob = sk.ODEProblem(sk.ODE(y, sp.Matrix([sp.sqrt(1 - y[0])])), y0=[0.995], tspan=(0.0, 0.1))
+    sols = {b: sk.solve(prob, "Tsit5", rtol=1e-8, atol=1e-10, backend=b) for b in ("numpy", "numba")}
+    exact = 1 - (np.sqrt(0.005) - 0.05) ** 2
+    for b, sol in sols.items():
+        assert sol.retcode == "Success", (b, sol.stats)
+        assert abs(sol.y[-1, 0] - exact) < 1e-7, (b, sol.y[-1, 0] - exact)
+    assert sols["numpy"].stats == sols["numba"].stats

@@ -217,3 +217,39 @@ def test_check_order_names_the_options_of_the_family():
         check_order(tb.RK4, stiff=True)
     with pytest.raises(TypeError, match="no method family for tuple"):
         check_order((1, 2))
+
+
+# ---- every driver keeps the loop IR's rules ---------------------------------------------------------
+
+@pytest.mark.parametrize("method", CATALOGUE, ids=[m.name for m in CATALOGUE])
+def test_every_driver_keeps_the_rules_of_the_loop_ir(method):
+    """loop.check on the fixed-step driver and (where there is an estimator) the adaptive one."""
+    from sdekit.codegen import loop
+    from sdekit.codegen.drivers import adaptive_loop, fixed_loop
+    scheme = _scheme(method)
+    loop.check(fixed_loop(scheme, method.stochastic, ("p_k",)))
+    if method.adaptive:
+        loop.check(adaptive_loop(scheme, method.stochastic, ("p_k",)))
+
+
+@pytest.mark.parametrize("body, match", [
+    ("[Lanes([Let('x', '1.0')]), Lanes([Let('y0_', 'x')])]", "'x' is not defined"),             # across blocks
+    ("[Lanes([If('act', [Let('x', '1.0')]), Let('z', 'x')])]", "'x' is not defined"),           # one branch only
+    ("[Lanes([If('act', [Let('x', '1.0')], [Let('x', '2.0')]), Let('z', 'x')])]", None),        # both branches
+    ("[Lanes([While('act', [Let('x', '1.0')]), Let('z', 'x')])]", "'x' is not defined"),        # loop may not run
+    ("[Lanes([Let('z', 'min(1.0, 2.0, 3.0)')])]", "two arguments"),
+    ("[Lanes([Let('z', 'y[i]')])]", "'i' is not defined"),
+    ("[Lanes([Components([Let('y[i]', 'y[i] + 1.0')])])]", None),
+    ("[Set('u', 'q + 1')]", "'q' is not defined"),
+    ("[IfAny('1 > 0', [])]", "reads no lane value"),
+    ("[Rhs('t0', 'y', 'nowhere')]", "'nowhere' is not a lane vector"),
+])
+def test_the_loop_ir_checker_finds_broken_kernels(body, match):
+    from sdekit.codegen import loop
+    from sdekit.codegen.loop import Components, If, IfAny, Lane, Lanes, Let, LoopKernel, Rhs, Set, While  # noqa: F401
+    kernel = LoopKernel("k", "", ("t0",), [Lane("act", "bool"), Lane("y", "state", rows="D")], [], eval(body))
+    if match is None:
+        loop.check(kernel)
+    else:
+        with pytest.raises(loop.IRError, match=match):
+            loop.check(kernel)
