@@ -61,6 +61,8 @@ def rk(tab, form=None):
         terms = [Term(ONE, None, "y")] + [Term(h * a, None, f"K{j}") for j, a in enumerate(tab.A[i][:i]) if _nonzero(a)]
         stmts += [_sum(f"U{i}", terms), EvalRHS(f"K{i}", f"U{i}", tab.c[i], "full")]
     final = [Term(ONE, None, "y")] + [Term(h * b, None, f"K{i}") for i, b in enumerate(tab.b) if _nonzero(b)]
+    if tab.fsal:      # a_s,j = b_j: the last stage value is y_new already (its sum, not a second one)
+        final = [Term(ONE, None, f"U{tab.stages - 1}")]
     extra = _error([Term(h * (b - bh), None, f"K{i}") for i, (b, bh) in enumerate(_pairs(tab))])
     if tab.fsal and extra:   # the last stage f(y_new, t + h) is the next step's first (adaptive steps)
         extra["fsal"] = ("K0", f"K{tab.stages - 1}")
