@@ -40,6 +40,11 @@ def _nstages(statements) -> int:
     return sum(isinstance(s, EvalRHS) for s in statements)
 
 
+def _tree_span(scheme) -> list:
+    """The Brownian tree's span T, for schemes that read (ΔW, H)."""
+    return [Set("T", "tree_T  # length of the Brownian tree's span")] if scheme.needs_dW else []
+
+
 def _copies(pairs):
     return [Copy(dst, src) for dst, src in pairs if dst != src]
 
@@ -91,8 +96,7 @@ def fixed_loop(scheme: StepScheme, stochastic: bool, model_args=()) -> LoopKerne
     step.append(Lanes([Reduce("ok", "and", f"isfinite({out}[i])"), Let("bad", "bad or not ok"),
                        Components([Let("y[i]", f"{out}[i] if not bad else nan")])]))  # freeze a non-finite lane
     step.append(IfUniform("isave < save_at.shape[0] and save_at[isave] == step + 1", save))
-    body = [Set("nsteps", "times.shape[0] - 1"), Set("T", "tree_T  # length of the Brownian tree's span"),
-            Lanes([Let("y[i]", "y0[i, src]")], rows="D")]
+    body = [Set("nsteps", "times.shape[0] - 1")] + _tree_span(scheme) + [Lanes([Let("y[i]", "y0[i, src]")], rows="D")]
     body += setup
     body += [Set("isave", "0"), Set("nfe", "0  # f-evaluations per lane (every lane runs the same steps)"),
              IfUniform("save_at[0] == 0", save),
@@ -278,7 +282,7 @@ def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=()) -> LoopKe
               Lane("act", "bool", "True"), Lane("code", "i8", "0"), Lane("istop", "i64", "0"),
               Lane("isave", "i64", "0"), Lane("iters", "i64", "0"), Lane("naccepted", "i64", "0"),
               Lane("nrejected", "i64", "0"), Lane("nf", "i64", "0"), Lane("need", "bool", "False")]
-    body = [Set("T", "tree_T  # length of the Brownian tree's span"), Set("nsave", "save_t.shape[0]"), Lanes([Let("y[i]", "y0[i, src]")], rows="D")]
+    body = _tree_span(scheme) + [Set("nsave", "save_t.shape[0]"), Lanes([Let("y[i]", "y0[i, src]")], rows="D")]
     buffers, noise = [], []
     if scheme.fsal:
         body.append(Set("fsal_ready", "False"))

@@ -117,13 +117,24 @@ class NumbaKernel:
 
 
 class Backend:
-    """A runtime: ``compile(source, arguments, adaptive)`` -> a Kernel."""
+    """A runtime: ``compile(source, arguments, adaptive)`` -> a Kernel.  ``python``: the source is a
+    Python module to import (numpy, Numba), else text the kernel class compiles itself (CUDA C)."""
 
-    def __init__(self, name: str, kernel_class):
-        self.name, self.kernel_class = name, kernel_class
+    def __init__(self, name: str, kernel_class, python: bool = True):
+        self.name, self.kernel_class, self.python = name, kernel_class, python
 
     def compile(self, source: str, arguments=(), adaptive: bool = False):
-        return self.kernel_class(load_module(source, self.name), arguments, adaptive)
+        code = load_module(source, self.name) if self.python else source
+        return self.kernel_class(code, arguments, adaptive)
 
 
-BACKENDS = {"numba": Backend("numba", NumbaKernel), "numpy": Backend("numpy", NumpyKernel)}
+def _cuda(kind):
+    def make(source, arguments, adaptive):
+        from . import cuda_backend
+        return getattr(cuda_backend, kind)(source, arguments, adaptive)
+    return make
+
+
+BACKENDS = {"numba": Backend("numba", NumbaKernel), "numpy": Backend("numpy", NumpyKernel),
+            "cuda": Backend("cuda", _cuda("CudaKernel"), python=False),
+            "cuda-host": Backend("cuda-host", _cuda("HostCudaKernel"), python=False)}

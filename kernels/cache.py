@@ -26,10 +26,10 @@ def source_hash(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
-def write_source(source: str, kind: str) -> Path:
+def write_source(source: str, kind: str, suffix: str = ".py") -> Path:
     """Path of the file holding ``source`` (written once)."""
     folder = cache_dir() / source_hash(source)
-    path = folder / f"{kind}.py"
+    path = folder / f"{kind}{suffix}"
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")

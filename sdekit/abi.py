@@ -73,3 +73,23 @@ LINEAR_ARGS = ("Lm", "S_L")
 def operator_args(name: str) -> tuple:
     """Values per step class of the step-size operator ``name`` and its trajectory stride."""
     return f"op_{name}", f"S_op_{name}"
+
+
+#: element type of every fixed argument: an array (``[]``) of, or a scalar of, ``state`` (the kernel's
+#: dtype), ``f64``, ``i64``, ``u64``, ``i8`` or ``bool`` (typed printers, e.g. CUDA C, declare them so)
+ARG_TYPES = {
+    "y0": "state[]", "first": "i64", "k0": "u64", "k1": "u64", "times": "f64[]", "tn_d": "state[]",
+    "h_d": "state[]", "hclass": "i64[]", "tree_T": "f64", "tree_pos": "i64[]", "save_at": "i64[]",
+    "out": "state[]", "retcode": "i8[]", "stats": "i64[]", "t0": "f64", "t1": "f64", "h0": "f64",
+    "rtol": "f64[]", "atol": "f64[]", "ctrl": "f64[]", "dtmin": "f64", "dtmax": "f64", "maxiters": "i64",
+    "stops": "f64[]", "save_t": "f64[]", "record": "bool", "out_t": "f64[]", "nsaved": "i64[]",
+}
+
+
+def arg_type(name: str) -> str:
+    """Element type of kernel argument ``name`` (fixed, or named by the helpers above)."""
+    if name in ARG_TYPES:
+        return ARG_TYPES[name]
+    if name.startswith("S_"):                   # trajectory strides: S_<param>, S_L, S_op_<op>
+        return "i64"
+    return "state[]"                            # P_<param>, weights, Lm, op_<op>

@@ -12,6 +12,7 @@ from sdekit.codegen.emit_numpy import emit_numpy
 from sdekit.codegen.errors import ModelError
 from sdekit.codegen.methods import CATALOGUE, get_method
 from sdekit.codegen.builders import build_scheme
+from sdekit.codegen.emit_cuda import cuda_source
 from sdekit.abi import STATS
 from sdekit.codegen.scheme import ConvolutionResidual, operator_layout
 from sdekit.codegen.host import additive_diffusion, linear_entries
@@ -40,11 +41,28 @@ def _numba_source(form, scheme, dtype, adaptive):
                          "backend='numpy'") from None
 
 
-#: backend -> (emitter of its source, the kernel's runtime arguments, what the source is specialised to)
+def _cuda_source(form, scheme, dtype, adaptive):
+    try:
+        return cuda_source(form, scheme, str(np.dtype(dtype)), adaptive)
+    except NotImplementedError as e:
+        raise ModelError(f"{scheme.method} on this model has no CUDA kernel yet ({e}); use backend='numba'") from None
+
+
+def _typed(form, scheme, adaptive):
+    return kernel_arguments(form, scheme, adaptive)
+
+
+def _per_dtype(dtype, adaptive):
+    return str(np.dtype(dtype)), bool(adaptive)
+
+
+#: backend -> (emitter of its source, the kernel's runtime arguments, what the source is specialised to).
+#: "cuda-host" runs the CUDA source on the CPU (host C++), to check the CUDA path without a GPU.
 EMITTERS = {
     "numpy": (_numpy_source, lambda form, scheme, adaptive: (), lambda dtype, adaptive: (bool(adaptive),)),
-    "numba": (_numba_source, lambda form, scheme, adaptive: kernel_arguments(form, scheme, adaptive),
-              lambda dtype, adaptive: (str(np.dtype(dtype)), bool(adaptive))),
+    "numba": (_numba_source, _typed, _per_dtype),
+    "cuda": (_cuda_source, _typed, _per_dtype),
+    "cuda-host": (_cuda_source, _typed, _per_dtype),
 }
 BACKENDS = tuple(EMITTERS)
 

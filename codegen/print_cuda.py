@@ -1,0 +1,301 @@
+"""The CUDA C printer of the loop IR (:mod:`loop`): one thread per trajectory.
+
+A lane value is a thread-local variable, a lane vector ``y[i]`` a thread-local array ``y[D]``;
+``Lanes`` bodies are straight code, ``WhileAny(act)`` is the thread's ``while (act)``, ``IfAny`` its
+``if``.  Array arguments are C-order buffers with their shape beside them (``X``, ``X_shape``):
+``X[a, b]`` is ``X[a * X_shape[1] + b]``.  Every temporary and uniform value is declared once at
+the top of the thread's function with the type inferred from its first assignment (lanes and
+arguments are typed by ``Lane.dtype`` and ``sdekit.abi.arg_type``).  The step statements,
+right-hand sides, copies and operators are printed by the ``hooks`` (``emit_cuda``).  Nothing here
+decides an algorithm: the statements come from ``drivers``.
+"""
+from __future__ import annotations
+
+import ast
+
+from ..abi import arg_type
+from . import loop as L
+from .print_numba import split_comment
+
+#: C type of each IR dtype (``real`` is the kernel's state type: double or float)
+CTYPES = {"state": "real", "f64": "double", "i64": "long long", "u64": "unsigned long long", "i8": "signed char",
+          "bool": "bool"}
+_RANK = {"bool": 0, "i8": 1, "i64": 2, "u64": 3, "state": 4, "f64": 5}
+_OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Mod: "%", ast.Lt: "<", ast.LtE: "<=",
+        ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=", ast.And: "&&", ast.Or: "||"}
+_FUNCTIONS = {"min": "nan_min", "max": "nan_max", "abs": "fabs", "sqrt": "sqrt", "isfinite": "isfinite"}
+_NAMES = {"inf": "INFINITY", "nan": "NAN", "True": "true", "False": "false", "src": "tid", "j": "tid",
+          "valid": "true"}
+
+
+def _promote(a: str, b: str) -> str:
+    return a if _RANK[a] >= _RANK[b] else b
+
+
+class CExpr:
+    """Loop-IR expression text -> a C expression and its IR type."""
+
+    def __init__(self, types: dict, vectors: set, arrays: set):
+        self.types, self.vectors, self.arrays = types, vectors, arrays
+
+    def __call__(self, text: str) -> str:
+        code, comment = split_comment(text)
+        c = self.node(ast.parse(code, mode="eval").body)
+        return c + (f"  /* {comment[4:]} */" if comment else "")
+
+    def type_of(self, text: str) -> str:
+        return self.type(ast.parse(split_comment(text)[0], mode="eval").body)
+
+    def type(self, n) -> str:
+        if isinstance(n, ast.Constant):
+            return "bool" if isinstance(n.value, bool) else "i64" if isinstance(n.value, int) else "f64"
+        if isinstance(n, ast.Name):
+            if n.id in ("inf", "nan"):
+                return "f64"
+            if n.id in ("True", "False", "valid"):
+                return "bool"
+            return self.types.get(n.id, "i64")          # D, M, src, j and loop counters
+        if isinstance(n, ast.Subscript):
+            if isinstance(n.value, ast.Attribute):       # X.shape[k]
+                return "i64"
+            return self.types[n.value.id]
+        if isinstance(n, ast.BinOp):
+            t = _promote(self.type(n.left), self.type(n.right))
+            return "f64" if isinstance(n.op, (ast.Div, ast.Pow)) and _RANK[t] < _RANK["state"] else t
+        if isinstance(n, (ast.BoolOp, ast.Compare)) or (isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.Not)):
+            return "bool"
+        if isinstance(n, ast.UnaryOp):
+            return self.type(n.operand)
+        if isinstance(n, ast.IfExp):
+            return _promote(self.type(n.body), self.type(n.orelse))
+        if isinstance(n, ast.Call):
+            fn, args = n.func.id, [self.type(a) for a in n.args]
+            if fn == "isfinite":
+                return "bool"
+            if fn == "sqrt":
+                return "f64"
+            return args[0] if len(args) == 1 else _promote(*args)
+        raise TypeError(f"CUDA printer: no type for {ast.unparse(n)!r}")
+
+    def node(self, n) -> str:
+        if isinstance(n, ast.Constant):
+            if isinstance(n.value, bool):
+                return "true" if n.value else "false"
+            return f"{n.value}LL" if isinstance(n.value, int) else repr(float(n.value))
+        if isinstance(n, ast.Name):
+            return _NAMES.get(n.id, n.id)
+        if isinstance(n, ast.Subscript):
+            return self.subscript(n)
+        if isinstance(n, ast.BinOp):
+            left, right = self.node(n.left), self.node(n.right)
+            if isinstance(n.op, ast.Pow):
+                if isinstance(n.right, ast.Constant) and n.right.value == 2:
+                    return f"({left} * {left})"
+                return f"pow((double)({left}), (double)({right}))"
+            if isinstance(n.op, ast.Div) and self.type(n.left) in ("i64", "i8") and self.type(n.right) in ("i64", "i8"):
+                return f"((double)({left}) / ({right}))"
+            if isinstance(n.op, ast.FloorDiv):
+                return f"({left} / {right})"
+            return f"({left} {_OPS[type(n.op)]} {right})"
+        if isinstance(n, ast.UnaryOp):
+            op = {ast.Not: "!", ast.USub: "-", ast.UAdd: "+"}[type(n.op)]
+            return f"({op}{self.node(n.operand)})"
+        if isinstance(n, ast.BoolOp):
+            return "(" + f" {_OPS[type(n.op)]} ".join(self.node(v) for v in n.values) + ")"
+        if isinstance(n, ast.Compare):
+            parts, left = [], n.left
+            for op, right in zip(n.ops, n.comparators):
+                parts.append(f"({self.node(left)} {_OPS[type(op)]} {self.node(right)})")
+                left = right
+            return parts[0] if len(parts) == 1 else "(" + " && ".join(parts) + ")"
+        if isinstance(n, ast.IfExp):
+            return f"({self.node(n.test)} ? {self.node(n.body)} : {self.node(n.orelse)})"
+        if isinstance(n, ast.Call):
+            return f"{_FUNCTIONS[n.func.id]}({', '.join(self.node(a) for a in n.args)})"
+        raise TypeError(f"CUDA printer: cannot print {ast.unparse(n)!r}")
+
+    def subscript(self, n) -> str:
+        index = n.slice.elts if isinstance(n.slice, ast.Tuple) else [n.slice]
+        if isinstance(n.value, ast.Attribute) and n.value.attr == "shape":     # X.shape[k]
+            return f"{n.value.value.id}_shape[{self.node(index[0])}]"
+        name = n.value.id
+        if name in self.vectors:
+            return f"{name}[{self.node(index[0])}]"
+        if name not in self.arrays:
+            raise TypeError(f"CUDA printer: {name!r} is not an array")
+        return f"{name}[{flat(name, [self.node(i) for i in index])}]"
+
+
+def flat(name: str, index: list) -> str:
+    """C-order offset of ``index`` in the array ``name`` (shape ``name_shape``)."""
+    off = index[0]
+    for k, i in enumerate(index[1:], 1):
+        off = f"({off}) * {name}_shape[{k}] + ({i})"
+    return off
+
+
+def parameters(arguments) -> list:
+    """C parameters of the kernel arguments: an array is a pointer and its shape, a scalar a value."""
+    out = []
+    for a in arguments:
+        t = arg_type(a)
+        if t.endswith("[]"):
+            out += [f"{CTYPES[t[:-2]]}* __restrict__ {a}", f"const long long* __restrict__ {a}_shape"]
+        else:
+            out.append(f"{CTYPES[t]} {a}")
+    return out
+
+
+def passing(arguments) -> list:
+    """The names that pass ``arguments`` on to a function declared with :func:`parameters`."""
+    return [x for a in arguments for x in ((a, f"{a}_shape") if arg_type(a).endswith("[]") else (a,))]
+
+
+class CudaLoopPrinter:
+    """Print a :class:`loop.LoopKernel` as ``__device__ void <name>_thread(tid, ...)`` plus the
+    ``__global__`` launch (one thread per trajectory) and, outside nvcc, a host loop over threads."""
+
+    def __init__(self, kernel: L.LoopKernel, hooks):
+        self.kernel, self.hooks = kernel, hooks
+        self.vectors = {v.name: v.rows for v in kernel.lanes if v.rows is not None}
+        types = {v.name: v.dtype for v in kernel.lanes}
+        arrays = set()
+        for a in kernel.arguments:
+            t = arg_type(a)
+            types[a] = t.removesuffix("[]")
+            if t.endswith("[]"):
+                arrays.add(a)
+        self.expr = CExpr(types, set(self.vectors), arrays)
+        self.locals = {}                 # temporaries and uniform values -> IR type
+        self._infer(kernel.body)
+
+    # ---- declarations: one per temporary / uniform value, typed by its first assignment ----
+    def _declare(self, name, text):
+        if name not in self.locals and name not in self.expr.types:
+            self.locals[name] = self.expr.type_of(text)
+            self.expr.types[name] = self.locals[name]
+
+    def _infer(self, stmts):
+        for s in stmts:
+            if isinstance(s, L.Set):
+                self._declare(s.name, s.expr)
+            elif isinstance(s, L.Let) and "[" not in s.target:
+                self._declare(s.target, s.expr)
+            elif isinstance(s, L.Reduce):
+                self._declare(s.target, "True" if s.op == "and" else "0.0")
+            elif isinstance(s, L.Call) and s.result:
+                raise NotImplementedError(f"CUDA: runtime algorithm {s.module}.{s.fn} is not printed for CUDA yet")
+            for name in ("body", "then", "orelse"):
+                self._infer(getattr(s, name, None) or [])
+
+    def print_kernel(self, w):
+        k = self.kernel
+        params = parameters(k.arguments)
+        with w.block(f"__device__ void {k.name}_thread(long long tid, {', '.join(params)}) {{"):
+            w(f"/* {k.doc} */")
+            for v in k.lanes:
+                ctype = CTYPES[v.dtype]
+                if v.rows and v.init not in (None, "0"):
+                    w(f"{ctype} {v.name}[{v.rows}];")
+                    w(f"for (int i = 0; i < {v.rows}; ++i) {v.name}[i] = {self.expr(v.init)};")
+                elif v.rows:
+                    w(f"{ctype} {v.name}[{v.rows}]" + (";" if v.init is None else " = {};"))
+                else:
+                    w(f"{ctype} {v.name}" + (";" if v.init is None else f" = {self.expr(v.init)};"))
+            for name, t in self.locals.items():
+                w(f"{CTYPES[t]} {name};")
+            self.hooks.buffers(w)
+            self.block(w, k.body)
+        w("}")
+        w()
+        w("#ifdef __CUDACC__")
+        with w.block(f'extern "C" __global__ void {k.name}(long long n, {", ".join(params)}) {{'):
+            w("long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;")
+            w("if (tid < n)")
+            w(f"    {k.name}_thread(tid, {', '.join(passing(k.arguments))});")
+        w("}")
+        w("#else")
+        with w.block(f'extern "C" void {k.name}_host(long long n, {", ".join(params)}) {{'):
+            w("/* the same thread function, one trajectory after another (tests without a GPU) */")
+            w("for (long long tid = 0; tid < n; ++tid)")
+            w(f"    {k.name}_thread(tid, {', '.join(passing(k.arguments))});")
+        w("}")
+        w("#endif")
+
+    # ---- block statements ----
+    def block(self, w, stmts):
+        for s in stmts:
+            self.statement(w, s)
+
+    def _braced(self, w, header, body, lanes=False):
+        with w.block(header + " {"):
+            (self.lanes if lanes else self.block)(w, body)
+        w("}")
+
+    def statement(self, w, s):
+        if isinstance(s, L.Set):
+            w(f"{s.name} = {self.expr(s.expr)};")
+        elif isinstance(s, L.For):
+            self._braced(w, f"for (long long {s.var} = 0; {s.var} < {self.expr(s.count)}; ++{s.var})", s.body)
+        elif isinstance(s, L.WhileAny):
+            self._braced(w, f"while ({self.expr(s.cond)})", s.body)
+        elif isinstance(s, L.IfAny):
+            self._braced(w, f"if ({self.expr(s.cond)})", s.body)
+        elif isinstance(s, L.IfUniform):
+            self._if(w, s, lanes=False)
+        elif isinstance(s, L.Call):
+            raise NotImplementedError(f"CUDA: runtime algorithm {s.module}.{s.fn} is not printed for CUDA yet")
+        elif isinstance(s, L.Lanes):
+            if s.rows:
+                self._braced(w, f"for (int i = 0; i < {s.rows}; ++i)", s.body, lanes=True)
+            else:
+                self.lanes(w, s.body)
+        else:
+            self.hooks.statement(w, s)
+
+    # ---- lane statements ----
+    def lanes(self, w, stmts):
+        for s in stmts:
+            self.lane(w, s)
+
+    def lane(self, w, s):
+        x = self.expr
+        if isinstance(s, L.Let):
+            w(f"{x(s.target)} = {x(s.expr)};")
+        elif isinstance(s, L.If):
+            self._if(w, s, lanes=True)
+        elif isinstance(s, L.While):
+            self._braced(w, f"while ({x(s.cond)})", s.body, lanes=True)
+        elif isinstance(s, L.Components):
+            self._braced(w, "for (int i = 0; i < D; ++i)", s.body, lanes=True)
+        elif isinstance(s, L.Reduce):
+            op = "&&" if s.op == "and" else "+"
+            w(f"{s.target} = {'true' if s.op == 'and' else '0.0'};")
+            w(f"for (int i = 0; i < D; ++i) {s.target} = {s.target} {op} {x(s.expr)};")
+        elif isinstance(s, L.Store):
+            w(f"{s.array}[{flat(s.array, [x(i) for i in s.index])}] = {x(s.value)};")
+        elif isinstance(s, L.StoreRow):
+            w(f"for (int i = 0; i < D; ++i) {s.array}[{flat(s.array, [x(s.row), 'i', x(s.col)])}] = {x(s.value)};")
+        elif isinstance(s, L.LaneCall):
+            raise NotImplementedError(f"CUDA: runtime function {s.module}.{s.fn} is not printed for CUDA yet")
+        else:  # pragma: no cover - a new node without a printer
+            raise TypeError(f"no CUDA lane printer for {type(s).__name__}")
+
+    def _if(self, w, s, lanes):
+        branch = s
+        header = f"if ({self.expr(branch.cond)})"
+        while True:
+            with w.block(header + " {"):
+                (self.lanes if lanes else self.block)(w, branch.then)
+            if len(branch.orelse) == 1 and isinstance(branch.orelse[0], (L.If, L.IfUniform)):
+                branch = branch.orelse[0]
+                w("}")
+                header = f"else if ({self.expr(branch.cond)})"
+                continue
+            if branch.orelse:
+                w("} else {")
+                w.level += 1
+                (self.lanes if lanes else self.block)(w, branch.orelse)
+                w.level -= 1
+            w("}")
+            break

@@ -1,0 +1,144 @@
+"""Launch generated CUDA C kernels (``sdekit.codegen.emit_cuda``): one thread per trajectory.
+
+* ``backend="cuda"``: CuPy compiles the source with NVRTC (``cupy.RawModule``, cached by CuPy per
+  source and device architecture) and launches ``kernel`` on the current GPU.
+* ``backend="cuda-host"``: the same source compiled as host C++ (``g++``, the prelude's shim) and
+  ``kernel_host`` run on the CPU through ctypes, one trajectory after another: the CUDA path's
+  numbers, checked against Numba without a GPU (platform-notes.md, "CUDA without a GPU").
+
+Both fill the ABI through ``arguments.run_fixed`` / ``run_adaptive``, like every backend.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+
+from ..abi import FIXED_ARGS, ADAPTIVE_ARGS, arg_type
+from .arguments import model_arguments, run_adaptive, run_fixed, step_classes
+from .cache import write_source
+
+_SCALARS = {"i64": (ctypes.c_longlong, np.int64), "u64": (ctypes.c_ulonglong, np.uint64),
+            "f64": (ctypes.c_double, np.float64), "i8": (ctypes.c_byte, np.int8), "bool": (ctypes.c_bool, np.bool_)}
+THREADS_PER_BLOCK = 128
+
+
+def _element(t: str, state) -> np.dtype:
+    return np.dtype(state) if t == "state" else np.dtype(_SCALARS[t][1])
+
+
+def _checked(names, values, state):
+    """(type, value) per argument, each array of the ABI's element type (a mismatch is an ABI bug)."""
+    out = []
+    for name, v in zip(names, values):
+        t = arg_type(name)
+        if t.endswith("[]"):
+            v = np.asarray(v)
+            if v.dtype != _element(t[:-2], state) or not v.flags.c_contiguous:  # pragma: no cover - ABI bug
+                raise RuntimeError(f"kernel argument {name}: {v.dtype} {v.shape}, expected C-order {t}")
+        out.append((t, v))
+    return out
+
+
+def host_library(source: str) -> ctypes.CDLL:
+    """The source compiled as host C++ into a shared library, cached beside the source by its hash."""
+    path = write_source(source, "kernel", ".cu")
+    lib = path.with_suffix(".so")
+    if not lib.exists():
+        cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+        if cxx is None:
+            raise RuntimeError("backend='cuda-host' needs a C++ compiler (g++ or $CXX)")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".so")
+        os.close(fd)
+        cmd = [cxx, "-O2", "-std=c++17", "-x", "c++", "-shared", "-fPIC", "-o", tmp, str(path)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            os.unlink(tmp)
+            raise RuntimeError(f"host C++ compile of {path} failed:\n{done.stderr[-4000:]}")
+        os.replace(tmp, lib)
+    return ctypes.CDLL(str(lib))
+
+
+class _CudaKernelBase:
+    def __init__(self, source, arguments, adaptive: bool):
+        self.source, self.arguments, self.adaptive = source, list(arguments), adaptive
+
+    def run(self, inp, chunk):
+        inp = inp.chunk(chunk)
+        n = inp.y0.shape[1]
+        if self.adaptive:
+            extra = model_arguments(self.arguments, inp)
+            return run_adaptive(inp, lambda fixed: self.launch(n, ADAPTIVE_ARGS, fixed, extra, inp.y0.dtype))
+        extra = model_arguments(self.arguments, inp, step_classes(inp.grid)[0])
+        return run_fixed(inp, lambda fixed: self.launch(n, FIXED_ARGS, fixed, extra, inp.y0.dtype))
+
+
+class HostCudaKernel(_CudaKernelBase):
+    """The CUDA source run on the CPU (``kernel_host``): for agreement tests without a GPU."""
+
+    def __init__(self, source, arguments, adaptive: bool):
+        super().__init__(source, arguments, adaptive)
+        self.lib = host_library(source)
+
+    def launch(self, n, spec, fixed, extra, state):
+        names = list(spec) + self.arguments
+        cargs, keep = [ctypes.c_longlong(n)], []
+        for t, v in _checked(names, list(fixed) + list(extra), state):
+            if t.endswith("[]"):
+                shape = np.array(v.shape, dtype=np.int64)
+                keep += [v, shape]
+                cargs += [ctypes.c_void_p(v.ctypes.data), ctypes.c_void_p(shape.ctypes.data)]
+            else:
+                cargs.append(_SCALARS[t][0](v))
+        self.lib.kernel_host(*cargs)
+
+
+class CudaKernel(_CudaKernelBase):
+    """The kernel on the GPU through CuPy: inputs copied to the device, every array copied back."""
+
+    def __init__(self, source, arguments, adaptive: bool):
+        super().__init__(source, arguments, adaptive)
+        cp = require_gpu()
+        self.cp = cp
+        self.module = cp.RawModule(code=source, options=("-std=c++17",))
+
+    def launch(self, n, spec, fixed, extra, state):
+        cp = self.cp
+        names = list(spec) + self.arguments
+        dev, back, args = [], [], [np.int64(n)]
+        for t, v in _checked(names, list(fixed) + list(extra), state):
+            if t.endswith("[]"):
+                d = cp.asarray(v)
+                dev.append(d)
+                back.append((v, d))
+                args += [d, cp.asarray(np.array(v.shape, dtype=np.int64))]
+            else:
+                args.append(_element(t, state).type(v))
+        blocks = -(-n // THREADS_PER_BLOCK)
+        self.module.get_function("kernel")((blocks,), (THREADS_PER_BLOCK,), tuple(args))
+        for v, d in back:
+            if v.flags.writeable:
+                v[...] = cp.asnumpy(d)
+
+
+def require_gpu():
+    """CuPy, once it has found a CUDA device; else a RuntimeError that says which is missing."""
+    try:
+        import cupy as cp
+    except ImportError:
+        raise RuntimeError("backend='cuda' needs CuPy (pip install cupy-cuda12x) and an NVIDIA GPU: "
+                           "CuPy is not installed; backend='cuda-host' runs the same CUDA source on the CPU, "
+                           "and sdekit inspect --backend cuda prints it") from None
+    try:
+        count = cp.cuda.runtime.getDeviceCount()
+    except Exception as e:      # CUDARuntimeError without a driver or device
+        count, why = 0, f" ({e})"
+    else:
+        why = ""
+    if count == 0:
+        raise RuntimeError(f"backend='cuda' needs an NVIDIA GPU: CuPy is installed but finds no CUDA device{why}")
+    return cp
