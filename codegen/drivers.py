@@ -160,14 +160,18 @@ def _attempt(scheme):
     scheme's result (no estimate: err = 0)."""
     out = []
     if scheme.startup is not None:
-        k = scheme.startup_steps
-        out.append(IfAny(f"naccepted < {k}", [Stages(tuple(scheme.startup.statements), True)]
+        k, n = scheme.startup_steps, _nstages(scheme.startup.statements)
+        out.append(IfAny(f"naccepted < {k}", [Stages(tuple(scheme.startup.statements), True),
+                                              _counted(n, f"act and naccepted < {k}")]
                          + _copies([("y_start", scheme.startup.output)])))
+    evaluated = 0
     for s in scheme.statements:
-        if scheme.fsal and getattr(s, "target", None) == scheme.fsal[0]:
-            out.append(IfUniform("not fsal_ready", [Stages((s,), True)]))   # FSAL: the last step's end
+        if scheme.fsal and getattr(s, "target", None) == scheme.fsal[0]:   # FSAL: the last step's end
+            out.append(IfUniform("not fsal_ready", [Stages((s,), True), _counted(1)]))
         else:
             out.append(Stages((s,), True))
+            evaluated += isinstance(s, EvalRHS)
+    out.append(_counted(evaluated))
     if scheme.startup is not None:
         out.append(Lanes([If(f"naccepted < {scheme.startup_steps}",
                              [Components([Let(f"{scheme.output}[i]", "y_start[i]"), Let(f"{scheme.error}[i]", "0.0")])])]))
@@ -183,6 +187,11 @@ def _error_norm(scheme):
                   Let("eest", "sqrt(acc / D) if fin else inf")])
 
 
+def _counted(n: int, cond: str = "act") -> Lanes:
+    """nf += n on the lanes ``cond`` selects, beside the n evaluations just run for them."""
+    return Lanes([If(cond, [Let("nf", f"nf + {n}")])])
+
+
 def _dense_output(scheme, stochastic):
     """ODEs without a continuous extension: f at both ends of the accepted steps that contain a save
     time (cubic Hermite); an FSAL method has them already (its first and last stages)."""
@@ -192,7 +201,7 @@ def _dense_output(scheme, stochastic):
     if not scheme.fsal:
         need.append(Let("tc", "te"))
     ends = _copies([("f0", scheme.fsal[0]), ("f1", scheme.fsal[1])]) if scheme.fsal else \
-        [Rhs("t_l", "y", "f0"), Rhs("tc", scheme.output, "f1")]
+        [Rhs("t_l", "y", "f0"), Rhs("tc", scheme.output, "f1"), _counted(2, "need")]
     return [IfUniform("record", [Lanes([Let("need", "False")])], [Lanes(need), IfAny("need", ends)])]
 
 
@@ -233,10 +242,6 @@ def _save_step(scheme, stochastic):
 def _accept_reject(scheme, stochastic):
     """Per lane: statistics, saving, the controller, the state and multistep memory on acceptance,
     and the end / MaxIters / DtLessThanMin / Unstable checks."""
-    n = _nstages(scheme.statements)
-    count = f"nf + {n} - (1 if fsal_ready else 0)" if scheme.fsal else f"nf + {n} + 2 * need"
-    if scheme.dense and not scheme.fsal:
-        count = f"nf + {n}"
     memory = [Let(f"{dst}[i]", f"{src}[i]") for dst, src in ((("y", scheme.output),) + tuple(scheme.history)
                                                               + ((scheme.fsal,) if scheme.fsal else ()))]
     accept = _save_step(scheme, stochastic) + [
@@ -260,7 +265,7 @@ def _accept_reject(scheme, stochastic):
                [Let("code", f"{DT_LESS_THAN_MIN} if isfinite(e) else {UNSTABLE}"), Let("act", "False")])
     stop = If("t64 >= t1", [Let("act", "False")],
               [If("iters >= maxiters", [Let("code", str(MAX_ITERS)), Let("act", "False")], [small])])
-    return Lanes([If("act", [Let("nf", count), Let("iters", "iters + 1"), Let("e", "eest"),
+    return Lanes([If("act", [Let("iters", "iters + 1"), Let("e", "eest"),
                              If("e <= 1.0", accept, reject), stop])])
 
 
@@ -281,7 +286,9 @@ def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=()) -> LoopKe
               Lane("cut", "bool", "False"), Lane("eest"), Lane("e1", "f64", "1"), Lane("e2", "f64", "1"),
               Lane("act", "bool", "True"), Lane("code", "i8", "0"), Lane("istop", "i64", "0"),
               Lane("isave", "i64", "0"), Lane("iters", "i64", "0"), Lane("naccepted", "i64", "0"),
-              Lane("nrejected", "i64", "0"), Lane("nf", "i64", "0"), Lane("need", "bool", "False")]
+              Lane("nrejected", "i64", "0"), Lane("nf", "i64", "0")]
+    if not stochastic and not scheme.dense:      # cubic Hermite output: which lanes need f at both ends
+        lanes.append(Lane("need", "bool", "False"))
     body = _tree_span(scheme) + [Set("nsave", "save_t.shape[0]"), Lanes([Let("y[i]", "y0[i, src]")], rows="D")]
     buffers, noise = [], []
     if scheme.fsal:

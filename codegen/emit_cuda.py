@@ -17,7 +17,7 @@ from .analysis import SemilinearForm
 from .drivers import adaptive_loop, fixed_loop
 from .loop import Copy, Operators, Rhs, Stages, Writer
 from .lowering import lower
-from .numba_lanes import kernel_arguments, state_name
+from .numba_lanes import kernel_arguments, nested_calls, state_name
 from .print_cuda import CudaLoopPrinter, parameters, passing
 from .scheme import Combine, EvalRHS, StepScheme
 
@@ -49,6 +49,12 @@ class _CPrinter(C99CodePrinter):
     def __init__(self, params):
         super().__init__({"strict": True})
         self.params = params
+
+    def _print_Max(self, e):     # the NaN rule of every backend (np.maximum), not C's fmax
+        return nested_calls(self, e.args, "nan_max")
+
+    def _print_Min(self, e):
+        return nested_calls(self, e.args, "nan_min")
 
     def _print_Symbol(self, s):
         if s.name.startswith("v") and s.name[1:].isdigit():

@@ -60,6 +60,7 @@ def _emit(form, scheme, kernel, dtype, block, title, constants, preamble=()) -> 
     w("import numpy as np")
     tanh = {"float64": "tanh64", "float32": "tanh32"}[str(dtype)]
     w(f"from sdekit.kernels.numba_runtime import {tanh} as nb_tanh")
+    w("from sdekit.kernels.numba_runtime import nan_max, nan_min")
     printer = NumbaLoopPrinter(kernel, None)
     for line in printer.imports():
         w(line)

@@ -254,11 +254,23 @@ def check(kernel: LoopKernel) -> None:
     (a temporary never lives across blocks: numpy and CUDA keep none); ``i`` only inside components;
     ``min``/``max`` with two arguments (the NaN rule is binary); WhileAny/IfAny test lane values."""
     lanes = {v.name for v in kernel.lanes}
-    known = set(kernel.arguments) | lanes | {b.name for b in kernel.buffers} | BUILTINS
+    vectors = {v.name for v in kernel.lanes if v.rows is not None}
+    arguments = set(kernel.arguments)
+    known = arguments | lanes | {b.name for b in kernel.buffers} | BUILTINS
 
-    def reads(text, scope, where):
+    def reads(text, scope, where, whole=False):
+        """Check the names ``text`` reads; ``whole``: a bare lane vector is an argument (Call, LaneCall)."""
         tree = ast.parse(text.partition("  # ")[0], mode="eval")
+        indexed = set()
         for node in ast.walk(tree):
+            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id in vectors:
+                if not (isinstance(node.slice, ast.Name) and node.slice.id == "i"):
+                    raise IRError(f"{where}: lane vector {node.value.id!r} indexed by other than the component i: "
+                                  f"{text!r}")
+                indexed.add(id(node.value))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id in vectors and id(node) not in indexed and not whole:
+                raise IRError(f"{where}: lane vector {node.id!r} read without its component [i]: {text!r}")
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("min", "max") \
                     and len(node.args) != 2:
                 raise IRError(f"{where}: {node.func.id}() takes two arguments in the loop IR: {text!r}")
@@ -274,10 +286,14 @@ def check(kernel: LoopKernel) -> None:
             if isinstance(s, Let):
                 reads(s.expr, inner, here)
                 target = s.target.split("[")[0]
-                if "[" in s.target:
+                if target in arguments or target in BUILTINS:
+                    raise IRError(f"{here}: assigns {target!r}, a kernel argument or built-in")
+                if "[" in s.target or target in vectors:
                     reads(s.target, inner, here)
                 temps |= set() if target in lanes else {target}
             elif isinstance(s, Reduce):
+                if s.op not in ("+", "and"):
+                    raise IRError(f"{here}: Reduce op {s.op!r} (the IR has + and and)")
                 reads(s.expr, inner | {"i"}, here)
                 temps |= set() if s.target in lanes else {s.target}
             elif isinstance(s, If):
@@ -296,7 +312,7 @@ def check(kernel: LoopKernel) -> None:
                     reads(e, inner | {"i"}, here)
             elif isinstance(s, LaneCall):
                 for e in s.args:
-                    reads(e, inner | {"b"}, here)
+                    reads(e, inner | {"b"}, here, whole=True)
             else:
                 raise IRError(f"{here}: not a lane statement")
         return temps
@@ -307,6 +323,8 @@ def check(kernel: LoopKernel) -> None:
             here = f"{where} > {type(s).__name__}"
             if isinstance(s, Set):
                 reads(s.expr, scope, here)
+                if s.name in known:
+                    raise IRError(f"{here}: uniform {s.name!r} shadows a lane, argument, buffer or built-in")
                 scope.add(s.name)
             elif isinstance(s, For):
                 reads(s.count, scope, here)
@@ -322,7 +340,7 @@ def check(kernel: LoopKernel) -> None:
                 block(s.orelse, scope, here)
             elif isinstance(s, Call):
                 for e in s.args:
-                    reads(e, scope, here)
+                    reads(e, scope, here, whole=True)
                 scope |= {r.strip() for r in (s.result or "").split(",") if r.strip()}
             elif isinstance(s, Lanes):
                 lane_block(s.body, scope | ({"i"} if s.rows else set()), set(), here)

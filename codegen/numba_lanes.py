@@ -13,7 +13,6 @@ from ..abi import JIT_FLAGS, LINEAR_ARGS, operator_args, param_args, weight_args
 from .analysis import SemilinearForm
 from .builders import milstein_terms
 from .lowering import lower
-from .loop import Writer
 from .scheme import Combine, EvalJacobian, EvalNoise, EvalRHS, StepScheme, operator_layout
 
 
@@ -27,10 +26,10 @@ class _KernelPrinter(NumPyPrinter):
         return f"nb_tanh({self._print(e.args[0])})"
 
     def _print_Max(self, e):
-        return f"max({', '.join(self._print(a) for a in e.args)})"
+        return nested_calls(self, e.args, "nan_max")
 
     def _print_Min(self, e):
-        return f"min({', '.join(self._print(a) for a in e.args)})"
+        return nested_calls(self, e.args, "nan_min")
 
     def _print_Piecewise(self, e):
         """Nested conditional expressions (numpy.select does not type on scalars); NaN where no branch holds."""
@@ -56,6 +55,15 @@ class _KernelPrinter(NumPyPrinter):
         x = self._print(e.args[0])
         half = self._print(e.args[1]) if len(e.args) > 1 else "0.5"
         return f"(1.0 if {x} > 0 else ({half} if {x} == 0 else 0.0))"
+
+
+def nested_calls(printer, args, fn):
+    """Max/Min as nested binary NaN-propagating calls, in numpy's order (``emit_numpy``): a NaN
+    argument gives NaN on every backend, as ``np.maximum`` does (Python's max drops it)."""
+    out = printer._print(args[-1])
+    for a in reversed(args[:-1]):
+        out = f"{fn}({printer._print(a)}, {out})"
+    return out
 
 
 _printer = _KernelPrinter()

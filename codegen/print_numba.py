@@ -62,11 +62,11 @@ class NumbaLoopPrinter:
         return ast.unparse(ast.fix_missing_locations(names.visit(tree))) + comment
 
     def imports(self):
+        """The runtime algorithms the kernel calls (emit_numba imports nan_min/nan_max for every module)."""
         mods = {}
         for module, fn in self.kernel.calls():
             mods.setdefault(module, []).append(fn)
-        return ([f"from sdekit.kernels.{m} import {', '.join(fns)}" for m, fns in mods.items()]
-                + ["from sdekit.kernels.numba_runtime import nan_max, nan_min"])
+        return [f"from sdekit.kernels.{m} import {', '.join(fns)}" for m, fns in mods.items()]
 
     def print_kernel(self, w, jit: str, preamble=()):
         k = self.kernel

@@ -37,8 +37,7 @@ def _numba_source(form, scheme, dtype, adaptive):
     try:
         return emit_numba_adaptive(form, scheme, dtype)
     except NotImplementedError as e:
-        raise ModelError(f"{scheme.method} on this model has no adaptive Numba kernel ({e}); use "
-                         "backend='numpy'") from None
+        raise ModelError(f"{scheme.method} on this model has no adaptive Numba kernel ({e})") from None
 
 
 def _cuda_source(form, scheme, dtype, adaptive):

@@ -243,10 +243,17 @@ def test_every_driver_keeps_the_rules_of_the_loop_ir(method):
     ("[Set('u', 'q + 1')]", "'q' is not defined"),
     ("[IfAny('1 > 0', [])]", "reads no lane value"),
     ("[Rhs('t0', 'y', 'nowhere')]", "'nowhere' is not a lane vector"),
+    ("[Lanes([Let('t0', '1.0')])]", "assigns 't0', a kernel argument"),
+    ("[Set('act', '1')]", "shadows a lane"),
+    ("[Lanes([Let('z', 'y')])]", "without its component"),
+    ("[Lanes([Components([Let('y', '1.0')])])]", "without its component"),
+    ("[Lanes([Let('z', 'y[0]')])]", "indexed by other than the component i"),
+    ("[Lanes([Reduce('z', '*', 'y[i]')])]", "Reduce op"),
 ])
 def test_the_loop_ir_checker_finds_broken_kernels(body, match):
     from sdekit.codegen import loop
-    from sdekit.codegen.loop import Components, If, IfAny, Lane, Lanes, Let, LoopKernel, Rhs, Set, While  # noqa: F401
+    from sdekit.codegen.loop import (Components, If, IfAny, Lane, Lanes, Let, LoopKernel, Reduce, Rhs, Set,  # noqa: F401
+                                     While)
     kernel = LoopKernel("k", "", ("t0",), [Lane("act", "bool"), Lane("y", "state", rows="D")], [], eval(body))
     if match is None:
         loop.check(kernel)

@@ -64,3 +64,14 @@ def test_every_supported_function_on_every_backend_matches_numpy(backend):
 def test_unsupported_functions_are_refused_at_build(build, match):
     with pytest.raises(sk.ModelError, match=match):
         build(sk.states("u", 1))
+
+
+def test_max_and_min_of_a_nan_are_nan_on_every_backend():
+    """y' = −y + Max(log(y − 2), 0) at y = 1: log is NaN, so f is NaN and every backend stops the
+    trajectory as Unstable (Python's max would drop the NaN on Numba alone and report Success)."""
+    y = sk.states("y", 1)
+    for fn in (sp.Max, sp.Min):
+        prob = sk.ODEProblem(sk.ODE(y, sp.Matrix([-y[0] + fn(sp.log(y[0] - 2), 0)])), y0=[1.0], tspan=(0.0, 1.0))
+        for backend in ("numpy", "numba", "cuda-host"):
+            sol = sk.solve(prob, "RK4", dt=0.1, backend=backend)
+            assert sol.retcode == "Unstable" and np.isnan(sol.y[-1, 0]), (fn, backend, sol.retcode)
