@@ -65,15 +65,15 @@ def fixed_loop(scheme: StepScheme, stochastic: bool, model_args=()) -> LoopKerne
                     Buffer("f_lo", f"({TREE_STACK},)", "i64"), Buffer("f_hi", f"({TREE_STACK},)", "i64"),
                     Buffer("f_v", f"({TREE_STACK}, 2, M, B)"), Buffer("f_meta", "(2,)", "i64")]
         frontier = ("f_lo", "f_hi", "f_v", "f_meta", "zbuf")
-        setup.append(Call("brownian", "tree_start", ("k0", "k1", "first", "src", "T") + frontier))
-        noise.append(Call("brownian", "tree_step", ("k0", "k1", "first", "src", "T", "step", "tree_pos")
+        setup.append(Call("brownian", "tree_start", ("key0", "key1", "first", "src", "T") + frontier))
+        noise.append(Call("brownian", "tree_step", ("key0", "key1", "first", "src", "T", "step", "tree_pos")
                           + frontier + ("acc", "dW", "dH")))
     if scheme.needs_levy:
         lanes.append(Lane("dI", "state", rows="M"))
         noise.append(Lanes([Let("dI[i]", "0.5 * dW[i] + dH[i]")], rows="M"))   # I_(1,0)/h (methods.md §5.3)
     if scheme.needs_zeta:
         lanes += [Lane("zeta", "state", rows="D"), Lane("zeta64", "f64", rows="D")]
-        noise += [Call("philox", "normals_block", ("k0", "k1", f"{STEP_NODE} + step", "first", "src", str(STREAM_ZETA),
+        noise += [Call("philox", "normals_block", ("key0", "key1", f"{STEP_NODE} + step", "first", "src", str(STREAM_ZETA),
                                                    "zeta64")),
                   Lanes([Let("zeta[i]", "zeta64[i]")], rows="D")]
     save = [Lanes([If("valid", [StoreRow("out", "isave", "j", "y[i]")])]), Set("isave", "isave + 1")]
@@ -296,8 +296,8 @@ def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=()) -> LoopKe
     if scheme.needs_dW:
         lanes += [Lane("dW", "state", rows="M"), Lane("dH", "state", rows="M")]
         body.append(Call("brownian", "lane_tree_buffers", ("B", "M"), ", ".join(_LANE_FRONTIERS)))
-        body.append(Call("brownian", "lane_tree_start", ("k0", "k1", "first", "src", "T") + _LANE_FRONTIERS[:3]))
-        noise.append(Call("brownian", "lane_tree_increments", ("k0", "k1", "first", "src", "T", "t0", "t64", "te",
+        body.append(Call("brownian", "lane_tree_start", ("key0", "key1", "first", "src", "T") + _LANE_FRONTIERS[:3]))
+        noise.append(Call("brownian", "lane_tree_increments", ("key0", "key1", "first", "src", "T", "t0", "t64", "te",
                                                               "act") + _LANE_FRONTIERS + ("dW", "dH")))
         if scheme.needs_levy:
             lanes.append(Lane("dI", "state", rows="M"))

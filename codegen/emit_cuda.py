@@ -2,10 +2,12 @@
 host shim so the same source compiles as C++ without a GPU, platform-notes.md), the model's lane
 code as ``__device__`` functions, and the driver of ``drivers.py`` printed by ``print_cuda``.
 
-Covered so far (issue 15, first part): fixed-step and adaptive ODE solves with explicit RK tables
-(no φ / resolvent operators), models without networks, L zero, scalar, diagonal or dense.  The
-rest — SDEs (Philox and the Brownian tree printed from their single Python definitions), operators
-and networks — raise NotImplementedError naming what is missing.
+Covered so far (issue 15, first part), for models without networks and L zero, scalar, diagonal or
+dense: ODE solves at fixed steps with every method but the exponential Rosenbrock ones (φ and
+resolvent operators from the host's per-step-class tables, multistep startup and history), and
+adaptive ODE solves with explicit RK tables.  The rest — SDEs (Philox and the Brownian tree, to be
+printed from their single Python definitions), per-trajectory operators (adaptive exponential and
+W-methods, Exprb) and networks — raise NotImplementedError naming what is missing.
 """
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ from .drivers import adaptive_loop, fixed_loop
 from .loop import Copy, Operators, Rhs, Stages, Writer
 from .lowering import lower
 from .numba_lanes import kernel_arguments, nested_calls, state_name
-from .print_cuda import CudaLoopPrinter, parameters, passing
-from .scheme import Combine, EvalRHS, StepScheme
+from .print_cuda import CudaLoopPrinter, flat, parameters, passing
+from .scheme import Combine, EvalRHS, StepScheme, operator_layout
 
 _PRELUDE = r"""#ifdef __CUDACC__
 #ifndef INFINITY
@@ -73,8 +75,12 @@ def cuda_source(form: SemilinearForm, scheme: StepScheme, dtype="float64", adapt
                                   "(not printed yet)")
     if form.nets:
         raise NotImplementedError("CUDA: networks in the kernel are not printed yet")
-    if scheme.all_operators() or scheme.needs_jacobian:
-        raise NotImplementedError(f"CUDA: {scheme.method} needs φ / resolvent operators (not printed yet)")
+    if scheme.needs_jacobian:
+        raise NotImplementedError(f"CUDA: {scheme.method} needs the Jacobian and its φ operators per trajectory "
+                                  "(not printed yet)")
+    if adaptive and scheme.all_operators():
+        raise NotImplementedError(f"CUDA: adaptive {scheme.method} needs per-trajectory φ / resolvent operators "
+                                  "(not printed yet; its fixed-step kernel reads the host's tables)")
     args = kernel_arguments(form, scheme, adaptive)
     kernel = (adaptive_loop if adaptive else fixed_loop)(scheme, False, args)
     w = Writer()
@@ -87,7 +93,9 @@ def cuda_source(form: SemilinearForm, scheme: StepScheme, dtype="float64", adapt
     w(f"constexpr int M = {form.noise_dim};")
     w()
     hooks = _Hooks(form, scheme, args)
-    hooks.rhs_function(w)
+    parts = {st.part for st in scheme.all_statements() if isinstance(st, EvalRHS)} | ({"full"} if adaptive else set())
+    for part in sorted(parts):
+        hooks.rhs_function(w, part)
     CudaLoopPrinter(kernel, hooks).print_kernel(w)
     return "\n".join(w.lines) + "\n"
 
@@ -97,37 +105,39 @@ class _Hooks:
 
     def __init__(self, form, scheme, args):
         self.form, self.scheme = form, scheme
-        self.rhs_args = [a for p in form.params for a in param_args(p.name)]
-        if form.linear_structure != "zero":
-            self.rhs_args += list(LINEAR_ARGS)
-        self.rhs_args = [a for a in self.rhs_args if a in args]
+        params = [a for p in form.params for a in param_args(p.name) if a in args]
+        linear = list(LINEAR_ARGS) if form.linear_structure != "zero" else []
+        self.rhs_args = {"forcing": params, "full": params + linear}   # what each part reads
 
-    def rhs_function(self, w):
-        """``rhs(tid, t, st, out, ...)``: f = L y + c + N of one trajectory (sympy's C99 printer, CSE'd)."""
+    def rhs_function(self, w, part):
+        """``rhs_full`` (f = L y + c + N) or ``rhs_forcing`` (c + N, the exponential methods' stages) of
+        one trajectory's state: sympy's C99 printer on the CSE'd lowered model."""
         form = self.form
+        linear = part == "full" and form.linear_structure != "zero"
         low = lower(list(form.forcing), form, state_name)
         printer = _CPrinter({f"p_{p.name}": p.name for p in form.params})
         pr = printer.doprint
-        head = ", ".join(["long long tid", "double t", "const real* st", "real* out"] + parameters(self.rhs_args))
-        with w.block(f"__device__ __forceinline__ void rhs({head}) {{"):
-            w("/* f = L y + c + N of one trajectory's state st into out */")
+        head = ", ".join(["long long tid", "double t", "const real* st", "real* out"]
+                         + parameters(self.rhs_args[part]))
+        with w.block(f"__device__ __forceinline__ void rhs_{part}({head}) {{"):
+            w(f"/* {'f = L y + c + N' if part == 'full' else 'c(t) + N(y, t)'} of one trajectory's state st into out */")
             for var, e in low.assignments:
                 w(f"const double {var} = {pr(e)};")
             for i, e in enumerate(low.outputs):
-                if form.linear_structure == "dense":
+                if not linear:
+                    w(f"out[{i}] = {pr(sp.sympify(e))};")
+                elif form.linear_structure == "dense":
                     w(f"double acc{i} = {pr(e)};")
                     w(f"for (int j = 0; j < D; ++j) acc{i} = acc{i} + "
                       f"Lm[((tid * S_L) * Lm_shape[1] + {i}) * Lm_shape[2] + j] * st[j];")
                     w(f"out[{i}] = acc{i};")
-                elif form.linear_structure != "zero":
-                    w(f"out[{i}] = {pr(e)} + Lm[{i} * Lm_shape[1] + tid * S_L] * st[{i}];")
                 else:
-                    w(f"out[{i}] = {pr(sp.sympify(e))};")
+                    w(f"out[{i}] = {pr(e)} + Lm[{i} * Lm_shape[1] + tid * S_L] * st[{i}];")
         w("}")
         w()
 
-    def _call(self, t, state, target):
-        return f"rhs(tid, {t}, {state}, {target}{''.join(', ' + a for a in passing(self.rhs_args))});"
+    def _call(self, t, state, target, part="full"):
+        return f"rhs_{part}(tid, {t}, {state}, {target}{''.join(', ' + a for a in passing(self.rhs_args[part]))});"
 
     def buffers(self, w):
         pass
@@ -141,26 +151,49 @@ class _Hooks:
         elif isinstance(s, Copy):
             w(f"for (int i = 0; i < D; ++i) {s.dst}[i] = {s.src}[i];")
         elif isinstance(s, Operators):
-            raise NotImplementedError("CUDA: per-step operators are not printed yet")
+            if s.index is None:   # pragma: no cover - refused in cuda_source
+                raise NotImplementedError("CUDA: per-trajectory operators are not printed yet")
+            # fixed steps: the Combine terms read the tables at the step class hc
         else:  # pragma: no cover - a new node without a printer
             raise TypeError(f"no CUDA printer for {type(s).__name__}")
 
     def _step_statement(self, w, s):
         if isinstance(s, EvalRHS):
             w(f"tc = t_l + ({sp.ccode(sp.sympify(s.c) * 1.0)}) * h_l;" if s.c != 0 else "tc = t_l;")
-            w(self._call("tc", s.state, s.target))
+            w(self._call("tc", s.state, s.target, s.part))
         elif isinstance(s, Combine):
-            terms = []
-            for term in s.terms:
-                if term.op is not None:
-                    raise NotImplementedError("CUDA: operator terms are not printed yet")
-                coef = "" if term.coef == 1 else f"({_coef(term.coef)}) * "
-                terms.append(f"{coef}{term.vec}[i]")
-            w(f"for (int i = 0; i < D; ++i) {s.target}[i] = {' + '.join(terms)};")
+            self._combine(w, s)
         else:
             raise NotImplementedError(f"CUDA: step statement {type(s).__name__} is not printed yet")
 
 
+    def _combine(self, w, s):
+        """``target = Σ coef · op(hL) vec`` per component; operators are the host's tables per step
+        class ``hc`` (``arguments.operator_tables``): op_X[hc, i, traj] elementwise, op_X[hc, traj, i, j]
+        dense (a row of the product accumulated over j first, in j order, as on Numba)."""
+        ops = self.scheme.all_operators()
+        with w.block("for (int i = 0; i < D; ++i) {"):
+            terms = []
+            for k, term in enumerate(s.terms):
+                coef = "" if term.coef == 1 else f"({_coef(term.coef)}) * "
+                if term.op is None:
+                    terms.append(f"{coef}{term.vec}[i]")
+                    continue
+                table, traj = f"op_{term.op}", f"tid * S_op_{term.op}"
+                if operator_layout(self.form, ops[term.op]) == "dense":
+                    w(f"double mv{k} = 0.0;")
+                    w(f"for (int j = 0; j < D; ++j) mv{k} = mv{k} + "
+                      f"{table}[{flat(table, ['hc', traj, 'i', 'j'])}] * {term.vec}[j];")
+                    terms.append(f"{coef}mv{k}")
+                else:
+                    terms.append(f"{coef}{table}[{flat(table, ['hc', 'i', traj])}] * {term.vec}[i]")
+            w(f"{s.target}[i] = {' + '.join(terms)};")
+        w("}")
+
+
 def _coef(c) -> str:
-    """A step coefficient (a polynomial in h) as C: h is the lane's step h_l, in double."""
-    return sp.ccode(sp.sympify(c).subs(sp.Symbol("h", positive=True), sp.Symbol("h_l")).evalf(17))
+    """A step coefficient (a polynomial in h and the previous steps h1, h2, ...) as C: h is the lane's
+    step h_l, h_k its k-th previous step hp<k>; evaluated in double."""
+    c = sp.sympify(c)
+    subs = {x: sp.Symbol("h_l" if x.name == "h" else f"hp{x.name[1:]}") for x in c.free_symbols}
+    return sp.ccode(c.subs(subs).evalf(17))

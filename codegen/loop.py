@@ -257,6 +257,9 @@ def check(kernel: LoopKernel) -> None:
     vectors = {v.name for v in kernel.lanes if v.rows is not None}
     arguments = set(kernel.arguments)
     known = arguments | lanes | {b.name for b in kernel.buffers} | BUILTINS
+    clash = lanes & (arguments | BUILTINS)
+    if clash:
+        raise IRError(f"{kernel.name}: lanes {sorted(clash)} take the names of kernel arguments or built-ins")
 
     def reads(text, scope, where, whole=False):
         """Check the names ``text`` reads; ``whole``: a bare lane vector is an argument (Call, LaneCall)."""

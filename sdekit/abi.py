@@ -47,10 +47,10 @@ CONTROLLER = ("b1", "b2", "b3", "safety", "qmin", "qmax", "order")
 BLOCK = 128
 
 #: fixed arguments of the fixed-step kernel, in order (after ``blk0, blk1``)
-FIXED_ARGS = ("y0", "first", "k0", "k1", "times", "tn_d", "h_d", "hclass", "tree_T", "tree_pos",
+FIXED_ARGS = ("y0", "first", "key0", "key1", "times", "tn_d", "h_d", "hclass", "tree_T", "tree_pos",
               "save_at", "out", "retcode", "stats")
 #: fixed arguments of the adaptive kernel, in order (after ``blk0, blk1``)
-ADAPTIVE_ARGS = ("y0", "first", "k0", "k1", "t0", "t1", "tree_T", "h0", "rtol", "atol", "ctrl", "dtmin", "dtmax",
+ADAPTIVE_ARGS = ("y0", "first", "key0", "key1", "t0", "t1", "tree_T", "h0", "rtol", "atol", "ctrl", "dtmin", "dtmax",
                  "maxiters", "stops", "save_t", "record", "out", "out_t", "nsaved", "retcode", "stats")
 
 
@@ -78,7 +78,7 @@ def operator_args(name: str) -> tuple:
 #: element type of every fixed argument: an array (``[]``) of, or a scalar of, ``state`` (the kernel's
 #: dtype), ``f64``, ``i64``, ``u64``, ``i8`` or ``bool`` (typed printers, e.g. CUDA C, declare them so)
 ARG_TYPES = {
-    "y0": "state[]", "first": "i64", "k0": "u64", "k1": "u64", "times": "f64[]", "tn_d": "state[]",
+    "y0": "state[]", "first": "i64", "key0": "u64", "key1": "u64", "times": "f64[]", "tn_d": "state[]",
     "h_d": "state[]", "hclass": "i64[]", "tree_T": "f64", "tree_pos": "i64[]", "save_at": "i64[]",
     "out": "state[]", "retcode": "i8[]", "stats": "i64[]", "t0": "f64", "t1": "f64", "h0": "f64",
     "rtol": "f64[]", "atol": "f64[]", "ctrl": "f64[]", "dtmin": "f64", "dtmax": "f64", "maxiters": "i64",

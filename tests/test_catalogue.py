@@ -251,10 +251,22 @@ def test_every_driver_keeps_the_rules_of_the_loop_ir(method):
     ("[Lanes([Reduce('z', '*', 'y[i]')])]", "Reduce op"),
 ])
 def test_the_loop_ir_checker_finds_broken_kernels(body, match):
+    _check_kernel(body, match)
+
+
+def test_a_lane_may_not_take_an_arguments_name():
+    """(TASE's stage increments k0, k1 once shadowed the Philox key arguments of the same names.)"""
     from sdekit.codegen import loop
-    from sdekit.codegen.loop import (Components, If, IfAny, Lane, Lanes, Let, LoopKernel, Reduce, Rhs, Set,  # noqa: F401
-                                     While)
-    kernel = LoopKernel("k", "", ("t0",), [Lane("act", "bool"), Lane("y", "state", rows="D")], [], eval(body))
+    from sdekit.codegen.loop import Lane, LoopKernel
+    with pytest.raises(loop.IRError, match=r"lanes \['t0'\] take the names of kernel arguments"):
+        loop.check(LoopKernel("k", "", ("t0",), [Lane("t0", "state", rows="D")], [], []))
+
+
+def _check_kernel(body, match):
+    """``body``: loop-IR statements as text, built from the node classes of ``loop``."""
+    from sdekit.codegen import loop
+    kernel = loop.LoopKernel("k", "", ("t0",), [loop.Lane("act", "bool"), loop.Lane("y", "state", rows="D")], [],
+                             eval(body, vars(loop)))
     if match is None:
         loop.check(kernel)
     else:
