@@ -91,13 +91,16 @@ class _Hooks:
         self.calls = None
 
     def imports(self):
-        out = []
-        if self.scheme.needs_jacobian or (self.adaptive and self.form.linear_structure == "dense"
-                                          and self.scheme.all_operators()):
-            out.append("from sdekit.kernels.matfun import phi_block, phi_block_work")
-        if self.adaptive and self.scheme.all_operators():
-            out.append("from sdekit.kernels.matfun import inverse_block, inverse_block_work, phi_scalar")
-        return out
+        names = ["phi_block", "phi_block_work"] if self.scheme.needs_jacobian else []
+        if self.adaptive and self.scheme.all_operators():   # per-lane operators: what _emit_lane_operators calls
+            dense = self.form.linear_structure == "dense"
+            kinds = {a[0] for a in _atoms(self.scheme)}
+            if "phi" in kinds:
+                names += ["phi_block", "phi_block_work"] if dense else ["phi_scalar"]
+            if "res" in kinds and dense:
+                names += ["inverse_block", "inverse_block_work"]
+        names = list(dict.fromkeys(names))
+        return [f"from sdekit.kernels.matfun import {', '.join(names)}"] if names else []
 
     def buffers(self, w):
         form, scheme = self.form, self.scheme
