@@ -142,3 +142,38 @@ def require_gpu():
     if count == 0:
         raise RuntimeError(f"backend='cuda' needs an NVIDIA GPU: CuPy is installed but finds no CUDA device{why}")
     return cp
+
+
+def nvrtc_ptx(source: str, arch: str = "compute_80") -> str:
+    """PTX of ``source`` compiled by NVRTC alone (``nvidia-cuda-nvrtc-cu12``, no CuPy or GPU needed:
+    platform-notes.md), through its C API; RuntimeError with NVRTC's log when it does not compile."""
+    import glob
+
+    import nvidia.cuda_nvrtc as pkg
+    folder = list(pkg.__path__)[0]
+    lib = ctypes.CDLL(sorted(glob.glob(os.path.join(folder, "lib", "libnvrtc.so*")))[0])
+    prog = ctypes.c_void_p()
+
+    def call(fn, *args):
+        rc = getattr(lib, fn)(*args)
+        if rc != 0 and fn != "nvrtcCompileProgram":
+            raise RuntimeError(f"{fn} failed with NVRTC error {rc}")
+        return rc
+
+    call("nvrtcCreateProgram", ctypes.byref(prog), source.encode(), b"kernel.cu", 0, None, None)
+    try:
+        opts = [f"--gpu-architecture={arch}".encode(), b"-std=c++17"]
+        rc = call("nvrtcCompileProgram", prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
+        if rc != 0:
+            size = ctypes.c_size_t()
+            call("nvrtcGetProgramLogSize", prog, ctypes.byref(size))
+            log = ctypes.create_string_buffer(size.value)
+            call("nvrtcGetProgramLog", prog, log)
+            raise RuntimeError(f"NVRTC could not compile the kernel:\n{log.value.decode()[-4000:]}")
+        size = ctypes.c_size_t()
+        call("nvrtcGetPTXSize", prog, ctypes.byref(size))
+        ptx = ctypes.create_string_buffer(size.value)
+        call("nvrtcGetPTX", prog, ptx)
+        return ptx.value.decode()
+    finally:
+        call("nvrtcDestroyProgram", ctypes.byref(prog))

@@ -114,18 +114,31 @@ def _sources():
         yield m, True, "float32"
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
-@pytest.mark.parametrize("method, adaptive, dtype", list(_sources()),
-                         ids=[f"{m.name}-{'adaptive' if a else 'fixed'}-{d}" for m, a, d in _sources()])
-def test_every_cuda_source_compiles_to_ptx(method, adaptive, dtype, tmp_path):
+def _emitted(method, adaptive, dtype):
     form = model("dense").form
+    return cuda_source(form, build_scheme(form, method), dtype, adaptive)
+
+
+_IDS = [f"{m.name}-{'adaptive' if a else 'fixed'}-{d}" for m, a, d in _sources()]
+
+
+@pytest.mark.parametrize("method, adaptive, dtype", list(_sources()), ids=_IDS)
+def test_every_cuda_source_compiles_with_nvrtc(method, adaptive, dtype):
+    """NVRTC (the compiler CuPy uses on a GPU) from the test extras' nvidia-cuda-nvrtc-cu12: no GPU needed."""
+    pytest.importorskip("nvidia.cuda_nvrtc", reason="nvidia-cuda-nvrtc-cu12 (the test extras) is not installed")
+    from sdekit.kernels.cuda_backend import nvrtc_ptx
+    assert ".visible .entry kernel(" in nvrtc_ptx(_emitted(method, adaptive, dtype))
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
+@pytest.mark.parametrize("method, adaptive, dtype", list(_sources()), ids=_IDS)
+def test_every_cuda_source_compiles_to_ptx_with_nvcc(method, adaptive, dtype, tmp_path):
     src = tmp_path / "k.cu"
-    src.write_text(cuda_source(form, build_scheme(form, method), dtype, adaptive))
+    src.write_text(_emitted(method, adaptive, dtype))
     done = subprocess.run(["nvcc", "-ptx", "-arch=sm_80", "-std=c++17", "-o", str(tmp_path / "k.ptx"), str(src)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    ptx = (tmp_path / "k.ptx").read_text()
-    assert ".visible .entry kernel(" in ptx
+    assert ".visible .entry kernel(" in (tmp_path / "k.ptx").read_text()
 
 
 def test_same_model_same_source_same_cache_key():
