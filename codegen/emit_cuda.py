@@ -2,19 +2,19 @@
 host shim so the same source compiles as C++ without a GPU, platform-notes.md), the model's lane
 code as ``__device__`` functions, and the driver of ``drivers.py`` printed by ``print_cuda``.
 
-Covered so far (issue 15, first part), for models without networks and L zero, scalar, diagonal or
-dense: ODE solves at fixed steps with every method but the exponential Rosenbrock ones (φ and
+Covered so far (issue 15, first part), for ODE models with or without MLPs (a forward pass per
+thread, weights in global memory) and L zero, scalar, diagonal or dense: ODE solves at fixed steps with every method but the exponential Rosenbrock ones (φ and
 resolvent operators from the host's per-step-class tables, multistep startup and history), and
 adaptive ODE solves with explicit RK tables.  The rest — SDEs (Philox and the Brownian tree, to be
 printed from their single Python definitions), per-trajectory operators (adaptive exponential and
-W-methods, Exprb) and networks — raise NotImplementedError naming what is missing.
+W-methods, Exprb) and network Jacobians — raise NotImplementedError naming what is missing.
 """
 from __future__ import annotations
 
 import sympy as sp
 from sympy.printing.c import C99CodePrinter
 
-from ..abi import LINEAR_ARGS, param_args
+from ..abi import LINEAR_ARGS, param_args, weight_args
 from .analysis import SemilinearForm
 from .drivers import adaptive_loop, fixed_loop
 from .loop import Copy, Operators, Rhs, Stages, Writer
@@ -73,8 +73,6 @@ def cuda_source(form: SemilinearForm, scheme: StepScheme, dtype="float64", adapt
     if form.stochastic:
         raise NotImplementedError("CUDA: SDE kernels need Philox and the Brownian tree as device functions "
                                   "(not printed yet)")
-    if form.nets:
-        raise NotImplementedError("CUDA: networks in the kernel are not printed yet")
     if scheme.needs_jacobian:
         raise NotImplementedError(f"CUDA: {scheme.method} needs the Jacobian and its φ operators per trajectory "
                                   "(not printed yet)")
@@ -106,6 +104,8 @@ class _Hooks:
     def __init__(self, form, scheme, args):
         self.form, self.scheme = form, scheme
         params = [a for p in form.params for a in param_args(p.name) if a in args]
+        params += [a for name, net in sorted(form.nets.items()) for i in range(len(net.sizes) - 1)
+                   for a in weight_args(name, i)]
         linear = list(LINEAR_ARGS) if form.linear_structure != "zero" else []
         self.rhs_args = {"forcing": params, "full": params + linear}   # what each part reads
 
@@ -121,6 +121,8 @@ class _Hooks:
                          + parameters(self.rhs_args[part]))
         with w.block(f"__device__ __forceinline__ void rhs_{part}({head}) {{"):
             w(f"/* {'f = L y + c + N' if part == 'full' else 'c(t) + N(y, t)'} of one trajectory's state st into out */")
+            for g in low.net_groups:
+                _net_pass(w, g, pr)
             for var, e in low.assignments:
                 w(f"const double {var} = {pr(e)};")
             for i, e in enumerate(low.outputs):
@@ -188,6 +190,33 @@ class _Hooks:
                 else:
                     terms.append(f"{coef}{table}[{flat(table, ['hc', 'i', traj])}] * {term.vec}[i]")
             w(f"{s.target}[i] = {' + '.join(terms)};")
+        w("}")
+
+
+#: activations of sdekit.MLP in C (as numba_lanes._activation; relu by the NaN rule)
+_ACTIVATION = {"tanh": "tanh({x})", "relu": "nan_max({x}, 0.0)", "sigmoid": "0.5 * (1.0 + tanh(0.5 * {x}))",
+               "softplus": "nan_max({x}, 0.0) + log1p(exp(-fabs({x})))",
+               "silu": "{x} * 0.5 * (1.0 + tanh(0.5 * {x}))", "identity": "{x}"}
+
+
+def _net_pass(w, group, pr):
+    """One forward pass of an MLP in the thread: inputs, then each layer as y = σ(W x + b), W (out, in)
+    row-major in global memory, the products summed in k order (as the Numba kernel does)."""
+    if group.jacobian:   # pragma: no cover - only exponential Rosenbrock needs it, refused above
+        raise NotImplementedError("CUDA: network Jacobians are not printed yet")
+    net, sizes = group.net, group.net.sizes
+    w(f"double {group.out}_x0[{sizes[0]}];")
+    for k, a in enumerate(group.inputs):
+        w(f"{group.out}_x0[{k}] = {pr(sp.sympify(a))};")
+    for layer in range(len(sizes) - 1):
+        last = layer == len(sizes) - 2
+        src, dst = f"{group.out}_x{layer}", group.out if last else f"{group.out}_x{layer + 1}"
+        W, b = weight_args(net.name, layer)
+        w(f"double {dst}[{sizes[layer + 1]}];")
+        with w.block(f"for (int j = 0; j < {sizes[layer + 1]}; ++j) {{"):
+            w(f"double acc = {b}[j];")
+            w(f"for (int k = 0; k < {sizes[layer]}; ++k) acc = acc + {W}[j * {sizes[layer]} + k] * {src}[k];")
+            w(f"{dst}[j] = {'acc' if last else _ACTIVATION[net.activation].format(x='acc')};")
         w("}")
 
 

@@ -178,3 +178,29 @@ def test_inspect_prints_the_cuda_source():
     src = sk.inspect(model("diagonal"), "Tsit5", backend="cuda", adaptive=True)
     assert 'extern "C" __global__ void kernel(' in src and "__device__ void kernel_thread(long long tid" in src
     assert "nan_min" in src and "kernel_host" in src
+
+
+def _neural_ensemble(structure):
+    """The neural ODE of tests/test_numba.py: y' = k L y + MLP 3-16-16-3 (tanh) + c(t)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_numba import neural
+    return sk.Ensemble(neural(False, structure), y0=np.random.default_rng(0).normal(size=(20, 3)))
+
+
+@pytest.mark.parametrize("method, kw, dtype", [
+    ("RK4", dict(dt=0.05, saveat="steps"), "float64"), ("RK4", dict(dt=0.05, saveat="steps"), "float32"),
+    ("ETDRK4", dict(dt=0.05), "float64"), ("Tsit5", dict(rtol=1e-8, atol=1e-8), "float64")])
+def test_the_mlp_in_the_cuda_kernel_agrees_with_numba(method, kw, dtype):
+    """The network is a forward pass in the thread (weights in global memory), on a dense L."""
+    ens = _neural_ensemble("dense")
+    _agree(sk.solve(ens, method, backend="numba", dtype=dtype, **kw),
+           sk.solve(ens, method, backend="cuda-host", dtype=dtype, **kw), dtype)
+
+
+def test_the_neural_kernel_compiles_with_nvrtc():
+    pytest.importorskip("nvidia.cuda_nvrtc", reason="nvidia-cuda-nvrtc-cu12 (the test extras) is not installed")
+    from sdekit.kernels.cuda_backend import nvrtc_ptx
+    src = sk.inspect(_neural_ensemble("diagonal"), "Tsit5", backend="cuda", adaptive=True)
+    assert "f_out" in src and ".visible .entry kernel(" in nvrtc_ptx(src)
