@@ -21,7 +21,7 @@ import sympy as sp
 from .common import machine, write
 
 
-def lorenz(n, dtype):
+def lorenz(n):
     import sdekit as sk
     u = sk.states("u", 3)
     rho = sk.params("rho")
@@ -47,39 +47,34 @@ def agreement():
     return rows
 
 
-def throughput(sizes):
+def timed(make, method, dt, steps, sizes):
+    """Trajectory-steps/s of ``method`` at fixed ``dt`` on ``make(n)`` ensembles, float32 and float64:
+    the wall time of a solve (launch and copies back), its compile excluded by a first small solve."""
     import sdekit as sk
     rows = []
     for dtype in ("float32", "float64"):
-        sk.solve(lorenz(16, dtype), "Tsit5", dt=0.001, backend="cuda", dtype=dtype)      # compile
+        sk.solve(make(16), method, dt=dt, backend="cuda", dtype=dtype)
         for n in sizes:
-            ens = lorenz(n, dtype)
+            ens = make(n)
             t0 = time.perf_counter()
-            sol = sk.solve(ens, "Tsit5", dt=0.001, backend="cuda", dtype=dtype)
+            sol = sk.solve(ens, method, dt=dt, backend="cuda", dtype=dtype)
             wall = time.perf_counter() - t0
-            rows.append(dict(dtype=dtype, n=n, wall_s=wall, traj_steps_per_s=n * 1000 / wall,
+            rows.append(dict(dtype=dtype, n=n, wall_s=wall, traj_steps_per_s=n * steps / wall,
                              all_success=bool(np.all(np.asarray(sol.retcodes) == "Success"))))
             print(rows[-1], flush=True)
     return rows
 
 
+def throughput(sizes):
+    """The DiffEqGPU Lorenz benchmark: Tsit5, dt = 0.001, 1000 steps."""
+    return timed(lorenz, "Tsit5", 0.001, 1000, sizes)
+
+
 def neural_ode(sizes):
     """The neural ODE of benchmarks/adaptive_ensemble.py (MLP 4-32-32-4 in the kernel), RK4 at dt = 0.01
-    (100 steps): trajectory-steps/s (the neural SDE needs the tree on CUDA: not printed yet)."""
-    import sdekit as sk
-
+    (100 steps) (the neural SDE needs the tree on CUDA: not printed yet)."""
     from .adaptive_ensemble import ensemble
-    rows = []
-    for dtype in ("float32", "float64"):
-        sk.solve(ensemble(16, False), "RK4", dt=0.01, backend="cuda", dtype=dtype)       # compile
-        for n in sizes:
-            ens = ensemble(n, False)
-            t0 = time.perf_counter()
-            sk.solve(ens, "RK4", dt=0.01, backend="cuda", dtype=dtype)
-            wall = time.perf_counter() - t0
-            rows.append(dict(dtype=dtype, n=n, wall_s=wall, traj_steps_per_s=n * 100 / wall))
-            print(rows[-1], flush=True)
-    return rows
+    return timed(lambda n: ensemble(n, False), "RK4", 0.01, 100, sizes)
 
 
 def main(quick: bool = False) -> int:

@@ -108,13 +108,14 @@ class _Hooks:
                    for a in weight_args(name, i)]
         linear = list(LINEAR_ARGS) if form.linear_structure != "zero" else []
         self.rhs_args = {"forcing": params, "full": params + linear}   # what each part reads
+        self.lowered = lower(list(form.forcing), form, state_name)
 
     def rhs_function(self, w, part):
         """``rhs_full`` (f = L y + c + N) or ``rhs_forcing`` (c + N, the exponential methods' stages) of
         one trajectory's state: sympy's C99 printer on the CSE'd lowered model."""
         form = self.form
         linear = part == "full" and form.linear_structure != "zero"
-        low = lower(list(form.forcing), form, state_name)
+        low = self.lowered
         printer = _CPrinter({f"p_{p.name}": p.name for p in form.params})
         pr = printer.doprint
         head = ", ".join(["long long tid", "double t", "const real* st", "real* out"]
@@ -130,11 +131,10 @@ class _Hooks:
                     w(f"out[{i}] = {pr(sp.sympify(e))};")
                 elif form.linear_structure == "dense":
                     w(f"double acc{i} = {pr(e)};")
-                    w(f"for (int j = 0; j < D; ++j) acc{i} = acc{i} + "
-                      f"Lm[((tid * S_L) * Lm_shape[1] + {i}) * Lm_shape[2] + j] * st[j];")
+                    w(f"for (int j = 0; j < D; ++j) acc{i} = acc{i} + Lm[{flat('Lm', ['tid * S_L', str(i), 'j'])}] * st[j];")
                     w(f"out[{i}] = acc{i};")
                 else:
-                    w(f"out[{i}] = {pr(e)} + Lm[{i} * Lm_shape[1] + tid * S_L] * st[{i}];")
+                    w(f"out[{i}] = {pr(e)} + Lm[{flat('Lm', [str(i), 'tid * S_L'])}] * st[{i}];")
         w("}")
         w()
 

@@ -1,9 +1,9 @@
 """Symbolic order-condition checker for every tableau family of :mod:`.tableau`.
 
 :func:`.families.check_order` proves (or refutes) the order a tableau claims and names the first
-violated condition, through the tableau family's ``check_*`` function below.  The ``*_conditions`` functions return the conditions themselves as ``(label, expr)``
-pairs, ``expr`` a sympy expression that must vanish, for symbolic coefficient arrays (a module
-that *solves* for coefficients uses them).
+violated condition, through the tableau family's ``check_*`` function below.  The ``*_conditions``
+functions return the conditions themselves as ``(label, expr)`` pairs, ``expr`` a sympy expression
+that must vanish, for symbolic coefficient arrays (a module that *solves* for coefficients uses them).
 
 * Explicit RK: one condition Φ(t) = 1/γ(t) per rooted tree (Butcher 2008 §31; HNW I §II.2).
 * Exponential RK on ``y' = Ly + N(y)``: (a) classical order — bicoloured trees (L-vertices linear,
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from itertools import product
+from dataclasses import replace
 from math import factorial
 
 import sympy as sp
@@ -375,7 +376,6 @@ def check_exponential(tab, max_order=None, *, stiff=True, weakened=True, embedde
 
 def _embedded_as_main(tab):
     """The embedded method (A, bhat, c) of an exponential pair, claiming the embedded order."""
-    from dataclasses import replace
     if tab.bhat is None:
         raise ValueError(f"{tab.name}: no embedded weights bhat")
     p = tab.embedded_order

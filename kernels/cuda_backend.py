@@ -18,7 +18,7 @@ import tempfile
 
 import numpy as np
 
-from ..abi import FIXED_ARGS, ADAPTIVE_ARGS, arg_type
+from ..abi import ADAPTIVE_ARGS, FIXED_ARGS, OUTPUT_ARGS, arg_type
 from .arguments import model_arguments, run_adaptive, run_fixed, step_classes
 from .cache import write_source
 
@@ -98,7 +98,7 @@ class HostCudaKernel(_CudaKernelBase):
 
 
 class CudaKernel(_CudaKernelBase):
-    """The kernel on the GPU through CuPy: inputs copied to the device, every array copied back."""
+    """The kernel on the GPU through CuPy: arrays copied to the device, the outputs copied back."""
 
     def __init__(self, source, arguments, adaptive: bool):
         super().__init__(source, arguments, adaptive)
@@ -109,20 +109,19 @@ class CudaKernel(_CudaKernelBase):
     def launch(self, n, spec, fixed, extra, state):
         cp = self.cp
         names = list(spec) + self.arguments
-        dev, back, args = [], [], [np.int64(n)]
-        for t, v in _checked(names, list(fixed) + list(extra), state):
+        back, args = [], [np.int64(n)]
+        for name, (t, v) in zip(names, _checked(names, list(fixed) + list(extra), state)):
             if t.endswith("[]"):
                 d = cp.asarray(v)
-                dev.append(d)
-                back.append((v, d))
+                if name in OUTPUT_ARGS:
+                    back.append((v, d))
                 args += [d, cp.asarray(np.array(v.shape, dtype=np.int64))]
             else:
                 args.append(_element(t, state).type(v))
         blocks = -(-n // THREADS_PER_BLOCK)
         self.module.get_function("kernel")((blocks,), (THREADS_PER_BLOCK,), tuple(args))
         for v, d in back:
-            if v.flags.writeable:
-                v[...] = cp.asnumpy(d)
+            v[...] = cp.asnumpy(d)
 
 
 def require_gpu():

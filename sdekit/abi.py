@@ -75,6 +75,9 @@ def operator_args(name: str) -> tuple:
     return f"op_{name}", f"S_op_{name}"
 
 
+#: the fixed arguments a kernel writes (the rest are its inputs)
+OUTPUT_ARGS = ("out", "out_t", "nsaved", "retcode", "stats")
+
 #: element type of every fixed argument: an array (``[]``) of, or a scalar of, ``state`` (the kernel's
 #: dtype), ``f64``, ``i64``, ``u64``, ``i8`` or ``bool`` (typed printers, e.g. CUDA C, declare them so)
 ARG_TYPES = {

@@ -47,10 +47,6 @@ def _cuda_source(form, scheme, dtype, adaptive):
         raise ModelError(f"{scheme.method} on this model has no CUDA kernel yet ({e}); use backend='numba'") from None
 
 
-def _typed(form, scheme, adaptive):
-    return kernel_arguments(form, scheme, adaptive)
-
-
 def _per_dtype(dtype, adaptive):
     return str(np.dtype(dtype)), bool(adaptive)
 
@@ -59,9 +55,9 @@ def _per_dtype(dtype, adaptive):
 #: "cuda-host" runs the CUDA source on the CPU (host C++), to check the CUDA path without a GPU.
 EMITTERS = {
     "numpy": (_numpy_source, lambda form, scheme, adaptive: (), lambda dtype, adaptive: (bool(adaptive),)),
-    "numba": (_numba_source, _typed, _per_dtype),
-    "cuda": (_cuda_source, _typed, _per_dtype),
-    "cuda-host": (_cuda_source, _typed, _per_dtype),
+    "numba": (_numba_source, kernel_arguments, _per_dtype),
+    "cuda": (_cuda_source, kernel_arguments, _per_dtype),
+    "cuda-host": (_cuda_source, kernel_arguments, _per_dtype),
 }
 BACKENDS = tuple(EMITTERS)
 
