@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ..abi import (ADAPTIVE_ARGS, CONTROLLER, DT_LESS_THAN_MIN, FIXED_ARGS, MAX_ITERS, NACCEPT, NF, NREJECT,
                    STEP_NODE, STOP_STRETCH, STREAM_ZETA, SUCCESS, TREE_STACK, UNSTABLE)
+from .lane_operators import lane_operators
 from .loop import (Buffer, Call, checked, Components, Copy, For, If, IfAny, IfUniform, Lane, LaneCall, Lanes, Let,
                    LoopKernel, Operators, Reduce, Rhs, Set, Stages, Store, StoreRow, While, WhileAny)
 from .scheme import EvalRHS, StepScheme
@@ -273,8 +274,9 @@ def _accept_reject(scheme, stochastic):
 _LANE_FRONTIERS = ("f_c", "f_v", "f_m", "g_c", "g_v", "g_m")
 
 
-def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=()) -> LoopKernel:
-    """The adaptive driver (``scheme`` must have an error estimate)."""
+def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=(), linear: str = "zero") -> LoopKernel:
+    """The adaptive driver (``scheme`` must have an error estimate; ``linear``: the structure of L,
+    zero | scalar | diagonal | dense, for each lane's operators: ``lane_operators``)."""
     if scheme.error is None:
         raise ValueError(f"{scheme.method} has no embedded error estimate")
     _check_startup(scheme)
@@ -290,7 +292,10 @@ def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=()) -> LoopKe
     if not stochastic and not scheme.dense:      # cubic Hermite output: which lanes need f at both ends
         lanes.append(Lane("need", "bool", "False"))
     body = _tree_span(scheme) + [Set("nsave", "save_t.shape[0]"), Lanes([Let("y[i]", "y0[i, src]")], rows="D")]
-    buffers, noise = [], []
+    op_lanes, buffers, op_setup, operators = lane_operators(scheme, linear)
+    lanes += op_lanes
+    body += op_setup
+    noise = []
     if scheme.fsal:
         body.append(Set("fsal_ready", "False"))
     if scheme.needs_dW:
@@ -307,7 +312,7 @@ def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=()) -> LoopKe
                      [If("valid", [While("isave < nsave and save_t[min(isave, nsave - 1)] <= t0",
                                          [StoreRow("out", "isave", "j", "y[i]"), Let("isave", "isave + 1")])])])]
     body += [Lanes(first_save), _initial_step()]
-    loop = [_propose()] + noise + ([Operators()] if scheme.all_operators() else []) + _attempt(scheme)
+    loop = [_propose()] + noise + operators + _attempt(scheme)
     loop += [_error_norm(scheme)] + _dense_output(scheme, stochastic) + [_accept_reject(scheme, stochastic)]
     if scheme.fsal:
         loop.append(Set("fsal_ready", "True  # every lane's first stage now holds f(y, t)"))

@@ -17,9 +17,10 @@ from sympy.printing.c import C99CodePrinter
 from ..abi import LINEAR_ARGS, param_args, weight_args
 from .analysis import SemilinearForm
 from .drivers import adaptive_loop, fixed_loop
-from .loop import Copy, Operators, Rhs, Stages, Writer
+from .loop import BUILTIN_FUNCTIONS, Copy, Operators, Rhs, Stages, Writer
 from .lowering import lower
 from .numba_lanes import kernel_arguments, nested_calls, state_name
+from .print_c_function import c_function
 from .print_cuda import CudaLoopPrinter, flat, parameters, passing
 from .scheme import Combine, EvalRHS, StepScheme, operator_layout
 
@@ -67,20 +68,25 @@ class _CPrinter(C99CodePrinter):
         return super()._print_Symbol(s)
 
 
-def cuda_source(form: SemilinearForm, scheme: StepScheme, dtype="float64", adaptive: bool = False) -> str:
+def cuda_source(form: SemilinearForm, scheme: StepScheme, dtype="float64", adaptive: bool = False,
+                device_functions=None) -> str:
     """The kernel's CUDA C source (``kernel`` launched one thread per trajectory; ``kernel_host``
-    outside nvcc)."""
+    outside nvcc).  ``device_functions``: the loop IR's runtime functions (``phi``) -> their Python
+    definitions (``sdekit`` passes ``kernels.matfun.phi_scalar``), printed as ``__device__`` C."""
+    device_functions = device_functions or {}
     if form.stochastic:
         raise NotImplementedError("CUDA: SDE kernels need Philox and the Brownian tree as device functions "
                                   "(not printed yet)")
     if scheme.needs_jacobian:
         raise NotImplementedError(f"CUDA: {scheme.method} needs the Jacobian and its φ operators per trajectory "
                                   "(not printed yet)")
-    if adaptive and scheme.all_operators():
-        raise NotImplementedError(f"CUDA: adaptive {scheme.method} needs per-trajectory φ / resolvent operators "
-                                  "(not printed yet; its fixed-step kernel reads the host's tables)")
+    if adaptive and scheme.all_operators() and form.linear_structure == "dense":
+        raise NotImplementedError(f"CUDA: adaptive {scheme.method} with a dense L needs per-trajectory φ / "
+                                  "resolvent matrices (kernels.matfun's block algorithms are not printed for CUDA "
+                                  "yet; its fixed-step kernel reads the host's tables)")
     args = kernel_arguments(form, scheme, adaptive)
-    kernel = (adaptive_loop if adaptive else fixed_loop)(scheme, False, args)
+    kernel = (adaptive_loop(scheme, False, args, form.linear_structure) if adaptive else
+              fixed_loop(scheme, False, args))
     w = Writer()
     w(f"/* sdekit generated: {scheme.method} {'adaptive' if adaptive else 'fixed-step'} kernel, CUDA C. */")
     w(f"/* state dimension {form.dim}, L {form.linear_structure}; one thread per trajectory. */")
@@ -90,7 +96,14 @@ def cuda_source(form: SemilinearForm, scheme: StepScheme, dtype="float64", adapt
     w(f"constexpr int D = {form.dim};")
     w(f"constexpr int M = {form.noise_dim};")
     w()
-    hooks = _Hooks(form, scheme, args)
+    used = kernel.functions()
+    for name in sorted(used & set(device_functions)):     # the IR's runtime functions, from their one definition
+        constants, function = c_function(device_functions[name], name)
+        for line in constants + function + [""]:
+            w(line)
+    if used - set(device_functions) - BUILTIN_FUNCTIONS:
+        raise ValueError(f"cuda_source: no definition given for the IR functions {sorted(used - set(device_functions))}")
+    hooks = _Hooks(form, scheme, args, adaptive)
     parts = {st.part for st in scheme.all_statements() if isinstance(st, EvalRHS)} | ({"full"} if adaptive else set())
     for part in sorted(parts):
         hooks.rhs_function(w, part)
@@ -101,8 +114,8 @@ def cuda_source(form: SemilinearForm, scheme: StepScheme, dtype="float64", adapt
 class _Hooks:
     """What the CUDA printer delegates: the step statements, the full right-hand side and copies."""
 
-    def __init__(self, form, scheme, args):
-        self.form, self.scheme = form, scheme
+    def __init__(self, form, scheme, args, adaptive):
+        self.form, self.scheme, self.adaptive = form, scheme, adaptive
         params = [a for p in form.params for a in param_args(p.name) if a in args]
         params += [a for name, net in sorted(form.nets.items()) for i in range(len(net.sizes) - 1)
                    for a in weight_args(name, i)]
@@ -153,9 +166,7 @@ class _Hooks:
         elif isinstance(s, Copy):
             w(f"for (int i = 0; i < D; ++i) {s.dst}[i] = {s.src}[i];")
         elif isinstance(s, Operators):
-            if s.index is None:   # pragma: no cover - refused in cuda_source
-                raise NotImplementedError("CUDA: per-trajectory operators are not printed yet")
-            # fixed steps: the Combine terms read the tables at the step class hc
+            pass   # fixed steps: the Combine terms read the tables at the step class hc
         else:  # pragma: no cover - a new node without a printer
             raise TypeError(f"no CUDA printer for {type(s).__name__}")
 
@@ -170,8 +181,8 @@ class _Hooks:
 
 
     def _combine(self, w, s):
-        """``target = Σ coef · op(hL) vec`` per component; operators are the host's tables per step
-        class ``hc`` (``arguments.operator_tables``): op_X[hc, i, traj] elementwise, op_X[hc, traj, i, j]
+        """``target = Σ coef · op(hL) vec`` per component; operators are the thread's own (adaptive) or
+        the host's tables per step class ``hc`` (``arguments.operator_tables``): op_X[hc, i, traj] elementwise, op_X[hc, traj, i, j]
         dense (a row of the product accumulated over j first, in j order, as on Numba)."""
         ops = self.scheme.all_operators()
         with w.block("for (int i = 0; i < D; ++i) {"):
@@ -182,7 +193,9 @@ class _Hooks:
                     terms.append(f"{coef}{term.vec}[i]")
                     continue
                 table, traj = f"op_{term.op}", f"tid * S_op_{term.op}"
-                if operator_layout(self.form, ops[term.op]) == "dense":
+                if self.adaptive:       # the thread's own, computed in the IR (lane_operators)
+                    terms.append(f"{coef}{table}[i] * {term.vec}[i]")
+                elif operator_layout(self.form, ops[term.op]) == "dense":
                     w(f"double mv{k} = 0.0;")
                     w(f"for (int j = 0; j < D; ++j) mv{k} = mv{k} + "
                       f"{table}[{flat(table, ['hc', traj, 'i', 'j'])}] * {term.vec}[j];")

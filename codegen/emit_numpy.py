@@ -17,6 +17,7 @@ from .analysis import SemilinearForm
 from .builders import milstein_terms
 from .drivers import adaptive_loop, fixed_loop
 from .lowering import lower
+from ..abi import LINEAR_ARGS
 from .print_numpy import PRELUDE, NumpyLoopPrinter
 from .scheme import EvalJacobian, EvalNoise, EvalRHS, StepScheme, operator_layout
 
@@ -103,11 +104,14 @@ def _apply(layout, op, vec):
     return f"apply_dense({op}, {vec})" if layout == "dense" else f"{op} * {vec}"
 
 
-def _term(form, scheme, term) -> str:
+def _term(form, scheme, term, adaptive) -> str:
     if term.op is None:
         vec = term.vec
     elif term.op in scheme.jacobian_operators:
         vec = f"apply_augmented(jops[{term.op!r}], {term.vec}, {pr(term.aug)})"
+    elif adaptive:    # each lane's own, from the IR (lane_operators): (D, n) or (D, D, n)
+        dense = operator_layout(form, scheme.all_operators()[term.op]) == "dense"
+        vec = f"matvec(op_{term.op}, {term.vec})" if dense else f"op_{term.op} * {term.vec}"
     else:
         vec = _apply(operator_layout(form, scheme.all_operators()[term.op]), f"ops[{term.op!r}]", term.vec)
     return vec if term.coef == 1 else f"({pr(term.coef)})*{vec}"
@@ -121,7 +125,7 @@ def _noise_product(form, inc):
     return f"numpy.einsum('ij...,j...->i...', G, {inc})"
 
 
-def _statement(form, scheme, s) -> list:
+def _statement(form, scheme, s, adaptive) -> list:
     if isinstance(s, EvalRHS):
         call = f"forcing({s.state}, {_time(s.c)}, p, nets)"
         if s.part == "full" and form.linear_structure != "zero":
@@ -136,7 +140,7 @@ def _statement(form, scheme, s) -> list:
             return [f"{s.target} = 0.5 * milstein_gg({s.state}, {_time(s.c)}, p) * ({dw} * {dw} - h)"]
         inc = "dW" if s.increment == "dW" else "dI"
         return [f"G = diffusion({s.state}, {_time(s.c)}, p)", f"{s.target} = {_noise_product(form, inc)}"]
-    return [f"{s.target} = " + " + ".join(_term(form, scheme, term) for term in s.terms)]
+    return [f"{s.target} = " + " + ".join(_term(form, scheme, term, adaptive) for term in s.terms)]
 
 
 def _time(c) -> str:
@@ -145,12 +149,12 @@ def _time(c) -> str:
 
 class _Hooks:
     """What the numpy printer delegates: the scheme's statements on (d, n) arrays, the full
-    right-hand side, register copies (registers are never written in place: a copy is a name) and
-    the operators, from the kernel's ``operators`` argument (a step class's table, or every lane's
-    values for its own step ``hs``)."""
+    right-hand side, register copies (registers are never written in place: a copy is a name) and,
+    for fixed steps, the operators of step class ``hc`` from the kernel's ``operators`` argument
+    (adaptive kernels compute each lane's own in the IR)."""
 
-    def __init__(self, form, scheme):
-        self.form, self.scheme = form, scheme
+    def __init__(self, form, scheme, adaptive):
+        self.form, self.scheme, self.adaptive = form, scheme, adaptive
 
     def prologue(self, w):
         w("t, h = t_l, h_l  # the lanes' step start and size, as the statements read them")
@@ -160,29 +164,33 @@ class _Hooks:
     def statement(self, w, s):
         if isinstance(s, loop.Stages):
             for st in s.statements:
-                for line in _statement(self.form, self.scheme, st):
+                for line in _statement(self.form, self.scheme, st, self.adaptive):
                     w(line)
         elif isinstance(s, loop.Rhs):
             w(f"{s.target} = rhs({s.state}, {s.t}, p, nets, L)")
         elif isinstance(s, loop.Copy):
             w(f"{s.dst} = {s.src}")
         elif isinstance(s, loop.Operators):
-            w(f"ops = operators({s.index or 'hs'})")
+            w(f"ops = operators({s.index})")
         else:  # pragma: no cover - a new node without a printer
             raise TypeError(f"no numpy printer for {type(s).__name__}")
 
 
-#: the numpy kernel's model arguments (after the ABI's): params, networks, numeric L, operator values,
-#: and whether to show a progress bar
-NUMPY_ARGS = ("p", "nets", "L", "operators", "progress")
+def numpy_arguments(form: SemilinearForm, scheme: StepScheme, adaptive: bool) -> tuple:
+    """The numpy kernel's model arguments (after the ABI's): params, networks, numeric L, then the
+    fixed steps' operator tables (``operators(hc)``) or the adaptive lanes' L in the kernels' layout
+    (``Lm``, ``S_L``: ``abi.LINEAR_ARGS``), and whether to show a progress bar."""
+    lanes_need_L = adaptive and scheme.all_operators() and form.linear_structure != "zero"
+    return ("p", "nets", "L", *(LINEAR_ARGS if lanes_need_L else () if adaptive else ("operators",)), "progress")
 
 
 def emit_numpy(form: SemilinearForm, scheme: StepScheme, adaptive: bool = False) -> str:
     """Source of the numpy module for ``scheme`` on ``form``: the model's functions and the driver
     (``drivers.fixed_loop`` or ``adaptive_loop``) printed over all trajectories at once."""
-    kernel = (adaptive_loop(scheme, form.stochastic, NUMPY_ARGS) if adaptive else
-              fixed_loop(scheme, form.stochastic, NUMPY_ARGS))
-    printer = NumpyLoopPrinter(kernel, _Hooks(form, scheme))
+    args = numpy_arguments(form, scheme, adaptive)
+    kernel = (adaptive_loop(scheme, form.stochastic, args, form.linear_structure) if adaptive else
+              fixed_loop(scheme, form.stochastic, args))
+    printer = NumpyLoopPrinter(kernel, _Hooks(form, scheme, adaptive))
     d = form.dim
     lines = [
         f'"""sdekit generated: {scheme.method} {"adaptive " if adaptive else ""}kernel, numpy backend.',
@@ -197,7 +205,7 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme, adaptive: bool = False)
         "import numpy as np",
         "import scipy.special",
         "from sdekit.kernels.numpy_runtime import (add_linear, apply_augmented, apply_dense, jacobian_operators,",
-        "                                          mlp_forward, mlp_forward_jacobian)",
+        "                                          matvec, mlp_forward, mlp_forward_jacobian, phi_lanes)",
         *printer.imports(),
         "",
         f"D = DIM = {d}",

@@ -6,9 +6,12 @@ masks; later CUDA C: one thread per trajectory).  The step itself is the :class:
 Values are *uniform* (one per block: the step counter, ``fsal_ready``, kernel arguments) or *per lane*
 (one per trajectory: declared :class:`Lane` arrays, and the temporaries assigned inside :class:`Lanes`).
 Expressions are Python expression text over those names; a per-lane vector is indexed by the
-component ``i`` (``y[i]``).  Functions: ``min max abs sqrt isfinite``, the constant ``inf``, ``x if c
-else y``, ``and or not``; ``min(a, b)`` and ``max(a, b)`` take two arguments and are NaN when either
-is (IEEE 754-2019 minimum/maximum, numpy's ``np.minimum``): every printer prints that rule.  Built-in lane values: ``src`` (the lane's column of the chunk's inputs, int),
+component ``i`` (``y[i]``).  Functions: ``min max abs sqrt isfinite`` (each printer's own) and
+``phi(k, x)`` (φ_k of a real x, methods.md §1.2: ``kernels.matfun.phi_scalar``, the one definition,
+which CUDA prints from its Python), the constant ``inf``, ``x if c else y``, ``and or not``;
+``min(a, b)`` and ``max(a, b)`` take two arguments and are NaN when either is (IEEE 754-2019
+minimum/maximum, numpy's ``np.minimum``): every printer prints that rule.  Built-in lane values:
+``src`` (the lane's column of the chunk's inputs, int),
 ``j`` (its column of the outputs), ``valid`` (it is a trajectory, not padding), ``b`` (the lane index,
 for :class:`LaneCall`).  A lane expression may be evaluated on lanes its condition masks off
 (numpy computes all lanes, then keeps the masked ones), so an index must be in range on every lane:
@@ -128,10 +131,10 @@ class Copy:
 
 @dataclass(frozen=True)
 class Operators:
-    """Make the scheme's operators current: the step class ``index``'s tabulated values (fixed steps)
-    or, ``index`` None, each lane's own φ_k(c hL) and resolvents for its step ``hs`` (adaptive)."""
+    """Make the scheme's operators current: the step class ``index``'s values from the host's tables
+    (fixed steps; adaptive drivers compute each lane's own in the IR: ``lane_operators``)."""
 
-    index: str | None = None
+    index: str
 
 
 @dataclass(frozen=True)
@@ -236,11 +239,35 @@ class LoopKernel:
         walk(self.body)
         return out
 
+    def functions(self) -> set:
+        """Names of the functions the kernel's expressions call (``min``, ``phi``, ...)."""
+        out = set()
+
+        def walk(node):
+            if isinstance(node, (list, tuple)):
+                for x in node:
+                    walk(x)
+            elif isinstance(node, str):
+                try:
+                    tree = ast.parse(node.partition("  # ")[0], mode="eval")
+                except SyntaxError:          # shapes, comments: not expressions
+                    return
+                out.update(n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name))
+            elif hasattr(node, "__dataclass_fields__"):
+                for f in node.__dataclass_fields__:
+                    walk(getattr(node, f))
+        walk(self.body)
+        return out
+
 
 # ---- the IR's own rules, checked ----------------------------------------------------------------
 
+#: functions every printer prints as its own (``min``/``max`` by the NaN rule)
+BUILTIN_FUNCTIONS = frozenset({"min", "max", "abs", "sqrt", "isfinite"})
+#: functions defined once by the runtime (``kernels``), which each backend calls or prints from that definition
+RUNTIME_FUNCTIONS = frozenset({"phi"})
 #: names every expression may use besides the kernel's arguments, lanes, buffers and uniform values
-BUILTINS = frozenset({"min", "max", "abs", "sqrt", "isfinite", "inf", "nan", "D", "M", "B", "src", "j", "valid"})
+BUILTINS = BUILTIN_FUNCTIONS | RUNTIME_FUNCTIONS | {"inf", "nan", "D", "M", "B", "src", "j", "valid"}
 
 
 class IRError(ValueError):

@@ -23,7 +23,8 @@ CTYPES = {"state": "real", "f64": "double", "i64": "long long", "u64": "unsigned
 _RANK = {"bool": 0, "i8": 1, "i64": 2, "u64": 3, "state": 4, "f64": 5}
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Mod: "%", ast.Lt: "<", ast.LtE: "<=",
         ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=", ast.And: "&&", ast.Or: "||"}
-_FUNCTIONS = {"min": "nan_min", "max": "nan_max", "abs": "fabs", "sqrt": "sqrt", "isfinite": "isfinite"}
+_FUNCTIONS = {"min": "nan_min", "max": "nan_max", "abs": "fabs", "sqrt": "sqrt", "isfinite": "isfinite",
+              "phi": "phi"}    # phi: the runtime's definition, printed beside the kernel (emit_cuda)
 _NAMES = {"inf": "INFINITY", "nan": "NAN", "True": "true", "False": "false", "src": "tid", "j": "tid",
           "valid": "true"}
 
@@ -72,7 +73,7 @@ class CExpr:
             fn, args = n.func.id, [self.type(a) for a in n.args]
             if fn == "isfinite":
                 return "bool"
-            if fn == "sqrt":
+            if fn in ("sqrt", "phi"):
                 return "f64"
             return args[0] if len(args) == 1 else _promote(*args)
         raise TypeError(f"CUDA printer: no type for {ast.unparse(n)!r}")

@@ -13,7 +13,7 @@ from . import loop as L
 from .print_numba import split_comment
 
 _FUNCTIONS = {"sqrt": "np.sqrt", "isfinite": "np.isfinite", "abs": "np.abs", "min": "np.minimum",
-              "max": "np.maximum", "inf": "np.inf", "nan": "np.nan", "j": "lane_j", "valid": "lane_valid"}
+              "max": "np.maximum", "phi": "phi_lanes", "inf": "np.inf", "nan": "np.nan", "j": "lane_j", "valid": "lane_valid"}
 _DTYPES = {"state": "y0.dtype", "f64": "np.float64", "i64": "np.int64", "i8": "np.int8", "bool": "np.bool_"}
 
 #: helpers the printed kernels use (part of the module's prelude)

@@ -92,14 +92,14 @@ class NumpyKernel:
     """The numpy reference: the generated kernel over all trajectories of a chunk at once."""
 
     def __init__(self, module, arguments, adaptive: bool):
-        self.module, self.adaptive = module, adaptive    # its model arguments are fixed: p, nets, L, operators
+        self.module, self.arguments, self.adaptive = module, list(arguments), adaptive
 
     def run(self, inp: RunInput, chunk: Chunk) -> RawResult:
         from . import numpy_backend
         inp = inp.chunk(chunk)
         if self.adaptive:
-            return numpy_backend.integrate_adaptive(self.module, inp)
-        return numpy_backend.integrate(self.module, inp)
+            return numpy_backend.integrate_adaptive(self.module, self.arguments, inp)
+        return numpy_backend.integrate(self.module, self.arguments, inp)
 
 
 class NumbaKernel:

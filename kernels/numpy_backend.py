@@ -4,32 +4,29 @@ layout).  Noise comes from the time-addressed Brownian tree, so results depend o
 trajectory index), never on ensemble size or chunking."""
 from __future__ import annotations
 
-import numpy as np
-
-from .arguments import operator_tables, operator_values, run_adaptive, run_fixed, step_classes
-from ..abi import operator_args
+from .arguments import model_arguments, operator_tables, run_adaptive, run_fixed, step_classes
+from ..abi import LINEAR_ARGS, operator_args
 
 
-def _model(inp):
+def _model(inp, arguments, operators=None):
+    """Values of the kernel's model arguments (``emit_numpy.numpy_arguments``), by name."""
     dtype = inp.y0.dtype
-    return inp.params, inp.nets, (None if inp.Lval is None else inp.Lval.astype(dtype))
+    vals = {"p": inp.params, "nets": inp.nets, "L": None if inp.Lval is None else inp.Lval.astype(dtype),
+            "operators": operators, "progress": inp.progress}
+    if LINEAR_ARGS[0] in arguments:
+        vals.update(zip(LINEAR_ARGS, model_arguments(LINEAR_ARGS, inp)))
+    return [vals[name] for name in arguments]
 
 
-def integrate(module, inp):
+def integrate(module, arguments, inp):
     """Fixed steps over ``inp.grid``; the operators of step class ``hc`` are the tables' rows."""
-    dtype = inp.y0.dtype
-    tables = operator_tables(inp, step_classes(inp.grid)[0], dtype)
+    tables = operator_tables(inp, step_classes(inp.grid)[0], inp.y0.dtype)
     rows = {name: tables[operator_args(name)[0]] for name in inp.op_specs}
-    operators = lambda hc: {name: table[hc] for name, table in rows.items()}
-    return run_fixed(inp, lambda fixed: module.kernel(*fixed, *_model(inp), operators, inp.progress))
+    model = _model(inp, arguments, lambda hc: {name: table[hc] for name, table in rows.items()})
+    return run_fixed(inp, lambda fixed: module.kernel(*fixed, *model))
 
 
-def integrate_adaptive(module, inp):
-    """Adaptive steps; the operators of every lane for its own step ``hs``."""
-    dtype = inp.y0.dtype
-
-    def operators(hs):
-        hb = hs if inp.structure != "dense" else hs[:, None, None]
-        return {k: v.astype(dtype) for k, v in
-                operator_values(inp.op_specs, inp.structure, inp.Lval, hb, inp.noise).items()}
-    return run_adaptive(inp, lambda fixed: module.kernel(*fixed, *_model(inp), operators, inp.progress))
+def integrate_adaptive(module, arguments, inp):
+    """Adaptive steps; every lane computes its own operators for its own step (in the kernel)."""
+    model = _model(inp, arguments)
+    return run_adaptive(inp, lambda fixed: module.kernel(*fixed, *model))

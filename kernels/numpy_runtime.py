@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .linear import evaluate_phi_poly, phi_dense
+from .linear import evaluate_phi_poly, phi_dense, phi_scalar
 
 ACTIVATIONS = {
     "tanh": np.tanh,
@@ -56,6 +56,11 @@ def mlp_forward(weights, activation: str, inputs):
         if i < len(weights) - 1:
             x = act(x)
     return x
+
+
+def phi_lanes(k: int, x):
+    """φ_k(x) on every lane (the loop IR's ``phi(k, x)``): ``matfun.phi_scalar``, elementwise."""
+    return phi_scalar(x, k)[k]
 
 
 def matvec(A, v, init=None):

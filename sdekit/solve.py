@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sdekit.codegen.emit_numba import emit_numba, emit_numba_adaptive, kernel_arguments
-from sdekit.codegen.emit_numpy import emit_numpy
+from sdekit.codegen.emit_numpy import emit_numpy, numpy_arguments
 from sdekit.codegen.errors import ModelError
 from sdekit.codegen.methods import CATALOGUE, get_method
 from sdekit.codegen.builders import build_scheme
@@ -19,6 +19,7 @@ from sdekit.codegen.host import additive_diffusion, linear_entries
 from sdekit.kernels import adaptive as adaptive_driver
 from sdekit.kernels.backend import BACKENDS as KERNEL_BACKENDS, Chunk, Grid, Noise, RunInput
 from sdekit.kernels.linear import linear_value
+from sdekit.kernels.matfun import phi_scalar
 from sdekit.nets import check_weights
 from sdekit.problem import Ensemble, SDEProblem, _Problem
 from sdekit.solution import Solution
@@ -40,9 +41,13 @@ def _numba_source(form, scheme, dtype, adaptive):
         raise ModelError(f"{scheme.method} on this model has no adaptive Numba kernel ({e})") from None
 
 
+#: the loop IR's runtime functions -> their one definition (codegen prints CUDA C from it)
+CUDA_DEVICE_FUNCTIONS = {"phi": phi_scalar}
+
+
 def _cuda_source(form, scheme, dtype, adaptive):
     try:
-        return cuda_source(form, scheme, str(np.dtype(dtype)), adaptive)
+        return cuda_source(form, scheme, str(np.dtype(dtype)), adaptive, CUDA_DEVICE_FUNCTIONS)
     except NotImplementedError as e:
         raise ModelError(f"{scheme.method} on this model has no CUDA kernel yet ({e}); use backend='numba'") from None
 
@@ -54,7 +59,7 @@ def _per_dtype(dtype, adaptive):
 #: backend -> (emitter of its source, the kernel's runtime arguments, what the source is specialised to).
 #: "cuda-host" runs the CUDA source on the CPU (host C++), to check the CUDA path without a GPU.
 EMITTERS = {
-    "numpy": (_numpy_source, lambda form, scheme, adaptive: (), lambda dtype, adaptive: (bool(adaptive),)),
+    "numpy": (_numpy_source, numpy_arguments, lambda dtype, adaptive: (bool(adaptive),)),
     "numba": (_numba_source, kernel_arguments, _per_dtype),
     "cuda": (_cuda_source, kernel_arguments, _per_dtype),
     "cuda-host": (_cuda_source, kernel_arguments, _per_dtype),

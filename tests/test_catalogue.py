@@ -223,13 +223,15 @@ def test_check_order_names_the_options_of_the_family():
 
 @pytest.mark.parametrize("method", CATALOGUE, ids=[m.name for m in CATALOGUE])
 def test_every_driver_keeps_the_rules_of_the_loop_ir(method):
-    """loop.check on the fixed-step driver and (where there is an estimator) the adaptive one."""
+    """loop.check on the fixed-step driver and (where there is an estimator) the adaptive one,
+    for every structure of L its lane operators are built for."""
     from sdekit.codegen import loop
     from sdekit.codegen.drivers import adaptive_loop, fixed_loop
     scheme = _scheme(method)
     loop.check(fixed_loop(scheme, method.stochastic, ("p_k",)))
     if method.adaptive:
-        loop.check(adaptive_loop(scheme, method.stochastic, ("p_k",)))
+        for linear in ("zero", "diagonal", "dense"):     # each lane's operators: lane_operators
+            loop.check(adaptive_loop(scheme, method.stochastic, ("p_k", "Lm", "S_L"), linear))
 
 
 @pytest.mark.parametrize("body, match", [

@@ -18,11 +18,15 @@ from sdekit.codegen.builders import build_scheme
 from sdekit.codegen.emit_cuda import cuda_source
 from sdekit.codegen.methods import CATALOGUE
 from sdekit.kernels.cache import source_hash
+from sdekit.solve import CUDA_DEVICE_FUNCTIONS
 
 #: what the CUDA emitter covers so far: fixed steps of every deterministic method but the exponential
-#: Rosenbrock ones (their φ(hJ) is per trajectory); adaptive steps of the explicit RK pairs
+#: Rosenbrock ones (their φ(hJ) is per trajectory); adaptive steps of every adaptive one of those, the
+#: exponential and W-methods with a zero, scalar or diagonal L (each thread's φ_k(c hL) from
+#: kernels.matfun.phi_scalar printed as C; a dense L per thread is not printed yet)
 FIXED = [m for m in CATALOGUE if not m.stochastic and not m.family.needs_jacobian]
-ADAPTIVE = [m for m in FIXED if m.adaptive and m.family.operand == ""]
+ADAPTIVE = [m for m in FIXED if m.adaptive]
+ADAPTIVE_RK = [m for m in ADAPTIVE if m.family.operand == ""]
 #: compared with the compiled Numba kernel too (float64 and float32); all are compared with numpy
 WITH_NUMBA = ["RK4", "Tsit5", "ETDRK4", "ROS34PW2", "ETDAdams3"]
 
@@ -47,7 +51,8 @@ def ensemble(structure, n=37):
 
 def test_the_emitter_covers_what_it_says():
     assert {"RK4", "Tsit5", "ETDRK4", "HochOst4", "ETDAdams3", "TASE-RK4", "ROS34PW3"} <= {m.name for m in FIXED}
-    assert {"DP5", "Tsit5", "Heun"} == {m.name for m in ADAPTIVE}
+    assert {"DP5", "Tsit5", "Heun"} == {m.name for m in ADAPTIVE_RK}
+    assert {"ETDRK3", "ETDAdams3", "ROS34PW2", "Rosenbrock23"} <= {m.name for m in ADAPTIVE}
 
 
 def _agree(a, b, dtype, tol=None, steps=0.0):
@@ -82,7 +87,7 @@ def test_host_compiled_cuda_agrees_with_numba_fixed_steps(method, dtype):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("saveat", [None, "dense"])
-@pytest.mark.parametrize("method", ADAPTIVE, ids=[m.name for m in ADAPTIVE])
+@pytest.mark.parametrize("method", ADAPTIVE_RK, ids=[m.name for m in ADAPTIVE_RK])
 def test_host_compiled_cuda_agrees_with_numba_adaptive(method, saveat, dtype):
     """The adaptive driver — initial step, controller, stops, continuous extension at saveat — from
     the same IR: the same accepted and rejected steps per trajectory."""
@@ -93,6 +98,16 @@ def test_host_compiled_cuda_agrees_with_numba_adaptive(method, saveat, dtype):
         kw["saveat"] = np.linspace(0, 1, 11)
     _agree(sk.solve(ens, method.name, backend="numba", **kw), sk.solve(ens, method.name, backend="cuda-host", **kw),
            dtype, None if f64 else 1e-3, 0.0 if f64 else 0.02)
+
+
+@pytest.mark.parametrize("method", [m for m in ADAPTIVE if m.family.operand], ids=lambda m: m.name)
+def test_host_compiled_cuda_agrees_with_numba_adaptive_per_thread_operators(method):
+    """Adaptive exponential and W-methods: each thread's φ_k(c hL) and resolvents for its own step,
+    from the IR's lane operators (phi: kernels.matfun.phi_scalar printed as C) — the same steps."""
+    ens = ensemble("diagonal")
+    kw = dict(rtol=1e-7, atol=1e-9, saveat=np.linspace(0, 1, 5))
+    _agree(sk.solve(ens, method.name, backend="numba", **kw), sk.solve(ens, method.name, backend="cuda-host", **kw),
+           "float64")
 
 
 def test_a_diverging_trajectory_gets_its_retcode_on_cuda():
@@ -115,8 +130,9 @@ def _sources():
 
 
 def _emitted(method, adaptive, dtype):
-    form = model("dense").form
-    return cuda_source(form, build_scheme(form, method), dtype, adaptive)
+    """The source as solve prints it (a dense L, or diagonal for per-thread operators)."""
+    form = model("diagonal" if adaptive and method.family.operand else "dense").form
+    return cuda_source(form, build_scheme(form, method), dtype, adaptive, CUDA_DEVICE_FUNCTIONS)
 
 
 _IDS = [f"{m.name}-{'adaptive' if a else 'fixed'}-{d}" for m, a, d in _sources()]
@@ -144,9 +160,10 @@ def test_every_cuda_source_compiles_to_ptx_with_nvcc(method, adaptive, dtype, tm
 def test_same_model_same_source_same_cache_key():
     m = next(m for m in ADAPTIVE if m.name == "Tsit5")
     a, b = model("diagonal").form, model("diagonal").form
-    src = [cuda_source(f, build_scheme(f, m), "float64", True) for f in (a, b)]
+    src = [cuda_source(f, build_scheme(f, m), "float64", True, CUDA_DEVICE_FUNCTIONS) for f in (a, b)]
     assert src[0] == src[1] and source_hash(src[0]) == source_hash(src[1])
-    assert source_hash(cuda_source(a, build_scheme(a, m), "float32", True)) != source_hash(src[0])
+    assert source_hash(cuda_source(a, build_scheme(a, m), "float32", True, CUDA_DEVICE_FUNCTIONS)) != \
+        source_hash(src[0])
 
 
 def test_what_cuda_does_not_cover_yet_is_a_model_error_naming_it():
@@ -155,8 +172,8 @@ def test_what_cuda_does_not_cover_yet_is_a_model_error_naming_it():
                         y0=[1.0], tspan=(0.0, 1.0))
     with pytest.raises(sk.ModelError, match="no CUDA kernel yet.*Philox and the Brownian tree"):
         sk.solve(sde, "EM", dt=0.1, backend="cuda-host")
-    with pytest.raises(sk.ModelError, match="no CUDA kernel yet.*per-trajectory φ"):
-        sk.solve(ensemble("diagonal"), "ETDRK3", rtol=1e-6, atol=1e-6, backend="cuda-host")
+    with pytest.raises(sk.ModelError, match="no CUDA kernel yet.*dense L needs per-trajectory φ"):
+        sk.solve(ensemble("dense"), "ETDRK3", rtol=1e-6, atol=1e-6, backend="cuda-host")
     with pytest.raises(sk.ModelError, match="no CUDA kernel yet.*Jacobian"):
         sk.solve(ensemble("diagonal"), "Exprb43", dt=0.1, backend="cuda-host")
 

@@ -1,0 +1,80 @@
+"""Each lane's operators for its own step, as loop IR (:mod:`loop`): the adaptive drivers' values of
+a scheme's φ-polynomials Σ w Π atoms(hL) (:class:`scheme.PhiOperator`), atoms φ_k(c hL)
+(methods.md §1.2) and W-method resolvents (I − a hL)^{-1} (methods.md §4).
+
+Zero, scalar and diagonal ``L``: per-lane vectors ``op_X[i]`` from the IR's scalar function
+``phi(k, x)`` (``kernels.matfun.phi_scalar`` in every backend).  Dense ``L``: (D, D) blocks per lane
+from the runtime's block algorithms (``kernels.matfun``: ``lane_matrices``, ``phi_block``,
+``inverse_block``, ``scale_block``, ``axpy_block``), one matrix atom per term (a product of φ
+matrices per lane is refused at ``solve``).  Fixed steps read host tables instead
+(``kernels.arguments.operator_tables``: one value per step size, not per lane).
+"""
+from __future__ import annotations
+
+from .loop import Buffer, Call, Lane, Lanes, Let
+
+
+def operator_atoms(scheme, dense: bool = False) -> list:
+    """Distinct atoms ("phi", k, c) / ("res", a) of the scheme's operators, in first-use order."""
+    atoms = []
+    for name, op in scheme.all_operators().items():
+        for _, at in op.poly:
+            if dense and len(at) != 1:    # solve refuses it first, with a ModelError
+                raise NotImplementedError(f"operator {name}: products of φ atoms with a dense L per lane")
+            atoms += [a for a in at if a not in atoms]
+    return atoms
+
+
+def lane_operators(scheme, linear: str):
+    """(lanes, buffers, setup, statements): what the adaptive driver declares, runs once per block
+    (``setup``) and runs every attempt (``statements``, after the lanes' ``hs`` is known)."""
+    ops = scheme.all_operators()
+    if not ops:
+        return [], [], [], []
+    if linear == "dense":
+        return _dense(ops, operator_atoms(scheme, dense=True))
+    atoms = operator_atoms(scheme)
+    z = "0.0" if linear == "zero" else "hs * Lm[i, src * S_L]"   # zero: every atom is a constant
+    body, value = [Let("z", z)], {}
+    for k, atom in enumerate(atoms):
+        value[atom] = f"a{k}"
+        if atom[0] == "phi":
+            body.append(Let(f"a{k}", f"phi({atom[1]}, {float(atom[2])!r} * z)"))
+        else:
+            body.append(Let(f"a{k}", f"1.0 / (1.0 - {float(atom[1])!r} * z)"))
+    for name, op in ops.items():
+        terms = [" * ".join([repr(float(w)), *(value[a] for a in at)]) for w, at in op.poly]
+        body.append(Let(f"op_{name}[i]", " + ".join(terms) or "0.0"))
+    return [Lane(f"op_{name}", "state", rows="D") for name in ops], [], [], [Lanes(body, rows="D")]
+
+
+def _dense(ops, atoms):
+    """Blocks: φ_k(c hL) for every k up to the highest used, one scaling and squaring per scale c
+    (``phi_block``); each resolvent by Gauss–Jordan (``inverse_block``); then each operator's terms."""
+    scales = {}
+    for atom in atoms:
+        if atom[0] == "phi":
+            scales[atom[2]] = max(scales.get(atom[2], 0), atom[1])
+    buffers = [Buffer(f"op_{name}", "(D, D, B)", "state") for name in ops]
+    setup, attempt, value = [], [], {}
+    for s, (c, kmax) in enumerate(scales.items()):
+        buffers += [Buffer(f"Zs{s}", "(D, D, B)"), Buffer(f"phs{s}", f"({kmax + 1}, D, D, B)")]
+        setup.append(Call("matfun", "phi_block_work", ("D", str(kmax), "B", f"Zs{s}.dtype"), f"phw{s}"))
+        attempt += [Call("matfun", "lane_matrices", ("Lm", "S_L", "src", "hs", "0.0", repr(float(c)), f"Zs{s}")),
+                    Call("matfun", "phi_block", (f"Zs{s}", str(kmax), f"phs{s}", f"phw{s}"))]
+        value.update({atom: f"phs{s}[{atom[1]}]" for atom in atoms if atom[0] == "phi" and atom[2] == c})
+    resolvents = [a for a in atoms if a[0] == "res"]
+    if resolvents:
+        buffers.append(Buffer("Rz", "(D, D, B)"))
+        setup.append(Call("matfun", "inverse_block_work", ("D", "B", "Rz.dtype"), "rwork"))
+    for r, atom in enumerate(resolvents):
+        buffers.append(Buffer(f"res{r}", "(D, D, B)"))
+        attempt += [Call("matfun", "lane_matrices", ("Lm", "S_L", "src", "hs", "1.0", repr(-float(atom[1])), "Rz")),
+                    Call("matfun", "inverse_block", ("Rz", f"res{r}", "rwork"))]
+        value[atom] = f"res{r}"
+    for name, op in ops.items():
+        for k, (w, (atom,)) in enumerate(op.poly):
+            attempt.append(Call("matfun", "axpy_block" if k else "scale_block", (f"op_{name}", repr(float(w)), value[atom])))
+        if not op.poly:  # pragma: no cover - the schemes' operators are never zero
+            raise NotImplementedError(f"operator {name} is zero")
+    return [], buffers, setup, attempt
