@@ -3,11 +3,13 @@ host shim so the same source compiles as C++ without a GPU, platform-notes.md), 
 code as ``__device__`` functions, and the driver of ``drivers.py`` printed by ``print_cuda``.
 
 Covered so far (issue 15, first part), for ODE models with or without MLPs (a forward pass per
-thread, weights in global memory) and L zero, scalar, diagonal or dense: ODE solves at fixed steps with every method but the exponential Rosenbrock ones (φ and
-resolvent operators from the host's per-step-class tables, multistep startup and history), and
-adaptive ODE solves with explicit RK tables.  The rest — SDEs (Philox and the Brownian tree, to be
-printed from their single Python definitions), per-trajectory operators (adaptive exponential and
-W-methods, Exprb) and network Jacobians — raise NotImplementedError naming what is missing.
+thread, weights in global memory) and L zero, scalar, diagonal or dense: ODE solves at fixed steps
+with every method but the exponential Rosenbrock ones (φ and resolvent operators from the host's
+per-step-class tables, multistep startup and history); adaptive ODE solves with explicit RK tables
+and, for scalar/diagonal L, with exponential and W-methods (each thread's operators from the loop
+IR of ``lane_operators``, φ printed from ``kernels.matfun.phi_scalar``).  The rest — SDEs (Philox
+and the Brownian tree), dense per-thread operators, network Jacobians (Exprb) — raise
+NotImplementedError naming what is missing.
 """
 from __future__ import annotations
 

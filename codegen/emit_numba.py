@@ -61,7 +61,8 @@ def _emit(form, scheme, kernel, dtype, block, title, constants, preamble=()) -> 
     tanh = {"float64": "tanh64", "float32": "tanh32"}[str(dtype)]
     w(f"from sdekit.kernels.numba_runtime import {tanh} as nb_tanh")
     w("from sdekit.kernels.numba_runtime import nan_max, nan_min")
-    w("from sdekit.kernels.matfun import phi_scalar as phi  # the loop IR's phi(k, x)")
+    if "phi" in kernel.functions():
+        w("from sdekit.kernels.matfun import phi_scalar as phi  # the loop IR's phi(k, x)")
     printer = NumbaLoopPrinter(kernel, None)
     for line in printer.imports():
         w(line)
