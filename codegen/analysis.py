@@ -9,6 +9,7 @@ and always go to ``N``; ``t``-dependent linear terms stay in ``N``.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -124,6 +125,23 @@ class SemilinearForm:
     def time_dependent(self, part: str) -> bool:
         expr = {"forcing": self.forcing, "diffusion": self.diffusion}[part]
         return expr is not None and any(e.has(t) for e in expr)
+
+
+def time_reversed(form: SemilinearForm) -> SemilinearForm:
+    """The model in reversed time s = −t: ``dy = −(L y + c(−s) + N(y, −s)) ds + G(y, −s) dW(s)``.
+
+    Integrating it forward from s = −t0 to −t1 integrates the original from t0 back to t1 < t0
+    (for an SDE: the reverse-time equation driven by a Brownian motion in the reversed time, as
+    in Anderson 1982 and the diffusion samplers, ``dy = f dt + g dW̄`` with dt < 0).  L stays
+    constant with its structure; a network reading t reads −s.
+    """
+    def back(m):
+        return None if m is None else m.subs(t, -t)
+    return dataclasses.replace(
+        form, linear=None if form.linear is None else -form.linear,
+        linear_numeric=None if form.linear_numeric is None else -form.linear_numeric,
+        linear_exact=None if form.linear_exact is None else -form.linear_exact,
+        affine=-back(form.affine), nonlinear=-back(form.nonlinear), diffusion=back(form.diffusion))
 
 
 def split_drift(states, drift: sp.Matrix):

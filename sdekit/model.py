@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from sdekit.codegen.analysis import analyse
+from sdekit.codegen.analysis import analyse, time_reversed
 
 
 class _Model:
@@ -12,7 +12,16 @@ class _Model:
     def __init__(self, form):
         self.form = form
         self._sources = {}
-        self._host = {}     # host-side numpy functions of L and G (codegen.host)
+        self._host = {}     # host-side numpy functions of L and G (codegen.host), the reversed model
+
+    def time_reversed(self):
+        """The same model in reversed time s = −t (``codegen.analysis.time_reversed``), built once:
+        what ``solve`` integrates forward when a problem's tspan runs backwards (t1 < t0)."""
+        if "reversed" not in self._host:
+            rev = object.__new__(type(self))
+            _Model.__init__(rev, time_reversed(self.form))
+            self._host["reversed"] = rev
+        return self._host["reversed"]
 
     @property
     def states(self) -> sp.Matrix:

@@ -31,8 +31,8 @@ def _tspan(tspan):
         raise ValueError(f"tspan must be a pair (t0, t1), got {tspan!r}") from None
     if not (np.isfinite(t0) and np.isfinite(t1)):
         raise ValueError(f"tspan must be finite, got {tspan!r}")
-    if not t1 > t0:
-        raise ValueError(f"tspan must have t1 > t0 (forward integration), got {tspan!r}")
+    if t1 == t0:
+        raise ValueError(f"tspan must have t1 != t0 (t1 < t0 integrates backwards in time), got {tspan!r}")
     return t0, t1
 
 
@@ -101,6 +101,19 @@ class _Problem:
         for name, w in nets.items():
             check_weights(model.nets[name], w, np.float64)  # fail early; cast again per dtype at solve
         self.nets = nets
+
+    @property
+    def backwards(self) -> bool:
+        """True when the problem integrates backwards in time (t1 < t0)."""
+        return self.tspan[1] < self.tspan[0]
+
+    def time_reversed(self):
+        """The problem in reversed time s = −t on (−t0, −t1) (:meth:`ODE.time_reversed`): forward
+        when this one runs backwards."""
+        rev = object.__new__(type(self))
+        rev.__dict__.update(self.__dict__)
+        rev.model, rev.tspan = self.model.time_reversed(), (-self.tspan[0], -self.tspan[1])
+        return rev
 
     def __repr__(self):
         return f"{type(self).__name__}({self.model!r}, tspan={self.tspan})"

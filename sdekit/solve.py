@@ -113,13 +113,36 @@ def time_grid(tspan, dt) -> Grid:
     return Grid(np.append(t0 + dt * np.arange(math.ceil(ratio)), t1))
 
 
+def user_grid(tspan, ts) -> Grid:
+    """The fixed-step grid ``ts`` a user gave: strictly increasing finite times from t0 to t1
+    (the ends to 1e-12 of the span, then set exactly)."""
+    t0, t1 = tspan
+    try:
+        times = np.array(ts, dtype=float).ravel() if np.ndim(ts) == 1 else None
+    except (TypeError, ValueError):
+        times = None
+    if times is None or times.size < 2 or not np.all(np.isfinite(times)):
+        raise ValueError(f"ts must be a 1-d sequence of at least two finite times, got {ts!r}")
+    if not np.all(np.diff(times) > 0):
+        raise ValueError("ts must run monotonically from t0 to t1 (strictly, in the direction of tspan)")
+    if max(abs(times[0] - t0), abs(times[-1] - t1)) > 1e-12 * (t1 - t0):
+        raise ValueError(f"ts must start at t0 and end at t1 of tspan, got {times[0]!r} ... {times[-1]!r}")
+    if times.size - 1 > MAX_STEPS:
+        raise ValueError(f"ts has {times.size - 1} steps; more than {MAX_STEPS}")
+    times[0], times[-1] = t0, t1
+    return Grid(times)
+
+
 def brownian_tree(target, seed: int | None = None):
     """The Brownian tree (``kernels.brownian.BrownianTree``) whose path every ``solve(target, ...)``
-    uses, fixed-step or adaptive: ``.query(t)`` gives W(t) for exact-solution checks."""
+    uses, fixed-step or adaptive: ``.query(t)`` gives W(t) for exact-solution checks (for a problem
+    that runs backwards, t1 < t0: W(s) on the reversed time s = −t, ``.query(-t)``)."""
     from .kernels.brownian import BrownianTree
     problem, _, _, traj, seed, _ = _targets(target, seed)
     if not problem.model.stochastic:
         raise ValueError("brownian_tree needs an SDE problem")
+    if problem.backwards:       # a backwards solve reads W(s) in the reversed time s = -t
+        problem = problem.time_reversed()
     t0, t1 = (float(x) for x in problem.tspan)
     return BrownianTree(seed, t0, t1, problem.model.form.noise_dim, traj)
 
@@ -141,7 +164,7 @@ def save_steps(grid, saveat) -> list:
             raise ValueError(f"saveat time {s} is not on the fixed-step grid (fixed steps save on grid points)")
         idx.append(i)
     if idx != sorted(idx):
-        raise ValueError("saveat times must be increasing")
+        raise ValueError("saveat times must be increasing (decreasing when tspan runs backwards)")
     return idx
 
 
@@ -169,6 +192,7 @@ class Plan:
     method: str
     backend: str
     ensemble: bool
+    backwards: bool = False      # solved in reversed time s = -t: the saved times are -s
 
     @property
     def n(self) -> int:
@@ -177,14 +201,16 @@ class Plan:
     def solution(self, raw) -> Solution:
         y = np.transpose(raw.saved, (2, 0, 1))
         stats = {name: int(v) for name, v in zip(STATS, raw.stats.sum(axis=1))}
-        return Solution.from_codes(raw.times, y if self.ensemble else y[0], raw.retcodes, self.ensemble,
+        times = -raw.times if self.backwards else raw.times
+        return Solution.from_codes(times, y if self.ensemble else y[0], raw.retcodes, self.ensemble,
                                    stats=stats, method=self.method, backend=self.backend)
 
 
 def solve(target, method: str, dt=None, **options) -> Solution:
     """Integrate ``target`` (problem or Ensemble) with ``method``.
 
-    Fixed steps when ``dt`` is given (and no tolerances); adaptive steps, one step size per
+    Fixed steps when ``dt`` is given (equal steps; a shorter last one if dt does not divide the span)
+    or ``ts`` (the step times, t0 ... t1, any monotone grid); adaptive steps, one step size per
     trajectory, when ``dt`` is None or ``rtol``/``atol`` are given (``dt`` is then the first step;
     default: Hairer's initial step).  Adaptive options: ``rtol``, ``atol`` (scalars or one per
     component; defaults 1e-3/1e-6 for ODEs, 1e-2/1e-2 for SDEs), ``controller`` "I" | "PI" | "PID",
@@ -194,6 +220,10 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     $SDEKIT_MEMORY_BUDGET_GB, default 1 GiB); adaptive ODEs — any times, by the method's continuous
     extension (DP5, Tsit5) or cubic Hermite (default: every accepted step of a single problem, (t0, t1)
     for ensembles); adaptive SDEs step onto them exactly.
+
+    A ``tspan`` with t1 < t0 integrates backwards in time: ``dt``, ``dtmin``, ``dtmax`` stay step
+    magnitudes, ``ts``/``saveat``/``tstops`` decrease, and an SDE is the reverse-time equation
+    dy = f dt + g dW̄ (dt < 0) driven by a Brownian motion in s = −t (:func:`brownian_tree`).
 
     ``backend``: "numba" (default: the fused, multi-threaded ensemble kernel; adaptive, every
     trajectory is a lane with its own steps) or "numpy" (the vectorised reference that runs the
@@ -226,16 +256,25 @@ def _check_options(fn: str, options: dict):
             raise unknown_keyword(fn, {key: None}, valid)
 
 
-def plan(target, method: str, dt=None, *, backend: str | None = None, saveat=None, dtype=np.float64,
+def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, saveat=None, dtype=np.float64,
          seed: int | None = None, progress: bool = False, adaptive: bool | None = None, rtol=None, atol=None,
          controller: str = "PI", dtmin: float | None = None, dtmax: float | None = None, maxiters: int = 100_000,
          tstops=None) -> Plan:
     """Validate the inputs and compile the kernel of ``solve(target, method, dt, ...)`` (same arguments)
     without running it: a :class:`Plan` whose kernel runs any chunk of the trajectories."""
     problem, Y0, params, trajectories, seed, is_ensemble = _targets(target, seed)
+    backwards = problem.backwards
+    if backwards:     # integrate the reversed-time model forward in s = -t (codegen.analysis.time_reversed)
+        problem = problem.time_reversed()
+        saveat, tstops, ts = (_reversed_times(x) for x in (saveat, tstops, ts))
     model = problem.model
     m = get_method(method)
-    adaptive = (dt is None or rtol is not None or atol is not None) if adaptive is None else bool(adaptive)
+    if ts is not None and dt is not None:
+        raise ValueError("give either dt (equal steps) or ts (the step times), not both")
+    if ts is not None and (adaptive or rtol is not None or atol is not None):
+        raise ValueError("ts gives fixed steps; drop rtol/atol/adaptive, or give no ts for adaptive steps")
+    fixed = dt is not None or ts is not None
+    adaptive = (not fixed or rtol is not None or atol is not None) if adaptive is None else bool(adaptive)
     backend = (backend or "numba").lower()
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {BACKENDS}")
@@ -251,9 +290,9 @@ def plan(target, method: str, dt=None, *, backend: str | None = None, saveat=Non
     if adaptive and m.phi_products and model.form.linear_structure == "dense":
         raise ModelError(f"{m.name}: its operators multiply φ functions (φ_j φ_k), which adaptive steps do not "
                          "evaluate per trajectory for a dense L; give dt for fixed steps")
-    if not adaptive and dt is None:
-        raise ValueError(f"give dt for fixed steps with {m.name}")
-    grid = None if adaptive else time_grid(problem.tspan, dt)
+    if not adaptive and not fixed:
+        raise ValueError(f"give dt (or ts) for fixed steps with {m.name}")
+    grid = None if adaptive else time_grid(problem.tspan, dt) if ts is None else user_grid(problem.tspan, ts)
     saved_steps = None if adaptive else save_steps(grid, saveat)
     if saved_steps == []:
         raise ValueError("saveat is empty: nothing would be saved")
@@ -278,7 +317,17 @@ def plan(target, method: str, dt=None, *, backend: str | None = None, saveat=Non
                    op_specs=_operator_specs(form, scheme), noise=_noise(model, scheme, problem, params),
                    seed=seed, trajectories=np.asarray(trajectories, np.int64), grid=grid, save_steps=saved_steps,
                    opts=opts, progress=progress)
-    return Plan(kernel, inp, m.name, backend, is_ensemble)
+    return Plan(kernel, inp, m.name, backend, is_ensemble, backwards)
+
+
+def _reversed_times(x):
+    """Times of a backwards problem in the reversed time s = −t (strings and None as they are)."""
+    if x is None or isinstance(x, str):
+        return x
+    try:
+        return -np.asarray(x, dtype=float)
+    except (TypeError, ValueError):
+        return x            # not numbers: the validation names it
 
 
 def memory_budget() -> float:
@@ -363,9 +412,10 @@ def adaptive_options(m, problem, d, is_ensemble, dt, rtol, atol, controller, dtm
     def times(x, what):
         ts = np.atleast_1d(np.asarray(x, dtype=float))
         if ts.ndim != 1 or not np.all(np.isfinite(ts)) or np.any(np.diff(ts) <= 0):
-            raise ValueError(f"{what} must be an increasing 1-d array of finite times")
+            raise ValueError(f"{what} must be a 1-d array of finite times, increasing (decreasing when tspan runs "
+                             "backwards)")
         if ts.size and (ts[0] < t0 or ts[-1] > t1):
-            raise ValueError(f"{what} times must lie in tspan {problem.tspan}")
+            raise ValueError(f"{what} times must lie between t0 and t1 of tspan")
         return ts
     save = None if saveat is None else times(saveat, "saveat")
     if save is None and is_ensemble:

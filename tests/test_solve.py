@@ -200,7 +200,7 @@ def test_diverging_trajectory_ends_unstable_without_touching_others():
 @pytest.mark.parametrize("call,exc,match", [
     (lambda p: sk.SDEProblem(p.model, y0=[1, 2], tspan=(0, 1), params={"k": 1}, nets=p.nets), ValueError, r"y0 must have shape \(3,\)"),
     (lambda p: sk.SDEProblem(p.model, y0=[1, np.nan, 2], tspan=(0, 1), params={"k": 1}, nets=p.nets), ValueError, "NaN"),
-    (lambda p: sk.SDEProblem(p.model, y0=[1, 1, 2], tspan=(1, 0), params={"k": 1}, nets=p.nets), ValueError, "t1 > t0"),
+    (lambda p: sk.SDEProblem(p.model, y0=[1, 1, 2], tspan=(1, 1), params={"k": 1}, nets=p.nets), ValueError, "t1 != t0"),
     (lambda p: sk.SDEProblem(p.model, y0=[1, 1, 2], tspan=(0, 1), params={}, nets=p.nets), ValueError, r"missing values for parameters \['k'\]"),
     (lambda p: sk.SDEProblem(p.model, y0=[1, 1, 2], tspan=(0, 1), params={"k": 1, "z": 2}, nets=p.nets), ValueError, "unknown parameters"),
     (lambda p: sk.SDEProblem(p.model, y0=[1, 1, 2], tspan=(0, 1), params={"k": 1}, nets={}), ValueError, "missing weights"),
@@ -259,7 +259,7 @@ def test_methods_catalogue_and_inspect():
 
 def test_a_misspelt_solve_keyword_names_the_valid_ones():
     ode = sk.ODEProblem(sk.ODE(sk.states("y", 1), -sk.states("y", 1)), y0=[1.0], tspan=(0, 1))
-    with pytest.raises(TypeError, match=r"unknown keyword 'rtoll'; did you mean 'rtol'\? Valid keywords: method, dt, backend"):
+    with pytest.raises(TypeError, match=r"unknown keyword 'rtoll'; did you mean 'rtol'\? Valid keywords: method, dt, ts, backend"):
         sk.solve(ode, "RK4", dt=0.1, rtoll=1e-3)
 
 

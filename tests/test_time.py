@@ -1,0 +1,170 @@
+"""Time grids and directions: user step times ``ts=`` (any monotone grid) and backwards
+integration (tspan with t1 < t0), for ODEs and SDEs, fixed and adaptive steps.
+
+A backwards problem is integrated forward in the reversed time s = −t
+(``codegen.analysis.time_reversed``): every method keeps its order, a backwards solve undoes a
+forward one, an SDE is the reverse-time equation driven by W(s), and the backwards solve is, bit
+for bit, the forward solve of the reversed model written by hand.
+"""
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sdekit as sk
+from sdekit.codegen.methods import CATALOGUE
+from sdekit.testing import observed_order
+
+ODE_METHODS = [m for m in CATALOGUE if not m.stochastic]
+
+
+def manufactured_backwards(L):
+    """y' = L y + N(y, t) with exact y*(t) = 1 + sin(t + i)/2 (N nonlinear, t-dependent), from t = 1 back to 0."""
+    d = L.shape[0]
+    y, t = sk.states("y", d), sk.t
+    ys = sp.Matrix([1 + sp.sin(t + i) / 2 for i in range(d)])
+    Lys = sp.Matrix(L) * ys
+    N = sp.Matrix([sp.sin(y[(i + 1) % d]) - sp.sin(ys[(i + 1) % d]) + sp.diff(ys[i], t) - Lys[i] for i in range(d)])
+    exact = sp.lambdify(t, ys, "numpy")
+    prob = sk.ODEProblem(sk.ODE(y, linear=L, nonlinear=N), y0=np.ravel(exact(1.0)), tspan=(1.0, 0.0))
+    return prob, np.ravel(exact(0.0))
+
+
+_rng = np.random.default_rng(5)
+_Q = np.linalg.qr(_rng.normal(size=(3, 3)))[0]
+L_DENSE = _Q @ np.diag([-0.5, -1.5, -3.0]) @ _Q.T + np.array([[0, 0.5, 0], [-0.5, 0, 0.25], [0, -0.25, 0]])
+LEVELS = {1: range(6, 10), 2: range(5, 9), 3: range(4, 8), 4: range(3, 7), 5: range(2, 6)}
+
+
+@pytest.mark.parametrize("method", ODE_METHODS, ids=[m.name for m in ODE_METHODS])
+def test_every_ode_method_keeps_its_order_backwards(method):
+    """From t = 1 back to 0 on a dense, coupled L (growing backwards) with a t-dependent N."""
+    prob, exact = manufactured_backwards(L_DENSE)
+    shift = 4 if method.family.name == "tase" else 0
+    dts = [2.0**-(k + shift) for k in LEVELS[method.order]]
+    sols = [sk.solve(prob, method.name, dt=dt, backend="numpy") for dt in dts]
+    assert np.allclose(sols[0].t, np.linspace(1.0, 0.0, len(sols[0].t)))     # time runs backwards
+    errs = [np.max(np.abs(s.y[-1] - exact)) for s in sols]
+    p = observed_order(dts[1:], errs[1:])
+    assert p >= method.order - 0.25, (method.name, p, errs)
+
+
+def _mlp_model():
+    """y' = −y + tanh-MLP(y0, y1, t) (a network reading t), with weights."""
+    y = sk.states("y", 2)
+    net = sk.MLP("f", [3, 8, 2])
+    model = sk.ODE(y, -y + net(sp.Matrix([y[0], y[1], sk.t])))
+    rng = np.random.default_rng(1)
+    weights = [(rng.normal(size=(b, a)) / np.sqrt(a), 0.1 * rng.normal(size=b)) for a, b in zip(net.sizes[:-1], net.sizes[1:])]
+    return y, net, model, weights
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_backwards_is_the_forward_solve_of_the_reversed_model(backend):
+    """Bit for bit: tspan (1, 0.25) equals the hand-written model in s = −t, dy/ds = −f(y, −s), on (−1, −0.25),
+    fixed and adaptive (the network reads t, so it must read −s)."""
+    y, net, model, w = _mlp_model()
+    by_hand = sk.ODE(y, y - net(sp.Matrix([y[0], y[1], -sk.t])))
+    Y0 = np.random.default_rng(2).normal(size=(5, 2))
+    back = sk.Ensemble(sk.ODEProblem(model, y0=[0, 0], tspan=(1.0, 0.25), nets={"f": w}), y0=Y0)
+    fwd = sk.Ensemble(sk.ODEProblem(by_hand, y0=[0, 0], tspan=(-1.0, -0.25), nets={"f": w}), y0=Y0)
+    for kw in ({"dt": 0.05, "saveat": [1.0, 0.5, 0.25]}, {"rtol": 1e-6, "atol": 1e-8, "saveat": [1.0, 0.6, 0.25]}):
+        a = sk.solve(back, "Tsit5", backend=backend, **kw)
+        b = sk.solve(fwd, "Tsit5", backend=backend, **{**kw, "saveat": [-x for x in kw["saveat"]]})
+        np.testing.assert_array_equal(a.y, b.y)
+        np.testing.assert_array_equal(a.t, -b.t)
+        assert list(a.t) == kw["saveat"] and a.stats == b.stats
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_backwards_solve_undoes_a_forward_one(backend):
+    y, net, model, w = _mlp_model()
+    fwd = sk.solve(sk.ODEProblem(model, y0=[0.3, -0.2], tspan=(0.0, 1.5), nets={"f": w}), "Tsit5",
+                   rtol=1e-11, atol=1e-13, backend=backend)
+    back = sk.solve(sk.ODEProblem(model, y0=fwd.y[-1], tspan=(1.5, 0.0), nets={"f": w}), "Tsit5",
+                    rtol=1e-11, atol=1e-13, backend=backend)
+    assert back.success and np.all(np.diff(back.t) < 0) and back.t[0] == 1.5 and back.t[-1] == 0.0
+    np.testing.assert_allclose(back.y[-1], [0.3, -0.2], atol=1e-9)
+
+
+def test_backwards_sde_is_driven_by_the_brownian_path_in_reversed_time():
+    """dy = σ dW from t0 = 2 back to t1 = 0.5: y = y0 + σ (W(−0.5) − W(−2)) exactly, on any grid,
+    with W the tree ``brownian_tree`` returns (on the reversed span)."""
+    y = sk.states("y", 1)
+    prob = sk.SDEProblem(sk.SDE(y, drift=sp.Matrix([0]), diffusion=sp.Rational(1, 3), noise="scalar"),
+                         y0=[1.0], tspan=(2.0, 0.5))
+    ens = sk.Ensemble(prob, n=16, seed=4)
+    W = sk.brownian_tree(ens)
+    want = 1.0 + (W.query(-0.5) - W.query(-2.0))[0] / 3
+    for sol in (sk.solve(ens, "EM", dt=0.01), sk.solve(ens, "EM", ts=np.linspace(2.0, 0.5, 37), backend="numpy"),
+                sk.solve(ens, "SRA1", rtol=1e-2, atol=1e-2)):
+        np.testing.assert_allclose(sol.y[:, -1, 0], want, rtol=0, atol=1e-12)
+        assert sol.t[0] == 2.0 and sol.t[-1] == 0.5
+
+
+def test_backwards_ornstein_uhlenbeck_has_the_reverse_time_moments():
+    """dy = −y dt + σ dW̄ backwards over T = 1: in s, dy = y ds + σ dW, so E y = y0 e^T and
+    Var y = σ²(e^{2T} − 1)/2; EM at dt = 2^-8 (weak bias ≈ 0.4 % of the variance) on 2·10^4 paths."""
+    y = sk.states("y", 1)
+    sigma, T, n = 0.5, 1.0, 20000
+    prob = sk.SDEProblem(sk.SDE(y, drift=-y, diffusion=sp.Rational(1, 2), noise="scalar"), y0=[0.2], tspan=(T, 0.0))
+    yT = sk.solve(sk.Ensemble(prob, n=n, seed=8), "EM", dt=2.0**-8).y[:, -1, 0]
+    mean, var = 0.2 * np.exp(T), sigma**2 * (np.exp(2 * T) - 1) / 2
+    assert abs(yT.mean() - mean) < 5 * np.sqrt(var / n)
+    assert abs(yT.var() / var - 1) < 5 * np.sqrt(2 / n) + 0.01
+
+
+# ---- user grids ts= ----------------------------------------------------------------------------------
+
+
+def _ode():
+    return manufactured_backwards(np.diag([-1.0, -4.0]))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_ts_on_the_dt_grid_is_the_dt_solve(backend):
+    prob, _ = _ode()
+    a = sk.solve(prob, "ETDRK4", dt=0.125, backend=backend)
+    b = sk.solve(prob, "ETDRK4", ts=np.linspace(1.0, 0.0, 9), backend=backend)
+    np.testing.assert_array_equal(a.y, b.y)
+    np.testing.assert_array_equal(a.t, b.t)
+
+
+@settings(deadline=None, max_examples=6, derandomize=True)
+@given(gaps=st.lists(st.floats(0.2, 5.0), min_size=3, max_size=12), method=st.sampled_from(["RK4", "ETDRK4", "Tsit5"]))
+def test_random_grids_converge_at_the_method_order_under_bisection(gaps, method):
+    """ts: a random grid from 1 back to 0, bisected again and again (every step halved): the error
+    falls at the method's order in the largest step (order 4: bisections 2-4; Tsit5, 5: 1-3, above round-off)."""
+    prob, exact = _ode()
+    order, levels = {"RK4": (4, (2, 3, 4)), "ETDRK4": (4, (2, 3, 4)), "Tsit5": (5, (1, 2, 3))}[method]
+    ts = 1.0 - np.concatenate([[0.0], np.cumsum(gaps)]) / np.sum(gaps)
+    errs, hmax = [], []
+    for k in range(1, levels[-1] + 1):
+        ts = np.append(np.ravel(np.column_stack([ts[:-1], (ts[:-1] + ts[1:]) / 2])), 0.0)
+        if k in levels:
+            errs.append(np.max(np.abs(sk.solve(prob, method, ts=ts, backend="numpy").y[-1] - exact)))
+            hmax.append(np.max(np.abs(np.diff(ts))))
+    p = observed_order(hmax, errs)
+    assert p >= order - 0.3, (method, p, errs)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda prob: sk.solve(prob, "RK4", dt=0.1, ts=[1.0, 0.0]), "either dt"),
+    (lambda prob: sk.solve(prob, "Tsit5", ts=[1.0, 0.0], rtol=1e-3), "ts gives fixed steps"),
+    (lambda prob: sk.solve(prob, "RK4", ts=[1.0, 0.3, 0.5, 0.0]), "monotonically"),
+    (lambda prob: sk.solve(prob, "RK4", ts=[0.0, 0.5, 1.0]), "monotonically"),        # the wrong way for (1, 0)
+    (lambda prob: sk.solve(prob, "RK4", ts=[1.0, 0.5, 0.1]), "end at t1"),
+    (lambda prob: sk.solve(prob, "RK4", ts=[1.0, np.nan, 0.0]), "finite times"),
+    (lambda prob: sk.solve(prob, "RK4", ts=[[1.0, 0.0]]), "1-d sequence"),
+    (lambda prob: sk.solve(prob, "RK4", ts="steps"), "1-d sequence"),
+    (lambda prob: sk.solve(prob, "RK4", dt=-0.1), "dt must be finite and > 0"),
+    (lambda prob: sk.solve(prob, "RK4", dt=0.25, saveat=[0.0, 0.5]), "decreasing when tspan runs backwards"),
+    (lambda prob: sk.solve(prob, "Tsit5", saveat=[0.2, 0.7]), "decreasing when tspan runs backwards"),
+    (lambda prob: sk.solve(prob, "Tsit5", saveat=[1.5, 0.7]), "between t0 and t1"),
+    (lambda prob: sk.ODEProblem(prob.model, y0=prob.y0, tspan=(1.0, 1.0)), "t1 != t0"),
+])
+def test_bad_grids_and_directions_are_named(call, match):
+    prob, _ = _ode()
+    with pytest.raises(ValueError, match=match):
+        call(prob)
