@@ -33,6 +33,10 @@ class NetCall(sp.Function):
     def inputs(self) -> tuple:
         return tuple(self.args[1:])
 
+    def __reduce_ex__(self, protocol):
+        """Pickled as (its network, its arguments): the class is made per network at run time."""
+        return _applied, (self.net, "_call", self.args)
+
     def fdiff(self, argindex=1):
         """∂ output / ∂ input: a :class:`NetGrad` term (sympy applies the chain rule)."""
         if argindex == 1:
@@ -67,12 +71,25 @@ class NetGrad(sp.Function):
     def inputs(self) -> tuple:
         return tuple(self.args[2:])
 
+    def __reduce_ex__(self, protocol):
+        return _applied, (self.net, "_grad", self.args)
+
     def fdiff(self, argindex=1):
         raise ModelError(f"network {self.net.name!r}: second derivatives of networks are not supported")
 
     def _sympystr(self, printer):
         ins = ", ".join(printer.doprint(a) for a in self.inputs)
         return f"d{self.net.name}[{self.index}]/din[{self.wrt}]({ins})"
+
+
+def _applied(net, kind: str, args):
+    """Unpickle a network term: ``net._call(*args)`` or ``net._grad(*args)``."""
+    return getattr(net, kind)(*args)
+
+
+#: (name, sizes, activation) -> (NetCall, NetGrad) classes: equal networks share their term classes,
+#: so a model unpickled in the process that pickled it has equal expressions
+_TERM_CLASSES: dict = {}
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,8 +116,25 @@ class MLP:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "activation", activation)
-        object.__setattr__(self, "_call", type(f"NetCall_{name}", (NetCall,), {"net": self}))
-        object.__setattr__(self, "_grad", type(f"NetGrad_{name}", (NetGrad,), {"net": self}))
+        key = (name, sizes, activation)
+        if key not in _TERM_CLASSES:
+            _TERM_CLASSES[key] = (type(f"NetCall_{name}", (NetCall,), {"net": self}),
+                                  type(f"NetGrad_{name}", (NetGrad,), {"net": self}))
+        call, grad = _TERM_CLASSES[key]
+        object.__setattr__(self, "_call", call)
+        object.__setattr__(self, "_grad", grad)
+
+    def _spec(self) -> tuple:
+        return self.name, self.sizes, self.activation
+
+    def __reduce__(self):
+        return MLP, self._spec()
+
+    def __eq__(self, other):
+        return isinstance(other, MLP) and self._spec() == other._spec()
+
+    def __hash__(self):
+        return hash(self._spec())
 
     @property
     def n_in(self) -> int:

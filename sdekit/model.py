@@ -14,6 +14,27 @@ class _Model:
         self._sources = {}
         self._host = {}     # host-side numpy functions of L and G (codegen.host), the reversed model
 
+    # pickling (a dask worker gets the model): the form only; the generated source and host functions
+    # are rebuilt where they are needed (the kernel itself comes from that machine's on-disk cache)
+    def __getstate__(self):
+        return {"form": self.form}
+
+    def __setstate__(self, state):
+        _Model.__init__(self, state["form"])
+
+    def _key(self) -> tuple:
+        """What makes two models the same model: its kind and its semilinear form."""
+        f = self.form
+        frozen = [None if m is None else sp.ImmutableMatrix(m) for m in (f.linear, f.affine, f.nonlinear, f.diffusion)]
+        numeric = None if f.linear_numeric is None else (f.linear_numeric.shape, f.linear_numeric.tobytes())
+        return (type(self).__name__, f.states, *frozen, numeric, f.noise)
+
+    def __eq__(self, other):
+        return isinstance(other, _Model) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
     def time_reversed(self):
         """The same model in reversed time s = −t (``codegen.analysis.time_reversed``), built once:
         what ``solve`` integrates forward when a problem's tspan runs backwards (t1 < t0)."""

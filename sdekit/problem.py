@@ -102,6 +102,26 @@ class _Problem:
             check_weights(model.nets[name], w, np.float64)  # fail early; cast again per dtype at solve
         self.nets = nets
 
+    def __eq__(self, other):
+        """Same model, initial value, span, parameter values and weights (pickle round trips are equal)."""
+        from sdekit.nets import check_weights
+        if type(other) is not type(self) or other.model != self.model or other.tspan != self.tspan:
+            return False
+        if not np.array_equal(other.y0, self.y0) or other.params.keys() != self.params.keys():
+            return False
+        if any(not np.array_equal(other.params[k], v) for k, v in self.params.items()):
+            return False
+        if other.nets.keys() != self.nets.keys():
+            return False
+        for name, w in self.nets.items():
+            net = self.model.nets[name]
+            mine, theirs = check_weights(net, w, np.float64), check_weights(net, other.nets[name], np.float64)
+            if any(not (np.array_equal(a, c) and np.array_equal(b, d)) for (a, b), (c, d) in zip(mine, theirs)):
+                return False
+        return True
+
+    __hash__ = object.__hash__     # problems hold arrays: equal by value, hashed by identity
+
     @property
     def backwards(self) -> bool:
         """True when the problem integrates backwards in time (t1 < t0)."""
@@ -165,6 +185,25 @@ class Ensemble:
             raise ValueError(f"trajectory indices [{first}, {first + n}) must lie in [0, 2^32)")
         self.problem, self.n, self.seed, self.first = problem, n, seed, first
         self.y0 = Y0 if y0 is not None else np.broadcast_to(problem.y0, (n, d))
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if self.y0.ndim == 2 and self.y0.strides[0] == 0:    # the problem's y0 for every trajectory: not n copies
+            state["y0"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.y0 is None:
+            self.y0 = np.broadcast_to(self.problem.y0, (self.n, self.problem.model.dim))
+
+    def __eq__(self, other):
+        return (isinstance(other, Ensemble) and other.problem == self.problem and
+                (other.n, other.seed, other.first) == (self.n, self.seed, self.first) and
+                getattr(other, "_param_slice", None) == getattr(self, "_param_slice", None) and
+                np.array_equal(other.y0, self.y0))
+
+    __hash__ = object.__hash__
 
     @property
     def trajectories(self) -> np.ndarray:
