@@ -3,6 +3,11 @@
 Recipe (platform-notes.md): ``<cache>/<sha256[:16]>/<kind>.py`` written only if missing
 (temp file + ``os.replace``, safe for concurrent writers) and imported under a stable
 module name registered in ``sys.modules`` before execution (Numba's on-disk cache needs both).
+
+Robust against what happens to caches: a file whose content no longer has its hash (truncated,
+garbled) is written again; Numba's compiled files of a kernel that fail to load are removed and
+the kernel compiled again (:func:`purge_compiled`, called by the launchers); a cache folder that
+cannot be written is replaced, for the process, by a temporary one, with a warning.
 """
 from __future__ import annotations
 
@@ -11,15 +16,37 @@ import importlib.util
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
+
+_USABLE: dict = {}     # configured cache folder -> the folder used (itself, or a temporary stand-in)
 
 
 def cache_dir() -> Path:
-    """``$SDEKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/sdekit`` (default ``~/.cache/sdekit``)."""
+    """``$SDEKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/sdekit`` (default ``~/.cache/sdekit``); when
+    that cannot be written, a temporary folder for this process (with a warning)."""
     root = os.environ.get("SDEKIT_CACHE_DIR")
     if not root:
         root = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "sdekit")
-    return Path(root)
+    root = Path(root)
+    if root not in _USABLE:
+        _USABLE[root] = _writable_or_temporary(root)
+    return _USABLE[root]
+
+
+def _writable_or_temporary(root: Path) -> Path:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=root, suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+        return root
+    except OSError as e:
+        stand_in = Path(tempfile.mkdtemp(prefix="sdekit-cache-"))
+        warnings.warn(f"the sdekit kernel cache {root} cannot be written ({e.strerror or e}); compiled kernels go to "
+                      f"{stand_in} for this process only. Set SDEKIT_CACHE_DIR to a writable folder to keep them.",
+                      RuntimeWarning, stacklevel=3)
+        return stand_in
 
 
 def source_hash(source: str) -> str:
@@ -28,8 +55,13 @@ def source_hash(source: str) -> str:
 
 def write_source(source: str, kind: str, suffix: str = ".py") -> Path:
     """Path of the file holding ``source`` (written once)."""
-    folder = cache_dir() / source_hash(source)
+    digest = source_hash(source)
+    folder = cache_dir() / digest
     path = folder / f"{kind}{suffix}"
+    if path.exists() and _content_hash(path) != digest:      # truncated or garbled: write it again
+        warnings.warn(f"cached kernel source {path} was damaged; writing it again", RuntimeWarning, stacklevel=3)
+        purge_compiled(path)
+        path.unlink()
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
@@ -37,6 +69,47 @@ def write_source(source: str, kind: str, suffix: str = ".py") -> Path:
             fh.write(source)
         os.replace(tmp, path)
     return path
+
+
+def _content_hash(path: Path) -> str | None:
+    try:
+        return source_hash(path.read_bytes().decode())
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def compiled_files(source_path) -> list:
+    """What was compiled from the generated file ``source_path``: Numba's index (.nbi) and data
+    (.nbc) files of its functions — in ``__pycache__`` beside it, or under ``$NUMBA_CACHE_DIR``
+    where Numba's locator puts them — and a host library (.so) beside it."""
+    path = Path(source_path)
+    folders = [path.parent / "__pycache__"]
+    from numba.core import config
+    if config.CACHE_DIR:
+        from numba.core.caching import _CacheLocator
+        folders.append(Path(config.CACHE_DIR) / _CacheLocator.get_suitable_cache_subpath(str(path)))
+    found = [f for d in folders for f in d.glob(f"{path.stem}.*") if f.suffix in (".nbi", ".nbc")]
+    return sorted(found + list(path.parent.glob(f"{path.stem}.so")))
+
+
+def purge_compiled(source_path) -> int:
+    """Remove :func:`compiled_files` of ``source_path``: the next call compiles again.  Returns
+    how many files went."""
+    gone = 0
+    for f in compiled_files(source_path):
+        try:
+            f.unlink()
+            gone += 1
+        except FileNotFoundError:
+            pass
+    return gone
+
+
+def loaded_from_damaged_cache(error: BaseException) -> bool:
+    """True when ``error`` came out of Numba's on-disk cache (a file that does not unpickle)."""
+    import traceback
+    return any("numba/core/caching" in frame.filename.replace(os.sep, "/")
+               for frame in traceback.extract_tb(error.__traceback__))
 
 
 def runtime_fingerprint() -> str:

@@ -48,18 +48,25 @@ def host_library(source: str) -> ctypes.CDLL:
     """The source compiled as host C++ into a shared library, cached beside the source by its hash."""
     path = write_source(source, "kernel", ".cu")
     lib = path.with_suffix(".so")
-    if not lib.exists():
-        cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
-        if cxx is None:
-            raise RuntimeError("backend='cuda-host' needs a C++ compiler (g++ or $CXX)")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".so")
-        os.close(fd)
-        cmd = [cxx, "-O2", "-std=c++17", "-x", "c++", "-shared", "-fPIC", "-o", tmp, str(path)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode:
-            os.unlink(tmp)
-            raise RuntimeError(f"host C++ compile of {path} failed:\n{done.stderr[-4000:]}")
-        os.replace(tmp, lib)
+    if lib.exists():
+        try:
+            return ctypes.CDLL(str(lib))
+        except OSError as e:            # a truncated or garbled library: build it again
+            import warnings
+            warnings.warn(f"the cached host library {lib} did not load ({e}); building it again", RuntimeWarning,
+                          stacklevel=2)
+            lib.unlink()
+    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    if cxx is None:
+        raise RuntimeError("backend='cuda-host' needs a C++ compiler (g++ or $CXX)")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".so")
+    os.close(fd)
+    cmd = [cxx, "-O2", "-std=c++17", "-x", "c++", "-shared", "-fPIC", "-o", tmp, str(path)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        os.unlink(tmp)
+        raise RuntimeError(f"host C++ compile of {path} failed:\n{done.stderr[-4000:]}")
+    os.replace(tmp, lib)
     return ctypes.CDLL(str(lib))
 
 

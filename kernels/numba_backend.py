@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 import numba
 
 from .arguments import model_arguments, run_adaptive, run_fixed, step_classes
+from .cache import loaded_from_damaged_cache, purge_compiled
 from .numba_runtime import kernel_opt_level
 
 
@@ -31,8 +32,7 @@ def launch(module, n: int, *args, progress: bool = False):
 
     try:
         if not kernel.signatures:
-            with kernel_opt_level():
-                kernel(*ranges[0], *args)
+            _first_call(module, kernel, ranges[0], args)
             done(*ranges.pop(0))
         if nthreads == 1:
             for a, b in ranges:
@@ -47,6 +47,23 @@ def launch(module, n: int, *args, progress: bool = False):
     finally:
         if bar is not None:
             bar.close()
+
+
+def _first_call(module, kernel, blocks, args):
+    """The compiling (or cache-loading) first call, alone; a kernel whose on-disk compiled files do
+    not load (truncated, garbled) has them removed and is compiled again, with a warning."""
+    try:
+        with kernel_opt_level():
+            kernel(*blocks, *args)
+    except Exception as e:
+        if not loaded_from_damaged_cache(e):
+            raise
+        import warnings
+        purge_compiled(module.__file__)
+        warnings.warn(f"the compiled kernel cached beside {module.__file__} did not load ({type(e).__name__}: {e}); "
+                      "compiling it again", RuntimeWarning, stacklevel=4)
+        with kernel_opt_level():
+            kernel(*blocks, *args)
 
 
 def integrate(module, names, inp):

@@ -1,0 +1,127 @@
+"""The kernel cache survives concurrency and corruption (issue 18 item 7): two processes compiling
+the same kernel at once both succeed with the same result; a truncated or garbled source file,
+Numba index or data file, or host library is detected and rebuilt (with a warning); a cache
+folder that cannot be written falls back to a temporary one with a warning."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import sdekit as sk
+from sdekit.kernels import cache
+
+# a small model of its own, so each test compiles a kernel no other test has in its cache folder
+_SOLVE = textwrap.dedent("""
+    import numpy as np, sympy as sp, sdekit as sk
+    y = sk.states("y", 2)
+    model = sk.SDE(y, drift=sp.Matrix([-y[0] + sp.sin(y[1]), -2 * y[1] + sp.cos(y[0])]), diffusion=sp.Rational(1, 5))
+    prob = sk.SDEProblem(model, y0=[0.5, 0.1], tspan=(0.0, 1.0))
+    def run(backend="numba"):
+        return sk.solve(sk.Ensemble(prob, n=300, seed=2), "EM", dt=0.01, backend=backend).y
+    def run_ode(backend):
+        ode = sk.ODEProblem(sk.ODE(y, model.form.forcing), y0=[0.5, 0.1], tspan=(0.0, 1.0))
+        return sk.solve(ode, "RK4", dt=0.05, backend=backend).y
+""")
+
+
+def _run_here(backend="numba"):
+    scope = {}
+    exec(_SOLVE, scope)
+    return scope["run"](backend)
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SDEKIT_CACHE_DIR", str(tmp_path / "cache"))
+    for name in [m for m in sys.modules if m.startswith("sdekit_generated_")]:
+        monkeypatch.delitem(sys.modules, name)       # import the kernels from this folder again
+    return tmp_path / "cache"
+
+
+def _files(root: Path, pattern: str) -> list:
+    return sorted(root.glob(pattern))
+
+
+def _damage(path: Path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] + b"\x00garbage")
+
+
+def test_two_processes_compiling_the_same_kernel_at_once_both_succeed(fresh_cache, tmp_path):
+    script = _SOLVE + "np.save(__import__('sys').argv[1], run())\n"
+    env = dict(os.environ, SDEKIT_CACHE_DIR=str(fresh_cache))
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / f"y{k}.npy")], env=env,
+                              stderr=subprocess.PIPE, text=True) for k in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    a, b = (np.load(tmp_path / f"y{k}.npy") for k in range(2))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, _run_here())       # and the cache they left serves this process
+    assert len(_files(fresh_cache, "*/numba.py")) == 1 and not _files(fresh_cache, "*/*.tmp")
+
+
+@pytest.mark.parametrize("damaged", [".py", ".nbi", ".nbc"], ids=["source", "numba-index", "numba-data"])
+def test_a_damaged_cache_file_is_rebuilt(fresh_cache, damaged, tmp_path):
+    want = _run_here()
+    (source,) = _files(fresh_cache, "*/numba.py")
+    files = [source] if damaged == ".py" else [f for f in cache.compiled_files(source) if f.suffix == damaged]
+    assert files, f"no {damaged} file written"
+    for f in files:
+        _damage(f)
+    # a new process: the damaged files are read from disk, not from this process's memory
+    script = _SOLVE + "np.save(__import__('sys').argv[1], run())\n"
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "y.npy")], capture_output=True, text=True,
+                          env=dict(os.environ, SDEKIT_CACHE_DIR=str(fresh_cache)), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RuntimeWarning" in done.stderr and ("damaged" in done.stderr or "did not load" in done.stderr)
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), want)
+    # and it is whole again: the next process loads it silently
+    again = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", script, str(tmp_path / "y2.npy")],
+                           capture_output=True, text=True, env=dict(os.environ, SDEKIT_CACHE_DIR=str(fresh_cache)),
+                           timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+
+
+def test_a_damaged_host_library_is_rebuilt(fresh_cache, tmp_path):
+    script = _SOLVE + "np.save(__import__('sys').argv[1], run_ode('cuda-host'))\n"
+    env = dict(os.environ, SDEKIT_CACHE_DIR=str(fresh_cache))
+    runs = []
+    for k in range(2):          # processes of their own: dlopen would hand this one the library it loaded
+        runs.append(subprocess.run([sys.executable, "-c", script, str(tmp_path / f"y{k}.npy")], capture_output=True,
+                                   text=True, env=env, timeout=300))
+        assert runs[-1].returncode == 0, runs[-1].stderr[-3000:]
+        if k == 0:
+            (lib,) = _files(fresh_cache, "*/kernel.so")
+            lib.write_bytes(b"\x7fELF truncated")
+    assert "did not load" in runs[1].stderr and "building it again" in runs[1].stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "y1.npy"), np.load(tmp_path / "y0.npy"))
+
+
+def test_an_unwritable_cache_folder_falls_back_to_a_temporary_one(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("SDEKIT_CACHE_DIR", str(blocker / "cache"))     # cannot be created, even by root
+    with pytest.warns(RuntimeWarning, match="cannot be written"):
+        folder = cache.cache_dir()
+    assert folder != blocker / "cache" and folder.is_dir()
+    assert cache.cache_dir() == folder                                   # one warning, one stand-in per process
+    np.testing.assert_array_equal(_run_here("numpy"), _run_here("numpy"))
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root may write into a read-only folder")
+def test_a_read_only_cache_folder_falls_back_to_a_temporary_one(tmp_path, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    monkeypatch.setenv("SDEKIT_CACHE_DIR", str(ro))
+    try:
+        with pytest.warns(RuntimeWarning, match="cannot be written"):
+            assert cache.cache_dir() != ro
+    finally:
+        ro.chmod(0o700)
