@@ -10,9 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import sympy as sp
 
-import sdekit as sk
 from sdekit.kernels import cache
 
 # a small model of its own, so each test compiles a kernel no other test has in its cache folder

@@ -9,7 +9,6 @@ import textwrap
 
 import numpy as np
 import pytest
-import sympy as sp
 
 import sdekit as sk
 from sdekit.demo import demo_problem
