@@ -73,6 +73,13 @@ def _params(model, params):
     return out
 
 
+def _whole(x) -> bool:
+    """x is a whole number (an int, or a float/numpy scalar equal to one), not a bool."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)):
+        return False
+    return bool(np.isfinite(x)) and int(x) == x
+
+
 def _integer(x, what):
     if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
         raise ValueError(f"{what} must be an integer, got {x!r}")
@@ -87,7 +94,7 @@ class _Problem:
             raise unknown_keyword(type(self).__name__, unknown, ["model", "y0", "tspan", "params", "nets"])
         for name, value in (("y0", y0), ("tspan", tspan)):
             if value is None:
-                raise TypeError(f"{type(self).__name__}() needs {name}: {type(self).__name__}(model, y0, tspan, "
+                raise ValueError(f"{type(self).__name__}() needs {name}: {type(self).__name__}(model, y0, tspan, "
                                 "params=..., nets=...)")
         if not isinstance(model, self.model_type):
             raise ValueError(f"{type(self).__name__} needs a sdekit.{self.model_type.__name__} model, got {type(model).__name__}")
@@ -172,8 +179,8 @@ class Ensemble:
             if not np.all(np.isfinite(Y0)):
                 raise ValueError("ensemble y0 contains NaN or Inf")
             n = Y0.shape[0]
-        if n is None or int(n) != n or n < 1:
-            raise ValueError(f"Ensemble needs n >= 1 (or y0 of shape (n, d)), got n={n!r}")
+        if not _whole(n) or n < 1:
+            raise ValueError(f"Ensemble needs an integer n >= 1 (or y0 of shape (n, d)), got n={n!r}")
         n = int(n)
         for name, v in problem.params.items():
             if v.ndim == 1 and v.shape[0] != n:

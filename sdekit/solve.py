@@ -275,12 +275,17 @@ def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, s
         raise ValueError("ts gives fixed steps; drop rtol/atol/adaptive, or give no ts for adaptive steps")
     fixed = dt is not None or ts is not None
     adaptive = (not fixed or rtol is not None or atol is not None) if adaptive is None else bool(adaptive)
+    if backend is not None and not isinstance(backend, str):
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     backend = (backend or "numba").lower()
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {BACKENDS}")
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        dtype = None
     if dtype not in (np.float64, np.float32):
-        raise ValueError(f"dtype must be float64 or float32, got {dtype}")
+        raise ValueError(f"dtype must be np.float64 or np.float32, got {dtype!r}")
     if m.stochastic and not isinstance(problem, SDEProblem):
         raise ModelError(f"{m.name} is an SDE method but the problem is an ODEProblem")
     if adaptive and not m.adaptive:
