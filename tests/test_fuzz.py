@@ -5,7 +5,6 @@ saved values are finite — or raises ValueError / sdekit.ModelError (TypeError 
 keyword, as Python does) whose message names what is wrong.  Never a Numba typing error, a
 crash, or a silent NaN solution with retcode Success."""
 import numpy as np
-import pytest
 import sympy as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
