@@ -232,8 +232,19 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     np.float32.  Every SDE solve of a problem, any dt or adaptive, reads the same Brownian path
     (:func:`brownian_tree`).  ``progress=True``: a tqdm bar (numba: trajectories whose blocks are
     done; numpy: time steps, or the slowest lane's time when adaptive); off, it costs nothing.
+
+    ``distributed=client`` (a ``dask.distributed.Client``; True: a new LocalCluster) solves an
+    Ensemble in chunks of ``chunk_size`` trajectories on the cluster, bit for bit the same result;
+    ``reduction="moments"`` (or a ``sdekit.distributed.Reduction``) returns combined statistics
+    instead of the states; ``retries`` per chunk (default 2).  See :mod:`sdekit.distributed`.
     """
-    _check_options("solve", options)
+    _check_options("solve", options, DISTRIBUTED_OPTIONS)
+    if options.get("distributed") not in (None, False):
+        from .distributed import solve_distributed
+        return solve_distributed(target, method, dt, **options)
+    for key in DISTRIBUTED_OPTIONS:
+        if options.pop(key, None) not in (None, False):
+            raise ValueError(f"{key}= is an option of distributed solves: pass distributed=client (or True)")
     p = plan(target, method, dt, **options)
     return p.solution(p.kernel.run(p.inputs, Chunk(0, p.n)))
 
@@ -244,11 +255,15 @@ _REMOVED = {"brownian": "every solve now reads the one Brownian tree on [t0, t0 
                         "(brownian='steps' was the fast path of 0.1)"}
 
 
-def _check_options(fn: str, options: dict):
+#: solve's keywords beyond plan's: scale-out on dask (sdekit.distributed)
+DISTRIBUTED_OPTIONS = ("distributed", "chunk_size", "reduction", "retries")
+
+
+def _check_options(fn: str, options: dict, extra=()):
     """A misspelt keyword names the valid ones (and the closest), not ``plan()``'s signature."""
     import inspect as _inspect
     from .problem import unknown_keyword
-    valid = [k for k in _inspect.signature(plan).parameters if k != "target"]
+    valid = [k for k in _inspect.signature(plan).parameters if k != "target"] + list(extra)
     for key in options:
         if key in _REMOVED:
             raise TypeError(f"{fn}() no longer takes {key!r}: {_REMOVED[key]}")

@@ -1,0 +1,188 @@
+"""Scale-out on dask.distributed: ``solve(ens, ..., distributed=client)``.
+
+The ensemble is scattered to every worker once (``broadcast=True``: the model, weights and
+initial values travel once, and each worker keeps one model object, so its kernel is generated
+and loaded once per worker, from that machine's on-disk cache when it is there).  Each chunk
+``ens.chunk(a, b)`` is a task, submitted with ``retries``; a worker that dies has its chunks
+recomputed elsewhere.  Noise is addressed by (seed, trajectory, time), so the gathered result is
+bit for bit the single-process solve, for any chunk size and worker count.  With ``reduction=``
+the workers return per-chunk statistics instead of states, combined as chunks arrive
+(``as_completed``), so an ensemble larger than memory never has to exist in one process.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sdekit.abi import RETCODES
+from sdekit.solution import Solution
+
+#: trajectories per chunk when the user gives no chunk_size: about four chunks per worker thread
+#: (so a slow or lost chunk costs little), at least this many (per-task overhead ~ms)
+MIN_CHUNK = 1024
+
+
+@dataclass
+class Moments:
+    """Per-chunk statistics of the saved states, combinable across chunks (Chan, Golub & LeVeque
+    1979, the pairwise update of count, mean and M2 = Σ (x − mean)²): ``reduction="moments"``."""
+
+    count: int
+    mean: np.ndarray                  # (nsave, d)
+    m2: np.ndarray                    # (nsave, d)
+
+    @classmethod
+    def of(cls, y: np.ndarray) -> "Moments":
+        """Of one chunk's states ``y`` (n, nsave, d); trajectories with non-finite states excluded."""
+        ok = np.all(np.isfinite(y.reshape(y.shape[0], -1)), axis=1)
+        x = y[ok]
+        mean = x.mean(axis=0) if x.shape[0] else np.zeros(y.shape[1:])
+        return cls(int(x.shape[0]), mean, ((x - mean) ** 2).sum(axis=0))
+
+    def combine(self, other: "Moments") -> "Moments":
+        n = self.count + other.count
+        if n == 0:
+            return self
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.count / n)
+        return Moments(n, mean, self.m2 + other.m2 + delta**2 * (self.count * other.count / n))
+
+    @property
+    def variance(self) -> np.ndarray:
+        """Unbiased sample variance (n − 1)."""
+        return self.m2 / max(self.count - 1, 1)
+
+
+@dataclass
+class Reduction:
+    """A user reduction: ``chunk(sol, (a, b)) -> value`` on each worker (``sol``: the solution of
+    trajectories a..b-1), ``combine(x, y) -> value`` as chunks arrive (associative and commutative:
+    the arrival order varies), and ``finish(value)`` once at the end."""
+
+    chunk: object
+    combine: object
+    finish: object = None
+
+
+@dataclass
+class Reduced:
+    """What a distributed solve with ``reduction=`` returns: the combined ``value`` (for
+    "moments": a :class:`Moments` — ``.mean``, ``.variance``), the saved times, the retcode
+    counts and the summed stats."""
+
+    t: np.ndarray
+    value: object
+    n: int
+    retcodes: dict
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        return set(self.retcodes) <= {"Success"}
+
+
+def _reduction(reduction) -> Reduction:
+    if isinstance(reduction, Reduction):
+        return reduction
+    if isinstance(reduction, str) and reduction in ("moments", "mean", "variance"):
+        return Reduction(lambda sol, bounds: Moments.of(sol.y), Moments.combine)
+    raise ValueError(f"reduction must be 'moments' (mean and variance of the saved states) or a "
+                     f"sdekit.distributed.Reduction(chunk, combine[, finish]), got {reduction!r}")
+
+
+def _solve_chunk(ens, a: int, b: int, method, dt, options, reduction):
+    """On a worker: solve trajectories a..b-1 of ``ens``; return (a, what the gather needs)."""
+    from sdekit.solve import solve
+    sol = solve(ens.chunk(a, b), method, dt, **options)
+    codes = np.array([RETCODES.index(c) for c in sol.retcodes], dtype=np.int8)
+    payload = sol.y if reduction is None else reduction.chunk(sol, (a, b))
+    return a, sol.t, payload, codes, sol.stats
+
+
+def _client(distributed):
+    """The dask Client: the one given, or (``True``) one on a new LocalCluster."""
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise ImportError("distributed= needs dask.distributed: pip install 'sdekit[dask]'") from None
+    if distributed is True:
+        return Client(), True
+    if not isinstance(distributed, Client):
+        raise ValueError(f"distributed must be a dask.distributed.Client or True (a LocalCluster), got {distributed!r}")
+    return distributed, False
+
+
+def chunk_bounds(n: int, chunk_size: int | None, workers: int) -> list:
+    """[(a, b), ...] covering 0..n-1: chunks of ``chunk_size`` (the last shorter), or automatic."""
+    if chunk_size is None:
+        chunk_size = max(MIN_CHUNK, -(-n // (4 * max(workers, 1))))
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    return [(a, min(a + int(chunk_size), n)) for a in range(0, n, int(chunk_size))]
+
+
+def solve_distributed(ens, method, dt=None, *, distributed, chunk_size=None, reduction=None, retries: int = 2,
+                      progress: bool = False, **options):
+    """``sdekit.solve`` of an Ensemble on a dask cluster (module docstring); the same arguments, plus
+    ``chunk_size`` (trajectories per task), ``reduction`` and ``retries`` (per chunk)."""
+    from sdekit.problem import Ensemble
+    from sdekit.solve import plan
+    if not isinstance(ens, Ensemble):
+        raise ValueError(f"distributed solves take an Ensemble, got {type(ens).__name__}")
+    if retries is None or isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
+        raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
+    local = plan(ens.chunk(0, 1), method, dt, **options)     # validate (and compile here) before anything ships
+    red = None if reduction is None else _reduction(reduction)
+    client, own = _client(distributed)
+    try:
+        threads = sum(client.nthreads().values())
+        bounds = chunk_bounds(ens.n, chunk_size, threads)
+        shared = client.scatter(ens, broadcast=True)
+        solve_id = uuid.uuid4().hex[:12]
+        futures = [client.submit(_solve_chunk, shared, a, b, method, dt, options, red, retries=retries, pure=False,
+                                 key=f"sdekit-chunk-{a}-{b}-{solve_id}") for a, b in bounds]
+        try:
+            return _gather(futures, bounds, ens.n, red, local.method, local.backend, progress)
+        except BaseException:           # Ctrl-C or a failed chunk: nothing left running for this solve
+            client.cancel(futures)
+            raise
+    finally:
+        if own:
+            client.close()
+
+
+def _gather(futures, bounds, n, red, method, backend, progress):
+    from dask.distributed import as_completed
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=n, desc="sdekit chunks", unit="traj")
+    states, codes, stats, times, value = {}, np.zeros(n, np.int8), {}, None, None
+    try:
+        for future in as_completed(futures):
+            try:
+                a, t, payload, chunk_codes, chunk_stats = future.result()
+            except Exception as e:
+                a, b = bounds[futures.index(future)]
+                raise RuntimeError(f"the chunk of trajectories {a}..{b - 1} failed: {type(e).__name__}: {e}") from e
+            codes[a:a + len(chunk_codes)] = chunk_codes
+            for k, v in chunk_stats.items():
+                stats[k] = stats.get(k, 0) + v
+            times = t
+            if red is None:
+                states[a] = payload
+            else:
+                value = payload if value is None else red.combine(value, payload)
+            if bar is not None:
+                bar.update(len(chunk_codes))
+    finally:
+        if bar is not None:
+            bar.close()
+    if red is not None:
+        names, counts = np.unique(np.array(RETCODES, dtype=object)[codes], return_counts=True)
+        value = red.finish(value) if red.finish is not None else value
+        return Reduced(times, value, n, dict(zip(names, (int(c) for c in counts))), stats)
+    y = np.concatenate([states[a] for a, _ in bounds], axis=0)
+    return Solution.from_codes(times, y, codes, True, stats=stats, method=method, backend=backend)
