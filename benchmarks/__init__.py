@@ -17,6 +17,7 @@ SUITE = {
                   "vs torchsde, diffrax (UnsafeBrownianPath, VirtualBrownianTree) and plain numpy",
     "adaptive_ensemble": "adaptive ensembles (Tsit5, Exprb43, SRA1): fused kernel vs the numpy driver",
     "compile_times": "cold and warm compile time per kernel kind, and the demo's time to its first row",
+    "distributed": "the neural SDE ensemble on a dask LocalCluster of 1 and 2 workers vs one process, per-chunk overhead",
 }
 
 

@@ -37,6 +37,20 @@ def table(results: Path = RESULTS) -> str:
             + f". A new process imports sdekit in {max(x['import_s'] for x in r['rows']):.2f} s, then loads a cached "
               f"kernel and has its first result in {max(x['warm_first_result_s'] for x in r['rows']):.2f} s or less; "
               f"`sdekit demo` prints its first row after {r['demo']['first_row_s']:.1f} s."]
+    path = results / "distributed.json"
+    if path.exists():
+        r = json.loads(path.read_text())
+        single = {x["workers"]: x for x in r["rows"] if x["mode"] == "single process"}
+        best = {}
+        for x in r["rows"]:
+            if x["mode"] != "single process" and x["traj_steps_per_s"] > best.get(x["workers"], {}).get("traj_steps_per_s", 0):
+                best[x["workers"]] = x
+        out += ["", f"Scaling out (`sdekit bench distributed`, N = {r['n']}, dask LocalCluster of one-thread workers): "
+                + "; ".join(f"{w} worker(s) {b['traj_steps_per_s']:.3g} traj-steps/s at chunk size {b['chunk_size']} "
+                            f"(one process, {w} thread(s): {single[w]['traj_steps_per_s']:.3g})" for w, b in best.items())
+                + "; overhead " + ", ".join(f"{x['overhead_per_chunk_ms']:.0f}" for x in r["rows"] if "overhead_per_chunk_ms" in x)
+                + " ms per chunk; every distributed result bitwise equal to the single-process one: "
+                + ("yes" if all(x.get("bitwise_equal", True) for x in r["rows"]) else "NO") + "."]
     return "\n".join(out)
 
 

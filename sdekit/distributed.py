@@ -139,7 +139,7 @@ def solve_distributed(ens, method, dt=None, *, distributed, chunk_size=None, red
     try:
         threads = sum(client.nthreads().values())
         bounds = chunk_bounds(ens.n, chunk_size, threads)
-        shared = client.scatter(ens, broadcast=True)
+        shared = client.scatter(ens, broadcast=True, hash=False)   # a key of its own: never one being released
         solve_id = uuid.uuid4().hex[:12]
         futures = [client.submit(_solve_chunk, shared, a, b, method, dt, options, red, retries=retries, pure=False,
                                  key=f"sdekit-chunk-{a}-{b}-{solve_id}") for a, b in bounds]
