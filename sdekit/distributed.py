@@ -123,66 +123,117 @@ def chunk_bounds(n: int, chunk_size: int | None, workers: int) -> list:
     return [(a, min(a + int(chunk_size), n)) for a in range(0, n, int(chunk_size))]
 
 
-def solve_distributed(ens, method, dt=None, *, distributed, chunk_size=None, reduction=None, retries: int = 2,
-                      progress: bool = False, **options):
-    """``sdekit.solve`` of an Ensemble on a dask cluster (module docstring); the same arguments, plus
-    ``chunk_size`` (trajectories per task), ``reduction`` and ``retries`` (per chunk)."""
+def solve_chunked(ens, method, dt=None, *, distributed=None, chunk_size=None, reduction=None, retries: int = 2,
+                  store=None, memory_limit=None, progress: bool = False, **options):
+    """``sdekit.solve`` of an Ensemble chunk by chunk (module docstring): on a dask cluster
+    (``distributed``) or here, one chunk after another; the same arguments, plus ``chunk_size``
+    (trajectories per chunk), ``reduction``, ``retries`` (per chunk, dask), ``store`` (a folder
+    the states stream to, resumable: :mod:`sdekit.store`) and ``memory_limit`` (bytes of states
+    above which they stream to a temporary store instead of memory)."""
     from sdekit.problem import Ensemble
     from sdekit.solve import plan
     if not isinstance(ens, Ensemble):
-        raise ValueError(f"distributed solves take an Ensemble, got {type(ens).__name__}")
+        raise ValueError(f"chunked and distributed solves take an Ensemble, got {type(ens).__name__}")
     if retries is None or isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
-    local = plan(ens.chunk(0, 1), method, dt, **options)     # validate (and compile here) before anything ships
+    local = plan(ens.chunk(0, 1), method, dt, **options)     # validate (and compile here) before anything runs
     red = None if reduction is None else _reduction(reduction)
-    client, own = _client(distributed)
+    if red is not None and store is not None:
+        raise ValueError("give either reduction= (statistics, no states kept) or store= (the states on disk), not both")
+    client, own = _client(distributed) if distributed not in (None, False) else (None, False)
     try:
-        threads = sum(client.nthreads().values())
+        threads = sum(client.nthreads().values()) if client is not None else 1
         bounds = chunk_bounds(ens.n, chunk_size, threads)
-        shared = client.scatter(ens, broadcast=True, hash=False)   # a key of its own: never one being released
-        solve_id = uuid.uuid4().hex[:12]
-        futures = [client.submit(_solve_chunk, shared, a, b, method, dt, options, red, retries=retries, pure=False,
-                                 key=f"sdekit-chunk-{a}-{b}-{solve_id}") for a, b in bounds]
-        try:
-            return _gather(futures, bounds, ens.n, red, local.method, local.backend, progress)
-        except BaseException:           # Ctrl-C or a failed chunk: nothing left running for this solve
-            client.cancel(futures)
-            raise
+        if red is None and store is None and memory_limit is not None:
+            store = _spill(ens, local, memory_limit)
+        sink = None
+        if store is not None:
+            from sdekit.store import ChunkStore, fingerprint
+            sink = ChunkStore(store, ens.n, fingerprint(ens, local.method, dt, options, bounds))
+        todo = [ab for ab in bounds if sink is None or ab not in sink.done()]
+        results = (_on_dask(client, ens, todo, method, dt, options, red, retries) if client is not None else
+                   ((ab, _try(_solve_chunk, ens, *ab, method, dt, options, red)) for ab in todo))
+        return _gather(results, bounds, len(todo), ens.n, red, sink, local.method, local.backend, progress)
     finally:
         if own:
             client.close()
 
 
-def _gather(futures, bounds, n, red, method, backend, progress):
+def _spill(ens, local, memory_limit):
+    """A temporary store when the states would take more than ``memory_limit`` bytes (else None)."""
+    if isinstance(memory_limit, bool) or not isinstance(memory_limit, (int, float, np.integer)) or not memory_limit > 0:
+        raise ValueError(f"memory_limit must be a number of bytes > 0, got {memory_limit!r}")
+    inp = local.inputs
+    nsave = len(inp.save_steps) if inp.save_steps is not None else len(inp.opts.save_times)
+    nbytes = ens.n * nsave * inp.y0.shape[0] * inp.y0.dtype.itemsize
+    if nbytes <= memory_limit:
+        return None
+    import tempfile
+    import warnings
+    path = tempfile.mkdtemp(prefix="sdekit-store-")
+    warnings.warn(f"the saved states take {nbytes / 2**30:.2f} GiB, more than memory_limit: they stream to {path} "
+                  "(sol.y is a memmap there; pass store= to choose the folder)", stacklevel=4)
+    return path
+
+
+def _try(fn, *args):
+    try:
+        return fn(*args)
+    except Exception as e:
+        return e
+
+
+def _on_dask(client, ens, todo, method, dt, options, red, retries):
+    """((a, b), result or exception) as the cluster finishes chunks; cancels the rest on the way out."""
     from dask.distributed import as_completed
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=n, desc="sdekit chunks", unit="traj")
-    states, codes, stats, times, value = {}, np.zeros(n, np.int8), {}, None, None
+    shared = client.scatter(ens, broadcast=True, hash=False)   # a key of its own: never one being released
+    solve_id = uuid.uuid4().hex[:12]
+    futures = {client.submit(_solve_chunk, shared, a, b, method, dt, options, red, retries=retries, pure=False,
+                             key=f"sdekit-chunk-{a}-{b}-{solve_id}"): (a, b) for a, b in todo}
     try:
         for future in as_completed(futures):
             try:
-                a, t, payload, chunk_codes, chunk_stats = future.result()
+                yield futures[future], future.result()
             except Exception as e:
-                a, b = bounds[futures.index(future)]
-                raise RuntimeError(f"the chunk of trajectories {a}..{b - 1} failed: {type(e).__name__}: {e}") from e
-            codes[a:a + len(chunk_codes)] = chunk_codes
+                yield futures[future], e
+    finally:                            # done, a failed chunk, or Ctrl-C: nothing left running for this solve
+        client.cancel(list(futures))
+
+
+def _gather(results, bounds, ntodo, n, red, sink, method, backend, progress):
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=ntodo, desc="sdekit chunks", unit="chunk")
+    states, codes, stats, times, value = {}, np.zeros(n, np.int8), {}, None, None
+    try:
+        for (a, b), result in results:
+            if isinstance(result, Exception):
+                raise RuntimeError(f"the chunk of trajectories {a}..{b - 1} failed: {type(result).__name__}: "
+                                   f"{result}") from result
+            _, t, payload, chunk_codes, chunk_stats = result
+            times = t
+            if sink is not None:
+                sink.write(a, b, t, payload, chunk_codes, chunk_stats)
+                continue
+            codes[a:b] = chunk_codes
             for k, v in chunk_stats.items():
                 stats[k] = stats.get(k, 0) + v
-            times = t
             if red is None:
                 states[a] = payload
             else:
                 value = payload if value is None else red.combine(value, payload)
             if bar is not None:
-                bar.update(len(chunk_codes))
+                bar.update(1)
     finally:
         if bar is not None:
             bar.close()
+    if sink is not None:
+        times, y, codes = sink.arrays()
+        return Solution.from_codes(times, y, codes, True, stats=sink.stats(bounds), method=method, backend=backend)
     if red is not None:
-        names, counts = np.unique(np.array(RETCODES, dtype=object)[codes], return_counts=True)
+        found, counts = np.unique(codes, return_counts=True)    # on the int8 codes: no n names, no n-long intp copy
         value = red.finish(value) if red.finish is not None else value
-        return Reduced(times, value, n, dict(zip(names, (int(c) for c in counts))), stats)
+        return Reduced(times, value, n, {RETCODES[int(i)]: int(c) for i, c in zip(found, counts)}, stats)
     y = np.concatenate([states[a] for a, _ in bounds], axis=0)
     return Solution.from_codes(times, y, codes, True, stats=stats, method=method, backend=backend)

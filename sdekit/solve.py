@@ -233,18 +233,18 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     (:func:`brownian_tree`).  ``progress=True``: a tqdm bar (numba: trajectories whose blocks are
     done; numpy: time steps, or the slowest lane's time when adaptive); off, it costs nothing.
 
-    ``distributed=client`` (a ``dask.distributed.Client``; True: a new LocalCluster) solves an
-    Ensemble in chunks of ``chunk_size`` trajectories on the cluster, bit for bit the same result;
-    ``reduction="moments"`` (or a ``sdekit.distributed.Reduction``) returns combined statistics
-    instead of the states; ``retries`` per chunk (default 2).  See :mod:`sdekit.distributed`.
+    Chunked solves of an Ensemble (:mod:`sdekit.distributed`), bit for bit the same result:
+    ``chunk_size`` trajectories at a time, here or with ``distributed=client`` (a
+    ``dask.distributed.Client``; True: a new LocalCluster) on a cluster (``retries`` per chunk,
+    default 2); ``reduction="moments"`` (or a ``sdekit.distributed.Reduction``) returns combined
+    statistics instead of the states; ``store=PATH`` streams the states to disk, resumable
+    (:mod:`sdekit.store`); ``memory_limit`` (bytes) streams them to a temporary store when larger.
     """
-    _check_options("solve", options, DISTRIBUTED_OPTIONS)
-    if options.get("distributed") not in (None, False):
-        from .distributed import solve_distributed
-        return solve_distributed(target, method, dt, **options)
-    for key in DISTRIBUTED_OPTIONS:
-        if options.pop(key, None) not in (None, False):
-            raise ValueError(f"{key}= is an option of distributed solves: pass distributed=client (or True)")
+    _check_options("solve", options, CHUNKED_OPTIONS)
+    if any(options.get(key) not in (None, False) for key in CHUNKED_OPTIONS if key != "retries"):
+        from .distributed import solve_chunked
+        return solve_chunked(target, method, dt, **options)
+    options.pop("retries", None)
     p = plan(target, method, dt, **options)
     return p.solution(p.kernel.run(p.inputs, Chunk(0, p.n)))
 
@@ -255,8 +255,8 @@ _REMOVED = {"brownian": "every solve now reads the one Brownian tree on [t0, t0 
                         "(brownian='steps' was the fast path of 0.1)"}
 
 
-#: solve's keywords beyond plan's: scale-out on dask (sdekit.distributed)
-DISTRIBUTED_OPTIONS = ("distributed", "chunk_size", "reduction", "retries")
+#: solve's keywords beyond plan's: chunked solves, here or on dask (sdekit.distributed, sdekit.store)
+CHUNKED_OPTIONS = ("distributed", "chunk_size", "reduction", "retries", "store", "memory_limit")
 
 
 def _check_options(fn: str, options: dict, extra=()):

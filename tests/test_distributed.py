@@ -110,10 +110,14 @@ def test_chunk_bounds_cover_every_trajectory_once():
         chunk_bounds(10, 0, 2)
 
 
-def test_distributed_options_are_refused_without_a_cluster():
-    with pytest.raises(ValueError, match="chunk_size= is an option of distributed solves"):
-        sk.solve(ENS, "SETD1", dt=0.01, chunk_size=100)
-    with pytest.raises(ValueError, match="distributed solves take an Ensemble"):
+def test_chunked_options_are_checked():
+    with pytest.raises(ValueError, match="chunked and distributed solves take an Ensemble"):
         sk.solve(ENS.problem, "SETD1", dt=0.01, distributed=True)
     with pytest.raises(ValueError, match="reduction must be 'moments'"):
-        sk.solve(ENS, "SETD1", dt=0.01, distributed=object(), reduction="median")
+        sk.solve(ENS, "SETD1", dt=0.01, chunk_size=100, reduction="median")
+    with pytest.raises(ValueError, match="distributed must be a dask.distributed.Client"):
+        sk.solve(ENS, "SETD1", dt=0.01, distributed=object())
+    with pytest.raises(ValueError, match="retries must be an integer"):
+        sk.solve(ENS, "SETD1", dt=0.01, chunk_size=100, retries=-1)
+    with pytest.raises(ValueError, match="memory_limit must be a number of bytes"):
+        sk.solve(ENS, "SETD1", dt=0.01, memory_limit="1GB")
