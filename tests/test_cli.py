@@ -84,7 +84,7 @@ def test_names_are_suggested_and_state_dicts_explained():
             sk.ODEProblem(model, y0=[1, 1], tspan=(0, 1), params=params, nets={"f": w})
     with pytest.raises(ValueError, match=r"unknown networks \['g'\]"):
         sk.ODEProblem(model, y0=[1, 1], tspan=(0, 1), params={"k": 1.0}, nets={"g": w})
-    with pytest.raises(TypeError, match=r"ODEProblem\(\) needs tspan"):
+    with pytest.raises(ValueError, match=r"ODEProblem\(\) needs tspan"):
         sk.ODEProblem(model, y0=[1, 1], params={"k": 1.0}, nets={"f": w})
     prob = sk.ODEProblem(model, y0=[1, 1], tspan=(0, 1), params={"k": 1.0}, nets={"f": w})
     with pytest.raises(TypeError, match="Ensemble\\(\\) got an unknown keyword 'sead'; did you mean 'seed'"):
