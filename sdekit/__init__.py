@@ -16,7 +16,8 @@ from sdekit.catalogue import methods
 from sdekit.solution import Solution
 from sdekit.solve import brownian_tree, inspect, solve
 from sdekit.symbols import MLP, params, states, t
+from sdekit import diffusion
 
 __version__ = "0.2.0"
 __all__ = ["ModelError", "brownian_tree", "inspect", "ODE", "SDE", "ODEProblem", "SDEProblem", "Ensemble", "Solution", "solve", "methods",
-           "MLP", "params", "states", "t"]
+           "MLP", "params", "states", "t", "diffusion"]
