@@ -14,7 +14,7 @@ import sympy as sp
 
 from sdekit.symbols import t
 
-__all__ = ["Schedule", "DiscreteVP", "vp_linear", "vp_cosine", "vp", "sub_vp", "ve", "edm", "flow_matching",
+__all__ = ["Schedule", "DiscreteVP", "GaussianMixture", "sample", "timesteps", "SAMPLERS", "vp_linear", "vp_cosine", "vp", "sub_vp", "ve", "edm", "flow_matching",
            "mean_reverting"]
 
 
@@ -132,6 +132,38 @@ def mean_reverting(theta, stationary_std, t_range=(1e-3, 1.0)) -> Schedule:
     return Schedule("mean-reverting", alpha, sp.nsimplify(stationary_std) * sp.sqrt(1 - alpha**2), t_range)
 
 
+class GaussianMixture:
+    """Data p_0 = Σ_k w_k N(μ_k, s_k² I): every marginal p_t = Σ_k w_k N(α μ_k, (α² s_k² + σ²) I) is
+    known, so the exact noise prediction ε(x, t) = −σ ∇log p_t(x) is too (the sampling tests' and
+    demo's network: no training, no download)."""
+
+    def __init__(self, means, stds, weights=None):
+        self.means = np.atleast_2d(np.asarray(means, dtype=float))
+        self.stds = np.broadcast_to(np.asarray(stds, dtype=float), (self.means.shape[0],)).copy()
+        w = np.ones(self.means.shape[0]) if weights is None else np.asarray(weights, dtype=float)
+        if w.shape != (self.means.shape[0],) or np.any(w <= 0) or np.any(self.stds <= 0):
+            raise ValueError("a Gaussian mixture needs one positive weight and std per mean")
+        self.weights = w / w.sum()
+
+    def sample(self, n: int, rng) -> np.ndarray:
+        k = rng.choice(len(self.weights), size=n, p=self.weights)
+        return self.means[k] + self.stds[k, None] * rng.standard_normal((n, self.means.shape[1]))
+
+    def eps(self, schedule):
+        """ε(x, t) for a batch x (n, d) at a time t (a number): −σ_t ∇log p_t(x)."""
+        def eps(x, t):
+            a, s = float(schedule("alpha", t)), float(schedule("sigma", t))
+            x = np.asarray(x, dtype=float)
+            var = a**2 * self.stds**2 + s**2                                  # (K,)
+            diff = x[:, None, :] - a * self.means[None]                        # (n, K, d)
+            logp = np.log(self.weights) - 0.5 * np.sum(diff**2, axis=-1) / var - 0.5 * x.shape[1] * np.log(var)
+            gamma = np.exp(logp - logp.max(axis=1, keepdims=True))
+            gamma /= gamma.sum(axis=1, keepdims=True)
+            score = -np.einsum("nk,nkd->nd", gamma / var, diff)
+            return -s * score
+        return eps
+
+
 class DiscreteVP:
     """A discrete DDPM schedule (diffusers' ``alphas_cumprod``): log α_n = ½ log ᾱ_n at t_n = (n+1)/N,
     log α piecewise linear in t and t piecewise linear in log α (methods.md §2.2)."""
@@ -162,3 +194,6 @@ class DiscreteVP:
     def t_of_lambda(self, lam):
         log_alpha = -0.5 * np.logaddexp(0.0, -2.0 * np.asarray(lam, dtype=float))
         return np.interp(log_alpha, self.log_alpha[::-1], self.t_grid[::-1])
+
+
+from sdekit.sampling import SAMPLERS, sample, timesteps  # noqa: E402  (the samplers read these schedules)

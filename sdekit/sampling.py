@@ -1,0 +1,178 @@
+"""Diffusion samplers as exponential integrators in λ = log(α/σ) (methods.md §2.3–2.4), on the host.
+
+The probability-flow ODE of a schedule (``sdekit.diffusion``) with a noise network ε(x, t) is,
+in λ, ``x_t = (α_t/α_s) x_s − α_t ∫ e^{−λ} ε dλ`` (noise prediction) or, with x̂ = (x − σε)/α,
+``x_t = (σ_t/σ_s) x_s + σ_t ∫ e^{λ} x̂ dλ`` (data prediction): a semilinear problem whose linear
+part is integrated exactly and whose φ-weights are φ_k(±h), h = λ_t − λ_s, from the kernels' one
+φ (``kernels.matfun.phi_scalar``).  Each method is the recipe of its paper; DPM-Solver++(3M) uses
+the exact third-order weight 2φ_3 on D2 (methods.md §1.6), ``"dpmsolver++3m-compat"`` the published
+φ_3 (order 2).  The network is any batched callable ``model(x, t)`` (numpy, torch, CuPy): the
+updates are arithmetic on its arrays, so the result has the caller's type and device, and the
+network is called exactly ``nfe`` times.  These are the reference recipes; the fused per-stage
+kernels and the catalogue entries (issue 16) build on them.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sdekit.kernels.matfun import phi_scalar
+
+#: method -> (prediction it integrates, order, network calls per step (singlestep) or 1 (multistep))
+SAMPLERS = {
+    "ddim": ("data", 1, 1), "dpmsolver-2": ("noise", 2, 2), "dpmsolver-3": ("noise", 3, 3),
+    "dpmsolver++2s": ("data", 2, 2), "dpmsolver++2m": ("data", 2, 1), "dpmsolver++3m": ("data", 3, 1),
+    "dpmsolver++3m-compat": ("data", 2, 1),
+}
+PREDICTIONS = ("eps", "x0", "v")
+
+
+def timesteps(schedule, n: int, spacing: str = "logSNR", t_start=None, t_end=None) -> np.ndarray:
+    """n + 1 times from t_start (default: the schedule's largest) down to t_end (smallest):
+    uniform in λ ("logSNR", DPM-Solver's default), in t ("time_uniform") or in √t ("time_quadratic")."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"the number of steps must be an integer >= 1, got {n!r}")
+    t0 = schedule.t_range[1] if t_start is None else float(t_start)
+    t1 = schedule.t_range[0] if t_end is None else float(t_end)
+    if spacing == "logSNR":
+        lam = np.linspace(float(schedule("lam", t0)), float(schedule("lam", t1)), n + 1)
+        ts = schedule.t_of_lambda(lam)
+    elif spacing == "time_uniform":
+        ts = np.linspace(t0, t1, n + 1)
+    elif spacing == "time_quadratic":
+        ts = np.linspace(math.sqrt(t0), math.sqrt(t1), n + 1) ** 2
+    else:
+        raise ValueError(f"spacing must be 'logSNR', 'time_uniform' or 'time_quadratic', got {spacing!r}")
+    ts[0], ts[-1] = t0, t1
+    return ts
+
+
+class _Model:
+    """The network as noise and data predictions, converted exactly (x̂ = (x − σε)/α; v = αε − σx̂),
+    counting its calls."""
+
+    def __init__(self, fn, prediction, schedule):
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        self.fn, self.prediction, self.schedule, self.calls = fn, prediction, schedule, 0
+
+    def _out(self, x, t):
+        self.calls += 1
+        return self.fn(x, t)
+
+    def noise(self, x, t):
+        a, s = float(self.schedule("alpha", t)), float(self.schedule("sigma", t))
+        out = self._out(x, t)
+        if self.prediction == "eps":
+            return out
+        if self.prediction == "x0":
+            return (x - a * out) / s
+        return (s * x + a * out) / (a * a + s * s)        # v = αε − σx̂, x = αx̂ + σε
+
+    def data(self, x, t):
+        a, s = float(self.schedule("alpha", t)), float(self.schedule("sigma", t))
+        out = self._out(x, t)
+        if self.prediction == "x0":
+            return out
+        if self.prediction == "eps":
+            return (x - s * out) / a
+        return (a * x - s * out) / (a * a + s * s)
+
+
+def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: str = "eps"):
+    """Integrate the probability-flow ODE of ``schedule`` from ``x`` at ts[0] to ts[-1] (decreasing
+    times, e.g. :func:`timesteps`) with ``method`` (:data:`SAMPLERS`).  Returns (x, nfe)."""
+    if method not in SAMPLERS:
+        raise ValueError(f"unknown sampler {method!r}; available: {', '.join(SAMPLERS)}")
+    ts = np.asarray(ts, dtype=float)
+    if ts.ndim != 1 or ts.size < 2 or not np.all(np.diff(ts) < 0) or not np.all(np.isfinite(ts)):
+        raise ValueError("ts must be a 1-d array of at least two finite, strictly decreasing times")
+    net = _Model(model, prediction, schedule)
+    if method.startswith("dpmsolver++") and method.endswith(("m", "m-compat")):
+        return _multistep(schedule, net, x, ts, method), net.calls
+    step = {"ddim": _ddim, "dpmsolver-2": _dpm2, "dpmsolver-3": _dpm3, "dpmsolver++2s": _dpmpp2s}[method]
+    for s, t in zip(ts[:-1], ts[1:]):
+        x = step(schedule, net, x, float(s), float(t))
+    return x, net.calls
+
+
+def _coef(schedule, s, t):
+    """α, σ, λ at s and t, and h = λ_t − λ_s."""
+    a_s, a_t = float(schedule("alpha", s)), float(schedule("alpha", t))
+    s_s, s_t = float(schedule("sigma", s)), float(schedule("sigma", t))
+    l_s, l_t = float(schedule("lam", s)), float(schedule("lam", t))
+    return a_s, a_t, s_s, s_t, l_t - l_s
+
+
+def _ddim(schedule, net, x, s, t):
+    """DDIM = DPM-Solver++1: x_t = (σ_t/σ_s) x_s + α_t h φ_1(−h) x̂_s (methods.md §2.4)."""
+    a_s, a_t, s_s, s_t, h = _coef(schedule, s, t)
+    return (s_t / s_s) * x + (a_t * h * phi_scalar(1, -h)) * net.data(x, s)
+
+
+def _dpm2(schedule, net, x, s, t, r1=0.5):
+    """DPM-Solver-2 (Lu et al. 2022, noise prediction, r_1 = ½; methods.md §2.3)."""
+    a_s, a_t, s_s, s_t, h = _coef(schedule, s, t)
+    s1 = float(schedule.t_of_lambda(float(schedule("lam", s)) + r1 * h))
+    a_1, s_1 = float(schedule("alpha", s1)), float(schedule("sigma", s1))
+    e_s = net.noise(x, s)
+    u = (a_1 / a_s) * x - (s_1 * math.expm1(r1 * h)) * e_s
+    e_1 = net.noise(u, s1)
+    return (a_t / a_s) * x - (s_t * math.expm1(h)) * e_s - (s_t / (2 * r1) * math.expm1(h)) * (e_1 - e_s)
+
+
+def _dpm3(schedule, net, x, s, t, r1=1 / 3, r2=2 / 3):
+    """DPM-Solver-3 (r_1 = ⅓, r_2 = ⅔; methods.md §2.3)."""
+    a_s, a_t, s_s, s_t, h = _coef(schedule, s, t)
+    l_s = float(schedule("lam", s))
+    s1, s2 = (float(schedule.t_of_lambda(l_s + r * h)) for r in (r1, r2))
+    a_1, s_1, a_2, s_2 = (float(schedule(w, u)) for u in (s1, s2) for w in ("alpha", "sigma"))
+    e_s = net.noise(x, s)
+    u1 = (a_1 / a_s) * x - (s_1 * math.expm1(r1 * h)) * e_s
+    e_1 = net.noise(u1, s1)
+    u2 = ((a_2 / a_s) * x - (s_2 * math.expm1(r2 * h)) * e_s
+          - (s_2 * r2 / r1 * (math.expm1(r2 * h) / (r2 * h) - 1)) * (e_1 - e_s))
+    e_2 = net.noise(u2, s2)
+    return (a_t / a_s) * x - (s_t * math.expm1(h)) * e_s - (s_t / r2 * (math.expm1(h) / h - 1)) * (e_2 - e_s)
+
+
+def _dpmpp2s(schedule, net, x, s, t, r1=0.5):
+    """DPM-Solver++(2S) (Lu et al. 2022b, data prediction, r_1 = ½; methods.md §2.4)."""
+    a_s, a_t, s_s, s_t, h = _coef(schedule, s, t)
+    s1 = float(schedule.t_of_lambda(float(schedule("lam", s)) + r1 * h))
+    a_1, s_1 = float(schedule("alpha", s1)), float(schedule("sigma", s1))
+    m_0 = net.data(x, s)
+    u = (s_1 / s_s) * x - (a_1 * math.expm1(-r1 * h)) * m_0
+    m_1 = net.data(u, s1)
+    return (s_t / s_s) * x - (a_t * math.expm1(-h)) * m_0 - (a_t / (2 * r1) * math.expm1(-h)) * (m_1 - m_0)
+
+
+def _multistep(schedule, net, x, ts, method):
+    """DPM-Solver++(2M) ("midpoint") and (3M): one network call per step, the first steps at
+    lower order (warm-up); 3M's D2 weight is 2hφ_3(−h) (exact) or hφ_3(−h) ("-compat")."""
+    order = 2 if method == "dpmsolver++2m" else 3
+    lams = [float(v) for v in schedule("lam", ts)]
+    hist = []                                 # (λ, x̂) of the last steps, newest first
+    for i in range(len(ts) - 1):
+        s, t = float(ts[i]), float(ts[i + 1])
+        a_s, a_t, s_s, s_t, h = _coef(schedule, s, t)
+        hist.insert(0, (lams[i], net.data(x, s)))
+        del hist[order:]
+        m0 = hist[0][1]
+        x_new = (s_t / s_s) * x + (a_t * h * phi_scalar(1, -h)) * m0
+        k = min(len(hist), order)
+        if k >= 2:
+            r0 = (hist[0][0] - hist[1][0]) / h
+            d1_0 = (1.0 / r0) * (m0 - hist[1][1])
+            if k == 2:
+                x_new = x_new + (0.5 * a_t * h * phi_scalar(1, -h)) * d1_0      # "midpoint": ½ hφ_1 for hφ_2
+            else:
+                r1 = (hist[1][0] - hist[2][0]) / h
+                d1_1 = (1.0 / r1) * (hist[1][1] - hist[2][1])
+                d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)
+                d2 = (1.0 / (r0 + r1)) * (d1_0 - d1_1)
+                w3 = 2.0 if method == "dpmsolver++3m" else 1.0
+                x_new = x_new + (a_t * h * phi_scalar(2, -h)) * d1 + (w3 * a_t * h * phi_scalar(3, -h)) * d2
+        x = x_new
+    return x

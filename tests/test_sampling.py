@@ -1,0 +1,103 @@
+"""Diffusion samplers (sdekit.sampling; issue 16): on the probability-flow ODE of a 2-D Gaussian
+mixture with its exact noise prediction, each sampler's error at t_end against a DOP853 reference
+falls at its order as NFE grows — exact DPM-Solver++(3M) at 3 where the published ("compat") weight
+gives 2 (methods.md §1.6); the network is called exactly NFE times; ε, x̂ and v predictions of one
+network give one sample; torch tensors come back as torch tensors."""
+import numpy as np
+import pytest
+import scipy.integrate
+
+import sdekit as sk
+from sdekit.testing import observed_order
+
+D = sk.diffusion
+SCHEDULE = D.vp_linear()
+MIXTURE = D.GaussianMixture([[-1.0, 0.0], [1.0, 0.5]], [0.7, 0.9], [0.4, 0.6])
+EPS = MIXTURE.eps(SCHEDULE)
+T_END = 1e-2
+ORDERS = {"ddim": 1, "dpmsolver-2": 2, "dpmsolver-3": 3, "dpmsolver++2s": 2, "dpmsolver++2m": 2, "dpmsolver++3m": 3,
+          "dpmsolver++3m-compat": 2}
+
+
+@pytest.fixture(scope="module")
+def problem():
+    x_T = np.random.default_rng(0).standard_normal((16, 2))
+    s = SCHEDULE
+
+    def rhs(t, z):           # dx/dt = f x + g²/(2σ) ε (methods.md §2.1)
+        x = z.reshape(-1, 2)
+        return (float(s("f", t)) * x + float(s("g2", t)) / (2 * float(s("sigma", t))) * EPS(x, t)).ravel()
+    ref = scipy.integrate.solve_ivp(rhs, (1.0, T_END), x_T.ravel(), method="DOP853", rtol=1e-13, atol=1e-13)
+    return x_T, ref.y[:, -1].reshape(-1, 2)
+
+
+def test_every_sampler_has_an_order():
+    assert set(ORDERS) == set(D.SAMPLERS) and all(D.SAMPLERS[m][1] == p for m, p in ORDERS.items())
+
+
+@pytest.mark.parametrize("method", sorted(ORDERS))
+def test_sampler_converges_at_its_order(problem, method):
+    x_T, ref = problem
+    steps, errs = [16, 32, 64, 128], []
+    for n in steps:
+        x, nfe = D.sample(SCHEDULE, EPS, x_T, D.timesteps(SCHEDULE, n, t_end=T_END), method)
+        assert nfe == n * D.SAMPLERS[method][2]                 # exactly the calls it promises
+        errs.append(np.sqrt(np.mean((x - ref) ** 2)))
+    p = observed_order([1.0 / n for n in steps[1:]], errs[1:])
+    print(method, "order", p, errs)
+    assert ORDERS[method] - 0.25 <= p <= ORDERS[method] + 0.4, (method, p, errs)
+
+
+def _as(prediction):
+    """The mixture's exact network as an x̂ or v prediction (converted by hand)."""
+    s = SCHEDULE
+
+    def model(x, t):
+        a, sg = float(s("alpha", t)), float(s("sigma", t))
+        e = EPS(x, t)
+        x0 = (x - sg * e) / a
+        return x0 if prediction == "x0" else a * e - sg * x0
+    return model
+
+
+@pytest.mark.parametrize("method", ["ddim", "dpmsolver-2", "dpmsolver++3m"])
+@pytest.mark.parametrize("prediction", ["x0", "v"])
+def test_every_prediction_gives_the_same_sample(problem, method, prediction):
+    x_T, _ = problem
+    ts = D.timesteps(SCHEDULE, 12, t_end=T_END)
+    want, _ = D.sample(SCHEDULE, EPS, x_T, ts, method)
+    got, _ = D.sample(SCHEDULE, _as(prediction), x_T, ts, method, prediction=prediction)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_torch_tensors_come_back_as_torch_tensors(problem):
+    torch = pytest.importorskip("torch", reason="torch is an optional extra")
+    x_T, _ = problem
+    ts = D.timesteps(SCHEDULE, 10, t_end=T_END)
+    net = lambda x, t: torch.as_tensor(EPS(x.numpy(), t), dtype=x.dtype)  # noqa: E731
+    got, nfe = D.sample(SCHEDULE, net, torch.as_tensor(x_T), ts, "dpmsolver++2m")
+    want, _ = D.sample(SCHEDULE, EPS, x_T, ts, "dpmsolver++2m")
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float64 and nfe == 10
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-14)
+
+
+def test_timesteps():
+    ts = D.timesteps(SCHEDULE, 10)
+    assert ts[0] == SCHEDULE.t_range[1] and ts[-1] == SCHEDULE.t_range[0] and np.all(np.diff(ts) < 0)
+    np.testing.assert_allclose(np.diff(SCHEDULE("lam", ts)), np.diff(SCHEDULE("lam", ts))[0], rtol=1e-9)
+    np.testing.assert_allclose(np.diff(D.timesteps(SCHEDULE, 4, "time_uniform")), -(1.0 - 1e-3) / 4)
+    np.testing.assert_allclose(np.diff(np.sqrt(D.timesteps(SCHEDULE, 4, "time_quadratic"))),
+                               -(1.0 - np.sqrt(1e-3)) / 4)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: D.sample(SCHEDULE, EPS, np.zeros((1, 2)), [1.0, 0.1], "unipc"), "unknown sampler"),
+    (lambda: D.sample(SCHEDULE, EPS, np.zeros((1, 2)), [0.1, 1.0], "ddim"), "strictly decreasing"),
+    (lambda: D.sample(SCHEDULE, EPS, np.zeros((1, 2)), [1.0, 0.1], "ddim", prediction="score"), "prediction must be"),
+    (lambda: D.timesteps(SCHEDULE, 10, "karras"), "spacing must be"),
+    (lambda: D.timesteps(SCHEDULE, 0), "integer >= 1"),
+    (lambda: D.GaussianMixture([[0, 0]], [-1.0]), "positive weight and std"),
+])
+def test_bad_sampler_input_is_named(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
