@@ -1,0 +1,74 @@
+"""sdekit's samplers against diffusers' schedulers (a test-only dependency): the same network (the
+Gaussian mixture's exact ε), the same discrete schedule (the scheduler's own alphas_cumprod), the
+same timesteps and initial noise give the same samples to 1e-6 relative (diffusers computes its
+σ's in float32).  Its traps are named: ``final_sigmas_type="zero"`` forces a first-order last step
+(we compare with "sigma_min"); ``clip_sample`` is on by default in DDIMScheduler; DDIM's
+"trailing" spacing steps from t to t − N/n, not to the next listed timestep (we use "leading")."""
+import warnings
+
+import numpy as np
+import pytest
+
+import sdekit as sk
+
+diffusers = pytest.importorskip("diffusers", reason="diffusers is a test-only dependency (pyproject [test])")
+torch = pytest.importorskip("torch", reason="diffusers needs torch")
+
+D = sk.diffusion
+N = 1000
+BETAS = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=N)
+
+
+def _run(scheduler, x, eps_index):
+    xt = torch.as_tensor(x, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for k in scheduler.timesteps:
+            out = torch.as_tensor(eps_index(xt.numpy(), int(k)), dtype=torch.float64)
+            xt = scheduler.step(out, k, xt).prev_sample
+    return xt.numpy()
+
+
+@pytest.fixture(scope="module")
+def setup():
+    abar = diffusers.DDIMScheduler(**BETAS).alphas_cumprod.double().numpy()
+    schedule = D.DiscreteVP(abar)                       # timestep k sits at t = (k + 1)/N
+    eps = D.GaussianMixture([[-1.0, 0.0], [1.0, 0.5]], [0.7, 0.9], [0.4, 0.6]).eps(schedule)
+    x = np.random.default_rng(0).standard_normal((8, 2))
+    return schedule, eps, (lambda x, k: eps(x, (k + 1) / N)), x
+
+
+def _close(got, want):
+    assert np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-3)) < 1e-6
+
+
+@pytest.mark.parametrize("order, ours", [(1, "ddim"), (2, "dpmsolver++2m"), (3, "dpmsolver++3m-compat")])
+def test_dpmsolver_multistep_matches_diffusers(setup, order, ours):
+    schedule, eps, eps_index, x = setup
+    sch = diffusers.DPMSolverMultistepScheduler(**BETAS, solver_order=order, algorithm_type="dpmsolver++",
+                                                final_sigmas_type="sigma_min", lower_order_final=False,
+                                                timestep_spacing="linspace")
+    sch.set_timesteps(12)
+    want = _run(sch, x, eps_index)
+    ts = np.append((sch.timesteps.numpy() + 1.0) / N, 1.0 / N)     # ... then sigma_min: timestep 0
+    got, nfe = D.sample(schedule, eps, x, ts, ours)
+    assert nfe == 12
+    _close(got, want)
+
+
+def test_exact_3m_is_not_diffusers_3m(setup):
+    """diffusers' 3M is the published (order-2) weight; sdekit's default 3M differs from it."""
+    schedule, eps, eps_index, x = setup
+    ts = (np.linspace(999, 100, 13).round() + 1) / N
+    exact, _ = D.sample(schedule, eps, x, ts, "dpmsolver++3m")
+    compat, _ = D.sample(schedule, eps, x, ts, "dpmsolver++3m-compat")
+    assert np.max(np.abs(exact - compat)) > 1e-4
+
+
+def test_ddim_matches_diffusers(setup):
+    schedule, eps, eps_index, x = setup
+    sch = diffusers.DDIMScheduler(**BETAS, timestep_spacing="leading", set_alpha_to_one=False, clip_sample=False)
+    sch.set_timesteps(10)
+    want = _run(sch, x, eps_index)       # its last step, 0 -> "final alpha" = alphas_cumprod[0], is the identity
+    got, _ = D.sample(schedule, eps, x, (sch.timesteps.numpy() + 1.0) / N, "ddim")
+    _close(got, want)
