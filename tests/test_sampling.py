@@ -101,3 +101,19 @@ def test_timesteps():
 def test_bad_sampler_input_is_named(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_diffusion_demo_table_figure_and_cli(tmp_path, capsys):
+    """``sdekit demo diffusion``: a row per sampler, the figure written, and at 50 calls the best
+    samplers within twice the measurement's own error (the SW2 between two exact sample sets)."""
+    from sdekit.cli import main
+    from sdekit.demo_diffusion import RING, run_diffusion_demo, sliced_wasserstein
+    rows = run_diffusion_demo(n=2000, nfes=(6, 50), out=str(tmp_path / "d.png"), quiet=True)
+    assert [r["sampler"] for r in rows] == list(D.SAMPLERS) and (tmp_path / "d.png").stat().st_size > 10_000
+    rng = np.random.default_rng(0)
+    data = D.GaussianMixture(RING, 0.25)
+    floor = sliced_wasserstein(data.sample(2000, rng), data.sample(2000, rng))
+    assert min(r["sw2"][50] for r in rows) < 2 * floor
+    assert all(r["nfe_used"][50] <= 50 for r in rows)
+    assert main(["demo", "diffusion", "--n", "500", "--out", str(tmp_path / "cli.png")]) == 0
+    assert "dpmsolver++3m" in capsys.readouterr().out and (tmp_path / "cli.png").exists()
