@@ -59,7 +59,7 @@ def run_diffusion_demo(n: int = 4000, nfes=(5, 10, 20, 50), out: str = "sdekit-d
             + f"{row['time_s']:>10.2f}")
     reach = {r["sampler"]: min((k for k, v in r["sw2"].items() if v is not None and v <= 1.5 * floor), default=None)
              for r in rows}
-    say(f"\n'-': fewer calls than one step of the method needs. Within 1.5x of the floor from NFE: "
+    say("\n'-': fewer calls than one step of the method needs. Within 1.5x of the floor from NFE: "
         + ", ".join(f"{m} {k if k is not None else '> ' + str(max(nfes))}" for m, k in reach.items()) + ".")
     if out:
         _plot(rows, shown, exact, floor, nfes, out)
