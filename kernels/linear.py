@@ -12,7 +12,7 @@ import math
 import numpy as np
 import scipy.linalg
 
-from .matfun import phi_block, phi_block_work, phi_scalar_into
+from .matfun import inverse_block, inverse_block_work, phi_block, phi_block_work, phi_scalar_into
 
 def phi_scalar(z, kmax: int) -> list:
     """[φ_0(z), ..., φ_kmax(z)] elementwise (methods.md §1.2): ``matfun.phi_scalar``, the kernels'
@@ -33,6 +33,17 @@ def phi_dense(Z, kmax: int) -> list:
     out = np.empty((kmax + 1, d, d, B))
     phi_block(A, kmax, out, phi_block_work(d, kmax, B, np.float64))
     return [np.moveaxis(out[k], -1, 0).reshape(lead + (d, d)) for k in range(kmax + 1)]
+
+
+def inverse_dense(A):
+    """inv(A) for matrices A (..., d, d): ``matfun.inverse_block`` (Gauss–Jordan with partial
+    pivoting; the adaptive kernels' definition), every matrix a lane."""
+    A = np.asarray(A, dtype=np.float64)
+    d, lead = A.shape[-1], A.shape[:-2]
+    lanes = np.ascontiguousarray(np.moveaxis(A.reshape(-1, d, d), 0, -1))
+    out = np.empty_like(lanes)
+    inverse_block(lanes, out, inverse_block_work(d, lanes.shape[-1], np.float64))
+    return np.moveaxis(out, -1, 0).reshape(lead + (d, d))
 
 
 def linear_value(structure: str, value, d: int):
@@ -77,7 +88,7 @@ def _atom_value(atom, structure, Lval, h, cache):
                 cache[atom] = np.ones((1, 1))
             elif structure == "dense":
                 d = Lval.shape[-1]
-                cache[atom] = np.linalg.inv(np.eye(d) - a * h * Lval)
+                cache[atom] = inverse_dense(np.eye(d) - a * h * Lval)
             else:
                 cache[atom] = 1.0 / (1.0 - a * h * Lval)
             return cache[atom]

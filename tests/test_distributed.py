@@ -25,15 +25,18 @@ def client():
 
 
 ENS = demo_problem(1000, seed=3)
+SMALL = demo_problem(300, seed=3)         # adaptive lanes on one-thread workers: fewer of them
 FIXED = dict(dt=0.01)
 ADAPTIVE = dict(rtol=1e-2, atol=1e-2, saveat=[0.0, 0.25, 1.0])
 
 
-@pytest.mark.parametrize("method, options", [("SETD1", FIXED), ("SRA1", ADAPTIVE)], ids=["fixed", "adaptive"])
-@pytest.mark.parametrize("chunk_size", [250, 333, None], ids=["divides", "does-not-divide", "automatic"])
-def test_distributed_is_the_local_solve_bit_for_bit(client, method, options, chunk_size):
-    here = sk.solve(ENS, method, **options)
-    there = sk.solve(ENS, method, **options, distributed=client, chunk_size=chunk_size)
+@pytest.mark.parametrize("ens, method, options, chunk_size", [
+    (ENS, "SETD1", FIXED, 250), (ENS, "SETD1", FIXED, 333), (ENS, "SETD1", FIXED, None),
+    (SMALL, "SRA1", ADAPTIVE, 100), (SMALL, "SRA1", ADAPTIVE, 128)],
+    ids=["fixed-divides", "fixed-does-not-divide", "fixed-automatic", "adaptive-divides", "adaptive-does-not-divide"])
+def test_distributed_is_the_local_solve_bit_for_bit(client, ens, method, options, chunk_size):
+    here = sk.solve(ens, method, **options)
+    there = sk.solve(ens, method, **options, distributed=client, chunk_size=chunk_size)
     np.testing.assert_array_equal(there.y, here.y)
     np.testing.assert_array_equal(there.t, here.t)
     assert list(there.retcodes) == list(here.retcodes) and there.stats == here.stats and there.method == here.method
