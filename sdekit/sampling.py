@@ -1,4 +1,5 @@
-"""Diffusion samplers as exponential integrators in λ = log(α/σ) (methods.md §2.3–2.4), on the host.
+"""Diffusion samplers as exponential integrators in λ = log(α/σ) (methods.md §2.3–2.4), and EDM's
+Euler/Heun in σ̃ = σ/α (Karras et al. 2022), on the host.
 
 The probability-flow ODE of a schedule (``sdekit.diffusion``) with a noise network ε(x, t) is,
 in λ, ``x_t = (α_t/α_s) x_s − α_t ∫ e^{−λ} ε dλ`` (noise prediction) or, with x̂ = (x − σε)/α,
@@ -23,7 +24,7 @@ from sdekit.kernels.matfun import phi_scalar
 SAMPLERS = {
     "ddim": ("data", 1, 1), "dpmsolver-2": ("noise", 2, 2), "dpmsolver-3": ("noise", 3, 3),
     "dpmsolver++2s": ("data", 2, 2), "dpmsolver++2m": ("data", 2, 1), "dpmsolver++3m": ("data", 3, 1),
-    "dpmsolver++3m-compat": ("data", 2, 1),
+    "dpmsolver++3m-compat": ("data", 2, 1), "euler": ("noise", 1, 1), "heun": ("noise", 2, 2),
 }
 PREDICTIONS = ("eps", "x0", "v")
 
@@ -91,7 +92,8 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
     net = _Model(model, prediction, schedule)
     if method.startswith("dpmsolver++") and method.endswith(("m", "m-compat")):
         return _multistep(schedule, net, x, ts, method), net.calls
-    step = {"ddim": _ddim, "dpmsolver-2": _dpm2, "dpmsolver-3": _dpm3, "dpmsolver++2s": _dpmpp2s}[method]
+    step = {"ddim": _ddim, "dpmsolver-2": _dpm2, "dpmsolver-3": _dpm3, "dpmsolver++2s": _dpmpp2s, "euler": _euler,
+            "heun": _heun}[method]
     for s, t in zip(ts[:-1], ts[1:]):
         x = step(schedule, net, x, float(s), float(t))
     return x, net.calls
@@ -146,6 +148,22 @@ def _dpmpp2s(schedule, net, x, s, t, r1=0.5):
     u = (s_1 / s_s) * x - (a_1 * math.expm1(-r1 * h)) * m_0
     m_1 = net.data(u, s1)
     return (s_t / s_s) * x - (a_t * math.expm1(-h)) * m_0 - (a_t / (2 * r1) * math.expm1(-h)) * (m_1 - m_0)
+
+
+def _euler(schedule, net, x, s, t):
+    """Euler in σ̃ = σ/α on x̃ = x/α, where the flow ODE reads dx̃/dσ̃ = ε (Karras et al. 2022, eq. 4
+    and Alg. 1 without churn; diffusers' EulerDiscreteScheduler)."""
+    a_s, a_t, s_s, s_t, _ = _coef(schedule, s, t)
+    return (a_t / a_s) * x + (a_t * (s_t / a_t - s_s / a_s)) * net.noise(x, s)
+
+
+def _heun(schedule, net, x, s, t):
+    """Heun's second-order step in σ̃ (Karras et al. 2022, Alg. 1 without churn)."""
+    a_s, a_t, s_s, s_t, _ = _coef(schedule, s, t)
+    dsig = s_t / a_t - s_s / a_s
+    d = net.noise(x, s)
+    pred = (a_t / a_s) * x + (a_t * dsig) * d
+    return (a_t / a_s) * x + (0.5 * a_t * dsig) * (d + net.noise(pred, t))
 
 
 def _multistep(schedule, net, x, ts, method):

@@ -72,3 +72,23 @@ def test_ddim_matches_diffusers(setup):
     want = _run(sch, x, eps_index)       # its last step, 0 -> "final alpha" = alphas_cumprod[0], is the identity
     got, _ = D.sample(schedule, eps, x, (sch.timesteps.numpy() + 1.0) / N, "ddim")
     _close(got, want)
+
+
+def test_euler_in_sigma_matches_diffusers(setup):
+    """diffusers works on x̃ = x/α (its σ is σ/α) and feeds the network scale_model_input(x̃) = x;
+    "leading" spacing puts every timestep on the table (its "linspace" interpolates σ between them,
+    another schedule), and its last step, to sigma_min = σ(timestep 0), has zero length."""
+    schedule, eps, eps_index, x = setup
+    sch = diffusers.EulerDiscreteScheduler(**BETAS, timestep_spacing="leading", final_sigmas_type="sigma_min")
+    sch.set_timesteps(12)
+    sig = sch.sigmas.double().numpy()
+    xt = torch.as_tensor(x * np.sqrt(sig[0] ** 2 + 1), dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for k in sch.timesteps:
+            inp = sch.scale_model_input(xt, k)
+            out = torch.as_tensor(eps_index(inp.numpy(), int(k)), dtype=torch.float64)
+            xt = sch.step(out, k, xt).prev_sample
+    want = xt.numpy() / np.sqrt(sig[-1] ** 2 + 1)          # back to x = α x̃
+    got, _ = D.sample(schedule, eps, x, (sch.timesteps.numpy() + 1.0) / N, "euler")
+    _close(got, want)

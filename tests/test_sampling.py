@@ -16,7 +16,7 @@ MIXTURE = D.GaussianMixture([[-1.0, 0.0], [1.0, 0.5]], [0.7, 0.9], [0.4, 0.6])
 EPS = MIXTURE.eps(SCHEDULE)
 T_END = 1e-2
 ORDERS = {"ddim": 1, "dpmsolver-2": 2, "dpmsolver-3": 3, "dpmsolver++2s": 2, "dpmsolver++2m": 2, "dpmsolver++3m": 3,
-          "dpmsolver++3m-compat": 2}
+          "dpmsolver++3m-compat": 2, "euler": 1, "heun": 2}
 
 
 @pytest.fixture(scope="module")
