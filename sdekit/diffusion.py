@@ -14,7 +14,7 @@ import sympy as sp
 
 from sdekit.symbols import t
 
-__all__ = ["Schedule", "DiscreteVP", "GaussianMixture", "sample", "timesteps", "SAMPLERS", "vp_linear", "vp_cosine", "vp", "sub_vp", "ve", "edm", "flow_matching",
+__all__ = ["Schedule", "DiscreteVP", "GaussianMixture", "sample", "timesteps", "SAMPLERS", "STOCHASTIC", "vp_linear", "vp_cosine", "vp", "sub_vp", "ve", "edm", "flow_matching",
            "mean_reverting"]
 
 
@@ -196,4 +196,4 @@ class DiscreteVP:
         return np.interp(log_alpha, self.log_alpha[::-1], self.t_grid[::-1])
 
 
-from sdekit.sampling import SAMPLERS, sample, timesteps  # noqa: E402  (the samplers read these schedules)
+from sdekit.sampling import SAMPLERS, STOCHASTIC, sample, timesteps  # noqa: E402  (the samplers read these schedules)

@@ -25,7 +25,11 @@ SAMPLERS = {
     "ddim": ("data", 1, 1), "dpmsolver-2": ("noise", 2, 2), "dpmsolver-3": ("noise", 3, 3),
     "dpmsolver++2s": ("data", 2, 2), "dpmsolver++2m": ("data", 2, 1), "dpmsolver++3m": ("data", 3, 1),
     "dpmsolver++3m-compat": ("data", 2, 1), "euler": ("noise", 1, 1), "heun": ("noise", 2, 2),
+    "sde-dpmsolver++1": ("data", 1, 1), "sde-dpmsolver++2m": ("data", 1, 1),
 }
+#: samplers of the reverse SDE: they take ``noise`` (one standard normal array like x per step)
+STOCHASTIC = ("sde-dpmsolver++1", "sde-dpmsolver++2m")
+MULTISTEP = ("dpmsolver++2m", "dpmsolver++3m", "dpmsolver++3m-compat")
 PREDICTIONS = ("eps", "x0", "v")
 
 
@@ -81,17 +85,24 @@ class _Model:
         return (a * x - s * out) / (a * a + s * s)
 
 
-def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: str = "eps"):
+def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: str = "eps", noise=None):
     """Integrate the probability-flow ODE of ``schedule`` from ``x`` at ts[0] to ts[-1] (decreasing
-    times, e.g. :func:`timesteps`) with ``method`` (:data:`SAMPLERS`).  Returns (x, nfe)."""
+    times, e.g. :func:`timesteps`) with ``method`` (:data:`SAMPLERS`); the ``sde-`` samplers solve
+    the reverse SDE and take ``noise``: a sequence (or callable of the step index) of standard
+    normal arrays shaped like x, one per step (SDE-DPM-Solver++, methods.md §2.5; their strong
+    order is 1, the listed order).  Returns (x, nfe)."""
     if method not in SAMPLERS:
         raise ValueError(f"unknown sampler {method!r}; available: {', '.join(SAMPLERS)}")
+    if (method in STOCHASTIC) != (noise is not None):
+        raise ValueError(f"{method} {'needs' if method in STOCHASTIC else 'takes no'} noise= (one standard normal "
+                         "array like x per step)" if method in STOCHASTIC else f"{method} is deterministic: it takes no noise=")
     ts = np.asarray(ts, dtype=float)
     if ts.ndim != 1 or ts.size < 2 or not np.all(np.diff(ts) < 0) or not np.all(np.isfinite(ts)):
         raise ValueError("ts must be a 1-d array of at least two finite, strictly decreasing times")
     net = _Model(model, prediction, schedule)
-    if method.startswith("dpmsolver++") and method.endswith(("m", "m-compat")):
-        return _multistep(schedule, net, x, ts, method), net.calls
+    if method in MULTISTEP or method in STOCHASTIC:
+        draw = noise if callable(noise) or noise is None else noise.__getitem__
+        return _multistep(schedule, net, x, ts, method, draw), net.calls
     step = {"ddim": _ddim, "dpmsolver-2": _dpm2, "dpmsolver-3": _dpm3, "dpmsolver++2s": _dpmpp2s, "euler": _euler,
             "heun": _heun}[method]
     for s, t in zip(ts[:-1], ts[1:]):
@@ -166,9 +177,13 @@ def _heun(schedule, net, x, s, t):
     return (a_t / a_s) * x + (0.5 * a_t * dsig) * (d + net.noise(pred, t))
 
 
-def _multistep(schedule, net, x, ts, method):
+def _multistep(schedule, net, x, ts, method, noise=None):
     """DPM-Solver++(2M) ("midpoint") and (3M): one network call per step, the first steps at
-    lower order (warm-up); 3M's D2 weight is 2hφ_3(−h) (exact) or hφ_3(−h) ("-compat")."""
+    lower order (warm-up); 3M's D2 weight is 2hφ_3(−h) (exact) or hφ_3(−h) ("-compat").
+    SDE-DPM-Solver++(1, 2M): the exact linear part and noise covariance of the reverse SDE,
+    x_t = (σ_t/σ_s)e^{−h} x_s + α_t(1 − e^{−2h})(D0 + ½D1) + σ_t √(1 − e^{−2h}) z (methods.md §2.5)."""
+    if method in STOCHASTIC:
+        return _sde_multistep(schedule, net, x, ts, 2 if method.endswith("2m") else 1, noise)
     order = 2 if method == "dpmsolver++2m" else 3
     lams = [float(v) for v in schedule("lam", ts)]
     hist = []                                 # (λ, x̂) of the last steps, newest first
@@ -193,4 +208,18 @@ def _multistep(schedule, net, x, ts, method):
                 w3 = 2.0 if method == "dpmsolver++3m" else 1.0
                 x_new = x_new + (a_t * h * phi_scalar(2, -h)) * d1 + (w3 * a_t * h * phi_scalar(3, -h)) * d2
         x = x_new
+    return x
+
+
+def _sde_multistep(schedule, net, x, ts, order, noise):
+    lams = [float(v) for v in schedule("lam", ts)]
+    prev = None
+    for i in range(len(ts) - 1):
+        s, t = float(ts[i]), float(ts[i + 1])
+        a_s, a_t, s_s, s_t, h = _coef(schedule, s, t)
+        m0 = net.data(x, s)
+        w = -math.expm1(-2.0 * h)                               # 1 − e^{−2h}
+        drift = m0 if (order == 1 or prev is None) else m0 + (0.5 * h / (lams[i] - prev[0])) * (m0 - prev[1])
+        x = (s_t / s_s * math.exp(-h)) * x + (a_t * w) * drift + (s_t * math.sqrt(w)) * noise(i)
+        prev = (lams[i], m0)
     return x

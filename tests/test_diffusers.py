@@ -92,3 +92,24 @@ def test_euler_in_sigma_matches_diffusers(setup):
     want = xt.numpy() / np.sqrt(sig[-1] ** 2 + 1)          # back to x = α x̃
     got, _ = D.sample(schedule, eps, x, (sch.timesteps.numpy() + 1.0) / N, "euler")
     _close(got, want)
+
+
+@pytest.mark.parametrize("order, ours", [(1, "sde-dpmsolver++1"), (2, "sde-dpmsolver++2m")])
+def test_sde_dpmsolver_matches_diffusers_with_the_same_noise(setup, order, ours):
+    """The same standard normals injected (``variance_noise``); diffusers updates x in float32, so
+    the agreement is to 1e-6 of the sample's scale."""
+    schedule, eps, eps_index, x = setup
+    sch = diffusers.DPMSolverMultistepScheduler(**BETAS, solver_order=order, algorithm_type="sde-dpmsolver++",
+                                                final_sigmas_type="sigma_min", lower_order_final=False,
+                                                timestep_spacing="linspace")
+    sch.set_timesteps(12)
+    z = np.random.default_rng(1).standard_normal((12,) + x.shape)
+    xt = torch.as_tensor(x, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, k in enumerate(sch.timesteps):
+            out = torch.as_tensor(eps_index(xt.numpy(), int(k)), dtype=torch.float64)
+            xt = sch.step(out, k, xt, variance_noise=torch.as_tensor(z[i])).prev_sample
+    want = xt.numpy()
+    got, nfe = D.sample(schedule, eps, x, np.append((sch.timesteps.numpy() + 1.0) / N, 1.0 / N), ours, noise=z)
+    assert nfe == 12 and np.max(np.abs(got - want)) < 1e-6 * np.max(np.abs(want))
