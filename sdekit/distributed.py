@@ -56,6 +56,57 @@ class Moments:
 
 
 @dataclass
+class QuantileSketch:
+    """A mergeable summary of the saved states for quantiles over trajectories
+    (``reduction="quantiles"``): per (time, component), ``size`` weighted points at evenly spaced
+    ranks of the values seen.  A chunk's sketch is exact up to its rank spacing; merging sorts the
+    points and keeps ``size`` of them at evenly spaced cumulative weight, so a quantile's rank error
+    stays within about (number of merges + 1) / size of n.  Non-finite trajectories are left out."""
+
+    values: np.ndarray                # (size, nsave, d), sorted along axis 0
+    weights: np.ndarray               # (size,) trajectories each point stands for
+    size: int = 1024
+
+    @classmethod
+    def of(cls, y: np.ndarray, size: int = 1024) -> "QuantileSketch":
+        ok = np.all(np.isfinite(y.reshape(y.shape[0], -1)), axis=1)
+        x = np.sort(y[ok], axis=0)
+        if x.shape[0] <= size:
+            return cls(x, np.ones(x.shape[0]), size)
+        idx = ((np.arange(size) + 0.5) * x.shape[0] / size).astype(int)
+        return cls(x[idx], np.full(size, x.shape[0] / size), size)
+
+    def combine(self, other: "QuantileSketch") -> "QuantileSketch":
+        values = np.concatenate([self.values, other.values])
+        weights = np.concatenate([self.weights, other.weights])
+        order = np.argsort(values, axis=0, kind="stable")      # per (time, component): its own order
+        v = np.take_along_axis(values, order, axis=0)
+        if v.shape[0] <= self.size and np.all(weights == weights[0]):     # still exact: every value, one weight
+            return QuantileSketch(v, weights, self.size)
+        cum = np.cumsum(weights[order], axis=0)                            # per column: its own order's weights
+        targets = (np.arange(self.size) + 0.5) / self.size * weights.sum()
+        pick = np.empty((self.size,) + v.shape[1:], dtype=np.int64)
+        for i in range(v.shape[1]):
+            for j in range(v.shape[2]):
+                pick[:, i, j] = np.searchsorted(cum[:, i, j], targets)
+        pick = np.minimum(pick, v.shape[0] - 1)
+        return QuantileSketch(np.take_along_axis(v, pick, axis=0), np.full(self.size, weights.sum() / self.size),
+                              self.size)
+
+    @property
+    def count(self) -> float:
+        return float(self.weights.sum())
+
+    def quantile(self, q) -> np.ndarray:
+        """The q-quantiles (q in [0, 1], scalar or array) of the states: shape q.shape + (nsave, d)."""
+        q = np.asarray(q, dtype=float)
+        cum = (np.cumsum(self.weights) - 0.5 * self.weights) / self.weights.sum()
+        flat = self.values.reshape(self.values.shape[0], -1)
+        out = np.stack([np.interp(q, cum, flat[:, k]) for k in range(flat.shape[1])], axis=-1)
+        return out.reshape(q.shape + self.values.shape[1:])
+
+
+@dataclass
 class Reduction:
     """A user reduction: ``chunk(sol, (a, b)) -> value`` on each worker (``sol``: the solution of
     trajectories a..b-1), ``combine(x, y) -> value`` as chunks arrive (associative and commutative:
@@ -69,8 +120,8 @@ class Reduction:
 @dataclass
 class Reduced:
     """What a distributed solve with ``reduction=`` returns: the combined ``value`` (for
-    "moments": a :class:`Moments` — ``.mean``, ``.variance``), the saved times, the retcode
-    counts and the summed stats."""
+    "moments": a :class:`Moments` — ``.mean``, ``.variance``; for "quantiles": a
+    :class:`QuantileSketch` — ``.quantile(q)``), the saved times, the retcode counts and the summed stats."""
 
     t: np.ndarray
     value: object
@@ -88,7 +139,9 @@ def _reduction(reduction) -> Reduction:
         return reduction
     if isinstance(reduction, str) and reduction in ("moments", "mean", "variance"):
         return Reduction(lambda sol, bounds: Moments.of(sol.y), Moments.combine)
-    raise ValueError(f"reduction must be 'moments' (mean and variance of the saved states) or a "
+    if isinstance(reduction, str) and reduction == "quantiles":
+        return Reduction(lambda sol, bounds: QuantileSketch.of(sol.y), QuantileSketch.combine)
+    raise ValueError(f"reduction must be 'moments' (mean and variance of the saved states), 'quantiles' or a "
                      f"sdekit.distributed.Reduction(chunk, combine[, finish]), got {reduction!r}")
 
 
