@@ -206,7 +206,10 @@ def solve_chunked(ens, method, dt=None, *, distributed=None, chunk_size=None, re
         todo = [ab for ab in bounds if sink is None or ab not in sink.done()]
         results = (_on_dask(client, ens, todo, method, dt, options, red, retries) if client is not None else
                    ((ab, _try(_solve_chunk, ens, *ab, method, dt, options, red)) for ab in todo))
-        return _gather(results, bounds, len(todo), ens.n, red, sink, local.method, local.backend, progress)
+        try:
+            return _gather(results, bounds, len(todo), ens.n, red, sink, local.method, local.backend, progress)
+        finally:                  # also on Ctrl-C in the gather: close the stream now, which cancels its futures
+            results.close()
     finally:
         if own:
             client.close()

@@ -104,6 +104,26 @@ def test_a_failing_chunk_names_its_trajectories_and_nothing_is_left_running(clie
     assert not running()
 
 
+def test_an_interrupt_in_the_client_cancels_the_outstanding_chunks(client):
+    """SystemExit stands for Ctrl-C (a BaseException, as KeyboardInterrupt is, which pytest keeps for
+    itself; and a builtin, so the workers can unpickle the reduction that names it)."""
+    def chunk(sol, ab):
+        time.sleep(0 if ab[0] < 200 else 4.0)
+        return 1
+
+    def combine(x, y):
+        raise SystemExit("interrupted")      # the user presses Ctrl-C while the first results come in
+    with pytest.raises(SystemExit):
+        sk.solve(ENS, "SETD1", dt=0.01, distributed=client, chunk_size=100, reduction=Reduction(chunk, combine))
+
+    def running():
+        return [k for keys in client.processing().values() for k in keys if str(k).startswith("sdekit-chunk")]
+    deadline = time.time() + 2.0
+    while running() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not running()
+
+
 def test_chunk_bounds_cover_every_trajectory_once():
     for n, size in [(1000, 250), (1000, 333), (7, 100), (1, 1)]:
         b = chunk_bounds(n, size, 2)
