@@ -61,7 +61,7 @@ def write_source(source: str, kind: str, suffix: str = ".py") -> Path:
     if path.exists() and _content_hash(path) != digest:      # truncated or garbled: write it again
         warnings.warn(f"cached kernel source {path} was damaged; writing it again", RuntimeWarning, stacklevel=3)
         purge_compiled(path)
-        path.unlink()
+        path.unlink(missing_ok=True)            # another process may have found it first
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")

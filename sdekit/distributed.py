@@ -200,9 +200,11 @@ def solve_chunked(ens, method, dt=None, *, distributed=None, chunk_size=None, re
         if red is None and store is None and memory_limit is not None:
             store = _spill(ens, local, memory_limit)
         sink = None
-        if store is not None:
+        if store is not None:          # a started store keeps its chunking, whatever the cluster now
             from sdekit.store import ChunkStore, fingerprint
-            sink = ChunkStore(store, ens.n, fingerprint(ens, local.method, dt, options, bounds))
+            sink = ChunkStore(store, ens.n, fingerprint(ens, local.method, dt, options),
+                              None if chunk_size is None else bounds)
+            bounds = sink.bounds
         todo = [ab for ab in bounds if sink is None or ab not in sink.done()]
         results = (_on_dask(client, ens, todo, method, dt, options, red, retries) if client is not None else
                    ((ab, _try(_solve_chunk, ens, *ab, method, dt, options, red)) for ab in todo))
@@ -269,6 +271,8 @@ def _gather(results, bounds, ntodo, n, red, sink, method, backend, progress):
                                    f"{result}") from result
             _, t, payload, chunk_codes, chunk_stats = result
             times = t
+            if bar is not None:
+                bar.update(1)
             if sink is not None:
                 sink.write(a, b, t, payload, chunk_codes, chunk_stats)
                 continue
@@ -279,8 +283,6 @@ def _gather(results, bounds, ntodo, n, red, sink, method, backend, progress):
                 states[a] = payload
             else:
                 value = payload if value is None else red.combine(value, payload)
-            if bar is not None:
-                bar.update(1)
     finally:
         if bar is not None:
             bar.close()

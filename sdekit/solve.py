@@ -241,7 +241,8 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     (:mod:`sdekit.store`); ``memory_limit`` (bytes) streams them to a temporary store when larger.
     """
     _check_options("solve", options, CHUNKED_OPTIONS)
-    if any(options.get(key) not in (None, False) for key in CHUNKED_OPTIONS if key != "retries"):
+    if options.get("distributed") not in (None, False) or any(
+            options.get(key) is not None for key in CHUNKED_OPTIONS if key not in ("distributed", "retries")):
         from .distributed import solve_chunked
         return solve_chunked(target, method, dt, **options)
     options.pop("retries", None)

@@ -19,15 +19,18 @@ from pathlib import Path
 import numpy as np
 
 
-def fingerprint(ens, method: str, dt, options: dict, bounds) -> str:
-    """What a store's chunks were computed from: a restart must match it."""
+def fingerprint(ens, method: str, dt, options: dict) -> str:
+    """What a store's chunks were computed from (not the chunking: the store keeps its own bounds,
+    so a restart on another cluster resumes them): a restart must match it."""
     from sdekit.nets import check_weights
     prob, form, h = ens.problem, ens.problem.model.form, hashlib.sha256()
     for part in (type(prob.model).__name__, form.states, form.linear, form.affine, form.nonlinear, form.diffusion,
-                 form.noise, prob.tspan, sorted(prob.params), method, dt, sorted((k, repr(v)) for k, v in options.items()),
-                 bounds, ens.n, ens.seed, ens.first):
+                 form.noise, prob.tspan, sorted(prob.params), method, dt,
+                 sorted((k, repr(v)) for k, v in options.items() if not isinstance(v, (list, tuple, np.ndarray))),
+                 ens.n, ens.seed, ens.first):
         h.update(repr(part).encode())
     arrays = [np.ascontiguousarray(ens.y0), prob.y0] + [np.asarray(v) for _, v in sorted(ens.params().items())]
+    arrays += [np.asarray(v, dtype=float) for _, v in sorted(options.items()) if isinstance(v, (list, tuple, np.ndarray))]
     if form.linear_numeric is not None:
         arrays.append(form.linear_numeric)
     for name in sorted(prob.nets):
@@ -40,14 +43,22 @@ def fingerprint(ens, method: str, dt, options: dict, bounds) -> str:
 class ChunkStore:
     """The on-disk result of one chunked solve (module docstring)."""
 
-    def __init__(self, path, n: int, print_key: str):
+    def __init__(self, path, n: int, print_key: str, bounds):
+        """Open (or start) the store of a solve; ``bounds``: the chunking asked for, or None to
+        resume the store's own (a started store keeps its chunking; another one is refused)."""
         self.path, self.n, self.key = Path(path), n, print_key
         self.path.mkdir(parents=True, exist_ok=True)
         manifest = self.path / "manifest.json"
         self.manifest = json.loads(manifest.read_text()) if manifest.exists() else {"fingerprint": print_key, "chunks": {}}
         if self.manifest["fingerprint"] != print_key:
-            raise ValueError(f"store {self.path} holds a different solve (another model, data, method, options or "
-                             "chunking); give a new store path, or delete it to start again")
+            raise ValueError(f"store {self.path} holds a different solve (another model, data, method or options); "
+                             "give a new store path, or delete it to start again")
+        kept = self.manifest.get("bounds")
+        if kept is not None and bounds is not None and [list(b) for b in bounds] != kept:
+            raise ValueError(f"store {self.path} is chunked in {len(kept)} chunks of {kept[0][1] - kept[0][0]}; resume it "
+                             "with that chunk_size (or none), or give a new store path")
+        self.bounds = [tuple(b) for b in kept] if kept is not None else list(bounds)
+        self.manifest["bounds"] = [list(b) for b in self.bounds]
         self.y = self.codes = None
         if (self.path / "y.npy").exists():
             self.y = np.load(self.path / "y.npy", mmap_mode="r+")

@@ -144,3 +144,6 @@ def test_chunked_options_are_checked():
         sk.solve(ENS, "SETD1", dt=0.01, chunk_size=100, retries=-1)
     with pytest.raises(ValueError, match="memory_limit must be a number of bytes"):
         sk.solve(ENS, "SETD1", dt=0.01, memory_limit="1GB")
+    for key, value in (("chunk_size", 0), ("chunk_size", False), ("memory_limit", 0)):   # a value, not a keyword, is wrong
+        with pytest.raises(ValueError, match=f"{key} must be"):
+            sk.solve(ENS, "SETD1", dt=0.01, **{key: value})

@@ -73,12 +73,27 @@ def test_a_damaged_chunk_in_the_store_is_computed_again(tmp_path, monkeypatch):
 
 def test_a_store_refuses_a_different_solve(tmp_path):
     sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=350, store=tmp_path / "run")
-    for change in ({"dt": 0.02}, {"chunk_size": 300}):
-        kw = {"dt": 0.01, "chunk_size": 350, **change}
+    for change in ({"dt": 0.02}, {"saveat": [0.0, 0.25, 1.0]}):
+        kw = {"dt": 0.01, "chunk_size": 350, "saveat": TS, **change}
         with pytest.raises(ValueError, match="holds a different solve"):
-            sk.solve(ENS, "SETD1", saveat=TS, store=tmp_path / "run", **kw)
+            sk.solve(ENS, "SETD1", store=tmp_path / "run", **kw)
     with pytest.raises(ValueError, match="holds a different solve"):
         sk.solve(demo_problem(700, seed=6), "SETD1", dt=0.01, saveat=TS, chunk_size=350, store=tmp_path / "run")
+    with pytest.raises(ValueError, match="is chunked in 2 chunks of 350; resume it with that chunk_size"):
+        sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=300, store=tmp_path / "run")
+
+
+def test_a_store_resumes_its_own_chunking_when_none_is_given(tmp_path, monkeypatch):
+    """The automatic chunking depends on the cluster; a store keeps the one it started with."""
+    here = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS)
+    calls = _counting(monkeypatch, fail_at=2)
+    with pytest.raises(Stop):
+        sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=100, store=tmp_path / "run")
+    monkeypatch.undo()
+    calls = _counting(monkeypatch)
+    sol = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, store=tmp_path / "run", progress=True)
+    assert sorted(calls) == [(a, a + 100) for a in range(100, 700, 100)]
+    np.testing.assert_array_equal(sol.y, here.y)
 
 
 def test_states_above_the_memory_limit_stream_to_a_temporary_store():
