@@ -48,12 +48,17 @@ def _check_names(given: dict, expected, missing_msg: str, unknown_msg: str):
         raise ValueError(f"{missing_msg} {missing}")
 
 
+class KeywordError(TypeError, ValueError):
+    """An unknown or removed keyword: a TypeError as Python raises for one, and a ValueError as
+    sdekit raises for every bad input (so ``except ValueError`` catches every user error)."""
+
+
 def unknown_keyword(fn: str, unknown: dict, valid):
-    """TypeError for the first of ``unknown`` keywords of ``fn``, naming the valid ones and the closest."""
+    """KeywordError for the first of ``unknown`` keywords of ``fn``, naming the valid ones and the closest."""
     key = next(iter(unknown))
     close = difflib.get_close_matches(key, list(valid), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else "."
-    return TypeError(f"{fn}() got an unknown keyword {key!r}{hint} Valid keywords: {', '.join(valid)}")
+    return KeywordError(f"{fn}() got an unknown keyword {key!r}{hint} Valid keywords: {', '.join(valid)}")
 
 
 def _params(model, params):

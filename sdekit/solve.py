@@ -267,7 +267,8 @@ def _check_options(fn: str, options: dict, extra=()):
     valid = [k for k in _inspect.signature(plan).parameters if k != "target"] + list(extra)
     for key in options:
         if key in _REMOVED:
-            raise TypeError(f"{fn}() no longer takes {key!r}: {_REMOVED[key]}")
+            from .problem import KeywordError
+            raise KeywordError(f"{fn}() no longer takes {key!r}: {_REMOVED[key]}")
         if key not in valid:
             raise unknown_keyword(fn, {key: None}, valid)
 

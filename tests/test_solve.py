@@ -261,6 +261,8 @@ def test_a_misspelt_solve_keyword_names_the_valid_ones():
     ode = sk.ODEProblem(sk.ODE(sk.states("y", 1), -sk.states("y", 1)), y0=[1.0], tspan=(0, 1))
     with pytest.raises(TypeError, match=r"unknown keyword 'rtoll'; did you mean 'rtol'\? Valid keywords: method, dt, ts, backend"):
         sk.solve(ode, "RK4", dt=0.1, rtoll=1e-3)
+    with pytest.raises(ValueError, match="unknown keyword 'rtoll'"):     # KeywordError: a ValueError too
+        sk.solve(ode, "RK4", dt=0.1, rtoll=1e-3)
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
