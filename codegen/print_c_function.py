@@ -21,6 +21,28 @@ _TYPES = {"int": "long long", "float": "double", "bool": "bool"}
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "/", ast.Mod: "%",
         ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>",
         ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+_UNARY = {ast.Not: "!", ast.USub: "-", ast.UAdd: "+", ast.Invert: "~"}
+
+
+def c_operator(n, sub) -> str | None:
+    """C for the Python operator forms every C printer shares — unary operators, and/or, chained
+    comparisons, ``x if c else y`` — with ``sub`` printing the operands; None for any other node.
+    (This printer and the loop IR's, ``print_cuda``, both use it.)"""
+    if isinstance(n, ast.UnaryOp):
+        return f"({_UNARY[type(n.op)]}{sub(n.operand)})"
+    if isinstance(n, ast.BoolOp):
+        return "(" + (" && " if isinstance(n.op, ast.And) else " || ").join(sub(v) for v in n.values) + ")"
+    if isinstance(n, ast.Compare):
+        parts, left = [], n.left
+        for op, right in zip(n.ops, n.comparators):
+            parts.append(f"({sub(left)} {_OPS[type(op)]} {sub(right)})")
+            left = right
+        return parts[0] if len(parts) == 1 else "(" + " && ".join(parts) + ")"
+    if isinstance(n, ast.IfExp):
+        return f"({sub(n.test)} ? {sub(n.body)} : {sub(n.orelse)})"
+    return None
+
+
 _MATH = {"exp", "expm1", "log", "log1p", "sqrt", "sin", "cos", "tanh", "fabs", "pow", "floor", "ceil"}
 _BUILTINS = {"abs": "fabs", "float": "(double)", "int": "(long long)"}   # abs of a float
 
@@ -167,19 +189,9 @@ class _Printer:
             if isinstance(n.op, ast.Div) and "double" not in (self.type(n.left), self.type(n.right)):
                 left = f"(double)({left})"
             return f"({left} {_OPS[type(n.op)]} {right})"
-        if isinstance(n, ast.UnaryOp):
-            op = {ast.Not: "!", ast.USub: "-", ast.UAdd: "+", ast.Invert: "~"}[type(n.op)]
-            return f"({op}{self.expr(n.operand)})"
-        if isinstance(n, ast.BoolOp):
-            return "(" + (" && " if isinstance(n.op, ast.And) else " || ").join(self.expr(v) for v in n.values) + ")"
-        if isinstance(n, ast.Compare):
-            parts, left = [], n.left
-            for op, right in zip(n.ops, n.comparators):
-                parts.append(f"({self.expr(left)} {_OPS[type(op)]} {self.expr(right)})")
-                left = right
-            return parts[0] if len(parts) == 1 else "(" + " && ".join(parts) + ")"
-        if isinstance(n, ast.IfExp):
-            return f"({self.expr(n.test)} ? {self.expr(n.body)} : {self.expr(n.orelse)})"
+        shared = c_operator(n, self.expr)
+        if shared is not None:
+            return shared
         if isinstance(n, ast.Call) and not n.keywords:
             args = ", ".join(self.expr(a) for a in n.args)
             f = n.func

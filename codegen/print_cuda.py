@@ -15,6 +15,7 @@ import ast
 
 from ..abi import arg_type
 from . import loop as L
+from .print_c_function import c_operator
 from .print_numba import split_comment
 
 #: C type of each IR dtype (``real`` is the kernel's state type: double or float)
@@ -22,7 +23,7 @@ CTYPES = {"state": "real", "f64": "double", "i64": "long long", "u64": "unsigned
           "bool": "bool"}
 _RANK = {"bool": 0, "i8": 1, "i64": 2, "u64": 3, "state": 4, "f64": 5}
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Mod: "%", ast.Lt: "<", ast.LtE: "<=",
-        ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=", ast.And: "&&", ast.Or: "||"}
+        ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
 _FUNCTIONS = {"min": "nan_min", "max": "nan_max", "abs": "fabs", "sqrt": "sqrt", "isfinite": "isfinite",
               "phi": "phi"}    # phi: the runtime's definition, printed beside the kernel (emit_cuda)
 _NAMES = {"inf": "INFINITY", "nan": "NAN", "True": "true", "False": "false", "src": "tid", "j": "tid",
@@ -98,19 +99,9 @@ class CExpr:
             if isinstance(n.op, ast.FloorDiv):
                 return f"({left} / {right})"
             return f"({left} {_OPS[type(n.op)]} {right})"
-        if isinstance(n, ast.UnaryOp):
-            op = {ast.Not: "!", ast.USub: "-", ast.UAdd: "+"}[type(n.op)]
-            return f"({op}{self.node(n.operand)})"
-        if isinstance(n, ast.BoolOp):
-            return "(" + f" {_OPS[type(n.op)]} ".join(self.node(v) for v in n.values) + ")"
-        if isinstance(n, ast.Compare):
-            parts, left = [], n.left
-            for op, right in zip(n.ops, n.comparators):
-                parts.append(f"({self.node(left)} {_OPS[type(op)]} {self.node(right)})")
-                left = right
-            return parts[0] if len(parts) == 1 else "(" + " && ".join(parts) + ")"
-        if isinstance(n, ast.IfExp):
-            return f"({self.node(n.test)} ? {self.node(n.body)} : {self.node(n.orelse)})"
+        shared = c_operator(n, self.node)
+        if shared is not None:
+            return shared
         if isinstance(n, ast.Call):
             return f"{_FUNCTIONS[n.func.id]}({', '.join(self.node(a) for a in n.args)})"
         raise TypeError(f"CUDA printer: cannot print {ast.unparse(n)!r}")

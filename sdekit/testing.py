@@ -4,6 +4,24 @@ from __future__ import annotations
 import numpy as np
 
 
+def manufactured(L, tspan=(0.0, 1.0)):
+    """(problem, exact y(t1)) for y' = L y + N(y, t) with exact solution y*(t) = 1 + sin(t + i)/2,
+    N = sin(y_{i+1}) − sin(y*_{i+1}) + y*' − L y* (nonlinear, t-dependent, coupling the components;
+    L a numeric array given as linear=), from y*(t0) on ``tspan`` (t1 < t0 runs backwards)."""
+    import sympy as sp
+
+    import sdekit as sk
+    d = L.shape[0]
+    y, t = sk.states("y", d), sk.t
+    ys = sp.Matrix([1 + sp.sin(t + i) / 2 for i in range(d)])
+    Lys = sp.Matrix(L) * ys
+    N = sp.Matrix([sp.sin(y[(i + 1) % d]) - sp.sin(ys[(i + 1) % d]) + sp.diff(ys[i], t) - Lys[i] for i in range(d)])
+    exact = sp.lambdify(t, ys, "numpy")
+    t0, t1 = tspan
+    prob = sk.ODEProblem(sk.ODE(y, linear=L, nonlinear=N), y0=np.array(exact(t0), dtype=float).ravel(), tspan=tspan)
+    return prob, np.array(exact(t1), dtype=float).ravel()
+
+
 def observed_order(dts, errors) -> float:
     """Least-squares slope of log(error) against log(dt): the observed order (methods.md §7)."""
     dts, errors = np.asarray(dts, float), np.asarray(errors, float)

@@ -84,6 +84,16 @@ def test_a_worker_killed_mid_solve_is_replaced_and_the_result_is_unchanged(clien
     assert len(client.nthreads()) == 2
 
 
+def _chunks_still_running(client, within: float) -> list:
+    """The sdekit chunk tasks the scheduler still has in processing after waiting up to ``within`` s."""
+    def running():
+        return [k for keys in client.processing().values() for k in keys if str(k).startswith("sdekit-chunk")]
+    deadline = time.time() + within
+    while running() and time.time() < deadline:
+        time.sleep(0.05)
+    return running()
+
+
 def test_a_failing_chunk_names_its_trajectories_and_nothing_is_left_running(client):
     """The other chunks would run for 10 x 4 s; after the failure the solve's futures are cancelled,
     so within 2 s the scheduler has none of them left (a running task is released, queued ones never start)."""
@@ -95,13 +105,7 @@ def test_a_failing_chunk_names_its_trajectories_and_nothing_is_left_running(clie
     with pytest.raises(RuntimeError, match=r"chunk of trajectories 0\.\.99 failed: ValueError: boom"):
         sk.solve(ENS, "SETD1", dt=0.01, distributed=client, chunk_size=100, retries=0,
                  reduction=Reduction(chunk, lambda x, y: x + y))
-
-    def running():
-        return [k for keys in client.processing().values() for k in keys if str(k).startswith("sdekit-chunk")]
-    deadline = time.time() + 2.0
-    while running() and time.time() < deadline:
-        time.sleep(0.05)
-    assert not running()
+    assert not _chunks_still_running(client, within=2.0)
 
 
 def test_an_interrupt_in_the_client_cancels_the_outstanding_chunks(client):
@@ -115,13 +119,7 @@ def test_an_interrupt_in_the_client_cancels_the_outstanding_chunks(client):
         raise SystemExit("interrupted")      # the user presses Ctrl-C while the first results come in
     with pytest.raises(SystemExit):
         sk.solve(ENS, "SETD1", dt=0.01, distributed=client, chunk_size=100, reduction=Reduction(chunk, combine))
-
-    def running():
-        return [k for keys in client.processing().values() for k in keys if str(k).startswith("sdekit-chunk")]
-    deadline = time.time() + 2.0
-    while running() and time.time() < deadline:
-        time.sleep(0.05)
-    assert not running()
+    assert not _chunks_still_running(client, within=2.0)
 
 
 def test_chunk_bounds_cover_every_trajectory_once():

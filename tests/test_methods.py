@@ -14,24 +14,11 @@ from hypothesis import strategies as st
 import sdekit as sk
 from sdekit.codegen.methods import CATALOGUE
 from sdekit.kernels.linear import phi_dense
-from sdekit.testing import observed_order
+from sdekit.testing import manufactured, observed_order
 
 ODE_METHODS = [m for m in CATALOGUE if not m.stochastic]
 #: dt = 2^-k for k in LEVELS[order]: asymptotic but above round-off for each order
 LEVELS = {1: range(5, 9), 2: range(4, 8), 3: range(5, 9), 4: range(3, 7), 5: range(2, 6)}
-
-
-def manufactured(L):
-    """y' = L y + N(y, t), exact y*(t) = 1 + sin(t + i)/2, N = sin(y_{i+1}) − sin(y*_{i+1}) + y*' − L y*."""
-    d = L.shape[0]
-    y, t = sk.states("y", d), sk.t
-    ys = sp.Matrix([1 + sp.sin(t + i) / 2 for i in range(d)])
-    Lys = sp.Matrix(L) * ys
-    N = sp.Matrix([sp.sin(y[(i + 1) % d]) - sp.sin(ys[(i + 1) % d]) + sp.diff(ys[i], t) - Lys[i] for i in range(d)])
-    exact = sp.lambdify(t, ys, "numpy")
-    y0 = np.array(exact(0.0), dtype=float).ravel()
-    model = sk.ODE(y, linear=L, nonlinear=N)
-    return sk.ODEProblem(model, y0=y0, tspan=(0.0, 1.0)), np.array(exact(1.0), dtype=float).ravel()
 
 
 def random_L(lams, dense, seed):

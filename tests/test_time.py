@@ -14,21 +14,14 @@ from hypothesis import strategies as st
 
 import sdekit as sk
 from sdekit.codegen.methods import CATALOGUE
-from sdekit.testing import observed_order
+from sdekit.testing import manufactured, observed_order
 
 ODE_METHODS = [m for m in CATALOGUE if not m.stochastic]
 
 
 def manufactured_backwards(L):
-    """y' = L y + N(y, t) with exact y*(t) = 1 + sin(t + i)/2 (N nonlinear, t-dependent), from t = 1 back to 0."""
-    d = L.shape[0]
-    y, t = sk.states("y", d), sk.t
-    ys = sp.Matrix([1 + sp.sin(t + i) / 2 for i in range(d)])
-    Lys = sp.Matrix(L) * ys
-    N = sp.Matrix([sp.sin(y[(i + 1) % d]) - sp.sin(ys[(i + 1) % d]) + sp.diff(ys[i], t) - Lys[i] for i in range(d)])
-    exact = sp.lambdify(t, ys, "numpy")
-    prob = sk.ODEProblem(sk.ODE(y, linear=L, nonlinear=N), y0=np.ravel(exact(1.0)), tspan=(1.0, 0.0))
-    return prob, np.ravel(exact(0.0))
+    """The manufactured problem (sdekit.testing) from t = 1 back to 0: (problem, exact y(0))."""
+    return manufactured(L, tspan=(1.0, 0.0))
 
 
 _rng = np.random.default_rng(5)
