@@ -11,7 +11,9 @@ the workers return per-chunk statistics instead of states, combined as chunks ar
 """
 from __future__ import annotations
 
+import shutil
 import uuid
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -177,18 +179,22 @@ def chunk_bounds(n: int, chunk_size: int | None, workers: int) -> list:
 
 
 def solve_chunked(ens, method, dt=None, *, distributed=None, chunk_size=None, reduction=None, retries: int = 2,
-                  store=None, memory_limit=None, progress: bool = False, **options):
+                  store=None, store_format: str = "auto", memory_limit=None, progress: bool = False, **options):
     """``sdekit.solve`` of an Ensemble chunk by chunk (module docstring): on a dask cluster
     (``distributed``) or here, one chunk after another; the same arguments, plus ``chunk_size``
     (trajectories per chunk), ``reduction``, ``retries`` (per chunk, dask), ``store`` (a folder
-    the states stream to, resumable: :mod:`sdekit.store`) and ``memory_limit`` (bytes of states
-    above which they stream to a temporary store instead of memory)."""
+    the states stream to, resumable: :mod:`sdekit.store`; ``store_format``: "auto" (zarr when
+    installed), "zarr" or "npy") and ``memory_limit`` (bytes of states above which they stream to a
+    temporary store instead of memory, removed with the Solution's states)."""
     from sdekit.problem import Ensemble
     from sdekit.solve import plan
     if not isinstance(ens, Ensemble):
         raise ValueError(f"chunked and distributed solves take an Ensemble, got {type(ens).__name__}")
     if retries is None or isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
+    from sdekit.store import FORMATS
+    if store_format not in FORMATS:
+        raise ValueError(f"store_format must be one of {', '.join(map(repr, FORMATS))}, got {store_format!r}")
     local = plan(ens.chunk(0, 1), method, dt, **options)     # validate (and compile here) before anything runs
     red = None if reduction is None else _reduction(reduction)
     if red is not None and store is not None:
@@ -197,21 +203,28 @@ def solve_chunked(ens, method, dt=None, *, distributed=None, chunk_size=None, re
     try:
         threads = sum(client.nthreads().values()) if client is not None else 1
         bounds = chunk_bounds(ens.n, chunk_size, threads)
+        temporary = None
         if red is None and store is None and memory_limit is not None:
-            store = _spill(ens, local, memory_limit)
+            store = temporary = _spill(ens, local, memory_limit)
         sink = None
         if store is not None:          # a started store keeps its chunking, whatever the cluster now
             from sdekit.store import ChunkStore, fingerprint
             sink = ChunkStore(store, ens.n, fingerprint(ens, local.method, dt, options),
-                              None if chunk_size is None else bounds)
+                              None if chunk_size is None else bounds, store_format)
             bounds = sink.bounds
         todo = [ab for ab in bounds if sink is None or ab not in sink.done()]
         results = (_on_dask(client, ens, todo, method, dt, options, red, retries) if client is not None else
                    ((ab, _try(_solve_chunk, ens, *ab, method, dt, options, red)) for ab in todo))
         try:
-            return _gather(results, bounds, len(todo), ens.n, red, sink, local.method, local.backend, progress)
+            sol = _gather(results, bounds, len(todo), ens.n, red, sink, local.method, local.backend, progress)
+            if temporary is not None:   # the folder goes when the states do (a view keeps them), or at exit
+                weakref.finalize(sol.y, shutil.rmtree, temporary, ignore_errors=True)
+                temporary = None
+            return sol
         finally:                  # also on Ctrl-C in the gather: close the stream now, which cancels its futures
             results.close()
+            if temporary is not None:      # stopped before a Solution held it: nothing to resume there
+                shutil.rmtree(temporary, ignore_errors=True)
     finally:
         if own:
             client.close()
@@ -230,7 +243,7 @@ def _spill(ens, local, memory_limit):
     import warnings
     path = tempfile.mkdtemp(prefix="sdekit-store-")
     warnings.warn(f"the saved states take {nbytes / 2**30:.2f} GiB, more than memory_limit: they stream to {path} "
-                  "(sol.y is a memmap there; pass store= to choose the folder)", stacklevel=4)
+                  "(sol.y reads from there, and the folder is removed with it; pass store= to keep them)", stacklevel=4)
     return path
 
 

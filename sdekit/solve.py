@@ -238,14 +238,16 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     ``dask.distributed.Client``; True: a new LocalCluster) on a cluster (``retries`` per chunk,
     default 2); ``reduction="moments"`` (or a ``sdekit.distributed.Reduction``) returns combined
     statistics instead of the states; ``store=PATH`` streams the states to disk, resumable
-    (:mod:`sdekit.store`); ``memory_limit`` (bytes) streams them to a temporary store when larger.
+    (:mod:`sdekit.store`: zarr when installed, else a numpy memmap; ``store_format`` chooses);
+    ``memory_limit`` (bytes) streams them to a temporary store when larger.
     """
     _check_options("solve", options, CHUNKED_OPTIONS)
     if options.get("distributed") not in (None, False) or any(
-            options.get(key) is not None for key in CHUNKED_OPTIONS if key not in ("distributed", "retries")):
+            options.get(key) is not None for key in CHUNKED_OPTIONS if key not in ("distributed", "retries", "store_format")):
         from .distributed import solve_chunked
         return solve_chunked(target, method, dt, **options)
     options.pop("retries", None)
+    options.pop("store_format", None)
     p = plan(target, method, dt, **options)
     return p.solution(p.kernel.run(p.inputs, Chunk(0, p.n)))
 
@@ -257,7 +259,7 @@ _REMOVED = {"brownian": "every solve now reads the one Brownian tree on [t0, t0 
 
 
 #: solve's keywords beyond plan's: chunked solves, here or on dask (sdekit.distributed, sdekit.store)
-CHUNKED_OPTIONS = ("distributed", "chunk_size", "reduction", "retries", "store", "memory_limit")
+CHUNKED_OPTIONS = ("distributed", "chunk_size", "reduction", "retries", "store", "store_format", "memory_limit")
 
 
 def _check_options(fn: str, options: dict, extra=()):

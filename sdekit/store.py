@@ -1,12 +1,15 @@
 """A solve's saved states on disk, chunk by chunk: ``solve(ens, ..., store=PATH)``.
 
-``PATH/`` holds ``y.npy`` (a numpy memmap, (n, nsave, d)), ``retcodes.npy``, ``t.npy`` and
+``PATH/`` holds the states (n, nsave, d) and retcodes (n,) as zarr arrays (``y.zarr``,
+``retcodes.zarr``, one zarr chunk per solve chunk) when zarr is installed, else as numpy memmaps
+(``y.npy``, ``retcodes.npy``; ``store_format="npy"`` asks for these), ``t.npy`` and
 ``manifest.json``: the solve's fingerprint (model, data, method, options, chunking) and, per
 finished chunk, a SHA-256 of its states and retcodes and its stats.  A chunk is recorded only
 after its data are flushed, and the manifest is replaced atomically, so a solve stopped at any
 point leaves only whole, verified chunks; a restarted solve with the same store and arguments
 skips exactly those (a chunk whose bytes no longer match its checksum is computed again).
-(zarr would add compression and cloud storage; a memmap needs nothing beyond numpy.)
+A store made by ``memory_limit`` (a temporary folder) is removed when its Solution is garbage
+collected, or at exit.
 """
 from __future__ import annotations
 
@@ -40,12 +43,90 @@ def fingerprint(ens, method: str, dt, options: dict) -> str:
     return h.hexdigest()
 
 
+FORMATS = ("auto", "zarr", "npy")
+
+
+def _zarr():
+    try:
+        import zarr
+    except ImportError:
+        return None
+    return zarr
+
+
+class _Npy:
+    """The states and retcodes as numpy memmaps (``sol.y`` is an ``np.memmap``)."""
+
+    name = "npy"
+
+    def __init__(self, path):
+        self.path = path
+
+    def exists(self):
+        return (self.path / "y.npy").exists()
+
+    def open(self):
+        return np.load(self.path / "y.npy", mmap_mode="r+"), np.load(self.path / "retcodes.npy", mmap_mode="r+")
+
+    def create(self, shape, dtype, rows):
+        return (np.lib.format.open_memmap(self.path / "y.npy", mode="w+", dtype=dtype, shape=shape),
+                np.lib.format.open_memmap(self.path / "retcodes.npy", mode="w+", dtype=np.int8, shape=shape[:1]))
+
+    def flush(self, y, codes):
+        y.flush()
+        codes.flush()
+
+    def reader(self):
+        return np.load(self.path / "y.npy", mmap_mode="r")
+
+
+class _Zarr(_Npy):
+    """The states and retcodes as zarr arrays, one zarr chunk per solve chunk, so a chunk's write
+    touches its own files only (``sol.y`` is a read-only ``zarr.Array``; ``sol.y[...]`` reads)."""
+
+    name = "zarr"
+
+    def exists(self):
+        return (self.path / "y.zarr").exists()
+
+    def open(self):
+        zarr = _zarr()
+        return zarr.open_array(self.path / "y.zarr", mode="r+"), zarr.open_array(self.path / "retcodes.zarr", mode="r+")
+
+    def create(self, shape, dtype, rows):
+        zarr = _zarr()
+        return (zarr.open_array(self.path / "y.zarr", mode="w", shape=shape, chunks=(rows,) + shape[1:], dtype=dtype),
+                zarr.open_array(self.path / "retcodes.zarr", mode="w", shape=shape[:1], chunks=(rows,), dtype=np.int8))
+
+    def flush(self, y, codes):
+        """zarr writes a chunk's files when it is assigned."""
+
+    def reader(self):
+        return _zarr().open_array(self.path / "y.zarr", mode="r")
+
+
+def _layout(path: Path, kept, fmt: str):
+    if fmt not in FORMATS:
+        raise ValueError(f"store_format must be one of {', '.join(map(repr, FORMATS))}, got {fmt!r}")
+    if kept is None and (path / "y.npy").exists():    # a store begun before zarr stores existed
+        kept = "npy"
+    if kept is not None:                       # a started store keeps its format
+        fmt = kept
+    if fmt == "zarr" and _zarr() is None:
+        raise ValueError(f"store {path} is in zarr format, and zarr is not installed (pip install zarr)"
+                         if kept else "store_format='zarr' needs zarr (pip install zarr); 'npy' needs nothing")
+    if fmt == "auto":
+        fmt = "zarr" if _zarr() is not None else "npy"
+    return (_Zarr if fmt == "zarr" else _Npy)(path)
+
+
 class ChunkStore:
     """The on-disk result of one chunked solve (module docstring)."""
 
-    def __init__(self, path, n: int, print_key: str, bounds):
+    def __init__(self, path, n: int, print_key: str, bounds, fmt: str = "auto"):
         """Open (or start) the store of a solve; ``bounds``: the chunking asked for, or None to
-        resume the store's own (a started store keeps its chunking; another one is refused)."""
+        resume the store's own (a started store keeps its chunking and format; another chunking is
+        refused); ``fmt``: one of FORMATS."""
         self.path, self.n, self.key = Path(path), n, print_key
         self.path.mkdir(parents=True, exist_ok=True)
         manifest = self.path / "manifest.json"
@@ -59,14 +140,15 @@ class ChunkStore:
                              "with that chunk_size (or none), or give a new store path")
         self.bounds = [tuple(b) for b in kept] if kept is not None else list(bounds)
         self.manifest["bounds"] = [list(b) for b in self.bounds]
+        self.layout = _layout(self.path, self.manifest.get("format"), fmt)
+        self.manifest["format"] = self.layout.name
         self.y = self.codes = None
-        if (self.path / "y.npy").exists():
-            self.y = np.load(self.path / "y.npy", mmap_mode="r+")
-            self.codes = np.load(self.path / "retcodes.npy", mmap_mode="r+")
+        if self.layout.exists():
+            self.y, self.codes = self.layout.open()
 
     def _checksum(self, a: int, b: int) -> str:
         h = hashlib.sha256(np.ascontiguousarray(self.y[a:b]).tobytes())
-        h.update(np.ascontiguousarray(self.codes[a:b]).tobytes())
+        h.update(np.ascontiguousarray(self.codes[a:b]).tobytes())     # (zarr: a missing chunk reads as zeros)
         return h.hexdigest()
 
     def done(self) -> set:
@@ -90,13 +172,12 @@ class ChunkStore:
     def write(self, a: int, b: int, t, y, codes, stats: dict):
         """Chunk a..b-1's states, then its manifest entry (atomically)."""
         if self.y is None:
-            self.y = np.lib.format.open_memmap(self.path / "y.npy", mode="w+", dtype=y.dtype, shape=(self.n,) + y.shape[1:])
-            self.codes = np.lib.format.open_memmap(self.path / "retcodes.npy", mode="w+", dtype=np.int8, shape=(self.n,))
+            rows = self.bounds[0][1] - self.bounds[0][0]
+            self.y, self.codes = self.layout.create((self.n,) + y.shape[1:], y.dtype, rows)
             np.save(self.path / "t.npy", np.asarray(t))
         self.y[a:b] = y
         self.codes[a:b] = codes
-        self.y.flush()
-        self.codes.flush()
+        self.layout.flush(self.y, self.codes)
         self.manifest["chunks"][f"{a}-{b}"] = {"sha256": self._checksum(a, b), "stats": {k: int(v) for k, v in stats.items()}}
         fd, tmp = tempfile.mkstemp(dir=self.path, suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
@@ -104,5 +185,5 @@ class ChunkStore:
         os.replace(tmp, self.path / "manifest.json")
 
     def arrays(self):
-        """(t, y as a read-only memmap, retcodes)."""
-        return np.load(self.path / "t.npy"), np.load(self.path / "y.npy", mmap_mode="r"), np.asarray(self.codes)
+        """(t, y read-only on disk (memmap or zarr array), retcodes in memory)."""
+        return np.load(self.path / "t.npy"), self.layout.reader(), np.asarray(self.codes[:])

@@ -1,8 +1,11 @@
 """Chunked solves here, streamed to disk and resumed (issue 18 items 2 and 5): chunk by chunk is
-the whole solve bit for bit; ``store=`` streams the states to a memmap with a checksum per chunk,
-and a restarted solve recomputes only the chunks that are missing or damaged; ``memory_limit``
-spills to a temporary store; a reduction over 10^6 trajectories never holds their states."""
+the whole solve bit for bit; ``store=`` streams the states to zarr or a memmap with a checksum per
+chunk, and a restarted solve recomputes only the chunks that are missing or damaged;
+``memory_limit`` spills to a temporary store, removed with the states; a reduction over 10^6
+trajectories never holds their states."""
+import gc
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,32 +46,66 @@ def _counting(monkeypatch, fail_at=None):
     return calls
 
 
-def test_a_stopped_solve_resumes_from_its_store_computing_nothing_twice(tmp_path, monkeypatch):
+FORMATS = ["zarr", "npy"]
+
+
+def _on_disk(sol, fmt):
+    import zarr
+    return isinstance(sol.y, np.memmap) if fmt == "npy" else isinstance(sol.y, zarr.Array)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_stopped_solve_resumes_from_its_store_computing_nothing_twice(tmp_path, monkeypatch, fmt):
     here = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS)
     calls = _counting(monkeypatch, fail_at=3)
     with pytest.raises(Stop):
-        sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=100, store=tmp_path / "run")
+        sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=100, store=tmp_path / "run", store_format=fmt)
     assert len(calls) == 3                                  # chunks 0 and 1 were stored whole
     monkeypatch.undo()
     calls = _counting(monkeypatch)
-    sol = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=100, store=tmp_path / "run")
+    sol = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=100, store=tmp_path / "run")   # its own format
     assert sorted(calls) == [(a, a + 100) for a in range(200, 700, 100)]
-    assert isinstance(sol.y, np.memmap)
-    np.testing.assert_array_equal(sol.y, here.y)
+    assert _on_disk(sol, fmt) and (tmp_path / "run" / f"y.{fmt}").exists()
+    np.testing.assert_array_equal(sol.y[:], here.y)
     assert sol.stats == here.stats and list(sol.retcodes) == list(here.retcodes)
 
 
-def test_a_damaged_chunk_in_the_store_is_computed_again(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_damaged_chunk_in_the_store_is_computed_again(tmp_path, monkeypatch, fmt):
     store = tmp_path / "run"
-    here = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=250, store=store)
-    want = np.array(here.y)
-    y = np.load(store / "y.npy", mmap_mode="r+")
-    y[260, 1, 2] += 1.0                                    # one value of the second chunk
-    y.flush()
+    here = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=250, store=store, store_format=fmt)
+    want = np.array(here.y[:])
+    if fmt == "npy":
+        y = np.load(store / "y.npy", mmap_mode="r+")
+        y[260, 1, 2] += 1.0                                # one value of the second chunk
+        y.flush()
+    else:
+        import zarr
+        y = zarr.open_array(store / "y.zarr", mode="r+")
+        y[260, 1, 2] = y[260, 1, 2] + 1.0
+    calls = _counting(monkeypatch)
+    again = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=250, store=store, store_format=fmt)
+    assert calls == [(250, 500)]
+    np.testing.assert_array_equal(again.y[:], want)
+
+
+def test_a_zarr_chunk_lost_from_the_store_is_computed_again(tmp_path, monkeypatch):
+    """zarr keeps a chunk per file; a deleted file reads as zeros, which fail the checksum."""
+    store = tmp_path / "run"
+    here = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=250, store=store, store_format="zarr")
+    want = np.array(here.y[:])
+    files = sorted(f for f in (store / "y.zarr").rglob("*") if f.is_file() and "zarr" not in f.name)
+    assert len(files) == 3                                 # one per solve chunk
+    files[-1].unlink()                                     # the last chunk's file ("c/2/0/0")
     calls = _counting(monkeypatch)
     again = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=250, store=store)
-    assert calls == [(250, 500)]
-    np.testing.assert_array_equal(again.y, want)
+    assert calls == [(500, 700)]
+    np.testing.assert_array_equal(again.y[:], want)
+
+
+def test_a_store_refuses_an_unknown_format(tmp_path):
+    with pytest.raises(ValueError, match="store_format must be one of 'auto', 'zarr', 'npy', got 'hdf5'"):
+        sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, store=tmp_path / "run", store_format="hdf5")
 
 
 def test_a_store_refuses_a_different_solve(tmp_path):
@@ -98,10 +135,19 @@ def test_a_store_resumes_its_own_chunking_when_none_is_given(tmp_path, monkeypat
 
 def test_states_above_the_memory_limit_stream_to_a_temporary_store():
     here = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS)
-    with pytest.warns(UserWarning, match="more than memory_limit: they stream to"):
-        sol = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=200, memory_limit=10_000)
-    assert isinstance(sol.y, np.memmap)
+    with pytest.warns(UserWarning, match="more than memory_limit: they stream to") as caught:
+        sol = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=200, memory_limit=10_000, store_format="npy")
+    folder = Path(str(caught[0].message).split("stream to ")[1].split(" ")[0])
+    assert isinstance(sol.y, np.memmap) and (folder / "y.npy").exists()
     np.testing.assert_array_equal(sol.y, here.y)
+    view = sol.y[100:]
+    del sol
+    gc.collect()
+    assert folder.exists()                                  # a view still reads from it
+    np.testing.assert_array_equal(view, here.y[100:])
+    del view
+    gc.collect()
+    assert not folder.exists()                              # removed with the last of the states
     small = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=200, memory_limit=10**9)   # fits: in memory
     assert not isinstance(small.y, np.memmap)
 
