@@ -52,9 +52,11 @@ def main(argv=None) -> int:
     parser.add_argument("--version", action="version", version=f"sdekit {__version__}")
     sub = parser.add_subparsers(dest="cmd")
     sub.add_parser("bench", help="run the benchmark suite (sdekit bench --help)")
-    d = sub.add_parser("demo", help="neural SDE ensemble: EM vs SETD1 table and plot; 'demo diffusion': the samplers")
-    d.add_argument("which", nargs="?", default="sde", choices=["sde", "diffusion"],
-                   help="sde (default): the neural SDE ensemble; diffusion: every sampler vs NFE on a Gaussian mixture")
+    d = sub.add_parser("demo", help="neural SDE ensemble: EM vs SETD1 table and plot; 'demo diffusion': the samplers; "
+                       "'demo inversion': round trips of the inversion methods")
+    d.add_argument("which", nargs="?", default="sde", choices=["sde", "diffusion", "inversion"],
+                   help="sde (default): the neural SDE ensemble; diffusion: every sampler vs NFE on a Gaussian mixture; "
+                        "inversion: every inversion method's round-trip error vs NFE")
     d.add_argument("--n", type=int, default=None, help="trajectories / samples (default 1024 / 4000)")
     d.add_argument("--backend", default=None, help="numba (default) or numpy")
     d.add_argument("--out", default="sdekit-demo.png", help="PNG to write ('' for none)")
@@ -81,6 +83,9 @@ def _run(args) -> int:
         from sdekit.demo_diffusion import run_diffusion_demo
         out = "sdekit-diffusion.png" if args.out == "sdekit-demo.png" else args.out
         run_diffusion_demo(n=args.n or 4000, out=out)
+    elif args.cmd == "demo" and args.which == "inversion":
+        from sdekit.demo_inversion import run_inversion_demo
+        run_inversion_demo(n=args.n or 2000, out="sdekit-inversion.png" if args.out == "sdekit-demo.png" else args.out)
     elif args.cmd == "demo":
         from sdekit.demo import run_demo
         run_demo(n=args.n or 1024, backend=args.backend, out=args.out)

@@ -53,7 +53,7 @@ def timesteps(schedule, n: int, spacing: str = "logSNR", t_start=None, t_end=Non
     return ts
 
 
-class _Model:
+class Network:
     """The network as noise and data predictions, converted exactly (x̂ = (x − σε)/α; v = αε − σx̂),
     counting its calls."""
 
@@ -99,15 +99,20 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
     ts = np.asarray(ts, dtype=float)
     if ts.ndim != 1 or ts.size < 2 or not np.all(np.diff(ts) < 0) or not np.all(np.isfinite(ts)):
         raise ValueError("ts must be a 1-d array of at least two finite, strictly decreasing times")
-    net = _Model(model, prediction, schedule)
+    net = Network(model, prediction, schedule)
+    return run(schedule, net, x, ts, method, noise), net.calls
+
+
+def run(schedule, net, x, ts, method, noise=None):
+    """``method`` over the grid ``ts`` in either direction (decreasing: sampling; increasing: the
+    explicit inversion of :mod:`sdekit.inversion`), ``net`` a :class:`Network`."""
     if method in MULTISTEP or method in STOCHASTIC:
         draw = noise if callable(noise) or noise is None else noise.__getitem__
-        return _multistep(schedule, net, x, ts, method, draw), net.calls
-    step = {"ddim": _ddim, "dpmsolver-2": _dpm2, "dpmsolver-3": _dpm3, "dpmsolver++2s": _dpmpp2s, "euler": _euler,
-            "heun": _heun}[method]
+        return _multistep(schedule, net, x, ts, method, draw)
+    step = SINGLESTEP[method]
     for s, t in zip(ts[:-1], ts[1:]):
         x = step(schedule, net, x, float(s), float(t))
-    return x, net.calls
+    return x
 
 
 def _coef(schedule, s, t):
@@ -223,3 +228,8 @@ def _sde_multistep(schedule, net, x, ts, order, noise):
         x = (s_t / s_s * math.exp(-h)) * x + (a_t * w) * drift + (s_t * math.sqrt(w)) * noise(i)
         prev = (lams[i], m0)
     return x
+
+
+#: the one-step samplers, (schedule, net, x, s, t) -> x at t
+SINGLESTEP = {"ddim": _ddim, "dpmsolver-2": _dpm2, "dpmsolver-3": _dpm3, "dpmsolver++2s": _dpmpp2s, "euler": _euler,
+              "heun": _heun}

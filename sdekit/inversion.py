@@ -1,0 +1,294 @@
+"""Inversion of diffusion samplers: from data back to noise (issue 17), on the host.
+
+* :func:`invert` — any deterministic sampler of :mod:`sdekit.sampling` run on the reversed grid
+  (DDIM inversion and its higher-order analogues, Song et al. 2021 §4.3; Mokady et al. 2023), or
+  each step solved to a tolerance as the fixed point of the sampler's own step (ReNoise, Garibi et
+  al. 2024; accelerated iterative inversion, Pan et al. 2023) with Anderson acceleration (Walker &
+  Ni 2011), a per-trajectory retcode when it does not converge.
+* :func:`edict` — EDICT (Wallace, Gokul & Naik 2023, eqs. 9–11): two coupled DDIM sequences mixed
+  with weight p, inverted algebraically: noise → data → noise to rounding, whatever the network.
+* :func:`bdia` — BDIA-DDIM (Zhang, Lewis & Kleijn 2023, eq. 14): z_{i−1} = γ(z_{i+1} − z_i) −
+  γΔ(t_i→t_{i+1}|z_i) + Δ(t_i→t_{i−1}|z_i) + z_i, one network call per step, inverted algebraically.
+* :func:`reversible_heun` — the algebraically reversible Heun method for ODEs and Stratonovich
+  SDEs (Kidger et al. 2021, "Efficient and accurate gradients for neural SDEs", §3), forward and
+  backward, one f (and g) evaluation per step.
+
+Arrays are batches (n, ...) of the caller's type (numpy, torch, CuPy): the updates are arithmetic on
+them.  Network calls are counted (``nfe``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sdekit.sampling import MULTISTEP, SAMPLERS, SINGLESTEP, STOCHASTIC, Network, run
+
+#: inversion solvers of :func:`invert`
+SOLVERS = ("explicit", "fixed-point")
+
+
+@dataclass
+class Inversion:
+    """What :func:`invert` found: the latent ``x`` at ts[-1], the network calls ``nfe``, per step
+    and trajectory the residual ‖step(x_{k+1}; t_{k+1}→t_k) − x_k‖_rms (``residual``, (steps, n):
+    how far sampling the step back lands from where it began; None for multistep samplers, whose
+    step depends on history), and per trajectory ``retcodes`` ("Success", or "MaxIters" where a
+    fixed-point step did not reach ``tol``)."""
+
+    x: object
+    nfe: int
+    residual: np.ndarray | None
+    retcodes: list
+
+    @property
+    def success(self) -> bool:
+        return all(r == "Success" for r in self.retcodes)
+
+
+def _rms(a) -> np.ndarray:
+    """Per trajectory (axis 0) root-mean-square, as a numpy array."""
+    a = _numpy(a)
+    return np.sqrt(np.mean(a.reshape(a.shape[0], -1) ** 2, axis=1))
+
+
+def _increasing(ts):
+    ts = np.asarray(ts, dtype=float)
+    if ts.ndim != 1 or ts.size < 2 or not np.all(np.diff(ts) > 0) or not np.all(np.isfinite(ts)):
+        raise ValueError("an inversion grid ts must be a 1-d array of at least two finite, strictly increasing times "
+                         "(data to noise: e.g. timesteps(schedule, n)[::-1])")
+    return ts
+
+
+def invert(schedule, model, x0, ts, method: str = "ddim", prediction: str = "eps", solver: str = "explicit",
+           tol: float = 1e-10, maxiter: int = 50, anderson: int = 3, check: bool = True) -> Inversion:
+    """Invert ``method`` from ``x0`` at ts[0] (small t, data) to ts[-1] (noise) on the increasing grid
+    ``ts``.  ``solver="explicit"``: the sampler's step run forwards in t (DDIM inversion: ε taken at
+    the step's start).  ``solver="fixed-point"``: each x_{k+1} solves step(x_{k+1}; t_{k+1}→t_k) =
+    x_k to ``tol`` (rms per trajectory) by the iteration x ← x + (x_k − step(x)) started at the
+    explicit step, Anderson-accelerated with memory ``anderson`` (0: plain), at most ``maxiter``
+    iterations (singlestep samplers).  ``check``: compute ``residual`` (one more step per step, its
+    network calls not in ``nfe``)."""
+    if method not in SAMPLERS or method in STOCHASTIC:
+        raise ValueError(f"invert takes a deterministic sampler, one of "
+                         f"{', '.join(m for m in SAMPLERS if m not in STOCHASTIC)}; got {method!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if solver == "fixed-point" and method in MULTISTEP:
+        raise ValueError(f"the fixed-point inversion solves one step at a time: give a singlestep sampler, not {method!r}")
+    if not (isinstance(maxiter, (int, np.integer)) and maxiter >= 1) or not (isinstance(anderson, (int, np.integer))
+                                                                           and anderson >= 0):
+        raise ValueError(f"maxiter must be an integer >= 1 and anderson one >= 0, got {maxiter!r}, {anderson!r}")
+    if not (np.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
+    ts = _increasing(ts)
+    net = Network(model, prediction, schedule)
+    n = x0.shape[0]
+    converged = np.ones(n, dtype=bool)
+    if method in MULTISTEP:
+        return Inversion(run(schedule, net, x0, ts, method), net.calls, None, ["Success"] * n)
+    step, x, xs = SINGLESTEP[method], x0, [x0]
+    for s, t in zip(ts[:-1], ts[1:]):
+        guess = step(schedule, net, x, float(s), float(t))
+        if solver == "fixed-point":
+            guess, ok = _fixed_point(lambda z: step(schedule, net, z, float(t), float(s)), x, guess, tol, maxiter,
+                                     anderson)
+            converged &= ok
+        x = guess
+        xs.append(x)
+    calls, residual = net.calls, None
+    if check:
+        residual = np.array([_rms(step(schedule, net, xs[k + 1], float(ts[k + 1]), float(ts[k])) - xs[k])
+                             for k in range(len(ts) - 1)])
+    return Inversion(x, calls, residual, ["Success" if c else "MaxIters" for c in converged])
+
+
+def _fixed_point(back, target, x, tol, maxiter, m):
+    """Solve back(x) = target per trajectory: the residual r = target − back(x), the iteration
+    x ← x + r, Anderson type II over the last ``m`` differences (Walker & Ni 2011, eq. 2.1,
+    least squares per trajectory).  Returns (x, converged per row); converged rows keep their x
+    (the network still sees the whole batch)."""
+    done = np.zeros(x.shape[0], dtype=bool)
+    dx, dr, prev = [], [], None
+    for _ in range(maxiter):
+        r = target - back(x)
+        done |= _rms(r) <= tol
+        if done.all():
+            break
+        step = r
+        if m and prev is not None:
+            dx.append(x - prev[0])
+            dr.append(r - prev[1])
+            del dx[:-m], dr[:-m]
+            step = r
+            for j, g in enumerate(_anderson_weights(r, dr)):
+                step = step - _per_row(g, x) * (dx[j] + dr[j])
+        prev = (x, r)
+        keep = _per_row((~done).astype(float), x)
+        x = x + keep * step
+    return x, done
+
+
+def _numpy(a) -> np.ndarray:
+    """A numpy copy of a numpy, torch or CuPy array."""
+    if hasattr(a, "detach"):
+        return a.detach().cpu().numpy()
+    return np.asarray(a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a)
+
+
+def _per_row(values, like):
+    """Per-trajectory numbers ``values`` (n,) shaped (n, 1, ...) in ``like``'s array type and device."""
+    v = np.asarray(values, dtype=float).reshape((like.shape[0],) + (1,) * (like.ndim - 1))
+    if hasattr(like, "detach"):
+        import torch
+        return torch.as_tensor(v, dtype=like.dtype, device=like.device)
+    if not isinstance(like, np.ndarray) and hasattr(like, "get"):
+        import cupy
+        return cupy.asarray(v, dtype=like.dtype)
+    return v.astype(like.dtype, copy=False)
+
+
+def _anderson_weights(r, dr) -> np.ndarray:
+    """γ (m, n): per row the least-squares γ = argmin ‖r − ΔR γ‖ (ridge 1e-12·tr ΔRᵀΔR)."""
+    n = r.shape[0]
+    R = np.stack([_numpy(a).reshape(n, -1) for a in dr], -1)             # (n, d, m)
+    A = np.einsum("ndi,ndj->nij", R, R)
+    b = np.einsum("ndi,nd->ni", R, _numpy(r).reshape(n, -1))
+    bad = ~(np.isfinite(A).all(axis=(1, 2)) & np.isfinite(b).all(axis=1))      # a diverging row: plain step
+    A[bad], b[bad] = np.eye(A.shape[-1]), 0.0
+    ridge = 1e-12 * np.einsum("nii->n", A)[:, None, None] + 1e-300
+    return np.linalg.solve(A + ridge * np.eye(A.shape[-1]), b[..., None])[..., 0].T
+
+
+# ---- exactly invertible coupled steps -----------------------------------------------------------
+
+
+def _ddim_ab(schedule, s, t):
+    """DDIM from s to t in noise prediction, x_t = a x_s + b ε(x_s, s): a = α_t/α_s, b = σ_t − aσ_s."""
+    a_s, a_t = float(schedule("alpha", s)), float(schedule("alpha", t))
+    a = a_t / a_s
+    return a, float(schedule("sigma", t)) - a * float(schedule("sigma", s))
+
+
+def edict(schedule, model, x, ts, p: float = 0.93, prediction: str = "eps", y=None, inverse: bool = False):
+    """EDICT (Wallace et al. 2023, eqs. 9–11) on the grid ``ts`` (decreasing: sample; give
+    ``inverse=True`` and the same grid to invert).  The pair (x, y) starts as (x, x) unless ``y`` is
+    given; per step (two network calls)
+    x' = a x + b ε(y), y' = a y + b ε(x'), x'' = p x' + (1 − p) y', y'' = p y' + (1 − p) x'';
+    the inverse undoes these in reverse order.  Returns (x, y, nfe)."""
+    if not 0 < p <= 1:
+        raise ValueError(f"the EDICT mixing weight p must be in (0, 1], got {p!r}")
+    ts = np.asarray(ts, dtype=float)
+    if ts.ndim != 1 or ts.size < 2 or not np.all(np.diff(ts) < 0):
+        raise ValueError("ts must be the sampling grid: at least two strictly decreasing times (also with inverse=True)")
+    net = Network(model, prediction, schedule)
+    y = x if y is None else y
+    pairs = list(zip(ts[:-1], ts[1:]))
+    if not inverse:
+        for s, t in pairs:
+            a, b = _ddim_ab(schedule, s, t)
+            x = a * x + b * net.noise(y, float(s))
+            y = a * y + b * net.noise(x, float(s))
+            x = p * x + (1 - p) * y
+            y = p * y + (1 - p) * x
+        return x, y, net.calls
+    for s, t in reversed(pairs):
+        a, b = _ddim_ab(schedule, s, t)
+        y = (y - (1 - p) * x) / p
+        x = (x - (1 - p) * y) / p
+        y = (y - b * net.noise(x, float(s))) / a
+        x = (x - b * net.noise(y, float(s))) / a
+    return x, y, net.calls
+
+
+def bdia(schedule, model, x, ts, gamma: float = 1.0, prediction: str = "eps", previous=None, inverse: bool = False):
+    """BDIA-DDIM (Zhang et al. 2023, eq. 14) on the decreasing grid ``ts``.  Sampling: the first step
+    is DDIM, then z_{i−1} = γ z_{i+1} + (1 − γ) z_i − γΔ(t_i→t_{i+1}|z_i) + Δ(t_i→t_{i−1}|z_i), with
+    Δ(t_i→t_j|z) the DDIM increment from z (one network call, ε(z_i, t_i), shared by both).
+    ``previous``: z at ts[1] (default: that DDIM step).  Returns (z at ts[-1], z at ts[-2], nfe):
+    the pair the inverse starts from.  ``inverse=True``: ``x`` is z at ts[-1], ``previous`` z at
+    ts[-2] (default: one DDIM inversion step from x, for data that was not sampled), and the map is
+    solved for z_{i+1} (γ > 0); returns (z at ts[0], z at ts[1], nfe) — sampling from that pair
+    gives x and previous back."""
+    if not 0 < gamma <= 1:
+        raise ValueError(f"the BDIA weight gamma must be in (0, 1], got {gamma!r}")
+    ts = np.asarray(ts, dtype=float)
+    if ts.ndim != 1 or ts.size < 3 or not np.all(np.diff(ts) < 0):
+        raise ValueError("ts must be the sampling grid: at least three strictly decreasing times")
+    net = Network(model, prediction, schedule)
+
+    def increments(z, i):               # Δ(t_i → t_{i−1} | z) (against the sampling order) and Δ(t_i → t_{i+1} | z)
+        e = net.noise(z, float(ts[i]))
+        (a_up, b_up), (a_dn, b_dn) = _ddim_ab(schedule, ts[i], ts[i - 1]), _ddim_ab(schedule, ts[i], ts[i + 1])
+        return (a_up - 1) * z + b_up * e, (a_dn - 1) * z + b_dn * e
+
+    last = len(ts) - 1
+    if not inverse:
+        if previous is None:
+            a, b = _ddim_ab(schedule, ts[0], ts[1])
+            previous = a * x + b * net.noise(x, float(ts[0]))
+        before, z = x, previous
+        for i in range(1, last):
+            up, down = increments(z, i)
+            before, z = z, gamma * before + (1 - gamma) * z - gamma * up + down
+        return z, before, net.calls
+    if previous is None:
+        a, b = _ddim_ab(schedule, ts[-1], ts[-2])
+        previous = a * x + b * net.noise(x, float(ts[-1]))
+    z, after = previous, x                     # z_i and z_{i-1}, i = last - 1
+    for i in range(last - 1, 0, -1):
+        up, down = increments(z, i)
+        z, after = (after - (1 - gamma) * z + gamma * up - down) / gamma, z
+    return z, after, net.calls
+
+
+# ---- reversible Heun --------------------------------------------------------------------------
+
+
+def reversible_heun(f, y, ts, g=None, dW=None, z=None, inverse: bool = False):
+    """The reversible Heun method (Kidger et al. 2021, §3, eqs. 6–7) for dy = f(t, y) dt (+ g(t, y)∘dW,
+    Stratonovich) on the grid ``ts`` (either direction), with the auxiliary state z (default: y):
+    z_{n+1} = 2y_n − z_n + f(t_n, z_n)h + g(t_n, z_n)ΔW_n,
+    y_{n+1} = y_n + ½(f(t_n, z_n) + f(t_{n+1}, z_{n+1}))h + ½(g(t_n, z_n) + g(t_{n+1}, z_{n+1}))ΔW_n.
+    ``g(t, z)``: shaped like ΔW (diagonal noise, multiplied elementwise) or (n, d, m) against ΔW
+    (n, m); ``dW``: the grid's increments, one per step.  ``inverse=True``: (y, z) are the state
+    at ts[-1] and the steps are undone exactly, z_n = 2y_{n+1} − z_{n+1} − f(t_{n+1}, z_{n+1})h −
+    g(t_{n+1}, z_{n+1})ΔW_n, then y_n.  Order 2 for ODEs, strong order ½ for SDEs; one f (and g)
+    evaluation per step.  Returns (y, z, evaluations of f)."""
+    ts = np.asarray(ts, dtype=float)
+    if ts.ndim != 1 or ts.size < 2 or not (np.all(np.diff(ts) > 0) or np.all(np.diff(ts) < 0)):
+        raise ValueError("ts must be a 1-d grid of at least two strictly monotone times")
+    if (g is None) != (dW is None):
+        raise ValueError("an SDE needs both g= and dW= (one increment per step); an ODE neither")
+    if dW is not None and len(dW) != len(ts) - 1:
+        raise ValueError(f"dW must hold one increment per step: {len(ts) - 1}, got {len(dW)}")
+    z = y if z is None else z
+    calls = 0
+
+    def field(t, state):
+        nonlocal calls
+        calls += 1
+        return f(t, state), (None if g is None else g(t, state))
+
+    def increment(fz, gz, h, n):            # f h + G ΔW_n
+        if gz is None:
+            return h * fz
+        dw = dW[n]
+        return h * fz + (gz * dw if gz.shape == dw.shape else (gz @ dw[..., None])[..., 0])
+
+    order = range(len(ts) - 1) if not inverse else reversed(range(len(ts) - 1))
+    here = 0 if not inverse else len(ts) - 1
+    fz, gz = field(ts[here], z)
+    for n in order:
+        there = n + 1 if not inverse else n
+        h = ts[n + 1] - ts[n]
+        if not inverse:
+            z_new = 2 * y - z + increment(fz, gz, h, n)
+            f1, g1 = field(ts[there], z_new)
+            y = y + 0.5 * (increment(fz, gz, h, n) + increment(f1, g1, h, n))
+        else:
+            z_new = 2 * y - z - increment(fz, gz, h, n)
+            f1, g1 = field(ts[there], z_new)
+            y = y - 0.5 * (increment(fz, gz, h, n) + increment(f1, g1, h, n))
+        z, fz, gz = z_new, f1, g1
+    return y, z, calls
