@@ -4,7 +4,9 @@
   (DDIM inversion and its higher-order analogues, Song et al. 2021 §4.3; Mokady et al. 2023), or
   each step solved to a tolerance as the fixed point of the sampler's own step (ReNoise, Garibi et
   al. 2024; accelerated iterative inversion, Pan et al. 2023) with Anderson acceleration (Walker &
-  Ni 2011), a per-trajectory retcode when it does not converge.
+  Ni 2011), or by Newton–Krylov (GMRES on finite-difference Jacobian-vector products, the
+  Jacobian-free Newton of Knoll & Keyes 2004, as in Newton–Raphson inversion, Samuel et al. 2024),
+  with a per-trajectory retcode when it does not converge.
 * :func:`edict` — EDICT (Wallace, Gokul & Naik 2023, eqs. 9–11): two coupled DDIM sequences mixed
   with weight p, inverted algebraically: noise → data → noise to rounding, whatever the network.
 * :func:`bdia` — BDIA-DDIM (Zhang, Lewis & Kleijn 2023, eq. 14): z_{i−1} = γ(z_{i+1} − z_i) −
@@ -29,7 +31,7 @@ import numpy as np
 from sdekit.sampling import MULTISTEP, SAMPLERS, SINGLESTEP, STOCHASTIC, Network, run
 
 #: inversion solvers of :func:`invert`
-SOLVERS = ("explicit", "fixed-point")
+SOLVERS = ("explicit", "fixed-point", "newton")
 
 
 @dataclass
@@ -71,14 +73,16 @@ def invert(schedule, model, x0, ts, method: str = "ddim", prediction: str = "eps
     the step's start).  ``solver="fixed-point"``: each x_{k+1} solves step(x_{k+1}; t_{k+1}→t_k) =
     x_k to ``tol`` (rms per trajectory) by the iteration x ← x + (x_k − step(x)) started at the
     explicit step, Anderson-accelerated with memory ``anderson`` (0: plain), at most ``maxiter``
-    iterations (singlestep samplers).  ``check``: compute ``residual`` (one more step per step, its
+    iterations (singlestep samplers).  ``solver="newton"``: Newton's method on the same equation, each
+    correction from GMRES with finite-difference Jacobian-vector products (one network call each;
+    numpy arrays, a network acting row by row).  ``check``: compute ``residual`` (one more step per step, its
     network calls not in ``nfe``)."""
     if method not in SAMPLERS or method in STOCHASTIC:
         raise ValueError(f"invert takes a deterministic sampler, one of "
                          f"{', '.join(m for m in SAMPLERS if m not in STOCHASTIC)}; got {method!r}")
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    if solver == "fixed-point" and method in MULTISTEP:
+    if solver != "explicit" and method in MULTISTEP:
         raise ValueError(f"the fixed-point inversion solves one step at a time: give a singlestep sampler, not {method!r}")
     if not (isinstance(maxiter, (int, np.integer)) and maxiter >= 1) or not (isinstance(anderson, (int, np.integer))
                                                                            and anderson >= 0):
@@ -94,9 +98,9 @@ def invert(schedule, model, x0, ts, method: str = "ddim", prediction: str = "eps
     step, x, xs = SINGLESTEP[method], x0, [x0]
     for s, t in zip(ts[:-1], ts[1:]):
         guess = step(schedule, net, x, float(s), float(t))
-        if solver == "fixed-point":
-            guess, ok = _fixed_point(lambda z: step(schedule, net, z, float(t), float(s)), x, guess, tol, maxiter,
-                                     anderson)
+        if solver != "explicit":
+            solve = _fixed_point if solver == "fixed-point" else _newton
+            guess, ok = solve(lambda z: step(schedule, net, z, float(t), float(s)), x, guess, tol, maxiter, anderson)
             converged &= ok
         x = guess
         xs.append(x)
@@ -130,6 +134,37 @@ def _fixed_point(back, target, x, tol, maxiter, m):
         prev = (x, r)
         keep = _per_row((~done).astype(float), x)
         x = x + keep * step
+    return x, done
+
+
+def _newton(back, target, x, tol, maxiter, _memory):
+    """Solve back(x) = target per trajectory by Newton: J δ = r with r = target − back(x), J the
+    Jacobian of back, from GMRES (scipy) on J v ≈ (back(x + εv) − back(x))/ε, ε = √u (1 + ‖x‖)/‖v‖.
+    Converged rows are frozen (their part of r set to 0).  Returns (x, converged per row)."""
+    from scipy.sparse.linalg import LinearOperator, gmres
+    if not isinstance(x, np.ndarray):
+        raise ValueError("solver='newton' takes numpy arrays (the GMRES runs in scipy); use 'fixed-point' for "
+                         "torch or CuPy")
+    done = np.zeros(x.shape[0], dtype=bool)
+    for _ in range(maxiter):
+        fx = back(x)
+        r = target - fx
+        done |= _rms(r) <= tol
+        if done.all():
+            break
+        r[done] = 0.0
+        scale = 1.4901161193847656e-08 * (1.0 + np.linalg.norm(x))
+
+        def jv(v, x=x, fx=fx):
+            v = v.reshape(x.shape)
+            norm = np.linalg.norm(v)
+            if norm == 0:
+                return np.zeros(x.size)
+            eps = scale / norm
+            return ((back(x + eps * v) - fx) / eps).ravel()
+        delta, _ = gmres(LinearOperator((x.size, x.size), matvec=jv, dtype=x.dtype), r.ravel(),
+                         rtol=1e-3 * tol / max(_rms(r).max(), tol), atol=0.0, restart=min(x.size, 30), maxiter=3)
+        x = x + delta.reshape(x.shape) * (~done).reshape((-1,) + (1,) * (x.ndim - 1))
     return x, done
 
 

@@ -117,6 +117,19 @@ def test_fixed_point_inversion_reaches_its_tolerance(method):
     assert fast.nfe < plain.nfe, (fast.nfe, plain.nfe)
 
 
+@pytest.mark.parametrize("method", ["ddim", "heun"])
+def test_newton_inversion_reaches_its_tolerance(method):
+    """Newton–Krylov (finite-difference JVPs): residuals below tol, the sampled noise recovered, and
+    one Newton iteration is not enough for 1e-14 (MaxIters)."""
+    ts = D.timesteps(SCHEDULE, 12, t_end=1e-2)
+    x0, _ = D.sample(SCHEDULE, EPS, X_T, ts, method)
+    inv = D.invert(SCHEDULE, EPS, x0, ts[::-1], method, solver="newton", tol=1e-12)
+    assert inv.success and inv.residual.max() <= 1e-12
+    assert _rms(inv.x - X_T) < 1e-9
+    short = D.invert(SCHEDULE, EPS, x0, ts[::-1], method, solver="newton", tol=1e-14, maxiter=1)
+    assert set(short.retcodes) == {"MaxIters"}
+
+
 def test_fixed_point_inversion_that_does_not_converge_says_so():
     ts = D.timesteps(SCHEDULE, 8, t_end=1e-2)
     x0, _ = D.sample(SCHEDULE, EPS, X_T, ts, "ddim")
@@ -234,7 +247,7 @@ def test_reversible_heun_with_a_diffusion_matrix():
 @pytest.mark.parametrize("call, match", [
     (lambda: D.invert(SCHEDULE, EPS, X_T, [0.5, 0.1]), "strictly increasing"),
     (lambda: D.invert(SCHEDULE, EPS, X_T, [0.1, 0.5], "sde-dpmsolver++1"), "deterministic sampler"),
-    (lambda: D.invert(SCHEDULE, EPS, X_T, [0.1, 0.5], solver="newton"), "solver must be one of"),
+    (lambda: D.invert(SCHEDULE, EPS, X_T, [0.1, 0.5], solver="anderson"), "solver must be one of"),
     (lambda: D.invert(SCHEDULE, EPS, X_T, [0.1, 0.5], "dpmsolver++2m", solver="fixed-point"), "singlestep sampler"),
     (lambda: D.invert(SCHEDULE, EPS, X_T, [0.1, 0.5], tol=0.0), "tol must be"),
     (lambda: D.edict(SCHEDULE, EPS, X_T, [0.5, 0.1], p=0.0), "mixing weight p"),
