@@ -14,7 +14,8 @@
 * :func:`rf_solver`, :func:`fireflow` — second-order steps of a rectified flow's ODE dx/dt = v(x, t)
   in either direction (sampling and inversion): RF-Solver's Taylor step with v' by a finite
   difference (Wang et al. 2024, eq. 9; two calls a step), FireFlow's midpoint step reusing the
-  previous midpoint velocity (Deng et al. 2024, Alg. 1; one call a step).
+  previous midpoint velocity (Deng et al. 2024, Alg. 1; one call a step); :func:`controlled`, RF-Inversion's
+  controlled velocity towards a reference sample (Rout et al. 2024, eqs. 8 and 15).
 * :func:`reversible_heun` — the algebraically reversible Heun method for ODEs and Stratonovich
   SDEs (Kidger et al. 2021, "Efficient and accurate gradients for neural SDEs", §3), forward and
   backward, one f (and g) evaluation per step.
@@ -372,3 +373,22 @@ def fireflow(velocity, x, ts):
         x = x + h * v_hat
         calls += 1
     return x, calls
+
+
+def controlled(velocity, reference, t_reference: float, strength):
+    """RF-Inversion's controlled flow (Rout et al. 2024, eq. 8 inverting, eq. 15 editing; our time: data
+    at t = 0, noise at t = 1): v̂(x, t) = v(x, t) + γ(t) (u(x, t) − v(x, t)), with u = (y − x)/(t_y − t)
+    the straight-line velocity that reaches ``reference`` y at ``t_reference`` t_y (1: a noise
+    sample, when inverting; 0: the image being edited, when sampling).  ``strength`` γ is a number
+    or a function of t (the paper's η on [τ_start, τ_stop]); γ = 0 is the plain flow, γ = 1 the
+    straight path to y.  Returns the velocity, for :func:`fireflow`, :func:`rf_solver` or any
+    integrator."""
+    gamma = strength if callable(strength) else (lambda t: strength)
+
+    def v_hat(x, t):
+        g = float(gamma(t))
+        if not 0.0 <= g <= 1.0:
+            raise ValueError(f"the controller's strength must lie in [0, 1], got {g} at t = {t}")
+        v = velocity(x, t)
+        return v if g == 0.0 else v + g * ((reference - x) / (t_reference - t) - v)
+    return v_hat
