@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from ..abi import (ADAPTIVE_ARGS, CONTROLLER, DT_LESS_THAN_MIN, FIXED_ARGS, MAX_ITERS, NACCEPT, NF, NREJECT,
                    STEP_NODE, STOP_STRETCH, STREAM_ZETA, SUCCESS, TREE_STACK, UNSTABLE)
-from .lane_operators import lane_operators
+from .lane_operators import jacobian_operators, lane_operators
 from .loop import (Buffer, Call, checked, Components, Copy, For, If, IfAny, IfUniform, Lane, LaneCall, Lanes, Let,
                    LoopKernel, Operators, Reduce, Rhs, Set, Stages, Store, StoreRow, While, WhileAny)
-from .scheme import EvalRHS, StepScheme
+from .scheme import EvalJacobian, EvalRHS, StepScheme
 
 __all__ = ["fixed_loop", "adaptive_loop"]
 
@@ -46,6 +46,18 @@ def _tree_span(scheme) -> list:
     return [Set("T", "tree_T  # length of the Brownian tree's span")] if scheme.needs_dW else []
 
 
+def _stages(statements, after_jacobian=(), adaptive=False) -> list:
+    """The step statements as loop IR: runs of them for the backend's statement printer (``Stages``),
+    each :class:`EvalJacobian` followed by the IR that makes its operators (``lane_operators``)."""
+    out, run = [], []
+    for s in statements:
+        run.append(s)
+        if isinstance(s, EvalJacobian):
+            out += [Stages(tuple(run), adaptive), *after_jacobian]
+            run = []
+    return out + ([Stages(tuple(run), adaptive)] if run else [])
+
+
 def _copies(pairs):
     return [Copy(dst, src) for dst, src in pairs if dst != src]
 
@@ -59,7 +71,8 @@ def fixed_loop(scheme: StepScheme, stochastic: bool, model_args=()) -> LoopKerne
     lanes = [Lane(r, "state", rows="D") for r in _registers(scheme, ["y"])]
     lanes += [Lane("bad", "bool", "False"), Lane("t_l", "state"), Lane("h_l", "state"), Lane("tc", "state")]
     lanes += [Lane(f"hp{k}", "state", "0") for k in range(1, scheme.lags + 1)]
-    buffers, setup, noise = [], [], []
+    buffers, setup, jacobian = jacobian_operators(scheme, live) if scheme.needs_jacobian else ([], [], [])
+    noise = []
     if scheme.needs_dW:
         lanes += [Lane("dW", "state", rows="M"), Lane("dH", "state", rows="M")]
         buffers += [Buffer("zbuf", "(2 * M, B)"), Buffer("acc", "(6, M, B)"),
@@ -82,11 +95,11 @@ def fixed_loop(scheme: StepScheme, stochastic: bool, model_args=()) -> LoopKerne
     if scheme.all_operators():
         step += [Set("hc", "hclass[step]"), Operators("hc")]   # operators are tabulated per step class
     step += noise
-    main = [Stages(tuple(live)), Set("nfe", f"nfe + {_nstages(live)}")]
+    main = _stages(live, jacobian) + [Set("nfe", f"nfe + {_nstages(live)}")]
     if scheme.startup is not None:
         start = scheme.startup.statements
         step.append(IfUniform(f"step < {scheme.startup_steps}",
-                              [Stages(tuple(start)), Set("nfe", f"nfe + {_nstages(start)}")]
+                              _stages(start) + [Set("nfe", f"nfe + {_nstages(start)}")]
                               + _copies([(scheme.output, scheme.startup.output)]), main))
     else:
         step += main
@@ -156,13 +169,13 @@ def _propose():
                   Let("te", "stops[istop] if to_stop else t64 + hs"), Let("t_l", "t64"), Let("h_l", "hs")])
 
 
-def _attempt(scheme):
+def _attempt(scheme, after_jacobian=()):
     """One trial step of every lane; lanes still in a multistep method's startup take the startup
-    scheme's result (no estimate: err = 0)."""
+    scheme's result (no estimate: err = 0).  ``after_jacobian``: the IR of the Jacobian operators."""
     out = []
     if scheme.startup is not None:
         k, n = scheme.startup_steps, _nstages(scheme.startup.statements)
-        out.append(IfAny(f"naccepted < {k}", [Stages(tuple(scheme.startup.statements), True),
+        out.append(IfAny(f"naccepted < {k}", [*_stages(scheme.startup.statements, adaptive=True),
                                               _counted(n, f"act and naccepted < {k}")]
                          + _copies([("y_start", scheme.startup.output)])))
     evaluated = 0
@@ -170,7 +183,7 @@ def _attempt(scheme):
         if scheme.fsal and getattr(s, "target", None) == scheme.fsal[0]:   # FSAL: the last step's end
             out.append(IfUniform("not fsal_ready", [Stages((s,), True), _counted(1)]))
         else:
-            out.append(Stages((s,), True))
+            out += _stages((s,), after_jacobian, adaptive=True)
             evaluated += isinstance(s, EvalRHS)
     out.append(_counted(evaluated))
     if scheme.startup is not None:
@@ -293,8 +306,11 @@ def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=(), linear: s
         lanes.append(Lane("need", "bool", "False"))
     body = _tree_span(scheme) + [Set("nsave", "save_t.shape[0]"), Lanes([Let("y[i]", "y0[i, src]")], rows="D")]
     op_lanes, buffers, op_setup, operators = lane_operators(scheme, linear)
+    jac_buffers, jac_setup, jacobian = (jacobian_operators(scheme, scheme.statements) if scheme.needs_jacobian
+                                        else ([], [], []))
     lanes += op_lanes
-    body += op_setup
+    buffers += jac_buffers
+    body += op_setup + jac_setup
     noise = []
     if scheme.fsal:
         body.append(Set("fsal_ready", "False"))
@@ -312,7 +328,7 @@ def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=(), linear: s
                      [If("valid", [While("isave < nsave and save_t[min(isave, nsave - 1)] <= t0",
                                          [StoreRow("out", "isave", "j", "y[i]"), Let("isave", "isave + 1")])])])]
     body += [Lanes(first_save), _initial_step()]
-    loop = [_propose()] + noise + operators + _attempt(scheme)
+    loop = [_propose()] + noise + operators + _attempt(scheme, jacobian)
     loop += [_error_norm(scheme)] + _dense_output(scheme, stochastic) + [_accept_reject(scheme, stochastic)]
     if scheme.fsal:
         loop.append(Set("fsal_ready", "True  # every lane's first stage now holds f(y, t)"))

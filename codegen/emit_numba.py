@@ -19,7 +19,7 @@ from .loop import Writer
 from .analysis import SemilinearForm
 from .drivers import adaptive_loop, fixed_loop
 from .lowering import lower
-from .numba_lanes import (JIT, emit_copy, emit_jacobian, emit_jacobian_buffers, emit_lane_functions,
+from .numba_lanes import (JIT, emit_copy, emit_jacobian, emit_lane_functions,
                           emit_matvec_buffers, emit_net_buffers, emit_statement, kernel_arguments, lower_jacobian,
                           state_name)
 from .print_numba import NumbaLoopPrinter
@@ -68,8 +68,6 @@ def _emit(form, scheme, kernel, dtype, block, title, constants, preamble=()) -> 
         w(line)
     jac = lower_jacobian(form) if scheme.needs_jacobian else None
     hooks = _Hooks(form, scheme, kernel.adaptive, [forcing] + ([jac] if jac else []))
-    for line in hooks.imports():
-        w(line)
     w()
     for line in constants + [f"D = {form.dim}", f"M = {form.noise_dim}"]:
         w(line)
@@ -92,15 +90,10 @@ class _Hooks:
         self.form, self.scheme, self.adaptive, self.lowered = form, scheme, adaptive, lowered
         self.calls = None
 
-    def imports(self):
-        return ["from sdekit.kernels.matfun import phi_block, phi_block_work"] if self.scheme.needs_jacobian else []
-
     def buffers(self, w):
         form, scheme = self.form, self.scheme
         emit_net_buffers(w, form, self.lowered)
         emit_matvec_buffers(w, form, scheme)
-        if scheme.needs_jacobian:
-            emit_jacobian_buffers(w, scheme, adaptive=self.adaptive)
 
     def statement(self, w, s):
         if isinstance(s, loop.Stages):

@@ -16,6 +16,7 @@ from .loop import Writer
 from .analysis import SemilinearForm
 from .builders import milstein_terms
 from .drivers import adaptive_loop, fixed_loop
+from .lane_operators import jacobian_operator_name
 from .lowering import lower
 from ..abi import LINEAR_ARGS
 from .print_numpy import PRELUDE, NumpyLoopPrinter
@@ -75,20 +76,20 @@ def _vector_function(name, args, doc, exprs, form, shape=None):
 
 
 def _jacobian_function(form):
-    """``jacobian(y, t, p, nets, L)``: J̃ = [[L + ∂N/∂y, ∂N/∂t], [0, 0]] per trajectory, (n, d+1, d+1)."""
+    """``jacobian(y, t, p, nets, L)``: J̃ = [[L + ∂N/∂y, ∂N/∂t], [0, 0]], lanes last: (d+1, d+1, n)."""
     d = form.dim
     lowered = lower(form.forcing_jacobian(), form, _state)
     lines = ["def jacobian(y, t, p, nets, L):", f'    """{JACOBIAN_DOC}"""'] + _body(lowered)
-    lines.append(f"    out = numpy.zeros((y.shape[1], {d + 1}, {d + 1}), dtype=y.dtype)")
+    lines.append(f"    out = numpy.zeros(({d + 1}, {d + 1}, y.shape[1]), dtype=y.dtype)")
     for k, e in enumerate(lowered.outputs):
         if sp.sympify(e) != 0:
             i, j = (k // d, k % d) if k < d * d else (k - d * d, d)
-            lines.append(f"    out[:, {i}, {j}] = {pr(e)}")
+            lines.append(f"    out[{i}, {j}] = {pr(e)}")
     lines.append(f"    return add_linear(out, L, {form.linear_structure!r})")
     return lines
 
 
-JACOBIAN_DOC = ("J~ = [[L + dN/dy, dN/dt], [0, 0]] per trajectory, shape (n, d+1, d+1) (sympy derivatives; "
+JACOBIAN_DOC = ("J~ = [[L + dN/dy, dN/dt], [0, 0]] per trajectory, shape (d+1, d+1, n) (sympy derivatives; "
                 "networks by forward mode through their layers).")
 
 
@@ -108,7 +109,7 @@ def _term(form, scheme, term, adaptive) -> str:
     if term.op is None:
         vec = term.vec
     elif term.op in scheme.jacobian_operators:
-        vec = f"apply_augmented(jops[{term.op!r}], {term.vec}, {pr(term.aug)})"
+        vec = f"apply_augmented({jacobian_operator_name(term.op)}, {term.vec}, {pr(term.aug)})"
     elif adaptive:    # each lane's own, from the IR (lane_operators): (D, n) or (D, D, n)
         dense = operator_layout(form, scheme.all_operators()[term.op]) == "dense"
         vec = f"matvec(op_{term.op}, {term.vec})" if dense else f"op_{term.op} * {term.vec}"
@@ -133,7 +134,7 @@ def _statement(form, scheme, s, adaptive) -> list:
             call += f" + {_apply(layout, 'L', s.state)}"
         return [f"{s.target} = {call}"]
     if isinstance(s, EvalJacobian):
-        return [f"jops = jacobian_operators(jacobian({s.state}, {_time(s.c)}, p, nets, L), h, JACOBIAN_OPERATORS)"]
+        return [f"Jt[...] = jacobian({s.state}, {_time(s.c)}, p, nets, L)  # its operators follow (loop IR)"]
     if isinstance(s, EvalNoise):
         if s.increment == "milstein":
             dw = "dW[0]" if form.noise == "scalar" else "dW"
@@ -204,13 +205,12 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme, adaptive: bool = False)
         "import numpy",
         "import numpy as np",
         "import scipy.special",
-        "from sdekit.kernels.numpy_runtime import (add_linear, apply_augmented, apply_dense, jacobian_operators,",
-        "                                          matvec, mlp_forward, mlp_forward_jacobian, phi_lanes)",
+        "from sdekit.kernels.numpy_runtime import (add_linear, apply_augmented, apply_dense, matvec, mlp_forward,",
+        "                                          mlp_forward_jacobian, phi_lanes)",
         *printer.imports(),
         "",
         f"D = DIM = {d}",
         f"M = {form.noise_dim}",
-        f"JACOBIAN_OPERATORS = {{{', '.join(f'{k!r}: {v.poly!r}' for k, v in scheme.jacobian_operators.items())}}}",
         "",
     ]
     lines += _vector_function("forcing", "y, t, p, nets", "c(t) + N(y, t), rows of shape (n,).",

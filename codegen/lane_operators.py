@@ -8,10 +8,16 @@ from the runtime's block algorithms (``kernels.matfun``: ``lane_matrices``, ``ph
 ``inverse_block``, ``scale_block``, ``axpy_block``), one matrix atom per term (a product of φ
 matrices per lane is refused at ``solve``).  Fixed steps read host tables instead
 (``kernels.arguments.operator_tables``: one value per step size, not per lane).
+
+Exponential Rosenbrock methods' operators of the trajectory's own Jacobian (``jacobian_operators``):
+after the backend evaluates J̃ into the block ``Jt`` (:class:`scheme.EvalJacobian`), every lane's
+φ_k(c hJ̃) by ``phi_block`` (one scaling and squaring per scale c) and each operator's sum, in
+fixed and adaptive steps alike.
 """
 from __future__ import annotations
 
 from .loop import Buffer, Call, Lane, Lanes, Let
+from .scheme import Combine
 
 
 def operator_atoms(scheme, dense: bool = False) -> list:
@@ -78,3 +84,37 @@ def _dense(ops, atoms):
         if not op.poly:  # pragma: no cover - the schemes' operators are never zero
             raise NotImplementedError(f"operator {name} is zero")
     return [], buffers, setup, attempt
+
+
+def jacobian_operator_name(name: str) -> str:
+    """The block (D+1, D+1, B) holding a Jacobian operator; J̃ itself is ``Jt``."""
+    return "Jt" if name == "J" else f"jop_{name}"
+
+
+def jacobian_operators(scheme, statements):
+    """(buffers, setup, after): the blocks of the Jacobian operators that ``statements`` apply, their
+    scratch (``setup``: once per block) and the calls that compute them from ``Jt`` (``after``: right
+    after each :class:`scheme.EvalJacobian`).  Each operator is Σ w φ_k(c hJ̃), single atoms."""
+    used = {t.op for s in statements if isinstance(s, Combine) for t in s.terms}
+    ops = {k: op for k, op in scheme.jacobian_operators.items() if k in used and op.poly is not None}
+    scales = {}
+    for name, op in ops.items():
+        for _, atoms in op.poly:
+            if len(atoms) != 1 or atoms[0][0] != "phi":
+                raise NotImplementedError(f"Jacobian operator {name}: only sums of single φ atoms per lane")
+            scales[atoms[0][2]] = max(scales.get(atoms[0][2], 0), atoms[0][1])
+    buffers = [Buffer("Jt", "(D + 1, D + 1, B)", "state")]
+    setup, after, index = [], [], {}
+    for s, (c, kmax) in enumerate(scales.items()):
+        index[c] = s
+        buffers += [Buffer(f"Jc{s}", "(D + 1, D + 1, B)", "state"),
+                    Buffer(f"phj{s}", f"({kmax + 1}, D + 1, D + 1, B)", "state")]
+        setup.append(Call("matfun", "phi_block_work", ("D + 1", str(kmax), "B", f"Jc{s}.dtype"), f"pwj{s}"))
+        after += [Call("matfun", "scale_lanes", (f"Jc{s}", repr(float(c)), "h_l", "Jt")),
+                  Call("matfun", "phi_block", (f"Jc{s}", str(kmax), f"phj{s}", f"pwj{s}"))]
+    for name, op in ops.items():
+        buffers.append(Buffer(jacobian_operator_name(name), "(D + 1, D + 1, B)", "state"))
+        for k, (w, ((_, order, c),)) in enumerate(op.poly):
+            after.append(Call("matfun", "axpy_block" if k else "scale_block",
+                              (jacobian_operator_name(name), repr(float(w)), f"phj{index[c]}[{order}]")))
+    return buffers, setup, after

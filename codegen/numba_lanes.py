@@ -12,6 +12,7 @@ from sympy.printing.numpy import NumPyPrinter
 from ..abi import JIT_FLAGS, LINEAR_ARGS, operator_args, param_args, weight_args
 from .analysis import SemilinearForm
 from .builders import milstein_terms
+from .lane_operators import jacobian_operator_name
 from .lowering import lower
 from .scheme import Combine, EvalJacobian, EvalNoise, EvalRHS, StepScheme, operator_layout
 
@@ -259,12 +260,6 @@ def _net_buffers(form, lowered_list):
     return out
 
 
-def fixed_step_statements(scheme):
-    """The statements a fixed-step kernel needs (the embedded error estimate and the stages only
-    it uses are left out)."""
-    return scheme.live_statements()
-
-
 def emit_copy(w, dst, src):
     if dst != src:
         with w.block("for i in range(D):"):
@@ -371,64 +366,6 @@ def _lane_function(w, form, name, args, doc, lowered, out_lines):
     w()
 
 
-def _kernel_statements(scheme, adaptive=False):
-    """What a kernel runs: the live statements (fixed steps), or all of them with the error estimate."""
-    return scheme.statements if adaptive else fixed_step_statements(scheme)
-
-
-def _used_jacobian_operators(scheme, adaptive=False) -> dict:
-    """The Jacobian operators the kernel's statements apply (fixed steps: not the error estimate's)."""
-    used = {t.op for s in _kernel_statements(scheme, adaptive) if isinstance(s, Combine) for t in s.terms}
-    return {k: v for k, v in scheme.jacobian_operators.items() if k in used or k == "J"}
-
-
-def _jacobian_scales(scheme, adaptive=False) -> dict:
-    """Distinct scales c of the φ_k(c hJ̃) atoms -> (buffer index, highest k needed)."""
-    out = {}
-    for op in _used_jacobian_operators(scheme, adaptive).values():
-        for _, atoms in op.poly or ():
-            if len(atoms) != 1 or atoms[0][0] != "phi":
-                raise NotImplementedError("kernel Jacobian operators are sums of single φ atoms")
-            _, k, c = atoms[0]
-            out[c] = (out.get(c, (len(out), 0))[0], max(k, out.get(c, (0, 0))[1]))
-    return out
-
-
-def _jop(name):
-    """The array of a Jacobian operator: J̃ itself lives in ``Jt``."""
-    return "Jt" if name == "J" else f"jop_{name}"
-
-
-def emit_jacobian_buffers(w, scheme, adaptive=False):
-    w("Jt = np.empty((D + 1, D + 1, B), dtype=y0.dtype)  # augmented Jacobian [[J, dF/dt], [0, 0]] per lane")
-    for c, (i, kmax) in _jacobian_scales(scheme, adaptive).items():
-        w(f"Jc{i} = np.empty((D + 1, D + 1, B), dtype=y0.dtype)  # {c} h J~")
-        w(f"phis{i} = np.empty(({kmax + 1}, D + 1, D + 1, B), dtype=y0.dtype)  # phi_0..phi_{kmax}({c} h J~)")
-        w(f"pwork{i} = phi_block_work(D + 1, {kmax}, B, y0.dtype)")
-    for name in _used_jacobian_operators(scheme, adaptive):
-        if name != "J":
-            w(f"{_jop(name)} = np.empty((D + 1, D + 1, B), dtype=y0.dtype)")
-
-
-def _emit_jacobian_operators(w, scheme, adaptive=False):
-    """φ_k(c hJ̃) per lane (kernels/matfun.phi_block), then each operator Σ w φ_k(c hJ̃)."""
-    scales = _jacobian_scales(scheme, adaptive)
-    for c, (i, kmax) in scales.items():
-        with w.block("for r in range(D + 1):"):
-            with w.block("for q in range(D + 1):"):
-                with w.block("for b in range(B):"):
-                    w(f"Jc{i}[r, q, b] = {pr(c)} * h_l[b] * Jt[r, q, b]")
-        w(f"phi_block(Jc{i}, phis{i}.shape[0] - 1, phis{i}, pwork{i})  # kmax at run time: one compiled phi_block")
-    for name, op in _used_jacobian_operators(scheme, adaptive).items():
-        if op.poly is None:
-            continue
-        terms = " + ".join(f"{float(wt)!r} * phis{scales[a[0][2]][0]}[{a[0][1]}, r, q, b]" for wt, a in op.poly)
-        with w.block("for r in range(D + 1):"):
-            with w.block("for q in range(D + 1):"):
-                with w.block("for b in range(B):"):
-                    w(f"{_jop(name)}[r, q, b] = {terms or '0.0'}")
-
-
 def emit_jacobian(w, form, scheme, extra, calls, jac=None):
     """``jac_block`` when the scheme evaluates the Jacobian (sets ``calls["jac"]``); returns its lowering."""
     if not scheme.needs_jacobian:
@@ -493,8 +430,7 @@ def emit_statement(w, form, scheme, s, calls, adaptive=False, times=None):
     if isinstance(s, EvalJacobian):
         if "jac" in calls["reads_t"]:
             _emit_stage_time(w, s.c, times)
-        w(calls["jac"].format(t="tc", state=s.state))
-        _emit_jacobian_operators(w, scheme, adaptive)
+        w(calls["jac"].format(t="tc", state=s.state))   # its operators follow as loop IR (lane_operators)
         return
     if isinstance(s, (EvalRHS, EvalNoise)):
         kind = "rhs" if isinstance(s, EvalRHS) else s.increment
@@ -538,7 +474,7 @@ def _emit_combine(w, form, scheme, s, adaptive):
 
     def matrix(op):
         if op in scheme.jacobian_operators:
-            return f"{_jop(op)}[i, {{}}, b]"
+            return f"{jacobian_operator_name(op)}[i, {{}}, b]"
         return f"op_{op}[i, {{}}, b]" if adaptive else f"op_{op}[hc, s * S_op_{op}, i, {{}}]"
 
     with w.block("for i in range(D):"):

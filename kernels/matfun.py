@@ -71,6 +71,16 @@ def lane_matrices(Lm, S_L, src, h, shift, scale, out):
 
 
 @numba.njit(**JIT)
+def scale_lanes(out, c, h, A):
+    """out[:, :, b] = c h_b A[:, :, b] per lane b (blocks (m, m, B)): the arguments c hJ̃ of the
+    exponential Rosenbrock φ-functions, each lane its own step h_b."""
+    for r in range(A.shape[0]):
+        for q in range(A.shape[1]):
+            for b in range(A.shape[2]):
+                out[r, q, b] = c * h[b] * A[r, q, b]
+
+
+@numba.njit(**JIT)
 def scale_block(out, w, A):
     """out = w A, lane by lane (blocks (m, m, B))."""
     for r in range(A.shape[0]):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .linear import evaluate_phi_poly, phi_dense, phi_scalar
+from .linear import phi_scalar
 
 ACTIVATIONS = {
     "tanh": np.tanh,
@@ -82,33 +82,18 @@ def apply_dense(A, v):
 
 
 def add_linear(J, L, structure: str):
-    """J[:, :d, :d] += L in place, L in its runtime layout (scalar (1, n'), diagonal (d, n'), dense (n', d, d))."""
+    """J[:d, :d] += L in place, J lanes last (d+1, d+1, n), L in its runtime layout (scalar (1, n'),
+    diagonal (d, n'), dense (n', d, d))."""
+    d = J.shape[0] - 1
     if structure == "dense":
-        J[:, :L.shape[-1], :L.shape[-1]] += L
+        J[:d, :d] += np.moveaxis(L, 0, -1)
     elif structure in ("scalar", "diagonal"):
-        d = J.shape[1] - 1
         idx = np.arange(d)
-        J[:, idx, idx] += np.broadcast_to(L, (d, J.shape[0])).T
+        J[idx, idx] += np.broadcast_to(L, (d, J.shape[-1]))
     return J
 
 
 def apply_augmented(A, v, tau):
-    """Operators A (n', d+1, d+1) of the t-augmented Jacobian applied to (v, τ): the first d rows."""
+    """An operator A (d+1, d+1, n) of the t-augmented Jacobian, lanes last, applied to (v, τ): the first d rows."""
     d = v.shape[0]
-    return apply_dense(A[:, :d, :d], v) + np.moveaxis(A[:, :d, d], 0, -1) * tau
-
-
-def jacobian_operators(J, h, specs: dict) -> dict:
-    """Values of a scheme's Jacobian operators (name -> φ-polynomial, or None for J̃ itself) at hJ̃;
-    ``h`` a scalar or one step per trajectory (n,)."""
-    cache = {}
-    h = np.reshape(h, (-1, 1, 1)) if np.ndim(h) else h
-    kmax = {}
-    for poly in specs.values():          # φ_0..φ_kmax(c hJ̃) once per scale c, only as far as needed
-        for _, atoms in poly or ():
-            for kind, k, *c in atoms:
-                kmax[c[0]] = max(k, kmax.get(c[0], 0))
-    for c, km in kmax.items():
-        for k, val in enumerate(phi_dense(float(c) * h * J, km)):
-            cache[("phi", k, c)] = val
-    return {name: J if poly is None else evaluate_phi_poly(poly, "dense", J, h, cache) for name, poly in specs.items()}
+    return matvec(A[:d, :d], v) + A[:d, d] * tau
