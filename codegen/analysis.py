@@ -126,6 +126,12 @@ class SemilinearForm:
         expr = {"forcing": self.forcing, "diffusion": self.diffusion}[part]
         return expr is not None and any(e.has(t) for e in expr)
 
+    @property
+    def reads_t(self) -> bool:
+        """Whether any function of the model reads t (L is constant): kernels of an autonomous model
+        keep no stage times."""
+        return self.time_dependent("forcing") or self.time_dependent("diffusion")
+
 
 def time_reversed(form: SemilinearForm) -> SemilinearForm:
     """The model in reversed time s = −t: ``dy = −(L y + c(−s) + N(y, −s)) ds + G(y, −s) dW(s)``.

@@ -65,11 +65,13 @@ def _copies(pairs):
 # ---- fixed steps --------------------------------------------------------------------------------
 
 
-def fixed_loop(scheme: StepScheme, stochastic: bool, model_args=()) -> LoopKernel:
-    """The fixed-step driver: the grid's steps in order, (ΔW, H) of each from the block's tree frontier."""
+def fixed_loop(scheme: StepScheme, stochastic: bool, model_args=(), reads_t: bool = True) -> LoopKernel:
+    """The fixed-step driver: the grid's steps in order, (ΔW, H) of each from the block's tree frontier.
+    ``reads_t``: the model reads t (else the lanes keep no step start ``t_l`` and stage time ``tc``)."""
     live = scheme.live_statements()
     lanes = [Lane(r, "state", rows="D") for r in _registers(scheme, ["y"])]
-    lanes += [Lane("bad", "bool", "False"), Lane("t_l", "state"), Lane("h_l", "state"), Lane("tc", "state")]
+    lanes += [Lane("bad", "bool", "False"), Lane("h_l", "state")]
+    lanes += [Lane("t_l", "state"), Lane("tc", "state")] if reads_t else []
     lanes += [Lane(f"hp{k}", "state", "0") for k in range(1, scheme.lags + 1)]
     buffers, setup, jacobian = jacobian_operators(scheme, live) if scheme.needs_jacobian else ([], [], [])
     noise = []
@@ -91,7 +93,7 @@ def fixed_loop(scheme: StepScheme, stochastic: bool, model_args=()) -> LoopKerne
                                                    "zeta64")),
                   Lanes([Let("zeta[i]", "zeta64[i]")], rows="D")]
     save = [Lanes([If("valid", [StoreRow("out", "isave", "j", "y[i]")])]), Set("isave", "isave + 1")]
-    step = [Lanes([Let("t_l", "tn_d[step]"), Let("h_l", "h_d[step]")])]
+    step = [Lanes(([Let("t_l", "tn_d[step]")] if reads_t else []) + [Let("h_l", "h_d[step]")])]
     if scheme.all_operators():
         step += [Set("hc", "hclass[step]"), Operators("hc")]   # operators are tabulated per step class
     step += noise
@@ -159,14 +161,16 @@ def _initial_step():
                      [Lanes([Let("tc", "t0")]), Rhs("tc", "y", "f0"), guess, Rhs("tc", "y_start", "f1"), refine])
 
 
-def _propose():
+def _propose(keep_start: bool):
     """Each lane's trial step: its proposal min(h, dtmax), taken onto the next stop (t1, tstops, SDE
-    saves) when that lies within 1 + STOP_STRETCH of it; ``cut``: the stop shortened it."""
+    saves) when that lies within 1 + STOP_STRETCH of it; ``cut``: the stop shortened it.
+    ``keep_start``: also the step's start ``t_l`` in the state's dtype (stage times, Hermite output)."""
     return Lanes([While("istop < stops.shape[0] - 1 and stops[istop] <= t64", [Let("istop", "istop + 1")]),
                   Let("hprop", "min(h64, dtmax)"), Let("gap", "stops[istop] - t64"),
                   Let("to_stop", f"gap <= {1.0 + STOP_STRETCH!r} * hprop"), Let("cut", "to_stop and gap < hprop"),
                   Let("hs", "(gap if to_stop else hprop) if act else 1.0"),
-                  Let("te", "stops[istop] if to_stop else t64 + hs"), Let("t_l", "t64"), Let("h_l", "hs")])
+                  Let("te", "stops[istop] if to_stop else t64 + hs")]
+                 + ([Let("t_l", "t64")] if keep_start else []) + [Let("h_l", "hs")])
 
 
 def _attempt(scheme, after_jacobian=()):
@@ -206,6 +210,14 @@ def _counted(n: int, cond: str = "act") -> Lanes:
     return Lanes([If(cond, [Let("nf", f"nf + {n}")])])
 
 
+def _start_stage(scheme):
+    """The register of a stage that evaluates the full f(y, t) at the step's start, if any."""
+    for s in scheme.statements:
+        if isinstance(s, EvalRHS) and s.part == "full" and s.state == "y" and s.c == 0:
+            return s.target
+    return None
+
+
 def _dense_output(scheme, stochastic):
     """ODEs without a continuous extension: f at both ends of the accepted steps that contain a save
     time (cubic Hermite); an FSAL method has them already (its first and last stages)."""
@@ -214,8 +226,13 @@ def _dense_output(scheme, stochastic):
     need = [Let("need", "act and eest <= 1.0 and isave < nsave and save_t[min(isave, nsave - 1)] < te")]
     if not scheme.fsal:
         need.append(Let("tc", "te"))
-    ends = _copies([("f0", scheme.fsal[0]), ("f1", scheme.fsal[1])]) if scheme.fsal else \
-        [Rhs("t_l", "y", "f0"), Rhs("tc", scheme.output, "f1"), _counted(2, "need")]
+    start = _start_stage(scheme)
+    if scheme.fsal:
+        ends = _copies([("f0", scheme.fsal[0]), ("f1", scheme.fsal[1])])
+    elif start is not None:     # a stage holds f(y, t) already (W-methods' first stage)
+        ends = _copies([("f0", start)]) + [Rhs("tc", scheme.output, "f1"), _counted(1, "need")]
+    else:
+        ends = [Rhs("t_l", "y", "f0"), Rhs("tc", scheme.output, "f1"), _counted(2, "need")]
     return [IfUniform("record", [Lanes([Let("need", "False")])], [Lanes(need), IfAny("need", ends)])]
 
 
@@ -287,22 +304,26 @@ def _accept_reject(scheme, stochastic):
 _LANE_FRONTIERS = ("f_c", "f_v", "f_m", "g_c", "g_v", "g_m")
 
 
-def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=(), linear: str = "zero") -> LoopKernel:
+def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=(), linear: str = "zero",
+                  reads_t: bool = True) -> LoopKernel:
     """The adaptive driver (``scheme`` must have an error estimate; ``linear``: the structure of L,
-    zero | scalar | diagonal | dense, for each lane's operators: ``lane_operators``)."""
+    zero | scalar | diagonal | dense, for each lane's operators: ``lane_operators``; ``reads_t``: the
+    model reads t)."""
     if scheme.error is None:
         raise ValueError(f"{scheme.method} has no embedded error estimate")
     _check_startup(scheme)
     lanes = [Lane(r, "state", "0", rows="D") for r in _registers(scheme, ["y", "y_start", "f0", "f1"])]
     lanes += [Lane(f"hp{k}", "state", "1") for k in range(1, scheme.lags + 1)]
-    lanes += [Lane("tc", "state"), Lane("t_l", "state"), Lane("h_l", "state"),
+    hermite = not stochastic and not scheme.dense     # cubic Hermite output: f at both ends of a step
+    keep_start = reads_t or hermite
+    lanes += [Lane("tc", "state")] + ([Lane("t_l", "state")] if keep_start else []) + [Lane("h_l", "state"),
               Lane("t64", "f64", "t0"),     # lane time (float64 whatever the dtype)
               Lane("h64"), Lane("hs"), Lane("te"), Lane("hprop"),   # proposal, attempt, its end, uncut proposal
               Lane("cut", "bool", "False"), Lane("eest"), Lane("e1", "f64", "1"), Lane("e2", "f64", "1"),
               Lane("act", "bool", "True"), Lane("code", "i8", "0"), Lane("istop", "i64", "0"),
               Lane("isave", "i64", "0"), Lane("iters", "i64", "0"), Lane("naccepted", "i64", "0"),
               Lane("nrejected", "i64", "0"), Lane("nf", "i64", "0")]
-    if not stochastic and not scheme.dense:      # cubic Hermite output: which lanes need f at both ends
+    if hermite:                                  # which lanes need f at both ends
         lanes.append(Lane("need", "bool", "False"))
     body = _tree_span(scheme) + [Set("nsave", "save_t.shape[0]"), Lanes([Let("y[i]", "y0[i, src]")], rows="D")]
     op_lanes, buffers, op_setup, operators = lane_operators(scheme, linear)
@@ -328,7 +349,7 @@ def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=(), linear: s
                      [If("valid", [While("isave < nsave and save_t[min(isave, nsave - 1)] <= t0",
                                          [StoreRow("out", "isave", "j", "y[i]"), Let("isave", "isave + 1")])])])]
     body += [Lanes(first_save), _initial_step()]
-    loop = [_propose()] + noise + operators + _attempt(scheme, jacobian)
+    loop = [_propose(keep_start)] + noise + operators + _attempt(scheme, jacobian)
     loop += [_error_norm(scheme)] + _dense_output(scheme, stochastic) + [_accept_reject(scheme, stochastic)]
     if scheme.fsal:
         loop.append(Set("fsal_ready", "True  # every lane's first stage now holds f(y, t)"))

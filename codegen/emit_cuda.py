@@ -16,12 +16,12 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.c import C99CodePrinter
 
-from ..abi import LINEAR_ARGS, param_args, weight_args
+from ..abi import LINEAR_LAYOUT, OPERATOR_LAYOUT, entry, weight_args
 from .analysis import SemilinearForm
 from .drivers import adaptive_loop, fixed_loop
 from .loop import BUILTIN_FUNCTIONS, Copy, Operators, Rhs, Stages, Writer
 from .lowering import lower
-from .numba_lanes import kernel_arguments, nested_calls, state_name
+from .numba_lanes import arguments_used, kernel_arguments, nested_calls, state_name
 from .print_c_function import c_function
 from .print_cuda import CudaLoopPrinter, flat, parameters, passing
 from .scheme import Combine, EvalRHS, StepScheme, operator_layout
@@ -87,8 +87,8 @@ def cuda_source(form: SemilinearForm, scheme: StepScheme, dtype="float64", adapt
                                   "resolvent matrices (kernels.matfun's block algorithms are not printed for CUDA "
                                   "yet; its fixed-step kernel reads the host's tables)")
     args = kernel_arguments(form, scheme, adaptive)
-    kernel = (adaptive_loop(scheme, False, args, form.linear_structure) if adaptive else
-              fixed_loop(scheme, False, args))
+    kernel = (adaptive_loop(scheme, False, args, form.linear_structure, form.reads_t) if adaptive else
+              fixed_loop(scheme, False, args, form.reads_t))
     w = Writer()
     w(f"/* sdekit generated: {scheme.method} {'adaptive' if adaptive else 'fixed-step'} kernel, CUDA C. */")
     w(f"/* state dimension {form.dim}, L {form.linear_structure}; one thread per trajectory. */")
@@ -113,17 +113,20 @@ def cuda_source(form: SemilinearForm, scheme: StepScheme, dtype="float64", adapt
     return "\n".join(w.lines) + "\n"
 
 
+def _linear_entry(i, j=None) -> str:
+    """``Lm`` at row ``i`` (and column ``j``: a dense L) of the thread's trajectory (sdekit.abi.LINEAR_LAYOUT)."""
+    axes = LINEAR_LAYOUT["elementwise" if j is None else "dense"]
+    return f"Lm[{flat('Lm', entry(axes, traj='tid * S_L', i=str(i), j=str(j)))}]"
+
+
 class _Hooks:
     """What the CUDA printer delegates: the step statements, the full right-hand side and copies."""
 
     def __init__(self, form, scheme, args, adaptive):
         self.form, self.scheme, self.adaptive = form, scheme, adaptive
-        params = [a for p in form.params for a in param_args(p.name) if a in args]
-        params += [a for name, net in sorted(form.nets.items()) for i in range(len(net.sizes) - 1)
-                   for a in weight_args(name, i)]
-        linear = list(LINEAR_ARGS) if form.linear_structure != "zero" else []
-        self.rhs_args = {"forcing": params, "full": params + linear}   # what each part reads
         self.lowered = lower(list(form.forcing), form, state_name)
+        self.rhs_args = {part: arguments_used(form, self.lowered, args, part == "full" and form.linear_structure != "zero")
+                         for part in ("forcing", "full")}   # what each part reads
 
     def rhs_function(self, w, part):
         """``rhs_full`` (f = L y + c + N) or ``rhs_forcing`` (c + N, the exponential methods' stages) of
@@ -146,10 +149,10 @@ class _Hooks:
                     w(f"out[{i}] = {pr(sp.sympify(e))};")
                 elif form.linear_structure == "dense":
                     w(f"double acc{i} = {pr(e)};")
-                    w(f"for (int j = 0; j < D; ++j) acc{i} = acc{i} + Lm[{flat('Lm', ['tid * S_L', str(i), 'j'])}] * st[j];")
+                    w(f"for (int j = 0; j < D; ++j) acc{i} = acc{i} + {_linear_entry(i, 'j')} * st[j];")
                     w(f"out[{i}] = acc{i};")
                 else:
-                    w(f"out[{i}] = {pr(e)} + Lm[{flat('Lm', [str(i), 'tid * S_L'])}] * st[{i}];")
+                    w(f"out[{i}] = {pr(e)} + {_linear_entry(i)} * st[{i}];")
         w("}")
         w()
 
@@ -174,6 +177,9 @@ class _Hooks:
 
     def _step_statement(self, w, s):
         if isinstance(s, EvalRHS):
+            if not self.form.reads_t:      # the lanes keep no times
+                w(self._call("0.0", s.state, s.target, s.part))
+                return
             w(f"tc = t_l + ({sp.ccode(sp.sympify(s.c) * 1.0)}) * h_l;" if s.c != 0 else "tc = t_l;")
             w(self._call("tc", s.state, s.target, s.part))
         elif isinstance(s, Combine):
@@ -184,8 +190,8 @@ class _Hooks:
 
     def _combine(self, w, s):
         """``target = Σ coef · op(hL) vec`` per component; operators are the thread's own (adaptive) or
-        the host's tables per step class ``hc`` (``arguments.operator_tables``): op_X[hc, i, traj] elementwise, op_X[hc, traj, i, j]
-        dense (a row of the product accumulated over j first, in j order, as on Numba)."""
+        the host's tables per step class ``hc`` (``arguments.operator_tables``, laid out as sdekit.abi.OPERATOR_LAYOUT;
+        dense: a row of the product accumulated over j first, in j order, as on Numba)."""
         ops = self.scheme.all_operators()
         with w.block("for (int i = 0; i < D; ++i) {"):
             terms = []
@@ -200,10 +206,10 @@ class _Hooks:
                 elif operator_layout(self.form, ops[term.op]) == "dense":
                     w(f"double mv{k} = 0.0;")
                     w(f"for (int j = 0; j < D; ++j) mv{k} = mv{k} + "
-                      f"{table}[{flat(table, ['hc', traj, 'i', 'j'])}] * {term.vec}[j];")
+                      f"{table}[{flat(table, entry(OPERATOR_LAYOUT['dense'], hclass='hc', traj=traj, i='i', j='j'))}] * {term.vec}[j];")
                     terms.append(f"{coef}mv{k}")
                 else:
-                    terms.append(f"{coef}{table}[{flat(table, ['hc', 'i', traj])}] * {term.vec}[i]")
+                    terms.append(f"{coef}{table}[{flat(table, entry(OPERATOR_LAYOUT['elementwise'], hclass='hc', traj=traj, i='i'))}] * {term.vec}[i]")
             w(f"{s.target}[i] = {' + '.join(terms)};")
         w("}")
 

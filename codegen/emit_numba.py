@@ -31,14 +31,14 @@ __all__ = ["emit_numba", "emit_numba_adaptive", "kernel_arguments"]
 def emit_numba(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64", block: int = BLOCK) -> str:
     """Source of the fixed-step fused kernel.  ``dtype`` picks the vectorised tanh (``tanh64`` or
     ``tanh32``, twice the SIMD width)."""
-    kernel = fixed_loop(scheme, form.stochastic, kernel_arguments(form, scheme))
+    kernel = fixed_loop(scheme, form.stochastic, kernel_arguments(form, scheme), form.reads_t)
     return _emit(form, scheme, kernel, dtype, block, "fused ensemble kernel", [f"BLOCK = B = {block}"])
 
 
 def emit_numba_adaptive(form: SemilinearForm, scheme: StepScheme, dtype: str = "float64", block: int = BLOCK) -> str:
     """Source of the adaptive fused kernel for ``scheme`` (which must have an error estimate)."""
     kernel = adaptive_loop(scheme, form.stochastic, kernel_arguments(form, scheme, adaptive=True),
-                           form.linear_structure)
+                           form.linear_structure, form.reads_t)
     return _emit(form, scheme, kernel, dtype, block, "adaptive fused ensemble kernel", [f"BLOCK = {block}"],
                  preamble=("nblocks = (n + BLOCK - 1) // BLOCK", "B = (n + nblocks - 1) // nblocks"))
 
@@ -47,7 +47,6 @@ def _emit(form, scheme, kernel, dtype, block, title, constants, preamble=()) -> 
     forcing = lower(list(form.forcing), form, state_name, lambda g, i: f"{g}[{i}, b]")
     diffusion = lower(list(form.diffusion), form, state_name) if form.stochastic else None
     w = Writer()
-    w.runtime_block = kernel.adaptive    # lane functions take B from their arrays
     w(f'"""sdekit generated: {scheme.method} {title}, numba backend.')
     w()
     w(f"state dimension {form.dim}, L {form.linear_structure}, noise {form.noise}, blocks of {block} lanes.")
@@ -73,8 +72,8 @@ def _emit(form, scheme, kernel, dtype, block, title, constants, preamble=()) -> 
         w(line)
     w()
     w()
-    hooks.calls = emit_lane_functions(w, form, scheme, forcing, diffusion, kernel.arguments, full_rhs=kernel.adaptive)
-    emit_jacobian(w, form, scheme, kernel.arguments, hooks.calls, jac)
+    hooks.calls = emit_lane_functions(w, form, scheme, forcing, diffusion, kernel.arguments, kernel.adaptive)
+    emit_jacobian(w, form, scheme, kernel.arguments, hooks.calls, jac, kernel.adaptive)
     printer.hooks = hooks
     printer.print_kernel(w, JIT, preamble)
     w()

@@ -128,23 +128,26 @@ def _noise_product(form, inc):
 
 def _statement(form, scheme, s, adaptive) -> list:
     if isinstance(s, EvalRHS):
-        call = f"forcing({s.state}, {_time(s.c)}, p, nets)"
+        call = f"forcing({s.state}, {_time(form, s.c)}, p, nets)"
         if s.part == "full" and form.linear_structure != "zero":
             layout = "dense" if form.linear_structure == "dense" else "elementwise"
             call += f" + {_apply(layout, 'L', s.state)}"
         return [f"{s.target} = {call}"]
     if isinstance(s, EvalJacobian):
-        return [f"Jt[...] = jacobian({s.state}, {_time(s.c)}, p, nets, L)  # its operators follow (loop IR)"]
+        return [f"Jt[...] = jacobian({s.state}, {_time(form, s.c)}, p, nets, L)  # its operators follow (loop IR)"]
     if isinstance(s, EvalNoise):
         if s.increment == "milstein":
             dw = "dW[0]" if form.noise == "scalar" else "dW"
-            return [f"{s.target} = 0.5 * milstein_gg({s.state}, {_time(s.c)}, p) * ({dw} * {dw} - h)"]
+            return [f"{s.target} = 0.5 * milstein_gg({s.state}, {_time(form, s.c)}, p) * ({dw} * {dw} - h)"]
         inc = "dW" if s.increment == "dW" else "dI"
-        return [f"G = diffusion({s.state}, {_time(s.c)}, p)", f"{s.target} = {_noise_product(form, inc)}"]
+        return [f"G = diffusion({s.state}, {_time(form, s.c)}, p)", f"{s.target} = {_noise_product(form, inc)}"]
     return [f"{s.target} = " + " + ".join(_term(form, scheme, term, adaptive) for term in s.terms)]
 
 
-def _time(c) -> str:
+def _time(form, c) -> str:
+    """The stage time t + c h, or None where the model does not read t (its lanes keep no times)."""
+    if not form.reads_t:
+        return "None"
     return f"t + {pr(c * sp.Symbol('h'))}" if c else "t"
 
 
@@ -158,7 +161,8 @@ class _Hooks:
         self.form, self.scheme, self.adaptive = form, scheme, adaptive
 
     def prologue(self, w):
-        w("t, h = t_l, h_l  # the lanes' step start and size, as the statements read them")
+        w("t, h = t_l, h_l  # the lanes' step start and size, as the statements read them" if self.form.reads_t else
+          "h = h_l  # the lanes' step size, as the statements read it")
         for k in range(1, self.scheme.lags + 1):
             w(f"h{k} = hp{k}  # previous step sizes (multistep)")
 
@@ -189,8 +193,8 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme, adaptive: bool = False)
     """Source of the numpy module for ``scheme`` on ``form``: the model's functions and the driver
     (``drivers.fixed_loop`` or ``adaptive_loop``) printed over all trajectories at once."""
     args = numpy_arguments(form, scheme, adaptive)
-    kernel = (adaptive_loop(scheme, form.stochastic, args, form.linear_structure) if adaptive else
-              fixed_loop(scheme, form.stochastic, args))
+    kernel = (adaptive_loop(scheme, form.stochastic, args, form.linear_structure, form.reads_t) if adaptive else
+              fixed_loop(scheme, form.stochastic, args, form.reads_t))
     printer = NumpyLoopPrinter(kernel, _Hooks(form, scheme, adaptive))
     d = form.dim
     lines = [

@@ -16,6 +16,7 @@ fixed and adaptive steps alike.
 """
 from __future__ import annotations
 
+from ..abi import LINEAR_LAYOUT, entry
 from .loop import Buffer, Call, Lane, Lanes, Let
 from .scheme import Combine
 
@@ -40,7 +41,8 @@ def lane_operators(scheme, linear: str):
     if linear == "dense":
         return _dense(ops, operator_atoms(scheme, dense=True))
     atoms = operator_atoms(scheme)
-    z = "0.0" if linear == "zero" else "hs * Lm[i, src * S_L]"   # zero: every atom is a constant
+    lm = "Lm[" + ", ".join(entry(LINEAR_LAYOUT["elementwise"], traj="src * S_L", i="i")) + "]"
+    z = "0.0" if linear == "zero" else f"hs * {lm}"   # zero: every atom is a constant
     body, value = [Let("z", z)], {}
     for k, atom in enumerate(atoms):
         value[atom] = f"a{k}"
@@ -73,12 +75,20 @@ def _dense(ops, atoms):
     if resolvents:
         buffers.append(Buffer("Rz", "(D, D, B)"))
         setup.append(Call("matfun", "inverse_block_work", ("D", "B", "Rz.dtype"), "rwork"))
-    for r, atom in enumerate(resolvents):
-        buffers.append(Buffer(f"res{r}", "(D, D, B)"))
-        attempt += [Call("matfun", "lane_matrices", ("Lm", "S_L", "src", "hs", "1.0", repr(-float(atom[1])), "Rz")),
-                    Call("matfun", "inverse_block", ("Rz", f"res{r}", "rwork"))]
-        value[atom] = f"res{r}"
+    # an operator that is exactly one resolvent (W-methods' M = (I − γhL)^{-1}) is computed in place
+    alias = {}
     for name, op in ops.items():
+        if len(op.poly) == 1 and op.poly[0][0] == 1 and op.poly[0][1][0][0] == "res":
+            alias.setdefault(op.poly[0][1][0], name)
+    for r, atom in enumerate(resolvents):
+        value[atom] = f"op_{alias[atom]}" if atom in alias else f"res{r}"
+        if atom not in alias:
+            buffers.append(Buffer(value[atom], "(D, D, B)"))
+        attempt += [Call("matfun", "lane_matrices", ("Lm", "S_L", "src", "hs", "1.0", repr(-float(atom[1])), "Rz")),
+                    Call("matfun", "inverse_block", ("Rz", value[atom], "rwork"))]
+    for name, op in ops.items():
+        if len(op.poly) == 1 and alias.get(op.poly[0][1][0]) == name:
+            continue
         for k, (w, (atom,)) in enumerate(op.poly):
             attempt.append(Call("matfun", "axpy_block" if k else "scale_block", (f"op_{name}", repr(float(w)), value[atom])))
         if not op.poly:  # pragma: no cover - the schemes' operators are never zero

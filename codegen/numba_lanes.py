@@ -9,7 +9,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from ..abi import JIT_FLAGS, LINEAR_ARGS, operator_args, param_args, weight_args
+from ..abi import JIT_FLAGS, LINEAR_ARGS, LINEAR_LAYOUT, OPERATOR_LAYOUT, entry, operator_args, param_args, weight_args
 from .analysis import SemilinearForm
 from .builders import milstein_terms
 from .lane_operators import jacobian_operator_name
@@ -79,6 +79,18 @@ def pr(expr) -> str:
 JIT = "@numba.njit(" + ", ".join(f"{k}={v!r}" for k, v in JIT_FLAGS.items()) + ")"
 
 
+def linear_entry(i, j=None, traj="s") -> str:
+    """``Lm`` at row ``i`` (and column ``j``: a dense L) of the lane's trajectory (sdekit.abi.LINEAR_LAYOUT)."""
+    axes = LINEAR_LAYOUT["elementwise" if j is None else "dense"]
+    return f"Lm[{', '.join(entry(axes, traj=f'{traj} * S_L', i=str(i), j=str(j)))}]"
+
+
+def operator_entry(op, dense, i="i", j="j", traj="s", hclass="hc") -> str:
+    """The fixed-step table ``op_<op>`` of step class ``hclass`` at (i[, j]) (sdekit.abi.OPERATOR_LAYOUT)."""
+    axes = OPERATOR_LAYOUT["dense" if dense else "elementwise"]
+    return f"op_{op}[{', '.join(entry(axes, hclass=hclass, traj=f'{traj} * S_op_{op}', i=i, j=j))}]"
+
+
 def state_name(i):
     return f"v{i}"
 
@@ -127,7 +139,7 @@ def _lane_prelude(w, form, lowered, state, all_states=False, trajectory=False):
         w(f"{var} = P_{name}[s * S_{name}]")
 
 
-def _arguments_used(form, lowered, extra, linear=False) -> list:
+def arguments_used(form, lowered, extra, linear=False) -> list:
     """The runtime arguments (of ``extra``) a lane function of ``lowered`` reads: its params, the
     weights of its networks, ``L`` when ``linear``."""
     keep = set()
@@ -139,6 +151,15 @@ def _arguments_used(form, lowered, extra, linear=False) -> list:
     if linear:
         keep.update(LINEAR_ARGS)
     return [a for a in extra if a in keep]
+
+
+def _lane_signature(form, lowered, head, call_head, extra, linear=False, buffers=()):
+    """(parameters, call template) of a lane function of ``lowered`` with the leading parameters ``head``
+    (called with ``call_head``): ``tc`` first only when it reads t, ``src`` only when it reads params or
+    a per-trajectory L, then its network scratch ``buffers`` and the runtime arguments it reads."""
+    lead = ["tc"] if "t" in _used_symbols(lowered) else []
+    trail = (["src"] if lowered.params or linear else []) + list(buffers) + arguments_used(form, lowered, extra, linear)
+    return ", ".join(lead + list(head) + trail), ", ".join(["{t}"] * len(lead) + list(call_head) + trail)
 
 
 def _emit_net(w, form, group, state):
@@ -267,18 +288,20 @@ def emit_copy(w, dst, src):
                 w(f"{dst}[i, b] = {src}[i, b]")
 
 
-def emit_lane_functions(w, form, scheme, forcing, diffusion, extra, full_rhs=False):
+def emit_lane_functions(w, form, scheme, forcing, diffusion, extra, adaptive=False):
     """``rhs_block`` and ``noise_block``: one copy each, called once per stage (small
-    compile, and LLVM still vectorises their lane loops).  ``full_rhs``: also ``frhs_block``,
-    f = L y + c + N, when the scheme's stages evaluate only the forcing (dense output, the
-    initial step of the adaptive kernel)."""
+    compile, and LLVM still vectorises their lane loops).  ``adaptive``: the block size is the
+    arrays' (blocks of ceil(n / ceil(n / BLOCK)) lanes, so one trajectory runs one lane), not the
+    constant ``B``; and ``frhs_block``, f = L y + c + N, when the scheme's stages evaluate only the
+    forcing (the initial step, dense output)."""
     bufs = list(_net_buffers(form, [forcing]))
-    calls = {"rhs": _emit_rhs_function(w, form, forcing, "rhs_block", scheme.rhs_part, bufs, extra)}
+    calls = {"rhs": _emit_rhs_function(w, form, forcing, "rhs_block", scheme.rhs_part, bufs, extra,
+                                            adaptive)}
     calls["reads_t"] = {kind for kind, low in (("rhs", forcing), ("dW", diffusion), ("I10", diffusion))
                         if low is not None and "t" in _used_symbols(low)}   # the calls that read tc
     calls["frhs"] = calls["rhs"]
-    if full_rhs and scheme.rhs_part != "full":
-        calls["frhs"] = _emit_rhs_function(w, form, forcing, "frhs_block", "full", bufs, extra)
+    if adaptive and scheme.rhs_part != "full":
+        calls["frhs"] = _emit_rhs_function(w, form, forcing, "frhs_block", "full", bufs, extra, adaptive)
     if not form.stochastic:
         return calls
     G = diffusion.outputs
@@ -289,37 +312,37 @@ def emit_lane_functions(w, form, scheme, forcing, diffusion, extra, full_rhs=Fal
             return " + ".join(f"({pr(G[i * mm + j])}) * dW[{j}, b]" for j in range(mm))
         return f"({pr(G[i])}) * dW[{0 if form.noise == 'scalar' else i}, b]"
 
-    noise_args = ", ".join(["src"] + _arguments_used(form, diffusion, extra))
-    _lane_function(w, form, "noise_block", f"tc, st, dW, out, {noise_args}",
-                   "G(st, t) dW of the lanes of ``st`` into ``out``.", diffusion,
-                   [f"out[{i}, b] = {noise_row(i)}" for i in range(form.dim)])
-    calls |= {"dW": f"noise_block({{t}}, {{state}}, dW, {{target}}, {noise_args})",
-              "I10": f"noise_block({{t}}, {{state}}, dI, {{target}}, {noise_args})"}
+    def noise_call(increment):
+        return _lane_signature(form, diffusion, ("st", "dW", "out"), ("{state}", increment, "{target}"), extra)
+
+    _lane_function(w, form, "noise_block", noise_call("dW")[0], "G(st, t) dW of the lanes of ``st`` into ``out``.",
+                   diffusion, [f"out[{i}, b] = {noise_row(i)}" for i in range(form.dim)], adaptive)
+    calls |= {"dW": f"noise_block({noise_call('dW')[1]})", "I10": f"noise_block({noise_call('dI')[1]})"}
     if scheme.needs_milstein:
         gg = lower(milstein_terms(form), form, state_name)
         col = (lambda i: 0) if form.noise == "scalar" else (lambda i: i)
-        gg_args = ", ".join(["src"] + _arguments_used(form, gg, extra))
-        _lane_function(w, form, "milstein_block", f"tc, st, dW, hh, out, {gg_args}",
+        params, call = _lane_signature(form, gg, ("st", "dW", "hh", "out"), ("{state}", "dW", "h_l", "{target}"), extra)
+        _lane_function(w, form, "milstein_block", params,
                        "½ (G'G)(st, t)(dW² − h) of the lanes of ``st`` into ``out`` (Kloeden & Platen 1992, "
                        "eq. 10.3.3).", gg,
                        [f"out[{i}, b] = 0.5 * ({pr(e)}) * (dW[{col(i)}, b] * dW[{col(i)}, b] - hh[b])"
-                        for i, e in enumerate(gg.outputs)])
-        calls["milstein"] = f"milstein_block({{t}}, {{state}}, dW, h_l, {{target}}, {gg_args})"
+                        for i, e in enumerate(gg.outputs)], adaptive)
+        calls["milstein"] = f"milstein_block({call})"
         if "t" in _used_symbols(gg):
             calls["reads_t"].add("milstein")
     return calls
 
 
-def _emit_rhs_function(w, form, forcing, name, part, bufs, extra) -> str:
-    """``name(tc, st, out, src, ...)``: f = L y + c + N ("full") or c + N ("forcing") per lane; returns
+def _emit_rhs_function(w, form, forcing, name, part, bufs, extra, adaptive) -> str:
+    """``name([tc, ]st, out, ...)``: f = L y + c + N ("full") or c + N ("forcing") per lane; returns
     its call (``{t}``, ``{state}``, ``{target}`` to fill).  A dense L is applied by a loop over the
     state (no d² unrolled terms)."""
     linear = part == "full" and form.linear_structure != "zero"
-    args = ", ".join(["src"] + bufs + _arguments_used(form, forcing, extra, linear))
+    params, call = _lane_signature(form, forcing, ("st", "out"), ("{state}", "{target}"), extra, linear, bufs)
     w(JIT)
-    with w.block(f"def {name}(tc, st, out, {args}):"):
+    with w.block(f"def {name}({params}):"):
         w(f'"""{"f = L y + c + N" if part == "full" else "c(t) + N(y, t)"} of the lanes of ``st`` into ``out``."""')
-        _runtime_block(w)
+        _block_size(w, adaptive)
         for g in forcing.net_groups:
             _emit_net(w, form, g, "st")
         with w.block("for b in range(B):"):
@@ -331,31 +354,31 @@ def _emit_rhs_function(w, form, forcing, name, part, bufs, extra) -> str:
                 if linear and form.linear_structure == "dense":
                     w(f"acc = {pr(e)}")
                     with w.block("for j in range(D):"):
-                        w(f"acc = acc + Lm[s * S_L, {i}, j] * st[j, b]")
+                        w(f"acc = acc + {linear_entry(i, 'j')} * st[j, b]")
                     w(f"out[{i}, b] = acc")
                 elif linear:
-                    w(f"out[{i}, b] = {pr(e)} + Lm[{i}, s * S_L] * v{i}")
+                    w(f"out[{i}, b] = {pr(e)} + {linear_entry(i)} * v{i}")
                 else:
                     w(f"out[{i}, b] = {pr(e)}")
     w()
     w()
-    return f"{name}({{t}}, {{state}}, {{target}}, {args})"
+    return f"{name}({call})"
 
 
-def _runtime_block(w):
-    """Lane functions of the adaptive kernel take the block size from their arrays (blocks of
-    ceil(n / ceil(n / BLOCK)) lanes, so a single trajectory runs one lane)."""
-    if getattr(w, "runtime_block", False):
-        w("B = src.shape[0]")
+def _block_size(w, adaptive):
+    """Lane functions of the adaptive kernel take the block size from their arrays (fixed steps: the
+    module's constant ``B``, which LLVM sees)."""
+    if adaptive:
+        w("B = st.shape[1]")
 
 
-def _lane_function(w, form, name, args, doc, lowered, out_lines):
+def _lane_function(w, form, name, args, doc, lowered, out_lines, adaptive):
     """An njit function ``name(args)`` looping over the B lanes: read the lane's state/params, CSE
     temporaries, outputs."""
     w(JIT)
     with w.block(f"def {name}({args}):"):
         w(f'"""{doc}"""')
-        _runtime_block(w)
+        _block_size(w, adaptive)
         with w.block("for b in range(B):"):
             _lane_prelude(w, form, lowered, "st")
             for var, e in lowered.assignments:
@@ -366,12 +389,12 @@ def _lane_function(w, form, name, args, doc, lowered, out_lines):
     w()
 
 
-def emit_jacobian(w, form, scheme, extra, calls, jac=None):
+def emit_jacobian(w, form, scheme, extra, calls, jac=None, adaptive=False):
     """``jac_block`` when the scheme evaluates the Jacobian (sets ``calls["jac"]``); returns its lowering."""
     if not scheme.needs_jacobian:
         return None
     jac = lower_jacobian(form) if jac is None else jac
-    calls["jac"] = _emit_jacobian_function(w, form, jac, extra)
+    calls["jac"] = _emit_jacobian_function(w, form, jac, extra, adaptive)
     if "t" in _used_symbols(jac):
         calls["reads_t"].add("jac")
     return jac
@@ -382,35 +405,46 @@ def lower_jacobian(form):
                  lambda g, i, j: f"{g}_jac[{i}, {j}, b]")
 
 
-def _emit_jacobian_function(w, form, jac, extra):
-    """``jac_block``: J̃ = [[L + ∂N/∂y, ∂N/∂t], [0, 0]] of the lanes of ``st`` into ``Jout``."""
+def _emit_jacobian_function(w, form, jac, extra, adaptive):
+    """``jac_block``: J̃ = [[L + ∂N/∂y, ∂N/∂t], [0, 0]] of the lanes of ``st`` into ``Jout``: zeros and L
+    by loops over the state, then only the entries whose derivative is not identically zero."""
     d = form.dim
-    linear = form.linear_structure != "zero"
-    args = ", ".join(["src"] + list(_net_buffers(form, [jac])) + _arguments_used(form, jac, extra, linear))
+    structure = form.linear_structure
+    linear = structure != "zero"
+    params, call = _lane_signature(form, jac, ("st", "Jout"), ("{state}", "Jt"), extra, linear, _net_buffers(form, [jac]))
     w(JIT)
-    with w.block(f"def jac_block(tc, st, Jout, {args}):"):
+    with w.block(f"def jac_block({params}):"):
         w('"""Augmented Jacobian [[L + dN/dy, dN/dt], [0, 0]] of the lanes of ``st`` (sympy derivatives; '
           'networks by a forward-mode tangent pass)."""')
-        _runtime_block(w)
+        _block_size(w, adaptive)
+        with w.block("for r in range(D + 1):"):
+            with w.block("for q in range(D + 1):"):
+                with w.block("for b in range(B):"):
+                    w("Jout[r, q, b] = 0.0")
+        if linear:
+            with w.block("for r in range(D):"):
+                if structure == "dense":
+                    with w.block("for q in range(D):"):
+                        with w.block("for b in range(B):"):
+                            w(f"Jout[r, q, b] = {linear_entry('r', 'q', traj='src[b]')}")
+                else:
+                    with w.block("for b in range(B):"):
+                        w(f"Jout[r, r, b] = {linear_entry('r', traj='src[b]')}")
         for g in jac.net_groups:
             _emit_net(w, form, g, "st")
         with w.block("for b in range(B):"):
-            _lane_prelude(w, form, jac, "st", trajectory=linear)
+            _lane_prelude(w, form, jac, "st")
             for var, e in jac.assignments:
                 w(f"{var} = {pr(e)}")
             for k, e in enumerate(jac.outputs):
+                if sp.sympify(e) == 0:
+                    continue
                 i, j = (k // d, k % d) if k < d * d else (k - d * d, d)
-                lin = ""
-                if j < d and form.linear_structure == "dense":
-                    lin = f" + Lm[s * S_L, {i}, {j}]"
-                elif j < d and i == j and form.linear_structure in ("scalar", "diagonal"):
-                    lin = f" + Lm[{i}, s * S_L]"
-                w(f"Jout[{i}, {j}, b] = {pr(e)}{lin}")
-            for j in range(d + 1):
-                w(f"Jout[{d}, {j}, b] = 0.0")
+                plus_l = j < d and (structure == "dense" or (linear and i == j))
+                w(f"Jout[{i}, {j}, b] = {pr(e)}" + (f" + Jout[{i}, {j}, b]" if plus_l else ""))
     w()
     w()
-    return f"jac_block({{t}}, {{state}}, Jt, {args})"
+    return f"jac_block({call})"
 
 
 def _emit_stage_time(w, c, times):
@@ -475,7 +509,7 @@ def _emit_combine(w, form, scheme, s, adaptive):
     def matrix(op):
         if op in scheme.jacobian_operators:
             return f"{jacobian_operator_name(op)}[i, {{}}, b]"
-        return f"op_{op}[i, {{}}, b]" if adaptive else f"op_{op}[hc, s * S_op_{op}, i, {{}}]"
+        return f"op_{op}[i, {{}}, b]" if adaptive else operator_entry(op, True, j="{}")
 
     with w.block("for i in range(D):"):
         for slot, k in enumerate(dense):
@@ -502,6 +536,6 @@ def _emit_combine(w, form, scheme, s, adaptive):
                 elif term.op is None:
                     terms.append(f"{coef}{term.vec}[i, b]")
                 else:
-                    op = f"op_{term.op}[i, b]" if adaptive else f"op_{term.op}[hc, i, s * S_op_{term.op}]"
+                    op = f"op_{term.op}[i, b]" if adaptive else operator_entry(term.op, False)
                     terms.append(f"{coef}{op} * {term.vec}[i, b]")
             w(f"{s.target}[i, b] = " + " + ".join(terms))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..abi import ADAPTIVE_ARGS, CONTROLLER, FIXED_ARGS, LINEAR_ARGS, STATS, operator_args, param_args, weight_args
+from ..abi import (ADAPTIVE_ARGS, CONTROLLER, FIXED_ARGS, LINEAR_ARGS, LINEAR_LAYOUT, OPERATOR_LAYOUT, STATS, operator_args,
+                   param_args, weight_args)
 from .brownian import tree_positions, tree_span
 from .linear import convolution_residual, evaluate_phi_poly
 from .philox import seed_key
@@ -23,9 +24,14 @@ def operator_values(specs: dict, structure: str, Lval, h, noise):
     return ops
 
 
+def laid_out(a, axes: tuple, layout: tuple, dtype):
+    """The host array ``a`` with ``axes`` (names as in sdekit.abi) in the ABI's ``layout``, contiguous."""
+    return np.ascontiguousarray(np.transpose(a, [axes.index(x) for x in layout]), dtype=dtype)
+
+
 def operator_tables(inp, classes, dtype):
-    """``op_X`` (one value per step class: (classes, 1 or d, n or 1), or (classes, n or 1, d, d) for
-    a dense L) and its trajectory stride ``S_op_X``."""
+    """``op_X`` (one value per step class: elementwise (classes, d, n'), dense (classes, n', d, d) as
+    the host computes them, laid out as sdekit.abi.OPERATOR_LAYOUT) and its trajectory stride ``S_op_X``."""
     d = inp.y0.shape[0]
     vals = {}
     per_class = [operator_values(inp.op_specs, inp.structure, inp.Lval, float(h), inp.noise) for h in classes]
@@ -34,11 +40,13 @@ def operator_tables(inp, classes, dtype):
         if arrs[0].ndim == 3:  # dense (n', d, d)
             stacked = np.stack(arrs)
             stride = 1 if stacked.shape[1] > 1 else 0
+            table = laid_out(stacked, ("hclass", "traj", "i", "j"), OPERATOR_LAYOUT["dense"], dtype)
         else:                  # elementwise (1 or d, n')
             ncols = max(a.shape[1] for a in arrs)
             stacked = np.stack([np.broadcast_to(a, (d, ncols)) for a in arrs])
             stride = 1 if ncols > 1 else 0
-        vals.update(zip(operator_args(name), (np.ascontiguousarray(stacked, dtype=dtype), stride)))
+            table = laid_out(stacked, ("hclass", "i", "traj"), OPERATOR_LAYOUT["elementwise"], dtype)
+        vals.update(zip(operator_args(name), (table, stride)))
     return vals
 
 
@@ -61,11 +69,12 @@ def model_arguments(names, inp, classes=None) -> list:
             vals.update(zip(weight_args(name, i), (W, b)))
     Lval = inp.Lval
     if Lval is not None:
-        if inp.structure == "dense":
-            vals.update(zip(LINEAR_ARGS, (np.ascontiguousarray(Lval, dtype=dtype), 1 if Lval.shape[0] > 1 else 0)))
-        else:
-            L = np.ascontiguousarray(np.broadcast_to(Lval, (d, Lval.shape[1])), dtype=dtype)
-            vals.update(zip(LINEAR_ARGS, (L, 1 if L.shape[1] > 1 else 0)))
+        if inp.structure == "dense":     # (n', d, d)
+            L = laid_out(Lval, ("traj", "i", "j"), LINEAR_LAYOUT["dense"], dtype)
+            vals.update(zip(LINEAR_ARGS, (L, 1 if Lval.shape[0] > 1 else 0)))
+        else:                            # (1 or d, n')
+            L = laid_out(np.broadcast_to(Lval, (d, Lval.shape[1])), ("i", "traj"), LINEAR_LAYOUT["elementwise"], dtype)
+            vals.update(zip(LINEAR_ARGS, (L, 1 if Lval.shape[1] > 1 else 0)))
     if classes is not None:
         vals |= operator_tables(inp, classes, dtype)
     missing = [n for n in names if n not in vals]

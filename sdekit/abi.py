@@ -69,6 +69,18 @@ def weight_args(net: str, layer: int) -> tuple:
 #: the numeric linear part and its trajectory stride
 LINEAR_ARGS = ("Lm", "S_L")
 
+#: axes of the model's array arguments, by the layout of what they hold: ``traj`` is indexed by trajectory
+#: times the argument's stride (0: one value shared by all), ``hclass`` by the fixed step's size class.
+#: ``Lm``: an elementwise (scalar, diagonal) L is (d, n'), a dense one (n', d, d); ``op_X``: per step class.
+LINEAR_LAYOUT = {"elementwise": ("i", "traj"), "dense": ("traj", "i", "j")}
+OPERATOR_LAYOUT = {"elementwise": ("hclass", "i", "traj"), "dense": ("hclass", "traj", "i", "j")}
+
+
+def entry(axes: tuple, **index: str) -> tuple:
+    """The index expressions of one entry of an array with ``axes`` (``LINEAR_LAYOUT[...]``, ...), from an
+    expression per axis name: ``entry(LINEAR_LAYOUT["dense"], traj="s * S_L", i="0", j="j")``."""
+    return tuple(index[a] for a in axes)
+
 
 def operator_args(name: str) -> tuple:
     """Values per step class of the step-size operator ``name`` and its trajectory stride."""
