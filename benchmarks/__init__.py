@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 
 #: name -> what it measures (each is the module benchmarks.NAME with ``main(quick)``)
 SUITE = {
@@ -22,8 +23,15 @@ SUITE = {
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    asked = [a for a in argv if a in SUITE]
+    if asked and {"-h", "--help"} & set(argv):     # sdekit bench NAME --help: what NAME measures
+        for name in asked:
+            print(f"usage: sdekit bench {name} [--quick]\n\n{importlib.import_module(f'benchmarks.{name}').__doc__.strip()}\n")
+        return 0
     parser = argparse.ArgumentParser(prog="sdekit bench", description=__doc__.splitlines()[0].replace("``", ""))
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all of {list(SUITE)})")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all of {list(SUITE)}); "
+                        "NAME --help: what it measures")
     parser.add_argument("--quick", action="store_true", help="small sizes, results to a temporary folder (a smoke run)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--readme", action="store_true", help="only regenerate the README table from the results")

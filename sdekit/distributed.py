@@ -178,6 +178,16 @@ def chunk_bounds(n: int, chunk_size: int | None, workers: int) -> list:
     return [(a, min(a + int(chunk_size), n)) for a in range(0, n, int(chunk_size))]
 
 
+def check_options(retries, store_format):
+    """ValueError naming a bad ``retries`` or ``store_format``: solve checks them whether or not it
+    chunks (a solve that does not chunk uses neither)."""
+    if retries is None or isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
+        raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
+    from sdekit.store import FORMATS
+    if not isinstance(store_format, str) or store_format not in FORMATS:
+        raise ValueError(f"store_format must be one of {', '.join(map(repr, FORMATS))}, got {store_format!r}")
+
+
 def solve_chunked(ens, method, dt=None, *, distributed=None, chunk_size=None, reduction=None, retries: int = 2,
                   store=None, store_format: str = "auto", memory_limit=None, progress: bool = False, **options):
     """``sdekit.solve`` of an Ensemble chunk by chunk (module docstring): on a dask cluster
@@ -190,11 +200,7 @@ def solve_chunked(ens, method, dt=None, *, distributed=None, chunk_size=None, re
     from sdekit.solve import plan
     if not isinstance(ens, Ensemble):
         raise ValueError(f"chunked and distributed solves take an Ensemble, got {type(ens).__name__}")
-    if retries is None or isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
-        raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
-    from sdekit.store import FORMATS
-    if store_format not in FORMATS:
-        raise ValueError(f"store_format must be one of {', '.join(map(repr, FORMATS))}, got {store_format!r}")
+    check_options(retries, store_format)
     local = plan(ens.chunk(0, 1), method, dt, **options)     # validate (and compile here) before anything runs
     red = None if reduction is None else _reduction(reduction)
     if red is not None and store is not None:

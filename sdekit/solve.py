@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -246,8 +247,8 @@ def solve(target, method: str, dt=None, **options) -> Solution:
             options.get(key) is not None for key in CHUNKED_OPTIONS if key not in ("distributed", "retries", "store_format")):
         from .distributed import solve_chunked
         return solve_chunked(target, method, dt, **options)
-    options.pop("retries", None)
-    options.pop("store_format", None)
+    from .distributed import check_options       # used only when chunked, checked always
+    check_options(options.pop("retries", 2), options.pop("store_format", "auto"))
     p = plan(target, method, dt, **options)
     return p.solution(p.kernel.run(p.inputs, Chunk(0, p.n)))
 
@@ -424,7 +425,9 @@ def adaptive_options(m, problem, d, is_ensemble, dt, rtol, atol, controller, dtm
     if not np.all(tol["rtol"] + tol["atol"] > 0):
         raise ValueError("rtol + atol must be > 0 for every component")
     for name, v in (("dt", dt), ("dtmin", dtmin), ("dtmax", dtmax)):
-        if v is not None and not (np.isfinite(v) and v > 0):
+        real = (isinstance(v, numbers.Real) and not isinstance(v, bool)) or (
+            isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iuf")   # not a list, string or bool
+        if v is not None and not (real and np.isfinite(v) and v > 0):
             raise ValueError(f"{name} must be finite and > 0, got {v!r}")
     if dtmin is not None and dtmax is not None and dtmin > dtmax:
         raise ValueError(f"dtmin ({dtmin}) must not exceed dtmax ({dtmax})")

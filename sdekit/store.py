@@ -7,7 +7,9 @@
 finished chunk, a SHA-256 of its states and retcodes and its stats.  A chunk is recorded only
 after its data are flushed, and the manifest is replaced atomically, so a solve stopped at any
 point leaves only whole, verified chunks; a restarted solve with the same store and arguments
-skips exactly those (a chunk whose bytes no longer match its checksum is computed again).
+skips exactly those (a chunk whose bytes no longer match its checksum, or no longer decompress,
+is computed again; a ``manifest.json`` that no longer parses leaves nothing verifiable, so the whole
+solve is computed again, with a warning naming it).
 A store made by ``memory_limit`` (a temporary folder) is removed when its Solution is garbage
 collected, or at exit.
 """
@@ -120,6 +122,31 @@ def _layout(path: Path, kept, fmt: str):
     return (_Zarr if fmt == "zarr" else _Npy)(path)
 
 
+#: what reading a garbled or truncated zarr chunk file raises (found by flipping bytes in, and
+#: truncating, chunk files of zarr 3 / numcodecs 0.16): numcodecs' Zstd raises RuntimeError
+#: ("Zstd decompression error"), and a frame that decompresses to the wrong number of bytes fails
+#: zarr's reshape or view with ValueError.
+UNREADABLE = (RuntimeError, ValueError)
+
+
+def _read_manifest(path: Path):
+    """The manifest of a started store, or None: none yet, or damaged (truncated, garbled, not a
+    manifest), which leaves no chunk verifiable, so the solve starts again (with a warning)."""
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())       # (JSONDecodeError, UnicodeDecodeError: ValueErrors)
+        if not (isinstance(manifest, dict) and isinstance(manifest.get("fingerprint"), str)
+                and isinstance(manifest.get("chunks"), dict)):
+            raise ValueError("not a store manifest")
+    except ValueError as e:
+        import warnings
+        warnings.warn(f"{path} is damaged ({e}): no stored chunk can be verified, so every chunk is computed "
+                      "again", stacklevel=5)
+        return None
+    return manifest
+
+
 class ChunkStore:
     """The on-disk result of one chunked solve (module docstring)."""
 
@@ -129,8 +156,8 @@ class ChunkStore:
         refused); ``fmt``: one of FORMATS."""
         self.path, self.n, self.key = Path(path), n, print_key
         self.path.mkdir(parents=True, exist_ok=True)
-        manifest = self.path / "manifest.json"
-        self.manifest = json.loads(manifest.read_text()) if manifest.exists() else {"fingerprint": print_key, "chunks": {}}
+        started = _read_manifest(self.path / "manifest.json")
+        self.manifest = started if started is not None else {"fingerprint": print_key, "chunks": {}}
         if self.manifest["fingerprint"] != print_key:
             raise ValueError(f"store {self.path} holds a different solve (another model, data, method or options); "
                              "give a new store path, or delete it to start again")
@@ -143,7 +170,7 @@ class ChunkStore:
         self.layout = _layout(self.path, self.manifest.get("format"), fmt)
         self.manifest["format"] = self.layout.name
         self.y = self.codes = None
-        if self.layout.exists():
+        if started is not None and self.layout.exists():   # no manifest: nothing there is ours, write afresh
             self.y, self.codes = self.layout.open()
 
     def _checksum(self, a: int, b: int) -> str:
@@ -158,7 +185,11 @@ class ChunkStore:
         out = set()
         for name, entry in self.manifest["chunks"].items():
             a, b = (int(x) for x in name.split("-"))
-            if self._checksum(a, b) == entry["sha256"]:
+            try:
+                ok = self._checksum(a, b) == entry["sha256"]
+            except UNREADABLE:           # a zarr chunk file garbled or truncated: damaged, computed again
+                ok = False
+            if ok:
                 out.add((a, b))
         return out
 

@@ -28,6 +28,19 @@ def test_bench_lists_and_refuses_unknown_names(capsys):
     assert cli(["bench", "--list"]) == 0
 
 
+def test_bench_name_help_says_what_it_measures(capsys):
+    from sdekit.cli import main as cli
+    assert cli(["bench", "distributed", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: sdekit bench distributed [--quick]") and "LocalCluster of 1 and" in out
+    assert main(["-h", "neural_sde", "adaptive_ensemble"]) == 0
+    out = capsys.readouterr().out
+    assert "Neural SDE ensemble benchmark" in out and "Adaptive ensemble benchmark" in out
+    with pytest.raises(SystemExit):
+        main(["--help"])                                    # no name: the suite's help
+    assert "NAME --help: what it measures" in " ".join(capsys.readouterr().out.split())
+
+
 def test_targets_say_met_or_by_how_much():
     row = lambda backend, rate: {"backend": backend, "n": 65536, "dtype": "float64", "dt": "0.01",  # noqa: E731
                                  "traj_steps_per_s": rate}

@@ -140,6 +140,13 @@ def test_chunked_options_are_checked():
         sk.solve(ENS, "SETD1", dt=0.01, distributed=object())
     with pytest.raises(ValueError, match="retries must be an integer"):
         sk.solve(ENS, "SETD1", dt=0.01, chunk_size=100, retries=-1)
+    for target in (ENS, ENS.problem):          # not chunked, these options are unused, and still checked
+        for key, value, message in (("retries", -1, "retries must be an integer >= 0, got -1"),
+                                    ("retries", 1.5, "retries must be an integer"),
+                                    ("store_format", "hdf5", "store_format must be one of 'auto', 'zarr', 'npy', got 'hdf5'"),
+                                    ("store_format", None, "store_format must be one of")):
+            with pytest.raises(ValueError, match=message):
+                sk.solve(target, "SETD1", dt=0.01, **{key: value})
     with pytest.raises(ValueError, match="memory_limit must be a number of bytes"):
         sk.solve(ENS, "SETD1", dt=0.01, memory_limit="1GB")
     for key, value in (("chunk_size", 0), ("chunk_size", False), ("memory_limit", 0)):   # a value, not a keyword, is wrong

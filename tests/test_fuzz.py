@@ -81,7 +81,8 @@ def cases(draw):
             case["breaks"][what] = draw(st.sampled_from(["RK5", "em", "", "SRA1", "RK4", "Tsit5", None, 3]))
         elif what == "option":
             case["breaks"][what] = (draw(st.sampled_from(["backend", "dtype", "controller", "maxiters", "dtmax",
-                                                          "tstops", "progress", "ts"])), draw(any_value))
+                                                          "tstops", "progress", "ts", "retries",
+                                                          "store_format"])), draw(any_value))
         elif what in FIELD:                   # values of the right kind, extreme or broken, and plain garbage
             case["breaks"][what] = draw(st.one_of(FIELD[what], any_value))
         else:
@@ -138,3 +139,16 @@ def test_every_bad_input_solves_honestly_or_is_named(case):
     codes = np.asarray(sol.retcodes) if sol.retcodes is not None else np.array([sol.retcode])
     finite = np.all(np.isfinite(y.reshape(y.shape[0], -1)), axis=1) if y.ndim == 3 else np.array([np.all(np.isfinite(y))])
     assert not np.any((codes == "Success") & ~finite), (case, codes, y)
+
+
+def test_step_bounds_that_are_not_numbers_are_named():
+    """Found by the fuzz once retries/store_format joined its options: dtmax=[0.0] was a TypeError
+    ('>' between list and int) from the adaptive options."""
+    import pytest
+    ens = sk.Ensemble(sk.ODEProblem(MODELS["ode"], y0=[0.5, -0.5], tspan=(0.0, 1.0), params={"k": 1.0},
+                                    nets={"f": GOOD_W}), n=3, seed=1)
+    for name in ("dt", "dtmin", "dtmax"):
+        for value in ([0.0], "0.1", True, np.array([0.1]), 1j):
+            with pytest.raises(ValueError, match=f"{name} must be finite and > 0"):
+                sk.solve(ens, "Tsit5", backend="numpy", rtol=1e-3, **{name: value})
+    assert sk.solve(ens, "Tsit5", backend="numpy", dtmax=np.float64(0.5), dtmin=np.array(1e-6)).retcode == "Success"

@@ -103,6 +103,65 @@ def test_a_zarr_chunk_lost_from_the_store_is_computed_again(tmp_path, monkeypatc
     np.testing.assert_array_equal(again.y[:], want)
 
 
+def _garble(path, how):
+    import numcodecs
+    data = path.read_bytes() if path.exists() else b""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes({"flip a byte": lambda: bytes([data[0] ^ 0x40]) + data[1:],
+                      "flip the last byte": lambda: data[:-1] + bytes([data[-1] ^ 0x01]),
+                      "truncate": lambda: data[:len(data) // 2], "empty": lambda: b"",
+                      "short frame": lambda: numcodecs.Zstd().encode(numcodecs.Zstd().decode(data)[:1000]),
+                      "junk": lambda: b"not a zstd frame"}[how]())
+
+
+@pytest.mark.parametrize("chunk, how", [("y.zarr/c/1/0/0", how) for how in
+                                        ("flip a byte", "flip the last byte", "truncate", "empty", "short frame")]
+                         + [("y.zarr/c/2/0/0", "truncate"),      # the last chunk, shorter than the others
+                            ("retcodes.zarr/c/1", "junk")])       # (all Success: zarr wrote no file)
+def test_a_garbled_or_truncated_zarr_chunk_is_computed_again(tmp_path, monkeypatch, chunk, how):
+    """A chunk file that no longer decompresses (numcodecs' Zstd raises RuntimeError, a whole frame
+    of the wrong length ValueError) is damaged like one whose bytes changed: computed again, not a
+    crash, and the result is the undamaged one bit for bit."""
+    store = tmp_path / "run"
+    here = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS)
+    sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=250, store=store, store_format="zarr")
+    _garble(store / chunk, how)
+    calls = _counting(monkeypatch)
+    again = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=250, store=store)
+    assert calls == [(250, 500) if "/1" in chunk else (500, 700)]
+    np.testing.assert_array_equal(again.y[:], here.y)
+    assert list(again.retcodes) == list(here.retcodes) and again.stats == here.stats
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("how", ["truncate", "garble", "not a manifest"])
+def test_a_damaged_manifest_computes_the_store_again_with_a_warning(tmp_path, monkeypatch, fmt, how):
+    """manifest.json written atomically is damaged only from outside; without it no chunk can be
+    verified (nor that the store holds this solve), so every chunk is computed again into fresh
+    arrays, as damaged chunks are, with a warning naming the file; the store then resumes as usual."""
+    store = tmp_path / "run"
+    here = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS)
+    saveat = [0.0, 1.0] if how == "truncate" else TS        # (a different solve's arrays are not reused)
+    sk.solve(ENS, "SETD1", dt=0.01, saveat=saveat, chunk_size=250, store=store, store_format=fmt)
+    manifest = store / "manifest.json"
+    if how == "truncate":
+        manifest.write_text(manifest.read_text()[:40])
+    elif how == "garble":
+        manifest.write_bytes(b"\xff\xfe" + manifest.read_bytes()[2:])
+    else:
+        manifest.write_text("[]")
+    calls = _counting(monkeypatch)
+    with pytest.warns(UserWarning, match=f"{manifest} is damaged .*every chunk is computed again"):
+        again = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=250, store=store, store_format=fmt)
+    assert calls == [(0, 250), (250, 500), (500, 700)] and _on_disk(again, fmt)
+    np.testing.assert_array_equal(again.y[:], here.y)
+    np.testing.assert_array_equal(again.t, here.t)
+    assert list(again.retcodes) == list(here.retcodes) and again.stats == here.stats
+    calls.clear()
+    sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=250, store=store)
+    assert calls == []
+
+
 def test_a_store_refuses_an_unknown_format(tmp_path):
     with pytest.raises(ValueError, match="store_format must be one of 'auto', 'zarr', 'npy', got 'hdf5'"):
         sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, store=tmp_path / "run", store_format="hdf5")
