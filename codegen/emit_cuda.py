@@ -21,6 +21,7 @@ from .analysis import SemilinearForm
 from .drivers import adaptive_loop, fixed_loop
 from .loop import BUILTIN_FUNCTIONS, Copy, Operators, Rhs, Stages, Writer
 from .lowering import lower
+from .neural import activation
 from .numba_lanes import arguments_used, kernel_arguments, nested_calls, state_name
 from .print_c_function import c_function
 from .print_cuda import CudaLoopPrinter, flat, parameters, passing
@@ -214,15 +215,10 @@ class _Hooks:
         w("}")
 
 
-#: activations of sdekit.MLP in C (as numba_lanes._activation; relu by the NaN rule)
-_ACTIVATION = {"tanh": "tanh({x})", "relu": "nan_max({x}, 0.0)", "sigmoid": "0.5 * (1.0 + tanh(0.5 * {x}))",
-               "softplus": "nan_max({x}, 0.0) + log1p(exp(-fabs({x})))",
-               "silu": "{x} * 0.5 * (1.0 + tanh(0.5 * {x}))", "identity": "{x}"}
-
-
 def _net_pass(w, group, pr):
     """One forward pass of an MLP in the thread: inputs, then each layer as y = σ(W x + b), W (out, in)
-    row-major in global memory, the products summed in k order (as the Numba kernel does)."""
+    row-major in global memory, the products summed in k order (as the Numba kernel does); σ is
+    ``codegen.neural.ACTIVATIONS``' expression, printed by the model's C printer ``pr``."""
     if group.jacobian:   # pragma: no cover - only exponential Rosenbrock needs it, refused above
         raise NotImplementedError("CUDA: network Jacobians are not printed yet")
     net, sizes = group.net, group.net.sizes
@@ -237,7 +233,7 @@ def _net_pass(w, group, pr):
         with w.block(f"for (int j = 0; j < {sizes[layer + 1]}; ++j) {{"):
             w(f"double acc = {b}[j];")
             w(f"for (int k = 0; k < {sizes[layer]}; ++k) acc = acc + {W}[j * {sizes[layer]} + k] * {src}[k];")
-            w(f"{dst}[j] = {'acc' if last else _ACTIVATION[net.activation].format(x='acc')};")
+            w(f"{dst}[j] = {'acc' if last else pr(activation(net.activation, sp.Symbol('acc')))};")
         w("}")
 
 

@@ -18,6 +18,7 @@ from .builders import milstein_terms
 from .drivers import adaptive_loop, fixed_loop
 from .lane_operators import jacobian_operator_name
 from .lowering import lower
+from .neural import activation, activation_grad
 from ..abi import LINEAR_ARGS
 from .print_numpy import PRELUDE, NumpyLoopPrinter
 from .scheme import EvalJacobian, EvalNoise, EvalRHS, StepScheme, operator_layout
@@ -54,10 +55,23 @@ def _body(lowered, indent="    "):
     lines = [f"{indent}{var} = p[{name!r}]" for name, var in lowered.params]
     for g in lowered.net_groups:
         ins = ", ".join(pr(a) for a in g.inputs)
-        call = f"(nets[{g.net.name!r}], {g.net.activation!r}, ({ins},))"
-        lines.append(f"{indent}{g.out}, {g.out}_jac = mlp_forward_jacobian{call}" if g.jacobian else
-                     f"{indent}{g.out} = mlp_forward{call}")
+        act = f"act_{g.net.activation}"
+        if g.jacobian:
+            lines.append(f"{indent}{g.out}, {g.out}_jac = mlp_forward_jacobian(nets[{g.net.name!r}], {act}, "
+                         f"{act}_grad, ({ins},))")
+        else:
+            lines.append(f"{indent}{g.out} = mlp_forward(nets[{g.net.name!r}], {act}, ({ins},))")
     lines += [f"{indent}{var} = {pr(e)}" for var, e in lowered.assignments]
+    return lines
+
+
+def _activation_functions(form, grad: bool) -> list:
+    """``act_<kind>(x)`` (and ``act_<kind>_grad``: σ', for the networks' Jacobians) of each activation
+    the model's networks use, printed from ``codegen.neural.ACTIVATIONS``; ``mlp_forward`` applies them."""
+    lines = []
+    for kind in sorted({net.activation for net in form.nets.values()}):
+        for suffix, expr in [("", activation(kind))] + ([("_grad", activation_grad(kind))] if grad else []):
+            lines += [f"def act_{kind}{suffix}(x):", f"    return {pr(expr)}", ""]
     return lines
 
 
@@ -217,6 +231,7 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme, adaptive: bool = False)
         f"M = {form.noise_dim}",
         "",
     ]
+    lines += _activation_functions(form, scheme.needs_jacobian)
     lines += _vector_function("forcing", "y, t, p, nets", "c(t) + N(y, t), rows of shape (n,).",
                               list(form.forcing), form) + [""]
     if form.stochastic:

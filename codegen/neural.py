@@ -10,10 +10,44 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sympy as sp
+from sympy.codegen.cfunctions import log1p
 
 from .errors import ModelError
 
-ACTIVATIONS = ("tanh", "relu", "sigmoid", "softplus", "silu", "identity")
+#: the pre-activation x of the activation table
+X = sp.Symbol("x", real=True)
+_SIGMOID = (1 + sp.tanh(X / 2)) / 2          # 1/(1 + e^-x) through tanh: no overflow, one tanh
+
+#: σ(x) of each ``MLP`` activation, the one definition every backend prints (Numba: ``numba_lanes``,
+#: tanh as the vectorisable ``nb_tanh``; numpy: ``emit_numpy``'s ``act_*`` functions; CUDA: ``emit_cuda``)
+ACTIVATIONS = {
+    "tanh": sp.tanh(X),
+    "relu": sp.Max(X, 0),
+    "sigmoid": _SIGMOID,
+    "softplus": sp.Max(X, 0) + log1p(sp.exp(-sp.Abs(X))),  # log(1 + e^x) without overflow for large |x|
+    "silu": X * _SIGMOID,
+    "identity": X,
+}
+
+#: σ'(x) where sympy.diff's form is not the one to print (tests/test_activations.py proves each equals
+#: sympy.diff of σ): relu' is 0 at 0 (torch's subgradient; sympy's Heaviside(0) is 1/2) and 0 at NaN;
+#: softplus' is the sigmoid (diff gives Heaviside, sign and e^-|x| terms)
+_DERIVATIVES = {
+    "relu": sp.Piecewise((1, X > 0), (0, True)),
+    "softplus": _SIGMOID,
+}
+
+
+def activation(kind: str, x=X) -> sp.Expr:
+    """σ(x) of the activation ``kind`` (``ACTIVATIONS``), at ``x`` (a sympy expression or symbol)."""
+    return ACTIVATIONS[kind].xreplace({X: x})
+
+
+def activation_grad(kind: str, x=X) -> sp.Expr:
+    """σ'(x) of the activation ``kind``, the forward-mode tangent pass's factor: sympy.diff of σ,
+    or the equal form of ``_DERIVATIVES``."""
+    d = _DERIVATIVES.get(kind)
+    return (sp.diff(ACTIVATIONS[kind], X) if d is None else d).xreplace({X: x})
 
 
 class NetCall(sp.Function):
@@ -112,7 +146,7 @@ class MLP:
         if len(sizes) < 2 or any(s < 1 for s in sizes):
             raise ModelError(f"MLP {name!r}: sizes must be >= 2 positive layer widths, got {sizes}")
         if activation not in ACTIVATIONS:
-            raise ModelError(f"MLP {name!r}: unknown activation {activation!r}; choose from {ACTIVATIONS}")
+            raise ModelError(f"MLP {name!r}: unknown activation {activation!r}; choose from {tuple(ACTIVATIONS)}")
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "activation", activation)

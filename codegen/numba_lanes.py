@@ -14,6 +14,7 @@ from .analysis import SemilinearForm
 from .builders import milstein_terms
 from .lane_operators import jacobian_operator_name
 from .lowering import lower
+from .neural import activation, activation_grad
 from .scheme import Combine, EvalJacobian, EvalNoise, EvalRHS, StepScheme, operator_layout
 
 
@@ -206,7 +207,7 @@ def _emit_net(w, form, group, state):
             if not last:
                 with w.block("for b in range(B):"):
                     if group.jacobian:
-                        w(f"g = {_activation_grad(net.activation, f'{dst}[j, b]')}")
+                        w(f"g = {_activation(net.activation, f'{dst}[j, b]', grad=True)}")
                         with w.block(f"for i in range({sizes[0]}):"):
                             w(f"{tdst}[j, i, b] *= g")
                     w(f"{dst}[j, b] = {_activation(net.activation, f'{dst}[j, b]')}")
@@ -236,27 +237,10 @@ def _emit_matvec_row(w, W, src, dst, K, U=MATVEC_UNROLL):
         body(str(K_main), K % U)
 
 
-def _activation(kind, x):
-    return {
-        "tanh": f"nb_tanh({x})",
-        "relu": f"max({x}, 0.0)",
-        "sigmoid": f"0.5 * (1.0 + nb_tanh(0.5 * {x}))",
-        "softplus": f"max({x}, 0.0) + math.log1p(math.exp(-abs({x})))",
-        "silu": f"{x} * 0.5 * (1.0 + nb_tanh(0.5 * {x}))",
-        "identity": x,
-    }[kind]
-
-
-def _activation_grad(kind, x):
-    """σ'(x) from the pre-activation x (the tangent pass of the network Jacobian)."""
-    return {
-        "tanh": f"1.0 - nb_tanh({x}) ** 2",
-        "relu": f"1.0 if {x} > 0 else 0.0",
-        "sigmoid": f"0.25 * (1.0 - nb_tanh(0.5 * {x}) ** 2)",
-        "softplus": f"0.5 * (1.0 + nb_tanh(0.5 * {x}))",
-        "silu": f"0.5 * (1.0 + nb_tanh(0.5 * {x})) * (1.0 + {x} * 0.5 * (1.0 - nb_tanh(0.5 * {x})))",
-        "identity": "1.0",
-    }[kind]
+def _activation(kind, x, grad=False):
+    """σ(x) (or σ'(x), the tangent pass's factor) of ``codegen.neural.ACTIVATIONS``, printed at the
+    lane value ``x`` (tanh as ``nb_tanh``)."""
+    return pr((activation_grad if grad else activation)(kind, sp.Symbol(x)))
 
 
 def emit_net_buffers(w, form, lowered_list):

@@ -5,30 +5,10 @@ import numpy as np
 
 from .linear import phi_scalar
 
-ACTIVATIONS = {
-    "tanh": np.tanh,
-    "relu": lambda x: np.maximum(x, 0),
-    "sigmoid": lambda x: 0.5 * (1 + np.tanh(0.5 * x)),
-    "softplus": lambda x: np.logaddexp(x, 0),
-    "silu": lambda x: x * 0.5 * (1 + np.tanh(0.5 * x)),
-    "identity": lambda x: x,
-}
-
-
-#: σ'(x) of each activation, from the pre-activation x
-ACTIVATION_GRADS = {
-    "tanh": lambda x: 1.0 - np.tanh(x) ** 2,
-    "relu": lambda x: (x > 0).astype(x.dtype),
-    "sigmoid": lambda x: ACTIVATIONS["sigmoid"](x) * (1 - ACTIVATIONS["sigmoid"](x)),
-    "softplus": lambda x: ACTIVATIONS["sigmoid"](x),
-    "silu": lambda x: ACTIVATIONS["sigmoid"](x) * (1 + x * (1 - ACTIVATIONS["sigmoid"](x))),
-    "identity": lambda x: np.ones_like(x),
-}
-
-
-def mlp_forward_jacobian(weights, activation: str, inputs):
+def mlp_forward_jacobian(weights, activation, activation_grad, inputs):
     """(output (n_out, n), Jacobian (n_out, n_in, n)) of the MLP: forward mode through the layers,
-    T ← W T, then T ← σ'(x) T on hidden layers (the chain rule W_L diag(σ'(x_{L−1})) … W_1)."""
+    T ← W T, then T ← σ'(x) T on hidden layers (the chain rule W_L diag(σ'(x_{L−1})) … W_1).
+    ``activation``, ``activation_grad``: σ and σ' elementwise (the generated module's ``act_*``)."""
     x = np.array(np.broadcast_arrays(*(np.asarray(v) for v in inputs)))
     if x.ndim == 1:
         x = x[:, None]
@@ -37,24 +17,24 @@ def mlp_forward_jacobian(weights, activation: str, inputs):
         x = matvec(W[:, :, None], x, b[:, None])
         T = np.einsum("ok,kjn->ojn", W, T)
         if i < len(weights) - 1:
-            T = ACTIVATION_GRADS[activation](x)[:, None, :] * T
-            x = ACTIVATIONS[activation](x)
+            T = np.broadcast_to(np.asarray(activation_grad(x), dtype=x.dtype), x.shape)[:, None, :] * T
+            x = activation(x)
     return x, T
 
 
-def mlp_forward(weights, activation: str, inputs):
+def mlp_forward(weights, activation, inputs):
     """Output (n_out, n) of the MLP ``weights = [(W, b), ...]`` on ``inputs`` (rows of shape (n,)).
 
-    Hidden layers apply ``activation``, the last layer is linear (``sdekit.MLP``).
+    Hidden layers apply ``activation`` (σ elementwise: the generated module's ``act_*``, printed from
+    ``codegen.neural.ACTIVATIONS``), the last layer is linear (``sdekit.MLP``).
     """
     x = np.array(np.broadcast_arrays(*(np.asarray(v) for v in inputs)))
     if x.ndim == 1:
         x = x[:, None]
-    act = ACTIVATIONS[activation]
     for i, (W, b) in enumerate(weights):
         x = matvec(W[:, :, None], x, b[:, None])
         if i < len(weights) - 1:
-            x = act(x)
+            x = activation(x)
     return x
 
 

@@ -21,7 +21,7 @@ def test_cli_methods_and_inspect(capsys):
     assert "SETD1" in capsys.readouterr().out
     assert main(["inspect", "demo", "--method", "EM", "--backend", "numpy"]) == 0
     out = capsys.readouterr().out
-    assert "def kernel(" in out and "mlp_forward(nets['f'], 'tanh'" in out
+    assert "def kernel(" in out and "mlp_forward(nets['f'], act_tanh" in out and "def act_tanh(x):" in out
     assert main(["inspect", "demo", "--method", "SETD1"]) == 0
     out = capsys.readouterr().out
     assert "def kernel(blk0, blk1," in out and "nogil=True" in out and "tree_step(" in out

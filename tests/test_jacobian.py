@@ -9,7 +9,7 @@ import sdekit as sk
 from sdekit.codegen.methods import get_method
 from sdekit.kernels.cache import load_module
 from sdekit.kernels.linear import linear_value
-from sdekit.kernels.numpy_runtime import ACTIVATIONS
+from sdekit.codegen.neural import ACTIVATIONS
 from sdekit.solve import scheme_and_source
 from sdekit.testing import observed_order
 

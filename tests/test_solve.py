@@ -77,7 +77,7 @@ def test_mlp_matches_numpy_and_euler_step_uses_it():
     for i, (W, b) in enumerate(w):
         ref = W @ ref + b[:, None]
         ref = np.tanh(ref) if i < len(w) - 1 else ref
-    np.testing.assert_allclose(mlp_forward(w, "tanh", tuple(x)), ref, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(mlp_forward(w, np.tanh, tuple(x)), ref, rtol=1e-13, atol=1e-15)
     y = sk.states("y", 3)
     net = sk.MLP("g", SIZES)
     prob = sk.ODEProblem(sk.ODE(y, net(y)), y0=x[:, 0], tspan=(0, 0.1), nets={"g": w})
