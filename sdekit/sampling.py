@@ -33,9 +33,11 @@ MULTISTEP = ("dpmsolver++2m", "dpmsolver++3m", "dpmsolver++3m-compat")
 PREDICTIONS = ("eps", "x0", "v")
 
 
-def timesteps(schedule, n: int, spacing: str = "logSNR", t_start=None, t_end=None) -> np.ndarray:
+def timesteps(schedule, n: int, spacing: str = "logSNR", t_start=None, t_end=None, rho: float = 7.0) -> np.ndarray:
     """n + 1 times from t_start (default: the schedule's largest) down to t_end (smallest):
-    uniform in λ ("logSNR", DPM-Solver's default), in t ("time_uniform") or in √t ("time_quadratic")."""
+    uniform in λ ("logSNR", DPM-Solver's default), in t ("time_uniform"), in √t ("time_quadratic"),
+    or uniform in σ̃^{1/ρ}, σ̃ = σ/α = e^{−λ} ("karras": Karras et al. 2022, eq. (5), ρ = 7; diffusers'
+    ``use_karras_sigmas``)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"the number of steps must be an integer >= 1, got {n!r}")
     t0 = schedule.t_range[1] if t_start is None else float(t_start)
@@ -47,8 +49,15 @@ def timesteps(schedule, n: int, spacing: str = "logSNR", t_start=None, t_end=Non
         ts = np.linspace(t0, t1, n + 1)
     elif spacing == "time_quadratic":
         ts = np.linspace(math.sqrt(t0), math.sqrt(t1), n + 1) ** 2
+    elif spacing == "karras":
+        if not rho > 0:
+            raise ValueError(f"rho must be positive, got {rho!r}")
+        s_max, s_min = np.exp(-float(schedule("lam", t0))), np.exp(-float(schedule("lam", t1)))
+        ramp = np.linspace(0.0, 1.0, n + 1)
+        sigmas = (s_max ** (1 / rho) + ramp * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
+        ts = schedule.t_of_lambda(-np.log(sigmas))
     else:
-        raise ValueError(f"spacing must be 'logSNR', 'time_uniform' or 'time_quadratic', got {spacing!r}")
+        raise ValueError(f"spacing must be 'logSNR', 'time_uniform', 'time_quadratic' or 'karras', got {spacing!r}")
     ts[0], ts[-1] = t0, t1
     return ts
 

@@ -56,6 +56,16 @@ def test_dpmsolver_multistep_matches_diffusers(setup, order, ours):
     _close(got, want)
 
 
+def test_karras_timesteps_match_diffusers(setup):
+    """``timesteps(..., "karras")`` gives diffusers' ``use_karras_sigmas`` σ's (its "linspace" spacing spans
+    timesteps 999 .. 0, our t = 1 .. 1/N; its n σ's are our n − 1 steps' ends)."""
+    schedule = setup[0]
+    sch = diffusers.EulerDiscreteScheduler(**BETAS, use_karras_sigmas=True, timestep_spacing="linspace")
+    sch.set_timesteps(10)
+    ts = D.timesteps(schedule, 9, "karras")
+    np.testing.assert_allclose(np.exp(-schedule("lam", ts)), sch.sigmas.numpy()[:-1].astype(float), rtol=1e-6)
+
+
 def test_exact_3m_is_not_diffusers_3m(setup):
     """diffusers' 3M is the published (order-2) weight; sdekit's default 3M differs from it."""
     schedule, eps, eps_index, x = setup

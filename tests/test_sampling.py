@@ -117,13 +117,19 @@ def test_timesteps():
     np.testing.assert_allclose(np.diff(D.timesteps(SCHEDULE, 4, "time_uniform")), -(1.0 - 1e-3) / 4)
     np.testing.assert_allclose(np.diff(np.sqrt(D.timesteps(SCHEDULE, 4, "time_quadratic"))),
                                -(1.0 - np.sqrt(1e-3)) / 4)
+    for rho in (7.0, 3.0):     # Karras: uniform in σ̃^{1/ρ}, σ̃ = σ/α = e^{−λ}, between the schedule's ends
+        ts = D.timesteps(SCHEDULE, 6, "karras", rho=rho)
+        root = np.exp(-SCHEDULE("lam", ts) / rho)
+        assert ts[0] == SCHEDULE.t_range[1] and ts[-1] == SCHEDULE.t_range[0]
+        np.testing.assert_allclose(np.diff(root), np.diff(root)[0], rtol=1e-9)
 
 
 @pytest.mark.parametrize("call, match", [
     (lambda: D.sample(SCHEDULE, EPS, np.zeros((1, 2)), [1.0, 0.1], "unipc"), "unknown sampler"),
     (lambda: D.sample(SCHEDULE, EPS, np.zeros((1, 2)), [0.1, 1.0], "ddim"), "strictly decreasing"),
     (lambda: D.sample(SCHEDULE, EPS, np.zeros((1, 2)), [1.0, 0.1], "ddim", prediction="score"), "prediction must be"),
-    (lambda: D.timesteps(SCHEDULE, 10, "karras"), "spacing must be"),
+    (lambda: D.timesteps(SCHEDULE, 10, "karas"), "spacing must be"),
+    (lambda: D.timesteps(SCHEDULE, 10, "karras", rho=0.0), "rho must be positive"),
     (lambda: D.sample(SCHEDULE, EPS, np.zeros((1, 2)), [1.0, 0.1], "sde-dpmsolver++2m"), "needs noise="),
     (lambda: D.sample(SCHEDULE, EPS, np.zeros((1, 2)), [1.0, 0.1], "ddim", noise=[np.zeros((1, 2))]), "takes no noise"),
     (lambda: D.timesteps(SCHEDULE, 0), "integer >= 1"),
