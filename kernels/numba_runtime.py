@@ -65,7 +65,7 @@ _EXP52_BITS = np.uint64(0x4330000000000000)
 
 
 @jit
-def u32_to_f64(w):
+def u32_to_f64(w: np.uint64):
     """Exact float of a 32-bit value held in uint64, by bits (2^52 + w) − 2^52: vectorises on AVX2,
     where a uint64 -> double conversion does not."""
     return _i64_as_f64(np.int64(w | _EXP52_BITS)) - 4503599627370496.0
@@ -80,7 +80,7 @@ _ONE_BITS = 0x3FF0000000000000
 
 
 @jit
-def log_pos(x):
+def log_pos(x: float):
     """log(x) for normal x > 0, branch-free: x = 2^e m, m in [√½, √2), log m = 2 atanh((m−1)/(m+1))
     by its series to f^23 (|f| <= 0.172: truncation < 1e-19).  Max error ~2 ulp."""
     bits = _f64_as_i64(x)
@@ -110,7 +110,7 @@ _COS_C = tuple((-1.0) ** k / math.factorial(2 * k) for k in range(1, 10))
 
 
 @jit
-def sincos_2pi(u):
+def sincos_2pi(u: float):
     """(sin 2πu, cos 2πu) for u in (0, 1), branch-free: u = q/4 + r exactly, |r| <= 1/8,
     Taylor of sin/cos at 2πr (|2πr| <= π/4, to degree 19/18), then a quarter-turn rotation."""
     qm = 4.0 * u + _MAGIC                      # round(4u) in the low mantissa bits
@@ -148,6 +148,9 @@ _f64_as_i64 = _bitcast(types.float64, types.int64)
 _i64_as_f64 = _bitcast(types.int64, types.float64)
 _f32_as_i32 = _bitcast(types.float32, types.int32)
 _i32_as_f32 = _bitcast(types.int32, types.float32)
+#: the bit casts as C types (codegen/print_c_function prints a runtime function that calls one)
+C_BITCASTS = {"_f64_as_i64": ("double", "long long"), "_i64_as_f64": ("long long", "double"),
+              "_f32_as_i32": ("float", "int"), "_i32_as_f32": ("int", "float")}
 
 
 _LN2_HI = 6.93147180369123816490e-01

@@ -33,14 +33,14 @@ _U32 = 2.0**-32
 
 
 @jit
-def _round(c0, c1, c2, c3, k0, k1):
+def _round(c0: np.uint64, c1: np.uint64, c2: np.uint64, c3: np.uint64, k0: np.uint64, k1: np.uint64):
     p0 = c0 * _M0
     p1 = c2 * _M1
     return ((p1 >> _S32) ^ c1 ^ k0) & _MASK, p1 & _MASK, ((p0 >> _S32) ^ c3 ^ k1) & _MASK, p0 & _MASK
 
 
 @numba.njit(inline="always", error_model="numpy")
-def philox4x32(c0, c1, c2, c3, k0, k1):
+def philox4x32(c0: np.uint64, c1: np.uint64, c2: np.uint64, c3: np.uint64, k0: np.uint64, k1: np.uint64):
     """Philox4x32-10 on uint64-held 32-bit words (Salmon et al. 2011).  The ten rounds are written
     out: a loop inside the lane loop would stop vectorisation."""
     k0b, k1b = (k0 + _W0) & _MASK, (k1 + _W1) & _MASK
@@ -65,7 +65,7 @@ def philox4x32(c0, c1, c2, c3, k0, k1):
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def normal4(k0, k1, node, traj, tag):
+def normal4(k0: np.uint64, k1: np.uint64, node: np.int64, traj: np.int64, tag: np.int64):
     """Four N(0,1) for counter (node lo, node hi, traj, tag): Box–Muller on the uniforms
     (w + 1/2)/2^32 of the four words, with branch-free log and sin/cos (a few ulp from libm)."""
     nd = np.uint64(node)
