@@ -16,7 +16,7 @@ fixed and adaptive steps alike.
 """
 from __future__ import annotations
 
-from ..abi import LINEAR_LAYOUT, entry
+from ..abi import LINEAR_LAYOUT, entry, view
 from .loop import Buffer, Call, Lane, Lanes, Let
 from .scheme import Combine
 
@@ -64,11 +64,12 @@ def _dense(ops, atoms):
         if atom[0] == "phi":
             scales[atom[2]] = max(scales.get(atom[2], 0), atom[1])
     buffers = [Buffer(f"op_{name}", "(D, D, B)", "state") for name in ops]
+    lm = view("Lm", LINEAR_LAYOUT["dense"], ("traj", "i", "j"))   # lane_matrices reads L[traj, i, j]
     setup, attempt, value = [], [], {}
     for s, (c, kmax) in enumerate(scales.items()):
         buffers += [Buffer(f"Zs{s}", "(D, D, B)"), Buffer(f"phs{s}", f"({kmax + 1}, D, D, B)")]
         setup.append(Call("matfun", "phi_block_work", ("D", str(kmax), "B", f"Zs{s}.dtype"), f"phw{s}"))
-        attempt += [Call("matfun", "lane_matrices", ("Lm", "S_L", "src", "hs", "0.0", repr(float(c)), f"Zs{s}")),
+        attempt += [Call("matfun", "lane_matrices", (lm, "S_L", "src", "hs", "0.0", repr(float(c)), f"Zs{s}")),
                     Call("matfun", "phi_block", (f"Zs{s}", str(kmax), f"phs{s}", f"phw{s}"))]
         value.update({atom: f"phs{s}[{atom[1]}]" for atom in atoms if atom[0] == "phi" and atom[2] == c})
     resolvents = [a for a in atoms if a[0] == "res"]
@@ -84,7 +85,7 @@ def _dense(ops, atoms):
         value[atom] = f"op_{alias[atom]}" if atom in alias else f"res{r}"
         if atom not in alias:
             buffers.append(Buffer(value[atom], "(D, D, B)"))
-        attempt += [Call("matfun", "lane_matrices", ("Lm", "S_L", "src", "hs", "1.0", repr(-float(atom[1])), "Rz")),
+        attempt += [Call("matfun", "lane_matrices", (lm, "S_L", "src", "hs", "1.0", repr(-float(atom[1])), "Rz")),
                     Call("matfun", "inverse_block", ("Rz", value[atom], "rwork"))]
     for name, op in ops.items():
         if len(op.poly) == 1 and alias.get(op.poly[0][1][0]) == name:

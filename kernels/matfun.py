@@ -60,8 +60,9 @@ def phi_scalar_into(kmax, z, out):
 
 @numba.njit(**JIT)
 def lane_matrices(Lm, S_L, src, h, shift, scale, out):
-    """out[:, :, b] = scale h_b L_b + shift I per lane b (L_b = Lm[src_b S_L], (n', m, m), sdekit.abi.LINEAR_LAYOUT): the
-    arguments c hL of φ_k and I − a hL of the resolvents (adaptive kernels, per-lane step h)."""
+    """out[:, :, b] = scale h_b L_b + shift I per lane b, L_b = Lm[src_b S_L] (axes (traj, i, j): the caller
+    passes the kernel's ``Lm`` as that view, ``sdekit.abi.view``): the arguments c hL of φ_k and I − a hL
+    of the resolvents (adaptive kernels, per-lane step h)."""
     m, B = out.shape[0], out.shape[2]
     for r in range(m):
         for q in range(m):

@@ -57,13 +57,14 @@ def matvec(A, v, init=None):
 
 
 def apply_dense(A, v):
-    """(n', d, d) operators applied to (d, n) vectors -> (d, n), trajectory by trajectory."""
+    """(n', d, d) operators applied to (d, n) vectors -> (d, n), trajectory by trajectory: the host's
+    dense values (``kernels.linear``: L, operator tables), which the numpy backend takes as they are."""
     return matvec(np.moveaxis(A, 0, -1), v)
 
 
 def add_linear(J, L, structure: str):
-    """J[:d, :d] += L in place, J lanes last (d+1, d+1, n), L in its runtime layout (scalar (1, n'),
-    diagonal (d, n'), dense (n', d, d))."""
+    """J[:d, :d] += L in place, J lanes last (d+1, d+1, n), L the host's value (``linear.linear_value``:
+    scalar (1, n'), diagonal (d, n'), dense (n', d, d)); kernels take ``Lm`` in ``abi.LINEAR_LAYOUT``."""
     d = J.shape[0] - 1
     if structure == "dense":
         J[:d, :d] += np.moveaxis(L, 0, -1)

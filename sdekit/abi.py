@@ -82,6 +82,13 @@ def entry(axes: tuple, **index: str) -> tuple:
     return tuple(index[a] for a in axes)
 
 
+def view(name: str, layout: tuple, axes: tuple) -> str:
+    """Expression text of array ``name``, stored in ``layout``, as a view with ``axes`` in that order (for a
+    runtime algorithm that indexes it so: ``view("Lm", LINEAR_LAYOUT["dense"], ("traj", "i", "j"))``)."""
+    perm = tuple(layout.index(a) for a in axes)
+    return name if perm == tuple(range(len(layout))) else f"{name}.transpose({perm})"
+
+
 def operator_args(name: str) -> tuple:
     """Values per step class of the step-size operator ``name`` and its trajectory stride."""
     return f"op_{name}", f"S_op_{name}"

@@ -255,3 +255,25 @@ def test_backend_interface_runs_any_chunk_alone(backend):
     part = p.kernel.run(p.inputs, Chunk(101, 169))
     np.testing.assert_array_equal(np.transpose(part.saved, (2, 0, 1)), whole.y[101:270])
     assert part.stats.shape == (3, 169) and np.all(part.stats[1] == 16) and np.all(part.stats[0] == 16)
+
+
+def test_kernels_read_l_and_operators_in_the_abi_layouts(monkeypatch):
+    """``sdekit.abi`` alone fixes how ``Lm`` and the operator tables are laid out: printed kernels, runtime
+    block algorithms (``matfun.lane_matrices`` through ``abi.view``) and the host follow it, so the
+    transposed dense layouts give the same trajectories (non-symmetric L: a transposed read would not)."""
+    from sdekit import abi
+
+    def run():  # a new model each time: a model keeps its generated sources
+        y = sk.states("y", 3)
+        L = sp.Matrix([[-2, 1, sp.Rational(1, 2)], [sp.Rational(3, 10), -1, 0], [0, -sp.Rational(7, 10), -3]])
+        model = sk.ODE(y, L * y + sp.Matrix([sp.sin(y[0]), 0, y[1] ** 2 / 10]))
+        ens = sk.Ensemble(sk.ODEProblem(model, y0=[1.0, 0.5, -0.2], tspan=(0.0, 2.0)), n=5)
+        return ens, [sk.solve(ens, "ETDRK3", rtol=1e-7, atol=1e-9).y, sk.solve(ens, "ETDRK4", dt=2.0**-3).y]
+
+    _, before = run()
+    monkeypatch.setitem(abi.LINEAR_LAYOUT, "dense", ("traj", "j", "i"))
+    monkeypatch.setitem(abi.OPERATOR_LAYOUT, "dense", ("traj", "j", "hclass", "i"))
+    ens, after = run()
+    assert "Lm.transpose((0, 2, 1))" in sk.inspect(ens, "ETDRK3", backend="numba", adaptive=True)
+    for a, b in zip(before, after):
+        np.testing.assert_allclose(b, a, rtol=1e-14, atol=1e-15)
