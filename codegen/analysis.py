@@ -127,6 +127,12 @@ class SemilinearForm:
         return expr is not None and any(e.has(t) for e in expr)
 
     @property
+    def function_params(self) -> tuple:
+        """The params that the model's functions (c + N, G) read: what a kernel takes as ``P_<name>``;
+        a param that enters only L reaches kernels through L's values (``Lm``, operator tables)."""
+        return _params_of(self.forcing, self.diffusion)
+
+    @property
     def reads_t(self) -> bool:
         """Whether any function of the model reads t (L is constant): kernels of an autonomous model
         keep no stage times."""

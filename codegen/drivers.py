@@ -26,9 +26,10 @@ def _ctrl(name: str) -> str:
     return f"ctrl[{CONTROLLER.index(name)}]"
 
 
-def _registers(scheme, extra=()):
+def _registers(scheme, extra=(), statements=None):
+    """The registers (per-lane vectors) that ``statements`` (default: all the scheme's) write, after ``extra``."""
     regs = list(extra)
-    for s in scheme.all_statements():
+    for s in scheme.all_statements() if statements is None else statements:
         if hasattr(s, "target") and s.target not in regs:
             regs.append(s.target)
     for dst, _ in scheme.history:
@@ -68,8 +69,9 @@ def _copies(pairs):
 def fixed_loop(scheme: StepScheme, stochastic: bool, model_args=(), reads_t: bool = True) -> LoopKernel:
     """The fixed-step driver: the grid's steps in order, (ΔW, H) of each from the block's tree frontier.
     ``reads_t``: the model reads t (else the lanes keep no step start ``t_l`` and stage time ``tc``)."""
-    live = scheme.live_statements()
-    lanes = [Lane(r, "state", rows="D") for r in _registers(scheme, ["y"])]
+    live = scheme.live_statements()    # not the error estimate
+    startup = scheme.startup.statements if scheme.startup is not None else ()
+    lanes = [Lane(r, "state", rows="D") for r in _registers(scheme, ["y"], live + startup)]
     lanes += [Lane("bad", "bool", "False"), Lane("h_l", "state")]
     lanes += [Lane("t_l", "state"), Lane("tc", "state")] if reads_t else []
     lanes += [Lane(f"hp{k}", "state", "0") for k in range(1, scheme.lags + 1)]
@@ -142,12 +144,14 @@ def _check_startup(scheme):
 _SCALE = "(atol[i] + rtol[i] * abs(y[i]))"   # HNW I eq. II.4.10 at the step's start
 
 
-def _initial_step():
-    """Hairer's initial step per lane (HNW I §II.4; methods.md §6.2), unless h0 > 0; 2 evaluations."""
+def _initial_step(reads_t: bool):
+    """Hairer's initial step per lane (HNW I §II.4; methods.md §6.2), unless h0 > 0; 2 evaluations.
+    ``reads_t``: the model reads t (its stage time ``tc``), else f is evaluated with any lane time (``t64``)."""
+    t = "tc" if reads_t else "t64"
     guess = Lanes([Reduce("d0", "+", f"(y[i] / {_SCALE}) ** 2"), Reduce("d1", "+", f"(f0[i] / {_SCALE}) ** 2"),
                    Let("d0", "sqrt(d0 / D)"), Let("d1", "sqrt(d1 / D)"),
                    Let("hh", "1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / max(d1, 1e-300)"),
-                   Let("hs", "min(hh, dtmax)"), Let("tc", "t0 + hs"),
+                   Let("hs", "min(hh, dtmax)"), *([Let("tc", "t0 + hs")] if reads_t else []),
                    Components([Let("y_start[i]", "y[i] + hs * f0[i]")])])
     refine = Lanes([Reduce("d1", "+", f"(f0[i] / {_SCALE}) ** 2"),
                     Reduce("d2", "+", f"((f1[i] - f0[i]) / {_SCALE}) ** 2"),
@@ -158,19 +162,19 @@ def _initial_step():
                     # the controller shrink it; a non-finite f(y0) has made hs NaN: the lane stops Unstable
                     Let("h64", "min(min(100.0 * hs, hh), dtmax) if isfinite(dm) else hs"), Let("nf", "nf + 2")])
     return IfUniform("h0 > 0", [Lanes([Let("h64", "h0")])],
-                     [Lanes([Let("tc", "t0")]), Rhs("tc", "y", "f0"), guess, Rhs("tc", "y_start", "f1"), refine])
+                     [*([Lanes([Let("tc", "t0")])] if reads_t else []), Rhs(t, "y", "f0"), guess, Rhs(t, "y_start", "f1"), refine])
 
 
-def _propose(keep_start: bool):
+def _propose(reads_t: bool):
     """Each lane's trial step: its proposal min(h, dtmax), taken onto the next stop (t1, tstops, SDE
     saves) when that lies within 1 + STOP_STRETCH of it; ``cut``: the stop shortened it.
-    ``keep_start``: also the step's start ``t_l`` in the state's dtype (stage times, Hermite output)."""
+    ``reads_t``: also the step's start ``t_l`` in the state's dtype (the stage times)."""
     return Lanes([While("istop < stops.shape[0] - 1 and stops[istop] <= t64", [Let("istop", "istop + 1")]),
                   Let("hprop", "min(h64, dtmax)"), Let("gap", "stops[istop] - t64"),
                   Let("to_stop", f"gap <= {1.0 + STOP_STRETCH!r} * hprop"), Let("cut", "to_stop and gap < hprop"),
                   Let("hs", "(gap if to_stop else hprop) if act else 1.0"),
                   Let("te", "stops[istop] if to_stop else t64 + hs")]
-                 + ([Let("t_l", "t64")] if keep_start else []) + [Let("h_l", "hs")])
+                 + ([Let("t_l", "t64")] if reads_t else []) + [Let("h_l", "hs")])
 
 
 def _attempt(scheme, after_jacobian=()):
@@ -218,21 +222,23 @@ def _start_stage(scheme):
     return None
 
 
-def _dense_output(scheme, stochastic):
+def _dense_output(scheme, stochastic, reads_t: bool):
     """ODEs without a continuous extension: f at both ends of the accepted steps that contain a save
-    time (cubic Hermite); an FSAL method has them already (its first and last stages)."""
+    time (cubic Hermite); an FSAL method has them already (its first and last stages).  ``reads_t``: f
+    is evaluated at the stage times ``t_l``, ``tc`` (else with the lane times ``t64``, ``te``)."""
+    t_start, t_end = ("t_l", "tc") if reads_t else ("t64", "te")
     if stochastic or scheme.dense:
         return []
     need = [Let("need", "act and eest <= 1.0 and isave < nsave and save_t[min(isave, nsave - 1)] < te")]
-    if not scheme.fsal:
+    if not scheme.fsal and reads_t:
         need.append(Let("tc", "te"))
     start = _start_stage(scheme)
     if scheme.fsal:
         ends = _copies([("f0", scheme.fsal[0]), ("f1", scheme.fsal[1])])
     elif start is not None:     # a stage holds f(y, t) already (W-methods' first stage)
-        ends = _copies([("f0", start)]) + [Rhs("tc", scheme.output, "f1"), _counted(1, "need")]
+        ends = _copies([("f0", start)]) + [Rhs(t_end, scheme.output, "f1"), _counted(1, "need")]
     else:
-        ends = [Rhs("t_l", "y", "f0"), Rhs("tc", scheme.output, "f1"), _counted(2, "need")]
+        ends = [Rhs(t_start, "y", "f0"), Rhs(t_end, scheme.output, "f1"), _counted(2, "need")]
     return [IfUniform("record", [Lanes([Let("need", "False")])], [Lanes(need), IfAny("need", ends)])]
 
 
@@ -315,8 +321,7 @@ def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=(), linear: s
     lanes = [Lane(r, "state", "0", rows="D") for r in _registers(scheme, ["y", "y_start", "f0", "f1"])]
     lanes += [Lane(f"hp{k}", "state", "1") for k in range(1, scheme.lags + 1)]
     hermite = not stochastic and not scheme.dense     # cubic Hermite output: f at both ends of a step
-    keep_start = reads_t or hermite
-    lanes += [Lane("tc", "state")] + ([Lane("t_l", "state")] if keep_start else []) + [Lane("h_l", "state"),
+    lanes += ([Lane("tc", "state"), Lane("t_l", "state")] if reads_t else []) + [Lane("h_l", "state"),
               Lane("t64", "f64", "t0"),     # lane time (float64 whatever the dtype)
               Lane("h64"), Lane("hs"), Lane("te"), Lane("hprop"),   # proposal, attempt, its end, uncut proposal
               Lane("cut", "bool", "False"), Lane("eest"), Lane("e1", "f64", "1"), Lane("e2", "f64", "1"),
@@ -348,9 +353,9 @@ def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=(), linear: s
                                          Store("nsaved", ("j",), "1")],
                      [If("valid", [While("isave < nsave and save_t[min(isave, nsave - 1)] <= t0",
                                          [StoreRow("out", "isave", "j", "y[i]"), Let("isave", "isave + 1")])])])]
-    body += [Lanes(first_save), _initial_step()]
-    loop = [_propose(keep_start)] + noise + operators + _attempt(scheme, jacobian)
-    loop += [_error_norm(scheme)] + _dense_output(scheme, stochastic) + [_accept_reject(scheme, stochastic)]
+    body += [Lanes(first_save), _initial_step(reads_t)]
+    loop = [_propose(reads_t)] + noise + operators + _attempt(scheme, jacobian)
+    loop += [_error_norm(scheme)] + _dense_output(scheme, stochastic, reads_t) + [_accept_reject(scheme, stochastic)]
     if scheme.fsal:
         loop.append(Set("fsal_ready", "True  # every lane's first stage now holds f(y, t)"))
     body += [WhileAny("act", loop, progress=("t64", "t0", "t1")),

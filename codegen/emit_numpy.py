@@ -154,8 +154,14 @@ def _statement(form, scheme, s, adaptive) -> list:
             dw = "dW[0]" if form.noise == "scalar" else "dW"
             return [f"{s.target} = 0.5 * milstein_gg({s.state}, {_time(form, s.c)}, p) * ({dw} * {dw} - h)"]
         inc = "dW" if s.increment == "dW" else "dI"
-        return [f"G = diffusion({s.state}, {_time(form, s.c)}, p)", f"{s.target} = {_noise_product(form, inc)}"]
+        evaluate = [] if _constant_diffusion(form) else [f"G = diffusion({s.state}, {_time(form, s.c)}, p)"]
+        return evaluate + [f"{s.target} = {_noise_product(form, inc)}"]
     return [f"{s.target} = " + " + ".join(_term(form, scheme, term, adaptive) for term in s.terms)]
+
+
+def _constant_diffusion(form) -> bool:
+    """G reads neither y nor t (additive, autonomous noise): the kernel evaluates it once (``prologue``)."""
+    return form.stochastic and form.additive and not form.time_dependent("diffusion")
 
 
 def _time(form, c) -> str:
@@ -179,6 +185,8 @@ class _Hooks:
           "h = h_l  # the lanes' step size, as the statements read it")
         for k in range(1, self.scheme.lags + 1):
             w(f"h{k} = hp{k}  # previous step sizes (multistep)")
+        if self.scheme.needs_dW and _constant_diffusion(self.form):
+            w("G = diffusion(y, None, p)  # additive, autonomous noise: G once")
 
     def statement(self, w, s):
         if isinstance(s, loop.Stages):

@@ -17,7 +17,7 @@ fixed and adaptive steps alike.
 from __future__ import annotations
 
 from ..abi import LINEAR_LAYOUT, entry, view
-from .loop import Buffer, Call, Lane, Lanes, Let
+from .loop import Buffer, Call, Lane, Lanes, Let, Set
 from .scheme import Combine
 
 
@@ -124,6 +124,10 @@ def jacobian_operators(scheme, statements):
         after += [Call("matfun", "scale_lanes", (f"Jc{s}", repr(float(c)), "h_l", "Jt")),
                   Call("matfun", "phi_block", (f"Jc{s}", str(kmax), f"phj{s}", f"pwj{s}"))]
     for name, op in ops.items():
+        (w0, ((_, order0, c0),)), *rest = op.poly
+        if not rest and w0 == 1:    # one φ_k(c hJ̃) itself: a view of phi_block's result, not a copy
+            setup.append(Set(jacobian_operator_name(name), f"phj{index[c0]}[{order0}]"))
+            continue
         buffers.append(Buffer(jacobian_operator_name(name), "(D + 1, D + 1, B)", "state"))
         for k, (w, ((_, order, c),)) in enumerate(op.poly):
             after.append(Call("matfun", "axpy_block" if k else "scale_block",

@@ -100,7 +100,7 @@ def kernel_arguments(form: SemilinearForm, scheme: StepScheme, adaptive: bool = 
     """Names of the runtime arguments after the fixed ones, in order (the runtime builds them).
     The adaptive kernel computes its operators per lane from ``L`` (no ``op_`` arrays)."""
     args = []
-    for p in form.params:
+    for p in form.function_params:
         args += param_args(p.name)
     for name, net in sorted(form.nets.items()):
         for i in range(len(net.sizes) - 1):
@@ -481,13 +481,13 @@ def _emit_combine(w, form, scheme, s, adaptive):
     d = form.dim
     dense = _dense_terms(form, scheme, s)
     coef_syms = {x.name for term in s.terms for x in sp.sympify(term.coef).free_symbols}
-    coef_syms |= {x.name for k in dense for x in sp.sympify(s.terms[k].aug or 0).free_symbols}
     elementwise_op = not adaptive and any(term.op is not None and k not in dense for k, term in enumerate(s.terms))
 
-    def lane_scalars(trajectory=False):
+    def lane_scalars(names, trajectory=False):
+        """The lane's values of ``names``: the step h and previous step sizes h1, h2, ... (multistep)."""
         if trajectory:
             w("s = src[b]")
-        for name in sorted(coef_syms):   # the step h and previous step sizes h1, h2, ... (multistep)
+        for name in sorted(names):
             w(f"{name} = h_l[b]" if name == "h" else f"{name} = hp{name[1:]}[b]")
 
     def matrix(op):
@@ -508,10 +508,10 @@ def _emit_combine(w, form, scheme, s, adaptive):
                     w(f"mv{slot}[b] = mv{slot}[b] + {A.format('j')} * {term.vec}[j, b]")
             if term.op in scheme.jacobian_operators and term.aug != 0:
                 with w.block("for b in range(B):"):
-                    lane_scalars()
-                    w(f"mv{slot}[b] = mv{slot}[b] + {A.format(d)} * ({pr(term.aug)})")
+                    lane_scalars({x.name for x in sp.sympify(term.aug).free_symbols})
+                    w(f"mv{slot}[b] = mv{slot}[b] + {A.format(d)}" + ("" if term.aug == 1 else f" * ({pr(term.aug)})"))
         with w.block("for b in range(B):"):
-            lane_scalars(elementwise_op)
+            lane_scalars(coef_syms, elementwise_op)
             terms = []
             for k, term in enumerate(s.terms):
                 coef = "" if term.coef == 1 else f"({pr(term.coef)}) * "

@@ -69,10 +69,10 @@ def c_function(fn, name: str | None = None) -> tuple[list, list]:
     return [printer.constants[k] for k in sorted(printer.constants)], printer.all_lines()
 
 
-def _c_name(py) -> str:
-    """A runtime function's or constant's C name: its Python name, or ``<module>_<name>`` for a private one."""
-    name = py.__name__
-    return f"{py.__module__.rsplit('.', 1)[-1]}{name}" if name.startswith("_") else name
+def _c_name(module: str, name: str) -> str:
+    """A runtime function's or constant's C name: its Python name, or ``<module>_<name>`` for a private one
+    (``module``: the last part of its Python module's name)."""
+    return f"{module}{name}" if name.startswith("_") else name
 
 
 class _Printer:
@@ -230,7 +230,8 @@ class _Printer:
 
     def _callee(self, n):
         fn = self._runtime(n)
-        callee = _Printer.of(fn, _c_name(python_function(fn)), self.constants, self.functions)
+        py = python_function(fn)
+        callee = _Printer.of(fn, _c_name(py.__module__.rsplit(".", 1)[-1], py.__name__), self.constants, self.functions)
         if callee not in self.calls:
             self.calls.append(callee)
         return callee
@@ -249,7 +250,7 @@ class _Printer:
 
     def _bitcast_call(self, n):
         src, dst = self._bitcast(n)
-        cname = f"{self.module}{n.func.id}" if n.func.id.startswith("_") else n.func.id
+        cname = _c_name(self.module, n.func.id)
         cuda = _CUDA_BITCASTS[(src, dst)]
         self.constants.setdefault(cname, "\n".join([
             f"__device__ __forceinline__ {dst} {cname}({src} x) {{   /* a bit cast (C_BITCASTS) */",
@@ -284,7 +285,7 @@ class _Printer:
 
     def cname(self, name):
         """A module constant's C name (``<module>_<name>`` for a private one)."""
-        return f"{self.module}{name}" if name.startswith("_") and name in self.env and name not in self.types else name
+        return _c_name(self.module, name) if name in self.env and name not in self.types else name
 
     def type(self, n) -> str:
         if isinstance(n, ast.Constant):
