@@ -242,6 +242,9 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     (:mod:`sdekit.store`: zarr when installed, else a numpy memmap; ``store_format`` chooses);
     ``memory_limit`` (bytes) streams them to a temporary store when larger.
     """
+    from .fields import FieldProblem, solve_field
+    if isinstance(target, FieldProblem):          # an array state: the array-level driver (sdekit.fields)
+        return solve_field(target, method, dt, **options)
     _check_options("solve", options, CHUNKED_OPTIONS)
     if options.get("distributed") not in (None, False) or any(
             options.get(key) is not None for key in CHUNKED_OPTIONS if key not in ("distributed", "retries", "store_format")):
@@ -458,7 +461,11 @@ def adaptive_options(m, problem, d, is_ensemble, dt, rtol, atol, controller, dtm
 def inspect(model, method: str, backend: str = "numba", dtype=np.float64, adaptive: bool = False) -> str:
     """The generated source that ``solve`` runs for ``model`` and ``method`` on ``backend``
     (``adaptive``: the Numba kernel with per-trajectory step control)."""
+    from .fields import FieldODE, FieldProblem, field_scheme
     from .model import ODE, SDE
+    if isinstance(model, (FieldODE, FieldProblem)):   # fields: the scheme and the generated N
+        field_model = getattr(model, "model", model)
+        return f"{field_scheme(field_model, method)}\n\n{field_model.source()}"
     if backend.lower() not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {BACKENDS}")
     target = model.problem.model if isinstance(model, Ensemble) else getattr(model, "model", model)

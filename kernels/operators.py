@@ -1,0 +1,152 @@
+"""Structured linear operators of array states (fields on grids): applied as operators, never unrolled.
+
+An operator knows how to apply itself (``apply(v)``) and how to evaluate and apply the scheme's
+functions of it, Σ w Π φ_k(c hL) and resolvents (I − a hL)^{-1} (:func:`kernels.linear.evaluate_phi_poly`,
+the one φ algorithm):
+
+* :class:`Diagonal` — L = diag(λ) on the grid: every function elementwise.
+* :class:`Fourier` — a periodic grid's translation-invariant operator (circulant in every axis), diagonal
+  in Fourier space with eigenvalue ``symbol(k)`` at the wavenumbers k: applied by ``numpy.fft.rfftn``
+  → multiply → ``irfftn`` (Kassam & Trefethen 2005, SIAM J. Sci. Comput. 26:1214, §2), its functions
+  elementwise in Fourier space, so a step costs O(n log n).
+* :class:`Matrix` — any other operator (banded stencils with Dirichlet/Neumann boundaries, sparse,
+  dense) as a ``scipy.sparse`` matrix or array: applied by its product; its functions are dense
+  matrices computed once per step size (``phi_block``: scaling and squaring) — sizes up to a few
+  thousand unknowns.
+
+``combine(terms)`` sums Σ coef · f(hL) v over a statement's terms with one transform per vector and one
+inverse transform per sum (Fourier).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .linear import evaluate_phi_poly
+
+#: the largest Matrix operator whose φ-functions are formed as dense matrices
+DENSE_FUNCTIONS_MAX = 4096
+
+
+class Operator:
+    """A linear operator on arrays of ``shape``."""
+
+    shape: tuple = ()
+
+    def apply(self, v):
+        raise NotImplementedError
+
+    def values(self, poly, h: float, cache: dict):
+        """The value of Σ w Π atoms(hL) (``sdekit.codegen.phi.phi_poly``) in this operator's representation."""
+        raise NotImplementedError
+
+    def combine(self, terms):
+        """Σ coef · value v over ``terms`` = [(coef, value or None (the identity), v)]."""
+        total = None
+        for coef, value, v in terms:
+            x = v if value is None else self._apply_value(value, v)
+            x = coef * x if coef != 1.0 else x
+            total = x if total is None else total + x
+        return total
+
+    def _apply_value(self, value, v):
+        raise NotImplementedError
+
+
+class Diagonal(Operator):
+    """L = diag(λ): ``eigenvalues`` has the state's shape (real)."""
+
+    def __init__(self, eigenvalues):
+        self.eigenvalues = np.asarray(eigenvalues, dtype=float)
+        self.shape = self.eigenvalues.shape
+
+    def apply(self, v):
+        return self.eigenvalues * v
+
+    def values(self, poly, h, cache):
+        flat = self.eigenvalues.reshape(-1, 1)
+        return np.broadcast_to(evaluate_phi_poly(poly, "diagonal", flat, h, cache), flat.shape).reshape(self.shape)
+
+    def _apply_value(self, value, v):
+        return value * v
+
+
+class Fourier(Operator):
+    """A periodic grid's operator with eigenvalue ``symbol(k_1, ..., k_m)`` at the wavenumbers
+    k_a = 2π/ℓ_a · (0, 1, ..., n_a/2) (last axis, rfft) or the full FFT frequencies (other axes)."""
+
+    def __init__(self, shape, lengths, eigenvalues):
+        self.shape = tuple(int(n) for n in shape)
+        self.lengths = tuple(float(x) for x in lengths)
+        self.eigenvalues = np.asarray(eigenvalues)
+        self.axes = tuple(range(-len(self.shape), 0))
+
+    @staticmethod
+    def wavenumbers(shape, lengths):
+        """The wavenumber grids (broadcastable, rfftn layout) of a periodic grid ``shape`` on boxes ``lengths``."""
+        ks = []
+        for a, (n, ell) in enumerate(zip(shape, lengths)):
+            last = a == len(shape) - 1
+            k = (np.fft.rfftfreq(n) if last else np.fft.fftfreq(n)) * n * 2 * np.pi / ell
+            ks.append(k.reshape([-1 if b == a else 1 for b in range(len(shape))]))
+        return ks
+
+    def forward(self, v):
+        return np.fft.rfftn(v, axes=self.axes)
+
+    def backward(self, vh):
+        return np.fft.irfftn(vh, s=self.shape, axes=self.axes)
+
+    def apply(self, v):
+        return self.backward(self.eigenvalues * self.forward(v))
+
+    def values(self, poly, h, cache):
+        lam = np.broadcast_to(self.eigenvalues, self.forward(np.zeros(self.shape)).shape)
+        if np.iscomplexobj(lam) and np.any(lam.imag != 0):
+            raise ValueError("φ-functions of a Fourier operator with complex eigenvalues are not supported yet; "
+                             "use it inside the nonlinearity (e.g. a derivative), or give the linear part real ones")
+        flat = np.ascontiguousarray(lam.real).reshape(-1, 1)
+        return np.broadcast_to(evaluate_phi_poly(poly, "diagonal", flat, h, cache), flat.shape).reshape(lam.shape)
+
+    def combine(self, terms):
+        """One forward transform per distinct vector, one backward transform per sum."""
+        plain, spectral, hats = None, None, {}
+        for coef, value, v in terms:
+            if value is None:
+                x = coef * v
+                plain = x if plain is None else plain + x
+                continue
+            if id(v) not in hats:
+                hats[id(v)] = self.forward(v)
+            x = (coef * value) * hats[id(v)]
+            spectral = x if spectral is None else spectral + x
+        if spectral is None:
+            return plain
+        out = self.backward(spectral)
+        return out if plain is None else out + plain
+
+
+class Matrix(Operator):
+    """An operator given as a (sparse or dense) matrix on the flattened state."""
+
+    def __init__(self, shape, matrix):
+        self.shape = tuple(int(n) for n in shape)
+        self.matrix = matrix
+        self.size = int(np.prod(self.shape))
+
+    def apply(self, v):
+        return np.asarray(self.matrix @ v.reshape(-1)).reshape(self.shape)
+
+    def dense(self):
+        m = self.matrix
+        return np.asarray(m.toarray() if hasattr(m, "toarray") else m, dtype=float)
+
+    def values(self, poly, h, cache):
+        if self.size > DENSE_FUNCTIONS_MAX:
+            raise ValueError(f"φ-functions of a {self.size}-unknown matrix operator would be dense {self.size}² "
+                             f"matrices (limit {DENSE_FUNCTIONS_MAX}); use a Fourier operator on a periodic grid")
+        if "dense" not in cache:
+            cache["dense"] = self.dense()[None]
+        return evaluate_phi_poly(poly, "dense", cache["dense"], h, cache)[0]
+
+    def _apply_value(self, value, v):
+        return (value @ v.reshape(-1)).reshape(self.shape)

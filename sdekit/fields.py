@@ -1,0 +1,304 @@
+"""Fields: semilinear PDEs u_t = L u + N(u, t) on grids, with L a structured operator (issue 19).
+
+The state is an array ``u`` on a 1-D or 2-D grid; the nonlinearity is written once in terms of the
+element symbol (``u - u**3``) and may apply operators to sub-expressions (a derivative of ``u**2``);
+it is compiled to one vectorised function, so building a model costs the same for 10 or 10^6 unknowns.
+The linear part is an operator, never a matrix of expressions: :func:`fourier` (periodic grids, diagonal
+in Fourier space), :func:`laplacian` (second differences, periodic → Fourier, Dirichlet/Neumann →
+sparse), :func:`diagonal`, or :func:`matrix`.  Example (Kuramoto–Sivashinsky, Kassam & Trefethen 2005)::
+
+    u = sk.field("u", 128)
+    L = sk.fourier(128, 32 * np.pi, lambda k: k**2 - k**4)      # u_t = -u_xx - u_xxxx ...
+    Dx = sk.fourier(128, 32 * np.pi, lambda k: 1j * k)
+    model = sk.FieldODE(u, linear=L, nonlinear=-Dx(u**2) / 2)    # ... - (u^2)_x / 2
+    sol = sk.solve(sk.FieldProblem(model, u0, (0, 150)), "ETDRK4", dt=0.25, saveat=np.arange(0, 151))
+
+Fixed steps of the catalogue's one-step methods (exponential RK, explicit RK, W-methods) run on the
+array-level driver (``kernels.field_driver``); φ-functions are evaluated once per step size.
+"""
+from __future__ import annotations
+
+import inspect as _inspect
+import itertools
+import types
+
+import numpy as np
+import sympy as sp
+
+from .codegen.analysis import t as _t
+from .codegen.array_plan import array_plan
+from .codegen.builders import build_scheme
+from .codegen.errors import ModelError
+from .codegen.methods import get_method
+from .kernels import operators as _ops
+from .kernels.field_driver import run_fixed
+from .problem import _tspan
+from .solution import Solution
+
+__all__ = ["field", "fourier", "laplacian", "diagonal", "matrix", "FieldODE", "FieldProblem", "solve_field"]
+
+_names = itertools.count()
+
+
+def _shape(shape) -> tuple:
+    shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
+    if not 1 <= len(shape) <= 3 or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in shape):
+        raise ModelError(f"a field's shape must be 1 to 3 positive ints, got {shape!r}")
+    return tuple(int(n) for n in shape)
+
+
+class Field(sp.Symbol):
+    """The element symbol of an array state; ``.grid`` is the array's shape."""
+
+    grid: tuple
+
+
+def field(name: str, shape) -> Field:
+    """An array state ``name`` of ``shape`` (an int, or a tuple for 2-D / 3-D grids): a sympy symbol
+    standing for every element, in which the nonlinearity is written."""
+    if not str(name).isidentifier():
+        raise ModelError(f"field: name must be an identifier, got {name!r}")
+    u = Field(str(name), real=True)
+    u.grid = _shape(shape)
+    return u
+
+
+class Operator:
+    """A linear operator on a grid (``runtime``: a ``kernels.operators`` object).  Calling it on an
+    expression applies it inside a nonlinearity; ``c * op``, ``op + op`` and ``-op`` give new operators."""
+
+    def __init__(self, runtime, description: str):
+        self.runtime, self.description = runtime, description
+        self.name = f"op{next(_names)}"
+        self.function = sp.Function(self.name)
+        self.function.operator = self           # an application op(expr) leads back to it
+
+    @property
+    def shape(self) -> tuple:
+        return self.runtime.shape
+
+    def __call__(self, expr):
+        return self.function(sp.sympify(expr))
+
+    def __repr__(self):
+        return f"Operator({self.description}, shape={self.shape})"
+
+    def _scaled(self, c, how):
+        r = self.runtime
+        if isinstance(r, _ops.Fourier):
+            return Operator(_ops.Fourier(r.shape, r.lengths, how(r.eigenvalues)), self.description)
+        if isinstance(r, _ops.Diagonal):
+            return Operator(_ops.Diagonal(how(r.eigenvalues)), self.description)
+        return Operator(_ops.Matrix(r.shape, how(r.matrix)), self.description)
+
+    def __mul__(self, c):
+        if not np.isscalar(c) and not isinstance(c, sp.Number):
+            return NotImplemented
+        c = complex(c) if isinstance(c, complex) else float(c)
+        return self._scaled(c, lambda a: c * a) if c != 1 else self
+
+    __rmul__ = __mul__
+
+    def __neg__(self):
+        return self * -1.0
+
+    def __add__(self, other):
+        a, b = self.runtime, getattr(other, "runtime", None)
+        if type(a) is not type(b) or a.shape != b.shape:
+            raise ModelError(f"operators can be added when they are of one kind on one grid: {self!r} + {other!r}")
+        if isinstance(a, _ops.Fourier):
+            if a.lengths != b.lengths:
+                raise ModelError("Fourier operators on different boxes cannot be added")
+            return Operator(_ops.Fourier(a.shape, a.lengths, a.eigenvalues + b.eigenvalues), "sum")
+        if isinstance(a, _ops.Diagonal):
+            return Operator(_ops.Diagonal(a.eigenvalues + b.eigenvalues), "sum")
+        return Operator(_ops.Matrix(a.shape, a.matrix + b.matrix), "sum")
+
+    def __sub__(self, other):
+        return self + (-other)
+
+
+def fourier(shape, lengths, symbol) -> Operator:
+    """The operator of a periodic grid ``shape`` on the box ``lengths`` (one per axis) that multiplies
+    the Fourier mode k by ``symbol(k_1, ..., k_m)`` (numpy arrays of wavenumbers, 2π/ℓ · integers):
+    ``lambda k: -k**2`` is ∂², ``lambda k: 1j * k`` is ∂ (inside a nonlinearity)."""
+    shape = _shape(shape)
+    lengths = (lengths,) * len(shape) if np.ndim(lengths) == 0 else tuple(lengths)
+    if len(lengths) != len(shape) or not all(np.isfinite(x) and x > 0 for x in lengths):
+        raise ModelError(f"fourier: give one positive box length per axis of {shape}, got {lengths!r}")
+    ks = _ops.Fourier.wavenumbers(shape, lengths)
+    lam = np.asarray(symbol(*ks))
+    full = np.broadcast_shapes(*(k.shape for k in ks))
+    try:
+        lam = np.broadcast_to(lam, full).copy()
+    except ValueError:
+        raise ModelError(f"fourier: symbol(k) must broadcast to the modes' shape {full}, got {lam.shape}") from None
+    if not np.all(np.isfinite(lam)):
+        raise ModelError("fourier: symbol(k) is not finite at every wavenumber")
+    if np.iscomplexobj(lam) and not np.any(lam.imag):
+        lam = lam.real.copy()
+    return Operator(_ops.Fourier(shape, lengths, lam), "fourier")
+
+
+def laplacian(shape, spacing, bc: str = "periodic") -> Operator:
+    """The second-difference Laplacian (3-point stencil per axis) on a grid of ``shape`` with ``spacing``
+    (one per axis, or one for all).  ``bc``: "periodic" (a Fourier operator with the stencil's eigenvalues
+    (2 cos(k Δx) − 2)/Δx²), "dirichlet" (zero values outside the grid; boundary values enter as a source
+    term in N), "neumann" (zero normal derivative, ghost points mirrored): sparse."""
+    shape = _shape(shape)
+    dx = (spacing,) * len(shape) if np.ndim(spacing) == 0 else tuple(spacing)
+    if len(dx) != len(shape) or not all(np.isfinite(x) and x > 0 for x in dx):
+        raise ModelError(f"laplacian: give one positive spacing per axis of {shape}, got {spacing!r}")
+    if bc == "periodic":
+        lengths = tuple(n * h for n, h in zip(shape, dx))
+        return fourier(shape, lengths, lambda *ks: sum((2 * np.cos(k * h) - 2) / h**2 for k, h in zip(ks, dx)))
+    if bc not in ("dirichlet", "neumann"):
+        raise ModelError(f"laplacian: bc must be 'periodic', 'dirichlet' or 'neumann', got {bc!r}")
+    import scipy.sparse as sps
+    total = None
+    for a, (n, h) in enumerate(zip(shape, dx)):
+        D = sps.diags([np.ones(n - 1), -2.0 * np.ones(n), np.ones(n - 1)], [-1, 0, 1], format="lil")
+        if bc == "neumann" and n > 1:
+            D[0, 1] = D[n - 1, n - 2] = 2.0
+        D = D.tocsr() / h**2
+        term = sps.kron(sps.kron(sps.identity(int(np.prod(shape[:a]))), D), sps.identity(int(np.prod(shape[a + 1:]))))
+        total = term if total is None else total + term
+    return Operator(_ops.Matrix(shape, total.tocsr()), f"laplacian {bc}")
+
+
+def diagonal(values) -> Operator:
+    """L = diag(values) on a grid of ``values``' shape (real)."""
+    values = np.asarray(values, dtype=float)
+    return Operator(_ops.Diagonal(values), "diagonal")
+
+
+def matrix(shape, A) -> Operator:
+    """L given as a (sparse or dense) matrix on the flattened grid ``shape`` (row-major)."""
+    shape = _shape(shape)
+    size = int(np.prod(shape))
+    if getattr(A, "shape", None) != (size, size):
+        raise ModelError(f"matrix: A must be ({size}, {size}) for a grid {shape}, got {getattr(A, 'shape', None)}")
+    return Operator(_ops.Matrix(shape, A), "matrix")
+
+
+class FieldODE:
+    """u_t = L u + N(u, t): ``u`` a :func:`field`, ``linear`` an :class:`Operator` on its grid (or None),
+    ``nonlinear`` a sympy expression in ``u``, ``sdekit.t``, operator applications ``op(expr)`` and the
+    symbols of ``data`` ({symbol: array of the grid's shape}: coordinates, coefficients, boundary sources)."""
+
+    stochastic = False
+
+    def __init__(self, u, linear=None, nonlinear=0, data=None):
+        if not isinstance(u, Field):
+            raise ModelError("FieldODE: u must be a field (sdekit.field('u', shape))")
+        if linear is not None and not isinstance(linear, Operator):
+            raise ModelError(f"FieldODE: linear must be an operator (sdekit.fourier, laplacian, ...), got {type(linear).__name__}")
+        if linear is not None and linear.shape != u.grid:
+            raise ModelError(f"FieldODE: the linear operator acts on {linear.shape}, the field is {u.grid}")
+        self.u, self.linear, self.nonlinear = u, linear, sp.sympify(nonlinear)
+        self.operators = {}
+        for app in self.nonlinear.atoms(sp.core.function.AppliedUndef):
+            op = _find_operator(app)
+            self.operators[op.name] = op
+        self.data = {}
+        for sym, values in (data or {}).items():
+            if not isinstance(sym, sp.Symbol):
+                raise ModelError(f"FieldODE: data keys must be sympy symbols, got {sym!r}")
+            values = np.asarray(values, dtype=float)
+            if values.shape != u.grid and values.ndim != 0:
+                raise ModelError(f"FieldODE: data {sym} must be a number or of the grid's shape {u.grid}, got {values.shape}")
+            self.data[sym] = values
+        stray = self.nonlinear.free_symbols - {u, _t, *self.data}
+        if stray:
+            raise ModelError(f"FieldODE: the nonlinearity reads {sorted(map(str, stray))}, which are not the field "
+                             f"{u}, sdekit.t or given as data= (runtime params on fields are not supported yet)")
+        for op in self.operators.values():
+            if op.shape != u.grid:
+                raise ModelError(f"FieldODE: operator {op!r} does not act on the field's grid {u.grid}")
+        modules = [{name: op.runtime.apply for name, op in self.operators.items()}, "numpy"]
+        self._N = sp.lambdify((u, _t, *self.data), self.nonlinear, modules=modules, docstring_limit=0)
+        self._data = tuple(self.data.values())
+        self.shape = u.grid
+
+    def rhs(self, u, t):
+        """N(u, t) on the whole array (broadcast to the grid's shape)."""
+        return np.broadcast_to(np.asarray(self._N(u, t, *self._data), dtype=float), self.shape)
+
+    def source(self) -> str:
+        """The generated source of N (``sdekit.inspect`` prints it)."""
+        names = ", ".join(f"{name} = {op!r}" for name, op in self.operators.items())
+        return _inspect.getsource(self._N) + (f"# operators: {names}\n" if names else "")
+
+    def __repr__(self):
+        return f"FieldODE({self.u}{list(self.shape)}, L={self.linear!r}, N={self.nonlinear})"
+
+
+def _find_operator(app):
+    """The Operator whose sympy function ``app`` applies."""
+    op = getattr(app.func, "operator", None)
+    if not isinstance(op, Operator):
+        raise ModelError(f"FieldODE: {app} is not an application of a sdekit operator")
+    return op
+
+
+class FieldProblem:
+    """A :class:`FieldODE` with its initial field ``u0`` (the grid's shape) and time span."""
+
+    def __init__(self, model, u0, tspan):
+        if not isinstance(model, FieldODE):
+            raise ModelError(f"FieldProblem needs a FieldODE, got {type(model).__name__}")
+        u0 = np.asarray(u0, dtype=float)
+        if u0.shape != model.shape:
+            raise ValueError(f"u0 must have the field's shape {model.shape}, got {u0.shape}")
+        if not np.all(np.isfinite(u0)):
+            raise ValueError("u0 must be finite")
+        self.model, self.u0, self.tspan = model, u0, _tspan(tspan)
+
+
+class _FieldForm(types.SimpleNamespace):
+    """What the scheme builders read of a model: a deterministic one (fields carry no noise yet)."""
+
+    def time_dependent(self, part):
+        return False
+
+
+def field_scheme(model: FieldODE, method: str):
+    """The catalogue method's step scheme (the one the fused kernels print) for a field model."""
+    m = get_method(method)
+    if m.stochastic:
+        raise ModelError(f"{m.name} is an SDE method; fields are ODEs for now")
+    return build_scheme(_FieldForm(stochastic=False, additive=True, noise=None), m)
+
+
+def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=None, progress: bool = False, **unknown):
+    """Fixed steps of ``method`` on ``problem`` (``dt`` or the grid ``ts``); ``saveat``: grid times, or
+    None/"steps" for every step.  Returns a Solution with ``y`` of shape (nsave, *grid)."""
+    from .problem import unknown_keyword
+    from .solve import save_steps, time_grid, user_grid
+    if unknown:
+        adaptive = {"rtol", "atol", "controller", "dtmin", "dtmax", "maxiters", "tstops"} & set(unknown)
+        if adaptive:
+            raise ValueError(f"fields take fixed steps for now (dt= or ts=); adaptive options {sorted(adaptive)} "
+                             "are not supported on fields yet")
+        raise unknown_keyword("solve", unknown, ["dt", "ts", "saveat", "progress"])
+    if (dt is None) == (ts is None):
+        raise ValueError("fields take fixed steps: give dt= or ts= (adaptive field solves are not supported yet)")
+    if problem.tspan[1] < problem.tspan[0]:
+        raise ValueError("fields integrate forwards in time (t1 > t0)")
+    grid = time_grid(problem.tspan, dt) if ts is None else user_grid(problem.tspan, ts)
+    idx = save_steps(grid, saveat)
+    model = problem.model
+    plan = array_plan(field_scheme(model, method))
+    op = model.linear.runtime if model.linear is not None else _ops.Diagonal(np.zeros(model.shape))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(grid.times) - 1, desc=f"{plan.method} field", unit="step")
+    try:
+        saved, code, stats = run_fixed(plan, op, model.rhs, problem.u0, grid.times, idx,
+                                       None if bar is None else (lambda n: bar.update(1)))
+    finally:
+        if bar is not None:
+            bar.close()
+    return Solution.from_codes(grid.times[idx], saved, np.array([code]), False, stats=stats, method=plan.method,
+                               backend="fields")

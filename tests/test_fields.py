@@ -1,0 +1,181 @@
+"""Fields (issue 19): structured operators, their φ-functions, and the array-level driver's orders."""
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.sparse
+import sympy as sp
+from scipy.integrate import solve_ivp
+
+import sdekit as sk
+from sdekit.codegen.array_plan import array_plan
+from sdekit.codegen.methods import CATALOGUE
+from sdekit.codegen.phi import phi, phi_poly, z
+from sdekit.fields import field_scheme
+
+
+def _dense(op):
+    """The matrix of an operator, column by column from ``apply``."""
+    n = int(np.prod(op.shape))
+    return np.stack([op.runtime.apply(e.reshape(op.shape)).reshape(-1) for e in np.eye(n)], axis=1)
+
+
+def _phi_expm(A, k):
+    """φ_k(A) as the top-right block of exp([[A, I, 0..], [0, 0, I..], ...]) (Higham, Functions of
+    Matrices, Thm. 10.11; Sidje 1998): independent of the kernels' series."""
+    n = A.shape[0]
+    if k == 0:
+        return scipy.linalg.expm(A)
+    M = np.zeros(((k + 1) * n, (k + 1) * n))
+    M[:n, :n] = A
+    for j in range(k):
+        M[j * n:(j + 1) * n, (j + 1) * n:(j + 2) * n] = np.eye(n)
+    return scipy.linalg.expm(M)[:n, k * n:]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: sk.laplacian(24, 0.3, "periodic"),
+    lambda: sk.fourier(24, 7.0, lambda k: k**2 - k**4 / 4),
+    lambda: sk.fourier((8, 6), (5.0, 3.0), lambda kx, ky: -(kx**2 + 2 * ky**2)),
+    lambda: sk.laplacian(20, 0.5, "dirichlet"),
+    lambda: sk.laplacian((5, 4), (0.5, 0.7), "neumann"),
+    lambda: sk.diagonal(-np.linspace(0, 40, 15)),
+], ids=["laplacian-periodic", "fourier-KS", "fourier-2d", "laplacian-dirichlet", "laplacian-neumann-2d", "diagonal"])
+@pytest.mark.parametrize("h", [0.05, 0.7])
+def test_operator_phi_functions_match_dense_expm(make, h):
+    """φ_k(c hL) and resolvents of every structured operator, applied to random vectors, agree with dense
+    expm-based φ (relative 1e-10) and the dense inverse."""
+    op = make()
+    A = _dense(op)
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=op.shape)
+    for k, c in [(0, 1.0), (1, 0.5), (2, 1.0), (3, 1.0)]:
+        value = op.runtime.values(phi_poly(phi(k, c * z)), h, {})
+        got = op.runtime.combine([(1.0, value, v)]).reshape(-1)
+        want = _phi_expm(c * h * A, k) @ v.reshape(-1)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
+    res = op.runtime.values((((1, (("res", sp.Rational(1, 3)),)),)), h, {})
+    got = op.runtime.combine([(1.0, res, v)]).reshape(-1)
+    np.testing.assert_allclose(got, np.linalg.solve(np.eye(A.shape[0]) - h / 3 * A, v.reshape(-1)), rtol=1e-10)
+
+
+def test_periodic_laplacian_is_the_three_point_stencil():
+    L = _dense(sk.laplacian(10, 0.25, "periodic"))
+    stencil = (np.roll(np.eye(10), 1, 0) + np.roll(np.eye(10), -1, 0) - 2 * np.eye(10)) / 0.25**2
+    np.testing.assert_allclose(L, stencil, atol=1e-10)
+
+
+# u_t = u_xx + u − u³ + f(x, t) on [0, 2π) periodic, spectral ∂², f such that u = cos(t) sin x exactly
+# (N does not vanish along it: N(u) = u_t − u_xx = (cos t − sin t) sin x)
+N_GRID = 16
+X = 2 * np.pi * np.arange(N_GRID) / N_GRID
+
+
+def _manufactured():
+    u, S = sk.field("u", N_GRID), sp.Symbol("S")
+    t = sk.t
+    nonlinear = u - u**3 - sp.sin(t) * S + sp.cos(t) ** 3 * S**3
+    model = sk.FieldODE(u, linear=sk.fourier(N_GRID, 2 * np.pi, lambda k: -k**2), nonlinear=nonlinear,
+                        data={S: np.sin(X)})
+    return sk.FieldProblem(model, np.sin(X), (0.0, 1.0))
+
+
+FIELD_METHODS = [m for m in CATALOGUE if not m.stochastic and m.family.name not in ("exprb", "etdadams")]
+
+
+def test_field_methods_cover_the_one_step_catalogue():
+    """Every deterministic one-step method runs on fields; the others are refused by name."""
+    prob = _manufactured()
+    for m in CATALOGUE:
+        if m.stochastic:
+            continue
+        if m in FIELD_METHODS:
+            array_plan(field_scheme(prob.model, m.name))
+        else:
+            with pytest.raises(sk.ModelError, match=m.name):
+                array_plan(field_scheme(prob.model, m.name))
+
+
+@pytest.mark.parametrize("method", [m.name for m in FIELD_METHODS])
+def test_field_order_on_a_manufactured_solution(method):
+    """Error at t = 1 against u = cos(t) sin x falls at the method's order (slope of the last halving)."""
+    prob = _manufactured()
+    order = next(m.order for m in CATALOGUE if m.name == method)
+    exact = np.cos(1.0) * np.sin(X)
+    dts = [1 / 40, 1 / 80, 1 / 160]
+    errs = [np.abs(sk.solve(prob, method, dt=dt, saveat=[1.0]).y[-1] - exact).max() for dt in dts]
+    slope = np.log2(errs[-2] / errs[-1])
+    assert order - 0.3 < slope < order + 0.8, (method, errs, slope)
+
+
+def test_linear_field_is_exact_for_exponential_methods_in_2d():
+    """N = 0: ETDRK4 is e^{hL} per step: u = e^{-5t} sin x cos 2y to rounding at any step."""
+    x = 2 * np.pi * np.arange(12) / 12
+    y = 2 * np.pi * np.arange(10) / 10
+    U0 = np.sin(x)[:, None] * np.cos(2 * y)[None, :]
+    u = sk.field("u", (12, 10))
+    model = sk.FieldODE(u, linear=sk.fourier((12, 10), 2 * np.pi, lambda kx, ky: -(kx**2 + ky**2)))
+    sol = sk.solve(sk.FieldProblem(model, U0, (0.0, 0.5)), "ETDRK4", dt=0.25)
+    assert sol.y.shape == (3, 12, 10) and sol.success
+    np.testing.assert_allclose(sol.y[-1], np.exp(-2.5) * U0, atol=1e-14)
+
+
+def test_dirichlet_allen_cahn_agrees_with_scipy_radau():
+    """Allen–Cahn on a Dirichlet stencil (boundary values as data in N) against scipy's Radau."""
+    n, eps = 30, 0.05
+    dx = 2.0 / (n + 1)
+    x = -1 + dx * np.arange(1, n + 1)
+    c = np.zeros(n)
+    c[0], c[-1] = -eps / dx**2, eps / dx**2
+    u, C = sk.field("u", n), sp.Symbol("C")
+    L = eps * sk.laplacian(n, dx, "dirichlet")
+    model = sk.FieldODE(u, linear=L, nonlinear=u - u**3 + C, data={C: c})
+    u0 = 0.53 * x + 0.47 * np.sin(-1.5 * np.pi * x)
+    sol = sk.solve(sk.FieldProblem(model, u0, (0.0, 1.0)), "Krogstad", dt=1 / 64, saveat=[1.0])
+    A = _dense(L)
+    ref = solve_ivp(lambda t, v: A @ v + v - v**3 + c, (0, 1), u0, method="Radau", rtol=1e-12, atol=1e-12,
+                    jac=lambda t, v: A + np.diag(1 - 3 * v**2)).y[:, -1]
+    assert np.abs(sol.y[-1] - ref).max() < 1e-7
+
+
+def test_large_field_builds_once_and_steps():
+    """10^5 unknowns: one expression, not 10^5; two ETDRK4 steps of Kuramoto–Sivashinsky."""
+    n, ell = 100_000, 32 * np.pi * 100
+    u = sk.field("u", n)
+    model = sk.FieldODE(u, linear=sk.fourier(n, ell, lambda k: k**2 - k**4),
+                        nonlinear=-sk.fourier(n, ell, lambda k: 1j * k)(u**2) / 2)
+    x = ell * np.arange(n) / n
+    sol = sk.solve(sk.FieldProblem(model, np.cos(x / 16) * (1 + np.sin(x / 16)), (0.0, 0.5)), "ETDRK4", dt=0.25)
+    assert sol.success and sol.y.shape == (3, n) and sol.stats["nf"] == 8
+    source = sk.inspect(model, "ETDRK4")
+    assert "def _lambdifygenerated(u, t)" in source and len(source) < 3000
+
+
+def test_explicit_method_on_a_stiff_field_returns_unstable():
+    u = sk.field("u", 64)
+    model = sk.FieldODE(u, linear=sk.fourier(64, 2 * np.pi, lambda k: -k**2), nonlinear=u**2)
+    sol = sk.solve(sk.FieldProblem(model, np.ones(64) * 0.1 + 0.01 * np.sin(np.arange(64)), (0, 5)), "RK4", dt=0.1)
+    assert sol.retcode == "Unstable" and np.isnan(sol.y[-1]).all()
+
+
+def test_field_errors_name_what_is_wrong():
+    u = sk.field("u", 8)
+    L = sk.fourier(8, 1.0, lambda k: -k**2)
+    with pytest.raises(sk.ModelError, match="acts on"):
+        sk.FieldODE(u, linear=sk.fourier(9, 1.0, lambda k: -k**2))
+    with pytest.raises(sk.ModelError, match="a"):
+        sk.FieldODE(u, linear=L, nonlinear=u * sp.Symbol("a"))
+    model = sk.FieldODE(u, linear=L, nonlinear=-u**3)
+    with pytest.raises(ValueError, match="shape"):
+        sk.FieldProblem(model, np.zeros(7), (0, 1))
+    prob = sk.FieldProblem(model, np.zeros(8), (0, 1))
+    with pytest.raises(ValueError, match="adaptive"):
+        sk.solve(prob, "ETDRK4", rtol=1e-6)
+    with pytest.raises(sk.ModelError, match="Exprb43"):
+        sk.solve(prob, "Exprb43", dt=0.1)
+    with pytest.raises(sk.ModelError, match="SDE method"):
+        sk.solve(prob, "EM", dt=0.1)
+    with pytest.raises(ValueError, match="complex"):
+        sk.solve(sk.FieldProblem(sk.FieldODE(u, linear=sk.fourier(8, 1.0, lambda k: 1j * k)), np.zeros(8), (0, 1)),
+                 "ETD1", dt=0.1)
+    with pytest.raises(sk.ModelError, match="bc"):
+        sk.laplacian(8, 0.1, "robin")
