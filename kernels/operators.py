@@ -9,6 +9,7 @@ the one φ algorithm):
   in Fourier space with eigenvalue ``symbol(k)`` at the wavenumbers k: applied by ``numpy.fft.rfftn``
   → multiply → ``irfftn`` (Kassam & Trefethen 2005, SIAM J. Sci. Comput. 26:1214, §2), its functions
   elementwise in Fourier space, so a step costs O(n log n).
+* :class:`Species` — several fields on one grid, one operator each (block diagonal).
 * :class:`Matrix` — any other operator (banded stencils with Dirichlet/Neumann boundaries, sparse,
   dense) as a ``scipy.sparse`` matrix or array: applied by its product; its functions are dense
   matrices computed once per step size (``phi_block``: scaling and squaring) — sizes up to a few
@@ -150,3 +151,22 @@ class Matrix(Operator):
 
     def _apply_value(self, value, v):
         return (value @ v.reshape(-1)).reshape(self.shape)
+
+
+class Species(Operator):
+    """Several fields on one grid, each with its own operator (block diagonal): states (s, *grid)."""
+
+    def __init__(self, ops):
+        self.ops = list(ops)
+        self.shape = (len(self.ops),) + tuple(self.ops[0].shape)
+
+    def apply(self, v):
+        return np.stack([op.apply(x) for op, x in zip(self.ops, v)])
+
+    def values(self, poly, h, cache):
+        caches = cache.setdefault("species", [{} for _ in self.ops])
+        return [op.values(poly, h, c) for op, c in zip(self.ops, caches)]
+
+    def combine(self, terms):
+        return np.stack([op.combine([(coef, None if value is None else value[s], v[s]) for coef, value, v in terms])
+                         for s, op in enumerate(self.ops)])

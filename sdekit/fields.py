@@ -184,45 +184,67 @@ def matrix(shape, A) -> Operator:
 class FieldODE:
     """u_t = L u + N(u, t): ``u`` a :func:`field`, ``linear`` an :class:`Operator` on its grid (or None),
     ``nonlinear`` a sympy expression in ``u``, ``sdekit.t``, operator applications ``op(expr)`` and the
-    symbols of ``data`` ({symbol: array of the grid's shape}: coordinates, coefficients, boundary sources)."""
+    symbols of ``data`` ({symbol: array of the grid's shape}: coordinates, coefficients, boundary sources).
+
+    Several species on one grid (reaction–diffusion systems): ``u`` a list of fields, ``linear`` and
+    ``nonlinear`` lists of the same length (one operator or None, one expression per species); the state
+    is then an array (species, *grid)."""
 
     stochastic = False
 
     def __init__(self, u, linear=None, nonlinear=0, data=None):
-        if not isinstance(u, Field):
-            raise ModelError("FieldODE: u must be a field (sdekit.field('u', shape))")
-        if linear is not None and not isinstance(linear, Operator):
-            raise ModelError(f"FieldODE: linear must be an operator (sdekit.fourier, laplacian, ...), got {type(linear).__name__}")
-        if linear is not None and linear.shape != u.grid:
-            raise ModelError(f"FieldODE: the linear operator acts on {linear.shape}, the field is {u.grid}")
-        self.u, self.linear, self.nonlinear = u, linear, sp.sympify(nonlinear)
+        several = isinstance(u, (list, tuple))
+        fields = list(u) if several else [u]
+        linears = list(linear) if several and isinstance(linear, (list, tuple)) else [linear] * len(fields)
+        nonlinears = list(nonlinear) if several and isinstance(nonlinear, (list, tuple)) else [nonlinear]
+        if not fields or not all(isinstance(f, Field) for f in fields):
+            raise ModelError("FieldODE: u must be a field (sdekit.field('u', shape)) or a list of fields")
+        if len({f.grid for f in fields}) != 1 or len(set(fields)) != len(fields):
+            raise ModelError(f"FieldODE: the species must be distinct fields on one grid, got {[(str(f), f.grid) for f in fields]}")
+        if len(linears) != len(fields) or len(nonlinears) != len(fields):
+            raise ModelError(f"FieldODE: give one linear operator (or None) and one nonlinearity per species ({len(fields)})")
+        grid = fields[0].grid
+        for op in linears:
+            if op is not None and not isinstance(op, Operator):
+                raise ModelError(f"FieldODE: linear must be an operator (sdekit.fourier, laplacian, ...), got {type(op).__name__}")
+            if op is not None and op.shape != grid:
+                raise ModelError(f"FieldODE: the linear operator acts on {op.shape}, the field is {grid}")
+        self.fields, self.grid, self.several = fields, grid, several
+        self.u, self.linear = fields[0], linear
+        self.nonlinear = [sp.sympify(e) for e in nonlinears]
         self.operators = {}
-        for app in self.nonlinear.atoms(sp.core.function.AppliedUndef):
-            op = _find_operator(app)
-            self.operators[op.name] = op
+        for e in self.nonlinear:
+            for app in e.atoms(sp.core.function.AppliedUndef):
+                op = _find_operator(app)
+                self.operators[op.name] = op
         self.data = {}
         for sym, values in (data or {}).items():
             if not isinstance(sym, sp.Symbol):
                 raise ModelError(f"FieldODE: data keys must be sympy symbols, got {sym!r}")
             values = np.asarray(values, dtype=float)
-            if values.shape != u.grid and values.ndim != 0:
-                raise ModelError(f"FieldODE: data {sym} must be a number or of the grid's shape {u.grid}, got {values.shape}")
+            if values.shape != grid and values.ndim != 0:
+                raise ModelError(f"FieldODE: data {sym} must be a number or of the grid's shape {grid}, got {values.shape}")
             self.data[sym] = values
-        stray = self.nonlinear.free_symbols - {u, _t, *self.data}
+        stray = set().union(*(e.free_symbols for e in self.nonlinear)) - {*fields, _t, *self.data}
         if stray:
-            raise ModelError(f"FieldODE: the nonlinearity reads {sorted(map(str, stray))}, which are not the field "
-                             f"{u}, sdekit.t or given as data= (runtime params on fields are not supported yet)")
+            raise ModelError(f"FieldODE: the nonlinearity reads {sorted(map(str, stray))}, which are not the fields "
+                             f"{[str(f) for f in fields]}, sdekit.t or given as data= (runtime params on fields are not "
+                             "supported yet)")
         for op in self.operators.values():
-            if op.shape != u.grid:
-                raise ModelError(f"FieldODE: operator {op!r} does not act on the field's grid {u.grid}")
+            if op.shape != grid:
+                raise ModelError(f"FieldODE: operator {op!r} does not act on the field's grid {grid}")
         modules = [{name: op.runtime.apply for name, op in self.operators.items()}, "numpy"]
-        self._N = sp.lambdify((u, _t, *self.data), self.nonlinear, modules=modules, docstring_limit=0)
+        self._N = sp.lambdify((*fields, _t, *self.data), self.nonlinear, modules=modules, docstring_limit=0)
         self._data = tuple(self.data.values())
-        self.shape = u.grid
+        self.shape = (len(fields),) + grid if several else grid
+        zero = _ops.Diagonal(np.zeros(grid))
+        runtimes = [zero if op is None else op.runtime for op in linears]
+        self.operator = _ops.Species(runtimes) if several else runtimes[0]
 
     def rhs(self, u, t):
-        """N(u, t) on the whole array (broadcast to the grid's shape)."""
-        return np.broadcast_to(np.asarray(self._N(u, t, *self._data), dtype=float), self.shape)
+        """N(u, t) on the whole array (each species' broadcast to the grid's shape)."""
+        parts = self._N(*(u if self.several else [u]), t, *self._data)
+        return np.stack([np.broadcast_to(np.asarray(p, dtype=float), self.grid) for p in parts]).reshape(self.shape)
 
     def source(self) -> str:
         """The generated source of N (``sdekit.inspect`` prints it)."""
@@ -230,7 +252,7 @@ class FieldODE:
         return _inspect.getsource(self._N) + (f"# operators: {names}\n" if names else "")
 
     def __repr__(self):
-        return f"FieldODE({self.u}{list(self.shape)}, L={self.linear!r}, N={self.nonlinear})"
+        return f"FieldODE({[str(f) for f in self.fields]} on {list(self.grid)}, N={self.nonlinear})"
 
 
 def _find_operator(app):
@@ -289,7 +311,7 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
     idx = save_steps(grid, saveat)
     model = problem.model
     plan = array_plan(field_scheme(model, method))
-    op = model.linear.runtime if model.linear is not None else _ops.Diagonal(np.zeros(model.shape))
+    op = model.operator
     bar = None
     if progress:
         from tqdm.auto import tqdm
