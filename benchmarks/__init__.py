@@ -19,6 +19,7 @@ SUITE = {
     "adaptive_ensemble": "adaptive ensembles (Tsit5, Exprb43, SRA1): fused kernel vs the numpy driver",
     "compile_times": "cold and warm compile time per kernel kind, and the demo's time to its first row",
     "distributed": "the neural SDE ensemble on a dask LocalCluster of 1 and 2 workers vs one process, per-chunk overhead",
+    "pde": "stiff semilinear PDEs (Allen–Cahn, Kuramoto–Sivashinsky, 2-D Gray–Scott) on sdekit fields vs scipy solve_ivp",
 }
 
 

@@ -12,12 +12,15 @@ import numpy as np
 from ..abi import SUCCESS, UNSTABLE
 
 
-def operator_values(plan, op, h: float, memo: dict) -> dict:
-    """{name: value of the plan's operator at step size h} (memoised per h: equal steps pay once)."""
-    if h not in memo:
+def operator_values(plan, op, h: float, memo: dict):
+    """(h', {name: value of the plan's operator at step size h'}), h' the first step size seen within
+    rounding (12 significant digits) of h: a grid's equal steps, which differ in their last bits, pay once
+    and are taken with one h' (coefficients and φ alike)."""
+    key = float(f"{h:.12g}")
+    if key not in memo:
         cache = {}
-        memo[h] = {name: op.values(poly, h, cache) for name, poly in plan.operators.items()}
-    return memo[h]
+        memo[key] = h, {name: op.values(poly, h, cache) for name, poly in plan.operators.items()}
+    return memo[key]
 
 
 def run_fixed(plan, op, rhs, y0, times, save_steps, progress=None):
@@ -36,9 +39,9 @@ def run_fixed(plan, op, rhs, y0, times, save_steps, progress=None):
 def _steps(plan, op, rhs, y, times, saved, save_at, progress):
     memo, nf, code, steps = {}, 0, SUCCESS, 0
     for n in range(len(times) - 1):
-        t, h = float(times[n]), float(times[n + 1] - times[n])
-        values = operator_values(plan, op, h, memo)
-        regs = {"y": y}
+        t = float(times[n])
+        h, values = operator_values(plan, op, float(times[n + 1] - times[n]), memo)
+        regs, transforms = {"y": y}, {}     # transforms: the operator's of this step's registers
         for st in plan.statements:
             if st[0] == "rhs":
                 _, target, state, c, full = st
@@ -49,7 +52,7 @@ def _steps(plan, op, rhs, y, times, saved, save_at, progress):
             else:
                 _, target, terms = st
                 regs[target] = op.combine([(coef(h), None if name is None else values[name], regs[vec])
-                                           for coef, name, vec in terms])
+                                           for coef, name, vec in terms], transforms)
         y = regs[plan.output]
         steps += 1
         if not np.all(np.isfinite(y)):

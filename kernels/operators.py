@@ -40,8 +40,9 @@ class Operator:
         """The value of Σ w Π atoms(hL) (``sdekit.codegen.phi.phi_poly``) in this operator's representation."""
         raise NotImplementedError
 
-    def combine(self, terms):
-        """Σ coef · value v over ``terms`` = [(coef, value or None (the identity), v)]."""
+    def combine(self, terms, transforms=None):
+        """Σ coef · value v over ``terms`` = [(coef, value or None (the identity), v)]; ``transforms``: a dict
+        the caller keeps while the vectors live (a step), where an operator may keep their transforms."""
         total = None
         for coef, value, v in terms:
             x = v if value is None else self._apply_value(value, v)
@@ -92,9 +93,13 @@ class Fourier(Operator):
         return ks
 
     def forward(self, v):
+        if len(self.shape) == 1:          # rfft: less per-call overhead than rfftn on small grids
+            return np.fft.rfft(v)
         return np.fft.rfftn(v, axes=self.axes)
 
     def backward(self, vh):
+        if len(self.shape) == 1:
+            return np.fft.irfft(vh, n=self.shape[0])
         return np.fft.irfftn(vh, s=self.shape, axes=self.axes)
 
     def apply(self, v):
@@ -108,17 +113,19 @@ class Fourier(Operator):
         flat = np.ascontiguousarray(lam.real).reshape(-1, 1)
         return np.broadcast_to(evaluate_phi_poly(poly, "diagonal", flat, h, cache), flat.shape).reshape(lam.shape)
 
-    def combine(self, terms):
-        """One forward transform per distinct vector, one backward transform per sum."""
-        plain, spectral, hats = None, None, {}
+    def combine(self, terms, transforms=None):
+        """One forward transform per distinct vector (kept in ``transforms`` for the step's later sums), one
+        backward transform per sum."""
+        plain, spectral = None, None
+        hats = {} if transforms is None else transforms
         for coef, value, v in terms:
             if value is None:
                 x = coef * v
                 plain = x if plain is None else plain + x
                 continue
             if id(v) not in hats:
-                hats[id(v)] = self.forward(v)
-            x = (coef * value) * hats[id(v)]
+                hats[id(v)] = v, self.forward(v)      # v kept: its id stays its own while the entry lives
+            x = (coef * value) * hats[id(v)][1]
             spectral = x if spectral is None else spectral + x
         if spectral is None:
             return plain
@@ -167,6 +174,12 @@ class Species(Operator):
         caches = cache.setdefault("species", [{} for _ in self.ops])
         return [op.values(poly, h, c) for op, c in zip(self.ops, caches)]
 
-    def combine(self, terms):
-        return np.stack([op.combine([(coef, None if value is None else value[s], v[s]) for coef, value, v in terms])
+    def combine(self, terms, transforms=None):
+        transforms = {} if transforms is None else transforms
+        parts = transforms.setdefault("species", [{} for _ in self.ops])
+        views = transforms.setdefault("views", {})    # one view per species of each vector: stable ids
+        for _, _, v in terms:
+            views.setdefault(id(v), (v, list(v)))
+        return np.stack([op.combine([(coef, None if value is None else value[s], views[id(v)][1][s])
+                                     for coef, value, v in terms], parts[s])
                          for s, op in enumerate(self.ops)])
