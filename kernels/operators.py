@@ -9,6 +9,8 @@ the one φ algorithm):
   in Fourier space with eigenvalue ``symbol(k)`` at the wavenumbers k: applied by ``numpy.fft.rfftn``
   → multiply → ``irfftn`` (Kassam & Trefethen 2005, SIAM J. Sci. Comput. 26:1214, §2), its functions
   elementwise in Fourier space, so a step costs O(n log n).
+* :class:`Trigonometric` — second differences with Dirichlet or Neumann boundaries, diagonal in the
+  type-I sine / cosine bases (``scipy.fft.dstn`` / ``dctn``): the same, without periodicity.
 * :class:`Species` — several fields on one grid, one operator each (block diagonal).
 * :class:`Matrix` — any other operator (banded stencils with Dirichlet/Neumann boundaries, sparse,
   dense) as a ``scipy.sparse`` matrix or array: applied by its product; its functions are dense
@@ -72,35 +74,18 @@ class Diagonal(Operator):
         return value * v
 
 
-class Fourier(Operator):
-    """A periodic grid's operator with eigenvalue ``symbol(k_1, ..., k_m)`` at the wavenumbers
-    k_a = 2π/ℓ_a · (0, 1, ..., n_a/2) (last axis, rfft) or the full FFT frequencies (other axes)."""
+class Diagonalised(Operator):
+    """An operator diagonal in a fast transform's basis: ``eigenvalues`` in the transformed layout,
+    ``forward``/``backward`` the transform and its inverse.  Applied by transform → multiply → inverse,
+    its functions elementwise on the eigenvalues, so a step costs O(n log n)."""
 
-    def __init__(self, shape, lengths, eigenvalues):
-        self.shape = tuple(int(n) for n in shape)
-        self.lengths = tuple(float(x) for x in lengths)
-        self.eigenvalues = np.asarray(eigenvalues)
-        self.axes = tuple(range(-len(self.shape), 0))
-
-    @staticmethod
-    def wavenumbers(shape, lengths):
-        """The wavenumber grids (broadcastable, rfftn layout) of a periodic grid ``shape`` on boxes ``lengths``."""
-        ks = []
-        for a, (n, ell) in enumerate(zip(shape, lengths)):
-            last = a == len(shape) - 1
-            k = (np.fft.rfftfreq(n) if last else np.fft.fftfreq(n)) * n * 2 * np.pi / ell
-            ks.append(k.reshape([-1 if b == a else 1 for b in range(len(shape))]))
-        return ks
+    eigenvalues: np.ndarray
 
     def forward(self, v):
-        if len(self.shape) == 1:          # rfft: less per-call overhead than rfftn on small grids
-            return np.fft.rfft(v)
-        return np.fft.rfftn(v, axes=self.axes)
+        raise NotImplementedError
 
     def backward(self, vh):
-        if len(self.shape) == 1:
-            return np.fft.irfft(vh, n=self.shape[0])
-        return np.fft.irfftn(vh, s=self.shape, axes=self.axes)
+        raise NotImplementedError
 
     def apply(self, v):
         return self.backward(self.eigenvalues * self.forward(v))
@@ -108,8 +93,8 @@ class Fourier(Operator):
     def values(self, poly, h, cache):
         lam = np.broadcast_to(self.eigenvalues, self.forward(np.zeros(self.shape)).shape)
         if np.iscomplexobj(lam) and np.any(lam.imag != 0):
-            raise ValueError("φ-functions of a Fourier operator with complex eigenvalues are not supported yet; "
-                             "use it inside the nonlinearity (e.g. a derivative), or give the linear part real ones")
+            raise ValueError("φ-functions of an operator with complex eigenvalues are not supported yet; use it "
+                             "inside the nonlinearity (e.g. a derivative), or give the linear part real ones")
         flat = np.ascontiguousarray(lam.real).reshape(-1, 1)
         return np.broadcast_to(evaluate_phi_poly(poly, "diagonal", flat, h, cache), flat.shape).reshape(lam.shape)
 
@@ -131,6 +116,87 @@ class Fourier(Operator):
             return plain
         out = self.backward(spectral)
         return out if plain is None else out + plain
+
+    @property
+    def basis(self) -> tuple:
+        """What identifies the transform: operators in one basis add by their eigenvalues."""
+        raise NotImplementedError
+
+    def scaled(self, eigenvalues):
+        """The same transform with other eigenvalues (``c * op``, ``op + op``)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__, eigenvalues=eigenvalues)
+        return new
+
+
+class Fourier(Diagonalised):
+    """A periodic grid's operator with eigenvalue ``symbol(k_1, ..., k_m)`` at the wavenumbers
+    k_a = 2π/ℓ_a · (0, 1, ..., n_a/2) (last axis, rfft) or the full FFT frequencies (other axes)."""
+
+    def __init__(self, shape, lengths, eigenvalues):
+        self.shape = tuple(int(n) for n in shape)
+        self.lengths = tuple(float(x) for x in lengths)
+        self.eigenvalues = np.asarray(eigenvalues)
+        self.axes = tuple(range(-len(self.shape), 0))
+
+    @property
+    def basis(self):
+        return "fourier", self.shape, self.lengths
+
+    @staticmethod
+    def wavenumbers(shape, lengths):
+        """The wavenumber grids (broadcastable, rfftn layout) of a periodic grid ``shape`` on boxes ``lengths``."""
+        ks = []
+        for a, (n, ell) in enumerate(zip(shape, lengths)):
+            last = a == len(shape) - 1
+            k = (np.fft.rfftfreq(n) if last else np.fft.fftfreq(n)) * n * 2 * np.pi / ell
+            ks.append(k.reshape([-1 if b == a else 1 for b in range(len(shape))]))
+        return ks
+
+    def forward(self, v):
+        if len(self.shape) == 1:          # rfft: less per-call overhead than rfftn on small grids
+            return np.fft.rfft(v)
+        return np.fft.rfftn(v, axes=self.axes)
+
+    def backward(self, vh):
+        if len(self.shape) == 1:
+            return np.fft.irfft(vh, n=self.shape[0])
+        return np.fft.irfftn(vh, s=self.shape, axes=self.axes)
+
+
+class Trigonometric(Diagonalised):
+    """Second differences with Dirichlet (``"dst"``: DST-I, zero values outside the grid) or Neumann
+    (``"dct"``: DCT-I, ghost points mirrored, u_{-1} = u_1) boundaries in every axis: diagonal in the
+    orthonormal type-I sine / cosine basis (Strang 1999, SIAM Rev. 41:135, the "DST-1" and "DCT-1" families),
+    with eigenvalue Σ_a (2 cos θ_a − 2)/Δx_a², θ = π j/(n + 1) (DST, j = 1..n) or π j/(n − 1) (DCT, j = 0..n−1)."""
+
+    def __init__(self, shape, kind, eigenvalues):
+        self.shape, self.kind = tuple(int(n) for n in shape), kind
+        self.eigenvalues = np.asarray(eigenvalues, dtype=float)
+
+    @property
+    def basis(self):
+        return self.kind, self.shape
+
+    @staticmethod
+    def angles(shape, kind):
+        """θ per axis (broadcastable grids) of the type-I transform ``kind`` on ``shape``."""
+        out = []
+        for a, n in enumerate(shape):
+            theta = np.pi * np.arange(1, n + 1) / (n + 1) if kind == "dst" else np.pi * np.arange(n) / max(n - 1, 1)
+            out.append(theta.reshape([-1 if b == a else 1 for b in range(len(shape))]))
+        return out
+
+    def forward(self, v):
+        """Coefficients in the eigenbasis: the orthonormal DST-I (symmetric, its own inverse); for the
+        mirrored Neumann stencil, which is not symmetric, the eigenvectors are cos(π jk/(n−1)), the columns
+        of C, and C^{-1} = W · idct with dct = C W (W = diag(1, 2, ..., 2, 1)): C Λ C^{-1} = dct Λ idct."""
+        import scipy.fft
+        return scipy.fft.dstn(v, type=1, norm="ortho") if self.kind == "dst" else scipy.fft.idctn(v, type=1)
+
+    def backward(self, vh):
+        import scipy.fft
+        return scipy.fft.idstn(vh, type=1, norm="ortho") if self.kind == "dst" else scipy.fft.dctn(vh, type=1)
 
 
 class Matrix(Operator):

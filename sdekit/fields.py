@@ -85,8 +85,8 @@ class Operator:
 
     def _scaled(self, c, how):
         r = self.runtime
-        if isinstance(r, _ops.Fourier):
-            return Operator(_ops.Fourier(r.shape, r.lengths, how(r.eigenvalues)), self.description)
+        if isinstance(r, _ops.Diagonalised):
+            return Operator(r.scaled(how(r.eigenvalues)), self.description)
         if isinstance(r, _ops.Diagonal):
             return Operator(_ops.Diagonal(how(r.eigenvalues)), self.description)
         return Operator(_ops.Matrix(r.shape, how(r.matrix)), self.description)
@@ -106,10 +106,10 @@ class Operator:
         a, b = self.runtime, getattr(other, "runtime", None)
         if type(a) is not type(b) or a.shape != b.shape:
             raise ModelError(f"operators can be added when they are of one kind on one grid: {self!r} + {other!r}")
-        if isinstance(a, _ops.Fourier):
-            if a.lengths != b.lengths:
-                raise ModelError("Fourier operators on different boxes cannot be added")
-            return Operator(_ops.Fourier(a.shape, a.lengths, a.eigenvalues + b.eigenvalues), "sum")
+        if isinstance(a, _ops.Diagonalised):
+            if a.basis != b.basis:
+                raise ModelError(f"operators in different bases cannot be added: {self!r} + {other!r}")
+            return Operator(a.scaled(a.eigenvalues + b.eigenvalues), "sum")
         if isinstance(a, _ops.Diagonal):
             return Operator(_ops.Diagonal(a.eigenvalues + b.eigenvalues), "sum")
         return Operator(_ops.Matrix(a.shape, a.matrix + b.matrix), "sum")
@@ -142,9 +142,10 @@ def fourier(shape, lengths, symbol) -> Operator:
 
 def laplacian(shape, spacing, bc: str = "periodic") -> Operator:
     """The second-difference Laplacian (3-point stencil per axis) on a grid of ``shape`` with ``spacing``
-    (one per axis, or one for all).  ``bc``: "periodic" (a Fourier operator with the stencil's eigenvalues
-    (2 cos(k Δx) − 2)/Δx²), "dirichlet" (zero values outside the grid; boundary values enter as a source
-    term in N), "neumann" (zero normal derivative, ghost points mirrored): sparse."""
+    (one per axis, or one for all).  ``bc``: "periodic" (diagonal in Fourier space: eigenvalues
+    (2 cos(k Δx) − 2)/Δx²), "dirichlet" (zero values outside the grid — boundary values enter N as a
+    source term; diagonal in the DST-I basis), "neumann" (zero normal derivative, ghost points mirrored;
+    diagonal in the DCT-I basis).  Each is applied and its φ-functions evaluated in O(n log n)."""
     shape = _shape(shape)
     dx = (spacing,) * len(shape) if np.ndim(spacing) == 0 else tuple(spacing)
     if len(dx) != len(shape) or not all(np.isfinite(x) and x > 0 for x in dx):
@@ -152,18 +153,14 @@ def laplacian(shape, spacing, bc: str = "periodic") -> Operator:
     if bc == "periodic":
         lengths = tuple(n * h for n, h in zip(shape, dx))
         return fourier(shape, lengths, lambda *ks: sum((2 * np.cos(k * h) - 2) / h**2 for k, h in zip(ks, dx)))
-    if bc not in ("dirichlet", "neumann"):
+    kind = {"dirichlet": "dst", "neumann": "dct"}.get(bc)
+    if kind is None:
         raise ModelError(f"laplacian: bc must be 'periodic', 'dirichlet' or 'neumann', got {bc!r}")
-    import scipy.sparse as sps
-    total = None
-    for a, (n, h) in enumerate(zip(shape, dx)):
-        D = sps.diags([np.ones(n - 1), -2.0 * np.ones(n), np.ones(n - 1)], [-1, 0, 1], format="lil")
-        if bc == "neumann" and n > 1:
-            D[0, 1] = D[n - 1, n - 2] = 2.0
-        D = D.tocsr() / h**2
-        term = sps.kron(sps.kron(sps.identity(int(np.prod(shape[:a]))), D), sps.identity(int(np.prod(shape[a + 1:]))))
-        total = term if total is None else total + term
-    return Operator(_ops.Matrix(shape, total.tocsr()), f"laplacian {bc}")
+    if kind == "dct" and min(shape) < 2:
+        raise ModelError(f"laplacian: Neumann boundaries need at least 2 points per axis, got {shape}")
+    thetas = _ops.Trigonometric.angles(shape, kind)
+    lam = sum((2 * np.cos(th) - 2) / h**2 for th, h in zip(thetas, dx))
+    return Operator(_ops.Trigonometric(shape, kind, np.broadcast_to(lam, shape).copy()), f"laplacian {bc}")
 
 
 def diagonal(values) -> Operator:

@@ -39,7 +39,10 @@ def _phi_expm(A, k):
     lambda: sk.laplacian(20, 0.5, "dirichlet"),
     lambda: sk.laplacian((5, 4), (0.5, 0.7), "neumann"),
     lambda: sk.diagonal(-np.linspace(0, 40, 15)),
-], ids=["laplacian-periodic", "fourier-KS", "fourier-2d", "laplacian-dirichlet", "laplacian-neumann-2d", "diagonal"])
+    lambda: sk.matrix(6, np.random.default_rng(0).normal(size=(6, 6))),
+    lambda: sk.matrix((3, 3), scipy.sparse.random(9, 9, density=0.4, random_state=1) - 2 * scipy.sparse.identity(9)),
+], ids=["laplacian-periodic", "fourier-KS", "fourier-2d", "laplacian-dirichlet", "laplacian-neumann-2d", "diagonal",
+        "matrix-dense", "matrix-sparse"])
 @pytest.mark.parametrize("h", [0.05, 0.7])
 def test_operator_phi_functions_match_dense_expm(make, h):
     """φ_k(c hL) and resolvents of every structured operator, applied to random vectors, agree with dense
@@ -58,10 +61,22 @@ def test_operator_phi_functions_match_dense_expm(make, h):
     np.testing.assert_allclose(got, np.linalg.solve(np.eye(A.shape[0]) - h / 3 * A, v.reshape(-1)), rtol=1e-10)
 
 
-def test_periodic_laplacian_is_the_three_point_stencil():
-    L = _dense(sk.laplacian(10, 0.25, "periodic"))
-    stencil = (np.roll(np.eye(10), 1, 0) + np.roll(np.eye(10), -1, 0) - 2 * np.eye(10)) / 0.25**2
-    np.testing.assert_allclose(L, stencil, atol=1e-10)
+def _stencil(n, h, bc):
+    """The 3-point second-difference matrix, written out."""
+    D = (np.eye(n, k=1) + np.eye(n, k=-1) - 2 * np.eye(n)) / h**2
+    if bc == "periodic":
+        D[0, -1] = D[-1, 0] = 1 / h**2
+    if bc == "neumann":                     # ghost points mirrored: u_{-1} = u_1, u_n = u_{n-2}
+        D[0, 1] = D[-1, -2] = 2 / h**2
+    return D
+
+
+@pytest.mark.parametrize("bc", ["periodic", "dirichlet", "neumann"])
+def test_laplacians_are_the_three_point_stencils(bc):
+    np.testing.assert_allclose(_dense(sk.laplacian(10, 0.25, bc)), _stencil(10, 0.25, bc), atol=1e-10)
+    Dx, Dy = _stencil(6, 0.5, bc), _stencil(5, 0.3, bc)
+    want = np.kron(Dx, np.eye(5)) + np.kron(np.eye(6), Dy)
+    np.testing.assert_allclose(_dense(sk.laplacian((6, 5), (0.5, 0.3), bc)), want, atol=1e-10)
 
 
 # u_t = u_xx + u − u³ + f(x, t) on [0, 2π) periodic, spectral ∂², f such that u = cos(t) sin x exactly
