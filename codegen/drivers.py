@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from ..abi import (ADAPTIVE_ARGS, CONTROLLER, DT_LESS_THAN_MIN, FIXED_ARGS, MAX_ITERS, NACCEPT, NF, NREJECT,
-                   STEP_NODE, STOP_STRETCH, STREAM_ZETA, SUCCESS, TREE_STACK, UNSTABLE)
+                   STEP_NODE, STOP_STRETCH, STREAM_ZETA, SUCCESS, UNSTABLE)
 from .lane_operators import jacobian_operators, lane_operators
 from .loop import (Buffer, Call, checked, Components, Copy, For, If, IfAny, IfUniform, Lane, LaneCall, Lanes, Let,
                    LoopKernel, Operators, Reduce, Rhs, Set, Stages, Store, StoreRow, While, WhileAny)
@@ -79,11 +79,9 @@ def fixed_loop(scheme: StepScheme, stochastic: bool, model_args=(), reads_t: boo
     noise = []
     if scheme.needs_dW:
         lanes += [Lane("dW", "state", rows="M"), Lane("dH", "state", rows="M")]
-        buffers += [Buffer("zbuf", "(2 * M, B)"), Buffer("acc", "(6, M, B)"),
-                    Buffer("f_lo", f"({TREE_STACK},)", "i64"), Buffer("f_hi", f"({TREE_STACK},)", "i64"),
-                    Buffer("f_v", f"({TREE_STACK}, 2, M, B)"), Buffer("f_meta", "(2,)", "i64")]
         frontier = ("f_lo", "f_hi", "f_v", "f_meta", "zbuf")
-        setup.append(Call("brownian", "tree_start", ("key0", "key1", "first", "src", "T") + frontier))
+        setup += [Call("brownian", "tree_buffers", ("B", "M"), ", ".join(frontier + ("acc",))),
+                  Call("brownian", "tree_start", ("key0", "key1", "first", "src", "T") + frontier)]
         noise.append(Call("brownian", "tree_step", ("key0", "key1", "first", "src", "T", "step", "tree_pos")
                           + frontier + ("acc", "dW", "dH")))
     if scheme.needs_levy:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.c import C99CodePrinter
 
-from ..abi import LINEAR_LAYOUT, OPERATOR_LAYOUT, entry, weight_args
+from ..abi import LINEAR_ARGS, LINEAR_LAYOUT, OPERATOR_LAYOUT, entry, operator_args, weight_args
 from .analysis import SemilinearForm
 from .drivers import adaptive_loop, fixed_loop
 from .loop import BUILTIN_FUNCTIONS, Copy, Operators, Rhs, Stages, Writer
 from .lowering import lower
 from .neural import activation
-from .numba_lanes import arguments_used, kernel_arguments, nested_calls, state_name
+from .numba_lanes import arguments_used, kernel_arguments, nested_calls, param_entry, state_name
 from .print_c_function import c_function
 from .print_cuda import CudaLoopPrinter, flat, parameters, passing
 from .scheme import Combine, EvalRHS, StepScheme, operator_layout
@@ -67,7 +67,7 @@ class _CPrinter(C99CodePrinter):
             return f"st[{s.name[1:]}]"
         if s.name in self.params:
             name = self.params[s.name]
-            return f"P_{name}[tid * S_{name}]"
+            return param_entry(name, "tid")
         return super()._print_Symbol(s)
 
 
@@ -117,7 +117,8 @@ def cuda_source(form: SemilinearForm, scheme: StepScheme, dtype="float64", adapt
 def _linear_entry(i, j=None) -> str:
     """``Lm`` at row ``i`` (and column ``j``: a dense L) of the thread's trajectory (sdekit.abi.LINEAR_LAYOUT)."""
     axes = LINEAR_LAYOUT["elementwise" if j is None else "dense"]
-    return f"Lm[{flat('Lm', entry(axes, traj='tid * S_L', i=str(i), j=str(j)))}]"
+    L, S = LINEAR_ARGS
+    return f"{L}[{flat(L, entry(axes, traj=f'tid * {S}', i=str(i), j=str(j)))}]"
 
 
 class _Hooks:
@@ -201,7 +202,8 @@ class _Hooks:
                 if term.op is None:
                     terms.append(f"{coef}{term.vec}[i]")
                     continue
-                table, traj = f"op_{term.op}", f"tid * S_op_{term.op}"
+                table, stride = operator_args(term.op)
+                traj = f"tid * {stride}"
                 if self.adaptive:       # the thread's own, computed in the IR (lane_operators)
                     terms.append(f"{coef}{table}[i] * {term.vec}[i]")
                 elif operator_layout(self.form, ops[term.op]) == "dense":

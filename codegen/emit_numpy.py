@@ -19,7 +19,7 @@ from .drivers import adaptive_loop, fixed_loop
 from .lane_operators import jacobian_operator_name
 from .lowering import lower
 from .neural import activation, activation_grad
-from ..abi import LINEAR_ARGS
+from ..abi import LINEAR_ARGS, NUMPY_MODEL_ARGS
 from .print_numpy import PRELUDE, NumpyLoopPrinter
 from .scheme import EvalJacobian, EvalNoise, EvalRHS, StepScheme, operator_layout
 
@@ -208,7 +208,8 @@ def numpy_arguments(form: SemilinearForm, scheme: StepScheme, adaptive: bool) ->
     fixed steps' operator tables (``operators(hc)``) or the adaptive lanes' L in the kernels' layout
     (``Lm``, ``S_L``: ``abi.LINEAR_ARGS``), and whether to show a progress bar."""
     lanes_need_L = adaptive and scheme.all_operators() and form.linear_structure != "zero"
-    return ("p", "nets", "L", *(LINEAR_ARGS if lanes_need_L else () if adaptive else ("operators",)), "progress")
+    p, nets, L, ops, progress = NUMPY_MODEL_ARGS
+    return (p, nets, L, *(LINEAR_ARGS if lanes_need_L else () if adaptive else (ops,)), progress)
 
 
 def emit_numpy(form: SemilinearForm, scheme: StepScheme, adaptive: bool = False) -> str:

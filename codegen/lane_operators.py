@@ -16,7 +16,7 @@ fixed and adaptive steps alike.
 """
 from __future__ import annotations
 
-from ..abi import LINEAR_LAYOUT, entry, view
+from ..abi import LINEAR_ARGS, LINEAR_LAYOUT, entry, view
 from .loop import Buffer, Call, Lane, Lanes, Let, Set
 from .scheme import Combine
 
@@ -41,7 +41,8 @@ def lane_operators(scheme, linear: str):
     if linear == "dense":
         return _dense(ops, operator_atoms(scheme, dense=True))
     atoms = operator_atoms(scheme)
-    lm = "Lm[" + ", ".join(entry(LINEAR_LAYOUT["elementwise"], traj="src * S_L", i="i")) + "]"
+    L, S = LINEAR_ARGS
+    lm = f"{L}[" + ", ".join(entry(LINEAR_LAYOUT["elementwise"], traj=f"src * {S}", i="i")) + "]"
     z = "0.0" if linear == "zero" else f"hs * {lm}"   # zero: every atom is a constant
     body, value = [Let("z", z)], {}
     for k, atom in enumerate(atoms):
@@ -64,12 +65,13 @@ def _dense(ops, atoms):
         if atom[0] == "phi":
             scales[atom[2]] = max(scales.get(atom[2], 0), atom[1])
     buffers = [Buffer(f"op_{name}", "(D, D, B)", "state") for name in ops]
-    lm = view("Lm", LINEAR_LAYOUT["dense"], ("traj", "i", "j"))   # lane_matrices reads L[traj, i, j]
+    L, S = LINEAR_ARGS
+    lm = view(L, LINEAR_LAYOUT["dense"], ("traj", "i", "j"))   # lane_matrices reads L[traj, i, j]
     setup, attempt, value = [], [], {}
     for s, (c, kmax) in enumerate(scales.items()):
         buffers += [Buffer(f"Zs{s}", "(D, D, B)"), Buffer(f"phs{s}", f"({kmax + 1}, D, D, B)")]
         setup.append(Call("matfun", "phi_block_work", ("D", str(kmax), "B", f"Zs{s}.dtype"), f"phw{s}"))
-        attempt += [Call("matfun", "lane_matrices", (lm, "S_L", "src", "hs", "0.0", repr(float(c)), f"Zs{s}")),
+        attempt += [Call("matfun", "lane_matrices", (lm, S, "src", "hs", "0.0", repr(float(c)), f"Zs{s}")),
                     Call("matfun", "phi_block", (f"Zs{s}", str(kmax), f"phs{s}", f"phw{s}"))]
         value.update({atom: f"phs{s}[{atom[1]}]" for atom in atoms if atom[0] == "phi" and atom[2] == c})
     resolvents = [a for a in atoms if a[0] == "res"]
@@ -85,7 +87,7 @@ def _dense(ops, atoms):
         value[atom] = f"op_{alias[atom]}" if atom in alias else f"res{r}"
         if atom not in alias:
             buffers.append(Buffer(value[atom], "(D, D, B)"))
-        attempt += [Call("matfun", "lane_matrices", (lm, "S_L", "src", "hs", "1.0", repr(-float(atom[1])), "Rz")),
+        attempt += [Call("matfun", "lane_matrices", (lm, S, "src", "hs", "1.0", repr(-float(atom[1])), "Rz")),
                     Call("matfun", "inverse_block", ("Rz", value[atom], "rwork"))]
     for name, op in ops.items():
         if len(op.poly) == 1 and alias.get(op.poly[0][1][0]) == name:

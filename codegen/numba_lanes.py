@@ -83,13 +83,21 @@ JIT = "@numba.njit(" + ", ".join(f"{k}={v!r}" for k, v in JIT_FLAGS.items()) + "
 def linear_entry(i, j=None, traj="s") -> str:
     """``Lm`` at row ``i`` (and column ``j``: a dense L) of the lane's trajectory (sdekit.abi.LINEAR_LAYOUT)."""
     axes = LINEAR_LAYOUT["elementwise" if j is None else "dense"]
-    return f"Lm[{', '.join(entry(axes, traj=f'{traj} * S_L', i=str(i), j=str(j)))}]"
+    L, S = LINEAR_ARGS
+    return f"{L}[{', '.join(entry(axes, traj=f'{traj} * {S}', i=str(i), j=str(j)))}]"
 
 
 def operator_entry(op, dense, i="i", j="j", traj="s", hclass="hc") -> str:
     """The fixed-step table ``op_<op>`` of step class ``hclass`` at (i[, j]) (sdekit.abi.OPERATOR_LAYOUT)."""
     axes = OPERATOR_LAYOUT["dense" if dense else "elementwise"]
-    return f"op_{op}[{', '.join(entry(axes, hclass=hclass, traj=f'{traj} * S_op_{op}', i=i, j=j))}]"
+    table, stride = operator_args(op)
+    return f"{table}[{', '.join(entry(axes, hclass=hclass, traj=f'{traj} * {stride}', i=i, j=j))}]"
+
+
+def param_entry(name: str, traj: str = "s") -> str:
+    """The trajectory's value of parameter ``name`` (``abi.param_args``: values and their stride)."""
+    values, stride = param_args(name)
+    return f"{values}[{traj} * {stride}]"
 
 
 def state_name(i):
@@ -118,26 +126,29 @@ def _needs_L(form, scheme):
         isinstance(s, EvalRHS) and s.part == "full" for s in scheme.all_statements())
 
 
-def _used_symbols(lowered) -> set:
-    """Names of the lowered symbols (states v_i, params p_k, t) the lane code reads."""
+def _used_symbols(lowered, net_inputs: bool = True) -> set:
+    """Names of the lowered symbols (states v_i, params p_k, t) the lane code reads (``net_inputs``: also
+    the networks' inputs, which ``_emit_net`` reads in its own loop)."""
     exprs = [e for _, e in lowered.assignments] + [sp.sympify(e) for e in lowered.outputs]
-    exprs += [sp.sympify(a) for g in lowered.net_groups for a in g.inputs]
+    if net_inputs:
+        exprs += [sp.sympify(a) for g in lowered.net_groups for a in g.inputs]
     return {str(x) for e in exprs for x in e.free_symbols}
 
 
 def _lane_prelude(w, form, lowered, state, all_states=False, trajectory=False):
     """Inside ``for b``: read what the lane code uses — the trajectory index ``s`` (params, per-trajectory
     L: ``trajectory``), the lane's time, the state components (``all_states``: every one) and params."""
-    used = _used_symbols(lowered)
-    if lowered.params or trajectory:
+    used = _used_symbols(lowered, net_inputs=False)
+    params = [(name, var) for name, var in lowered.params if var in used]
+    if params or trajectory:
         w("s = src[b]")
     if "t" in used:
         w("t = tc[b]")
     for i in range(form.dim):
         if all_states or state_name(i) in used:
             w(f"v{i} = {state}[{i}, b]")
-    for name, var in lowered.params:
-        w(f"{var} = P_{name}[s * S_{name}]")
+    for name, var in params:
+        w(f"{var} = {param_entry(name)}")
 
 
 def arguments_used(form, lowered, extra, linear=False) -> list:
@@ -179,7 +190,7 @@ def _emit_net(w, form, group, state):
                 w(f"v{i} = {state}[{i}, b]")
         for p in form.params:
             if sp.Symbol(f"p_{p.name}") in needs:
-                w(f"p_{p.name} = P_{p.name}[s * S_{p.name}]")
+                w(f"p_{p.name} = {param_entry(p.name)}")
         for k, a in enumerate(group.inputs):
             w(f"{buf}[{k}, b] = {pr(a)}")
     src, tsrc = buf, None

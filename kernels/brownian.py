@@ -246,6 +246,15 @@ def tree_advance(k0, k1, first, src, T, pos, f_lo, f_hi, f_v, meta, zbuf, acc, d
 
 
 @jit
+def tree_buffers(B, m):
+    """A block's frontier and scratch for ``tree_start``/``tree_step``: cells ``f_lo``, ``f_hi`` int64
+    (TREE_STACK,), values ``f_v`` (TREE_STACK, 2, m, B), ``meta`` int64 (2,), normals ``zbuf`` (2m, B),
+    accumulators ``acc`` (6, m, B)."""
+    return (np.zeros(TREE_STACK, np.int64), np.zeros(TREE_STACK, np.int64), np.zeros((TREE_STACK, 2, m, B)),
+            np.zeros(2, np.int64), np.zeros((2 * m, B)), np.zeros((6, m, B)))
+
+
+@jit
 def tree_step(k0, k1, first, src, T, step, tree_pos, f_lo, f_hi, f_v, meta, zbuf, acc, dW, dH):
     """(ΔW, H) of fixed step ``step`` (positions ``tree_pos[step]`` -> ``tree_pos[step + 1]``) of a block."""
     tree_advance(k0, k1, first, src, T, tree_pos[step + 1], f_lo, f_hi, f_v, meta, zbuf, acc, dW, dH)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..abi import SUCCESS, UNSTABLE
+from ..abi import NACCEPT, NF, NREJECT, STATS, SUCCESS, UNSTABLE
 
 
 def operator_values(plan, op, h: float, memo: dict):
@@ -62,4 +62,5 @@ def _steps(plan, op, rhs, y, times, saved, save_at, progress):
             saved[save_at[n + 1]] = y
         if progress is not None:
             progress(n + 1)
-    return saved, code, {"nf": nf, "naccept": steps, "nreject": 0}
+    counts = {NF: nf, NACCEPT: steps, NREJECT: 0}
+    return saved, code, {name: counts[k] for k, name in enumerate(STATS)}

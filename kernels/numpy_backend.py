@@ -4,25 +4,33 @@ layout).  Noise comes from the time-addressed Brownian tree, so results depend o
 trajectory index), never on ensemble size or chunking."""
 from __future__ import annotations
 
-from .arguments import model_arguments, operator_tables, run_adaptive, run_fixed, step_classes
-from ..abi import LINEAR_ARGS, operator_args
+import numpy as np
+
+from .arguments import model_arguments, operator_values, run_adaptive, run_fixed, step_classes
+from ..abi import LINEAR_ARGS, NUMPY_MODEL_ARGS
 
 
 def _model(inp, arguments, operators=None):
-    """Values of the kernel's model arguments (``emit_numpy.numpy_arguments``), by name."""
+    """Values of the kernel's model arguments (``abi.NUMPY_MODEL_ARGS``; ``emit_numpy.numpy_arguments``
+    picks them), by name: the host's values as they are (``L``: ``kernels.linear.linear_value``), and the
+    kernels' ``Lm`` for the lanes' own operators of adaptive steps."""
     dtype = inp.y0.dtype
-    vals = {"p": inp.params, "nets": inp.nets, "L": None if inp.Lval is None else inp.Lval.astype(dtype),
-            "operators": operators, "progress": inp.progress}
+    p, nets, L, ops, progress = NUMPY_MODEL_ARGS
+    vals = {p: inp.params, nets: inp.nets, L: None if inp.Lval is None else inp.Lval.astype(dtype),
+            ops: operators, progress: inp.progress}
     if LINEAR_ARGS[0] in arguments:
         vals.update(zip(LINEAR_ARGS, model_arguments(LINEAR_ARGS, inp)))
     return [vals[name] for name in arguments]
 
 
 def integrate(module, arguments, inp):
-    """Fixed steps over ``inp.grid``; the operators of step class ``hc`` are the tables' rows."""
-    tables = operator_tables(inp, step_classes(inp.grid)[0], inp.y0.dtype)
-    rows = {name: tables[operator_args(name)[0]] for name in inp.op_specs}
-    model = _model(inp, arguments, lambda hc: {name: table[hc] for name, table in rows.items()})
+    """Fixed steps over ``inp.grid``; the operators of step class ``hc`` are the host's values for that
+    step size (``arguments.operator_values``, in the host's layout, as numpy's ``L``)."""
+    dtype = inp.y0.dtype
+    per_class = [{name: np.asarray(v, dtype=dtype) for name, v in
+                  operator_values(inp.op_specs, inp.structure, inp.Lval, float(h), inp.noise).items()}
+                 for h in step_classes(inp.grid)[0]]
+    model = _model(inp, arguments, per_class.__getitem__)
     return run_fixed(inp, lambda fixed: module.kernel(*fixed, *model))
 
 

@@ -69,6 +69,11 @@ def weight_args(net: str, layer: int) -> tuple:
 #: the numeric linear part and its trajectory stride
 LINEAR_ARGS = ("Lm", "S_L")
 
+#: the numpy backend's model arguments (after the fixed ones; ``emit_numpy.numpy_arguments`` picks them):
+#: the host's values as they are — params, networks, L (``kernels.linear.linear_value``), ``operators(hc)``
+#: (fixed steps: the operators of step class hc), the progress flag — not laid out as the compiled kernels'
+NUMPY_MODEL_ARGS = ("p", "nets", "L", "operators", "progress")
+
 #: axes of the model's array arguments, by the layout of what they hold: ``traj`` is indexed by trajectory
 #: times the argument's stride (0: one value shared by all), ``hclass`` by the fixed step's size class.
 #: ``Lm``: an elementwise (scalar, diagonal) L is (d, n'), a dense one (n', d, d); ``op_X``: per step class.

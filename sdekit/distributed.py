@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sdekit.abi import RETCODES
+from sdekit.abi import RETCODES, SUCCESS
 from sdekit.solution import Solution
 
 #: trajectories per chunk when the user gives no chunk_size: about four chunks per worker thread
@@ -133,7 +133,7 @@ class Reduced:
 
     @property
     def success(self) -> bool:
-        return set(self.retcodes) <= {"Success"}
+        return set(self.retcodes) <= {RETCODES[SUCCESS]}
 
 
 def _reduction(reduction) -> Reduction:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sdekit.abi import RETCODES
+from sdekit.abi import RETCODES, SUCCESS
 
 
 @dataclass
@@ -27,12 +27,12 @@ class Solution:
     @classmethod
     def from_codes(cls, t, y, codes, ensemble: bool, **kw):
         names = np.array(RETCODES, dtype=object)[codes]
-        worst = RETCODES[int(codes.max())] if codes.size else "Success"
+        worst = RETCODES[int(codes.max())] if codes.size else RETCODES[SUCCESS]
         return cls(t=t, y=y, retcode=worst, retcodes=names if ensemble else None, **kw)
 
     @property
     def success(self) -> bool:
-        return self.retcode == "Success"
+        return self.retcode == RETCODES[SUCCESS]
 
     def __repr__(self):
         return (f"Solution(method={self.method!r}, backend={self.backend!r}, retcode={self.retcode!r}, "

@@ -260,7 +260,8 @@ def test_backend_interface_runs_any_chunk_alone(backend):
 def test_kernels_read_l_and_operators_in_the_abi_layouts(monkeypatch):
     """``sdekit.abi`` alone fixes how ``Lm`` and the operator tables are laid out: printed kernels, runtime
     block algorithms (``matfun.lane_matrices`` through ``abi.view``) and the host follow it, so the
-    transposed dense layouts give the same trajectories (non-symmetric L: a transposed read would not)."""
+    transposed dense layouts give the same trajectories (non-symmetric L: a transposed read would not),
+    on Numba and numpy (which takes the host's values as they are: ``abi.NUMPY_MODEL_ARGS``)."""
     from sdekit import abi
 
     def run():  # a new model each time: a model keeps its generated sources
@@ -268,7 +269,8 @@ def test_kernels_read_l_and_operators_in_the_abi_layouts(monkeypatch):
         L = sp.Matrix([[-2, 1, sp.Rational(1, 2)], [sp.Rational(3, 10), -1, 0], [0, -sp.Rational(7, 10), -3]])
         model = sk.ODE(y, L * y + sp.Matrix([sp.sin(y[0]), 0, y[1] ** 2 / 10]))
         ens = sk.Ensemble(sk.ODEProblem(model, y0=[1.0, 0.5, -0.2], tspan=(0.0, 2.0)), n=5)
-        return ens, [sk.solve(ens, "ETDRK3", rtol=1e-7, atol=1e-9).y, sk.solve(ens, "ETDRK4", dt=2.0**-3).y]
+        return ens, [sk.solve(ens, "ETDRK3", rtol=1e-7, atol=1e-9, backend=b).y for b in ("numba", "numpy")] + [
+            sk.solve(ens, "ETDRK4", dt=2.0**-3, backend=b).y for b in ("numba", "numpy")]
 
     _, before = run()
     monkeypatch.setitem(abi.LINEAR_LAYOUT, "dense", ("traj", "j", "i"))
@@ -277,3 +279,30 @@ def test_kernels_read_l_and_operators_in_the_abi_layouts(monkeypatch):
     assert "Lm.transpose((0, 2, 1))" in sk.inspect(ens, "ETDRK3", backend="numba", adaptive=True)
     for a, b in zip(before, after):
         np.testing.assert_allclose(b, a, rtol=1e-14, atol=1e-15)
+
+
+def test_generated_kernels_hold_nothing_they_do_not_use():
+    """Issue 13's dead-code rules, on the printed sources (no compile): an autonomous model's adaptive
+    kernels keep no stage times; fixed steps allocate no error register; a single weight-1 Jacobian
+    operator is a view of φ's block; a param that enters only L is no kernel argument; an additive
+    autonomous G is evaluated once by numpy; network inputs are not loaded twice."""
+    y = sk.states("y", 3)
+    k = sk.params("k")
+    net = sk.MLP("f", SIZES)
+    ode = sk.ODE(y, k * sp.diag(-1, -5, -20) * y + net(y))
+    for method in ("Tsit5", "ROS34PW2", "ETDRK3"):
+        for backend in ("numba", "numpy", "cuda"):
+            if backend == "cuda" and method != "Tsit5":
+                continue
+            src = sk.inspect(ode, method, backend=backend, adaptive=True)
+            assert not any(name in src for name in ("tc[", "tc =", "t_l[", "t_l =")), (method, backend)
+    exprb = sk.inspect(ode, "Exprb43", backend="numba")
+    assert "err = np.empty" not in exprb and "jop_Q1 = phj0[1]" in exprb and "scale_block(jop_Q1" not in exprb
+    em = sk.inspect(sk.SDE(y, drift=k * sp.diag(-1, -5, -20) * y + net(y), diffusion=sp.Rational(1, 5)), "EM")
+    assert "P_k" not in em
+    etd = sk.inspect(ode, "ETDRK4")
+    rhs = etd[etd.index("def rhs_block"):etd.index("def kernel")]
+    assert "v0 = st[0, b]" not in rhs.split("f_out[j, b] = f_b")[-1]     # N = net(y): only the network reads y
+    for method in ("EM", "SRA1"):
+        src = sk.inspect(sk.SDE(y, drift=-y, diffusion=sp.Rational(1, 5)), method, backend="numpy")
+        assert src.count("diffusion(") == 2 and "G = diffusion(y, None, p)" in src   # its def and one call
