@@ -17,7 +17,7 @@ fixed and adaptive steps alike.
 from __future__ import annotations
 
 from ..abi import LINEAR_ARGS, LINEAR_LAYOUT, entry, view
-from .loop import Buffer, Call, Lane, Lanes, Let, Set
+from .loop import Buffer, Call, Lane, Lanes, Let, Operators, Set
 from .scheme import Combine
 
 
@@ -38,6 +38,8 @@ def lane_operators(scheme, linear: str):
     ops = scheme.all_operators()
     if not ops:
         return [], [], [], []
+    if linear == "operator":     # a field's structured operator: its values for the lane's step (field_runtime)
+        return [], [], [], [Operators("hs")]
     if linear == "dense":
         return _dense(ops, operator_atoms(scheme, dense=True))
     atoms = operator_atoms(scheme)

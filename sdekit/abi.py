@@ -74,6 +74,10 @@ LINEAR_ARGS = ("Lm", "S_L")
 #: (fixed steps: the operators of step class hc), the progress flag — not laid out as the compiled kernels'
 NUMPY_MODEL_ARGS = ("p", "nets", "L", "operators", "progress")
 
+#: a field kernel's model arguments (``codegen.emit_field``): the field's runtime object
+#: (``kernels.field_runtime.FieldLanes``), its operators' values for a step size, the progress flag
+FIELD_MODEL_ARGS = ("field", "operators", "progress")
+
 #: axes of the model's array arguments, by the layout of what they hold: ``traj`` is indexed by trajectory
 #: times the argument's stride (0: one value shared by all), ``hclass`` by the fixed step's size class.
 #: ``Lm``: an elementwise (scalar, diagonal) L is (d, n'), a dense one (n', d, d); ``op_X``: per step class.

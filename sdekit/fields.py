@@ -13,8 +13,10 @@ sparse), :func:`diagonal`, or :func:`matrix`.  Example (Kuramoto–Sivashinsky, 
     model = sk.FieldODE(u, linear=L, nonlinear=-Dx(u**2) / 2)    # ... - (u^2)_x / 2
     sol = sk.solve(sk.FieldProblem(model, u0, (0, 150)), "ETDRK4", dt=0.25, saveat=np.arange(0, 151))
 
-Fixed steps of the catalogue's one-step methods (exponential RK, explicit RK, W-methods) run on the
-array-level driver (``kernels.field_driver``); φ-functions are evaluated once per step size.
+Every ODE method of the catalogue but exponential Rosenbrock runs on fields, with fixed or adaptive steps:
+the same loop IR every backend prints (``codegen.drivers``: time loop, error norm, controller, dense output,
+retcodes), printed by numpy's printer for one lane whose state is the grid (``codegen.emit_field``), the
+model's part done by ``kernels.field_runtime.FieldLanes``; φ-functions are evaluated once per step size.
 """
 from __future__ import annotations
 
@@ -26,12 +28,14 @@ import numpy as np
 import sympy as sp
 
 from .codegen.analysis import t as _t
-from .codegen.array_plan import array_plan
+from .abi import STATS
 from .codegen.builders import build_scheme
+from .codegen.emit_field import emit_field
 from .codegen.errors import ModelError
 from .codegen.methods import get_method
 from .kernels import operators as _ops
-from .kernels.field_driver import run_fixed
+from .kernels.cache import load_module
+from .kernels.field_runtime import FieldLanes
 from .problem import _tspan
 from .solution import Solution
 
@@ -237,6 +241,16 @@ class FieldODE:
         zero = _ops.Diagonal(np.zeros(grid))
         runtimes = [zero if op is None else op.runtime for op in linears]
         self.operator = _ops.Species(runtimes) if several else runtimes[0]
+        self._compiled = {}    # (method, adaptive) -> (scheme, module, {step-size class: operator values})
+
+    def compiled(self, method: str, adaptive: bool):
+        """(scheme, generated module, memo of the operators' values per step size) of ``method``, kept across
+        solves: the module is cached on disk by its source's hash (``kernels.cache``)."""
+        key = (method, adaptive)
+        if key not in self._compiled:
+            source = emit_field(field_scheme(self, method), int(np.prod(self.shape)), adaptive)
+            self._compiled[key] = field_scheme(self, method), load_module(source, "field"), {}
+        return self._compiled[key]
 
     def rhs(self, u, t):
         """N(u, t) on the whole array (each species' broadcast to the grid's shape)."""
@@ -286,38 +300,56 @@ def field_scheme(model: FieldODE, method: str):
     m = get_method(method)
     if m.stochastic:
         raise ModelError(f"{m.name} is an SDE method; fields are ODEs for now")
-    return build_scheme(_FieldForm(stochastic=False, additive=True, noise=None), m)
+    scheme = build_scheme(_FieldForm(stochastic=False, additive=True, noise=None), m)
+    if scheme.needs_jacobian:
+        raise ModelError(f"{m.name}: exponential Rosenbrock methods do not run on fields yet (they need φ-actions "
+                         "of the Jacobian)")
+    return scheme
 
 
-def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=None, progress: bool = False, **unknown):
-    """Fixed steps of ``method`` on ``problem`` (``dt`` or the grid ``ts``); ``saveat``: grid times, or
-    None/"steps" for every step.  Returns a Solution with ``y`` of shape (nsave, *grid)."""
+def field_source(model: FieldODE, method: str, adaptive: bool = False) -> str:
+    """The generated driver that runs ``method`` on ``model`` (``sdekit inspect`` prints it with N's source)."""
+    return emit_field(field_scheme(model, method), int(np.prod(model.shape)), adaptive)
+
+
+def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=None, progress: bool = False,
+                adaptive=None, rtol=None, atol=None, controller: str = "PI", dtmin=None, dtmax=None,
+                maxiters: int = 100_000, tstops=None, **unknown):
+    """``method`` on ``problem``: fixed steps (``dt`` or the grid ``ts``; ``saveat`` grid times, default every
+    step) or adaptive ones (no ``dt``, or ``rtol``/``atol``; ``saveat`` any times by the method's continuous
+    extension or cubic Hermite, default every accepted step) — the same drivers, controller and options as
+    ``sdekit.solve`` for ODEs.  Returns a Solution with ``y`` of shape (nsave, *grid)."""
+    from .kernels.arguments import run_adaptive, run_fixed
+    from .kernels.backend import RunInput
     from .problem import unknown_keyword
-    from .solve import save_steps, time_grid, user_grid
+    from .solve import adaptive_options, save_steps, time_grid, user_grid
     if unknown:
-        adaptive = {"rtol", "atol", "controller", "dtmin", "dtmax", "maxiters", "tstops"} & set(unknown)
-        if adaptive:
-            raise ValueError(f"fields take fixed steps for now (dt= or ts=); adaptive options {sorted(adaptive)} "
-                             "are not supported on fields yet")
-        raise unknown_keyword("solve", unknown, ["dt", "ts", "saveat", "progress"])
-    if (dt is None) == (ts is None):
-        raise ValueError("fields take fixed steps: give dt= or ts= (adaptive field solves are not supported yet)")
+        raise unknown_keyword("solve", unknown, ["dt", "ts", "saveat", "progress", "adaptive", "rtol", "atol",
+                                                 "controller", "dtmin", "dtmax", "maxiters", "tstops"])
     if problem.tspan[1] < problem.tspan[0]:
         raise ValueError("fields integrate forwards in time (t1 > t0)")
-    grid = time_grid(problem.tspan, dt) if ts is None else user_grid(problem.tspan, ts)
-    idx = save_steps(grid, saveat)
-    model = problem.model
-    plan = array_plan(field_scheme(model, method))
-    op = model.operator
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(grid.times) - 1, desc=f"{plan.method} field", unit="step")
-    try:
-        saved, code, stats = run_fixed(plan, op, model.rhs, problem.u0, grid.times, idx,
-                                       None if bar is None else (lambda n: bar.update(1)))
-    finally:
-        if bar is not None:
-            bar.close()
-    return Solution.from_codes(grid.times[idx], saved, np.array([code]), False, stats=stats, method=plan.method,
-                               backend="fields")
+    if ts is not None and dt is not None:
+        raise ValueError("give either dt (equal steps) or ts (the step times), not both")
+    m = get_method(method)
+    fixed = dt is not None or ts is not None
+    adaptive = (not fixed or rtol is not None or atol is not None) if adaptive is None else bool(adaptive)
+    if adaptive and not m.adaptive:
+        raise ValueError(f"{m.name} has no embedded error estimate, so it cannot adapt its steps: give dt")
+    model, d = problem.model, int(np.prod(problem.model.shape))
+    scheme, module, memo = model.compiled(m.name, adaptive)
+    polys = {name: op.poly for name, op in scheme.all_operators().items()}
+    lanes = FieldLanes(model.shape, model.rhs, model.operator, polys, memo)
+    inp = RunInput(y0=problem.u0.reshape(-1, 1).astype(float), tspan=problem.tspan, params={}, nets={}, structure="zero",
+                   Lval=None, op_specs={}, noise=None, trajectories=np.zeros(1, np.int64), progress=progress)
+    if adaptive:
+        inp.opts = adaptive_options(m, problem, d, False, dt, rtol, atol, controller, dtmin, dtmax, maxiters,
+                                    None if isinstance(saveat, str) and saveat == "steps" else saveat, tstops)
+        raw = run_adaptive(inp, lambda fixed: module.kernel(*fixed, lanes, lanes.values, progress))
+    else:
+        inp.grid = time_grid(problem.tspan, dt) if ts is None else user_grid(problem.tspan, ts)
+        inp.save_steps = save_steps(inp.grid, saveat)
+        classes = np.unique(np.diff(inp.grid.times))
+        raw = run_fixed(inp, lambda fixed: module.kernel(*fixed, lanes, lambda hc: lanes.values(classes[hc]), progress))
+    stats = {name: int(v) for name, v in zip(STATS, raw.stats.sum(axis=1))}
+    y = np.asarray(raw.saved)[:, :, 0].reshape((-1,) + model.shape)
+    return Solution.from_codes(np.asarray(raw.times), y, raw.retcodes, False, stats=stats, method=m.name, backend="fields")

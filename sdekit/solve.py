@@ -461,11 +461,11 @@ def adaptive_options(m, problem, d, is_ensemble, dt, rtol, atol, controller, dtm
 def inspect(model, method: str, backend: str = "numba", dtype=np.float64, adaptive: bool = False) -> str:
     """The generated source that ``solve`` runs for ``model`` and ``method`` on ``backend``
     (``adaptive``: the Numba kernel with per-trajectory step control)."""
-    from .fields import FieldODE, FieldProblem, field_scheme
+    from .fields import FieldODE, FieldProblem, field_source
     from .model import ODE, SDE
-    if isinstance(model, (FieldODE, FieldProblem)):   # fields: the scheme and the generated N
+    if isinstance(model, (FieldODE, FieldProblem)):   # fields: the driver and the generated N
         field_model = getattr(model, "model", model)
-        return f"{field_scheme(field_model, method)}\n\n{field_model.source()}"
+        return f"{field_source(field_model, method, adaptive)}\n\n# N(u, t) on the grid:\n{field_model.source()}"
     if backend.lower() not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {BACKENDS}")
     target = model.problem.model if isinstance(model, Ensemble) else getattr(model, "model", model)
