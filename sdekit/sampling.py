@@ -7,7 +7,8 @@ in λ, ``x_t = (α_t/α_s) x_s − α_t ∫ e^{−λ} ε dλ`` (noise prediction
 part is integrated exactly and whose φ-weights are φ_k(±h), h = λ_t − λ_s, from the kernels' one
 φ (``kernels.matfun.phi_scalar``).  Each method is the recipe of its paper; DPM-Solver++(3M) uses
 the exact third-order weight 2φ_3 on D2 (methods.md §1.6), ``"dpmsolver++3m-compat"`` the published
-φ_3 (order 2).  The network is any batched callable ``model(x, t)`` (numpy, torch, CuPy): the
+φ_3 (order 2).  UniPC-p (``"unipc{p}-bh1|bh2"``, Zhao et al. 2023) predicts with UniP-p and corrects each
+point it reaches with UniC, reusing the next step's network call: order p + 1 at one call per step.  The network is any batched callable ``model(x, t)`` (numpy, torch, CuPy): the
 updates are arithmetic on its arrays, so the result has the caller's type and device, and the
 network is called exactly ``nfe`` times.  These are the reference recipes; the fused per-stage
 kernels and the catalogue entries (issue 16) build on them.
@@ -26,10 +27,12 @@ SAMPLERS = {
     "dpmsolver++2s": ("data", 2, 2), "dpmsolver++2m": ("data", 2, 1), "dpmsolver++3m": ("data", 3, 1),
     "dpmsolver++3m-compat": ("data", 2, 1), "euler": ("noise", 1, 1), "heun": ("noise", 2, 2),
     "sde-dpmsolver++1": ("data", 1, 1), "sde-dpmsolver++2m": ("data", 1, 1),
+    **{f"unipc{p}-{b}": ("data", p + 1, 1) for p in (1, 2, 3) for b in ("bh1", "bh2")},   # UniC: one order more
 }
 #: samplers of the reverse SDE: they take ``noise`` (one standard normal array like x per step)
 STOCHASTIC = ("sde-dpmsolver++1", "sde-dpmsolver++2m")
 MULTISTEP = ("dpmsolver++2m", "dpmsolver++3m", "dpmsolver++3m-compat")
+UNIPC = tuple(m for m in SAMPLERS if m.startswith("unipc"))
 PREDICTIONS = ("eps", "x0", "v")
 
 
@@ -94,12 +97,15 @@ class Network:
         return (a * x - s * out) / (a * a + s * s)
 
 
-def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: str = "eps", noise=None):
+def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: str = "eps", noise=None,
+           lower_order_final: bool = False):
     """Integrate the probability-flow ODE of ``schedule`` from ``x`` at ts[0] to ts[-1] (decreasing
     times, e.g. :func:`timesteps`) with ``method`` (:data:`SAMPLERS`); the ``sde-`` samplers solve
     the reverse SDE and take ``noise``: a sequence (or callable of the step index) of standard
     normal arrays shaped like x, one per step (SDE-DPM-Solver++, methods.md §2.5; their strong
-    order is 1, the listed order).  Returns (x, nfe)."""
+    order is 1, the listed order).  ``lower_order_final`` (UniPC): the last steps use at most as
+    many points as steps remain (diffusers' default for UniPC; it stabilises < 15-step runs).
+    Returns (x, nfe)."""
     if method not in SAMPLERS:
         raise ValueError(f"unknown sampler {method!r}; available: {', '.join(SAMPLERS)}")
     if (method in STOCHASTIC) != (noise is not None):
@@ -109,12 +115,15 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
     if ts.ndim != 1 or ts.size < 2 or not np.all(np.diff(ts) < 0) or not np.all(np.isfinite(ts)):
         raise ValueError("ts must be a 1-d array of at least two finite, strictly decreasing times")
     net = Network(model, prediction, schedule)
-    return run(schedule, net, x, ts, method, noise), net.calls
+    return run(schedule, net, x, ts, method, noise, lower_order_final), net.calls
 
 
-def run(schedule, net, x, ts, method, noise=None):
+def run(schedule, net, x, ts, method, noise=None, lower_order_final: bool = False):
     """``method`` over the grid ``ts`` in either direction (decreasing: sampling; increasing: the
     explicit inversion of :mod:`sdekit.inversion`), ``net`` a :class:`Network`."""
+    if method in UNIPC:
+        order, variant = int(method[5]), method.split("-")[1]
+        return _unipc(schedule, net, x, ts, order, variant, lower_order_final)
     if method in MULTISTEP or method in STOCHASTIC:
         draw = noise if callable(noise) or noise is None else noise.__getitem__
         return _multistep(schedule, net, x, ts, method, draw)
@@ -236,6 +245,58 @@ def _sde_multistep(schedule, net, x, ts, order, noise):
         drift = m0 if (order == 1 or prev is None) else m0 + (0.5 * h / (lams[i] - prev[0])) * (m0 - prev[1])
         x = (s_t / s_s * math.exp(-h)) * x + (a_t * w) * drift + (s_t * math.sqrt(w)) * noise(i)
         prev = (lams[i], m0)
+    return x
+
+
+def _unipc_weights(h, rks, variant, corrector):
+    """UniPC's B(h) and ρ weights (Zhao et al. 2023, "UniPC", NeurIPS, Alg. 2–3, data prediction, hh = −h):
+    b_k = k! hh φ_{k+1}(hh) / B(h) for k = 1..p, B(h) = hh ("bh1") or e^{hh} − 1 ("bh2"); rows R_k = r^{k−1}
+    over the nodes r_1..r_{p−1}, 1.  The predictor solves the leading (p−1)-square system (ρ = ½ at p = 2),
+    the corrector the whole one (ρ = ½ at p = 1)."""
+    hh = -h
+    B = hh if variant == "bh1" else math.expm1(hh)
+    p = len(rks) + 1
+    r = np.array(list(rks) + [1.0])
+    b = np.array([math.factorial(k) * hh * phi_scalar(k + 1, hh) / B for k in range(1, p + 1)])
+    R = np.array([r ** (k - 1) for k in range(1, p + 1)])
+    if corrector:
+        return B, (np.array([0.5]) if p == 1 else np.linalg.solve(R, b))
+    return B, (np.zeros(0) if p == 1 else np.array([0.5]) if p == 2 else np.linalg.solve(R[:-1, :-1], b[:-1]))
+
+
+def _unipc_update(schedule, lams, ms, x, i, t, order, variant, m_new=None):
+    """x at ``t`` from x at ts[i] with the data predictions ``ms`` (ms[j] at ts[j]): UniP-p when ``m_new``
+    is None, else UniC-p with the prediction ``m_new`` at t: x_t = (σ_t/σ_s) x − α_t(e^{hh} − 1) m_i −
+    α_t B(h) (Σ_k ρ_k D_k + ρ_p (m_new − m_i)), D_k = (m_{i−k} − m_i)/r_k, r_k = (λ_{i−k} − λ_i)/h."""
+    a_s, a_t, s_s, s_t, h = _coef(schedule, lams[i][0], t)
+    m0 = ms[i]
+    rks = [(lams[i - k][1] - lams[i][1]) / h for k in range(1, order)]
+    D = [(ms[i - k] - m0) / r for k, r in zip(range(1, order), rks)]
+    B, rho = _unipc_weights(h, rks, variant, corrector=m_new is not None)
+    x_t = (s_t / s_s) * x - (a_t * math.expm1(-h)) * m0
+    res = sum((float(w) * d for w, d in zip(rho, D)), 0.0 * m0)
+    if m_new is not None:
+        res = res + float(rho[-1]) * (m_new - m0)
+    return x_t - (a_t * B) * res
+
+
+def _unipc(schedule, net, x, ts, order, variant, lower_order_final=False):
+    """UniPC-p (Zhao et al. 2023): at every grid point the network's data prediction first corrects the
+    point just reached (UniC, with the order of the predictor that reached it), then predicts the next
+    (UniP-p, warming up from order 1); no network call beyond one per step: the last point is not
+    corrected.  ``lower_order_final``: at most as many points as steps remain (diffusers' rule)."""
+    lams = [(float(t), float(v)) for t, v in zip(ts, schedule("lam", ts))]
+    ms, steps, last = [], len(ts) - 1, None
+    for i in range(steps):
+        m = net.data(x, float(ts[i]))
+        if last is not None:                          # UniC: correct x_i with m_i
+            x_prev, p = last
+            x = _unipc_update(schedule, lams, ms, x_prev, i - 1, float(ts[i]), p, variant, m_new=m)
+        ms.append(m)
+        p = min(order, steps - i) if lower_order_final else order
+        p = min(p, i + 1)
+        last = (x, p)
+        x = _unipc_update(schedule, lams, ms, x, i, float(ts[i + 1]), p, variant)
     return x
 
 

@@ -123,3 +123,20 @@ def test_sde_dpmsolver_matches_diffusers_with_the_same_noise(setup, order, ours)
     want = xt.numpy()
     got, nfe = D.sample(schedule, eps, x, np.append((sch.timesteps.numpy() + 1.0) / N, 1.0 / N), ours, noise=z)
     assert nfe == 12 and np.max(np.abs(got - want)) < 1e-6 * np.max(np.abs(want))
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("variant", ["bh1", "bh2"])
+@pytest.mark.parametrize("lower_order_final", [False, True])
+def test_unipc_matches_diffusers(setup, order, variant, lower_order_final):
+    """UniPC (predictor UniP-p and corrector UniC, data prediction) against UniPCMultistepScheduler."""
+    schedule, eps, eps_index, x = setup
+    sch = diffusers.UniPCMultistepScheduler(**BETAS, solver_order=order, solver_type=variant, predict_x0=True,
+                                            final_sigmas_type="sigma_min", lower_order_final=lower_order_final,
+                                            timestep_spacing="linspace")
+    sch.set_timesteps(12)
+    want = _run(sch, x, eps_index)
+    ts = np.append((sch.timesteps.numpy() + 1.0) / N, 1.0 / N)
+    got, nfe = D.sample(schedule, eps, x, ts, f"unipc{order}-{variant}", lower_order_final=lower_order_final)
+    assert nfe == 12
+    _close(got, want)
