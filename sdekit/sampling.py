@@ -8,16 +8,20 @@ part is integrated exactly and whose φ-weights are φ_k(±h), h = λ_t − λ_s
 φ (``kernels.matfun.phi_scalar``).  Each method is the recipe of its paper; DPM-Solver++(3M) uses
 the exact third-order weight 2φ_3 on D2 (methods.md §1.6), ``"dpmsolver++3m-compat"`` the published
 φ_3 (order 2).  UniPC-p (``"unipc{p}-bh1|bh2"``, Zhao et al. 2023) predicts with UniP-p and corrects each
-point it reaches with UniC, reusing the next step's network call: order p + 1 at one call per step.  The network is any batched callable ``model(x, t)`` (numpy, torch, CuPy): the
+point it reaches with UniC, reusing the next step's network call: order p + 1 at one call per step.
+tAB-DEIS (``"deis{p}"``, Zhang & Chen 2023) integrates the Lagrange extrapolation of ε in log ρ, ρ = σ/α,
+exactly, with weights whose antiderivatives sympy derives once per order.  The network is any batched callable ``model(x, t)`` (numpy, torch, CuPy): the
 updates are arithmetic on its arrays, so the result has the caller's type and device, and the
 network is called exactly ``nfe`` times.  These are the reference recipes; the fused per-stage
 kernels and the catalogue entries (issue 16) build on them.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
+import sympy as sp
 
 from sdekit.kernels.matfun import phi_scalar
 
@@ -28,11 +32,13 @@ SAMPLERS = {
     "dpmsolver++3m-compat": ("data", 2, 1), "euler": ("noise", 1, 1), "heun": ("noise", 2, 2),
     "sde-dpmsolver++1": ("data", 1, 1), "sde-dpmsolver++2m": ("data", 1, 1),
     **{f"unipc{p}-{b}": ("data", p + 1, 1) for p in (1, 2, 3) for b in ("bh1", "bh2")},   # UniC: one order more
+    **{f"deis{p}": ("noise", p, 1) for p in (1, 2, 3)},
 }
 #: samplers of the reverse SDE: they take ``noise`` (one standard normal array like x per step)
 STOCHASTIC = ("sde-dpmsolver++1", "sde-dpmsolver++2m")
 MULTISTEP = ("dpmsolver++2m", "dpmsolver++3m", "dpmsolver++3m-compat")
 UNIPC = tuple(m for m in SAMPLERS if m.startswith("unipc"))
+DEIS = tuple(m for m in SAMPLERS if m.startswith("deis"))
 PREDICTIONS = ("eps", "x0", "v")
 
 
@@ -124,6 +130,8 @@ def run(schedule, net, x, ts, method, noise=None, lower_order_final: bool = Fals
     if method in UNIPC:
         order, variant = int(method[5]), method.split("-")[1]
         return _unipc(schedule, net, x, ts, order, variant, lower_order_final)
+    if method in DEIS:
+        return _deis(schedule, net, x, ts, int(method[4]), lower_order_final)
     if method in MULTISTEP or method in STOCHASTIC:
         draw = noise if callable(noise) or noise is None else noise.__getitem__
         return _multistep(schedule, net, x, ts, method, draw)
@@ -297,6 +305,41 @@ def _unipc(schedule, net, x, ts, order, variant, lower_order_final=False):
         p = min(p, i + 1)
         last = (x, p)
         x = _unipc_update(schedule, lams, ms, x, i, float(ts[i + 1]), p, variant)
+    return x
+
+
+@functools.lru_cache(maxsize=None)
+def _deis_weights(p: int):
+    """DEIS's weights for p points (Zhang & Chen 2023, ICLR, "log-ρ" tAB-DEIS): in ρ = σ/α the PF-ODE is
+    d(x/α)/dρ = ε; ε is the Lagrange polynomial in u = log ρ through the last p points, integrated exactly.
+    Returns F(ρ, u_0, ..., u_{p−1}) -> [∫^ρ ℓ_j(log r) dr for j < p], antiderivatives derived by sympy."""
+    r = sp.Symbol("rho", positive=True)
+    us = sp.symbols(f"u0:{p}")
+    out = []
+    for j in range(p):
+        basis = sp.Mul(*[(sp.log(r) - us[k]) / (us[j] - us[k]) for k in range(p) if k != j])
+        out.append(sp.simplify(sp.integrate(sp.expand(basis), r)))
+    return sp.lambdify((r, *us), out, "math")
+
+
+def _deis(schedule, net, x, ts, order, lower_order_final=False):
+    """tAB-DEIS of order p (``deis{p}``): x_t = α_t (x_s/α_s + Σ_j w_j ε_j), w_j = ∫_{ρ_s}^{ρ_t} ℓ_j(log ρ) dρ
+    over the noise predictions at the last p points; one network call per step, warming up from order 1.
+    ``lower_order_final`` is diffusers' rule: under 15 steps, the last step is first order, the one before
+    at most second."""
+    rho = [float(sg / a) for sg, a in zip(schedule("sigma", ts), schedule("alpha", ts))]
+    alpha = [float(a) for a in schedule("alpha", ts)]
+    steps, hist = len(ts) - 1, []
+    for i in range(steps):
+        hist.insert(0, net.noise(x, float(ts[i])))
+        del hist[order:]
+        p = min(order, i + 1)
+        if lower_order_final and steps < 15:
+            p = 1 if i == steps - 1 else min(p, 2) if i == steps - 2 else p
+        F = _deis_weights(p)
+        us = [math.log(rho[i - j]) for j in range(p)]
+        w = [a - b for a, b in zip(F(rho[i + 1], *us), F(rho[i], *us))]
+        x = alpha[i + 1] * (x / alpha[i] + sum((wj * e for wj, e in zip(w, hist)), 0.0 * hist[0]))
     return x
 
 
