@@ -10,7 +10,9 @@ the exact third-order weight 2φ_3 on D2 (methods.md §1.6), ``"dpmsolver++3m-co
 φ_3 (order 2).  UniPC-p (``"unipc{p}-bh1|bh2"``, Zhao et al. 2023) predicts with UniP-p and corrects each
 point it reaches with UniC, reusing the next step's network call: order p + 1 at one call per step.
 tAB-DEIS (``"deis{p}"``, Zhang & Chen 2023) integrates the Lagrange extrapolation of ε in log ρ, ρ = σ/α,
-exactly, with weights whose antiderivatives sympy derives once per order.  The network is any batched callable ``model(x, t)`` (numpy, torch, CuPy): the
+exactly, with weights whose antiderivatives sympy derives once per order.  ``"flow-euler"`` is Euler on the
+straightened flow y = x/(α + σ) in s = σ/(α + σ), dy/ds = ε − x̂ (rectified-flow / flow-matching models'
+velocity, ``prediction="flow"``): diffusers' FlowMatchEuler step for α = 1 − σ, any shift.  The network is any batched callable ``model(x, t)`` (numpy, torch, CuPy): the
 updates are arithmetic on its arrays, so the result has the caller's type and device, and the
 network is called exactly ``nfe`` times.  These are the reference recipes; the fused per-stage
 kernels and the catalogue entries (issue 16) build on them.
@@ -33,13 +35,14 @@ SAMPLERS = {
     "sde-dpmsolver++1": ("data", 1, 1), "sde-dpmsolver++2m": ("data", 1, 1),
     **{f"unipc{p}-{b}": ("data", p + 1, 1) for p in (1, 2, 3) for b in ("bh1", "bh2")},   # UniC: one order more
     **{f"deis{p}": ("noise", p, 1) for p in (1, 2, 3)},
+    "flow-euler": ("flow", 1, 1),
 }
 #: samplers of the reverse SDE: they take ``noise`` (one standard normal array like x per step)
 STOCHASTIC = ("sde-dpmsolver++1", "sde-dpmsolver++2m")
 MULTISTEP = ("dpmsolver++2m", "dpmsolver++3m", "dpmsolver++3m-compat")
 UNIPC = tuple(m for m in SAMPLERS if m.startswith("unipc"))
 DEIS = tuple(m for m in SAMPLERS if m.startswith("deis"))
-PREDICTIONS = ("eps", "x0", "v")
+PREDICTIONS = ("eps", "x0", "v", "flow")
 
 
 def timesteps(schedule, n: int, spacing: str = "logSNR", t_start=None, t_end=None, rho: float = 7.0) -> np.ndarray:
@@ -72,7 +75,8 @@ def timesteps(schedule, n: int, spacing: str = "logSNR", t_start=None, t_end=Non
 
 
 class Network:
-    """The network as noise and data predictions, converted exactly (x̂ = (x − σε)/α; v = αε − σx̂),
+    """The network as noise, data and flow predictions, converted exactly (x̂ = (x − σε)/α; v = αε − σx̂;
+    flow u = ε − x̂, the velocity of rectified-flow models: x = αx̂ + σε gives x̂ = (x − σu)/(α + σ)),
     counting its calls."""
 
     def __init__(self, fn, prediction, schedule):
@@ -91,6 +95,8 @@ class Network:
             return out
         if self.prediction == "x0":
             return (x - a * out) / s
+        if self.prediction == "flow":
+            return out + (x - s * out) / (a + s)
         return (s * x + a * out) / (a * a + s * s)        # v = αε − σx̂, x = αx̂ + σε
 
     def data(self, x, t):
@@ -100,7 +106,22 @@ class Network:
             return out
         if self.prediction == "eps":
             return (x - s * out) / a
+        if self.prediction == "flow":
+            return (x - s * out) / (a + s)
         return (a * x - s * out) / (a * a + s * s)
+
+    def flow(self, x, t):
+        """u = ε − x̂: the velocity dy/ds of y = x/(α + σ) in s = σ/(α + σ) (y = (1 − s)x̂ + sε)."""
+        a, s = float(self.schedule("alpha", t)), float(self.schedule("sigma", t))
+        out = self._out(x, t)
+        if self.prediction == "flow":
+            return out
+        if self.prediction == "eps":
+            return out - (x - s * out) / a
+        if self.prediction == "x0":
+            return (x - a * out) / s - out
+        eps, x0 = (s * x + a * out) / (a * a + s * s), (a * x - s * out) / (a * a + s * s)
+        return eps - x0
 
 
 def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: str = "eps", noise=None,
@@ -197,6 +218,16 @@ def _euler(schedule, net, x, s, t):
     and Alg. 1 without churn; diffusers' EulerDiscreteScheduler)."""
     a_s, a_t, s_s, s_t, _ = _coef(schedule, s, t)
     return (a_t / a_s) * x + (a_t * (s_t / a_t - s_s / a_s)) * net.noise(x, s)
+
+
+def _flow_euler(schedule, net, x, s, t):
+    """Euler on the straightened PF-ODE dy/ds = u (y = x/(α + σ), s = σ/(α + σ); for α = 1 − σ, x in σ):
+    diffusers' FlowMatchEulerDiscreteScheduler step x' = x + (σ' − σ) u for flow-matching schedules."""
+    a_s, s_s = float(schedule("alpha", s)), float(schedule("sigma", s))
+    a_t, s_t = float(schedule("alpha", t)), float(schedule("sigma", t))
+    y = x / (a_s + s_s)
+    y = y + (s_t / (a_t + s_t) - s_s / (a_s + s_s)) * net.flow(x, s)
+    return (a_t + s_t) * y
 
 
 def _heun(schedule, net, x, s, t):
@@ -345,4 +376,4 @@ def _deis(schedule, net, x, ts, order, lower_order_final=False):
 
 #: the one-step samplers, (schedule, net, x, s, t) -> x at t
 SINGLESTEP = {"ddim": _ddim, "dpmsolver-2": _dpm2, "dpmsolver-3": _dpm3, "dpmsolver++2s": _dpmpp2s, "euler": _euler,
-              "heun": _heun}
+              "heun": _heun, "flow-euler": _flow_euler}

@@ -157,3 +157,28 @@ def test_deis_matches_diffusers(setup, order, lower_order_final):
     got, nfe = D.sample(schedule, eps, x, ts, f"deis{order}", lower_order_final=lower_order_final)
     assert nfe == 12
     _close(got, want)
+
+
+def test_flow_match_euler_matches_diffusers():
+    """Flow-matching Euler with diffusers' ``shift`` = 3 (σ = 3s/(1 + 2s)) and a flow-prediction network
+    (u = ε − x̂ of the mixture) against FlowMatchEulerDiscreteScheduler, down to σ = 0."""
+    shift = 3.0
+    schedule = D.flow_matching(shift=3)
+    eps = D.GaussianMixture([[-1.0, 0.0], [1.0, 0.5]], [0.7, 0.9], [0.4, 0.6]).eps(schedule)
+
+    def flow(x, t):
+        a, s = float(schedule("alpha", t)), float(schedule("sigma", t))
+        e = eps(x, t)
+        return e - (x - s * e) / a
+    sch = diffusers.FlowMatchEulerDiscreteScheduler(num_train_timesteps=N, shift=shift)
+    sch.set_timesteps(sigmas=list(np.linspace(0.995, 0.01, 12)))
+    sigmas = sch.sigmas.double().numpy()
+    t_of = lambda sg: sg / (shift - (shift - 1) * sg)          # noqa: E731  (the inverse of the shift)
+    x = np.random.default_rng(0).standard_normal((8, 2))
+    xt = torch.as_tensor(x, dtype=torch.float64)
+    for i, k in enumerate(sch.timesteps):                      # its timesteps are σN, floats
+        xt = sch.step(torch.as_tensor(flow(xt.numpy(), t_of(sigmas[i])), dtype=torch.float64), k, xt).prev_sample
+    want = xt.numpy()
+    got, nfe = D.sample(schedule, flow, x, t_of(sigmas), "flow-euler", prediction="flow")
+    assert nfe == 12
+    _close(got, want)

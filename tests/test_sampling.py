@@ -18,7 +18,7 @@ T_END = 1e-2
 ORDERS = {"ddim": 1, "dpmsolver-2": 2, "dpmsolver-3": 3, "dpmsolver++2s": 2, "dpmsolver++2m": 2, "dpmsolver++3m": 3,
           "dpmsolver++3m-compat": 2, "euler": 1, "heun": 2,
           **{f"unipc{p}-{b}": p + 1 for p in (1, 2, 3) for b in ("bh1", "bh2")},   # UniP-p + UniC: order p + 1
-          "deis1": 1, "deis2": 2, "deis3": 3}
+          "deis1": 1, "deis2": 2, "deis3": 3, "flow-euler": 1}
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +87,12 @@ def _as(prediction):
         a, sg = float(s("alpha", t)), float(s("sigma", t))
         e = EPS(x, t)
         x0 = (x - sg * e) / a
-        return x0 if prediction == "x0" else a * e - sg * x0
+        return x0 if prediction == "x0" else e - x0 if prediction == "flow" else a * e - sg * x0
     return model
 
 
-@pytest.mark.parametrize("method", ["ddim", "dpmsolver-2", "dpmsolver++3m"])
-@pytest.mark.parametrize("prediction", ["x0", "v"])
+@pytest.mark.parametrize("method", ["ddim", "dpmsolver-2", "dpmsolver++3m", "flow-euler"])
+@pytest.mark.parametrize("prediction", ["x0", "v", "flow"])
 def test_every_prediction_gives_the_same_sample(problem, method, prediction):
     x_T, _ = problem
     ts = D.timesteps(SCHEDULE, 12, t_end=T_END)
