@@ -32,16 +32,18 @@ SAMPLERS = {
     "ddim": ("data", 1, 1), "dpmsolver-2": ("noise", 2, 2), "dpmsolver-3": ("noise", 3, 3),
     "dpmsolver++2s": ("data", 2, 2), "dpmsolver++2m": ("data", 2, 1), "dpmsolver++3m": ("data", 3, 1),
     "dpmsolver++3m-compat": ("data", 2, 1), "euler": ("noise", 1, 1), "heun": ("noise", 2, 2),
-    "sde-dpmsolver++1": ("data", 1, 1), "sde-dpmsolver++2m": ("data", 1, 1),
+    "sde-dpmsolver++1": ("data", 1, 1), "sde-dpmsolver++2m": ("data", 1, 1), "sde-dpmsolver++3m": ("data", 1, 1),
+    "sde-dpmsolver++3m-compat": ("data", 1, 1),
     **{f"unipc{p}-{b}": ("data", p + 1, 1) for p in (1, 2, 3) for b in ("bh1", "bh2")},   # UniC: one order more
     **{f"deis{p}": ("noise", p, 1) for p in (1, 2, 3)},
     "flow-euler": ("flow", 1, 1),
 }
 #: samplers of the reverse SDE: they take ``noise`` (one standard normal array like x per step)
-STOCHASTIC = ("sde-dpmsolver++1", "sde-dpmsolver++2m")
-MULTISTEP = ("dpmsolver++2m", "dpmsolver++3m", "dpmsolver++3m-compat")
+STOCHASTIC = ("sde-dpmsolver++1", "sde-dpmsolver++2m", "sde-dpmsolver++3m", "sde-dpmsolver++3m-compat")
 UNIPC = tuple(m for m in SAMPLERS if m.startswith("unipc"))
 DEIS = tuple(m for m in SAMPLERS if m.startswith("deis"))
+#: samplers that carry earlier network outputs from step to step
+MULTISTEP = ("dpmsolver++2m", "dpmsolver++3m", "dpmsolver++3m-compat") + UNIPC + DEIS
 PREDICTIONS = ("eps", "x0", "v", "flow")
 
 
@@ -245,7 +247,8 @@ def _multistep(schedule, net, x, ts, method, noise=None):
     SDE-DPM-Solver++(1, 2M): the exact linear part and noise covariance of the reverse SDE,
     x_t = (σ_t/σ_s)e^{−h} x_s + α_t(1 − e^{−2h})(D0 + ½D1) + σ_t √(1 − e^{−2h}) z (methods.md §2.5)."""
     if method in STOCHASTIC:
-        return _sde_multistep(schedule, net, x, ts, 2 if method.endswith("2m") else 1, noise)
+        order = 1 if method.endswith("1") else 2 if method.endswith("2m") else 3
+        return _sde_multistep(schedule, net, x, ts, order, noise, compat=method.endswith("compat"))
     order = 2 if method == "dpmsolver++2m" else 3
     lams = [float(v) for v in schedule("lam", ts)]
     hist = []                                 # (λ, x̂) of the last steps, newest first
@@ -273,17 +276,32 @@ def _multistep(schedule, net, x, ts, method, noise=None):
     return x
 
 
-def _sde_multistep(schedule, net, x, ts, order, noise):
+def _sde_multistep(schedule, net, x, ts, order, noise, compat=False):
+    """SDE-DPM-Solver++ 1, 2M (midpoint) and 3M (methods.md §2.5): the reverse SDE's exact linear part and
+    noise, x_t = (σ_t/σ_s)e^{−h} x + α_t ∫_0^h 2e^{−2(h−τ)} x̂(λ_s + τ) dτ + σ_t √(1 − e^{−2h}) z, with x̂
+    extrapolated from the last network outputs (D0, D1, D2 of §2.4).  3M's weights are the integrals of the
+    expansion's terms: (1 − e^{−2h}), (1 − e^{−2h})/(−2h) + 1 on D1 and 2(½ + (1 − e^{−2h} − 2h)/(2h)²) on D2
+    (D2 is half the second-derivative term); ``compat``: diffusers' D2 weight (1 − e^{−2h} − 2h)/(2h)² − ½
+    (mean order ≈ 1, §2.5).  Warm-up: first order, then 2M."""
     lams = [float(v) for v in schedule("lam", ts)]
-    prev = None
+    hist = []                                       # (λ, x̂) newest first
     for i in range(len(ts) - 1):
         s, t = float(ts[i]), float(ts[i + 1])
         a_s, a_t, s_s, s_t, h = _coef(schedule, s, t)
-        m0 = net.data(x, s)
+        hist.insert(0, (lams[i], net.data(x, s)))
+        del hist[order:]
+        m0, k = hist[0][1], min(len(hist), order)
         w = -math.expm1(-2.0 * h)                               # 1 − e^{−2h}
-        drift = m0 if (order == 1 or prev is None) else m0 + (0.5 * h / (lams[i] - prev[0])) * (m0 - prev[1])
-        x = (s_t / s_s * math.exp(-h)) * x + (a_t * w) * drift + (s_t * math.sqrt(w)) * noise(i)
-        prev = (lams[i], m0)
+        drift = (a_t * w) * m0
+        if k == 2:                                                # midpoint: ½(1 − e^{−2h}) on D1
+            drift = drift + (0.5 * a_t * w * h / (lams[i] - hist[1][0])) * (m0 - hist[1][1])
+        elif k == 3:
+            r0, r1 = (lams[i] - hist[1][0]) / h, (hist[1][0] - hist[2][0]) / h
+            d1_0, d1_1 = (1.0 / r0) * (m0 - hist[1][1]), (1.0 / r1) * (hist[1][1] - hist[2][1])
+            d1, d2 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1), (1.0 / (r0 + r1)) * (d1_0 - d1_1)
+            c2 = (w - 2.0 * h) / (2.0 * h) ** 2
+            drift = drift + (a_t * (w / (-2.0 * h) + 1.0)) * d1 + (a_t * (c2 - 0.5 if compat else 2.0 * (c2 + 0.5))) * d2
+        x = (s_t / s_s * math.exp(-h)) * x + drift + (s_t * math.sqrt(w)) * noise(i)
     return x
 
 

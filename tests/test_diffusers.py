@@ -104,7 +104,7 @@ def test_euler_in_sigma_matches_diffusers(setup):
     _close(got, want)
 
 
-@pytest.mark.parametrize("order, ours", [(1, "sde-dpmsolver++1"), (2, "sde-dpmsolver++2m")])
+@pytest.mark.parametrize("order, ours", [(1, "sde-dpmsolver++1"), (2, "sde-dpmsolver++2m"), (3, "sde-dpmsolver++3m-compat")])
 def test_sde_dpmsolver_matches_diffusers_with_the_same_noise(setup, order, ours):
     """The same standard normals injected (``variance_noise``); diffusers updates x in float32, so
     the agreement is to 1e-6 of the sample's scale."""
