@@ -51,9 +51,14 @@ def timesteps(schedule, n: int, spacing: str = "logSNR", t_start=None, t_end=Non
     """n + 1 times from t_start (default: the schedule's largest) down to t_end (smallest):
     uniform in λ ("logSNR", DPM-Solver's default), in t ("time_uniform"), in √t ("time_quadratic"),
     or uniform in σ̃^{1/ρ}, σ̃ = σ/α = e^{−λ} ("karras": Karras et al. 2022, eq. (5), ρ = 7; diffusers'
-    ``use_karras_sigmas``)."""
+    ``use_karras_sigmas``).  Discrete schedules (:class:`~sdekit.diffusion.DiscreteVP`) also take diffusers'
+    integer timestep spacings "linspace", "leading" and "trailing" (as DPMSolverMultistep, UniPC and DEIS
+    set them; DDIM's "leading" differs), timestep k at t = (k + 1)/N, then the last point at timestep 0
+    (``final_sigmas_type="sigma_min"``)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"the number of steps must be an integer >= 1, got {n!r}")
+    if spacing in ("linspace", "leading", "trailing"):
+        return _discrete_timesteps(schedule, int(n), spacing, t_start, t_end)
     t0 = schedule.t_range[1] if t_start is None else float(t_start)
     t1 = schedule.t_range[0] if t_end is None else float(t_end)
     if spacing == "logSNR":
@@ -74,6 +79,26 @@ def timesteps(schedule, n: int, spacing: str = "logSNR", t_start=None, t_end=Non
         raise ValueError(f"spacing must be 'logSNR', 'time_uniform', 'time_quadratic' or 'karras', got {spacing!r}")
     ts[0], ts[-1] = t0, t1
     return ts
+
+
+def _discrete_timesteps(schedule, n, spacing, t_start, t_end):
+    """diffusers' ``set_timesteps`` (DPMSolverMultistepScheduler: no λ clipping, steps_offset 0) as times."""
+    N = getattr(schedule, "t_grid", np.empty(0)).size
+    if N == 0:
+        raise ValueError(f"spacing {spacing!r} numbers the steps of a discrete schedule (sk.diffusion.DiscreteVP); "
+                         f"{getattr(schedule, 'name', schedule)} is continuous: use 'logSNR', 'time_uniform', "
+                         "'time_quadratic' or 'karras'")
+    if t_start is not None or t_end is not None:
+        raise ValueError(f"spacing {spacing!r} fixes its own ends (timesteps N - 1 ... 0): give no t_start/t_end")
+    if n >= N:
+        raise ValueError(f"{n} steps need fewer than the schedule's {N} timesteps")
+    if spacing == "linspace":
+        ks = np.linspace(0, N - 1, n + 1).round()[::-1][:-1]
+    elif spacing == "leading":
+        ks = (np.arange(0, n + 1) * (N // (n + 1))).round()[::-1][:-1]
+    else:
+        ks = np.arange(N, 0, -N / n).round() - 1
+    return np.append((ks.astype(np.int64) + 1.0) / N, 1.0 / N)
 
 
 class Network:

@@ -182,3 +182,17 @@ def test_flow_match_euler_matches_diffusers():
     got, nfe = D.sample(schedule, flow, x, t_of(sigmas), "flow-euler", prediction="flow")
     assert nfe == 12
     _close(got, want)
+
+
+@pytest.mark.parametrize("spacing", ["linspace", "leading", "trailing"])
+@pytest.mark.parametrize("steps", [5, 12, 25])
+def test_discrete_timestep_spacings_match_diffusers(setup, spacing, steps):
+    """``timesteps(DiscreteVP, n, "linspace" | "leading" | "trailing")`` are diffusers' integer timesteps (then
+    timestep 0), and a UniPC run on them matches the scheduler's."""
+    schedule, eps, eps_index, x = setup
+    sch = diffusers.UniPCMultistepScheduler(**BETAS, solver_order=2, final_sigmas_type="sigma_min",
+                                            lower_order_final=False, timestep_spacing=spacing)
+    sch.set_timesteps(steps)
+    ts = D.timesteps(schedule, steps, spacing)
+    np.testing.assert_array_equal(ts, np.append((sch.timesteps.numpy() + 1.0) / N, 1.0 / N))
+    _close(D.sample(schedule, eps, x, ts, "unipc2-bh2")[0], _run(sch, x, eps_index))

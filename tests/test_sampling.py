@@ -135,6 +135,9 @@ def test_timesteps():
     (lambda: D.sample(SCHEDULE, EPS, np.zeros((1, 2)), [1.0, 0.1], "sde-dpmsolver++2m"), "needs noise="),
     (lambda: D.sample(SCHEDULE, EPS, np.zeros((1, 2)), [1.0, 0.1], "ddim", noise=[np.zeros((1, 2))]), "takes no noise"),
     (lambda: D.timesteps(SCHEDULE, 0), "integer >= 1"),
+    (lambda: D.timesteps(SCHEDULE, 10, "trailing"), "discrete schedule"),
+    (lambda: D.timesteps(D.DiscreteVP.scaled_linear(), 10, "leading", t_end=0.1), "no t_start/t_end"),
+    (lambda: D.timesteps(D.DiscreteVP.scaled_linear(), 1000, "linspace"), "fewer than"),
     (lambda: D.GaussianMixture([[0, 0]], [-1.0]), "positive weight and std"),
 ])
 def test_bad_sampler_input_is_named(call, match):
