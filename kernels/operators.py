@@ -215,12 +215,27 @@ class Matrix(Operator):
         return np.asarray(m.toarray() if hasattr(m, "toarray") else m, dtype=float)
 
     def values(self, poly, h, cache):
+        """Dense matrices of the φ-polynomial: for a symmetric matrix from its eigendecomposition, computed
+        once (V f(hΛ) Vᵀ, f elementwise: two products per step size, so adaptive steps stay cheap); for any
+        other matrix by ``phi_block``'s scaling and squaring."""
         if self.size > DENSE_FUNCTIONS_MAX:
             raise ValueError(f"φ-functions of a {self.size}-unknown matrix operator would be dense {self.size}² "
                              f"matrices (limit {DENSE_FUNCTIONS_MAX}); use a Fourier operator on a periodic grid")
+        eig = self.eigen()
+        if eig is not None:
+            lam, V = eig
+            f = np.broadcast_to(evaluate_phi_poly(poly, "diagonal", lam[:, None], h, cache), (lam.size, 1))[:, 0]
+            return (V * f) @ V.T
         if "dense" not in cache:
             cache["dense"] = self.dense()[None]
         return evaluate_phi_poly(poly, "dense", cache["dense"], h, cache)[0]
+
+    def eigen(self):
+        """(eigenvalues, orthonormal eigenvectors) of a symmetric matrix (computed once), else None."""
+        if not hasattr(self, "_eigen"):
+            A = self.dense()
+            self._eigen = np.linalg.eigh(A) if np.array_equal(A, A.T) else None
+        return self._eigen
 
     def _apply_value(self, value, v):
         return (value @ v.reshape(-1)).reshape(self.shape)

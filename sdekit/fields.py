@@ -182,7 +182,21 @@ def matrix(shape, A) -> Operator:
     return Operator(_ops.Matrix(shape, A), "matrix")
 
 
-class FieldODE:
+class _ArrayModel:
+    """What the array-level drivers need of a model: ``shape`` (the state's), ``rhs(u, t)`` (N on the whole
+    array), ``operator`` (L: ``kernels.operators``), and the generated modules it keeps (:meth:`compiled`)."""
+
+    def compiled(self, method: str, adaptive: bool):
+        """(scheme, generated module, memo of the operators' values per step size) of ``method``, kept across
+        solves: the module is cached on disk by its source's hash (``kernels.cache``)."""
+        key = (method, adaptive)
+        if key not in self._compiled:
+            source = emit_field(field_scheme(self, method), int(np.prod(self.shape)), adaptive)
+            self._compiled[key] = field_scheme(self, method), load_module(source, "field"), {}
+        return self._compiled[key]
+
+
+class FieldODE(_ArrayModel):
     """u_t = L u + N(u, t): ``u`` a :func:`field`, ``linear`` an :class:`Operator` on its grid (or None),
     ``nonlinear`` a sympy expression in ``u``, ``sdekit.t``, operator applications ``op(expr)`` and the
     symbols of ``data`` ({symbol: array of the grid's shape}: coordinates, coefficients, boundary sources).
@@ -243,15 +257,6 @@ class FieldODE:
         self.operator = _ops.Species(runtimes) if several else runtimes[0]
         self._compiled = {}    # (method, adaptive) -> (scheme, module, {step-size class: operator values})
 
-    def compiled(self, method: str, adaptive: bool):
-        """(scheme, generated module, memo of the operators' values per step size) of ``method``, kept across
-        solves: the module is cached on disk by its source's hash (``kernels.cache``)."""
-        key = (method, adaptive)
-        if key not in self._compiled:
-            source = emit_field(field_scheme(self, method), int(np.prod(self.shape)), adaptive)
-            self._compiled[key] = field_scheme(self, method), load_module(source, "field"), {}
-        return self._compiled[key]
-
     def rhs(self, u, t):
         """N(u, t) on the whole array (each species' broadcast to the grid's shape)."""
         parts = self._N(*(u if self.several else [u]), t, *self._data)
@@ -295,7 +300,7 @@ class _FieldForm(types.SimpleNamespace):
         return False
 
 
-def field_scheme(model: FieldODE, method: str):
+def field_scheme(model, method: str):
     """The catalogue method's step scheme (the one the fused kernels print) for a field model."""
     m = get_method(method)
     if m.stochastic:
@@ -307,7 +312,7 @@ def field_scheme(model: FieldODE, method: str):
     return scheme
 
 
-def field_source(model: FieldODE, method: str, adaptive: bool = False) -> str:
+def field_source(model, method: str, adaptive: bool = False) -> str:
     """The generated driver that runs ``method`` on ``model`` (``sdekit inspect`` prints it with N's source)."""
     return emit_field(field_scheme(model, method), int(np.prod(model.shape)), adaptive)
 
@@ -353,3 +358,65 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
     stats = {name: int(v) for name, v in zip(STATS, raw.stats.sum(axis=1))}
     y = np.asarray(raw.saved)[:, :, 0].reshape((-1,) + model.shape)
     return Solution.from_codes(np.asarray(raw.times), y, raw.retcodes, False, stats=stats, method=m.name, backend="fields")
+
+
+#: an ODE problem with a constant dense L of at least this dimension takes the array path by default
+ROUTE_DIM = 64
+_ROUTED_OPTIONS = {"ts", "saveat", "progress", "adaptive", "rtol", "atol", "controller", "dtmin", "dtmax", "maxiters",
+                   "tstops"}
+
+
+class DenseODE(_ArrayModel):
+    """An ``sk.ODE`` y' = L y + c + N with a constant dense L, as an array model: the state a vector, L a
+    :func:`matrix` operator (its φ from one eigendecomposition when L is symmetric), N its sympy forcing
+    lambdified over the whole state with the problem's params bound."""
+
+    def __init__(self, model, L, params):
+        form = model.form
+        self.shape, self.grid, self.several = (form.dim,), (form.dim,), False
+        self.operator = _ops.Matrix(self.shape, np.asarray(L, dtype=float))
+        syms = list(form.params)
+        f = sp.lambdify([*form.states, _t, *syms], list(form.forcing), "numpy")
+        values = [float(params[p.name]) for p in syms]
+        self.rhs = lambda u, t: np.array(np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in f(*u, t, *values))))
+        self._compiled = {}
+
+
+def route(target, method: str, dt, options: dict):
+    """``sdekit.solve``'s default for large stiff linear parts (issue 19): an ODEProblem with a constant,
+    symmetric dense L of dimension >= ROUTE_DIM, no networks, an array-capable method and only options the
+    array path takes runs on the array-level drivers (``sol.backend == "fields"``); anything else, or an
+    explicit ``backend=``, returns None (the per-lane kernels)."""
+    from .codegen.host import linear_entries
+    from .problem import ODEProblem
+    if options.get("backend") is not None or not isinstance(target, ODEProblem) or set(options) - _ROUTED_OPTIONS:
+        return None
+    form = target.model.form
+    if form.linear_structure != "dense" or form.dim < ROUTE_DIM or form.nets or target.tspan[1] < target.tspan[0]:
+        return None
+    try:
+        m = get_method(method)
+    except ValueError:
+        return None
+    if m.stochastic or m.family.name == "exprb":
+        return None
+    params = {k: v for k, v in target.params.items()}
+    if form.linear is None:
+        L = np.asarray(form.linear_numeric, dtype=float)
+    else:
+        L = np.array(linear_entries(form)(params), dtype=float).reshape(form.dim, form.dim)
+    if not (np.all(np.isfinite(L)) and np.array_equal(L, L.T)):
+        return None
+    model = _dense_model(target.model, L, params)
+    problem = types.SimpleNamespace(model=model, u0=np.asarray(target.y0, dtype=float), tspan=target.tspan)
+    return solve_field(problem, m.name, dt, **options)
+
+
+def _dense_model(model, L, params):
+    """The model's DenseODE for these L and params, kept on the model (its generated modules with it)."""
+    key = ("dense_ode", L.tobytes(), tuple((k, float(v)) for k, v in sorted(params.items())))
+    cache = model._host.setdefault("array_models", {})
+    if key not in cache:
+        cache.clear()                   # one at a time: a sweep over params would otherwise pile them up
+        cache[key] = DenseODE(model, L, params)
+    return cache[key]

@@ -242,9 +242,12 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     (:mod:`sdekit.store`: zarr when installed, else a numpy memmap; ``store_format`` chooses);
     ``memory_limit`` (bytes) streams them to a temporary store when larger.
     """
-    from .fields import FieldProblem, solve_field
+    from .fields import FieldProblem, route, solve_field
     if isinstance(target, FieldProblem):          # an array state: the array-level driver (sdekit.fields)
         return solve_field(target, method, dt, **options)
+    routed = route(target, method, dt, options)    # a large symmetric dense L: the array path by default
+    if routed is not None:
+        return routed
     _check_options("solve", options, CHUNKED_OPTIONS)
     if options.get("distributed") not in (None, False) or any(
             options.get(key) is not None for key in CHUNKED_OPTIONS if key not in ("distributed", "retries", "store_format")):

@@ -39,9 +39,10 @@ def _phi_expm(A, k):
     lambda: sk.laplacian((5, 4), (0.5, 0.7), "neumann"),
     lambda: sk.diagonal(-np.linspace(0, 40, 15)),
     lambda: sk.matrix(6, np.random.default_rng(0).normal(size=(6, 6))),
+    lambda: sk.matrix(6, (lambda A: -A @ A.T)(np.random.default_rng(2).normal(size=(6, 6)))),
     lambda: sk.matrix((3, 3), scipy.sparse.random(9, 9, density=0.4, random_state=1) - 2 * scipy.sparse.identity(9)),
 ], ids=["laplacian-periodic", "fourier-KS", "fourier-2d", "laplacian-dirichlet", "laplacian-neumann-2d", "diagonal",
-        "matrix-dense", "matrix-sparse"])
+        "matrix-dense", "matrix-symmetric", "matrix-sparse"])
 @pytest.mark.parametrize("h", [0.05, 0.7])
 def test_operator_phi_functions_match_dense_expm(make, h):
     """φ_k(c hL) and resolvents of every structured operator, applied to random vectors, agree with dense
@@ -244,3 +245,37 @@ def test_adaptive_field_saves_every_accepted_step_by_default():
     sol = sk.solve(_manufactured(), "ETDRK3", rtol=1e-5, atol=1e-5)
     assert sol.t[0] == 0.0 and sol.t[-1] == 1.0 and sol.y.shape == (sol.t.size, N_GRID)
     assert sol.stats["naccept"] == sol.t.size - 1
+
+
+def _dense_allen_cahn(n=64, symmetric=True):
+    """Allen–Cahn with L given to sk.ODE as a dense numeric array (the per-lane path's form)."""
+    eps, dx = 0.02, 2.0 / (n + 1)
+    x = -1 + dx * np.arange(1, n + 1)
+    L = eps * _stencil(n, dx, "dirichlet")
+    if not symmetric:
+        L[0, 1] *= 1.5
+    c = np.zeros(n)
+    c[0], c[-1] = -eps / dx**2, eps / dx**2
+    y = sk.states("u", n)
+    model = sk.ODE(y, linear=L, nonlinear=sp.Matrix([y[i] - y[i] ** 3 + c[i] for i in range(n)]))
+    return sk.ODEProblem(model, y0=0.53 * x + 0.47 * np.sin(-1.5 * np.pi * x), tspan=(0.0, 2.0))
+
+
+def test_large_symmetric_dense_problems_take_the_array_path_by_default():
+    """Routing (issue 19): an ODEProblem with a symmetric dense L of dimension >= 64 runs on the array path
+    (φ from one eigendecomposition), visible as ``sol.backend``, with the per-lane path's result; an explicit
+    backend, a smaller or non-symmetric L, an ensemble or an exponential Rosenbrock method keep the kernels."""
+    prob = _dense_allen_cahn()
+    routed = sk.solve(prob, "ROS34PW2", rtol=1e-6, atol=1e-6, saveat=[1.0, 2.0])
+    lanes = sk.solve(prob, "ROS34PW2", rtol=1e-6, atol=1e-6, saveat=[1.0, 2.0], backend="numpy")
+    assert routed.backend == "fields" and lanes.backend == "numpy" and routed.y.shape == lanes.y.shape == (2, 64)
+    np.testing.assert_allclose(routed.y, lanes.y, atol=1e-9)
+    fixed = sk.solve(prob, "ETDRK4", dt=0.05)
+    assert fixed.backend == "fields" and np.allclose(fixed.y[-1], sk.solve(prob, "ETDRK4", dt=0.05, backend="numpy").y[-1],
+                                                     atol=1e-11)
+    from sdekit.fields import route
+    assert route(prob, "ETDRK4", 0.5, {}) is not None
+    for target, method, options in [(prob, "ETDRK4", {"backend": "numpy"}), (_dense_allen_cahn(symmetric=False), "ETDRK4", {}),
+                                    (_dense_allen_cahn(n=16), "ETDRK4", {}), (sk.Ensemble(prob, n=2), "ETDRK4", {}),
+                                    (prob, "Exprb32", {}), (prob, "ETDRK4", {"dtype": np.float32})]:
+        assert route(target, method, 0.5, options) is None, (method, options)
