@@ -289,12 +289,17 @@ def test_inversion_demo_table_figure_and_cli(tmp_path, capsys):
     from sdekit.cli import main
     from sdekit.demo_inversion import run_inversion_demo
     rows = {r["method"]: r for r in run_inversion_demo(n=300, nfes=(20, 40), out=str(tmp_path / "i.png"), quiet=True)}
-    assert (tmp_path / "i.png").stat().st_size > 10_000 and len(rows) == 6
+    assert (tmp_path / "i.png").stat().st_size > 10_000 and len(rows) == 9
     for name in ("EDICT (p = 0.93)", "BDIA (γ = 1)"):
         assert max(rows[name]["noise_data_noise"].values()) < 1e-12
         assert max(rows[name]["data_noise_data"].values()) < 1e-11
     ddim = rows["DDIM inversion"]["noise_data_noise"]
     assert 1.6 < ddim[20] / ddim[40] < 2.6
     assert max(rows["fixed-point DDIM (tol 1e-12)"]["noise_data_noise"].values()) < 1e-10
+    for name in ("RF-Solver-2 (RF)", "FireFlow (RF)"):           # second order each way: the trip falls >= 4x
+        for way in ("noise_data_noise", "data_noise_data"):
+            assert rows[name][way][20] / rows[name][way][40] > 4, (name, way, rows[name][way])
+    euler = rows["flow Euler inversion (RF)"]["noise_data_noise"]
+    assert 1.6 < euler[20] / euler[40] < 2.6
     assert main(["demo", "inversion", "--n", "100", "--out", str(tmp_path / "cli.png")]) == 0
     assert "EDICT" in capsys.readouterr().out and (tmp_path / "cli.png").exists()
