@@ -14,7 +14,7 @@ import sympy as sp
 
 from sdekit.symbols import t
 
-__all__ = ["Schedule", "DiscreteVP", "GaussianMixture", "sample", "timesteps", "SAMPLERS", "STOCHASTIC",
+__all__ = ["Schedule", "DiscreteVP", "GaussianMixture", "MLPNetwork", "sample", "timesteps", "SAMPLERS", "STOCHASTIC",
            "invert", "edict", "bdia", "reversible_heun", "rf_solver", "fireflow", "controlled", "vp_linear", "vp_cosine", "vp", "sub_vp", "ve", "edm", "flow_matching",
            "mean_reverting"]
 
@@ -198,4 +198,5 @@ class DiscreteVP:
 
 
 from sdekit.sampling import SAMPLERS, STOCHASTIC, sample, timesteps  # noqa: E402  (the samplers read these schedules)
+from sdekit.nets import MLPNetwork  # noqa: E402
 from sdekit.inversion import bdia, controlled, edict, fireflow, invert, reversible_heun, rf_solver  # noqa: E402

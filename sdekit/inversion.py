@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sdekit.sampling import MULTISTEP, SAMPLERS, SINGLESTEP, STOCHASTIC, Network, run
+from sdekit.sampling import MULTISTEP, SAMPLERS, SINGLESTEP, STOCHASTIC, Dual, Network, run
 
 #: inversion solvers of :func:`invert`
 SOLVERS = ("explicit", "fixed-point", "newton")
@@ -75,8 +75,9 @@ def invert(schedule, model, x0, ts, method: str = "ddim", prediction: str = "eps
     x_k to ``tol`` (rms per trajectory) by the iteration x ← x + (x_k − step(x)) started at the
     explicit step, Anderson-accelerated with memory ``anderson`` (0: plain), at most ``maxiter``
     iterations (singlestep samplers).  ``solver="newton"``: Newton's method on the same equation, each
-    correction from GMRES with finite-difference Jacobian-vector products (one network call each;
-    numpy arrays, a network acting row by row).  ``check``: compute ``residual`` (one more step per step, its
+    correction from GMRES with Jacobian-vector products — exact through the network's tangent pass when
+    it has ``jvp`` (``sk.diffusion.MLPNetwork``), else finite differences (one network call each; numpy
+    arrays, a network acting row by row).  ``check``: compute ``residual`` (one more step per step, its
     network calls not in ``nfe``)."""
     if method not in SAMPLERS or method in STOCHASTIC:
         raise ValueError(f"invert takes a deterministic sampler, one of "
@@ -100,8 +101,12 @@ def invert(schedule, model, x0, ts, method: str = "ddim", prediction: str = "eps
     for s, t in zip(ts[:-1], ts[1:]):
         guess = step(schedule, net, x, float(s), float(t))
         if solver != "explicit":
-            solve = _fixed_point if solver == "fixed-point" else _newton
-            guess, ok = solve(lambda z: step(schedule, net, z, float(t), float(s)), x, guess, tol, maxiter, anderson)
+            back = lambda z, s=s, t=t: step(schedule, net, z, float(t), float(s))   # noqa: E731
+            if solver == "fixed-point":
+                guess, ok = _fixed_point(back, x, guess, tol, maxiter, anderson)
+            else:               # exact JVPs through the network's tangent pass when it has one
+                jvp = (lambda z, v: back(Dual(z, v)).tangent) if callable(getattr(model, "jvp", None)) else None
+                guess, ok = _newton(back, x, guess, tol, maxiter, jvp)
             converged &= ok
         x = guess
         xs.append(x)
@@ -138,10 +143,11 @@ def _fixed_point(back, target, x, tol, maxiter, m):
     return x, done
 
 
-def _newton(back, target, x, tol, maxiter, _memory):
+def _newton(back, target, x, tol, maxiter, jvp=None):
     """Solve back(x) = target per trajectory by Newton: J δ = r with r = target − back(x), J the
-    Jacobian of back, from GMRES (scipy) on J v ≈ (back(x + εv) − back(x))/ε, ε = √u (1 + ‖x‖)/‖v‖.
-    Converged rows are frozen (their part of r set to 0).  Returns (x, converged per row)."""
+    Jacobian of back, from GMRES (scipy) on J v: ``jvp(x, v)`` (exact, a tangent pass) or the finite
+    difference (back(x + εv) − back(x))/ε, ε = √u (1 + ‖x‖)/‖v‖.  Converged rows are frozen (their part of r
+    set to 0).  Returns (x, converged per row)."""
     from scipy.sparse.linalg import LinearOperator, gmres
     if not isinstance(x, np.ndarray):
         raise ValueError("solver='newton' takes numpy arrays (the GMRES runs in scipy); use 'fixed-point' for "
@@ -158,6 +164,8 @@ def _newton(back, target, x, tol, maxiter, _memory):
 
         def jv(v, x=x, fx=fx):
             v = v.reshape(x.shape)
+            if jvp is not None:
+                return np.asarray(jvp(x, v)).ravel()
             norm = np.linalg.norm(v)
             if norm == 0:
                 return np.zeros(x.size)

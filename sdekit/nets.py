@@ -65,3 +65,44 @@ def check_weights(net, weights, dtype) -> list:
             raise ValueError(f"net {net.name!r} layer {i}: weights contain NaN or Inf")
         out.append((np.ascontiguousarray(W, dtype=dtype), np.ascontiguousarray(b, dtype=dtype)))
     return out
+
+
+class MLPNetwork:
+    """A multilayer perceptron as a batched callable ``net(x, t)`` for the diffusion samplers and inversion
+    (``sk.diffusion``): inputs (x_1, ..., x_d, t) per row of x (n, d), output (n, d_out); hidden layers
+    apply ``activation`` (``codegen.neural.ACTIVATIONS``, the one σ every backend prints), the last layer
+    is linear, as ``sk.MLP``.  :meth:`jvp` is its forward-mode tangent pass (the chain rule through the
+    layers, ``kernels.numpy_runtime.mlp_forward_jacobian``): exact Jacobian-vector products, which
+    Newton inversion uses instead of finite differences."""
+
+    def __init__(self, weights, activation: str = "tanh"):
+        import sympy as sp
+
+        from sdekit.codegen.neural import ACTIVATIONS, X, activation as sigma, activation_grad
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        self.weights = [(np.asarray(W, dtype=float), np.asarray(b, dtype=float)) for W, b in weights]
+        for k, (W, b) in enumerate(self.weights):
+            if W.ndim != 2 or b.shape != (W.shape[0],) or (k and W.shape[1] != self.weights[k - 1][0].shape[0]):
+                raise ValueError(f"layer {k}: weights (out, in) and bias (out,) that chain, got {W.shape}, {b.shape}")
+        modules = [{"log1p": np.log1p}, "numpy"]
+        self.activation = activation
+        self._act = sp.lambdify(X, sigma(activation), modules)
+        self._grad = sp.lambdify(X, activation_grad(activation), modules)
+        self.dim = self.weights[0][0].shape[1] - 1       # the state's; the last input is t
+
+    def _inputs(self, x, t):
+        x = np.asarray(x, dtype=float)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"the network takes states of shape (n, {self.dim}), got {x.shape}")
+        return [*x.T, np.full(x.shape[0], float(t))]
+
+    def __call__(self, x, t):
+        from sdekit.kernels.numpy_runtime import mlp_forward
+        return mlp_forward(self.weights, self._act, self._inputs(x, t)).T
+
+    def jvp(self, x, t, v):
+        """(net(x, t), ∂net/∂x · v), both (n, d_out), for tangents ``v`` (n, d)."""
+        from sdekit.kernels.numpy_runtime import mlp_forward_jacobian
+        out, J = mlp_forward_jacobian(self.weights, self._act, self._grad, self._inputs(x, t))
+        return out.T, np.einsum("ojn,nj->no", J[:, :self.dim], np.asarray(v, dtype=float))

@@ -101,6 +101,48 @@ def _discrete_timesteps(schedule, n, spacing, t_start, t_end):
     return np.append((ks.astype(np.int64) + 1.0) / N, 1.0 / N)
 
 
+class Dual:
+    """A forward-mode dual number of arrays, value + ε·tangent: the samplers' steps are arithmetic on x and
+    on network outputs, so running a step on ``Dual(x, v)`` gives (step(x), ∂step/∂x · v) when the network
+    has ``jvp`` (``sk.diffusion.MLPNetwork``).  Non-dual operands are constants."""
+
+    __array_priority__ = 1000           # numpy scalars and arrays defer to these operators
+
+    def __init__(self, value, tangent):
+        self.value, self.tangent = value, tangent
+
+    @staticmethod
+    def _parts(y):
+        return (y.value, y.tangent) if isinstance(y, Dual) else (y, 0.0)
+
+    def __add__(self, y):
+        v, t = self._parts(y)
+        return Dual(self.value + v, self.tangent + t)
+
+    __radd__ = __add__
+
+    def __sub__(self, y):
+        v, t = self._parts(y)
+        return Dual(self.value - v, self.tangent - t)
+
+    def __rsub__(self, y):
+        return Dual(y - self.value, -self.tangent)
+
+    def __mul__(self, y):
+        v, t = self._parts(y)
+        return Dual(self.value * v, self.tangent * v + self.value * t)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, y):
+        if isinstance(y, Dual):
+            return Dual(self.value / y.value, (self.tangent * y.value - self.value * y.tangent) / (y.value * y.value))
+        return Dual(self.value / y, self.tangent / y)
+
+    def __neg__(self):
+        return Dual(-self.value, -self.tangent)
+
+
 class Network:
     """The network as noise, data and flow predictions, converted exactly (x̂ = (x − σε)/α; v = αε − σx̂;
     flow u = ε − x̂, the velocity of rectified-flow models: x = αx̂ + σε gives x̂ = (x − σu)/(α + σ)),
@@ -113,6 +155,8 @@ class Network:
 
     def _out(self, x, t):
         self.calls += 1
+        if isinstance(x, Dual):          # a tangent pass: the network's own JVP (counted as one call)
+            return Dual(*self.fn.jvp(x.value, t, x.tangent))
         return self.fn(x, t)
 
     def noise(self, x, t):
