@@ -196,24 +196,43 @@ class Network:
 
 
 def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: str = "eps", noise=None,
-           lower_order_final: bool = False):
+           lower_order_final: bool = False, eta: float = 0.0):
     """Integrate the probability-flow ODE of ``schedule`` from ``x`` at ts[0] to ts[-1] (decreasing
     times, e.g. :func:`timesteps`) with ``method`` (:data:`SAMPLERS`); the ``sde-`` samplers solve
     the reverse SDE and take ``noise``: a sequence (or callable of the step index) of standard
     normal arrays shaped like x, one per step (SDE-DPM-Solver++, methods.md §2.5; their strong
     order is 1, the listed order).  ``lower_order_final`` (UniPC): the last steps use at most as
     many points as steps remain (diffusers' default for UniPC; it stabilises < 15-step runs).
-    Returns (x, nfe)."""
+    ``eta`` (DDIM): η > 0 adds fresh noise each step, η = 1 being DDPM's ancestral sampler (Song et al. 2021,
+    eq. (16)); it then takes ``noise`` as the ``sde-`` samplers do.  Returns (x, nfe)."""
     if method not in SAMPLERS:
         raise ValueError(f"unknown sampler {method!r}; available: {', '.join(SAMPLERS)}")
-    if (method in STOCHASTIC) != (noise is not None):
-        raise ValueError(f"{method} {'needs' if method in STOCHASTIC else 'takes no'} noise= (one standard normal "
-                         "array like x per step)" if method in STOCHASTIC else f"{method} is deterministic: it takes no noise=")
+    if not (np.isfinite(eta) and eta >= 0) or (eta and method != "ddim"):
+        raise ValueError(f"eta is DDIM's noise level, a number >= 0 for method='ddim'; got eta={eta!r} for {method!r}")
+    stochastic = method in STOCHASTIC or eta > 0
+    if stochastic != (noise is not None):
+        raise ValueError(f"{method}{' with eta > 0' if eta else ''} needs noise= (one standard normal array like x per "
+                         "step)" if stochastic else f"{method} is deterministic: it takes no noise=")
     ts = np.asarray(ts, dtype=float)
     if ts.ndim != 1 or ts.size < 2 or not np.all(np.diff(ts) < 0) or not np.all(np.isfinite(ts)):
         raise ValueError("ts must be a 1-d array of at least two finite, strictly decreasing times")
     net = Network(model, prediction, schedule)
+    if eta > 0:
+        draw = noise if callable(noise) else noise.__getitem__
+        for i, (s, t) in enumerate(zip(ts[:-1], ts[1:])):
+            x = _ddim_eta(schedule, net, x, float(s), float(t), eta, draw(i))
+        return x, net.calls
     return run(schedule, net, x, ts, method, noise, lower_order_final), net.calls
+
+
+def _ddim_eta(schedule, net, x, s, t, eta, z):
+    """DDIM with noise level η (Song et al. 2021, eqs. (12), (16)): x_t = α_t x̂ + √(σ_t² − c²) ε̂ + c z,
+    c = η (σ_t/σ_s) √(1 − α_s²/α_t²), ε̂ = (x − α_s x̂)/σ_s from the one network call."""
+    a_s, a_t = float(schedule("alpha", s)), float(schedule("alpha", t))
+    s_s, s_t = float(schedule("sigma", s)), float(schedule("sigma", t))
+    x0 = net.data(x, s)
+    c = eta * (s_t / s_s) * math.sqrt(max(1.0 - (a_s / a_t) ** 2, 0.0))
+    return a_t * x0 + math.sqrt(max(s_t * s_t - c * c, 0.0)) * ((x - a_s * x0) / s_s) + c * z
 
 
 def run(schedule, net, x, ts, method, noise=None, lower_order_final: bool = False):

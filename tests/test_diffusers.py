@@ -196,3 +196,20 @@ def test_discrete_timestep_spacings_match_diffusers(setup, spacing, steps):
     ts = D.timesteps(schedule, steps, spacing)
     np.testing.assert_array_equal(ts, np.append((sch.timesteps.numpy() + 1.0) / N, 1.0 / N))
     _close(D.sample(schedule, eps, x, ts, "unipc2-bh2")[0], _run(sch, x, eps_index))
+
+
+@pytest.mark.parametrize("eta", [0.3, 1.0])
+def test_ddim_with_eta_matches_diffusers_with_the_same_noise(setup, eta):
+    """DDIM with η > 0 (η = 1: DDPM's ancestral step) against DDIMScheduler with the same injected noise."""
+    schedule, eps, eps_index, x = setup
+    sch = diffusers.DDIMScheduler(**BETAS, timestep_spacing="leading", set_alpha_to_one=False, clip_sample=False)
+    sch.set_timesteps(10)
+    z = np.random.default_rng(2).standard_normal((10,) + x.shape)
+    xt = torch.as_tensor(x, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, k in enumerate(sch.timesteps):
+            out = torch.as_tensor(eps_index(xt.numpy(), int(k)), dtype=torch.float64)
+            xt = sch.step(out, k, xt, eta=eta, variance_noise=torch.as_tensor(z[i])).prev_sample
+    got, nfe = D.sample(schedule, eps, x, (sch.timesteps.numpy() + 1.0) / N, "ddim", eta=eta, noise=z)
+    assert nfe == 9 and np.max(np.abs(got - xt.numpy())) < 1e-6 * np.max(np.abs(xt.numpy()))   # its 10th step: identity

@@ -136,6 +136,8 @@ def test_timesteps():
     (lambda: D.sample(SCHEDULE, EPS, np.zeros((1, 2)), [1.0, 0.1], "ddim", noise=[np.zeros((1, 2))]), "takes no noise"),
     (lambda: D.timesteps(SCHEDULE, 0), "integer >= 1"),
     (lambda: D.timesteps(SCHEDULE, 10, "trailing"), "discrete schedule"),
+    (lambda: D.sample(SCHEDULE, EPS, np.zeros((1, 2)), [1.0, 0.1], "heun", eta=0.5), "eta is DDIM's"),
+    (lambda: D.sample(SCHEDULE, EPS, np.zeros((1, 2)), [1.0, 0.1], "ddim", eta=0.5), "with eta > 0 needs noise="),
     (lambda: D.timesteps(D.DiscreteVP.scaled_linear(), 10, "leading", t_end=0.1), "no t_start/t_end"),
     (lambda: D.timesteps(D.DiscreteVP.scaled_linear(), 1000, "linspace"), "fewer than"),
     (lambda: D.GaussianMixture([[0, 0]], [-1.0]), "positive weight and std"),
