@@ -64,6 +64,8 @@ def main(argv=None):
         b.loglog(dts, e, "o-", label=m)
     b.loglog(dts, [errs["ETDRK4"][0] * (dt / dts[0]) ** 4 for dt in dts], "k:", label="slope 4")
     b.set(xlabel="step h", ylabel="max error at t = 10", title="convergence (reference: Krogstad h = 1/1024)")
+    b.minorticks_off()
+    b.set_xticks(dts, [f"1/{round(1 / dt)}" for dt in dts])
     b.legend()
     fig.tight_layout()
     out = Path(tempfile.mkdtemp()) if args.quick else ROOT / "docs"
