@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+#: step sizes whose operator values are kept (fixed grids have one or two; adaptive steps rarely repeat one)
+MEMO_SIZES = 8
+
 
 def _scalar(x) -> float:
     """A lane value of the one lane (a number or an array of one entry) as a float."""
@@ -54,7 +57,11 @@ class FieldLanes:
         h = _scalar(h)
         self.transforms = {}
         key = float(f"{h:.12g}")      # a grid's equal steps differ in their last bits: one class
-        if key not in self.memo:
+        if key in self.memo:
+            self.memo[key] = self.memo.pop(key)          # most recent last
+        else:
             cache = {}
             self.memo[key] = {name: self.op.values(poly, h, cache) for name, poly in self.polys.items()}
+            while len(self.memo) > MEMO_SIZES:            # adaptive steps: every size new; keep the latest only
+                self.memo.pop(next(iter(self.memo)))
         return self.memo[key]

@@ -5,14 +5,17 @@ import numpy as np
 
 from .linear import phi_scalar
 
-def mlp_forward_jacobian(weights, activation, activation_grad, inputs):
+def mlp_forward_jacobian(weights, activation, activation_grad, inputs, tangents=None):
     """(output (n_out, n), Jacobian (n_out, n_in, n)) of the MLP: forward mode through the layers,
     T ← W T, then T ← σ'(x) T on hidden layers (the chain rule W_L diag(σ'(x_{L−1})) … W_1).
-    ``activation``, ``activation_grad``: σ and σ' elementwise (the generated module's ``act_*``)."""
+    ``activation``, ``activation_grad``: σ and σ' elementwise (the generated module's ``act_*``).
+    ``tangents`` (n_in, k, n): the k input directions to carry instead of all n_in (then (n_out, k, n)
+    is J times them: k Jacobian-vector products for the cost of k, not n_in)."""
     x = np.array(np.broadcast_arrays(*(np.asarray(v) for v in inputs)))
     if x.ndim == 1:
         x = x[:, None]
-    T = np.broadcast_to(np.eye(x.shape[0], dtype=x.dtype)[:, :, None], x.shape[:1] + x.shape)
+    T = (np.broadcast_to(np.eye(x.shape[0], dtype=x.dtype)[:, :, None], x.shape[:1] + x.shape) if tangents is None
+         else np.asarray(tangents, dtype=x.dtype))
     for i, (W, b) in enumerate(weights):
         x = matvec(W[:, :, None], x, b[:, None])
         T = np.einsum("ok,kjn->ojn", W, T)

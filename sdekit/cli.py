@@ -64,7 +64,8 @@ def main(argv=None) -> int:
     i = sub.add_parser("inspect", help="print the generated source of a model's step")
     i.add_argument("model", help="MODULE:ATTRIBUTE of an ODE/SDE/problem, or 'demo'")
     i.add_argument("--method", default=None, help="a catalogue method (default: EM for SDEs, RK4 for ODEs)")
-    i.add_argument("--backend", default="numba", help="numba (default), numpy or cuda (CUDA C source)")
+    i.add_argument("--backend", default=None,
+                   help="numba (default; the array path for a model solve routes there), numpy or cuda (CUDA C source)")
     i.add_argument("--adaptive", action="store_true",
                    help="the kernel with per-trajectory step control (methods with an error estimate)")
     args = parser.parse_args(argv)

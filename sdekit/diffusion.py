@@ -177,6 +177,9 @@ class DiscreteVP:
         self.t_grid = (np.arange(abar.size) + 1.0) / abar.size
         self.log_alpha = 0.5 * np.log(abar)
         self.t_range = (float(self.t_grid[0]), 1.0)
+        # t = 0 is the clean data (α = 1, σ = 0: diffusers' final_sigmas_type="zero"); between 0 and 1/N,
+        # log α is linear as between grid points
+        self._t, self._la = np.append(0.0, self.t_grid), np.append(0.0, self.log_alpha)
 
     @classmethod
     def scaled_linear(cls, beta_start=0.00085, beta_end=0.012, steps=1000) -> "DiscreteVP":
@@ -185,9 +188,10 @@ class DiscreteVP:
         return cls(np.cumprod(1.0 - betas))
 
     def __call__(self, what: str, ts):
-        la = np.interp(np.asarray(ts, dtype=float), self.t_grid, self.log_alpha)
+        la = np.interp(np.asarray(ts, dtype=float), self._t, self._la)
         alpha, sigma = np.exp(la), np.sqrt(-np.expm1(2 * la))
-        values = {"alpha": alpha, "sigma": sigma, "lam": la - np.log(sigma)}
+        with np.errstate(divide="ignore"):
+            values = {"alpha": alpha, "sigma": sigma, "lam": la - np.log(sigma)}
         if what not in values:
             raise ValueError(f"a discrete schedule gives alpha, sigma and lam, not {what!r}")
         return values[what]

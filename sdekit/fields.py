@@ -4,8 +4,8 @@ The state is an array ``u`` on a 1-D or 2-D grid; the nonlinearity is written on
 element symbol (``u - u**3``) and may apply operators to sub-expressions (a derivative of ``u**2``);
 it is compiled to one vectorised function, so building a model costs the same for 10 or 10^6 unknowns.
 The linear part is an operator, never a matrix of expressions: :func:`fourier` (periodic grids, diagonal
-in Fourier space), :func:`laplacian` (second differences, periodic → Fourier, Dirichlet/Neumann →
-sparse), :func:`diagonal`, or :func:`matrix`.  Example (Kuramoto–Sivashinsky, Kassam & Trefethen 2005)::
+in Fourier space), :func:`laplacian` (second differences, periodic → Fourier, Dirichlet/Neumann → the
+DST-I/DCT-I bases), :func:`diagonal`, or :func:`matrix`.  Example (Kuramoto–Sivashinsky, Kassam & Trefethen 2005)::
 
     u = sk.field("u", 128)
     L = sk.fourier(128, 32 * np.pi, lambda k: k**2 - k**4)      # u_t = -u_xx - u_xxxx ...
@@ -52,9 +52,19 @@ def _shape(shape) -> tuple:
 
 
 class Field(sp.Symbol):
-    """The element symbol of an array state; ``.grid`` is the array's shape."""
+    """The element symbol of an array state; ``.grid`` is the array's shape.  Not sympy's cached symbol: the
+    grid is part of its identity, so ``field("u", 8)`` and ``field("u", 16)`` are different fields."""
 
-    grid: tuple
+    def __new__(cls, name: str, grid: tuple):
+        obj = sp.Symbol.__xnew__(cls, name, real=True)
+        obj.grid = tuple(grid)
+        return obj
+
+    def _hashable_content(self):
+        return super()._hashable_content() + (self.grid,)
+
+    def __getnewargs_ex__(self):
+        return (self.name, self.grid), {}
 
 
 def field(name: str, shape) -> Field:
@@ -62,9 +72,7 @@ def field(name: str, shape) -> Field:
     standing for every element, in which the nonlinearity is written."""
     if not str(name).isidentifier():
         raise ModelError(f"field: name must be an identifier, got {name!r}")
-    u = Field(str(name), real=True)
-    u.grid = _shape(shape)
-    return u
+    return Field(str(name), _shape(shape))
 
 
 class Operator:
@@ -139,6 +147,11 @@ def fourier(shape, lengths, symbol) -> Operator:
         raise ModelError(f"fourier: symbol(k) must broadcast to the modes' shape {full}, got {lam.shape}") from None
     if not np.all(np.isfinite(lam)):
         raise ModelError("fourier: symbol(k) is not finite at every wavenumber")
+    for a, n in enumerate(shape):      # Nyquist modes of even axes are their own conjugates: keep Re(symbol)
+        if n % 2 == 0 and np.iscomplexobj(lam):  # (an odd symbol such as ik gives 0 there, as a real field needs)
+            index = [slice(None)] * len(shape)
+            index[a] = -1 if a == len(shape) - 1 else n // 2
+            lam[tuple(index)] = lam[tuple(index)].real
     if np.iscomplexobj(lam) and not np.any(lam.imag):
         lam = lam.real.copy()
     return Operator(_ops.Fourier(shape, lengths, lam), "fourier")
@@ -335,6 +348,8 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
         raise ValueError("fields integrate forwards in time (t1 > t0)")
     if ts is not None and dt is not None:
         raise ValueError("give either dt (equal steps) or ts (the step times), not both")
+    if ts is not None and (adaptive or rtol is not None or atol is not None):
+        raise ValueError("ts gives fixed steps; drop rtol/atol/adaptive, or give no ts for adaptive steps")
     m = get_method(method)
     fixed = dt is not None or ts is not None
     adaptive = (not fixed or rtol is not None or atol is not None) if adaptive is None else bool(adaptive)
@@ -389,7 +404,10 @@ def route(target, method: str, dt, options: dict):
     explicit ``backend=``, returns None (the per-lane kernels)."""
     from .codegen.host import linear_entries
     from .problem import ODEProblem
-    if options.get("backend") is not None or not isinstance(target, ODEProblem) or set(options) - _ROUTED_OPTIONS:
+    options = {k: v for k, v in options.items() if not (k == "backend" and v is None)}
+    if "backend" in options or not isinstance(target, ODEProblem) or set(options) - _ROUTED_OPTIONS:
+        return None
+    if any(np.ndim(v) for v in target.params.values()):     # per-trajectory values: the kernels say what to do
         return None
     form = target.model.form
     if form.linear_structure != "dense" or form.dim < ROUTE_DIM or form.nets or target.tspan[1] < target.tspan[0]:
@@ -410,6 +428,20 @@ def route(target, method: str, dt, options: dict):
     model = _dense_model(target.model, L, params)
     problem = types.SimpleNamespace(model=model, u0=np.asarray(target.y0, dtype=float), tspan=target.tspan)
     return solve_field(problem, m.name, dt, **options)
+
+
+def routed_model(model, method: str):
+    """The array model ``solve`` would route ``model`` (an ``sk.ODE``) to for ``method`` when the problem has
+    no params, or None (``sdekit inspect``'s view of the routing)."""
+    from .model import ODE
+    if not isinstance(model, ODE) or model.form.params or model.form.linear_numeric is None:
+        return None
+    form = model.form
+    L = np.asarray(form.linear_numeric, dtype=float)
+    if (form.linear_structure != "dense" or form.dim < ROUTE_DIM or form.nets or not np.array_equal(L, L.T)
+            or get_method(method).stochastic or get_method(method).family.name == "exprb"):
+        return None
+    return _dense_model(model, L, {})
 
 
 def _dense_model(model, L, params):

@@ -104,5 +104,8 @@ class MLPNetwork:
     def jvp(self, x, t, v):
         """(net(x, t), ∂net/∂x · v), both (n, d_out), for tangents ``v`` (n, d)."""
         from sdekit.kernels.numpy_runtime import mlp_forward_jacobian
-        out, J = mlp_forward_jacobian(self.weights, self._act, self._grad, self._inputs(x, t))
-        return out.T, np.einsum("ojn,nj->no", J[:, :self.dim], np.asarray(v, dtype=float))
+        inputs = self._inputs(x, t)
+        seed = np.zeros((self.dim + 1, 1, len(inputs[0])))
+        seed[:self.dim, 0] = np.asarray(v, dtype=float).T          # one direction; t does not move
+        out, jv = mlp_forward_jacobian(self.weights, self._act, self._grad, inputs, seed)
+        return out.T, jv[:, 0].T

@@ -54,7 +54,8 @@ def timesteps(schedule, n: int, spacing: str = "logSNR", t_start=None, t_end=Non
     ``use_karras_sigmas``).  Discrete schedules (:class:`~sdekit.diffusion.DiscreteVP`) also take diffusers'
     integer timestep spacings "linspace", "leading" and "trailing" (as DPMSolverMultistep, UniPC and DEIS
     set them; DDIM's "leading" differs), timestep k at t = (k + 1)/N, then the last point at timestep 0
-    (``final_sigmas_type="sigma_min"``)."""
+    (``final_sigmas_type="sigma_min"``) unless the spacing's last timestep is 0 already (then n times:
+    diffusers takes an empty last step there)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"the number of steps must be an integer >= 1, got {n!r}")
     if spacing in ("linspace", "leading", "trailing"):
@@ -96,9 +97,10 @@ def _discrete_timesteps(schedule, n, spacing, t_start, t_end):
         ks = np.linspace(0, N - 1, n + 1).round()[::-1][:-1]
     elif spacing == "leading":
         ks = (np.arange(0, n + 1) * (N // (n + 1))).round()[::-1][:-1]
-    else:
-        ks = np.arange(N, 0, -N / n).round() - 1
-    return np.append((ks.astype(np.int64) + 1.0) / N, 1.0 / N)
+    else:       # diffusers' np.arange(N, 0, -N/n) can hold an (n+1)-th point (timestep -1): exactly n here
+        ks = (N - np.arange(n) * (N / n)).round() - 1
+    ts = (ks.astype(np.int64) + 1.0) / N
+    return ts if ks[-1] == 0 else np.append(ts, 1.0 / N)   # ending at timestep 0 already: no empty last step
 
 
 class Dual:
@@ -201,10 +203,14 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
     times, e.g. :func:`timesteps`) with ``method`` (:data:`SAMPLERS`); the ``sde-`` samplers solve
     the reverse SDE and take ``noise``: a sequence (or callable of the step index) of standard
     normal arrays shaped like x, one per step (SDE-DPM-Solver++, methods.md §2.5; their strong
-    order is 1, the listed order).  ``lower_order_final`` (UniPC): the last steps use at most as
-    many points as steps remain (diffusers' default for UniPC; it stabilises < 15-step runs).
+    order is 1, the listed order).  ``lower_order_final`` (multistep samplers: DPM-Solver++ 2M/3M, UniPC,
+    DEIS): diffusers' rule of each — UniPC uses at most as many points as steps remain; DPM-Solver++ and
+    DEIS under 15 steps take the last step first order and the one before at most second.
     ``eta`` (DDIM): η > 0 adds fresh noise each step, η = 1 being DDPM's ancestral sampler (Song et al. 2021,
-    eq. (16)); it then takes ``noise`` as the ``sde-`` samplers do.  Returns (x, nfe)."""
+    eq. (16)); it then takes ``noise`` as the ``sde-`` samplers do.  A grid may end where σ = 0 (diffusers'
+    ``final_sigmas_type="zero"``): the last step is then x = x̂(x, s) for every sampler but the Euler ones
+    (the limit of the exponential step, first order as diffusers takes it for DPM-Solver(++); its UniPC
+    keeps its order there).  Returns (x, nfe)."""
     if method not in SAMPLERS:
         raise ValueError(f"unknown sampler {method!r}; available: {', '.join(SAMPLERS)}")
     if not (np.isfinite(eta) and eta >= 0) or (eta and method != "ddim"):
@@ -216,13 +222,26 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
     ts = np.asarray(ts, dtype=float)
     if ts.ndim != 1 or ts.size < 2 or not np.all(np.diff(ts) < 0) or not np.all(np.isfinite(ts)):
         raise ValueError("ts must be a 1-d array of at least two finite, strictly decreasing times")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alpha, sigma = schedule("alpha", ts), schedule("sigma", ts)
+    if not (np.all(alpha > 0) and np.all(sigma[:-1] > 0)):
+        bad = ts[np.flatnonzero(~((alpha > 0) & np.append(sigma[:-1] > 0, True)))[0]]
+        raise ValueError(f"ts reaches α = 0 or σ = 0 at t = {bad:g} ({schedule}): the samplers need α > 0 everywhere "
+                         "and σ > 0 before the last point; start inside the schedule's t_range")
     net = Network(model, prediction, schedule)
-    if eta > 0:
+    # a grid that ends at σ = 0 (diffusers' final_sigmas_type="zero"): λ = ∞ there, and every exponential
+    # sampler's last step tends to x = x̂(x, s): taken first order, as diffusers forces it
+    to_zero = sigma[-1] == 0 and method not in ("euler", "flow-euler")
+    core = ts[:-1] if to_zero else ts
+    if core.size > 1 and eta > 0:
         draw = noise if callable(noise) else noise.__getitem__
-        for i, (s, t) in enumerate(zip(ts[:-1], ts[1:])):
+        for i, (s, t) in enumerate(zip(core[:-1], core[1:])):
             x = _ddim_eta(schedule, net, x, float(s), float(t), eta, draw(i))
-        return x, net.calls
-    return run(schedule, net, x, ts, method, noise, lower_order_final), net.calls
+    elif core.size > 1:
+        x = run(schedule, net, x, core, method, noise, lower_order_final, ts.size - 1)
+    if to_zero:
+        x = net.data(x, float(core[-1]))
+    return x, net.calls
 
 
 def _ddim_eta(schedule, net, x, s, t, eta, z):
@@ -235,17 +254,19 @@ def _ddim_eta(schedule, net, x, s, t, eta, z):
     return a_t * x0 + math.sqrt(max(s_t * s_t - c * c, 0.0)) * ((x - a_s * x0) / s_s) + c * z
 
 
-def run(schedule, net, x, ts, method, noise=None, lower_order_final: bool = False):
+def run(schedule, net, x, ts, method, noise=None, lower_order_final: bool = False, total_steps=None):
     """``method`` over the grid ``ts`` in either direction (decreasing: sampling; increasing: the
-    explicit inversion of :mod:`sdekit.inversion`), ``net`` a :class:`Network`."""
+    explicit inversion of :mod:`sdekit.inversion`), ``net`` a :class:`Network`; ``total_steps``: the
+    whole run's steps when ``ts`` is its beginning (``lower_order_final`` counts from the run's end)."""
+    total = len(ts) - 1 if total_steps is None else total_steps
     if method in UNIPC:
         order, variant = int(method[5]), method.split("-")[1]
-        return _unipc(schedule, net, x, ts, order, variant, lower_order_final)
+        return _unipc(schedule, net, x, ts, order, variant, lower_order_final, total)
     if method in DEIS:
-        return _deis(schedule, net, x, ts, int(method[4]), lower_order_final)
+        return _deis(schedule, net, x, ts, int(method[4]), lower_order_final, total)
     if method in MULTISTEP or method in STOCHASTIC:
         draw = noise if callable(noise) or noise is None else noise.__getitem__
-        return _multistep(schedule, net, x, ts, method, draw)
+        return _multistep(schedule, net, x, ts, method, draw, lower_order_final, total)
     step = SINGLESTEP[method]
     for s, t in zip(ts[:-1], ts[1:]):
         x = step(schedule, net, x, float(s), float(t))
@@ -306,7 +327,8 @@ def _dpmpp2s(schedule, net, x, s, t, r1=0.5):
 def _euler(schedule, net, x, s, t):
     """Euler in σ̃ = σ/α on x̃ = x/α, where the flow ODE reads dx̃/dσ̃ = ε (Karras et al. 2022, eq. 4
     and Alg. 1 without churn; diffusers' EulerDiscreteScheduler)."""
-    a_s, a_t, s_s, s_t, _ = _coef(schedule, s, t)
+    a_s, a_t = float(schedule("alpha", s)), float(schedule("alpha", t))       # σ_t may be 0: no λ here
+    s_s, s_t = float(schedule("sigma", s)), float(schedule("sigma", t))
     return (a_t / a_s) * x + (a_t * (s_t / a_t - s_s / a_s)) * net.noise(x, s)
 
 
@@ -329,7 +351,7 @@ def _heun(schedule, net, x, s, t):
     return (a_t / a_s) * x + (0.5 * a_t * dsig) * (d + net.noise(pred, t))
 
 
-def _multistep(schedule, net, x, ts, method, noise=None):
+def _multistep(schedule, net, x, ts, method, noise=None, lower_order_final=False, total=None):
     """DPM-Solver++(2M) ("midpoint") and (3M): one network call per step, the first steps at
     lower order (warm-up); 3M's D2 weight is 2hφ_3(−h) (exact) or hφ_3(−h) ("-compat").
     SDE-DPM-Solver++(1, 2M): the exact linear part and noise covariance of the reverse SDE,
@@ -348,6 +370,9 @@ def _multistep(schedule, net, x, ts, method, noise=None):
         m0 = hist[0][1]
         x_new = (s_t / s_s) * x + (a_t * h * phi_scalar(1, -h)) * m0
         k = min(len(hist), order)
+        steps = len(ts) - 1 if total is None else total
+        if lower_order_final and steps < 15:       # diffusers' rule: first order last, at most second before
+            k = 1 if i == steps - 1 else min(k, 2) if i == steps - 2 else k
         if k >= 2:
             r0 = (hist[0][0] - hist[1][0]) / h
             d1_0 = (1.0 / r0) * (m0 - hist[1][1])
@@ -425,20 +450,21 @@ def _unipc_update(schedule, lams, ms, x, i, t, order, variant, m_new=None):
     return x_t - (a_t * B) * res
 
 
-def _unipc(schedule, net, x, ts, order, variant, lower_order_final=False):
+def _unipc(schedule, net, x, ts, order, variant, lower_order_final=False, total=None):
     """UniPC-p (Zhao et al. 2023): at every grid point the network's data prediction first corrects the
     point just reached (UniC, with the order of the predictor that reached it), then predicts the next
     (UniP-p, warming up from order 1); no network call beyond one per step: the last point is not
     corrected.  ``lower_order_final``: at most as many points as steps remain (diffusers' rule)."""
     lams = [(float(t), float(v)) for t, v in zip(ts, schedule("lam", ts))]
     ms, steps, last = [], len(ts) - 1, None
+    total = steps if total is None else total
     for i in range(steps):
         m = net.data(x, float(ts[i]))
         if last is not None:                          # UniC: correct x_i with m_i
             x_prev, p = last
             x = _unipc_update(schedule, lams, ms, x_prev, i - 1, float(ts[i]), p, variant, m_new=m)
         ms.append(m)
-        p = min(order, steps - i) if lower_order_final else order
+        p = min(order, total - i) if lower_order_final else order
         p = min(p, i + 1)
         last = (x, p)
         x = _unipc_update(schedule, lams, ms, x, i, float(ts[i + 1]), p, variant)
@@ -459,7 +485,7 @@ def _deis_weights(p: int):
     return sp.lambdify((r, *us), out, "math")
 
 
-def _deis(schedule, net, x, ts, order, lower_order_final=False):
+def _deis(schedule, net, x, ts, order, lower_order_final=False, total=None):
     """tAB-DEIS of order p (``deis{p}``): x_t = α_t (x_s/α_s + Σ_j w_j ε_j), w_j = ∫_{ρ_s}^{ρ_t} ℓ_j(log ρ) dρ
     over the noise predictions at the last p points; one network call per step, warming up from order 1.
     ``lower_order_final`` is diffusers' rule: under 15 steps, the last step is first order, the one before
@@ -467,12 +493,13 @@ def _deis(schedule, net, x, ts, order, lower_order_final=False):
     rho = [float(sg / a) for sg, a in zip(schedule("sigma", ts), schedule("alpha", ts))]
     alpha = [float(a) for a in schedule("alpha", ts)]
     steps, hist = len(ts) - 1, []
+    total = steps if total is None else total
     for i in range(steps):
         hist.insert(0, net.noise(x, float(ts[i])))
         del hist[order:]
         p = min(order, i + 1)
-        if lower_order_final and steps < 15:
-            p = 1 if i == steps - 1 else min(p, 2) if i == steps - 2 else p
+        if lower_order_final and total < 15:
+            p = 1 if i == total - 1 else min(p, 2) if i == total - 2 else p
         F = _deis_weights(p)
         us = [math.log(rho[i - j]) for j in range(p)]
         w = [a - b for a, b in zip(F(rho[i + 1], *us), F(rho[i], *us))]

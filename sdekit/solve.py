@@ -461,14 +461,21 @@ def adaptive_options(m, problem, d, is_ensemble, dt, rtol, atol, controller, dtm
         tstops=np.empty(0) if tstops is None else times(tstops, "tstops"), dense=not m.stochastic)
 
 
-def inspect(model, method: str, backend: str = "numba", dtype=np.float64, adaptive: bool = False) -> str:
-    """The generated source that ``solve`` runs for ``model`` and ``method`` on ``backend``
-    (``adaptive``: the Numba kernel with per-trajectory step control)."""
-    from .fields import FieldODE, FieldProblem, field_source
+def inspect(model, method: str, backend: str | None = None, dtype=np.float64, adaptive: bool = False) -> str:
+    """The generated source that ``solve`` runs for ``model`` and ``method`` on ``backend`` (default: what
+    ``solve`` picks — the Numba kernel, or the array path for a model it routes there; ``adaptive``: the
+    kernel with per-trajectory step control)."""
+    from .fields import FieldODE, FieldProblem, field_source, routed_model
     from .model import ODE, SDE
     if isinstance(model, (FieldODE, FieldProblem)):   # fields: the driver and the generated N
         field_model = getattr(model, "model", model)
         return f"{field_source(field_model, method, adaptive)}\n\n# N(u, t) on the grid:\n{field_model.source()}"
+    if backend is None:
+        array = routed_model(getattr(model, "model", model), method)
+        if array is not None:
+            return ("# solve() runs this model on the array path (sdekit.fields.route: a symmetric dense L of dimension "
+                    f">= 64); backend= keeps the per-trajectory kernels\n{field_source(array, method, adaptive)}")
+        backend = "numba"
     if backend.lower() not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {BACKENDS}")
     target = model.problem.model if isinstance(model, Ensemble) else getattr(model, "model", model)

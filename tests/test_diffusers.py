@@ -213,3 +213,21 @@ def test_ddim_with_eta_matches_diffusers_with_the_same_noise(setup, eta):
             xt = sch.step(out, k, xt, eta=eta, variance_noise=torch.as_tensor(z[i])).prev_sample
     got, nfe = D.sample(schedule, eps, x, (sch.timesteps.numpy() + 1.0) / N, "ddim", eta=eta, noise=z)
     assert nfe == 9 and np.max(np.abs(got - xt.numpy())) < 1e-6 * np.max(np.abs(xt.numpy()))   # its 10th step: identity
+
+
+@pytest.mark.parametrize("order, ours", [(2, "dpmsolver++2m"), (3, "dpmsolver++3m-compat")])
+def test_dpmsolver_lower_order_final_and_zero_final_sigma_match_diffusers(setup, order, ours):
+    """diffusers' defaults for short runs: ``lower_order_final`` (under 15 steps the last step is first order,
+    the one before at most second) and ``final_sigmas_type="zero"`` (the last step reaches σ = 0, t = 0 of
+    the discrete schedule: x = x̂)."""
+    schedule, eps, eps_index, x = setup
+    for final, t_last in (("sigma_min", 1.0 / N), ("zero", 0.0)):
+        sch = diffusers.DPMSolverMultistepScheduler(**BETAS, solver_order=order, algorithm_type="dpmsolver++",
+                                                    final_sigmas_type=final, lower_order_final=True,
+                                                    timestep_spacing="linspace")
+        sch.set_timesteps(8)
+        want = _run(sch, x, eps_index)
+        got, nfe = D.sample(schedule, eps, x, np.append((sch.timesteps.numpy() + 1.0) / N, t_last), ours,
+                            lower_order_final=True)
+        assert nfe == 8
+        _close(got, want)

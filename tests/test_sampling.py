@@ -136,6 +136,7 @@ def test_timesteps():
     (lambda: D.sample(SCHEDULE, EPS, np.zeros((1, 2)), [1.0, 0.1], "ddim", noise=[np.zeros((1, 2))]), "takes no noise"),
     (lambda: D.timesteps(SCHEDULE, 0), "integer >= 1"),
     (lambda: D.timesteps(SCHEDULE, 10, "trailing"), "discrete schedule"),
+    (lambda: D.sample(D.flow_matching(), EPS, np.zeros((1, 2)), [1.0, 0.1], "ddim"), "α = 0 or σ = 0 at t = 1"),
     (lambda: D.sample(SCHEDULE, EPS, np.zeros((1, 2)), [1.0, 0.1], "heun", eta=0.5), "eta is DDIM's"),
     (lambda: D.sample(SCHEDULE, EPS, np.zeros((1, 2)), [1.0, 0.1], "ddim", eta=0.5), "with eta > 0 needs noise="),
     (lambda: D.timesteps(D.DiscreteVP.scaled_linear(), 10, "leading", t_end=0.1), "no t_start/t_end"),
@@ -182,3 +183,24 @@ def test_sde_dpmsolver_3m_mean_order_exact_vs_compat():
     assert 1.8 <= orders["sde-dpmsolver++2m"] <= 2.4, orders
     assert orders["sde-dpmsolver++3m"] >= 2.7, orders
     assert orders["sde-dpmsolver++3m-compat"] <= 1.7, orders
+
+
+@pytest.mark.parametrize("method", sorted(D.SAMPLERS))
+def test_every_sampler_reaches_sigma_zero(method):
+    """A grid that ends at σ = 0 (flow matching's t = 0): every sampler returns a finite sample there, with
+    one network call per step of its promise (the last step x = x̂ costs one call)."""
+    flow = D.flow_matching()
+    eps = MIXTURE.eps(flow)
+    x = np.random.default_rng(0).standard_normal((4, 2))
+    noise = np.random.default_rng(1).standard_normal((10, 4, 2)) if method in D.STOCHASTIC else None
+    y, nfe = D.sample(flow, eps, x, np.linspace(0.999, 0.0, 11), method, noise=noise)
+    assert np.all(np.isfinite(y)) and nfe == 9 * D.SAMPLERS[method][2] + 1 if method not in ("euler", "flow-euler") else nfe == 10
+
+
+def test_trailing_spacing_has_exactly_n_steps():
+    """diffusers' float arange can add a step at timestep −1 (n = 61, 103, ...); sdekit's has n (n − 1 when
+    the spacing's last timestep is 0 already, n = 998: diffusers' last step there is empty)."""
+    schedule = D.DiscreteVP.scaled_linear()
+    for n in (61, 103, 998):
+        ts = D.timesteps(schedule, n, "trailing")
+        assert ts.size == (n if n == 998 else n + 1) and np.all(np.diff(ts) < 0) and ts[-1] == 1.0 / 1000
