@@ -279,3 +279,38 @@ def test_large_symmetric_dense_problems_take_the_array_path_by_default():
                                     (_dense_allen_cahn(n=16), "ETDRK4", {}), (sk.Ensemble(prob, n=2), "ETDRK4", {}),
                                     (prob, "Exprb32", {}), (prob, "ETDRK4", {"dtype": np.float32})]:
         assert route(target, method, 0.5, options) is None, (method, options)
+
+
+def test_review_fixes_fields():
+    """Fields of one name and different grids are different symbols; an odd symbol (∂x) gives 0 at the
+    Nyquist mode of every even axis (2-D too); adaptive solves keep a bounded memo of operator values;
+    ts with rtol is an error; per-trajectory params are not routed (the kernels name the problem)."""
+    from sdekit.fields import route
+    from sdekit.kernels.field_runtime import MEMO_SIZES
+    u8, u16 = sk.field("u", 8), sk.field("u", 16)
+    assert u8 is not u16 and u8 != u16 and (u8.grid, u16.grid) == ((8,), (16,))
+    sk.FieldODE(u8, linear=sk.laplacian(8, 0.1), nonlinear=-u8**3)          # u8 keeps its grid
+    X, Y = np.meshgrid(np.arange(16) * 2 * np.pi / 16, np.arange(12) * 0.25, indexing="ij")
+    Dx = sk.fourier((16, 12), (2 * np.pi, 3.0), lambda kx, ky: 1j * kx)
+    assert np.abs(Dx.runtime.apply(np.cos(8 * X) * np.cos(2 * np.pi * Y / 3))).max() < 1e-12
+    np.testing.assert_allclose(Dx.runtime.apply(np.sin(3 * X) * np.cos(2 * np.pi * Y / 3)),
+                               3 * np.cos(3 * X) * np.cos(2 * np.pi * Y / 3), atol=1e-12)
+    prob = _manufactured()
+    sk.solve(prob, "ETDRK3", rtol=1e-9, atol=1e-9)
+    assert len(prob.model.compiled("ETDRK3", True)[2]) <= MEMO_SIZES
+    with pytest.raises(ValueError, match="ts gives fixed steps"):
+        sk.solve(prob, "ETDRK3", ts=np.linspace(0, 1, 11), rtol=1e-6)
+    n = 64
+    y, k = sk.states("u", n), sk.params("k")
+    L = _stencil(n, 0.1, "dirichlet")
+    model = sk.ODE(y, linear=sp.Matrix(L) * k, nonlinear=sp.Matrix([-y[i] ** 3 for i in range(n)]))
+    many = sk.ODEProblem(model, y0=np.zeros(n), tspan=(0.0, 1.0), params={"k": [1.0, 2.0]})
+    assert route(many, "ETDRK4", 0.1, {}) is None and route(many, "ETDRK4", 0.1, {"backend": None}) is None
+    one = sk.ODEProblem(model, y0=np.zeros(n), tspan=(0.0, 1.0), params={"k": 1.0})
+    assert route(one, "ETDRK4", 0.1, {"backend": None}) is not None
+
+
+def test_inspect_shows_the_array_path_of_a_routed_model():
+    prob = _dense_allen_cahn()
+    assert "array path" in sk.inspect(prob.model, "ETDRK4") and "def kernel(" in sk.inspect(prob.model, "ETDRK4")
+    assert "array path" not in sk.inspect(prob.model, "ETDRK4", backend="numpy")
