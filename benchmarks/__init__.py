@@ -20,6 +20,7 @@ SUITE = {
     "compile_times": "cold and warm compile time per kernel kind, and the demo's time to its first row",
     "distributed": "the neural SDE ensemble on a dask LocalCluster of 1 and 2 workers vs one process, per-chunk overhead",
     "pde": "stiff semilinear PDEs (Allen–Cahn, Kuramoto–Sivashinsky, 2-D Gray–Scott) on sdekit fields vs scipy solve_ivp",
+    "diffusion": "diffusion samplers' per-step overhead outside the network: sdekit vs diffusers' scheduler.step",
 }
 
 

@@ -59,6 +59,12 @@ def table(results: Path = RESULTS) -> str:
                 "solver's time to max error 1e-6 over sdekit's fastest; above 1 sdekit is faster): " + "; ".join(
                     f"{p['problem']}: " + ", ".join(f"{s.split()[1]} {x:.2g}x" for s, x in ratios(p).items())
                     for p in r["problems"]) + "."]
+    path = results / "diffusion.json"
+    if path.exists():
+        r = json.loads(path.read_text())
+        out += ["", "Diffusion samplers (`sdekit bench diffusion`, torch float32, per-step time outside the network, "
+                "diffusers' scheduler.step / sdekit): " + "; ".join(
+                    f"{x['method']} {'x'.join(map(str, x['shape']))} {x['ratio']:.1f}x" for x in r["rows"]) + "."]
     return "\n".join(out)
 
 

@@ -2,6 +2,7 @@
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,3 +50,17 @@ def test_targets_say_met_or_by_how_much():
     assert got["torchsde"]["met"] and got["torchsde"]["speedup"] == pytest.approx(5.0)
     assert not got["diffrax (UnsafeBrownianPath)"]["met"] and got["diffrax (UnsafeBrownianPath)"]["target"] == 1.25
     assert "diffrax (VirtualBrownianTree)" not in got        # not measured: no target line
+
+
+def test_pde_and_diffusion_benchmarks_run_quick():
+    """``sdekit bench pde --quick`` and ``diffusion --quick`` run end to end (small sizes, temporary folder):
+    every problem has sdekit and scipy rows with finite errors; every sampler has both timings."""
+    from benchmarks import diffusion, pde
+    result = pde.main(quick=True)
+    assert [p["problem"].split()[0] for p in result["problems"]] == ["Allen–Cahn", "Kuramoto–Sivashinsky", "Gray–Scott"]
+    for p in result["problems"]:
+        solvers = {r["solver"].split()[0] for r in p["rows"]}
+        assert solvers == {"sdekit", "scipy"} and all(np.isfinite(r["error"]) for r in p["rows"] if r["status"] == "Success")
+    rows = diffusion.main(quick=True).get("rows", [])
+    assert {r["method"] for r in rows} == set(diffusion.PAIRS)
+    assert all(r["sdekit_overhead_ms"] > 0 and r["diffusers_overhead_ms"] > 0 for r in rows)
