@@ -103,6 +103,131 @@ def _discrete_timesteps(schedule, n, spacing, t_start, t_end):
     return ts if ks[-1] == 0 else np.append(ts, 1.0 / N)   # ending at timestep 0 already: no empty last step
 
 
+#: arrays at least this large take the fused pass (``kernels.lincomb``); smaller ones stay eager
+FUSE_MIN_SIZE = 1 << 16
+
+
+class Lazy:
+    """A linear combination Σ c_k a_k of arrays (numpy, or torch on the CPU), kept unevaluated: a sampler's
+    step is such a combination of x and network outputs once its coefficients are numbers, so it is
+    evaluated in one fused pass (``kernels.lincomb``) when the network needs x or the step is done, where
+    eager arithmetic makes a pass per operation.  Products of two arrays, and types the pass does not take,
+    are evaluated eagerly."""
+
+    __array_priority__ = 1000
+    __array_ufunc__ = None              # numpy defers to these operators
+
+    #: a combination nested deeper than this is evaluated where it is used (a sampler that keeps points
+    #: across steps, UniPC's corrected x, would otherwise chain its steps into ever longer sums)
+    MAX_DEPTH = 16
+
+    def __init__(self, terms):
+        self.terms = terms              # [(coef, array or Lazy node)]
+        self.depth = 1 + max((a.depth for _, a in terms if isinstance(a, Lazy)), default=0)
+        if self.depth > self.MAX_DEPTH:
+            for _, a in terms:
+                if isinstance(a, Lazy) and a.depth > 1:
+                    a.value()
+            self.depth = 2
+
+    @classmethod
+    def of(cls, a):
+        return cls([(1.0, a)])
+
+    @staticmethod
+    def _lazy(y):
+        return y if isinstance(y, Lazy) else Lazy.of(y)
+
+    def _scaled(self, c):
+        return Lazy([(c, self)])            # a reference: once this node is evaluated, its value is used
+
+    def _combined(self, other, sign):
+        return Lazy([(1.0, self), (sign, self._lazy(other))])
+
+    def _flat(self, c, acc):
+        """Accumulate c times this combination into acc {id(array): [coef, array]} (nodes expanded)."""
+        for k, a in self.terms:
+            if isinstance(a, Lazy):
+                a._flat(c * k, acc)
+            elif id(a) in acc:
+                acc[id(a)][0] += c * k
+            else:
+                acc[id(a)] = [c * k, a]
+
+    def __add__(self, y):
+        return self._combined(y, 1.0) if not _is_scalar(y) else self.value() + y
+
+    __radd__ = __add__
+
+    def __sub__(self, y):
+        return self._combined(y, -1.0) if not _is_scalar(y) else self.value() - y
+
+    def __rsub__(self, y):
+        return self._scaled(-1.0)._combined(y, 1.0) if not _is_scalar(y) else y - self.value()
+
+    def __mul__(self, y):
+        return self._scaled(float(y)) if _is_scalar(y) else self.value() * (y.value() if isinstance(y, Lazy) else y)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, y):
+        return self._scaled(1.0 / float(y)) if _is_scalar(y) else self.value() / (y.value() if isinstance(y, Lazy) else y)
+
+    def __neg__(self):
+        return self._scaled(-1.0)
+
+    def value(self):
+        """The combination as an array of its terms' type: one fused pass when they allow it; it then stands
+        for itself (later combinations read the result, not its terms again)."""
+        result = self._evaluate()
+        self.terms, self.depth = [(1.0, result)], 1
+        return result
+
+    def _evaluate(self):
+        acc = {}
+        self._flat(1.0, acc)
+        flat = [(k, a) for k, a in acc.values()]
+        terms = [(k, a) for k, a in flat if k != 0.0] or flat[:1]
+        if len(terms) == 1 and terms[0][0] == 1.0:
+            return terms[0][1]
+        arrays = [a for _, a in terms]
+        fusable = _fusable(arrays)
+        if fusable is not None:
+            from sdekit.kernels.lincomb import fused
+            out = fused([k for k, _ in terms], fusable).reshape(fusable[0].shape)
+            if isinstance(arrays[0], np.ndarray):
+                return out
+            import torch
+            return torch.from_numpy(out)
+        total = None
+        for k, a in terms:
+            x = a if k == 1.0 else k * a
+            total = x if total is None else total + x
+        return total
+
+
+def _is_scalar(y) -> bool:
+    return isinstance(y, (int, float, np.floating, np.integer))
+
+
+def _fusable(arrays):
+    """numpy views of ``arrays`` when one fused pass can combine them (numpy or CPU torch, one float dtype and
+    shape, at least FUSE_MIN_SIZE elements), else None."""
+    first = arrays[0]
+    if isinstance(first, np.ndarray):
+        views = arrays if all(isinstance(a, np.ndarray) for a in arrays) else None
+    elif type(first).__module__.startswith("torch") and all(type(a) is type(first) and a.device.type == "cpu"
+                                                            and not a.requires_grad for a in arrays):
+        views = [a.numpy() for a in arrays]
+    else:
+        views = None
+    if views is None or views[0].size < FUSE_MIN_SIZE or views[0].dtype not in (np.float32, np.float64):
+        return None
+    if any(v.dtype != views[0].dtype or v.shape != views[0].shape for v in views):
+        return None
+    return views
+
+
 class Dual:
     """A forward-mode dual number of arrays, value + ε·tangent: the samplers' steps are arithmetic on x and
     on network outputs, so running a step on ``Dual(x, v)`` gives (step(x), ∂step/∂x · v) when the network
@@ -159,6 +284,8 @@ class Network:
         self.calls += 1
         if isinstance(x, Dual):          # a tangent pass: the network's own JVP (counted as one call)
             return Dual(*self.fn.jvp(x.value, t, x.tangent))
+        if isinstance(x, Lazy):          # sampling: the output joins the step's combination unevaluated
+            return Lazy.of(self.fn(x.value(), t))
         return self.fn(x, t)
 
     def noise(self, x, t):
@@ -229,6 +356,7 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
         raise ValueError(f"ts reaches α = 0 or σ = 0 at t = {bad:g} ({schedule}): the samplers need α > 0 everywhere "
                          "and σ > 0 before the last point; start inside the schedule's t_range")
     net = Network(model, prediction, schedule)
+    x = Lazy.of(x)                   # each step's update: one fused pass (Lazy) where the arrays allow it
     # a grid that ends at σ = 0 (diffusers' final_sigmas_type="zero"): λ = ∞ there, and every exponential
     # sampler's last step tends to x = x̂(x, s): taken first order, as diffusers forces it
     to_zero = sigma[-1] == 0 and method not in ("euler", "flow-euler")
@@ -241,7 +369,7 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
         x = run(schedule, net, x, core, method, noise, lower_order_final, ts.size - 1)
     if to_zero:
         x = net.data(x, float(core[-1]))
-    return x, net.calls
+    return (x.value() if isinstance(x, Lazy) else x), net.calls
 
 
 def _ddim_eta(schedule, net, x, s, t, eta, z):
@@ -463,6 +591,8 @@ def _unipc(schedule, net, x, ts, order, variant, lower_order_final=False, total=
         if last is not None:                          # UniC: correct x_i with m_i
             x_prev, p = last
             x = _unipc_update(schedule, lams, ms, x_prev, i - 1, float(ts[i]), p, variant, m_new=m)
+            if isinstance(x, Lazy):               # the corrected point is used twice (next predictor, corrector)
+                x.value()
         ms.append(m)
         p = min(order, total - i) if lower_order_final else order
         p = min(p, i + 1)

@@ -204,3 +204,34 @@ def test_trailing_spacing_has_exactly_n_steps():
     for n in (61, 103, 998):
         ts = D.timesteps(schedule, n, "trailing")
         assert ts.size == (n if n == 998 else n + 1) and np.all(np.diff(ts) < 0) and ts[-1] == 1.0 / 1000
+
+
+@pytest.mark.parametrize("method", sorted(D.SAMPLERS))
+def test_fused_updates_give_the_eager_samples(method):
+    """Batches of at least ``FUSE_MIN_SIZE`` numbers take each step's update as one fused pass
+    (``kernels.lincomb``): the same sample as eager arithmetic to rounding, in the caller's type (numpy
+    float64 here, torch float32 below), with the network called as often."""
+    import sdekit.sampling as S
+    x = np.random.default_rng(4).standard_normal((S.FUSE_MIN_SIZE // 2, 2))
+    noise = np.random.default_rng(5).standard_normal((6,) + x.shape) if method in D.STOCHASTIC else None
+    ts = D.timesteps(SCHEDULE, 6, t_end=T_END)
+    fused, nfe = D.sample(SCHEDULE, EPS, x, ts, method, noise=noise)
+    old = S.FUSE_MIN_SIZE
+    try:
+        S.FUSE_MIN_SIZE = 1 << 62
+        eager, nfe_eager = D.sample(SCHEDULE, EPS, x, ts, method, noise=noise)
+    finally:
+        S.FUSE_MIN_SIZE = old
+    assert isinstance(fused, np.ndarray) and fused.dtype == np.float64 and nfe == nfe_eager
+    np.testing.assert_allclose(fused, eager, rtol=1e-11, atol=1e-11)
+
+
+def test_fused_updates_keep_torch_tensors():
+    torch = pytest.importorskip("torch")
+    x = torch.randn(256, 512, generator=torch.Generator().manual_seed(0))
+    net = lambda y, t: 0.1 * y      # noqa: E731
+    ts = D.timesteps(SCHEDULE, 5, t_end=T_END)
+    out, nfe = D.sample(SCHEDULE, net, x, ts, "dpmsolver++3m")
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32 and nfe == 5
+    ref, _ = D.sample(SCHEDULE, lambda y, t: 0.1 * y, x.double().numpy()[:4], ts, "dpmsolver++3m")   # eager, float64
+    np.testing.assert_allclose(out.numpy()[:4], ref, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,42 @@
+"""One fused pass for a linear combination of arrays, out = Σ_k c_k a_k: what a diffusion sampler's step is
+once its scalar coefficients are known (``sdekit.sampling.Lazy`` collects them).  Numba, parallel over the
+elements: each input is read once and the output written once, where eager array arithmetic makes a pass per
+operation."""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ..abi import JIT_FLAGS
+
+
+@numba.njit(parallel=True, **JIT_FLAGS)
+def lincomb(coefs, arrays, out):
+    """out[i] = Σ_k coefs[k] arrays[k][i] (1-D arrays of one dtype; the sum in float64, in k order)."""
+    for i in numba.prange(out.shape[0]):
+        acc = 0.0
+        for k in range(len(arrays)):
+            acc += coefs[k] * arrays[k][i]
+        out[i] = acc
+
+
+#: arrays per pass: fewer are padded with the first one at coefficient 0 (read from cache, nearly free), so
+#: one compiled signature per dtype serves every sampler; more are combined in passes of this many
+WIDTH = 8
+
+
+def fused(coefs, arrays):
+    """Σ c_k a_k for numpy arrays of one float dtype and size, as a new 1-D array: one pass per WIDTH arrays
+    (a longer sum carries the partial result into the next pass)."""
+    coefs, arrays = list(coefs), [np.ascontiguousarray(a).reshape(-1) for a in arrays]
+    out = None
+    while True:
+        if out is not None:
+            coefs, arrays = [1.0] + coefs, [out] + arrays
+        head_c, head_a = coefs[:WIDTH], arrays[:WIDTH]
+        coefs, arrays = coefs[WIDTH:], arrays[WIDTH:]
+        pad = WIDTH - len(head_a)
+        out = np.empty(head_a[0].shape, dtype=head_a[0].dtype)
+        lincomb(np.array(head_c + [0.0] * pad), tuple(head_a + [head_a[0]] * pad), out)
+        if not arrays:
+            return out
