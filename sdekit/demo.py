@@ -10,6 +10,8 @@ import time
 import numpy as np
 import sympy as sp
 
+from sdekit.abi import RETCODES, SUCCESS
+
 LAMBDAS = (-1, -10, -100, -400)
 
 
@@ -61,7 +63,7 @@ def run_demo(n: int = 1024, backend: str | None = None, out: str = "sdekit-demo.
             t0 = time.perf_counter()
             sol = sk.solve(ens, method, dt=dt, backend=backend, saveat=np.linspace(0, 1, 17))
             wall = time.perf_counter() - t0
-            ok = sol.retcodes == "Success"
+            ok = sol.retcodes == RETCODES[SUCCESS]
             err = float(np.sqrt(np.mean(np.sum((sol.y[ok, -1] - ref.y[ok, -1]) ** 2, axis=-1)))) if ok.any() else np.nan
             row = {"method": method, "dt": dt, "time_s": wall, "throughput": n * 2**lv / wall,
                    "rms_error": err, "retcode": sol.retcode, "unstable": int((~ok).sum())}

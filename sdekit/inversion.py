@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sdekit.abi import MAX_ITERS, RETCODES, SUCCESS
 from sdekit.sampling import MULTISTEP, SAMPLERS, SINGLESTEP, STOCHASTIC, Dual, Network, run
 
 #: inversion solvers of :func:`invert`
@@ -50,7 +51,7 @@ class Inversion:
 
     @property
     def success(self) -> bool:
-        return all(r == "Success" for r in self.retcodes)
+        return all(r == RETCODES[SUCCESS] for r in self.retcodes)
 
 
 def _rms(a) -> np.ndarray:
@@ -96,7 +97,7 @@ def invert(schedule, model, x0, ts, method: str = "ddim", prediction: str = "eps
     n = x0.shape[0]
     converged = np.ones(n, dtype=bool)
     if method in MULTISTEP:
-        return Inversion(run(schedule, net, x0, ts, method), net.calls, None, ["Success"] * n)
+        return Inversion(run(schedule, net, x0, ts, method), net.calls, None, [RETCODES[SUCCESS]] * n)
     step, x, xs = SINGLESTEP[method], x0, [x0]
     for s, t in zip(ts[:-1], ts[1:]):
         guess = step(schedule, net, x, float(s), float(t))
@@ -114,7 +115,7 @@ def invert(schedule, model, x0, ts, method: str = "ddim", prediction: str = "eps
     if check:
         residual = np.array([_rms(step(schedule, net, xs[k + 1], float(ts[k + 1]), float(ts[k])) - xs[k])
                              for k in range(len(ts) - 1)])
-    return Inversion(x, calls, residual, ["Success" if c else "MaxIters" for c in converged])
+    return Inversion(x, calls, residual, [RETCODES[SUCCESS] if c else RETCODES[MAX_ITERS] for c in converged])
 
 
 def _fixed_point(back, target, x, tol, maxiter, m):
