@@ -27,7 +27,7 @@ import types
 import numpy as np
 import sympy as sp
 
-from .codegen.analysis import t as _t
+from .codegen.analysis import Param, t as _t
 from .abi import STATS
 from .codegen.builders import build_scheme
 from .codegen.emit_field import emit_field
@@ -253,16 +253,18 @@ class FieldODE(_ArrayModel):
             if values.shape != grid and values.ndim != 0:
                 raise ModelError(f"FieldODE: data {sym} must be a number or of the grid's shape {grid}, got {values.shape}")
             self.data[sym] = values
-        stray = set().union(*(e.free_symbols for e in self.nonlinear)) - {*fields, _t, *self.data}
+        free = set().union(*(e.free_symbols for e in self.nonlinear))
+        self.params = tuple(sorted((x for x in free if isinstance(x, Param)), key=lambda x: x.name))
+        stray = free - {*fields, _t, *self.data, *self.params}
         if stray:
             raise ModelError(f"FieldODE: the nonlinearity reads {sorted(map(str, stray))}, which are not the fields "
-                             f"{[str(f) for f in fields]}, sdekit.t or given as data= (runtime params on fields are not "
-                             "supported yet)")
+                             f"{[str(f) for f in fields]}, sdekit.t, sdekit.params or given as data=")
         for op in self.operators.values():
             if op.shape != grid:
                 raise ModelError(f"FieldODE: operator {op!r} does not act on the field's grid {grid}")
         modules = [{name: op.runtime.apply for name, op in self.operators.items()}, "numpy"]
-        self._N = sp.lambdify((*fields, _t, *self.data), self.nonlinear, modules=modules, docstring_limit=0)
+        self._N = sp.lambdify((*fields, _t, *self.data, *self.params), self.nonlinear, modules=modules,
+                              docstring_limit=0)
         self._data = tuple(self.data.values())
         self.shape = (len(fields),) + grid if several else grid
         zero = _ops.Diagonal(np.zeros(grid))
@@ -270,9 +272,10 @@ class FieldODE(_ArrayModel):
         self.operator = _ops.Species(runtimes) if several else runtimes[0]
         self._compiled = {}    # (method, adaptive) -> (scheme, module, {step-size class: operator values})
 
-    def rhs(self, u, t):
-        """N(u, t) on the whole array (each species' broadcast to the grid's shape)."""
-        parts = self._N(*(u if self.several else [u]), t, *self._data)
+    def rhs(self, u, t, *params):
+        """N(u, t) on the whole array (each species' broadcast to the grid's shape), with the values of
+        ``self.params`` in that order."""
+        parts = self._N(*(u if self.several else [u]), t, *self._data, *params)
         return np.stack([np.broadcast_to(np.asarray(p, dtype=float), self.grid) for p in parts]).reshape(self.shape)
 
     def source(self) -> str:
@@ -293,9 +296,10 @@ def _find_operator(app):
 
 
 class FieldProblem:
-    """A :class:`FieldODE` with its initial field ``u0`` (the grid's shape) and time span."""
+    """A :class:`FieldODE` with its initial field ``u0`` (the grid's shape), time span and the values of its
+    params (numbers: the generated code does not change with them)."""
 
-    def __init__(self, model, u0, tspan):
+    def __init__(self, model, u0, tspan, params=None):
         if not isinstance(model, FieldODE):
             raise ModelError(f"FieldProblem needs a FieldODE, got {type(model).__name__}")
         u0 = np.asarray(u0, dtype=float)
@@ -303,7 +307,18 @@ class FieldProblem:
             raise ValueError(f"u0 must have the field's shape {model.shape}, got {u0.shape}")
         if not np.all(np.isfinite(u0)):
             raise ValueError("u0 must be finite")
-        self.model, self.u0, self.tspan = model, u0, _tspan(tspan)
+        params = dict(params or {})
+        names = [p.name for p in model.params]
+        if sorted(params) != sorted(names):
+            raise ValueError(f"FieldProblem: give params {names} (the model's), got {sorted(params)}")
+        values = []
+        for name in names:
+            v = params[name]
+            if not (np.ndim(v) == 0 and np.isfinite(float(v))):
+                raise ValueError(f"FieldProblem: param {name!r} must be a finite number, got {v!r}")
+            values.append(float(v))
+        self.model, self.u0, self.tspan, self.params = model, u0, _tspan(tspan), dict(zip(names, values))
+        self.rhs = (lambda u, t: model.rhs(u, t, *values)) if values else model.rhs
 
 
 class _FieldForm(types.SimpleNamespace):
@@ -358,7 +373,7 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
     model, d = problem.model, int(np.prod(problem.model.shape))
     scheme, module, memo = model.compiled(m.name, adaptive)
     polys = {name: op.poly for name, op in scheme.all_operators().items()}
-    lanes = FieldLanes(model.shape, model.rhs, model.operator, polys, memo)
+    lanes = FieldLanes(model.shape, getattr(problem, "rhs", model.rhs), model.operator, polys, memo)
     inp = RunInput(y0=problem.u0.reshape(-1, 1).astype(float), tspan=problem.tspan, params={}, nets={}, structure="zero",
                    Lval=None, op_specs={}, noise=None, trajectories=np.zeros(1, np.int64), progress=progress)
     if adaptive:

@@ -336,3 +336,27 @@ def test_hochbruck_ostermann_parabolic_problem_order_reduction():
         slopes[method] = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
     assert np.all(slopes["HochOst4"] > 3.8), slopes
     assert np.all(slopes["ETDRK4"] < 3.0) and slopes["ETDRK4"].mean() < 2.6, slopes
+
+
+def test_field_params_are_runtime_values():
+    """A param in N (sk.params) takes its value from the FieldProblem: the same result as the constant written
+    into the model, from one generated module; a missing or non-numeric value is named."""
+    k = sk.params("kk")
+    u = sk.field("u", N_GRID)
+    L = sk.fourier(N_GRID, 2 * np.pi, lambda q: -q**2)
+    with_param = sk.FieldODE(u, linear=L, nonlinear=kk_expr(u, k))
+    u0 = 0.5 * np.sin(X)
+    for value in (1.0, 2.5):
+        got = sk.solve(sk.FieldProblem(with_param, u0, (0.0, 1.0), params={"kk": value}), "ETDRK4", dt=0.05).y[-1]
+        want = sk.solve(sk.FieldProblem(sk.FieldODE(u, linear=L, nonlinear=kk_expr(u, value)), u0, (0.0, 1.0)),
+                        "ETDRK4", dt=0.05).y[-1]
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-14)
+    assert len(with_param._compiled) == 1
+    with pytest.raises(ValueError, match="give params"):
+        sk.FieldProblem(with_param, u0, (0.0, 1.0))
+    with pytest.raises(ValueError, match="finite number"):
+        sk.FieldProblem(with_param, u0, (0.0, 1.0), params={"kk": [1.0, 2.0]})
+
+
+def kk_expr(u, k):
+    return k * (u - u**3)
