@@ -25,10 +25,10 @@ import time
 
 import numpy as np
 import scipy.sparse as sps
-import sympy as sp
 from scipy.integrate import solve_ivp
 
 import sdekit as sk
+from sdekit import pde_problems
 
 from .common import machine, write
 
@@ -36,36 +36,26 @@ TARGET = 1e-6
 
 
 def allen_cahn(n=256, eps=0.01, T=10.0):
-    dx = 2.0 / (n + 1)
-    x = -1 + dx * np.arange(1, n + 1)
-    c = np.zeros(n)
-    c[0], c[-1] = -eps / dx**2, eps / dx**2
-    u, C = sk.field("u", n), sp.Symbol("C")
-    L = eps * sk.laplacian(n, dx, "dirichlet")
-    model = sk.FieldODE(u, linear=L, nonlinear=u - u**3 + C, data={C: c})
+    x, prob = pde_problems.allen_cahn(n, eps, T)
+    (c,) = prob.model.data.values()
+    dx = x[1] - x[0]
     A = eps * sps.diags([np.ones(n - 1), -2 * np.ones(n), np.ones(n - 1)], [-1, 0, 1], format="csr") / dx**2
-    u0 = 0.53 * x + 0.47 * np.sin(-1.5 * np.pi * x)
     f = lambda t, v: A @ v + v - v**3 + c
     jac = lambda t, v: (A + sps.diags(1 - 3 * v**2)).tocsc()
-    return dict(name=f"Allen–Cahn 1-D n = {n}", prob=sk.FieldProblem(model, u0, (0.0, T)), f=f, jac=jac, y0=u0, T=T,
+    return dict(name=f"Allen–Cahn 1-D n = {n}", prob=prob, f=f, jac=jac, y0=prob.u0, T=T,
                 sdekit=("Krogstad", "ETDRK4", "HochOst4", "ROS34PW2"), dts=(1.0, 0.5, 0.25, 0.1, 0.05, 0.025, 0.01),
                 scipy=("BDF", "Radau", "LSODA"), reference="Radau")
 
 
 def kuramoto_sivashinsky(n=128, T=30.0):
-    ell = 32 * np.pi
-    x = ell * np.arange(n) / n
-    u = sk.field("u", n)
-    L = sk.fourier(n, ell, lambda k: k**2 - k**4)
-    Dx = sk.fourier(n, ell, lambda k: 1j * k)
-    model = sk.FieldODE(u, linear=L, nonlinear=-Dx(u**2) / 2)
-    u0 = np.cos(x / 16) * (1 + np.sin(x / 16))
+    _, prob = pde_problems.kuramoto_sivashinsky(n, T)
+    (Dx,) = prob.model.operators.values()
     eye = np.eye(n)
-    Ld = np.stack([L.runtime.apply(e) for e in eye], axis=1)
+    Ld = np.stack([prob.model.linear.runtime.apply(e) for e in eye], axis=1)
     Dd = np.stack([Dx.runtime.apply(e) for e in eye], axis=1)
     f = lambda t, v: Ld @ v - 0.5 * (Dd @ (v * v))
     jac = lambda t, v: Ld - Dd * v[None, :]
-    return dict(name=f"Kuramoto–Sivashinsky n = {n}", prob=sk.FieldProblem(model, u0, (0.0, T)), f=f, jac=jac, y0=u0, T=T,
+    return dict(name=f"Kuramoto–Sivashinsky n = {n}", prob=prob, f=f, jac=jac, y0=prob.u0, T=T,
                 sdekit=("ETDRK4", "Krogstad", "ETDRK3", "ROS34PW2"), dts=(0.5, 0.25, 0.125, 0.0625, 0.03125),
                 scipy=("BDF", "Radau", "LSODA"), reference="Radau")
 

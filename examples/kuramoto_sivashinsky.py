@@ -20,18 +20,14 @@ from pathlib import Path
 import numpy as np
 
 import sdekit as sk
+from sdekit.pde_problems import kuramoto_sivashinsky
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def problem(n: int = 128, T: float = 150.0):
-    ell = 32 * np.pi
-    x = ell * np.arange(n) / n
-    u = sk.field("u", n)
-    L = sk.fourier(n, ell, lambda k: k**2 - k**4)
-    Dx = sk.fourier(n, ell, lambda k: 1j * k)
-    model = sk.FieldODE(u, linear=L, nonlinear=-Dx(u**2) / 2)
-    return x, sk.FieldProblem(model, np.cos(x / 16) * (1 + np.sin(x / 16)), (0.0, T))
+    """(x, the Kassam–Trefethen problem): ``sdekit.pde_problems.kuramoto_sivashinsky``."""
+    return kuramoto_sivashinsky(n, T)
 
 
 def convergence(T: float = 10.0, dts=(1 / 2, 1 / 4, 1 / 8, 1 / 16, 1 / 32), methods=("ETDRK4", "Krogstad", "ETDRK3")):

@@ -355,21 +355,14 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
     from .kernels.arguments import run_adaptive, run_fixed
     from .kernels.backend import RunInput
     from .problem import unknown_keyword
-    from .solve import adaptive_options, save_steps, time_grid, user_grid
+    from .solve import adaptive_options, save_steps, step_control, time_grid, user_grid
     if unknown:
         raise unknown_keyword("solve", unknown, ["dt", "ts", "saveat", "progress", "adaptive", "rtol", "atol",
                                                  "controller", "dtmin", "dtmax", "maxiters", "tstops"])
     if problem.tspan[1] < problem.tspan[0]:
         raise ValueError("fields integrate forwards in time (t1 > t0)")
-    if ts is not None and dt is not None:
-        raise ValueError("give either dt (equal steps) or ts (the step times), not both")
-    if ts is not None and (adaptive or rtol is not None or atol is not None):
-        raise ValueError("ts gives fixed steps; drop rtol/atol/adaptive, or give no ts for adaptive steps")
     m = get_method(method)
-    fixed = dt is not None or ts is not None
-    adaptive = (not fixed or rtol is not None or atol is not None) if adaptive is None else bool(adaptive)
-    if adaptive and not m.adaptive:
-        raise ValueError(f"{m.name} has no embedded error estimate, so it cannot adapt its steps: give dt")
+    adaptive = step_control(m, dt, ts, adaptive, rtol, atol)
     model, d = problem.model, int(np.prod(problem.model.shape))
     scheme, module, memo = model.compiled(m.name, adaptive)
     polys = {name: op.poly for name, op in scheme.all_operators().items()}
@@ -425,24 +418,18 @@ def route(target, method: str, dt, options: dict):
     if any(np.ndim(v) for v in target.params.values()):     # per-trajectory values: the kernels say what to do
         return None
     form = target.model.form
-    if form.linear_structure != "dense" or form.dim < ROUTE_DIM or form.nets or target.tspan[1] < target.tspan[0]:
+    if not _routable(form, method) or target.tspan[1] < target.tspan[0]:
         return None
-    try:
-        m = get_method(method)
-    except ValueError:
-        return None
-    if m.stochastic or m.family.name == "exprb":
-        return None
-    params = {k: v for k, v in target.params.items()}
+    params = dict(target.params)
     if form.linear is None:
         L = np.asarray(form.linear_numeric, dtype=float)
     else:
         L = np.array(linear_entries(form)(params), dtype=float).reshape(form.dim, form.dim)
-    if not (np.all(np.isfinite(L)) and np.array_equal(L, L.T)):
+    if not _symmetric(L):
         return None
     model = _dense_model(target.model, L, params)
     problem = types.SimpleNamespace(model=model, u0=np.asarray(target.y0, dtype=float), tspan=target.tspan)
-    return solve_field(problem, m.name, dt, **options)
+    return solve_field(problem, method, dt, **options)
 
 
 def routed_model(model, method: str):
@@ -451,12 +438,24 @@ def routed_model(model, method: str):
     from .model import ODE
     if not isinstance(model, ODE) or model.form.params or model.form.linear_numeric is None:
         return None
-    form = model.form
-    L = np.asarray(form.linear_numeric, dtype=float)
-    if (form.linear_structure != "dense" or form.dim < ROUTE_DIM or form.nets or not np.array_equal(L, L.T)
-            or get_method(method).stochastic or get_method(method).family.name == "exprb"):
-        return None
-    return _dense_model(model, L, {})
+    L = np.asarray(model.form.linear_numeric, dtype=float)
+    return _dense_model(model, L, {}) if _routable(model.form, method) and _symmetric(L) else None
+
+
+def _routable(form, method: str) -> bool:
+    """The routing rule on the model: a dense L of dimension >= ROUTE_DIM, no networks, and a method the array
+    path runs (deterministic, not exponential Rosenbrock); L's values must also be :func:`_symmetric`."""
+    try:
+        m = get_method(method)
+    except ValueError:
+        return False
+    return (form.linear_structure == "dense" and form.dim >= ROUTE_DIM and not form.nets and not m.stochastic
+            and m.family.name != "exprb")
+
+
+def _symmetric(L) -> bool:
+    """A finite symmetric L: its φ come from one eigendecomposition (``kernels.operators.Matrix``)."""
+    return bool(np.all(np.isfinite(L))) and np.array_equal(L, L.T)
 
 
 def _dense_model(model, L, params):

@@ -288,40 +288,39 @@ class Network:
             return Lazy.of(self.fn(x.value(), t))
         return self.fn(x, t)
 
-    def noise(self, x, t):
-        a, s = float(self.schedule("alpha", t)), float(self.schedule("sigma", t))
-        out = self._out(x, t)
-        if self.prediction == "eps":
+    def _as(self, want: str, x, out, a, s):
+        """The network's output ``out`` at x as the noise ("eps") or data ("x0") prediction: each conversion
+        written once (x = αx̂ + σε; v = αε − σx̂; flow u = ε − x̂)."""
+        if self.prediction == want:
             return out
-        if self.prediction == "x0":
+        if self.prediction == "eps":                      # want x0
+            return (x - s * out) / a
+        if self.prediction == "x0":                       # want eps
             return (x - a * out) / s
         if self.prediction == "flow":
-            return out + (x - s * out) / (a + s)
-        return (s * x + a * out) / (a * a + s * s)        # v = αε − σx̂, x = αx̂ + σε
+            x0 = (x - s * out) / (a + s)
+            return x0 if want == "x0" else out + x0
+        if want == "eps":                                 # v prediction
+            return (s * x + a * out) / (a * a + s * s)
+        return (a * x - s * out) / (a * a + s * s)
+
+    def _call(self, x, t):
+        return self._out(x, t), float(self.schedule("alpha", t)), float(self.schedule("sigma", t))
+
+    def noise(self, x, t):
+        out, a, s = self._call(x, t)
+        return self._as("eps", x, out, a, s)
 
     def data(self, x, t):
-        a, s = float(self.schedule("alpha", t)), float(self.schedule("sigma", t))
-        out = self._out(x, t)
-        if self.prediction == "x0":
-            return out
-        if self.prediction == "eps":
-            return (x - s * out) / a
-        if self.prediction == "flow":
-            return (x - s * out) / (a + s)
-        return (a * x - s * out) / (a * a + s * s)
+        out, a, s = self._call(x, t)
+        return self._as("x0", x, out, a, s)
 
     def flow(self, x, t):
         """u = ε − x̂: the velocity dy/ds of y = x/(α + σ) in s = σ/(α + σ) (y = (1 − s)x̂ + sε)."""
-        a, s = float(self.schedule("alpha", t)), float(self.schedule("sigma", t))
-        out = self._out(x, t)
+        out, a, s = self._call(x, t)
         if self.prediction == "flow":
             return out
-        if self.prediction == "eps":
-            return out - (x - s * out) / a
-        if self.prediction == "x0":
-            return (x - a * out) / s - out
-        eps, x0 = (s * x + a * out) / (a * a + s * s), (a * x - s * out) / (a * a + s * s)
-        return eps - x0
+        return self._as("eps", x, out, a, s) - self._as("x0", x, out, a, s)
 
 
 def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: str = "eps", noise=None,

@@ -295,12 +295,7 @@ def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, s
         saveat, tstops, ts = (_reversed_times(x) for x in (saveat, tstops, ts))
     model = problem.model
     m = get_method(method)
-    if ts is not None and dt is not None:
-        raise ValueError("give either dt (equal steps) or ts (the step times), not both")
-    if ts is not None and (adaptive or rtol is not None or atol is not None):
-        raise ValueError("ts gives fixed steps; drop rtol/atol/adaptive, or give no ts for adaptive steps")
-    fixed = dt is not None or ts is not None
-    adaptive = (not fixed or rtol is not None or atol is not None) if adaptive is None else bool(adaptive)
+    adaptive = step_control(m, dt, ts, adaptive, rtol, atol)
     if backend is not None and not isinstance(backend, str):
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     backend = (backend or "numba").lower()
@@ -314,15 +309,9 @@ def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, s
         raise ValueError(f"dtype must be np.float64 or np.float32, got {dtype!r}")
     if m.stochastic and not isinstance(problem, SDEProblem):
         raise ModelError(f"{m.name} is an SDE method but the problem is an ODEProblem")
-    if adaptive and not m.adaptive:
-        names = ", ".join(x.name for x in CATALOGUE if x.adaptive and x.stochastic == m.stochastic)
-        raise ValueError(f"{m.name} has no embedded error estimate, so it cannot adapt its steps: give dt for "
-                         f"fixed steps, or use one of {names}")
     if adaptive and m.phi_products and model.form.linear_structure == "dense":
         raise ModelError(f"{m.name}: its operators multiply φ functions (φ_j φ_k), which adaptive steps do not "
                          "evaluate per trajectory for a dense L; give dt for fixed steps")
-    if not adaptive and not fixed:
-        raise ValueError(f"give dt (or ts) for fixed steps with {m.name}")
     grid = None if adaptive else time_grid(problem.tspan, dt) if ts is None else user_grid(problem.tspan, ts)
     saved_steps = None if adaptive else save_steps(grid, saveat)
     if saved_steps == []:
@@ -349,6 +338,24 @@ def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, s
                    seed=seed, trajectories=np.asarray(trajectories, np.int64), grid=grid, save_steps=saved_steps,
                    opts=opts, progress=progress)
     return Plan(kernel, inp, m.name, backend, is_ensemble, backwards)
+
+
+def step_control(m, dt, ts, adaptive, rtol, atol) -> bool:
+    """Whether a solve with method ``m`` steps adaptively (no dt/ts, or rtol/atol, unless ``adaptive`` says),
+    ValueError for options that contradict each other or the method."""
+    if ts is not None and dt is not None:
+        raise ValueError("give either dt (equal steps) or ts (the step times), not both")
+    if ts is not None and (adaptive or rtol is not None or atol is not None):
+        raise ValueError("ts gives fixed steps; drop rtol/atol/adaptive, or give no ts for adaptive steps")
+    fixed = dt is not None or ts is not None
+    adaptive = (not fixed or rtol is not None or atol is not None) if adaptive is None else bool(adaptive)
+    if adaptive and not m.adaptive:
+        names = ", ".join(x.name for x in CATALOGUE if x.adaptive and x.stochastic == m.stochastic)
+        raise ValueError(f"{m.name} has no embedded error estimate, so it cannot adapt its steps: give dt for "
+                         f"fixed steps, or use one of {names}")
+    if not adaptive and not fixed:
+        raise ValueError(f"give dt (or ts) for fixed steps with {m.name}")
+    return adaptive
 
 
 def _reversed_times(x):

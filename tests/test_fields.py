@@ -137,17 +137,12 @@ def test_linear_field_is_exact_for_exponential_methods_in_2d():
 
 def test_dirichlet_allen_cahn_agrees_with_scipy_radau():
     """Allen–Cahn on a Dirichlet stencil (boundary values as data in N) against scipy's Radau."""
-    n, eps = 30, 0.05
-    dx = 2.0 / (n + 1)
-    x = -1 + dx * np.arange(1, n + 1)
-    c = np.zeros(n)
-    c[0], c[-1] = -eps / dx**2, eps / dx**2
-    u, C = sk.field("u", n), sp.Symbol("C")
-    L = eps * sk.laplacian(n, dx, "dirichlet")
-    model = sk.FieldODE(u, linear=L, nonlinear=u - u**3 + C, data={C: c})
-    u0 = 0.53 * x + 0.47 * np.sin(-1.5 * np.pi * x)
-    sol = sk.solve(sk.FieldProblem(model, u0, (0.0, 1.0)), "Krogstad", dt=1 / 64, saveat=[1.0])
-    A = _dense(L)
+    from sdekit.pde_problems import allen_cahn
+    x, prob = allen_cahn(n=30, eps=0.05, T=1.0)
+    (c,) = prob.model.data.values()
+    u0 = prob.u0
+    sol = sk.solve(prob, "Krogstad", dt=1 / 64, saveat=[1.0])
+    A = _dense(prob.model.linear)
     ref = solve_ivp(lambda t, v: A @ v + v - v**3 + c, (0, 1), u0, method="Radau", rtol=1e-12, atol=1e-12,
                     jac=lambda t, v: A + np.diag(1 - 3 * v**2)).y[:, -1]
     assert np.abs(sol.y[-1] - ref).max() < 1e-7
