@@ -306,6 +306,8 @@ def _accept_reject(scheme, stochastic):
 
 #: every lane's tree frontier (cells, values, meta) at its accepted time, and its trial copy
 _LANE_FRONTIERS = ("f_c", "f_v", "f_m", "g_c", "g_v", "g_m")
+#: one lane's scratch for its tree walk (normals, accumulators, increments)
+_LANE_SCRATCH = ("l_z", "l_acc", "l_dw", "l_dh")
 
 
 def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=(), linear: str = "zero",
@@ -340,10 +342,11 @@ def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=(), linear: s
         body.append(Set("fsal_ready", "False"))
     if scheme.needs_dW:
         lanes += [Lane("dW", "state", rows="M"), Lane("dH", "state", rows="M")]
-        body.append(Call("brownian", "lane_tree_buffers", ("B", "M"), ", ".join(_LANE_FRONTIERS)))
-        body.append(Call("brownian", "lane_tree_start", ("key0", "key1", "first", "src", "T") + _LANE_FRONTIERS[:3]))
+        body.append(Call("brownian", "lane_tree_buffers", ("B", "M"), ", ".join(_LANE_FRONTIERS + _LANE_SCRATCH)))
+        body.append(Call("brownian", "lane_tree_start", ("key0", "key1", "first", "src", "T") + _LANE_FRONTIERS[:3]
+                         + _LANE_SCRATCH[:1]))
         noise.append(Call("brownian", "lane_tree_increments", ("key0", "key1", "first", "src", "T", "t0", "t64", "te",
-                                                              "act") + _LANE_FRONTIERS + ("dW", "dH")))
+                                                              "act") + _LANE_FRONTIERS + _LANE_SCRATCH + ("dW", "dH")))
         if scheme.needs_levy:
             lanes.append(Lane("dI", "state", rows="M"))
             noise.append(Lanes([Let("dI[i]", "0.5 * dW[i] + dH[i]")], rows="M"))

@@ -19,13 +19,14 @@ from sympy.printing.c import C99CodePrinter
 from ..abi import LINEAR_ARGS, LINEAR_LAYOUT, OPERATOR_LAYOUT, entry, operator_args, weight_args
 from .analysis import SemilinearForm
 from .drivers import adaptive_loop, fixed_loop
-from .loop import BUILTIN_FUNCTIONS, Copy, Operators, Rhs, Stages, Writer
+from .loop import BUILTIN_FUNCTIONS, Call, Copy, Operators, Rhs, Stages, Writer
 from .lowering import lower
 from .neural import activation
 from .numba_lanes import arguments_used, kernel_arguments, nested_calls, param_entry, state_name
-from .print_c_function import c_function
+from .builders import milstein_terms
+from .print_c_function import VIEW_CODE, c_allocation, c_functions
 from .print_cuda import CudaLoopPrinter, flat, parameters, passing
-from .scheme import Combine, EvalRHS, StepScheme, operator_layout
+from .scheme import Combine, EvalNoise, EvalRHS, StepScheme, operator_layout
 
 _PRELUDE = r"""#ifdef __CUDACC__
 #ifndef INFINITY
@@ -74,12 +75,11 @@ class _CPrinter(C99CodePrinter):
 def cuda_source(form: SemilinearForm, scheme: StepScheme, dtype="float64", adaptive: bool = False,
                 device_functions=None) -> str:
     """The kernel's CUDA C source (``kernel`` launched one thread per trajectory; ``kernel_host``
-    outside nvcc).  ``device_functions``: the loop IR's runtime functions (``phi``) -> their Python
-    definitions (``sdekit`` passes ``kernels.matfun.phi_scalar``), printed as ``__device__`` C."""
+    outside nvcc).  ``device_functions``: the loop IR's functions (``phi``) -> their Python definitions
+    and the runtime modules its calls name (``brownian``, ``philox``, ``matfun``) -> the modules
+    (``sdekit`` passes ``kernels.matfun.phi_scalar`` and ``kernels.brownian``, ...), printed as
+    ``__device__`` C (``print_c_function``)."""
     device_functions = device_functions or {}
-    if form.stochastic:
-        raise NotImplementedError("CUDA: SDE kernels need Philox and the Brownian tree as device functions "
-                                  "(not printed yet)")
     if scheme.needs_jacobian:
         raise NotImplementedError(f"CUDA: {scheme.method} needs the Jacobian and its φ operators per trajectory "
                                   "(not printed yet)")
@@ -100,18 +100,41 @@ def cuda_source(form: SemilinearForm, scheme: StepScheme, dtype="float64", adapt
     w(f"constexpr int M = {form.noise_dim};")
     w()
     used = kernel.functions()
-    for name in sorted(used & set(device_functions)):     # the IR's runtime functions, from their one definition
-        constants, function = c_function(device_functions[name], name)
-        for line in constants + function + [""]:
-            w(line)
     if used - set(device_functions) - BUILTIN_FUNCTIONS:
         raise ValueError(f"cuda_source: no definition given for the IR functions {sorted(used - set(device_functions))}")
-    hooks = _Hooks(form, scheme, args, adaptive)
+    runtime = {name: device_functions[name] for name in sorted(used & set(device_functions))}
+    allocations, constants = _allocations(kernel.body), {}
+    for module, fn in allocations:       # the constants their shapes read
+        c_allocation(getattr(device_functions[module], fn), ["0"] * 8, constants)
+    for module, fn in kernel.calls():     # the runtime algorithms the loop IR calls, printed from their one definition
+        if module not in device_functions:
+            raise ValueError(f"cuda_source: no definition given for the runtime module {module!r}")
+        if (module, fn) not in allocations:
+            runtime[fn] = getattr(device_functions[module], fn)
+    constants, functions = c_functions(runtime, constants)
+    if (kernel.calls() or kernel.buffers) and VIEW_CODE not in constants:
+        constants.insert(0, VIEW_CODE)
+    for line in constants + [""] + functions:
+        w(line)
+    hooks = _Hooks(form, scheme, args, adaptive, device_functions)
     parts = {st.part for st in scheme.all_statements() if isinstance(st, EvalRHS)} | ({"full"} if adaptive else set())
     for part in sorted(parts):
         hooks.rhs_function(w, part)
+    for increment in sorted({st.increment for st in scheme.all_statements() if isinstance(st, EvalNoise)}):
+        hooks.noise_function(w, increment)
     CudaLoopPrinter(kernel, hooks).print_kernel(w)
     return "\n".join(w.lines) + "\n"
+
+
+def _allocations(stmts) -> set:
+    """(module, fn) of the runtime calls that allocate (their results are arrays the kernel declares)."""
+    out = set()
+    for s in stmts:
+        if isinstance(s, Call) and s.result:
+            out.add((s.module, s.fn))
+        for name in ("body", "then", "orelse"):
+            out |= _allocations(getattr(s, name, None) or [])
+    return out
 
 
 def _linear_entry(i, j=None) -> str:
@@ -124,11 +147,21 @@ def _linear_entry(i, j=None) -> str:
 class _Hooks:
     """What the CUDA printer delegates: the step statements, the full right-hand side and copies."""
 
-    def __init__(self, form, scheme, args, adaptive):
-        self.form, self.scheme, self.adaptive = form, scheme, adaptive
+    def __init__(self, form, scheme, args, adaptive, runtime):
+        self.form, self.scheme, self.adaptive, self.runtime = form, scheme, adaptive, runtime
         self.lowered = lower(list(form.forcing), form, state_name)
         self.rhs_args = {part: arguments_used(form, self.lowered, args, part == "full" and form.linear_structure != "zero")
                          for part in ("forcing", "full")}   # what each part reads
+        if form.stochastic:
+            self.noise_lowered = {"dW": lower(list(form.diffusion), form, state_name)}
+            self.noise_lowered["I10"] = self.noise_lowered["dW"]
+            if scheme.needs_milstein:
+                self.noise_lowered["milstein"] = lower(milstein_terms(form), form, state_name)
+            self.rhs_args |= {kind: arguments_used(form, low, args) for kind, low in self.noise_lowered.items()}
+
+    def allocation(self, module, fn, arguments):
+        """The arrays a runtime allocation returns (``print_c_function.c_allocation``)."""
+        return c_allocation(getattr(self.runtime[module], fn), arguments)
 
     def rhs_function(self, w, part):
         """``rhs_full`` (f = L y + c + N) or ``rhs_forcing`` (c + N, the exponential methods' stages) of
@@ -158,6 +191,38 @@ class _Hooks:
         w("}")
         w()
 
+    def noise_function(self, w, increment):
+        """``noise_<increment>``: G(st, t) times the increment (ΔW, I_(1,0)/h: scalar G dW, diagonal G ⊙ dW,
+        general G @ dW) or the Milstein term ½ (G'G)(ΔW² − h) (Kloeden & Platen 1992, eq. 10.3.3)."""
+        form, low = self.form, self.noise_lowered[increment]
+        pr = _CPrinter({f"p_{p.name}": p.name for p in form.params}).doprint
+        m = form.noise_dim
+        extra = ["const real* dW", "double hh"] if increment == "milstein" else ["const real* inc"]
+        head = ", ".join(["long long tid", "double t", "const real* st", *extra, "real* out"]
+                         + parameters(self.rhs_args[increment]))
+        with w.block(f"__device__ __forceinline__ void noise_{increment}({head}) {{"):
+            for g in low.net_groups:
+                _net_pass(w, g, pr)
+            for var, e in low.assignments:
+                w(f"const double {var} = {pr(e)};")
+            for i in range(form.dim):
+                col = 0 if form.noise == "scalar" else i
+                if increment == "milstein":
+                    w(f"out[{i}] = 0.5 * ({pr(sp.sympify(low.outputs[i]))}) * (dW[{col}] * dW[{col}] - hh);")
+                elif form.noise == "general":
+                    w(f"out[{i}] = " + " + ".join(f"({pr(sp.sympify(low.outputs[i * m + j]))}) * inc[{j}]"
+                                                  for j in range(m)) + ";")
+                else:
+                    w(f"out[{i}] = ({pr(sp.sympify(low.outputs[i]))}) * inc[{col}];")
+        w("}")
+        w()
+
+    def _noise_call(self, s, t):
+        kind = s.increment
+        extra = "dW, h_l" if kind == "milstein" else ("dI" if kind == "I10" else "dW")
+        rest = "".join(", " + a for a in passing(self.rhs_args[kind]))
+        return f"noise_{kind}(tid, {t}, {s.state}, {extra}, {s.target}{rest});"
+
     def _call(self, t, state, target, part="full"):
         return f"rhs_{part}(tid, {t}, {state}, {target}{''.join(', ' + a for a in passing(self.rhs_args[part]))});"
 
@@ -178,12 +243,14 @@ class _Hooks:
             raise TypeError(f"no CUDA printer for {type(s).__name__}")
 
     def _step_statement(self, w, s):
-        if isinstance(s, EvalRHS):
+        if isinstance(s, (EvalRHS, EvalNoise)):
+            call = self._call if isinstance(s, EvalRHS) else (lambda t, *_: self._noise_call(s, t))
+            part = getattr(s, "part", None)
             if not self.form.reads_t:      # the lanes keep no times
-                w(self._call("0.0", s.state, s.target, s.part))
+                w(call("0.0", s.state, s.target, part))
                 return
             w(f"tc = t_l + ({sp.ccode(sp.sympify(s.c) * 1.0)}) * h_l;" if s.c != 0 else "tc = t_l;")
-            w(self._call("tc", s.state, s.target, s.part))
+            w(call("tc", s.state, s.target, part))
         elif isinstance(s, Combine):
             self._combine(w, s)
         else:

@@ -12,6 +12,7 @@ decides an algorithm: the statements come from ``drivers``.
 from __future__ import annotations
 
 import ast
+import re
 
 from ..abi import arg_type
 from . import loop as L
@@ -27,7 +28,9 @@ _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Mod: "%", a
 _FUNCTIONS = {"min": "nan_min", "max": "nan_max", "abs": "fabs", "sqrt": "sqrt", "isfinite": "isfinite",
               "phi": "phi"}    # phi: the runtime's definition, printed beside the kernel (emit_cuda)
 _NAMES = {"inf": "INFINITY", "nan": "NAN", "True": "true", "False": "false", "src": "tid", "j": "tid",
-          "valid": "true"}
+          "valid": "true", "B": "1", "b": "0"}    # one lane per thread: a block of B = 1, lane b = 0
+#: axes of the kernel's array arguments that a runtime algorithm reads as arrays (sdekit.abi layouts)
+ARRAY_AXES = {"tree_pos": 1, "stops": 1}
 
 
 def _promote(a: str, b: str) -> str:
@@ -118,6 +121,12 @@ class CExpr:
         return f"{name}[{flat(name, [self.node(i) for i in index])}]"
 
 
+def _dims(shape: str) -> list:
+    """The dimensions of a Buffer's shape text ``"(D, D, B)"`` as C (B = 1: one lane per thread)."""
+    parts = [p.strip() for p in shape.strip().strip("()").split(",") if p.strip()]
+    return ["1" if p == "B" else p for p in parts]
+
+
 def flat(name: str, index: list) -> str:
     """C-order offset of ``index`` in the array ``name`` (shape ``name_shape``)."""
     off = index[0]
@@ -158,7 +167,11 @@ class CudaLoopPrinter:
             if t.endswith("[]"):
                 arrays.add(a)
         self.expr = CExpr(types, set(self.vectors), arrays)
+        self.scalars = {v.name for v in kernel.lanes if v.rows is None}
         self.locals = {}                 # temporaries and uniform values -> IR type
+        self.views = {}                  # runtime algorithms' arrays (buffers, allocations) -> (C element, axes)
+        for b in kernel.buffers:
+            self.views[b.name] = (CTYPES[b.dtype], len(_dims(b.shape)))
         self._infer(kernel.body)
 
     # ---- declarations: one per temporary / uniform value, typed by its first assignment ----
@@ -169,14 +182,15 @@ class CudaLoopPrinter:
 
     def _infer(self, stmts):
         for s in stmts:
-            if isinstance(s, L.Set):
+            if isinstance(s, L.Set) and self._view_subscript(s.expr):
+                base, index = self._view_subscript(s.expr)
+                self.views[s.name] = (self.views[base][0], self.views[base][1] - 1)
+            elif isinstance(s, L.Set):
                 self._declare(s.name, s.expr)
             elif isinstance(s, L.Let) and "[" not in s.target:
                 self._declare(s.target, s.expr)
             elif isinstance(s, L.Reduce):
                 self._declare(s.target, "True" if s.op == "and" else "0.0")
-            elif isinstance(s, L.Call) and s.result:
-                raise NotImplementedError(f"CUDA: runtime algorithm {s.module}.{s.fn} is not printed for CUDA yet")
             for name in ("body", "then", "orelse"):
                 self._infer(getattr(s, name, None) or [])
 
@@ -196,6 +210,10 @@ class CudaLoopPrinter:
                     w(f"{ctype} {v.name}" + (";" if v.init is None else f" = {self.expr(v.init)};"))
             for name, t in self.locals.items():
                 w(f"{CTYPES[t]} {name};")
+            if "src" in self._call_arguments():
+                w("long long src_lane[1] = {tid};   /* the runtime algorithms' lanes: this thread's column */")
+            for b in k.buffers:
+                self._declare_array(w, b.name, CTYPES[b.dtype], _dims(b.shape))
             self.hooks.buffers(w)
             self.block(w, k.body)
         w("}")
@@ -225,7 +243,10 @@ class CudaLoopPrinter:
         w("}")
 
     def statement(self, w, s):
-        if isinstance(s, L.Set):
+        if isinstance(s, L.Set) and s.name in self.views:
+            base, index = self._view_subscript(s.expr)
+            w(f"View<{self.views[s.name][0]}> {s.name} = view_index({base}, 0, {self.views[base][1]}, {index});")
+        elif isinstance(s, L.Set):
             w(f"{s.name} = {self.expr(s.expr)};")
         elif isinstance(s, L.For):
             self._braced(w, f"for (long long {s.var} = 0; {s.var} < {self.expr(s.count)}; ++{s.var})", s.body)
@@ -235,8 +256,10 @@ class CudaLoopPrinter:
             self._braced(w, f"if ({self.expr(s.cond)})", s.body)
         elif isinstance(s, L.IfUniform):
             self._if(w, s, lanes=False)
+        elif isinstance(s, L.Call) and s.result:
+            self._allocate(w, s)
         elif isinstance(s, L.Call):
-            raise NotImplementedError(f"CUDA: runtime algorithm {s.module}.{s.fn} is not printed for CUDA yet")
+            w(f"{s.fn}({', '.join(self.argument(a) for a in s.args)});")
         elif isinstance(s, L.Lanes):
             if s.rows:
                 self._braced(w, f"for (int i = 0; i < {s.rows}; ++i)", s.body, lanes=True)
@@ -269,9 +292,61 @@ class CudaLoopPrinter:
         elif isinstance(s, L.StoreRow):
             w(f"for (int i = 0; i < D; ++i) {s.array}[{flat(s.array, [x(s.row), 'i', x(s.col)])}] = {x(s.value)};")
         elif isinstance(s, L.LaneCall):
-            raise NotImplementedError(f"CUDA: runtime function {s.module}.{s.fn} is not printed for CUDA yet")
+            w(f"{s.fn}({', '.join(self.argument(a) for a in s.args)});")
         else:  # pragma: no cover - a new node without a printer
             raise TypeError(f"no CUDA lane printer for {type(s).__name__}")
+
+    # ---- runtime algorithms: their arrays as Views (codegen/print_c_function.py) ----
+    def _call_arguments(self) -> set:
+        out = set()
+
+        def walk(stmts):
+            for s in stmts:
+                if isinstance(s, (L.Call, L.LaneCall)):
+                    out.update(a.strip() for a in s.args)
+                for name in ("body", "then", "orelse"):
+                    walk(getattr(s, name, None) or [])
+        walk(self.kernel.body)
+        return out
+
+    def _view_subscript(self, text):
+        """(array, index) of ``X[k]``, X a runtime algorithm's array, else None."""
+        m = re.fullmatch(r"\s*(\w+)\[([^\[\],]+)\]\s*", text.partition("  # ")[0])
+        return (m.group(1), self.expr(m.group(2))) if m and m.group(1) in self.views else None
+
+    def argument(self, text: str) -> str:
+        """A runtime algorithm's argument: lanes (vectors (rows, 1), values (1,)) and arrays as Views."""
+        name = text.strip()
+        if name == "src":
+            return "view_shaped(src_lane, 1)"
+        if name in self.vectors:
+            return f"view_shaped({name}, {self.vectors[name]}, 1)"
+        if name in self.scalars:
+            return f"view_shaped(&{name}, 1)"
+        if name in self.views:
+            return name
+        if name in self.expr.arrays:
+            if name not in ARRAY_AXES:
+                raise NotImplementedError(f"CUDA: kernel argument {name} passed to a runtime algorithm (its axes)")
+            return f"view_of({name}, {name}_shape, {ARRAY_AXES[name]})"
+        sub = self._view_subscript(name)
+        if sub:
+            return f"view_index({sub[0]}, 0, {self.views[sub[0]][1]}, {sub[1]})"
+        return self.expr(name)
+
+    def _declare_array(self, w, name, ctype, dims):
+        size = " * ".join(f"({d})" for d in dims)
+        w(f"{ctype} {name}_data[{size}] = {{}};")
+        w(f"View<{ctype}> {name} = view_shaped({name}_data, {', '.join(dims)});")
+
+    def _allocate(self, w, s):
+        """``a, b = alloc(...)``: the arrays the runtime's allocation returns, as thread-local arrays."""
+        arrays = self.hooks.allocation(s.module, s.fn, [self.expr(a) if not a.endswith(".dtype") else a for a in s.args])
+        for name, (element, dims) in zip([x.strip() for x in s.result.split(",")], arrays):
+            if element.endswith(".dtype"):
+                element = self.views[element[:-len(".dtype")]][0]
+            self.views[name] = (element, len(dims))
+            self._declare_array(w, name, element, dims)
 
     def _if(self, w, s, lanes):
         branch = s

@@ -67,12 +67,12 @@ def tree_span(t0: float, t1: float) -> float:
 
 
 @jit
-def _bit_length(x):
+def _bit_length(x: int):
     return 0 if x == 0 else math.frexp(np.float64(x))[1]     # exact for x < 2^53
 
 
 @jit
-def coarsest_point(lo, hi):
+def coarsest_point(lo: int, hi: int):
     """The interior integer of (lo, hi) of largest grain 2^i 5^j (i <= TREE_POW2, j <= TREE_POW5);
     where several share it (only at i = TREE_POW2), the one nearest the middle, the lower on a tie.
     Needs hi − lo >= 2.  (Within one j the integer of most trailing binary zeros is unique.)"""
@@ -102,7 +102,7 @@ def coarsest_point(lo, hi):
 
 
 @jit
-def split_point(lo, hi):
+def split_point(lo: int, hi: int):
     """Where cell [lo, hi] (width w = hi − lo >= 2) splits: at its coarsest point in the middle half
     [lo + ⌈w/4⌉, hi − ⌈w/4⌉] (so no child is wider than 3w/4 and no point deeper than ~95 splits), or
     at its middle when narrower than TREE_FINE units."""
@@ -114,7 +114,7 @@ def split_point(lo, hi):
 
 
 @jit
-def tree_position(t, t0, T):
+def tree_position(t: float, t0: float, T: float):
     """Position of time ``t`` in the tree on [t0, t0 + T]: the coarsest integer within TREE_SNAP units
     plus the rounding of ``t`` of (t − t0)/T · U; clamped to [0, U]."""
     x = (t - t0) / T * TREE_UNITS
@@ -136,7 +136,9 @@ def tree_positions(times, t0, T):
 
 
 @jit
-def bridge_block(k0, k1, node, q, h, first, src, dw, hh, z, dw_l, h_l, dw_r, h_r):
+def bridge_block(k0: np.uint64, k1: np.uint64, node: int, q: float, h: float, first: int, src: "int[:]",
+                 dw: "float64[:, :]", hh: "float64[:, :]", z: "float64[:, :]", dw_l: "float64[:, :]", h_l: "float64[:, :]",
+                 dw_r: "float64[:, :]", h_r: "float64[:, :]"):
     """Split the (ΔW, H) cell of length ``h`` at fraction ``q`` with the normals of ``node`` (the split
     rule above): left child into (dw_l, h_l), right into (dw_r, h_r), each (M, B); outputs may alias
     the inputs.  ``z`` is (2M, B) scratch."""
@@ -158,7 +160,8 @@ def bridge_block(k0, k1, node, q, h, first, src, dw, hh, z, dw_l, h_l, dw_r, h_r
 
 
 @jit
-def tree_start(k0, k1, first, src, T, f_lo, f_hi, f_v, meta, zbuf):
+def tree_start(k0: np.uint64, k1: np.uint64, first: int, src: "int[:]", T: float, f_lo: "int[:]", f_hi: "int[:]",
+               f_v: "float64[:, :, :, :]", meta: "int[:]", zbuf: "float64[:, :]"):
     """A block's frontier at t0: the root [0, U] with ΔW = √T Z1, H = √(T/12) Z2 of node 0.
     Frontier: cells ``f_lo``, ``f_hi`` int64 (TREE_STACK,), values ``f_v`` (TREE_STACK, 2, M, B),
     ``meta`` int64 (2,) = (cells on it, current position); ``zbuf`` (2M, B)."""
@@ -174,7 +177,7 @@ def tree_start(k0, k1, first, src, T, f_lo, f_hi, f_v, meta, zbuf):
 
 
 @jit
-def _compose(ln, dw, hh, E, K):
+def _compose(ln: float, dw: "float64[:, :]", hh: "float64[:, :]", E: "float64[:, :]", K: "float64[:, :]"):
     """Append a cell of length ln to the accumulated (E, K) = (W − W(a), ∫_a (W − W(a))) of [a, x]."""
     for i in range(E.shape[0]):
         for b in range(E.shape[1]):
@@ -183,21 +186,23 @@ def _compose(ln, dw, hh, E, K):
 
 
 @jit
-def _fill(x, v):
+def _fill(x: "float[:, :]", v: float):
     for i in range(x.shape[0]):
         for b in range(x.shape[1]):
             x[i, b] = v
 
 
 @jit
-def _copy(src, dst):
+def _copy(src: "float64[:, :]", dst: "float64[:, :]"):
     for i in range(src.shape[0]):
         for b in range(src.shape[1]):
             dst[i, b] = src[i, b]
 
 
 @jit
-def tree_advance(k0, k1, first, src, T, pos, f_lo, f_hi, f_v, meta, zbuf, acc, dW, dH):
+def tree_advance(k0: np.uint64, k1: np.uint64, first: int, src: "int[:]", T: float, pos: int, f_lo: "int[:]",
+                 f_hi: "int[:]", f_v: "float64[:, :, :, :]", meta: "int[:]", zbuf: "float64[:, :]", acc: "float64[:, :, :]",
+                 dW: "float[:, :]", dH: "float[:, :]"):
     """(ΔW, H) of [a, pos] into dW, dH (M, B), a = the frontier's position (``meta[1]`` <= pos), and move
     the frontier to ``pos``.  ``acc`` (6, M, B) is scratch.  A zero-length step gives zeros.
     (One split call site: each call site of the inlined Philox costs seconds of compile.)"""
@@ -255,7 +260,9 @@ def tree_buffers(B, m):
 
 
 @jit
-def tree_step(k0, k1, first, src, T, step, tree_pos, f_lo, f_hi, f_v, meta, zbuf, acc, dW, dH):
+def tree_step(k0: np.uint64, k1: np.uint64, first: int, src: "int[:]", T: float, step: int, tree_pos: "int[:]",
+              f_lo: "int[:]", f_hi: "int[:]", f_v: "float64[:, :, :, :]", meta: "int[:]", zbuf: "float64[:, :]",
+              acc: "float64[:, :, :]", dW: "float[:, :]", dH: "float[:, :]"):
     """(ΔW, H) of fixed step ``step`` (positions ``tree_pos[step]`` -> ``tree_pos[step + 1]``) of a block."""
     tree_advance(k0, k1, first, src, T, tree_pos[step + 1], f_lo, f_hi, f_v, meta, zbuf, acc, dW, dH)
 
@@ -266,36 +273,47 @@ def tree_step(k0, k1, first, src, T, step, tree_pos, f_lo, f_hi, f_v, meta, zbuf
 @jit
 def lane_tree_buffers(B, m):
     """Per-lane frontiers of the adaptive kernel — cells (B, 2, TREE_STACK) int64, values
-    (B, TREE_STACK, 2, m, 1), meta (B, 2) int64 — at the lane's accepted time, and a trial copy."""
+    (B, TREE_STACK, 2, m, 1), meta (B, 2) int64 — at the lane's accepted time, a trial copy, and one
+    lane's scratch: normals (2m, 1), accumulators (6, m, 1), increments (m, 1) twice."""
     return (np.zeros((B, 2, TREE_STACK), np.int64), np.zeros((B, TREE_STACK, 2, m, 1)), np.zeros((B, 2), np.int64),
-            np.zeros((B, 2, TREE_STACK), np.int64), np.zeros((B, TREE_STACK, 2, m, 1)), np.zeros((B, 2), np.int64))
+            np.zeros((B, 2, TREE_STACK), np.int64), np.zeros((B, TREE_STACK, 2, m, 1)), np.zeros((B, 2), np.int64),
+            np.zeros((2 * m, 1)), np.zeros((6, m, 1)), np.zeros((m, 1)), np.zeros((m, 1)))
 
 
 @jit
-def lane_tree_start(k0, k1, first, src, T, f_c, f_v, f_m):
+def lane_tree_start(k0: np.uint64, k1: np.uint64, first: int, src: "int[:]", T: float, f_c: "int[:, :, :]",
+                    f_v: "float64[:, :, :, :, :]", f_m: "int[:, :]", zbuf: "float64[:, :]"):
     """Every lane's frontier at t0."""
-    zbuf = np.empty((2 * f_v.shape[3], 1))
     for b in range(src.shape[0]):
         tree_start(k0, k1, first, src[b:b + 1], T, f_c[b, 0], f_c[b, 1], f_v[b], f_m[b], zbuf)
 
 
 @jit
-def _copy_frontier(b, f_c, f_v, f_m, g_c, g_v, g_m):
+def _copy_frontier(b: int, f_c: "int[:, :, :]", f_v: "float64[:, :, :, :, :]", f_m: "int[:, :]", g_c: "int[:, :, :]",
+                   g_v: "float64[:, :, :, :, :]", g_m: "int[:, :]"):
     n = f_m[b, 0]
     g_m[b, 0], g_m[b, 1] = n, f_m[b, 1]
-    g_c[b, :, :n] = f_c[b, :, :n]
-    g_v[b, :n] = f_v[b, :n]
+    for r in range(2):
+        for k in range(n):
+            g_c[b, r, k] = f_c[b, r, k]
+    for k in range(n):
+        for r in range(2):
+            for i in range(f_v.shape[3]):
+                g_v[b, k, r, i, 0] = f_v[b, k, r, i, 0]
 
 
 @jit
-def lane_tree_increments(k0, k1, first, src, T, t0, ta, tb, act, f_c, f_v, f_m, g_c, g_v, g_m, dW, dH):
+def lane_tree_increments(k0: np.uint64, k1: np.uint64, first: int, src: "int[:]", T: float, t0: float, ta: "float[:]",
+                         tb: "float[:]", act: "bool[:]", f_c: "int[:, :, :]", f_v: "float64[:, :, :, :, :]", f_m: "int[:, :]",
+                         g_c: "int[:, :, :]", g_v: "float64[:, :, :, :, :]", g_m: "int[:, :]", zbuf: "float64[:, :]",
+                         acc: "float64[:, :, :]", dwl: "float64[:, :]", dhl: "float64[:, :]", dW: "float[:, :]",
+                         dH: "float[:, :]"):
     """(ΔW, H) over [ta[b], tb[b]] of every active lane b into dW, dH (M, B).  The lane's frontier
     (``f_*``, at its last accepted time) is moved to ta[b] first if it lags (from the root if it is
     ahead: a stop snapped back by rounding); the step is taken on the trial copy ``g_*``, which
-    :func:`lane_tree_accept` keeps.  Equals ``BrownianTree.increment(ta, tb)``."""
+    :func:`lane_tree_accept` keeps.  Equals ``BrownianTree.increment(ta, tb)``.  ``zbuf``, ``acc``,
+    ``dwl``, ``dhl``: one lane's scratch (:func:`lane_tree_buffers`)."""
     m = dW.shape[0]
-    zbuf, acc = np.empty((2 * m, 1)), np.empty((6, m, 1))
-    dwl, dhl = np.empty((m, 1)), np.empty((m, 1))
     for b in range(src.shape[0]):
         if not act[b]:
             for i in range(m):
@@ -320,7 +338,8 @@ def lane_tree_increments(k0, k1, first, src, T, t0, ta, tb, act, f_c, f_v, f_m, 
 
 
 @jit
-def lane_tree_accept(b, f_c, f_v, f_m, g_c, g_v, g_m):
+def lane_tree_accept(b: int, f_c: "int[:, :, :]", f_v: "float64[:, :, :, :, :]", f_m: "int[:, :]", g_c: "int[:, :, :]",
+                     g_v: "float64[:, :, :, :, :]", g_m: "int[:, :]"):
     """Lane b accepted its step: its trial frontier becomes its frontier."""
     _copy_frontier(b, g_c, g_v, g_m, f_c, f_v, f_m)
 

@@ -82,7 +82,7 @@ def normal4(k0: np.uint64, k1: np.uint64, node: np.int64, traj: np.int64, tag: n
 
 
 @jit
-def normals_block(k0, k1, node, first, src, stream, out):
+def normals_block(k0: np.uint64, k1: np.uint64, node: int, first: int, src: "int[:]", stream: int, out: "float[:, :]"):
     """out[c, b] = component c of the normals at ``node`` of trajectory first + src[b] in ``stream``."""
     m, nb = out.shape
     for g in range((m + 3) // 4):

@@ -20,6 +20,7 @@ from sdekit.codegen.host import additive_diffusion, linear_entries
 from sdekit.kernels import adaptive as adaptive_driver
 from sdekit.kernels.backend import BACKENDS as KERNEL_BACKENDS, Chunk, Grid, Noise, RunInput
 from sdekit.kernels.linear import linear_value
+from sdekit.kernels import brownian, matfun, philox
 from sdekit.kernels.matfun import phi_scalar
 from sdekit.nets import check_weights
 from sdekit.problem import Ensemble, SDEProblem, _Problem
@@ -43,7 +44,8 @@ def _numba_source(form, scheme, dtype, adaptive):
 
 
 #: the loop IR's runtime functions -> their one definition (codegen prints CUDA C from it)
-CUDA_DEVICE_FUNCTIONS = {"phi": phi_scalar}
+#: what the CUDA kernels print from the runtime's one definition: the IR's phi and the modules its calls name
+CUDA_DEVICE_FUNCTIONS = {"phi": phi_scalar, "brownian": brownian, "philox": philox, "matfun": matfun}
 
 
 def _cuda_source(form, scheme, dtype, adaptive):

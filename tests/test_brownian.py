@@ -304,7 +304,7 @@ def test_lane_frontiers_are_the_host_path():
     k0, k1 = (np.uint64(k) for k in seed_key(seed))
     src = np.arange(n, dtype=np.int64)
     bufs = nr.lane_tree_buffers(n, m)
-    nr.lane_tree_start(k0, k1, np.int64(0), src, 1.0, *bufs[:3])
+    nr.lane_tree_start(k0, k1, np.int64(0), src, 1.0, *bufs[:3], bufs[6])
     rng = np.random.default_rng(0)
     t = np.zeros(n)
     host = BrownianTree(seed, 0.0, 1.0, m, src)
@@ -318,7 +318,7 @@ def test_lane_frontiers_are_the_host_path():
             np.testing.assert_array_equal(dW[:, b], want[0][:, b])
             np.testing.assert_array_equal(dH[:, b], want[1][:, b])
             if rng.uniform() < 0.7:          # accepted; else the lane retries from t with another te
-                nr.lane_tree_accept(b, *bufs)
+                nr.lane_tree_accept(b, *bufs[:6])
                 t[b] = te[b]
 
 

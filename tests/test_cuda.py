@@ -20,12 +20,14 @@ from sdekit.codegen.methods import CATALOGUE
 from sdekit.kernels.cache import source_hash
 from sdekit.solve import CUDA_DEVICE_FUNCTIONS
 
-#: what the CUDA emitter covers so far: fixed steps of every deterministic method but the exponential
-#: Rosenbrock ones (their φ(hJ) is per trajectory); adaptive steps of every adaptive one of those, the
-#: exponential and W-methods with a zero, scalar or diagonal L (each thread's φ_k(c hL) from
-#: kernels.matfun.phi_scalar printed as C; a dense L per thread is not printed yet)
+#: what the CUDA emitter covers so far: fixed steps of every method but the exponential Rosenbrock ones
+#: (their φ(hJ) is per trajectory); adaptive steps of every adaptive one of those, the exponential and
+#: W-methods with a zero, scalar or diagonal L (each thread's φ_k(c hL) from kernels.matfun.phi_scalar
+#: printed as C; a dense L per thread is not printed yet).  SDEs: Philox and the (W, H) tree printed from
+#: kernels/philox.py and kernels/brownian.py (print_c_function's strided Views)
 FIXED = [m for m in CATALOGUE if not m.stochastic and not m.family.needs_jacobian]
 ADAPTIVE = [m for m in FIXED if m.adaptive]
+SDE = [m for m in CATALOGUE if m.stochastic]
 ADAPTIVE_RK = [m for m in ADAPTIVE if m.family.operand == ""]
 #: compared with the compiled Numba kernel too (float64 and float32); all are compared with numpy
 WITH_NUMBA = ["RK4", "Tsit5", "ETDRK4", "ROS34PW2", "ETDAdams3"]
@@ -49,8 +51,31 @@ def ensemble(structure, n=37):
     return sk.Ensemble(prob, y0=rng.normal(size=(n, 3)))
 
 
+def sde_model(noise, method):
+    """dy = (k L y + N(y, t)) dt + G dW, L dense; G multiplicative where the method allows it (EM,
+    Milstein), additive (SRA, SETD1) otherwise; k (per trajectory) in G too."""
+    y = sk.states("y", 2)
+    k = sk.params("k")
+    drift = k * sp.Matrix([[-1, sp.Rational(1, 2)], [0, -2]]) * y + sp.Matrix([sp.sin(y[1]) + sp.cos(sk.t) / 2, -y[0] ** 3 / 8])
+    additive = method.noise in ("sra", "convolution")
+    if noise == "general":
+        G = sp.Matrix([[sp.Rational(3, 10), k / 10], [sp.Rational(1, 20), sp.Rational(1, 5)]])
+        G = G if additive else G + sp.diag(sp.cos(y[0]) / 10, 0)
+    else:
+        G = sp.Matrix([sp.Rational(3, 10), k / 5]) if additive else sp.Matrix([sp.Rational(3, 10) + sp.cos(y[0]) / 10, y[1] / 5])
+    return sk.SDE(y, drift, G, noise=noise)
+
+
+def sde_ensemble(noise, method, n=9):
+    rng = np.random.default_rng(1)
+    prob = sk.SDEProblem(sde_model(noise, method), y0=np.array([0.5, -0.2]), tspan=(0.0, 1.0),
+                         params={"k": rng.uniform(0.5, 1.5, n)})
+    return sk.Ensemble(prob, y0=rng.normal(size=(n, 2)))
+
+
 def test_the_emitter_covers_what_it_says():
     assert {"RK4", "Tsit5", "ETDRK4", "HochOst4", "ETDAdams3", "TASE-RK4", "ROS34PW3"} <= {m.name for m in FIXED}
+    assert {"EM", "Milstein", "SETD1", "SRA1", "SRA3", "SOSRA"} == {m.name for m in SDE}
     assert {"DP5", "Tsit5", "Heun"} == {m.name for m in ADAPTIVE_RK}
     assert {"ETDRK3", "ETDAdams3", "ROS34PW2", "Rosenbrock23"} <= {m.name for m in ADAPTIVE}
 
@@ -65,6 +90,41 @@ def _agree(a, b, dtype, tol=None, steps=0.0):
     assert list(a.retcodes) == list(b.retcodes)
     for k, v in a.stats.items():
         assert abs(b.stats[k] - v) <= steps * v, (k, a.stats, b.stats)
+
+
+_SDE_CASES = [(m, noise) for m in SDE for noise in ("diagonal", "scalar", "general")
+              if not (noise == "general" and m.name in ("Milstein", "SETD1"))]   # what they support
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("method, noise", _SDE_CASES, ids=[f"{m.name}-{n}" for m, n in _SDE_CASES])
+def test_host_compiled_cuda_sde_agrees_with_numba(method, noise, dtype):
+    """SDEs at fixed steps: the printed Philox, normal transform and (W, H) tree give the Numba
+    kernel's Brownian path, so the same trajectories (float64 1e-12; float32 within its rounding)."""
+    ens = sde_ensemble(noise, method)
+    kw = dict(dt=0.01, saveat="steps", seed=11, dtype=dtype)
+    _agree(sk.solve(ens, method.name, backend="numba", **kw), sk.solve(ens, method.name, backend="cuda-host", **kw),
+           dtype)
+
+
+@pytest.mark.parametrize("method", [m for m in SDE if m.adaptive], ids=lambda m: m.name)
+def test_host_compiled_cuda_adaptive_sde_agrees_with_numba(method):
+    """Adaptive SDEs: each thread's time-addressed tree (lane_tree_*, printed as C; bitwise in
+    test_the_printed_lane_tree_is_the_numba_lane_tree).  Not step for step over a whole solve: a step end
+    one ulp apart can land on the next tree position and move W by ~1e-8, and a later accept/reject
+    decision near EEst = 1 may flip (test_adaptive.test_kernel_sde_agrees_with_the_reference, where numpy
+    and Numba differ the same way) — so the first steps agree to 1e-7, the ensemble to the tolerance and
+    its step counts within 10 %."""
+    ens = sde_ensemble("diagonal", method, n=20)
+    kw = dict(rtol=1e-3, atol=1e-3, seed=2, saveat=np.linspace(0.0, 1.0, 5))
+    a, b = (sk.solve(ens, method.name, backend=bk, **kw) for bk in ("numba", "cuda-host"))
+    assert abs(a.stats["naccept"] - b.stats["naccept"]) <= 0.1 * a.stats["naccept"], (a.stats, b.stats)
+    assert np.abs(a.y - b.y).max() < 1e-2 and list(a.retcodes) == list(b.retcodes)
+    one = sk.SDEProblem(sde_model("diagonal", method), y0=np.array([0.5, -0.2]), tspan=(0.0, 1.0), params={"k": 1.2})
+    a, b = (sk.solve(one, method.name, backend=bk, rtol=1e-3, atol=1e-3, seed=2, saveat="steps")
+            for bk in ("numba", "cuda-host"))
+    np.testing.assert_allclose(b.t[:5], a.t[:5], rtol=1e-12)
+    np.testing.assert_allclose(b.y[:5], a.y[:5], rtol=0, atol=1e-7)
 
 
 @pytest.mark.parametrize("structure", ["diagonal", "dense"])
@@ -122,16 +182,19 @@ def test_a_diverging_trajectory_gets_its_retcode_on_cuda():
 
 
 def _sources():
-    for m in FIXED:
+    for m in FIXED + SDE:
         yield m, False, "float64"
-    for m in ADAPTIVE:
+    for m in ADAPTIVE + [m for m in SDE if m.adaptive]:
         yield m, True, "float64"
         yield m, True, "float32"
 
 
 def _emitted(method, adaptive, dtype):
-    """The source as solve prints it (a dense L, or diagonal for per-thread operators)."""
-    form = model("diagonal" if adaptive and method.family.operand else "dense").form
+    """The source as solve prints it (a dense L, or diagonal for per-thread operators; SDEs: general noise)."""
+    if method.stochastic:
+        form = sde_model("diagonal" if method.name in ("Milstein", "SETD1") else "general", method).form
+    else:
+        form = model("diagonal" if adaptive and method.family.operand else "dense").form
     return cuda_source(form, build_scheme(form, method), dtype, adaptive, CUDA_DEVICE_FUNCTIONS)
 
 
@@ -167,11 +230,6 @@ def test_same_model_same_source_same_cache_key():
 
 
 def test_what_cuda_does_not_cover_yet_is_a_model_error_naming_it():
-    y = sk.states("y", 1)
-    sde = sk.SDEProblem(sk.SDE(y, drift=sp.Matrix([-y[0]]), diffusion=sp.Rational(1, 2), noise="scalar"),
-                        y0=[1.0], tspan=(0.0, 1.0))
-    with pytest.raises(sk.ModelError, match="no CUDA kernel yet.*Philox and the Brownian tree"):
-        sk.solve(sde, "EM", dt=0.1, backend="cuda-host")
     with pytest.raises(sk.ModelError, match="no CUDA kernel yet.*dense L needs per-trajectory φ"):
         sk.solve(ensemble("dense"), "ETDRK3", rtol=1e-6, atol=1e-6, backend="cuda-host")
     with pytest.raises(sk.ModelError, match="no CUDA kernel yet.*Jacobian"):
@@ -221,3 +279,68 @@ def test_the_neural_kernel_compiles_with_nvrtc():
     from sdekit.kernels.cuda_backend import nvrtc_ptx
     src = sk.inspect(_neural_ensemble("diagonal"), "Tsit5", backend="cuda", adaptive=True)
     assert "f_out" in src and ".visible .entry kernel(" in nvrtc_ptx(src)
+
+
+def _host_functions(*fns):
+    """The printed runtime functions, each callable through ctypes as ``call_<name>`` (arrays as pointer
+    and shape)."""
+    import ctypes
+    from sdekit.codegen.emit_cuda import _PRELUDE
+    from sdekit.codegen.print_c_function import c_functions, c_host_entry
+    from sdekit.kernels.cuda_backend import host_library
+    constants, lines = c_functions({f.py_func.__name__: f for f in fns})
+    entries = [ln for f in fns for ln in c_host_entry(f, f"call_{f.py_func.__name__}")]
+    lib = host_library("\n".join([_PRELUDE, *constants, *lines, *entries]))
+
+    def wrap(f):
+        call = getattr(lib, f"call_{f.py_func.__name__}")
+
+        def run(*args):
+            keep, cargs = [], []
+            for a in args:
+                if isinstance(a, np.ndarray):
+                    shape = np.array(a.shape, dtype=np.int64)
+                    keep += [a, shape]
+                    cargs += [ctypes.c_void_p(a.ctypes.data), ctypes.c_void_p(shape.ctypes.data)]
+                elif isinstance(a, (np.uint64, np.uint32)):
+                    cargs.append(ctypes.c_ulonglong(int(a)))
+                elif isinstance(a, (bool, np.bool_)):
+                    cargs.append(ctypes.c_bool(bool(a)))
+                elif isinstance(a, (int, np.integer)):
+                    cargs.append(ctypes.c_longlong(int(a)))
+                else:
+                    cargs.append(ctypes.c_double(float(a)))
+            call(*cargs)
+        return run
+    return [wrap(f) for f in fns]
+
+
+def test_the_printed_lane_tree_is_the_numba_lane_tree():
+    """The adaptive kernel's per-lane frontiers (kernels/brownian.py lane_tree_*), printed as C through
+    print_c_function's Views, give the Numba functions' (ΔW, H) on random intervals with rejections (as
+    tests/test_brownian.test_lane_frontiers_are_the_host_path drives them): the same nodes and splits,
+    values to a few ulp (Numba contracts a·b + c into FMAs, -O2 host C++ does not)."""
+    from sdekit.kernels import brownian as br
+    from sdekit.kernels.philox import seed_key
+    start, incr, accept = _host_functions(br.lane_tree_start, br.lane_tree_increments, br.lane_tree_accept)
+    m, n = 2, 4
+    k0, k1 = (np.uint64(k) for k in seed_key(8))
+    src = np.arange(n, dtype=np.int64)
+    ours, theirs = br.lane_tree_buffers(n, m), br.lane_tree_buffers(n, m)
+    start(k0, k1, 0, src, 1.0, *ours[:3], ours[6])
+    br.lane_tree_start(k0, k1, np.int64(0), src, 1.0, *theirs[:3], theirs[6])
+    rng = np.random.default_rng(0)
+    t = np.zeros(n)
+    out = [np.empty((m, n)) for _ in range(4)]
+    for _ in range(40):
+        te = np.minimum(t + rng.uniform(1e-4, 0.08, n), 1.0)
+        act = t < 1.0
+        incr(k0, k1, 0, src, 1.0, 0.0, t, te, act, *ours, out[0], out[1])
+        br.lane_tree_increments(k0, k1, np.int64(0), src, 1.0, 0.0, t, te, act, *theirs, out[2], out[3])
+        np.testing.assert_allclose(out[0], out[2], rtol=0, atol=1e-15)
+        np.testing.assert_allclose(out[1], out[3], rtol=0, atol=1e-15)
+        for b in np.flatnonzero(act & (rng.uniform(size=n) < 0.7)):     # accepted; else retried from t
+            accept(b, *ours[:6])
+            br.lane_tree_accept(b, *theirs[:6])
+            t[b] = te[b]
+    assert (t == 1.0).any()
