@@ -21,12 +21,13 @@ from .analysis import SemilinearForm
 from .drivers import adaptive_loop, fixed_loop
 from .loop import BUILTIN_FUNCTIONS, Call, Copy, Operators, Rhs, Stages, Writer
 from .lowering import lower
-from .neural import activation
+from .neural import activation, activation_grad
 from .numba_lanes import arguments_used, kernel_arguments, nested_calls, param_entry, state_name
 from .builders import milstein_terms
 from .print_c_function import VIEW_CODE, c_allocation, c_functions
 from .print_cuda import CudaLoopPrinter, flat, parameters, passing
-from .scheme import Combine, EvalNoise, EvalRHS, StepScheme, operator_layout
+from .lane_operators import jacobian_operator_name
+from .scheme import Combine, EvalJacobian, EvalNoise, EvalRHS, StepScheme, operator_layout
 
 _PRELUDE = r"""#ifdef __CUDACC__
 #ifndef INFINITY
@@ -80,13 +81,6 @@ def cuda_source(form: SemilinearForm, scheme: StepScheme, dtype="float64", adapt
     (``sdekit`` passes ``kernels.matfun.phi_scalar`` and ``kernels.brownian``, ...), printed as
     ``__device__`` C (``print_c_function``)."""
     device_functions = device_functions or {}
-    if scheme.needs_jacobian:
-        raise NotImplementedError(f"CUDA: {scheme.method} needs the Jacobian and its φ operators per trajectory "
-                                  "(not printed yet)")
-    if adaptive and scheme.all_operators() and form.linear_structure == "dense":
-        raise NotImplementedError(f"CUDA: adaptive {scheme.method} with a dense L needs per-trajectory φ / "
-                                  "resolvent matrices (kernels.matfun's block algorithms are not printed for CUDA "
-                                  "yet; its fixed-step kernel reads the host's tables)")
     args = kernel_arguments(form, scheme, adaptive)
     kernel = (adaptive_loop(scheme, False, args, form.linear_structure, form.reads_t) if adaptive else
               fixed_loop(scheme, False, args, form.reads_t))
@@ -122,6 +116,8 @@ def cuda_source(form: SemilinearForm, scheme: StepScheme, dtype="float64", adapt
         hooks.rhs_function(w, part)
     for increment in sorted({st.increment for st in scheme.all_statements() if isinstance(st, EvalNoise)}):
         hooks.noise_function(w, increment)
+    if scheme.needs_jacobian:
+        hooks.jacobian_function(w)
     CudaLoopPrinter(kernel, hooks).print_kernel(w)
     return "\n".join(w.lines) + "\n"
 
@@ -152,6 +148,9 @@ class _Hooks:
         self.lowered = lower(list(form.forcing), form, state_name)
         self.rhs_args = {part: arguments_used(form, self.lowered, args, part == "full" and form.linear_structure != "zero")
                          for part in ("forcing", "full")}   # what each part reads
+        if scheme.needs_jacobian:
+            self.jac_lowered = lower(form.forcing_jacobian(), form, state_name)
+            self.rhs_args["jac"] = arguments_used(form, self.jac_lowered, args, form.linear_structure != "zero")
         if form.stochastic:
             self.noise_lowered = {"dW": lower(list(form.diffusion), form, state_name)}
             self.noise_lowered["I10"] = self.noise_lowered["dW"]
@@ -217,6 +216,33 @@ class _Hooks:
         w("}")
         w()
 
+    def jacobian_function(self, w):
+        """``jac_full``: J̃ = [[L + ∂N/∂y, ∂(c + N)/∂t], [0, 0]] of one thread's state into the View J
+        ((D + 1, D + 1, 1)): zeros and L by loops, then the entries whose sympy derivative is not zero."""
+        form, low, d = self.form, self.jac_lowered, self.form.dim
+        pr = _CPrinter({f"p_{p.name}": p.name for p in form.params}).doprint
+        head = ", ".join(["long long tid", "double t", "const real* st", "View<real> J"] + parameters(self.rhs_args["jac"]))
+
+        def entry(i, j):
+            return f"J.p[({i}) * J.st[0] + ({j}) * J.st[1]]"
+        with w.block(f"__device__ __forceinline__ void jac_full({head}) {{"):
+            w("for (int r = 0; r <= D; ++r) for (int q = 0; q <= D; ++q) " + entry("r", "q") + " = 0.0;")
+            if form.linear_structure == "dense":
+                w("for (int r = 0; r < D; ++r) for (int q = 0; q < D; ++q) " + entry("r", "q") + f" = {_linear_entry('r', 'q')};")
+            elif form.linear_structure != "zero":
+                w("for (int r = 0; r < D; ++r) " + entry("r", "r") + f" = {_linear_entry('r')};")
+            for g in low.net_groups:
+                _net_pass(w, g, pr)
+            for var, e in low.assignments:
+                w(f"const double {var} = {pr(e)};")
+            for k, e in enumerate(low.outputs):
+                if sp.sympify(e) == 0:
+                    continue
+                i, j = (k // d, k % d) if k < d * d else (k - d * d, d)
+                w(f"{entry(i, j)} = {entry(i, j)} + {pr(sp.sympify(e))};")
+        w("}")
+        w()
+
     def _noise_call(self, s, t):
         kind = s.increment
         extra = "dW, h_l" if kind == "milstein" else ("dI" if kind == "I10" else "dW")
@@ -243,7 +269,14 @@ class _Hooks:
             raise TypeError(f"no CUDA printer for {type(s).__name__}")
 
     def _step_statement(self, w, s):
-        if isinstance(s, (EvalRHS, EvalNoise)):
+        if isinstance(s, EvalJacobian):
+            rest = "".join(", " + a for a in passing(self.rhs_args["jac"]))
+            t = "0.0"
+            if self.form.reads_t:
+                w(f"tc = t_l + ({sp.ccode(sp.sympify(s.c) * 1.0)}) * h_l;" if s.c != 0 else "tc = t_l;")
+                t = "tc"
+            w(f"jac_full(tid, {t}, {s.state}, Jt{rest});")   # its operators follow as loop IR (lane_operators)
+        elif isinstance(s, (EvalRHS, EvalNoise)):
             call = self._call if isinstance(s, EvalRHS) else (lambda t, *_: self._noise_call(s, t))
             part = getattr(s, "part", None)
             if not self.form.reads_t:      # the lanes keep no times
@@ -258,16 +291,29 @@ class _Hooks:
 
 
     def _combine(self, w, s):
-        """``target = Σ coef · op(hL) vec`` per component; operators are the thread's own (adaptive) or
-        the host's tables per step class ``hc`` (``arguments.operator_tables``, laid out as sdekit.abi.OPERATOR_LAYOUT;
-        dense: a row of the product accumulated over j first, in j order, as on Numba)."""
+        """``target = Σ coef · op(hL) vec`` per component.  Operators: the host's tables per step class
+        ``hc`` (fixed steps; ``arguments.operator_tables``, laid out as sdekit.abi.OPERATOR_LAYOUT), the
+        thread's own per-component values (adaptive, elementwise L), or the thread's matrices as Views
+        (adaptive dense L; the Jacobian operators φ_k(c hJ̃) applied to (vec, aug)).  A matrix term
+        accumulates its row over j first, in j order, as on Numba."""
         ops = self.scheme.all_operators()
+        jac_ops = self.scheme.jacobian_operators
+        d = self.form.dim
         with w.block("for (int i = 0; i < D; ++i) {"):
             terms = []
             for k, term in enumerate(s.terms):
                 coef = "" if term.coef == 1 else f"({_coef(term.coef)}) * "
                 if term.op is None:
                     terms.append(f"{coef}{term.vec}[i]")
+                    continue
+                if term.op in jac_ops or (self.adaptive and self.form.linear_structure == "dense"):
+                    A = jacobian_operator_name(term.op) if term.op in jac_ops else f"op_{term.op}"
+                    w(f"double mv{k} = 0.0;")
+                    w(f"for (int j = 0; j < D; ++j) mv{k} = mv{k} + {A}.p[i * {A}.st[0] + j * {A}.st[1]] * {term.vec}[j];")
+                    if term.op in jac_ops and term.aug is not None and term.aug != 0:
+                        aug = "" if term.aug == 1 else f" * ({_coef(term.aug)})"
+                        w(f"mv{k} = mv{k} + {A}.p[i * {A}.st[0] + {d} * {A}.st[1]]{aug};")
+                    terms.append(f"{coef}mv{k}")
                     continue
                 table, stride = operator_args(term.op)
                 traj = f"tid * {stride}"
@@ -287,23 +333,40 @@ class _Hooks:
 def _net_pass(w, group, pr):
     """One forward pass of an MLP in the thread: inputs, then each layer as y = σ(W x + b), W (out, in)
     row-major in global memory, the products summed in k order (as the Numba kernel does); σ is
-    ``codegen.neural.ACTIVATIONS``' expression, printed by the model's C printer ``pr``."""
-    if group.jacobian:   # pragma: no cover - only exponential Rosenbrock needs it, refused above
-        raise NotImplementedError("CUDA: network Jacobians are not printed yet")
+    ``codegen.neural.ACTIVATIONS``' expression, printed by the model's C printer ``pr``.  With
+    ``group.jacobian`` (exponential Rosenbrock) also the forward-mode tangent T ← W T (T_0 = I), scaled
+    by σ'(pre-activation) on hidden layers, into ``<out>_jac[out][in]`` = ∂net/∂inputs."""
     net, sizes = group.net, group.net.sizes
     w(f"double {group.out}_x0[{sizes[0]}];")
     for k, a in enumerate(group.inputs):
         w(f"{group.out}_x0[{k}] = {pr(sp.sympify(a))};")
+    tsrc = None
     for layer in range(len(sizes) - 1):
         last = layer == len(sizes) - 2
         src, dst = f"{group.out}_x{layer}", group.out if last else f"{group.out}_x{layer + 1}"
+        tdst = f"{group.out}_jac" if last else f"{group.out}_t{layer}"
         W, b = weight_args(net.name, layer)
-        w(f"double {dst}[{sizes[layer + 1]}];")
-        with w.block(f"for (int j = 0; j < {sizes[layer + 1]}; ++j) {{"):
+        n_in, n_out = sizes[layer], sizes[layer + 1]
+        w(f"double {dst}[{n_out}];")
+        if group.jacobian:
+            w(f"double {tdst}[{n_out}][{sizes[0]}];")
+        with w.block(f"for (int j = 0; j < {n_out}; ++j) {{"):
             w(f"double acc = {b}[j];")
-            w(f"for (int k = 0; k < {sizes[layer]}; ++k) acc = acc + {W}[j * {sizes[layer]} + k] * {src}[k];")
+            w(f"for (int k = 0; k < {n_in}; ++k) acc = acc + {W}[j * {n_in} + k] * {src}[k];")
+            if group.jacobian:
+                with w.block(f"for (int i = 0; i < {sizes[0]}; ++i) {{"):
+                    if tsrc is None:
+                        w(f"{tdst}[j][i] = {W}[j * {n_in} + i];")
+                    else:
+                        w(f"double tv = 0.0;")
+                        w(f"for (int k = 0; k < {n_in}; ++k) tv = tv + {W}[j * {n_in} + k] * {tsrc}[k][i];")
+                        w(f"{tdst}[j][i] = tv;")
+                    if not last:
+                        w(f"{tdst}[j][i] = {tdst}[j][i] * ({pr(activation_grad(net.activation, sp.Symbol('acc')))});")
+                w("}")
             w(f"{dst}[j] = {'acc' if last else pr(activation(net.activation, sp.Symbol('acc')))};")
         w("}")
+        tsrc = tdst
 
 
 def _coef(c) -> str:

@@ -108,6 +108,13 @@ template <class T> __device__ __forceinline__ View<T> view_newaxis(View<T> x, in
     v.st[axis] = 0;
     return v;
 }
+template <class T, class... I> __device__ __forceinline__ View<T> view_transpose(View<T> x, I... axes) {
+    /* x.transpose(axes) */
+    const int a[] = {(int)axes...};
+    View<T> v = x;
+    for (int k = 0; k < (int)sizeof...(I); ++k) { v.sh[k] = x.sh[a[k]]; v.st[k] = x.st[a[k]]; }
+    return v;
+}
 template <class T, class... I> __device__ __forceinline__ View<T> view_reshape(View<T> x, I... dims) {
     return view_shaped(x.p, dims...);     /* x is contiguous (numba's reshape requires it) */
 }
@@ -227,7 +234,7 @@ class _Printer:
         if cname not in functions:
             functions[cname] = printer = cls(py.__name__, cname, py.__globals__, constants, functions)
             printer.module = py.__module__.rsplit(".", 1)[-1]
-            printer.head = printer.function(ast.parse(textwrap.dedent(inspect.getsource(py))).body[0])
+            printer.head = printer.function(_Unreserved().visit(ast.parse(textwrap.dedent(inspect.getsource(py))).body[0]))
         return functions[cname]
 
     def all_lines(self, done=None) -> list:
@@ -394,9 +401,10 @@ class _Printer:
             values = [ast.IfExp(value.test, a, b) for a, b in zip(value.body.elts, value.orelse.elts)]
         else:
             self.fail(value, "a tuple assignment")
-        read = {n.id for e in values for n in ast.walk(e) if isinstance(n, ast.Name)}
-        if read & {t.id for t in targets if isinstance(t, ast.Name)}:      # a, b = b, a: every value first
-            self.fail(value, "a tuple assignment that reads its targets")
+        written = [t.id if isinstance(t, ast.Name) else getattr(t.value, "id", None) for t in targets]
+        for k, v in enumerate(values):     # a, b = b, a: a value must not read a target assigned before it
+            if {n.id for n in ast.walk(v) if isinstance(n, ast.Name)} & set(written[:k]):
+                self.fail(value, "a tuple assignment that reads its targets")
         for target, v in zip(targets, values):
             self._assign(target, v)
 
@@ -616,6 +624,38 @@ class _Printer:
             if isinstance(f, ast.Name) and f.id in _BUILTINS:
                 return f"{_BUILTINS[f.id]}({args})"
         self.fail(n, "expression")
+
+
+#: C++ keywords a Python name may be: printed with a trailing underscore
+_RESERVED = {"new", "delete", "default", "this", "class", "template", "typename", "auto", "register", "union",
+             "signed", "unsigned", "short", "long", "double", "float", "char", "int", "void", "static", "const",
+             "switch", "case", "goto", "friend", "operator", "private", "public", "protected", "virtual", "explicit",
+             "namespace", "using", "extern", "volatile", "inline", "struct", "enum", "typedef", "sizeof", "do"}
+
+
+class _Unreserved(ast.NodeTransformer):
+    """Rename variables and parameters that are C++ keywords (``new`` -> ``new_``)."""
+
+    def visit_FunctionDef(self, n):     # not its result annotation (``-> float``)
+        n.args.args = [self.visit(a) for a in n.args.args]
+        n.body = [self.visit(s) for s in n.body]
+        return n
+
+    def visit_Call(self, n):       # int(x), float(x): Python's functions, not variables
+        n.args = [self.visit(a) for a in n.args]
+        if not isinstance(n.func, ast.Name):
+            n.func = self.visit(n.func)
+        return n
+
+    def visit_Name(self, n):
+        if n.id in _RESERVED:
+            n.id += "_"
+        return n
+
+    def visit_arg(self, n):
+        if n.arg in _RESERVED:
+            n.arg += "_"
+        return n
 
 
 def _is_none(n) -> bool:

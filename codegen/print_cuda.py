@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import re
 
-from ..abi import arg_type
+from ..abi import LINEAR_LAYOUT, arg_type
 from . import loop as L
 from .print_c_function import c_operator
 from .print_numba import split_comment
@@ -30,7 +30,7 @@ _FUNCTIONS = {"min": "nan_min", "max": "nan_max", "abs": "fabs", "sqrt": "sqrt",
 _NAMES = {"inf": "INFINITY", "nan": "NAN", "True": "true", "False": "false", "src": "tid", "j": "tid",
           "valid": "true", "B": "1", "b": "0"}    # one lane per thread: a block of B = 1, lane b = 0
 #: axes of the kernel's array arguments that a runtime algorithm reads as arrays (sdekit.abi layouts)
-ARRAY_AXES = {"tree_pos": 1, "stops": 1}
+ARRAY_AXES = {"tree_pos": 1, "stops": 1, "Lm": len(LINEAR_LAYOUT["dense"])}
 
 
 def _promote(a: str, b: str) -> str:
@@ -329,6 +329,9 @@ class CudaLoopPrinter:
             if name not in ARRAY_AXES:
                 raise NotImplementedError(f"CUDA: kernel argument {name} passed to a runtime algorithm (its axes)")
             return f"view_of({name}, {name}_shape, {ARRAY_AXES[name]})"
+        m = re.fullmatch(r"(\w+)\.transpose\(\(([\d, ]+)\)\)", name)     # sdekit.abi.view of a kernel array
+        if m:
+            return f"view_transpose({self.argument(m.group(1))}, {m.group(2).strip().rstrip(',')})"
         sub = self._view_subscript(name)
         if sub:
             return f"view_index({sub[0]}, 0, {self.views[sub[0]][1]}, {sub[1]})"

@@ -59,7 +59,8 @@ def phi_scalar_into(kmax, z, out):
 
 
 @numba.njit(**JIT)
-def lane_matrices(Lm, S_L, src, h, shift, scale, out):
+def lane_matrices(Lm: "float[:, :, :]", S_L: int, src: "int[:]", h: "float[:]", shift: float, scale: float,
+                  out: "float[:, :, :]"):
     """out[:, :, b] = scale h_b L_b + shift I per lane b, L_b = Lm[src_b S_L] (axes (traj, i, j): the caller
     passes the kernel's ``Lm`` as that view, ``sdekit.abi.view``): the arguments c hL of φ_k and I − a hL
     of the resolvents (adaptive kernels, per-lane step h)."""
@@ -72,7 +73,7 @@ def lane_matrices(Lm, S_L, src, h, shift, scale, out):
 
 
 @numba.njit(**JIT)
-def scale_lanes(out, c, h, A):
+def scale_lanes(out: "float[:, :, :]", c: float, h: "float[:]", A: "float[:, :, :]"):
     """out[:, :, b] = c h_b A[:, :, b] per lane b (blocks (m, m, B)): the arguments c hJ̃ of the
     exponential Rosenbrock φ-functions, each lane its own step h_b."""
     for r in range(A.shape[0]):
@@ -82,7 +83,7 @@ def scale_lanes(out, c, h, A):
 
 
 @numba.njit(**JIT)
-def scale_block(out, w, A):
+def scale_block(out: "float[:, :, :]", w: float, A: "float[:, :, :]"):
     """out = w A, lane by lane (blocks (m, m, B))."""
     for r in range(A.shape[0]):
         for q in range(A.shape[1]):
@@ -91,7 +92,7 @@ def scale_block(out, w, A):
 
 
 @numba.njit(**JIT)
-def axpy_block(out, w, A):
+def axpy_block(out: "float[:, :, :]", w: float, A: "float[:, :, :]"):
     """out += w A, lane by lane (blocks (m, m, B))."""
     for r in range(A.shape[0]):
         for q in range(A.shape[1]):
@@ -100,7 +101,7 @@ def axpy_block(out, w, A):
 
 
 @numba.njit(**JIT)
-def _matmul(X, Y, C):
+def _matmul(X: "float[:, :, :]", Y: "float[:, :, :]", C: "float[:, :, :]"):
     """C[:, :, b] = X[:, :, b] @ Y[:, :, b] for every lane b (C must not alias X or Y)."""
     m, n, p, B = X.shape[0], X.shape[1], Y.shape[1], X.shape[2]
     for i in range(m):
@@ -113,14 +114,14 @@ def _matmul(X, Y, C):
 
 
 @numba.njit(**JIT)
-def _add_eye(C, c):
+def _add_eye(C: "float[:, :, :]", c: float):
     for i in range(C.shape[0]):
         for b in range(C.shape[2]):
             C[i, i, b] += c
 
 
 @numba.njit(**JIT)
-def _copy(X, Y):
+def _copy(X: "float[:, :, :]", Y: "float[:, :, :]"):
     """Y = X (loops: numba's slice assignment compiles seconds of shape-error formatting)."""
     for i in range(X.shape[0]):
         for j in range(X.shape[1]):
@@ -129,7 +130,7 @@ def _copy(X, Y):
 
 
 @numba.njit(**JIT)
-def _axpy(a, g, w, X, Y):
+def _axpy(a: float, g: float, w: "float[:]", X: "float[:, :, :]", Y: "float[:, :, :]"):
     """Y[..., b] += (a + g·w[b]) X[..., b]: a uniform (g = 0) or per-lane coefficient."""
     for i in range(X.shape[0]):
         for j in range(X.shape[1]):
@@ -138,7 +139,7 @@ def _axpy(a, g, w, X, Y):
 
 
 @numba.njit(**JIT)
-def _norm_inf(M, shift, acc, res):
+def _norm_inf(M: "float[:, :, :]", shift: float, acc: "float[:]", res: "float[:]"):
     """res[b] = ‖M[:, :, b] + shift·I‖_inf (max absolute row sum); acc: scratch (B,)."""
     res[:] = 0.0
     for i in range(M.shape[0]):
@@ -159,7 +160,7 @@ def phi_block_work(m, kmax, B, dtype):
 
 
 @numba.njit(**JIT)
-def phi_block(A, kmax, out, work):
+def phi_block(A: "float[:, :, :]", kmax: int, out: "float[:, :, :, :]", work: "float[:, :]"):
     """out[k, :, :, b] = φ_k(A[:, :, b]) for k = 0..kmax and every lane b (A: (m, m, B)).
 
     Scaling and squaring (Skaflestad & Wright, Appl. Numer. Math. 59 (2009) 783, §4): X = A/2^s_b,
@@ -240,7 +241,7 @@ def inverse_block_work(m, B, dtype):
 
 
 @numba.njit(**JIT)
-def _gauss_jordan(M, piv, best):
+def _gauss_jordan(M: "float[:, :, :]", piv: "float[:]", best: "float[:]"):
     """Reduce each lane of the augmented block M (m, m + r, B) to [I | A^{-1} R] by Gauss–Jordan
     elimination with partial pivoting (Golub & Van Loan, Matrix Computations, 4th ed., §3.2
     and §3.4). The pivot row differs per lane, so the row swap is a per-lane gather; all other
@@ -276,7 +277,7 @@ def _gauss_jordan(M, piv, best):
 
 
 @numba.njit(**JIT)
-def inverse_block(A, out, work):
+def inverse_block(A: "float[:, :, :]", out: "float[:, :, :]", work: "float[:, :]"):
     """out[:, :, b] = inv(A[:, :, b]) by Gauss–Jordan on [A | I]; work = inverse_block_work(m, B, dtype)."""
     m, B = A.shape[0], A.shape[2]
     M = work[:2 * m * m].reshape((m, 2 * m, B))
@@ -288,7 +289,7 @@ def inverse_block(A, out, work):
 
 
 @numba.njit(**JIT)
-def solve_block(A, rhs, out, work):
+def solve_block(A: "float[:, :, :]", rhs: "float[:, :]", out: "float[:, :]", work: "float[:, :]"):
     """out[:, b] = solve(A[:, :, b], rhs[:, b]) by Gauss–Jordan on [A | rhs] (m, m + 1, B);
     work = inverse_block_work(m, B, dtype) (only its first m(m+1) + 2 rows are used)."""
     m, B = A.shape[0], A.shape[2]

@@ -20,12 +20,11 @@ from sdekit.codegen.methods import CATALOGUE
 from sdekit.kernels.cache import source_hash
 from sdekit.solve import CUDA_DEVICE_FUNCTIONS
 
-#: what the CUDA emitter covers so far: fixed steps of every method but the exponential Rosenbrock ones
-#: (their φ(hJ) is per trajectory); adaptive steps of every adaptive one of those, the exponential and
-#: W-methods with a zero, scalar or diagonal L (each thread's φ_k(c hL) from kernels.matfun.phi_scalar
-#: printed as C; a dense L per thread is not printed yet).  SDEs: Philox and the (W, H) tree printed from
-#: kernels/philox.py and kernels/brownian.py (print_c_function's strided Views)
-FIXED = [m for m in CATALOGUE if not m.stochastic and not m.family.needs_jacobian]
+#: the CUDA emitter covers every catalogue method, fixed and adaptive: each thread's φ_k(c hL) from
+#: kernels.matfun.phi_scalar (elementwise L) or kernels.matfun's block algorithms (dense L, the exponential
+#: Rosenbrock methods' φ_k(c hJ̃)), SDEs' Philox and (W, H) tree from kernels/philox.py and
+#: kernels/brownian.py — all printed from their one Python definition (print_c_function's strided Views)
+FIXED = [m for m in CATALOGUE if not m.stochastic]
 ADAPTIVE = [m for m in FIXED if m.adaptive]
 SDE = [m for m in CATALOGUE if m.stochastic]
 ADAPTIVE_RK = [m for m in ADAPTIVE if m.family.operand == ""]
@@ -74,10 +73,10 @@ def sde_ensemble(noise, method, n=9):
 
 
 def test_the_emitter_covers_what_it_says():
-    assert {"RK4", "Tsit5", "ETDRK4", "HochOst4", "ETDAdams3", "TASE-RK4", "ROS34PW3"} <= {m.name for m in FIXED}
+    assert {m.name for m in FIXED + SDE} == {m.name for m in CATALOGUE}
     assert {"EM", "Milstein", "SETD1", "SRA1", "SRA3", "SOSRA"} == {m.name for m in SDE}
     assert {"DP5", "Tsit5", "Heun"} == {m.name for m in ADAPTIVE_RK}
-    assert {"ETDRK3", "ETDAdams3", "ROS34PW2", "Rosenbrock23"} <= {m.name for m in ADAPTIVE}
+    assert {"ETDRK3", "ETDAdams3", "ROS34PW2", "Rosenbrock23", "Exprb43"} <= {m.name for m in ADAPTIVE}
 
 
 def _agree(a, b, dtype, tol=None, steps=0.0):
@@ -160,11 +159,13 @@ def test_host_compiled_cuda_agrees_with_numba_adaptive(method, saveat, dtype):
            dtype, None if f64 else 1e-3, 0.0 if f64 else 0.02)
 
 
+@pytest.mark.parametrize("structure", ["diagonal", "dense"])
 @pytest.mark.parametrize("method", [m for m in ADAPTIVE if m.family.operand], ids=lambda m: m.name)
-def test_host_compiled_cuda_agrees_with_numba_adaptive_per_thread_operators(method):
-    """Adaptive exponential and W-methods: each thread's φ_k(c hL) and resolvents for its own step,
-    from the IR's lane operators (phi: kernels.matfun.phi_scalar printed as C) — the same steps."""
-    ens = ensemble("diagonal")
+def test_host_compiled_cuda_agrees_with_numba_adaptive_per_thread_operators(method, structure):
+    """Adaptive exponential, W- and exponential Rosenbrock methods: each thread's φ_k(c hL), resolvents
+    and φ_k(c hJ̃) for its own step, from the IR's lane operators (phi: kernels.matfun.phi_scalar printed
+    as C; dense: lane_matrices, phi_block, inverse_block printed as C) — the same steps."""
+    ens = ensemble(structure, n=9 if structure == "dense" else 37)
     kw = dict(rtol=1e-7, atol=1e-9, saveat=np.linspace(0, 1, 5))
     _agree(sk.solve(ens, method.name, backend="numba", **kw), sk.solve(ens, method.name, backend="cuda-host", **kw),
            "float64")
@@ -190,11 +191,11 @@ def _sources():
 
 
 def _emitted(method, adaptive, dtype):
-    """The source as solve prints it (a dense L, or diagonal for per-thread operators; SDEs: general noise)."""
+    """The source as solve prints it (a dense L: per-thread block algorithms when adaptive; SDEs: general noise)."""
     if method.stochastic:
         form = sde_model("diagonal" if method.name in ("Milstein", "SETD1") else "general", method).form
     else:
-        form = model("diagonal" if adaptive and method.family.operand else "dense").form
+        form = model("dense").form
     return cuda_source(form, build_scheme(form, method), dtype, adaptive, CUDA_DEVICE_FUNCTIONS)
 
 
@@ -229,13 +230,6 @@ def test_same_model_same_source_same_cache_key():
         source_hash(src[0])
 
 
-def test_what_cuda_does_not_cover_yet_is_a_model_error_naming_it():
-    with pytest.raises(sk.ModelError, match="no CUDA kernel yet.*dense L needs per-trajectory φ"):
-        sk.solve(ensemble("dense"), "ETDRK3", rtol=1e-6, atol=1e-6, backend="cuda-host")
-    with pytest.raises(sk.ModelError, match="no CUDA kernel yet.*Jacobian"):
-        sk.solve(ensemble("diagonal"), "Exprb43", dt=0.1, backend="cuda-host")
-
-
 def test_without_cupy_backend_cuda_says_what_is_missing():
     import importlib.util
     if importlib.util.find_spec("cupy") is None:
@@ -255,21 +249,24 @@ def test_inspect_prints_the_cuda_source():
     assert "nan_min" in src and "kernel_host" in src
 
 
-def _neural_ensemble(structure):
-    """The neural ODE of tests/test_numba.py: y' = k L y + MLP 3-16-16-3 (tanh) + c(t)."""
+def _neural_ensemble(structure, stochastic=False):
+    """The neural ODE (or SDE, general noise) of tests/test_numba.py: y' = k L y + MLP 3-16-16-3 (tanh) + c(t)."""
     import sys
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).parent))
     from test_numba import neural
-    return sk.Ensemble(neural(False, structure), y0=np.random.default_rng(0).normal(size=(20, 3)))
+    return sk.Ensemble(neural(stochastic, structure, "general"), y0=np.random.default_rng(0).normal(size=(20, 3)))
 
 
 @pytest.mark.parametrize("method, kw, dtype", [
     ("RK4", dict(dt=0.05, saveat="steps"), "float64"), ("RK4", dict(dt=0.05, saveat="steps"), "float32"),
-    ("ETDRK4", dict(dt=0.05), "float64"), ("Tsit5", dict(rtol=1e-8, atol=1e-8), "float64")])
+    ("ETDRK4", dict(dt=0.05), "float64"), ("Tsit5", dict(rtol=1e-8, atol=1e-8), "float64"),
+    ("Exprb43", dict(dt=0.05), "float64"), ("Exprb32", dict(rtol=1e-7, atol=1e-8), "float64"),
+    ("EM", dict(dt=0.01, seed=3), "float32"), ("SRA1", dict(dt=0.01, seed=3), "float64")])
 def test_the_mlp_in_the_cuda_kernel_agrees_with_numba(method, kw, dtype):
-    """The network is a forward pass in the thread (weights in global memory), on a dense L."""
-    ens = _neural_ensemble("dense")
+    """The network is a forward pass in the thread (weights in global memory), on a dense L; the
+    exponential Rosenbrock methods' J̃ adds its forward-mode tangent pass; the neural SDE has general noise."""
+    ens = _neural_ensemble("dense", stochastic=method in ("EM", "SRA1"))
     _agree(sk.solve(ens, method, backend="numba", dtype=dtype, **kw),
            sk.solve(ens, method, backend="cuda-host", dtype=dtype, **kw), dtype)
 
@@ -344,3 +341,26 @@ def test_the_printed_lane_tree_is_the_numba_lane_tree():
             br.lane_tree_accept(b, *theirs[:6])
             t[b] = te[b]
     assert (t == 1.0).any()
+
+
+def test_the_printed_block_algorithms_are_the_numba_ones():
+    """kernels.matfun's φ_k of per-lane matrices (scaling and squaring) and Gauss–Jordan inverse, printed
+    as C (what adaptive dense-L and exponential Rosenbrock CUDA threads run), against Numba's: lanes of
+    norms 1e-3 .. 1e4 (0 .. 15 doublings), to 1e-13 of each lane's scale (FMA contraction aside, the same
+    operations)."""
+    from sdekit.kernels import matfun as mf
+    phi_block, inverse_block = _host_functions(mf.phi_block, mf.inverse_block)
+    rng = np.random.default_rng(5)
+    m, B, kmax = 4, 7, 3
+    N = rng.normal(size=(m, m, B))
+    A = (N - 4.0 * np.eye(m)[:, :, None]) * np.logspace(-3, 3, B)     # stable: Re λ < 0
+    ours, theirs = np.empty((kmax + 1, m, m, B)), np.empty((kmax + 1, m, m, B))
+    phi_block(A, kmax, ours, mf.phi_block_work(m, kmax, B, A.dtype))
+    mf.phi_block(A, kmax, theirs, mf.phi_block_work(m, kmax, B, A.dtype))
+    scale = np.abs(theirs).max(axis=(1, 2))
+    assert np.all(np.abs(ours - theirs).max(axis=(1, 2)) <= 1e-13 * scale)
+    M = A + 3 * np.eye(m)[:, :, None]
+    ours, theirs = np.empty((m, m, B)), np.empty((m, m, B))
+    inverse_block(M, ours, mf.inverse_block_work(m, B, M.dtype))
+    mf.inverse_block(M, theirs, mf.inverse_block_work(m, B, M.dtype))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14 * np.abs(theirs).max())
