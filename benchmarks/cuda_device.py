@@ -1,12 +1,17 @@
 """The device run of the CUDA backend (issue 15): ``python -m benchmarks.cuda_device [--quick]``.
 
 Prepared to fit a few minutes of a lent GPU (``pip install cupy-cuda12x`` first).  It
-1. checks ``backend="cuda"`` against Numba for RK4 (fixed) and Tsit5 (adaptive), float64 and float32,
-   on the model of tests/test_cuda.py (37 trajectories): max difference, equal retcodes and stats;
+1. checks ``backend="cuda"`` against Numba, float64 and float32, on the models of tests/test_cuda.py:
+   RK4 (fixed), Tsit5 and Exprb43 (adaptive, dense L: per-thread φ blocks), EM and SRA1 (the printed
+   Philox and (W, H) tree; SRA1 adaptive too): max difference, equal retcodes and stats;
 2. measures the DiffEqGPU Lorenz benchmark: ρ swept over [0, 21] across the ensemble, σ = 10,
    β = 8/3, tspan (0, 1), Tsit5 at fixed dt = 0.001 (1000 steps), float32 and float64, N = 10^4 ... 10^7
    trajectories: trajectory-steps per second (DiffEqGPU's V100 figure: 5.8e10) — wall time of the
-   launch with the copies back, compile excluded.
+   launch with the copies back, compile excluded;
+3. the neural SDE of benchmarks/neural_sde.py (MLP 4-32-32-4 in the kernel, weights in shared memory,
+   EM at dt = 0.01), N = 10^4 ... 10^7, float32 and float64: trajectory-steps/s and FLOP/s against the
+   device's peak (FP32 / FP64 lanes per SM × SMs × clock × 2, from the compute capability);
+4. the array-step kernel (Σ c_k a_k over 8 CuPy arrays of 2^24 numbers): GB/s moved.
 Writes benchmarks/results/cuda_device.{json,md,png} with the device named.  Without CuPy or a GPU it
 says which is missing and exits 2 (nothing is written).
 """
@@ -34,17 +39,36 @@ def lorenz(n):
 def agreement():
     import sdekit as sk
     sys.path.insert(0, "tests")
-    from test_cuda import ensemble
+    from test_cuda import SDE, ensemble, sde_ensemble
+    sra1 = next(m for m in SDE if m.name == "SRA1")
+    em = next(m for m in SDE if m.name == "EM")
+    cases = [("RK4", lambda: ensemble("dense"), dict(dt=0.01)),
+             ("Tsit5", lambda: ensemble("dense"), dict(rtol=1e-7, atol=1e-9)),
+             ("Exprb43", lambda: ensemble("dense", n=64), dict(rtol=1e-7, atol=1e-9)),
+             ("EM", lambda: sde_ensemble("general", em, n=256), dict(dt=0.01, seed=3)),
+             ("SRA1", lambda: sde_ensemble("diagonal", sra1, n=256), dict(dt=0.01, seed=3)),
+             ("SRA1", lambda: sde_ensemble("diagonal", sra1, n=256), dict(rtol=1e-3, atol=1e-3, seed=3))]
     rows = []
-    for method, kw in (("RK4", dict(dt=0.01)), ("Tsit5", dict(rtol=1e-7, atol=1e-9))):
+    for method, make, kw in cases:
         for dtype in ("float64", "float32"):
-            ens = ensemble("dense")
+            ens = make()
             a = sk.solve(ens, method, backend="numba", dtype=dtype, **kw)
             b = sk.solve(ens, method, backend="cuda", dtype=dtype, **kw)
-            rows.append(dict(method=method, dtype=dtype, max_abs_diff=float(np.max(np.abs(a.y - b.y))),
+            rows.append(dict(method=method + (" adaptive" if "rtol" in kw else ""), dtype=dtype,
+                             max_abs_diff=float(np.max(np.abs(a.y - b.y))),
                              retcodes_equal=list(a.retcodes) == list(b.retcodes), stats_numba=a.stats,
                              stats_cuda=b.stats))
+            print(rows[-1], flush=True)
     return rows
+
+
+def peak_flops(props) -> dict:
+    """FP32 and FP64 peak (FLOP/s) from the compute capability's lanes per SM (CUDA C Programming Guide,
+    "Arithmetic Instructions" table), SM count and clock: 2 flops per FMA lane per cycle."""
+    cc = (props["major"], props["minor"])
+    fp32, fp64 = {(7, 0): (64, 32), (8, 0): (64, 32), (9, 0): (128, 64)}.get(cc, (128, 2))
+    rate = props["multiProcessorCount"] * props["clockRate"] * 1e3 * 2
+    return {"float32": fp32 * rate, "float64": fp64 * rate}
 
 
 def timed(make, method, dt, steps, sizes):
@@ -70,11 +94,32 @@ def throughput(sizes):
     return timed(lorenz, "Tsit5", 0.001, 1000, sizes)
 
 
-def neural_ode(sizes):
-    """The neural ODE of benchmarks/adaptive_ensemble.py (MLP 4-32-32-4 in the kernel), RK4 at dt = 0.01
-    (100 steps) (the neural SDE needs the tree on CUDA: not printed yet)."""
-    from .adaptive_ensemble import ensemble
-    return timed(lambda n: ensemble(n, False), "RK4", 0.01, 100, sizes)
+def neural_sde(sizes, peak):
+    """The neural SDE of benchmarks/neural_sde.py, EM at dt = 0.01 (100 steps): trajectory-steps/s and FLOP/s
+    (its FLOPS_PER_STEP) against the device's peak."""
+    from .neural_sde import FLOPS_PER_STEP, problem
+    rows = timed(lambda n: problem(n)[0], "EM", 0.01, 100, sizes)
+    for r in rows:
+        r["flops"] = r["traj_steps_per_s"] * FLOPS_PER_STEP
+        r["fraction_of_peak"] = r["flops"] / peak[r["dtype"]]
+    return rows
+
+
+def array_step(n=1 << 24):
+    """The array-step kernel on 8 CuPy arrays of n float32 numbers: bytes moved (8 reads, 1 write) per second."""
+    import cupy as cp
+    from sdekit.kernels.cuda_arrays import fused_cuda
+    xs = [cp.random.standard_normal(n, dtype=cp.float32) for _ in range(8)]
+    coefs = list(np.linspace(-1.0, 1.0, 8))
+    fused_cuda(coefs, xs)
+    cp.cuda.runtime.deviceSynchronize()
+    t0 = time.perf_counter()
+    for _ in range(20):
+        out = fused_cuda(coefs, xs)
+    cp.cuda.runtime.deviceSynchronize()
+    wall = (time.perf_counter() - t0) / 20
+    want = sum(c * x.astype(cp.float64) for c, x in zip(coefs, xs)).astype(cp.float32)
+    return dict(n=n, wall_s=wall, gb_per_s=9 * 4 * n / wall / 1e9, max_abs_diff=float(cp.abs(out - want).max()))
 
 
 def main(quick: bool = False) -> int:
@@ -86,9 +131,11 @@ def main(quick: bool = False) -> int:
         return 2
     props = cp.cuda.runtime.getDeviceProperties(0)
     device = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-    result = dict(machine=machine(), device=device, agreement=agreement(),
+    peak = peak_flops(props)
+    result = dict(machine=machine(), device=device, peak_flops=peak, agreement=agreement(),
                   lorenz=throughput([10**4, 10**5] if quick else [10**4, 10**5, 10**6, 10**7]),
-                  neural_ode=neural_ode([10**4] if quick else [10**4, 10**5, 10**6]))
+                  neural_sde=neural_sde([10**4] if quick else [10**4, 10**5, 10**6, 10**7], peak),
+                  array_step=array_step())
     lines = [f"# CUDA backend on {device}", "", "| method | dtype | max |Δ| vs Numba | retcodes equal |",
              "|---|---|---|---|"]
     lines += [f"| {r['method']} | {r['dtype']} | {r['max_abs_diff']:.2e} | {r['retcodes_equal']} |"
@@ -96,10 +143,14 @@ def main(quick: bool = False) -> int:
     lines += ["", "Lorenz, Tsit5, dt = 0.001, 1000 steps (DiffEqGPU V100: 5.8e10 trajectory-steps/s)", "",
               "| dtype | N | wall s | trajectory-steps/s |", "|---|---|---|---|"]
     lines += [f"| {r['dtype']} | {r['n']} | {r['wall_s']:.3f} | {r['traj_steps_per_s']:.3g} |" for r in result["lorenz"]]
-    lines += ["", "Neural ODE (MLP 4-32-32-4), RK4, dt = 0.01, 100 steps", "",
-              "| dtype | N | wall s | trajectory-steps/s |", "|---|---|---|---|"]
-    lines += [f"| {r['dtype']} | {r['n']} | {r['wall_s']:.3f} | {r['traj_steps_per_s']:.3g} |"
-              for r in result["neural_ode"]]
+    lines += ["", "Neural SDE (MLP 4-32-32-4, weights in shared memory), EM, dt = 0.01, 100 steps; peak "
+              f"FP32 {peak['float32'] / 1e12:.1f} TFLOP/s, FP64 {peak['float64'] / 1e12:.1f} TFLOP/s", "",
+              "| dtype | N | wall s | trajectory-steps/s | GFLOP/s | of peak |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['dtype']} | {r['n']} | {r['wall_s']:.3f} | {r['traj_steps_per_s']:.3g} | {r['flops'] / 1e9:.0f} "
+              f"| {100 * r['fraction_of_peak']:.1f}% |" for r in result["neural_sde"]]
+    a = result["array_step"]
+    lines += ["", f"Array-step kernel, 8 float32 arrays of {a['n']}: {a['gb_per_s']:.0f} GB/s "
+              f"({1e3 * a['wall_s']:.2f} ms; max |Δ| vs CuPy float64 sum {a['max_abs_diff']:.1e})"]
     def figure(path):
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(5, 3.5))

@@ -111,6 +111,7 @@ def cuda_source(form: SemilinearForm, scheme: StepScheme, dtype="float64", adapt
     for line in constants + [""] + functions:
         w(line)
     hooks = _Hooks(form, scheme, args, adaptive, device_functions)
+    hooks.float32 = str(dtype) == "float32"
     parts = {st.part for st in scheme.all_statements() if isinstance(st, EvalRHS)} | ({"full"} if adaptive else set())
     for part in sorted(parts):
         hooks.rhs_function(w, part)
@@ -120,6 +121,11 @@ def cuda_source(form: SemilinearForm, scheme: StepScheme, dtype="float64", adapt
         hooks.jacobian_function(w)
     CudaLoopPrinter(kernel, hooks).print_kernel(w)
     return "\n".join(w.lines) + "\n"
+
+
+#: network weights up to this size go to shared memory once per block (of the 48 KiB a block may
+#: declare statically, leaving room for the rest of the kernel's needs)
+SHARED_WEIGHT_BYTES = 32 * 1024
 
 
 def _allocations(stmts) -> set:
@@ -157,6 +163,17 @@ class _Hooks:
             if scheme.needs_milstein:
                 self.noise_lowered["milstein"] = lower(milstein_terms(form), form, state_name)
             self.rhs_args |= {kind: arguments_used(form, low, args) for kind, low in self.noise_lowered.items()}
+
+    def shared_arguments(self) -> dict:
+        """The network weights (name -> entries) the launch copies into shared memory once per block:
+        all of them when they fit in SHARED_WEIGHT_BYTES (in the kernel's float type), else none."""
+        sizes = {}
+        for name, net in sorted(self.form.nets.items()):
+            for layer in range(len(net.sizes) - 1):
+                W, b = weight_args(name, layer)
+                sizes[W] = net.sizes[layer] * net.sizes[layer + 1]
+                sizes[b] = net.sizes[layer + 1]
+        return sizes if sum(sizes.values()) * (4 if self.float32 else 8) <= SHARED_WEIGHT_BYTES else {}
 
     def allocation(self, module, fn, arguments):
         """The arrays a runtime allocation returns (``print_c_function.c_allocation``)."""
@@ -358,7 +375,7 @@ def _net_pass(w, group, pr):
                     if tsrc is None:
                         w(f"{tdst}[j][i] = {W}[j * {n_in} + i];")
                     else:
-                        w(f"double tv = 0.0;")
+                        w("double tv = 0.0;")
                         w(f"for (int k = 0; k < {n_in}; ++k) tv = tv + {W}[j * {n_in} + k] * {tsrc}[k][i];")
                         w(f"{tdst}[j][i] = tv;")
                     if not last:
@@ -375,3 +392,40 @@ def _coef(c) -> str:
     c = sp.sympify(c)
     subs = {x: sp.Symbol("h_l" if x.name == "h" else f"hp{x.name[1:]}") for x in c.free_symbols}
     return sp.ccode(c.subs(subs).evalf(17))
+
+
+def lincomb_source(dtype: str, width: int) -> str:
+    """CUDA C of the array-step kernel ``lincomb``: out[i] = Σ_k c[k] a_k[i] over ``width`` arrays of
+    ``dtype`` (a diffusion sampler's stage update once its coefficients are numbers: ``sdekit.sampling.Lazy``),
+    each input read once, summed in float64 in k order as ``kernels.lincomb.lincomb`` does on the CPU; a
+    grid-stride loop.  Outside nvcc ``lincomb_host`` runs the same element function over i (tests)."""
+    arrays = [f"a{k}" for k in range(width)]
+    params = ", ".join(["long long n", "const double* __restrict__ c"] + [f"const real* __restrict__ {a}" for a in arrays]
+                       + ["real* __restrict__ out"])
+    call = ", ".join(["i", "c"] + arrays + ["out"])
+    w = Writer()
+    w(f"/* sdekit generated: array-step kernel, out = Σ_k c_k a_k over {width} arrays of {dtype}, CUDA C. */")
+    for ln in _PRELUDE.splitlines():
+        w(ln)
+    w(f"typedef {'float' if str(dtype) == 'float32' else 'double'} real;")
+    w()
+    head = ", ".join(["long long i", "const double* __restrict__ c"] + [f"const real* __restrict__ {a}" for a in arrays]
+                     + ["real* __restrict__ out"])
+    with w.block(f"__device__ __forceinline__ void lincomb_element({head}) {{"):
+        w("double acc = 0.0;")
+        for k, a in enumerate(arrays):
+            w(f"acc = acc + c[{k}] * (double){a}[i];")
+        w("out[i] = (real)acc;")
+    w("}")
+    w()
+    w("#ifdef __CUDACC__")
+    with w.block(f'extern "C" __global__ void lincomb({params}) {{'):
+        w("for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x)")
+        w(f"    lincomb_element({call});")
+    w("}")
+    w("#else")
+    with w.block(f'extern "C" void lincomb_host({params}) {{'):
+        w(f"for (long long i = 0; i < n; ++i) lincomb_element({call});")
+    w("}")
+    w("#endif")
+    return "\n".join(w.lines) + "\n"

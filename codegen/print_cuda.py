@@ -219,10 +219,19 @@ class CudaLoopPrinter:
         w("}")
         w()
         w("#ifdef __CUDACC__")
+        shared = self.hooks.shared_arguments() if hasattr(self.hooks, "shared_arguments") else {}
         with w.block(f'extern "C" __global__ void {k.name}(long long n, {", ".join(params)}) {{'):
             w("long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;")
+            if shared:
+                w("/* read once per block into shared memory: every thread of the block reads them every stage */")
+            for name, size in shared.items():
+                w(f"__shared__ real s_{name}[{size}];")
+                w(f"for (int k = threadIdx.x; k < {size}; k += blockDim.x) s_{name}[k] = {name}[k];")
+            if shared:
+                w("__syncthreads();")
+            passed = [f"s_{a}" if a in shared else a for a in passing(k.arguments)]
             w("if (tid < n)")
-            w(f"    {k.name}_thread(tid, {', '.join(passing(k.arguments))});")
+            w(f"    {k.name}_thread(tid, {', '.join(passed)});")
         w("}")
         w("#else")
         with w.block(f'extern "C" void {k.name}_host(long long n, {", ".join(params)}) {{'):

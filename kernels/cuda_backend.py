@@ -27,6 +27,13 @@ _SCALARS = {"i64": (ctypes.c_longlong, np.int64), "u64": (ctypes.c_ulonglong, np
 THREADS_PER_BLOCK = 128
 
 
+def threads_per_block(limit: int) -> int:
+    """The launch's block size: THREADS_PER_BLOCK (one trajectory per thread: four warps, so a block's
+    shared weights serve 128 trajectories and the SMs keep several blocks resident), fewer when the
+    kernel's registers allow fewer (``limit``: CUDA's max threads per block for it), in whole warps."""
+    return max(32, min(THREADS_PER_BLOCK, int(limit)) // 32 * 32)
+
+
 def _element(t: str, state) -> np.dtype:
     return np.dtype(state) if t == "state" else np.dtype(_SCALARS[t][1])
 
@@ -125,8 +132,9 @@ class CudaKernel(_CudaKernelBase):
                 args += [d, cp.asarray(np.array(v.shape, dtype=np.int64))]
             else:
                 args.append(_element(t, state).type(v))
-        blocks = -(-n // THREADS_PER_BLOCK)
-        self.module.get_function("kernel")((blocks,), (THREADS_PER_BLOCK,), tuple(args))
+        kernel = self.module.get_function("kernel")
+        threads = threads_per_block(kernel.max_threads_per_block)
+        kernel((-(-n // threads),), (threads,), tuple(args))
         for v, d in back:
             v[...] = cp.asnumpy(d)
 

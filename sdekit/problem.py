@@ -10,7 +10,23 @@ from sdekit.model import ODE, SDE
 MAX_TRAJECTORIES = 2**32
 
 
+def _on_device(*values) -> bool:
+    """Any of ``values`` (or of the arrays inside lists, tuples and dicts of them) is a CUDA array."""
+    from sdekit.kernels.cuda_arrays import is_cuda_array
+    for v in values:
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, (list, tuple)):
+            if _on_device(*v):
+                return True
+        elif is_cuda_array(v):
+            return True
+    return False
+
+
 def _finite_vector(x, d, what):
+    from sdekit.kernels.cuda_arrays import host
+    x = host(x)
     try:
         a = np.asarray(x, dtype=float)
     except (TypeError, ValueError):
@@ -65,9 +81,10 @@ def _params(model, params):
     params = dict(params or {})
     _check_names(params, model.params, "missing values for parameters", "unknown parameters")
     out = {}
+    from sdekit.kernels.cuda_arrays import host
     for name, v in params.items():
         try:
-            a = np.asarray(v, dtype=float)
+            a = np.asarray(host(v), dtype=float)
         except (TypeError, ValueError):
             raise ValueError(f"parameter {name!r} must be a number or an array of numbers, got {v!r}") from None
         if a.ndim > 1:
@@ -104,6 +121,8 @@ class _Problem:
         if not isinstance(model, self.model_type):
             raise ValueError(f"{type(self).__name__} needs a sdekit.{self.model_type.__name__} model, got {type(model).__name__}")
         self.model = model
+        #: the inputs were CUDA arrays (CuPy, torch): they are read through the host, and ``sol.y`` is a CuPy array
+        self.on_device = _on_device(y0, params, nets)
         self.y0 = _finite_vector(y0, model.dim, "y0")
         self.tspan = _tspan(tspan)
         self.params = _params(model, params)
@@ -175,8 +194,10 @@ class Ensemble:
         if not isinstance(problem, _Problem):
             raise ValueError(f"Ensemble needs an ODEProblem or SDEProblem, got {type(problem).__name__}")
         d = problem.model.dim
+        self.on_device = problem.on_device or _on_device(y0)
         if y0 is not None:
-            Y0 = np.asarray(y0, dtype=float)
+            from sdekit.kernels.cuda_arrays import host
+            Y0 = np.asarray(host(y0), dtype=float)
             if Y0.ndim != 2 or Y0.shape[1] != d:
                 raise ValueError(f"ensemble y0 must have shape (n, {d}), got {Y0.shape}")
             if n is not None and n != Y0.shape[0]:

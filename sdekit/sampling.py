@@ -191,6 +191,9 @@ class Lazy:
         if len(terms) == 1 and terms[0][0] == 1.0:
             return terms[0][1]
         arrays = [a for _, a in terms]
+        if _cuda_fusable(arrays):       # CuPy / torch CUDA: one generated element-wise CUDA kernel
+            from sdekit.kernels.cuda_arrays import fused_cuda
+            return fused_cuda([k for k, _ in terms], arrays)
         fusable = _fusable(arrays)
         if fusable is not None:
             from sdekit.kernels.lincomb import fused
@@ -208,6 +211,21 @@ class Lazy:
 
 def _is_scalar(y) -> bool:
     return isinstance(y, (int, float, np.floating, np.integer))
+
+
+def _cuda_fusable(arrays) -> bool:
+    """CUDA arrays (CuPy, or torch without autograd) of one type, float dtype, shape and device, at least
+    FUSE_MIN_SIZE elements: the array-step kernel combines them (``kernels.cuda_arrays``)."""
+    from sdekit.kernels.cuda_arrays import is_cuda_array
+    first = arrays[0]
+    if not all(is_cuda_array(a) and type(a) is type(first) for a in arrays):
+        return False
+    if any(getattr(a, "requires_grad", False) for a in arrays):
+        return False
+    size = first.numel() if hasattr(first, "numel") else first.size
+    if str(first.dtype).removeprefix("torch.") not in ("float32", "float64") or size < FUSE_MIN_SIZE:
+        return False
+    return all(a.dtype == first.dtype and a.shape == first.shape and str(a.device) == str(first.device) for a in arrays)
 
 
 def _fusable(arrays):

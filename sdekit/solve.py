@@ -258,7 +258,11 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     from .distributed import check_options       # used only when chunked, checked always
     check_options(options.pop("retries", 2), options.pop("store_format", "auto"))
     p = plan(target, method, dt, **options)
-    return p.solution(p.kernel.run(p.inputs, Chunk(0, p.n)))
+    sol = p.solution(p.kernel.run(p.inputs, Chunk(0, p.n)))
+    if getattr(target, "on_device", False):       # CuPy / torch CUDA inputs: the states come back on the device
+        from sdekit.kernels.cuda_arrays import to_device
+        sol.y = to_device(sol.y)
+    return sol
 
 
 #: keywords of earlier versions, and why they went

@@ -276,6 +276,8 @@ def test_the_neural_kernel_compiles_with_nvrtc():
     from sdekit.kernels.cuda_backend import nvrtc_ptx
     src = sk.inspect(_neural_ensemble("diagonal"), "Tsit5", backend="cuda", adaptive=True)
     assert "f_out" in src and ".visible .entry kernel(" in nvrtc_ptx(src)
+    # the weights (3-16-16-3: 387 numbers) are read into shared memory once per block
+    assert "__shared__ real s_f_W1[256];" in src and "__syncthreads();" in src
 
 
 def _host_functions(*fns):
@@ -364,3 +366,69 @@ def test_the_printed_block_algorithms_are_the_numba_ones():
     inverse_block(M, ours, mf.inverse_block_work(m, B, M.dtype))
     mf.inverse_block(M, theirs, mf.inverse_block_work(m, B, M.dtype))
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14 * np.abs(theirs).max())
+
+
+# ---- arrays on the device: the API boundary and the array-step kernel ----------------------------------
+
+class _FakeCupyArray:
+    """Stands for a CuPy array without a GPU: what sdekit reads of one (its module, the CUDA array
+    interface, ``get``)."""
+
+    __module__ = "cupy._core.core"
+    __cuda_array_interface__ = {}
+
+    def __init__(self, a):
+        self.a = np.asarray(a)
+
+    def get(self):
+        return self.a.copy()
+
+
+def test_cuda_array_inputs_give_device_outputs(monkeypatch):
+    """CuPy arrays (or torch CUDA tensors) as y0, params and weights are read through the host; ``sol.y``
+    comes back on the device (``kernels.cuda_arrays.to_device``: CuPy), host inputs stay numpy."""
+    from sdekit.kernels import cuda_arrays
+    rng = np.random.default_rng(3)
+    ens_host = ensemble("diagonal", n=5)
+    y0 = ens_host.y0.copy()
+    k = ens_host.problem.params["k"].copy()
+    prob = sk.ODEProblem(model("diagonal"), y0=np.array([0.5, -0.2, 1.0]), tspan=(0.0, 1.0),
+                         params={"k": _FakeCupyArray(k)})
+    ens = sk.Ensemble(prob, y0=_FakeCupyArray(y0))
+    assert ens.on_device and prob.on_device and not ens_host.on_device
+    moved = []
+    monkeypatch.setattr(cuda_arrays, "to_device", lambda a: moved.append(a) or _FakeCupyArray(a))
+    sol = sk.solve(ens, "RK4", dt=0.05, backend="numpy")
+    ref = sk.solve(ens_host, "RK4", dt=0.05, backend="numpy")
+    assert isinstance(sol.y, _FakeCupyArray) and len(moved) == 1
+    np.testing.assert_array_equal(sol.y.get(), ref.y)
+    assert isinstance(sk.solve(ens_host, "RK4", dt=0.05, backend="numpy").y, np.ndarray)
+    assert not cuda_arrays.is_cuda_array(rng.normal(size=3))
+
+
+def test_the_array_step_kernel_is_the_cpu_fused_pass():
+    """The generated element-wise CUDA kernel (``lincomb``: a sampler's stage update Σ c_k a_k), compiled as
+    host C++, against kernels.lincomb's Numba pass: float64 sums in k order, equal within FMA rounding."""
+    import ctypes
+    from sdekit.codegen.emit_cuda import lincomb_source
+    from sdekit.kernels.cuda_backend import host_library
+    from sdekit.kernels.lincomb import WIDTH, fused
+    rng = np.random.default_rng(0)
+    for dtype, tol in (("float64", 1e-15), ("float32", 1e-7)):
+        lib = host_library(lincomb_source(dtype, WIDTH))
+        arrays = [rng.normal(size=1000).astype(dtype) for _ in range(WIDTH)]
+        coefs = rng.normal(size=WIDTH)
+        out = np.empty(1000, dtype=dtype)
+        c = np.ascontiguousarray(coefs)
+        lib.lincomb_host(ctypes.c_longlong(1000), ctypes.c_void_p(c.ctypes.data),
+                         *[ctypes.c_void_p(a.ctypes.data) for a in arrays], ctypes.c_void_p(out.ctypes.data))
+        want = fused(coefs, arrays)
+        assert np.abs(out - want).max() <= tol * np.abs(want).max()
+
+
+def test_the_array_step_kernel_compiles_with_nvrtc():
+    pytest.importorskip("nvidia.cuda_nvrtc", reason="nvidia-cuda-nvrtc-cu12 (the test extras) is not installed")
+    from sdekit.codegen.emit_cuda import lincomb_source
+    from sdekit.kernels.cuda_backend import nvrtc_ptx
+    for dtype in ("float32", "float64"):
+        assert ".visible .entry lincomb(" in nvrtc_ptx(lincomb_source(dtype, 8))

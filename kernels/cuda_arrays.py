@@ -1,0 +1,73 @@
+"""Array-step kernels on the GPU (issue 15, for big external networks): a diffusion sampler's stage update
+out = Σ_k c_k a_k over CuPy arrays or torch CUDA tensors as one generated element-wise CUDA kernel
+(``codegen.emit_cuda.lincomb_source``) in place of a chain of small tensor operations — the GPU face of
+``kernels.lincomb`` (same passes of WIDTH arrays, same float64 sum in k order).  torch tensors are read
+and written through DLPack (no copies); the result has the inputs' type and device."""
+from __future__ import annotations
+
+import numpy as np
+
+from .lincomb import WIDTH
+
+_KERNELS = {}          # dtype -> compiled CuPy kernel (CuPy caches the NVRTC build per source and device)
+THREADS = 256
+
+
+def is_cuda_array(a) -> bool:
+    """A CuPy array or a torch tensor on a CUDA device (without importing either)."""
+    module = type(a).__module__
+    if module.startswith("torch"):
+        return getattr(getattr(a, "device", None), "type", None) == "cuda"
+    return module.startswith("cupy") and hasattr(a, "__cuda_array_interface__")
+
+
+def host(x):
+    """x as a numpy array: a CUDA array is copied to the host (CuPy ``get``, torch ``cpu``); others as they are."""
+    if not is_cuda_array(x):
+        return x
+    if type(x).__module__.startswith("torch"):
+        return x.detach().cpu().numpy()
+    return x.get()
+
+
+def to_device(a):
+    """A host result as a CuPy array on the current device (the type ``sol.y`` has when the inputs were on it)."""
+    from .cuda_backend import require_gpu
+    return require_gpu().asarray(a)
+
+
+def _kernel(cp, dtype: str):
+    if dtype not in _KERNELS:
+        from ..codegen.emit_cuda import lincomb_source
+        _KERNELS[dtype] = cp.RawModule(code=lincomb_source(dtype, WIDTH), options=("-std=c++17",)).get_function("lincomb")
+    return _KERNELS[dtype]
+
+
+def fused_cuda(coefs, arrays):
+    """Σ c_k a_k of CUDA arrays of one float dtype and shape (CuPy, or torch through DLPack), one kernel per
+    WIDTH arrays, returned in the first array's type and shape."""
+    from .cuda_backend import require_gpu
+    cp = require_gpu()
+    torch_in = type(arrays[0]).__module__.startswith("torch")
+    xs = [(cp.from_dlpack(a.detach().contiguous()) if torch_in else cp.ascontiguousarray(a)).reshape(-1) for a in arrays]
+    dtype = str(xs[0].dtype)
+    if dtype not in ("float32", "float64") or any(x.dtype != xs[0].dtype or x.size != xs[0].size for x in xs):
+        raise ValueError(f"fused_cuda: arrays of one float dtype and size, got {[(str(x.dtype), x.size) for x in xs]}")
+    kernel, n = _kernel(cp, dtype), xs[0].size
+    coefs, out = list(coefs), None
+    while True:
+        if out is not None:
+            coefs, xs = [1.0] + coefs, [out] + xs
+        head_c, head_a, coefs, xs = coefs[:WIDTH], xs[:WIDTH], coefs[WIDTH:], xs[WIDTH:]
+        pad = WIDTH - len(head_a)
+        out = cp.empty_like(head_a[0])
+        c = cp.asarray(np.array(head_c + [0.0] * pad, dtype=np.float64))
+        blocks = min(-(-n // THREADS), 65535 * 8)
+        kernel((blocks,), (THREADS,), (np.int64(n), c, *(head_a + [head_a[0]] * pad), out))
+        if not xs:
+            break
+    out = out.reshape(tuple(arrays[0].shape))
+    if torch_in:
+        import torch
+        return torch.from_dlpack(out)
+    return out
