@@ -1,15 +1,14 @@
 """CUDA C source of a fused ensemble kernel: the prelude (types, the IR's NaN-propagating min/max, a
 host shim so the same source compiles as C++ without a GPU, platform-notes.md), the model's lane
-code as ``__device__`` functions, and the driver of ``drivers.py`` printed by ``print_cuda``.
+code as ``__device__`` functions (drift, noise, Jacobian), the runtime algorithms the loop IR calls
+(Philox, the (W, H) tree, φ and the per-lane block algorithms) printed from their one Python
+definition (``print_c_function``), and the driver of ``drivers.py`` printed by ``print_cuda``.
 
-Covered so far (issue 15, first part), for ODE models with or without MLPs (a forward pass per
-thread, weights in global memory) and L zero, scalar, diagonal or dense: ODE solves at fixed steps
-with every method but the exponential Rosenbrock ones (φ and resolvent operators from the host's
-per-step-class tables, multistep startup and history); adaptive ODE solves with explicit RK tables
-and, for scalar/diagonal L, with exponential and W-methods (each thread's operators from the loop
-IR of ``lane_operators``, φ printed from ``kernels.matfun.phi_scalar``).  The rest — SDEs (Philox
-and the Brownian tree), dense per-thread operators, network Jacobians (Exprb) — raise
-NotImplementedError naming what is missing.
+Every catalogue method: ODEs and SDEs, fixed and adaptive steps, L zero, scalar, diagonal or dense
+(fixed steps read the host's φ / resolvent tables per step class; adaptive threads compute their own,
+elementwise by ``phi`` or as (D, D) blocks), in-kernel MLPs (weights in shared memory when they fit)
+and their Jacobians (exponential Rosenbrock: a forward-mode tangent pass).  Also the array-step kernel
+``lincomb_source`` for sampler updates on CUDA arrays.
 """
 from __future__ import annotations
 
