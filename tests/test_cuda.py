@@ -74,6 +74,7 @@ def sde_ensemble(noise, method, n=9):
 
 def test_the_emitter_covers_what_it_says():
     assert {m.name for m in FIXED + SDE} == {m.name for m in CATALOGUE}
+    assert len(_NVCC) == 11
     assert {"EM", "Milstein", "SETD1", "SRA1", "SRA3", "SOSRA"} == {m.name for m in SDE}
     assert {"DP5", "Tsit5", "Heun"} == {m.name for m in ADAPTIVE_RK}
     assert {"ETDRK3", "ETDAdams3", "ROS34PW2", "Rosenbrock23", "Exprb43"} <= {m.name for m in ADAPTIVE}
@@ -95,19 +96,31 @@ _SDE_CASES = [(m, noise) for m in SDE for noise in ("diagonal", "scalar", "gener
               if not (noise == "general" and m.name in ("Milstein", "SETD1"))]   # what they support
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("method, noise", _SDE_CASES, ids=[f"{m.name}-{n}" for m, n in _SDE_CASES])
-def test_host_compiled_cuda_sde_agrees_with_numba(method, noise, dtype):
-    """SDEs at fixed steps: the printed Philox, normal transform and (W, H) tree give the Numba
-    kernel's Brownian path, so the same trajectories (float64 1e-12; float32 within its rounding)."""
+def test_host_compiled_cuda_sde_agrees_with_numpy(method, noise):
+    """SDEs at fixed steps, every method and noise: the printed Philox, normal transform and (W, H) tree
+    give the runtime's Brownian path (numpy runs the same Numba functions), so the same trajectories."""
+    ens = sde_ensemble(noise, method)
+    kw = dict(dt=0.01, saveat="steps", seed=11)
+    _agree(sk.solve(ens, method.name, backend="numpy", **kw), sk.solve(ens, method.name, backend="cuda-host", **kw),
+           "float64")
+
+
+_SDE_WITH_NUMBA = [("EM", "general", "float64"), ("EM", "general", "float32"), ("Milstein", "diagonal", "float64"),
+                   ("SETD1", "scalar", "float64"), ("SRA1", "diagonal", "float64"), ("SRA1", "diagonal", "float32")]
+
+
+@pytest.mark.parametrize("name, noise, dtype", _SDE_WITH_NUMBA)
+def test_host_compiled_cuda_sde_agrees_with_numba(name, noise, dtype):
+    """The same against the compiled Numba kernel (float64 1e-12; float32 within its rounding)."""
+    method = next(m for m in SDE if m.name == name)
     ens = sde_ensemble(noise, method)
     kw = dict(dt=0.01, saveat="steps", seed=11, dtype=dtype)
-    _agree(sk.solve(ens, method.name, backend="numba", **kw), sk.solve(ens, method.name, backend="cuda-host", **kw),
-           dtype)
+    _agree(sk.solve(ens, name, backend="numba", **kw), sk.solve(ens, name, backend="cuda-host", **kw), dtype)
 
 
 @pytest.mark.parametrize("method", [m for m in SDE if m.adaptive], ids=lambda m: m.name)
-def test_host_compiled_cuda_adaptive_sde_agrees_with_numba(method):
+def test_host_compiled_cuda_adaptive_sde_agrees_with_the_kernels(method):
     """Adaptive SDEs: each thread's time-addressed tree (lane_tree_*, printed as C; bitwise in
     test_the_printed_lane_tree_is_the_numba_lane_tree).  Not step for step over a whole solve: a step end
     one ulp apart can land on the next tree position and move W by ~1e-8, and a later accept/reject
@@ -116,12 +129,13 @@ def test_host_compiled_cuda_adaptive_sde_agrees_with_numba(method):
     its step counts within 10 %."""
     ens = sde_ensemble("diagonal", method, n=20)
     kw = dict(rtol=1e-3, atol=1e-3, seed=2, saveat=np.linspace(0.0, 1.0, 5))
-    a, b = (sk.solve(ens, method.name, backend=bk, **kw) for bk in ("numba", "cuda-host"))
+    reference = "numba" if method.name == "SRA1" else "numpy"    # numpy runs the same IR and tree functions
+    a, b = (sk.solve(ens, method.name, backend=bk, **kw) for bk in (reference, "cuda-host"))
     assert abs(a.stats["naccept"] - b.stats["naccept"]) <= 0.1 * a.stats["naccept"], (a.stats, b.stats)
     assert np.abs(a.y - b.y).max() < 1e-2 and list(a.retcodes) == list(b.retcodes)
     one = sk.SDEProblem(sde_model("diagonal", method), y0=np.array([0.5, -0.2]), tspan=(0.0, 1.0), params={"k": 1.2})
     a, b = (sk.solve(one, method.name, backend=bk, rtol=1e-3, atol=1e-3, seed=2, saveat="steps")
-            for bk in ("numba", "cuda-host"))
+            for bk in (reference, "cuda-host"))
     np.testing.assert_allclose(b.t[:5], a.t[:5], rtol=1e-12)
     np.testing.assert_allclose(b.y[:5], a.y[:5], rtol=0, atol=1e-7)
 
@@ -164,10 +178,13 @@ def test_host_compiled_cuda_agrees_with_numba_adaptive(method, saveat, dtype):
 def test_host_compiled_cuda_agrees_with_numba_adaptive_per_thread_operators(method, structure):
     """Adaptive exponential, W- and exponential Rosenbrock methods: each thread's φ_k(c hL), resolvents
     and φ_k(c hJ̃) for its own step, from the IR's lane operators (phi: kernels.matfun.phi_scalar printed
-    as C; dense: lane_matrices, phi_block, inverse_block printed as C) — the same steps."""
+    as C; dense: lane_matrices, phi_block, inverse_block printed as C) — the same steps as numpy's run of
+    the same IR and runtime functions; against the compiled Numba kernel for one method of each kind."""
     ens = ensemble(structure, n=9 if structure == "dense" else 37)
     kw = dict(rtol=1e-7, atol=1e-9, saveat=np.linspace(0, 1, 5))
-    _agree(sk.solve(ens, method.name, backend="numba", **kw), sk.solve(ens, method.name, backend="cuda-host", **kw),
+    reference = "numba" if (method.name, structure) in (("ETDRK3", "dense"), ("Exprb43", "dense"),
+                                                        ("ROS34PW2", "diagonal")) else "numpy"
+    _agree(sk.solve(ens, method.name, backend=reference, **kw), sk.solve(ens, method.name, backend="cuda-host", **kw),
            "float64")
 
 
@@ -210,9 +227,17 @@ def test_every_cuda_source_compiles_with_nvrtc(method, adaptive, dtype):
     assert ".visible .entry kernel(" in nvrtc_ptx(_emitted(method, adaptive, dtype))
 
 
+#: nvcc (about a second a kernel) on one source per shape of kernel; NVRTC compiles every one above
+_NVCC = [k for k, i in zip(_sources(), _IDS) if i in (
+    "RK4-fixed-float64", "ETDRK4-fixed-float64", "ETDAdams3-fixed-float64", "ROS34PW2-fixed-float64",
+    "Exprb43-fixed-float64", "EM-fixed-float64", "SETD1-fixed-float64", "Tsit5-adaptive-float32",
+    "ETDRK3-adaptive-float64", "Exprb43-adaptive-float32", "SRA1-adaptive-float64")]
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
-@pytest.mark.parametrize("method, adaptive, dtype", list(_sources()), ids=_IDS)
-def test_every_cuda_source_compiles_to_ptx_with_nvcc(method, adaptive, dtype, tmp_path):
+@pytest.mark.parametrize("method, adaptive, dtype", _NVCC, ids=[f"{m.name}-{'adaptive' if a else 'fixed'}-{d}"
+                                                                 for m, a, d in _NVCC])
+def test_cuda_sources_compile_to_ptx_with_nvcc(method, adaptive, dtype, tmp_path):
     src = tmp_path / "k.cu"
     src.write_text(_emitted(method, adaptive, dtype))
     done = subprocess.run(["nvcc", "-ptx", "-arch=sm_80", "-std=c++17", "-o", str(tmp_path / "k.ptx"), str(src)],
@@ -263,11 +288,12 @@ def _neural_ensemble(structure, stochastic=False):
     ("ETDRK4", dict(dt=0.05), "float64"), ("Tsit5", dict(rtol=1e-8, atol=1e-8), "float64"),
     ("Exprb43", dict(dt=0.05), "float64"), ("Exprb32", dict(rtol=1e-7, atol=1e-8), "float64"),
     ("EM", dict(dt=0.01, seed=3), "float32"), ("SRA1", dict(dt=0.01, seed=3), "float64")])
-def test_the_mlp_in_the_cuda_kernel_agrees_with_numba(method, kw, dtype):
+def test_the_mlp_in_the_cuda_kernel_agrees_with_the_kernels(method, kw, dtype):
     """The network is a forward pass in the thread (weights in global memory), on a dense L; the
     exponential Rosenbrock methods' J̃ adds its forward-mode tangent pass; the neural SDE has general noise."""
     ens = _neural_ensemble("dense", stochastic=method in ("EM", "SRA1"))
-    _agree(sk.solve(ens, method, backend="numba", dtype=dtype, **kw),
+    reference = "numpy" if method == "Exprb32" else "numba"      # the same IR; one Numba Exprb kernel is enough
+    _agree(sk.solve(ens, method, backend=reference, dtype=dtype, **kw),
            sk.solve(ens, method, backend="cuda-host", dtype=dtype, **kw), dtype)
 
 
