@@ -293,18 +293,68 @@ class Network:
     flow u = ε − x̂, the velocity of rectified-flow models: x = αx̂ + σε gives x̂ = (x − σu)/(α + σ)),
     counting its calls."""
 
-    def __init__(self, fn, prediction, schedule):
+    def __init__(self, fn, prediction, schedule, uncond=None, guidance_scale: float | None = None,
+                 thresholding: float | None = None, sample_max_value: float = 1.0):
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        if (uncond is None) != (guidance_scale is None):
+            raise ValueError("classifier-free guidance needs both uncond= (the unconditional network) and "
+                             "guidance_scale= (w: ε = ε_u + w (ε_c − ε_u))")
+        if guidance_scale is not None and not np.isfinite(guidance_scale):
+            raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale!r}")
+        if thresholding is not None and not 0.0 < thresholding <= 1.0:
+            raise ValueError(f"thresholding is the quantile ratio of dynamic thresholding, in (0, 1]; got {thresholding!r}")
+        if not sample_max_value >= 1.0:
+            raise ValueError(f"sample_max_value must be >= 1, got {sample_max_value!r}")
         self.fn, self.prediction, self.schedule, self.calls = fn, prediction, schedule, 0
+        self.uncond, self.scale = uncond, guidance_scale
+        self.ratio, self.sample_max = thresholding, float(sample_max_value)
+
+    def _model(self, x, t):
+        """The network's output, guided: u + w (c − u) of the conditional and unconditional outputs
+        (classifier-free guidance, Ho & Salimans 2022, in the network's own prediction, as diffusers
+        pipelines apply it)."""
+        out = self.fn(x, t)
+        if self.uncond is None:
+            return out
+        u = self.uncond(x, t)
+        return (1.0 - self.scale) * u + self.scale * out
 
     def _out(self, x, t):
         self.calls += 1
         if isinstance(x, Dual):          # a tangent pass: the network's own JVP (counted as one call)
+            if self.uncond is not None or self.ratio is not None:
+                raise ValueError("tangent passes (Newton inversion) do not take guidance or thresholding")
             return Dual(*self.fn.jvp(x.value, t, x.tangent))
         if isinstance(x, Lazy):          # sampling: the output joins the step's combination unevaluated
-            return Lazy.of(self.fn(x.value(), t))
-        return self.fn(x, t)
+            xv = x.value()
+            if self.uncond is None:
+                return Lazy.of(self.fn(xv, t))
+            return Lazy([(self.scale, self.fn(xv, t)), (1.0 - self.scale, self.uncond(xv, t))])
+        return self._model(x, t)
+
+    def _threshold(self, x0):
+        """Dynamic thresholding of the data prediction (Saharia et al. 2022, "Imagen", §2.3; diffusers'
+        ``_threshold_sample``): per sample (axis 0), s = the ``thresholding`` quantile of |x̂|, clipped to
+        [1, sample_max_value]; x̂ ← clip(x̂, −s, s)/s."""
+        if self.ratio is None:
+            return x0
+        lazy = isinstance(x0, Lazy)
+        x0 = x0.value() if lazy else x0
+        flat = x0.reshape(x0.shape[0], -1)
+        if type(x0).__module__.startswith("torch"):
+            import torch
+            bound = torch.clamp(torch.quantile(flat.abs(), self.ratio, dim=1), 1.0, self.sample_max)[:, None]
+            out = torch.clamp(flat, -bound, bound) / bound
+        else:
+            if isinstance(x0, np.ndarray):
+                xp = np
+            else:                          # CuPy: the same functions
+                import cupy as xp
+            bound = xp.clip(xp.quantile(xp.abs(flat), self.ratio, axis=1), 1.0, self.sample_max)[:, None]
+            out = xp.clip(flat, -bound, bound) / bound
+        out = out.reshape(x0.shape)
+        return Lazy.of(out) if lazy else out
 
     def _as(self, want: str, x, out, a, s):
         """The network's output ``out`` at x as the noise ("eps") or data ("x0") prediction: each conversion
@@ -327,11 +377,13 @@ class Network:
 
     def noise(self, x, t):
         out, a, s = self._call(x, t)
+        if self.ratio is not None:        # the thresholded data prediction's noise (diffusers' "dpmsolver" rule)
+            return (x - a * self._threshold(self._as("x0", x, out, a, s))) / s
         return self._as("eps", x, out, a, s)
 
     def data(self, x, t):
         out, a, s = self._call(x, t)
-        return self._as("x0", x, out, a, s)
+        return self._threshold(self._as("x0", x, out, a, s))
 
     def flow(self, x, t):
         """u = ε − x̂: the velocity dy/ds of y = x/(α + σ) in s = σ/(α + σ) (y = (1 − s)x̂ + sε)."""
@@ -342,7 +394,8 @@ class Network:
 
 
 def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: str = "eps", noise=None,
-           lower_order_final: bool = False, eta: float = 0.0):
+           lower_order_final: bool = False, eta: float = 0.0, uncond=None, guidance_scale: float | None = None,
+           thresholding: float | None = None, sample_max_value: float = 1.0):
     """Integrate the probability-flow ODE of ``schedule`` from ``x`` at ts[0] to ts[-1] (decreasing
     times, e.g. :func:`timesteps`) with ``method`` (:data:`SAMPLERS`); the ``sde-`` samplers solve
     the reverse SDE and take ``noise``: a sequence (or callable of the step index) of standard
@@ -354,7 +407,11 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
     eq. (16)); it then takes ``noise`` as the ``sde-`` samplers do.  A grid may end where σ = 0 (diffusers'
     ``final_sigmas_type="zero"``): the last step is then x = x̂(x, s) for every sampler but the Euler ones
     (the limit of the exponential step, first order as diffusers takes it for DPM-Solver(++); its UniPC
-    keeps its order there).  Returns (x, nfe)."""
+    keeps its order there).  Classifier-free guidance: ``uncond`` (the unconditional network, same
+    prediction) and ``guidance_scale`` w give the model u + w (c − u), one NFE per guided evaluation.
+    ``thresholding`` (a quantile ratio, e.g. 0.995) applies dynamic thresholding to every data prediction
+    (noise-prediction samplers: the noise of the thresholded x̂), with ``sample_max_value``, as diffusers'
+    ``thresholding=True``.  Returns (x, nfe)."""
     if method not in SAMPLERS:
         raise ValueError(f"unknown sampler {method!r}; available: {', '.join(SAMPLERS)}")
     if not (np.isfinite(eta) and eta >= 0) or (eta and method != "ddim"):
@@ -372,7 +429,7 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
         bad = ts[np.flatnonzero(~((alpha > 0) & np.append(sigma[:-1] > 0, True)))[0]]
         raise ValueError(f"ts reaches α = 0 or σ = 0 at t = {bad:g} ({schedule}): the samplers need α > 0 everywhere "
                          "and σ > 0 before the last point; start inside the schedule's t_range")
-    net = Network(model, prediction, schedule)
+    net = Network(model, prediction, schedule, uncond, guidance_scale, thresholding, sample_max_value)
     x = Lazy.of(x)                   # each step's update: one fused pass (Lazy) where the arrays allow it
     # a grid that ends at σ = 0 (diffusers' final_sigmas_type="zero"): λ = ∞ there, and every exponential
     # sampler's last step tends to x = x̂(x, s): taken first order, as diffusers forces it

@@ -121,8 +121,8 @@ def test_host_compiled_cuda_sde_agrees_with_numba(name, noise, dtype):
 
 @pytest.mark.parametrize("method", [m for m in SDE if m.adaptive], ids=lambda m: m.name)
 def test_host_compiled_cuda_adaptive_sde_agrees_with_the_kernels(method):
-    """Adaptive SDEs: each thread's time-addressed tree (lane_tree_*, printed as C; bitwise in
-    test_the_printed_lane_tree_is_the_numba_lane_tree).  Not step for step over a whole solve: a step end
+    """Adaptive SDEs: each thread's time-addressed tree (lane_tree_*, printed as C; the Numba functions'
+    increments to a few ulp in test_the_printed_lane_tree_is_the_numba_lane_tree).  Not step for step over a whole solve: a step end
     one ulp apart can land on the next tree position and move W by ~1e-8, and a later accept/reject
     decision near EEst = 1 may flip (test_adaptive.test_kernel_sde_agrees_with_the_reference, where numpy
     and Numba differ the same way) — so the first steps agree to 1e-7, the ensemble to the tolerance and

@@ -231,3 +231,42 @@ def test_dpmsolver_lower_order_final_and_zero_final_sigma_match_diffusers(setup,
                             lower_order_final=True)
         assert nfe == 8
         _close(got, want)
+
+
+@pytest.mark.parametrize("order, ours", [(1, "ddim"), (2, "dpmsolver++2m")])
+def test_dynamic_thresholding_matches_diffusers(setup, order, ours):
+    """``thresholding=`` (Imagen's dynamic thresholding of x̂) as DPMSolverMultistepScheduler's
+    ``thresholding=True``: a wide mixture (|x̂| up to ~3) so that both the quantile and its clip to
+    [1, sample_max_value] act."""
+    schedule = setup[0]
+    eps2 = D.GaussianMixture([[-2.5, 0.0], [1.0, 2.0]], [0.6, 0.9], [0.4, 0.6]).eps(schedule)
+
+    def eps(x, t):          # samples (n, channels, 1): diffusers thresholds samples of 3 or more axes
+        return eps2(x[..., 0], t)[..., None]
+    x = np.random.default_rng(1).standard_normal((16, 2, 1)) * 1.5
+    sch = diffusers.DPMSolverMultistepScheduler(**BETAS, solver_order=order, algorithm_type="dpmsolver++",
+                                                final_sigmas_type="sigma_min", lower_order_final=False,
+                                                timestep_spacing="linspace", thresholding=True,
+                                                dynamic_thresholding_ratio=0.9, sample_max_value=1.6)
+    sch.set_timesteps(12)
+    want = _run(sch, x, lambda x, k: eps(x, (k + 1) / N))
+    ts = np.append((sch.timesteps.numpy() + 1.0) / N, 1.0 / N)
+    got, _ = D.sample(schedule, eps, x, ts, ours, thresholding=0.9, sample_max_value=1.6)
+    plain, _ = D.sample(schedule, eps, x, ts, ours)
+    # diffusers' float32 σ's move x̂ by ~1e-7; where x̂ is divided by its quantile s that doubles: 1e-5, not 1e-6
+    assert np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-3)) < 1e-5
+    assert np.max(np.abs(got - plain)) > 1e-2          # thresholding acted
+
+
+def test_classifier_free_guidance_is_the_guided_model(setup):
+    """``uncond=``, ``guidance_scale=`` w: the sampler sees u + w (c − u), one NFE per guided evaluation."""
+    schedule, eps, _, x = setup
+    other = D.GaussianMixture([[0.5, -1.0]], [0.8], [1.0]).eps(schedule)
+    ts = D.timesteps(schedule, 10)
+    w = 3.0
+    got, nfe = D.sample(schedule, eps, x, ts, "dpmsolver++2m", uncond=other, guidance_scale=w)
+    want, _ = D.sample(schedule, lambda x, t: other(x, t) + w * (eps(x, t) - other(x, t)), x, ts, "dpmsolver++2m")
+    assert nfe == 10
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="needs both uncond"):
+        D.sample(schedule, eps, x, ts, "ddim", guidance_scale=w)
