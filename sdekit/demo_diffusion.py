@@ -45,7 +45,7 @@ def run_diffusion_demo(n: int = 4000, nfes=(5, 10, 20, 50), out: str = "sdekit-d
         row = {"sampler": method, "sw2": {}}
         t0 = time.perf_counter()
         for nfe in nfes:
-            steps = nfe // calls
+            steps = (nfe - D.nfe(method, 0)) // calls      # the most steps within nfe calls
             if steps < 1:
                 row["sw2"][nfe] = None
                 continue

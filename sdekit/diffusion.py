@@ -201,6 +201,6 @@ class DiscreteVP:
         return np.interp(log_alpha, self.log_alpha[::-1], self.t_grid[::-1])
 
 
-from sdekit.sampling import SAMPLERS, STOCHASTIC, sample, timesteps  # noqa: E402  (the samplers read these schedules)
+from sdekit.sampling import SAMPLERS, STOCHASTIC, nfe, sample, timesteps  # noqa: E402  (the samplers read these schedules)
 from sdekit.nets import MLPNetwork  # noqa: E402
 from sdekit.inversion import bdia, controlled, edict, fireflow, invert, reversible_heun, rf_solver  # noqa: E402

@@ -37,13 +37,20 @@ SAMPLERS = {
     **{f"unipc{p}-{b}": ("data", p + 1, 1) for p in (1, 2, 3) for b in ("bh1", "bh2")},   # UniC: one order more
     **{f"deis{p}": ("noise", p, 1) for p in (1, 2, 3)},
     "flow-euler": ("flow", 1, 1),
+    "pndm": ("noise", 2, 1), "ipndm": ("noise", 2, 1),
 }
 #: samplers of the reverse SDE: they take ``noise`` (one standard normal array like x per step)
 STOCHASTIC = ("sde-dpmsolver++1", "sde-dpmsolver++2m", "sde-dpmsolver++3m", "sde-dpmsolver++3m-compat")
 UNIPC = tuple(m for m in SAMPLERS if m.startswith("unipc"))
 DEIS = tuple(m for m in SAMPLERS if m.startswith("deis"))
 #: samplers that carry earlier network outputs from step to step
-MULTISTEP = ("dpmsolver++2m", "dpmsolver++3m", "dpmsolver++3m-compat") + UNIPC + DEIS
+MULTISTEP = ("dpmsolver++2m", "dpmsolver++3m", "dpmsolver++3m-compat") + UNIPC + DEIS + ("pndm", "ipndm")
+
+
+def nfe(method: str, steps: int) -> int:
+    """Network calls of ``method`` over ``steps`` steps: its calls per step, and PNDM's one extra (its first
+    step is a pseudo improved-Euler step of two calls)."""
+    return steps * SAMPLERS[method][2] + (method == "pndm")
 PREDICTIONS = ("eps", "x0", "v", "flow")
 
 
@@ -466,6 +473,8 @@ def run(schedule, net, x, ts, method, noise=None, lower_order_final: bool = Fals
         return _unipc(schedule, net, x, ts, order, variant, lower_order_final, total)
     if method in DEIS:
         return _deis(schedule, net, x, ts, int(method[4]), lower_order_final, total)
+    if method in ("pndm", "ipndm"):
+        return _pndm(schedule, net, x, ts, improved=method == "ipndm")
     if method in MULTISTEP or method in STOCHASTIC:
         draw = noise if callable(noise) or noise is None else noise.__getitem__
         return _multistep(schedule, net, x, ts, method, draw, lower_order_final, total)
@@ -712,5 +721,39 @@ def _deis(schedule, net, x, ts, order, lower_order_final=False, total=None):
 
 
 #: the one-step samplers, (schedule, net, x, s, t) -> x at t
+#: Adams–Bashforth weights on the last 1..4 noise predictions, newest first (PNDM's linear multistep part)
+_AB = ((1.0,), (1.5, -0.5), (23 / 12, -16 / 12, 5 / 12), (55 / 24, -59 / 24, 37 / 24, -9 / 24))
+
+
+def _ddim_noise(schedule, x, s, t, e):
+    """DDIM's transfer in the noise prediction (PNDM's φ, Liu et al. 2022, eq. (9)): x_t = (α_t/α_s) x_s +
+    (σ_t − α_t σ_s/α_s) ε — exact for a constant ε."""
+    a_s, a_t, s_s, s_t, _ = _coef(schedule, s, t)
+    return (a_t / a_s) * x + (s_t - a_t * s_s / a_s) * e
+
+
+def _pndm(schedule, net, x, ts, improved=False):
+    """PNDM's PLMS (Liu et al. 2022, "Pseudo numerical methods for diffusion models", ICLR, Alg. 2 with the
+    pseudo improved-Euler start of diffusers' ``skip_prk_steps``): the DDIM transfer with ε replaced by the
+    Adams–Bashforth (order ≤ 4) combination of the last noise predictions; the first step averages ε at both
+    ends of a DDIM predictor (two calls).  ``improved`` (iPNDM, Zhang & Chen 2023, "DEIS", §4): lower-order
+    Adams–Bashforth at the start instead, one call per step.  The weights assume equal steps in the transfer's
+    variable, so on grids uniform in t or λ the sampler is second order (measured in the tests)."""
+    hist = []
+    for i, (s, t) in enumerate(zip(ts[:-1], ts[1:])):
+        s, t = float(s), float(t)
+        e = net.noise(x, s)
+        hist = ([e] + hist)[:4]
+        if i == 0 and not improved:
+            e = 0.5 * (e + net.noise(_ddim_noise(schedule, x, s, t, e), t))
+        else:
+            weights = _AB[len(hist) - 1]
+            e = weights[0] * hist[0]
+            for w, h in zip(weights[1:], hist[1:]):
+                e = e + w * h
+        x = _ddim_noise(schedule, x, s, t, e)
+    return x
+
+
 SINGLESTEP = {"ddim": _ddim, "dpmsolver-2": _dpm2, "dpmsolver-3": _dpm3, "dpmsolver++2s": _dpmpp2s, "euler": _euler,
               "heun": _heun, "flow-euler": _flow_euler}

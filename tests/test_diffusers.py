@@ -270,3 +270,19 @@ def test_classifier_free_guidance_is_the_guided_model(setup):
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="needs both uncond"):
         D.sample(schedule, eps, x, ts, "ddim", guidance_scale=w)
+
+
+@pytest.mark.parametrize("steps", [6, 15])
+def test_pndm_matches_diffusers_plms(setup, steps):
+    """``"pndm"`` is PNDMScheduler's PLMS (``skip_prk_steps=True``): the pseudo improved-Euler first step, then
+    Adams–Bashforth 2, 3, 4 on ε through the DDIM transfer.  With ``set_alpha_to_one=False`` diffusers' last
+    transition (timestep 0 to ᾱ_0) moves nothing and costs one extra call: our grid ends at timestep 0."""
+    schedule, eps, eps_index, x = setup
+    sch = diffusers.PNDMScheduler(**BETAS, skip_prk_steps=True, set_alpha_to_one=False, timestep_spacing="leading",
+                                  steps_offset=0)
+    sch.set_timesteps(steps)
+    want = _run(sch, x, eps_index)
+    ks = np.unique(sch.timesteps.numpy())[::-1]
+    got, nfe = D.sample(schedule, eps, x, (ks + 1.0) / N, "pndm")
+    assert nfe == len(sch.timesteps) - 1 == D.nfe("pndm", len(ks) - 1)
+    _close(got, want)
