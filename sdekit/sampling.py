@@ -38,6 +38,7 @@ SAMPLERS = {
     **{f"deis{p}": ("noise", p, 1) for p in (1, 2, 3)},
     "flow-euler": ("flow", 1, 1),
     "pndm": ("noise", 2, 1), "ipndm": ("noise", 2, 1),
+    "rf-solver-2": ("flow", 2, 2), "fireflow": ("flow", 2, 1),
 }
 #: samplers of the reverse SDE: they take ``noise`` (one standard normal array like x per step)
 STOCHASTIC = ("sde-dpmsolver++1", "sde-dpmsolver++2m", "sde-dpmsolver++3m", "sde-dpmsolver++3m-compat")
@@ -48,9 +49,9 @@ MULTISTEP = ("dpmsolver++2m", "dpmsolver++3m", "dpmsolver++3m-compat") + UNIPC +
 
 
 def nfe(method: str, steps: int) -> int:
-    """Network calls of ``method`` over ``steps`` steps: its calls per step, and PNDM's one extra (its first
-    step is a pseudo improved-Euler step of two calls)."""
-    return steps * SAMPLERS[method][2] + (method == "pndm")
+    """Network calls of ``method`` over ``steps`` steps: its calls per step, and one extra for PNDM (its first
+    step is a pseudo improved-Euler step of two calls) and FireFlow (the first velocity)."""
+    return steps * SAMPLERS[method][2] + (method in ("pndm", "fireflow"))
 PREDICTIONS = ("eps", "x0", "v", "flow")
 
 
@@ -440,7 +441,7 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
     x = Lazy.of(x)                   # each step's update: one fused pass (Lazy) where the arrays allow it
     # a grid that ends at σ = 0 (diffusers' final_sigmas_type="zero"): λ = ∞ there, and every exponential
     # sampler's last step tends to x = x̂(x, s): taken first order, as diffusers forces it
-    to_zero = sigma[-1] == 0 and method not in ("euler", "flow-euler")
+    to_zero = sigma[-1] == 0 and method not in ("euler", "flow-euler", "rf-solver-2", "fireflow")
     core = ts[:-1] if to_zero else ts
     if core.size > 1 and eta > 0:
         draw = noise if callable(noise) else noise.__getitem__
@@ -475,6 +476,8 @@ def run(schedule, net, x, ts, method, noise=None, lower_order_final: bool = Fals
         return _deis(schedule, net, x, ts, int(method[4]), lower_order_final, total)
     if method in ("pndm", "ipndm"):
         return _pndm(schedule, net, x, ts, improved=method == "ipndm")
+    if method in ("rf-solver-2", "fireflow"):
+        return _straightened(schedule, net, x, ts, method)
     if method in MULTISTEP or method in STOCHASTIC:
         draw = noise if callable(noise) or noise is None else noise.__getitem__
         return _multistep(schedule, net, x, ts, method, draw, lower_order_final, total)
@@ -721,6 +724,27 @@ def _deis(schedule, net, x, ts, order, lower_order_final=False, total=None):
 
 
 #: the one-step samplers, (schedule, net, x, s, t) -> x at t
+def _straightened(schedule, net, x, ts, method):
+    """RF-Solver-2 or FireFlow (``sdekit.inversion.rf_solver`` / ``fireflow``, the one definition of each
+    step) on the straightened PF-ODE of any schedule: y = x/(α + σ) in s = σ/(α + σ), dy/ds = u (the flow
+    prediction), where a flow-matching schedule (α = 1 − σ) is the rectified flow itself.  Grid points keep
+    their times; a midpoint s is the time t(λ), λ = log((1 − s)/s), of the schedule's inverse."""
+    from sdekit.inversion import fireflow, rf_solver
+    ts = [float(t) for t in ts]
+    scale = {t: float(schedule("alpha", t)) + float(schedule("sigma", t)) for t in ts}
+    time_of = {float(schedule("sigma", t)) / scale[t]: t for t in ts}
+
+    def velocity(y, s):
+        t = time_of.get(s)
+        if t is None:
+            t = float(schedule.t_of_lambda(math.log((1.0 - s) / s)))
+        c = scale.get(t) or float(schedule("alpha", t)) + float(schedule("sigma", t))
+        return net.flow(c * y, t)
+    ss = [float(schedule("sigma", t)) / scale[t] for t in ts]
+    y, _ = (rf_solver if method == "rf-solver-2" else fireflow)(velocity, x / scale[ts[0]], ss)
+    return scale[ts[-1]] * y
+
+
 #: Adams–Bashforth weights on the last 1..4 noise predictions, newest first (PNDM's linear multistep part)
 _AB = ((1.0,), (1.5, -0.5), (23 / 12, -16 / 12, 5 / 12), (55 / 24, -59 / 24, 37 / 24, -9 / 24))
 

@@ -19,7 +19,7 @@ ORDERS = {"ddim": 1, "dpmsolver-2": 2, "dpmsolver-3": 3, "dpmsolver++2s": 2, "dp
           "dpmsolver++3m-compat": 2, "euler": 1, "heun": 2,
           **{f"unipc{p}-{b}": p + 1 for p in (1, 2, 3) for b in ("bh1", "bh2")},   # UniP-p + UniC: order p + 1
           "deis1": 1, "deis2": 2, "deis3": 3, "flow-euler": 1,
-          "pndm": 2, "ipndm": 2}     # Adams–Bashforth 4 weights on a grid not uniform in ρ = σ/α: order 2
+          "pndm": 2, "ipndm": 2, "rf-solver-2": 2, "fireflow": 2}     # Adams–Bashforth 4 weights on a grid not uniform in ρ = σ/α: order 2
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +195,8 @@ def test_every_sampler_reaches_sigma_zero(method):
     x = np.random.default_rng(0).standard_normal((4, 2))
     noise = np.random.default_rng(1).standard_normal((10, 4, 2)) if method in D.STOCHASTIC else None
     y, nfe = D.sample(flow, eps, x, np.linspace(0.999, 0.0, 11), method, noise=noise)
-    assert np.all(np.isfinite(y)) and nfe == D.nfe(method, 9) + 1 if method not in ("euler", "flow-euler") else nfe == 10
+    in_flow = method in ("euler", "flow-euler", "rf-solver-2", "fireflow")     # σ = 0 is a point of their variable
+    assert np.all(np.isfinite(y)) and nfe == (D.nfe(method, 10) if in_flow else D.nfe(method, 9) + 1)
 
 
 def test_trailing_spacing_has_exactly_n_steps():
@@ -236,3 +237,23 @@ def test_fused_updates_keep_torch_tensors():
     assert isinstance(out, torch.Tensor) and out.dtype == torch.float32 and nfe == 5
     ref, _ = D.sample(SCHEDULE, lambda y, t: 0.1 * y, x.double().numpy()[:4], ts, "dpmsolver++3m")   # eager, float64
     np.testing.assert_allclose(out.numpy()[:4], ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method, solver", [("rf-solver-2", "rf_solver"), ("fireflow", "fireflow")])
+def test_rectified_flow_samplers_are_the_inversion_steps(method, solver):
+    """On a flow-matching schedule (α = 1 − t, σ = t) the straightened flow is the rectified flow itself:
+    the samplers are sdekit.inversion's RF-Solver-2 / FireFlow on the velocity, to rounding (the midpoint
+    times pass through the schedule's t(λ))."""
+    flow = D.flow_matching()
+    eps = MIXTURE.eps(flow)
+
+    def velocity(x, t):
+        a, s = 1.0 - t, t
+        x0 = (x - s * eps(x, t)) / a
+        return eps(x, t) - x0
+    x = np.random.default_rng(2).standard_normal((8, 2))
+    ts = np.linspace(0.99, 0.02, 15)
+    got, nfe = D.sample(flow, velocity, x, ts, method, prediction="flow")
+    want, calls = getattr(D, solver)(velocity, x, ts)
+    assert nfe == calls == D.nfe(method, 14)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
