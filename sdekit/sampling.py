@@ -403,7 +403,7 @@ class Network:
 
 def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: str = "eps", noise=None,
            lower_order_final: bool = False, eta: float = 0.0, uncond=None, guidance_scale: float | None = None,
-           thresholding: float | None = None, sample_max_value: float = 1.0):
+           thresholding: float | None = None, sample_max_value: float = 1.0, mean=None):
     """Integrate the probability-flow ODE of ``schedule`` from ``x`` at ts[0] to ts[-1] (decreasing
     times, e.g. :func:`timesteps`) with ``method`` (:data:`SAMPLERS`); the ``sde-`` samplers solve
     the reverse SDE and take ``noise``: a sequence (or callable of the step index) of standard
@@ -419,7 +419,10 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
     prediction) and ``guidance_scale`` w give the model u + w (c − u), one NFE per guided evaluation.
     ``thresholding`` (a quantile ratio, e.g. 0.995) applies dynamic thresholding to every data prediction
     (noise-prediction samplers: the noise of the thresholded x̂), with ``sample_max_value``, as diffusers'
-    ``thresholding=True``.  Returns (x, nfe)."""
+    ``thresholding=True``.  ``mean`` μ: the MR Sampler of a mean-reverting SDE (IR-SDE, ``mean_reverting``
+    schedules; Li et al. 2025): every sampler runs on z = x − μ, a VP-type process with the schedule's α, σ
+    (methods.md §2.7), the network called at x = z + μ (a data prediction x̂ is shifted by μ; ε unchanged).
+    Returns (x, nfe)."""
     if method not in SAMPLERS:
         raise ValueError(f"unknown sampler {method!r}; available: {', '.join(SAMPLERS)}")
     if not (np.isfinite(eta) and eta >= 0) or (eta and method != "ddim"):
@@ -437,6 +440,13 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
         bad = ts[np.flatnonzero(~((alpha > 0) & np.append(sigma[:-1] > 0, True)))[0]]
         raise ValueError(f"ts reaches α = 0 or σ = 0 at t = {bad:g} ({schedule}): the samplers need α > 0 everywhere "
                          "and σ > 0 before the last point; start inside the schedule's t_range")
+    if mean is not None:                # the MR Sampler: z = x − μ (methods.md §2.7)
+        shift = 1.0 if prediction == "x0" else 0.0
+        z, nfe = sample(schedule, lambda z, t: _shifted(model, z, t, mean, shift),
+                        x - mean, ts, method, prediction, noise, lower_order_final, eta,
+                        None if uncond is None else (lambda z, t: _shifted(uncond, z, t, mean, shift)),
+                        guidance_scale, thresholding, sample_max_value)
+        return z + mean, nfe
     net = Network(model, prediction, schedule, uncond, guidance_scale, thresholding, sample_max_value)
     x = Lazy.of(x)                   # each step's update: one fused pass (Lazy) where the arrays allow it
     # a grid that ends at σ = 0 (diffusers' final_sigmas_type="zero"): λ = ∞ there, and every exponential
@@ -452,6 +462,12 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
     if to_zero:
         x = net.data(x, float(core[-1]))
     return (x.value() if isinstance(x, Lazy) else x), net.calls
+
+
+def _shifted(model, z, t, mean, shift):
+    """The network of x at x = z + μ, as a prediction for z: a data prediction less ``shift`` μ."""
+    out = model(z + mean, t)
+    return out - mean if shift else out
 
 
 def _ddim_eta(schedule, net, x, s, t, eta, z):
