@@ -105,8 +105,9 @@ def invert(schedule, model, x0, ts, method: str = "ddim", prediction: str = "eps
             back = lambda z, s=s, t=t: step(schedule, net, z, float(t), float(s))   # noqa: E731
             if solver == "fixed-point":
                 guess, ok = _fixed_point(back, x, guess, tol, maxiter, anderson)
-            else:               # exact JVPs through the network's tangent pass when it has one
-                jvp = (lambda z, v: back(Dual(z, v)).tangent) if callable(getattr(model, "jvp", None)) else None
+            else:               # exact JVPs: the network's tangent pass, or torch's forward-mode AD
+                exact = callable(getattr(model, "jvp", None)) or type(x0).__module__.startswith("torch")
+                jvp = (lambda z, v: back(Dual(z, v)).tangent) if exact else None
                 guess, ok = _newton(back, x, guess, tol, maxiter, jvp)
             converged &= ok
         x = guess
@@ -148,11 +149,22 @@ def _newton(back, target, x, tol, maxiter, jvp=None):
     """Solve back(x) = target per trajectory by Newton: J δ = r with r = target − back(x), J the
     Jacobian of back, from GMRES (scipy) on J v: ``jvp(x, v)`` (exact, a tangent pass) or the finite
     difference (back(x + εv) − back(x))/ε, ε = √u (1 + ‖x‖)/‖v‖.  Converged rows are frozen (their part of r
-    set to 0).  Returns (x, converged per row)."""
+    set to 0).  torch tensors (with ``jvp``: torch's forward-mode AD) are solved on numpy copies: the network
+    sees the caller's type and device, the result comes back in it.  Returns (x, converged per row)."""
     from scipy.sparse.linalg import LinearOperator, gmres
+    like = x
     if not isinstance(x, np.ndarray):
-        raise ValueError("solver='newton' takes numpy arrays (the GMRES runs in scipy); use 'fixed-point' for "
-                         "torch or CuPy")
+        if not (type(x).__module__.startswith("torch") and jvp is not None):
+            raise ValueError("solver='newton' takes numpy arrays or torch tensors (the GMRES runs in scipy); use "
+                             "'fixed-point' for CuPy")
+        import torch
+
+        def device(a):
+            return torch.as_tensor(a, dtype=like.dtype, device=like.device)
+        back_t, jvp_t = back, jvp
+        back = lambda z: _numpy(back_t(device(z)))                  # noqa: E731
+        jvp = lambda z, v: _numpy(jvp_t(device(z), device(v)))      # noqa: E731
+        x, target = _numpy(x), _numpy(target)
     done = np.zeros(x.shape[0], dtype=bool)
     for _ in range(maxiter):
         fx = back(x)
@@ -175,6 +187,9 @@ def _newton(back, target, x, tol, maxiter, jvp=None):
         delta, _ = gmres(LinearOperator((x.size, x.size), matvec=jv, dtype=x.dtype), r.ravel(),
                          rtol=1e-3 * tol / max(_rms(r).max(), tol), atol=0.0, restart=min(x.size, 30), maxiter=3)
         x = x + delta.reshape(x.shape) * (~done).reshape((-1,) + (1,) * (x.ndim - 1))
+    if not isinstance(like, np.ndarray):
+        import torch
+        return torch.as_tensor(x, dtype=like.dtype, device=like.device), done
     return x, done
 
 

@@ -333,7 +333,10 @@ class Network:
         if isinstance(x, Dual):          # a tangent pass: the network's own JVP (counted as one call)
             if self.uncond is not None or self.ratio is not None:
                 raise ValueError("tangent passes (Newton inversion) do not take guidance or thresholding")
-            return Dual(*self.fn.jvp(x.value, t, x.tangent))
+            if callable(getattr(self.fn, "jvp", None)):
+                return Dual(*self.fn.jvp(x.value, t, x.tangent))
+            import torch                 # a torch network: forward-mode AD (torch.func.jvp), one pass
+            return Dual(*torch.func.jvp(lambda z: self.fn(z, t), (x.value,), (x.tangent,)))
         if isinstance(x, Lazy):          # sampling: the output joins the step's combination unevaluated
             xv = x.value()
             if self.uncond is None:

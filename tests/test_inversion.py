@@ -351,3 +351,25 @@ def test_mlp_network_bad_input_is_named():
         D.MLPNetwork([(np.ones((4, 3)), np.ones(4)), (np.ones((2, 5)), np.ones(2))])
     with pytest.raises(ValueError, match=r"\(n, 2\)"):
         _mlp()(np.ones((3, 3)), 0.1)
+
+
+def test_newton_inversion_of_a_torch_network_takes_torch_jvps():
+    """A torch network (the MLPNetwork's weights as torch layers): Newton inversion's Jacobian-vector products
+    come from torch's forward-mode AD (``torch.func.jvp``) through the sampler step, the result is a torch
+    tensor, and it is the numpy MLPNetwork's (its own tangent pass) to the tolerance."""
+    torch = pytest.importorskip("torch", reason="torch is an optional extra")
+    net = _mlp()
+    layers = [(torch.as_tensor(W), torch.as_tensor(b)) for W, b in net.weights]
+
+    def tnet(x, t):
+        h = torch.cat([x, torch.full((x.shape[0], 1), float(t), dtype=x.dtype)], dim=1)
+        for k, (W, b) in enumerate(layers):
+            h = h @ W.T + b
+            h = torch.tanh(h) if k < len(layers) - 1 else h
+        return h
+    ts = D.timesteps(SCHEDULE, 10, t_end=1e-2)
+    x0 = D.sample(SCHEDULE, net, X_T, ts, "dpmsolver-2")[0]
+    ref = D.invert(SCHEDULE, net, x0, ts[::-1], "dpmsolver-2", solver="newton", tol=1e-12)
+    got = D.invert(SCHEDULE, tnet, torch.as_tensor(x0), ts[::-1], "dpmsolver-2", solver="newton", tol=1e-12)
+    assert isinstance(got.x, torch.Tensor) and got.success and got.nfe == ref.nfe
+    np.testing.assert_allclose(got.x.numpy(), ref.x, atol=1e-10)
