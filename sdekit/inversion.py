@@ -188,8 +188,7 @@ def _newton(back, target, x, tol, maxiter, jvp=None):
                          rtol=1e-3 * tol / max(_rms(r).max(), tol), atol=0.0, restart=min(x.size, 30), maxiter=3)
         x = x + delta.reshape(x.shape) * (~done).reshape((-1,) + (1,) * (x.ndim - 1))
     if not isinstance(like, np.ndarray):
-        import torch
-        return torch.as_tensor(x, dtype=like.dtype, device=like.device), done
+        return device(x), done
     return x, done
 
 
