@@ -1,6 +1,8 @@
 """The device run of the CUDA backend (issue 15): ``python -m benchmarks.cuda_device [--quick]``.
 
 Prepared to fit a few minutes of a lent GPU (``pip install cupy-cuda12x`` first).  It
+0. runs the ``gpu``-marked tests of tests/test_cuda.py (backend="cuda" against Numba, device arrays, the
+   array-step kernel) and records their summary line;
 1. checks ``backend="cuda"`` against Numba, float64 and float32, on the models of tests/test_cuda.py:
    RK4 (fixed), Tsit5 and Exprb43 (adaptive, dense L: per-thread φ blocks), EM and SRA1 (the printed
    Philox and (W, H) tree; SRA1 adaptive too): max difference, equal retcodes and stats;
@@ -132,11 +134,17 @@ def main(quick: bool = False) -> int:
     props = cp.cuda.runtime.getDeviceProperties(0)
     device = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
     peak = peak_flops(props)
-    result = dict(machine=machine(), device=device, peak_flops=peak, agreement=agreement(),
+    import subprocess    # the gpu-marked tests of tests/test_cuda.py, on this device
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n0", "-m", "gpu", "tests/test_cuda.py"],
+                           capture_output=True, text=True)
+    print(tests.stdout[-2000:], flush=True)
+    result = dict(machine=machine(), device=device, peak_flops=peak, gpu_tests=tests.stdout.strip().splitlines()[-1:],
+                  agreement=agreement(),
                   lorenz=throughput([10**4, 10**5] if quick else [10**4, 10**5, 10**6, 10**7]),
                   neural_sde=neural_sde([10**4] if quick else [10**4, 10**5, 10**6, 10**7], peak),
                   array_step=array_step())
-    lines = [f"# CUDA backend on {device}", "", "| method | dtype | max |Δ| vs Numba | retcodes equal |",
+    lines = [f"# CUDA backend on {device}", "", f"gpu-marked tests: {' '.join(result['gpu_tests'])}", "",
+             "| method | dtype | max |Δ| vs Numba | retcodes equal |",
              "|---|---|---|---|"]
     lines += [f"| {r['method']} | {r['dtype']} | {r['max_abs_diff']:.2e} | {r['retcodes_equal']} |"
               for r in result["agreement"]]

@@ -36,6 +36,7 @@ _PRELUDE = r"""#ifdef __CUDACC__
 #else   /* host C++: the same thread code on the CPU (tests without a GPU) */
 #include <cmath>
 using std::fabs; using std::isfinite; using std::pow; using std::sqrt;
+using std::tanh; using std::exp; using std::expm1; using std::log; using std::log1p; using std::sin; using std::cos;
 #define __device__
 #define __forceinline__ inline
 #endif
@@ -348,12 +349,13 @@ class _Hooks:
 
 def _net_pass(w, group, pr):
     """One forward pass of an MLP in the thread: inputs, then each layer as y = σ(W x + b), W (out, in)
-    row-major in global memory, the products summed in k order (as the Numba kernel does); σ is
+    row-major in global (or the block's shared) memory, the products summed in k order in the kernel's
+    float type ``real`` (as the Numba kernel does: float32 kernels run the network in float32); σ is
     ``codegen.neural.ACTIVATIONS``' expression, printed by the model's C printer ``pr``.  With
     ``group.jacobian`` (exponential Rosenbrock) also the forward-mode tangent T ← W T (T_0 = I), scaled
     by σ'(pre-activation) on hidden layers, into ``<out>_jac[out][in]`` = ∂net/∂inputs."""
     net, sizes = group.net, group.net.sizes
-    w(f"double {group.out}_x0[{sizes[0]}];")
+    w(f"real {group.out}_x0[{sizes[0]}];")
     for k, a in enumerate(group.inputs):
         w(f"{group.out}_x0[{k}] = {pr(sp.sympify(a))};")
     tsrc = None
@@ -363,18 +365,18 @@ def _net_pass(w, group, pr):
         tdst = f"{group.out}_jac" if last else f"{group.out}_t{layer}"
         W, b = weight_args(net.name, layer)
         n_in, n_out = sizes[layer], sizes[layer + 1]
-        w(f"double {dst}[{n_out}];")
+        w(f"real {dst}[{n_out}];")
         if group.jacobian:
-            w(f"double {tdst}[{n_out}][{sizes[0]}];")
+            w(f"real {tdst}[{n_out}][{sizes[0]}];")
         with w.block(f"for (int j = 0; j < {n_out}; ++j) {{"):
-            w(f"double acc = {b}[j];")
+            w(f"real acc = {b}[j];")
             w(f"for (int k = 0; k < {n_in}; ++k) acc = acc + {W}[j * {n_in} + k] * {src}[k];")
             if group.jacobian:
                 with w.block(f"for (int i = 0; i < {sizes[0]}; ++i) {{"):
                     if tsrc is None:
                         w(f"{tdst}[j][i] = {W}[j * {n_in} + i];")
                     else:
-                        w("double tv = 0.0;")
+                        w("real tv = 0.0;")
                         w(f"for (int k = 0; k < {n_in}; ++k) tv = tv + {W}[j * {n_in} + k] * {tsrc}[k][i];")
                         w(f"{tdst}[j][i] = tv;")
                     if not last:

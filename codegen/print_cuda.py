@@ -361,6 +361,9 @@ class CudaLoopPrinter:
             self._declare_array(w, name, element, dims)
 
     def _if(self, w, s, lanes):
+        if self.expr(s.cond) == "true":      # ``valid``: every thread is a trajectory
+            (self.lanes if lanes else self.block)(w, s.then)
+            return
         branch = s
         header = f"if ({self.expr(branch.cond)})"
         while True:

@@ -20,11 +20,12 @@ import numpy as np
 
 from ..abi import ADAPTIVE_ARGS, FIXED_ARGS, OUTPUT_ARGS, arg_type
 from .arguments import model_arguments, run_adaptive, run_fixed, step_classes
-from .cache import write_source
+from .cache import source_hash, write_source
 
 _SCALARS = {"i64": (ctypes.c_longlong, np.int64), "u64": (ctypes.c_ulonglong, np.uint64),
             "f64": (ctypes.c_double, np.float64), "i8": (ctypes.c_byte, np.int8), "bool": (ctypes.c_bool, np.bool_)}
 THREADS_PER_BLOCK = 128
+_MODULES = {}     # (source hash, compute capability) -> cupy.RawModule
 
 
 def threads_per_block(limit: int) -> int:
@@ -118,7 +119,10 @@ class CudaKernel(_CudaKernelBase):
         super().__init__(source, arguments, adaptive)
         cp = require_gpu()
         self.cp = cp
-        self.module = cp.RawModule(code=source, options=("-std=c++17",))
+        key = (source_hash(source), cp.cuda.Device().compute_capability)
+        if key not in _MODULES:          # one module per source and device architecture in this process
+            _MODULES[key] = cp.RawModule(code=source, options=("-std=c++17",))   # CuPy caches the NVRTC build on disk
+        self.module = _MODULES[key]
 
     def launch(self, n, spec, fixed, extra, state):
         cp = self.cp

@@ -254,12 +254,18 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     if options.get("distributed") not in (None, False) or any(
             options.get(key) is not None for key in CHUNKED_OPTIONS if key not in ("distributed", "retries", "store_format")):
         from .distributed import solve_chunked
-        return solve_chunked(target, method, dt, **options)
+        return _on_device(target, solve_chunked(target, method, dt, **options))
     from .distributed import check_options       # used only when chunked, checked always
     check_options(options.pop("retries", 2), options.pop("store_format", "auto"))
     p = plan(target, method, dt, **options)
-    sol = p.solution(p.kernel.run(p.inputs, Chunk(0, p.n)))
-    if getattr(target, "on_device", False):       # CuPy / torch CUDA inputs: the states come back on the device
+    return _on_device(target, p.solution(p.kernel.run(p.inputs, Chunk(0, p.n))))
+
+
+def _on_device(target, sol):
+    """CuPy / torch CUDA inputs: the solution's states come back on the device (a CuPy array); a store's
+    memory-mapped states and reductions stay where they are."""
+    if getattr(target, "on_device", False) and isinstance(sol, Solution) and isinstance(sol.y, np.ndarray) \
+            and not isinstance(sol.y, np.memmap):
         from sdekit.kernels.cuda_arrays import to_device
         sol.y = to_device(sol.y)
     return sol

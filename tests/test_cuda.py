@@ -206,6 +206,8 @@ _FLOAT32 = ("Tsit5", "ETDRK3", "ROS34PW2", "Exprb43", "SRA1")
 def _sources():
     for m in FIXED + SDE:
         yield m, False, "float64"
+        if m.name in ("RK4", "ETDRK4", "Exprb43", "EM", "SETD1"):      # float32 fixed-step kernels too
+            yield m, False, "float32"
     for m in ADAPTIVE + [m for m in SDE if m.adaptive]:
         yield m, True, "float64"
         if m.name in _FLOAT32:
@@ -433,6 +435,9 @@ def test_cuda_array_inputs_give_device_outputs(monkeypatch):
     ref = sk.solve(ens_host, "RK4", dt=0.05, backend="numpy")
     assert isinstance(sol.y, _FakeCupyArray) and len(moved) == 1
     np.testing.assert_array_equal(sol.y.get(), ref.y)
+    chunked = sk.solve(ens, "RK4", dt=0.05, backend="numpy", chunk_size=2)      # solve_chunked too
+    assert isinstance(chunked.y, _FakeCupyArray) and len(moved) == 2
+    np.testing.assert_array_equal(chunked.y.get(), ref.y)
     assert isinstance(sk.solve(ens_host, "RK4", dt=0.05, backend="numpy").y, np.ndarray)
     assert not cuda_arrays.is_cuda_array(rng.normal(size=3))
 
@@ -463,3 +468,51 @@ def test_the_array_step_kernel_compiles_with_nvrtc():
     from sdekit.kernels.cuda_backend import nvrtc_ptx
     for dtype in ("float32", "float64"):
         assert ".visible .entry lincomb(" in nvrtc_ptx(lincomb_source(dtype, 8))
+
+
+# ---- on a GPU (run only where CuPy finds a CUDA device; benchmarks/cuda_device.py runs the same and times it) --
+
+
+@pytest.fixture
+def gpu():
+    from sdekit.kernels.cuda_backend import require_gpu
+    try:
+        return require_gpu()
+    except RuntimeError as e:
+        pytest.skip(f"no GPU here: {e}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method, make, kw", [
+    ("RK4", lambda: ensemble("dense"), dict(dt=0.01)),
+    ("Tsit5", lambda: ensemble("diagonal"), dict(rtol=1e-7, atol=1e-9)),
+    ("Exprb43", lambda: ensemble("dense", n=9), dict(dt=0.05)),
+    ("EM", lambda: sde_ensemble("general", next(m for m in SDE if m.name == "EM")), dict(dt=0.01, seed=3)),
+    ("SRA1", lambda: sde_ensemble("diagonal", next(m for m in SDE if m.name == "SRA1")), dict(dt=0.01, seed=3))])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_gpu_agrees_with_numba(gpu, method, make, kw, dtype):
+    """backend="cuda" on the device: the Numba kernel's trajectories (float64 1e-12 of scale; float32 within
+    its rounding; the GPU contracts a·b + c into FMAs as Numba does)."""
+    ens = make()
+    _agree(sk.solve(ens, method, backend="numba", dtype=dtype, **kw), sk.solve(ens, method, backend="cuda", dtype=dtype, **kw),
+           dtype, 1e-11 if dtype == "float64" else 1e-4)
+
+
+@pytest.mark.gpu
+def test_device_inputs_come_back_on_the_device(gpu):
+    ens = ensemble("diagonal", n=5)
+    on = sk.Ensemble(ens.problem, y0=gpu.asarray(ens.y0))
+    sol = sk.solve(on, "RK4", dt=0.05, backend="cuda")
+    assert isinstance(sol.y, gpu.ndarray)
+    np.testing.assert_allclose(gpu.asnumpy(sol.y), sk.solve(ens, "RK4", dt=0.05, backend="numba").y, rtol=1e-12)
+
+
+@pytest.mark.gpu
+def test_the_array_step_kernel_on_the_gpu(gpu):
+    from sdekit.kernels.cuda_arrays import fused_cuda
+    from sdekit.kernels.lincomb import fused
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=70000) for _ in range(11)]      # two passes of WIDTH arrays
+    coefs = rng.normal(size=11)
+    got = fused_cuda(coefs, [gpu.asarray(a) for a in arrays])
+    np.testing.assert_allclose(gpu.asnumpy(got), fused(coefs, arrays), rtol=1e-13, atol=1e-13)
