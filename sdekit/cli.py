@@ -68,6 +68,7 @@ def main(argv=None) -> int:
                    help="numba (default; the array path for a model solve routes there), numpy or cuda (CUDA C source)")
     i.add_argument("--adaptive", action="store_true",
                    help="the kernel with per-trajectory step control (methods with an error estimate)")
+    i.add_argument("--dtype", default="float64", choices=("float64", "float32"), help="the kernel's float type")
     args = parser.parse_args(argv)
     if args.cmd is None:
         parser.print_help()
@@ -98,7 +99,7 @@ def _run(args) -> int:
         model = _load_model(args.model)
         target = model.problem.model if hasattr(model, "problem") else model
         method = args.method or ("EM" if getattr(target, "stochastic", False) else "RK4")
-        print(inspect(model, method, args.backend, adaptive=args.adaptive))
+        print(inspect(model, method, args.backend, dtype=args.dtype, adaptive=args.adaptive))
     return 0
 
 

@@ -14,7 +14,7 @@ import sympy as sp
 
 from sdekit.symbols import t
 
-__all__ = ["Schedule", "DiscreteVP", "GaussianMixture", "MLPNetwork", "sample", "timesteps", "SAMPLERS", "STOCHASTIC",
+__all__ = ["Schedule", "DiscreteVP", "GaussianMixture", "MLPNetwork", "sample", "timesteps", "nfe", "SAMPLERS", "STOCHASTIC",
            "invert", "edict", "bdia", "reversible_heun", "rf_solver", "fireflow", "controlled", "vp_linear", "vp_cosine", "vp", "sub_vp", "ve", "edm", "flow_matching",
            "mean_reverting"]
 

@@ -25,6 +25,10 @@ def test_cli_methods_and_inspect(capsys):
     assert main(["inspect", "demo", "--method", "SETD1"]) == 0
     out = capsys.readouterr().out
     assert "def kernel(blk0, blk1," in out and "nogil=True" in out and "tree_step(" in out
+    # the CUDA C of the demo's neural SDE, float32: the printed tree and Philox, the weights read into shared memory
+    assert main(["inspect", "demo", "--method", "EM", "--backend", "cuda", "--dtype", "float32"]) == 0
+    out = capsys.readouterr().out
+    assert "typedef float real;" in out and "__device__ void tree_advance(" in out and "__shared__ real s_f_W0" in out
 
 
 def test_readme_shows_the_catalogue_as_it_is():
