@@ -107,7 +107,8 @@ def test_host_compiled_cuda_sde_agrees_with_numpy(method, noise):
 
 
 _SDE_WITH_NUMBA = [("EM", "general", "float64"), ("EM", "general", "float32"), ("Milstein", "diagonal", "float64"),
-                   ("SETD1", "scalar", "float64"), ("SRA1", "diagonal", "float64"), ("SRA1", "diagonal", "float32")]
+                   ("SETD1", "scalar", "float64"), ("SETD1", "scalar", "float32"), ("SRA1", "diagonal", "float64"),
+                   ("SRA1", "diagonal", "float32")]
 
 
 @pytest.mark.parametrize("name, noise, dtype", _SDE_WITH_NUMBA)
