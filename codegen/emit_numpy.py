@@ -17,7 +17,9 @@ from .analysis import SemilinearForm
 from .builders import milstein_terms
 from .drivers import adaptive_loop, fixed_loop
 from .lane_operators import jacobian_operator_name
+from .errors import ModelError
 from .lowering import lower
+from .neural import External
 from .neural import activation, activation_grad
 from ..abi import LINEAR_ARGS, NUMPY_MODEL_ARGS
 from .print_numpy import PRELUDE, NumpyLoopPrinter
@@ -56,6 +58,12 @@ def _body(lowered, indent="    "):
     for g in lowered.net_groups:
         ins = ", ".join(pr(a) for a in g.inputs)
         act = f"act_{g.net.activation}"
+        if isinstance(g.net, External):
+            if g.jacobian:
+                raise ModelError(f"External network {g.net.name!r} has no Jacobian: exponential Rosenbrock methods "
+                                 "need ∂N/∂y; use an exponential (ETD) or explicit method")
+            lines.append(f"{indent}{g.out} = external_forward(nets[{g.net.name!r}], ({ins},))")
+            continue
         if g.jacobian:
             lines.append(f"{indent}{g.out}, {g.out}_jac = mlp_forward_jacobian(nets[{g.net.name!r}], {act}, "
                          f"{act}_grad, ({ins},))")
@@ -69,7 +77,7 @@ def _activation_functions(form, grad: bool) -> list:
     """``act_<kind>(x)`` (and ``act_<kind>_grad``: σ', for the networks' Jacobians) of each activation
     the model's networks use, printed from ``codegen.neural.ACTIVATIONS``; ``mlp_forward`` applies them."""
     lines = []
-    for kind in sorted({net.activation for net in form.nets.values()}):
+    for kind in sorted({net.activation for net in form.nets.values() if not isinstance(net, External)}):
         for suffix, expr in [("", activation(kind))] + ([("_grad", activation_grad(kind))] if grad else []):
             lines += [f"def act_{kind}{suffix}(x):", f"    return {pr(expr)}", ""]
     return lines
@@ -232,8 +240,8 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme, adaptive: bool = False)
         "import numpy",
         "import numpy as np",
         "import scipy.special",
-        "from sdekit.kernels.numpy_runtime import (add_linear, apply_augmented, apply_dense, matvec, mlp_forward,",
-        "                                          mlp_forward_jacobian, phi_lanes)",
+        "from sdekit.kernels.numpy_runtime import (add_linear, apply_augmented, apply_dense, external_forward, matvec,",
+        "                                          mlp_forward, mlp_forward_jacobian, phi_lanes)",
         *printer.imports(),
         "",
         f"D = DIM = {d}",

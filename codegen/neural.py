@@ -201,6 +201,54 @@ class MLP:
         return f"MLP({self.name!r}, {list(self.sizes)}, activation={self.activation!r})"
 
 
+class External(MLP):
+    """A network the host calls: any batched callable ``fn(X)``, X (n, n_in) rows of inputs (the state
+    components and, when the model passes it, t), returning (n, n_out) — numpy, or a torch module on its
+    device (``kernels.numpy_runtime.external_forward`` converts).  The callable is given at solve time as
+    the problem's ``nets={name: fn}``, as an MLP's weights are.  It runs on the numpy backend, which calls
+    it once per stage on the whole ensemble; fused kernels (Numba, CUDA) cannot call Python."""
+
+    def __init__(self, name: str, n_in: int, n_out: int):
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ModelError(f"External name must be a Python identifier, got {name!r}")
+        if int(n_in) < 1 or int(n_out) < 1:
+            raise ModelError(f"External {name!r}: n_in and n_out must be >= 1, got {n_in}, {n_out}")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "sizes", (int(n_in), int(n_out)))
+        object.__setattr__(self, "activation", "external")
+        key = ("external", name, self.sizes)
+        if key not in _TERM_CLASSES:
+            _TERM_CLASSES[key] = (type(f"NetCall_{name}", (NetCall,), {"net": self}),
+                                  type(f"NetGrad_{name}", (NetGrad,), {"net": self}))
+        call, grad = _TERM_CLASSES[key]
+        object.__setattr__(self, "_call", call)
+        object.__setattr__(self, "_grad", grad)
+
+    def _spec(self) -> tuple:
+        return self.name, self.sizes[0], self.sizes[1]
+
+    def __reduce__(self):
+        return External, self._spec()
+
+    def __eq__(self, other):
+        return isinstance(other, External) and self._spec() == other._spec()
+
+    def __hash__(self):
+        return hash(("external",) + self._spec())
+
+    @property
+    def flops(self) -> int:
+        return 0
+
+    def __repr__(self):
+        return f"External({self.name!r}, n_in={self.sizes[0]}, n_out={self.sizes[1]})"
+
+
+def externals_in(nets: dict) -> list:
+    """Names of the External networks among a form's ``nets``."""
+    return [name for name, net in nets.items() if isinstance(net, External)]
+
+
 def net_calls(expr) -> set:
     """All NetCall terms inside ``expr`` (a sympy expression or Matrix)."""
     exprs = list(expr) if isinstance(expr, sp.MatrixBase) else [sp.sympify(expr)]

@@ -25,6 +25,29 @@ def mlp_forward_jacobian(weights, activation, activation_grad, inputs, tangents=
     return x, T
 
 
+def external_forward(fn, inputs):
+    """Output (n_out, n) of the host network ``fn`` (``sdekit.External``) on ``inputs`` (rows of shape (n,)):
+    one call on the batch X (n, n_in).  A torch module gets a tensor on its parameters' device (no autograd)
+    and its output comes back as numpy; any other callable gets the numpy batch."""
+    x = np.ascontiguousarray(np.stack(np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in inputs)), axis=-1))
+    if x.ndim == 1:
+        x = x[None, :]
+    if type(fn).__module__.startswith("torch"):
+        import torch
+        param = next(fn.parameters(), None)
+        with torch.no_grad():
+            out = fn(torch.as_tensor(x, dtype=param.dtype if param is not None else torch.float64,
+                                     device=param.device if param is not None else "cpu"))
+        out = out.detach().cpu().numpy()
+    else:
+        out = fn(x)
+        out = out.get() if hasattr(out, "get") and not isinstance(out, np.ndarray) else np.asarray(out)
+    out = np.asarray(out, dtype=float)
+    if out.ndim != 2 or out.shape[0] != x.shape[0]:
+        raise ValueError(f"an External network must return (n, n_out) for inputs (n, n_in) = {x.shape}; got {out.shape}")
+    return out.T
+
+
 def mlp_forward(weights, activation, inputs):
     """Output (n_out, n) of the MLP ``weights = [(W, b), ...]`` on ``inputs`` (rows of shape (n,)).
 

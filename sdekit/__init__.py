@@ -15,11 +15,11 @@ from sdekit.problem import Ensemble, ODEProblem, SDEProblem
 from sdekit.catalogue import methods
 from sdekit.solution import Solution
 from sdekit.solve import brownian_tree, inspect, solve
-from sdekit.symbols import MLP, params, states, t
+from sdekit.symbols import MLP, External, params, states, t
 from sdekit import diffusion
 from sdekit.fields import FieldODE, FieldProblem, diagonal, field, fourier, laplacian, matrix
 
 __version__ = "0.2.0"
 __all__ = ["ModelError", "brownian_tree", "inspect", "ODE", "SDE", "ODEProblem", "SDEProblem", "Ensemble", "Solution", "solve", "methods",
-           "MLP", "params", "states", "t", "diffusion",
+           "MLP", "External", "params", "states", "t", "diffusion",
            "field", "fourier", "laplacian", "diagonal", "matrix", "FieldODE", "FieldProblem"]

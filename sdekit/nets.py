@@ -36,7 +36,14 @@ def from_torch(seq, net) -> list:
 
 
 def check_weights(net, weights, dtype) -> list:
-    """Validated weights ``[(W (out, in), b (out,)), ...]`` cast to ``dtype``; ValueError naming the layer."""
+    """Validated weights ``[(W (out, in), b (out,)), ...]`` cast to ``dtype``; ValueError naming the layer.
+    An ``sdekit.External`` network's "weights" are its callable, returned as it is."""
+    from sdekit.codegen.neural import External
+    if isinstance(net, External):
+        if not callable(weights):
+            raise ValueError(f"External network {net.name!r}: nets={{{net.name!r}: fn}} needs a callable fn(X) on batches "
+                             f"X (n, {net.sizes[0]}) returning (n, {net.sizes[1]}), got {type(weights).__name__}")
+        return weights
     if type(weights).__name__ == "Sequential":
         weights = from_torch(weights, net)
     if hasattr(weights, "keys"):   # e.g. a torch state_dict(): names, not layers in order

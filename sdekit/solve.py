@@ -310,9 +310,7 @@ def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, s
     adaptive = step_control(m, dt, ts, adaptive, rtol, atol)
     if backend is not None and not isinstance(backend, str):
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    backend = (backend or "numba").lower()
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; available: {BACKENDS}")
+    backend = _backend(model.form, backend)
     try:
         dtype = np.dtype(dtype)
     except TypeError:
@@ -494,10 +492,21 @@ def inspect(model, method: str, backend: str | None = None, dtype=np.float64, ad
         if array is not None:
             return ("# solve() runs this model on the array path (sdekit.fields.route: a symmetric dense L of dimension "
                     f">= 64); backend= keeps the per-trajectory kernels\n{field_source(array, method, adaptive)}")
-        backend = "numba"
-    if backend.lower() not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; available: {BACKENDS}")
     target = model.problem.model if isinstance(model, Ensemble) else getattr(model, "model", model)
     if not isinstance(target, (ODE, SDE)):
         raise ValueError(f"inspect needs a sdekit ODE/SDE, problem or Ensemble, got {type(model).__name__}")
-    return scheme_and_source(target, get_method(method), backend.lower(), dtype, adaptive)[1]
+    return scheme_and_source(target, get_method(method), _backend(target.form, backend), dtype, adaptive)[1]
+
+
+def _backend(form, backend) -> str:
+    """The backend a solve of ``form`` runs on: ``backend``, or by default Numba — numpy for models with
+    ``sdekit.External`` networks, which only the host can call (a ModelError for any other backend)."""
+    from sdekit.codegen.neural import externals_in
+    externals = externals_in(form.nets)
+    backend = (backend or ("numpy" if externals else "numba")).lower()
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; available: {BACKENDS}")
+    if externals and backend != "numpy":
+        raise ModelError(f"the External network(s) {externals} are called by the host once per stage: backend='numpy' "
+                         f"(the default for such models), not {backend!r}")
+    return backend

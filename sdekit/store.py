@@ -39,7 +39,11 @@ def fingerprint(ens, method: str, dt, options: dict) -> str:
     if form.linear_numeric is not None:
         arrays.append(form.linear_numeric)
     for name in sorted(prob.nets):
-        arrays += [x for pair in check_weights(form.nets[name], prob.nets[name], np.float64) for x in pair]
+        weights = check_weights(form.nets[name], prob.nets[name], np.float64)
+        if callable(weights):        # an External network: its callable's name (its parameters are the user's)
+            h.update(f"external {name} {getattr(weights, '__qualname__', type(weights).__name__)}".encode())
+            continue
+        arrays += [x for pair in weights for x in pair]
     for a in arrays:
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()

@@ -5,9 +5,9 @@ import sympy as sp
 
 from sdekit.codegen.analysis import Param, t
 from sdekit.codegen.errors import ModelError
-from sdekit.codegen.neural import MLP
+from sdekit.codegen.neural import MLP, External
 
-__all__ = ["states", "params", "t", "MLP"]
+__all__ = ["states", "params", "t", "MLP", "External"]
 
 
 def states(name: str, d: int) -> sp.Matrix:
