@@ -1,6 +1,6 @@
 """The loop IR: a solver's driver (time loop, noise, controller, saving, retcodes) as statements that
 every backend prints (``print_numba``: blocks of lanes; ``print_numpy``: the ensemble vectorised with
-masks; later CUDA C: one thread per trajectory).  The step itself is the :class:`StepScheme` IR;
+masks; ``print_cuda``: CUDA C, one thread per trajectory).  The step itself is the :class:`StepScheme` IR;
 ``drivers.py`` builds the loops from it.
 
 Values are *uniform* (one per block: the step counter, ``fsal_ready``, kernel arguments) or *per lane*
