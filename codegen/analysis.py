@@ -116,6 +116,14 @@ class SemilinearForm:
         F = self.forcing
         return [sp.diff(F[i], y) for i in range(self.dim) for y in self.states] + [sp.diff(e, t) for e in F]
 
+    @staticmethod
+    def jacobian_entries(outputs, d: int):
+        """(i, j, e) of the entries of :meth:`forcing_jacobian`'s layout (``outputs``: those entries, lowered)
+        that are not identically zero: J̃[i, j], j = d the t column."""
+        for k, e in enumerate(outputs):
+            if sp.sympify(e) != 0:
+                yield (k // d, k % d, e) if k < d * d else (k - d * d, d, e)
+
     @property
     def drift(self) -> sp.Matrix:
         """The full drift ``L y + c + N`` (symbolic L only)."""

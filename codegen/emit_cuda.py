@@ -252,10 +252,7 @@ class _Hooks:
                 _net_pass(w, g, pr)
             for var, e in low.assignments:
                 w(f"const double {var} = {pr(e)};")
-            for k, e in enumerate(low.outputs):
-                if sp.sympify(e) == 0:
-                    continue
-                i, j = (k // d, k % d) if k < d * d else (k - d * d, d)
+            for i, j, e in form.jacobian_entries(low.outputs, d):
                 w(f"{entry(i, j)} = {entry(i, j)} + {pr(sp.sympify(e))};")
         w("}")
         w()

@@ -103,10 +103,8 @@ def _jacobian_function(form):
     lowered = lower(form.forcing_jacobian(), form, _state)
     lines = ["def jacobian(y, t, p, nets, L):", f'    """{JACOBIAN_DOC}"""'] + _body(lowered)
     lines.append(f"    out = numpy.zeros(({d + 1}, {d + 1}, y.shape[1]), dtype=y.dtype)")
-    for k, e in enumerate(lowered.outputs):
-        if sp.sympify(e) != 0:
-            i, j = (k // d, k % d) if k < d * d else (k - d * d, d)
-            lines.append(f"    out[{i}, {j}] = {pr(e)}")
+    for i, j, e in form.jacobian_entries(lowered.outputs, d):
+        lines.append(f"    out[{i}, {j}] = {pr(e)}")
     lines.append(f"    return add_linear(out, L, {form.linear_structure!r})")
     return lines
 

@@ -150,10 +150,13 @@ class MLP:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "activation", activation)
-        key = (name, sizes, activation)
+        self._bind_terms((name, sizes, activation))
+
+    def _bind_terms(self, key):
+        """The sympy term classes of this network (NetCall/NetGrad subclasses carrying it), one per ``key``."""
         if key not in _TERM_CLASSES:
-            _TERM_CLASSES[key] = (type(f"NetCall_{name}", (NetCall,), {"net": self}),
-                                  type(f"NetGrad_{name}", (NetGrad,), {"net": self}))
+            _TERM_CLASSES[key] = (type(f"NetCall_{self.name}", (NetCall,), {"net": self}),
+                                  type(f"NetGrad_{self.name}", (NetGrad,), {"net": self}))
         call, grad = _TERM_CLASSES[key]
         object.__setattr__(self, "_call", call)
         object.__setattr__(self, "_grad", grad)
@@ -216,13 +219,7 @@ class External(MLP):
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "sizes", (int(n_in), int(n_out)))
         object.__setattr__(self, "activation", "external")
-        key = ("external", name, self.sizes)
-        if key not in _TERM_CLASSES:
-            _TERM_CLASSES[key] = (type(f"NetCall_{name}", (NetCall,), {"net": self}),
-                                  type(f"NetGrad_{name}", (NetGrad,), {"net": self}))
-        call, grad = _TERM_CLASSES[key]
-        object.__setattr__(self, "_call", call)
-        object.__setattr__(self, "_grad", grad)
+        self._bind_terms(("external", name, self.sizes))
 
     def _spec(self) -> tuple:
         return self.name, self.sizes[0], self.sizes[1]

@@ -431,10 +431,7 @@ def _emit_jacobian_function(w, form, jac, extra, adaptive):
             _lane_prelude(w, form, jac, "st")
             for var, e in jac.assignments:
                 w(f"{var} = {pr(e)}")
-            for k, e in enumerate(jac.outputs):
-                if sp.sympify(e) == 0:
-                    continue
-                i, j = (k // d, k % d) if k < d * d else (k - d * d, d)
+            for i, j, e in form.jacobian_entries(jac.outputs, d):
                 plus_l = j < d and (structure == "dense" or (linear and i == j))
                 w(f"Jout[{i}, {j}, b] = {pr(e)}" + (f" + Jout[{i}, {j}, b]" if plus_l else ""))
     w()

@@ -22,12 +22,13 @@ def is_cuda_array(a) -> bool:
 
 
 def host(x):
-    """x as a numpy array: a CUDA array is copied to the host (CuPy ``get``, torch ``cpu``); others as they are."""
-    if not is_cuda_array(x):
-        return x
-    if type(x).__module__.startswith("torch"):
+    """x on the host: a torch tensor as numpy (detached, copied from its device), a CuPy array copied (``get``);
+    anything else as it is."""
+    if type(x).__module__.startswith("torch") and hasattr(x, "detach"):
         return x.detach().cpu().numpy()
-    return x.get()
+    if is_cuda_array(x):
+        return x.get()
+    return x
 
 
 def to_device(a):

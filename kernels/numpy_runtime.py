@@ -38,11 +38,10 @@ def external_forward(fn, inputs):
         with torch.no_grad():
             out = fn(torch.as_tensor(x, dtype=param.dtype if param is not None else torch.float64,
                                      device=param.device if param is not None else "cpu"))
-        out = out.detach().cpu().numpy()
     else:
         out = fn(x)
-        out = out.get() if hasattr(out, "get") and not isinstance(out, np.ndarray) else np.asarray(out)
-    out = np.asarray(out, dtype=float)
+    from .cuda_arrays import host
+    out = np.asarray(host(out), dtype=float)
     if out.ndim != 2 or out.shape[0] != x.shape[0]:
         raise ValueError(f"an External network must return (n, n_out) for inputs (n, n_in) = {x.shape}; got {out.shape}")
     return out.T

@@ -193,10 +193,9 @@ def _newton(back, target, x, tol, maxiter, jvp=None):
 
 
 def _numpy(a) -> np.ndarray:
-    """A numpy copy of a numpy, torch or CuPy array."""
-    if hasattr(a, "detach"):
-        return a.detach().cpu().numpy()
-    return np.asarray(a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a)
+    """A numpy array of a numpy, torch or CuPy array."""
+    from sdekit.kernels.cuda_arrays import host
+    return np.asarray(host(a))
 
 
 def _per_row(values, like):

@@ -9,8 +9,6 @@ _TORCH_ACTIVATIONS = {"Tanh": "tanh", "ReLU": "relu", "Sigmoid": "sigmoid", "Sof
 
 def _to_numpy(x):
     from sdekit.kernels.cuda_arrays import host
-    if hasattr(x, "detach"):  # torch tensor
-        x = x.detach().cpu().numpy()
     return np.asarray(host(x), dtype=float)
 
 
