@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .lincomb import WIDTH
+from .lincomb import WIDTH, in_passes
 
 _KERNELS = {}          # dtype -> compiled CuPy kernel (CuPy caches the NVRTC build per source and device)
 THREADS = 256
@@ -55,19 +55,13 @@ def fused_cuda(coefs, arrays):
     if dtype not in ("float32", "float64") or any(x.dtype != xs[0].dtype or x.size != xs[0].size for x in xs):
         raise ValueError(f"fused_cuda: arrays of one float dtype and size, got {[(str(x.dtype), x.size) for x in xs]}")
     kernel, n = _kernel(cp, dtype), xs[0].size
-    coefs, out = list(coefs), None
-    while True:
-        if out is not None:
-            coefs, xs = [1.0] + coefs, [out] + xs
-        head_c, head_a, coefs, xs = coefs[:WIDTH], xs[:WIDTH], coefs[WIDTH:], xs[WIDTH:]
-        pad = WIDTH - len(head_a)
-        out = cp.empty_like(head_a[0])
-        c = cp.asarray(np.array(head_c + [0.0] * pad, dtype=np.float64))
-        blocks = min(-(-n // THREADS), 65535 * 8)
-        kernel((blocks,), (THREADS,), (np.int64(n), c, *(head_a + [head_a[0]] * pad), out))
-        if not xs:
-            break
-    out = out.reshape(tuple(arrays[0].shape))
+
+    def one_pass(c, a):
+        out = cp.empty_like(a[0])
+        kernel((min(-(-n // THREADS), 65535 * 8),), (THREADS,),
+               (np.int64(n), cp.asarray(np.array(c, dtype=np.float64)), *a, out))
+        return out
+    out = in_passes(coefs, xs, one_pass).reshape(tuple(arrays[0].shape))
     if torch_in:
         import torch
         return torch.from_dlpack(out)

@@ -25,18 +25,27 @@ def lincomb(coefs, arrays, out):
 WIDTH = 8
 
 
-def fused(coefs, arrays):
-    """Σ c_k a_k for numpy arrays of one float dtype and size, as a new 1-D array: one pass per WIDTH arrays
-    (a longer sum carries the partial result into the next pass)."""
-    coefs, arrays = list(coefs), [np.ascontiguousarray(a).reshape(-1) for a in arrays]
-    out = None
+def in_passes(coefs, arrays, one_pass):
+    """Σ c_k a_k as passes of WIDTH arrays: ``one_pass(coefs, arrays)`` combines exactly WIDTH (fewer are padded
+    with the first array at coefficient 0) into a new array; a longer sum carries the partial result into the
+    next pass.  The CPU pass (:func:`fused`) and the GPU's (``kernels.cuda_arrays.fused_cuda``) share it."""
+    coefs, arrays, out = list(coefs), list(arrays), None
     while True:
         if out is not None:
             coefs, arrays = [1.0] + coefs, [out] + arrays
         head_c, head_a = coefs[:WIDTH], arrays[:WIDTH]
         coefs, arrays = coefs[WIDTH:], arrays[WIDTH:]
         pad = WIDTH - len(head_a)
-        out = np.empty(head_a[0].shape, dtype=head_a[0].dtype)
-        lincomb(np.array(head_c + [0.0] * pad), tuple(head_a + [head_a[0]] * pad), out)
+        out = one_pass(head_c + [0.0] * pad, head_a + [head_a[0]] * pad)
         if not arrays:
             return out
+
+
+def fused(coefs, arrays):
+    """Σ c_k a_k for numpy arrays of one float dtype and size, as a new 1-D array (:func:`in_passes` of
+    :func:`lincomb`)."""
+    def one_pass(c, a):
+        out = np.empty(a[0].shape, dtype=a[0].dtype)
+        lincomb(np.array(c), tuple(a), out)
+        return out
+    return in_passes(coefs, [np.ascontiguousarray(a).reshape(-1) for a in arrays], one_pass)

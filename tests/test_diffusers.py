@@ -270,6 +270,10 @@ def test_classifier_free_guidance_is_the_guided_model(setup):
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="needs both uncond"):
         D.sample(schedule, eps, x, ts, "ddim", guidance_scale=w)
+    with pytest.raises(ValueError, match="quantile ratio"):
+        D.sample(schedule, eps, x, ts, "ddim", thresholding=1.5)
+    with pytest.raises(ValueError, match="sample_max_value"):
+        D.sample(schedule, eps, x, ts, "ddim", thresholding=0.9, sample_max_value=0.5)
 
 
 @pytest.mark.parametrize("steps", [6, 15])
