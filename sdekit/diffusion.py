@@ -15,7 +15,7 @@ import sympy as sp
 from sdekit.symbols import t
 
 __all__ = ["Schedule", "DiscreteVP", "GaussianMixture", "MLPNetwork", "sample", "timesteps", "nfe", "SAMPLERS", "STOCHASTIC",
-           "invert", "edict", "bdia", "reversible_heun", "rf_solver", "fireflow", "controlled", "vp_linear", "vp_cosine", "vp", "sub_vp", "ve", "edm", "flow_matching",
+           "probability_flow", "reverse_sde", "invert", "edict", "bdia", "reversible_heun", "rf_solver", "fireflow", "controlled", "vp_linear", "vp_cosine", "vp", "sub_vp", "ve", "edm", "flow_matching",
            "mean_reverting"]
 
 
@@ -165,6 +165,20 @@ class GaussianMixture:
         return eps
 
 
+    def eps_expression(self, schedule, x) -> sp.Matrix:
+        """The same ε(x, t) as a sympy vector in the states ``x`` and ``sk.t`` (for a symbolic schedule): a
+        closed-form network the fused kernels compile.  The responsibilities are written γ_k = 1/Σ_j e^{l_j − l_k}
+        (l_k the components' log densities), which overflows to γ_k = 0, never to NaN, far from component k."""
+        x = sp.Matrix(x)
+        a, s = schedule.alpha, schedule.sigma
+        var = [a**2 * sp.Float(sk) ** 2 + s**2 for sk in self.stds]
+        diff = [x - a * sp.Matrix([sp.Float(v) for v in mu]) for mu in self.means]
+        logp = [sp.log(sp.Float(wk)) - (dk.T * dk)[0] / (2 * vk) - len(x) * sp.log(vk) / 2
+                for wk, dk, vk in zip(self.weights, diff, var)]
+        gamma = [1 / sum(sp.exp(lj - lk) for lj in logp) for lk in logp]
+        return s * sum((g / vk * dk for g, vk, dk in zip(gamma, var, diff)), sp.zeros(len(x), 1))
+
+
 class DiscreteVP:
     """A discrete DDPM schedule (diffusers' ``alphas_cumprod``): log α_n = ½ log ᾱ_n at t_n = (n+1)/N,
     log α piecewise linear in t and t piecewise linear in log α (methods.md §2.2)."""
@@ -203,4 +217,5 @@ class DiscreteVP:
 
 from sdekit.sampling import SAMPLERS, STOCHASTIC, nfe, sample, timesteps  # noqa: E402  (the samplers read these schedules)
 from sdekit.nets import MLPNetwork  # noqa: E402
+from sdekit.diffusion_models import probability_flow, reverse_sde  # noqa: E402
 from sdekit.inversion import bdia, controlled, edict, fireflow, invert, reversible_heun, rf_solver  # noqa: E402

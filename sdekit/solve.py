@@ -243,8 +243,15 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     statistics instead of the states; ``store=PATH`` streams the states to disk, resumable
     (:mod:`sdekit.store`: zarr when installed, else a numpy memmap; ``store_format`` chooses);
     ``memory_limit`` (bytes) streams them to a temporary store when larger.
+
+    Diffusion samplers (``sk.diffusion.SAMPLERS``: "ddim", "dpmsolver++2m", "unipc2-bh2", ...; EDM's Euler/Heun
+    as "edm-euler"/"edm-heun") solve the models of ``sk.diffusion.probability_flow`` / ``reverse_sde``
+    on ``ts`` (:func:`sdekit.diffusion_models.solve_sampler`).
     """
+    from .diffusion_models import sampler_name, solve_sampler
     from .fields import FieldProblem, route, solve_field
+    if sampler_name(method) is not None:           # a diffusion sampler on a probability-flow / reverse-SDE model
+        return _on_device(target, solve_sampler(target, method, dt, **options))
     if isinstance(target, FieldProblem):          # an array state: the array-level driver (sdekit.fields)
         return solve_field(target, method, dt, **options)
     routed = route(target, method, dt, options)    # a large symmetric dense L: the array path by default
@@ -482,8 +489,13 @@ def inspect(model, method: str, backend: str | None = None, dtype=np.float64, ad
     """The generated source that ``solve`` runs for ``model`` and ``method`` on ``backend`` (default: what
     ``solve`` picks — the Numba kernel, or the array path for a model it routes there; ``adaptive``: the
     kernel with per-trajectory step control)."""
+    from .diffusion_models import network_source, sampler_name
     from .fields import FieldODE, FieldProblem, field_source, routed_model
     from .model import ODE, SDE
+    target = model.problem.model if isinstance(model, Ensemble) else getattr(model, "model", model)
+    if sampler_name(method) is not None and getattr(target, "diffusion_process", None) is not None:
+        return (f"# {method}: sdekit.sampling's update on the host (fused per step), the network evaluated on the "
+                f"batch by this module's rhs:\n{network_source(target)}")
     if isinstance(model, (FieldODE, FieldProblem)):   # fields: the driver and the generated N
         field_model = getattr(model, "model", model)
         return f"{field_source(field_model, method, adaptive)}\n\n# N(u, t) on the grid:\n{field_model.source()}"

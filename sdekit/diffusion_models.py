@@ -1,0 +1,215 @@
+"""A schedule's probability-flow ODE and reverse SDE as sdekit models, and the samplers through ``solve``
+(issue 16).
+
+:func:`probability_flow` and :func:`reverse_sde` write, for a symbolic schedule (``sdekit.diffusion``) and a
+network given as a sympy expression of the states and ``sk.t`` (an ``sk.MLP`` or ``sk.External`` call, or a
+closed form), the drifts of Song et al. (2021, ICLR, eqs. (6), (13)) with ∇log p_t = −ε/σ:
+
+    probability flow   dx/dt = f x + g²/(2σ) ε(x, t)
+    reverse SDE        dx = (f x + g²/σ ε(x, t)) dt + g dW̄     (solved from t = T down, dt < 0)
+
+with ε the network's output converted exactly from its prediction (x = αx̂ + σε; v = αε − σx̂; flow
+u = ε − x̂).  They are ordinary sdekit models: every catalogue method solves them (Tsit5 on the Numba
+kernel, the MLP in the kernel), and ``solve(problem, sampler, ts=...)`` with a sampler of
+``sdekit.sampling`` (DDIM, DPM-Solver(++), UniPC, DEIS, PNDM, ...) runs that sampler on the model's
+schedule and network: the network evaluated on the whole batch by the numpy backend (an MLP as batched
+matrix products, an External once per call), each step's update fused (``sampling.Lazy``).  The SDE
+samplers (and DDIM with η > 0) read their noise from the problem's Brownian tree, z_i = ΔW_i/√|Δt_i| over
+the grid — the increments an EM solve of the reverse SDE on the same grid reads — so a sampler and a
+catalogue SDE method share the Brownian path and converge to the same solution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+
+from sdekit.codegen.errors import ModelError
+
+#: solve's names of the samplers whose ``sdekit.sampling`` names are catalogue methods too (Euler, Heun in t)
+SAMPLER_ALIASES = {"edm-euler": "euler", "edm-heun": "heun"}
+#: what ``solve(problem, sampler, ...)`` takes besides the problem and sampler
+SAMPLER_OPTIONS = ("ts", "dt", "seed", "backend", "lower_order_final", "eta", "thresholding", "sample_max_value")
+
+
+@dataclass(frozen=True)
+class DiffusionProcess:
+    """What a diffusion model was built from: its ``schedule``, the ``network`` output (sympy Matrix of the
+    states and t), the network's ``prediction`` ("eps", "x0", "v", "flow") and ``kind`` ("probability-flow"
+    or "reverse-sde")."""
+
+    schedule: object
+    states: sp.Matrix
+    network: sp.Matrix
+    prediction: str
+    kind: str
+
+
+def _checked(schedule, x, network, prediction):
+    from sdekit.diffusion import Schedule
+    from sdekit.sampling import PREDICTIONS
+    if not isinstance(schedule, Schedule):
+        raise ValueError(f"{type(schedule).__name__} is not a symbolic schedule (α(t), σ(t) in sympy): build the model from "
+                         "one of sk.diffusion.vp_linear, vp_cosine, vp, sub_vp, ve, edm, flow_matching, mean_reverting; "
+                         "a discrete schedule samples with sk.diffusion.sample")
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    x = sp.Matrix(x)
+    try:
+        network = sp.Matrix(network)
+    except (TypeError, ValueError, sp.SympifyError):
+        raise ModelError(f"the network must be a sympy vector (e.g. net(sp.Matrix([*x, sk.t]))), got {network!r}") from None
+    if network.shape != x.shape:
+        raise ModelError(f"the network's output has shape {network.shape}; the states {x.shape}")
+    return x, network
+
+
+def epsilon(schedule, x, out, prediction: str) -> sp.Matrix:
+    """The noise prediction ε of a network output ``out`` in ``prediction``, exactly (x = αx̂ + σε;
+    v = αε − σx̂; flow u = ε − x̂, so x̂ = (x − σu)/(α + σ))."""
+    a, s = schedule.alpha, schedule.sigma
+    if prediction == "eps":
+        return out
+    if prediction == "x0":
+        return (x - a * out) / s
+    if prediction == "v":
+        return (s * x + a * out) / (a**2 + s**2)
+    return out + (x - s * out) / (a + s)
+
+
+def probability_flow(schedule, x, network, prediction: str = "eps"):
+    """The probability-flow ODE dx/dt = f x + g²/(2σ) ε(x, t) of ``schedule`` (an ``sk.ODE``), ε the network
+    ``network`` (sympy, in the states ``x`` and ``sk.t``) converted from ``prediction``.  Solve it from the
+    schedule's largest time down (tspan (T, t_min)) with any catalogue method, or with a sampler:
+    ``sk.solve(problem, "dpmsolver++2m", ts=sk.diffusion.timesteps(schedule, 10))``."""
+    from sdekit.model import ODE
+    x, network = _checked(schedule, x, network, prediction)
+    eps = epsilon(schedule, x, network, prediction)
+    model = ODE(x, schedule.f * x + (schedule.g2 / (2 * schedule.sigma)) * eps)
+    model.diffusion_process = DiffusionProcess(schedule, x, network, prediction, "probability-flow")
+    return model
+
+
+def reverse_sde(schedule, x, network, prediction: str = "eps"):
+    """The reverse-time SDE dx = (f x + g²/σ ε(x, t)) dt + g dW̄ of ``schedule`` (an ``sk.SDE`` with diagonal
+    noise; Anderson 1982, Song et al. 2021 eq. (6)); solved from t = T down (tspan (T, t_min)) it samples
+    the data distribution — with SRA1/SETD1/EM, or with the SDE samplers (``"sde-dpmsolver++2m"``, DDIM η > 0)."""
+    from sdekit.model import SDE
+    x, network = _checked(schedule, x, network, prediction)
+    eps = epsilon(schedule, x, network, prediction)
+    g = sp.sqrt(schedule.g2)
+    model = SDE(x, drift=schedule.f * x + (schedule.g2 / schedule.sigma) * eps, diffusion=g, noise="diagonal")
+    model.diffusion_process = DiffusionProcess(schedule, x, network, prediction, "reverse-sde")
+    return model
+
+
+def sampler_name(method) -> str | None:
+    """The ``sdekit.sampling`` name of ``method`` when ``solve`` runs it as a sampler, else None (a catalogue
+    method: "Euler"/"Heun" are the catalogue's; EDM's are "edm-euler"/"edm-heun")."""
+    from sdekit.codegen.methods import _BY_NAME
+    from sdekit.sampling import SAMPLERS
+    if not isinstance(method, str):
+        return None
+    name = method.lower()
+    if name in SAMPLER_ALIASES:
+        return SAMPLER_ALIASES[name]
+    return name if name in SAMPLERS and name not in _BY_NAME else None
+
+
+def network_source(model) -> str:
+    """The generated numpy module that evaluates the model's network on a batch (``rhs`` is the network),
+    built once per model (what ``sdekit inspect`` prints for a sampler)."""
+    if "network_source" not in model._host:
+        from sdekit.codegen.builders import build_scheme
+        from sdekit.codegen.emit_numpy import emit_numpy
+        from sdekit.codegen.methods import get_method
+        from sdekit.model import ODE
+        spec = model.diffusion_process
+        form = ODE(spec.states, linear=sp.zeros(len(spec.states)), nonlinear=spec.network).form
+        model._host["network_source"] = (form, emit_numpy(form, build_scheme(form, get_method("Euler")), False))
+    return model._host["network_source"][1]
+
+
+def network_function(model):
+    """The model's network for ``params`` and ``nets`` (a problem's) as a batched callable, ``network_function(model)(
+    params, nets)(X, t)``: X (n, d) at a time t (a number), the output (n, d), evaluated by the numpy backend's
+    generated code (:func:`network_source`: an MLP as batched products, an External called once)."""
+    from sdekit.kernels.cache import load_module
+    from sdekit.nets import check_weights
+    source = network_source(model)
+    form, module = model._host["network_source"][0], load_module(source, "numpy")
+
+    def bind(params, nets):
+        nets = {name: check_weights(form.nets[name], w, np.float64) for name, w in nets.items()}
+        return lambda X, time: np.asarray(module.rhs(np.ascontiguousarray(X.T), float(time), params, nets, None)).T
+    return bind
+
+
+def solve_sampler(target, method: str, dt=None, **options):
+    """``solve(target, sampler, ts=...)`` of a :func:`probability_flow` / :func:`reverse_sde` problem or Ensemble:
+    the sampler (``sdekit.sampling.sample``) on the whole batch, from tspan's t0 down to t1 over ``ts`` (or
+    equal steps ``dt``).  Options: ``seed`` (single SDE problems), ``backend`` ("numpy": the network runs on
+    the host), ``lower_order_final``, ``eta`` (DDIM on the reverse SDE), ``thresholding``, ``sample_max_value``.
+    Saves (t0, t1); ``stats["nf"]`` counts the network calls (``sk.diffusion.nfe``)."""
+    from sdekit.abi import SUCCESS, UNSTABLE
+    from sdekit.problem import unknown_keyword
+    from sdekit.sampling import STOCHASTIC, sample
+    from sdekit.solution import Solution
+    from sdekit.solve import _targets, brownian_tree, time_grid, user_grid
+    name = sampler_name(method)
+    for key in options:
+        if key not in SAMPLER_OPTIONS:
+            raise unknown_keyword("solve", {key: None}, SAMPLER_OPTIONS)
+    problem, Y0, params, _, seed, ensemble = _targets(target, options.pop("seed", None))
+    spec = getattr(problem.model, "diffusion_process", None)
+    if spec is None:
+        raise ModelError(f"{method!r} is a diffusion sampler: it needs a model from sk.diffusion.probability_flow or "
+                         "sk.diffusion.reverse_sde (it reads the schedule and the network from it)")
+    backend = options.pop("backend", None)
+    if backend not in (None, "numpy"):
+        raise ModelError(f"the sampler {method!r} calls the network on the host, batched (backend='numpy'), not "
+                         f"{backend!r}; the Numba/CUDA kernels solve the same model with catalogue methods")
+    eta = float(options.pop("eta", 0.0))
+    stochastic = name in STOCHASTIC or eta > 0
+    want = "reverse-sde" if stochastic else "probability-flow"
+    if spec.kind != want:
+        raise ModelError(f"{method!r}{' with eta > 0' if eta > 0 else ''} solves the "
+                         f"{'reverse SDE' if stochastic else 'probability-flow ODE'}: build the model with "
+                         f"sk.diffusion.{'reverse_sde' if stochastic else 'probability_flow'}, not "
+                         f"{'probability_flow' if stochastic else 'reverse_sde'}")
+    t0, t1 = problem.tspan
+    if not t1 < t0:
+        raise ValueError(f"a sampler runs from noise to data: tspan must decrease (t1 < t0), got {problem.tspan}")
+    ts = options.pop("ts", None)
+    if (ts is None) == (dt is None):
+        raise ValueError(f"the sampler {method!r} takes fixed steps: give ts= (e.g. sk.diffusion.timesteps(schedule, 10, "
+                         "t_start=t0, t_end=t1)) or dt, not both")
+    grid = (time_grid((-t0, -t1), dt) if ts is None else user_grid((-t0, -t1), -np.asarray(ts, dtype=float))).times
+    times = -grid
+    noise = None
+    if stochastic:
+        increments = brownian_tree(target, seed).increments(grid)
+        noise = _sequential(((dW / np.sqrt(h)).T for (dW, _), h in zip(increments, np.diff(grid))))
+    net = network_function(problem.model)(params, problem.nets)
+    x, calls = sample(spec.schedule, net, np.array(Y0, dtype=float), times, name, spec.prediction, noise=noise, eta=eta,
+                      **options)
+    x = np.asarray(x)
+    finite = np.all(np.isfinite(x), axis=1)
+    codes = np.where(finite, SUCCESS, UNSTABLE)
+    y = np.stack([Y0, x], axis=1)                                    # (n, 2, d)
+    stats = {"nf": int(calls), "naccept": len(times) - 1, "nreject": 0}
+    return Solution.from_codes(np.array([t0, t1]), y if ensemble else y[0], codes, ensemble, stats=stats,
+                               method=method, backend="numpy")
+
+
+def _sequential(steps):
+    """A callable ``noise(i)`` over a generator read in order (the Brownian tree's increments, one step at a time)."""
+    it, count = iter(steps), [0]
+
+    def noise(i):
+        if i != count[0]:
+            raise RuntimeError(f"noise is read in order: step {count[0]} next, asked for {i}")
+        count[0] += 1
+        return next(it)
+    return noise

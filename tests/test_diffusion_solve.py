@@ -1,0 +1,189 @@
+"""Diffusion models as sdekit models and the samplers through ``solve`` (issue 16; sdekit.diffusion_models).
+
+The probability-flow ODE and reverse SDE of a schedule are built from sympy (f, g², and the exact
+conversion of the network's prediction); two independent checks tie them to the samplers: the samplers
+through ``solve`` converge, at their orders, to the catalogue's Tsit5 on the Numba kernel of the same
+model (its network compiled into the kernel), and the SDE samplers, reading their noise from the
+problem's Brownian tree, converge strongly to SRA1 on the same Brownian path.  An ``sk.MLP`` and an
+``sk.External`` torch network give ``sk.diffusion.sample``'s samples with the promised number of calls.
+"""
+import numpy as np
+import pytest
+import sympy as sp
+
+import sdekit as sk
+from sdekit.testing import observed_order
+
+D = sk.diffusion
+SCHEDULE = D.vp_linear()
+MIXTURE = D.GaussianMixture([[-1.0, 0.0], [1.0, 0.5]], [0.7, 0.9], [0.4, 0.6])
+X = sk.states("x", 2)
+T_END = 1e-2
+
+
+def _mlp_weights(seed=0, hidden=16):
+    rng = np.random.default_rng(seed)
+    return [(rng.normal(size=(hidden, 3)) / 3, 0.1 * rng.normal(size=hidden)),
+            (rng.normal(size=(2, hidden)) / 8, 0.1 * rng.normal(size=2))]
+
+
+def _mlp_problem(ensemble=True):
+    net = sk.MLP("eps", [3, 16, 2])
+    model = D.probability_flow(SCHEDULE, X, net(sp.Matrix([*X, sk.t])))
+    prob = sk.ODEProblem(model, [0.3, -0.2], (1.0, T_END), nets={"eps": _mlp_weights()})
+    y0 = np.random.default_rng(1).standard_normal((6, 2))
+    return (sk.Ensemble(prob, y0=y0) if ensemble else prob), y0
+
+
+def test_the_closed_form_network_is_the_mixture_score():
+    f = sp.lambdify([*X, sk.t], MIXTURE.eps_expression(SCHEDULE, X))
+    x = 3 * np.random.default_rng(0).standard_normal((8, 2))
+    for t in (0.01, 0.3, 1.0):
+        ours = np.array([np.ravel(f(*row, t)) for row in x], dtype=float)
+        assert np.allclose(ours, MIXTURE.eps(SCHEDULE)(x, t), rtol=1e-12, atol=1e-14)
+
+
+SAMPLED = ["ddim", "dpmsolver-2", "dpmsolver++2m", "dpmsolver++3m", "unipc2-bh2", "deis3", "pndm", "edm-heun", "fireflow"]
+
+
+@pytest.mark.parametrize("method", SAMPLED)
+def test_a_sampler_through_solve_is_sample_on_the_models_network(method):
+    """solve(problem, sampler, ts=...) with an sk.MLP: sk.diffusion.sample's result with the same weights (sdekit.nets
+    .MLPNetwork), and stats['nf'] the sampler's NFE."""
+    ens, y0 = _mlp_problem()
+    ts = D.timesteps(SCHEDULE, 8, t_end=T_END)
+    sol = sk.solve(ens, method, ts=ts)
+    name = {"edm-heun": "heun"}.get(method, method)
+    want, nfe = D.sample(SCHEDULE, D.MLPNetwork(_mlp_weights()), y0, ts, name)
+    assert sol.success and sol.y.shape == (6, 2, 2) and np.array_equal(sol.t, [1.0, T_END])
+    assert np.array_equal(sol.y[:, 0], y0)
+    np.testing.assert_allclose(sol.y[:, -1], want, rtol=1e-12, atol=1e-12)
+    assert sol.stats["nf"] == nfe == D.nfe(name, 8) and sol.stats["naccept"] == 8
+
+
+def test_a_single_problem_and_dt_steps():
+    prob, _ = _mlp_problem(ensemble=False)
+    sol = sk.solve(prob, "dpmsolver++2m", dt=(1.0 - T_END) / 12)
+    want, _ = D.sample(SCHEDULE, D.MLPNetwork(_mlp_weights()), np.array([[0.3, -0.2]]), np.linspace(1.0, T_END, 13),
+                       "dpmsolver++2m")
+    assert sol.y.shape == (2, 2) and sol.retcode == "Success"
+    np.testing.assert_allclose(sol.y[-1], want[0], rtol=1e-12)
+
+
+def test_an_external_torch_network_gives_the_mlps_samples_with_nfe_calls():
+    torch = pytest.importorskip("torch", reason="the External network of this test is a torch module")
+    seq = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)).double()
+    with torch.no_grad():
+        for lin, (W, b) in zip((seq[0], seq[2]), _mlp_weights()):
+            lin.weight.copy_(torch.from_numpy(W))
+            lin.bias.copy_(torch.from_numpy(b))
+    calls = []
+    seq.register_forward_hook(lambda module, inputs, output: calls.append(tuple(inputs[0].shape)))
+    model = D.probability_flow(SCHEDULE, X, sk.External("eps", 3, 2)(sp.Matrix([*X, sk.t])))
+    ens, y0 = _mlp_problem()
+    external = sk.Ensemble(sk.ODEProblem(model, [0.0, 0.0], (1.0, T_END), nets={"eps": seq}), y0=y0)
+    ts = D.timesteps(SCHEDULE, 7, t_end=T_END)
+    for method in ("unipc3-bh1", "dpmsolver-3"):
+        calls.clear()
+        sol = sk.solve(external, method, ts=ts)
+        np.testing.assert_allclose(sol.y[:, -1], sk.solve(ens, method, ts=ts).y[:, -1], rtol=1e-12)
+        assert len(calls) == sol.stats["nf"] == D.nfe(method, 7) and calls[0] == (6, 3)
+
+
+@pytest.fixture(scope="module")
+def mixture_reference():
+    """The mixture's probability-flow ODE solved by Tsit5 on the Numba kernel (the closed-form network in the
+    kernel) to 1e-11: the reference the samplers must reach."""
+    model = D.probability_flow(SCHEDULE, X, MIXTURE.eps_expression(SCHEDULE, X))
+    y0 = np.random.default_rng(0).standard_normal((8, 2))
+    ens = sk.Ensemble(sk.ODEProblem(model, [0.0, 0.0], (1.0, T_END)), y0=y0)
+    ref = sk.solve(ens, "Tsit5", rtol=1e-11, atol=1e-11)
+    assert ref.success and ref.backend == "numba"
+    return ens, ref.y[:, -1]
+
+
+@pytest.mark.parametrize("method, order, steps", [("dpmsolver++2m", 2, (20, 40, 80)), ("dpmsolver++3m", 3, (40, 80, 160)),
+                                                   ("unipc2-bh2", 3, (40, 80, 160)), ("ddim", 1, (20, 40, 80))])
+def test_samplers_through_solve_converge_to_the_catalogues_solution_at_their_order(mixture_reference, method, order,
+                                                                                  steps):
+    ens, ref = mixture_reference
+    errs = [np.abs(sk.solve(ens, method, ts=D.timesteps(SCHEDULE, n, t_end=T_END)).y[:, -1] - ref).max() for n in steps]
+    p = observed_order([1 / n for n in steps], errs)
+    assert p >= order - 0.3 and errs[-1] < 0.1, (method, p, errs)
+
+
+@pytest.mark.parametrize("prediction", ["x0", "v", "flow"])
+def test_every_prediction_converts_alike_in_the_model_and_the_sampler(prediction):
+    """The model converts the network's prediction to ε in sympy (its drift), the sampler numerically
+    (sdekit.sampling.Network): UniPC-2 converges to the model's Tsit5 solution at order 3 for each."""
+    net = sk.MLP("eps", [3, 16, 2])
+    model = D.probability_flow(SCHEDULE, X, net(sp.Matrix([*X, sk.t])), prediction=prediction)
+    ens = sk.Ensemble(sk.ODEProblem(model, [0.0, 0.0], (1.0, T_END), nets={"eps": _mlp_weights()}),
+                      y0=np.random.default_rng(1).standard_normal((6, 2)))
+    ref = sk.solve(ens, "Tsit5", rtol=1e-10, atol=1e-10, backend="numpy").y[:, -1]
+    steps = (20, 40, 80)
+    errs = [np.abs(sk.solve(ens, "unipc2-bh2", ts=D.timesteps(SCHEDULE, n, t_end=T_END)).y[:, -1] - ref).max()
+            for n in steps]
+    assert observed_order([1 / n for n in steps], errs) >= 2.7 and errs[-1] < 1e-3 * np.abs(ref).max(), errs
+
+
+def test_sde_samplers_share_the_brownian_path_with_the_catalogue():
+    """The reverse SDE's SDE-DPM-Solver++ samples (noise ΔW/√h of the problem's tree over the grid) converge
+    strongly, at order ≈ 1 (additive noise), to SRA1 at dt = 2^-12 on the same Brownian path."""
+    model = D.reverse_sde(SCHEDULE, X, MIXTURE.eps_expression(SCHEDULE, X))
+    ens = sk.Ensemble(sk.SDEProblem(model, [0.0, 0.0], (1.0, 0.05)), y0=np.random.default_rng(0).standard_normal((32, 2)),
+                      seed=3)
+    ref = sk.solve(ens, "SRA1", dt=2.0**-12, backend="numpy").y[:, -1]
+    steps = (16, 32, 64, 128)
+    for method in ("sde-dpmsolver++1", "sde-dpmsolver++2m"):
+        errs = [np.sqrt(np.mean((sk.solve(ens, method, ts=D.timesteps(SCHEDULE, n, t_end=0.05)).y[:, -1] - ref) ** 2))
+                for n in steps]
+        assert observed_order([1 / n for n in steps], errs) >= 0.8 and errs[-1] < 0.05, (method, errs)
+    other_seed = sk.Ensemble(ens.problem, y0=ens.y0, seed=4)
+    far = sk.solve(other_seed, "sde-dpmsolver++2m", ts=D.timesteps(SCHEDULE, 128, t_end=0.05)).y[:, -1]
+    assert np.sqrt(np.mean((far - ref) ** 2)) > 0.1          # another path lands elsewhere: the coupling is real
+
+
+def test_ddim_with_eta_samples_the_reverse_sde():
+    ens, y0 = _mlp_problem()
+    model = D.reverse_sde(SCHEDULE, X, sk.MLP("eps", [3, 16, 2])(sp.Matrix([*X, sk.t])))
+    sde = sk.Ensemble(sk.SDEProblem(model, [0.0, 0.0], (1.0, T_END), nets={"eps": _mlp_weights()}), y0=y0, seed=2)
+    ts = D.timesteps(SCHEDULE, 6, t_end=T_END)
+    a, b = sk.solve(sde, "ddim", ts=ts, eta=1.0), sk.solve(sde, "ddim", ts=ts, eta=1.0)
+    assert np.array_equal(a.y, b.y) and a.stats["nf"] == 6          # the tree's noise: reproducible
+    assert not np.allclose(a.y[:, -1], sk.solve(ens, "ddim", ts=ts).y[:, -1])
+
+
+def test_catalogue_euler_stays_the_catalogues():
+    from sdekit.diffusion_models import sampler_name
+    assert sampler_name("Euler") is None and sampler_name("euler") is None and sampler_name("edm-euler") == "euler"
+    ens, _ = _mlp_problem()
+    assert sk.solve(ens, "Euler", dt=0.01, backend="numpy").method == "Euler"
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda ens: sk.solve(sk.ODEProblem(sk.ODE(X, -X), [1.0, 0.0], (1.0, 0.1)), "dpmsolver++2m", dt=0.1),
+     sk.ModelError, "needs a model from sk.diffusion.probability_flow"),
+    (lambda ens: sk.solve(ens, "sde-dpmsolver++2m", ts=D.timesteps(SCHEDULE, 4, t_end=T_END)), sk.ModelError,
+     "build the model with sk.diffusion.reverse_sde"),
+    (lambda ens: sk.solve(ens, "ddim", ts=D.timesteps(SCHEDULE, 4, t_end=T_END), eta=1.0), sk.ModelError, "reverse SDE"),
+    (lambda ens: sk.solve(ens, "ddim"), ValueError, "give ts="),
+    (lambda ens: sk.solve(ens, "ddim", dt=0.1, backend="numba"), sk.ModelError, "calls the network on the host"),
+    (lambda ens: sk.solve(ens, "ddim", dt=0.1, rtol=1e-3), TypeError, "rtol"),
+    (lambda ens: sk.solve(sk.Ensemble(sk.ODEProblem(ens.problem.model, [0.0, 0.0], (T_END, 1.0), nets=ens.problem.nets),
+                                      n=2), "ddim", dt=0.1), ValueError, "tspan must decrease"),
+    (lambda ens: D.probability_flow(D.DiscreteVP.scaled_linear(), X, X), ValueError, "not a symbolic schedule"),
+    (lambda ens: D.probability_flow(SCHEDULE, X, sp.Matrix([X[0]])), sk.ModelError, "shape"),
+    (lambda ens: D.reverse_sde(SCHEDULE, X, X, prediction="score"), ValueError, "prediction must be one of"),
+])
+def test_bad_sampler_solves_are_named(call, error, match):
+    ens, _ = _mlp_problem()
+    with pytest.raises(error, match=match):
+        call(ens)
+
+
+def test_inspect_prints_the_network_module_of_a_sampler():
+    ens, _ = _mlp_problem()
+    text = sk.inspect(ens, "dpmsolver++2m")
+    assert text.startswith("# dpmsolver++2m") and "def rhs(" in text and "mlp_forward" in text
+    assert "def kernel(" in sk.inspect(ens, "Tsit5", backend="numpy", adaptive=True)   # the catalogue's, as before
