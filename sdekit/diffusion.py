@@ -15,7 +15,7 @@ import sympy as sp
 from sdekit.symbols import t
 
 __all__ = ["Schedule", "DiscreteVP", "GaussianMixture", "MLPNetwork", "sample", "timesteps", "nfe", "SAMPLERS", "STOCHASTIC",
-           "probability_flow", "reverse_sde", "invert", "edict", "bdia", "reversible_heun", "rf_solver", "fireflow", "controlled", "vp_linear", "vp_cosine", "vp", "sub_vp", "ve", "edm", "flow_matching",
+           "probability_flow", "reverse_sde", "network", "invert", "edict", "bdia", "reversible_heun", "rf_solver", "fireflow", "controlled", "vp_linear", "vp_cosine", "vp", "sub_vp", "ve", "edm", "flow_matching",
            "mean_reverting"]
 
 
@@ -217,5 +217,5 @@ class DiscreteVP:
 
 from sdekit.sampling import SAMPLERS, STOCHASTIC, nfe, sample, timesteps  # noqa: E402  (the samplers read these schedules)
 from sdekit.nets import MLPNetwork  # noqa: E402
-from sdekit.diffusion_models import probability_flow, reverse_sde  # noqa: E402
+from sdekit.diffusion_models import network, probability_flow, reverse_sde  # noqa: E402
 from sdekit.inversion import bdia, controlled, edict, fireflow, invert, reversible_heun, rf_solver  # noqa: E402

@@ -118,32 +118,68 @@ def sampler_name(method) -> str | None:
 
 
 def network_source(model) -> str:
-    """The generated numpy module that evaluates the model's network on a batch (``rhs`` is the network),
-    built once per model (what ``sdekit inspect`` prints for a sampler)."""
+    """The generated numpy module that evaluates the model's network on a batch (``rhs`` is the network;
+    ``jacobian`` its forward-mode tangent pass, when it has no External network), built once per model
+    (what ``sdekit inspect`` prints for a sampler)."""
     if "network_source" not in model._host:
         from sdekit.codegen.builders import build_scheme
         from sdekit.codegen.emit_numpy import emit_numpy
         from sdekit.codegen.methods import get_method
+        from sdekit.codegen.neural import externals_in
         from sdekit.model import ODE
         spec = model.diffusion_process
         form = ODE(spec.states, linear=sp.zeros(len(spec.states)), nonlinear=spec.network).form
-        model._host["network_source"] = (form, emit_numpy(form, build_scheme(form, get_method("Euler")), False))
+        with_jacobian = not externals_in(form.nets)                 # Exprb32's scheme has the Jacobian
+        scheme = build_scheme(form, get_method("Exprb32" if with_jacobian else "Euler"))
+        model._host["network_source"] = (form, emit_numpy(form, scheme, False), with_jacobian)
     return model._host["network_source"][1]
 
 
-def network_function(model):
-    """The model's network for ``params`` and ``nets`` (a problem's) as a batched callable, ``network_function(model)(
-    params, nets)(X, t)``: X (n, d) at a time t (a number), the output (n, d), evaluated by the numpy backend's
-    generated code (:func:`network_source`: an MLP as batched products, an External called once)."""
-    from sdekit.kernels.cache import load_module
-    from sdekit.nets import check_weights
-    source = network_source(model)
-    form, module = model._host["network_source"][0], load_module(source, "numpy")
+class Network:
+    """The network of a :func:`probability_flow` / :func:`reverse_sde` problem or Ensemble, with its params and
+    weights, as the batched callable ``net(x, t)`` the samplers and inversion take (x (n, d), t a number; numpy),
+    evaluated by :func:`network_source`'s module: an MLP as batched products, an External called once.
+    ``jvp(x, t, v)``: (net(x, t), ∂net/∂x · v), exact through the generated tangent pass (None with an External
+    network: Newton inversion then takes finite differences).  ``calls`` counts the evaluations."""
 
-    def bind(params, nets):
-        nets = {name: check_weights(form.nets[name], w, np.float64) for name, w in nets.items()}
-        return lambda X, time: np.asarray(module.rhs(np.ascontiguousarray(X.T), float(time), params, nets, None)).T
-    return bind
+    def __init__(self, target):
+        from sdekit.kernels.cache import load_module
+        from sdekit.nets import check_weights
+        from sdekit.solve import _targets
+        problem, _, self.params, _, _, _ = _targets(target, None)
+        model = problem.model
+        if getattr(model, "diffusion_process", None) is None:
+            raise ModelError("sk.diffusion.network needs a problem of sk.diffusion.probability_flow or reverse_sde")
+        self.process, self.calls = model.diffusion_process, 0
+        self.module = load_module(network_source(model), "numpy")
+        form, _, with_jacobian = model._host["network_source"]
+        self.nets = {name: check_weights(form.nets[name], w, np.float64) for name, w in problem.nets.items()}
+        if not with_jacobian:
+            self.jvp = None
+
+    def _states(self, x):
+        x = np.asarray(x, dtype=float)
+        if x.ndim != 2 or x.shape[1] != len(self.process.states):
+            raise ValueError(f"the network takes states of shape (n, {len(self.process.states)}), got {x.shape}")
+        return np.ascontiguousarray(x.T)
+
+    def __call__(self, x, t):
+        self.calls += 1
+        return np.asarray(self.module.rhs(self._states(x), float(t), self.params, self.nets, None)).T
+
+    def jvp(self, x, t, v):
+        y = self._states(x)
+        d = y.shape[0]
+        J = self.module.jacobian(y, float(t), self.params, self.nets, None)[:d, :d]      # (d, d, n)
+        self.calls += 1
+        out = np.asarray(self.module.rhs(y, float(t), self.params, self.nets, None)).T
+        return out, np.einsum("ijn,nj->ni", J, np.asarray(v, dtype=float))
+
+
+def network(target) -> Network:
+    """The network of a diffusion problem or Ensemble as a batched callable with its weights and params
+    (:class:`Network`): for ``sk.diffusion.sample``, ``invert`` (Newton with exact JVPs), ``edict``, ``bdia``."""
+    return Network(target)
 
 
 def solve_sampler(target, method: str, dt=None, **options):
@@ -161,7 +197,7 @@ def solve_sampler(target, method: str, dt=None, **options):
     for key in options:
         if key not in SAMPLER_OPTIONS:
             raise unknown_keyword("solve", {key: None}, SAMPLER_OPTIONS)
-    problem, Y0, params, _, seed, ensemble = _targets(target, options.pop("seed", None))
+    problem, Y0, _, _, seed, ensemble = _targets(target, options.pop("seed", None))
     spec = getattr(problem.model, "diffusion_process", None)
     if spec is None:
         raise ModelError(f"{method!r} is a diffusion sampler: it needs a model from sk.diffusion.probability_flow or "
@@ -191,7 +227,7 @@ def solve_sampler(target, method: str, dt=None, **options):
     if stochastic:
         increments = brownian_tree(target, seed).increments(grid)
         noise = _sequential(((dW / np.sqrt(h)).T for (dW, _), h in zip(increments, np.diff(grid))))
-    net = network_function(problem.model)(params, problem.nets)
+    net = Network(target)
     x, calls = sample(spec.schedule, net, np.array(Y0, dtype=float), times, name, spec.prediction, noise=noise, eta=eta,
                       **options)
     x = np.asarray(x)

@@ -187,3 +187,38 @@ def test_inspect_prints_the_network_module_of_a_sampler():
     text = sk.inspect(ens, "dpmsolver++2m")
     assert text.startswith("# dpmsolver++2m") and "def rhs(" in text and "mlp_forward" in text
     assert "def kernel(" in sk.inspect(ens, "Tsit5", backend="numpy", adaptive=True)   # the catalogue's, as before
+
+
+def test_the_problems_network_has_an_exact_tangent_pass_for_newton_inversion():
+    """sk.diffusion.network(problem): the MLP with the problem's weights, its jvp the generated tangent pass —
+    equal to a central difference, and Newton inversion with it is MLPNetwork's (same NFE)."""
+    ens, _ = _mlp_problem()
+    net, ref = D.network(ens), D.MLPNetwork(_mlp_weights())
+    rng = np.random.default_rng(2)
+    x, v = rng.standard_normal((6, 2)), rng.standard_normal((6, 2))
+    np.testing.assert_allclose(net(x, 0.3), ref(x, 0.3), rtol=1e-14, atol=1e-15)
+    out, jv = net.jvp(x, 0.3, v)
+    h = 1e-6
+    np.testing.assert_allclose(jv, (net(x + h * v, 0.3) - net(x - h * v, 0.3)) / (2 * h), rtol=1e-7, atol=1e-9)
+    ts = D.timesteps(SCHEDULE, 10, t_end=T_END)[::-1]
+    ours = D.invert(SCHEDULE, net, x, ts, "dpmsolver-2", solver="newton", tol=1e-12)
+    theirs = D.invert(SCHEDULE, ref, x, ts, "dpmsolver-2", solver="newton", tol=1e-12)
+    assert ours.success and ours.nfe == theirs.nfe
+    np.testing.assert_allclose(ours.x, theirs.x, rtol=1e-12, atol=1e-13)
+
+
+def test_an_external_problems_network_inverts_by_finite_differences():
+    """An External network has no tangent pass (jvp None): Newton takes finite differences, and sampling the
+    inverted latent returns to the data."""
+    model = D.probability_flow(SCHEDULE, X, sk.External("eps", 3, 2)(sp.Matrix([*X, sk.t])))
+    mlp = D.MLPNetwork(_mlp_weights())
+    prob = sk.ODEProblem(model, [0.0, 0.0], (1.0, T_END), nets={"eps": lambda X: mlp(X[:, :2], X[0, 2])})
+    net = D.network(prob)
+    assert net.jvp is None
+    x0 = np.random.default_rng(4).standard_normal((5, 2))
+    ts = D.timesteps(SCHEDULE, 8, t_end=T_END)[::-1]
+    inv = D.invert(SCHEDULE, net, x0, ts, "ddim", solver="newton", tol=1e-11)
+    back, _ = D.sample(SCHEDULE, net, inv.x, ts[::-1], "ddim")
+    assert inv.success and np.abs(back - x0).max() < 1e-9
+    with pytest.raises(sk.ModelError, match="needs a problem of sk.diffusion.probability_flow"):
+        D.network(sk.ODEProblem(sk.ODE(X, -X), [1.0, 0.0], (0.0, 1.0)))
