@@ -13,9 +13,10 @@ the one φ algorithm):
   type-I sine / cosine bases (``scipy.fft.dstn`` / ``dctn``): the same, without periodicity.
 * :class:`Species` — several fields on one grid, one operator each (block diagonal).
 * :class:`Matrix` — any other operator (banded stencils with Dirichlet/Neumann boundaries, sparse,
-  dense) as a ``scipy.sparse`` matrix or array: applied by its product; its functions are dense
-  matrices computed once per step size (``phi_block``: scaling and squaring) — sizes up to a few
-  thousand unknowns.
+  dense) as a ``scipy.sparse`` matrix or array: applied by its product; up to ``DENSE_FUNCTIONS_MAX``
+  unknowns its functions are dense matrices computed once per step size (``phi_block``: scaling and
+  squaring), above it their actions on the step's vectors (:func:`phi_action`: the augmented-matrix
+  exponential of Al-Mohy & Higham 2011, one ``expm_multiply`` per φ-argument and statement).
 
 ``combine(terms)`` sums Σ coef · f(hL) v over a statement's terms with one transform per vector and one
 inverse transform per sum (Fourier).
@@ -239,10 +240,10 @@ class Matrix(Operator):
     def values(self, poly, h, cache):
         """Dense matrices of the φ-polynomial: for a symmetric matrix from its eigendecomposition, computed
         once (V f(hΛ) Vᵀ, f elementwise: two products per step size, so adaptive steps stay cheap); for any
-        other matrix by ``phi_block``'s scaling and squaring."""
+        other matrix by ``phi_block``'s scaling and squaring.  Above ``DENSE_FUNCTIONS_MAX`` unknowns: the
+        polynomial itself (:class:`PhiAction`), applied to vectors by :meth:`combine`."""
         if self.size > DENSE_FUNCTIONS_MAX:
-            raise ValueError(f"φ-functions of a {self.size}-unknown matrix operator would be dense {self.size}² "
-                             f"matrices (limit {DENSE_FUNCTIONS_MAX}); use a Fourier operator on a periodic grid")
+            return PhiAction(poly, float(h))
         eig = self.eigen()
         if eig is not None:
             lam, V = eig
@@ -260,7 +261,77 @@ class Matrix(Operator):
         return self._eigen
 
     def _apply_value(self, value, v):
+        if isinstance(value, PhiAction):
+            return self.combine([(1.0, value, v)])
         return (value @ v.reshape(-1)).reshape(self.shape)
+
+    def combine(self, terms, transforms=None):
+        """Σ coef · value v; φ-polynomials of a large operator (:class:`PhiAction`) as actions: the single-φ
+        terms grouped by their argument c h, each group one :func:`phi_action`; products and resolvents
+        (rare: W-methods, φ-products) applied factor by factor (sparse LU for the resolvents)."""
+        if not any(isinstance(value, PhiAction) for _, value, _ in terms):
+            return super().combine(terms, transforms)
+        groups, total = {}, np.zeros(self.size)
+        for coef, value, v in terms:
+            flat = np.asarray(v, dtype=float).reshape(-1)
+            if value is None:
+                total += coef * flat
+                continue
+            if not isinstance(value, PhiAction):
+                total += coef * (value @ flat)
+                continue
+            for weight, atoms in value.poly:
+                w = coef * float(weight)
+                if len(atoms) == 1 and atoms[0][0] == "phi":
+                    vecs = groups.setdefault(float(atoms[0][2]) * value.h, {})
+                    k = atoms[0][1]
+                    vecs[k] = vecs[k] + w * flat if k in vecs else w * flat
+                else:
+                    total += w * self._product_action(atoms, value.h, flat)
+        for scale, vecs in groups.items():
+            total += phi_action(self.matrix, scale, vecs)
+        return total.reshape(self.shape)
+
+    def _product_action(self, atoms, h, v):
+        """Π atoms(hA) v, the last factor first."""
+        from scipy.sparse import csc_matrix, identity
+        from scipy.sparse.linalg import splu
+        for atom in reversed(atoms):
+            if atom[0] == "res":
+                key = ("lu", float(atom[1]) * h)
+                if key not in self.__dict__.setdefault("_lu", {}):
+                    self._lu[key] = splu(csc_matrix(identity(self.size) - key[1] * csc_matrix(self.matrix)))
+                v = self._lu[key].solve(v)
+            else:
+                v = phi_action(self.matrix, float(atom[2]) * h, {atom[1]: v})
+        return v
+
+
+class PhiAction:
+    """A φ-polynomial Σ w Π atoms(hL) of an operator too large for dense functions: kept as (poly, h), applied
+    to vectors (:meth:`Matrix.combine`)."""
+
+    def __init__(self, poly, h: float):
+        self.poly, self.h = poly, h
+
+
+def phi_action(A, scale: float, vectors: dict) -> np.ndarray:
+    """Σ_k φ_k(scale·A) w_k for ``vectors`` = {k: w_k} (φ_0 = exp), by one exponential action of the augmented
+    matrix Ã = [[X, W], [0, J]], X = scale·A, W = [w_p, ..., w_1], J the p×p shift (ones above the diagonal):
+    exp(Ã)[w_0; e_p] = [e^X w_0 + Σ_{k=1}^p φ_k(X) w_k; ...] (Al-Mohy & Higham 2011, SIAM J. Sci. Comput.
+    33:488, Thm. 2.1), its action by ``scipy.sparse.linalg.expm_multiply`` (their algorithm, to double precision)."""
+    from scipy import sparse
+    from scipy.sparse.linalg import expm_multiply
+    n = A.shape[0]
+    p = max(vectors)
+    zero = np.zeros(n)
+    if p == 0:
+        return expm_multiply(scale * sparse.csr_matrix(A), vectors[0])
+    W = np.column_stack([vectors.get(k, zero) for k in range(p, 0, -1)])
+    J = sparse.eye(p, k=1)
+    aug = sparse.bmat([[scale * sparse.csr_matrix(A), sparse.csr_matrix(W)], [None, J]], format="csr")
+    start = np.concatenate([vectors.get(0, zero), np.eye(p)[-1]])
+    return expm_multiply(aug, start)[:n]
 
 
 class Species(Operator):
