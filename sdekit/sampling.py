@@ -450,6 +450,7 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
                         None if uncond is None else (lambda z, t: _shifted(uncond, z, t, mean, shift)),
                         guidance_scale, thresholding, sample_max_value)
         return z + mean, nfe
+    schedule = Memo.of(schedule)
     net = Network(model, prediction, schedule, uncond, guidance_scale, thresholding, sample_max_value)
     x = Lazy.of(x)                   # each step's update: one fused pass (Lazy) where the arrays allow it
     # a grid that ends at σ = 0 (diffusers' final_sigmas_type="zero"): λ = ∞ there, and every exponential
@@ -465,6 +466,30 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
     if to_zero:
         x = net.data(x, float(core[-1]))
     return (x.value() if isinstance(x, Lazy) else x), net.calls
+
+
+class Memo:
+    """A schedule whose values at single times are computed once: a step reads α, σ, λ at its ends several
+    times (network conversions, coefficients), each a sympy-lambdified numpy call of a few µs — the bulk of a
+    step's overhead on small batches.  Arrays of times, ``t_of_lambda`` and attributes go to the schedule."""
+
+    def __init__(self, schedule):
+        self.schedule, self.values = schedule, {}
+
+    @classmethod
+    def of(cls, schedule):
+        return schedule if isinstance(schedule, cls) else cls(schedule)
+
+    def __call__(self, what: str, ts):
+        if np.ndim(ts):
+            return self.schedule(what, ts)
+        key = (what, float(ts))
+        if key not in self.values:
+            self.values[key] = self.schedule(what, ts)
+        return self.values[key]
+
+    def __getattr__(self, name):
+        return getattr(self.schedule, name)
 
 
 def _shifted(model, z, t, mean, shift):
