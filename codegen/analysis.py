@@ -85,6 +85,7 @@ class SemilinearForm:
     params: tuple = ()
     nets: dict = field(default_factory=dict)
     linear_exact: sp.Matrix | None = None       # L as the user wrote it (exact rationals), for display
+    linear_time: sp.Expr | None = None          # ℓ(t) of a t-dependent L = ℓ(t)·I (solved in u = ±∫ℓ: time_changed)
 
     @property
     def dim(self) -> int:
@@ -128,6 +129,8 @@ class SemilinearForm:
     def drift(self) -> sp.Matrix:
         """The full drift ``L y + c + N`` (symbolic L only)."""
         L = self.linear if self.linear is not None else sp.Matrix(self.linear_numeric)
+        if self.linear_time is not None:
+            L = self.linear_time * sp.eye(self.dim)
         return L * sp.Matrix(self.states) + self.forcing
 
     def time_dependent(self, part: str) -> bool:
@@ -162,6 +165,45 @@ def time_reversed(form: SemilinearForm) -> SemilinearForm:
         linear_numeric=None if form.linear_numeric is None else -form.linear_numeric,
         linear_exact=None if form.linear_exact is None else -form.linear_exact,
         affine=-back(form.affine), nonlinear=-back(form.nonlinear), diffusion=back(form.diffusion))
+
+
+#: the changed model's time variable u is printed as t (the kernels' time); the original time is T(u)
+_U = sp.Symbol("u", real=True)
+
+
+def time_change_branches(ell) -> list:
+    """For a linear part ℓ(t)·I: [(sign, U, T), ...] with U(t) = sign·∫ℓ dt (sympy's antiderivative, sign = ±1 so
+    that U increases where sign·ℓ > 0) and T = U⁻¹ in closed form (each root sympy's ``solve`` finds; ``solve``
+    picks the one that inverts U on its tspan).  ModelError when sympy finds no antiderivative or no inverse."""
+    Lam = sp.integrate(ell, t)
+    if Lam.has(sp.Integral):
+        raise ModelError(f"the linear part ℓ(t) = {ell} has no closed-form integral ∫ℓ dt: put ℓ(t)·y in nonlinear=")
+    branches = []
+    for sign in (1, -1):
+        try:
+            roots = sp.solve(sp.Eq(sign * Lam, _U), t)
+        except (NotImplementedError, ValueError):
+            roots = []
+        branches += [(sign, sign * Lam, r.subs(_U, t)) for r in roots]
+    if not branches:
+        raise ModelError(f"sympy cannot invert u = ∫ℓ dt = {Lam} for ℓ(t) = {ell} in closed form: put ℓ(t)·y in "
+                         "nonlinear=")
+    return branches
+
+
+def time_changed(form: SemilinearForm, sign: int, T) -> SemilinearForm:
+    """The model of a t-dependent scalar linear part ℓ(t)·I in the time u = U(t) = sign·∫ℓ dt (du = sign·ℓ dt > 0),
+    printed in the kernels' time symbol: dy/du = sign·y + (c + N)(y, T(u)) / (sign·ℓ(T(u))).  Its linear part is
+    the constant sign·I, so every exponential method integrates e^{∫ℓ} exactly (the variable-coefficient analogue of
+    DPM-Solver's change to λ, methods.md §2.3); ODEs only."""
+    weight = sp.simplify(1 / (sign * form.linear_time.subs(t, T)))
+
+    def change(m):
+        return m.subs(t, T) * weight
+    eye = sign * np.eye(form.dim)
+    return dataclasses.replace(form, linear=None, linear_numeric=eye, linear_structure="scalar",
+                               linear_exact=sign * sp.eye(form.dim), linear_time=None,
+                               affine=change(form.affine), nonlinear=change(form.nonlinear))
 
 
 def split_drift(states, drift: sp.Matrix):
@@ -240,6 +282,19 @@ def _linear_input(linear, d):
     return None, A, None
 
 
+def _time_dependent_scalar(L, d, stochastic):
+    """ℓ(t) of a linear part ℓ(t)·I, or ModelError naming what else it is."""
+    ell = sp.simplify(L[0, 0])
+    if any(sp.simplify(L[i, j] - (ell if i == j else 0)) != 0 for i in range(d) for j in range(d)):
+        raise ModelError("a t-dependent linear part must be ℓ(t)·I (one scalar function of t times the identity); put "
+                         "other t-dependent terms in nonlinear= (or give them in drift=)")
+    if ell.free_symbols - {t}:
+        raise ModelError(f"a t-dependent linear part ℓ(t)·I may depend on t only, got ℓ = {ell}")
+    if stochastic:
+        raise ModelError("a t-dependent linear part ℓ(t)·I is supported for ODEs; in an SDE put ℓ(t)·y in nonlinear=")
+    return ell
+
+
 def _diffusion_input(diffusion, noise, d):
     """Normalise ``diffusion`` to a (d,1) vector (scalar/diagonal noise) or (d,m) matrix."""
     if noise not in NOISE_SHAPES:
@@ -287,9 +342,6 @@ def analyse(y, drift=None, diffusion=None, noise=None, linear=None, nonlinear=No
         if L_sym is not None:
             if L_sym.has(*states):
                 raise ModelError("linear part depends on the state; put such terms in nonlinear=")
-            if L_sym.has(t):
-                raise ModelError("linear part depends on t, which linear= does not support yet; put the "
-                                 "t-dependent terms in nonlinear= (or give them in drift=)")
             _check_symbols(L_sym, states, "linear part")
         nl_all = as_column(nonlinear if nonlinear is not None else sp.zeros(d, 1), "nonlinear part")
         if nl_all.shape[0] != d:
@@ -308,8 +360,13 @@ def analyse(y, drift=None, diffusion=None, noise=None, linear=None, nonlinear=No
         noise = noise or "diagonal"
     elif noise is not None:
         raise ModelError("noise= given without a diffusion")
+    ell = None
+    if L_sym is not None and L_sym.has(t):       # L = ℓ(t)·I: solved in u = ±∫ℓ dt (time_changed)
+        ell = _time_dependent_scalar(L_sym, d, diffusion is not None)
+        L_sym, L_num = None, np.zeros((d, d))
     structure = linear_structure(L_sym if L_sym is not None else L_num)
     return SemilinearForm(
+        linear_time=ell,
         states=states, linear=L_sym, linear_numeric=L_num, linear_structure=structure, linear_exact=L_exact,
         affine=affine, nonlinear=nl, diffusion=G, noise=noise if G is not None else None,
         additive=additive, params=_params_of(L_sym, affine, nl, G),

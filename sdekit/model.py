@@ -1,6 +1,7 @@
 """``ODE`` and ``SDE``: a user's model, analysed once into its semilinear form."""
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 
 from sdekit.codegen.analysis import analyse, time_reversed
@@ -27,7 +28,7 @@ class _Model:
         f = self.form
         frozen = [None if m is None else sp.ImmutableMatrix(m) for m in (f.linear, f.affine, f.nonlinear, f.diffusion)]
         numeric = None if f.linear_numeric is None else (f.linear_numeric.shape, f.linear_numeric.tobytes())
-        return (type(self).__name__, f.states, *frozen, numeric, f.noise)
+        return (type(self).__name__, f.states, *frozen, numeric, f.noise, f.linear_time)
 
     def __eq__(self, other):
         return isinstance(other, _Model) and self._key() == other._key()
@@ -43,6 +44,53 @@ class _Model:
             _Model.__init__(rev, time_reversed(self.form))
             self._host["reversed"] = rev
         return self._host["reversed"]
+
+    def time_change_branches(self) -> list:
+        """[(sign, U, T)] of a linear part ℓ(t)·I (``codegen.analysis.time_change_branches``), found once."""
+        from sdekit.codegen.analysis import time_change_branches
+        if "time_change" not in self._host:
+            self._host["time_change"] = time_change_branches(self.form.linear_time)
+        return self._host["time_change"]
+
+    def changed_model(self, branch: int):
+        """The model in u = U(t) of branch ``branch`` of :meth:`time_change_branches`, built once."""
+        from sdekit.codegen.analysis import time_changed
+        key = ("time_changed", branch)
+        if key not in self._host:
+            sign, _, T = self.time_change_branches()[branch]
+            changed = object.__new__(type(self))
+            _Model.__init__(changed, time_changed(self.form, sign, T))
+            self._host[key] = changed
+        return self._host[key]
+
+    def time_change_branch(self, tspan) -> int:
+        """The branch whose U increases and whose T inverts U on ``tspan``, where ℓ must keep one sign (both checked
+        at 257 points; ValueError naming what fails)."""
+        from sdekit.codegen.analysis import t as time
+        ell = self.form.linear_time
+        grid = np.linspace(min(tspan), max(tspan), 257)
+        with np.errstate(all="ignore"):
+            values = np.broadcast_to(np.asarray(sp.lambdify(time, ell, "numpy")(grid), dtype=float), grid.shape)
+        if not (np.all(values > 0) or np.all(values < 0)):
+            raise ValueError(f"the linear part ℓ(t) = {ell} must keep one sign on tspan {tuple(tspan)} (u = ±∫ℓ dt "
+                             "must be monotone); it is zero or changes sign there")
+        for k, (sign, U, T) in enumerate(self.time_change_branches()):
+            with np.errstate(all="ignore"):
+                u = np.asarray(sp.lambdify(time, U, "numpy")(grid), dtype=complex)
+                back = np.asarray(sp.lambdify(time, T, "numpy")(u.real), dtype=complex)
+            if sign * values[0] > 0 and np.all(np.abs(u.imag) == 0) and \
+                    np.all(np.abs(back - grid) <= 1e-8 * (1 + np.abs(grid))):
+                return k
+        raise ValueError(f"no closed-form inverse of u = ±∫ℓ dt (ℓ(t) = {ell}) found by sympy holds on tspan "
+                         f"{tuple(tspan)}: put ℓ(t)·y in nonlinear=")
+
+    def time_changed(self, tspan):
+        """For a linear part ℓ(t)·I: (the model in u = U(t) = ±∫ℓ dt, U, T = U⁻¹ as numpy functions) of the branch
+        valid on ``tspan`` (:meth:`time_change_branch`)."""
+        from sdekit.codegen.analysis import t as time
+        k = self.time_change_branch(tspan)
+        _, U, T = self.time_change_branches()[k]
+        return self.changed_model(k), sp.lambdify(time, U, "numpy"), sp.lambdify(time, T, "numpy")
 
     @property
     def states(self) -> sp.Matrix:

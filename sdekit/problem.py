@@ -170,6 +170,14 @@ class _Problem:
         rev.model, rev.tspan = self.model.time_reversed(), (-self.tspan[0], -self.tspan[1])
         return rev
 
+    def time_changed(self):
+        """For a linear part ℓ(t)·I: (the problem in u = U(t) on (U(t0), U(t1)), U, T = U⁻¹) (:meth:`ODE.time_changed`)."""
+        model, U, T = self.model.time_changed(self.tspan)
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.model, new.tspan = model, (float(U(self.tspan[0])), float(U(self.tspan[1])))
+        return new, U, T
+
     def __repr__(self):
         return f"{type(self).__name__}({self.model!r}, tspan={self.tspan})"
 

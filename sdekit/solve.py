@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+import sympy as sp
 
 from sdekit.codegen.emit_numba import emit_numba, emit_numba_adaptive, kernel_arguments
 from sdekit.codegen.emit_numpy import emit_numpy, numpy_arguments
@@ -196,6 +197,7 @@ class Plan:
     backend: str
     ensemble: bool
     backwards: bool = False      # solved in reversed time s = -t: the saved times are -s
+    time_map: object = None      # solved in u = U(t) (a linear part ℓ(t)·I): the saved times are T(u)
 
     @property
     def n(self) -> int:
@@ -205,6 +207,8 @@ class Plan:
         y = np.transpose(raw.saved, (2, 0, 1))
         stats = {name: int(v) for name, v in zip(STATS, raw.stats.sum(axis=1))}
         times = -raw.times if self.backwards else raw.times
+        if self.time_map is not None:
+            times = np.asarray(self.time_map(times), dtype=float)
         return Solution.from_codes(times, y if self.ensemble else y[0], raw.retcodes, self.ensemble,
                                    stats=stats, method=self.method, backend=self.backend)
 
@@ -308,6 +312,10 @@ def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, s
     """Validate the inputs and compile the kernel of ``solve(target, method, dt, ...)`` (same arguments)
     without running it: a :class:`Plan` whose kernel runs any chunk of the trajectories."""
     problem, Y0, params, trajectories, seed, is_ensemble = _targets(target, seed)
+    time_map = None
+    if problem.model.form.linear_time is not None:    # L = ℓ(t)·I: solved in u = U(t) (codegen.analysis.time_changed)
+        problem, ts, dt, saveat, tstops, time_map = _time_changed(problem, method, dt, ts, saveat, tstops, adaptive,
+                                                                  rtol, atol, dtmin, dtmax)
     backwards = problem.backwards
     if backwards:     # integrate the reversed-time model forward in s = -t (codegen.analysis.time_reversed)
         problem = problem.time_reversed()
@@ -354,7 +362,33 @@ def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, s
                    op_specs=_operator_specs(form, scheme), noise=_noise(model, scheme, problem, params),
                    seed=seed, trajectories=np.asarray(trajectories, np.int64), grid=grid, save_steps=saved_steps,
                    opts=opts, progress=progress)
-    return Plan(kernel, inp, m.name, backend, is_ensemble, backwards)
+    return Plan(kernel, inp, m.name, backend, is_ensemble, backwards, time_map)
+
+
+def _time_changed(problem, method, dt, ts, saveat, tstops, adaptive, rtol, atol, dtmin, dtmax):
+    """A problem whose linear part is ℓ(t)·I in the time u = U(t) (:meth:`ODEProblem.time_changed`), with the
+    solve's times in u: a fixed-step grid (``dt`` or ``ts``, in t) as its image U(ts), ``saveat``/``tstops`` too,
+    an adaptive first step ``dt`` scaled by |ℓ(t0)|; ``dtmin``/``dtmax`` (t-steps with no fixed u-size) refused."""
+    from sdekit.codegen.analysis import t as time
+    t0, t1 = problem.tspan
+    fixed = not step_control(get_method(method), dt, ts, adaptive, rtol, atol)
+    changed, U, T = problem.time_changed()
+    if fixed and ts is None:
+        sign = 1.0 if t1 > t0 else -1.0
+        ts = sign * time_grid((sign * t0, sign * t1), dt).times
+    if fixed:
+        ts, dt = np.asarray(U(np.asarray(user_grid(problem.tspan, ts).times if t1 > t0 else
+                                         -user_grid((-t0, -t1), -np.asarray(ts, dtype=float)).times)), dtype=float), None
+    else:
+        if dtmin is not None or dtmax is not None:
+            raise ValueError("dtmin/dtmax are not supported with a t-dependent linear part ℓ(t)·I (its adaptive steps are "
+                             "taken in u = ∫ℓ dt); drop them")
+        if dt is not None:
+            ell = sp.lambdify(time, problem.model.form.linear_time, "numpy")
+            dt = float(dt) * abs(float(ell(t0)))
+    saveat, tstops = (x if x is None or isinstance(x, str) else np.asarray(U(np.asarray(x, dtype=float)), dtype=float)
+                      for x in (saveat, tstops))
+    return changed, ts, dt, saveat, tstops, T
 
 
 def step_control(m, dt, ts, adaptive, rtol, atol) -> bool:
@@ -507,7 +541,23 @@ def inspect(model, method: str, backend: str | None = None, dtype=np.float64, ad
     target = model.problem.model if isinstance(model, Ensemble) else getattr(model, "model", model)
     if not isinstance(target, (ODE, SDE)):
         raise ValueError(f"inspect needs a sdekit ODE/SDE, problem or Ensemble, got {type(model).__name__}")
-    return scheme_and_source(target, get_method(method), _backend(target.form, backend), dtype, adaptive)[1]
+    header = ""
+    if target.form.linear_time is not None:       # ℓ(t)·I: the kernel of the model in u = U(t)
+        problem = model.problem if isinstance(model, Ensemble) else model if isinstance(model, _Problem) else None
+        branch = target.time_change_branch(problem.tspan) if problem is not None else _default_branch(target)
+        sign, U, T = target.time_change_branches()[branch]
+        target = target.changed_model(branch)
+        header = (f"# solved in u = U(t) = {U}, t = T(u) = {T} (printed as t): the linear part ℓ(t)·I made constant "
+                  f"(codegen.analysis.time_changed){'' if problem else '; solve picks the inverse valid on its tspan'}\n")
+    return header + scheme_and_source(target, get_method(method), _backend(target.form, backend), dtype, adaptive)[1]
+
+
+def _default_branch(model) -> int:
+    """The time-change branch ``inspect`` shows for a model without a tspan: the one valid on (0, 1), else the first."""
+    try:
+        return model.time_change_branch((0.0, 1.0))
+    except ValueError:
+        return 0
 
 
 def _backend(form, backend) -> str:
