@@ -43,22 +43,40 @@ def test_the_closed_form_network_is_the_mixture_score():
         assert np.allclose(ours, MIXTURE.eps(SCHEDULE)(x, t), rtol=1e-12, atol=1e-14)
 
 
-SAMPLED = ["ddim", "dpmsolver-2", "dpmsolver++2m", "dpmsolver++3m", "unipc2-bh2", "deis3", "pndm", "edm-heun", "fireflow"]
+#: every sampler by its solve name (EDM's Euler/Heun as "edm-euler"/"edm-heun"; "Euler"/"Heun" are the catalogue's)
+SOLVE_NAMES = {"euler": "edm-euler", "heun": "edm-heun"}
+DETERMINISTIC = [SOLVE_NAMES.get(m, m) for m in D.SAMPLERS if m not in D.STOCHASTIC]
 
 
-@pytest.mark.parametrize("method", SAMPLED)
-def test_a_sampler_through_solve_is_sample_on_the_models_network(method):
+@pytest.mark.parametrize("method", DETERMINISTIC)
+def test_every_sampler_through_solve_is_sample_on_the_models_network(method):
     """solve(problem, sampler, ts=...) with an sk.MLP: sk.diffusion.sample's result with the same weights (sdekit.nets
     .MLPNetwork), and stats['nf'] the sampler's NFE."""
     ens, y0 = _mlp_problem()
     ts = D.timesteps(SCHEDULE, 8, t_end=T_END)
     sol = sk.solve(ens, method, ts=ts)
-    name = {"edm-heun": "heun"}.get(method, method)
+    name = {v: k for k, v in SOLVE_NAMES.items()}.get(method, method)
     want, nfe = D.sample(SCHEDULE, D.MLPNetwork(_mlp_weights()), y0, ts, name)
     assert sol.success and sol.y.shape == (6, 2, 2) and np.array_equal(sol.t, [1.0, T_END])
     assert np.array_equal(sol.y[:, 0], y0)
     np.testing.assert_allclose(sol.y[:, -1], want, rtol=1e-12, atol=1e-12)
     assert sol.stats["nf"] == nfe == D.nfe(name, 8) and sol.stats["naccept"] == 8
+
+
+@pytest.mark.parametrize("method", D.STOCHASTIC)
+def test_every_sde_sampler_through_solve_reads_the_problems_brownian_tree(method):
+    """The SDE samplers through solve are sample() with noise ΔW/√h of the problem's Brownian tree (in s = −t)."""
+    net = sk.MLP("eps", [3, 16, 2])
+    model = D.reverse_sde(SCHEDULE, X, net(sp.Matrix([*X, sk.t])))
+    y0 = np.random.default_rng(1).standard_normal((6, 2))
+    ens = sk.Ensemble(sk.SDEProblem(model, [0.0, 0.0], (1.0, T_END), nets={"eps": _mlp_weights()}), y0=y0, seed=7)
+    ts = D.timesteps(SCHEDULE, 8, t_end=T_END)
+    s = -ts
+    noise = [(dW / np.sqrt(h)).T for (dW, _), h in zip(sk.brownian_tree(ens).increments(s), np.diff(s))]
+    want, _ = D.sample(SCHEDULE, D.MLPNetwork(_mlp_weights()), y0, ts, method, noise=noise)
+    sol = sk.solve(ens, method, ts=ts)
+    np.testing.assert_allclose(sol.y[:, -1], want, rtol=1e-12, atol=1e-12)
+    assert sol.stats["nf"] == 8
 
 
 def test_a_single_problem_and_dt_steps():
@@ -222,3 +240,29 @@ def test_an_external_problems_network_inverts_by_finite_differences():
     assert inv.success and np.abs(back - x0).max() < 1e-9
     with pytest.raises(sk.ModelError, match="needs a problem of sk.diffusion.probability_flow"):
         D.network(sk.ODEProblem(sk.ODE(X, -X), [1.0, 0.0], (0.0, 1.0)))
+
+
+@pytest.mark.parametrize("kind", ["mlp", "external"])
+def test_the_inversion_api_runs_on_a_problems_network(kind):
+    """Issue 17 through the public API with a model's own network (an in-kernel sk.MLP's generated code, or an
+    External): EDICT and BDIA round trips to rounding, fixed-point inversion to its tolerance, and a retcode
+    where it stops short of it."""
+    if kind == "mlp":
+        prob = _mlp_problem(ensemble=False)[0]
+    else:
+        mlp = D.MLPNetwork(_mlp_weights())
+        model = D.probability_flow(SCHEDULE, X, sk.External("eps", 3, 2)(sp.Matrix([*X, sk.t])))
+        prob = sk.ODEProblem(model, [0.0, 0.0], (1.0, T_END), nets={"eps": lambda X_: mlp(X_[:, :2], X_[0, 2])})
+    net = D.network(prob)
+    x = np.random.default_rng(5).standard_normal((7, 2))
+    ts = D.timesteps(SCHEDULE, 12, t_end=T_END)
+    xe, ye, _ = D.edict(SCHEDULE, net, x, ts)
+    back, _, _ = D.edict(SCHEDULE, net, xe, ts, y=ye, inverse=True)
+    np.testing.assert_allclose(back, x, rtol=0, atol=1e-12)
+    z, before, _ = D.bdia(SCHEDULE, net, x, ts)
+    start, _, _ = D.bdia(SCHEDULE, net, z, ts, previous=before, inverse=True)
+    np.testing.assert_allclose(start, x, rtol=0, atol=1e-11)
+    inv = D.invert(SCHEDULE, net, x, ts[::-1], "dpmsolver-2", solver="fixed-point", tol=1e-11)
+    assert inv.success and inv.residual.max() < 1e-10
+    few = D.invert(SCHEDULE, net, x, ts[::-1], "dpmsolver-2", solver="fixed-point", tol=1e-14, maxiter=1)
+    assert set(few.retcodes) == {"MaxIters"}
