@@ -12,14 +12,37 @@ import math
 import numpy as np
 import scipy.linalg
 
-from .matfun import inverse_block, inverse_block_work, phi_block, phi_block_work, phi_scalar_into
+from .matfun import (INV_FACT, SERIES_DEGREE, SERIES_RADIUS, inverse_block, inverse_block_work, phi_block,
+                     phi_block_work, phi_scalar_into)
 
 def phi_scalar(z, kmax: int) -> list:
     """[φ_0(z), ..., φ_kmax(z)] elementwise (methods.md §1.2): ``matfun.phi_scalar``, the kernels'
-    definition, on every entry."""
-    z = np.asarray(z, dtype=np.float64)
+    definition, on every entry; complex z (a Fourier operator's complex symbol): :func:`phi_complex`."""
+    if np.iscomplexobj(z) and np.any(np.imag(z) != 0):
+        return phi_complex(z, kmax)
+    z = np.asarray(np.real(z), dtype=np.float64)
     out = np.empty((kmax + 1,) + z.shape)
     phi_scalar_into(kmax, np.ascontiguousarray(z).reshape(-1), out.reshape(kmax + 1, -1))
+    return list(out)
+
+
+def phi_complex(z, kmax: int) -> list:
+    """[φ_0(z), ..., φ_kmax(z)] for complex z elementwise, as ``matfun.phi_scalar`` splits the plane: for |z| <
+    SERIES_RADIUS the Taylor series Σ_j z^j/(j+k)! by Horner (degree SERIES_DEGREE; its terms are at most e^5
+    times the result, so ~1e-14 relative), else e^z and the recurrence φ_{j+1} = (φ_j − 1/j!)/z (|z| ≥ 5: no
+    cancellation).  For dispersive and advective symbols (i k³, i c k; Kassam & Trefethen 2005, §4–5)."""
+    z = np.asarray(z, dtype=np.complex128)
+    near = np.abs(z) < SERIES_RADIUS
+    zn, zf = z[near], z[~near]
+    out = np.empty((kmax + 1,) + z.shape, dtype=np.complex128)
+    far = np.exp(zf)
+    out[0][~near], out[0][near] = far, np.exp(zn)
+    for k in range(1, kmax + 1):
+        far = (far - INV_FACT[k - 1]) / zf
+        series = np.zeros_like(zn)
+        for j in range(SERIES_DEGREE, -1, -1):
+            series = series * zn + INV_FACT[j + k]
+        out[k][~near], out[k][near] = far, series
     return list(out)
 
 

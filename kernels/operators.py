@@ -96,10 +96,9 @@ class Diagonalised(Operator):
 
     def values(self, poly, h, cache):
         lam = np.broadcast_to(self.eigenvalues, self.forward(np.zeros(self.shape)).shape)
-        if np.iscomplexobj(lam) and np.any(lam.imag != 0):
-            raise ValueError("φ-functions of an operator with complex eigenvalues are not supported yet; use it "
-                             "inside the nonlinearity (e.g. a derivative), or give the linear part real ones")
-        flat = np.ascontiguousarray(lam.real).reshape(-1, 1)
+        if not (np.iscomplexobj(lam) and np.any(lam.imag != 0)):
+            lam = lam.real                      # complex symbols (i k, i k³) take kernels.linear.phi_complex
+        flat = np.ascontiguousarray(lam).reshape(-1, 1)
         return np.broadcast_to(evaluate_phi_poly(poly, "diagonal", flat, h, cache), flat.shape).reshape(lam.shape)
 
     def combine(self, terms, transforms=None):

@@ -147,6 +147,9 @@ def fourier(shape, lengths, symbol) -> Operator:
         raise ModelError(f"fourier: symbol(k) must broadcast to the modes' shape {full}, got {lam.shape}") from None
     if not np.all(np.isfinite(lam)):
         raise ModelError("fourier: symbol(k) is not finite at every wavenumber")
+    if np.iscomplexobj(lam) and lam[(0,) * len(shape)].imag != 0:
+        raise ModelError(f"fourier: symbol(0) = {lam[(0,) * len(shape)]} must be real: the mean of a real field stays "
+                         "real (a symbol of a real operator has symbol(-k) = conj(symbol(k)))")
     for a, n in enumerate(shape):      # Nyquist modes of even axes are their own conjugates: keep Re(symbol)
         if n % 2 == 0 and np.iscomplexobj(lam):  # (an odd symbol such as ik gives 0 there, as a real field needs)
             index = [slice(None)] * len(shape)
