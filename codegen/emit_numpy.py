@@ -125,8 +125,7 @@ def _apply(layout, op, vec):
     return f"apply_dense({op}, {vec})" if layout == "dense" else f"{op} * {vec}"
 
 
-def _vector(form, scheme, term, adaptive) -> str:
-    """A Combine term's vector: the register, or an operator applied to it."""
+def _term(form, scheme, term, adaptive) -> str:
     if term.op is None:
         vec = term.vec
     elif term.op in scheme.jacobian_operators:
@@ -136,7 +135,7 @@ def _vector(form, scheme, term, adaptive) -> str:
         vec = f"matvec(op_{term.op}, {term.vec})" if dense else f"op_{term.op} * {term.vec}"
     else:
         vec = _apply(operator_layout(form, scheme.all_operators()[term.op]), f"ops[{term.op!r}]", term.vec)
-    return vec
+    return vec if term.coef == 1 else f"({pr(term.coef)})*{vec}"
 
 
 def _noise_product(form, inc):
@@ -163,13 +162,7 @@ def _statement(form, scheme, s, adaptive) -> list:
         inc = "dW" if s.increment == "dW" else "dI"
         evaluate = [] if _constant_diffusion(form) else [f"G = diffusion({s.state}, {_time(form, s.c)}, p)"]
         return evaluate + [f"{s.target} = {_noise_product(form, inc)}"]
-    if len(s.terms) == 1:
-        term = s.terms[0]
-        vec = _vector(form, scheme, term, adaptive)
-        return [f"{s.target} = {vec if term.coef == 1 else f'({pr(term.coef)})*{vec}'}"]
-    coefs = ", ".join("1" if term.coef == 1 else pr(term.coef) for term in s.terms)
-    vecs = ", ".join(_vector(form, scheme, term, adaptive) for term in s.terms)
-    return [f"{s.target} = combination(({coefs}), ({vecs}))  # Σ c_k v_k: one fused pass on large arrays"]
+    return [f"{s.target} = " + " + ".join(_term(form, scheme, term, adaptive) for term in s.terms)]
 
 
 def _constant_diffusion(form) -> bool:
@@ -247,7 +240,6 @@ def emit_numpy(form: SemilinearForm, scheme: StepScheme, adaptive: bool = False)
         "import scipy.special",
         "from sdekit.kernels.numpy_runtime import (add_linear, apply_augmented, apply_dense, external_forward, matvec,",
         "                                          mlp_forward, mlp_forward_jacobian, phi_lanes)",
-        "from sdekit.kernels.lincomb import combination",
         *printer.imports(),
         "",
         f"D = DIM = {d}",

@@ -20,21 +20,6 @@ def lincomb(coefs, arrays, out):
         out[i] = acc
 
 
-@numba.njit(parallel=True, **JIT_FLAGS)
-def lincomb_lanes(coefs, arrays, out):
-    """out[r, j] = Σ_k coefs[k, j] arrays[k][r, j]: a stage of the numpy kernels, rows the state's components,
-    columns the lanes, each lane its own coefficients (adaptive steps: functions of its h; a number is a
-    stride-0 row)."""
-    for j in numba.prange(out.shape[1]):
-        for r in range(out.shape[0]):
-            acc = 0.0
-            for k in range(len(arrays)):
-                acc += coefs[k, j] * arrays[k][r, j]
-            out[r, j] = acc
-
-
-#: arrays at least this large take a fused pass (the samplers' Lazy, the numpy kernels' stages); smaller stay eager
-FUSE_MIN_SIZE = 1 << 16
 #: arrays per pass: fewer are padded with the first one at coefficient 0 (read from cache, nearly free), so
 #: one compiled signature per dtype serves every sampler; more are combined in passes of this many
 WIDTH = 8
@@ -54,32 +39,6 @@ def in_passes(coefs, arrays, one_pass):
         out = one_pass(head_c + [0.0] * pad, head_a + [head_a[0]] * pad)
         if not arrays:
             return out
-
-
-def combination(coefs, arrays):
-    """Σ c_k a_k of one stage of a numpy kernel (a scheme's Combine, ``codegen.emit_numpy``): arrays (D, n) (or
-    broadcastable), coefficients numbers or per-lane arrays (n,).  From FUSE_MIN_SIZE numbers, float arrays of
-    one shape and dtype take one fused pass (:func:`lincomb_lanes`, WIDTH arrays at a time); otherwise numpy
-    left to right, the order the printed expression had."""
-    first = arrays[0]
-    if (isinstance(first, np.ndarray) and first.ndim == 2 and first.size >= FUSE_MIN_SIZE
-            and first.dtype in (np.float32, np.float64)
-            and all(isinstance(a, np.ndarray) and a.shape == first.shape and a.dtype == first.dtype for a in arrays)):
-        n = first.shape[1]
-
-        def one_pass(c, a):
-            C = np.empty((len(c), n))
-            for k, ck in enumerate(c):
-                C[k] = ck
-            out = np.empty(first.shape, dtype=first.dtype)
-            lincomb_lanes(C, tuple(np.ascontiguousarray(x) for x in a), out)
-            return out
-        return in_passes(coefs, arrays, one_pass)
-    total = None
-    for c, a in zip(coefs, arrays):
-        x = a if isinstance(c, int) and c == 1 else c * a
-        total = x if total is None else total + x
-    return total
 
 
 def fused(coefs, arrays):

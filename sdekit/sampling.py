@@ -111,7 +111,8 @@ def _discrete_timesteps(schedule, n, spacing, t_start, t_end):
     return ts if ks[-1] == 0 else np.append(ts, 1.0 / N)   # ending at timestep 0 already: no empty last step
 
 
-from sdekit.kernels.lincomb import FUSE_MIN_SIZE  # noqa: E402  (arrays from this size take the fused pass)
+#: arrays at least this large take the fused pass (``kernels.lincomb``); smaller ones stay eager
+FUSE_MIN_SIZE = 1 << 16
 
 
 class Lazy:

@@ -83,30 +83,3 @@ def test_inspect_shows_the_host_call_and_an_external_pickles():
     assert "external_forward(nets['f'], (" in src
     model = ens.problem.model
     assert pickle.loads(pickle.dumps(model)) == model
-
-
-@pytest.mark.parametrize("method, kw", [("Tsit5", dict(dt=0.05)), ("ETDRK4", dict(dt=0.05)),
-                                        ("Tsit5", dict(rtol=1e-7, atol=1e-7)), ("EM", dict(dt=0.05))])
-def test_large_batches_take_one_fused_pass_per_stage(method, kw):
-    """A stage Σ c_k v_k of the numpy kernel is one fused Numba pass from kernels.lincomb.FUSE_MIN_SIZE numbers
-    (3 × 30000 here; per-lane coefficients when adaptive): the same solution as the eager numpy sums of
-    chunks below the threshold."""
-    from sdekit.kernels import lincomb
-    n = 30000
-    assert 3 * n >= lincomb.FUSE_MIN_SIZE > 3 * (n // 2)
-    ens = _problem("external", stochastic=method == "EM", n=n)
-    seen = []
-    original = lincomb.lincomb_lanes
-
-    def counted(*args):
-        seen.append(args[2].shape)
-        return original(*args)
-    lincomb.lincomb_lanes = counted
-    try:
-        fused = sk.solve(ens, method, **kw)
-    finally:
-        lincomb.lincomb_lanes = original
-    eager = sk.solve(ens, method, chunk_size=n // 2, **kw)
-    assert seen and all(shape == (3, n) for shape in seen)
-    np.testing.assert_allclose(fused.y, eager.y, rtol=1e-12, atol=1e-13)
-    assert fused.stats == eager.stats
