@@ -137,7 +137,8 @@ def network_source(model) -> str:
 
 class Network:
     """The network of a :func:`probability_flow` / :func:`reverse_sde` problem or Ensemble, with its params and
-    weights, as the batched callable ``net(x, t)`` the samplers and inversion take (x (n, d), t a number; numpy),
+    weights, as the batched callable ``net(x, t)`` the samplers and inversion take (x (n, d), t a number; numpy, or
+    torch/CuPy arrays, read on the host and answered in their type and device),
     evaluated by :func:`network_source`'s module: an MLP as batched products, an External called once.
     ``jvp(x, t, v)``: (net(x, t), ∂net/∂x · v), exact through the generated tangent pass (None with an External
     network: Newton inversion then takes finite differences).  ``calls`` counts the evaluations."""
@@ -158,22 +159,35 @@ class Network:
             self.jvp = None
 
     def _states(self, x):
-        x = np.asarray(x, dtype=float)
+        from sdekit.kernels.cuda_arrays import host
+        x = np.asarray(host(x), dtype=float)
         if x.ndim != 2 or x.shape[1] != len(self.process.states):
             raise ValueError(f"the network takes states of shape (n, {len(self.process.states)}), got {x.shape}")
         return np.ascontiguousarray(x.T)
 
     def __call__(self, x, t):
         self.calls += 1
-        return np.asarray(self.module.rhs(self._states(x), float(t), self.params, self.nets, None)).T
+        return _like(np.asarray(self.module.rhs(self._states(x), float(t), self.params, self.nets, None)).T, x)
 
     def jvp(self, x, t, v):
+        from sdekit.kernels.cuda_arrays import host
         y = self._states(x)
         d = y.shape[0]
         J = self.module.jacobian(y, float(t), self.params, self.nets, None)[:d, :d]      # (d, d, n)
         self.calls += 1
         out = np.asarray(self.module.rhs(y, float(t), self.params, self.nets, None)).T
-        return out, np.einsum("ijn,nj->ni", J, np.asarray(v, dtype=float))
+        return _like(out, x), _like(np.einsum("ijn,nj->ni", J, np.asarray(host(v), dtype=float)), x)
+
+
+def _like(out, x):
+    """``out`` (numpy) as an array of ``x``'s type, dtype and device (torch, CuPy), or as it is."""
+    if isinstance(x, np.ndarray) or not hasattr(x, "shape"):
+        return out
+    if type(x).__module__.startswith("torch"):
+        import torch
+        return torch.as_tensor(out, dtype=x.dtype, device=x.device)
+    from sdekit.kernels.cuda_arrays import to_device
+    return to_device(out).astype(x.dtype)
 
 
 def network(target) -> Network:
@@ -221,7 +235,11 @@ def solve_sampler(target, method: str, dt=None, **options):
     if (ts is None) == (dt is None):
         raise ValueError(f"the sampler {method!r} takes fixed steps: give ts= (e.g. sk.diffusion.timesteps(schedule, 10, "
                          "t_start=t0, t_end=t1)) or dt, not both")
-    grid = (time_grid((-t0, -t1), dt) if ts is None else user_grid((-t0, -t1), -np.asarray(ts, dtype=float))).times
+    if ts is not None:
+        times = np.asarray(ts, dtype=float).ravel() if np.ndim(ts) == 1 else None
+        if times is None or times.size < 2 or max(abs(times[0] - t0), abs(times[-1] - t1)) > 1e-12 * (t0 - t1):
+            raise ValueError(f"ts must run from t0 = {t0} down to t1 = {t1} of tspan, got {ts!r}")
+    grid = (time_grid((-t0, -t1), dt) if ts is None else user_grid((-t0, -t1), -times)).times
     times = -grid
     noise = None
     if stochastic:

@@ -85,8 +85,9 @@ def invert(schedule, model, x0, ts, method: str = "ddim", prediction: str = "eps
                          f"{', '.join(m for m in SAMPLERS if m not in STOCHASTIC)}; got {method!r}")
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    if solver != "explicit" and method in MULTISTEP:
-        raise ValueError(f"the fixed-point inversion solves one step at a time: give a singlestep sampler, not {method!r}")
+    if solver != "explicit" and method not in SINGLESTEP:
+        raise ValueError(f"the {solver} inversion solves one step at a time: give a singlestep sampler "
+                         f"({', '.join(SINGLESTEP)}), not {method!r}")
     if not (isinstance(maxiter, (int, np.integer)) and maxiter >= 1) or not (isinstance(anderson, (int, np.integer))
                                                                            and anderson >= 0):
         raise ValueError(f"maxiter must be an integer >= 1 and anderson one >= 0, got {maxiter!r}, {anderson!r}")
@@ -96,7 +97,7 @@ def invert(schedule, model, x0, ts, method: str = "ddim", prediction: str = "eps
     net = Network(model, prediction, schedule)
     n = x0.shape[0]
     converged = np.ones(n, dtype=bool)
-    if method in MULTISTEP:
+    if method not in SINGLESTEP:        # multistep samplers and FireFlow/RF-Solver: their own loop, run forwards in t
         return Inversion(run(schedule, net, x0, ts, method), net.calls, None, [RETCODES[SUCCESS]] * n)
     step, x, xs = SINGLESTEP[method], x0, [x0]
     for s, t in zip(ts[:-1], ts[1:]):
@@ -106,7 +107,8 @@ def invert(schedule, model, x0, ts, method: str = "ddim", prediction: str = "eps
             if solver == "fixed-point":
                 guess, ok = _fixed_point(back, x, guess, tol, maxiter, anderson)
             else:               # exact JVPs: the network's tangent pass, or torch's forward-mode AD
-                exact = callable(getattr(model, "jvp", None)) or type(x0).__module__.startswith("torch")
+                exact = callable(getattr(model, "jvp", None)) or (type(x0).__module__.startswith("torch")
+                                                                  and not hasattr(model, "jvp"))   # jvp=None: FD
                 jvp = (lambda z, v: back(Dual(z, v)).tangent) if exact else None
                 guess, ok = _newton(back, x, guess, tol, maxiter, jvp)
             converged &= ok
@@ -154,7 +156,7 @@ def _newton(back, target, x, tol, maxiter, jvp=None):
     from scipy.sparse.linalg import LinearOperator, gmres
     like = x
     if not isinstance(x, np.ndarray):
-        if not (type(x).__module__.startswith("torch") and jvp is not None):
+        if not type(x).__module__.startswith("torch"):
             raise ValueError("solver='newton' takes numpy arrays or torch tensors (the GMRES runs in scipy); use "
                              "'fixed-point' for CuPy")
         import torch
@@ -163,7 +165,8 @@ def _newton(back, target, x, tol, maxiter, jvp=None):
             return torch.as_tensor(a, dtype=like.dtype, device=like.device)
         back_t, jvp_t = back, jvp
         back = lambda z: _numpy(back_t(device(z)))                  # noqa: E731
-        jvp = lambda z, v: _numpy(jvp_t(device(z), device(v)))      # noqa: E731
+        if jvp_t is not None:
+            jvp = lambda z, v: _numpy(jvp_t(device(z), device(v)))  # noqa: E731
         x, target = _numpy(x), _numpy(target)
     done = np.zeros(x.shape[0], dtype=bool)
     for _ in range(maxiter):

@@ -266,3 +266,28 @@ def test_the_inversion_api_runs_on_a_problems_network(kind):
     assert inv.success and inv.residual.max() < 1e-10
     few = D.invert(SCHEDULE, net, x, ts[::-1], "dpmsolver-2", solver="fixed-point", tol=1e-14, maxiter=1)
     assert set(few.retcodes) == {"MaxIters"}
+
+
+def test_a_problems_network_inverts_torch_tensors_and_any_sampler_inverts_explicitly():
+    """Newton on torch tensors: exact JVPs through an MLP's tangent pass, finite differences for an External (its
+    network answers torch with torch); RF-Solver-2 and FireFlow invert explicitly (their own loops) and refuse
+    the one-step solvers by name."""
+    torch = pytest.importorskip("torch", reason="the inputs of this test are torch tensors")
+    mlp = D.MLPNetwork(_mlp_weights())
+    model = D.probability_flow(SCHEDULE, X, sk.External("eps", 3, 2)(sp.Matrix([*X, sk.t])))
+    external = D.network(sk.ODEProblem(model, [0.0, 0.0], (1.0, T_END), nets={"eps": lambda X_: mlp(X_[:, :2], X_[0, 2])}))
+    inside = D.network(_mlp_problem(ensemble=False)[0])
+    x = torch.tensor(np.random.default_rng(0).standard_normal((4, 2)))
+    grid = D.timesteps(SCHEDULE, 6, t_end=T_END)[::-1]
+    for net in (external, inside):
+        inv = D.invert(SCHEDULE, net, x, grid, "ddim", solver="newton", tol=1e-11)
+        back, _ = D.sample(SCHEDULE, net, inv.x, grid[::-1], "ddim")
+        assert isinstance(inv.x, torch.Tensor) and inv.success and float((back - x).abs().max()) < 1e-8
+    for method in ("rf-solver-2", "fireflow"):
+        inv = D.invert(SCHEDULE, inside, x.numpy(), grid, method)
+        assert inv.nfe == D.nfe(method, 6) and inv.residual is None
+        with pytest.raises(ValueError, match="singlestep sampler"):
+            D.invert(SCHEDULE, inside, x.numpy(), grid, method, solver="fixed-point")
+    ens, _ = _mlp_problem()
+    with pytest.raises(ValueError, match="ts must run from t0 = 1.0 down to t1 = 0.01"):
+        sk.solve(ens, "ddim", ts=[0.9, 0.5, 0.1])
