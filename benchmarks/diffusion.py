@@ -79,6 +79,7 @@ def run_pair(method, shape, torch, diffusers, repeats):
     def ours():
         return D.sample(schedule, net, x0, ts, method)[0]
 
+    theirs(), ours()                    # warm-up: first calls (imports, compiles) are not the per-step cost
     t_theirs, t_ours = _best(theirs, repeats), _best(ours, repeats)
     over_theirs, over_ours = (t_theirs - net_s) / STEPS, (t_ours - net_s) / STEPS
     return dict(method=method, scheduler=cls, shape=list(shape), steps=STEPS, network_s=net_s,

@@ -74,7 +74,7 @@ def _plot(rows, shown, exact, floor, nfes, out):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     picks = [m for m in ("ddim", "dpmsolver++2m", "dpmsolver++3m") if m in shown]
-    fig, axes = plt.subplots(1, len(picks) + 2, figsize=(4 * (len(picks) + 2), 4))
+    fig, axes = plt.subplots(1, len(picks) + 2, figsize=(4 * (len(picks) + 2) + 2, 4))
     axes[0].scatter(*exact[:2000].T, s=1)
     axes[0].set(title="exact samples", aspect="equal")
     for ax, m in zip(axes[1:], picks):
@@ -86,7 +86,7 @@ def _plot(rows, shown, exact, floor, nfes, out):
         ax.loglog(*zip(*pts), "o-", label=r["sampler"], ms=3)
     ax.axhline(floor, color="k", ls="--", label="sampling error")
     ax.set(xlabel="network calls (NFE)", ylabel="sliced Wasserstein-2 to the data", title="quality vs NFE")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
