@@ -29,7 +29,7 @@ from sdekit.kernels.matfun import phi_scalar
 
 #: method -> (prediction it integrates, order, network calls per step (singlestep) or 1 (multistep))
 SAMPLERS = {
-    "ddim": ("data", 1, 1), "dpmsolver-2": ("noise", 2, 2), "dpmsolver-3": ("noise", 3, 3),
+    "ddim": ("data", 1, 1), "dpmsolver-2": ("noise", 2, 2), "dpmsolver-3": ("noise", 3, 3), "dpmsolver-2m": ("noise", 2, 1),
     "dpmsolver++2s": ("data", 2, 2), "dpmsolver++2m": ("data", 2, 1), "dpmsolver++3m": ("data", 3, 1),
     "dpmsolver++3m-compat": ("data", 2, 1), "euler": ("noise", 1, 1), "heun": ("noise", 2, 2),
     "sde-dpmsolver++1": ("data", 1, 1), "sde-dpmsolver++2m": ("data", 1, 1), "sde-dpmsolver++3m": ("data", 1, 1),
@@ -45,7 +45,7 @@ STOCHASTIC = ("sde-dpmsolver++1", "sde-dpmsolver++2m", "sde-dpmsolver++3m", "sde
 UNIPC = tuple(m for m in SAMPLERS if m.startswith("unipc"))
 DEIS = tuple(m for m in SAMPLERS if m.startswith("deis"))
 #: samplers that carry earlier network outputs from step to step
-MULTISTEP = ("dpmsolver++2m", "dpmsolver++3m", "dpmsolver++3m-compat") + UNIPC + DEIS + ("pndm", "ipndm")
+MULTISTEP = ("dpmsolver-2m", "dpmsolver++2m", "dpmsolver++3m", "dpmsolver++3m-compat") + UNIPC + DEIS + ("pndm", "ipndm")
 
 
 def nfe(method: str, steps: int) -> int:
@@ -611,22 +611,26 @@ def _heun(schedule, net, x, s, t):
 
 def _multistep(schedule, net, x, ts, method, noise=None, lower_order_final=False, total=None):
     """DPM-Solver++(2M) ("midpoint") and (3M): one network call per step, the first steps at
-    lower order (warm-up); 3M's D2 weight is 2hφ_3(−h) (exact) or hφ_3(−h) ("-compat").
+    lower order (warm-up); 3M's D2 weight is 2hφ_3(−h) (exact) or hφ_3(−h) ("-compat").  DPM-Solver-2M
+    (``"dpmsolver-2m"``, Lu et al. 2022b §3 on ε; diffusers' ``algorithm_type="dpmsolver"``, midpoint) is the
+    same recipe on the noise prediction, x_t = (α_t/α_s) x − σ_t (e^h − 1)(D0 + ½ D1).
     SDE-DPM-Solver++(1, 2M): the exact linear part and noise covariance of the reverse SDE,
     x_t = (σ_t/σ_s)e^{−h} x_s + α_t(1 − e^{−2h})(D0 + ½D1) + σ_t √(1 − e^{−2h}) z (methods.md §2.5)."""
     if method in STOCHASTIC:
         order = 1 if method.endswith("1") else 2 if method.endswith("2m") else 3
         return _sde_multistep(schedule, net, x, ts, order, noise, compat=method.endswith("compat"))
-    order = 2 if method == "dpmsolver++2m" else 3
+    order = 2 if method in ("dpmsolver++2m", "dpmsolver-2m") else 3
+    on_eps = method == "dpmsolver-2m"         # DPM-Solver-2M on ε: x_t = (α_t/α_s) x − σ_t (e^h − 1)(D0 + ½D1)
     lams = [float(v) for v in schedule("lam", ts)]
-    hist = []                                 # (λ, x̂) of the last steps, newest first
+    hist = []                                 # (λ, x̂ or ε) of the last steps, newest first
     for i in range(len(ts) - 1):
         s, t = float(ts[i]), float(ts[i + 1])
         a_s, a_t, s_s, s_t, h = _coef(schedule, s, t)
-        hist.insert(0, (lams[i], net.data(x, s)))
+        hist.insert(0, (lams[i], net.noise(x, s) if on_eps else net.data(x, s)))
         del hist[order:]
         m0 = hist[0][1]
-        x_new = (s_t / s_s) * x + (a_t * h * phi_scalar(1, -h)) * m0
+        w1 = -s_t * math.expm1(h) if on_eps else a_t * h * phi_scalar(1, -h)      # the weight of D0
+        x_new = ((a_t / a_s) if on_eps else (s_t / s_s)) * x + w1 * m0
         k = min(len(hist), order)
         steps = len(ts) - 1 if total is None else total
         if lower_order_final and steps < 15:       # diffusers' rule: first order last, at most second before
@@ -635,7 +639,7 @@ def _multistep(schedule, net, x, ts, method, noise=None, lower_order_final=False
             r0 = (hist[0][0] - hist[1][0]) / h
             d1_0 = (1.0 / r0) * (m0 - hist[1][1])
             if k == 2:
-                x_new = x_new + (0.5 * a_t * h * phi_scalar(1, -h)) * d1_0      # "midpoint": ½ hφ_1 for hφ_2
+                x_new = x_new + (0.5 * w1) * d1_0      # "midpoint": ½ hφ_1 for hφ_2
             else:
                 r1 = (hist[1][0] - hist[2][0]) / h
                 d1_1 = (1.0 / r1) * (hist[1][1] - hist[2][1])

@@ -42,10 +42,11 @@ def _close(got, want):
     assert np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-3)) < 1e-6
 
 
-@pytest.mark.parametrize("order, ours", [(1, "ddim"), (2, "dpmsolver++2m"), (3, "dpmsolver++3m-compat")])
-def test_dpmsolver_multistep_matches_diffusers(setup, order, ours):
+@pytest.mark.parametrize("order, ours, algorithm", [(1, "ddim", "dpmsolver++"), (2, "dpmsolver++2m", "dpmsolver++"),
+                                                (3, "dpmsolver++3m-compat", "dpmsolver++"), (2, "dpmsolver-2m", "dpmsolver")])
+def test_dpmsolver_multistep_matches_diffusers(setup, order, ours, algorithm):
     schedule, eps, eps_index, x = setup
-    sch = diffusers.DPMSolverMultistepScheduler(**BETAS, solver_order=order, algorithm_type="dpmsolver++",
+    sch = diffusers.DPMSolverMultistepScheduler(**BETAS, solver_order=order, algorithm_type=algorithm,
                                                 final_sigmas_type="sigma_min", lower_order_final=False,
                                                 timestep_spacing="linspace")
     sch.set_timesteps(12)

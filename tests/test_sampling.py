@@ -16,7 +16,7 @@ SCHEDULE = D.vp_linear()
 MIXTURE = D.GaussianMixture([[-1.0, 0.0], [1.0, 0.5]], [0.7, 0.9], [0.4, 0.6])
 EPS = MIXTURE.eps(SCHEDULE)
 T_END = 1e-2
-ORDERS = {"ddim": 1, "dpmsolver-2": 2, "dpmsolver-3": 3, "dpmsolver++2s": 2, "dpmsolver++2m": 2, "dpmsolver++3m": 3,
+ORDERS = {"ddim": 1, "dpmsolver-2": 2, "dpmsolver-3": 3, "dpmsolver-2m": 2, "dpmsolver++2s": 2, "dpmsolver++2m": 2, "dpmsolver++3m": 3,
           "dpmsolver++3m-compat": 2, "euler": 1, "heun": 2,
           **{f"unipc{p}-{b}": p + 1 for p in (1, 2, 3) for b in ("bh1", "bh2")},   # UniP-p + UniC: order p + 1
           "deis1": 1, "deis2": 2, "deis3": 3, "flow-euler": 1,
