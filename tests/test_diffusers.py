@@ -19,14 +19,16 @@ N = 1000
 BETAS = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=N)
 
 
-def _run(scheduler, x, eps_index):
-    xt = torch.as_tensor(x, dtype=torch.float64)
+def _run(scheduler, x, eps_index, every: bool = False):
+    """The scheduler's sample after its last step (``every``: after each step)."""
+    xt, states = torch.as_tensor(x, dtype=torch.float64), []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for k in scheduler.timesteps:
             out = torch.as_tensor(eps_index(xt.numpy(), int(k)), dtype=torch.float64)
             xt = scheduler.step(out, k, xt).prev_sample
-    return xt.numpy()
+            states.append(xt.numpy())
+    return states if every else xt.numpy()
 
 
 @pytest.fixture(scope="module")
@@ -291,3 +293,32 @@ def test_pndm_matches_diffusers_plms(setup, steps):
     got, nfe = D.sample(schedule, eps, x, (ks + 1.0) / N, "pndm")
     assert nfe == len(sch.timesteps) - 1 == D.nfe("pndm", len(ks) - 1)
     _close(got, want)
+
+
+TRAJECTORIES = {
+    "dpmsolver++2m": lambda: diffusers.DPMSolverMultistepScheduler(**BETAS, solver_order=2, final_sigmas_type="sigma_min",
+                                                                  lower_order_final=False, timestep_spacing="linspace"),
+    "dpmsolver-2m": lambda: diffusers.DPMSolverMultistepScheduler(**BETAS, solver_order=2, algorithm_type="dpmsolver",
+                                                                 final_sigmas_type="sigma_min", lower_order_final=False,
+                                                                 timestep_spacing="linspace"),
+    "unipc2-bh2": lambda: diffusers.UniPCMultistepScheduler(**BETAS, solver_order=2, final_sigmas_type="sigma_min",
+                                                           lower_order_final=False, timestep_spacing="linspace"),
+    "deis2": lambda: diffusers.DEISMultistepScheduler(**BETAS, solver_order=2, lower_order_final=False,
+                                                     timestep_spacing="linspace"),
+}
+
+
+@pytest.mark.parametrize("ours", list(TRAJECTORIES))
+def test_whole_trajectories_match_diffusers(setup, ours):
+    """Every intermediate sample, not only the last: after k steps the scheduler's prev_sample equals sdekit's
+    sample over the first k + 1 grid points (a multistep sampler's state depends only on the steps before)."""
+    schedule, eps, eps_index, x = setup
+    sch = TRAJECTORIES[ours]()
+    sch.set_timesteps(10)
+    if ours == "deis2":
+        sch.sigmas = sch.sigmas.double()
+    states = _run(sch, x, eps_index, every=True)
+    ts = np.append((sch.timesteps.numpy() + 1.0) / N, 1.0 / N)
+    assert len(states) == len(ts) - 1
+    for k, want in enumerate(states, start=1):
+        _close(D.sample(schedule, eps, x, ts[:k + 1], ours)[0], want)
