@@ -178,13 +178,16 @@ def time_change_branches(ell) -> list:
     Lam = sp.integrate(ell, t)
     if Lam.has(sp.Integral):
         raise ModelError(f"the linear part ℓ(t) = {ell} has no closed-form integral ∫ℓ dt: put ℓ(t)·y in nonlinear=")
+    # sympy's ∫ dt/(t − 1) is log(t − 1), complex for t < 1: log(1 − t) is the other real antiderivative
+    antiderivatives = list(dict.fromkeys([Lam, Lam.replace(sp.log, lambda a: sp.log(sp.expand(-a)))]))
     branches = []
     for sign in (1, -1):
-        try:
-            roots = sp.solve(sp.Eq(sign * Lam, _U), t)
-        except (NotImplementedError, ValueError):
-            roots = []
-        branches += [(sign, sign * Lam, r.subs(_U, t)) for r in roots]
+        for anti in antiderivatives:
+            try:
+                roots = sp.solve(sp.Eq(sign * anti, _U), t)
+            except (NotImplementedError, ValueError):
+                roots = []
+            branches += [(sign, sign * anti, r.subs(_U, t)) for r in roots]
     if not branches:
         raise ModelError(f"sympy cannot invert u = ∫ℓ dt = {Lam} for ℓ(t) = {ell} in closed form: put ℓ(t)·y in "
                          "nonlinear=")

@@ -80,13 +80,25 @@ def epsilon(schedule, x, out, prediction: str) -> sp.Matrix:
 
 def probability_flow(schedule, x, network, prediction: str = "eps"):
     """The probability-flow ODE dx/dt = f x + g²/(2σ) ε(x, t) of ``schedule`` (an ``sk.ODE``), ε the network
-    ``network`` (sympy, in the states ``x`` and ``sk.t``) converted from ``prediction``.  Solve it from the
+    ``network`` (sympy, in the states ``x`` and ``sk.t``) converted from ``prediction``.  Its linear part is
+    f(t)·I where sympy inverts log α(t) in closed form (VP, sub-VP, cosine, flow matching: the catalogue's
+    exponential methods then take it exactly, in u = ∓log α), else f x is in the drift.  Solve it from the
     schedule's largest time down (tspan (T, t_min)) with any catalogue method, or with a sampler:
     ``sk.solve(problem, "dpmsolver++2m", ts=sk.diffusion.timesteps(schedule, 10))``."""
     from sdekit.model import ODE
     x, network = _checked(schedule, x, network, prediction)
     eps = epsilon(schedule, x, network, prediction)
-    model = ODE(x, schedule.f * x + (schedule.g2 / (2 * schedule.sigma)) * eps)
+    forcing = (schedule.g2 / (2 * schedule.sigma)) * eps
+    model = None
+    if schedule.f != 0:                # f(t)·I as the linear part: solved exactly in u = ∓log α (time_changed)
+        from sdekit.codegen.analysis import time_change_branches
+        try:
+            time_change_branches(schedule.f)
+            model = ODE(x, linear=schedule.f * sp.eye(len(x)), nonlinear=forcing)
+        except ModelError:             # no closed-form inverse of log α: f(t) x in the drift
+            model = None
+    if model is None:
+        model = ODE(x, schedule.f * x + forcing)
     model.diffusion_process = DiffusionProcess(schedule, x, network, prediction, "probability-flow")
     return model
 
