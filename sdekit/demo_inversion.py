@@ -15,10 +15,22 @@ def _methods(D, data):
             return D.invert(s, e, x, ts[::-1], name, check=False).x if back else D.sample(s, e, x, ts, name)[0]
         return go
 
-    def fixed_point(s, e, x, ts, back):
+    def implicit(solver):
+        def go(s, e, x, ts, back):
+            if back:
+                return D.invert(s, e, x, ts[::-1], solver=solver, tol=1e-12).x
+            return D.sample(s, e, x, ts, "ddim")[0]
+        return go
+
+    def reversible(s, e, x, ts, back):                 # the probability-flow ODE dx/dt = f x + g²/(2σ) ε, pair (y, z)
+        def pf(t, y):
+            return float(s("f", t)) * y + float(s("g2", t)) / (2 * float(s("sigma", t))) * e(y, t)
         if back:
-            return D.invert(s, e, x, ts[::-1], solver="fixed-point", tol=1e-12).x
-        return D.sample(s, e, x, ts, "ddim")[0]
+            y, z, _ = D.reversible_heun(pf, x, ts, z=state.pop("z", None), inverse=True)
+        else:
+            y, z, _ = D.reversible_heun(pf, x, ts, z=state.pop("z", None))
+        state["z"] = z
+        return y
 
     state = {}
 
@@ -56,7 +68,9 @@ def _methods(D, data):
         return go
     return {"DDIM inversion": (1, explicit("ddim")), "DPM-Solver-2 inversion": (2, explicit("dpmsolver-2")),
             "DPM-Solver++(2M) inversion": (1, explicit("dpmsolver++2m")),
-            "fixed-point DDIM (tol 1e-12)": (None, fixed_point), "EDICT (p = 0.93)": (2, edict),
+            "fixed-point DDIM (tol 1e-12)": (None, implicit("fixed-point")),
+            "Newton DDIM (tol 1e-12)": (None, implicit("newton")), "EDICT (p = 0.93)": (2, edict),
+            "Reversible Heun (PF-ODE)": (1, reversible),
             "BDIA (γ = 1)": (1, bdia), "flow Euler inversion (RF)": (1, rectified("flow-euler")),
             "RF-Solver-2 (RF)": (2, rectified("rf_solver")), "FireFlow (RF)": (1, rectified("fireflow"))}, state
 
@@ -92,8 +106,10 @@ def run_inversion_demo(n: int = 2000, nfes=(10, 20, 50, 100), out: str = "sdekit
         rows.append(row)
         say(f"{name:<30}" + "".join(f"{a:>10.1e} | {b:<9.1e}" for a, b in
                                     zip(row["noise_data_noise"].values(), row["data_noise_data"].values())))
-    say("\nfixed-point: NFE counts the steps (each step iterates until its residual is below 1e-12); EDICT and BDIA "
-        "invert algebraically, so their error is rounding whatever the NFE. (RF) rows: the same data as a rectified "
+    say("\nfixed-point, Newton: NFE counts the steps (each step iterates until its residual is below 1e-12; Newton's "
+        "Jacobian-vector products are finite differences of this closed-form network); EDICT, BDIA and Reversible Heun "
+        "invert algebraically, so their error is rounding whatever the NFE (Reversible Heun integrates the PF-ODE in t, "
+        "one f call a step). (RF) rows: the same data as a rectified "
         "flow (α = 1 − t, σ = t), velocity u = ε − x̂, t from 0.995 to 1e-3; FireFlow calls once a step (one more to start).")
     if out:
         _plot(rows, nfes, out)

@@ -147,13 +147,19 @@ def _fixed_point(back, target, x, tol, maxiter, m):
     return x, done
 
 
+#: trajectories of at most this many numbers take Newton's step from their own Jacobian block (built column by
+#: column, batched over the trajectories, then solved row by row); larger ones take GMRES on the whole batch
+DIRECT_MAX = 16
+
+
 def _newton(back, target, x, tol, maxiter, jvp=None):
     """Solve back(x) = target per trajectory by Newton: J δ = r with r = target − back(x), J the
-    Jacobian of back, from GMRES (scipy) on J v: ``jvp(x, v)`` (exact, a tangent pass) or the finite
-    difference (back(x + εv) − back(x))/ε, ε = √u (1 + ‖x‖)/‖v‖.  Converged rows are frozen (their part of r
-    set to 0).  torch tensors (with ``jvp``: torch's forward-mode AD) are solved on numpy copies: the network
-    sees the caller's type and device, the result comes back in it.  Returns (x, converged per row)."""
-    from scipy.sparse.linalg import LinearOperator, gmres
+    Jacobian of back, from ``jvp(x, v)`` (exact, a tangent pass) or finite differences (back(x + εv) − back(x))/ε
+    with ε = √u (1 + ‖x_i‖) per trajectory.  Trajectories act independently (a network acting row by row), so J
+    is block diagonal: up to DIRECT_MAX numbers a trajectory, its blocks are built from d JVPs batched over the
+    trajectories and solved row by row (exact Newton); beyond, GMRES (scipy) on the whole batch.  Converged rows
+    are frozen.  torch tensors are solved on numpy copies: the network sees the caller's type and device, the
+    result comes back in it.  Returns (x, converged per row)."""
     like = x
     if not isinstance(x, np.ndarray):
         if not type(x).__module__.startswith("torch"):
@@ -168,7 +174,8 @@ def _newton(back, target, x, tol, maxiter, jvp=None):
         if jvp_t is not None:
             jvp = lambda z, v: _numpy(jvp_t(device(z), device(v)))  # noqa: E731
         x, target = _numpy(x), _numpy(target)
-    done = np.zeros(x.shape[0], dtype=bool)
+    rows, d = x.shape[0], int(np.prod(x.shape[1:]))
+    done = np.zeros(rows, dtype=bool)
     for _ in range(maxiter):
         fx = back(x)
         r = target - fx
@@ -176,20 +183,29 @@ def _newton(back, target, x, tol, maxiter, jvp=None):
         if done.all():
             break
         r[done] = 0.0
-        scale = 1.4901161193847656e-08 * (1.0 + np.linalg.norm(x))
+        step = x.shape[:1] + (1,) * (x.ndim - 1)
+        eps = (1.4901161193847656e-08 * (1.0 + np.sqrt(np.sum(x.reshape(rows, d) ** 2, axis=1)))).reshape(step)
 
         def jv(v, x=x, fx=fx):
-            v = v.reshape(x.shape)
             if jvp is not None:
-                return np.asarray(jvp(x, v)).ravel()
-            norm = np.linalg.norm(v)
-            if norm == 0:
-                return np.zeros(x.size)
-            eps = scale / norm
-            return ((back(x + eps * v) - fx) / eps).ravel()
-        delta, _ = gmres(LinearOperator((x.size, x.size), matvec=jv, dtype=x.dtype), r.ravel(),
-                         rtol=1e-3 * tol / max(_rms(r).max(), tol), atol=0.0, restart=min(x.size, 30), maxiter=3)
-        x = x + delta.reshape(x.shape) * (~done).reshape((-1,) + (1,) * (x.ndim - 1))
+                return np.asarray(jvp(x, v))
+            return (back(x + eps * v) - fx) / eps
+        if d <= DIRECT_MAX:
+            J = np.empty((rows, d, d))
+            for j in range(d):
+                e = np.zeros((rows, d))
+                e[:, j] = 1.0
+                J[:, :, j] = jv(e.reshape(x.shape)).reshape(rows, d)
+            try:
+                delta = np.linalg.solve(J, r.reshape(rows, d, 1))[..., 0]
+            except np.linalg.LinAlgError:                  # a singular block: its least-squares step
+                delta = (np.linalg.pinv(J) @ r.reshape(rows, d, 1))[..., 0]
+        else:
+            from scipy.sparse.linalg import LinearOperator, gmres
+            delta, _ = gmres(LinearOperator((x.size, x.size), matvec=lambda v: jv(v.reshape(x.shape)).ravel(),
+                                            dtype=x.dtype), r.ravel(),
+                             rtol=1e-3 * tol / max(_rms(r).max(), tol), atol=0.0, restart=min(x.size, 30), maxiter=3)
+        x = x + delta.reshape(x.shape) * (~done).reshape(step)
     if not isinstance(like, np.ndarray):
         return device(x), done
     return x, done
