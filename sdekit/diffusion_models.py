@@ -36,14 +36,36 @@ SAMPLER_OPTIONS = ("ts", "dt", "seed", "backend", "lower_order_final", "eta", "t
 @dataclass(frozen=True)
 class DiffusionProcess:
     """What a diffusion model was built from: its ``schedule``, the ``network`` output (sympy Matrix of the
-    states and t), the network's ``prediction`` ("eps", "x0", "v", "flow") and ``kind`` ("probability-flow"
-    or "reverse-sde")."""
+    states and t; guided, when the model was given ``uncond``), the network's ``prediction`` ("eps", "x0", "v",
+    "flow"), ``kind`` ("probability-flow" or "reverse-sde") and the ``mean`` μ of a mean-reverting SDE (or None)."""
 
     schedule: object
     states: sp.Matrix
     network: sp.Matrix
     prediction: str
     kind: str
+    mean: tuple | None = None
+
+
+def _process(schedule, x, network, prediction, uncond, guidance_scale, mean):
+    """(states, the guided network, ε of the process in z = x − μ, μ as a tuple or None), checked: classifier-free
+    guidance u + w (c − u) in the network's prediction (Ho & Salimans 2022; ``guidance_scale`` a number or a param),
+    and for a mean-reverting SDE the VP-form process of z = x − μ (methods.md §2.7: a data prediction shifted by μ)."""
+    x, network = _checked(schedule, x, network, prediction)
+    if (uncond is None) != (guidance_scale is None):
+        raise ValueError("classifier-free guidance needs both uncond= (the unconditional network, same prediction) and "
+                         "guidance_scale= (w: a number or an sk.params symbol)")
+    if uncond is not None:
+        _, uncond = _checked(schedule, x, uncond, prediction)
+        network = uncond + sp.sympify(guidance_scale) * (network - uncond)
+    mu = None
+    if mean is not None:
+        mu = sp.Matrix([sp.nsimplify(m) if isinstance(m, (int, float)) else sp.sympify(m) for m in np.ravel(mean)])
+        if mu.shape != x.shape or mu.free_symbols & set(x):
+            raise ModelError(f"mean must be {len(x)} numbers (or params), not depending on the states; got {mean!r}")
+    z = x if mu is None else x - mu
+    out = network if mu is None or prediction != "x0" else network - mu
+    return x, network, epsilon(schedule, z, out, prediction), None if mu is None else tuple(mu)
 
 
 def _checked(schedule, x, network, prediction):
@@ -78,7 +100,7 @@ def epsilon(schedule, x, out, prediction: str) -> sp.Matrix:
     return out + (x - s * out) / (a + s)
 
 
-def probability_flow(schedule, x, network, prediction: str = "eps"):
+def probability_flow(schedule, x, network, prediction: str = "eps", *, uncond=None, guidance_scale=None, mean=None):
     """The probability-flow ODE dx/dt = f x + g²/(2σ) ε(x, t) of ``schedule`` (an ``sk.ODE``), ε the network
     ``network`` (sympy, in the states ``x`` and ``sk.t``) converted from ``prediction``.  Its linear part is
     f(t)·I where sympy inverts log α(t) in closed form (VP, sub-VP, cosine, flow matching: the catalogue's
@@ -86,9 +108,9 @@ def probability_flow(schedule, x, network, prediction: str = "eps"):
     schedule's largest time down (tspan (T, t_min)) with any catalogue method, or with a sampler:
     ``sk.solve(problem, "dpmsolver++2m", ts=sk.diffusion.timesteps(schedule, 10))``."""
     from sdekit.model import ODE
-    x, network = _checked(schedule, x, network, prediction)
-    eps = epsilon(schedule, x, network, prediction)
-    forcing = (schedule.g2 / (2 * schedule.sigma)) * eps
+    x, network, eps, mu = _process(schedule, x, network, prediction, uncond, guidance_scale, mean)
+    shift = sp.zeros(len(x), 1) if mu is None else -schedule.f * sp.Matrix(mu)      # f (x − μ) = f x − f μ
+    forcing = (schedule.g2 / (2 * schedule.sigma)) * eps + shift
     model = None
     if schedule.f != 0:                # f(t)·I as the linear part: solved exactly in u = ∓log α (time_changed)
         from sdekit.codegen.analysis import time_change_branches
@@ -99,20 +121,21 @@ def probability_flow(schedule, x, network, prediction: str = "eps"):
             model = None
     if model is None:
         model = ODE(x, schedule.f * x + forcing)
-    model.diffusion_process = DiffusionProcess(schedule, x, network, prediction, "probability-flow")
+    model.diffusion_process = DiffusionProcess(schedule, x, network, prediction, "probability-flow", mu)
     return model
 
 
-def reverse_sde(schedule, x, network, prediction: str = "eps"):
+def reverse_sde(schedule, x, network, prediction: str = "eps", *, uncond=None, guidance_scale=None, mean=None):
     """The reverse-time SDE dx = (f x + g²/σ ε(x, t)) dt + g dW̄ of ``schedule`` (an ``sk.SDE`` with diagonal
     noise; Anderson 1982, Song et al. 2021 eq. (6)); solved from t = T down (tspan (T, t_min)) it samples
-    the data distribution — with SRA1/SETD1/EM, or with the SDE samplers (``"sde-dpmsolver++2m"``, DDIM η > 0)."""
+    the data distribution — with SRA1/SETD1/EM, or with the SDE samplers (``"sde-dpmsolver++2m"``, DDIM η > 0).
+    ``uncond``, ``guidance_scale``, ``mean``: as :func:`probability_flow`."""
     from sdekit.model import SDE
-    x, network = _checked(schedule, x, network, prediction)
-    eps = epsilon(schedule, x, network, prediction)
+    x, network, eps, mu = _process(schedule, x, network, prediction, uncond, guidance_scale, mean)
+    z = x if mu is None else x - sp.Matrix(mu)
     g = sp.sqrt(schedule.g2)
-    model = SDE(x, drift=schedule.f * x + (schedule.g2 / schedule.sigma) * eps, diffusion=g, noise="diagonal")
-    model.diffusion_process = DiffusionProcess(schedule, x, network, prediction, "reverse-sde")
+    model = SDE(x, drift=schedule.f * z + (schedule.g2 / schedule.sigma) * eps, diffusion=g, noise="diagonal")
+    model.diffusion_process = DiffusionProcess(schedule, x, network, prediction, "reverse-sde", mu)
     return model
 
 
@@ -223,7 +246,7 @@ def solve_sampler(target, method: str, dt=None, **options):
     for key in options:
         if key not in SAMPLER_OPTIONS:
             raise unknown_keyword("solve", {key: None}, SAMPLER_OPTIONS)
-    problem, Y0, _, _, seed, ensemble = _targets(target, options.pop("seed", None))
+    problem, Y0, params, _, seed, ensemble = _targets(target, options.pop("seed", None))
     spec = getattr(problem.model, "diffusion_process", None)
     if spec is None:
         raise ModelError(f"{method!r} is a diffusion sampler: it needs a model from sk.diffusion.probability_flow or "
@@ -258,8 +281,15 @@ def solve_sampler(target, method: str, dt=None, **options):
         increments = brownian_tree(target, seed).increments(grid)
         noise = _sequential(((dW / np.sqrt(h)).T for (dW, _), h in zip(increments, np.diff(grid))))
     net = Network(target)
+    mean = None
+    if spec.mean is not None:
+        mean = np.array([float(sp.sympify(m).subs({p: float(params[p.name]) for p in sp.sympify(m).free_symbols}))
+                         for m in spec.mean]) if all(np.ndim(v) == 0 for v in params.values()) else None
+        if mean is None:
+            raise ValueError("a mean-reverting model's sampler takes one μ for the whole ensemble: give its params as "
+                             "numbers")
     x, calls = sample(spec.schedule, net, np.array(Y0, dtype=float), times, name, spec.prediction, noise=noise, eta=eta,
-                      **options)
+                      mean=mean, **options)
     x = np.asarray(x)
     finite = np.all(np.isfinite(x), axis=1)
     codes = np.where(finite, SUCCESS, UNSTABLE)

@@ -303,3 +303,44 @@ def test_the_catalogues_exponential_methods_take_the_schedules_f_exactly(mixture
     errs = [np.abs(sk.solve(ens, method, ts=D.timesteps(SCHEDULE, n, t_end=T_END), backend="numpy").y[:, -1] - ref).max()
             for n in steps]
     assert observed_order([1 / n for n in steps], errs) >= 3.7, errs
+
+
+def test_classifier_free_guidance_in_the_model_with_the_scale_a_runtime_param():
+    """probability_flow(..., uncond=, guidance_scale=w) with w an sk.params symbol: ε from u + w (c − u), sampled
+    through solve as sample(..., uncond=, guidance_scale=) does; another w is another value, not another model."""
+    cond, unc = sk.MLP("c", [3, 16, 2]), sk.MLP("u", [3, 16, 2])
+    w = sk.params("w")
+    inputs = sp.Matrix([*X, sk.t])
+    model = D.probability_flow(SCHEDULE, X, cond(inputs), uncond=unc(inputs), guidance_scale=w)
+    y0 = np.random.default_rng(1).standard_normal((5, 2))
+    ts = D.timesteps(SCHEDULE, 8, t_end=T_END)
+    for scale in (1.5, 4.0):
+        prob = sk.ODEProblem(model, [0.0, 0.0], (1.0, T_END), params={"w": scale},
+                             nets={"c": _mlp_weights(0), "u": _mlp_weights(1)})
+        sol = sk.solve(sk.Ensemble(prob, y0=y0), "dpmsolver++2m", ts=ts)
+        want, nfe = D.sample(SCHEDULE, D.MLPNetwork(_mlp_weights(0)), y0, ts, "dpmsolver++2m",
+                             uncond=D.MLPNetwork(_mlp_weights(1)), guidance_scale=scale)
+        np.testing.assert_allclose(sol.y[:, -1], want, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="needs both uncond"):
+        D.probability_flow(SCHEDULE, X, cond(inputs), uncond=unc(inputs))
+
+
+def test_the_mr_sampler_through_solve_on_a_mean_reverting_model():
+    """probability_flow(mean_reverting schedule, ..., mean=μ): dx/dt = f (x − μ) + g²/(2σ) ε; solve's samplers run as
+    the MR Sampler (sample(..., mean=μ)) and converge at order 2 (2M) to the model's own Tsit5 solution."""
+    mr = D.mean_reverting(1 + sk.t, sp.Rational(1, 2))
+    mu = [0.7, -0.3]
+    eps = D.GaussianMixture([[-0.4, 0.1], [0.5, 0.3]], [0.2, 0.3]).eps_expression(mr, sp.Matrix(X) - sp.Matrix(mu))
+    model = D.probability_flow(mr, X, eps, mean=mu)
+    x_T = np.array(mu) + 0.5 * np.random.default_rng(4).standard_normal((8, 2))
+    ens = sk.Ensemble(sk.ODEProblem(model, [0.0, 0.0], (1.0, 0.05)), y0=x_T)
+    ref = sk.solve(ens, "Tsit5", rtol=1e-11, atol=1e-11, backend="numpy").y[:, -1]
+    steps = (16, 32, 64)
+    got = [sk.solve(ens, "dpmsolver++2m", ts=D.timesteps(mr, n, t_start=1.0, t_end=0.05)).y[:, -1] for n in steps]
+    eps_f = sp.lambdify([*X, sk.t], eps)
+    network = lambda x, t: np.array([np.ravel(eps_f(*row, t)) for row in x])      # noqa: E731
+    want, _ = D.sample(mr, network, x_T, D.timesteps(mr, 16, t_start=1.0, t_end=0.05), "dpmsolver++2m",
+                       mean=np.array(mu))
+    np.testing.assert_allclose(got[0], want, rtol=1e-10, atol=1e-12)
+    errs = [np.abs(g - ref).max() for g in got]
+    assert observed_order([1 / n for n in steps], errs) >= 1.75, errs
