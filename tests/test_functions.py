@@ -55,7 +55,7 @@ def test_every_supported_function_on_every_backend_matches_numpy(backend):
     (lambda u: sk.ODE(u, sp.Matrix([sp.Function("g")(u[0])])), "undefined function g"),
     (lambda u: sk.SDE(u, drift=sp.Matrix([-u[0]]), diffusion=sp.Matrix([sp.zeta(u[0])])), "uses zeta, which the "
                                                                                             "numpy and numba backends"),
-    (lambda u: sk.ODE(u, linear=sp.Matrix([[-sk.t]]), nonlinear=sp.Matrix([0])), "linear part depends on t"),
+    (lambda u: sk.SDE(u, linear=sp.Matrix([[-sk.t]]), diffusion=sp.Matrix([1])), "ℓ\\(t\\)·I is supported for ODEs"),
     (lambda u: sk.ODE(u, sp.Matrix([sp.I * u[0] ** 2])), "drift is complex"),
     (lambda u: sk.ODE(u, sp.Matrix([sp.Integral(u[0] * sp.Symbol("s"), (sp.Symbol("s"), 0, 1))])),
      "the numba backend cannot print Integral"),
