@@ -198,23 +198,37 @@ class Lazy:
         terms = [(k, a) for k, a in flat if k != 0.0] or flat[:1]
         if len(terms) == 1 and terms[0][0] == 1.0:
             return terms[0][1]
-        arrays = [a for _, a in terms]
-        if _cuda_fusable(arrays):       # CuPy / torch CUDA: one generated element-wise CUDA kernel
-            from sdekit.kernels.cuda_arrays import fused_cuda
-            return fused_cuda([k for k, _ in terms], arrays)
-        fusable = _fusable(arrays)
-        if fusable is not None:
-            from sdekit.kernels.lincomb import fused
-            out = fused([k for k, _ in terms], fusable).reshape(fusable[0].shape)
-            if isinstance(arrays[0], np.ndarray):
-                return out
-            import torch
-            return torch.from_numpy(out)
-        total = None
-        for k, a in terms:
-            x = a if k == 1.0 else k * a
-            total = x if total is None else total + x
+        from sdekit.traced import Token
+        if any(isinstance(a, Token) for _, a in terms):      # a traced run: record the combination
+            return terms[0][1].program.combine([k for k, _ in terms], [a for _, a in terms])
+        return combine([k for k, _ in terms], [a for _, a in terms])
+
+
+def combine(coefs, arrays):
+    """Σ c_k a_k as an array of the arrays' type: one generated CUDA kernel (CuPy, torch CUDA) or one fused Numba pass
+    (numpy, CPU torch) from FUSE_MIN_SIZE numbers; below, a chain of scale-and-adds (torch: ``add_(alpha=c)``)."""
+    if _cuda_fusable(arrays):       # CuPy / torch CUDA: one generated element-wise CUDA kernel
+        from sdekit.kernels.cuda_arrays import fused_cuda
+        return fused_cuda(list(coefs), arrays)
+    fusable = _fusable(arrays)
+    if fusable is not None:
+        from sdekit.kernels.lincomb import fused
+        out = fused(list(coefs), fusable).reshape(fusable[0].shape)
+        if isinstance(arrays[0], np.ndarray):
+            return out
+        import torch
+        return torch.from_numpy(out)
+    first = arrays[0]
+    if type(first).__module__.startswith("torch") and all(type(a) is type(first) for a in arrays):
+        total = first * coefs[0]
+        for k, a in zip(coefs[1:], arrays[1:]):
+            total.add_(a, alpha=k)
         return total
+    total = None
+    for k, a in zip(coefs, arrays):
+        x = a if k == 1.0 else k * a
+        total = x if total is None else total + x
+    return total
 
 
 def _is_scalar(y) -> bool:
@@ -451,21 +465,46 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
                         guidance_scale, thresholding, sample_max_value)
         return z + mean, nfe
     schedule = Memo.of(schedule)
+    draw = None if noise is None else noise if callable(noise) else noise.__getitem__
+    if thresholding is None and TRACE:               # the run's step program, recorded once (sdekit.traced)
+        from sdekit import traced
+        key = (id(schedule.schedule), method, prediction, ts.tobytes(), float(eta), bool(lower_order_final),
+               uncond is not None, guidance_scale)
+
+        def record(program):
+            probe = Network(lambda z, t: program.net(0, z, t), prediction, schedule,
+                            None if uncond is None else (lambda z, t: program.net(1, z, t)), guidance_scale)
+            result = _steps(schedule, probe, Token(program, 0), ts, sigma, method,
+                            None if draw is None else program.noise, lower_order_final, eta)
+            program.finish(result, probe.calls)
+        from sdekit.traced import Token
+        program = traced.program(key + (schedule.schedule,), record)
+        if program is not None:
+            return program.replay((model, uncond), x, draw), program.calls
     net = Network(model, prediction, schedule, uncond, guidance_scale, thresholding, sample_max_value)
-    x = Lazy.of(x)                   # each step's update: one fused pass (Lazy) where the arrays allow it
-    # a grid that ends at σ = 0 (diffusers' final_sigmas_type="zero"): λ = ∞ there, and every exponential
-    # sampler's last step tends to x = x̂(x, s): taken first order, as diffusers forces it
+    x = _steps(schedule, net, x, ts, sigma, method, draw, lower_order_final, eta)
+    return (x.value() if isinstance(x, Lazy) else x), net.calls
+
+
+#: sample() replays each run's traced step program (sdekit.traced); False runs every recipe step by step
+TRACE = True
+
+
+def _steps(schedule, net, x, ts, sigma, method, draw, lower_order_final, eta):
+    """The sampler's steps over ``ts`` from x (the body of :func:`sample`, validated): a grid that ends at σ = 0
+    (diffusers' final_sigmas_type="zero") has λ = ∞ there, and every exponential sampler's last step tends to
+    x = x̂(x, s): taken first order, as diffusers forces it."""
+    x = Lazy.of(x)                   # each step's update: one combination (Lazy), fused where the arrays allow it
     to_zero = sigma[-1] == 0 and method not in ("euler", "flow-euler", "rf-solver-2", "fireflow")
     core = ts[:-1] if to_zero else ts
     if core.size > 1 and eta > 0:
-        draw = noise if callable(noise) else noise.__getitem__
         for i, (s, t) in enumerate(zip(core[:-1], core[1:])):
             x = _ddim_eta(schedule, net, x, float(s), float(t), eta, draw(i))
     elif core.size > 1:
-        x = run(schedule, net, x, core, method, noise, lower_order_final, ts.size - 1)
+        x = run(schedule, net, x, core, method, draw, lower_order_final, ts.size - 1)
     if to_zero:
         x = net.data(x, float(core[-1]))
-    return (x.value() if isinstance(x, Lazy) else x), net.calls
+    return x.value() if isinstance(x, Lazy) else x
 
 
 class Memo:

@@ -296,3 +296,57 @@ def test_mr_sampler_converges_on_a_mean_reverting_sde(method, order):
         errs.append(np.sqrt(np.mean((x - ref) ** 2)))
     p = observed_order([1.0 / n for n in steps[1:]], errs[1:])
     assert order - 0.25 <= p <= order + 0.5, (method, p, errs)
+
+
+@pytest.fixture
+def untraced(monkeypatch):
+    """sample() running every recipe step by step (sdekit.sampling.TRACE off), for comparison."""
+    from sdekit import sampling
+
+    def run(*args, **kwargs):
+        monkeypatch.setattr(sampling, "TRACE", False)
+        try:
+            return D.sample(*args, **kwargs)
+        finally:
+            monkeypatch.setattr(sampling, "TRACE", True)
+    return run
+
+
+@pytest.mark.parametrize("method", sorted(D.SAMPLERS))
+def test_a_replayed_step_program_is_the_recipe(untraced, method):
+    """sample() records each run's step program once (sdekit.traced) and replays it: the recipe's samples and call
+    count for every sampler, with guidance, DDIM's η and the MR Sampler's mean too."""
+    x = np.random.default_rng(2).standard_normal((16, 2))
+    ts = D.timesteps(SCHEDULE, 7, t_end=T_END)
+    noise = np.random.default_rng(3).standard_normal((7, 16, 2)) if method in D.STOCHASTIC else None
+    runs = [dict()]
+    if method == "dpmsolver++2m":
+        runs += [dict(uncond=lambda z, t: 0.5 * EPS(z, t), guidance_scale=2.5), dict(mean=np.array([0.3, -0.1]))]
+    if method == "ddim":
+        runs += [dict(eta=0.7)]
+    for kw in runs:
+        z = noise if noise is not None or kw.get("eta") else None
+        if kw.get("eta"):
+            z = np.random.default_rng(4).standard_normal((7, 16, 2))
+        got, calls = D.sample(SCHEDULE, EPS, x, ts, method, noise=z, **kw)
+        again, _ = D.sample(SCHEDULE, EPS, x, ts, method, noise=z, **kw)            # the kept program
+        want, want_calls = untraced(SCHEDULE, EPS, x, ts, method, noise=z, **kw)
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-14)
+        assert calls == want_calls and np.array_equal(got, again)
+
+
+def test_step_programs_are_kept_per_run_and_untraceable_recipes_run_as_they_are():
+    from sdekit import traced
+    x = np.random.default_rng(2).standard_normal((4, 2))
+    ts = D.timesteps(SCHEDULE, 5, t_end=T_END)
+    D.sample(SCHEDULE, EPS, x, ts, "unipc2-bh2")
+    before = len(traced._programs)
+    D.sample(SCHEDULE, EPS, 2 * x, ts, "unipc2-bh2")                     # same run, other data: no new program
+    assert len(traced._programs) == before
+    prog = traced.Program()
+    with pytest.raises(traced.Untraceable):
+        traced.Token(prog, 0) * traced.Token(prog, 0)                 # a product of arrays is not a combination
+    with pytest.raises(traced.Untraceable):
+        traced.Token(prog, 0).reshape(2, -1)
+    thresholded, _ = D.sample(SCHEDULE, EPS, x, ts, "ddim", thresholding=0.9)     # quantiles: run step by step
+    assert thresholded.shape == x.shape and np.all(np.isfinite(thresholded))
