@@ -207,19 +207,21 @@ class Lazy:
 def combine(coefs, arrays):
     """Σ c_k a_k as an array of the arrays' type: one generated CUDA kernel (CuPy, torch CUDA) or one fused Numba pass
     (numpy, CPU torch) from FUSE_MIN_SIZE numbers; below, a chain of scale-and-adds (torch: ``add_(alpha=c)``)."""
-    if _cuda_fusable(arrays):       # CuPy / torch CUDA: one generated element-wise CUDA kernel
-        from sdekit.kernels.cuda_arrays import fused_cuda
-        return fused_cuda(list(coefs), arrays)
-    fusable = _fusable(arrays)
-    if fusable is not None:
-        from sdekit.kernels.lincomb import fused
-        out = fused(list(coefs), fusable).reshape(fusable[0].shape)
-        if isinstance(arrays[0], np.ndarray):
-            return out
-        import torch
-        return torch.from_numpy(out)
     first = arrays[0]
-    if type(first).__module__.startswith("torch") and all(type(a) is type(first) for a in arrays):
+    torch_like = type(first).__module__.startswith("torch")
+    if (first.numel() if torch_like else getattr(first, "size", 0)) >= FUSE_MIN_SIZE:
+        if _cuda_fusable(arrays):       # CuPy / torch CUDA: one generated element-wise CUDA kernel
+            from sdekit.kernels.cuda_arrays import fused_cuda
+            return fused_cuda(list(coefs), arrays)
+        fusable = _fusable(arrays)
+        if fusable is not None:
+            from sdekit.kernels.lincomb import fused
+            out = fused(list(coefs), fusable).reshape(fusable[0].shape)
+            if isinstance(first, np.ndarray):
+                return out
+            import torch
+            return torch.from_numpy(out)
+    if torch_like and all(type(a) is type(first) for a in arrays):
         total = first * coefs[0]
         for k, a in zip(coefs[1:], arrays[1:]):
             total.add_(a, alpha=k)
