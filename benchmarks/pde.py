@@ -1,4 +1,5 @@
-"""Stiff semilinear PDEs on the array-level driver (sdekit fields) against scipy ``solve_ivp``: work–precision.
+"""Stiff semilinear PDEs on the array-level driver (sdekit fields) against scipy ``solve_ivp`` and, where installed,
+diffrax (JAX, jit-compiled, float64; Tsit5 and Kvaerno5 with a PID controller): work–precision.
 
 Problems (each a semi-discretisation; sdekit and scipy solve the same ODE system):
 
@@ -42,7 +43,9 @@ def allen_cahn(n=256, eps=0.01, T=10.0):
     A = eps * sps.diags([np.ones(n - 1), -2 * np.ones(n), np.ones(n - 1)], [-1, 0, 1], format="csr") / dx**2
     f = lambda t, v: A @ v + v - v**3 + c
     jac = lambda t, v: (A + sps.diags(1 - 3 * v**2)).tocsc()
-    return dict(name=f"Allen–Cahn 1-D n = {n}", prob=prob, f=f, jac=jac, y0=prob.u0, T=T,
+    Ad = A.toarray()
+    jax_f = lambda jnp: (lambda t, v, args: jnp.asarray(Ad) @ v + v - v**3 + jnp.asarray(c))   # noqa: E731
+    return dict(name=f"Allen–Cahn 1-D n = {n}", prob=prob, f=f, jac=jac, y0=prob.u0, T=T, jax_f=jax_f,
                 sdekit=("Krogstad", "ETDRK4", "HochOst4", "ROS34PW2"), dts=(1.0, 0.5, 0.25, 0.1, 0.05, 0.025, 0.01),
                 scipy=("BDF", "Radau", "LSODA"), reference="Radau")
 
@@ -55,7 +58,8 @@ def kuramoto_sivashinsky(n=128, T=30.0):
     Dd = np.stack([Dx.runtime.apply(e) for e in eye], axis=1)
     f = lambda t, v: Ld @ v - 0.5 * (Dd @ (v * v))
     jac = lambda t, v: Ld - Dd * v[None, :]
-    return dict(name=f"Kuramoto–Sivashinsky n = {n}", prob=prob, f=f, jac=jac, y0=prob.u0, T=T,
+    jax_f = lambda jnp: (lambda t, v, args: jnp.asarray(Ld) @ v - 0.5 * (jnp.asarray(Dd) @ (v * v)))   # noqa: E731
+    return dict(name=f"Kuramoto–Sivashinsky n = {n}", prob=prob, f=f, jac=jac, y0=prob.u0, T=T, jax_f=jax_f,
                 sdekit=("ETDRK4", "Krogstad", "ETDRK3", "ROS34PW2"), dts=(0.5, 0.25, 0.125, 0.0625, 0.03125),
                 scipy=("BDF", "Radau", "LSODA"), reference="Radau")
 
@@ -79,10 +83,20 @@ def gray_scott(m=128, T=50.0, Du=2e-5, Dv=1e-5, F=0.04, k=0.06, size=2.5):
         uv2 = U * V * V
         return np.concatenate([Du * (A @ U) - uv2 + F * (1 - U), Dv * (A @ V) + uv2 - (F + k) * V])
 
+    def jax_f(jnp):
+        def lap(W):                                  # the periodic 5-point stencil, as A
+            return (jnp.roll(W, 1, 0) + jnp.roll(W, -1, 0) + jnp.roll(W, 1, 1) + jnp.roll(W, -1, 1) - 4 * W) / dx**2
+
+        def rhs(t, y, args):
+            U, V = y[:N].reshape(m, m), y[N:].reshape(m, m)
+            uv2 = U * V * V
+            return jnp.concatenate([(Du * lap(U) - uv2 + F * (1 - U)).ravel(), (Dv * lap(V) + uv2 - (F + k) * V).ravel()])
+        return rhs
+
     block = (A != 0).astype(int) + sps.identity(N, dtype=int)
     sparsity = sps.bmat([[block, sps.identity(N)], [sps.identity(N), block]])
     return dict(name=f"Gray–Scott 2-D {m}×{m}", prob=sk.FieldProblem(model, np.stack([U0, V0]), (0.0, T)), f=f,
-                jac_sparsity=sparsity, y0=np.concatenate([U0.ravel(), V0.ravel()]), T=T,
+                jac_sparsity=sparsity, y0=np.concatenate([U0.ravel(), V0.ravel()]), T=T, jax_f=jax_f,
                 sdekit=("ETDRK4", "Krogstad", "ETDRK3", "RK4"), dts=(5.0, 2.5, 1.0, 0.5, 0.25),
                 scipy=("BDF", "LSODA", "RK45", "DOP853"), reference="DOP853")
 
@@ -138,6 +152,8 @@ def run_problem(spec, quick, tols):
             err = float(np.abs(res.y[:, -1] - ref).max()) if res.success else np.inf
             rows.append(dict(solver=f"scipy {method}", setting=f"tol = {tol:g}", error=err, seconds=secs,
                              steps=int(res.t.size - 1), fevals=int(res.nfev), status="Success" if res.success else res.message))
+    if not quick:
+        rows += _diffrax_rows(spec, ref, tols)
     at = {}
     for solver in dict.fromkeys(r["solver"] for r in rows):
         at[solver] = _at_target([(r["error"], r["seconds"]) for r in rows if r["solver"] == solver])
@@ -148,11 +164,45 @@ def run_problem(spec, quick, tols):
                 rows=rows, time_at_1e6=at, ratio_at_1e6=ratio)
 
 
+#: diffrax's solvers compared where diffrax is installed (an optional benchmark dependency, not a test one)
+DIFFRAX = ("Tsit5", "Kvaerno5")
+
+
+def _diffrax_rows(spec, ref, tols) -> list:
+    """diffrax (JAX, float64, jit-compiled; compile time excluded: best of 3 calls, the first compiles) with a PID
+    step controller at rtol = atol = tol, on the same system as scipy (``spec["jax_f"]``)."""
+    try:
+        import diffrax
+        import jax
+    except ImportError:
+        return []
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    term, rows = diffrax.ODETerm(spec["jax_f"](jnp)), []
+    y0 = jnp.asarray(spec["y0"])
+    for name in DIFFRAX:
+        if name == "Kvaerno5" and y0.size > 5000:        # a dense Jacobian of 32768² numbers: 8.6 GB, not run
+            continue
+        for tol in tols:
+            solve = jax.jit(lambda y, tol=tol, solver=getattr(diffrax, name)(): diffrax.diffeqsolve(
+                term, solver, 0.0, spec["T"], None, y, stepsize_controller=diffrax.PIDController(rtol=tol, atol=tol),
+                saveat=diffrax.SaveAt(t1=True), max_steps=1_000_000, throw=False))
+            jax.block_until_ready(solve(y0))                       # compiles
+            secs, sol = _timed(lambda: jax.block_until_ready(solve(y0)), 3)
+            ok = bool(sol.result == diffrax.RESULTS.successful)
+            err = float(np.abs(np.asarray(sol.ys[-1]) - ref).max()) if ok else np.inf
+            steps = int(sol.stats["num_accepted_steps"])
+            rows.append(dict(solver=f"diffrax {name}", setting=f"tol = {tol:g}", error=err, seconds=secs, steps=steps,
+                             fevals="-", status="Success" if ok else str(sol.result)))
+            print(f"   diffrax {name} tol {tol:g}: error {err:.2e}, {secs:.3f} s")
+    return rows
+
+
 def ratios(problem) -> dict:
-    """{scipy solver: its time / sdekit's fastest time at error 1e-6} for the solvers that bracket 1e-6."""
+    """{scipy or diffrax solver: its time / sdekit's fastest time at error 1e-6} for the solvers that bracket 1e-6."""
     at = problem["time_at_1e6"]
     ours = min((t for s, t in at.items() if s.startswith("sdekit") and t is not None), default=None)
-    return {s: t / ours for s, t in at.items() if s.startswith("scipy") and t is not None and ours}
+    return {s: t / ours for s, t in at.items() if s.startswith(("scipy", "diffrax")) and t is not None and ours}
 
 
 def _markdown(result) -> str:
@@ -160,9 +210,9 @@ def _markdown(result) -> str:
              __doc__.split("\n\n")[0].strip(), ""]
     for p in result["problems"]:
         ratio = f"{p['ratio_at_1e6']:.1f}×" if p["ratio_at_1e6"] else "– (not bracketed)"
-        each = ", ".join(f"{s.split()[1]} {r:.2g}×" for s, r in ratios(p).items()) or "none brackets it"
+        each = ", ".join(f"{s} {r:.2g}×" for s, r in ratios(p).items()) or "none brackets it"
         lines += [f"## {p['problem']}", "", f"Reference: {p['reference']}. At error 1e-6, scipy's fastest / sdekit's "
-                  f"fastest: **{ratio}**; each scipy solver's time / sdekit's fastest: {each}.", "",
+                  f"fastest: **{ratio}**; each solver's time / sdekit's fastest: {each}.", "",
                   "| solver | setting | max error | wall time [s] | steps | f-evals | status |", "|---|---|---|---|---|---|---|"]
         for r in p["rows"]:
             lines.append(f"| {r['solver']} | {r['setting']} | {r['error']:.2e} | {r['seconds']:.4f} | {r['steps']} | "

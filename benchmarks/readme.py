@@ -55,9 +55,9 @@ def table(results: Path = RESULTS) -> str:
     if path.exists():
         r = json.loads(path.read_text())
         from .pde import ratios
-        out += ["", "Stiff PDEs (`sdekit bench pde`, sdekit fields (fixed steps) vs scipy `solve_ivp`: each scipy "
+        out += ["", "Stiff PDEs (`sdekit bench pde`, sdekit fields (fixed steps) vs scipy `solve_ivp` and diffrax: each "
                 "solver's time to max error 1e-6 over sdekit's fastest; above 1 sdekit is faster): " + "; ".join(
-                    f"{p['problem']}: " + ", ".join(f"{s.split()[1]} {x:.2g}x" for s, x in ratios(p).items())
+                    f"{p['problem']}: " + ", ".join(f"{s.replace('scipy ', '')} {x:.2g}x" for s, x in ratios(p).items())
                     for p in r["problems"]) + "."]
     path = results / "diffusion.json"
     if path.exists():

@@ -216,7 +216,9 @@ class Network:
 
 def _like(out, x):
     """``out`` (numpy) as an array of ``x``'s type, dtype and device (torch, CuPy), or as it is."""
-    if isinstance(x, np.ndarray) or not hasattr(x, "shape"):
+    if isinstance(x, np.ndarray):
+        return out.astype(x.dtype, copy=False) if x.dtype.kind == "f" else out
+    if not hasattr(x, "shape"):
         return out
     if type(x).__module__.startswith("torch"):
         import torch

@@ -184,7 +184,8 @@ def _newton(back, target, x, tol, maxiter, jvp=None):
             break
         r[done] = 0.0
         step = x.shape[:1] + (1,) * (x.ndim - 1)
-        eps = (1.4901161193847656e-08 * (1.0 + np.sqrt(np.sum(x.reshape(rows, d) ** 2, axis=1)))).reshape(step)
+        root_u = float(np.sqrt(np.finfo(x.dtype).eps)) if x.dtype.kind == "f" else 1.4901161193847656e-08
+        eps = (root_u * (1.0 + np.sqrt(np.sum(x.reshape(rows, d) ** 2, axis=1)))).reshape(step)
 
         def jv(v, x=x, fx=fx):
             if jvp is not None:
@@ -200,12 +201,13 @@ def _newton(back, target, x, tol, maxiter, jvp=None):
                 delta = np.linalg.solve(J, r.reshape(rows, d, 1))[..., 0]
             except np.linalg.LinAlgError:                  # a singular block: its least-squares step
                 delta = (np.linalg.pinv(J) @ r.reshape(rows, d, 1))[..., 0]
+            delta = delta.astype(x.dtype, copy=False)
         else:
             from scipy.sparse.linalg import LinearOperator, gmres
             delta, _ = gmres(LinearOperator((x.size, x.size), matvec=lambda v: jv(v.reshape(x.shape)).ravel(),
                                             dtype=x.dtype), r.ravel(),
                              rtol=1e-3 * tol / max(_rms(r).max(), tol), atol=0.0, restart=min(x.size, 30), maxiter=3)
-        x = x + delta.reshape(x.shape) * (~done).reshape(step)
+        x = x + (delta.reshape(x.shape) * (~done).reshape(step)).astype(x.dtype, copy=False)
     if not isinstance(like, np.ndarray):
         return device(x), done
     return x, done
@@ -232,9 +234,9 @@ def _per_row(values, like):
 def _anderson_weights(r, dr) -> np.ndarray:
     """γ (m, n): per row the least-squares γ = argmin ‖r − ΔR γ‖ (ridge 1e-12·tr ΔRᵀΔR)."""
     n = r.shape[0]
-    R = np.stack([_numpy(a).reshape(n, -1) for a in dr], -1)             # (n, d, m)
-    A = np.einsum("ndi,ndj->nij", R, R)
-    b = np.einsum("ndi,nd->ni", R, _numpy(r).reshape(n, -1))
+    R = np.stack([_numpy(a).reshape(n, -1).astype(np.float64) for a in dr], -1)     # (n, d, m), float64 (float32
+    A = np.einsum("ndi,ndj->nij", R, R)                                                 # inputs: the ridge survives)
+    b = np.einsum("ndi,nd->ni", R, _numpy(r).reshape(n, -1).astype(np.float64))
     bad = ~(np.isfinite(A).all(axis=(1, 2)) & np.isfinite(b).all(axis=1))      # a diverging row: plain step
     A[bad], b[bad] = np.eye(A.shape[-1]), 0.0
     ridge = 1e-12 * np.einsum("nii->n", A)[:, None, None] + 1e-300

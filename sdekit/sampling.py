@@ -470,12 +470,13 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
     draw = None if noise is None else noise if callable(noise) else noise.__getitem__
     if thresholding is None and TRACE:               # the run's step program, recorded once (sdekit.traced)
         from sdekit import traced
+        scale = None if guidance_scale is None else float(guidance_scale)      # its value (a 0-d array, a tensor)
         key = (id(schedule.schedule), method, prediction, ts.tobytes(), float(eta), bool(lower_order_final),
-               uncond is not None, guidance_scale)
+               uncond is not None, scale)
 
         def record(program):
             probe = Network(lambda z, t: program.net(0, z, t), prediction, schedule,
-                            None if uncond is None else (lambda z, t: program.net(1, z, t)), guidance_scale)
+                            None if uncond is None else (lambda z, t: program.net(1, z, t)), scale)
             result = _steps(schedule, probe, Token(program, 0), ts, sigma, method,
                             None if draw is None else program.noise, lower_order_final, eta)
             program.finish(result, probe.calls)

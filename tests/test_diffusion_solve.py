@@ -344,3 +344,22 @@ def test_the_mr_sampler_through_solve_on_a_mean_reverting_model():
     np.testing.assert_allclose(got[0], want, rtol=1e-10, atol=1e-12)
     errs = [np.abs(g - ref).max() for g in got]
     assert observed_order([1 / n for n in steps], errs) >= 1.75, errs
+
+
+def test_float32_inversion_converges_and_keeps_its_dtype():
+    """The pipelines' float32: fixed-point (Anderson weights solved in float64) and Newton (difference steps of
+    √ε_float32) reach a float32-sized tolerance on torch and numpy float32 inputs, which come back float32."""
+    torch = pytest.importorskip("torch", reason="the inputs of this test are torch tensors")
+    mlp = D.MLPNetwork(_mlp_weights())
+    model = D.probability_flow(SCHEDULE, X, sk.External("eps", 3, 2)(sp.Matrix([*X, sk.t])))
+    external = D.network(sk.ODEProblem(model, [0.0, 0.0], (1.0, T_END), nets={"eps": lambda X_: mlp(X_[:, :2], X_[0, 2])}))
+    x = torch.tensor(np.random.default_rng(0).standard_normal((50, 2)), dtype=torch.float32)
+    grid = D.timesteps(SCHEDULE, 8, t_end=T_END)[::-1]
+    for solver in ("fixed-point", "newton"):
+        inv = D.invert(SCHEDULE, external, x, grid, "ddim", solver=solver, tol=1e-5)
+        assert inv.success and inv.x.dtype == torch.float32, solver
+        back, _ = D.sample(SCHEDULE, external, inv.x, grid[::-1], "ddim")
+        assert float((back - x).abs().max()) < 5e-3
+    inv = D.invert(SCHEDULE, D.network(_mlp_problem(ensemble=False)[0]), x.numpy(), grid, "ddim", solver="newton",
+                   tol=1e-5)
+    assert inv.success and inv.x.dtype == np.float32

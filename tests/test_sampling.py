@@ -350,3 +350,22 @@ def test_step_programs_are_kept_per_run_and_untraceable_recipes_run_as_they_are(
         traced.Token(prog, 0).reshape(2, -1)
     thresholded, _ = D.sample(SCHEDULE, EPS, x, ts, "ddim", thresholding=0.9)     # quantiles: run step by step
     assert thresholded.shape == x.shape and np.all(np.isfinite(thresholded))
+
+
+def test_a_guidance_scale_is_keyed_by_its_value():
+    """The traced program bakes the guidance scale into its coefficients: a 0-d array or a tensor scale is read as
+    its value (a tensor changed in place gives a new program, not the old one's result)."""
+    torch = pytest.importorskip("torch", reason="the scale of this test is a torch tensor")
+    x = np.random.default_rng(0).standard_normal((4, 2))
+    ts = D.timesteps(SCHEDULE, 6, t_end=T_END)
+
+    def unc(z, t):
+        return 0.5 * EPS(z, t)
+    plain = D.sample(SCHEDULE, EPS, x, ts, "ddim", uncond=unc, guidance_scale=2.0)[0]
+    np.testing.assert_array_equal(D.sample(SCHEDULE, EPS, x, ts, "ddim", uncond=unc, guidance_scale=np.array(2.0))[0],
+                                  plain)
+    g = torch.tensor(2.0)
+    D.sample(SCHEDULE, EPS, x, ts, "ddim", uncond=unc, guidance_scale=g)
+    g.fill_(5.0)
+    np.testing.assert_array_equal(D.sample(SCHEDULE, EPS, x, ts, "ddim", uncond=unc, guidance_scale=g)[0],
+                                  D.sample(SCHEDULE, EPS, x, ts, "ddim", uncond=unc, guidance_scale=5.0)[0])
