@@ -13,7 +13,9 @@ MEMO_SIZES = 8
 
 def _scalar(x) -> float:
     """A lane value of the one lane (a number or an array of one entry) as a float."""
-    return float(np.ravel(x)[0])
+    if isinstance(x, (int, float)):
+        return float(x)
+    return float(x.flat[0]) if isinstance(x, np.ndarray) else float(np.ravel(x)[0])
 
 
 class FieldLanes:

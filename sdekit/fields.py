@@ -29,8 +29,11 @@ import sympy as sp
 
 from .codegen.analysis import Param, t as _t
 from .abi import STATS
+from sympy.printing.numpy import NumPyPrinter
+
 from .codegen.builders import build_scheme
 from .codegen.emit_field import emit_field
+from .codegen.emit_numpy import ProductPowers
 from .codegen.errors import ModelError
 from .codegen.methods import get_method
 from .kernels import operators as _ops
@@ -198,6 +201,10 @@ def matrix(shape, A) -> Operator:
     return Operator(_ops.Matrix(shape, A), "matrix")
 
 
+class _FieldPrinter(ProductPowers, NumPyPrinter):
+    """N on the grid: numpy, small powers as products (``codegen.emit_numpy.ProductPowers``)."""
+
+
 class _ArrayModel:
     """What the array-level drivers need of a model: ``shape`` (the state's), ``rhs(u, t)`` (N on the whole
     array), ``operator`` (L: ``kernels.operators``), and the generated modules it keeps (:meth:`compiled`)."""
@@ -267,7 +274,8 @@ class FieldODE(_ArrayModel):
                 raise ModelError(f"FieldODE: operator {op!r} does not act on the field's grid {grid}")
         modules = [{name: op.runtime.apply for name, op in self.operators.items()}, "numpy"]
         self._N = sp.lambdify((*fields, _t, *self.data, *self.params), self.nonlinear, modules=modules,
-                              docstring_limit=0)
+                              docstring_limit=0, printer=_FieldPrinter({"fully_qualified_modules": False, "inline": True,
+                                                                         "allow_unknown_functions": True}))
         self._data = tuple(self.data.values())
         self.shape = (len(fields),) + grid if several else grid
         zero = _ops.Diagonal(np.zeros(grid))
@@ -279,6 +287,9 @@ class FieldODE(_ArrayModel):
         """N(u, t) on the whole array (each species' broadcast to the grid's shape), with the values of
         ``self.params`` in that order."""
         parts = self._N(*(u if self.several else [u]), t, *self._data, *params)
+        if not self.several:                              # one species: its array, without a stack
+            part = np.asarray(parts[0], dtype=float)
+            return part if part.shape == self.grid else np.broadcast_to(part, self.grid).copy()
         return np.stack([np.broadcast_to(np.asarray(p, dtype=float), self.grid) for p in parts]).reshape(self.shape)
 
     def source(self) -> str:
