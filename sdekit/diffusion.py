@@ -5,7 +5,8 @@ given by sympy expressions α(t), σ(t) in ``sk.t``; everything else is derived 
 the half-log-SNR λ = log(α/σ), the forward SDE dx = f(t) x dt + g(t) dW with f = d log α/dt and
 g² = dσ²/dt − 2 f σ² (Song et al. 2021, ICLR), its inverse t(λ) (closed form where methods.md §2.2
 gives one, else a guarded numeric inverse of the monotone λ), and the forward SDE as an
-``sk.SDE``.  Samplers in λ-time (DDIM, DPM-Solver, ...) build on these; they are not here yet.
+``sk.SDE``.  The samplers (``sdekit.sampling``), inversion (``sdekit.inversion``) and the probability-flow ODE
+and reverse SDE as models (``sdekit.diffusion_models``) build on these; this module gathers them as ``sk.diffusion``.
 """
 from __future__ import annotations
 

@@ -14,8 +14,10 @@ exactly, with weights whose antiderivatives sympy derives once per order.  ``"fl
 straightened flow y = x/(α + σ) in s = σ/(α + σ), dy/ds = ε − x̂ (rectified-flow / flow-matching models'
 velocity, ``prediction="flow"``): diffusers' FlowMatchEuler step for α = 1 − σ, any shift.  The network is any batched callable ``model(x, t)`` (numpy, torch, CuPy): the
 updates are arithmetic on its arrays, so the result has the caller's type and device, and the
-network is called exactly ``nfe`` times.  These are the reference recipes; the fused per-stage
-kernels and the catalogue entries (issue 16) build on them.
+network is called exactly ``nfe`` times.  Each recipe runs once per (schedule, sampler, grid, options) on
+placeholders, and ``sample`` replays the step program it recorded (``sdekit.traced``): per step the network
+calls and one linear combination (one fused pass on large arrays).  ``sk.solve`` runs the samplers on the models
+of ``sdekit.diffusion_models``.
 """
 from __future__ import annotations
 
