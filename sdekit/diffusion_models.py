@@ -170,7 +170,7 @@ def network_source(model) -> str:
     return model._host["network_source"][1]
 
 
-class Network:
+class ProblemNetwork:
     """The network of a :func:`probability_flow` / :func:`reverse_sde` problem or Ensemble, with its params and
     weights, as the batched callable ``net(x, t)`` the samplers and inversion take (x (n, d), t a number; numpy, or
     torch/CuPy arrays, read on the host and answered in their type and device),
@@ -227,10 +227,10 @@ def _like(out, x):
     return to_device(out).astype(x.dtype)
 
 
-def network(target) -> Network:
+def network(target) -> "ProblemNetwork":
     """The network of a diffusion problem or Ensemble as a batched callable with its weights and params
-    (:class:`Network`): for ``sk.diffusion.sample``, ``invert`` (Newton with exact JVPs), ``edict``, ``bdia``."""
-    return Network(target)
+    (:class:`ProblemNetwork`): for ``sk.diffusion.sample``, ``invert`` (Newton with exact JVPs), ``edict``, ``bdia``."""
+    return ProblemNetwork(target)
 
 
 def solve_sampler(target, method: str, dt=None, **options):
@@ -282,7 +282,7 @@ def solve_sampler(target, method: str, dt=None, **options):
     if stochastic:
         increments = brownian_tree(target, seed).increments(grid)
         noise = _sequential(((dW / np.sqrt(h)).T for (dW, _), h in zip(increments, np.diff(grid))))
-    net = Network(target)
+    net = ProblemNetwork(target)
     mean = None
     if spec.mean is not None:
         mean = np.array([float(sp.sympify(m).subs({p: float(params[p.name]) for p in sp.sympify(m).free_symbols}))
