@@ -31,6 +31,20 @@ def host(x):
     return x
 
 
+def like(a, x):
+    """The host array ``a`` as an array of ``x``'s type, float dtype and device (numpy, torch, CuPy): what a
+    host-side computation on ``x``'s values returns to its caller."""
+    if isinstance(x, np.ndarray):
+        return a.astype(x.dtype, copy=False) if x.dtype.kind == "f" else a
+    if type(x).__module__.startswith("torch"):
+        import torch
+        return torch.as_tensor(a, dtype=x.dtype, device=x.device)
+    if is_cuda_array(x):
+        import cupy
+        return cupy.asarray(a, dtype=x.dtype)
+    return a
+
+
 def to_device(a):
     """A host result as a CuPy array on the current device (the type ``sol.y`` has when the inputs were on it)."""
     from .cuda_backend import require_gpu

@@ -26,6 +26,7 @@ import numpy as np
 import sympy as sp
 
 from sdekit.codegen.errors import ModelError
+from sdekit.kernels.cuda_arrays import host, like
 
 #: solve's names of the samplers whose ``sdekit.sampling`` names are catalogue methods too (Euler, Heun in t)
 SAMPLER_ALIASES = {"edm-euler": "euler", "edm-heun": "heun"}
@@ -194,7 +195,6 @@ class ProblemNetwork:
             self.jvp = None
 
     def _states(self, x):
-        from sdekit.kernels.cuda_arrays import host
         x = np.asarray(host(x), dtype=float)
         if x.ndim != 2 or x.shape[1] != len(self.process.states):
             raise ValueError(f"the network takes states of shape (n, {len(self.process.states)}), got {x.shape}")
@@ -202,29 +202,15 @@ class ProblemNetwork:
 
     def __call__(self, x, t):
         self.calls += 1
-        return _like(np.asarray(self.module.rhs(self._states(x), float(t), self.params, self.nets, None)).T, x)
+        return like(np.asarray(self.module.rhs(self._states(x), float(t), self.params, self.nets, None)).T, x)
 
     def jvp(self, x, t, v):
-        from sdekit.kernels.cuda_arrays import host
         y = self._states(x)
         d = y.shape[0]
         J = self.module.jacobian(y, float(t), self.params, self.nets, None)[:d, :d]      # (d, d, n)
         self.calls += 1
         out = np.asarray(self.module.rhs(y, float(t), self.params, self.nets, None)).T
-        return _like(out, x), _like(np.einsum("ijn,nj->ni", J, np.asarray(host(v), dtype=float)), x)
-
-
-def _like(out, x):
-    """``out`` (numpy) as an array of ``x``'s type, dtype and device (torch, CuPy), or as it is."""
-    if isinstance(x, np.ndarray):
-        return out.astype(x.dtype, copy=False) if x.dtype.kind == "f" else out
-    if not hasattr(x, "shape"):
-        return out
-    if type(x).__module__.startswith("torch"):
-        import torch
-        return torch.as_tensor(out, dtype=x.dtype, device=x.device)
-    from sdekit.kernels.cuda_arrays import to_device
-    return to_device(out).astype(x.dtype)
+        return like(out, x), like(np.einsum("ijn,nj->ni", J, np.asarray(host(v), dtype=float)), x)
 
 
 def network(target) -> "ProblemNetwork":
@@ -284,12 +270,13 @@ def solve_sampler(target, method: str, dt=None, **options):
         noise = _sequential(((dW / np.sqrt(h)).T for (dW, _), h in zip(increments, np.diff(grid))))
     net = ProblemNetwork(target)
     mean = None
-    if spec.mean is not None:
-        mean = np.array([float(sp.sympify(m).subs({p: float(params[p.name]) for p in sp.sympify(m).free_symbols}))
-                         for m in spec.mean]) if all(np.ndim(v) == 0 for v in params.values()) else None
-        if mean is None:
-            raise ValueError("a mean-reverting model's sampler takes one μ for the whole ensemble: give its params as "
-                             "numbers")
+    if spec.mean is not None:                         # μ's values (it may read params): one for the whole batch
+        reads = set().union(*(sp.sympify(m).free_symbols for m in spec.mean))
+        if any(np.ndim(params[p.name]) for p in reads):
+            raise ValueError("a mean-reverting model's sampler takes one μ for the whole ensemble: give the params "
+                             f"{sorted(p.name for p in reads)} as numbers")
+        values = {p: float(params[p.name]) for p in reads}
+        mean = np.array([float(sp.sympify(m).subs(values)) for m in spec.mean])
     x, calls = sample(spec.schedule, net, np.array(Y0, dtype=float), times, name, spec.prediction, noise=noise, eta=eta,
                       mean=mean, **options)
     x = np.asarray(x)

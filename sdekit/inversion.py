@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sdekit.abi import MAX_ITERS, RETCODES, SUCCESS
-from sdekit.sampling import MULTISTEP, SAMPLERS, SINGLESTEP, STOCHASTIC, Dual, Network, run
+from sdekit.kernels.cuda_arrays import host, like as as_like
+from sdekit.sampling import SAMPLERS, SINGLESTEP, STOCHASTIC, Dual, Network, run
 
 #: inversion solvers of :func:`invert`
 SOLVERS = ("explicit", "fixed-point", "newton")
@@ -165,10 +166,9 @@ def _newton(back, target, x, tol, maxiter, jvp=None):
         if not type(x).__module__.startswith("torch"):
             raise ValueError("solver='newton' takes numpy arrays or torch tensors (the GMRES runs in scipy); use "
                              "'fixed-point' for CuPy")
-        import torch
 
         def device(a):
-            return torch.as_tensor(a, dtype=like.dtype, device=like.device)
+            return as_like(a, like)
         back_t, jvp_t = back, jvp
         back = lambda z: _numpy(back_t(device(z)))                  # noqa: E731
         if jvp_t is not None:
@@ -215,20 +215,12 @@ def _newton(back, target, x, tol, maxiter, jvp=None):
 
 def _numpy(a) -> np.ndarray:
     """A numpy array of a numpy, torch or CuPy array."""
-    from sdekit.kernels.cuda_arrays import host
     return np.asarray(host(a))
 
 
 def _per_row(values, like):
     """Per-trajectory numbers ``values`` (n,) shaped (n, 1, ...) in ``like``'s array type and device."""
-    v = np.asarray(values, dtype=float).reshape((like.shape[0],) + (1,) * (like.ndim - 1))
-    if hasattr(like, "detach"):
-        import torch
-        return torch.as_tensor(v, dtype=like.dtype, device=like.device)
-    if not isinstance(like, np.ndarray) and hasattr(like, "get"):
-        import cupy
-        return cupy.asarray(v, dtype=like.dtype)
-    return v.astype(like.dtype, copy=False)
+    return as_like(np.asarray(values, dtype=float).reshape((like.shape[0],) + (1,) * (like.ndim - 1)), like)
 
 
 def _anderson_weights(r, dr) -> np.ndarray:

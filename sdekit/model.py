@@ -52,6 +52,18 @@ class _Model:
             self._host["time_change"] = time_change_branches(self.form.linear_time)
         return self._host["time_change"]
 
+    def _time_change_numeric(self):
+        """(ℓ, [(U, T) per branch]) as numpy functions, lambdified once."""
+        if "time_change_numeric" not in self._host:
+            from sdekit.codegen.analysis import t as time
+            fns = [(sp.lambdify(time, U, "numpy"), sp.lambdify(time, T, "numpy")) for _, U, T in self.time_change_branches()]
+            self._host["time_change_numeric"] = (sp.lambdify(time, self.form.linear_time, "numpy"), fns)
+        return self._host["time_change_numeric"]
+
+    def linear_time_at(self, t) -> float:
+        """ℓ(t) of a linear part ℓ(t)·I, as a number."""
+        return float(self._time_change_numeric()[0](float(t)))
+
     def changed_model(self, branch: int):
         """The model in u = U(t) of branch ``branch`` of :meth:`time_change_branches`, built once."""
         from sdekit.codegen.analysis import time_changed
@@ -66,31 +78,28 @@ class _Model:
     def time_change_branch(self, tspan) -> int:
         """The branch whose U increases and whose T inverts U on ``tspan``, where ℓ must keep one sign (both checked
         at 257 points; ValueError naming what fails)."""
-        from sdekit.codegen.analysis import t as time
-        ell = self.form.linear_time
+        ell, fns = self._time_change_numeric()
         grid = np.linspace(min(tspan), max(tspan), 257)
         with np.errstate(all="ignore"):
-            values = np.broadcast_to(np.asarray(sp.lambdify(time, ell, "numpy")(grid), dtype=float), grid.shape)
+            values = np.broadcast_to(np.asarray(ell(grid), dtype=float), grid.shape)
         if not (np.all(values > 0) or np.all(values < 0)):
-            raise ValueError(f"the linear part ℓ(t) = {ell} must keep one sign on tspan {tuple(tspan)} (u = ±∫ℓ dt "
-                             "must be monotone); it is zero or changes sign there")
-        for k, (sign, U, T) in enumerate(self.time_change_branches()):
+            raise ValueError(f"the linear part ℓ(t) = {self.form.linear_time} must keep one sign on tspan {tuple(tspan)} "
+                             "(u = ±∫ℓ dt must be monotone); it is zero or changes sign there")
+        for k, ((sign, _, _), (U, T)) in enumerate(zip(self.time_change_branches(), fns)):
             with np.errstate(all="ignore"):
-                u = np.asarray(sp.lambdify(time, U, "numpy")(grid), dtype=complex)
-                back = np.asarray(sp.lambdify(time, T, "numpy")(u.real), dtype=complex)
+                u = np.asarray(U(grid), dtype=complex)
+                back = np.asarray(T(u.real), dtype=complex)
             if sign * values[0] > 0 and np.all(np.abs(u.imag) == 0) and \
                     np.all(np.abs(back - grid) <= 1e-8 * (1 + np.abs(grid))):
                 return k
-        raise ValueError(f"no closed-form inverse of u = ±∫ℓ dt (ℓ(t) = {ell}) found by sympy holds on tspan "
-                         f"{tuple(tspan)}: put ℓ(t)·y in nonlinear=")
+        raise ValueError(f"no closed-form inverse of u = ±∫ℓ dt (ℓ(t) = {self.form.linear_time}) found by sympy holds "
+                         f"on tspan {tuple(tspan)}: put ℓ(t)·y in nonlinear=")
 
     def time_changed(self, tspan):
         """For a linear part ℓ(t)·I: (the model in u = U(t) = ±∫ℓ dt, U, T = U⁻¹ as numpy functions) of the branch
         valid on ``tspan`` (:meth:`time_change_branch`)."""
-        from sdekit.codegen.analysis import t as time
         k = self.time_change_branch(tspan)
-        _, U, T = self.time_change_branches()[k]
-        return self.changed_model(k), sp.lambdify(time, U, "numpy"), sp.lambdify(time, T, "numpy")
+        return (self.changed_model(k), *self._time_change_numeric()[1][k])
 
     @property
     def states(self) -> sp.Matrix:

@@ -27,7 +27,9 @@ import math
 import numpy as np
 import sympy as sp
 
+from sdekit import traced
 from sdekit.kernels.matfun import phi_scalar
+from sdekit.traced import Token
 
 #: method -> (prediction it integrates, order, network calls per step (singlestep) or 1 (multistep))
 SAMPLERS = {
@@ -200,7 +202,6 @@ class Lazy:
         terms = [(k, a) for k, a in flat if k != 0.0] or flat[:1]
         if len(terms) == 1 and terms[0][0] == 1.0:
             return terms[0][1]
-        from sdekit.traced import Token
         if any(isinstance(a, Token) for _, a in terms):      # a traced run: record the combination
             return terms[0][1].program.combine([k for k, _ in terms], [a for _, a in terms])
         return combine([k for k, _ in terms], [a for _, a in terms])
@@ -471,10 +472,9 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
     schedule = Memo.of(schedule)
     draw = None if noise is None else noise if callable(noise) else noise.__getitem__
     if thresholding is None and TRACE:               # the run's step program, recorded once (sdekit.traced)
-        from sdekit import traced
         scale = None if guidance_scale is None else float(guidance_scale)      # its value (a 0-d array, a tensor)
-        key = (id(schedule.schedule), method, prediction, ts.tobytes(), float(eta), bool(lower_order_final),
-               uncond is not None, scale)
+        key = (schedule.schedule, method, prediction, ts.tobytes(), float(eta), bool(lower_order_final),
+               uncond is not None, scale)                         # the schedule by identity
 
         def record(program):
             probe = Network(lambda z, t: program.net(0, z, t), prediction, schedule,
@@ -482,8 +482,7 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
             result = _steps(schedule, probe, Token(program, 0), ts, sigma, method,
                             None if draw is None else program.noise, lower_order_final, eta)
             program.finish(result, probe.calls)
-        from sdekit.traced import Token
-        program = traced.program(key + (schedule.schedule,), record)
+        program = traced.program(key, record)
         if program is not None:
             return program.replay((model, uncond), x, draw), program.calls
     net = Network(model, prediction, schedule, uncond, guidance_scale, thresholding, sample_max_value)
@@ -815,7 +814,6 @@ def _deis(schedule, net, x, ts, order, lower_order_final=False, total=None):
     return x
 
 
-#: the one-step samplers, (schedule, net, x, s, t) -> x at t
 def _straightened(schedule, net, x, ts, method):
     """RF-Solver-2 or FireFlow (``sdekit.inversion.rf_solver`` / ``fireflow``, the one definition of each
     step) on the straightened PF-ODE of any schedule: y = x/(α + σ) in s = σ/(α + σ), dy/ds = u (the flow
@@ -871,5 +869,6 @@ def _pndm(schedule, net, x, ts, improved=False):
     return x
 
 
+#: the one-step samplers, (schedule, net, x, s, t) -> x at t
 SINGLESTEP = {"ddim": _ddim, "dpmsolver-2": _dpm2, "dpmsolver-3": _dpm3, "dpmsolver++2s": _dpmpp2s, "euler": _euler,
               "heun": _heun, "flow-euler": _flow_euler}

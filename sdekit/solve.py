@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import sympy as sp
 
 from sdekit.codegen.emit_numba import emit_numba, emit_numba_adaptive, kernel_arguments
 from sdekit.codegen.emit_numpy import emit_numpy, numpy_arguments
@@ -369,7 +368,6 @@ def _time_changed(problem, method, dt, ts, saveat, tstops, adaptive, rtol, atol,
     """A problem whose linear part is ℓ(t)·I in the time u = U(t) (:meth:`ODEProblem.time_changed`), with the
     solve's times in u: a fixed-step grid (``dt`` or ``ts``, in t) as its image U(ts), ``saveat``/``tstops`` too,
     an adaptive first step ``dt`` scaled by |ℓ(t0)|; ``dtmin``/``dtmax`` (t-steps with no fixed u-size) refused."""
-    from sdekit.codegen.analysis import t as time
     t0, t1 = problem.tspan
     fixed = not step_control(get_method(method), dt, ts, adaptive, rtol, atol)
     changed, U, T = problem.time_changed()
@@ -384,8 +382,7 @@ def _time_changed(problem, method, dt, ts, saveat, tstops, adaptive, rtol, atol,
             raise ValueError("dtmin/dtmax are not supported with a t-dependent linear part ℓ(t)·I (its adaptive steps are "
                              "taken in u = ∫ℓ dt); drop them")
         if dt is not None:
-            ell = sp.lambdify(time, problem.model.form.linear_time, "numpy")
-            dt = float(dt) * abs(float(ell(t0)))
+            dt = float(dt) * abs(problem.model.linear_time_at(t0))
     saveat, tstops = (x if x is None or isinstance(x, str) else np.asarray(U(np.asarray(x, dtype=float)), dtype=float)
                       for x in (saveat, tstops))
     return changed, ts, dt, saveat, tstops, T
