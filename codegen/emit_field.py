@@ -6,6 +6,9 @@ through the structured operator, and the operators' values for the step (``Opera
 size for fixed steps, the lane's own ``hs`` for adaptive ones)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import sympy as sp
 
 from ..abi import FIELD_MODEL_ARGS
@@ -13,6 +16,8 @@ from .drivers import adaptive_loop, fixed_loop
 from .emit_numpy import pr
 from .errors import ModelError
 from .loop import Copy, Operators, Rhs, Stages, Writer
+from .numba_lanes import JIT, pr as numba_pr
+from .print_numba import NumbaLoopPrinter
 from .print_numpy import PRELUDE, NumpyLoopPrinter
 from .scheme import Combine, EvalRHS
 
@@ -65,3 +70,220 @@ def emit_field(scheme, dim: int, adaptive: bool = False) -> str:
     w = Writer()
     printer.print_kernel(w)
     return "\n".join(lines + w.lines) + "\n"
+
+
+# ---- the compiled (Numba) field kernel -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Basis:
+    """An operator's eigenbasis as the compiled kernel transforms into it (``kernels.operators.Eigenbasis``
+    without its numbers): ``kind`` "diagonal" | "fourier" | "dst" | "dct", the ``grid``, the stacked
+    ``species``, and whether the 1-D transform is applied as its ``matrix``."""
+
+    kind: str
+    grid: tuple
+    species: int = 1
+    matrix: bool = False
+
+    @property
+    def spectral(self) -> tuple:
+        """The transformed layout of one species (rfftn keeps n // 2 + 1 of the last axis)."""
+        return self.grid[:-1] + (self.grid[-1] // 2 + 1,) if self.kind == "fourier" else self.grid
+
+    @property
+    def dtype(self) -> str:
+        return "np.complex128" if self.kind == "fourier" else "np.float64"
+
+
+def _transform_calls(b: Basis):
+    """(forward, backward) of one species' contiguous flat vector ``x`` as Numba expressions (rocket-fft
+    gives ``numpy.fft`` and ``scipy.fft`` inside Numba); ``F``/``Bm``: the transform matrices."""
+    grid, spec = b.grid, b.spectral
+    if b.kind == "diagonal":
+        return "x", "x"
+    if b.matrix:
+        return "F @ x", "Bm @ x"
+    if b.kind == "fourier":
+        if len(grid) == 1:
+            return "np.fft.rfft(x)", f"np.fft.irfft(x, {grid[0]})"
+        return f"np.fft.rfftn(x.reshape({grid})).ravel()", f"np.fft.irfftn(x.reshape({spec}), s={grid}).ravel()"
+    fwd, bwd = ("dstn", "idstn") if b.kind == "dst" else ("idctn", "dctn")
+    norm = ', norm="ortho"' if b.kind == "dst" else ""
+    return (f"scipy.fft.{fwd}(x.reshape({grid}), type=1{norm}).ravel()",
+            f"scipy.fft.{bwd}(x.reshape({grid}), type=1{norm}).ravel()")
+
+
+def _emit_transforms(w, name: str, b: Basis):
+    """``fwd_<name>``, ``bwd_<name>`` and ``apply_<name>`` (L v = bwd(λ · fwd(v))) of basis ``b``, per species."""
+    G, SS = int(np.prod(b.grid)), int(np.prod(b.spectral))
+    fwd, bwd = _transform_calls(b)
+    for fn, call, n_in, n_out, dtype in (("fwd", fwd, G, SS, b.dtype), ("bwd", bwd, SS, G, "np.float64")):
+        w(JIT)
+        with w.block(f"def {fn}_{name}(v, F, Bm):"):
+            if b.species == 1:
+                w("x = v")
+                w(f"return {call}")
+            else:
+                w(f"out = np.empty({b.species * n_out}, dtype={dtype})")
+                with w.block(f"for s in range({b.species}):"):
+                    w(f"x = v[s * {n_in}:(s + 1) * {n_in}]")
+                    w(f"out[s * {n_out}:(s + 1) * {n_out}] = {call}")
+                w("return out")
+        w()
+    w(JIT)
+    with w.block(f"def apply_{name}(v, eig, F, Bm):"):
+        w(f"return bwd_{name}(eig * fwd_{name}(v, F, Bm), F, Bm)")
+    w()
+
+
+def field_numba_arguments(nops: int, ndata: int, nparams: int) -> tuple:
+    """The compiled field kernel's model arguments, after ``abi.FIXED_ARGS``: the step classes' operator
+    values (class, operator, spectral index), L's eigenvalues and transform matrices, each operator of N's
+    likewise, the data arrays and the params."""
+    names = ["opvals", "L_eig", "L_F", "L_B"]
+    for k in range(nops):
+        names += [f"o{k}_eig", f"o{k}_F", f"o{k}_B"]
+    return tuple(names + [f"d{k}" for k in range(ndata)] + [f"p{k}" for k in range(nparams)])
+
+
+def emit_forcing_numba(w, nonlinear, fields, data, params, operators, grid, arguments):
+    """``forcing(u, t, out, *arguments)``: N of every species on the grid as one loop over its points (u and out
+    flat, species first), each operator application inside N first computed into a grid array (innermost
+    first) by its ``apply_o<k>``.  ``operators``: the sympy functions of N's operators, in argument order."""
+    G = int(np.prod(grid))
+    element = {f: sp.Symbol(f"u[{s * G} + i]" if s else "u[i]") for s, f in enumerate(fields)}
+    element.update({d: sp.Symbol(f"d{k}[i]") for k, d in enumerate(data)})
+    element.update({p: sp.Symbol(f"p{k}") for k, p in enumerate(params)})
+    index = {fn: k for k, fn in enumerate(operators)}
+    exprs, pre = [sp.sympify(e).xreplace(element) for e in nonlinear], []
+    while True:
+        apps = [a for e in exprs for a in e.atoms(sp.core.function.AppliedUndef) if not a.args[0].atoms(sp.core.function.AppliedUndef)]
+        if not apps:
+            break
+        app = apps[0]
+        name = f"a{len(pre)}"
+        pre.append((name, index[app.func], app.args[0]))
+        exprs = [e.xreplace({app: sp.Symbol(f"{name}[i]")}) for e in exprs]
+    w(JIT)
+    with w.block(f"def forcing(u, t, out, {', '.join(arguments)}):"):
+        w('"""N(u, t) on the grid (generated from the model\'s nonlinearity)."""')
+        for name, k, arg in pre:
+            w(f"{name}_in = np.empty({G})")
+            with w.block(f"for i in range({G}):"):
+                w(f"{name}_in[i] = {numba_pr(arg)}")
+            w(f"{name} = apply_o{k}({name}_in, o{k}_eig, o{k}_F, o{k}_B)")
+        subs, outs = sp.cse(exprs, symbols=sp.numbered_symbols("x"))
+        with w.block(f"for i in range({G}):"):
+            for sym, e in subs:
+                w(f"{sym} = {numba_pr(e)}")
+            for s, e in enumerate(outs):
+                w(f"out[{s * G} + i] = {numba_pr(e)}" if s else f"out[i] = {numba_pr(e)}")
+    w()
+
+
+class _FieldNumbaHooks:
+    """The compiled field kernel's model part, printed inside the Numba printer's one-lane block (B = 1): each
+    register a flat view ``<r>_`` of its (D, 1) lane array; a sum Σ coef · f(hL) v transforms each register once
+    a step (``<r>_h``), sums in L's basis in one loop and transforms back once; N through ``forcing``."""
+
+    def __init__(self, scheme, registers, basis: Basis, arguments):
+        self.scheme, self.registers, self.basis, self.arguments = scheme, registers, basis, arguments
+        self.names = {name: k for k, name in enumerate(scheme.all_operators())}
+
+    def buffers(self, w):
+        for r in self.registers:
+            w(f"{r}_ = {r}.reshape(D)  # a flat view of the one lane")
+        w(f"sacc = np.empty(SL, dtype={self.basis.dtype})  # a sum in L's basis")
+
+    def statement(self, w, s):
+        if isinstance(s, Stages):
+            w("t = t_l[0]")
+            w("h = h_l[0]")
+            for k in range(1, self.scheme.lags + 1):
+                w(f"h{k} = hp{k}[0]")
+            hats = set()
+            for st in s.statements:
+                self._step(w, st, hats)
+        elif isinstance(s, Rhs):
+            self._rhs(w, s.target, s.state, f"{s.t}[0]", True)
+        elif isinstance(s, Copy):
+            if s.dst != s.src:
+                w(f"{s.dst}_[:] = {s.src}_")
+        elif isinstance(s, Operators):
+            w(f"ops = opvals[{s.index}]")
+        else:  # pragma: no cover - a new node without a printer
+            raise TypeError(f"no compiled field printer for {type(s).__name__}")
+
+    def _rhs(self, w, target, state, time, full):
+        w(f"forcing({state}_, {time}, {target}_, {', '.join(self.arguments)})")
+        if full:
+            w(f"lu = apply_L({state}_, L_eig, L_F, L_B)")
+            with w.block("for i in range(D):"):
+                w(f"{target}_[i] += lu[i]")
+
+    def _step(self, w, st, hats):
+        if isinstance(st, EvalRHS):
+            time = f"t + {numba_pr(st.c * _H)}" if st.c else "t"
+            self._rhs(w, st.target, st.state, time, st.part == "full")
+        elif isinstance(st, Combine):
+            spectral = [t for t in st.terms if t.op is not None]
+            plain = [t for t in st.terms if t.op is None]
+            for t in spectral:
+                if t.vec not in hats:
+                    w(f"{t.vec}_h = fwd_L({t.vec}_, L_F, L_B)")
+                    hats.add(t.vec)
+            for j, t in enumerate(st.terms):
+                w(f"c{j} = {numba_pr(t.coef)}")
+            sums = []
+            if spectral:
+                with w.block("for i in range(SL):"):
+                    w("sacc[i] = " + " + ".join(f"c{st.terms.index(t)} * ops[{self.names[t.op]}, i] * {t.vec}_h[i]"
+                                                  for t in spectral))
+                w("back = bwd_L(sacc, L_F, L_B)")
+                sums.append("back[i]")
+            sums += [f"c{st.terms.index(t)} * {t.vec}_[i]" for t in plain]
+            with w.block("for i in range(D):"):
+                w(f"{st.target}_[i] = " + " + ".join(sums))
+        else:
+            raise ModelError(f"{self.scheme.method}: a {type(st).__name__} step does not run on fields yet")
+        hats.discard(st.target)
+
+
+def emit_field_numba(scheme, model, basis: Basis, operators: dict) -> str:
+    """Source of the compiled fixed-step kernel that runs ``scheme`` on a field model: the loop IR's
+    ``fixed_loop`` printed by the Numba printer for one lane (B = 1) whose state is the grid flattened,
+    with the model's part (:class:`_FieldNumbaHooks`, :func:`emit_forcing_numba`) and the transforms of L's
+    basis and of each operator N applies (``operators``: sympy function -> Basis).  ``model``: a
+    ``sdekit.fields.FieldODE`` (its fields, nonlinearity, data and params)."""
+    arguments = field_numba_arguments(len(operators), len(model.data), len(model.params))
+    kernel = fixed_loop(scheme, False, arguments, True)
+    registers = [v.name for v in kernel.lanes if v.rows == "D"]
+    D = int(np.prod(model.shape))
+    w = Writer()
+    w(f'"""sdekit generated: {scheme.method} compiled field kernel (numba) for {len(model.fields)} field(s) on the '
+      f'grid {list(model.grid)}, L in the {basis.kind} basis.')
+    w()
+    for ln in str(scheme).splitlines():
+        w("    " + ln)
+    w('"""')
+    for line in ("import math", "import numba", "import numpy as np", "import scipy.fft",
+                 "from sdekit.kernels.numba_runtime import tanh64 as nb_tanh",
+                 "from sdekit.kernels.numba_runtime import nan_max, nan_min"):
+        w(line)
+    printer = NumbaLoopPrinter(kernel, _FieldNumbaHooks(scheme, registers, basis, arguments[4:]))
+    for line in printer.imports():
+        w(line)
+    w()
+    w(f"D = {D}")
+    w("M = 0")
+    w("B = 1  # one lane: the grid")
+    w(f"SL = {basis.species * int(np.prod(basis.spectral))}  # numbers of a vector in L's basis")
+    w()
+    _emit_transforms(w, "L", basis)
+    for k, b in enumerate(operators.values()):
+        _emit_transforms(w, f"o{k}", b)
+    emit_forcing_numba(w, model.nonlinear, model.fields, list(model.data), list(model.params), list(operators),
+                       model.grid, arguments[4:])
+    printer.print_kernel(w, JIT)
+    return "\n".join(w.lines) + "\n"

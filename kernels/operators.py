@@ -23,6 +23,8 @@ inverse transform per sum (Fourier).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .linear import evaluate_phi_poly
@@ -34,10 +36,39 @@ DENSE_FUNCTIONS_MAX = 4096
 SMALL_TRANSFORM = 512
 
 
+class Eigenbasis(NamedTuple):
+    """An operator as the compiled field kernel takes it (``codegen.emit_field.emit_field_numba``): diagonal
+    in the basis ``kind`` ("diagonal": none; "fourier": rfftn; "dst"/"dct": the type-I transforms of
+    :class:`Trigonometric`) of each of ``species`` fields on ``grid``, with ``eigenvalues`` in the transform's
+    layout flattened, species first; ``matrices``: (forward, backward) where a small 1-D transform is a matrix."""
+
+    kind: str
+    grid: tuple
+    species: int
+    eigenvalues: np.ndarray
+    matrices: tuple = ()
+
+    @property
+    def spectral_size(self) -> int:
+        """Numbers of one species in the transformed layout (rfft keeps n // 2 + 1 of the last axis)."""
+        if self.kind == "fourier":
+            return int(np.prod(self.grid[:-1])) * (self.grid[-1] // 2 + 1)
+        return int(np.prod(self.grid))
+
+
 class Operator:
     """A linear operator on arrays of ``shape``."""
 
     shape: tuple = ()
+
+    def eigenbasis(self) -> Eigenbasis | None:
+        """This operator for the compiled field kernel, or None where it runs on the numpy driver only."""
+        return None
+
+    @staticmethod
+    def flat(value) -> np.ndarray:
+        """A :meth:`values` result in :class:`Eigenbasis` layout (flattened, species first)."""
+        return np.concatenate([np.ravel(v) for v in value]) if isinstance(value, list) else np.ravel(value)
 
     def apply(self, v):
         raise NotImplementedError
@@ -70,6 +101,9 @@ class Diagonal(Operator):
     def apply(self, v):
         return self.eigenvalues * v
 
+    def eigenbasis(self):
+        return Eigenbasis("diagonal", self.shape, 1, self.eigenvalues.ravel())
+
     def values(self, poly, h, cache):
         flat = self.eigenvalues.reshape(-1, 1)
         return np.broadcast_to(evaluate_phi_poly(poly, "diagonal", flat, h, cache), flat.shape).reshape(self.shape)
@@ -93,6 +127,13 @@ class Diagonalised(Operator):
 
     def apply(self, v):
         return self.backward(self.eigenvalues * self.forward(v))
+
+    def eigenbasis(self):
+        lam = np.broadcast_to(self.eigenvalues, self.forward(np.zeros(self.shape)).shape)
+        lam = lam if np.iscomplexobj(lam) and np.any(lam.imag != 0) else lam.real
+        kind = self.basis[0]
+        matrices = getattr(self, "_matrices", None) or ()
+        return Eigenbasis(kind, self.shape, 1, np.ascontiguousarray(lam).ravel(), tuple(matrices))
 
     def values(self, poly, h, cache):
         lam = np.broadcast_to(self.eigenvalues, self.forward(np.zeros(self.shape)).shape)
@@ -342,6 +383,14 @@ class Species(Operator):
 
     def apply(self, v):
         return np.stack([op.apply(x) for op, x in zip(self.ops, v)])
+
+    def eigenbasis(self):
+        """The species' operators in one basis (the same kind on the grid), their eigenvalues stacked."""
+        parts = [op.eigenbasis() for op in self.ops]
+        if any(p is None for p in parts) or len({(p.kind, p.grid) for p in parts}) != 1:
+            return None
+        return Eigenbasis(parts[0].kind, parts[0].grid, len(parts), np.concatenate([p.eigenvalues for p in parts]),
+                          parts[0].matrices)
 
     def values(self, poly, h, cache):
         caches = cache.setdefault("species", [{} for _ in self.ops])

@@ -32,7 +32,7 @@ from .abi import STATS
 from sympy.printing.numpy import NumPyPrinter
 
 from .codegen.builders import build_scheme
-from .codegen.emit_field import emit_field
+from .codegen.emit_field import Basis, emit_field, emit_field_numba
 from .codegen.emit_numpy import ProductPowers
 from .codegen.errors import ModelError
 from .codegen.methods import get_method
@@ -218,6 +218,19 @@ class _ArrayModel:
             self._compiled[key] = field_scheme(self, method), load_module(source, "field"), {}
         return self._compiled[key]
 
+    def numba_bases(self):
+        """(L's :class:`Basis`, {N's operator function: Basis}) for the compiled field kernel, or None: an
+        operator without an eigenbasis (a matrix, species in different bases), or FFTs without rocket-fft."""
+        return None
+
+    def compiled_numba(self, method: str):
+        """The compiled fixed-step kernel's module for ``method`` (generated once per model and method; its
+        source and Numba's machine code cached on disk by the source's hash)."""
+        key = (method, "numba")
+        if key not in self._compiled:
+            self._compiled[key] = load_module(field_source(self, method, backend="numba"), "field")
+        return self._compiled[key]
+
 
 class FieldODE(_ArrayModel):
     """u_t = L u + N(u, t): ``u`` a :func:`field`, ``linear`` an :class:`Operator` on its grid (or None),
@@ -283,6 +296,23 @@ class FieldODE(_ArrayModel):
         self.operator = _ops.Species(runtimes) if several else runtimes[0]
         self._compiled = {}    # (method, adaptive) -> (scheme, module, {step-size class: operator values})
 
+    def numba_bases(self):
+        if "_numba_bases" not in self.__dict__:
+            bases = [_basis(self.operator)] + [_basis(op.runtime) for op in self.operators.values()]
+            self.__dict__["_numba_bases"] = None if None in bases else (
+                bases[0], {op.function: b for op, b in zip(self.operators.values(), bases[1:])})
+        return self.__dict__["_numba_bases"]
+
+    def numba_arguments(self, params) -> tuple:
+        """The compiled kernel's model arguments after ``opvals`` (``emit_field.field_numba_arguments``)."""
+        out = []
+        for op in [self.operator] + [op.runtime for op in self.operators.values()]:
+            e = op.eigenbasis()
+            F, B = e.matrices or (np.zeros((0, 0)), np.zeros((0, 0)))
+            out += [np.ascontiguousarray(e.eigenvalues), np.ascontiguousarray(F), np.ascontiguousarray(B)]
+        out += [np.ascontiguousarray(np.broadcast_to(v, self.grid), dtype=float).ravel() for v in self.data.values()]
+        return tuple(out) + tuple(float(v) for v in params)
+
     def rhs(self, u, t, *params):
         """N(u, t) on the whole array (each species' broadcast to the grid's shape), with the values of
         ``self.params`` in that order."""
@@ -299,6 +329,19 @@ class FieldODE(_ArrayModel):
 
     def __repr__(self):
         return f"FieldODE({[str(f) for f in self.fields]} on {list(self.grid)}, N={self.nonlinear})"
+
+
+def _basis(op):
+    """A runtime operator's :class:`Basis` for the compiled kernel, or None (no eigenbasis, or an FFT without
+    rocket-fft, which gives Numba ``numpy.fft``/``scipy.fft``)."""
+    import importlib.util
+    e = op.eigenbasis()
+    if e is None:
+        return None
+    b = Basis(e.kind, tuple(e.grid), e.species, bool(e.matrices))
+    if b.kind != "diagonal" and not b.matrix and importlib.util.find_spec("rocket_fft") is None:
+        return None
+    return b
 
 
 def _find_operator(app):
@@ -354,25 +397,35 @@ def field_scheme(model, method: str):
     return scheme
 
 
-def field_source(model, method: str, adaptive: bool = False) -> str:
-    """The generated driver that runs ``method`` on ``model`` (``sdekit inspect`` prints it with N's source)."""
+def field_source(model, method: str, adaptive: bool = False, backend=None) -> str:
+    """The generated module that runs ``method`` on ``model``: the compiled field kernel (N in it) where
+    :func:`solve_field` takes it for these options, else the numpy driver (``sdekit inspect`` prints it with
+    N's source)."""
+    if not adaptive and compiled_runs(model, backend):
+        L, ops = model.numba_bases()
+        return emit_field_numba(field_scheme(model, method), model, L, ops)
     return emit_field(field_scheme(model, method), int(np.prod(model.shape)), adaptive)
 
 
 def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=None, progress: bool = False,
                 adaptive=None, rtol=None, atol=None, controller: str = "PI", dtmin=None, dtmax=None,
-                maxiters: int = 100_000, tstops=None, **unknown):
+                maxiters: int = 100_000, tstops=None, backend=None, **unknown):
     """``method`` on ``problem``: fixed steps (``dt`` or the grid ``ts``; ``saveat`` grid times, default every
     step) or adaptive ones (no ``dt``, or ``rtol``/``atol``; ``saveat`` any times by the method's continuous
     extension or cubic Hermite, default every accepted step) — the same drivers, controller and options as
-    ``sdekit.solve`` for ODEs.  Returns a Solution with ``y`` of shape (nsave, *grid)."""
+    ``sdekit.solve`` for ODEs.  Returns a Solution with ``y`` of shape (nsave, *grid).
+
+    ``backend``: "numba" (the default for fixed steps where every operator has a fast eigenbasis: the
+    compiled field kernel, ``sol.backend == "fields-numba"``) or "numpy" (the array-level driver, the only
+    one for adaptive steps and matrix operators: ``sol.backend == "fields"``)."""
     from .kernels.arguments import run_adaptive, run_fixed
     from .kernels.backend import RunInput
     from .problem import unknown_keyword
+    from .kernels.arguments import step_classes
     from .solve import adaptive_options, save_steps, step_control, time_grid, user_grid
     if unknown:
         raise unknown_keyword("solve", unknown, ["dt", "ts", "saveat", "progress", "adaptive", "rtol", "atol",
-                                                 "controller", "dtmin", "dtmax", "maxiters", "tstops"])
+                                                 "controller", "dtmin", "dtmax", "maxiters", "tstops", "backend"])
     if problem.tspan[1] < problem.tspan[0]:
         raise ValueError("fields integrate forwards in time (t1 > t0)")
     m = get_method(method)
@@ -383,18 +436,53 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
     lanes = FieldLanes(model.shape, getattr(problem, "rhs", model.rhs), model.operator, polys, memo)
     inp = RunInput(y0=problem.u0.reshape(-1, 1).astype(float), tspan=problem.tspan, params={}, nets={}, structure="zero",
                    Lval=None, op_specs={}, noise=None, trajectories=np.zeros(1, np.int64), progress=progress)
+    compiled = False
     if adaptive:
+        if backend == "numba":
+            raise ValueError("the compiled field kernel (backend='numba') takes fixed steps (dt or ts); adaptive "
+                             "steps run on backend='numpy'")
         inp.opts = adaptive_options(m, problem, d, False, dt, rtol, atol, controller, dtmin, dtmax, maxiters,
                                     None if isinstance(saveat, str) and saveat == "steps" else saveat, tstops)
         raw = run_adaptive(inp, lambda fixed: module.kernel(*fixed, lanes, lanes.values, progress))
     else:
         inp.grid = time_grid(problem.tspan, dt) if ts is None else user_grid(problem.tspan, ts)
         inp.save_steps = save_steps(inp.grid, saveat)
-        classes = np.unique(np.diff(inp.grid.times))
-        raw = run_fixed(inp, lambda fixed: module.kernel(*fixed, lanes, lambda hc: lanes.values(classes[hc]), progress))
+        classes = step_classes(inp.grid)[0]
+        compiled = compiled_runs(model, backend)
+        if compiled:
+            kernel = model.compiled_numba(m.name)
+            opvals = _operator_table(lanes, scheme, classes, model.operator)
+            margs = (opvals,) + model.numba_arguments(getattr(problem, "params", {}).values())
+            raw = run_fixed(inp, lambda fixed: kernel.kernel(0, 1, *fixed, *margs))
+        else:
+            raw = run_fixed(inp, lambda fixed: module.kernel(*fixed, lanes, lambda hc: lanes.values(classes[hc]), progress))
     stats = {name: int(v) for name, v in zip(STATS, raw.stats.sum(axis=1))}
     y = np.asarray(raw.saved)[:, :, 0].reshape((-1,) + model.shape)
-    return Solution.from_codes(np.asarray(raw.times), y, raw.retcodes, False, stats=stats, method=m.name, backend="fields")
+    return Solution.from_codes(np.asarray(raw.times), y, raw.retcodes, False, stats=stats, method=m.name,
+                               backend="fields-numba" if not adaptive and compiled else "fields")
+
+
+def compiled_runs(model, backend) -> bool:
+    """Whether a fixed-step solve takes the compiled field kernel (``backend`` None: wherever it can)."""
+    if backend not in (None, "numba", "numpy"):
+        raise ValueError(f"fields run on backend 'numba' (compiled, fixed steps) or 'numpy', got {backend!r}")
+    if backend == "numpy":
+        return False
+    bases = model.numba_bases()
+    if backend == "numba" and bases is None:
+        raise ModelError("backend='numba' runs fields whose operators are diagonal, Fourier or DST/DCT (and FFTs "
+                         "need rocket-fft); this model has an operator without such a basis: use backend='numpy'")
+    return bases is not None
+
+
+def _operator_table(lanes, scheme, classes, operator) -> np.ndarray:
+    """(step class, operator, index in L's basis): the scheme's operators at each step size, flattened."""
+    names = list(scheme.all_operators())
+    rows = [[operator.flat(lanes.values(h)[name]) for name in names] for h in classes]
+    if not names:
+        return np.zeros((len(classes), 1, 1))
+    table = np.array(rows)
+    return table if np.iscomplexobj(table) and np.any(table.imag) else np.ascontiguousarray(table.real)
 
 
 #: an ODE problem with a constant dense L of at least this dimension takes the array path by default

@@ -521,15 +521,18 @@ def inspect(model, method: str, backend: str | None = None, dtype=np.float64, ad
     ``solve`` picks — the Numba kernel, or the array path for a model it routes there; ``adaptive``: the
     kernel with per-trajectory step control)."""
     from .diffusion_models import network_source, sampler_name
-    from .fields import FieldODE, FieldProblem, field_source, routed_model
+    from .fields import FieldODE, FieldProblem, compiled_runs, field_source, routed_model
     from .model import ODE, SDE
     target = model.problem.model if isinstance(model, Ensemble) else getattr(model, "model", model)
     if sampler_name(method) is not None and getattr(target, "diffusion_process", None) is not None:
         return (f"# {method}: sdekit.sampling's update on the host (fused per step), the network evaluated on the "
                 f"batch by this module's rhs:\n{network_source(target)}")
-    if isinstance(model, (FieldODE, FieldProblem)):   # fields: the driver and the generated N
+    if isinstance(model, (FieldODE, FieldProblem)):   # fields: the compiled kernel, or the numpy driver and N
         field_model = getattr(model, "model", model)
-        return f"{field_source(field_model, method, adaptive)}\n\n# N(u, t) on the grid:\n{field_model.source()}"
+        source = field_source(field_model, method, adaptive, backend)
+        if not adaptive and compiled_runs(field_model, backend):      # N is in the compiled kernel
+            return source
+        return f"{source}\n\n# N(u, t) on the grid:\n{field_model.source()}"
     if backend is None:
         array = routed_model(getattr(model, "model", model), method)
         if array is not None:
