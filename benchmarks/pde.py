@@ -129,13 +129,17 @@ def run_problem(spec, quick, tols):
     t0 = time.perf_counter()
     ref = solve_ivp(spec["f"], (0, spec["T"]), spec["y0"], method=spec["reference"], **ref_opts).y[:, -1]
     ref_s = time.perf_counter() - t0
-    rows = []
+    rows, compile_s = [], {}
     for method in spec["sdekit"]:
+        t0 = time.perf_counter()        # the first call generates and compiles (or loads) the kernel: not timed below
+        first = sk.solve(spec["prob"], method, dt=spec["dts"][0], saveat=[spec["T"]])
+        compile_s[f"sdekit {method}"] = time.perf_counter() - t0
         for dt in spec["dts"][: 3 if quick else None]:
             secs, sol = _timed(lambda: sk.solve(spec["prob"], method, dt=dt, saveat=[spec["T"]]), 1 if quick else 3)
             err = float(np.abs(sol.y[-1].reshape(-1) - ref).max()) if sol.success else np.inf
             rows.append(dict(solver=f"sdekit {method}", setting=f"dt = {dt:g}", error=err, seconds=secs,
-                             steps=sol.stats["naccept"], fevals=sol.stats["nf"], status=sol.retcode))
+                             steps=sol.stats["naccept"], fevals=sol.stats["nf"], status=sol.retcode,
+                             backend=first.backend))
     for method in spec["scipy"]:
         for tol in tols:
             opts = dict(rtol=tol, atol=tol)
@@ -161,7 +165,7 @@ def run_problem(spec, quick, tols):
             for side in ("sdekit", "scipy")}
     ratio = best["scipy"] / best["sdekit"] if best["sdekit"] and best["scipy"] else None
     return dict(problem=spec["name"], reference=f"scipy {spec['reference']} rtol = atol = 1e-12 ({ref_s:.1f} s)",
-                rows=rows, time_at_1e6=at, ratio_at_1e6=ratio)
+                rows=rows, time_at_1e6=at, ratio_at_1e6=ratio, first_call_s=compile_s)
 
 
 #: diffrax's solvers compared where diffrax is installed (an optional benchmark dependency, not a test one)
@@ -213,6 +217,9 @@ def _markdown(result) -> str:
         each = ", ".join(f"{s} {r:.2g}×" for s, r in ratios(p).items()) or "none brackets it"
         lines += [f"## {p['problem']}", "", f"Reference: {p['reference']}. At error 1e-6, scipy's fastest / sdekit's "
                   f"fastest: **{ratio}**; each solver's time / sdekit's fastest: {each}.", "",
+                  "sdekit's first call of each method (generating and compiling its kernel, or loading it from the disk "
+                  "cache; not in the times below): " + ", ".join(f"{s} {t:.2f} s" for s, t in p.get("first_call_s", {}).items())
+                  + f"; backend {next((r['backend'] for r in p['rows'] if 'backend' in r), '?')}.", "",
                   "| solver | setting | max error | wall time [s] | steps | f-evals | status |", "|---|---|---|---|---|---|---|"]
         for r in p["rows"]:
             lines.append(f"| {r['solver']} | {r['setting']} | {r['error']:.2e} | {r['seconds']:.4f} | {r['steps']} | "

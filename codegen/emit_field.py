@@ -102,8 +102,8 @@ def _transform_calls(b: Basis):
     grid, spec = b.grid, b.spectral
     if b.kind == "diagonal":
         return "x", "x"
-    if b.matrix:
-        return "F @ x", "Bm @ x"
+    if b.matrix:              # small 1-D type-I transforms: their matrices, mirrored rows folded
+        return "mirrored_product(F, x)", "mirrored_product(Bm, x)"
     if b.kind == "fourier":
         if len(grid) == 1:
             return "np.fft.rfft(x)", f"np.fft.irfft(x, {grid[0]})"
@@ -269,7 +269,8 @@ def emit_field_numba(scheme, model, basis: Basis, operators: dict) -> str:
     w('"""')
     for line in ("import math", "import numba", "import numpy as np", "import scipy.fft",
                  "from sdekit.kernels.numba_runtime import tanh64 as nb_tanh",
-                 "from sdekit.kernels.numba_runtime import nan_max, nan_min"):
+                 "from sdekit.kernels.numba_runtime import nan_max, nan_min",
+                 "from sdekit.kernels.field_runtime import mirrored_product"):
         w(line)
     printer = NumbaLoopPrinter(kernel, _FieldNumbaHooks(scheme, registers, basis, arguments[4:]))
     for line in printer.imports():

@@ -5,7 +5,10 @@ structured operator (``operators.py``), and the operators' values for a step siz
 class so equal steps and repeated adaptive sizes pay once."""
 from __future__ import annotations
 
+import numba
 import numpy as np
+
+from ..abi import JIT_FLAGS
 
 #: step sizes whose operator values are kept (fixed grids have one or two; adaptive steps rarely repeat one)
 MEMO_SIZES = 8
@@ -67,3 +70,35 @@ class FieldLanes:
             while len(self.memo) > MEMO_SIZES:            # adaptive steps: every size new; keep the latest only
                 self.memo.pop(next(iter(self.memo)))
         return self.memo[key]
+
+
+# ---- what the compiled field kernel (codegen.emit_field.emit_field_numba) calls ---------------------------
+
+
+def mirrored_halves(M):
+    """(2, n/2, n/2): the top half of M's even and odd columns, where M (n × n, n even) has mirrored rows
+    M[n-1-j, k] = (-1)^k M[j, k] — the matrices of the type-I sine and cosine transforms (sin(π(n+1-j)k/(n+1))
+    = (-1)^(k+1) sin(πjk/(n+1)), 1-based; cos likewise) — or None where it does not."""
+    M = np.asarray(M, dtype=float)
+    n = M.shape[0]
+    if n % 2 or M.shape != (n, n):
+        return None
+    signs = (-1.0) ** np.arange(n)
+    if not np.allclose(M[::-1], M * signs, rtol=0, atol=1e-13 * np.abs(M).max()):
+        return None
+    h = n // 2
+    return np.ascontiguousarray(np.stack([M[:h, 0::2], M[:h, 1::2]]))
+
+
+@numba.njit(**JIT_FLAGS)
+def mirrored_product(halves, v):
+    """M v from :func:`mirrored_halves` (M's top half, even and odd columns): two (n/2)-square products in place
+    of one n-square, a = E v_even, b = O v_odd, (M v)_j = a_j + b_j and (M v)_{n-1-j} = a_j - b_j."""
+    h = halves.shape[1]
+    a = halves[0] @ np.ascontiguousarray(v[0::2])
+    b = halves[1] @ np.ascontiguousarray(v[1::2])
+    out = np.empty(2 * h, dtype=a.dtype)
+    for j in range(h):
+        out[j] = a[j] + b[j]
+        out[2 * h - 1 - j] = a[j] - b[j]
+    return out

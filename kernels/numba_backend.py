@@ -32,7 +32,7 @@ def launch(module, n: int, *args, progress: bool = False):
 
     try:
         if not kernel.signatures:
-            _first_call(module, kernel, ranges[0], args)
+            first_call(module, kernel, ranges[0], args)
             done(*ranges.pop(0))
         if nthreads == 1:
             for a, b in ranges:
@@ -49,7 +49,7 @@ def launch(module, n: int, *args, progress: bool = False):
             bar.close()
 
 
-def _first_call(module, kernel, blocks, args):
+def first_call(module, kernel, blocks, args):
     """The compiling (or cache-loading) first call, alone; a kernel whose on-disk compiled files do
     not load (truncated, garbled) has them removed and is compiled again, with a warning."""
     try:

@@ -38,7 +38,7 @@ from .codegen.errors import ModelError
 from .codegen.methods import get_method
 from .kernels import operators as _ops
 from .kernels.cache import load_module
-from .kernels.field_runtime import FieldLanes
+from .kernels.field_runtime import FieldLanes, mirrored_halves
 from .problem import _tspan
 from .solution import Solution
 
@@ -308,8 +308,7 @@ class FieldODE(_ArrayModel):
         out = []
         for op in [self.operator] + [op.runtime for op in self.operators.values()]:
             e = op.eigenbasis()
-            F, B = e.matrices or (np.zeros((0, 0)), np.zeros((0, 0)))
-            out += [np.ascontiguousarray(e.eigenvalues), np.ascontiguousarray(F), np.ascontiguousarray(B)]
+            out += [np.ascontiguousarray(e.eigenvalues), *(_folded(op) or (np.zeros((0, 0, 0)),) * 2)]
         out += [np.ascontiguousarray(np.broadcast_to(v, self.grid), dtype=float).ravel() for v in self.data.values()]
         return tuple(out) + tuple(float(v) for v in params)
 
@@ -338,10 +337,20 @@ def _basis(op):
     e = op.eigenbasis()
     if e is None:
         return None
-    b = Basis(e.kind, tuple(e.grid), e.species, bool(e.matrices))
+    b = Basis(e.kind, tuple(e.grid), e.species, _folded(op) is not None)
     if b.kind != "diagonal" and not b.matrix and importlib.util.find_spec("rocket_fft") is None:
         return None
     return b
+
+
+def _folded(op):
+    """The (forward, backward) transform matrices of ``op``'s eigenbasis folded by their mirrored rows
+    (``field_runtime.mirrored_halves``), kept on the operator; None where it has none or they do not fold."""
+    if "_folded" not in op.__dict__:
+        e = op.eigenbasis()
+        halves = [mirrored_halves(m) for m in e.matrices] if e is not None and e.matrices else [None]
+        op.__dict__["_folded"] = None if any(h is None for h in halves) else tuple(halves)
+    return op.__dict__["_folded"]
 
 
 def _find_operator(app):
@@ -422,6 +431,7 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
     from .kernels.backend import RunInput
     from .problem import unknown_keyword
     from .kernels.arguments import step_classes
+    from .kernels.numba_backend import first_call
     from .solve import adaptive_options, save_steps, step_control, time_grid, user_grid
     if unknown:
         raise unknown_keyword("solve", unknown, ["dt", "ts", "saveat", "progress", "adaptive", "rtol", "atol",
@@ -453,7 +463,7 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
             kernel = model.compiled_numba(m.name)
             opvals = _operator_table(lanes, scheme, classes, model.operator)
             margs = (opvals,) + model.numba_arguments(getattr(problem, "params", {}).values())
-            raw = run_fixed(inp, lambda fixed: kernel.kernel(0, 1, *fixed, *margs))
+            raw = run_fixed(inp, lambda fixed: first_call(kernel, kernel.kernel, (0, 1), (*fixed, *margs)))
         else:
             raw = run_fixed(inp, lambda fixed: module.kernel(*fixed, lanes, lambda hc: lanes.values(classes[hc]), progress))
     stats = {name: int(v) for name, v in zip(STATS, raw.stats.sum(axis=1))}

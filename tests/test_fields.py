@@ -534,3 +534,21 @@ def test_compiled_field_kernel_is_chosen_and_can_be_refused():
     assert sk.solve(matrix, "ETDRK4", dt=0.1).backend == "fields"
     with pytest.raises(sk.ModelError, match="backend='numpy'"):
         sk.solve(matrix, "ETDRK4", dt=0.1, backend="numba")
+
+
+@pytest.mark.parametrize("n", [6, 64, 257])
+def test_mirrored_products_are_the_type_one_transforms(n):
+    """The folded product (two half-size products) is the DST-I / DCT-I matrix's product; matrices without
+    mirrored rows, and odd sizes, are not folded."""
+    from sdekit.kernels.field_runtime import mirrored_halves, mirrored_product
+    rng = np.random.default_rng(n)
+    v = rng.standard_normal(n)
+    for kind in ("dst", "dct"):
+        op = sk.laplacian(n, 0.1, "dirichlet" if kind == "dst" else "neumann").runtime
+        for M in op._matrices:
+            halves = mirrored_halves(M)
+            if n % 2:
+                assert halves is None
+                continue
+            np.testing.assert_allclose(mirrored_product(halves, v), M @ v, rtol=0, atol=1e-13 * np.abs(M @ v).max())
+    assert mirrored_halves(rng.standard_normal((8, 8))) is None
