@@ -38,7 +38,7 @@ from .codegen.errors import ModelError
 from .codegen.methods import get_method
 from .kernels import operators as _ops
 from .kernels.cache import load_module
-from .kernels.field_runtime import FieldLanes, mirrored_halves
+from .kernels.field_runtime import MEMO_SIZES, FieldLanes, mirrored_halves
 from .problem import _tspan
 from .solution import Solution
 
@@ -461,7 +461,8 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
         compiled = compiled_runs(model, backend)
         if compiled:
             kernel = model.compiled_numba(m.name)
-            opvals = _operator_table(lanes, scheme, classes, model.operator)
+            tables = model._compiled.setdefault((m.name, "tables"), {})
+            opvals = _operator_table(lanes, scheme, classes, model.operator, tables)
             margs = (opvals,) + model.numba_arguments(getattr(problem, "params", {}).values())
             raw = run_fixed(inp, lambda fixed: first_call(kernel, kernel.kernel, (0, 1), (*fixed, *margs)))
         else:
@@ -485,8 +486,18 @@ def compiled_runs(model, backend) -> bool:
     return bases is not None
 
 
-def _operator_table(lanes, scheme, classes, operator) -> np.ndarray:
-    """(step class, operator, index in L's basis): the scheme's operators at each step size, flattened."""
+def _operator_table(lanes, scheme, classes, operator, tables: dict) -> np.ndarray:
+    """(step class, operator, index in L's basis): the scheme's operators at each step size, flattened; kept in
+    ``tables`` by the step sizes (the last few grids: a sweep over dt repeats none, a repeated solve all)."""
+    key = classes.tobytes()
+    if key not in tables:
+        tables[key] = _tabulate(lanes, scheme, classes, operator)
+        while len(tables) > MEMO_SIZES:
+            tables.pop(next(iter(tables)))
+    return tables[key]
+
+
+def _tabulate(lanes, scheme, classes, operator) -> np.ndarray:
     names = list(scheme.all_operators())
     rows = [[operator.flat(lanes.values(h)[name]) for name in names] for h in classes]
     if not names:
