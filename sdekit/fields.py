@@ -461,7 +461,7 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
         compiled = compiled_runs(model, backend)
         if compiled:
             kernel = model.compiled_numba(m.name)
-            tables = model._compiled.setdefault((m.name, "tables"), {})
+            tables = model.__dict__.setdefault("_operator_tables", {}).setdefault(m.name, {})
             opvals = _operator_table(lanes, scheme, classes, model.operator, tables)
             margs = (opvals,) + model.numba_arguments(getattr(problem, "params", {}).values())
             raw = run_fixed(inp, lambda fixed: first_call(kernel, kernel.kernel, (0, 1), (*fixed, *margs)))
