@@ -17,6 +17,8 @@ Every ODE method of the catalogue but exponential Rosenbrock runs on fields, wit
 the same loop IR every backend prints (``codegen.drivers``: time loop, error norm, controller, dense output,
 retcodes), printed by numpy's printer for one lane whose state is the grid (``codegen.emit_field``), the
 model's part done by ``kernels.field_runtime.FieldLanes``; φ-functions are evaluated once per step size.
+Fixed steps run the same loop IR compiled (``codegen.emit_field.emit_field_numba``: Numba, N a loop over the
+grid, sums in L's eigenbasis) wherever every operator has a fast eigenbasis; ``backend="numpy"`` keeps the driver.
 """
 from __future__ import annotations
 
