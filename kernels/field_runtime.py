@@ -25,8 +25,8 @@ class FieldLanes:
     """``N(u, t)`` on grids of ``shape`` and the linear operator ``op`` (``kernels.operators``), for the lane
     layout (D, 1); ``polys``: the scheme's operators, name -> φ-polynomial (``codegen.phi.phi_poly``)."""
 
-    def __init__(self, shape, N, op, polys: dict, memo: dict | None = None):
-        self.shape, self.N, self.op, self.polys = tuple(shape), N, op, dict(polys)
+    def __init__(self, shape, N, op, polys: dict, memo: dict | None = None, jacobian=None):
+        self.shape, self.N, self.op, self.polys, self.jac = tuple(shape), N, op, dict(polys), jacobian
         self.memo = {} if memo is None else memo      # step-size class -> operator values (kept across solves)
         self.transforms = {}                          # the operator's transforms of this step's registers
 
@@ -44,6 +44,17 @@ class FieldLanes:
         """f = L U + N(U, t)."""
         g = self.grid(U)
         return self.lane(self.N(g, _scalar(t)) + self.op.apply(g))
+
+    def jacobian(self, U, t):
+        """J̃ = [[L + ∂N/∂u, ∂N/∂t], [0, 0]] at (U, t), (D + 1, D + 1, 1): the lane layout of the loop IR's
+        ``Jt`` (exponential Rosenbrock methods; ``jacobian(u, t)`` the model's (∂N/∂u, ∂N/∂t))."""
+        from .operators import dense_matrix
+        J, b = self.jac(self.grid(U), _scalar(t))
+        d = J.shape[0]
+        out = np.zeros((d + 1, d + 1, 1))
+        out[:d, :d, 0] = dense_matrix(self.op) + J
+        out[:d, d, 0] = b
+        return out
 
     def combine(self, terms):
         """Σ coef · value v over ``terms`` = [(coef, operator value or None, v)] (coef a lane value)."""

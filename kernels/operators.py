@@ -36,6 +36,15 @@ DENSE_FUNCTIONS_MAX = 4096
 SMALL_TRANSFORM = 512
 
 
+def dense_matrix(op) -> np.ndarray:
+    """The matrix of ``op`` on the flattened state (its columns by ``apply``), made once per operator."""
+    if "_dense_matrix" not in op.__dict__:
+        size = int(np.prod(op.shape))
+        op.__dict__["_dense_matrix"] = np.stack([np.asarray(op.apply(e.reshape(op.shape)), dtype=float).ravel()
+                                                 for e in np.eye(size)], axis=1)
+    return op.__dict__["_dense_matrix"]
+
+
 class Eigenbasis(NamedTuple):
     """An operator as the compiled field kernel takes it (``codegen.emit_field.emit_field_numba``): diagonal
     in the basis ``kind`` ("diagonal": none; "fourier": rfftn; "dst"/"dct": the type-I transforms of

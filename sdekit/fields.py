@@ -13,7 +13,8 @@ DST-I/DCT-I bases), :func:`diagonal`, or :func:`matrix`.  Example (Kuramoto–Si
     model = sk.FieldODE(u, linear=L, nonlinear=-Dx(u**2) / 2)    # ... - (u^2)_x / 2
     sol = sk.solve(sk.FieldProblem(model, u0, (0, 150)), "ETDRK4", dt=0.25, saveat=np.arange(0, 151))
 
-Every ODE method of the catalogue but exponential Rosenbrock runs on fields, with fixed or adaptive steps:
+Every ODE method of the catalogue runs on fields (exponential Rosenbrock with the dense Jacobian of
+:meth:`FieldODE.jacobian`, up to ``JACOBIAN_MAX`` unknowns), with fixed or adaptive steps:
 the same loop IR every backend prints (``codegen.drivers``: time loop, error norm, controller, dense output,
 retcodes), printed by numpy's printer for one lane whose state is the grid (``codegen.emit_field``), the
 model's part done by ``kernels.field_runtime.FieldLanes``; φ-functions are evaluated once per step size.
@@ -298,6 +299,38 @@ class FieldODE(_ArrayModel):
         self.operator = _ops.Species(runtimes) if several else runtimes[0]
         self._compiled = {}    # (method, adaptive) -> (scheme, module, {step-size class: operator values})
 
+    def jacobian(self, u, t, *params):
+        """(∂N/∂u (D × D), ∂N/∂t (D,)) at the array ``u`` and time ``t``, N's linearisation by sympy through
+        operator applications: an application op(a) enters as op · (the linearisation of a), so N = u · Dx(u)
+        gives diag(Dx u) + diag(u) Dx (:meth:`_linearisation`)."""
+        if "_linear_parts" not in self.__dict__:
+            self.__dict__["_linear_parts"] = [self._linearisation(e) for e in self.nonlinear]
+        args = (*(u if self.several else [u]), t, *self._data, *params)
+        G, D = int(np.prod(self.grid)), int(np.prod(self.shape))
+        rows = [_evaluate_linearisation(part, args, G, D) for part in self.__dict__["_linear_parts"]]
+        return np.concatenate([J for J, _ in rows]), np.concatenate([b for _, b in rows])
+
+    def _linearisation(self, expr):
+        """(∂e/∂u_r per species r, ∂e/∂t, [(∂e/∂op(a), op, linearisation of a)]) of one species' expression
+        ``e``, each coefficient a function of the fields (``_grid_function``): the outermost operator
+        applications stand for symbols while sympy differentiates, then are put back."""
+        apps = list(expr.atoms(sp.core.function.AppliedUndef))
+        outer = [a for a in apps if not any(a != b and a in b.args[0].atoms(sp.core.function.AppliedUndef) for b in apps)]
+        stand = {a: sp.Dummy(f"A{k}") for k, a in enumerate(outer)}
+        back = {v: k for k, v in stand.items()}
+        F = expr.xreplace(stand)
+        direct = [self._grid_function(F.diff(f).xreplace(back)) for f in self.fields]
+        through = [(self._grid_function(F.diff(stand[a]).xreplace(back)), _find_operator(a).runtime,
+                    self._linearisation(a.args[0])) for a in outer]
+        return direct, self._grid_function(F.diff(_t).xreplace(back)), through
+
+    def _grid_function(self, expr):
+        """``expr`` (of the fields, t, data, params and operator applications) as a function of N's arguments."""
+        modules = [{name: op.runtime.apply for name, op in self.operators.items()}, "numpy"]
+        return sp.lambdify((*self.fields, _t, *self.data, *self.params), expr, modules=modules, docstring_limit=0,
+                           printer=_FieldPrinter({"fully_qualified_modules": False, "inline": True,
+                                                  "allow_unknown_functions": True}))
+
     def numba_bases(self):
         if "_numba_bases" not in self.__dict__:
             bases = [_basis(self.operator)] + [_basis(op.runtime) for op in self.operators.values()]
@@ -330,6 +363,21 @@ class FieldODE(_ArrayModel):
 
     def __repr__(self):
         return f"FieldODE({[str(f) for f in self.fields]} on {list(self.grid)}, N={self.nonlinear})"
+
+
+def _evaluate_linearisation(part, args, G: int, D: int):
+    """(M (G × D), b (G,)): one species' ∂N/∂u and ∂N/∂t at ``args`` from :meth:`FieldODE._linearisation`."""
+    direct, dt, through = part
+    M = np.zeros((G, D))
+    for r, f in enumerate(direct):
+        M[:, r * G:(r + 1) * G] += np.diag(np.broadcast_to(np.asarray(f(*args), dtype=float), args[0].shape).ravel())
+    b = np.broadcast_to(np.asarray(dt(*args), dtype=float), args[0].shape).ravel().copy()
+    for coef, op, inner in through:
+        c = np.broadcast_to(np.asarray(coef(*args), dtype=float), args[0].shape).ravel()
+        Mi, bi = _evaluate_linearisation(inner, args, G, D)
+        M += c[:, None] * (_ops.dense_matrix(op) @ Mi)
+        b += c * op.apply(bi.reshape(op.shape)).ravel()
+    return M, b
 
 
 def _basis(op):
@@ -387,6 +435,7 @@ class FieldProblem:
             values.append(float(v))
         self.model, self.u0, self.tspan, self.params = model, u0, _tspan(tspan), dict(zip(names, values))
         self.rhs = (lambda u, t: model.rhs(u, t, *values)) if values else model.rhs
+        self.jacobian = lambda u, t: model.jacobian(u, t, *values)
 
 
 class _FieldForm(types.SimpleNamespace):
@@ -396,15 +445,21 @@ class _FieldForm(types.SimpleNamespace):
         return False
 
 
+#: the largest field exponential Rosenbrock methods take (its dense Jacobian's φ each step, O(D³))
+JACOBIAN_MAX = 1024
+
+
 def field_scheme(model, method: str):
     """The catalogue method's step scheme (the one the fused kernels print) for a field model."""
     m = get_method(method)
     if m.stochastic:
         raise ModelError(f"{m.name} is an SDE method; fields are ODEs for now")
     scheme = build_scheme(_FieldForm(stochastic=False, additive=True, noise=None), m)
-    if scheme.needs_jacobian:
-        raise ModelError(f"{m.name}: exponential Rosenbrock methods do not run on fields yet (they need φ-actions "
-                         "of the Jacobian)")
+    size = int(np.prod(model.shape))
+    if scheme.needs_jacobian and (size > JACOBIAN_MAX or not hasattr(model, "jacobian")):
+        raise ModelError(f"{m.name}: exponential Rosenbrock methods on fields form the dense Jacobian and its φ "
+                         f"(O(D³) a step): up to {JACOBIAN_MAX} unknowns, this field has {size}; Krylov φ-actions of "
+                         "the Jacobian are not implemented")
     return scheme
 
 
@@ -412,7 +467,7 @@ def field_source(model, method: str, adaptive: bool = False, backend=None) -> st
     """The generated module that runs ``method`` on ``model``: the compiled field kernel (N in it) where
     :func:`solve_field` takes it for these options, else the numpy driver (``sdekit inspect`` prints it with
     N's source)."""
-    if not adaptive and compiled_runs(model, backend):
+    if not adaptive and compiled_runs(model, backend, method):
         L, ops = model.numba_bases()
         return emit_field_numba(field_scheme(model, method), model, L, ops)
     return emit_field(field_scheme(model, method), int(np.prod(model.shape)), adaptive)
@@ -445,7 +500,8 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
     model, d = problem.model, int(np.prod(problem.model.shape))
     scheme, module, memo = model.compiled(m.name, adaptive)
     polys = {name: op.poly for name, op in scheme.all_operators().items()}
-    lanes = FieldLanes(model.shape, getattr(problem, "rhs", model.rhs), model.operator, polys, memo)
+    lanes = FieldLanes(model.shape, getattr(problem, "rhs", model.rhs), model.operator, polys, memo,
+                       getattr(problem, "jacobian", None))
     inp = RunInput(y0=problem.u0.reshape(-1, 1).astype(float), tspan=problem.tspan, params={}, nets={}, structure="zero",
                    Lval=None, op_specs={}, noise=None, trajectories=np.zeros(1, np.int64), progress=progress)
     compiled = False
@@ -460,7 +516,7 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
         inp.grid = time_grid(problem.tspan, dt) if ts is None else user_grid(problem.tspan, ts)
         inp.save_steps = save_steps(inp.grid, saveat)
         classes = step_classes(inp.grid)[0]
-        compiled = compiled_runs(model, backend)
+        compiled = compiled_runs(model, backend, m.name)
         if compiled:
             kernel = model.compiled_numba(m.name)
             tables = model.__dict__.setdefault("_operator_tables", {}).setdefault(m.name, {})
@@ -475,11 +531,17 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
                                backend="fields-numba" if not adaptive and compiled else "fields")
 
 
-def compiled_runs(model, backend) -> bool:
-    """Whether a fixed-step solve takes the compiled field kernel (``backend`` None: wherever it can)."""
+def compiled_runs(model, backend, method: str) -> bool:
+    """Whether a fixed-step solve of ``method`` takes the compiled field kernel (``backend`` None: wherever it can:
+    every operator with a fast eigenbasis, and a method without the Jacobian)."""
     if backend not in (None, "numba", "numpy"):
         raise ValueError(f"fields run on backend 'numba' (compiled, fixed steps) or 'numpy', got {backend!r}")
     if backend == "numpy":
+        return False
+    if get_method(method).family.name == "exprb":
+        if backend == "numba":
+            raise ModelError(f"{method}: exponential Rosenbrock methods run on fields on backend='numpy' only (the "
+                             "dense Jacobian's φ each step)")
         return False
     bases = model.numba_bases()
     if backend == "numba" and bases is None:

@@ -96,21 +96,20 @@ def _manufactured():
     return sk.FieldProblem(model, np.sin(X), (0.0, 1.0))
 
 
-FIELD_METHODS = [m for m in CATALOGUE if not m.stochastic and m.family.name != "exprb"]
+FIELD_METHODS = [m for m in CATALOGUE if not m.stochastic]
 
 
 def test_field_methods_cover_the_ode_catalogue():
-    """Every ODE method but exponential Rosenbrock runs on fields (multistep ones too: the loop IR's
-    startup and history); those are refused by name."""
+    """Every ODE method runs on fields (multistep ones too: the loop IR's startup and history; exponential
+    Rosenbrock with the field's dense Jacobian, up to JACOBIAN_MAX unknowns, refused by name above it)."""
+    from sdekit.fields import JACOBIAN_MAX
     prob = _manufactured()
-    for m in CATALOGUE:
-        if m.stochastic:
-            continue
-        if m in FIELD_METHODS:
-            assert "def kernel(" in field_source(prob.model, m.name)
-        else:
-            with pytest.raises(sk.ModelError, match=m.name):
-                field_source(prob.model, m.name)
+    for m in FIELD_METHODS:
+        assert "def kernel(" in field_source(prob.model, m.name)
+    big = sk.field("u", JACOBIAN_MAX + 1)
+    model = sk.FieldODE(big, linear=sk.fourier(JACOBIAN_MAX + 1, 1.0, lambda k: -k**2), nonlinear=-big**3)
+    with pytest.raises(sk.ModelError, match="Exprb43.*up to 1024 unknowns"):
+        field_source(model, "Exprb43")
 
 
 @pytest.mark.parametrize("method", [m.name for m in FIELD_METHODS])
@@ -189,8 +188,8 @@ def test_field_errors_name_what_is_wrong():
         sk.solve(prob, "ETDRK4", rtol=1e-6)
     with pytest.raises(ValueError, match="rtol"):
         sk.solve(prob, "ETDRK3", rtol=-1.0)
-    with pytest.raises(sk.ModelError, match="Exprb43"):
-        sk.solve(prob, "Exprb43", dt=0.1)
+    with pytest.raises(sk.ModelError, match="Exprb43.*backend='numpy'"):
+        sk.solve(prob, "Exprb43", dt=0.1, backend="numba")
     with pytest.raises(sk.ModelError, match="SDE method"):
         sk.solve(prob, "EM", dt=0.1)
     with pytest.raises(sk.ModelError, match="symbol\\(0\\)"):
@@ -552,3 +551,51 @@ def test_mirrored_products_are_the_type_one_transforms(n):
                 continue
             np.testing.assert_allclose(mirrored_product(halves, v), M @ v, rtol=0, atol=1e-13 * np.abs(M @ v).max())
     assert mirrored_halves(rng.standard_normal((8, 8))) is None
+
+
+# ---- exponential Rosenbrock on fields: the field's Jacobian ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["species-fourier-2d", "nested-complex", "dirichlet-matrix", "diagonal"])
+def test_field_jacobian_is_the_derivative_of_n(name):
+    """model.jacobian (sympy through operator applications: op(a) -> op · a') against central differences of N,
+    and ∂N/∂t likewise: species coupling, nested operators in N, data, t."""
+    prob = _models()[name]
+    model, params = prob.model, list(prob.params.values())
+    rng = np.random.default_rng(5)
+    u = prob.u0 + 0.1 * rng.standard_normal(prob.u0.shape)
+    t, eps = 0.3, 1e-6
+    J, b = model.jacobian(u, t, *params)
+    flat = u.reshape(-1)
+    fd = np.stack([(model.rhs((flat + eps * e).reshape(u.shape), t, *params)
+                    - model.rhs((flat - eps * e).reshape(u.shape), t, *params)).reshape(-1) / (2 * eps)
+                   for e in np.eye(flat.size)], axis=1)
+    np.testing.assert_allclose(J, fd, rtol=0, atol=1e-7 * max(1.0, np.abs(fd).max()))
+    fdt = (model.rhs(u, t + eps, *params) - model.rhs(u, t - eps, *params)).reshape(-1) / (2 * eps)
+    np.testing.assert_allclose(b, fdt, rtol=0, atol=1e-7 * max(1.0, np.abs(fdt).max()))
+
+
+def _dirichlet_manufactured(n=31, eps=0.05):
+    """u_t = ε Δ_h u + u − u³ + S(t) on (0, 1), Dirichlet, exact u = cos(t) s with s = sin(πx) an eigenvector of the
+    discrete Laplacian (eigenvalue λ₁): the source S cancels everything but the exact solution's derivative."""
+    dx = 1.0 / (n + 1)
+    x = dx * np.arange(1, n + 1)
+    lam = (2 * np.cos(np.pi * dx) - 2) / dx**2
+    u, S, t = sk.field("u", n), sp.Symbol("S"), sk.t
+    N = u - u**3 - (sp.cos(t) * S - sp.cos(t)**3 * S**3) - sp.sin(t) * S - eps * lam * sp.cos(t) * S
+    model = sk.FieldODE(u, linear=eps * sk.laplacian(n, dx, "dirichlet"), nonlinear=N, data={S: np.sin(np.pi * x)})
+    return sk.FieldProblem(model, np.sin(np.pi * x), (0.0, 1.0)), np.cos(1.0) * np.sin(np.pi * x)
+
+
+@pytest.mark.parametrize("method", ["Exprb32", "Exprb43", "ETDRK4", "ROS34PW2"])
+def test_exponential_rosenbrock_and_w_orders_on_a_stencil(method):
+    """Exprb (the field's Jacobian, t-augmented), ETD and W-methods at their orders on a Dirichlet stencil problem
+    (the FFT problem is the manufactured one above); Exprb's adaptive steps meet the tolerance."""
+    prob, exact = _dirichlet_manufactured()
+    order = next(m.order for m in CATALOGUE if m.name == method)
+    errs = [np.abs(sk.solve(prob, method, dt=dt, saveat=[1.0]).y[-1] - exact).max() for dt in (1 / 8, 1 / 16, 1 / 32)]
+    slope = np.log2(errs[-2] / errs[-1])
+    assert order - 0.3 < slope < order + 0.8, (method, errs, slope)
+    if method.startswith("Exprb"):
+        sol = sk.solve(prob, method, rtol=1e-8, atol=1e-8, saveat=[1.0])
+        assert sol.backend == "fields" and np.abs(sol.y[-1] - exact).max() < 1e-6, sol.stats
