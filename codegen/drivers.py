@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..abi import (ADAPTIVE_ARGS, CONTROLLER, DT_LESS_THAN_MIN, FIXED_ARGS, MAX_ITERS, NACCEPT, NF, NREJECT,
                    STEP_NODE, STOP_STRETCH, STREAM_ZETA, SUCCESS, UNSTABLE)
 from .lane_operators import jacobian_operators, lane_operators
-from .loop import (Buffer, Call, checked, Components, Copy, For, If, IfAny, IfUniform, Lane, LaneCall, Lanes, Let,
+from .loop import (Call, checked, Components, Copy, For, If, IfAny, IfUniform, Lane, LaneCall, Lanes, Let,
                    LoopKernel, Operators, Reduce, Rhs, Set, Stages, Store, StoreRow, While, WhileAny)
 from .scheme import EvalJacobian, EvalRHS, StepScheme
 
@@ -66,16 +66,20 @@ def _copies(pairs):
 # ---- fixed steps --------------------------------------------------------------------------------
 
 
-def fixed_loop(scheme: StepScheme, stochastic: bool, model_args=(), reads_t: bool = True) -> LoopKernel:
+def fixed_loop(scheme: StepScheme, stochastic: bool, model_args=(), reads_t: bool = True,
+               jacobian_blocks: bool = True) -> LoopKernel:
     """The fixed-step driver: the grid's steps in order, (ΔW, H) of each from the block's tree frontier.
-    ``reads_t``: the model reads t (else the lanes keep no step start ``t_l`` and stage time ``tc``)."""
+    ``reads_t``: the model reads t (else the lanes keep no step start ``t_l`` and stage time ``tc``).
+    ``jacobian_blocks``: the Jacobian operators as per-lane blocks (``lane_operators.jacobian_operators``);
+    False where the backend applies them as actions in the statements (fields)."""
     live = scheme.live_statements()    # not the error estimate
     startup = scheme.startup.statements if scheme.startup is not None else ()
     lanes = [Lane(r, "state", rows="D") for r in _registers(scheme, ["y"], live + startup)]
     lanes += [Lane("bad", "bool", "False"), Lane("h_l", "state")]
     lanes += [Lane("t_l", "state"), Lane("tc", "state")] if reads_t else []
     lanes += [Lane(f"hp{k}", "state", "0") for k in range(1, scheme.lags + 1)]
-    buffers, setup, jacobian = jacobian_operators(scheme, live) if scheme.needs_jacobian else ([], [], [])
+    buffers, setup, jacobian = (jacobian_operators(scheme, live) if scheme.needs_jacobian and jacobian_blocks
+                                else ([], [], []))
     noise = []
     if scheme.needs_dW:
         lanes += [Lane("dW", "state", rows="M"), Lane("dH", "state", rows="M")]
@@ -311,10 +315,10 @@ _LANE_SCRATCH = ("l_z", "l_acc", "l_dw", "l_dh")
 
 
 def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=(), linear: str = "zero",
-                  reads_t: bool = True) -> LoopKernel:
+                  reads_t: bool = True, jacobian_blocks: bool = True) -> LoopKernel:
     """The adaptive driver (``scheme`` must have an error estimate; ``linear``: the structure of L,
     zero | scalar | diagonal | dense, for each lane's operators: ``lane_operators``; ``reads_t``: the
-    model reads t)."""
+    model reads t; ``jacobian_blocks``: as in :func:`fixed_loop`)."""
     if scheme.error is None:
         raise ValueError(f"{scheme.method} has no embedded error estimate")
     _check_startup(scheme)
@@ -332,8 +336,8 @@ def adaptive_loop(scheme: StepScheme, stochastic: bool, model_args=(), linear: s
         lanes.append(Lane("need", "bool", "False"))
     body = _tree_span(scheme) + [Set("nsave", "save_t.shape[0]"), Lanes([Let("y[i]", "y0[i, src]")], rows="D")]
     op_lanes, buffers, op_setup, operators = lane_operators(scheme, linear)
-    jac_buffers, jac_setup, jacobian = (jacobian_operators(scheme, scheme.statements) if scheme.needs_jacobian
-                                        else ([], [], []))
+    jac_buffers, jac_setup, jacobian = (jacobian_operators(scheme, scheme.statements)
+                                        if scheme.needs_jacobian and jacobian_blocks else ([], [], []))
     lanes += op_lanes
     buffers += jac_buffers
     body += op_setup + jac_setup

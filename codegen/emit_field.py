@@ -19,7 +19,6 @@ from .loop import Copy, Operators, Rhs, Stages, Writer
 from .numba_lanes import JIT, pr as numba_pr
 from .print_numba import NumbaLoopPrinter
 from .print_numpy import PRELUDE, NumpyLoopPrinter
-from .lane_operators import jacobian_operator_name
 from .scheme import Combine, EvalJacobian, EvalRHS
 
 _H = sp.Symbol("h")
@@ -48,35 +47,38 @@ class _FieldHooks:
         else:  # pragma: no cover - a new node without a printer
             raise TypeError(f"no field printer for {type(s).__name__}")
 
-    def _term(self, t):
-        """(coef, operator value or None, vector) of a sum's term; a Jacobian operator is applied here to the
-        augmented vector (v, τ) (``numpy_runtime.apply_augmented``), the field's operator does the rest."""
-        if t.op in self.scheme.jacobian_operators:
-            return f"({pr(t.coef)}, None, apply_augmented({jacobian_operator_name(t.op)}, {t.vec}, {pr(t.aug)}))"
-        return f"({pr(t.coef)}, {'None' if t.op is None else f'ops[{t.op!r}]'}, {t.vec})"
+    def _terms(self, st, field):
+        """A sum's terms (coef, operator value or None, vector) for the field's operator; its Jacobian operators'
+        terms as one more, their sum Σ coef · f(c hJ̃)(v, τ) by φ-actions (``FieldLanes.jacobian_action``)."""
+        jac = [t for t in st.terms if t.op in self.scheme.jacobian_operators]
+        out = [f"({pr(t.coef)}, {'None' if t.op is None else f'ops[{t.op!r}]'}, {t.vec})" for t in st.terms
+               if t not in jac]
+        if jac:
+            action = ", ".join(f"({pr(t.coef)}, {t.op!r}, {t.vec}, {pr(t.aug)})" for t in jac)
+            out.append(f"(1, None, {field}.jacobian_action([{action}], h))")
+        return ", ".join(out)
 
     def _step(self, st, field):
         if isinstance(st, EvalRHS):
             time = f"t + {pr(st.c * _H)}" if st.c else "t"
             return f"{st.target} = {field}.{'full' if st.part == 'full' else 'forcing'}({st.state}, {time})"
         if isinstance(st, Combine):
-            return f"{st.target} = {field}.combine([{', '.join(self._term(t) for t in st.terms)}])"
+            return f"{st.target} = {field}.combine([{self._terms(st, field)}])"
         if isinstance(st, EvalJacobian):
             time = f"t + {pr(st.c * _H)}" if st.c else "t"
-            return f"Jt[...] = {field}.jacobian({st.state}, {time})  # its operators follow (loop IR)"
+            return f"{field}.jacobian({st.state}, {time})  # J̃ at the stage, for the jacobian_action of later sums"
         raise ModelError(f"{self.scheme.method}: a {type(st).__name__} step does not run on fields yet")
 
 
 def emit_field(scheme, dim: int, adaptive: bool = False) -> str:
     """Source of the module that runs ``scheme`` on a field of ``dim`` unknowns: the driver
     (``drivers.fixed_loop`` / ``adaptive_loop``, the model reading t) printed by numpy's printer."""
-    kernel = (adaptive_loop(scheme, False, FIELD_MODEL_ARGS, "operator", True) if adaptive else
-              fixed_loop(scheme, False, FIELD_MODEL_ARGS, True))
+    kernel = (adaptive_loop(scheme, False, FIELD_MODEL_ARGS, "operator", True, jacobian_blocks=False) if adaptive
+              else fixed_loop(scheme, False, FIELD_MODEL_ARGS, True, jacobian_blocks=False))
     printer = NumpyLoopPrinter(kernel, _FieldHooks(scheme))
     lines = [f'"""sdekit generated: {scheme.method} {"adaptive " if adaptive else ""}kernel for a field of {dim} '
              "unknowns (one lane, the grid flattened).", "", *("    " + ln for ln in str(scheme).splitlines()), '"""',
-             "import numpy", "import numpy as np", "from sdekit.kernels.numpy_runtime import apply_augmented",
-             *printer.imports(), "", f"D = DIM = {dim}", "M = 0", "",
+             "import numpy", "import numpy as np", *printer.imports(), "", f"D = DIM = {dim}", "M = 0", "",
              *PRELUDE.strip("\n").splitlines(), "", ""]
     w = Writer()
     printer.print_kernel(w)

@@ -25,8 +25,9 @@ class FieldLanes:
     """``N(u, t)`` on grids of ``shape`` and the linear operator ``op`` (``kernels.operators``), for the lane
     layout (D, 1); ``polys``: the scheme's operators, name -> φ-polynomial (``codegen.phi.phi_poly``)."""
 
-    def __init__(self, shape, N, op, polys: dict, memo: dict | None = None, jacobian=None):
+    def __init__(self, shape, N, op, polys: dict, memo: dict | None = None, jacobian=None, jacobian_polys=None):
         self.shape, self.N, self.op, self.polys, self.jac = tuple(shape), N, op, dict(polys), jacobian
+        self.jacobian_polys = dict(jacobian_polys or {})   # the scheme's Jacobian operators: name -> poly (J: None)
         self.memo = {} if memo is None else memo      # step-size class -> operator values (kept across solves)
         self.transforms = {}                          # the operator's transforms of this step's registers
 
@@ -46,15 +47,34 @@ class FieldLanes:
         return self.lane(self.N(g, _scalar(t)) + self.op.apply(g))
 
     def jacobian(self, U, t):
-        """J̃ = [[L + ∂N/∂u, ∂N/∂t], [0, 0]] at (U, t), (D + 1, D + 1, 1): the lane layout of the loop IR's
-        ``Jt`` (exponential Rosenbrock methods; ``jacobian(u, t)`` the model's (∂N/∂u, ∂N/∂t))."""
+        """Keep J̃ = [[L + ∂N/∂u, ∂N/∂t], [0, 0]] at (U, t), (D + 1) square (exponential Rosenbrock methods;
+        ``jacobian(u, t)`` the model's (∂N/∂u, ∂N/∂t)), for the step's :meth:`jacobian_action`."""
         from .operators import dense_matrix
         J, b = self.jac(self.grid(U), _scalar(t))
         d = J.shape[0]
-        out = np.zeros((d + 1, d + 1, 1))
-        out[:d, :d, 0] = dense_matrix(self.op) + J
-        out[:d, d, 0] = b
-        return out
+        self.jtilde = np.zeros((d + 1, d + 1))
+        self.jtilde[:d, :d] = dense_matrix(self.op) + J
+        self.jtilde[:d, d] = b
+
+    def jacobian_action(self, terms, h):
+        """Σ coef · f(hJ̃)(v, τ) over ``terms`` = [(coef, Jacobian operator name, v, τ)], f a sum of single φ_k(c hJ̃)
+        (or J̃ itself): the φ terms grouped by c h, each group one augmented-matrix exponential action
+        (``operators.phi_action``, Al-Mohy & Higham 2011): a few dense products a term, never φ(hJ̃) itself."""
+        from .operators import phi_action
+        A, h = self.jtilde, _scalar(h)
+        total, groups = np.zeros(A.shape[0]), {}
+        for coef, name, v, tau in terms:
+            x = _scalar(coef) * np.concatenate([np.ravel(v), [_scalar(tau)]])
+            poly = self.jacobian_polys[name]
+            if poly is None:
+                total += A @ x
+                continue
+            for w, ((_, k, c),) in poly:
+                vecs = groups.setdefault(float(c) * h, {})
+                vecs[k] = vecs[k] + float(w) * x if k in vecs else float(w) * x
+        for scale, vecs in groups.items():
+            total += phi_action(A, scale, vecs)
+        return self.lane(total[:-1])
 
     def combine(self, terms):
         """Σ coef · value v over ``terms`` = [(coef, operator value or None, v)] (coef a lane value)."""

@@ -374,11 +374,13 @@ def phi_action(A, scale: float, vectors: dict) -> np.ndarray:
     n = A.shape[0]
     p = max(vectors)
     zero = np.zeros(n)
+    dense = isinstance(A, np.ndarray)          # a dense A (a field's Jacobian) stays dense: BLAS products
     if p == 0:
-        return expm_multiply(scale * sparse.csr_matrix(A), vectors[0])
+        return expm_multiply(scale * (A if dense else sparse.csr_matrix(A)), vectors[0])
     W = np.column_stack([vectors.get(k, zero) for k in range(p, 0, -1)])
-    J = sparse.eye(p, k=1)
-    aug = sparse.bmat([[scale * sparse.csr_matrix(A), sparse.csr_matrix(W)], [None, J]], format="csr")
+    J = np.eye(p, k=1)
+    aug = (np.block([[scale * A, W], [np.zeros((p, n)), J]]) if dense else
+           sparse.bmat([[scale * sparse.csr_matrix(A), sparse.csr_matrix(W)], [None, sparse.csr_matrix(J)]], format="csr"))
     start = np.concatenate([vectors.get(0, zero), np.eye(p)[-1]])
     return expm_multiply(aug, start)[:n]
 

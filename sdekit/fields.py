@@ -445,7 +445,8 @@ class _FieldForm(types.SimpleNamespace):
         return False
 
 
-#: the largest field exponential Rosenbrock methods take (its dense Jacobian's φ each step, O(D³))
+#: the largest field exponential Rosenbrock methods take (its Jacobian dense, D² numbers; its φ applied to the
+#: step's vectors by augmented-matrix exponential actions, each a few dozen dense products)
 JACOBIAN_MAX = 1024
 
 
@@ -457,9 +458,9 @@ def field_scheme(model, method: str):
     scheme = build_scheme(_FieldForm(stochastic=False, additive=True, noise=None), m)
     size = int(np.prod(model.shape))
     if scheme.needs_jacobian and (size > JACOBIAN_MAX or not hasattr(model, "jacobian")):
-        raise ModelError(f"{m.name}: exponential Rosenbrock methods on fields form the dense Jacobian and its φ "
-                         f"(O(D³) a step): up to {JACOBIAN_MAX} unknowns, this field has {size}; Krylov φ-actions of "
-                         "the Jacobian are not implemented")
+        raise ModelError(f"{m.name}: exponential Rosenbrock methods on fields form the Jacobian as a dense matrix: "
+                         f"up to {JACOBIAN_MAX} unknowns, this field has {size} (φ-actions of a matrix-free Jacobian "
+                         "are not implemented)")
     return scheme
 
 
@@ -501,7 +502,7 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
     scheme, module, memo = model.compiled(m.name, adaptive)
     polys = {name: op.poly for name, op in scheme.all_operators().items()}
     lanes = FieldLanes(model.shape, getattr(problem, "rhs", model.rhs), model.operator, polys, memo,
-                       getattr(problem, "jacobian", None))
+                       getattr(problem, "jacobian", None), {k: op.poly for k, op in scheme.jacobian_operators.items()})
     inp = RunInput(y0=problem.u0.reshape(-1, 1).astype(float), tspan=problem.tspan, params={}, nets={}, structure="zero",
                    Lval=None, op_specs={}, noise=None, trajectories=np.zeros(1, np.int64), progress=progress)
     compiled = False
@@ -541,7 +542,7 @@ def compiled_runs(model, backend, method: str) -> bool:
     if get_method(method).family.name == "exprb":
         if backend == "numba":
             raise ModelError(f"{method}: exponential Rosenbrock methods run on fields on backend='numpy' only (the "
-                             "dense Jacobian's φ each step)")
+                             "Jacobian's φ-actions by scipy each step)")
         return False
     bases = model.numba_bases()
     if backend == "numba" and bases is None:
