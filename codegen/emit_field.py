@@ -157,7 +157,7 @@ def field_numba_arguments(nops: int, ndata: int, nparams: int) -> tuple:
     names = ["opvals", "L_eig", "L_F", "L_B"]
     for k in range(nops):
         names += [f"o{k}_eig", f"o{k}_F", f"o{k}_B"]
-    return tuple(names + [f"d{k}" for k in range(ndata)] + [f"p{k}" for k in range(nparams)])
+    return tuple(names + [f"data{k}" for k in range(ndata)] + [f"param{k}" for k in range(nparams)])
 
 
 def emit_forcing_numba(w, nonlinear, fields, data, params, operators, grid, arguments):
@@ -166,8 +166,8 @@ def emit_forcing_numba(w, nonlinear, fields, data, params, operators, grid, argu
     first) by its ``apply_o<k>``.  ``operators``: the sympy functions of N's operators, in argument order."""
     G = int(np.prod(grid))
     element = {f: sp.Symbol(f"u[{s * G} + i]" if s else "u[i]") for s, f in enumerate(fields)}
-    element.update({d: sp.Symbol(f"d{k}[i]") for k, d in enumerate(data)})
-    element.update({p: sp.Symbol(f"p{k}") for k, p in enumerate(params)})
+    element.update({d: sp.Symbol(f"data{k}[i]") for k, d in enumerate(data)})
+    element.update({p: sp.Symbol(f"param{k}") for k, p in enumerate(params)})
     index = {fn: k for k, fn in enumerate(operators)}
     exprs, pre = [sp.sympify(e).xreplace(element) for e in nonlinear], []
     while True:
@@ -200,14 +200,17 @@ class _FieldNumbaHooks:
     register a flat view ``<r>_`` of its (D, 1) lane array; a sum Σ coef · f(hL) v transforms each register once
     a step (``<r>_h``), sums in L's basis in one loop and transforms back once; N through ``forcing``."""
 
-    def __init__(self, scheme, registers, basis: Basis, arguments):
+    def __init__(self, scheme, registers, basis: Basis, arguments, adaptive: bool = False):
         self.scheme, self.registers, self.basis, self.arguments = scheme, registers, basis, arguments
         self.names = {name: k for k, name in enumerate(scheme.all_operators())}
+        self.adaptive = adaptive
 
     def buffers(self, w):
         for r in self.registers:
             w(f"{r}_ = {r}.reshape(D)  # a flat view of the one lane")
         w(f"sacc = np.empty(SL, dtype={self.basis.dtype})  # a sum in L's basis")
+        if self.adaptive:
+            w(f"ops = np.empty(({max(len(self.names), 1)}, SL))  # the operators at the lane's step (operator_values)")
 
     def statement(self, w, s):
         if isinstance(s, Stages):
@@ -223,8 +226,8 @@ class _FieldNumbaHooks:
         elif isinstance(s, Copy):
             if s.dst != s.src:
                 w(f"{s.dst}_[:] = {s.src}_")
-        elif isinstance(s, Operators):
-            w(f"ops = opvals[{s.index}]")
+        elif isinstance(s, Operators):     # fixed steps: tabulated per step class; adaptive: at the lane's step
+            w(f"operator_values({s.index}[0], L_eig, ops)" if self.adaptive else f"ops = opvals[{s.index}]")
         else:  # pragma: no cover - a new node without a printer
             raise TypeError(f"no compiled field printer for {type(s).__name__}")
 
@@ -263,14 +266,38 @@ class _FieldNumbaHooks:
         hats.discard(st.target)
 
 
-def emit_field_numba(scheme, model, basis: Basis, operators: dict) -> str:
-    """Source of the compiled fixed-step kernel that runs ``scheme`` on a field model: the loop IR's
-    ``fixed_loop`` printed by the Numba printer for one lane (B = 1) whose state is the grid flattened,
-    with the model's part (:class:`_FieldNumbaHooks`, :func:`emit_forcing_numba`) and the transforms of L's
-    basis and of each operator N applies (``operators``: sympy function -> Basis).  ``model``: a
-    ``sdekit.fields.FieldODE`` (its fields, nonlinearity, data and params)."""
+def emit_operator_values(w, scheme):
+    """``operator_values(h, eig, out)``: every operator Σ w Π atoms(c hL) of the scheme at step h, elementwise on
+    L's (real) eigenvalues — φ_k by ``matfun.phi_scalar`` (the kernels' φ), resolvents 1/(1 − a hλ); each distinct
+    atom once a point.  The adaptive compiled kernel calls it for every attempted step."""
+    polys = [op.poly for op in scheme.all_operators().values()]
+    atoms = list(dict.fromkeys(a for poly in polys for _, factors in poly for a in factors))
+    w(JIT)
+    with w.block("def operator_values(h, eig, out):"):
+        w('"""The scheme\'s operators at step h on L\'s eigenvalues (generated from their φ-polynomials)."""')
+        with w.block("for i in range(SL):"):
+            w("x = h * eig[i]")
+            for k, a in enumerate(atoms):
+                w(f"a{k} = " + (f"phi({a[1]}, {float(a[2])!r} * x)" if a[0] == "phi" else f"1.0 / (1.0 - {float(a[1])!r} * x)"))
+            for j, poly in enumerate(polys):
+                terms = [" * ".join([repr(float(wt))] + [f"a{atoms.index(a)}" for a in factors]) for wt, factors in poly]
+                w(f"out[{j}, i] = {' + '.join(terms) or '0.0'}")
+    w()
+
+
+def emit_field_numba(scheme, model, basis: Basis, operators: dict, adaptive: bool = False) -> str:
+    """Source of the compiled kernel that runs ``scheme`` on a field model: the loop IR's ``fixed_loop`` (or
+    ``adaptive_loop``, its operators computed at each attempted step by :func:`emit_operator_values`) printed by
+    the Numba printer for one lane (B = 1) whose state is the grid flattened, with the model's part
+    (:class:`_FieldNumbaHooks`, :func:`emit_forcing_numba`) and the transforms of L's basis and of each
+    operator N applies (``operators``: sympy function -> Basis).  ``model``: a ``sdekit.fields.FieldODE`` (its
+    fields, nonlinearity, data and params)."""
     arguments = field_numba_arguments(len(operators), len(model.data), len(model.params))
-    kernel = fixed_loop(scheme, False, arguments, True)
+    if adaptive:
+        arguments = arguments[1:]            # no table of operator values: computed in the kernel
+        kernel = adaptive_loop(scheme, False, arguments, "operator", True, jacobian_blocks=False)
+    else:
+        kernel = fixed_loop(scheme, False, arguments, True)
     registers = [v.name for v in kernel.lanes if v.rows == "D"]
     D = int(np.prod(model.shape))
     w = Writer()
@@ -283,9 +310,11 @@ def emit_field_numba(scheme, model, basis: Basis, operators: dict) -> str:
     for line in ("import math", "import numba", "import numpy as np", "import scipy.fft",
                  "from sdekit.kernels.numba_runtime import tanh64 as nb_tanh",
                  "from sdekit.kernels.numba_runtime import nan_max, nan_min",
-                 "from sdekit.kernels.field_runtime import mirrored_product"):
+                 "from sdekit.kernels.field_runtime import mirrored_product",
+                 "from sdekit.kernels.matfun import phi_scalar as phi"):
         w(line)
-    printer = NumbaLoopPrinter(kernel, _FieldNumbaHooks(scheme, registers, basis, arguments[4:]))
+    model_args = arguments[3:] if adaptive else arguments[4:]      # after opvals, L_eig, L_F, L_B
+    printer = NumbaLoopPrinter(kernel, _FieldNumbaHooks(scheme, registers, basis, model_args, adaptive))
     for line in printer.imports():
         w(line)
     w()
@@ -298,6 +327,8 @@ def emit_field_numba(scheme, model, basis: Basis, operators: dict) -> str:
     for k, b in enumerate(operators.values()):
         _emit_transforms(w, f"o{k}", b)
     emit_forcing_numba(w, model.nonlinear, model.fields, list(model.data), list(model.params), list(operators),
-                       model.grid, arguments[4:])
+                       model.grid, model_args)
+    if adaptive:
+        emit_operator_values(w, scheme)
     printer.print_kernel(w, JIT)
     return "\n".join(w.lines) + "\n"

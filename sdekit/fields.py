@@ -18,7 +18,7 @@ Every ODE method of the catalogue runs on fields (exponential Rosenbrock with th
 the same loop IR every backend prints (``codegen.drivers``: time loop, error norm, controller, dense output,
 retcodes), printed by numpy's printer for one lane whose state is the grid (``codegen.emit_field``), the
 model's part done by ``kernels.field_runtime.FieldLanes``; φ-functions are evaluated once per step size.
-Fixed steps run the same loop IR compiled (``codegen.emit_field.emit_field_numba``: Numba, N a loop over the
+Fixed and adaptive steps run the same loop IR compiled (``codegen.emit_field.emit_field_numba``: Numba, N a loop over the
 grid, sums in L's eigenbasis) wherever every operator has a fast eigenbasis; ``backend="numpy"`` keeps the driver.
 """
 from __future__ import annotations
@@ -226,12 +226,12 @@ class _ArrayModel:
         operator without an eigenbasis (a matrix, species in different bases), or FFTs without rocket-fft."""
         return None
 
-    def compiled_numba(self, method: str):
-        """The compiled fixed-step kernel's module for ``method`` (generated once per model and method; its
+    def compiled_numba(self, method: str, adaptive: bool = False):
+        """The compiled kernel's module for ``method`` (generated once per model, method and step control; its
         source and Numba's machine code cached on disk by the source's hash)."""
-        key = (method, "numba")
+        key = (method, "numba-adaptive" if adaptive else "numba")
         if key not in self._compiled:
-            self._compiled[key] = load_module(field_source(self, method, backend="numba"), "field")
+            self._compiled[key] = load_module(field_source(self, method, adaptive, backend="numba"), "field")
         return self._compiled[key]
 
 
@@ -468,9 +468,9 @@ def field_source(model, method: str, adaptive: bool = False, backend=None) -> st
     """The generated module that runs ``method`` on ``model``: the compiled field kernel (N in it) where
     :func:`solve_field` takes it for these options, else the numpy driver (``sdekit inspect`` prints it with
     N's source)."""
-    if not adaptive and compiled_runs(model, backend, method):
+    if compiled_runs(model, backend, method, adaptive):
         L, ops = model.numba_bases()
-        return emit_field_numba(field_scheme(model, method), model, L, ops)
+        return emit_field_numba(field_scheme(model, method), model, L, ops, adaptive)
     return emit_field(field_scheme(model, method), int(np.prod(model.shape)), adaptive)
 
 
@@ -505,36 +505,39 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
                        getattr(problem, "jacobian", None), {k: op.poly for k, op in scheme.jacobian_operators.items()})
     inp = RunInput(y0=problem.u0.reshape(-1, 1).astype(float), tspan=problem.tspan, params={}, nets={}, structure="zero",
                    Lval=None, op_specs={}, noise=None, trajectories=np.zeros(1, np.int64), progress=progress)
-    compiled = False
+    compiled = compiled_runs(model, backend, m.name, adaptive)
+    params = tuple(getattr(problem, "params", {}).values())
     if adaptive:
-        if backend == "numba":
-            raise ValueError("the compiled field kernel (backend='numba') takes fixed steps (dt or ts); adaptive "
-                             "steps run on backend='numpy'")
         inp.opts = adaptive_options(m, problem, d, False, dt, rtol, atol, controller, dtmin, dtmax, maxiters,
                                     None if isinstance(saveat, str) and saveat == "steps" else saveat, tstops)
-        raw = run_adaptive(inp, lambda fixed: module.kernel(*fixed, lanes, lanes.values, progress))
+        if compiled:
+            kernel = model.compiled_numba(m.name, adaptive=True)
+            margs = model.numba_arguments(params)
+            raw = run_adaptive(inp, lambda fixed: first_call(kernel, kernel.kernel, (0, 1), (*fixed, *margs)))
+        else:
+            raw = run_adaptive(inp, lambda fixed: module.kernel(*fixed, lanes, lanes.values, progress))
     else:
         inp.grid = time_grid(problem.tspan, dt) if ts is None else user_grid(problem.tspan, ts)
         inp.save_steps = save_steps(inp.grid, saveat)
         classes = step_classes(inp.grid)[0]
-        compiled = compiled_runs(model, backend, m.name)
         if compiled:
             kernel = model.compiled_numba(m.name)
             tables = model.__dict__.setdefault("_operator_tables", {}).setdefault(m.name, {})
             opvals = _operator_table(lanes, scheme, classes, model.operator, tables)
-            margs = (opvals,) + model.numba_arguments(getattr(problem, "params", {}).values())
+            margs = (opvals,) + model.numba_arguments(params)
             raw = run_fixed(inp, lambda fixed: first_call(kernel, kernel.kernel, (0, 1), (*fixed, *margs)))
         else:
             raw = run_fixed(inp, lambda fixed: module.kernel(*fixed, lanes, lambda hc: lanes.values(classes[hc]), progress))
     stats = {name: int(v) for name, v in zip(STATS, raw.stats.sum(axis=1))}
     y = np.asarray(raw.saved)[:, :, 0].reshape((-1,) + model.shape)
     return Solution.from_codes(np.asarray(raw.times), y, raw.retcodes, False, stats=stats, method=m.name,
-                               backend="fields-numba" if not adaptive and compiled else "fields")
+                               backend="fields-numba" if compiled else "fields")
 
 
-def compiled_runs(model, backend, method: str) -> bool:
-    """Whether a fixed-step solve of ``method`` takes the compiled field kernel (``backend`` None: wherever it can:
-    every operator with a fast eigenbasis, and a method without the Jacobian)."""
+def compiled_runs(model, backend, method: str, adaptive: bool = False) -> bool:
+    """Whether a solve of ``method`` takes the compiled field kernel (``backend`` None: wherever it can: every
+    operator with a fast eigenbasis, a method without the Jacobian, and for adaptive steps a real spectrum of L,
+    whose φ the kernel evaluates at each step)."""
     if backend not in (None, "numba", "numpy"):
         raise ValueError(f"fields run on backend 'numba' (compiled, fixed steps) or 'numpy', got {backend!r}")
     if backend == "numpy":
@@ -548,6 +551,11 @@ def compiled_runs(model, backend, method: str) -> bool:
     if backend == "numba" and bases is None:
         raise ModelError("backend='numba' runs fields whose operators are diagonal, Fourier or DST/DCT (and FFTs "
                          "need rocket-fft); this model has an operator without such a basis: use backend='numpy'")
+    if bases is not None and adaptive and np.iscomplexobj(model.operator.eigenbasis().eigenvalues):
+        if backend == "numba":
+            raise ModelError("backend='numba' takes adaptive steps where L's eigenvalues are real (its φ evaluated in "
+                             "the kernel each step); this L has a complex symbol: use fixed steps or backend='numpy'")
+        return False
     return bases is not None
 
 

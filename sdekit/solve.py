@@ -530,7 +530,7 @@ def inspect(model, method: str, backend: str | None = None, dtype=np.float64, ad
     if isinstance(model, (FieldODE, FieldProblem)):   # fields: the compiled kernel, or the numpy driver and N
         field_model = getattr(model, "model", model)
         source = field_source(field_model, method, adaptive, backend)
-        if not adaptive and compiled_runs(field_model, backend, method):      # N is in the compiled kernel
+        if compiled_runs(field_model, backend, method, adaptive):      # N is in the compiled kernel
             return source
         return f"{source}\n\n# N(u, t) on the grid:\n{field_model.source()}"
     if backend is None:

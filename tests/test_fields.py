@@ -465,6 +465,20 @@ def _agree(prob, method, dt, rtol=1e-12):
     return a
 
 
+@pytest.mark.parametrize("method", ["ETDRK3", "ROS34PW2", "ETDAdams3"])
+def test_compiled_adaptive_field_kernel_takes_the_numpy_drivers_steps(method):
+    """Adaptive steps: the kernel evaluates its operators at each attempted step (operator_values: φ by
+    matfun.phi_scalar on L's eigenvalues); the numpy driver takes them from kernels.linear — the same steps,
+    accepted and rejected, and the same solution to rounding (methods whose steps are accuracy-limited; an
+    explicit method at its stability limit amplifies rounding into other step sizes)."""
+    prob = _manufactured()
+    a = sk.solve(prob, method, rtol=1e-6, atol=1e-6)
+    b = sk.solve(prob, method, rtol=1e-6, atol=1e-6, backend="numpy")
+    assert a.backend == "fields-numba" and b.backend == "fields" and a.stats == b.stats
+    np.testing.assert_allclose(a.t, b.t, rtol=1e-9)        # the controller passes rounding on to the sizes
+    np.testing.assert_allclose(a.y, b.y, rtol=0, atol=1e-9 * np.abs(b.y).max())
+
+
 @pytest.mark.parametrize("method", ["ETDAdams3", "TASE-RK3", "ROS34PW2"])
 def test_compiled_field_kernel_agrees_with_the_numpy_driver_per_family(method):
     """The families the other field tests do not run compiled (multistep: startup, history, lags; TASE; W-methods:
@@ -516,15 +530,17 @@ def test_compiled_field_kernel_agrees_with_the_numpy_driver_per_basis(name):
 
 
 def test_compiled_field_kernel_is_chosen_and_can_be_refused():
-    """Fixed steps take the compiled kernel where every operator has a fast basis (inspect prints it); adaptive
-    steps and matrix operators take the numpy driver; asking for what cannot be is named."""
+    """Fixed and adaptive steps take the compiled kernel where every operator has a fast basis (inspect prints
+    it); adaptive steps with a complex spectrum, exponential Rosenbrock and matrix operators take the numpy
+    driver; asking for what cannot be is named."""
     prob = _manufactured()
     assert "def forcing(u, t, out" in sk.inspect(prob, "ETDRK4")
     assert "def forcing(" not in sk.inspect(prob, "ETDRK4", backend="numpy")
-    assert "def forcing(" not in sk.inspect(prob, "ETDRK3", adaptive=True)
-    assert sk.solve(prob, "ETDRK3", rtol=1e-6).backend == "fields"
-    with pytest.raises(ValueError, match="fixed steps"):
-        sk.solve(prob, "ETDRK3", rtol=1e-6, backend="numba")
+    assert "def operator_values(h, eig, out)" in sk.inspect(prob, "ETDRK3", adaptive=True)
+    complex_symbol = _models()["nested-complex"]
+    assert sk.solve(complex_symbol, "ETDRK3", rtol=1e-5).backend == "fields"
+    with pytest.raises(sk.ModelError, match="complex symbol"):
+        sk.solve(complex_symbol, "ETDRK3", rtol=1e-5, backend="numba")
     with pytest.raises(ValueError, match="backend"):
         sk.solve(prob, "ETDRK4", dt=0.1, backend="cuda")
     n = 12
