@@ -36,6 +36,10 @@ DENSE_FUNCTIONS_MAX = 4096
 SMALL_TRANSFORM = 512
 
 
+#: what an operator keeps of its eigenvalues (the transform's matrices are kept by :meth:`Diagonalised.scaled`)
+EIGENVALUE_CACHES = ("_dense_matrix", "_folded")
+
+
 def dense_matrix(op) -> np.ndarray:
     """The matrix of ``op`` on the flattened state (its columns by ``apply``), made once per operator."""
     if "_dense_matrix" not in op.__dict__:
@@ -178,7 +182,7 @@ class Diagonalised(Operator):
     def scaled(self, eigenvalues):
         """The same transform with other eigenvalues (``c * op``, ``op + op``)."""
         new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__, eigenvalues=eigenvalues)
+        new.__dict__.update({k: v for k, v in self.__dict__.items() if k not in EIGENVALUE_CACHES}, eigenvalues=eigenvalues)
         return new
 
 

@@ -110,9 +110,13 @@ class Operator:
         return Operator(_ops.Matrix(r.shape, how(r.matrix)), self.description)
 
     def __mul__(self, c):
-        if not np.isscalar(c) and not isinstance(c, sp.Number):
+        if not np.isscalar(c) and not (isinstance(c, sp.Expr) and c.is_number):
             return NotImplemented
-        c = complex(c) if isinstance(c, complex) else float(c)
+        c = complex(c)
+        if c.imag and not isinstance(self.runtime, _ops.Fourier):
+            raise ModelError(f"{self!r} times {c}: a complex multiple of a real operator acts on a real field only in "
+                             "Fourier space (sk.fourier with a complex symbol)")
+        c = c if c.imag else c.real
         return self._scaled(c, lambda a: c * a) if c != 1 else self
 
     __rmul__ = __mul__
@@ -145,7 +149,7 @@ def fourier(shape, lengths, symbol) -> Operator:
     if len(lengths) != len(shape) or not all(np.isfinite(x) and x > 0 for x in lengths):
         raise ModelError(f"fourier: give one positive box length per axis of {shape}, got {lengths!r}")
     ks = _ops.Fourier.wavenumbers(shape, lengths)
-    lam = np.asarray(symbol(*ks))
+    lam = np.asarray(_nyquist_averaged(symbol, shape, lengths)(*ks))
     full = np.broadcast_shapes(*(k.shape for k in ks))
     try:
         lam = np.broadcast_to(lam, full).copy()
@@ -156,14 +160,25 @@ def fourier(shape, lengths, symbol) -> Operator:
     if np.iscomplexobj(lam) and lam[(0,) * len(shape)].imag != 0:
         raise ModelError(f"fourier: symbol(0) = {lam[(0,) * len(shape)]} must be real: the mean of a real field stays "
                          "real (a symbol of a real operator has symbol(-k) = conj(symbol(k)))")
-    for a, n in enumerate(shape):      # Nyquist modes of even axes are their own conjugates: keep Re(symbol)
-        if n % 2 == 0 and np.iscomplexobj(lam):  # (an odd symbol such as ik gives 0 there, as a real field needs)
-            index = [slice(None)] * len(shape)
-            index[a] = -1 if a == len(shape) - 1 else n // 2
-            lam[tuple(index)] = lam[tuple(index)].real
     if np.iscomplexobj(lam) and not np.any(lam.imag):
         lam = lam.real.copy()
     return Operator(_ops.Fourier(shape, lengths, lam), "fourier")
+
+
+def _nyquist_averaged(symbol, shape, lengths):
+    """``symbol`` averaged over ±k_a wherever k_a is the Nyquist wavenumber of an even axis a: the grid cannot tell
+    the two apart, so a real operator's symbol there is the mean — i k_a gives 0 at the Nyquist k_a (as a real
+    field needs) and i k_b keeps its value on that plane; symbols even in k_a are unchanged."""
+    f = symbol
+    for a, (n, ell) in enumerate(zip(shape, lengths)):
+        if n % 2:
+            continue
+        nyquist = np.pi * n / ell
+
+        def f(*k, f=f, a=a, nyquist=nyquist):
+            flipped = [np.where(np.isclose(np.abs(x), nyquist), -x, x) if b == a else x for b, x in enumerate(k)]
+            return (np.asarray(f(*k)) + np.asarray(f(*flipped))) / 2
+    return f
 
 
 def laplacian(shape, spacing, bc: str = "periodic") -> Operator:
@@ -191,7 +206,10 @@ def laplacian(shape, spacing, bc: str = "periodic") -> Operator:
 
 def diagonal(values) -> Operator:
     """L = diag(values) on a grid of ``values``' shape (real)."""
-    values = np.asarray(values, dtype=float)
+    if np.iscomplexobj(values) and np.any(np.imag(values)):
+        raise ModelError("diagonal: the values must be real (the field is real); a complex spectrum on a periodic grid "
+                         "is sk.fourier with a complex symbol")
+    values = np.asarray(np.real(values), dtype=float)
     return Operator(_ops.Diagonal(values), "diagonal")
 
 
@@ -279,6 +297,9 @@ class FieldODE(_ArrayModel):
             if values.shape != grid and values.ndim != 0:
                 raise ModelError(f"FieldODE: data {sym} must be a number or of the grid's shape {grid}, got {values.shape}")
             self.data[sym] = values
+        names = [str(x) for x in [*fields, _t, *self.data]]
+        if len(set(names)) != len(names):
+            raise ModelError(f"FieldODE: the fields, sdekit.t and the data symbols need distinct names, got {names}")
         free = set().union(*(e.free_symbols for e in self.nonlinear))
         self.params = tuple(sorted((x for x in free if isinstance(x, Param)), key=lambda x: x.name))
         stray = free - {*fields, _t, *self.data, *self.params}
@@ -288,7 +309,7 @@ class FieldODE(_ArrayModel):
         for op in self.operators.values():
             if op.shape != grid:
                 raise ModelError(f"FieldODE: operator {op!r} does not act on the field's grid {grid}")
-        modules = [{name: op.runtime.apply for name, op in self.operators.items()}, "numpy"]
+        modules = [self._applications(), "numpy"]
         self._N = sp.lambdify((*fields, _t, *self.data, *self.params), self.nonlinear, modules=modules,
                               docstring_limit=0, printer=_FieldPrinter({"fully_qualified_modules": False, "inline": True,
                                                                          "allow_unknown_functions": True}))
@@ -326,7 +347,7 @@ class FieldODE(_ArrayModel):
 
     def _grid_function(self, expr):
         """``expr`` (of the fields, t, data, params and operator applications) as a function of N's arguments."""
-        modules = [{name: op.runtime.apply for name, op in self.operators.items()}, "numpy"]
+        modules = [self._applications(), "numpy"]
         return sp.lambdify((*self.fields, _t, *self.data, *self.params), expr, modules=modules, docstring_limit=0,
                            printer=_FieldPrinter({"fully_qualified_modules": False, "inline": True,
                                                   "allow_unknown_functions": True}))
@@ -346,6 +367,12 @@ class FieldODE(_ArrayModel):
             out += [np.ascontiguousarray(e.eigenvalues), *(_folded(op) or (np.zeros((0, 0, 0)),) * 2)]
         out += [np.ascontiguousarray(np.broadcast_to(v, self.grid), dtype=float).ravel() for v in self.data.values()]
         return tuple(out) + tuple(float(v) for v in params)
+
+    def _applications(self) -> dict:
+        """N's operator functions for lambdify: each applies its operator to its argument broadcast to the grid
+        (an argument without the field, sin(t) or a param, is a number)."""
+        return {name: (lambda v, op=op.runtime: op.apply(np.broadcast_to(v, op.shape)))
+                for name, op in self.operators.items()}
 
     def rhs(self, u, t, *params):
         """N(u, t) on the whole array (each species' broadcast to the grid's shape), with the values of

@@ -617,3 +617,34 @@ def test_exponential_rosenbrock_and_w_orders_on_a_stencil(method):
     if method.startswith("Exprb"):
         sol = sk.solve(prob, method, rtol=1e-8, atol=1e-8, saveat=[1.0])
         assert sol.backend == "fields" and np.abs(sol.y[-1] - exact).max() < 1e-6, sol.stats
+
+
+def test_review_fixes_scaled_operators_fourier_pairs_and_inputs():
+    """A scaled operator forgets its unscaled dense matrix (Exprb's Jacobian reads it); 2-D odd symbols keep
+    their values off the self-conjugate modes (i k_y at k_x = Nyquist); complex multiples of real operators,
+    complex diagonals and clashing names are named; an operator of an expression without the field works on
+    both drivers."""
+    from sdekit.kernels.operators import dense_matrix
+    lap = sk.laplacian(12, 0.1, "dirichlet")
+    np.testing.assert_allclose(dense_matrix((0.5 * lap).runtime), 0.5 * dense_matrix(lap.runtime), rtol=1e-14)
+    n = 16
+    x = 2 * np.pi * np.arange(n) / n
+    X, Y = np.meshgrid(x, x, indexing="ij")
+    Dx = sk.fourier((n, n), 2 * np.pi, lambda kx, ky: 1j * kx + 0 * ky)
+    Dy = sk.fourier((n, n), 2 * np.pi, lambda kx, ky: 1j * ky + 0 * kx)
+    np.testing.assert_allclose(Dy.runtime.apply(np.cos(8 * X) * np.sin(Y)), np.cos(8 * X) * np.cos(Y), atol=1e-13)
+    np.testing.assert_allclose(Dx.runtime.apply(np.sin(X) * np.cos(8 * Y)), np.cos(X) * np.cos(8 * Y), atol=1e-13)
+    np.testing.assert_allclose(Dx.runtime.apply(np.cos(8 * X) * np.cos(Y)), 0 * X, atol=1e-13)   # Nyquist k_x
+    with pytest.raises(sk.ModelError, match="must be real"):
+        sk.diagonal([-1 + 2j, 1.0])
+    with pytest.raises(sk.ModelError, match="complex multiple"):
+        1j * lap
+    assert isinstance(sp.I * sk.fourier(8, 1.0, lambda k: k**2), sk.fields.Operator)
+    u, C = sk.field("u", n), sp.Symbol("u")
+    with pytest.raises(sk.ModelError, match="distinct names"):
+        sk.FieldODE(u, linear=sk.fourier(n, 2 * np.pi, lambda k: -k**2), nonlinear=-u**3 + C, data={C: np.ones(n)})
+    D1 = sk.fourier(n, 2 * np.pi, lambda k: 1j * k)
+    prob = sk.FieldProblem(sk.FieldODE(u, linear=sk.fourier(n, 2 * np.pi, lambda k: -k**2),
+                                       nonlinear=-u**3 + D1(sp.sin(sk.t))), np.sin(x), (0.0, 1.0))
+    a, b = (sk.solve(prob, "ETDRK4", dt=0.1, backend=be) for be in ("numba", "numpy"))
+    np.testing.assert_allclose(a.y, b.y, rtol=0, atol=1e-13)
