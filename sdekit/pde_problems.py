@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from .codegen.analysis import t as _t
 from .fields import FieldODE, FieldProblem, field, fourier, laplacian
 
 
@@ -30,3 +31,16 @@ def kuramoto_sivashinsky(n: int = 128, T: float = 150.0):
     Dx = fourier(n, ell, lambda k: 1j * k)
     model = FieldODE(u, linear=fourier(n, ell, lambda k: k**2 - k**4), nonlinear=-Dx(u**2) / 2)
     return x, FieldProblem(model, np.cos(x / 16) * (1 + np.sin(x / 16)), (0.0, T))
+
+
+def hochbruck_ostermann(n: int = 199):
+    """(x, problem, exact u(x, 1)) of Hochbruck & Ostermann's parabolic test (2005, SIAM J. Numer. Anal. 43:1069,
+    §6): u_t = u_xx + 1/(1 + u²) + Φ(x, t) on (0, 1), Dirichlet, Φ such that u = x(1 − x)e^t solves the
+    semi-discretised problem exactly (the 3-point stencil is exact for quadratics); n interior points."""
+    dx = 1.0 / (n + 1)
+    x = dx * np.arange(1, n + 1)
+    u, X = field("u", n), sp.Symbol("X")
+    exact = X * (1 - X) * sp.exp(_t)
+    model = FieldODE(u, linear=laplacian(n, dx, "dirichlet"), data={X: x},
+                     nonlinear=1 / (1 + u**2) + exact + 2 * sp.exp(_t) - 1 / (1 + exact**2))
+    return x, FieldProblem(model, x * (1 - x), (0.0, 1.0)), x * (1 - x) * np.e

@@ -61,6 +61,8 @@ def test_pde_and_diffusion_benchmarks_run_quick():
     for p in result["problems"]:
         solvers = {r["solver"].split()[0] for r in p["rows"]}
         assert solvers == {"sdekit", "scipy"} and all(np.isfinite(r["error"]) for r in p["rows"] if r["status"] == "Success")
+    orders = {r["method"]: r["orders"] for r in result["orders"]["rows"]}
+    assert min(orders["HochOst4"]) > 3.5 and max(orders["ETDRK4"]) < 3.2, orders
     result = diffusion.main(quick=True)
     if "skipped" in result:
         pytest.skip(result["skipped"])
