@@ -366,6 +366,7 @@ def test_phi_actions_of_large_matrices_match_dense_expm_and_fft(monkeypatch, nam
     circulant, with the Fourier operator's elementwise φ (relative 1e-10)."""
     from sdekit.kernels import operators
     monkeypatch.setattr(operators, "DENSE_FUNCTIONS_MAX", 0)
+    monkeypatch.setattr(operators, "SPARSE_FUNCTIONS_MAX", 0)
     n = 40
     if name == "banded":
         A = _random_banded(n, 3) * 4.0
