@@ -15,6 +15,7 @@ from ..abi import FIELD_MODEL_ARGS
 from .drivers import adaptive_loop, fixed_loop
 from .emit_numpy import pr
 from .errors import ModelError
+from .lane_operators import elementwise_operators
 from .loop import Copy, Operators, Rhs, Stages, Writer
 from .numba_lanes import JIT, pr as numba_pr
 from .print_numba import NumbaLoopPrinter
@@ -22,6 +23,11 @@ from .print_numpy import PRELUDE, NumpyLoopPrinter
 from .scheme import Combine, EvalJacobian, EvalRHS
 
 _H = sp.Symbol("h")
+
+
+def _stage_time(c, printer) -> str:
+    """The stage time t + c h as the hooks print it (``t``, ``h``: the lane's step start and size)."""
+    return f"t + {printer(c * _H)}" if c else "t"
 
 
 class _FieldHooks:
@@ -60,12 +66,12 @@ class _FieldHooks:
 
     def _step(self, st, field):
         if isinstance(st, EvalRHS):
-            time = f"t + {pr(st.c * _H)}" if st.c else "t"
+            time = _stage_time(st.c, pr)
             return f"{st.target} = {field}.{'full' if st.part == 'full' else 'forcing'}({st.state}, {time})"
         if isinstance(st, Combine):
             return f"{st.target} = {field}.combine([{self._terms(st, field)}])"
         if isinstance(st, EvalJacobian):
-            time = f"t + {pr(st.c * _H)}" if st.c else "t"
+            time = _stage_time(st.c, pr)
             return f"{field}.jacobian({st.state}, {time})  # J̃ at the stage, for the jacobian_action of later sums"
         raise ModelError(f"{self.scheme.method}: a {type(st).__name__} step does not run on fields yet")
 
@@ -240,7 +246,7 @@ class _FieldNumbaHooks:
 
     def _step(self, w, st, hats):
         if isinstance(st, EvalRHS):
-            time = f"t + {numba_pr(st.c * _H)}" if st.c else "t"
+            time = _stage_time(st.c, numba_pr)
             self._rhs(w, st.target, st.state, time, st.part == "full")
         elif isinstance(st, Combine):
             spectral = [t for t in st.terms if t.op is not None]
@@ -267,21 +273,16 @@ class _FieldNumbaHooks:
 
 
 def emit_operator_values(w, scheme):
-    """``operator_values(h, eig, out)``: every operator Σ w Π atoms(c hL) of the scheme at step h, elementwise on
-    L's (real) eigenvalues — φ_k by ``matfun.phi_scalar`` (the kernels' φ), resolvents 1/(1 − a hλ); each distinct
-    atom once a point.  The adaptive compiled kernel calls it for every attempted step."""
-    polys = [op.poly for op in scheme.all_operators().values()]
-    atoms = list(dict.fromkeys(a for poly in polys for _, factors in poly for a in factors))
+    """``operator_values(h, eig, out)``: every operator of the scheme at step h on L's (real) eigenvalues, the
+    statements of ``lane_operators.elementwise_operators`` (the adaptive kernels' per-lane operators) with φ by
+    ``matfun.phi_scalar``.  The adaptive compiled kernel calls it for every attempted step."""
+    index = {name: k for k, name in enumerate(scheme.all_operators())}
     w(JIT)
     with w.block("def operator_values(h, eig, out):"):
         w('"""The scheme\'s operators at step h on L\'s eigenvalues (generated from their φ-polynomials)."""')
         with w.block("for i in range(SL):"):
-            w("x = h * eig[i]")
-            for k, a in enumerate(atoms):
-                w(f"a{k} = " + (f"phi({a[1]}, {float(a[2])!r} * x)" if a[0] == "phi" else f"1.0 / (1.0 - {float(a[1])!r} * x)"))
-            for j, poly in enumerate(polys):
-                terms = [" * ".join([repr(float(wt))] + [f"a{atoms.index(a)}" for a in factors]) for wt, factors in poly]
-                w(f"out[{j}, i] = {' + '.join(terms) or '0.0'}")
+            for s in elementwise_operators(scheme, "h * eig[i]", lambda name: f"out[{index[name]}, i]"):
+                w(f"{s.target} = {s.expr}")
     w()
 
 

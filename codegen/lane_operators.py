@@ -42,21 +42,28 @@ def lane_operators(scheme, linear: str):
         return [], [], [], [Operators("hs")]
     if linear == "dense":
         return _dense(ops, operator_atoms(scheme, dense=True))
-    atoms = operator_atoms(scheme)
     L, S = LINEAR_ARGS
     lm = f"{L}[" + ", ".join(entry(LINEAR_LAYOUT["elementwise"], traj=f"src * {S}", i="i")) + "]"
     z = "0.0" if linear == "zero" else f"hs * {lm}"   # zero: every atom is a constant
+    body = elementwise_operators(scheme, z, lambda name: f"op_{name}[i]")
+    return [Lane(f"op_{name}", "state", rows="D") for name in ops], [], [], [Lanes(body, rows="D")]
+
+
+def elementwise_operators(scheme, z: str, target) -> list:
+    """The scheme's operators Σ w Π atoms(z) at one eigenvalue z = c·hλ (an elementwise L) as statements: ``z``,
+    each distinct atom once (φ_k by the IR's ``phi(k, x)``, resolvents 1/(1 − a z)), then each operator into
+    ``target(name)`` — the adaptive kernels' per-lane operators and the compiled field kernel's."""
     body, value = [Let("z", z)], {}
-    for k, atom in enumerate(atoms):
+    for k, atom in enumerate(operator_atoms(scheme)):
         value[atom] = f"a{k}"
         if atom[0] == "phi":
             body.append(Let(f"a{k}", f"phi({atom[1]}, {float(atom[2])!r} * z)"))
         else:
             body.append(Let(f"a{k}", f"1.0 / (1.0 - {float(atom[1])!r} * z)"))
-    for name, op in ops.items():
+    for name, op in scheme.all_operators().items():
         terms = [" * ".join([repr(float(w)), *(value[a] for a in at)]) for w, at in op.poly]
-        body.append(Let(f"op_{name}[i]", " + ".join(terms) or "0.0"))
-    return [Lane(f"op_{name}", "state", rows="D") for name in ops], [], [], [Lanes(body, rows="D")]
+        body.append(Let(target(name), " + ".join(terms) or "0.0"))
+    return body
 
 
 def _dense(ops, atoms):

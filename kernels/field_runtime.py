@@ -57,24 +57,17 @@ class FieldLanes:
         self.jtilde[:d, d] = b
 
     def jacobian_action(self, terms, h):
-        """Σ coef · f(hJ̃)(v, τ) over ``terms`` = [(coef, Jacobian operator name, v, τ)], f a sum of single φ_k(c hJ̃)
-        (or J̃ itself): the φ terms grouped by c h, each group one augmented-matrix exponential action
-        (``operators.phi_action``, Al-Mohy & Higham 2011): a few dense products a term, never φ(hJ̃) itself."""
-        from .operators import phi_action
+        """Σ coef · f(hJ̃)(v, τ) over ``terms`` = [(coef, Jacobian operator name, v, τ)], f a φ-polynomial of J̃ (or
+        J̃ itself): J̃ as a ``operators.Matrix`` whose sum of :class:`~.operators.PhiAction` terms groups the φ by
+        c h, each group one augmented-matrix exponential action (Al-Mohy & Higham 2011): never φ(hJ̃) itself."""
+        from .operators import Matrix, PhiAction
         A, h = self.jtilde, _scalar(h)
-        total, groups = np.zeros(A.shape[0]), {}
+        sums = []
         for coef, name, v, tau in terms:
             x = _scalar(coef) * np.concatenate([np.ravel(v), [_scalar(tau)]])
             poly = self.jacobian_polys[name]
-            if poly is None:
-                total += A @ x
-                continue
-            for w, ((_, k, c),) in poly:
-                vecs = groups.setdefault(float(c) * h, {})
-                vecs[k] = vecs[k] + float(w) * x if k in vecs else float(w) * x
-        for scale, vecs in groups.items():
-            total += phi_action(A, scale, vecs)
-        return self.lane(total[:-1])
+            sums.append((1.0, None, A @ x) if poly is None else (1.0, PhiAction(poly, h), x))
+        return self.lane(Matrix((A.shape[0],), A).combine(sums)[:-1])
 
     def combine(self, terms):
         """Σ coef · value v over ``terms`` = [(coef, operator value or None, v)] (coef a lane value)."""

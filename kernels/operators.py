@@ -64,13 +64,6 @@ class Eigenbasis(NamedTuple):
     eigenvalues: np.ndarray
     matrices: tuple = ()
 
-    @property
-    def spectral_size(self) -> int:
-        """Numbers of one species in the transformed layout (rfft keeps n // 2 + 1 of the last axis)."""
-        if self.kind == "fourier":
-            return int(np.prod(self.grid[:-1])) * (self.grid[-1] // 2 + 1)
-        return int(np.prod(self.grid))
-
 
 class Operator:
     """A linear operator on arrays of ``shape``."""

@@ -309,10 +309,7 @@ class FieldODE(_ArrayModel):
         for op in self.operators.values():
             if op.shape != grid:
                 raise ModelError(f"FieldODE: operator {op!r} does not act on the field's grid {grid}")
-        modules = [self._applications(), "numpy"]
-        self._N = sp.lambdify((*fields, _t, *self.data, *self.params), self.nonlinear, modules=modules,
-                              docstring_limit=0, printer=_FieldPrinter({"fully_qualified_modules": False, "inline": True,
-                                                                         "allow_unknown_functions": True}))
+        self._N = self._grid_function(self.nonlinear)
         self._data = tuple(self.data.values())
         self.shape = (len(fields),) + grid if several else grid
         zero = _ops.Diagonal(np.zeros(grid))
@@ -509,9 +506,9 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
     extension or cubic Hermite, default every accepted step) — the same drivers, controller and options as
     ``sdekit.solve`` for ODEs.  Returns a Solution with ``y`` of shape (nsave, *grid).
 
-    ``backend``: "numba" (the default for fixed steps where every operator has a fast eigenbasis: the
-    compiled field kernel, ``sol.backend == "fields-numba"``) or "numpy" (the array-level driver, the only
-    one for adaptive steps and matrix operators: ``sol.backend == "fields"``)."""
+    ``backend``: "numba" (the default wherever :func:`compiled_runs` allows: the compiled field kernel,
+    ``sol.backend == "fields-numba"``) or "numpy" (the array-level driver, the only one for exponential
+    Rosenbrock, matrix operators and adaptive steps with a complex spectrum: ``sol.backend == "fields"``)."""
     from .kernels.arguments import run_adaptive, run_fixed
     from .kernels.backend import RunInput
     from .problem import unknown_keyword
@@ -566,7 +563,7 @@ def compiled_runs(model, backend, method: str, adaptive: bool = False) -> bool:
     operator with a fast eigenbasis, a method without the Jacobian, and for adaptive steps a real spectrum of L,
     whose φ the kernel evaluates at each step)."""
     if backend not in (None, "numba", "numpy"):
-        raise ValueError(f"fields run on backend 'numba' (compiled, fixed steps) or 'numpy', got {backend!r}")
+        raise ValueError(f"fields run on backend 'numba' (compiled) or 'numpy' (the array-level driver), got {backend!r}")
     if backend == "numpy":
         return False
     if get_method(method).family.name == "exprb":
