@@ -97,13 +97,19 @@ def emit_field(scheme, dim: int, adaptive: bool = False) -> str:
 @dataclass(frozen=True)
 class Basis:
     """An operator's eigenbasis as the compiled kernel transforms into it (``kernels.operators.Eigenbasis``
-    without its numbers): ``kind`` "diagonal" | "fourier" | "dst" | "dct", the ``grid``, the stacked
-    ``species``, and whether the 1-D transform is applied as its ``matrix``."""
+    without its numbers): ``kind`` "diagonal" | "fourier" | "dst" | "dct" on a real field, "c" + one of them on
+    a complex field's real pair (``kernels.operators.Complexified``: "cfourier" is the full FFT), the ``grid``,
+    the stacked ``species``, and whether the 1-D transform is applied as its ``matrix``."""
 
     kind: str
     grid: tuple
     species: int = 1
     matrix: bool = False
+
+    @property
+    def pair(self) -> bool:
+        """A complex field's basis: each species is 2 G real numbers (Re, Im) and G complex ones transformed."""
+        return self.kind.startswith("c")
 
     @property
     def spectral(self) -> tuple:
@@ -112,34 +118,56 @@ class Basis:
 
     @property
     def dtype(self) -> str:
-        return "np.complex128" if self.kind == "fourier" else "np.float64"
+        return "np.complex128" if self.kind == "fourier" or self.pair else "np.float64"
+
+
+def _real_call(kind: str, matrix: bool, grid: tuple, F: str, v: str) -> str:
+    """A real transform of kind "diagonal" | "fourier" (rfftn) | "dst" | "dct" (type I) of the contiguous flat
+    vector ``v`` as a Numba expression (rocket-fft gives ``numpy.fft`` and ``scipy.fft`` inside Numba); ``F``:
+    "F" for the forward transform, "Bm" for the backward one (their matrices, mirrored rows folded)."""
+    forward = F == "F"
+    if kind == "diagonal":
+        return v
+    if matrix:                # small 1-D type-I transforms: their matrices
+        return f"mirrored_product({F}, {v})"
+    if kind == "fourier":
+        spec = grid[:-1] + (grid[-1] // 2 + 1,)
+        if len(grid) == 1:
+            return f"np.fft.rfft({v})" if forward else f"np.fft.irfft({v}, {grid[0]})"
+        return (f"np.fft.rfftn({v}.reshape({grid})).ravel()" if forward else
+                f"np.fft.irfftn({v}.reshape({spec}), s={grid}).ravel()")
+    fn = {("dst", True): "dstn", ("dst", False): "idstn", ("dct", True): "idctn", ("dct", False): "dctn"}[kind, forward]
+    norm = ', norm="ortho"' if kind == "dst" else ""
+    return f"scipy.fft.{fn}({v}.reshape({grid}), type=1{norm}).ravel()"
 
 
 def _transform_calls(b: Basis):
-    """(forward, backward) of one species' contiguous flat vector ``x`` as Numba expressions (rocket-fft
-    gives ``numpy.fft`` and ``scipy.fft`` inside Numba); ``F``/``Bm``: the transform matrices."""
-    grid, spec = b.grid, b.spectral
-    if b.kind == "diagonal":
-        return "x", "x"
-    if b.matrix:              # small 1-D type-I transforms: their matrices, mirrored rows folded
-        return "mirrored_product(F, x)", "mirrored_product(Bm, x)"
-    if b.kind == "fourier":
-        if len(grid) == 1:
-            return "np.fft.rfft(x)", f"np.fft.irfft(x, {grid[0]})"
-        return f"np.fft.rfftn(x.reshape({grid})).ravel()", f"np.fft.irfftn(x.reshape({spec}), s={grid}).ravel()"
-    fwd, bwd = ("dstn", "idstn") if b.kind == "dst" else ("idctn", "dctn")
-    norm = ', norm="ortho"' if b.kind == "dst" else ""
-    return (f"scipy.fft.{fwd}(x.reshape({grid}), type=1{norm}).ravel()",
-            f"scipy.fft.{bwd}(x.reshape({grid}), type=1{norm}).ravel()")
+    """(forward, backward) of one species' contiguous flat vector ``x`` as Numba expressions.  A complex field's
+    pair (Re, Im) is transformed as z = Re + i Im: by the full FFT, or by the real transform of each part."""
+    if not b.pair:
+        return _real_call(b.kind, b.matrix, b.grid, "F", "x"), _real_call(b.kind, b.matrix, b.grid, "Bm", "x")
+    kind = b.kind[1:]
+    re, im = "np.ascontiguousarray(x[:G_])", "np.ascontiguousarray(x[G_:])"
+    if kind == "fourier":
+        if len(b.grid) == 1:
+            return f"np.fft.fft({re} + 1j * {im})", "pair_of(np.fft.ifft(x))"
+        return (f"np.fft.fftn(({re} + 1j * {im}).reshape({b.grid})).ravel()",
+                f"pair_of(np.fft.ifftn(x.reshape({b.grid})).ravel())")
+    part = lambda F, v: _real_call(kind, b.matrix, b.grid, F, v)          # noqa: E731
+    return (f"{part('F', re)} + 1j * {part('F', im)}",
+            f"np.concatenate(({part('Bm', 'np.ascontiguousarray(x.real)')}, "
+            f"{part('Bm', 'np.ascontiguousarray(x.imag)')}))")
 
 
 def _emit_transforms(w, name: str, b: Basis):
     """``fwd_<name>``, ``bwd_<name>`` and ``apply_<name>`` (L v = bwd(λ · fwd(v))) of basis ``b``, per species."""
-    G, SS = int(np.prod(b.grid)), int(np.prod(b.spectral))
+    G, SS = int(np.prod(b.grid)) * (2 if b.pair else 1), int(np.prod(b.spectral))
     fwd, bwd = _transform_calls(b)
     for fn, call, n_in, n_out, dtype in (("fwd", fwd, G, SS, b.dtype), ("bwd", bwd, SS, G, "np.float64")):
         w(JIT)
         with w.block(f"def {fn}_{name}(v, F, Bm):"):
+            if b.pair:
+                w(f"G_ = {int(np.prod(b.grid))}  # a complex field's points: its pair is (Re, Im)")
             if b.species == 1:
                 w("x = v")
                 w(f"return {call}")
@@ -206,17 +234,18 @@ class _FieldNumbaHooks:
     register a flat view ``<r>_`` of its (D, 1) lane array; a sum Σ coef · f(hL) v transforms each register once
     a step (``<r>_h``), sums in L's basis in one loop and transforms back once; N through ``forcing``."""
 
-    def __init__(self, scheme, registers, basis: Basis, arguments, adaptive: bool = False):
+    def __init__(self, scheme, registers, basis: Basis, arguments, adaptive: bool = False, complex_spectrum=False):
         self.scheme, self.registers, self.basis, self.arguments = scheme, registers, basis, arguments
         self.names = {name: k for k, name in enumerate(scheme.all_operators())}
-        self.adaptive = adaptive
+        self.adaptive, self.complex_spectrum = adaptive, complex_spectrum
 
     def buffers(self, w):
         for r in self.registers:
             w(f"{r}_ = {r}.reshape(D)  # a flat view of the one lane")
         w(f"sacc = np.empty(SL, dtype={self.basis.dtype})  # a sum in L's basis")
         if self.adaptive:
-            w(f"ops = np.empty(({max(len(self.names), 1)}, SL))  # the operators at the lane's step (operator_values)")
+            dtype = ", dtype=np.complex128" if self.complex_spectrum else ""
+            w(f"ops = np.empty(({max(len(self.names), 1)}, SL){dtype})  # the operators at the lane's step (operator_values)")
 
     def statement(self, w, s):
         if isinstance(s, Stages):
@@ -273,9 +302,10 @@ class _FieldNumbaHooks:
 
 
 def emit_operator_values(w, scheme):
-    """``operator_values(h, eig, out)``: every operator of the scheme at step h on L's (real) eigenvalues, the
+    """``operator_values(h, eig, out)``: every operator of the scheme at step h on L's eigenvalues, the
     statements of ``lane_operators.elementwise_operators`` (the adaptive kernels' per-lane operators) with φ by
-    ``matfun.phi_scalar``.  The adaptive compiled kernel calls it for every attempted step."""
+    ``matfun.phi_scalar`` (a complex spectrum: ``matfun.phi_complex_scalar``, imported as ``phi``).  The
+    adaptive compiled kernel calls it for every attempted step."""
     index = {name: k for k, name in enumerate(scheme.all_operators())}
     w(JIT)
     with w.block("def operator_values(h, eig, out):"):
@@ -286,13 +316,15 @@ def emit_operator_values(w, scheme):
     w()
 
 
-def emit_field_numba(scheme, model, basis: Basis, operators: dict, adaptive: bool = False) -> str:
+def emit_field_numba(scheme, model, basis: Basis, operators: dict, adaptive: bool = False,
+                     complex_spectrum: bool = False) -> str:
     """Source of the compiled kernel that runs ``scheme`` on a field model: the loop IR's ``fixed_loop`` (or
     ``adaptive_loop``, its operators computed at each attempted step by :func:`emit_operator_values`) printed by
     the Numba printer for one lane (B = 1) whose state is the grid flattened, with the model's part
     (:class:`_FieldNumbaHooks`, :func:`emit_forcing_numba`) and the transforms of L's basis and of each
     operator N applies (``operators``: sympy function -> Basis).  ``model``: a ``sdekit.fields.FieldODE`` (its
-    fields, nonlinearity, data and params)."""
+    fields, nonlinearity, data and params); ``complex_spectrum``: L's eigenvalues are complex (adaptive steps
+    evaluate complex φ)."""
     arguments = field_numba_arguments(len(operators), len(model.data), len(model.params))
     if adaptive:
         arguments = arguments[1:]            # no table of operator values: computed in the kernel
@@ -311,11 +343,12 @@ def emit_field_numba(scheme, model, basis: Basis, operators: dict, adaptive: boo
     for line in ("import math", "import numba", "import numpy as np", "import scipy.fft",
                  "from sdekit.kernels.numba_runtime import tanh64 as nb_tanh",
                  "from sdekit.kernels.numba_runtime import nan_max, nan_min",
-                 "from sdekit.kernels.field_runtime import mirrored_product",
-                 "from sdekit.kernels.matfun import phi_scalar as phi"):
+                 "from sdekit.kernels.field_runtime import mirrored_product, pair_of",
+                 f"from sdekit.kernels.matfun import {'phi_complex_scalar' if complex_spectrum else 'phi_scalar'} as phi"):
         w(line)
     model_args = arguments[3:] if adaptive else arguments[4:]      # after opvals, L_eig, L_F, L_B
-    printer = NumbaLoopPrinter(kernel, _FieldNumbaHooks(scheme, registers, basis, model_args, adaptive))
+    printer = NumbaLoopPrinter(kernel, _FieldNumbaHooks(scheme, registers, basis, model_args, adaptive,
+                                                              complex_spectrum))
     for line in printer.imports():
         w(line)
     w()

@@ -126,3 +126,9 @@ def mirrored_product(halves, v):
         out[j] = a[j] + b[j]
         out[2 * h - 1 - j] = a[j] - b[j]
     return out
+
+
+@numba.njit(**JIT_FLAGS)
+def pair_of(z):
+    """A complex field's flat values ``z`` as its real pair (Re z, Im z), concatenated."""
+    return np.concatenate((np.ascontiguousarray(z.real), np.ascontiguousarray(z.imag)))

@@ -8,6 +8,7 @@ from Python and from njit code); the block routines themselves never allocate.
 φ-functions: φ_0(X) = e^X, φ_k(X) = Σ_{j>=0} X^j/(j+k)!, so φ_k(X) = I/k! + X φ_{k+1}(X)
 (Hochbruck & Ostermann, Acta Numerica 19 (2010) 209, §2 and §4).
 """
+import cmath
 import math
 from fractions import Fraction
 
@@ -48,6 +49,34 @@ def phi_scalar(k: int, x: float) -> float:
     for j in range(SERIES_DEGREE, -1, -1):
         s = s * -x + INV_FACT[j] / (j + k)
     return math.exp(x) * s * INV_FACT[k - 1]
+
+
+@numba.njit(**JIT)
+def phi_complex_scalar(k: int, z: complex) -> complex:
+    """φ_k(z) for complex z and k >= 0, splitting the plane as :func:`phi_scalar` does: for |z| < SERIES_RADIUS
+    (k >= 1) the Taylor series Σ_j z^j/(j+k)! by Horner (degree SERIES_DEGREE; its terms are at most e^5 times
+    the result, so ~1e-14 relative), else e^z and the recurrence φ_{j+1} = (φ_j − 1/j!)/z (|z| >= 5: no
+    cancellation).  Dispersive and advective symbols (i k³, i c k; Kassam & Trefethen 2005, §4–5), complex
+    diagonal state spaces."""
+    if k == 0:
+        return cmath.exp(z)
+    if abs(z) < SERIES_RADIUS:
+        s = 0j
+        for j in range(SERIES_DEGREE, -1, -1):
+            s = s * z + INV_FACT[j + k]
+        return s
+    p = cmath.exp(z)
+    for j in range(k):
+        p = (p - INV_FACT[j]) / z
+    return p
+
+
+@numba.njit(**JIT)
+def phi_complex_into(kmax, z, out):
+    """out[k, i] = φ_k(z[i]) for k = 0..kmax, complex z (the host's elementwise complex φ: kernels/linear.phi_complex)."""
+    for i in range(z.shape[0]):
+        for k in range(kmax + 1):
+            out[k, i] = phi_complex_scalar(k, z[i])
 
 
 @numba.njit(**JIT)

@@ -197,11 +197,12 @@ class Fourier(Diagonalised):
         return "fourier", self.shape, self.lengths
 
     @staticmethod
-    def wavenumbers(shape, lengths):
-        """The wavenumber grids (broadcastable, rfftn layout) of a periodic grid ``shape`` on boxes ``lengths``."""
+    def wavenumbers(shape, lengths, half: bool = True):
+        """The wavenumber grids (broadcastable) of a periodic grid ``shape`` on boxes ``lengths``: the rfftn
+        layout (``half``: a real field's), else the fftn layout (a complex field's, :class:`Complexified`)."""
         ks = []
         for a, (n, ell) in enumerate(zip(shape, lengths)):
-            last = a == len(shape) - 1
+            last = a == len(shape) - 1 and half
             k = (np.fft.rfftfreq(n) if last else np.fft.fftfreq(n)) * n * 2 * np.pi / ell
             ks.append(k.reshape([-1 if b == a else 1 for b in range(len(shape))]))
         return ks
@@ -269,6 +270,51 @@ class Trigonometric(Diagonalised):
             self._dense = ((scipy.fft.dst(eye, type=1, norm="ortho", axis=0), scipy.fft.idst(eye, type=1, norm="ortho", axis=0))
                            if self.kind == "dst" else (scipy.fft.idct(eye, type=1, axis=0), scipy.fft.dct(eye, type=1, axis=0)))
         return self._dense
+
+
+class Complexified(Diagonalised):
+    """An operator on a complex field z stored as its real pair, arrays (2, *grid) = (Re z, Im z): diagonal, with
+    any complex ``eigenvalues`` (the grid's shape), in the complex extension of a real basis — ``base`` None (none:
+    a complex diagonal, the diagonal state spaces of S4D, Gu et al. 2022, NeurIPS), "fourier" (the full FFT of z:
+    Schrödinger and Ginzburg–Landau operators, any symbol, no Hermitian symmetry asked) or a :class:`Trigonometric`
+    (its real transforms applied to Re z and Im z).  L z = T⁻¹(λ · T z), its functions elementwise in that basis
+    (complex φ: ``kernels.linear.phi_complex``)."""
+
+    def __init__(self, grid, eigenvalues, base=None):
+        self.grid = tuple(int(n) for n in grid)
+        self.shape = (2,) + self.grid
+        self.eigenvalues = np.asarray(eigenvalues, dtype=complex)
+        self.base = base
+
+    @property
+    def kind(self) -> str:
+        """"diagonal", "fourier", "dst" or "dct": the real basis extended."""
+        return "diagonal" if self.base is None else "fourier" if self.base == "fourier" else self.base.kind
+
+    @property
+    def basis(self):
+        return "complex", self.kind, self.grid
+
+    def forward(self, v):
+        z = v[0] + 1j * v[1]
+        if self.base is None:
+            return z
+        if self.base == "fourier":
+            return np.fft.fftn(z)
+        return self.base.forward(z.real) + 1j * self.base.forward(z.imag)
+
+    def backward(self, zh):
+        if self.base is None:
+            z = zh
+        elif self.base == "fourier":
+            z = np.fft.ifftn(zh)
+        else:
+            z = self.base.backward(zh.real) + 1j * self.base.backward(zh.imag)
+        return np.stack([z.real, z.imag])
+
+    def eigenbasis(self):
+        matrices = () if self.base is None or self.base == "fourier" else tuple(self.base._matrices or ())
+        return Eigenbasis("c" + self.kind, self.grid, 1, np.ascontiguousarray(self.eigenvalues).ravel(), matrices)
 
 
 class Matrix(Operator):

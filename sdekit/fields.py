@@ -58,42 +58,49 @@ def _shape(shape) -> tuple:
 
 
 class Field(sp.Symbol):
-    """The element symbol of an array state; ``.grid`` is the array's shape.  Not sympy's cached symbol: the
-    grid is part of its identity, so ``field("u", 8)`` and ``field("u", 16)`` are different fields."""
+    """The element symbol of an array state; ``.grid`` is the array's shape, ``.complex`` whether it is complex.
+    Not sympy's cached symbol: the grid is part of its identity, so ``field("u", 8)`` and ``field("u", 16)``
+    are different fields."""
 
-    def __new__(cls, name: str, grid: tuple):
-        obj = sp.Symbol.__xnew__(cls, name, real=True)
-        obj.grid = tuple(grid)
+    def __new__(cls, name: str, grid: tuple, complex: bool = False):
+        obj = sp.Symbol.__xnew__(cls, name, **({"complex": True} if complex else {"real": True}))
+        obj.grid, obj.complex = tuple(grid), bool(complex)
         return obj
 
     def _hashable_content(self):
         return super()._hashable_content() + (self.grid,)
 
     def __getnewargs_ex__(self):
-        return (self.name, self.grid), {}
+        return (self.name, self.grid, self.complex), {}
 
 
-def field(name: str, shape) -> Field:
+def field(name: str, shape, complex: bool = False) -> Field:
     """An array state ``name`` of ``shape`` (an int, or a tuple for 2-D / 3-D grids): a sympy symbol
-    standing for every element, in which the nonlinearity is written."""
+    standing for every element, in which the nonlinearity is written.  ``complex=True``: a complex field
+    (Schrödinger, Ginzburg–Landau, diagonal state spaces); its nonlinearity may use ``sp.re``, ``sp.im``,
+    ``sp.conjugate`` and ``abs``, it is integrated as its real pair (Re, Im) and ``sol.y`` is complex."""
     if not str(name).isidentifier():
         raise ModelError(f"field: name must be an identifier, got {name!r}")
-    return Field(str(name), _shape(shape))
+    return Field(str(name), _shape(shape), complex)
 
 
 class Operator:
-    """A linear operator on a grid (``runtime``: a ``kernels.operators`` object).  Calling it on an
-    expression applies it inside a nonlinearity; ``c * op``, ``op + op`` and ``-op`` give new operators."""
+    """A linear operator on a grid.  ``runtime``: the ``kernels.operators`` object acting on real fields (None
+    for a complex-only operator, a complex diagonal); ``complexified``: the one acting on complex fields (their
+    real pairs, ``kernels.operators.Complexified``; None: a real operator acts on Re and Im apart).  Calling it
+    on an expression applies it inside a nonlinearity; ``c * op``, ``op + op`` and ``-op`` give new operators."""
 
-    def __init__(self, runtime, description: str):
-        self.runtime, self.description = runtime, description
+    def __init__(self, runtime, description: str, complexified=None, why_not_real: str | None = None):
+        self.runtime, self.description, self.complexified = runtime, description, complexified
+        self.why_not_real = why_not_real
+        self.grid = tuple(runtime.shape if runtime is not None else complexified.grid)
         self.name = f"op{next(_names)}"
-        self.function = sp.Function(self.name)
+        self.function = sp.Function(self.name, real=True)   # a real operator of a real argument (complex: Re, Im apart)
         self.function.operator = self           # an application op(expr) leads back to it
 
     @property
     def shape(self) -> tuple:
-        return self.runtime.shape
+        return self.grid
 
     def __call__(self, expr):
         return self.function(sp.sympify(expr))
@@ -101,23 +108,38 @@ class Operator:
     def __repr__(self):
         return f"Operator({self.description}, shape={self.shape})"
 
-    def _scaled(self, c, how):
-        r = self.runtime
-        if isinstance(r, _ops.Diagonalised):
-            return Operator(r.scaled(how(r.eigenvalues)), self.description)
-        if isinstance(r, _ops.Diagonal):
-            return Operator(_ops.Diagonal(how(r.eigenvalues)), self.description)
-        return Operator(_ops.Matrix(r.shape, how(r.matrix)), self.description)
+    def on_real(self):
+        """The runtime operator on a real field (a ModelError for a complex-only one)."""
+        if self.runtime is None and self.why_not_real:
+            raise ModelError(self.why_not_real)
+        if self.runtime is None:
+            raise ModelError(f"{self!r} has complex values: it acts on complex fields (sk.field(name, shape, "
+                             "complex=True)); on a real field a complex spectrum is sk.fourier with a complex symbol")
+        return self.runtime
+
+    def on_complex(self):
+        """The runtime operator on a complex field's real pair (2, *grid)."""
+        if self.complexified is not None:
+            return self.complexified
+        return _ops.Species([self.runtime, self.runtime])      # real: Re z and Im z apart
 
     def __mul__(self, c):
         if not np.isscalar(c) and not (isinstance(c, sp.Expr) and c.is_number):
             return NotImplemented
         c = complex(c)
-        if c.imag and not isinstance(self.runtime, _ops.Fourier):
-            raise ModelError(f"{self!r} times {c}: a complex multiple of a real operator acts on a real field only in "
-                             "Fourier space (sk.fourier with a complex symbol)")
         c = c if c.imag else c.real
-        return self._scaled(c, lambda a: c * a) if c != 1 else self
+        if c == 1:
+            return self
+        r, z = self.runtime, self.complexified
+        if r is not None and (not np.iscomplexobj(c) or isinstance(r, _ops.Fourier)):
+            r = _scaled(r, c)
+        elif r is not None:
+            if z is None:
+                raise ModelError(f"{self!r} times {c}: a complex multiple of this operator is not diagonal in a "
+                                 "known basis (complex fields take complex multiples of diagonal, Fourier and "
+                                 "Laplacian operators)")
+            r = None                          # a complex multiple of a real operator: complex fields only
+        return Operator(r, self.description, None if z is None else z.scaled(c * z.eigenvalues))
 
     __rmul__ = __mul__
 
@@ -125,19 +147,37 @@ class Operator:
         return self * -1.0
 
     def __add__(self, other):
-        a, b = self.runtime, getattr(other, "runtime", None)
-        if type(a) is not type(b) or a.shape != b.shape:
+        if not isinstance(other, Operator) or other.grid != self.grid:
             raise ModelError(f"operators can be added when they are of one kind on one grid: {self!r} + {other!r}")
-        if isinstance(a, _ops.Diagonalised):
-            if a.basis != b.basis:
-                raise ModelError(f"operators in different bases cannot be added: {self!r} + {other!r}")
-            return Operator(a.scaled(a.eigenvalues + b.eigenvalues), "sum")
-        if isinstance(a, _ops.Diagonal):
-            return Operator(_ops.Diagonal(a.eigenvalues + b.eigenvalues), "sum")
-        return Operator(_ops.Matrix(a.shape, a.matrix + b.matrix), "sum")
+        r = _added(self.runtime, other.runtime) if self.runtime is not None and other.runtime is not None else None
+        z = (_added(self.complexified, other.complexified)
+             if self.complexified is not None and other.complexified is not None else None)
+        if r is None and z is None:
+            raise ModelError(f"operators can be added when they are of one kind on one grid: {self!r} + {other!r}")
+        return Operator(r, "sum", z)
 
     def __sub__(self, other):
         return self + (-other)
+
+
+def _scaled(r, c):
+    """The runtime operator ``r`` times the number ``c``."""
+    if isinstance(r, _ops.Diagonalised):
+        return r.scaled(c * r.eigenvalues)
+    if isinstance(r, _ops.Diagonal):
+        return _ops.Diagonal(c * r.eigenvalues)
+    return _ops.Matrix(r.shape, c * r.matrix)
+
+
+def _added(a, b):
+    """The sum of two runtime operators of one kind on one grid (in one basis), or None."""
+    if type(a) is not type(b) or a.shape != b.shape:
+        return None
+    if isinstance(a, _ops.Diagonalised):
+        return a.scaled(a.eigenvalues + b.eigenvalues) if a.basis == b.basis else None
+    if isinstance(a, _ops.Diagonal):
+        return _ops.Diagonal(a.eigenvalues + b.eigenvalues)
+    return _ops.Matrix(a.shape, a.matrix + b.matrix)
 
 
 def fourier(shape, lengths, symbol) -> Operator:
@@ -148,8 +188,22 @@ def fourier(shape, lengths, symbol) -> Operator:
     lengths = (lengths,) * len(shape) if np.ndim(lengths) == 0 else tuple(lengths)
     if len(lengths) != len(shape) or not all(np.isfinite(x) and x > 0 for x in lengths):
         raise ModelError(f"fourier: give one positive box length per axis of {shape}, got {lengths!r}")
-    ks = _ops.Fourier.wavenumbers(shape, lengths)
-    lam = np.asarray(_nyquist_averaged(symbol, shape, lengths)(*ks))
+    symbol = _nyquist_averaged(symbol, shape, lengths)
+    lam, full = (_symbol_values(symbol, _ops.Fourier.wavenumbers(shape, lengths, half)) for half in (True, False))
+    complexified = _ops.Complexified(shape, full, "fourier")
+    if np.iscomplexobj(lam) and lam[(0,) * len(shape)].imag != 0:
+        why = (f"fourier: symbol(0) = {lam[(0,) * len(shape)]} is not real: on a real field the mean stays real (a "
+               "real operator's symbol has symbol(-k) = conj(symbol(k))); complex fields (sk.field(name, shape, "
+               "complex=True)) take any symbol")
+        return Operator(None, "fourier", complexified, why_not_real=why)
+    if np.iscomplexobj(lam) and not np.any(lam.imag):
+        lam = lam.real.copy()
+    return Operator(_ops.Fourier(shape, lengths, lam), "fourier", complexified)
+
+
+def _symbol_values(symbol, ks):
+    """``symbol`` at the wavenumber grids ``ks``, broadcast to the modes' shape and checked finite."""
+    lam = np.asarray(symbol(*ks))
     full = np.broadcast_shapes(*(k.shape for k in ks))
     try:
         lam = np.broadcast_to(lam, full).copy()
@@ -157,12 +211,7 @@ def fourier(shape, lengths, symbol) -> Operator:
         raise ModelError(f"fourier: symbol(k) must broadcast to the modes' shape {full}, got {lam.shape}") from None
     if not np.all(np.isfinite(lam)):
         raise ModelError("fourier: symbol(k) is not finite at every wavenumber")
-    if np.iscomplexobj(lam) and lam[(0,) * len(shape)].imag != 0:
-        raise ModelError(f"fourier: symbol(0) = {lam[(0,) * len(shape)]} must be real: the mean of a real field stays "
-                         "real (a symbol of a real operator has symbol(-k) = conj(symbol(k)))")
-    if np.iscomplexobj(lam) and not np.any(lam.imag):
-        lam = lam.real.copy()
-    return Operator(_ops.Fourier(shape, lengths, lam), "fourier")
+    return lam
 
 
 def _nyquist_averaged(symbol, shape, lengths):
@@ -201,16 +250,21 @@ def laplacian(shape, spacing, bc: str = "periodic") -> Operator:
         raise ModelError(f"laplacian: Neumann boundaries need at least 2 points per axis, got {shape}")
     thetas = _ops.Trigonometric.angles(shape, kind)
     lam = sum((2 * np.cos(th) - 2) / h**2 for th, h in zip(thetas, dx))
-    return Operator(_ops.Trigonometric(shape, kind, np.broadcast_to(lam, shape).copy()), f"laplacian {bc}")
+    lam = np.broadcast_to(lam, shape).copy()
+    base = _ops.Trigonometric(shape, kind, lam)
+    return Operator(base, f"laplacian {bc}", _ops.Complexified(shape, lam, base))
 
 
 def diagonal(values) -> Operator:
-    """L = diag(values) on a grid of ``values``' shape (real)."""
-    if np.iscomplexobj(values) and np.any(np.imag(values)):
-        raise ModelError("diagonal: the values must be real (the field is real); a complex spectrum on a periodic grid "
-                         "is sk.fourier with a complex symbol")
-    values = np.asarray(np.real(values), dtype=float)
-    return Operator(_ops.Diagonal(values), "diagonal")
+    """L = diag(values) on a grid of ``values``' shape: real values act on real and complex fields, complex ones
+    (the diagonal state spaces of S4D, Gu et al. 2022) on complex fields (``sk.field(name, shape, complex=True)``)."""
+    values = np.asarray(values)
+    if values.dtype.kind not in "biufc" or not np.all(np.isfinite(values)):
+        raise ModelError(f"diagonal: the values must be finite numbers, got {values!r}")
+    complexified = _ops.Complexified(values.shape, values)
+    if np.iscomplexobj(values) and np.any(values.imag):
+        return Operator(None, "complex diagonal", complexified)
+    return Operator(_ops.Diagonal(np.real(values).astype(float)), "diagonal", complexified)
 
 
 def matrix(shape, A) -> Operator:
@@ -229,6 +283,12 @@ class _FieldPrinter(ProductPowers, NumPyPrinter):
 class _ArrayModel:
     """What the array-level drivers need of a model: ``shape`` (the state's), ``rhs(u, t)`` (N on the whole
     array), ``operator`` (L: ``kernels.operators``), and the generated modules it keeps (:meth:`compiled`)."""
+
+    complex = False
+
+    def user_value(self, y):
+        """States as the user sees them (complex fields: their real pairs joined)."""
+        return y
 
     def compiled(self, method: str, adaptive: bool):
         """(scheme, generated module, memo of the operators' values per step size) of ``method``, kept across
@@ -281,8 +341,15 @@ class FieldODE(_ArrayModel):
                 raise ModelError(f"FieldODE: linear must be an operator (sdekit.fourier, laplacian, ...), got {type(op).__name__}")
             if op is not None and op.shape != grid:
                 raise ModelError(f"FieldODE: the linear operator acts on {op.shape}, the field is {grid}")
+        self.complex = fields[0].complex
+        if any(f.complex != self.complex for f in fields):
+            raise ModelError("FieldODE: the species must be all real or all complex fields")
+        self.user_fields, self.linear = fields, linear
+        if self.complex:          # integrated as the real pairs: the species (z_re, z_im) per complex field
+            fields, nonlinears, data = _real_pairs(fields, nonlinears, data or {})
+            several = True
         self.fields, self.grid, self.several = fields, grid, several
-        self.u, self.linear = fields[0], linear
+        self.u = fields[0]
         self.nonlinear = [sp.sympify(e) for e in nonlinears]
         self.operators = {}
         for e in self.nonlinear:
@@ -307,14 +374,21 @@ class FieldODE(_ArrayModel):
             raise ModelError(f"FieldODE: the nonlinearity reads {sorted(map(str, stray))}, which are not the fields "
                              f"{[str(f) for f in fields]}, sdekit.t, sdekit.params or given as data=")
         for op in self.operators.values():
+            op.on_real()                      # operators inside N are real (a complex coefficient is data)
             if op.shape != grid:
                 raise ModelError(f"FieldODE: operator {op!r} does not act on the field's grid {grid}")
         self._N = self._grid_function(self.nonlinear)
         self._data = tuple(self.data.values())
         self.shape = (len(fields),) + grid if several else grid
-        zero = _ops.Diagonal(np.zeros(grid))
-        runtimes = [zero if op is None else op.runtime for op in linears]
-        self.operator = _ops.Species(runtimes) if several else runtimes[0]
+        S = len(self.user_fields)
+        self.user_shape = ((S,) if S > 1 else ()) + grid
+        if self.complex:
+            zero = _ops.Complexified(grid, np.zeros(grid))
+            runtimes = [zero if op is None else op.on_complex() for op in linears]
+        else:
+            zero = _ops.Diagonal(np.zeros(grid))
+            runtimes = [zero if op is None else op.on_real() for op in linears]
+        self.operator = _ops.Species(runtimes) if S > 1 else runtimes[0]
         self._compiled = {}    # (method, adaptive) -> (scheme, module, {step-size class: operator values})
 
     def jacobian(self, u, t, *params):
@@ -323,7 +397,7 @@ class FieldODE(_ArrayModel):
         gives diag(Dx u) + diag(u) Dx (:meth:`_linearisation`)."""
         if "_linear_parts" not in self.__dict__:
             self.__dict__["_linear_parts"] = [self._linearisation(e) for e in self.nonlinear]
-        args = (*(u if self.several else [u]), t, *self._data, *params)
+        args = (*self._species(u), t, *self._data, *params)
         G, D = int(np.prod(self.grid)), int(np.prod(self.shape))
         rows = [_evaluate_linearisation(part, args, G, D) for part in self.__dict__["_linear_parts"]]
         return np.concatenate([J for J, _ in rows]), np.concatenate([b for _, b in rows])
@@ -338,7 +412,7 @@ class FieldODE(_ArrayModel):
         back = {v: k for k, v in stand.items()}
         F = expr.xreplace(stand)
         direct = [self._grid_function(F.diff(f).xreplace(back)) for f in self.fields]
-        through = [(self._grid_function(F.diff(stand[a]).xreplace(back)), _find_operator(a).runtime,
+        through = [(self._grid_function(F.diff(stand[a]).xreplace(back)), _find_operator(a).on_real(),
                     self._linearisation(a.args[0])) for a in outer]
         return direct, self._grid_function(F.diff(_t).xreplace(back)), through
 
@@ -351,7 +425,7 @@ class FieldODE(_ArrayModel):
 
     def numba_bases(self):
         if "_numba_bases" not in self.__dict__:
-            bases = [_basis(self.operator)] + [_basis(op.runtime) for op in self.operators.values()]
+            bases = [_basis(self.operator)] + [_basis(op.on_real()) for op in self.operators.values()]
             self.__dict__["_numba_bases"] = None if None in bases else (
                 bases[0], {op.function: b for op, b in zip(self.operators.values(), bases[1:])})
         return self.__dict__["_numba_bases"]
@@ -359,7 +433,7 @@ class FieldODE(_ArrayModel):
     def numba_arguments(self, params) -> tuple:
         """The compiled kernel's model arguments after ``opvals`` (``emit_field.field_numba_arguments``)."""
         out = []
-        for op in [self.operator] + [op.runtime for op in self.operators.values()]:
+        for op in [self.operator] + [op.on_real() for op in self.operators.values()]:
             e = op.eigenbasis()
             out += [np.ascontiguousarray(e.eigenvalues), *(_folded(op) or (np.zeros((0, 0, 0)),) * 2)]
         out += [np.ascontiguousarray(np.broadcast_to(v, self.grid), dtype=float).ravel() for v in self.data.values()]
@@ -368,13 +442,33 @@ class FieldODE(_ArrayModel):
     def _applications(self) -> dict:
         """N's operator functions for lambdify: each applies its operator to its argument broadcast to the grid
         (an argument without the field, sin(t) or a param, is a number)."""
-        return {name: (lambda v, op=op.runtime: op.apply(np.broadcast_to(v, op.shape)))
+        return {name: (lambda v, op=op.on_real(): op.apply(np.broadcast_to(v, op.shape)))
                 for name, op in self.operators.items()}
+
+    def _species(self, u):
+        """The state's arrays per (real) species: a complex field's real pair are two."""
+        return np.reshape(u, (len(self.fields),) + self.grid) if self.several else [u]
+
+    def state(self, z) -> np.ndarray:
+        """The user's field(s) ``z`` (``user_shape``; complex for complex fields) as the integrated real state."""
+        z = np.asarray(z)
+        if not self.complex:
+            return np.asarray(z, dtype=float)
+        return np.stack([z.real, z.imag], axis=-len(self.grid) - 1).astype(float).reshape(self.shape)
+
+    def user_value(self, y) -> np.ndarray:
+        """States (..., *shape) as the user's fields (..., *user_shape): complex pairs joined."""
+        if not self.complex:
+            return y
+        lead = y.shape[:y.ndim - len(self.shape)]
+        pairs = np.reshape(y, lead + (-1, 2) + self.grid)          # (..., species, (Re, Im), *grid)
+        axis = -len(self.grid) - 1
+        return (np.take(pairs, 0, axis=axis) + 1j * np.take(pairs, 1, axis=axis)).reshape(lead + self.user_shape)
 
     def rhs(self, u, t, *params):
         """N(u, t) on the whole array (each species' broadcast to the grid's shape), with the values of
         ``self.params`` in that order."""
-        parts = self._N(*(u if self.several else [u]), t, *self._data, *params)
+        parts = self._N(*self._species(u), t, *self._data, *params)
         if not self.several:                              # one species: its array, without a stack
             part = np.asarray(parts[0], dtype=float)
             return part if part.shape == self.grid else np.broadcast_to(part, self.grid).copy()
@@ -387,6 +481,45 @@ class FieldODE(_ArrayModel):
 
     def __repr__(self):
         return f"FieldODE({[str(f) for f in self.fields]} on {list(self.grid)}, N={self.nonlinear})"
+
+
+def _real_pairs(fields, nonlinears, data):
+    """A complex model as a real one: each complex field z as the real fields (z_re, z_im), each species' N as
+    (Re N, Im N), a complex data array d as (d_re, d_im); an operator application op(e) becomes op(Re e) +
+    i op(Im e) (operators inside N are real: :func:`_lower_applications`)."""
+    subs, real_fields, real_data = {}, [], {}
+    for f in fields:
+        re, im = Field(f"{f.name}_re", f.grid), Field(f"{f.name}_im", f.grid)
+        subs[f] = re + sp.I * im
+        real_fields += [re, im]
+    for sym, values in data.items():
+        if not isinstance(sym, sp.Symbol):
+            raise ModelError(f"FieldODE: data keys must be sympy symbols, got {sym!r}")
+        values = np.asarray(values)
+        if np.iscomplexobj(values) and np.any(values.imag):
+            dr, di = sp.Symbol(f"{sym.name}_re", real=True), sp.Symbol(f"{sym.name}_im", real=True)
+            subs[sym] = dr + sp.I * di
+            real_data[dr], real_data[di] = values.real, values.imag
+        else:
+            r = sp.Symbol(sym.name, real=True)
+            subs[sym] = r
+            real_data[r] = np.real(values)
+    parts = []
+    for e in nonlinears:
+        parts += list(_lower_applications(sp.sympify(e).xreplace(subs)).as_real_imag())
+    return real_fields, parts, real_data
+
+
+def _lower_applications(expr):
+    """``expr`` with each operator application op(e) as op(Re e) + i op(Im e), innermost first: an operator
+    inside N is real (a complex coefficient of the field is data, or its linear part)."""
+    if isinstance(expr, sp.core.function.AppliedUndef):
+        _find_operator(expr).on_real()
+        re, im = _lower_applications(expr.args[0]).as_real_imag()
+        return expr.func(re) + sp.I * expr.func(im) if im != 0 else expr.func(re)
+    if not expr.args:
+        return expr
+    return expr.func(*[_lower_applications(a) for a in expr.args])
 
 
 def _evaluate_linearisation(part, args, G: int, D: int):
@@ -412,7 +545,7 @@ def _basis(op):
     if e is None:
         return None
     b = Basis(e.kind, tuple(e.grid), e.species, _folded(op) is not None)
-    if b.kind != "diagonal" and not b.matrix and importlib.util.find_spec("rocket_fft") is None:
+    if b.kind not in ("diagonal", "cdiagonal") and not b.matrix and importlib.util.find_spec("rocket_fft") is None:
         return None
     return b
 
@@ -436,17 +569,23 @@ def _find_operator(app):
 
 
 class FieldProblem:
-    """A :class:`FieldODE` with its initial field ``u0`` (the grid's shape), time span and the values of its
-    params (numbers: the generated code does not change with them)."""
+    """A :class:`FieldODE` with its initial field ``u0`` (the model's ``user_shape``: the grid's, or (species,
+    *grid); complex for complex fields), time span and the values of its params (numbers: the generated code
+    does not change with them).  ``u0`` is kept as the integrated real state (a complex field's real pair)."""
 
     def __init__(self, model, u0, tspan, params=None):
         if not isinstance(model, FieldODE):
             raise ModelError(f"FieldProblem needs a FieldODE, got {type(model).__name__}")
-        u0 = np.asarray(u0, dtype=float)
-        if u0.shape != model.shape:
-            raise ValueError(f"u0 must have the field's shape {model.shape}, got {u0.shape}")
+        u0 = np.asarray(u0)
+        if u0.dtype.kind not in "biufc":
+            raise ValueError(f"u0 must be an array of numbers, got {u0.dtype}")
+        if u0.shape != model.user_shape:
+            raise ValueError(f"u0 must have the field's shape {model.user_shape}, got {u0.shape}")
         if not np.all(np.isfinite(u0)):
             raise ValueError("u0 must be finite")
+        if not model.complex and np.iscomplexobj(u0) and np.any(u0.imag):
+            raise ValueError("u0 is complex but the field is real: declare it sk.field(name, shape, complex=True)")
+        u0 = model.state(u0.real if not model.complex and np.iscomplexobj(u0) else u0)
         params = dict(params or {})
         names = [p.name for p in model.params]
         if sorted(params) != sorted(names):
@@ -494,7 +633,8 @@ def field_source(model, method: str, adaptive: bool = False, backend=None) -> st
     N's source)."""
     if compiled_runs(model, backend, method, adaptive):
         L, ops = model.numba_bases()
-        return emit_field_numba(field_scheme(model, method), model, L, ops, adaptive)
+        complex_spectrum = bool(np.iscomplexobj(model.operator.eigenbasis().eigenvalues))
+        return emit_field_numba(field_scheme(model, method), model, L, ops, adaptive, complex_spectrum)
     return emit_field(field_scheme(model, method), int(np.prod(model.shape)), adaptive)
 
 
@@ -508,7 +648,7 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
 
     ``backend``: "numba" (the default wherever :func:`compiled_runs` allows: the compiled field kernel,
     ``sol.backend == "fields-numba"``) or "numpy" (the array-level driver, the only one for exponential
-    Rosenbrock, matrix operators and adaptive steps with a complex spectrum: ``sol.backend == "fields"``)."""
+    Rosenbrock and matrix operators: ``sol.backend == "fields"``)."""
     from .kernels.arguments import run_adaptive, run_fixed
     from .kernels.backend import RunInput
     from .problem import unknown_keyword
@@ -553,15 +693,14 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
         else:
             raw = run_fixed(inp, lambda fixed: module.kernel(*fixed, lanes, lambda hc: lanes.values(classes[hc]), progress))
     stats = {name: int(v) for name, v in zip(STATS, raw.stats.sum(axis=1))}
-    y = np.asarray(raw.saved)[:, :, 0].reshape((-1,) + model.shape)
+    y = model.user_value(np.asarray(raw.saved)[:, :, 0].reshape((-1,) + model.shape))
     return Solution.from_codes(np.asarray(raw.times), y, raw.retcodes, False, stats=stats, method=m.name,
                                backend="fields-numba" if compiled else "fields")
 
 
 def compiled_runs(model, backend, method: str, adaptive: bool = False) -> bool:
     """Whether a solve of ``method`` takes the compiled field kernel (``backend`` None: wherever it can: every
-    operator with a fast eigenbasis, a method without the Jacobian, and for adaptive steps a real spectrum of L,
-    whose φ the kernel evaluates at each step)."""
+    operator with a fast eigenbasis and a method without the Jacobian)."""
     if backend not in (None, "numba", "numpy"):
         raise ValueError(f"fields run on backend 'numba' (compiled) or 'numpy' (the array-level driver), got {backend!r}")
     if backend == "numpy":
@@ -575,11 +714,6 @@ def compiled_runs(model, backend, method: str, adaptive: bool = False) -> bool:
     if backend == "numba" and bases is None:
         raise ModelError("backend='numba' runs fields whose operators are diagonal, Fourier or DST/DCT (and FFTs "
                          "need rocket-fft); this model has an operator without such a basis: use backend='numpy'")
-    if bases is not None and adaptive and np.iscomplexobj(model.operator.eigenbasis().eigenvalues):
-        if backend == "numba":
-            raise ModelError("backend='numba' takes adaptive steps where L's eigenvalues are real (its φ evaluated in "
-                             "the kernel each step); this L has a complex symbol: use fixed steps or backend='numpy'")
-        return False
     return bases is not None
 
 

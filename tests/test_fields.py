@@ -192,8 +192,8 @@ def test_field_errors_name_what_is_wrong():
         sk.solve(prob, "Exprb43", dt=0.1, backend="numba")
     with pytest.raises(sk.ModelError, match="SDE method"):
         sk.solve(prob, "EM", dt=0.1)
-    with pytest.raises(sk.ModelError, match="symbol\\(0\\)"):
-        sk.fourier(8, 1.0, lambda k: 1j * (k + 1))
+    with pytest.raises(sk.ModelError, match="symbol\\(0\\).*complex=True"):       # fine on a complex field only
+        sk.FieldODE(u, linear=sk.fourier(8, 1.0, lambda k: 1j * (k + 1)))
     with pytest.raises(sk.ModelError, match="bc"):
         sk.laplacian(8, 0.1, "robin")
 
@@ -526,16 +526,16 @@ def test_compiled_field_kernel_agrees_with_the_numpy_driver_per_basis(name):
 
 def test_compiled_field_kernel_is_chosen_and_can_be_refused():
     """Fixed and adaptive steps take the compiled kernel where every operator has a fast basis (inspect prints
-    it); adaptive steps with a complex spectrum, exponential Rosenbrock and matrix operators take the numpy
-    driver; asking for what cannot be is named."""
+    it), complex spectra too; exponential Rosenbrock and matrix operators take the numpy driver; asking for what
+    cannot be is named."""
     prob = _manufactured()
     assert "def forcing(u, t, out" in sk.inspect(prob, "ETDRK4")
     assert "def forcing(" not in sk.inspect(prob, "ETDRK4", backend="numpy")
     assert "def operator_values(h, eig, out)" in sk.inspect(prob, "ETDRK3", adaptive=True)
-    complex_symbol = _models()["nested-complex"]
-    assert sk.solve(complex_symbol, "ETDRK3", rtol=1e-5).backend == "fields"
-    with pytest.raises(sk.ModelError, match="complex symbol"):
-        sk.solve(complex_symbol, "ETDRK3", rtol=1e-5, backend="numba")
+    complex_symbol = _models()["nested-complex"]      # adaptive: complex φ in the kernel (matfun.phi_complex_scalar)
+    a, b = (sk.solve(complex_symbol, "ETDRK3", rtol=1e-5, backend=be) for be in (None, "numpy"))
+    assert (a.backend, b.backend) == ("fields-numba", "fields") and a.stats == b.stats
+    np.testing.assert_allclose(a.y, b.y, rtol=0, atol=1e-12 * np.abs(b.y).max())
     with pytest.raises(ValueError, match="backend"):
         sk.solve(prob, "ETDRK4", dt=0.1, backend="cuda")
     n = 12
@@ -616,8 +616,8 @@ def test_exponential_rosenbrock_and_w_orders_on_a_stencil(method):
 
 def test_review_fixes_scaled_operators_fourier_pairs_and_inputs():
     """A scaled operator forgets its unscaled dense matrix (Exprb's Jacobian reads it); 2-D odd symbols keep
-    their values off the self-conjugate modes (i k_y at k_x = Nyquist); complex multiples of real operators,
-    complex diagonals and clashing names are named; an operator of an expression without the field works on
+    their values off the self-conjugate modes (i k_y at k_x = Nyquist); complex multiples of real operators and
+    complex diagonals on real fields, and clashing names, are named; an operator of an expression without the field works on
     both drivers."""
     from sdekit.kernels.operators import dense_matrix
     lap = sk.laplacian(12, 0.1, "dirichlet")
@@ -630,10 +630,12 @@ def test_review_fixes_scaled_operators_fourier_pairs_and_inputs():
     np.testing.assert_allclose(Dy.runtime.apply(np.cos(8 * X) * np.sin(Y)), np.cos(8 * X) * np.cos(Y), atol=1e-13)
     np.testing.assert_allclose(Dx.runtime.apply(np.sin(X) * np.cos(8 * Y)), np.cos(X) * np.cos(8 * Y), atol=1e-13)
     np.testing.assert_allclose(Dx.runtime.apply(np.cos(8 * X) * np.cos(Y)), 0 * X, atol=1e-13)   # Nyquist k_x
-    with pytest.raises(sk.ModelError, match="must be real"):
-        sk.diagonal([-1 + 2j, 1.0])
+    with pytest.raises(sk.ModelError, match="complex=True"):          # complex diagonals act on complex fields
+        sk.FieldODE(sk.field("w", 2), linear=sk.diagonal([-1 + 2j, 1.0]))
+    with pytest.raises(sk.ModelError, match="complex=True"):
+        sk.FieldODE(sk.field("w", 12), linear=1j * lap)
     with pytest.raises(sk.ModelError, match="complex multiple"):
-        1j * lap
+        1j * sk.matrix(4, np.eye(4))
     assert isinstance(sp.I * sk.fourier(8, 1.0, lambda k: k**2), sk.fields.Operator)
     u, C = sk.field("u", n), sp.Symbol("u")
     with pytest.raises(sk.ModelError, match="distinct names"):
