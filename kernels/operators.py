@@ -441,7 +441,7 @@ class Species(Operator):
         self.shape = (len(self.ops),) + tuple(self.ops[0].shape)
 
     def apply(self, v):
-        return np.stack([op.apply(x) for op, x in zip(self.ops, v)])
+        return np.stack([op.apply(x) for op, x in zip(self.ops, v, strict=True)])
 
     def eigenbasis(self):
         """The species' operators in one basis (the same kind on the grid), their eigenvalues stacked."""
@@ -453,7 +453,7 @@ class Species(Operator):
 
     def values(self, poly, h, cache):
         caches = cache.setdefault("species", [{} for _ in self.ops])
-        return [op.values(poly, h, c) for op, c in zip(self.ops, caches)]
+        return [op.values(poly, h, c) for op, c in zip(self.ops, caches, strict=True)]
 
     def combine(self, terms, transforms=None):
         transforms = {} if transforms is None else transforms

@@ -333,6 +333,9 @@ class FieldODE(_ArrayModel):
             raise ModelError("FieldODE: u must be a field (sdekit.field('u', shape)) or a list of fields")
         if len({f.grid for f in fields}) != 1 or len(set(fields)) != len(fields):
             raise ModelError(f"FieldODE: the species must be distinct fields on one grid, got {[(str(f), f.grid) for f in fields]}")
+        self.complex = fields[0].complex
+        if any(f.complex != self.complex for f in fields):
+            raise ModelError("FieldODE: the species must be all real or all complex fields")
         if len(linears) != len(fields) or len(nonlinears) != len(fields):
             raise ModelError(f"FieldODE: give one linear operator (or None) and one nonlinearity per species ({len(fields)})")
         grid = fields[0].grid
@@ -341,9 +344,6 @@ class FieldODE(_ArrayModel):
                 raise ModelError(f"FieldODE: linear must be an operator (sdekit.fourier, laplacian, ...), got {type(op).__name__}")
             if op is not None and op.shape != grid:
                 raise ModelError(f"FieldODE: the linear operator acts on {op.shape}, the field is {grid}")
-        self.complex = fields[0].complex
-        if any(f.complex != self.complex for f in fields):
-            raise ModelError("FieldODE: the species must be all real or all complex fields")
         self.user_fields, self.linear = fields, linear
         if self.complex:          # integrated as the real pairs: the species (z_re, z_im) per complex field
             fields, nonlinears, data = _real_pairs(fields, nonlinears, data or {})
@@ -379,8 +379,10 @@ class FieldODE(_ArrayModel):
                 raise ModelError(f"FieldODE: operator {op!r} does not act on the field's grid {grid}")
         self._N = self._grid_function(self.nonlinear)
         self._data = tuple(self.data.values())
-        self.shape = (len(fields),) + grid if several else grid
         S = len(self.user_fields)
+        self.shape = (len(fields),) + grid if several else grid
+        if self.complex:                  # as the operators act: (species, (Re, Im), *grid)
+            self.shape = ((S, 2) if S > 1 else (2,)) + grid
         self.user_shape = ((S,) if S > 1 else ()) + grid
         if self.complex:
             zero = _ops.Complexified(grid, np.zeros(grid))

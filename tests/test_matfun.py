@@ -96,6 +96,33 @@ def test_phi_scalar_matches_mpmath(k):
     assert np.all(np.abs(got - want) <= 5 * U64 * np.abs(want) + 1e-300)   # measured <= 3.9 u
 
 
+def phi_mp_complex(k, z):
+    z = mpmath.mpc(z)
+    if abs(z) < 1:
+        return sum(z**j / mpmath.factorial(j + k) for j in range(60))
+    return (mpmath.exp(z) - sum(z**j / mpmath.factorial(j) for j in range(k))) / z**k
+
+
+def test_phi_complex_scalar_matches_mpmath():
+    """matfun.phi_complex_scalar (the compiled field kernels' and linear.phi_complex's φ of complex arguments: KdV
+    and Schrödinger symbols, complex diagonal state spaces) on rings across the series/recurrence split |z| = 5,
+    the imaginary axis and a stiff half plane, to 1e-13 relative (the series' terms are at most e^5 the result)."""
+    from sdekit.kernels.linear import phi_complex
+    from sdekit.kernels.matfun import phi_complex_scalar
+    rng = np.random.default_rng(2)
+    radii = np.concatenate([[1e-12, 1e-3, 0.5, 2.0, 4.999, 5.0, 5.001, 9.0, 40.0], np.logspace(2, 5, 4)])
+    zs = np.concatenate([(r * np.exp(1j * rng.uniform(-np.pi, np.pi, 6))) for r in radii]
+                        + [1j * np.linspace(-300, 300, 31), -rng.uniform(0, 1e4, 8) + 1j * rng.uniform(-1e4, 1e4, 8)])
+    zs = zs[zs.real < 40]
+    host = phi_complex(zs, KMAX)
+    for k in range(KMAX + 1):
+        with mpmath.workdps(50):
+            want = np.array([complex(phi_mp_complex(k, z)) for z in zs])
+        got = np.array([phi_complex_scalar(k, z) for z in zs])
+        assert np.all(np.abs(got - want) <= 1e-13 * np.abs(want) + 1e-300), k
+        np.testing.assert_array_equal(host[k], got)
+
+
 def test_phi_matrices_closed_forms():
     rng = np.random.default_rng(0)
     d = rng.uniform(-30, 30, (6, 3))                                         # diagonal: elementwise φ_k
