@@ -334,7 +334,9 @@ def emit_field_numba(scheme, model, basis: Basis, operators: dict, adaptive: boo
     registers = [v.name for v in kernel.lanes if v.rows == "D"]
     D = int(np.prod(model.shape))
     w = Writer()
-    w(f'"""sdekit generated: {scheme.method} compiled field kernel (numba) for {len(model.fields)} field(s) on the '
+    fields = (f"{len(model.user_fields)} complex field(s) (as their real pairs)" if getattr(model, "complex", False)
+              else f"{len(model.fields)} field(s)")
+    w(f'"""sdekit generated: {scheme.method} compiled field kernel (numba) for {fields} on the '
       f'grid {list(model.grid)}, L in the {basis.kind} basis.')
     w()
     for ln in str(scheme).splitlines():
