@@ -90,9 +90,10 @@ class Operator:
     real pairs, ``kernels.operators.Complexified``; None: a real operator acts on Re and Im apart).  Calling it
     on an expression applies it inside a nonlinearity; ``c * op``, ``op + op`` and ``-op`` give new operators."""
 
-    def __init__(self, runtime, description: str, complexified=None, why_not_real: str | None = None):
+    def __init__(self, runtime, description: str, complexified=None, why_not_real: str | None = None,
+                 lengths: tuple | None = None):
         self.runtime, self.description, self.complexified = runtime, description, complexified
-        self.why_not_real = why_not_real
+        self.why_not_real, self.lengths = why_not_real, lengths      # lengths: a periodic box (sk.fourier)
         self.grid = tuple(runtime.shape if runtime is not None else complexified.grid)
         self.name = f"op{next(_names)}"
         self.function = sp.Function(self.name, real=True)   # a real operator of a real argument (complex: Re, Im apart)
@@ -131,7 +132,9 @@ class Operator:
         if c == 1:
             return self
         r, z = self.runtime, self.complexified
-        if r is not None and (not np.iscomplexobj(c) or isinstance(r, _ops.Fourier)):
+        if self.lengths is not None:          # Fourier: real where c times the symbol is still a real operator's
+            return _fourier_operator(z.scaled(c * z.eigenvalues), self.lengths, self.description)
+        if r is not None and not np.iscomplexobj(c):
             r = _scaled(r, c)
         elif r is not None:
             if z is None:
@@ -143,12 +146,19 @@ class Operator:
 
     __rmul__ = __mul__
 
+    def __truediv__(self, c):
+        if not np.isscalar(c) and not (isinstance(c, sp.Expr) and c.is_number):
+            return NotImplemented
+        return self * (1 / complex(c))
+
     def __neg__(self):
         return self * -1.0
 
     def __add__(self, other):
         if not isinstance(other, Operator) or other.grid != self.grid:
             raise ModelError(f"operators can be added when they are of one kind on one grid: {self!r} + {other!r}")
+        if self.lengths is not None and self.lengths == other.lengths:
+            return _fourier_operator(_added(self.complexified, other.complexified), self.lengths, "sum")
         r = _added(self.runtime, other.runtime) if self.runtime is not None and other.runtime is not None else None
         z = (_added(self.complexified, other.complexified)
              if self.complexified is not None and other.complexified is not None else None)
@@ -188,17 +198,24 @@ def fourier(shape, lengths, symbol) -> Operator:
     lengths = (lengths,) * len(shape) if np.ndim(lengths) == 0 else tuple(lengths)
     if len(lengths) != len(shape) or not all(np.isfinite(x) and x > 0 for x in lengths):
         raise ModelError(f"fourier: give one positive box length per axis of {shape}, got {lengths!r}")
-    symbol = _nyquist_averaged(symbol, shape, lengths)
-    lam, full = (_symbol_values(symbol, _ops.Fourier.wavenumbers(shape, lengths, half)) for half in (True, False))
-    complexified = _ops.Complexified(shape, full, "fourier")
-    if np.iscomplexobj(lam) and lam[(0,) * len(shape)].imag != 0:
-        why = (f"fourier: symbol(0) = {lam[(0,) * len(shape)]} is not real: on a real field the mean stays real (a "
-               "real operator's symbol has symbol(-k) = conj(symbol(k))); complex fields (sk.field(name, shape, "
-               "complex=True)) take any symbol")
-        return Operator(None, "fourier", complexified, why_not_real=why)
-    if np.iscomplexobj(lam) and not np.any(lam.imag):
-        lam = lam.real.copy()
-    return Operator(_ops.Fourier(shape, lengths, lam), "fourier", complexified)
+    full = _symbol_values(_nyquist_averaged(symbol, shape, lengths), _ops.Fourier.wavenumbers(shape, lengths, False))
+    return _fourier_operator(_ops.Complexified(shape, full, "fourier"), lengths, "fourier")
+
+
+def _fourier_operator(z, lengths, description: str) -> Operator:
+    """The periodic operator whose full-FFT eigenvalues are ``z``'s (a complex field's operator, any symbol); on
+    real fields (rfft: half the modes) only a real operator's, symbol(−k) = conj(symbol(k)) — any other symbol
+    would be made conjugate-symmetric by irfft without a word (the NLS operator −i k²/2 is not real)."""
+    lam = z.eigenvalues
+    axes = tuple(range(lam.ndim))
+    at_minus_k = np.roll(np.flip(lam, axes), 1, axes)           # λ(−k): index i -> (n − i) mod n per axis
+    if not np.allclose(at_minus_k, np.conj(lam), rtol=0, atol=1e-12 * max(np.abs(lam).max(), 1e-300)):
+        why = (f"{description}: symbol(-k) != conj(symbol(k)) (e.g. symbol(0) = {lam.flat[0]}): not a real "
+               "operator, so it acts on complex fields only (sk.field(name, shape, complex=True))")
+        return Operator(None, description, z, why_not_real=why, lengths=lengths)
+    half = lam[..., : lam.shape[-1] // 2 + 1]                   # the rfftn layout (Nyquist: ±k averaged, equal)
+    half = half.copy() if np.any(half.imag) else half.real.copy()
+    return Operator(_ops.Fourier(z.grid, lengths, half), description, z, lengths=lengths)
 
 
 def _symbol_values(symbol, ks):
@@ -273,6 +290,9 @@ def matrix(shape, A) -> Operator:
     size = int(np.prod(shape))
     if getattr(A, "shape", None) != (size, size):
         raise ModelError(f"matrix: A must be ({size}, {size}) for a grid {shape}, got {getattr(A, 'shape', None)}")
+    if np.iscomplexobj(A.data if hasattr(A, "toarray") else np.asarray(A)):
+        raise ModelError("matrix: A must be real (complex matrices are not supported; a complex field's complex "
+                         "linear part is sk.diagonal, or a complex multiple of sk.laplacian / sk.fourier)")
     return Operator(_ops.Matrix(shape, A), "matrix")
 
 
@@ -360,13 +380,21 @@ class FieldODE(_ArrayModel):
         for sym, values in (data or {}).items():
             if not isinstance(sym, sp.Symbol):
                 raise ModelError(f"FieldODE: data keys must be sympy symbols, got {sym!r}")
-            values = np.asarray(values, dtype=float)
+            values = np.asarray(values)
+            if np.iscomplexobj(values) and np.any(values.imag):
+                raise ModelError(f"FieldODE: data {sym} is complex but the fields are real: declare them "
+                                 "sk.field(name, shape, complex=True)")
+            values = np.asarray(values.real if np.iscomplexobj(values) else values, dtype=float)
             if values.shape != grid and values.ndim != 0:
                 raise ModelError(f"FieldODE: data {sym} must be a number or of the grid's shape {grid}, got {values.shape}")
             self.data[sym] = values
         names = [str(x) for x in [*fields, _t, *self.data]]
         if len(set(names)) != len(names):
             raise ModelError(f"FieldODE: the fields, sdekit.t and the data symbols need distinct names, got {names}")
+        if not self.complex and any(e.has(sp.I) and _lower_applications(e).as_real_imag()[1] != 0
+                                    for e in self.nonlinear):
+            raise ModelError("FieldODE: the nonlinearity is complex but the fields are real: declare them "
+                             "sk.field(name, shape, complex=True)")
         free = set().union(*(e.free_symbols for e in self.nonlinear))
         self.params = tuple(sorted((x for x in free if isinstance(x, Param)), key=lambda x: x.name))
         stray = free - {*fields, _t, *self.data, *self.params}
@@ -500,12 +528,17 @@ def _real_pairs(fields, nonlinears, data):
         values = np.asarray(values)
         if np.iscomplexobj(values) and np.any(values.imag):
             dr, di = sp.Symbol(f"{sym.name}_re", real=True), sp.Symbol(f"{sym.name}_im", real=True)
+            parts = {dr: values.real, di: values.imag}
             subs[sym] = dr + sp.I * di
-            real_data[dr], real_data[di] = values.real, values.imag
         else:
             r = sp.Symbol(sym.name, real=True)
+            parts = {r: np.real(values)}
             subs[sym] = r
-            real_data[r] = np.real(values)
+        for name in parts:
+            if name in real_data or any(name.name == f.name for f in real_fields):
+                raise ModelError(f"FieldODE: the fields and the data symbols need distinct names once complex ones "
+                                 f"are split into _re and _im parts: {name} is given twice")
+        real_data.update(parts)
     parts = []
     for e in nonlinears:
         parts += list(_lower_applications(sp.sympify(e).xreplace(subs)).as_real_imag())
@@ -595,8 +628,8 @@ class FieldProblem:
         values = []
         for name in names:
             v = params[name]
-            if not (np.ndim(v) == 0 and np.isfinite(float(v))):
-                raise ValueError(f"FieldProblem: param {name!r} must be a finite number, got {v!r}")
+            if not (np.ndim(v) == 0 and np.isrealobj(v) and np.isfinite(float(v))):
+                raise ValueError(f"FieldProblem: param {name!r} must be a finite real number, got {v!r}")
             values.append(float(v))
         self.model, self.u0, self.tspan, self.params = model, u0, _tspan(tspan), dict(zip(names, values))
         self.rhs = (lambda u, t: model.rhs(u, t, *values)) if values else model.rhs
@@ -624,7 +657,7 @@ def field_scheme(model, method: str):
     size = int(np.prod(model.shape))
     if scheme.needs_jacobian and (size > JACOBIAN_MAX or not hasattr(model, "jacobian")):
         raise ModelError(f"{m.name}: exponential Rosenbrock methods on fields form the Jacobian as a dense matrix: "
-                         f"up to {JACOBIAN_MAX} unknowns, this field has {size} (φ-actions of a matrix-free Jacobian "
+                         f"up to {JACOBIAN_MAX} unknowns (a complex point is two), this field has {size} (φ-actions of a matrix-free Jacobian "
                          "are not implemented)")
     return scheme
 

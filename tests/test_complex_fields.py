@@ -163,6 +163,27 @@ def test_complex_field_mistakes_are_named():
         sk.FieldODE(z, linear=L, nonlinear=sk.diagonal(np.full(8, 1j))(z))
     with pytest.raises(sk.ModelError, match="complex multiple"):
         (1 + 1j) * sk.matrix(8, np.eye(8))
+    for not_real in (sk.fourier(8, 1.0, lambda k: -0.5j * k**2), 1j * sk.laplacian(8, 0.1), (1 + 1j) * L):
+        with pytest.raises(sk.ModelError, match="complex=True"):   # symbol(-k) != conj(symbol(k)): irfft would hide it
+            sk.FieldODE(u, linear=not_real)
+        with pytest.raises(sk.ModelError, match="complex=True"):   # inside a complex field's N too (Re, Im apart)
+            sk.FieldODE(z, linear=L, nonlinear=not_real(z))
+    x = np.arange(8) * 2 * np.pi / 8
+    np.testing.assert_allclose((1j * sk.fourier(8, 2 * np.pi, lambda k: k)).runtime.apply(np.sin(x)), np.cos(x),
+                               atol=1e-14)                        # i times an odd symbol is a real operator again
+    np.testing.assert_allclose((L / 2j).complexified.eigenvalues, L.complexified.eigenvalues / 2j)
+    with pytest.raises(sk.ModelError, match="complex=True"):
+        sk.FieldODE(u, nonlinear=u * sp.Symbol("C"), data={sp.Symbol("C"): np.full(8, 1j)})
+    with pytest.raises(sk.ModelError, match="complex=True"):
+        sk.FieldODE(u, nonlinear=sp.I * u)
+    with pytest.raises(sk.ModelError, match="must be real"):
+        sk.matrix(8, 1j * np.eye(8))
+    B = sp.Symbol("B")
+    with pytest.raises(sk.ModelError, match="given twice"):
+        sk.FieldODE(z, nonlinear=B * z + sp.Symbol("B_re"), data={B: np.full(8, 1j), sp.Symbol("B_re"): np.ones(8)})
+    g = sk.params("g")
+    with pytest.raises(ValueError, match="real number"):
+        sk.FieldProblem(sk.FieldODE(z, linear=L, nonlinear=g * z), np.ones(8), (0, 1), params={"g": 1 + 1j})
     model = sk.FieldODE(u, linear=L, nonlinear=-u**3)
     with pytest.raises(ValueError, match="complex=True"):
         sk.FieldProblem(model, np.ones(8) * 1j, (0, 1))

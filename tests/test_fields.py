@@ -344,7 +344,7 @@ def test_field_params_are_runtime_values():
     assert set(with_param._compiled) == {("ETDRK4", False), ("ETDRK4", "numba")}   # one module per driver
     with pytest.raises(ValueError, match="give params"):
         sk.FieldProblem(with_param, u0, (0.0, 1.0))
-    with pytest.raises(ValueError, match="finite number"):
+    with pytest.raises(ValueError, match="finite real number"):
         sk.FieldProblem(with_param, u0, (0.0, 1.0), params={"kk": [1.0, 2.0]})
 
 
