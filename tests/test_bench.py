@@ -52,10 +52,10 @@ def test_targets_say_met_or_by_how_much():
     assert "diffrax (VirtualBrownianTree)" not in got        # not measured: no target line
 
 
-def test_pde_and_diffusion_benchmarks_run_quick():
-    """``sdekit bench pde --quick`` and ``diffusion --quick`` run end to end (small sizes, temporary folder):
-    every problem has sdekit and scipy rows with finite errors; every sampler has both timings and its quality."""
-    from benchmarks import diffusion, pde
+def test_pde_benchmark_runs_quick():
+    """``sdekit bench pde --quick`` runs end to end (small sizes, temporary folder): every problem has sdekit and
+    scipy rows with finite errors, and the Hochbruck–Ostermann orders table shows HochOst4's 4 and ETDRK4's fall."""
+    from benchmarks import pde
     result = pde.main(quick=True)
     assert [p["problem"].split()[0] for p in result["problems"]] == ["Allen–Cahn", "Kuramoto–Sivashinsky", "Gray–Scott"]
     for p in result["problems"]:
@@ -63,6 +63,11 @@ def test_pde_and_diffusion_benchmarks_run_quick():
         assert solvers == {"sdekit", "scipy"} and all(np.isfinite(r["error"]) for r in p["rows"] if r["status"] == "Success")
     orders = {r["method"]: r["orders"] for r in result["orders"]["rows"]}
     assert min(orders["HochOst4"]) > 3.5 and max(orders["ETDRK4"]) < 3.2, orders
+
+
+def test_diffusion_benchmark_runs_quick():
+    """``sdekit bench diffusion --quick``: every sampler has both timings and its quality against diffusers."""
+    from benchmarks import diffusion
     result = diffusion.main(quick=True)
     if "skipped" in result:
         pytest.skip(result["skipped"])
