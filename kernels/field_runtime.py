@@ -62,6 +62,8 @@ class FieldLanes:
         c h, each group one augmented-matrix exponential action (Al-Mohy & Higham 2011): never φ(hJ̃) itself."""
         from .operators import Matrix, PhiAction
         A, h = self.jtilde, _scalar(h)
+        if not np.all(np.isfinite(A)):        # a NaN/inf Jacobian: a non-finite stage, which the driver's retcodes name
+            return self.lane(np.full(A.shape[0] - 1, np.nan))
         sums = []
         for coef, name, v, tau in terms:
             x = _scalar(coef) * np.concatenate([np.ravel(v), [_scalar(tau)]])

@@ -200,3 +200,14 @@ def test_complex_field_mistakes_are_named():
                                       np.exp(2j * np.pi * np.arange(8) / 8), (0, 1))
     sol = sk.solve(real_on_complex, "ETDRK4", dt=0.1)     # a real operator acts on Re and Im apart
     assert sol.retcode == "Success" and sol.y.dtype == np.complex128
+
+
+def test_a_jacobian_that_is_not_finite_gives_a_retcode():
+    """|z| z has a 0/0 in sympy's Jacobian (re²/|z|) where the field is exactly 0: exponential Rosenbrock's φ-actions
+    of a non-finite J̃ give the Unstable retcode, fixed and adaptive, instead of scipy's ValueError."""
+    z, x = sk.field("z", 32, complex=True), 2 * np.pi * np.arange(32) / 32
+    model = sk.FieldODE(z, linear=sk.fourier(32, 2 * np.pi, lambda k: -0.5j * k**2), nonlinear=-sp.Abs(z) * z)
+    prob = sk.FieldProblem(model, np.sin(x) + 0j, (0.0, 1.0))
+    assert sk.solve(prob, "Exprb32", dt=0.01).retcode == "Unstable"
+    assert sk.solve(prob, "Exprb32", rtol=1e-6).retcode == "Unstable"
+    assert sk.solve(prob, "ETDRK4", dt=0.01).retcode == "Success"        # no Jacobian: fine
