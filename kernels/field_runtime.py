@@ -55,6 +55,7 @@ class FieldLanes:
         self.jtilde = np.zeros((d + 1, d + 1))
         self.jtilde[:d, :d] = dense_matrix(self.op) + J
         self.jtilde[:d, d] = b
+        self.jtilde_finite = bool(np.all(np.isfinite(self.jtilde)))      # checked once a step, not per action
 
     def jacobian_action(self, terms, h):
         """Σ coef · f(hJ̃)(v, τ) over ``terms`` = [(coef, Jacobian operator name, v, τ)], f a φ-polynomial of J̃ (or
@@ -62,7 +63,7 @@ class FieldLanes:
         c h, each group one augmented-matrix exponential action (Al-Mohy & Higham 2011): never φ(hJ̃) itself."""
         from .operators import Matrix, PhiAction
         A, h = self.jtilde, _scalar(h)
-        if not np.all(np.isfinite(A)):        # a NaN/inf Jacobian: a non-finite stage, which the driver's retcodes name
+        if not self.jtilde_finite:            # a NaN/inf Jacobian: a non-finite stage, which the driver's retcodes name
             return self.lane(np.full(A.shape[0] - 1, np.nan))
         sums = []
         for coef, name, v, tau in terms:
