@@ -16,7 +16,8 @@ the one φ algorithm):
   dense) as a ``scipy.sparse`` matrix or array: applied by its product; up to ``DENSE_FUNCTIONS_MAX``
   unknowns its functions are dense matrices computed once per step size (``phi_block``: scaling and
   squaring), above it their actions on the step's vectors (:func:`phi_action`: the augmented-matrix
-  exponential of Al-Mohy & Higham 2011, one ``expm_multiply`` per φ-argument and statement).
+  exponential of Al-Mohy & Higham 2011, one exponential action per φ-argument and statement, to the step's
+  tolerance: :mod:`kernels.expm_action`).
 
 ``combine(terms)`` sums Σ coef · f(hL) v over a statement's terms with one transform per vector and one
 inverse transform per sum (Fourier).
@@ -27,6 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .expm_action import UNIT_ROUNDOFF, expm_action
 from .linear import evaluate_phi_poly
 
 #: the largest Matrix operator whose φ-functions are formed as dense matrices
@@ -86,9 +88,10 @@ class Operator:
         """The value of Σ w Π atoms(hL) (``sdekit.codegen.phi.phi_poly``) in this operator's representation."""
         raise NotImplementedError
 
-    def combine(self, terms, transforms=None):
+    def combine(self, terms, transforms=None, tol: float = UNIT_ROUNDOFF):
         """Σ coef · value v over ``terms`` = [(coef, value or None (the identity), v)]; ``transforms``: a dict
-        the caller keeps while the vectors live (a step), where an operator may keep their transforms."""
+        the caller keeps while the vectors live (a step), where an operator may keep their transforms; ``tol``:
+        the relative error allowed to φ-actions (:class:`Matrix`; every other value is exact to rounding)."""
         total = None
         for coef, value, v in terms:
             x = v if value is None else self._apply_value(value, v)
@@ -151,7 +154,7 @@ class Diagonalised(Operator):
         flat = np.ascontiguousarray(lam).reshape(-1, 1)
         return np.broadcast_to(evaluate_phi_poly(poly, "diagonal", flat, h, cache), flat.shape).reshape(lam.shape)
 
-    def combine(self, terms, transforms=None):
+    def combine(self, terms, transforms=None, tol: float = UNIT_ROUNDOFF):
         """One forward transform per distinct vector (kept in ``transforms`` for the step's later sums), one
         backward transform per sum."""
         plain, spectral = None, None
@@ -362,9 +365,9 @@ class Matrix(Operator):
             return self.combine([(1.0, value, v)])
         return (value @ v.reshape(-1)).reshape(self.shape)
 
-    def combine(self, terms, transforms=None):
-        """Σ coef · value v; φ-polynomials of a large operator (:class:`PhiAction`) as actions: the single-φ
-        terms grouped by their argument c h, each group one :func:`phi_action`; products and resolvents
+    def combine(self, terms, transforms=None, tol: float = UNIT_ROUNDOFF):
+        """Σ coef · value v; φ-polynomials of a large operator (:class:`PhiAction`) as actions to ``tol``: the
+        single-φ terms grouped by their argument c h, each group one :func:`phi_action`; products and resolvents
         (rare: W-methods, φ-products) applied factor by factor (sparse LU for the resolvents)."""
         if not any(isinstance(value, PhiAction) for _, value, _ in terms):
             return super().combine(terms, transforms)
@@ -384,12 +387,12 @@ class Matrix(Operator):
                     k = atoms[0][1]
                     vecs[k] = vecs[k] + w * flat if k in vecs else w * flat
                 else:
-                    total += w * self._product_action(atoms, value.h, flat)
+                    total += w * self._product_action(atoms, value.h, flat, tol)
         for scale, vecs in groups.items():
-            total += phi_action(self.matrix, scale, vecs)
+            total += phi_action(self.matrix, scale, vecs, tol)
         return total.reshape(self.shape)
 
-    def _product_action(self, atoms, h, v):
+    def _product_action(self, atoms, h, v, tol):
         """Π atoms(hA) v, the last factor first."""
         from scipy.sparse import csc_matrix, identity
         from scipy.sparse.linalg import splu
@@ -400,7 +403,7 @@ class Matrix(Operator):
                     self._lu[key] = splu(csc_matrix(identity(self.size) - key[1] * csc_matrix(self.matrix)))
                 v = self._lu[key].solve(v)
             else:
-                v = phi_action(self.matrix, float(atom[2]) * h, {atom[1]: v})
+                v = phi_action(self.matrix, float(atom[2]) * h, {atom[1]: v}, tol)
         return v
 
 
@@ -412,25 +415,30 @@ class PhiAction:
         self.poly, self.h = poly, h
 
 
-def phi_action(A, scale: float, vectors: dict) -> np.ndarray:
+def phi_action(A, scale: float, vectors: dict, tol: float = UNIT_ROUNDOFF) -> np.ndarray:
     """Σ_k φ_k(scale·A) w_k for ``vectors`` = {k: w_k} (φ_0 = exp), by one exponential action of the augmented
-    matrix Ã = [[X, W], [0, J]], X = scale·A, W = [w_p, ..., w_1], J the p×p shift (ones above the diagonal):
-    exp(Ã)[w_0; e_p] = [e^X w_0 + Σ_{k=1}^p φ_k(X) w_k; ...] (Al-Mohy & Higham 2011, SIAM J. Sci. Comput.
-    33:488, Thm. 2.1), its action by ``scipy.sparse.linalg.expm_multiply`` (their algorithm, to double precision)."""
+    matrix Ã = [[X, ηW], [0, J]], X = scale·A, W = [w_p, ..., w_1], J the p×p shift (ones above the diagonal):
+    exp(Ã)[ηw_0; e_p] = [η(e^X w_0 + Σ_{k=1}^p φ_k(X) w_k); ...] (Al-Mohy & Higham 2011, SIAM J. Sci. Comput.
+    33:488, Thm. 2.1).  η, a power of two, scales W down to ‖ηW‖_1 <= max(‖X‖_1, 1) (their §2: an unscaled W of
+    a large state made ‖Ã‖_1, and with it the number of products, grow with the state's size).  The action is
+    :func:`~.expm_action.expm_action` to the backward error ``tol`` (a step's tolerance: ``FieldLanes``)."""
     from scipy import sparse
-    from scipy.sparse.linalg import expm_multiply
     n = A.shape[0]
     p = max(vectors)
     zero = np.zeros(n)
     dense = isinstance(A, np.ndarray)          # a dense A (a field's Jacobian) stays dense: BLAS products
+    X = scale * (A if dense else sparse.csr_matrix(A))
     if p == 0:
-        return expm_multiply(scale * (A if dense else sparse.csr_matrix(A)), vectors[0])
+        return expm_action(X, vectors[0], tol)
     W = np.column_stack([vectors.get(k, zero) for k in range(p, 0, -1)])
+    w_norm, x_norm = np.abs(W).sum(axis=0).max(), abs(X).sum(axis=0).max()
+    bound = max(x_norm, 1.0)                   # ‖J‖_1 = 1: W need not be smaller than that
+    eta = 2.0 ** -np.ceil(np.log2(w_norm / bound)) if w_norm > bound else 1.0
     J = np.eye(p, k=1)
-    aug = (np.block([[scale * A, W], [np.zeros((p, n)), J]]) if dense else
-           sparse.bmat([[scale * sparse.csr_matrix(A), sparse.csr_matrix(W)], [None, sparse.csr_matrix(J)]], format="csr"))
-    start = np.concatenate([vectors.get(0, zero), np.eye(p)[-1]])
-    return expm_multiply(aug, start)[:n]
+    aug = (np.block([[X, eta * W], [np.zeros((p, n)), J]]) if dense else
+           sparse.bmat([[X, sparse.csr_matrix(eta * W)], [None, sparse.csr_matrix(J)]], format="csr"))
+    start = np.concatenate([eta * vectors.get(0, zero), np.eye(p)[-1]])
+    return expm_action(aug, start, tol)[:n] / eta
 
 
 class Species(Operator):
@@ -455,12 +463,12 @@ class Species(Operator):
         caches = cache.setdefault("species", [{} for _ in self.ops])
         return [op.values(poly, h, c) for op, c in zip(self.ops, caches, strict=True)]
 
-    def combine(self, terms, transforms=None):
+    def combine(self, terms, transforms=None, tol: float = UNIT_ROUNDOFF):
         transforms = {} if transforms is None else transforms
         parts = transforms.setdefault("species", [{} for _ in self.ops])
         views = transforms.setdefault("views", {})    # one view per species of each vector: stable ids
         for _, _, v in terms:
             views.setdefault(id(v), (v, list(v)))
         return np.stack([op.combine([(coef, None if value is None else value[s], views[id(v)][1][s])
-                                     for coef, value, v in terms], parts[s])
+                                     for coef, value, v in terms], parts[s], tol)
                          for s, op in enumerate(self.ops)])

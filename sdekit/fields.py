@@ -41,7 +41,7 @@ from .codegen.errors import ModelError
 from .codegen.methods import get_method
 from .kernels import operators as _ops
 from .kernels.cache import load_module
-from .kernels.field_runtime import MEMO_SIZES, FieldLanes, mirrored_halves
+from .kernels.field_runtime import MEMO_SIZES, FieldLanes, action_tolerance, mirrored_halves
 from .problem import _tspan
 from .solution import Solution
 
@@ -709,6 +709,7 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
     if adaptive:
         inp.opts = adaptive_options(m, problem, d, False, dt, rtol, atol, controller, dtmin, dtmax, maxiters,
                                     None if isinstance(saveat, str) and saveat == "steps" else saveat, tstops)
+        lanes.action_tol = action_tolerance(inp.opts.rtol)
         if compiled:
             kernel = model.compiled_numba(m.name, adaptive=True)
             margs = model.numba_arguments(params)

@@ -1,0 +1,137 @@
+"""The exponential action at a tolerance (kernels.expm_action: Al-Mohy & Higham 2011, Algorithm 3.2) and the
+φ-actions built on it (kernels.operators.phi_action): θ_m against the published tables, errors that follow the
+tolerance against dense expm, fewer products at looser tolerances, and adaptive field solves that pass their
+rtol down."""
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.sparse
+from hypothesis import given, settings, strategies as st
+
+import sdekit as sk
+from sdekit.kernels import expm_action as ea
+from sdekit.kernels.field_runtime import action_tolerance
+from sdekit.kernels.operators import phi_action
+
+#: Al-Mohy & Higham (2011), Table 3.1: θ_m for tol = 2^-53 (double) and 2^-24 (single), two digits as printed
+PUBLISHED = {53: {5: 2.4e-3, 10: 1.4e-1, 15: 6.4e-1, 20: 1.4, 25: 2.4, 30: 3.5, 35: 4.7, 40: 6.0, 45: 7.2, 50: 8.5,
+                  55: 9.9},
+             24: {5: 1.3e-1, 10: 1.0, 15: 2.2, 20: 3.6, 25: 4.9, 30: 6.3, 35: 7.7, 40: 9.1, 45: 11.0, 50: 12.0,
+                  55: 13.0}}
+
+
+@pytest.mark.parametrize("exponent", [53, 24])
+def test_theta_m_reproduce_the_published_tables(exponent):
+    """θ_m computed from the backward-error series h̃_{m+1} (eq. 3.9) agree with Table 3.1 to its printed digits."""
+    table = ea.thetas(exponent)
+    for m, want in PUBLISHED[exponent].items():
+        assert table[m] == pytest.approx(want, rel=0.05), m
+
+
+def test_theta_m_grow_with_the_degree_and_the_tolerance():
+    """A looser tolerance allows a longer substep at every degree, and a higher degree at every tolerance."""
+    tight, loose = ea.thetas(53), ea.thetas(20)
+    assert all(loose[m] > tight[m] for m in ea.DEGREES)
+    assert all(np.diff([tight[m] for m in ea.DEGREES]) > 0)
+
+
+def _phi_dense(X, k):
+    """φ_k(X) from the exponential of [[X, I], [0, J]] (Higham 2008, Thm 10.8 / Saad 1992), dense."""
+    n = X.shape[0]
+    if k == 0:
+        return scipy.linalg.expm(X)
+    big = np.zeros((n * (k + 1), n * (k + 1)))
+    big[:n, :n] = X
+    big[:n, n:2 * n] = np.eye(n)
+    for j in range(1, k):
+        big[j * n:(j + 1) * n, (j + 1) * n:(j + 2) * n] = np.eye(n)
+    return scipy.linalg.expm(big)[:n, k * n:(k + 1) * n]
+
+
+def _operator(kind, n, seed, stiffness):
+    """A random stable operator: a symmetric negative-definite stencil (diffusion), a non-normal upwind one
+    (advection–diffusion) or a dense random matrix shifted left, scaled to ‖A‖_1 ≈ stiffness."""
+    rng = np.random.default_rng(seed)
+    if kind == "diffusion":
+        A = scipy.sparse.diags([np.ones(n - 1), -2 - rng.random(n), np.ones(n - 1)], [-1, 0, 1])
+    elif kind == "upwind":
+        A = scipy.sparse.diags([1.0 + rng.random(n - 1), -2.5 - rng.random(n), 0.3 * np.ones(n - 1)], [-1, 0, 1])
+    else:
+        M = rng.normal(size=(n, n)) / np.sqrt(n)
+        A = M - (np.abs(np.linalg.eigvals(M)).max() + 0.5) * np.eye(n)
+    norm = abs(A).sum(axis=0).max()
+    return (A * (stiffness / norm)).tocsr() if scipy.sparse.issparse(A) else A * (stiffness / norm)
+
+
+@settings(max_examples=25, deadline=None)
+@given(kind=st.sampled_from(["diffusion", "upwind", "dense"]), seed=st.integers(0, 10**6),
+       stiffness=st.floats(0.1, 300.0), exponent=st.sampled_from([53, 40, 30, 20]),
+       scale=st.floats(1e-3, 1e4))
+def test_phi_actions_are_accurate_to_the_tolerance_asked_for(kind, seed, stiffness, exponent, scale):
+    """Σ_k φ_k(A) w_k by the augmented action at tol = 2^-j: within 10 tol (relative, plus rounding) of dense
+    expm-based φ, for random stable operators and vectors of any scale (the η-balancing of W)."""
+    n = 30
+    A = _operator(kind, n, seed, stiffness)
+    rng = np.random.default_rng(seed)
+    vectors = {k: scale * rng.normal(size=n) for k in range(3)}
+    tol = 2.0 ** -exponent
+    got = phi_action(A, 1.0, vectors, tol)
+    Ad = A.toarray() if scipy.sparse.issparse(A) else A
+    want = sum(_phi_dense(Ad, k) @ w for k, w in vectors.items())
+    err = np.abs(got - want).max() / np.abs(want).max()
+    assert err <= 10 * tol + 1e-13 * max(1.0, stiffness)
+
+
+def _products(monkeypatch):
+    """Record (m, s) of every expm_action: m·s bounds its matrix products."""
+    seen, original = [], ea.taylor_parameters
+
+    def record(*args):
+        seen.append(original(*args))
+        return seen[-1]
+    monkeypatch.setattr(ea, "taylor_parameters", record)
+    return seen
+
+
+def test_looser_tolerances_take_fewer_products_and_large_vectors_none_more(monkeypatch):
+    """At ‖hA‖_1 = 200 (a stiff diffusion stencil) the action at 1e-6 takes fewer products than at u; vectors
+    a million times larger take as many as unit ones (W balanced against hA, AMH 2011 §2)."""
+    A = _operator("diffusion", 200, 1, 200.0)
+    w = np.random.default_rng(2).normal(size=200)
+    seen = _products(monkeypatch)
+    for tol in (ea.UNIT_ROUNDOFF, 1e-6):
+        phi_action(A, 1.0, {0: w, 1: w, 2: w}, tol)
+    phi_action(A, 1.0, {0: w, 1: 1e6 * w, 2: 1e6 * w}, 1e-6)
+    cost = [m * s for m, s in seen]
+    assert cost[1] < 0.85 * cost[0]
+    assert cost[2] <= cost[1]
+
+
+def test_bad_tolerances_are_named():
+    with pytest.raises(ValueError, match="tol must be positive"):
+        ea.expm_action(np.eye(3), np.ones(3), 0.0)
+
+
+def test_adaptive_field_steps_take_their_actions_at_a_hundredth_of_rtol(monkeypatch):
+    """An adaptive solve on a sparse stencil (φ-actions) passes 0.01·rtol to its actions, and stays within its
+    tolerance of a fixed-step reference whose actions run to u; the fixed-step solve itself asks for u."""
+    from sdekit.kernels import operators
+    seen = []
+    original = operators.phi_action
+
+    def record(A, scale, vectors, tol=ea.UNIT_ROUNDOFF):
+        seen.append(tol)
+        return original(A, scale, vectors, tol)
+    monkeypatch.setattr(operators, "phi_action", record)
+    n, dx = 120, 1.0 / 121
+    D2 = scipy.sparse.diags([1.0, -2.0, 1.0], [-1, 0, 1], shape=(n, n)) / dx**2
+    x = np.linspace(dx, 1 - dx, n)
+    u = sk.field("u", n)
+    model = sk.FieldODE(u, linear=sk.matrix(n, 0.02 * D2.tocsr()), nonlinear=u - u**3)
+    problem = sk.FieldProblem(model, 0.8 * np.sin(np.pi * x) + 0.3 * np.sin(3 * np.pi * x), (0.0, 1.0))
+    reference = sk.solve(problem, "ETDRK4", dt=1 / 64, saveat=[1.0]).y[-1]
+    assert set(seen) == {ea.UNIT_ROUNDOFF}
+    seen.clear()
+    sol = sk.solve(problem, "ETDRK3", rtol=1e-6, atol=1e-9, saveat=[1.0])
+    assert sol.success and set(seen) == {action_tolerance(1e-6)} == {1e-8}
+    np.testing.assert_allclose(sol.y[-1], reference, atol=1e-5)
