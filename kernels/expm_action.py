@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,6 +23,15 @@ DEGREES = tuple(range(1, 31)) + (35, 40, 45, 50, 55)
 #: series terms of h_{m+1} kept: enough for the degrees above (the θ_m agree with K = 250 to all digits)
 SERIES_TERMS = 150
 UNIT_ROUNDOFF = 2.0 ** -53
+
+
+@dataclass
+class ActionControl:
+    """How a solve takes its exponential actions and what they cost (``sol.stats``): ``tol`` the backward
+    error allowed to each, ``actions`` how many were taken, ``products`` their matrix–vector products."""
+    tol: float = UNIT_ROUNDOFF
+    actions: int = 0
+    products: int = 0
 
 
 @functools.lru_cache(maxsize=None)
@@ -119,11 +129,14 @@ def taylor_parameters(A, columns: int, tol: float) -> tuple[int, int]:
     return best
 
 
-def expm_action(A, B, tol: float = UNIT_ROUNDOFF) -> np.ndarray:
+def expm_action(A, B, control: ActionControl | None = None) -> np.ndarray:
     """e^A B for a square ``A`` (dense array or scipy sparse matrix) and a vector or matrix ``B``, to a backward
-    error of ``tol`` relative to ‖A‖ (AMH 2011 Algorithm 3.2: shift by μ = trace(A)/n, s substeps of the degree-m
-    Taylor series, each ended early once two successive terms fall below tol ‖F‖_∞)."""
+    error of ``control.tol`` relative to ‖A‖ (default u; AMH 2011 Algorithm 3.2: shift by μ = trace(A)/n, s
+    substeps of the degree-m Taylor series, each ended early once two successive terms fall below tol ‖F‖_∞),
+    counted in ``control``."""
     from scipy import sparse
+    control = ActionControl() if control is None else control
+    tol = control.tol
     tolerance_exponent(tol)                         # validates tol
     B = np.asarray(B, dtype=float)
     n = A.shape[0]
@@ -132,10 +145,12 @@ def expm_action(A, B, tol: float = UNIT_ROUNDOFF) -> np.ndarray:
     m, s = taylor_parameters(shifted, 1 if B.ndim == 1 else B.shape[1], tol)
     eta = math.exp(mu / s)
     F = B
+    control.actions += 1
     for _ in range(s):
         c1 = np.abs(B).max(initial=0.0)
         for j in range(m):
             B = (shifted @ B) / (s * (j + 1))
+            control.products += 1
             c2 = np.abs(B).max(initial=0.0)
             F = F + B
             if c1 + c2 <= tol * np.abs(F).max(initial=0.0):

@@ -9,7 +9,7 @@ import numba
 import numpy as np
 
 from ..abi import JIT_FLAGS
-from .expm_action import UNIT_ROUNDOFF
+from .expm_action import UNIT_ROUNDOFF, ActionControl
 
 #: step sizes whose operator values are kept (fixed grids have one or two; adaptive steps rarely repeat one)
 MEMO_SIZES = 8
@@ -39,7 +39,7 @@ class FieldLanes:
         self.jacobian_polys = dict(jacobian_polys or {})   # the scheme's Jacobian operators: name -> poly (J: None)
         self.memo = {} if memo is None else memo      # step-size class -> operator values (kept across solves)
         self.transforms = {}                          # the operator's transforms of this step's registers
-        self.action_tol = UNIT_ROUNDOFF               # φ-actions' relative error (adaptive steps: action_tolerance)
+        self.actions = ActionControl()                # φ-actions' tolerance (adaptive: action_tolerance) and count
 
     def grid(self, v):
         return np.asarray(v).reshape(self.shape)
@@ -80,12 +80,12 @@ class FieldLanes:
             x = _scalar(coef) * np.concatenate([np.ravel(v), [_scalar(tau)]])
             poly = self.jacobian_polys[name]
             sums.append((1.0, None, A @ x) if poly is None else (1.0, PhiAction(poly, h), x))
-        return self.lane(Matrix((A.shape[0],), A).combine(sums, tol=self.action_tol)[:-1])
+        return self.lane(Matrix((A.shape[0],), A).combine(sums, actions=self.actions)[:-1])
 
     def combine(self, terms):
         """Σ coef · value v over ``terms`` = [(coef, operator value or None, v)] (coef a lane value)."""
         return self.lane(self.op.combine([(_scalar(c), value, self._view(v)) for c, value, v in terms], self.transforms,
-                                         self.action_tol))
+                                         self.actions))
 
     def _view(self, v):
         """The grid view of lane array ``v``, one per array and step: the operator keeps its transforms by

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .expm_action import UNIT_ROUNDOFF, expm_action
+from .expm_action import ActionControl, expm_action
 from .linear import evaluate_phi_poly
 
 #: the largest Matrix operator whose φ-functions are formed as dense matrices
@@ -88,10 +88,10 @@ class Operator:
         """The value of Σ w Π atoms(hL) (``sdekit.codegen.phi.phi_poly``) in this operator's representation."""
         raise NotImplementedError
 
-    def combine(self, terms, transforms=None, tol: float = UNIT_ROUNDOFF):
+    def combine(self, terms, transforms=None, actions: ActionControl | None = None):
         """Σ coef · value v over ``terms`` = [(coef, value or None (the identity), v)]; ``transforms``: a dict
-        the caller keeps while the vectors live (a step), where an operator may keep their transforms; ``tol``:
-        the relative error allowed to φ-actions (:class:`Matrix`; every other value is exact to rounding)."""
+        the caller keeps while the vectors live (a step), where an operator may keep their transforms; ``actions``:
+        the tolerance and count of φ-actions (:class:`Matrix`; every other value is exact to rounding)."""
         total = None
         for coef, value, v in terms:
             x = v if value is None else self._apply_value(value, v)
@@ -154,7 +154,7 @@ class Diagonalised(Operator):
         flat = np.ascontiguousarray(lam).reshape(-1, 1)
         return np.broadcast_to(evaluate_phi_poly(poly, "diagonal", flat, h, cache), flat.shape).reshape(lam.shape)
 
-    def combine(self, terms, transforms=None, tol: float = UNIT_ROUNDOFF):
+    def combine(self, terms, transforms=None, actions: ActionControl | None = None):
         """One forward transform per distinct vector (kept in ``transforms`` for the step's later sums), one
         backward transform per sum."""
         plain, spectral = None, None
@@ -365,8 +365,8 @@ class Matrix(Operator):
             return self.combine([(1.0, value, v)])
         return (value @ v.reshape(-1)).reshape(self.shape)
 
-    def combine(self, terms, transforms=None, tol: float = UNIT_ROUNDOFF):
-        """Σ coef · value v; φ-polynomials of a large operator (:class:`PhiAction`) as actions to ``tol``: the
+    def combine(self, terms, transforms=None, actions: ActionControl | None = None):
+        """Σ coef · value v; φ-polynomials of a large operator (:class:`PhiAction`) as actions (to ``actions.tol``): the
         single-φ terms grouped by their argument c h, each group one :func:`phi_action`; products and resolvents
         (rare: W-methods, φ-products) applied factor by factor (sparse LU for the resolvents)."""
         if not any(isinstance(value, PhiAction) for _, value, _ in terms):
@@ -387,12 +387,12 @@ class Matrix(Operator):
                     k = atoms[0][1]
                     vecs[k] = vecs[k] + w * flat if k in vecs else w * flat
                 else:
-                    total += w * self._product_action(atoms, value.h, flat, tol)
+                    total += w * self._product_action(atoms, value.h, flat, actions)
         for scale, vecs in groups.items():
-            total += phi_action(self.matrix, scale, vecs, tol)
+            total += phi_action(self.matrix, scale, vecs, actions)
         return total.reshape(self.shape)
 
-    def _product_action(self, atoms, h, v, tol):
+    def _product_action(self, atoms, h, v, actions):
         """Π atoms(hA) v, the last factor first."""
         from scipy.sparse import csc_matrix, identity
         from scipy.sparse.linalg import splu
@@ -403,7 +403,7 @@ class Matrix(Operator):
                     self._lu[key] = splu(csc_matrix(identity(self.size) - key[1] * csc_matrix(self.matrix)))
                 v = self._lu[key].solve(v)
             else:
-                v = phi_action(self.matrix, float(atom[2]) * h, {atom[1]: v}, tol)
+                v = phi_action(self.matrix, float(atom[2]) * h, {atom[1]: v}, actions)
         return v
 
 
@@ -415,13 +415,13 @@ class PhiAction:
         self.poly, self.h = poly, h
 
 
-def phi_action(A, scale: float, vectors: dict, tol: float = UNIT_ROUNDOFF) -> np.ndarray:
+def phi_action(A, scale: float, vectors: dict, actions: ActionControl | None = None) -> np.ndarray:
     """Σ_k φ_k(scale·A) w_k for ``vectors`` = {k: w_k} (φ_0 = exp), by one exponential action of the augmented
     matrix Ã = [[X, ηW], [0, J]], X = scale·A, W = [w_p, ..., w_1], J the p×p shift (ones above the diagonal):
     exp(Ã)[ηw_0; e_p] = [η(e^X w_0 + Σ_{k=1}^p φ_k(X) w_k); ...] (Al-Mohy & Higham 2011, SIAM J. Sci. Comput.
     33:488, Thm. 2.1).  η, a power of two, scales W down to ‖ηW‖_1 <= max(‖X‖_1, 1) (their §2: an unscaled W of
     a large state made ‖Ã‖_1, and with it the number of products, grow with the state's size).  The action is
-    :func:`~.expm_action.expm_action` to the backward error ``tol`` (a step's tolerance: ``FieldLanes``)."""
+    :func:`~.expm_action.expm_action` to the backward error ``actions.tol`` (a step's tolerance: ``FieldLanes``)."""
     from scipy import sparse
     n = A.shape[0]
     p = max(vectors)
@@ -429,7 +429,7 @@ def phi_action(A, scale: float, vectors: dict, tol: float = UNIT_ROUNDOFF) -> np
     dense = isinstance(A, np.ndarray)          # a dense A (a field's Jacobian) stays dense: BLAS products
     X = scale * (A if dense else sparse.csr_matrix(A))
     if p == 0:
-        return expm_action(X, vectors[0], tol)
+        return expm_action(X, vectors[0], actions)
     W = np.column_stack([vectors.get(k, zero) for k in range(p, 0, -1)])
     w_norm, x_norm = np.abs(W).sum(axis=0).max(), abs(X).sum(axis=0).max()
     bound = max(x_norm, 1.0)                   # ‖J‖_1 = 1: W need not be smaller than that
@@ -438,7 +438,7 @@ def phi_action(A, scale: float, vectors: dict, tol: float = UNIT_ROUNDOFF) -> np
     aug = (np.block([[X, eta * W], [np.zeros((p, n)), J]]) if dense else
            sparse.bmat([[X, sparse.csr_matrix(eta * W)], [None, sparse.csr_matrix(J)]], format="csr"))
     start = np.concatenate([eta * vectors.get(0, zero), np.eye(p)[-1]])
-    return expm_action(aug, start, tol)[:n] / eta
+    return expm_action(aug, start, actions)[:n] / eta
 
 
 class Species(Operator):
@@ -463,12 +463,12 @@ class Species(Operator):
         caches = cache.setdefault("species", [{} for _ in self.ops])
         return [op.values(poly, h, c) for op, c in zip(self.ops, caches, strict=True)]
 
-    def combine(self, terms, transforms=None, tol: float = UNIT_ROUNDOFF):
+    def combine(self, terms, transforms=None, actions: ActionControl | None = None):
         transforms = {} if transforms is None else transforms
         parts = transforms.setdefault("species", [{} for _ in self.ops])
         views = transforms.setdefault("views", {})    # one view per species of each vector: stable ids
         for _, _, v in terms:
             views.setdefault(id(v), (v, list(v)))
         return np.stack([op.combine([(coef, None if value is None else value[s], views[id(v)][1][s])
-                                     for coef, value, v in terms], parts[s], tol)
+                                     for coef, value, v in terms], parts[s], actions)
                          for s, op in enumerate(self.ops)])

@@ -296,8 +296,8 @@ def _gather(results, bounds, ntodo, n, red, sink, method, backend, progress):
                 sink.write(a, b, t, payload, chunk_codes, chunk_stats)
                 continue
             codes[a:b] = chunk_codes
-            for k, v in chunk_stats.items():
-                stats[k] = stats.get(k, 0) + v
+            for k, v in chunk_stats.items():     # counts add up; a description (stats["driver"]) is kept
+                stats[k] = stats.get(k, 0) + v if isinstance(v, (int, np.integer)) else v
             if red is None:
                 states[a] = payload
             else:

@@ -709,7 +709,7 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
     if adaptive:
         inp.opts = adaptive_options(m, problem, d, False, dt, rtol, atol, controller, dtmin, dtmax, maxiters,
                                     None if isinstance(saveat, str) and saveat == "steps" else saveat, tstops)
-        lanes.action_tol = action_tolerance(inp.opts.rtol)
+        lanes.actions.tol = action_tolerance(inp.opts.rtol)
         if compiled:
             kernel = model.compiled_numba(m.name, adaptive=True)
             margs = model.numba_arguments(params)
@@ -729,6 +729,8 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
         else:
             raw = run_fixed(inp, lambda fixed: module.kernel(*fixed, lanes, lambda hc: lanes.values(classes[hc]), progress))
     stats = {name: int(v) for name, v in zip(STATS, raw.stats.sum(axis=1))}
+    stats.update(driver="fields-numba" if compiled else "array", phi_actions=lanes.actions.actions,
+                 action_products=lanes.actions.products)
     y = model.user_value(np.asarray(raw.saved)[:, :, 0].reshape((-1,) + model.shape))
     return Solution.from_codes(np.asarray(raw.times), y, raw.retcodes, False, stats=stats, method=m.name,
                                backend="fields-numba" if compiled else "fields")
@@ -819,7 +821,9 @@ def route(target, method: str, dt, options: dict):
         return None
     model = _dense_model(target.model, L, params)
     problem = types.SimpleNamespace(model=model, u0=np.asarray(target.y0, dtype=float), tspan=target.tspan)
-    return solve_field(problem, method, dt, **options)
+    sol = solve_field(problem, method, dt, **options)
+    sol.stats["driver"] = f"array (routed: dense symmetric L, d = {form.dim} >= ROUTE_DIM = {ROUTE_DIM})"
+    return sol
 
 
 def routed_model(model, method: str):

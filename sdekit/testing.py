@@ -30,3 +30,10 @@ def observed_order(dts, errors) -> float:
     if np.any(errors <= 0) or not np.all(np.isfinite(errors)):
         raise ValueError(f"errors must be positive and finite, got {errors}")
     return float(np.polyfit(np.log(dts), np.log(errors), 1)[0])
+
+
+def step_counts(sol) -> dict:
+    """The step counts of ``sol.stats`` (nf, naccept, nreject), without what describes the driver (the array
+    path adds ``driver``, ``phi_actions`` and ``action_products``): two backends' runs compare on these."""
+    from .abi import STATS
+    return {k: sol.stats[k] for k in STATS}

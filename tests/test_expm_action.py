@@ -75,7 +75,7 @@ def test_phi_actions_are_accurate_to_the_tolerance_asked_for(kind, seed, stiffne
     rng = np.random.default_rng(seed)
     vectors = {k: scale * rng.normal(size=n) for k in range(3)}
     tol = 2.0 ** -exponent
-    got = phi_action(A, 1.0, vectors, tol)
+    got = phi_action(A, 1.0, vectors, ea.ActionControl(tol))
     Ad = A.toarray() if scipy.sparse.issparse(A) else A
     want = sum(_phi_dense(Ad, k) @ w for k, w in vectors.items())
     err = np.abs(got - want).max() / np.abs(want).max()
@@ -100,8 +100,8 @@ def test_looser_tolerances_take_fewer_products_and_large_vectors_none_more(monke
     w = np.random.default_rng(2).normal(size=200)
     seen = _products(monkeypatch)
     for tol in (ea.UNIT_ROUNDOFF, 1e-6):
-        phi_action(A, 1.0, {0: w, 1: w, 2: w}, tol)
-    phi_action(A, 1.0, {0: w, 1: 1e6 * w, 2: 1e6 * w}, 1e-6)
+        phi_action(A, 1.0, {0: w, 1: w, 2: w}, ea.ActionControl(tol))
+    phi_action(A, 1.0, {0: w, 1: 1e6 * w, 2: 1e6 * w}, ea.ActionControl(1e-6))
     cost = [m * s for m, s in seen]
     assert cost[1] < 0.85 * cost[0]
     assert cost[2] <= cost[1]
@@ -109,19 +109,20 @@ def test_looser_tolerances_take_fewer_products_and_large_vectors_none_more(monke
 
 def test_bad_tolerances_are_named():
     with pytest.raises(ValueError, match="tol must be positive"):
-        ea.expm_action(np.eye(3), np.ones(3), 0.0)
+        ea.expm_action(np.eye(3), np.ones(3), ea.ActionControl(tol=0.0))
 
 
 def test_adaptive_field_steps_take_their_actions_at_a_hundredth_of_rtol(monkeypatch):
     """An adaptive solve on a sparse stencil (φ-actions) passes 0.01·rtol to its actions, and stays within its
-    tolerance of a fixed-step reference whose actions run to u; the fixed-step solve itself asks for u."""
+    tolerance of a fixed-step reference whose actions run to u; the fixed-step solve itself asks for u;
+    ``sol.stats`` counts the actions and their products."""
     from sdekit.kernels import operators
     seen = []
     original = operators.phi_action
 
-    def record(A, scale, vectors, tol=ea.UNIT_ROUNDOFF):
-        seen.append(tol)
-        return original(A, scale, vectors, tol)
+    def record(A, scale, vectors, actions):
+        seen.append(actions.tol)
+        return original(A, scale, vectors, actions)
     monkeypatch.setattr(operators, "phi_action", record)
     n, dx = 120, 1.0 / 121
     D2 = scipy.sparse.diags([1.0, -2.0, 1.0], [-1, 0, 1], shape=(n, n)) / dx**2
@@ -134,4 +135,6 @@ def test_adaptive_field_steps_take_their_actions_at_a_hundredth_of_rtol(monkeypa
     seen.clear()
     sol = sk.solve(problem, "ETDRK3", rtol=1e-6, atol=1e-9, saveat=[1.0])
     assert sol.success and set(seen) == {action_tolerance(1e-6)} == {1e-8}
+    assert sol.stats["driver"] == "array" and sol.stats["phi_actions"] == len(seen)
+    assert sol.stats["action_products"] >= 2 * len(seen)
     np.testing.assert_allclose(sol.y[-1], reference, atol=1e-5)
