@@ -39,6 +39,9 @@ SPARSE_FUNCTIONS_MAX = 64
 #: 1-D sine / cosine transforms up to this many points are applied as matrices (measured, n = 256: a
 #: scipy.fft.dst call 33 µs, the matrix-vector product 7 µs)
 SMALL_TRANSFORM = 512
+#: a non-symmetric dense Matrix takes its φ from an eigendecomposition where κ_2(V) is at most this (its
+#: functions then carry at most ~1e4 u = 2e-12 relative error); a worse-conditioned one scaling and squaring
+EIGEN_COND_MAX = 1e4
 
 
 #: what an operator keeps of its eigenvalues (the transform's matrices are kept by :meth:`Diagonalised.scaled`)
@@ -336,8 +339,8 @@ class Matrix(Operator):
         return np.asarray(m.toarray() if hasattr(m, "toarray") else m, dtype=float)
 
     def values(self, poly, h, cache):
-        """Dense matrices of the φ-polynomial: for a symmetric matrix from its eigendecomposition, computed
-        once (V f(hΛ) Vᵀ, f elementwise: two products per step size, so adaptive steps stay cheap); for any
+        """Dense matrices of the φ-polynomial: from an eigendecomposition computed once where :meth:`eigen` has
+        one (V f(hΛ) V⁻¹, f elementwise: two products per step size, so adaptive steps stay cheap); for any
         other matrix by ``phi_block``'s scaling and squaring.  Above ``DENSE_FUNCTIONS_MAX`` unknowns (a sparse
         matrix: ``SPARSE_FUNCTIONS_MAX``): the polynomial itself (:class:`PhiAction`), applied to vectors by
         :meth:`combine`."""
@@ -346,18 +349,27 @@ class Matrix(Operator):
             return PhiAction(poly, float(h))
         eig = self.eigen()
         if eig is not None:
-            lam, V = eig
+            lam, V, V_inv = eig
             f = np.broadcast_to(evaluate_phi_poly(poly, "diagonal", lam[:, None], h, cache), (lam.size, 1))[:, 0]
-            return (V * f) @ V.T
+            return np.real((V * f) @ V_inv)         # a real matrix's pairs conj(λ), conj(v): the sum is real
         if "dense" not in cache:
             cache["dense"] = self.dense()[None]
         return evaluate_phi_poly(poly, "dense", cache["dense"], h, cache)[0]
 
     def eigen(self):
-        """(eigenvalues, orthonormal eigenvectors) of a symmetric matrix (computed once), else None."""
+        """(λ, V, V⁻¹) with L = V diag(λ) V⁻¹, computed once: a symmetric matrix's orthonormal eigenvectors
+        (``eigh``, V⁻¹ = Vᵀ); any other matrix's where they are well conditioned, κ_2(V) <= EIGEN_COND_MAX, so
+        V f(hΛ) V⁻¹ is within κ(V)·u of f(hL) (Higham 2008, §4.5); else None (a non-normal or defective L)."""
         if not hasattr(self, "_eigen"):
             A = self.dense()
-            self._eigen = np.linalg.eigh(A) if np.array_equal(A, A.T) else None
+            if not np.all(np.isfinite(A)):
+                self._eigen = None
+            elif np.array_equal(A, A.T):
+                lam, V = np.linalg.eigh(A)
+                self._eigen = lam, V, V.T
+            else:
+                lam, V = np.linalg.eig(A)
+                self._eigen = (lam, V, np.linalg.inv(V)) if np.linalg.cond(V) <= EIGEN_COND_MAX else None
         return self._eigen
 
     def _apply_value(self, value, v):

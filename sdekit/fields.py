@@ -783,7 +783,7 @@ _ROUTED_OPTIONS = {"ts", "saveat", "progress", "adaptive", "rtol", "atol", "cont
 
 class DenseODE(_ArrayModel):
     """An ``sk.ODE`` y' = L y + c + N with a constant dense L, as an array model: the state a vector, L a
-    :func:`matrix` operator (its φ from one eigendecomposition when L is symmetric), N its sympy forcing
+    :func:`matrix` operator (its φ from one eigendecomposition where it has a well-conditioned one), N its sympy forcing
     lambdified over the whole state with the problem's params bound."""
 
     def __init__(self, model, L, params):
@@ -798,10 +798,11 @@ class DenseODE(_ArrayModel):
 
 
 def route(target, method: str, dt, options: dict):
-    """``sdekit.solve``'s default for large stiff linear parts (issue 19): an ODEProblem with a constant,
-    symmetric dense L of dimension >= ROUTE_DIM, no networks, an array-capable method and only options the
-    array path takes runs on the array-level drivers (``sol.backend == "fields"``); anything else, or an
-    explicit ``backend=``, returns None (the per-lane kernels)."""
+    """``sdekit.solve``'s default for large stiff linear parts (issue 19): an ODEProblem with a constant dense L
+    of dimension >= ROUTE_DIM whose φ the array path evaluates cheaply (:func:`_fast_functions`), no networks,
+    an array-capable method and only options the array path takes runs on the array-level drivers
+    (``sol.backend == "fields"``, ``sol.stats["driver"]`` says why); anything else, or an explicit
+    ``backend=``, returns None (the per-lane kernels)."""
     from .codegen.host import linear_entries
     from .problem import ODEProblem
     options = {k: v for k, v in options.items() if not (k == "backend" and v is None)}
@@ -817,12 +818,14 @@ def route(target, method: str, dt, options: dict):
         L = np.asarray(form.linear_numeric, dtype=float)
     else:
         L = np.array(linear_entries(form)(params), dtype=float).reshape(form.dim, form.dim)
-    if not _symmetric(L):
+    if not np.all(np.isfinite(L)):
         return None
     model = _dense_model(target.model, L, params)
+    if not _fast_functions(model.operator):
+        return None
     problem = types.SimpleNamespace(model=model, u0=np.asarray(target.y0, dtype=float), tspan=target.tspan)
     sol = solve_field(problem, method, dt, **options)
-    sol.stats["driver"] = f"array (routed: dense symmetric L, d = {form.dim} >= ROUTE_DIM = {ROUTE_DIM})"
+    sol.stats["driver"] = f"array (routed: dense L, d = {form.dim} >= ROUTE_DIM = {ROUTE_DIM}, {_how(model.operator)})"
     return sol
 
 
@@ -833,12 +836,15 @@ def routed_model(model, method: str):
     if not isinstance(model, ODE) or model.form.params or model.form.linear_numeric is None:
         return None
     L = np.asarray(model.form.linear_numeric, dtype=float)
-    return _dense_model(model, L, {}) if _routable(model.form, method) and _symmetric(L) else None
+    if not (_routable(model.form, method) and np.all(np.isfinite(L))):
+        return None
+    dense = _dense_model(model, L, {})
+    return dense if _fast_functions(dense.operator) else None
 
 
 def _routable(form, method: str) -> bool:
     """The routing rule on the model: a dense L of dimension >= ROUTE_DIM, no networks, and a method the array
-    path runs (deterministic, not exponential Rosenbrock); L's values must also be :func:`_symmetric`."""
+    path runs (deterministic, not exponential Rosenbrock); L's values must also have :func:`_fast_functions`."""
     try:
         m = get_method(method)
     except ValueError:
@@ -847,9 +853,19 @@ def _routable(form, method: str) -> bool:
             and m.family.name != "exprb")
 
 
-def _symmetric(L) -> bool:
-    """A finite symmetric L: its φ come from one eigendecomposition (``kernels.operators.Matrix``)."""
-    return bool(np.all(np.isfinite(L))) and np.array_equal(L, L.T)
+def _fast_functions(op) -> bool:
+    """Whether the array path evaluates L's φ cheaply at every step size: from one eigendecomposition (symmetric,
+    or with well-conditioned eigenvectors: ``kernels.operators.Matrix.eigen``) or, above DENSE_FUNCTIONS_MAX
+    unknowns, as φ-actions.  A non-normal L of moderate size (dense scaling and squaring at every adaptive step,
+    as the per-lane kernels do) stays on the kernels."""
+    return op.size > _ops.DENSE_FUNCTIONS_MAX or op.eigen() is not None
+
+
+def _how(op) -> str:
+    """How the routed L's φ are evaluated (``sol.stats["driver"]``)."""
+    if op.size > _ops.DENSE_FUNCTIONS_MAX:
+        return "φ-actions"
+    return "φ from eigh" if np.array_equal(op.matrix, op.matrix.T) else "φ from eig, κ(V) <= EIGEN_COND_MAX"
 
 
 def _dense_model(model, L, params):
