@@ -441,10 +441,10 @@ class FieldODE(_ArrayModel):
         stand = {a: sp.Dummy(f"A{k}") for k, a in enumerate(outer)}
         back = {v: k for k, v in stand.items()}
         F = expr.xreplace(stand)
-        direct = [self._grid_function(F.diff(f).xreplace(back)) for f in self.fields]
-        through = [(self._grid_function(F.diff(stand[a]).xreplace(back)), _find_operator(a).on_real(),
+        direct = [self._grid_function(_derivative(F, f).xreplace(back)) for f in self.fields]
+        through = [(self._grid_function(_derivative(F, stand[a]).xreplace(back)), _find_operator(a).on_real(),
                     self._linearisation(a.args[0])) for a in outer]
-        return direct, self._grid_function(F.diff(_t).xreplace(back)), through
+        return direct, self._grid_function(_derivative(F, _t).xreplace(back)), through
 
     def _grid_function(self, expr):
         """``expr`` (of the fields, t, data, params and operator applications) as a function of N's arguments."""
@@ -557,15 +557,28 @@ def _lower_applications(expr):
     return expr.func(*[_lower_applications(a) for a in expr.args])
 
 
+def _derivative(expr, x):
+    """∂expr/∂x for the Jacobian: DiracDelta (of sign, Heaviside) is 0 — the derivative almost everywhere, as
+    for |u|'s sign(u); a derivative sympy leaves unevaluated (of an unknown function) is a ModelError."""
+    d = expr.diff(x).replace(sp.DiracDelta, lambda *args: sp.S.Zero)
+    if d.has(sp.Derivative, sp.Subs):
+        raise ModelError(f"exponential Rosenbrock methods need N's derivative, and sympy cannot form ∂/∂{x} of {expr}; "
+                         "use a method without the Jacobian (ETDRK4, Krogstad, ROS34PW2, ...)")
+    return d
+
+
 def _evaluate_linearisation(part, args, G: int, D: int):
     """(M (G × D), b (G,)): one species' ∂N/∂u and ∂N/∂t at ``args`` from :meth:`FieldODE._linearisation`."""
     direct, dt, through = part
+
+    def grid_values(f):       # real: every symbol is real (a complex field is its real pair), so an imaginary part
+        return np.broadcast_to(np.real(f(*args)), args[0].shape).astype(float).ravel()   # is rounding (z² conj(z)³)
     M = np.zeros((G, D))
     for r, f in enumerate(direct):
-        M[:, r * G:(r + 1) * G] += np.diag(np.broadcast_to(np.asarray(f(*args), dtype=float), args[0].shape).ravel())
-    b = np.broadcast_to(np.asarray(dt(*args), dtype=float), args[0].shape).ravel().copy()
+        M[:, r * G:(r + 1) * G] += np.diag(grid_values(f))
+    b = grid_values(dt)
     for coef, op, inner in through:
-        c = np.broadcast_to(np.asarray(coef(*args), dtype=float), args[0].shape).ravel()
+        c = grid_values(coef)
         Mi, bi = _evaluate_linearisation(inner, args, G, D)
         M += c[:, None] * (_ops.dense_matrix(op) @ Mi)
         b += c * op.apply(bi.reshape(op.shape)).ravel()

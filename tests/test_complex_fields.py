@@ -211,3 +211,24 @@ def test_a_jacobian_that_is_not_finite_gives_a_retcode():
     assert sk.solve(prob, "Exprb32", dt=0.01).retcode == "Unstable"
     assert sk.solve(prob, "Exprb32", rtol=1e-6).retcode == "Unstable"
     assert sk.solve(prob, "ETDRK4", dt=0.01).retcode == "Success"        # no Jacobian: fine
+
+
+def test_jacobians_of_sign_and_of_real_products_of_conjugates():
+    """sign(u) in N: its DiracDelta derivative is 0 almost everywhere, so Exprb32 runs (it used to fail in
+    lambdify) and matches ETDRK4 on u_t = 0.1 u_xx − sign(u) u² (= −u|u|, C¹); z² conj(z)³, whose derivative
+    sympy leaves as a complex-typed real expression, gives no ComplexWarning and matches ETDRK4 too."""
+    import warnings
+    n = 32
+    x = 2 * np.pi * np.arange(n) / n
+    u, z = sk.field("u", n), sk.field("z", n, complex=True)
+    cases = [(sk.FieldProblem(sk.FieldODE(u, linear=0.1 * sk.laplacian(n, 2 * np.pi / n, "periodic"),
+                                          nonlinear=-sp.sign(u) * u**2), np.sin(x), (0.0, 1.0)), 1e-6),
+             (sk.FieldProblem(sk.FieldODE(z, linear=sk.fourier(n, 2 * np.pi, lambda k: -0.5j * k**2),
+                                          nonlinear=0.1 * z**2 * sp.conjugate(z)**3), 0.5 * np.exp(1j * x), (0.0, 1.0)),
+              1e-10)]
+    for prob, agree in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = sk.solve(prob, "Exprb32", dt=1 / 64, saveat=[1.0]).y[-1]
+        want = sk.solve(prob, "ETDRK4", dt=1 / 256, saveat=[1.0]).y[-1]
+        assert np.abs(got - want).max() < agree, np.abs(got - want).max()
