@@ -130,7 +130,8 @@ def taylor_parameters(A, columns: int, tol: float) -> tuple[int, int]:
 
 
 def expm_action(A, B, control: ActionControl | None = None) -> np.ndarray:
-    """e^A B for a square ``A`` (dense array or scipy sparse matrix) and a vector or matrix ``B``, to a backward
+    """e^A B for a square real ``A`` (dense array or scipy sparse matrix) and a real or complex vector or matrix
+    ``B`` (NaN where either is not finite), to a backward
     error of ``control.tol`` relative to ‖A‖ (default u; AMH 2011 Algorithm 3.2: shift by μ = trace(A)/n, s
     substeps of the degree-m Taylor series, each ended early once two successive terms fall below tol ‖F‖_∞),
     counted in ``control``."""
@@ -138,7 +139,13 @@ def expm_action(A, B, control: ActionControl | None = None) -> np.ndarray:
     control = ActionControl() if control is None else control
     tol = control.tol
     tolerance_exponent(tol)                         # validates tol
-    B = np.asarray(B, dtype=float)
+    B = np.asarray(B)
+    B = B if np.iscomplexobj(B) else B.astype(float)
+    if A.ndim != 2 or A.shape[0] != A.shape[1] or B.shape[:1] != A.shape[:1] or B.ndim > 2:
+        raise ValueError(f"expm_action: A must be square and B a vector or matrix of its rows, got A {A.shape}, "
+                         f"B {B.shape}")
+    if not (np.isfinite(_one_norm(A)) and np.all(np.isfinite(B))):     # a diverging step: NaN, the drivers' retcode
+        return np.full(B.shape, np.nan, dtype=B.dtype)
     n = A.shape[0]
     mu = float(A.diagonal().sum()) / n if n else 0.0
     shifted = A - mu * (sparse.identity(n, format="csr") if sparse.issparse(A) else np.eye(n))

@@ -40,7 +40,7 @@ SPARSE_FUNCTIONS_MAX = 64
 #: scipy.fft.dst call 33 µs, the matrix-vector product 7 µs)
 SMALL_TRANSFORM = 512
 #: a non-symmetric dense Matrix takes its φ from an eigendecomposition where κ_2(V) is at most this (its
-#: functions then carry at most ~1e4 u = 2e-12 relative error); a worse-conditioned one scaling and squaring
+#: functions then carry at most ~1e4 u = 2e-12 relative error); a worse-conditioned one φ-actions
 EIGEN_COND_MAX = 1e4
 
 
@@ -340,10 +340,12 @@ class Matrix(Operator):
 
     def values(self, poly, h, cache):
         """Dense matrices of the φ-polynomial: from an eigendecomposition computed once where :meth:`eigen` has
-        one (V f(hΛ) V⁻¹, f elementwise: two products per step size, so adaptive steps stay cheap); for any
-        other matrix by ``phi_block``'s scaling and squaring.  Above ``DENSE_FUNCTIONS_MAX`` unknowns (a sparse
-        matrix: ``SPARSE_FUNCTIONS_MAX``): the polynomial itself (:class:`PhiAction`), applied to vectors by
-        :meth:`combine`."""
+        one (V f(hΛ) V⁻¹, f elementwise: two products per step size, so adaptive steps stay cheap); for another
+        matrix of up to ``SPARSE_FUNCTIONS_MAX`` unknowns by ``phi_block``'s scaling and squaring.  Above
+        ``DENSE_FUNCTIONS_MAX`` unknowns (a sparse matrix, or one without an eigendecomposition:
+        ``SPARSE_FUNCTIONS_MAX``): the polynomial itself (:class:`PhiAction`), applied to vectors by :meth:`combine`
+        (measured, an upwind advection–diffusion matrix of 200 unknowns, adaptive ETDRK3 to T = 1: 512 s with
+        dense φ at every step size, 0.5 s by actions)."""
         from scipy import sparse
         if self.size > (SPARSE_FUNCTIONS_MAX if sparse.issparse(self.matrix) else DENSE_FUNCTIONS_MAX):
             return PhiAction(poly, float(h))
@@ -352,6 +354,8 @@ class Matrix(Operator):
             lam, V, V_inv = eig
             f = np.broadcast_to(evaluate_phi_poly(poly, "diagonal", lam[:, None], h, cache), (lam.size, 1))[:, 0]
             return np.real((V * f) @ V_inv)         # a real matrix's pairs conj(λ), conj(v): the sum is real
+        if self.size > SPARSE_FUNCTIONS_MAX:        # non-normal: dense φ (numba's lanes-last phi_block, ~1 s at
+            return PhiAction(poly, float(h))        # n = 200) at every adaptive step size would cost far more
         if "dense" not in cache:
             cache["dense"] = self.dense()[None]
         return evaluate_phi_poly(poly, "dense", cache["dense"], h, cache)[0]
@@ -359,7 +363,8 @@ class Matrix(Operator):
     def eigen(self):
         """(λ, V, V⁻¹) with L = V diag(λ) V⁻¹, computed once: a symmetric matrix's orthonormal eigenvectors
         (``eigh``, V⁻¹ = Vᵀ); any other matrix's where they are well conditioned, κ_2(V) <= EIGEN_COND_MAX, so
-        V f(hΛ) V⁻¹ is within κ(V)·u of f(hL) (Higham 2008, §4.5); else None (a non-normal or defective L)."""
+        V f(hΛ) V⁻¹ is within κ(V)·u of f(hL) (Higham 2008, §4.5; ``eigen_cond`` keeps κ); else None (a
+        non-normal or defective L: φ-actions above SPARSE_FUNCTIONS_MAX unknowns, scaling and squaring below)."""
         if not hasattr(self, "_eigen"):
             A = self.dense()
             if not np.all(np.isfinite(A)):
@@ -369,8 +374,18 @@ class Matrix(Operator):
                 self._eigen = lam, V, V.T
             else:
                 lam, V = np.linalg.eig(A)
-                self._eigen = (lam, V, np.linalg.inv(V)) if np.linalg.cond(V) <= EIGEN_COND_MAX else None
+                self.eigen_cond = float(np.linalg.cond(V))
+                self._eigen = (lam, V, np.linalg.inv(V)) if self.eigen_cond <= EIGEN_COND_MAX else None
         return self._eigen
+
+    def functions(self) -> str:
+        """How :meth:`values` evaluates this operator's φ (``sol.stats["driver"]`` of routed solves)."""
+        from scipy import sparse
+        if self.size > (SPARSE_FUNCTIONS_MAX if sparse.issparse(self.matrix) else DENSE_FUNCTIONS_MAX):
+            return "φ-actions"
+        if self.eigen() is not None:
+            return "φ from eigh" if not hasattr(self, "eigen_cond") else f"φ from eig, κ(V) = {self.eigen_cond:.2g}"
+        return "φ-actions (non-normal)" if self.size > SPARSE_FUNCTIONS_MAX else "φ by scaling and squaring"
 
     def _apply_value(self, value, v):
         if isinstance(value, PhiAction):
@@ -436,6 +451,8 @@ def phi_action(A, scale: float, vectors: dict, actions: ActionControl | None = N
     :func:`~.expm_action.expm_action` to the backward error ``actions.tol`` (a step's tolerance: ``FieldLanes``)."""
     from scipy import sparse
     n = A.shape[0]
+    if not vectors:
+        raise ValueError("phi_action needs at least one vector: {k: w_k}")
     p = max(vectors)
     zero = np.zeros(n)
     dense = isinstance(A, np.ndarray)          # a dense A (a field's Jacobian) stays dense: BLAS products
@@ -444,6 +461,8 @@ def phi_action(A, scale: float, vectors: dict, actions: ActionControl | None = N
         return expm_action(X, vectors[0], actions)
     W = np.column_stack([vectors.get(k, zero) for k in range(p, 0, -1)])
     w_norm, x_norm = np.abs(W).sum(axis=0).max(), abs(X).sum(axis=0).max()
+    if not (np.isfinite(w_norm) and np.isfinite(x_norm)):
+        return np.full(n, np.nan)              # a diverging step: the drivers' Unstable retcode
     bound = max(x_norm, 1.0)                   # ‖J‖_1 = 1: W need not be smaller than that
     eta = 2.0 ** -np.ceil(np.log2(w_norm / bound)) if w_norm > bound else 1.0
     J = np.eye(p, k=1)

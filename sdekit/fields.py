@@ -811,11 +811,11 @@ class DenseODE(_ArrayModel):
 
 
 def route(target, method: str, dt, options: dict):
-    """``sdekit.solve``'s default for large stiff linear parts (issue 19): an ODEProblem with a constant dense L
-    of dimension >= ROUTE_DIM whose φ the array path evaluates cheaply (:func:`_fast_functions`), no networks,
-    an array-capable method and only options the array path takes runs on the array-level drivers
-    (``sol.backend == "fields"``, ``sol.stats["driver"]`` says why); anything else, or an explicit
-    ``backend=``, returns None (the per-lane kernels)."""
+    """``sdekit.solve``'s default for large stiff linear parts (issue 19): an ODEProblem with a constant, finite
+    dense L of dimension >= ROUTE_DIM, no networks, an array-capable method and only options the array path
+    takes runs on the array-level drivers (``sol.backend == "fields"``; ``sol.stats["driver"]`` says why and how
+    L's φ are evaluated: ``kernels.operators.Matrix.functions``); anything else, or an explicit ``backend=``,
+    returns None (the per-lane kernels)."""
     from .codegen.host import linear_entries
     from .problem import ODEProblem
     options = {k: v for k, v in options.items() if not (k == "backend" and v is None)}
@@ -834,11 +834,9 @@ def route(target, method: str, dt, options: dict):
     if not np.all(np.isfinite(L)):
         return None
     model = _dense_model(target.model, L, params)
-    if not _fast_functions(model.operator):
-        return None
     problem = types.SimpleNamespace(model=model, u0=np.asarray(target.y0, dtype=float), tspan=target.tspan)
     sol = solve_field(problem, method, dt, **options)
-    sol.stats["driver"] = f"array (routed: dense L, d = {form.dim} >= ROUTE_DIM = {ROUTE_DIM}, {_how(model.operator)})"
+    sol.stats["driver"] = f"array (routed: dense L, d = {form.dim} >= {ROUTE_DIM}, {model.operator.functions()})"
     return sol
 
 
@@ -849,36 +847,18 @@ def routed_model(model, method: str):
     if not isinstance(model, ODE) or model.form.params or model.form.linear_numeric is None:
         return None
     L = np.asarray(model.form.linear_numeric, dtype=float)
-    if not (_routable(model.form, method) and np.all(np.isfinite(L))):
-        return None
-    dense = _dense_model(model, L, {})
-    return dense if _fast_functions(dense.operator) else None
+    return _dense_model(model, L, {}) if _routable(model.form, method) and np.all(np.isfinite(L)) else None
 
 
 def _routable(form, method: str) -> bool:
     """The routing rule on the model: a dense L of dimension >= ROUTE_DIM, no networks, and a method the array
-    path runs (deterministic, not exponential Rosenbrock); L's values must also have :func:`_fast_functions`."""
+    path runs (deterministic, not exponential Rosenbrock); L's values must also be finite."""
     try:
         m = get_method(method)
     except ValueError:
         return False
     return (form.linear_structure == "dense" and form.dim >= ROUTE_DIM and not form.nets and not m.stochastic
             and m.family.name != "exprb")
-
-
-def _fast_functions(op) -> bool:
-    """Whether the array path evaluates L's φ cheaply at every step size: from one eigendecomposition (symmetric,
-    or with well-conditioned eigenvectors: ``kernels.operators.Matrix.eigen``) or, above DENSE_FUNCTIONS_MAX
-    unknowns, as φ-actions.  A non-normal L of moderate size (dense scaling and squaring at every adaptive step,
-    as the per-lane kernels do) stays on the kernels."""
-    return op.size > _ops.DENSE_FUNCTIONS_MAX or op.eigen() is not None
-
-
-def _how(op) -> str:
-    """How the routed L's φ are evaluated (``sol.stats["driver"]``)."""
-    if op.size > _ops.DENSE_FUNCTIONS_MAX:
-        return "φ-actions"
-    return "φ from eigh" if np.array_equal(op.matrix, op.matrix.T) else "φ from eig, κ(V) <= EIGEN_COND_MAX"
 
 
 def _dense_model(model, L, params):

@@ -107,9 +107,34 @@ def test_looser_tolerances_take_fewer_products_and_large_vectors_none_more(monke
     assert cost[2] <= cost[1]
 
 
-def test_bad_tolerances_are_named():
+def test_bad_inputs_are_named_and_non_finite_ones_give_nan():
     with pytest.raises(ValueError, match="tol must be positive"):
         ea.expm_action(np.eye(3), np.ones(3), ea.ActionControl(tol=0.0))
+    with pytest.raises(ValueError, match="A must be square"):
+        ea.expm_action(np.ones((3, 2)), np.ones(3))
+    with pytest.raises(ValueError, match="A must be square"):
+        ea.expm_action(np.eye(3), np.ones(4))
+    with pytest.raises(ValueError, match="at least one vector"):
+        phi_action(np.eye(3), 1.0, {})
+    assert np.isnan(ea.expm_action(np.array([[np.inf]]), np.ones(1))).all()
+    assert np.isnan(phi_action(np.eye(2), np.nan, {0: np.ones(2), 1: np.ones(2)})).all()
+
+
+def test_complex_vectors_keep_their_imaginary_part():
+    A = _operator("upwind", 12, 3, 5.0).toarray()
+    b = np.random.default_rng(1).normal(size=(12, 2)) @ np.array([1.0, 1j])
+    np.testing.assert_allclose(ea.expm_action(A, b), scipy.linalg.expm(A) @ b, rtol=1e-13, atol=1e-14)
+
+
+def test_a_diverging_solve_on_phi_actions_gives_the_unstable_retcode():
+    """u' = u_xx + u³, u0 = 3, on a sparse stencil (φ-actions): the blow-up is the Unstable retcode, as on a dense
+    matrix or the sine basis (it used to raise from the action's parameter search)."""
+    n = 100
+    A = scipy.sparse.diags([1.0, -2.0, 1.0], [-1, 0, 1], shape=(n, n)).tocsr()
+    u = sk.field("u", n)
+    for op in (sk.matrix(n, A), sk.matrix(n, A.toarray())):
+        prob = sk.FieldProblem(sk.FieldODE(u, linear=op, nonlinear=u**3), np.full(n, 3.0), (0.0, 1.0))
+        assert sk.solve(prob, "ETDRK4", dt=0.1).retcode == "Unstable"
 
 
 def test_adaptive_field_steps_take_their_actions_at_a_hundredth_of_rtol(monkeypatch):

@@ -257,42 +257,44 @@ def _dense_allen_cahn(n=64, symmetric=True):
     return sk.ODEProblem(model, y0=0.53 * x + 0.47 * np.sin(-1.5 * np.pi * x), tspan=(0.0, 2.0))
 
 
-def test_large_dense_problems_with_an_eigendecomposition_take_the_array_path_by_default():
-    """Routing (issue 19): an ODEProblem with a dense L of dimension >= 64 whose φ come from one
-    eigendecomposition — symmetric (eigh) or with well-conditioned eigenvectors (eig, κ(V) <= 1e4) — runs on the
-    array path, visible as ``sol.backend`` and ``sol.stats["driver"]``, with the per-lane path's result; an
-    explicit backend, a smaller L, a defective one (upwind: one Jordan block), an ensemble or an exponential
-    Rosenbrock method keep the kernels."""
+def test_large_dense_problems_take_the_array_path_by_default():
+    """Routing (issue 19): an ODEProblem with a dense L of dimension >= 64 runs on the array path, visible as
+    ``sol.backend`` and ``sol.stats["driver"]`` (which also says how L's φ are evaluated: eigh for a symmetric L,
+    eig where κ(V) <= 1e4, φ-actions for a defective one above 64 unknowns — upwind: one Jordan block), with the per-lane path's
+    result; an explicit backend, a smaller L, an ensemble, float32 or an exponential Rosenbrock method keep the
+    kernels."""
     from sdekit.fields import route
-    for symmetric, how in [(True, "φ from eigh"), (False, "φ from eig, κ(V) <= EIGEN_COND_MAX")]:
-        prob = _dense_allen_cahn(symmetric=symmetric)
+    n = 80
+    y = sk.states("u", n)
+    upwind = 3.0 * (np.eye(n, k=-1) - np.eye(n))
+    defective = sk.ODEProblem(sk.ODE(y, linear=upwind, nonlinear=sp.Matrix([-y[i] ** 3 for i in range(n)])),
+                              y0=np.linspace(0.2, 1.0, n), tspan=(0.0, 2.0))
+    for prob, how in [(_dense_allen_cahn(), "φ from eigh"), (_dense_allen_cahn(symmetric=False), "φ from eig, κ(V) = "),
+                      (defective, "φ-actions (non-normal)")]:
         routed = sk.solve(prob, "ROS34PW2", rtol=1e-6, atol=1e-6, saveat=[1.0, 2.0])
         lanes = sk.solve(prob, "ROS34PW2", rtol=1e-6, atol=1e-6, saveat=[1.0, 2.0], backend="numpy")
-        assert routed.backend == "fields" and lanes.backend == "numpy" and routed.y.shape == lanes.y.shape == (2, 64)
-        assert routed.stats["driver"] == f"array (routed: dense L, d = 64 >= ROUTE_DIM = 64, {how})"
+        d = prob.y0.size
+        assert routed.backend == "fields" and lanes.backend == "numpy" and routed.y.shape == lanes.y.shape == (2, d)
+        assert routed.stats["driver"].startswith(f"array (routed: dense L, d = {d} >= 64, {how}")
         assert "driver" not in lanes.stats and step_counts(routed).keys() == lanes.stats.keys()
         np.testing.assert_allclose(routed.y, lanes.y, atol=1e-9)
         fixed = sk.solve(prob, "ETDRK4", dt=0.05)
         assert fixed.backend == "fields"
         np.testing.assert_allclose(fixed.y[-1], sk.solve(prob, "ETDRK4", dt=0.05, backend="numpy").y[-1], atol=1e-11)
+    prob = _dense_allen_cahn()
     assert route(prob, "ETDRK4", 0.5, {}) is not None
-    n = 64
-    y = sk.states("u", n)
-    upwind = 3.0 * (np.eye(n, k=-1) - np.eye(n))
-    defective = sk.ODEProblem(sk.ODE(y, linear=upwind, nonlinear=sp.Matrix([-y[i] ** 3 for i in range(n)])),
-                              y0=np.ones(n), tspan=(0.0, 1.0))
-    for target, method, options in [(prob, "ETDRK4", {"backend": "numpy"}), (defective, "ETDRK4", {}),
-                                    (_dense_allen_cahn(n=16), "ETDRK4", {}), (sk.Ensemble(prob, n=2), "ETDRK4", {}),
-                                    (prob, "Exprb32", {}), (prob, "ETDRK4", {"dtype": np.float32})]:
+    for target, method, options in [(prob, "ETDRK4", {"backend": "numpy"}), (_dense_allen_cahn(n=16), "ETDRK4", {}),
+                                    (sk.Ensemble(prob, n=2), "ETDRK4", {}), (prob, "Exprb32", {}),
+                                    (prob, "ETDRK4", {"dtype": np.float32})]:
         assert route(target, method, 0.5, options) is None, (method, options)
 
 
-def test_eigendecomposed_phi_of_non_normal_and_rotating_matrices_match_dense_phi():
+def test_phi_of_non_normal_and_rotating_dense_matrices_match_scaling_and_squaring():
     """Matrix.values from eig (complex pairs: a periodic advection–diffusion circulant; a real non-symmetric
     similarity D S D⁻¹) agrees with scaling and squaring (kernels.linear.phi_dense) to 1e-12; a defective L
-    has no eigendecomposition and takes scaling and squaring."""
+    has no eigendecomposition and above 64 unknowns takes φ-actions, which agree too."""
     from sdekit.kernels.linear import phi_dense
-    from sdekit.kernels.operators import Matrix
+    from sdekit.kernels.operators import Matrix, PhiAction
     n = 70
     shift = np.roll(np.eye(n), 1, axis=1)
     circulant = 40.0 * (shift + shift.T - 2 * np.eye(n)) + 9.0 * (shift - shift.T)
@@ -301,13 +303,16 @@ def test_eigendecomposed_phi_of_non_normal_and_rotating_matrices_match_dense_phi
     D = np.diag(np.exp(rng.uniform(-1, 1, n)))
     similar = D @ S @ np.linalg.inv(D)
     upwind = 3.0 * (np.eye(n, k=-1) - np.eye(n))
+    v = rng.normal(size=n)
     for A, diagonalisable in [(circulant, True), (similar, True), (upwind, False)]:
         op = Matrix((n,), A)
         assert (op.eigen() is not None) == diagonalisable
         h = 0.03
-        got = op.values(phi_poly(phi(1, z) + 3 * phi(2, z / 2)), h, {})
+        value = op.values(phi_poly(phi(1, z) + 3 * phi(2, z / 2)), h, {})
+        assert isinstance(value, PhiAction) != diagonalisable
         phis, halves = phi_dense(h * A, 2), phi_dense(h * A / 2, 2)
-        want = phis[1] + 3 * halves[2]
+        want = (phis[1] + 3 * halves[2]) @ v
+        got = op.combine([(1.0, value, v)])
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
 
 
