@@ -286,14 +286,23 @@ def diagonal(values) -> Operator:
 
 def matrix(shape, A) -> Operator:
     """L given as a (sparse or dense) matrix on the flattened grid ``shape`` (row-major)."""
+    from scipy import sparse
     shape = _shape(shape)
     size = int(np.prod(shape))
-    if getattr(A, "shape", None) != (size, size):
-        raise ModelError(f"matrix: A must be ({size}, {size}) for a grid {shape}, got {getattr(A, 'shape', None)}")
-    if np.iscomplexobj(A.data if hasattr(A, "toarray") else np.asarray(A)):
+    if not sparse.issparse(A):
+        try:
+            A = np.asarray(A)                  # nested lists, numpy matrices
+        except (TypeError, ValueError):
+            raise ModelError(f"matrix: A must be a numpy array or a scipy.sparse matrix, got {type(A).__name__}") from None
+    if A.shape != (size, size):
+        raise ModelError(f"matrix: A must be ({size}, {size}) for a grid {shape}, got shape {A.shape}")
+    values = A.data if sparse.issparse(A) else A
+    if np.iscomplexobj(values):
         raise ModelError("matrix: A must be real (complex matrices are not supported; a complex field's complex "
                          "linear part is sk.diagonal, or a complex multiple of sk.laplacian / sk.fourier)")
-    return Operator(_ops.Matrix(shape, A), "matrix")
+    if not np.issubdtype(values.dtype, np.number) or not np.all(np.isfinite(values)):
+        raise ModelError("matrix: A must have finite numbers as entries")
+    return Operator(_ops.Matrix(shape, A if sparse.issparse(A) else A.astype(float)), "matrix")
 
 
 class _FieldPrinter(ProductPowers, NumPyPrinter):

@@ -196,6 +196,11 @@ def test_field_errors_name_what_is_wrong():
         sk.FieldODE(u, linear=sk.fourier(8, 1.0, lambda k: 1j * (k + 1)))
     with pytest.raises(sk.ModelError, match="bc"):
         sk.laplacian(8, 0.1, "robin")
+    assert sk.matrix(2, [[-1, 0], [0, -2]]).runtime.matrix.dtype == np.float64        # nested lists are arrays
+    with pytest.raises(sk.ModelError, match=r"\(2, 2\) for a grid \(2,\), got shape \(1, 2\)"):
+        sk.matrix(2, [[1.0, 0.0]])
+    with pytest.raises(sk.ModelError, match="finite numbers"):
+        sk.matrix(2, [[np.nan, 0.0], [0.0, 1.0]])
 
 
 def test_gray_scott_two_species_agree_with_scipy():
