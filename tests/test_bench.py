@@ -78,3 +78,13 @@ def test_diffusion_benchmark_runs_quick():
     for r in result["quality"]:
         same = abs(r["diffusers"] - r["sdekit_same_grid"]) < 1e-6 * r["diffusers"]
         assert same == (r["method"] != "dpmsolver++3m"), r
+
+
+def test_pde_targets_say_met_or_missed_and_what_limits_them():
+    from benchmarks.pde import target_lines
+    p = {"problem": "Allen–Cahn 1-D n = 256",
+         "time_at_1e6": {"sdekit Krogstad": 1.0, "scipy BDF": 7.0, "scipy Radau": 5.0, "diffrax Tsit5": 39.0}}
+    line = target_lines(p)[0]
+    assert "≥ 10× scipy: **missed** (5×)" in line and "≥ 5× diffrax Tsit5: met (39×)" in line and "prime" in line
+    p["time_at_1e6"]["diffrax Tsit5"] = None
+    assert "≥ 5× diffrax Tsit5: not bracketed" in target_lines(p)[0]
