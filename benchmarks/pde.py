@@ -212,15 +212,15 @@ def ratios(problem) -> dict:
 #: issue 19's targets at error 1e-6 ((solver prefix, least ratio) each), and what limits a miss or qualifies a pass
 TARGETS = {
     "Allen–Cahn": ([("scipy", 10.0), ("diffrax Tsit5", 5.0)],
-                   "The Dirichlet sine transform has n + 1 = 257 points, a prime: no fast transform exists (rocket-fft's "
+                   "At n = 256 the Dirichlet sine transform has n + 1 = 257 points, a prime: no fast transform exists (rocket-fft's "
                    "dst takes 7.8 µs against 1.1 µs at 255 points), so the kernel applies it as two folded half-size "
                    "matrix products (2.8 µs); a Krogstad step needs 9 transforms, ~25 of its ~30 µs, and error 1e-6 "
                    "needs ~60 steps."),
     "Kuramoto–Sivashinsky": ([], "No speed target: the issue asks for Kassam & Trefethen's error at their step sizes "
                                  "(examples/kuramoto_sivashinsky.py and its test)."),
     "Gray–Scott": ([("scipy BDF", 10.0)],
-                   "Met, but with these diffusion constants ‖hL‖ < 1: the problem is barely stiff, and against the "
-                   "explicit solvers that suit it (RK45, DOP853, diffrax Tsit5) sdekit is level, not faster."),
+                   "With these diffusion constants ‖hL‖ < 1: the problem is barely stiff, and against the explicit "
+                   "solvers that suit it (RK45, DOP853, diffrax Tsit5) sdekit is level, not faster."),
 }
 
 
