@@ -103,12 +103,14 @@ def _power_norm_estimate(A, p: int) -> float:
         A.toarray() if hasattr(A, "toarray") else A), p))
 
 
-def taylor_parameters(A, columns: int, tol: float) -> tuple[int, int]:
+def taylor_parameters(A, columns: int, tol: float) -> tuple[int, int] | None:
     """(m, s): the degree and the number of substeps for e^A B at tolerance ``tol``, B of ``columns`` columns
     (AMH 2011 code fragment 3.1).  Where ‖A‖_1 is small (their condition 3.13) s = ⌈‖A‖_1/θ_m⌉ at the least
     m·s; else from α_p = max(d_p, d_{p+1}), d_p = ‖A^p‖_1^{1/p} (eq. 3.11), which for a non-normal A can be far
-    below ‖A‖_1."""
+    below ‖A‖_1.  None where ‖A‖_1 is not finite."""
     norm = _one_norm(A)
+    if not np.isfinite(norm):
+        return None
     if norm == 0.0:
         return 0, 1
     theta = thetas(tolerance_exponent(tol))
@@ -131,10 +133,9 @@ def taylor_parameters(A, columns: int, tol: float) -> tuple[int, int]:
 
 def expm_action(A, B, control: ActionControl | None = None) -> np.ndarray:
     """e^A B for a square real ``A`` (dense array or scipy sparse matrix) and a real or complex vector or matrix
-    ``B`` (NaN where either is not finite), to a backward
-    error of ``control.tol`` relative to ‖A‖ (default u; AMH 2011 Algorithm 3.2: shift by μ = trace(A)/n, s
-    substeps of the degree-m Taylor series, each ended early once two successive terms fall below tol ‖F‖_∞),
-    counted in ``control``."""
+    ``B`` (NaN where either is not finite), to a backward error of ``control.tol`` relative to ‖A‖ (default u;
+    AMH 2011 Algorithm 3.2: shift by μ = trace(A)/n, s substeps of the degree-m Taylor series, each ended early
+    once two successive terms fall below tol ‖F‖_∞), counted in ``control``."""
     from scipy import sparse
     control = ActionControl() if control is None else control
     tol = control.tol
@@ -144,12 +145,14 @@ def expm_action(A, B, control: ActionControl | None = None) -> np.ndarray:
     if A.ndim != 2 or A.shape[0] != A.shape[1] or B.shape[:1] != A.shape[:1] or B.ndim > 2:
         raise ValueError(f"expm_action: A must be square and B a vector or matrix of its rows, got A {A.shape}, "
                          f"B {B.shape}")
-    if not (np.isfinite(_one_norm(A)) and np.all(np.isfinite(B))):     # a diverging step: NaN, the drivers' retcode
-        return np.full(B.shape, np.nan, dtype=B.dtype)
     n = A.shape[0]
     mu = float(A.diagonal().sum()) / n if n else 0.0
-    shifted = A - mu * (sparse.identity(n, format="csr") if sparse.issparse(A) else np.eye(n))
-    m, s = taylor_parameters(shifted, 1 if B.ndim == 1 else B.shape[1], tol)
+    with np.errstate(invalid="ignore"):             # inf − inf of a diverging A: NaN, named below
+        shifted = A - mu * (sparse.identity(n, format="csr") if sparse.issparse(A) else np.eye(n))
+    parameters = taylor_parameters(shifted, 1 if B.ndim == 1 else B.shape[1], tol) if np.all(np.isfinite(B)) else None
+    if parameters is None:                          # a non-finite A or B (a diverging step): NaN, the drivers' retcode
+        return np.full(B.shape, np.nan, dtype=B.dtype)
+    m, s = parameters
     eta = math.exp(mu / s)
     F = B
     control.actions += 1

@@ -339,32 +339,39 @@ class Matrix(Operator):
         return np.asarray(m.toarray() if hasattr(m, "toarray") else m, dtype=float)
 
     def values(self, poly, h, cache):
-        """Dense matrices of the φ-polynomial: from an eigendecomposition computed once where :meth:`eigen` has
-        one (V f(hΛ) V⁻¹, f elementwise: two products per step size, so adaptive steps stay cheap); for another
-        matrix of up to ``SPARSE_FUNCTIONS_MAX`` unknowns by ``phi_block``'s scaling and squaring.  Above
-        ``DENSE_FUNCTIONS_MAX`` unknowns (a sparse matrix, or one without an eigendecomposition:
-        ``SPARSE_FUNCTIONS_MAX``): the polynomial itself (:class:`PhiAction`), applied to vectors by :meth:`combine`
-        (measured, an upwind advection–diffusion matrix of 200 unknowns, adaptive ETDRK3 to T = 1: 512 s with
-        dense φ at every step size, 0.5 s by actions)."""
-        from scipy import sparse
-        if self.size > (SPARSE_FUNCTIONS_MAX if sparse.issparse(self.matrix) else DENSE_FUNCTIONS_MAX):
+        """The φ-polynomial as :meth:`phi_evaluation` decides: a dense matrix from the eigendecomposition computed
+        once (V f(hΛ) V⁻¹, f elementwise: two products per step size, so adaptive steps stay cheap) or by
+        ``phi_block``'s scaling and squaring; or the polynomial itself (:class:`PhiAction`), applied to vectors by
+        :meth:`combine` (measured, an upwind advection–diffusion matrix of 200 unknowns, adaptive ETDRK3 to T = 1:
+        512 s with dense φ at every step size, 0.5 s by actions)."""
+        how = self.phi_evaluation()
+        if how.endswith("actions"):
             return PhiAction(poly, float(h))
-        eig = self.eigen()
-        if eig is not None:
-            lam, V, V_inv = eig
+        if how == "eigen":
+            lam, V, V_inv = self.eigen()
             f = np.broadcast_to(evaluate_phi_poly(poly, "diagonal", lam[:, None], h, cache), (lam.size, 1))[:, 0]
             return np.real((V * f) @ V_inv)         # a real matrix's pairs conj(λ), conj(v): the sum is real
-        if self.size > SPARSE_FUNCTIONS_MAX:        # non-normal: dense φ (numba's lanes-last phi_block, ~1 s at
-            return PhiAction(poly, float(h))        # n = 200) at every adaptive step size would cost far more
         if "dense" not in cache:
             cache["dense"] = self.dense()[None]
         return evaluate_phi_poly(poly, "dense", cache["dense"], h, cache)[0]
+
+    def phi_evaluation(self) -> str:
+        """How :meth:`values` evaluates φ: "actions" above DENSE_FUNCTIONS_MAX unknowns (a sparse matrix:
+        SPARSE_FUNCTIONS_MAX); "eigen" where :meth:`eigen` has a decomposition; "non-normal actions" for another
+        matrix above SPARSE_FUNCTIONS_MAX (numba's lanes-last ``phi_block`` at every adaptive step size would cost
+        far more, ~1 s at n = 200); else "dense" (``phi_block``'s scaling and squaring)."""
+        from scipy import sparse
+        if self.size > (SPARSE_FUNCTIONS_MAX if sparse.issparse(self.matrix) else DENSE_FUNCTIONS_MAX):
+            return "actions"
+        if self.eigen() is not None:
+            return "eigen"
+        return "non-normal actions" if self.size > SPARSE_FUNCTIONS_MAX else "dense"
 
     def eigen(self):
         """(λ, V, V⁻¹) with L = V diag(λ) V⁻¹, computed once: a symmetric matrix's orthonormal eigenvectors
         (``eigh``, V⁻¹ = Vᵀ); any other matrix's where they are well conditioned, κ_2(V) <= EIGEN_COND_MAX, so
         V f(hΛ) V⁻¹ is within κ(V)·u of f(hL) (Higham 2008, §4.5; ``eigen_cond`` keeps κ); else None (a
-        non-normal or defective L: φ-actions above SPARSE_FUNCTIONS_MAX unknowns, scaling and squaring below)."""
+        non-normal or defective L)."""
         if not hasattr(self, "_eigen"):
             A = self.dense()
             if not np.all(np.isfinite(A)):
@@ -378,14 +385,13 @@ class Matrix(Operator):
                 self._eigen = (lam, V, np.linalg.inv(V)) if self.eigen_cond <= EIGEN_COND_MAX else None
         return self._eigen
 
-    def functions(self) -> str:
-        """How :meth:`values` evaluates this operator's φ (``sol.stats["driver"]`` of routed solves)."""
-        from scipy import sparse
-        if self.size > (SPARSE_FUNCTIONS_MAX if sparse.issparse(self.matrix) else DENSE_FUNCTIONS_MAX):
-            return "φ-actions"
-        if self.eigen() is not None:
+    def describe_phi(self) -> str:
+        """:meth:`phi_evaluation` in words (``sol.stats["driver"]`` of routed solves)."""
+        how = self.phi_evaluation()
+        if how == "eigen":
             return "φ from eigh" if not hasattr(self, "eigen_cond") else f"φ from eig, κ(V) = {self.eigen_cond:.2g}"
-        return "φ-actions (non-normal)" if self.size > SPARSE_FUNCTIONS_MAX else "φ by scaling and squaring"
+        return {"actions": "φ-actions", "non-normal actions": "φ-actions (non-normal)",
+                "dense": "φ by scaling and squaring"}[how]
 
     def _apply_value(self, value, v):
         if isinstance(value, PhiAction):
@@ -461,10 +467,9 @@ def phi_action(A, scale: float, vectors: dict, actions: ActionControl | None = N
         return expm_action(X, vectors[0], actions)
     W = np.column_stack([vectors.get(k, zero) for k in range(p, 0, -1)])
     w_norm, x_norm = np.abs(W).sum(axis=0).max(), abs(X).sum(axis=0).max()
-    if not (np.isfinite(w_norm) and np.isfinite(x_norm)):
-        return np.full(n, np.nan)              # a diverging step: the drivers' Unstable retcode
     bound = max(x_norm, 1.0)                   # ‖J‖_1 = 1: W need not be smaller than that
-    eta = 2.0 ** -np.ceil(np.log2(w_norm / bound)) if w_norm > bound else 1.0
+    scale_down = np.isfinite(w_norm) and w_norm > bound     # not finite: expm_action's NaN (a diverging step)
+    eta = 2.0 ** -np.ceil(np.log2(w_norm / bound)) if scale_down else 1.0
     J = np.eye(p, k=1)
     aug = (np.block([[X, eta * W], [np.zeros((p, n)), J]]) if dense else
            sparse.bmat([[X, sparse.csr_matrix(eta * W)], [None, sparse.csr_matrix(J)]], format="csr"))

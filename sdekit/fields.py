@@ -805,7 +805,8 @@ _ROUTED_OPTIONS = {"ts", "saveat", "progress", "adaptive", "rtol", "atol", "cont
 
 class DenseODE(_ArrayModel):
     """An ``sk.ODE`` y' = L y + c + N with a constant dense L, as an array model: the state a vector, L a
-    :func:`matrix` operator (its φ from one eigendecomposition where it has a well-conditioned one), N its sympy forcing
+    :func:`matrix` operator (its φ by ``Matrix.phi_evaluation``: one eigendecomposition where it has a
+    well-conditioned one, else φ-actions), N its sympy forcing
     lambdified over the whole state with the problem's params bound."""
 
     def __init__(self, model, L, params):
@@ -823,7 +824,7 @@ def route(target, method: str, dt, options: dict):
     """``sdekit.solve``'s default for large stiff linear parts (issue 19): an ODEProblem with a constant, finite
     dense L of dimension >= ROUTE_DIM, no networks, an array-capable method and only options the array path
     takes runs on the array-level drivers (``sol.backend == "fields"``; ``sol.stats["driver"]`` says why and how
-    L's φ are evaluated: ``kernels.operators.Matrix.functions``); anything else, or an explicit ``backend=``,
+    L's φ are evaluated: ``kernels.operators.Matrix.phi_evaluation``); anything else, or an explicit ``backend=``,
     returns None (the per-lane kernels)."""
     from .codegen.host import linear_entries
     from .problem import ODEProblem
@@ -845,7 +846,7 @@ def route(target, method: str, dt, options: dict):
     model = _dense_model(target.model, L, params)
     problem = types.SimpleNamespace(model=model, u0=np.asarray(target.y0, dtype=float), tspan=target.tspan)
     sol = solve_field(problem, method, dt, **options)
-    sol.stats["driver"] = f"array (routed: dense L, d = {form.dim} >= {ROUTE_DIM}, {model.operator.functions()})"
+    sol.stats["driver"] = f"array (routed: dense L, d = {form.dim} >= {ROUTE_DIM}, {model.operator.describe_phi()})"
     return sol
 
 

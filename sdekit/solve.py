@@ -257,7 +257,7 @@ def solve(target, method: str, dt=None, **options) -> Solution:
         return _on_device(target, solve_sampler(target, method, dt, **options))
     if isinstance(target, FieldProblem):          # an array state: the array-level driver (sdekit.fields)
         return solve_field(target, method, dt, **options)
-    routed = route(target, method, dt, options)    # a large dense L with cheap φ: the array path by default
+    routed = route(target, method, dt, options)    # a large dense L: the array path by default
     if routed is not None:
         return routed
     _check_options("solve", options, CHUNKED_OPTIONS)
@@ -536,8 +536,8 @@ def inspect(model, method: str, backend: str | None = None, dtype=np.float64, ad
     if backend is None:
         array = routed_model(getattr(model, "model", model), method)
         if array is not None:
-            return ("# solve() runs this model on the array path (sdekit.fields.route: a dense L of dimension >= 64 "
-                    "with a well-conditioned eigendecomposition); backend= keeps the per-trajectory kernels\n"
+            return ("# solve() runs this model on the array path (sdekit.fields.route: a finite dense L of dimension "
+                    ">= 64); backend= keeps the per-trajectory kernels\n"
                     f"{field_source(array, method, adaptive)}")
     target = model.problem.model if isinstance(model, Ensemble) else getattr(model, "model", model)
     if not isinstance(target, (ODE, SDE)):
