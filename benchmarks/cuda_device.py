@@ -1,6 +1,9 @@
-"""The device run of the CUDA backend (issue 15): ``python -m benchmarks.cuda_device [--quick]``.
+"""The device run of the CUDA backend (issue 15), one prepared script for a lent GPU's few minutes.
 
-Prepared to fit a few minutes of a lent GPU (``pip install cupy-cuda12x`` first).  It
+On the device machine (the ``device`` tool; its image has CuPy, Numba and SymPy but no package index):
+``bash benchmarks/cuda_device.sh [--quick]`` installs sdekit offline and runs
+``python -m benchmarks.cuda_device``; ``--host`` is this script's dry run on the CPU (backend="cuda-host",
+small sizes, a temporary folder: it checks the script, not the GPU; tests/test_bench.py runs it).  It
 0. runs the ``gpu``-marked tests of tests/test_cuda.py (backend="cuda" against Numba, device arrays, the
    array-step kernel) and records their summary line;
 1. checks ``backend="cuda"`` against Numba, float64 and float32, on the models of tests/test_cuda.py:
@@ -8,14 +11,15 @@ Prepared to fit a few minutes of a lent GPU (``pip install cupy-cuda12x`` first)
    Philox and (W, H) tree; SRA1 adaptive too): max difference, equal retcodes and stats;
 2. measures the DiffEqGPU Lorenz benchmark: ρ swept over [0, 21] across the ensemble, σ = 10,
    β = 8/3, tspan (0, 1), Tsit5 at fixed dt = 0.001 (1000 steps), float32 and float64, N = 10^4 ... 10^7
-   trajectories: trajectory-steps per second (DiffEqGPU's V100 figure: 5.8e10) — wall time of the
-   launch with the copies back, compile excluded;
+   trajectories: trajectory-steps per second (DiffEqGPU's V100 figure: 5.8e10) by the kernel's time (CUDA
+   events) and by the whole solve's (validation and the inputs' copies in; y0 comes from the device, so the
+   saved states stay there), compile excluded;
 3. the neural SDE of benchmarks/neural_sde.py (MLP 4-32-32-4 in the kernel, weights in shared memory,
    EM at dt = 0.01), N = 10^4 ... 10^7, float32 and float64: trajectory-steps/s and FLOP/s against the
    device's peak (FP32 / FP64 lanes per SM × SMs × clock × 2, from the compute capability);
 4. the array-step kernel (Σ c_k a_k over 8 CuPy arrays of 2^24 numbers): GB/s moved.
-Writes benchmarks/results/cuda_device.{json,md,png} with the device named.  Without CuPy or a GPU it
-says which is missing and exits 2 (nothing is written).
+Writes benchmarks/results/cuda_device.{json,md,png} with the device named and issue 15's targets met or
+missed.  Without CuPy or a GPU it says which is missing and exits 2 (nothing is written).
 """
 from __future__ import annotations
 
@@ -38,7 +42,8 @@ def lorenz(n):
     return sk.Ensemble(prob, n=n)
 
 
-def agreement():
+def agreement(backend="cuda", first=None):
+    """``backend`` against Numba on the models of tests/test_cuda.py (``first``: only that many cases)."""
     import sdekit as sk
     sys.path.insert(0, "tests")
     from test_cuda import SDE, ensemble, sde_ensemble
@@ -51,11 +56,11 @@ def agreement():
              ("SRA1", lambda: sde_ensemble("diagonal", sra1, n=256), dict(dt=0.01, seed=3)),
              ("SRA1", lambda: sde_ensemble("diagonal", sra1, n=256), dict(rtol=1e-3, atol=1e-3, seed=3))]
     rows = []
-    for method, make, kw in cases:
+    for method, make, kw in cases[:first]:
         for dtype in ("float64", "float32"):
             ens = make()
             a = sk.solve(ens, method, backend="numba", dtype=dtype, **kw)
-            b = sk.solve(ens, method, backend="cuda", dtype=dtype, **kw)
+            b = sk.solve(ens, method, backend=backend, dtype=dtype, **kw)
             rows.append(dict(method=method + (" adaptive" if "rtol" in kw else ""), dtype=dtype,
                              max_abs_diff=float(np.max(np.abs(a.y - b.y))),
                              retcodes_equal=list(a.retcodes) == list(b.retcodes), stats_numba=a.stats,
@@ -64,43 +69,78 @@ def agreement():
     return rows
 
 
-def peak_flops(props) -> dict:
+#: cudaDevAttrClockRate (kHz): CUDA 13 dropped cudaDeviceProp.clockRate, the attribute stays
+CLOCK_RATE_ATTRIBUTE = 13
+
+
+def device_facts(cp) -> dict:
+    """Name, compute capability, SM count and SM clock (kHz) of device 0, read through CuPy."""
+    props = cp.cuda.runtime.getDeviceProperties(0)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    clock = props.get("clockRate")
+    if not clock:
+        try:
+            clock = cp.cuda.runtime.deviceGetAttribute(CLOCK_RATE_ATTRIBUTE, 0)
+        except Exception:         # noqa: BLE001 - no clock: the peak is unknown, the rest still runs
+            clock = None
+    return dict(name=name, cc=(props["major"], props["minor"]), sms=props["multiProcessorCount"], clock_khz=clock)
+
+
+def peak_flops(facts) -> dict:
     """FP32 and FP64 peak (FLOP/s) from the compute capability's lanes per SM (CUDA C Programming Guide,
-    "Arithmetic Instructions" table), SM count and clock: 2 flops per FMA lane per cycle."""
-    cc = (props["major"], props["minor"])
-    fp32, fp64 = {(7, 0): (64, 32), (8, 0): (64, 32), (9, 0): (128, 64)}.get(cc, (128, 2))
-    rate = props["multiProcessorCount"] * props["clockRate"] * 1e3 * 2
+    "Arithmetic Instructions" table), SM count and clock: 2 flops per FMA lane per cycle (NaN without a clock)."""
+    fp32, fp64 = {(7, 0): (64, 32), (8, 0): (64, 32), (9, 0): (128, 64)}.get(tuple(facts["cc"]), (128, 2))
+    rate = facts["sms"] * (facts["clock_khz"] or float("nan")) * 1e3 * 2
     return {"float32": fp32 * rate, "float64": fp64 * rate}
 
 
-def timed(make, method, dt, steps, sizes):
-    """Trajectory-steps/s of ``method`` at fixed ``dt`` on ``make(n)`` ensembles, float32 and float64:
-    the wall time of a solve (launch and copies back), its compile excluded by a first small solve."""
+def timed(make, method, dt, steps, sizes, backend="cuda", dtypes=("float32", "float64")):
+    """Trajectory-steps/s of ``method`` at fixed ``dt`` on ``make(n)`` ensembles whose y0 is on the device
+    (a CuPy array, so the saved states stay there: ``sol.y`` is CuPy), float32 and float64.  Per size: the
+    kernel's time (CUDA events, ``CudaKernel.last_launch_s``) and the whole solve's (``sk.plan``'s validation,
+    the inputs' copies in, the launch), the compile excluded by a first small solve."""
     import sdekit as sk
+    from sdekit.kernels.backend import Chunk
+    from sdekit.solve import plan
+    xp = device_arrays(backend)
     rows = []
-    for dtype in ("float32", "float64"):
-        sk.solve(make(16), method, dt=dt, backend="cuda", dtype=dtype)
+    for dtype in dtypes:
+        sk.solve(make(16), method, dt=dt, backend=backend, dtype=dtype)
         for n in sizes:
             ens = make(n)
+            ens = sk.Ensemble(ens.problem, y0=xp.asarray(ens.y0), seed=ens.seed)
             t0 = time.perf_counter()
-            sol = sk.solve(ens, method, dt=dt, backend="cuda", dtype=dtype)
-            wall = time.perf_counter() - t0
-            rows.append(dict(dtype=dtype, n=n, wall_s=wall, traj_steps_per_s=n * steps / wall,
+            p = plan(ens, method, dt=dt, backend=backend, dtype=dtype)
+            raw = p.kernel.run(p.inputs, Chunk(0, p.n))
+            sol = p.solution(raw)
+            solve_s = time.perf_counter() - t0
+            kernel_s = getattr(p.kernel, "last_launch_s", None) or solve_s
+            rows.append(dict(dtype=dtype, n=n, kernel_s=kernel_s, solve_s=solve_s,
+                             traj_steps_per_s=n * steps / kernel_s, solve_traj_steps_per_s=n * steps / solve_s,
+                             states_on=type(sol.y).__module__.split(".")[0],
                              all_success=bool(np.all(np.asarray(sol.retcodes) == "Success"))))
             print(rows[-1], flush=True)
     return rows
 
 
-def throughput(sizes):
+def device_arrays(backend):
+    """The array module of the device's arrays: CuPy for backend="cuda", numpy for the host dry run."""
+    if backend == "cuda":
+        import cupy
+        return cupy
+    return np
+
+
+def throughput(sizes, **kw):
     """The DiffEqGPU Lorenz benchmark: Tsit5, dt = 0.001, 1000 steps."""
-    return timed(lorenz, "Tsit5", 0.001, 1000, sizes)
+    return timed(lorenz, "Tsit5", 0.001, 1000, sizes, **kw)
 
 
-def neural_sde(sizes, peak):
+def neural_sde(sizes, peak, **kw):
     """The neural SDE of benchmarks/neural_sde.py, EM at dt = 0.01 (100 steps): trajectory-steps/s and FLOP/s
     (its FLOPS_PER_STEP) against the device's peak."""
     from .neural_sde import FLOPS_PER_STEP, problem
-    rows = timed(lambda n: problem(n)[0], "EM", 0.01, 100, sizes)
+    rows = timed(lambda n: problem(n)[0], "EM", 0.01, 100, sizes, **kw)
     for r in rows:
         r["flops"] = r["traj_steps_per_s"] * FLOPS_PER_STEP
         r["fraction_of_peak"] = r["flops"] / peak[r["dtype"]]
@@ -124,56 +164,98 @@ def array_step(n=1 << 24):
     return dict(n=n, wall_s=wall, gb_per_s=9 * 4 * n / wall / 1e9, max_abs_diff=float(cp.abs(out - want).max()))
 
 
-def main(quick: bool = False) -> int:
-    from sdekit.kernels.cuda_backend import require_gpu
-    try:
-        cp = require_gpu()
-    except RuntimeError as e:
-        print(e)
-        return 2
-    props = cp.cuda.runtime.getDeviceProperties(0)
-    device = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-    peak = peak_flops(props)
-    import subprocess    # the gpu-marked tests of tests/test_cuda.py, on this device
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n0", "-m", "gpu", "tests/test_cuda.py"],
-                           capture_output=True, text=True)
-    print(tests.stdout[-2000:], flush=True)
-    result = dict(machine=machine(), device=device, peak_flops=peak, gpu_tests=tests.stdout.strip().splitlines()[-1:],
-                  agreement=agreement(),
-                  lorenz=throughput([10**4, 10**5] if quick else [10**4, 10**5, 10**6, 10**7]),
-                  neural_sde=neural_sde([10**4] if quick else [10**4, 10**5, 10**6, 10**7], peak),
-                  array_step=array_step())
+#: issue 15's targets on an H100/H200-class device
+TARGETS = {"lorenz": 1e11, "neural_fp32_fraction": 0.30}
+
+
+def target_lines(result) -> list:
+    """Each target, met or missed, from the measured rows (kernel time; float32)."""
+    lorenz = [r for r in result["lorenz"] if r["dtype"] == "float32"]
+    neural = [r for r in result["neural_sde"] if r["dtype"] == "float32" and r["n"] >= 10**6]
+    lines = []
+    if lorenz:
+        best = max(lorenz, key=lambda r: r["traj_steps_per_s"])
+        lines.append(f"- Lorenz, float32: {best['traj_steps_per_s']:.3g} trajectory-steps/s at N = {best['n']} "
+                     f"(target {TARGETS['lorenz']:.0e}: {'met' if best['traj_steps_per_s'] >= TARGETS['lorenz'] else 'missed'})")
+    if neural:
+        best = max(neural, key=lambda r: r["fraction_of_peak"])
+        lines.append(f"- Neural SDE, float32, N >= 10^6: {100 * best['fraction_of_peak']:.1f}% of FP32 peak at N = {best['n']} "
+                     f"(target {100 * TARGETS['neural_fp32_fraction']:.0f}%: "
+                     f"{'met' if best['fraction_of_peak'] >= TARGETS['neural_fp32_fraction'] else 'missed'})")
+    return lines or ["- no row at the targets' sizes (a quick or host run)"]
+
+
+def main(quick: bool = False, host: bool = False) -> dict | None:
+    """The device run's result (None without CuPy or a GPU: it says which is missing); ``host``: the script's
+    dry run on the CPU (backend="cuda-host", small sizes, nothing of CuPy), written to a temporary folder — it
+    checks the script, not the GPU."""
+    if host:
+        backend, device, quick = "cuda-host", "host CPU (cuda-host dry run: not GPU figures)", True
+        peak = {"float32": float("nan"), "float64": float("nan")}
+        gpu_tests, sizes = ["not run (host dry run)"], dict(lorenz=[64, 256], neural=[64])
+    else:
+        from sdekit.kernels.cuda_backend import require_gpu
+        try:
+            cp = require_gpu()
+        except RuntimeError as e:
+            print(e)
+            return None
+        backend = "cuda"
+        facts = device_facts(cp)
+        device, peak = facts["name"], peak_flops(facts)
+        import subprocess    # the gpu-marked tests of tests/test_cuda.py, on this device
+        tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n0", "-m", "gpu", "tests/test_cuda.py"],
+                               capture_output=True, text=True)
+        print(tests.stdout[-2000:], flush=True)
+        gpu_tests = tests.stdout.strip().splitlines()[-1:]
+        sizes = dict(lorenz=[10**4, 10**5] if quick else [10**4, 10**5, 10**6, 10**7],
+                     neural=[10**4] if quick else [10**4, 10**5, 10**6, 10**7])
+    result = dict(machine=machine(), device=device, backend=backend, peak_flops=peak, gpu_tests=gpu_tests,
+                  agreement=agreement(backend, first=1 if host else None),
+                  lorenz=throughput(sizes["lorenz"], backend=backend),
+                  neural_sde=neural_sde(sizes["neural"], peak, backend=backend),
+                  array_step=None if host else array_step())
+    result["targets"] = target_lines(result)
     lines = [f"# CUDA backend on {device}", "", f"gpu-marked tests: {' '.join(result['gpu_tests'])}", "",
+             "Trajectory-steps/s by the kernel's time (CUDA events); the solve's time adds validation and the inputs' "
+             "copies in (y0 and params come from the device; the saved states stay there).", "",
+             "Targets:", *result["targets"], "",
              "| method | dtype | max |Δ| vs Numba | retcodes equal |",
              "|---|---|---|---|"]
     lines += [f"| {r['method']} | {r['dtype']} | {r['max_abs_diff']:.2e} | {r['retcodes_equal']} |"
               for r in result["agreement"]]
     lines += ["", "Lorenz, Tsit5, dt = 0.001, 1000 steps (DiffEqGPU V100: 5.8e10 trajectory-steps/s)", "",
-              "| dtype | N | wall s | trajectory-steps/s |", "|---|---|---|---|"]
-    lines += [f"| {r['dtype']} | {r['n']} | {r['wall_s']:.3f} | {r['traj_steps_per_s']:.3g} |" for r in result["lorenz"]]
+              "| dtype | N | kernel s | solve s | trajectory-steps/s (kernel) | (solve) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['dtype']} | {r['n']} | {r['kernel_s']:.4f} | {r['solve_s']:.3f} | {r['traj_steps_per_s']:.3g} "
+              f"| {r['solve_traj_steps_per_s']:.3g} |" for r in result["lorenz"]]
     lines += ["", "Neural SDE (MLP 4-32-32-4, weights in shared memory), EM, dt = 0.01, 100 steps; peak "
               f"FP32 {peak['float32'] / 1e12:.1f} TFLOP/s, FP64 {peak['float64'] / 1e12:.1f} TFLOP/s", "",
-              "| dtype | N | wall s | trajectory-steps/s | GFLOP/s | of peak |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['dtype']} | {r['n']} | {r['wall_s']:.3f} | {r['traj_steps_per_s']:.3g} | {r['flops'] / 1e9:.0f} "
-              f"| {100 * r['fraction_of_peak']:.1f}% |" for r in result["neural_sde"]]
+              "| dtype | N | kernel s | solve s | trajectory-steps/s (kernel) | GFLOP/s | of peak |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['dtype']} | {r['n']} | {r['kernel_s']:.4f} | {r['solve_s']:.3f} | {r['traj_steps_per_s']:.3g} "
+              f"| {r['flops'] / 1e9:.0f} | {100 * r['fraction_of_peak']:.1f}% |" for r in result["neural_sde"]]
     a = result["array_step"]
-    lines += ["", f"Array-step kernel, 8 float32 arrays of {a['n']}: {a['gb_per_s']:.0f} GB/s "
-              f"({1e3 * a['wall_s']:.2f} ms; max |Δ| vs CuPy float64 sum {a['max_abs_diff']:.1e})"]
+    if a is not None:
+        lines += ["", f"Array-step kernel, 8 float32 arrays of {a['n']}: {a['gb_per_s']:.0f} GB/s "
+                  f"({1e3 * a['wall_s']:.2f} ms; max |Δ| vs CuPy float64 sum {a['max_abs_diff']:.1e})"]
+
     def figure(path):
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for dtype in ("float32", "float64"):
             rs = [r for r in result["lorenz"] if r["dtype"] == dtype]
-            ax.loglog([r["n"] for r in rs], [r["traj_steps_per_s"] for r in rs], "o-", label=dtype)
+            ax.loglog([r["n"] for r in rs], [r["traj_steps_per_s"] for r in rs], "o-", label=f"{dtype}, kernel")
+            ax.loglog([r["n"] for r in rs], [r["solve_traj_steps_per_s"] for r in rs], "x--", label=f"{dtype}, solve")
         ax.axhline(5.8e10, ls=":", c="k", label="DiffEqGPU, V100 (f32)")
+        ax.axhline(TARGETS["lorenz"], ls="-.", c="r", label="target")
         ax.set(xlabel="trajectories N", ylabel="trajectory-steps / s", title=f"Lorenz Tsit5, {device}")
-        ax.legend()
+        ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(path, dpi=120)
 
     write("cuda_device", result, "\n".join(lines) + "\n", figure, quick)
-    return 0
+    return result
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(quick="--quick" in sys.argv))
+    raise SystemExit(0 if main(quick="--quick" in sys.argv, host="--host" in sys.argv) is not None else 2)

@@ -8,6 +8,7 @@ import numpy as np
 from ..abi import (ADAPTIVE_ARGS, CONTROLLER, FIXED_ARGS, LINEAR_ARGS, LINEAR_LAYOUT, OPERATOR_LAYOUT, STATS, operator_args,
                    param_args, weight_args)
 from .brownian import tree_positions, tree_span
+from .cuda_arrays import host
 from .linear import convolution_residual, evaluate_phi_poly
 from .philox import seed_key
 
@@ -96,8 +97,9 @@ def step_classes(grid):
     return classes, hclass.astype(np.int64)
 
 
-def run_fixed(inp, launch):
-    """Fill the fixed-step ABI (``abi.FIXED_ARGS``) from ``inp`` and ``launch(fixed)`` the kernel."""
+def run_fixed(inp, launch, xp=np):
+    """Fill the fixed-step ABI (``abi.FIXED_ARGS``) from ``inp`` and ``launch(fixed)`` the kernel; its outputs are
+    allocated by the array module ``xp`` (numpy; CuPy: on the GPU, the saved states left there)."""
     from .backend import RawResult
     grid, noise = inp.grid, inp.noise
     d, n = inp.y0.shape
@@ -109,19 +111,20 @@ def run_fixed(inp, launch):
         tree_pos = tree_positions(np.ascontiguousarray(grid.times, dtype=np.float64), t0, tree_T)
     k0, k1 = (np.uint64(k) for k in seed_key(inp.seed))
     times = np.ascontiguousarray(grid.times, dtype=np.float64)
-    out = np.empty((len(inp.save_steps), d, n), dtype=dtype)
-    retcode = np.zeros(n, dtype=np.int8)
-    stats = np.zeros((len(STATS), n), np.int64)
+    out = xp.empty((len(inp.save_steps), d, n), dtype=dtype)
+    retcode = xp.zeros(n, dtype=np.int8)
+    stats = xp.zeros((len(STATS), n), np.int64)
     fixed = dict(y0=np.ascontiguousarray(inp.y0), first=np.int64(inp.trajectories[0]), key0=k0, key1=k1, times=times,
                  tn_d=times[:-1].astype(dtype), h_d=np.diff(times).astype(dtype), hclass=step_classes(grid)[1],
                  tree_T=tree_T, tree_pos=tree_pos,
                  save_at=np.asarray(inp.save_steps, np.int64), out=out, retcode=retcode, stats=stats)
     launch(ordered(FIXED_ARGS, fixed))
-    return RawResult(grid.times[inp.save_steps], out, retcode, stats)
+    return RawResult(grid.times[inp.save_steps], out, host(retcode), host(stats))
 
 
-def run_adaptive(inp, launch, record_capacity: int = 1024):
-    """Fill the adaptive ABI (``abi.ADAPTIVE_ARGS``) from ``inp`` and ``launch(fixed)`` the kernel.
+def run_adaptive(inp, launch, record_capacity: int = 1024, xp=np):
+    """Fill the adaptive ABI (``abi.ADAPTIVE_ARGS``) from ``inp`` and ``launch(fixed)`` the kernel (outputs
+    allocated by ``xp``, as in :func:`run_fixed`).
 
     Saving every accepted step (a single trajectory, ``opts.save_times`` None) fills a buffer of
     ``record_capacity`` steps; a longer run is repeated with the buffer it needs (same steps)."""
@@ -139,11 +142,11 @@ def run_adaptive(inp, launch, record_capacity: int = 1024):
     k0, k1 = (np.uint64(k) for k in seed_key(inp.seed))
     cap = max(int(record_capacity), 2) if record else len(save_t)
     while True:
-        out = np.full((cap, d, n), np.nan, dtype=dtype)
-        out_t = np.full((cap if record else 1, n), np.nan)
-        nsaved = np.zeros(n, np.int64)
-        retcode = np.zeros(n, dtype=np.int8)
-        stats = np.zeros((len(STATS), n), np.int64)
+        out = xp.full((cap, d, n), np.nan, dtype=dtype)
+        out_t = xp.full((cap if record else 1, n), np.nan)
+        nsaved = xp.zeros(n, np.int64)
+        retcode = xp.zeros(n, dtype=np.int8)
+        stats = xp.zeros((len(STATS), n), np.int64)
         fixed = dict(y0=np.ascontiguousarray(inp.y0), first=np.int64(inp.trajectories[0]), key0=k0, key1=k1, t0=t0,
                      t1=t1, tree_T=tree_span(t0, t1), h0=float(opts.dt0 or 0.0), rtol=np.ascontiguousarray(opts.rtol.ravel(), dtype=np.float64),
                      atol=np.ascontiguousarray(opts.atol.ravel(), dtype=np.float64),
@@ -151,10 +154,11 @@ def run_adaptive(inp, launch, record_capacity: int = 1024):
                      dtmax=float(opts.dtmax), maxiters=np.int64(opts.maxiters), stops=stops, save_t=save_t,
                      record=record, out=out, out_t=out_t, nsaved=nsaved, retcode=retcode, stats=stats)
         launch(ordered(ADAPTIVE_ARGS, fixed))
-        if not record or nsaved.max() <= cap:
+        most = int(nsaved.max())
+        if not record or most <= cap:
             break
-        cap = int(nsaved.max())
+        cap = most
     if record:
         k = int(nsaved[0])
-        return RawResult(out_t[:k, 0], out[:k], retcode, stats)
-    return RawResult(save_t, out, retcode, stats)
+        return RawResult(host(out_t[:k, 0]), out[:k], host(retcode), host(stats))
+    return RawResult(save_t, out, host(retcode), host(stats))

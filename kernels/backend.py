@@ -58,6 +58,7 @@ class RunInput:
     save_steps: list | None = None  # fixed steps: grid indices saved
     opts: object | None = None     # adaptive: kernels.adaptive.Options
     progress: bool = False
+    device_output: bool = False    # the inputs were on the GPU: a GPU kernel leaves the saved states there
 
     def chunk(self, c: Chunk) -> "RunInput":
         """The inputs of trajectories c.first .. c.first + c.count - 1 alone (ValueError outside them)."""

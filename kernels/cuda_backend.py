@@ -1,7 +1,9 @@
 """Launch generated CUDA C kernels (``sdekit.codegen.emit_cuda``): one thread per trajectory.
 
 * ``backend="cuda"``: CuPy compiles the source with NVRTC (``cupy.RawModule``, cached by CuPy per
-  source and device architecture) and launches ``kernel`` on the current GPU.
+  source and device architecture) and launches ``kernel`` on the current GPU.  The outputs are allocated
+  on the GPU; the saved states stay there when the inputs came from it (``RunInput.device_output``:
+  ``sol.y`` a CuPy array, no copy through the host), else they are copied back once.
 * ``backend="cuda-host"``: the same source compiled as host C++ (``g++``, the prelude's shim) and
   ``kernel_host`` run on the CPU through ctypes, one trajectory after another: the CUDA path's
   numbers, checked against Numba without a GPU (platform-notes.md, "CUDA without a GPU").
@@ -20,6 +22,7 @@ import numpy as np
 
 from ..abi import ADAPTIVE_ARGS, FIXED_ARGS, OUTPUT_ARGS, arg_type
 from .arguments import model_arguments, run_adaptive, run_fixed, step_classes
+from .cuda_arrays import host, is_cuda_array
 from .cache import source_hash, write_source
 
 _SCALARS = {"i64": (ctypes.c_longlong, np.int64), "u64": (ctypes.c_ulonglong, np.uint64),
@@ -45,7 +48,7 @@ def _checked(names, values, state):
     for name, v in zip(names, values):
         t = arg_type(name)
         if t.endswith("[]"):
-            v = np.asarray(v)
+            v = v if is_cuda_array(v) else np.asarray(v)
             if v.dtype != _element(t[:-2], state) or not v.flags.c_contiguous:  # pragma: no cover - ABI bug
                 raise RuntimeError(f"kernel argument {name}: {v.dtype} {v.shape}, expected C-order {t}")
         out.append((t, v))
@@ -79,17 +82,25 @@ def host_library(source: str) -> ctypes.CDLL:
 
 
 class _CudaKernelBase:
+    xp = np           # the array module the kernel's outputs are allocated with (CudaKernel: CuPy, on the GPU)
+
     def __init__(self, source, arguments, adaptive: bool):
         self.source, self.arguments, self.adaptive = source, list(arguments), adaptive
 
     def run(self, inp, chunk):
+        """The chunk's RawResult; its saved states stay where the kernel wrote them (``xp``) when the inputs came
+        from the GPU (``inp.device_output``), else they are copied to the host, once."""
         inp = inp.chunk(chunk)
         n = inp.y0.shape[1]
         if self.adaptive:
             extra = model_arguments(self.arguments, inp)
-            return run_adaptive(inp, lambda fixed: self.launch(n, ADAPTIVE_ARGS, fixed, extra, inp.y0.dtype))
-        extra = model_arguments(self.arguments, inp, step_classes(inp.grid)[0])
-        return run_fixed(inp, lambda fixed: self.launch(n, FIXED_ARGS, fixed, extra, inp.y0.dtype))
+            raw = run_adaptive(inp, lambda fixed: self.launch(n, ADAPTIVE_ARGS, fixed, extra, inp.y0.dtype), xp=self.xp)
+        else:
+            extra = model_arguments(self.arguments, inp, step_classes(inp.grid)[0])
+            raw = run_fixed(inp, lambda fixed: self.launch(n, FIXED_ARGS, fixed, extra, inp.y0.dtype), xp=self.xp)
+        if not inp.device_output:
+            raw.saved = host(raw.saved)
+        return raw
 
 
 class HostCudaKernel(_CudaKernelBase):
@@ -113,12 +124,14 @@ class HostCudaKernel(_CudaKernelBase):
 
 
 class CudaKernel(_CudaKernelBase):
-    """The kernel on the GPU through CuPy: arrays copied to the device, the outputs copied back."""
+    """The kernel on the GPU through CuPy: its outputs allocated there (``xp``), the host inputs copied in.
+    ``last_launch_s``: the last launch's kernel time, by CUDA events (copies and host work excluded)."""
 
     def __init__(self, source, arguments, adaptive: bool):
         super().__init__(source, arguments, adaptive)
         cp = require_gpu()
-        self.cp = cp
+        self.cp = self.xp = cp
+        self.last_launch_s = None
         key = (source_hash(source), cp.cuda.Device().compute_capability)
         if key not in _MODULES:          # one module per source and device architecture in this process
             _MODULES[key] = cp.RawModule(code=source, options=("-std=c++17",))   # CuPy caches the NVRTC build on disk
@@ -130,15 +143,20 @@ class CudaKernel(_CudaKernelBase):
         back, args = [], [np.int64(n)]
         for name, (t, v) in zip(names, _checked(names, list(fixed) + list(extra), state)):
             if t.endswith("[]"):
-                d = cp.asarray(v)
-                if name in OUTPUT_ARGS:
+                d = cp.asarray(v)           # a device array as it is; a host one copied in
+                if name in OUTPUT_ARGS and d is not v:
                     back.append((v, d))
                 args += [d, cp.asarray(np.array(v.shape, dtype=np.int64))]
             else:
                 args.append(_element(t, state).type(v))
         kernel = self.module.get_function("kernel")
         threads = threads_per_block(kernel.max_threads_per_block)
+        start, stop = cp.cuda.Event(), cp.cuda.Event()
+        start.record()
         kernel((-(-n // threads),), (threads,), tuple(args))
+        stop.record()
+        stop.synchronize()
+        self.last_launch_s = cp.cuda.get_elapsed_time(start, stop) / 1e3
         for v, d in back:
             v[...] = cp.asnumpy(d)
 

@@ -122,6 +122,7 @@ class _Problem:
             raise ValueError(f"{type(self).__name__} needs a sdekit.{self.model_type.__name__} model, got {type(model).__name__}")
         self.model = model
         #: the inputs were CUDA arrays (CuPy, torch): they are read through the host, and ``sol.y`` is a CuPy array
+        #: (backend="cuda": the kernel's own output on the GPU)
         self.on_device = _on_device(y0, params, nets)
         self.y0 = _finite_vector(y0, model.dim, "y0")
         self.tspan = _tspan(tspan)

@@ -203,7 +203,7 @@ class Plan:
         return self.inputs.y0.shape[1]
 
     def solution(self, raw) -> Solution:
-        y = np.transpose(raw.saved, (2, 0, 1))
+        y = raw.saved.transpose(2, 0, 1)          # numpy, or CuPy when a GPU kernel left it there
         stats = {name: int(v) for name, v in zip(STATS, raw.stats.sum(axis=1))}
         times = -raw.times if self.backwards else raw.times
         if self.time_map is not None:
@@ -272,11 +272,11 @@ def solve(target, method: str, dt=None, **options) -> Solution:
 
 
 def _on_device(target, sol):
-    """CuPy / torch CUDA inputs: the solution's states come back on the device (a CuPy array); a store's
-    memory-mapped states and reductions stay where they are."""
+    """CuPy / torch CUDA inputs: the solution's states come back on the device (a CuPy array: as backend="cuda"
+    left them, or moved from the host once); a store's memory-mapped states and reductions stay where they are."""
+    from sdekit.kernels.cuda_arrays import is_cuda_array, to_device
     if getattr(target, "on_device", False) and isinstance(sol, Solution) and isinstance(sol.y, np.ndarray) \
-            and not isinstance(sol.y, np.memmap):
-        from sdekit.kernels.cuda_arrays import to_device
+            and not isinstance(sol.y, np.memmap) and not is_cuda_array(sol.y):    # a GPU kernel left it there
         sol.y = to_device(sol.y)
     return sol
 
@@ -360,7 +360,7 @@ def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, s
                    structure=form.linear_structure, Lval=_linear_value(model, scheme, params),
                    op_specs=_operator_specs(form, scheme), noise=_noise(model, scheme, problem, params),
                    seed=seed, trajectories=np.asarray(trajectories, np.int64), grid=grid, save_steps=saved_steps,
-                   opts=opts, progress=progress)
+                   opts=opts, progress=progress, device_output=bool(getattr(target, "on_device", False)))
     return Plan(kernel, inp, m.name, backend, is_ensemble, backwards, time_map)
 
 

@@ -88,3 +88,20 @@ def test_pde_targets_say_met_or_missed_and_what_limits_them():
     assert "≥ 10× scipy: **missed** (5×)" in line and "≥ 5× diffrax Tsit5: met (39×)" in line and "prime" in line
     p["time_at_1e6"]["diffrax Tsit5"] = None
     assert "≥ 5× diffrax Tsit5: not bracketed" in target_lines(p)[0]
+
+
+def test_the_gpu_run_script_runs_on_the_host():
+    """benchmarks/cuda_device.py's dry run (``--host``: backend="cuda-host", small sizes, a temporary folder): the
+    script a lent GPU runs, once, has no error left for the device to find; its rows are measured and its
+    targets say met or missed.  Without CuPy the device run itself says so and returns None."""
+    from benchmarks import cuda_device
+    result = cuda_device.main(host=True)
+    assert result["backend"] == "cuda-host" and result["array_step"] is None
+    assert all(r["max_abs_diff"] <= 1e-12 for r in result["agreement"] if r["dtype"] == "float64")
+    assert {(r["dtype"], r["n"]) for r in result["lorenz"]} == {(d, n) for d in ("float32", "float64") for n in (64, 256)}
+    assert all(r["all_success"] and r["traj_steps_per_s"] > 0 for r in result["lorenz"] + result["neural_sde"])
+    assert result["targets"][0].startswith("- Lorenz, float32:") and result["targets"][0].endswith("missed)")
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        assert cuda_device.main() is None

@@ -9,6 +9,8 @@ retcodes and kernel-counted stats agree with the Numba backend's.  Runs on a GPU
 import shutil
 import subprocess
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -452,6 +454,51 @@ def test_cuda_array_inputs_give_device_outputs(monkeypatch):
     assert not cuda_arrays.is_cuda_array(rng.normal(size=3))
 
 
+class _DeviceArray(np.ndarray):
+    """A host array that says it is a CuPy one: a GPU kernel's outputs as sdekit sees them, without a GPU."""
+
+    __module__ = "cupy._core.fake"
+    __cuda_array_interface__ = {}
+
+    def get(self):
+        return np.asarray(self).copy()
+
+
+#: the array module of _DeviceArrays (what CudaKernel.xp, CuPy, allocates the kernel's outputs with)
+_DEVICE = SimpleNamespace(**{name: (lambda f: lambda *a, **k: f(*a, **k).view(_DeviceArray))(getattr(np, name))
+                             for name in ("empty", "zeros", "full")})
+
+
+@pytest.mark.parametrize("method, kw", [("RK4", dict(dt=0.05)), ("Tsit5", dict(rtol=1e-6, atol=1e-8))])
+def test_gpu_outputs_stay_on_the_device_when_the_inputs_came_from_it(monkeypatch, method, kw):
+    """A CUDA kernel allocates its outputs with CuPy (``xp``): for inputs from the GPU its saved states are
+    ``sol.y`` as it wrote them (no round trip through the host, no ``to_device``); for host inputs they come
+    back as numpy; chunked solves gather on the host and move the result once.  The host-compiled CUDA kernel
+    stands in for the GPU, its outputs allocated as _DeviceArrays; a single problem saving every adaptive
+    step reads its step times and counts back from them too."""
+    from sdekit.kernels import cuda_arrays, cuda_backend
+    monkeypatch.setattr(cuda_backend.HostCudaKernel, "xp", _DEVICE)
+    moved = []
+    monkeypatch.setattr(cuda_arrays, "to_device", lambda a: moved.append(a) or _FakeCupyArray(a))
+    host_ens = ensemble("diagonal", n=5)
+    dev_ens = sk.Ensemble(host_ens.problem, y0=_FakeCupyArray(host_ens.y0))
+    ref = sk.solve(host_ens, method, backend="cuda-host", **kw)
+    sol = sk.solve(dev_ens, method, backend="cuda-host", **kw)
+    assert type(ref.y) is np.ndarray and type(sol.y) is _DeviceArray and not moved
+    np.testing.assert_array_equal(sol.y.get(), ref.y)
+    assert list(sol.retcodes) == list(ref.retcodes) and sol.stats == ref.stats
+    chunked = sk.solve(dev_ens, method, backend="cuda-host", chunk_size=2, **kw)
+    assert isinstance(chunked.y, _FakeCupyArray) and len(moved) == 1
+    np.testing.assert_array_equal(chunked.y.get(), ref.y)
+    one = sk.ODEProblem(model("diagonal"), y0=_FakeCupyArray(np.array([0.5, -0.2, 1.0])), tspan=(0.0, 1.0),
+                        params={"k": 1.0})
+    single, want = (sk.solve(p, method, backend="cuda-host", **kw) for p in (one, sk.ODEProblem(
+        one.model, y0=np.array([0.5, -0.2, 1.0]), tspan=(0.0, 1.0), params={"k": 1.0})))
+    assert type(single.y) is _DeviceArray and type(single.t) is np.ndarray and len(moved) == 1
+    np.testing.assert_array_equal(single.t, want.t)
+    np.testing.assert_array_equal(single.y.get(), want.y)
+
+
 def test_the_array_step_kernel_is_the_cpu_fused_pass():
     """The generated element-wise CUDA kernel (``lincomb``: a sampler's stage update Σ c_k a_k), compiled as
     host C++, against kernels.lincomb's Numba pass: float64 sums in k order, equal within FMA rounding."""
@@ -509,12 +556,29 @@ def test_the_gpu_agrees_with_numba(gpu, method, make, kw, dtype):
 
 
 @pytest.mark.gpu
-def test_device_inputs_come_back_on_the_device(gpu):
+@pytest.mark.parametrize("method, kw", [("RK4", dict(dt=0.05)), ("Tsit5", dict(rtol=1e-6, atol=1e-8))])
+def test_device_inputs_come_back_on_the_device(gpu, method, kw):
+    """CuPy and torch CUDA y0: the kernel's saved states are sol.y (a CuPy array), Numba's numbers; host inputs
+    give numpy; the launch's kernel time is read by CUDA events."""
     ens = ensemble("diagonal", n=5)
-    on = sk.Ensemble(ens.problem, y0=gpu.asarray(ens.y0))
-    sol = sk.solve(on, "RK4", dt=0.05, backend="cuda")
-    assert isinstance(sol.y, gpu.ndarray)
-    np.testing.assert_allclose(gpu.asnumpy(sol.y), sk.solve(ens, "RK4", dt=0.05, backend="numba").y, rtol=1e-12)
+    want = sk.solve(ens, method, backend="numba", **kw).y
+    inputs = [gpu.asarray(ens.y0)]
+    try:
+        import torch
+        if torch.cuda.is_available():
+            inputs.append(torch.as_tensor(ens.y0, device="cuda"))
+    except ImportError:
+        pass
+    for y0 in inputs:
+        sol = sk.solve(sk.Ensemble(ens.problem, y0=y0), method, backend="cuda", **kw)
+        assert isinstance(sol.y, gpu.ndarray)
+        np.testing.assert_allclose(gpu.asnumpy(sol.y), want, rtol=1e-11, atol=1e-12)
+    assert type(sk.solve(ens, method, backend="cuda", **kw).y) is np.ndarray
+    from sdekit.kernels.backend import Chunk
+    from sdekit.solve import plan
+    p = plan(ens, method, backend="cuda", **kw)
+    p.kernel.run(p.inputs, Chunk(0, p.n))
+    assert 0 < p.kernel.last_launch_s < 60
 
 
 @pytest.mark.gpu
