@@ -13,6 +13,7 @@ and their Jacobians (exponential Rosenbrock: a forward-mode tangent pass).  Also
 from __future__ import annotations
 
 import sympy as sp
+from sympy.codegen.ast import float32, real
 from sympy.printing.c import C99CodePrinter
 
 from ..abi import LINEAR_ARGS, LINEAR_LAYOUT, OPERATOR_LAYOUT, entry, operator_args, weight_args
@@ -52,10 +53,12 @@ template <class A, class B> __device__ __forceinline__ auto nan_max(A a, B b) ->
 
 
 class _CPrinter(C99CodePrinter):
-    """Lane expressions: state v_i -> ``st[i]``, parameter p_k -> its trajectory's value."""
+    """Lane expressions: state v_i -> ``st[i]``, parameter p_k -> its trajectory's value.
+    ``single``: sympy's float32 aliases (``1.0F/10.0F``, ``sinf``), so a float32 kernel's arithmetic stays in float32
+    (a double literal would promote it: FP64 units and conversions, 1/2 to 1/64 of the FP32 rate on GPUs)."""
 
-    def __init__(self, params):
-        super().__init__({"strict": True})
+    def __init__(self, params, single: bool = False):
+        super().__init__({"strict": True, **({"type_aliases": {real: float32}} if single else {})})
         self.params = params
 
     def _print_Max(self, e):     # the NaN rule of every backend (np.maximum), not C's fmax
@@ -164,6 +167,10 @@ class _Hooks:
                 self.noise_lowered["milstein"] = lower(milstein_terms(form), form, state_name)
             self.rhs_args |= {kind: arguments_used(form, low, args) for kind, low in self.noise_lowered.items()}
 
+    def printer(self):
+        """The model's C printer (its parameters by trajectory; float32 literals in float32 kernels)."""
+        return _CPrinter({f"p_{p.name}": p.name for p in self.form.params}, self.float32).doprint
+
     def shared_arguments(self) -> dict:
         """The network weights (name -> entries) the launch copies into shared memory once per block:
         all of them when they fit in SHARED_WEIGHT_BYTES (in the kernel's float type), else none."""
@@ -185,8 +192,7 @@ class _Hooks:
         form = self.form
         linear = part == "full" and form.linear_structure != "zero"
         low = self.lowered
-        printer = _CPrinter({f"p_{p.name}": p.name for p in form.params})
-        pr = printer.doprint
+        pr = self.printer()
         head = ", ".join(["long long tid", "double t", "const real* st", "real* out"]
                          + parameters(self.rhs_args[part]))
         with w.block(f"__device__ __forceinline__ void rhs_{part}({head}) {{"):
@@ -194,12 +200,12 @@ class _Hooks:
             for g in low.net_groups:
                 _net_pass(w, g, pr)
             for var, e in low.assignments:
-                w(f"const double {var} = {pr(e)};")
+                w(f"const real {var} = {pr(e)};")
             for i, e in enumerate(low.outputs):
                 if not linear:
                     w(f"out[{i}] = {pr(sp.sympify(e))};")
                 elif form.linear_structure == "dense":
-                    w(f"double acc{i} = {pr(e)};")
+                    w(f"real acc{i} = {pr(e)};")
                     w(f"for (int j = 0; j < D; ++j) acc{i} = acc{i} + {_linear_entry(i, 'j')} * st[j];")
                     w(f"out[{i}] = acc{i};")
                 else:
@@ -211,7 +217,7 @@ class _Hooks:
         """``noise_<increment>``: G(st, t) times the increment (ΔW, I_(1,0)/h: scalar G dW, diagonal G ⊙ dW,
         general G @ dW) or the Milstein term ½ (G'G)(ΔW² − h) (Kloeden & Platen 1992, eq. 10.3.3)."""
         form, low = self.form, self.noise_lowered[increment]
-        pr = _CPrinter({f"p_{p.name}": p.name for p in form.params}).doprint
+        pr = self.printer()
         m = form.noise_dim
         extra = ["const real* dW", "double hh"] if increment == "milstein" else ["const real* inc"]
         head = ", ".join(["long long tid", "double t", "const real* st", *extra, "real* out"]
@@ -220,11 +226,11 @@ class _Hooks:
             for g in low.net_groups:
                 _net_pass(w, g, pr)
             for var, e in low.assignments:
-                w(f"const double {var} = {pr(e)};")
+                w(f"const real {var} = {pr(e)};")
             for i in range(form.dim):
                 col = 0 if form.noise == "scalar" else i
                 if increment == "milstein":
-                    w(f"out[{i}] = 0.5 * ({pr(sp.sympify(low.outputs[i]))}) * (dW[{col}] * dW[{col}] - hh);")
+                    w(f"out[{i}] = (real)0.5 * ({pr(sp.sympify(low.outputs[i]))}) * (dW[{col}] * dW[{col}] - (real)hh);")
                 elif form.noise == "general":
                     w(f"out[{i}] = " + " + ".join(f"({pr(sp.sympify(low.outputs[i * m + j]))}) * inc[{j}]"
                                                   for j in range(m)) + ";")
@@ -237,7 +243,7 @@ class _Hooks:
         """``jac_full``: J̃ = [[L + ∂N/∂y, ∂(c + N)/∂t], [0, 0]] of one thread's state into the View J
         ((D + 1, D + 1, 1)): zeros and L by loops, then the entries whose sympy derivative is not zero."""
         form, low, d = self.form, self.jac_lowered, self.form.dim
-        pr = _CPrinter({f"p_{p.name}": p.name for p in form.params}).doprint
+        pr = self.printer()
         head = ", ".join(["long long tid", "double t", "const real* st", "View<real> J"] + parameters(self.rhs_args["jac"]))
 
         def entry(i, j):
@@ -251,7 +257,7 @@ class _Hooks:
             for g in low.net_groups:
                 _net_pass(w, g, pr)
             for var, e in low.assignments:
-                w(f"const double {var} = {pr(e)};")
+                w(f"const real {var} = {pr(e)};")
             for i, j, e in form.jacobian_entries(low.outputs, d):
                 w(f"{entry(i, j)} = {entry(i, j)} + {pr(sp.sympify(e))};")
         w("}")
@@ -316,16 +322,16 @@ class _Hooks:
         with w.block("for (int i = 0; i < D; ++i) {"):
             terms = []
             for k, term in enumerate(s.terms):
-                coef = "" if term.coef == 1 else f"({_coef(term.coef)}) * "
+                coef = "" if term.coef == 1 else f"({_coef(term.coef, self.float32)}) * "
                 if term.op is None:
                     terms.append(f"{coef}{term.vec}[i]")
                     continue
                 if term.op in jac_ops or (self.adaptive and self.form.linear_structure == "dense"):
                     A = jacobian_operator_name(term.op) if term.op in jac_ops else f"op_{term.op}"
-                    w(f"double mv{k} = 0.0;")
+                    w(f"real mv{k} = 0.0;")
                     w(f"for (int j = 0; j < D; ++j) mv{k} = mv{k} + {A}.p[i * {A}.st[0] + j * {A}.st[1]] * {term.vec}[j];")
                     if term.op in jac_ops and term.aug is not None and term.aug != 0:
-                        aug = "" if term.aug == 1 else f" * ({_coef(term.aug)})"
+                        aug = "" if term.aug == 1 else f" * ({_coef(term.aug, self.float32)})"
                         w(f"mv{k} = mv{k} + {A}.p[i * {A}.st[0] + {d} * {A}.st[1]]{aug};")
                     terms.append(f"{coef}mv{k}")
                     continue
@@ -334,7 +340,7 @@ class _Hooks:
                 if self.adaptive:       # the thread's own, computed in the IR (lane_operators)
                     terms.append(f"{coef}{table}[i] * {term.vec}[i]")
                 elif operator_layout(self.form, ops[term.op]) == "dense":
-                    w(f"double mv{k} = 0.0;")
+                    w(f"real mv{k} = 0.0;")
                     w(f"for (int j = 0; j < D; ++j) mv{k} = mv{k} + "
                       f"{table}[{flat(table, entry(OPERATOR_LAYOUT['dense'], hclass='hc', traj=traj, i='i', j='j'))}] * {term.vec}[j];")
                     terms.append(f"{coef}mv{k}")
@@ -384,12 +390,13 @@ def _net_pass(w, group, pr):
         tsrc = tdst
 
 
-def _coef(c) -> str:
+def _coef(c, single: bool = False) -> str:
     """A step coefficient (a polynomial in h and the previous steps h1, h2, ...) as C: h is the lane's
-    step h_l, h_k its k-th previous step hp<k>; evaluated in double."""
+    step h_l, h_k its k-th previous step hp<k>; in the kernel's float type (float32 literals in float32
+    kernels: ``_CPrinter``)."""
     c = sp.sympify(c)
     subs = {x: sp.Symbol("h_l" if x.name == "h" else f"hp{x.name[1:]}") for x in c.free_symbols}
-    return sp.ccode(c.subs(subs).evalf(17))
+    return sp.ccode(c.subs(subs).evalf(17), **({"type_aliases": {real: float32}} if single else {}))
 
 
 def lincomb_source(dtype: str, width: int) -> str:

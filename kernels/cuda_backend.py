@@ -180,16 +180,19 @@ def require_gpu():
     return cp
 
 
-def nvrtc_ptx(source: str, arch: str = "compute_80", optimize: bool = True) -> str:
+def nvrtc_ptx(source: str, arch: str = "compute_80", optimize: bool = True, library: str | None = None) -> str:
     """PTX of ``source`` compiled by NVRTC alone (``nvidia-cuda-nvrtc-cu12``, no CuPy or GPU needed:
     platform-notes.md), through its C API; RuntimeError with NVRTC's log when it does not compile.
     ``optimize=False`` compiles as ``-G`` (device debug, NVVM's optimiser off): the same front end and code
-    generation, about a tenth of the time for the adaptive kernels (a check that the source compiles)."""
-    import glob
+    generation, about a tenth of the time for the adaptive kernels (a check that the source compiles).
+    ``library``: another libnvrtc.so (CUDA 13's, say: the one CuPy uses on a CUDA 13 machine)."""
+    if library is None:
+        import glob
 
-    import nvidia.cuda_nvrtc as pkg
-    folder = list(pkg.__path__)[0]
-    lib = ctypes.CDLL(sorted(glob.glob(os.path.join(folder, "lib", "libnvrtc.so*")))[0])
+        import nvidia.cuda_nvrtc as pkg
+        folder = list(pkg.__path__)[0]
+        library = sorted(glob.glob(os.path.join(folder, "lib", "libnvrtc.so*")))[0]
+    lib = ctypes.CDLL(library)
     prog = ctypes.c_void_p()
 
     def call(fn, *args):

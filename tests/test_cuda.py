@@ -413,6 +413,38 @@ def test_the_printed_block_algorithms_are_the_numba_ones():
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14 * np.abs(theirs).max())
 
 
+#: PTX arithmetic on doubles and float <-> double conversions (``cvt`` between f32 and f64)
+_PTX_F64 = r"^\s+(?:(?:add|sub|mul|fma|div|neg|abs|min|max|sqrt|rcp|setp)[.a-z0-9]*\.f64|cvt[.a-z0-9]*(?:f64\.f32|f32\.f64))\b"
+
+
+@pytest.mark.parametrize("method", ["RK4", "Tsit5", "ETDRK4"])
+def test_a_float32_kernel_computes_in_float32(method):
+    """A float32 ODE kernel's stages, model and network run in float32: no double arithmetic and no float <-> double
+    conversion in its PTX (double literals used to promote them: 138 f64 operations and 124 conversions in the
+    fixed-step Lorenz Tsit5 kernel; FP64 and conversions run at 1/2 to 1/64 of the FP32 rate on GPUs).  The
+    model is autonomous, so no time is passed; sin, exp, tanh, powers, a Piecewise, a dense per-trajectory L and an
+    MLP; the float64 kernel has the same arithmetic in double."""
+    pytest.importorskip("nvidia.cuda_nvrtc", reason="nvidia-cuda-nvrtc-cu12 (the test extras) is not installed")
+    import re
+    from sdekit.kernels.cuda_backend import nvrtc_ptx
+    y = sk.states("y", 3)
+    k = sk.params("k")
+    net = sk.MLP("f", [3, 8, 3], activation="tanh")
+    L = sp.Matrix([[-2, 1, 0], [-1, -3, sp.Rational(1, 2)], [0, -sp.Rational(1, 2), -4]])
+    N = sp.Matrix([sp.sin(y[1]) / 3, sp.tanh(y[0]) * y[2] - y[1] ** 3 / 8,
+                   sp.Piecewise((sp.exp(-y[0] ** 2), y[0] > 0), (1 - y[0] ** 2 / 2, True))]) + net(y)
+    form = sk.ODE(y, k * L * y + N).form
+    m = next(x for x in CATALOGUE if x.name == method)
+    counts = {}
+    for dtype in ("float32", "float64"):
+        ptx = nvrtc_ptx(cuda_source(form, build_scheme(form, m), dtype, False, CUDA_DEVICE_FUNCTIONS))
+        # CUDA's own sinf reduces |x| > 105615 in double (Payne–Hanek): its multiply by π/2·2^-64 and the
+        # conversion back are libdevice's slow path, not the kernel's arithmetic
+        ptx = re.sub(r".*0d3BF921FB54442D19;\n\s+cvt\.rn\.f32\.f64.*\n", "", ptx)
+        counts[dtype] = len(re.findall(_PTX_F64, ptx, re.M))
+    assert counts["float32"] == 0 and counts["float64"] > 20, counts
+
+
 # ---- arrays on the device: the API boundary and the array-step kernel ----------------------------------
 
 class _FakeCupyArray:
