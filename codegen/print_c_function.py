@@ -169,9 +169,10 @@ def c_functions(fns, constants=None) -> tuple[list, list]:
 
 def c_allocation(fn, arguments, constants=None) -> list:
     """The arrays an allocation ``fn`` returns (a function whose body returns ``np.zeros``/``np.empty``
-    arrays, or a tuple of them), for a caller that declares them: (element, [dimension C texts]) per
-    array, ``element`` "double", "long long" or the C text of the argument passed as its dtype (the
-    caller resolves ``X.dtype``).  ``arguments``: the C texts of the call's arguments; the module
+    arrays, or a tuple of them), for a caller that declares them: (element, [dimension C texts], zeroed)
+    per array, ``element`` "double", "long long" or the C text of the argument passed as its dtype (the
+    caller resolves ``X.dtype``), ``zeroed``: np.zeros (np.empty: the runtime writes it before reading it,
+    so a CUDA thread leaves it uninitialised).  ``arguments``: the C texts of the call's arguments; the module
     constants the shapes read are added to ``constants`` (C name -> text, as :func:`c_functions`)."""
     py = python_function(fn)
     f = ast.parse(textwrap.dedent(inspect.getsource(py))).body[0]
@@ -198,7 +199,7 @@ def c_allocation(fn, arguments, constants=None) -> list:
             element = arguments[names.index(rest[0].id)]
         else:
             printer.fail(call, "an allocation's dtype")
-        out.append((element, dims))
+        out.append((element, dims, call.func.attr == "zeros"))
     return out
 
 

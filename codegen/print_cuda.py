@@ -346,19 +346,19 @@ class CudaLoopPrinter:
             return f"view_index({sub[0]}, 0, {self.views[sub[0]][1]}, {sub[1]})"
         return self.expr(name)
 
-    def _declare_array(self, w, name, ctype, dims):
+    def _declare_array(self, w, name, ctype, dims, zeroed=True):
         size = " * ".join(f"({d})" for d in dims)
-        w(f"{ctype} {name}_data[{size}] = {{}};")
+        w(f"{ctype} {name}_data[{size}]" + (" = {};" if zeroed else ";   /* written before it is read */"))
         w(f"View<{ctype}> {name} = view_shaped({name}_data, {', '.join(dims)});")
 
     def _allocate(self, w, s):
         """``a, b = alloc(...)``: the arrays the runtime's allocation returns, as thread-local arrays."""
         arrays = self.hooks.allocation(s.module, s.fn, [self.expr(a) if not a.endswith(".dtype") else a for a in s.args])
-        for name, (element, dims) in zip([x.strip() for x in s.result.split(",")], arrays):
+        for name, (element, dims, zeroed) in zip([x.strip() for x in s.result.split(",")], arrays):
             if element.endswith(".dtype"):
                 element = self.views[element[:-len(".dtype")]][0]
             self.views[name] = (element, len(dims))
-            self._declare_array(w, name, element, dims)
+            self._declare_array(w, name, element, dims, zeroed)
 
     def _if(self, w, s, lanes):
         if self.expr(s.cond) == "true":      # ``valid``: every thread is a trajectory

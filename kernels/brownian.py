@@ -254,9 +254,11 @@ def tree_advance(k0: np.uint64, k1: np.uint64, first: int, src: "int[:]", T: flo
 def tree_buffers(B, m):
     """A block's frontier and scratch for ``tree_start``/``tree_step``: cells ``f_lo``, ``f_hi`` int64
     (TREE_STACK,), values ``f_v`` (TREE_STACK, 2, m, B), ``meta`` int64 (2,), normals ``zbuf`` (2m, B),
-    accumulators ``acc`` (6, m, B)."""
-    return (np.zeros(TREE_STACK, np.int64), np.zeros(TREE_STACK, np.int64), np.zeros((TREE_STACK, 2, m, B)),
-            np.zeros(2, np.int64), np.zeros((2 * m, B)), np.zeros((6, m, B)))
+    accumulators ``acc`` (6, m, B).  Only ``meta`` is zeroed: the frontier is a stack read below its
+    height ``meta[0]`` (written by ``tree_start`` / ``tree_advance``), the scratch is written before it is
+    read — so a CUDA thread does not zero ~8 KiB of local memory per trajectory (m = 4)."""
+    return (np.empty(TREE_STACK, np.int64), np.empty(TREE_STACK, np.int64), np.empty((TREE_STACK, 2, m, B)),
+            np.zeros(2, np.int64), np.empty((2 * m, B)), np.empty((6, m, B)))
 
 
 @jit
@@ -274,10 +276,11 @@ def tree_step(k0: np.uint64, k1: np.uint64, first: int, src: "int[:]", T: float,
 def lane_tree_buffers(B, m):
     """Per-lane frontiers of the adaptive kernel — cells (B, 2, TREE_STACK) int64, values
     (B, TREE_STACK, 2, m, 1), meta (B, 2) int64 — at the lane's accepted time, a trial copy, and one
-    lane's scratch: normals (2m, 1), accumulators (6, m, 1), increments (m, 1) twice."""
-    return (np.zeros((B, 2, TREE_STACK), np.int64), np.zeros((B, TREE_STACK, 2, m, 1)), np.zeros((B, 2), np.int64),
-            np.zeros((B, 2, TREE_STACK), np.int64), np.zeros((B, TREE_STACK, 2, m, 1)), np.zeros((B, 2), np.int64),
-            np.zeros((2 * m, 1)), np.zeros((6, m, 1)), np.zeros((m, 1)), np.zeros((m, 1)))
+    lane's scratch: normals (2m, 1), accumulators (6, m, 1), increments (m, 1) twice.  Stacks and scratch
+    are not zeroed (as :func:`tree_buffers`; the trial copy is written by ``_copy_frontier`` first)."""
+    return (np.empty((B, 2, TREE_STACK), np.int64), np.empty((B, TREE_STACK, 2, m, 1)), np.zeros((B, 2), np.int64),
+            np.empty((B, 2, TREE_STACK), np.int64), np.empty((B, TREE_STACK, 2, m, 1)), np.zeros((B, 2), np.int64),
+            np.empty((2 * m, 1)), np.empty((6, m, 1)), np.empty((m, 1)), np.empty((m, 1)))
 
 
 @jit

@@ -6,6 +6,7 @@ host C++ through the prelude's shim and run on the CPU (``backend="cuda-host"``)
 retcodes and kernel-counted stats agree with the Numba backend's.  Runs on a GPU are in
 ``benchmarks/cuda_device.py``.
 """
+import re
 import shutil
 import subprocess
 
@@ -411,6 +412,35 @@ def test_the_printed_block_algorithms_are_the_numba_ones():
     inverse_block(M, ours, mf.inverse_block_work(m, B, M.dtype))
     mf.inverse_block(M, theirs, mf.inverse_block_work(m, B, M.dtype))
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14 * np.abs(theirs).max())
+
+
+def _poisoned(source: str) -> str:
+    """``source`` with every array the kernel leaves uninitialised (np.empty in the runtime: ``written before it is
+    read``) filled with NaN (integers: -2^62) instead — a read before a write then shows in the results."""
+    def fill(m):
+        ctype, name, size = m.group(1), m.group(2), m.group(3)
+        bad = "NAN" if ctype in ("double", "float", "real") else "(-4611686018427387904LL)"
+        return (f"{ctype} {name}_data[{size}]; for (long long q_ = 0; q_ < ({size}); ++q_) {name}_data[q_] = {bad};")
+    out, count = re.subn(r"([\w ]+?) (\w+)_data\[(.*)\];   /\* written before it is read \*/", fill, source)
+    return out if count else source
+
+
+@pytest.mark.parametrize("method, noise, kw", [("EM", "general", dict(dt=0.01)), ("SRA1", "diagonal", dict(dt=0.01)),
+                                               ("SRA1", "diagonal", dict(rtol=1e-3, atol=1e-3))])
+def test_the_uninitialised_tree_buffers_are_written_before_they_are_read(monkeypatch, method, noise, kw):
+    """The Brownian tree's stacks and scratch are np.empty in kernels.brownian, so a CUDA thread does not zero them
+    (~8 KiB of local memory per trajectory for m = 4, ~20 KiB adaptive): filled with NaN / -2^62 in the host build,
+    the trajectories, retcodes and step counts are still Numba's."""
+    from sdekit.kernels import cuda_backend
+    build = cuda_backend.host_library
+    poisoned = []
+    monkeypatch.setattr(cuda_backend, "host_library", lambda src: build(poisoned.append(_poisoned(src)) or poisoned[-1]))
+    ens = sde_ensemble(noise, next(m for m in SDE if m.name == method))
+    got = sk.solve(ens, method, backend="cuda-host", seed=3, **kw)
+    assert poisoned and poisoned[-1].count("q_ = 0") >= (5 if "dt" in kw else 8), poisoned[-1].count("q_ = 0")
+    _agree(sk.solve(ens, method, backend="numba", seed=3, **kw), got, "float64", tol=1e-12 if "dt" in kw else 1e-3,
+           steps=0.0 if "dt" in kw else 0.2)
+    assert np.all(np.isfinite(got.y))
 
 
 #: PTX arithmetic on doubles and float <-> double conversions (``cvt`` between f32 and f64)
