@@ -2,8 +2,9 @@
 
 On the device machine (the ``device`` tool; its image has CuPy, Numba and SymPy but no package index):
 ``bash benchmarks/cuda_device.sh [--quick]`` installs sdekit offline and runs
-``python -m benchmarks.cuda_device``; ``--host`` is this script's dry run on the CPU (backend="cuda-host",
-small sizes, a temporary folder: it checks the script, not the GPU; tests/test_bench.py runs it).  It
+``python -m benchmarks.cuda_device``; ``--host`` is its dry run on the CPU: the same code with
+tests/fake_cupy.py standing in for CuPy (the kernels compiled as host C++), small sizes, a temporary folder —
+it checks this script and backend="cuda"'s launch code, not the GPU (tests/test_bench.py runs it).  It
 0. runs the ``gpu``-marked tests of tests/test_cuda.py (backend="cuda" against Numba, device arrays, the
    array-step kernel) and records their summary line;
 1. checks ``backend="cuda"`` against Numba, float64 and float32, on the models of tests/test_cuda.py:
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import sympy as sp
@@ -42,8 +44,8 @@ def lorenz(n):
     return sk.Ensemble(prob, n=n)
 
 
-def agreement(backend="cuda", first=None):
-    """``backend`` against Numba on the models of tests/test_cuda.py (``first``: only that many cases)."""
+def agreement(first=None):
+    """backend="cuda" against Numba on the models of tests/test_cuda.py (``first``: only that many cases)."""
     import sdekit as sk
     sys.path.insert(0, "tests")
     from test_cuda import SDE, ensemble, sde_ensemble
@@ -60,7 +62,7 @@ def agreement(backend="cuda", first=None):
         for dtype in ("float64", "float32"):
             ens = make()
             a = sk.solve(ens, method, backend="numba", dtype=dtype, **kw)
-            b = sk.solve(ens, method, backend=backend, dtype=dtype, **kw)
+            b = sk.solve(ens, method, backend="cuda", dtype=dtype, **kw)
             rows.append(dict(method=method + (" adaptive" if "rtol" in kw else ""), dtype=dtype,
                              max_abs_diff=float(np.max(np.abs(a.y - b.y))),
                              retcodes_equal=list(a.retcodes) == list(b.retcodes), stats_numba=a.stats,
@@ -94,7 +96,7 @@ def peak_flops(facts) -> dict:
     return {"float32": fp32 * rate, "float64": fp64 * rate}
 
 
-def timed(make, method, dt, steps, sizes, backend="cuda", dtypes=("float32", "float64")):
+def timed(make, method, dt, steps, sizes, dtypes=("float32", "float64")):
     """Trajectory-steps/s of ``method`` at fixed ``dt`` on ``make(n)`` ensembles whose y0 is on the device
     (a CuPy array, so the saved states stay there: ``sol.y`` is CuPy), float32 and float64.  Per size: the
     kernel's time (CUDA events, ``CudaKernel.last_launch_s``) and the whole solve's (``sk.plan``'s validation,
@@ -102,19 +104,19 @@ def timed(make, method, dt, steps, sizes, backend="cuda", dtypes=("float32", "fl
     import sdekit as sk
     from sdekit.kernels.backend import Chunk
     from sdekit.solve import plan
-    xp = device_arrays(backend)
+    import cupy as xp
     rows = []
     for dtype in dtypes:
-        sk.solve(make(16), method, dt=dt, backend=backend, dtype=dtype)
+        sk.solve(make(16), method, dt=dt, backend="cuda", dtype=dtype)
         for n in sizes:
             ens = make(n)
             ens = sk.Ensemble(ens.problem, y0=xp.asarray(ens.y0), seed=ens.seed)
             t0 = time.perf_counter()
-            p = plan(ens, method, dt=dt, backend=backend, dtype=dtype)
+            p = plan(ens, method, dt=dt, backend="cuda", dtype=dtype)
             raw = p.kernel.run(p.inputs, Chunk(0, p.n))
             sol = p.solution(raw)
             solve_s = time.perf_counter() - t0
-            kernel_s = getattr(p.kernel, "last_launch_s", None) or solve_s
+            kernel_s = p.kernel.last_launch_s
             rows.append(dict(dtype=dtype, n=n, kernel_s=kernel_s, solve_s=solve_s,
                              traj_steps_per_s=n * steps / kernel_s, solve_traj_steps_per_s=n * steps / solve_s,
                              states_on=type(sol.y).__module__.split(".")[0],
@@ -123,24 +125,16 @@ def timed(make, method, dt, steps, sizes, backend="cuda", dtypes=("float32", "fl
     return rows
 
 
-def device_arrays(backend):
-    """The array module of the device's arrays: CuPy for backend="cuda", numpy for the host dry run."""
-    if backend == "cuda":
-        import cupy
-        return cupy
-    return np
-
-
-def throughput(sizes, **kw):
+def throughput(sizes):
     """The DiffEqGPU Lorenz benchmark: Tsit5, dt = 0.001, 1000 steps."""
-    return timed(lorenz, "Tsit5", 0.001, 1000, sizes, **kw)
+    return timed(lorenz, "Tsit5", 0.001, 1000, sizes)
 
 
-def neural_sde(sizes, peak, **kw):
+def neural_sde(sizes, peak):
     """The neural SDE of benchmarks/neural_sde.py, EM at dt = 0.01 (100 steps): trajectory-steps/s and FLOP/s
     (its FLOPS_PER_STEP) against the device's peak."""
     from .neural_sde import FLOPS_PER_STEP, problem
-    rows = timed(lambda n: problem(n)[0], "EM", 0.01, 100, sizes, **kw)
+    rows = timed(lambda n: problem(n)[0], "EM", 0.01, 100, sizes)
     for r in rows:
         r["flops"] = r["traj_steps_per_s"] * FLOPS_PER_STEP
         r["fraction_of_peak"] = r["flops"] / peak[r["dtype"]]
@@ -185,36 +179,50 @@ def target_lines(result) -> list:
     return lines or ["- no row at the targets' sizes (a quick or host run)"]
 
 
+#: trajectories per run: the device run, its --quick form, and the host dry run
+SIZES = {"full": dict(lorenz=[10**4, 10**5, 10**6, 10**7], neural=[10**4, 10**5, 10**6, 10**7], array_step=1 << 24),
+         "quick": dict(lorenz=[10**4, 10**5], neural=[10**4], array_step=1 << 24),
+         "host": dict(lorenz=[64, 256], neural=[64], array_step=1 << 12)}
+
+
+def gpu_tests() -> list:
+    """The summary line of the gpu-marked tests of tests/test_cuda.py, run on this device."""
+    import subprocess
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n0", "-m", "gpu", "tests/test_cuda.py"],
+                           capture_output=True, text=True)
+    print(tests.stdout[-2000:], flush=True)
+    return tests.stdout.strip().splitlines()[-1:]
+
+
 def main(quick: bool = False, host: bool = False) -> dict | None:
-    """The device run's result (None without CuPy or a GPU: it says which is missing); ``host``: the script's
-    dry run on the CPU (backend="cuda-host", small sizes, nothing of CuPy), written to a temporary folder — it
-    checks the script, not the GPU."""
+    """The device run's result (None without CuPy or a GPU: it says which is missing).  ``host``: the dry run
+    — the same code with tests/fake_cupy.py standing in for CuPy (the kernels as host C++), small sizes, one
+    agreement case, written to a temporary folder: it checks this script and the launch code, not the GPU."""
     if host:
-        backend, device, quick = "cuda-host", "host CPU (cuda-host dry run: not GPU figures)", True
-        peak = {"float32": float("nan"), "float64": float("nan")}
-        gpu_tests, sizes = ["not run (host dry run)"], dict(lorenz=[64, 256], neural=[64])
-    else:
-        from sdekit.kernels.cuda_backend import require_gpu
-        try:
-            cp = require_gpu()
-        except RuntimeError as e:
-            print(e)
-            return None
-        backend = "cuda"
-        facts = device_facts(cp)
-        device, peak = facts["name"], peak_flops(facts)
-        import subprocess    # the gpu-marked tests of tests/test_cuda.py, on this device
-        tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n0", "-m", "gpu", "tests/test_cuda.py"],
-                               capture_output=True, text=True)
-        print(tests.stdout[-2000:], flush=True)
-        gpu_tests = tests.stdout.strip().splitlines()[-1:]
-        sizes = dict(lorenz=[10**4, 10**5] if quick else [10**4, 10**5, 10**6, 10**7],
-                     neural=[10**4] if quick else [10**4, 10**5, 10**6, 10**7])
-    result = dict(machine=machine(), device=device, backend=backend, peak_flops=peak, gpu_tests=gpu_tests,
-                  agreement=agreement(backend, first=1 if host else None),
-                  lorenz=throughput(sizes["lorenz"], backend=backend),
-                  neural_sde=neural_sde(sizes["neural"], peak, backend=backend),
-                  array_step=None if host else array_step())
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        import fake_cupy
+        with fake_cupy.installed():
+            return _run(quick=True, host=True)
+    return _run(quick, host=False)
+
+
+def _run(quick: bool, host: bool) -> dict | None:
+    from sdekit.kernels.cuda_backend import require_gpu
+    try:
+        cp = require_gpu()
+    except RuntimeError as e:
+        print(e)
+        return None
+    facts = device_facts(cp)
+    device, peak = facts["name"], peak_flops(facts)
+    if host:
+        device += " (host dry run: not GPU figures)"
+    sizes = SIZES["host" if host else "quick" if quick else "full"]
+    result = dict(machine=machine(), device=device, peak_flops=peak,
+                  gpu_tests=["not run (host dry run)"] if host else gpu_tests(),
+                  agreement=agreement(first=1 if host else None),
+                  lorenz=throughput(sizes["lorenz"]), neural_sde=neural_sde(sizes["neural"], peak),
+                  array_step=array_step(sizes["array_step"]))
     result["targets"] = target_lines(result)
     lines = [f"# CUDA backend on {device}", "", f"gpu-marked tests: {' '.join(result['gpu_tests'])}", "",
              "Trajectory-steps/s by the kernel's time (CUDA events); the solve's time adds validation and the inputs' "
@@ -235,9 +243,8 @@ def main(quick: bool = False, host: bool = False) -> dict | None:
     lines += [f"| {r['dtype']} | {r['n']} | {r['kernel_s']:.4f} | {r['solve_s']:.3f} | {r['traj_steps_per_s']:.3g} "
               f"| {r['flops'] / 1e9:.0f} | {100 * r['fraction_of_peak']:.1f}% |" for r in result["neural_sde"]]
     a = result["array_step"]
-    if a is not None:
-        lines += ["", f"Array-step kernel, 8 float32 arrays of {a['n']}: {a['gb_per_s']:.0f} GB/s "
-                  f"({1e3 * a['wall_s']:.2f} ms; max |Δ| vs CuPy float64 sum {a['max_abs_diff']:.1e})"]
+    lines += ["", f"Array-step kernel, 8 float32 arrays of {a['n']}: {a['gb_per_s']:.0f} GB/s "
+              f"({1e3 * a['wall_s']:.2f} ms; max |Δ| vs CuPy float64 sum {a['max_abs_diff']:.1e})"]
 
     def figure(path):
         import matplotlib.pyplot as plt

@@ -10,8 +10,6 @@ import re
 import shutil
 import subprocess
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import sympy as sp
@@ -516,49 +514,85 @@ def test_cuda_array_inputs_give_device_outputs(monkeypatch):
     assert not cuda_arrays.is_cuda_array(rng.normal(size=3))
 
 
-class _DeviceArray(np.ndarray):
-    """A host array that says it is a CuPy one: a GPU kernel's outputs as sdekit sees them, without a GPU."""
-
-    __module__ = "cupy._core.fake"
-    __cuda_array_interface__ = {}
-
-    def get(self):
-        return np.asarray(self).copy()
-
-
-#: the array module of _DeviceArrays (what CudaKernel.xp, CuPy, allocates the kernel's outputs with)
-_DEVICE = SimpleNamespace(**{name: (lambda f: lambda *a, **k: f(*a, **k).view(_DeviceArray))(getattr(np, name))
-                             for name in ("empty", "zeros", "full")})
+@pytest.fixture
+def fake_cupy():
+    """tests/fake_cupy.py as ``cupy``: backend="cuda" runs its own launch code, the kernel as host C++."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    import fake_cupy as fake
+    with fake.installed() as cp:
+        yield cp
 
 
-@pytest.mark.parametrize("method, kw", [("RK4", dict(dt=0.05)), ("Tsit5", dict(rtol=1e-6, atol=1e-8))])
-def test_gpu_outputs_stay_on_the_device_when_the_inputs_came_from_it(monkeypatch, method, kw):
-    """A CUDA kernel allocates its outputs with CuPy (``xp``): for inputs from the GPU its saved states are
-    ``sol.y`` as it wrote them (no round trip through the host, no ``to_device``); for host inputs they come
-    back as numpy; chunked solves gather on the host and move the result once.  The host-compiled CUDA kernel
-    stands in for the GPU, its outputs allocated as _DeviceArrays; a single problem saving every adaptive
-    step reads its step times and counts back from them too."""
-    from sdekit.kernels import cuda_arrays, cuda_backend
-    monkeypatch.setattr(cuda_backend.HostCudaKernel, "xp", _DEVICE)
-    moved = []
-    monkeypatch.setattr(cuda_arrays, "to_device", lambda a: moved.append(a) or _FakeCupyArray(a))
-    host_ens = ensemble("diagonal", n=5)
-    dev_ens = sk.Ensemble(host_ens.problem, y0=_FakeCupyArray(host_ens.y0))
-    ref = sk.solve(host_ens, method, backend="cuda-host", **kw)
-    sol = sk.solve(dev_ens, method, backend="cuda-host", **kw)
-    assert type(ref.y) is np.ndarray and type(sol.y) is _DeviceArray and not moved
-    np.testing.assert_array_equal(sol.y.get(), ref.y)
-    assert list(sol.retcodes) == list(ref.retcodes) and sol.stats == ref.stats
-    chunked = sk.solve(dev_ens, method, backend="cuda-host", chunk_size=2, **kw)
-    assert isinstance(chunked.y, _FakeCupyArray) and len(moved) == 1
-    np.testing.assert_array_equal(chunked.y.get(), ref.y)
-    one = sk.ODEProblem(model("diagonal"), y0=_FakeCupyArray(np.array([0.5, -0.2, 1.0])), tspan=(0.0, 1.0),
+@pytest.mark.parametrize("method, make, kw", [
+    ("RK4", lambda: ensemble("dense", n=5), dict(dt=0.05)),
+    ("Tsit5", lambda: ensemble("diagonal", n=5), dict(rtol=1e-6, atol=1e-8)),
+    ("EM", lambda: sde_ensemble("general", next(m for m in SDE if m.name == "EM"), n=5), dict(dt=0.01, seed=3)),
+    ("SRA1", lambda: sde_ensemble("diagonal", next(m for m in SDE if m.name == "SRA1"), n=5),
+     dict(rtol=1e-3, atol=1e-3, seed=3))])
+def test_backend_cuda_runs_its_launch_code_through_a_stand_in_for_cupy(fake_cupy, method, make, kw):
+    """``CudaKernel`` on tests/fake_cupy.py: its launch (outputs allocated on the device, the host inputs copied
+    in, launch configuration, events) gives cuda-host's numbers exactly, Numba's to 1e-12 (adaptive SDEs: to the
+    tolerance).  Host inputs: sol.y is numpy, the saved states copied back once (and the empty outputs never
+    copied in).  Device inputs: sol.y is the device array the kernel wrote — only the retcodes and step counts go
+    to the host (y0 was read once, for validation, when the Ensemble was made)."""
+    from sdekit.kernels.backend import Chunk
+    from sdekit.solve import plan
+    ens = make()
+    want = sk.solve(ens, method, backend="cuda-host", **kw)
+    got = sk.solve(ens, method, backend="cuda", **kw)
+    assert type(got.y) is np.ndarray and got.backend == "cuda"
+    np.testing.assert_array_equal(got.y, want.y)
+    assert list(got.retcodes) == list(want.retcodes) and got.stats == want.stats
+    if method != "SRA1":     # adaptive SDEs: cuda-host against Numba in test_host_compiled_cuda_adaptive_sde_...
+        _agree(sk.solve(ens, method, backend="numba", **kw), got, "float64")
+    n, d = ens.y0.shape
+    saved = (got.y.shape[1], d, n)                          # the kernel's output (nsave, d, n)
+    fake_cupy.reset()
+    sk.solve(ens, method, backend="cuda", **kw)
+    assert [c for c in fake_cupy.COPIES["log"] if c[1] == saved] == [("to_host", saved)], fake_cupy.COPIES["log"]
+    small = n * (1 + 3 * 8)                                 # retcodes (int8) and step counts (3 x int64)
+
+    on_device = sk.Ensemble(ens.problem, y0=fake_cupy.asarray(ens.y0), seed=ens.seed)
+    fake_cupy.reset()
+    sol = sk.solve(on_device, method, backend="cuda", **kw)
+    assert type(sol.y) is fake_cupy.ndarray
+    assert fake_cupy.COPIES["to_host"] <= small, [c for c in fake_cupy.COPIES["log"] if c[0] == "to_host"]
+    np.testing.assert_array_equal(sol.y.get(), want.y)
+    p = plan(on_device, method, backend="cuda", **kw)
+    p.kernel.run(p.inputs, Chunk(0, p.n))
+    assert p.kernel.last_launch_s > 0
+    chunked = sk.solve(on_device, method, backend="cuda", chunk_size=2, **kw)      # chunks gather on the host
+    assert type(chunked.y) is fake_cupy.ndarray
+    np.testing.assert_array_equal(chunked.y.get(), want.y)
+
+
+def test_a_single_problem_from_the_device_records_its_adaptive_steps_there(fake_cupy):
+    """One problem saving every accepted step (the adaptive record buffer): its step times come back to the host,
+    its states stay on the device."""
+    one = sk.ODEProblem(model("diagonal"), y0=fake_cupy.asarray(np.array([0.5, -0.2, 1.0])), tspan=(0.0, 1.0),
                         params={"k": 1.0})
-    single, want = (sk.solve(p, method, backend="cuda-host", **kw) for p in (one, sk.ODEProblem(
-        one.model, y0=np.array([0.5, -0.2, 1.0]), tspan=(0.0, 1.0), params={"k": 1.0})))
-    assert type(single.y) is _DeviceArray and type(single.t) is np.ndarray and len(moved) == 1
-    np.testing.assert_array_equal(single.t, want.t)
-    np.testing.assert_array_equal(single.y.get(), want.y)
+    host = sk.ODEProblem(one.model, y0=np.array([0.5, -0.2, 1.0]), tspan=(0.0, 1.0), params={"k": 1.0})
+    sol, want = (sk.solve(p, "Tsit5", backend="cuda", rtol=1e-6, atol=1e-8) for p in (one, host))
+    assert type(sol.y) is fake_cupy.ndarray and type(sol.t) is np.ndarray and len(sol.t) > 5
+    np.testing.assert_array_equal(sol.t, want.t)
+    np.testing.assert_array_equal(sol.y.get(), want.y)
+
+
+def test_the_array_step_kernel_through_a_stand_in_for_cupy(fake_cupy):
+    """``fused_cuda`` (a sampler's stage update on CUDA arrays) launches the generated ``lincomb`` kernel in passes
+    of WIDTH arrays: kernels.lincomb's float64 sums in k order, in the arrays' type and shape."""
+    from sdekit.kernels.cuda_arrays import fused_cuda
+    from sdekit.kernels.lincomb import fused
+    rng = np.random.default_rng(0)
+    for dtype, tol in (("float64", 1e-15), ("float32", 1e-7)):
+        arrays = [rng.normal(size=(30, 70)).astype(dtype) for _ in range(11)]      # two passes of WIDTH arrays
+        coefs = rng.normal(size=11)
+        got = fused_cuda(coefs, [fake_cupy.asarray(a) for a in arrays])
+        assert type(got) is fake_cupy.ndarray and got.shape == (30, 70) and got.dtype == dtype
+        want = fused(coefs, [a.ravel() for a in arrays]).reshape(30, 70)
+        assert np.abs(got.get() - want).max() <= tol * np.abs(want).max()
 
 
 def test_the_array_step_kernel_is_the_cpu_fused_pass():
