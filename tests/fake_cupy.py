@@ -2,12 +2,14 @@
 ``CudaKernel`` (output allocation on the device, copies in and back, launch arguments and configuration,
 CUDA events) and ``fused_cuda`` — runs in CI, not only where a GPU is lent.
 
-* "Device" arrays are numpy arrays of :class:`ndarray`, a class whose module says cupy (what
-  ``kernels.cuda_arrays.is_cuda_array`` reads); every copy between host and "device" is counted in
-  :data:`COPIES` (bytes each way).
+* A "device" array (:class:`ndarray`) holds host memory but is no numpy array: converting it to one
+  implicitly raises TypeError, as CuPy does (``.get()`` / :func:`asnumpy` copy explicitly).  Every copy
+  between host and "device" is logged in :data:`COPIES`.
 * ``RawModule`` compiles the CUDA source as host C++ (the prelude's shim: ``cuda_backend.host_library``)
-  and a launch runs the kernel's ``<name>_host`` loop over threads with the same arguments.  A launch
-  refuses a host array (on a GPU: an illegal address) and a grid that does not cover the ``n`` threads.
+  and a launch runs ``<name>_host`` with the same arguments.  It checks them against the ``__global__``
+  signature as a GPU would need them: a device array for each pointer (of its element type), a numpy
+  scalar of exactly the C type for each value (CuPy passes a scalar by its dtype's size: another one would
+  shift every later argument); and, for the one-thread-per-trajectory ``kernel``, a grid covering n.
 
 What it cannot show is the GPU's numbers and speed: the ``gpu``-marked tests and
 ``benchmarks/cuda_device.py`` are for a lent GPU.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import re
 import sys
 import time
 import types
@@ -32,92 +35,180 @@ def _count(direction, a):
     COPIES["log"].append((direction, a.shape))
 
 
-class ndarray(np.ndarray):
-    """A "device" array: host memory that sdekit takes for a CuPy array."""
+class ndarray:
+    """A "device" array: host memory ``_a`` behind CuPy's face (no implicit conversion to numpy)."""
 
-    __module__ = "cupy._core.fake"
+    __module__ = "cupy._core.core"
+
+    def __init__(self, a):
+        self._a = a
+
+    shape = property(lambda self: self._a.shape)
+    dtype = property(lambda self: self._a.dtype)
+    ndim = property(lambda self: self._a.ndim)
+    size = property(lambda self: self._a.size)
+    nbytes = property(lambda self: self._a.nbytes)
+    flags = property(lambda self: self._a.flags)
 
     @property
     def __cuda_array_interface__(self):
-        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.ctypes.data, False), "version": 3}
+        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self._a.ctypes.data, False), "version": 3}
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct a "
+                        "NumPy array explicitly.")
 
     def get(self):
         return asnumpy(self)
 
+    def __getitem__(self, index):
+        return _result(self._a[index])
 
-def _device(a) -> ndarray:
-    return np.asarray(a).view(ndarray)
+    def __setitem__(self, index, value):
+        if isinstance(value, np.ndarray) and value.ndim:
+            raise TypeError("a host numpy array assigned into a device array (CuPy: use cupy.asarray)")
+        self._a[index] = value._a if isinstance(value, ndarray) else value
+
+    def transpose(self, *axes):
+        return ndarray(self._a.transpose(*axes))
+
+    def reshape(self, *shape):
+        return ndarray(self._a.reshape(*shape))
+
+    def max(self):
+        return ndarray(np.asarray(self._a.max()))
+
+    def __int__(self):
+        return int(self._a)
+
+    def __float__(self):
+        return float(self._a)
+
+    def __bool__(self):
+        return bool(self._a)
+
+    def __len__(self):
+        return len(self._a)
+
+    def __repr__(self):
+        return f"fake_cupy.ndarray({self._a!r})"
+
+
+def _result(a):
+    return ndarray(a) if isinstance(a, np.ndarray) else ndarray(np.asarray(a))
+
+
+def _host(a, where):
+    if isinstance(a, ndarray):
+        return a._a
+    raise TypeError(f"{where}: {type(a).__name__} is not a device array")
 
 
 def asarray(a, dtype=None):
-    """``a`` itself when it is a device array of that dtype, else a copy on the "device" (counted)."""
-    if isinstance(a, ndarray) and (dtype is None or a.dtype == np.dtype(dtype)):
-        return a
-    if not isinstance(a, ndarray):
-        _count("to_device", np.asarray(a))
-    return _device(np.array(a, dtype=dtype, order="C"))
+    """``a`` itself when it is a device array of that dtype, else a copy on the "device" (logged)."""
+    if isinstance(a, ndarray):
+        return a if dtype is None or a.dtype == np.dtype(dtype) else ndarray(a._a.astype(dtype))
+    host = np.array(a, dtype=dtype, order="C")
+    _count("to_device", host)
+    return ndarray(host)
 
 
 def asnumpy(a):
-    a = np.asarray(a)
+    a = _host(a, "asnumpy") if isinstance(a, ndarray) else np.asarray(a)
     _count("to_host", a)
     return np.array(a, order="C")
 
 
 def ascontiguousarray(a):
-    return a if isinstance(a, ndarray) and a.flags.c_contiguous else asarray(np.ascontiguousarray(a))
+    if isinstance(a, ndarray):
+        return a if a.flags.c_contiguous else ndarray(np.ascontiguousarray(a._a))
+    return asarray(np.ascontiguousarray(a))
 
 
 def empty(shape, dtype=float):
-    return _device(np.empty(shape, dtype))
+    return ndarray(np.empty(shape, dtype))
 
 
 def zeros(shape, dtype=float):
-    return _device(np.zeros(shape, dtype))
+    return ndarray(np.zeros(shape, dtype))
 
 
 def full(shape, value, dtype=None):
-    return _device(np.full(shape, value, dtype))
+    return ndarray(np.full(shape, value, dtype))
 
 
 def empty_like(a):
-    return _device(np.empty_like(np.asarray(a)))
+    return ndarray(np.empty_like(_host(a, "empty_like")))
 
 
-_SCALARS = {np.int64: ctypes.c_longlong, np.uint64: ctypes.c_ulonglong, np.float64: ctypes.c_double,
-            np.float32: ctypes.c_float, np.int8: ctypes.c_byte, np.bool_: ctypes.c_bool}
+float32, float64 = np.float32, np.float64
+random = types.SimpleNamespace(
+    standard_normal=lambda n, dtype=float: ndarray(np.random.default_rng(0).standard_normal(n).astype(dtype)))
+
+# ---- kernels ------------------------------------------------------------------------------------------------
+
+#: C parameter type -> the numpy scalar / element type CuPy must be given for it
+_C_TYPES = {"long long": np.int64, "unsigned long long": np.uint64, "double": np.float64, "float": np.float32,
+            "signed char": np.int8, "bool": np.bool_}
+_CTYPES = {np.int64: ctypes.c_longlong, np.uint64: ctypes.c_ulonglong, np.float64: ctypes.c_double,
+           np.float32: ctypes.c_float, np.int8: ctypes.c_byte, np.bool_: ctypes.c_bool}
+#: kernels that loop over their grid (any launch covers n); the others run one thread per item
+GRID_STRIDE = {"lincomb"}
+
+
+def signatures(code: str) -> dict:
+    """``{name: [(is_pointer, numpy type), ...]}`` of the source's ``extern "C" __global__`` functions."""
+    real = re.search(r"typedef (float|double) real;", code)
+    types_ = dict(_C_TYPES, real=_C_TYPES[real.group(1)] if real else None)
+    out = {}
+    for name, params in re.findall(r'extern "C" __global__ void (\w+)\(([^)]*)\)', code):
+        sig = []
+        for p in params.split(","):
+            p = re.sub(r"\b(const|__restrict__)\b", " ", p).strip()
+            pointer = "*" in p
+            ctype = " ".join(p.replace("*", " ").split()[:-1])
+            sig.append((pointer, types_[ctype]))
+        out[name] = sig
+    return out
 
 
 class _Kernel:
-    """A ``RawKernel``: ``kernel(grid, block, args)`` runs ``<name>_host(*args)`` (a loop over the n threads)."""
+    """A ``RawKernel``: ``kernel(grid, block, args)`` checks the arguments against the signature and runs
+    ``<name>_host(*args)`` (a loop over the n threads)."""
 
     max_threads_per_block = 1024
 
-    def __init__(self, fn):
-        self.fn = fn
+    def __init__(self, name, fn, signature):
+        self.name, self.fn, self.signature = name, fn, signature
 
     def __call__(self, grid, block, args):
         n = int(args[0])
-        if grid[0] * block[0] < n or block[0] > self.max_threads_per_block:
+        if block[0] > self.max_threads_per_block or (self.name not in GRID_STRIDE and grid[0] * block[0] < n):
             raise ValueError(f"launch of {grid} x {block} threads for n = {n}")
+        if len(args) != len(self.signature):
+            raise TypeError(f"{self.name}: {len(args)} arguments for {len(self.signature)} parameters")
         c = []
-        for a in args:
-            if isinstance(a, np.ndarray):
+        for k, (a, (pointer, want)) in enumerate(zip(args, self.signature)):
+            if pointer:
                 if not isinstance(a, ndarray):
-                    raise TypeError(f"a host array {a.dtype} {a.shape} passed to a GPU kernel")
-                c.append(ctypes.c_void_p(a.ctypes.data))
+                    raise TypeError(f"{self.name} argument {k}: {type(a).__name__}, not a device array")
+                if a.dtype != want:
+                    raise TypeError(f"{self.name} argument {k}: a {a.dtype} array for a {np.dtype(want)} pointer")
+                c.append(ctypes.c_void_p(a._a.ctypes.data))
             else:
-                c.append(_SCALARS[type(a)](a))
+                if type(a) is not want:
+                    raise TypeError(f"{self.name} argument {k}: {type(a).__name__} for a {np.dtype(want)} parameter")
+                c.append(_CTYPES[want](a))
         self.fn(*c)
 
 
 class RawModule:
     def __init__(self, code, options=()):
         from sdekit.kernels.cuda_backend import host_library
-        self.lib = host_library(code)
+        self.lib, self.signatures = host_library(code), signatures(code)
 
     def get_function(self, name):
-        return _Kernel(getattr(self.lib, f"{name}_host"))
+        return _Kernel(name, getattr(self.lib, f"{name}_host"), self.signatures[name])
 
 
 class _Event:
@@ -140,12 +231,6 @@ cuda = types.SimpleNamespace(
     runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, deviceSynchronize=lambda: None,
                                   getDeviceProperties=lambda i: dict(_PROPERTIES),
                                   deviceGetAttribute=lambda attr, i: {13: 1_980_000}[attr]))
-float32, float64 = np.float32, np.float64
-random = types.SimpleNamespace(standard_normal=lambda n, dtype=float: _device(np.random.default_rng(0).standard_normal(n).astype(dtype)))
-
-
-def abs(a):      # noqa: A001 - cupy.abs
-    return _device(np.abs(a))
 
 
 @contextlib.contextmanager

@@ -90,15 +90,16 @@ def test_pde_targets_say_met_or_missed_and_what_limits_them():
     assert "≥ 5× diffrax Tsit5: not bracketed" in target_lines(p)[0]
 
 
-def test_the_gpu_run_script_runs_on_the_host():
+def test_the_gpu_run_script_runs_on_the_host(tmp_path):
     """benchmarks/cuda_device.py's dry run (``--host``: tests/fake_cupy.py standing in for CuPy, the kernels as host
     C++, small sizes, a temporary folder): the script a lent GPU runs, once, has no error left for the device to
-    find; its rows are measured, the states stay on the "device", the peak is read from the device's properties
+    find; each stage's rows are saved as they come (``out``), they are measured, the states stay on the "device", the peak is read from the device's properties
     (CUDA 13: the clock by attribute) and the targets say met or missed.  Without CuPy the device run itself says
     so and returns None (and the stand-in is gone again)."""
     from benchmarks import cuda_device
-    result = cuda_device.main(host=True)
+    result = cuda_device.main(host=True, out=str(tmp_path))
     assert result["device"].endswith("(host dry run: not GPU figures)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"cuda_device.{x}" for x in ("json", "md", "partial.json", "png")]
     assert result["peak_flops"]["float32"] == 132 * 128 * 2 * 1.98e9
     assert all(r["max_abs_diff"] <= 1e-12 for r in result["agreement"] if r["dtype"] == "float64")
     assert {(r["dtype"], r["n"]) for r in result["lorenz"]} == {(d, n) for d in ("float32", "float64") for n in (64, 256)}

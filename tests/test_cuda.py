@@ -423,21 +423,24 @@ def _poisoned(source: str) -> str:
     return out if count else source
 
 
-@pytest.mark.parametrize("method, noise, kw", [("EM", "general", dict(dt=0.01)), ("SRA1", "diagonal", dict(dt=0.01)),
-                                               ("SRA1", "diagonal", dict(rtol=1e-3, atol=1e-3))])
-def test_the_uninitialised_tree_buffers_are_written_before_they_are_read(monkeypatch, method, noise, kw):
-    """The Brownian tree's stacks and scratch are np.empty in kernels.brownian, so a CUDA thread does not zero them
-    (~8 KiB of local memory per trajectory for m = 4, ~20 KiB adaptive): filled with NaN / -2^62 in the host build,
-    the trajectories, retcodes and step counts are still Numba's."""
+@pytest.mark.parametrize("method, noise, kw, uninitialised", [
+    ("EM", "general", dict(dt=0.01, seed=3), 5), ("SRA1", "diagonal", dict(dt=0.01, seed=3), 5),
+    ("SRA1", "diagonal", dict(rtol=1e-3, atol=1e-3, seed=3), 8), ("Exprb43", None, dict(rtol=1e-7, atol=1e-9), 1)])
+def test_the_uninitialised_buffers_are_written_before_they_are_read(monkeypatch, method, noise, kw, uninitialised):
+    """Allocations that are np.empty in the runtime (the Brownian tree's stacks and scratch, kernels.brownian; the
+    φ-block work arrays, kernels.matfun) are left uninitialised by a CUDA thread — no ~8 KiB (m = 4) to ~20 KiB
+    (adaptive) of local memory zeroed per trajectory: filled with NaN / -2^62 in the host build, the trajectories,
+    retcodes and step counts are still Numba's (SDEs, and an adaptive exponential Rosenbrock method on a dense L)."""
     from sdekit.kernels import cuda_backend
     build = cuda_backend.host_library
     poisoned = []
     monkeypatch.setattr(cuda_backend, "host_library", lambda src: build(poisoned.append(_poisoned(src)) or poisoned[-1]))
-    ens = sde_ensemble(noise, next(m for m in SDE if m.name == method))
-    got = sk.solve(ens, method, backend="cuda-host", seed=3, **kw)
-    assert poisoned and poisoned[-1].count("q_ = 0") >= (5 if "dt" in kw else 8), poisoned[-1].count("q_ = 0")
-    _agree(sk.solve(ens, method, backend="numba", seed=3, **kw), got, "float64", tol=1e-12 if "dt" in kw else 1e-3,
-           steps=0.0 if "dt" in kw else 0.2)
+    ens = ensemble("dense", n=9) if noise is None else sde_ensemble(noise, next(m for m in SDE if m.name == method))
+    got = sk.solve(ens, method, backend="cuda-host", **kw)
+    assert poisoned and poisoned[-1].count("q_ = 0") >= uninitialised, poisoned[-1].count("q_ = 0")
+    adaptive_sde = noise is not None and "rtol" in kw
+    _agree(sk.solve(ens, method, backend="numba", **kw), got, "float64", tol=1e-3 if adaptive_sde else None,
+           steps=0.2 if adaptive_sde else 0.0)
     assert np.all(np.isfinite(got.y))
 
 
