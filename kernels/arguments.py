@@ -154,8 +154,10 @@ def run_adaptive(inp, launch, record_capacity: int = 1024, xp=np):
                      dtmax=float(opts.dtmax), maxiters=np.int64(opts.maxiters), stops=stops, save_t=save_t,
                      record=record, out=out, out_t=out_t, nsaved=nsaved, retcode=retcode, stats=stats)
         launch(ordered(ADAPTIVE_ARGS, fixed))
-        most = int(nsaved.max())
-        if not record or most <= cap:
+        if not record:
+            break
+        most = int(nsaved.max())        # (from the GPU: one number read back)
+        if most <= cap:
             break
         cap = most
     if record:
