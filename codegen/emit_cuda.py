@@ -58,7 +58,7 @@ class _CPrinter(C99CodePrinter):
     (a double literal would promote it: FP64 units and conversions, 1/2 to 1/64 of the FP32 rate on GPUs)."""
 
     def __init__(self, params, single: bool = False):
-        super().__init__({"strict": True, **({"type_aliases": {real: float32}} if single else {})})
+        super().__init__({"strict": True, **_float_type(single)})
         self.params = params
 
     def _print_Max(self, e):     # the NaN rule of every backend (np.maximum), not C's fmax
@@ -396,7 +396,12 @@ def _coef(c, single: bool = False) -> str:
     kernels: ``_CPrinter``)."""
     c = sp.sympify(c)
     subs = {x: sp.Symbol("h_l" if x.name == "h" else f"hp{x.name[1:]}") for x in c.free_symbols}
-    return sp.ccode(c.subs(subs).evalf(17), **({"type_aliases": {real: float32}} if single else {}))
+    return sp.ccode(c.subs(subs).evalf(17), **_float_type(single))
+
+
+def _float_type(single: bool) -> dict:
+    """sympy C printer settings for the kernel's float type: float32 literals and functions when ``single``."""
+    return {"type_aliases": {real: float32}} if single else {}
 
 
 def lincomb_source(dtype: str, width: int) -> str:

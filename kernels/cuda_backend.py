@@ -20,7 +20,7 @@ import tempfile
 
 import numpy as np
 
-from ..abi import ADAPTIVE_ARGS, FIXED_ARGS, OUTPUT_ARGS, arg_type
+from ..abi import ADAPTIVE_ARGS, FIXED_ARGS, arg_type
 from .arguments import model_arguments, run_adaptive, run_fixed, step_classes
 from .cuda_arrays import host, is_cuda_array
 from .cache import source_hash, write_source
@@ -130,7 +130,7 @@ class CudaKernel(_CudaKernelBase):
     def __init__(self, source, arguments, adaptive: bool):
         super().__init__(source, arguments, adaptive)
         cp = require_gpu()
-        self.cp = self.xp = cp
+        self.xp = cp
         self.last_launch_s = None
         key = (source_hash(source), cp.cuda.Device().compute_capability)
         if key not in _MODULES:          # one module per source and device architecture in this process
@@ -138,15 +138,12 @@ class CudaKernel(_CudaKernelBase):
         self.module = _MODULES[key]
 
     def launch(self, n, spec, fixed, extra, state):
-        cp = self.cp
+        cp = self.xp
         names = list(spec) + self.arguments
-        back, args = [], [np.int64(n)]
-        for name, (t, v) in zip(names, _checked(names, list(fixed) + list(extra), state)):
-            if t.endswith("[]"):
-                d = cp.asarray(v)           # a device array as it is; a host one copied in
-                if name in OUTPUT_ARGS and d is not v:
-                    back.append((v, d))
-                args += [d, cp.asarray(np.array(v.shape, dtype=np.int64))]
+        args = [np.int64(n)]
+        for t, v in _checked(names, list(fixed) + list(extra), state):
+            if t.endswith("[]"):      # the outputs are on the device already (run_* allocate them with xp)
+                args += [cp.asarray(v), cp.asarray(np.array(v.shape, dtype=np.int64))]   # host inputs copied in
             else:
                 args.append(_element(t, state).type(v))
         kernel = self.module.get_function("kernel")
@@ -157,8 +154,6 @@ class CudaKernel(_CudaKernelBase):
         stop.record()
         stop.synchronize()
         self.last_launch_s = cp.cuda.get_elapsed_time(start, stop) / 1e3
-        for v, d in back:
-            v[...] = cp.asnumpy(d)
 
 
 def require_gpu():
