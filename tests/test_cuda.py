@@ -562,7 +562,7 @@ def test_backend_cuda_runs_its_launch_code_through_a_stand_in_for_cupy(fake_cupy
     np.testing.assert_array_equal(sol.y.get(), want.y)
     p = plan(on_device, method, backend="cuda", **kw)
     p.kernel.run(p.inputs, Chunk(0, p.n))
-    assert p.kernel.last_launch_s > 0
+    assert isinstance(p.kernel.last_launch_s, float)     # recorded (its value is not asserted: no timing in tests)
     chunked = sk.solve(on_device, method, backend="cuda", chunk_size=2, **kw)      # chunks gather on the host
     assert type(chunked.y) is fake_cupy.ndarray
     np.testing.assert_array_equal(chunked.y.get(), want.y)
@@ -674,7 +674,7 @@ def test_device_inputs_come_back_on_the_device(gpu, method, kw):
     from sdekit.solve import plan
     p = plan(ens, method, backend="cuda", **kw)
     p.kernel.run(p.inputs, Chunk(0, p.n))
-    assert 0 < p.kernel.last_launch_s < 60
+    assert isinstance(p.kernel.last_launch_s, float)     # recorded by CUDA events (not asserted on: no timing in tests)
 
 
 @pytest.mark.gpu
