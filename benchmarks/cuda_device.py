@@ -104,8 +104,9 @@ CLOCK = {"start": time.perf_counter(), "skipped": []}
 
 
 def timed(make, method, dt, steps, sizes, dtypes=("float32", "float64")):
-    """Trajectory-steps/s of ``method`` at fixed ``dt`` on ``make(n)`` ensembles whose y0 is on the device
-    (a CuPy array, so the saved states stay there: ``sol.y`` is CuPy), float32 and float64.  Per size: the
+    """Trajectory-steps/s of ``method`` at fixed ``dt`` on ``make(n)`` ensembles whose y0 and per-trajectory
+    parameters are on the device (CuPy arrays: they stay there, and so do the saved states: ``sol.y`` is CuPy),
+    float32 and float64.  Per size: the
     kernel's time (CUDA events, ``CudaKernel.last_launch_s``) and the whole solve's (``sk.plan``'s validation,
     the inputs' copies in, the launch), the compile excluded by a first small solve."""
     import sdekit as sk
@@ -121,7 +122,10 @@ def timed(make, method, dt, steps, sizes, dtypes=("float32", "float64")):
                 print(f"skipped {method} {dtype} N = {n}: past {TIME_LIMIT_S} s", flush=True)
                 continue
             ens = make(n)
-            ens = sk.Ensemble(ens.problem, y0=xp.asarray(ens.y0), seed=ens.seed)
+            prob = ens.problem
+            prob = type(prob)(prob.model, y0=prob.y0, tspan=prob.tspan, nets=prob.nets,
+                              params={k: xp.asarray(v) if np.ndim(v) else v for k, v in prob.params.items()})
+            ens = sk.Ensemble(prob, y0=xp.asarray(ens.y0), seed=ens.seed)
             t0 = time.perf_counter()
             p = plan(ens, method, dt=dt, backend="cuda", dtype=dtype)
             raw = p.kernel.run(p.inputs, Chunk(0, p.n))

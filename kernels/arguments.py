@@ -8,7 +8,7 @@ import numpy as np
 from ..abi import (ADAPTIVE_ARGS, CONTROLLER, FIXED_ARGS, LINEAR_ARGS, LINEAR_LAYOUT, OPERATOR_LAYOUT, STATS, operator_args,
                    param_args, weight_args)
 from .brownian import tree_positions, tree_span
-from .cuda_arrays import host
+from .cuda_arrays import array_module, host
 from .linear import convolution_residual, evaluate_phi_poly
 from .philox import seed_key
 
@@ -26,8 +26,10 @@ def operator_values(specs: dict, structure: str, Lval, h, noise):
 
 
 def laid_out(a, axes: tuple, layout: tuple, dtype):
-    """The host array ``a`` with ``axes`` (names as in sdekit.abi) in the ABI's ``layout``, contiguous."""
-    return np.ascontiguousarray(np.transpose(a, [axes.index(x) for x in layout]), dtype=dtype)
+    """The array ``a`` (numpy, or CuPy: laid out on the GPU) with ``axes`` (names as in sdekit.abi) in the ABI's
+    ``layout``, contiguous."""
+    xp = array_module(a)
+    return xp.ascontiguousarray(a.transpose([axes.index(x) for x in layout]), dtype=dtype)
 
 
 def operator_tables(inp, classes, dtype):
@@ -35,7 +37,8 @@ def operator_tables(inp, classes, dtype):
     the host computes them, laid out as sdekit.abi.OPERATOR_LAYOUT) and its trajectory stride ``S_op_X``."""
     d = inp.y0.shape[0]
     vals = {}
-    per_class = [operator_values(inp.op_specs, inp.structure, inp.Lval, float(h), inp.noise) for h in classes]
+    Lval = host(inp.Lval) if inp.op_specs else None     # φ and resolvent tables are computed on the host
+    per_class = [operator_values(inp.op_specs, inp.structure, Lval, float(h), inp.noise) for h in classes]
     for name in inp.op_specs:
         arrs = [pc[name] for pc in per_class]
         if arrs[0].ndim == 3:  # dense (n', d, d)
@@ -52,8 +55,10 @@ def operator_tables(inp, classes, dtype):
 
 
 def _strided(a, dtype):
-    """(array, stride): per-trajectory arrays keep stride 1, shared values get stride 0."""
-    a = np.ascontiguousarray(np.atleast_1d(a), dtype=dtype)
+    """(array, stride): per-trajectory arrays keep stride 1 (on the GPU when they are there), shared values get
+    stride 0."""
+    xp = array_module(a)
+    a = xp.ascontiguousarray(xp.atleast_1d(a), dtype=dtype)
     return a, (1 if a.shape[-1] > 1 else 0)
 
 
@@ -74,7 +79,8 @@ def model_arguments(names, inp, classes=None) -> list:
             L = laid_out(Lval, ("traj", "i", "j"), LINEAR_LAYOUT["dense"], dtype)
             vals.update(zip(LINEAR_ARGS, (L, 1 if Lval.shape[0] > 1 else 0)))
         else:                            # (1 or d, n')
-            L = laid_out(np.broadcast_to(Lval, (d, Lval.shape[1])), ("i", "traj"), LINEAR_LAYOUT["elementwise"], dtype)
+            L = laid_out(array_module(Lval).broadcast_to(Lval, (d, Lval.shape[1])), ("i", "traj"),
+                         LINEAR_LAYOUT["elementwise"], dtype)
             vals.update(zip(LINEAR_ARGS, (L, 1 if Lval.shape[1] > 1 else 0)))
     if classes is not None:
         vals |= operator_tables(inp, classes, dtype)
@@ -114,7 +120,7 @@ def run_fixed(inp, launch, xp=np):
     out = xp.empty((len(inp.save_steps), d, n), dtype=dtype)
     retcode = xp.zeros(n, dtype=np.int8)
     stats = xp.zeros((len(STATS), n), np.int64)
-    fixed = dict(y0=np.ascontiguousarray(inp.y0), first=np.int64(inp.trajectories[0]), key0=k0, key1=k1, times=times,
+    fixed = dict(y0=array_module(inp.y0).ascontiguousarray(inp.y0), first=np.int64(inp.trajectories[0]), key0=k0, key1=k1, times=times,
                  tn_d=times[:-1].astype(dtype), h_d=np.diff(times).astype(dtype), hclass=step_classes(grid)[1],
                  tree_T=tree_T, tree_pos=tree_pos,
                  save_at=np.asarray(inp.save_steps, np.int64), out=out, retcode=retcode, stats=stats)
@@ -147,7 +153,7 @@ def run_adaptive(inp, launch, record_capacity: int = 1024, xp=np):
         nsaved = xp.zeros(n, np.int64)
         retcode = xp.zeros(n, dtype=np.int8)
         stats = xp.zeros((len(STATS), n), np.int64)
-        fixed = dict(y0=np.ascontiguousarray(inp.y0), first=np.int64(inp.trajectories[0]), key0=k0, key1=k1, t0=t0,
+        fixed = dict(y0=array_module(inp.y0).ascontiguousarray(inp.y0), first=np.int64(inp.trajectories[0]), key0=k0, key1=k1, t0=t0,
                      t1=t1, tree_T=tree_span(t0, t1), h0=float(opts.dt0 or 0.0), rtol=np.ascontiguousarray(opts.rtol.ravel(), dtype=np.float64),
                      atol=np.ascontiguousarray(opts.atol.ravel(), dtype=np.float64),
                      ctrl=np.array(ordered(CONTROLLER, settings), dtype=np.float64), dtmin=float(opts.dtmin),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .cache import load_module
+from .cuda_arrays import array_module
 
 
 @dataclass
@@ -74,7 +75,7 @@ class RunInput:
         if noise is not None:
             G = noise.G if noise.G is None or noise.G.shape[-1] == 1 else noise.G[..., sl]
             noise = replace(noise, G=G)
-        return replace(self, y0=np.ascontiguousarray(self.y0[:, sl]), params=params, Lval=Lval, noise=noise,
+        return replace(self, y0=array_module(self.y0).ascontiguousarray(self.y0[:, sl]), params=params, Lval=Lval, noise=noise,
                        trajectories=self.trajectories[sl])
 
 

@@ -21,6 +21,26 @@ def is_cuda_array(a) -> bool:
     return module.startswith("cupy") and hasattr(a, "__cuda_array_interface__")
 
 
+def on_gpu(x):
+    """x as a CuPy array on its device without a copy (a CuPy array itself, a torch CUDA tensor through DLPack),
+    or None when x is no CUDA array or CuPy is not installed (then ``host`` reads it)."""
+    if not is_cuda_array(x):
+        return None
+    try:
+        import cupy
+    except ImportError:
+        return None
+    return cupy.from_dlpack(x.detach()) if type(x).__module__.startswith("torch") else x
+
+
+def array_module(a):
+    """The array module of ``a``: CuPy for a CUDA array, else numpy."""
+    if is_cuda_array(a):
+        import cupy
+        return cupy
+    return np
+
+
 def host(x):
     """x on the host: a torch tensor as numpy (detached, copied from its device), a CuPy array copied (``get``);
     anything else as it is."""

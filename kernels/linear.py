@@ -12,6 +12,7 @@ import math
 import numpy as np
 import scipy.linalg
 
+from .cuda_arrays import array_module, is_cuda_array
 from .matfun import (inverse_block, inverse_block_work, phi_block, phi_block_work, phi_complex_into,
                      phi_scalar_into)
 
@@ -70,9 +71,10 @@ def linear_value(structure: str, value, d: int):
             return np.diagonal(value).astype(float)[:, None]
         return value.astype(float)[None]
     flat = [value] if structure == "scalar" else list(value) if structure == "diagonal" else [x for row in value for x in row]
-    arr = np.array(np.broadcast_arrays(*(np.atleast_1d(np.asarray(x, dtype=float)) for x in flat)))
+    xp = next((array_module(x) for x in flat if is_cuda_array(x)), np)   # per-trajectory entries on the GPU stay there
+    arr = xp.stack(xp.broadcast_arrays(*(xp.asarray(x, dtype=xp.float64).reshape(-1) for x in flat)))
     if structure == "dense":
-        return np.moveaxis(arr.reshape(d, d, -1), -1, 0)
+        return xp.moveaxis(arr.reshape(d, d, -1), -1, 0)
     return arr
 
 

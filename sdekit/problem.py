@@ -5,6 +5,7 @@ import difflib
 
 import numpy as np
 
+from sdekit.kernels.cuda_arrays import array_module, host, is_cuda_array, on_gpu
 from sdekit.model import ODE, SDE
 
 MAX_TRAJECTORIES = 2**32
@@ -12,7 +13,6 @@ MAX_TRAJECTORIES = 2**32
 
 def _on_device(*values) -> bool:
     """Any of ``values`` (or of the arrays inside lists, tuples and dicts of them) is a CUDA array."""
-    from sdekit.kernels.cuda_arrays import is_cuda_array
     for v in values:
         if isinstance(v, dict):
             v = list(v.values())
@@ -25,7 +25,6 @@ def _on_device(*values) -> bool:
 
 
 def _finite_vector(x, d, what):
-    from sdekit.kernels.cuda_arrays import host
     x = host(x)
     try:
         a = np.asarray(x, dtype=float)
@@ -37,6 +36,17 @@ def _finite_vector(x, d, what):
         raise ValueError(f"{what} must have shape ({d},), got {a.shape}")
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{what} contains NaN or Inf: {a}")
+    return a
+
+
+def _finite_on_gpu(a, what):
+    """The CuPy array ``a`` as float64 on its device, validated there (ValueError for non-numbers, NaN or Inf):
+    one flag read back, not the array."""
+    if a.dtype.kind not in "fiu":
+        raise ValueError(f"{what} must be numeric, got a CUDA array of {a.dtype}")
+    a = a.astype(np.float64, copy=False)
+    if not bool(array_module(a).isfinite(a).all()):
+        raise ValueError(f"{what} contains NaN or Inf")
     return a
 
 
@@ -81,8 +91,11 @@ def _params(model, params):
     params = dict(params or {})
     _check_names(params, model.params, "missing values for parameters", "unknown parameters")
     out = {}
-    from sdekit.kernels.cuda_arrays import host
     for name, v in params.items():
+        g = on_gpu(v)
+        if g is not None and g.ndim == 1:      # per-trajectory values on the GPU stay there (backend="cuda" reads them)
+            out[name] = _finite_on_gpu(g, f"parameter {name!r}")
+            continue
         try:
             a = np.asarray(host(v), dtype=float)
         except (TypeError, ValueError):
@@ -121,8 +134,9 @@ class _Problem:
         if not isinstance(model, self.model_type):
             raise ValueError(f"{type(self).__name__} needs a sdekit.{self.model_type.__name__} model, got {type(model).__name__}")
         self.model = model
-        #: the inputs were CUDA arrays (CuPy, torch): they are read through the host, and ``sol.y`` is a CuPy array
-        #: (backend="cuda": the kernel's own output on the GPU)
+        #: the inputs were CUDA arrays (CuPy, torch): ``sol.y`` is a CuPy array (backend="cuda": the kernel's own
+        #: output).  Per-trajectory parameters stay on the GPU (as CuPy arrays, validated there); y0 (d numbers),
+        #: scalars and weights are read through the host.
         self.on_device = _on_device(y0, params, nets)
         self.y0 = _finite_vector(y0, model.dim, "y0")
         self.tspan = _tspan(tspan)
@@ -141,7 +155,7 @@ class _Problem:
             return False
         if not np.array_equal(other.y0, self.y0) or other.params.keys() != self.params.keys():
             return False
-        if any(not np.array_equal(other.params[k], v) for k, v in self.params.items()):
+        if any(not np.array_equal(host(other.params[k]), host(v)) for k, v in self.params.items()):
             return False
         if other.nets.keys() != self.nets.keys():
             return False
@@ -157,6 +171,10 @@ class _Problem:
         return True
 
     __hash__ = object.__hash__     # problems hold arrays: equal by value, hashed by identity
+
+    def __getstate__(self):
+        """Pickled with host arrays (per-trajectory parameters on the GPU copied): a pickle loads anywhere."""
+        return dict(self.__dict__, params={k: host(v) for k, v in self.params.items()})
 
     @property
     def backwards(self) -> bool:
@@ -209,14 +227,17 @@ class Ensemble:
         d = problem.model.dim
         self.on_device = problem.on_device or _on_device(y0)
         if y0 is not None:
-            from sdekit.kernels.cuda_arrays import host
-            Y0 = np.asarray(host(y0), dtype=float)
+            Y0 = on_gpu(y0)          # a CUDA y0 stays on the GPU (a CuPy array, validated there)
+            Y0 = np.asarray(host(y0), dtype=float) if Y0 is None else Y0
             if Y0.ndim != 2 or Y0.shape[1] != d:
                 raise ValueError(f"ensemble y0 must have shape (n, {d}), got {Y0.shape}")
             if n is not None and n != Y0.shape[0]:
                 raise ValueError(f"n={n} but y0 has {Y0.shape[0]} rows")
-            if not np.all(np.isfinite(Y0)):
-                raise ValueError("ensemble y0 contains NaN or Inf")
+            if isinstance(Y0, np.ndarray):
+                if not np.all(np.isfinite(Y0)):
+                    raise ValueError("ensemble y0 contains NaN or Inf")
+            else:
+                Y0 = _finite_on_gpu(Y0, "ensemble y0")
             n = Y0.shape[0]
         if not _whole(n) or n < 1:
             raise ValueError(f"Ensemble needs an integer n >= 1 (or y0 of shape (n, d)), got n={n!r}")
@@ -233,8 +254,9 @@ class Ensemble:
         self.y0 = Y0 if y0 is not None else np.broadcast_to(problem.y0, (n, d))
 
     def __getstate__(self):
-        state = dict(self.__dict__)
-        if self.y0.ndim == 2 and self.y0.strides[0] == 0:    # the problem's y0 for every trajectory: not n copies
+        """Pickled with host arrays (a y0 on the GPU copied), the problem's y0 for every trajectory not n times."""
+        state = dict(self.__dict__, y0=host(self.y0))
+        if self.y0.ndim == 2 and state["y0"].strides[0] == 0:
             state["y0"] = None
         return state
 
@@ -247,7 +269,7 @@ class Ensemble:
         return (isinstance(other, Ensemble) and other.problem == self.problem and
                 (other.n, other.seed, other.first) == (self.n, self.seed, self.first) and
                 getattr(other, "_param_slice", None) == getattr(self, "_param_slice", None) and
-                np.array_equal(other.y0, self.y0))
+                np.array_equal(host(other.y0), host(self.y0)))
 
     __hash__ = object.__hash__
 

@@ -19,6 +19,7 @@ from sdekit.codegen.scheme import ConvolutionResidual, operator_layout
 from sdekit.codegen.host import additive_diffusion, linear_entries
 from sdekit.kernels import adaptive as adaptive_driver
 from sdekit.kernels.backend import BACKENDS as KERNEL_BACKENDS, Chunk, Grid, Noise, RunInput
+from sdekit.kernels.cuda_arrays import array_module, host
 from sdekit.kernels.linear import linear_value
 from sdekit.kernels import brownian, matfun, philox
 from sdekit.kernels.matfun import phi_scalar
@@ -171,10 +172,14 @@ def save_steps(grid, saveat) -> list:
     return idx
 
 
-def _targets(target, seed):
-    """(problem, y0 (n, d), params, trajectories, seed, is_ensemble)."""
+def _targets(target, seed, on_host: bool = True):
+    """(problem, y0 (n, d), params, trajectories, seed, is_ensemble); a y0 and per-trajectory params on the GPU
+    (CuPy arrays) copied to the host unless ``on_host`` is False."""
     if isinstance(target, Ensemble):
-        return target.problem, np.asarray(target.y0), target.params(), target.trajectories, target.seed, True
+        y0, params = target.y0, target.params()
+        if on_host:
+            y0, params = np.asarray(host(y0)), {k: host(v) for k, v in params.items()}
+        return target.problem, y0, params, target.trajectories, target.seed, True
     if isinstance(target, _Problem):
         for name, v in target.params.items():
             if v.ndim:
@@ -310,7 +315,7 @@ def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, s
          tstops=None) -> Plan:
     """Validate the inputs and compile the kernel of ``solve(target, method, dt, ...)`` (same arguments)
     without running it: a :class:`Plan` whose kernel runs any chunk of the trajectories."""
-    problem, Y0, params, trajectories, seed, is_ensemble = _targets(target, seed)
+    problem, Y0, params, trajectories, seed, is_ensemble = _targets(target, seed, on_host=False)
     time_map = None
     if problem.model.form.linear_time is not None:    # L = ℓ(t)·I: solved in u = U(t) (codegen.analysis.time_changed)
         problem, ts, dt, saveat, tstops, time_map = _time_changed(problem, method, dt, ts, saveat, tstops, adaptive,
@@ -325,6 +330,8 @@ def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, s
     if backend is not None and not isinstance(backend, str):
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     backend = _backend(model.form, backend)
+    if backend != "cuda":      # y0 and per-trajectory params on the GPU stay there for backend="cuda" alone
+        Y0, params = np.asarray(host(Y0)), {k: host(v) for k, v in params.items()}
     try:
         dtype = np.dtype(dtype)
     except TypeError:
@@ -353,8 +360,9 @@ def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, s
                                                       controller, dtmin, dtmax, maxiters, saveat, tstops)
     scheme, kernel = compile_kernel(model, m, backend, dtype, adaptive)
     form = model.form
-    # a copy: writable and C-contiguous whatever the input (a read-only view compiled a second signature)
-    inp = RunInput(y0=np.array(Y0.T, dtype=dtype, order="C"), tspan=problem.tspan,
+    # a copy: writable and C-contiguous whatever the input (a read-only view compiled a second signature); on the
+    # GPU for a CuPy y0 (backend="cuda")
+    inp = RunInput(y0=array_module(Y0).array(Y0.T, dtype=dtype, order="C"), tspan=problem.tspan,
                    params={k: (v.astype(dtype) if v.ndim else dtype.type(v)) for k, v in params.items()},
                    nets={name: check_weights(form.nets[name], w, dtype) for name, w in problem.nets.items()},
                    structure=form.linear_structure, Lval=_linear_value(model, scheme, params),
@@ -431,7 +439,8 @@ def _check_memory(nbytes: int, nsaved: int, n: int):
 
 
 def _linear_value(model, scheme, params):
-    """L in its runtime layout (None when the scheme does not use it), from the params on the host."""
+    """L in its runtime layout (None when the scheme does not use it), from the params: on the GPU (a CuPy array)
+    when per-trajectory params are there — the lambdified entries' numpy ufuncs dispatch to CuPy — else on the host."""
     form = model.form
     if not scheme.needs_linear or form.linear_structure == "zero":
         return None
@@ -440,9 +449,13 @@ def _linear_value(model, scheme, params):
     else:
         if "linear" not in model._host:
             model._host["linear"] = linear_entries(form)
-        src = model._host["linear"](params)
+        try:
+            src = model._host["linear"](params)
+        except TypeError:       # a function of the entries CuPy does not take: computed on the host (n values read)
+            src = model._host["linear"]({k: host(v) for k, v in params.items()})
     Lval = linear_value(form.linear_structure, src, form.dim)
-    if not np.all(np.isfinite(Lval)):
+    xp = array_module(Lval)
+    if not bool(xp.all(xp.isfinite(Lval))):
         raise ValueError(f"the linear part L = {model.linear} has non-finite entries for these parameters")
     return Lval
 
@@ -456,7 +469,7 @@ def _noise(model, scheme, problem, params):
     if scheme.needs_zeta:
         if "diffusion" not in model._host:
             model._host["diffusion"] = additive_diffusion(form)
-        G = model._host["diffusion"](params, float(problem.tspan[0]))
+        G = model._host["diffusion"]({k: host(v) for k, v in params.items()}, float(problem.tspan[0]))   # on the host
         if not np.all(np.isfinite(G)):
             raise ValueError(f"the diffusion G = {list(form.diffusion)} is non-finite for these parameters")
     return Noise(form.noise_dim, form.noise, G)

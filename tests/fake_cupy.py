@@ -35,8 +35,10 @@ def _count(direction, a):
     COPIES["log"].append((direction, a.shape))
 
 
-class ndarray:
-    """A "device" array: host memory ``_a`` behind CuPy's face (no implicit conversion to numpy)."""
+class ndarray(np.lib.mixins.NDArrayOperatorsMixin):
+    """A "device" array: host memory ``_a`` behind CuPy's face (no implicit conversion to numpy).  Arithmetic
+    and numpy's ufuncs work on it as on a CuPy array (``__array_ufunc__``), with device arrays and scalars only:
+    a host array among the operands raises TypeError, as CuPy does."""
 
     __module__ = "cupy._core.core"
 
@@ -60,6 +62,20 @@ class ndarray:
 
     def get(self):
         return asnumpy(self)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method != "__call__" or kwargs.get("out") is not None:
+            return NotImplemented
+        args = [_operand(x, ufunc.__name__) for x in inputs]
+        return _result(ufunc(*args, **kwargs))
+
+    T = property(lambda self: ndarray(self._a.T))
+
+    def astype(self, dtype, copy=True):
+        return self if not copy and self.dtype == np.dtype(dtype) else ndarray(self._a.astype(dtype))
+
+    def all(self):
+        return ndarray(np.asarray(self._a.all()))
 
     def __getitem__(self, index):
         return _result(self._a[index])
@@ -94,6 +110,14 @@ class ndarray:
         return f"fake_cupy.ndarray({self._a!r})"
 
 
+def _operand(x, where):
+    if isinstance(x, ndarray):
+        return x._a
+    if isinstance(x, np.ndarray) and x.ndim:
+        raise TypeError(f"{where}: a host numpy array among device operands (CuPy: Unsupported type numpy.ndarray)")
+    return x
+
+
 def _result(a):
     return ndarray(a) if isinstance(a, np.ndarray) else ndarray(np.asarray(a))
 
@@ -119,10 +143,39 @@ def asnumpy(a):
     return np.array(a, order="C")
 
 
-def ascontiguousarray(a):
+def ascontiguousarray(a, dtype=None):
     if isinstance(a, ndarray):
-        return a if a.flags.c_contiguous else ndarray(np.ascontiguousarray(a._a))
-    return asarray(np.ascontiguousarray(a))
+        if a.flags.c_contiguous and (dtype is None or a.dtype == np.dtype(dtype)):
+            return a
+        return ndarray(np.ascontiguousarray(a._a, dtype=dtype))
+    return asarray(np.ascontiguousarray(a, dtype=dtype))
+
+
+def array(a, dtype=None, order="C"):
+    """A copy on the "device" (logged when ``a`` is on the host)."""
+    if isinstance(a, ndarray):
+        return ndarray(np.array(a._a, dtype=dtype, order=order))
+    return asarray(np.array(a, dtype=dtype, order=order))
+
+
+def from_dlpack(a):
+    return a if isinstance(a, ndarray) else asarray(a)
+
+
+def _on_device(fn):
+    """numpy's ``fn`` on device arrays and scalars (host arrays refused), the result on the "device"."""
+    def apply(*arrays, **kwargs):
+        result = fn(*[_operand(a, fn.__name__) for a in arrays], **kwargs)
+        return [_result(r) for r in result] if isinstance(result, (list, tuple)) else _result(result)
+    return apply
+
+
+def stack(arrays, axis=0):
+    return _result(np.stack([_host(a, "stack") for a in arrays], axis=axis))
+
+
+atleast_1d, broadcast_arrays, isfinite = _on_device(np.atleast_1d), _on_device(np.broadcast_arrays), _on_device(np.isfinite)
+broadcast_to, moveaxis, all = _on_device(np.broadcast_to), _on_device(np.moveaxis), _on_device(np.all)
 
 
 def empty(shape, dtype=float):
@@ -141,7 +194,7 @@ def empty_like(a):
     return ndarray(np.empty_like(_host(a, "empty_like")))
 
 
-float32, float64 = np.float32, np.float64
+float32, float64, int64 = np.float32, np.float64, np.int64
 random = types.SimpleNamespace(
     standard_normal=lambda n, dtype=float: ndarray(np.random.default_rng(0).standard_normal(n).astype(dtype)))
 

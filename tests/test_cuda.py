@@ -537,8 +537,9 @@ def fake_cupy():
 def test_backend_cuda_runs_its_launch_code_through_a_stand_in_for_cupy(fake_cupy, method, make, kw):
     """``CudaKernel`` on tests/fake_cupy.py: its launch (outputs allocated on the device, the host inputs copied
     in, launch configuration, events) gives cuda-host's numbers exactly (and cuda-host is Numba's, tests above).  Host inputs: sol.y is numpy, the saved states copied back once (and the empty outputs never
-    copied in).  Device inputs: sol.y is the device array the kernel wrote — only the retcodes and step counts go
-    to the host (y0 was read once, for validation, when the Ensemble was made)."""
+    copied in).  Device inputs (y0 and the per-trajectory parameter k, which L and G depend on): no copy of
+    anything per trajectory either way but the retcodes and step counts read back — y0, k and L are validated,
+    laid out and read on the device, and sol.y is the device array the kernel wrote."""
     from sdekit.kernels.backend import Chunk
     from sdekit.solve import plan
     ens = make()
@@ -554,11 +555,13 @@ def test_backend_cuda_runs_its_launch_code_through_a_stand_in_for_cupy(fake_cupy
     assert [c for c in fake_cupy.COPIES["log"] if c[1] == saved] == [("to_host", saved)], fake_cupy.COPIES["log"]
     small = n * (1 + 3 * 8)                                 # retcodes (int8) and step counts (3 x int64)
 
-    on_device = sk.Ensemble(ens.problem, y0=fake_cupy.asarray(ens.y0), seed=ens.seed)
+    on_device = _on_the_device(ens, fake_cupy)
     fake_cupy.reset()
     sol = sk.solve(on_device, method, backend="cuda", **kw)
     assert type(sol.y) is fake_cupy.ndarray
     assert fake_cupy.COPIES["to_host"] <= small, [c for c in fake_cupy.COPIES["log"] if c[0] == "to_host"]
+    read_back = {("to_host", (n,)), ("to_host", (3, n))}
+    assert [c for c in fake_cupy.COPIES["log"] if n in c[1] and c not in read_back] == [], fake_cupy.COPIES["log"]
     np.testing.assert_array_equal(sol.y.get(), want.y)
     p = plan(on_device, method, backend="cuda", **kw)
     p.kernel.run(p.inputs, Chunk(0, p.n))
@@ -566,6 +569,54 @@ def test_backend_cuda_runs_its_launch_code_through_a_stand_in_for_cupy(fake_cupy
     chunked = sk.solve(on_device, method, backend="cuda", chunk_size=2, **kw)      # chunks gather on the host
     assert type(chunked.y) is fake_cupy.ndarray
     np.testing.assert_array_equal(chunked.y.get(), want.y)
+
+
+def _on_the_device(ens, cp):
+    """The ensemble with its y0 and per-trajectory k given as (stand-in) CuPy arrays: kept there."""
+    prob = ens.problem
+    prob = type(prob)(prob.model, y0=prob.y0, tspan=prob.tspan, params={"k": cp.asarray(prob.params["k"])})
+    on_device = sk.Ensemble(prob, y0=cp.asarray(ens.y0), seed=ens.seed)
+    assert type(on_device.y0) is cp.ndarray and type(prob.params["k"]) is cp.ndarray
+    return on_device
+
+
+def test_device_inputs_of_a_method_with_operator_tables(fake_cupy):
+    """ETDRK4 on L = k L₀, k per trajectory on the device: L is formed there, but its φ(c hL) tables are computed
+    on the host (kernels.linear, the kernels' one definition), so L (n·d² numbers) is read back once and the
+    tables go in; y0 and k are not copied.  The numbers are cuda-host's from host inputs."""
+    ens = ensemble("dense", n=5)
+    want = sk.solve(ens, "ETDRK4", dt=0.05, backend="cuda-host")
+    on_device = _on_the_device(ens, fake_cupy)
+    fake_cupy.reset()
+    sol = sk.solve(on_device, "ETDRK4", dt=0.05, backend="cuda")
+    per_trajectory = [c for c in fake_cupy.COPIES["log"] if 5 in c[1]]
+    assert sorted(c for c in per_trajectory if c[0] == "to_host") == [("to_host", (3, 5)), ("to_host", (5,)),
+                                                                       ("to_host", (5, 3, 3))], per_trajectory
+    assert all(len(shape) == 4 for way, shape in per_trajectory if way == "to_device"), per_trajectory  # (class, n, d, d)
+    np.testing.assert_array_equal(sol.y.get(), want.y)
+
+
+def test_inputs_on_the_device_are_validated_there_and_pickle_to_the_host(fake_cupy):
+    """A CUDA y0 or per-trajectory parameter is checked on the device (one flag read back): NaN, a wrong shape or
+    a non-number is a ValueError naming it; a pickle holds host arrays and equals the host ensemble."""
+    import pickle
+    ens = ensemble("diagonal", n=5)
+    bad = ens.y0.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="ensemble y0 contains NaN"):
+        sk.Ensemble(ens.problem, y0=fake_cupy.asarray(bad))
+    with pytest.raises(ValueError, match=r"ensemble y0 must have shape \(n, 3\)"):
+        sk.Ensemble(ens.problem, y0=fake_cupy.asarray(ens.y0[:, :2]))
+    prob = ens.problem
+    for k, why in ((np.array([1.0, np.inf]), "contains NaN or Inf"), (np.array([True, False]), "must be numeric")):
+        with pytest.raises(ValueError, match=f"parameter 'k' {why}"):
+            type(prob)(prob.model, y0=prob.y0, tspan=prob.tspan, params={"k": fake_cupy.asarray(k)})
+    fake_cupy.reset()
+    on_device = _on_the_device(ens, fake_cupy)
+    assert [c for c in fake_cupy.COPIES["log"] if c[0] == "to_host"] == []       # validated without reading y0, k
+    back = pickle.loads(pickle.dumps(on_device))
+    assert type(back.y0) is np.ndarray and type(back.problem.params["k"]) is np.ndarray
+    assert back == ens and on_device == ens
 
 
 def test_a_single_problem_from_the_device_records_its_adaptive_steps_there(fake_cupy):
