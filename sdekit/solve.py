@@ -449,8 +449,8 @@ def _linear_value(model, scheme, params):
     else:
         if "linear" not in model._host:
             model._host["linear"] = linear_entries(form)
-        try:
-            src = model._host["linear"](params)
+        try:       # (host values as numpy scalars: CuPy takes those among its arrays, not 0-d numpy arrays)
+            src = model._host["linear"]({k: v[()] if isinstance(v, np.ndarray) else v for k, v in params.items()})
         except TypeError:       # a function of the entries CuPy does not take: computed on the host (n values read)
             src = model._host["linear"]({k: host(v) for k, v in params.items()})
     Lval = linear_value(form.linear_structure, src, form.dim)

@@ -113,7 +113,7 @@ class ndarray(np.lib.mixins.NDArrayOperatorsMixin):
 def _operand(x, where):
     if isinstance(x, ndarray):
         return x._a
-    if isinstance(x, np.ndarray) and x.ndim:
+    if isinstance(x, np.ndarray):      # 0-d too (numpy scalars, np.generic, are taken): cupy/cupy#1694
         raise TypeError(f"{where}: a host numpy array among device operands (CuPy: Unsupported type numpy.ndarray)")
     return x
 

@@ -619,6 +619,29 @@ def test_inputs_on_the_device_are_validated_there_and_pickle_to_the_host(fake_cu
     assert back == ens and on_device == ens
 
 
+def test_a_per_trajectory_linear_part_is_formed_on_the_device(fake_cupy):
+    """L = L(params) from per-trajectory values on the device and host scalars (numpy scalars among CuPy arrays:
+    CuPy refuses 0-d numpy arrays) is formed there, equal to the host's; an entry CuPy cannot take (here a
+    Piecewise, which the stand-in does not dispatch) is computed on the host instead (k read back once)."""
+    from sdekit.codegen.builders import build_scheme as scheme_of
+    from sdekit.solve import _linear_value
+    y = sk.states("y", 2)
+    k, a = sk.params("k a")
+    n = 7
+    k_host = np.random.default_rng(0).uniform(0.5, 1.5, n)
+    for L, moved in ((sp.Matrix([[a * k - 4, sp.sin(k)], [sp.exp(-k) / 2, -3]]), []),
+                     (sp.diag(sp.Piecewise((-k, k > 1), (-2 * k, True)), -a), [("to_host", (n,))])):
+        model = sk.ODE(y, L * y + sp.Matrix([sp.sin(y[1]), 0]))
+        scheme = scheme_of(model.form, next(m for m in CATALOGUE if m.name == "RK4"))
+        want = _linear_value(model, scheme, {"k": k_host, "a": np.asarray(2.5)})
+        k_device = fake_cupy.asarray(k_host)
+        fake_cupy.reset()
+        got = _linear_value(model, scheme, {"k": k_device, "a": np.asarray(2.5)})
+        assert type(got) is (fake_cupy.ndarray if not moved else np.ndarray)
+        assert [c for c in fake_cupy.COPIES["log"] if c[1] != ()] == moved, fake_cupy.COPIES["log"]
+        np.testing.assert_array_equal(got.get() if not moved else got, want)
+
+
 def test_a_single_problem_from_the_device_records_its_adaptive_steps_there(fake_cupy):
     """One problem saving every accepted step (the adaptive record buffer): its step times come back to the host,
     its states stay on the device."""
