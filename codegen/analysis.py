@@ -140,7 +140,8 @@ class SemilinearForm:
     @property
     def function_params(self) -> tuple:
         """The params that the model's functions (c + N, G) read: what a kernel takes as ``P_<name>``;
-        a param that enters only L reaches kernels through L's values (``Lm``, operator tables)."""
+        a param that enters only L reaches kernels through L's values (``Lm``, operator tables), or as a value
+        of its own where the kernels print L's entries (``sdekit.solve.kernel_form``: L y moved into N)."""
         return _params_of(self.forcing, self.diffusion)
 
     @property

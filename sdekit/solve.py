@@ -4,9 +4,10 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+import sympy as sp
 
 from sdekit.codegen.emit_numba import emit_numba, emit_numba_adaptive, kernel_arguments
 from sdekit.codegen.emit_numpy import emit_numpy, numpy_arguments
@@ -71,22 +72,48 @@ EMITTERS = {
 BACKENDS = tuple(EMITTERS)
 
 
+#: kernels print f = L y + c + N from L's entries when L has at most this many non-zero ones (kernel_form)
+INLINE_LINEAR_TERMS = 64
+
+
+def kernel_form(model, method):
+    """(form, StepScheme) the kernels of ``method`` on ``model`` are printed from, cached on the model: the model's
+    form, or — when the scheme reads L only through f = L y + c + N (explicit Runge–Kutta and the SDE methods
+    without operators: no φ / resolvent tables, no Jacobian) and L is symbolic, constant in t and has at most
+    INLINE_LINEAR_TERMS non-zero entries — the same drift with L y moved into N (L zero).  The kernels then
+    print f from L's entries (its params read as values, zero entries absent, constants folded into the
+    model's expressions) instead of reading a matrix per trajectory at every stage: no (n, d, d) array to
+    form, store and read for Lorenz's ρ-dependent L."""
+    key = ("form", method.name)
+    if key not in model._sources:
+        form = model.form
+        scheme = build_scheme(form, method)
+        if (form.linear_structure != "zero" and form.linear is not None and form.linear_time is None
+                and not scheme.all_operators() and not scheme.needs_jacobian
+                and sum(1 for e in form.linear if e != 0) <= INLINE_LINEAR_TERMS):
+            form = replace(form, linear=sp.zeros(form.dim, form.dim), linear_structure="zero",
+                           nonlinear=form.nonlinear + form.linear * sp.Matrix(form.states))
+            scheme = build_scheme(form, method)
+        model._sources[key] = (form, scheme)
+    return model._sources[key]
+
+
 def scheme_and_source(model, method, backend: str = "numpy", dtype="float64", adaptive: bool = False):
-    """(StepScheme, generated source) for ``model`` and ``method``, cached on the model.
-    The numpy module serves every dtype and step control; a Numba kernel is specialised to its
+    """(StepScheme, generated source) for ``model`` and ``method`` (printed from :func:`kernel_form`), cached on
+    the model.  The numpy module serves every dtype and step control; a Numba kernel is specialised to its
     dtype, and the adaptive one (each trajectory its own steps) is a kernel of its own."""
     emit, _, specialise = EMITTERS[backend]
     key = (method.name, backend, specialise(dtype, adaptive))
     if key not in model._sources:
-        scheme = build_scheme(model.form, method)
-        model._sources[key] = (scheme, emit(model.form, scheme, dtype, adaptive))
+        form, scheme = kernel_form(model, method)
+        model._sources[key] = (scheme, emit(form, scheme, dtype, adaptive))
     return model._sources[key]
 
 
 def compile_kernel(model, method, backend: str, dtype, adaptive: bool):
     """(StepScheme, Kernel) of ``method`` on ``model`` for ``backend`` (kernels.backend)."""
     scheme, source = scheme_and_source(model, method, backend, dtype, adaptive)
-    arguments = EMITTERS[backend][1](model.form, scheme, adaptive)
+    arguments = EMITTERS[backend][1](kernel_form(model, method)[0], scheme, adaptive)
     return scheme, KERNEL_BACKENDS[backend].compile(source, arguments, adaptive)
 
 
@@ -359,13 +386,13 @@ def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, s
     opts = None if not adaptive else adaptive_options(m, problem, model.form.dim, is_ensemble, dt, rtol, atol,
                                                       controller, dtmin, dtmax, maxiters, saveat, tstops)
     scheme, kernel = compile_kernel(model, m, backend, dtype, adaptive)
-    form = model.form
+    form = kernel_form(model, m)[0]
     # a copy: writable and C-contiguous whatever the input (a read-only view compiled a second signature); on the
     # GPU for a CuPy y0 (backend="cuda")
     inp = RunInput(y0=array_module(Y0).array(Y0.T, dtype=dtype, order="C"), tspan=problem.tspan,
                    params={k: (v.astype(dtype) if v.ndim else dtype.type(v)) for k, v in params.items()},
                    nets={name: check_weights(form.nets[name], w, dtype) for name, w in problem.nets.items()},
-                   structure=form.linear_structure, Lval=_linear_value(model, scheme, params),
+                   structure=form.linear_structure, Lval=_linear_value(model, form, scheme, params),
                    op_specs=_operator_specs(form, scheme), noise=_noise(model, scheme, problem, params),
                    seed=seed, trajectories=np.asarray(trajectories, np.int64), grid=grid, save_steps=saved_steps,
                    opts=opts, progress=progress, device_output=bool(getattr(target, "on_device", False)))
@@ -438,10 +465,10 @@ def _check_memory(nbytes: int, nsaved: int, n: int):
                       "times", stacklevel=4)
 
 
-def _linear_value(model, scheme, params):
+def _linear_value(model, form, scheme, params):
     """L in its runtime layout (None when the scheme does not use it), from the params: on the GPU (a CuPy array)
-    when per-trajectory params are there — the lambdified entries' numpy ufuncs dispatch to CuPy — else on the host."""
-    form = model.form
+    when per-trajectory params are there — the lambdified entries' numpy ufuncs dispatch to CuPy — else on the host.
+    ``form``: the kernel's (:func:`kernel_form`; L zero when its kernels print L's entries)."""
     if not scheme.needs_linear or form.linear_structure == "zero":
         return None
     if form.linear is None:

@@ -633,10 +633,10 @@ def test_a_per_trajectory_linear_part_is_formed_on_the_device(fake_cupy):
                      (sp.diag(sp.Piecewise((-k, k > 1), (-2 * k, True)), -a), [("to_host", (n,))])):
         model = sk.ODE(y, L * y + sp.Matrix([sp.sin(y[1]), 0]))
         scheme = scheme_of(model.form, next(m for m in CATALOGUE if m.name == "RK4"))
-        want = _linear_value(model, scheme, {"k": k_host, "a": np.asarray(2.5)})
+        want = _linear_value(model, model.form, scheme, {"k": k_host, "a": np.asarray(2.5)})
         k_device = fake_cupy.asarray(k_host)
         fake_cupy.reset()
-        got = _linear_value(model, scheme, {"k": k_device, "a": np.asarray(2.5)})
+        got = _linear_value(model, model.form, scheme, {"k": k_device, "a": np.asarray(2.5)})
         assert type(got) is (fake_cupy.ndarray if not moved else np.ndarray)
         assert [c for c in fake_cupy.COPIES["log"] if c[1] != ()] == moved, fake_cupy.COPIES["log"]
         np.testing.assert_array_equal(got.get() if not moved else got, want)

@@ -283,10 +283,35 @@ def test_kernels_read_l_and_operators_in_the_abi_layouts(monkeypatch):
         np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-15)
 
 
+def test_kernels_print_L_where_they_read_it_only_through_f():
+    """``solve.kernel_form``: a scheme whose only use of L is f = L y + c + N (explicit RK, EM, SRA) is printed
+    from the same drift with L y in N and L zero — the same f exactly (sympy); φ / resolvent tables, Jacobians,
+    a numeric L and an L of more than INLINE_LINEAR_TERMS non-zero entries keep L as it is.  (Their numbers:
+    the golden records, taken with L read per trajectory, hold to 1e-13.)"""
+    from sdekit.solve import INLINE_LINEAR_TERMS, kernel_form
+    y = sk.states("y", 3)
+    k = sk.params("k")
+    ode = sk.ODE(y, k * sp.Matrix([[-2, 1, 0], [-1, -3, 0], [0, 0, -4]]) * y + sp.Matrix([sp.sin(y[1]), 0, y[0] ** 2]))
+    for name, inlined in (("RK4", True), ("Tsit5", True), ("ETDRK4", False), ("ROS34PW2", False), ("Exprb43", False)):
+        form, _ = kernel_form(ode, get_method(name))
+        assert (form.linear_structure == "zero") is inlined, name
+        assert sp.simplify(form.full_drift - ode.form.full_drift) == sp.zeros(3, 1)
+    sde = sk.SDE(y, drift=ode.form.full_drift, diffusion=sp.Rational(1, 5))
+    for name, inlined in (("EM", True), ("SRA1", True), ("SETD1", False)):
+        assert (kernel_form(sde, get_method(name))[0].linear_structure == "zero") is inlined, name
+    d = 9      # 81 non-zero entries > INLINE_LINEAR_TERMS
+    z = sk.states("z", d)
+    full = sk.ODE(z, k * sp.Matrix(d, d, lambda i, j: -3 if i == j else sp.Rational(1, 10)) * z + z.applyfunc(sp.sin))
+    assert d * d > INLINE_LINEAR_TERMS and kernel_form(full, get_method("RK4"))[0].linear_structure == "dense"
+    numeric = sk.ODE(y, linear=np.array([[-1.0, 0.5, 0], [0, -2, 0], [0, 0, -3]]), nonlinear=y.applyfunc(sp.sin))
+    assert kernel_form(numeric, get_method("RK4"))[0].linear_structure == "dense"
+
+
 def test_generated_kernels_hold_nothing_they_do_not_use():
     """Issue 13's dead-code rules, on the printed sources (no compile): an autonomous model's adaptive
     kernels keep no stage times; fixed steps allocate no error register; a single weight-1 Jacobian
-    operator is a view of φ's block; a param that enters only L is no kernel argument; an additive
+    operator is a view of φ's block; a param that enters only L is no kernel argument where L is read from
+    tables, and where L enters only f its entries are printed (no Lm); an additive
     autonomous G is evaluated once by numpy; network inputs are not loaded twice."""
     y = sk.states("y", 3)
     k = sk.params("k")
@@ -300,8 +325,11 @@ def test_generated_kernels_hold_nothing_they_do_not_use():
             assert not any(name in src for name in ("tc[", "tc =", "t_l[", "t_l =")), (method, backend)
     exprb = sk.inspect(ode, "Exprb43", backend="numba")
     assert "err = np.empty" not in exprb and "jop_Q1 = phj0[1]" in exprb and "scale_block(jop_Q1" not in exprb
-    em = sk.inspect(sk.SDE(y, drift=k * sp.diag(-1, -5, -20) * y + net(y), diffusion=sp.Rational(1, 5)), "EM")
-    assert "P_k" not in em
+    sde = sk.SDE(y, drift=k * sp.diag(-1, -5, -20) * y + net(y), diffusion=sp.Rational(1, 5))
+    setd = sk.inspect(sde, "SETD1")          # L in operator tables: k is no argument
+    assert "P_k" not in setd and "op_" in setd
+    em = sk.inspect(sde, "EM")               # L only in f (solve.kernel_form): L's entries printed, no Lm
+    assert "P_k" in em and "Lm" not in em and "-20*p_k*v2" in em.replace(" ", "")
     etd = sk.inspect(ode, "ETDRK4")
     rhs = etd[etd.index("def rhs_block"):etd.index("def kernel")]
     assert "v0 = st[0, b]" not in rhs.split("f_out[j, b] = f_b")[-1]     # N = net(y): only the network reads y
