@@ -295,8 +295,8 @@ def test_kernels_print_L_where_they_read_it_only_through_f():
     for name, inlined in (("RK4", True), ("Tsit5", True), ("ETDRK4", False), ("ROS34PW2", False), ("Exprb43", False)):
         form, _ = kernel_form(ode, get_method(name))
         assert (form.linear_structure == "zero") is inlined, name
-        assert sp.simplify(form.full_drift - ode.form.full_drift) == sp.zeros(3, 1)
-    sde = sk.SDE(y, drift=ode.form.full_drift, diffusion=sp.Rational(1, 5))
+        assert sp.simplify(form.drift - ode.form.drift) == sp.zeros(3, 1)
+    sde = sk.SDE(y, drift=ode.form.drift, diffusion=sp.Rational(1, 5))
     for name, inlined in (("EM", True), ("SRA1", True), ("SETD1", False)):
         assert (kernel_form(sde, get_method(name))[0].linear_structure == "zero") is inlined, name
     d = 9      # 81 non-zero entries > INLINE_LINEAR_TERMS
