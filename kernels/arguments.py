@@ -120,7 +120,8 @@ def run_fixed(inp, launch, xp=np):
     out = xp.empty((len(inp.save_steps), d, n), dtype=dtype)
     retcode = xp.zeros(n, dtype=np.int8)
     stats = xp.zeros((len(STATS), n), np.int64)
-    fixed = dict(y0=array_module(inp.y0).ascontiguousarray(inp.y0), first=np.int64(inp.trajectories[0]), key0=k0, key1=k1, times=times,
+    y0 = array_module(inp.y0).ascontiguousarray(inp.y0)
+    fixed = dict(y0=y0, first=np.int64(inp.trajectories[0]), key0=k0, key1=k1, times=times,
                  tn_d=times[:-1].astype(dtype), h_d=np.diff(times).astype(dtype), hclass=step_classes(grid)[1],
                  tree_T=tree_T, tree_pos=tree_pos,
                  save_at=np.asarray(inp.save_steps, np.int64), out=out, retcode=retcode, stats=stats)
@@ -153,7 +154,8 @@ def run_adaptive(inp, launch, record_capacity: int = 1024, xp=np):
         nsaved = xp.zeros(n, np.int64)
         retcode = xp.zeros(n, dtype=np.int8)
         stats = xp.zeros((len(STATS), n), np.int64)
-        fixed = dict(y0=array_module(inp.y0).ascontiguousarray(inp.y0), first=np.int64(inp.trajectories[0]), key0=k0, key1=k1, t0=t0,
+        fixed = dict(y0=array_module(inp.y0).ascontiguousarray(inp.y0), first=np.int64(inp.trajectories[0]), key0=k0,
+                     key1=k1, t0=t0,
                      t1=t1, tree_T=tree_span(t0, t1), h0=float(opts.dt0 or 0.0), rtol=np.ascontiguousarray(opts.rtol.ravel(), dtype=np.float64),
                      atol=np.ascontiguousarray(opts.atol.ravel(), dtype=np.float64),
                      ctrl=np.array(ordered(CONTROLLER, settings), dtype=np.float64), dtmin=float(opts.dtmin),

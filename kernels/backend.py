@@ -42,8 +42,9 @@ class Chunk:
 
 @dataclass
 class RunInput:
-    """The numeric inputs of one solve (host values, no sympy).  Per-trajectory arrays (``y0``
-    columns, array-valued params, ``trajectories``) have one entry per trajectory."""
+    """The numeric inputs of one solve (numbers, no sympy: numpy arrays, or CuPy arrays for y0, per-trajectory
+    params and L of a backend="cuda" solve whose inputs are on the GPU).  Per-trajectory arrays (``y0`` columns,
+    array-valued params, ``trajectories``) have one entry per trajectory."""
 
     y0: np.ndarray                 # (d, n), the kernel's dtype
     tspan: tuple
@@ -75,8 +76,8 @@ class RunInput:
         if noise is not None:
             G = noise.G if noise.G is None or noise.G.shape[-1] == 1 else noise.G[..., sl]
             noise = replace(noise, G=G)
-        return replace(self, y0=array_module(self.y0).ascontiguousarray(self.y0[:, sl]), params=params, Lval=Lval, noise=noise,
-                       trajectories=self.trajectories[sl])
+        y0 = array_module(self.y0).ascontiguousarray(self.y0[:, sl])
+        return replace(self, y0=y0, params=params, Lval=Lval, noise=noise, trajectories=self.trajectories[sl])
 
 
 @dataclass

@@ -22,15 +22,19 @@ def is_cuda_array(a) -> bool:
 
 
 def on_gpu(x):
-    """x as a CuPy array on its device without a copy (a CuPy array itself, a torch CUDA tensor through DLPack),
-    or None when x is no CUDA array or CuPy is not installed (then ``host`` reads it)."""
+    """x as a CuPy array without a copy (a CuPy array itself, a torch CUDA tensor through DLPack), or None when x
+    is no CUDA array, CuPy is not installed or x is on another GPU than CuPy's current one (then ``host`` reads it)."""
     if not is_cuda_array(x):
         return None
     try:
         import cupy
     except ImportError:
         return None
-    return cupy.from_dlpack(x.detach()) if type(x).__module__.startswith("torch") else x
+    torch_in = type(x).__module__.startswith("torch")
+    where = x.device.index if torch_in else getattr(getattr(x, "device", None), "id", None)
+    if where is not None and where != cupy.cuda.runtime.getDevice():
+        return None
+    return cupy.from_dlpack(x.detach()) if torch_in else x
 
 
 def array_module(a):

@@ -42,8 +42,8 @@ def _finite_vector(x, d, what):
 def _finite_on_gpu(a, what):
     """The CuPy array ``a`` as float64 on its device, validated there (ValueError for non-numbers, NaN or Inf):
     one flag read back, not the array."""
-    if a.dtype.kind not in "fiu":
-        raise ValueError(f"{what} must be numeric, got a CUDA array of {a.dtype}")
+    if a.dtype.kind not in "biuf":       # as on the host: real numbers (bools as 0 and 1)
+        raise ValueError(f"{what} must be real numbers, got a CUDA array of {a.dtype}")
     a = a.astype(np.float64, copy=False)
     if not bool(array_module(a).isfinite(a).all()):
         raise ValueError(f"{what} contains NaN or Inf")

@@ -80,7 +80,7 @@ def kernel_form(model, method):
     """(form, StepScheme) the kernels of ``method`` on ``model`` are printed from, cached on the model: the model's
     form, or — when the scheme reads L only through f = L y + c + N (explicit Runge–Kutta and the SDE methods
     without operators: no φ / resolvent tables, no Jacobian) and L is symbolic, constant in t and has at most
-    INLINE_LINEAR_TERMS non-zero entries — the same drift with L y moved into N (L zero).  The kernels then
+    INLINE_LINEAR_TERMS non-zero entries, each a polynomial in the params — the same drift with L y moved into N (L zero).  The kernels then
     print f from L's entries (its params read as values, zero entries absent, constants folded into the
     model's expressions) instead of reading a matrix per trajectory at every stage: no (n, d, d) array to
     form, store and read for Lorenz's ρ-dependent L."""
@@ -88,10 +88,11 @@ def kernel_form(model, method):
     if key not in model._sources:
         form = model.form
         scheme = build_scheme(form, method)
+        entries = [e for e in (form.linear if form.linear is not None else []) if e != 0]
         if (form.linear_structure != "zero" and form.linear is not None and form.linear_time is None
-                and not scheme.all_operators() and not scheme.needs_jacobian
-                and sum(1 for e in form.linear if e != 0) <= INLINE_LINEAR_TERMS):
-            form = replace(form, linear=sp.zeros(form.dim, form.dim), linear_structure="zero",
+                and not scheme.all_operators() and not scheme.needs_jacobian and len(entries) <= INLINE_LINEAR_TERMS
+                and all(e.is_polynomial(*form.params) for e in entries)):   # exp(k) stays a value formed once
+            form = replace(form, linear=sp.zeros(form.dim, form.dim), linear_structure="zero", linear_exact=None,
                            nonlinear=form.nonlinear + form.linear * sp.Matrix(form.states))
             scheme = build_scheme(form, method)
         model._sources[key] = (form, scheme)
@@ -169,7 +170,7 @@ def brownian_tree(target, seed: int | None = None):
     uses, fixed-step or adaptive: ``.query(t)`` gives W(t) for exact-solution checks (for a problem
     that runs backwards, t1 < t0: W(s) on the reversed time s = −t, ``.query(-t)``)."""
     from .kernels.brownian import BrownianTree
-    problem, _, _, traj, seed, _ = _targets(target, seed)
+    problem, _, _, traj, seed, _ = _targets(target, seed, on_host=False)
     if not problem.model.stochastic:
         raise ValueError("brownian_tree needs an SDE problem")
     if problem.backwards:       # a backwards solve reads W(s) in the reversed time s = -t
@@ -478,7 +479,8 @@ def _linear_value(model, form, scheme, params):
             model._host["linear"] = linear_entries(form)
         try:       # (host values as numpy scalars: CuPy takes those among its arrays, not 0-d numpy arrays)
             src = model._host["linear"]({k: v[()] if isinstance(v, np.ndarray) else v for k, v in params.items()})
-        except TypeError:       # a function of the entries CuPy does not take: computed on the host (n values read)
+        except (TypeError, ValueError, AttributeError, NotImplementedError):
+            # a function of the entries CuPy does not take (a Piecewise's select): computed on the host (n values read)
             src = model._host["linear"]({k: host(v) for k, v in params.items()})
     Lval = linear_value(form.linear_structure, src, form.dim)
     xp = array_module(Lval)
@@ -496,7 +498,9 @@ def _noise(model, scheme, problem, params):
     if scheme.needs_zeta:
         if "diffusion" not in model._host:
             model._host["diffusion"] = additive_diffusion(form)
-        G = model._host["diffusion"]({k: host(v) for k, v in params.items()}, float(problem.tspan[0]))   # on the host
+        reads = {p.name for p in form.diffusion.free_symbols}       # on the host: the params G reads are copied
+        values = {k: host(v) if k in reads else v for k, v in params.items()}
+        G = model._host["diffusion"](values, float(problem.tspan[0]))
         if not np.all(np.isfinite(G)):
             raise ValueError(f"the diffusion G = {list(form.diffusion)} is non-finite for these parameters")
     return Noise(form.noise_dim, form.noise, G)

@@ -69,6 +69,20 @@ class ndarray(np.lib.mixins.NDArrayOperatorsMixin):
         args = [_operand(x, ufunc.__name__) for x in inputs]
         return _result(ufunc(*args, **kwargs))
 
+    def __array_function__(self, func, types, args, kwargs):
+        """numpy functions on device arrays, as CuPy's ``__array_function__`` sends them to its own: ``ndim``;
+        ``select`` with cupy.select's checks (each condition and choice must be an array: a Python bool has no
+        dtype, AttributeError); the rest refused (TypeError)."""
+        if func is np.ndim:
+            return args[0].ndim
+        if func is np.select:
+            conds, choices = args[0], args[1]
+            for a in list(conds) + list(choices):
+                a.dtype       # noqa: B018 - CuPy reads it (AttributeError for a bool or float)
+            return _result(np.select([_operand(c, "select") for c in conds], [_operand(c, "select") for c in choices],
+                                     **kwargs))
+        return NotImplemented
+
     T = property(lambda self: ndarray(self._a.T))
 
     def astype(self, dtype, copy=True):
@@ -175,7 +189,7 @@ def stack(arrays, axis=0):
 
 
 atleast_1d, broadcast_arrays, isfinite = _on_device(np.atleast_1d), _on_device(np.broadcast_arrays), _on_device(np.isfinite)
-broadcast_to, moveaxis, all = _on_device(np.broadcast_to), _on_device(np.moveaxis), _on_device(np.all)
+broadcast_to, moveaxis, all = _on_device(np.broadcast_to), _on_device(np.moveaxis), _on_device(np.all)  # CuPy's names
 
 
 def empty(shape, dtype=float):
@@ -281,7 +295,7 @@ _PROPERTIES = {"name": b"stand-in for CuPy (host C++)", "major": 9, "minor": 0, 
 
 cuda = types.SimpleNamespace(
     Device=lambda *_: types.SimpleNamespace(compute_capability="90"), Event=_Event, get_elapsed_time=_elapsed_ms,
-    runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, deviceSynchronize=lambda: None,
+    runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0, deviceSynchronize=lambda: None,
                                   getDeviceProperties=lambda i: dict(_PROPERTIES),
                                   deviceGetAttribute=lambda attr, i: {13: 1_980_000}[attr]))
 

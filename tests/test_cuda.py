@@ -533,13 +533,16 @@ def fake_cupy():
     ("Tsit5", lambda: ensemble("diagonal", n=5), dict(rtol=1e-6, atol=1e-8)),
     ("EM", lambda: sde_ensemble("general", next(m for m in SDE if m.name == "EM"), n=5), dict(dt=0.01, seed=3)),
     ("SRA1", lambda: sde_ensemble("diagonal", next(m for m in SDE if m.name == "SRA1"), n=5),
-     dict(rtol=1e-3, atol=1e-3, seed=3))])
+     dict(rtol=1e-3, atol=1e-3, seed=3)),
+    ("ROS34PW2", lambda: ensemble("diagonal", n=5), dict(rtol=1e-6, atol=1e-8))])
 def test_backend_cuda_runs_its_launch_code_through_a_stand_in_for_cupy(fake_cupy, method, make, kw):
     """``CudaKernel`` on tests/fake_cupy.py: its launch (outputs allocated on the device, the host inputs copied
-    in, launch configuration, events) gives cuda-host's numbers exactly (and cuda-host is Numba's, tests above).  Host inputs: sol.y is numpy, the saved states copied back once (and the empty outputs never
-    copied in).  Device inputs (y0 and the per-trajectory parameter k, which L and G depend on): no copy of
-    anything per trajectory either way but the retcodes and step counts read back — y0, k and L are validated,
-    laid out and read on the device, and sol.y is the device array the kernel wrote."""
+    in, launch configuration, events) gives cuda-host's numbers exactly (and cuda-host is Numba's, tests above).
+    Host inputs: sol.y is numpy, the saved states copied back once (and the empty outputs never copied in).
+    Device inputs (y0 and the per-trajectory parameter k, which L and G depend on): no copy of anything per
+    trajectory either way but the retcodes and step counts read back — y0 and k are validated, laid out and read
+    on the device (the explicit methods print L's entries, k a kernel argument; adaptive ROS34PW2 reads L = k L₀,
+    formed on the device, for its per-thread resolvents), and sol.y is the device array the kernel wrote."""
     from sdekit.kernels.backend import Chunk
     from sdekit.solve import plan
     ens = make()
@@ -608,7 +611,7 @@ def test_inputs_on_the_device_are_validated_there_and_pickle_to_the_host(fake_cu
     with pytest.raises(ValueError, match=r"ensemble y0 must have shape \(n, 3\)"):
         sk.Ensemble(ens.problem, y0=fake_cupy.asarray(ens.y0[:, :2]))
     prob = ens.problem
-    for k, why in ((np.array([1.0, np.inf]), "contains NaN or Inf"), (np.array([True, False]), "must be numeric")):
+    for k, why in ((np.array([1.0, np.inf]), "contains NaN or Inf"), (np.array([1j, 2.0]), "must be real numbers")):
         with pytest.raises(ValueError, match=f"parameter 'k' {why}"):
             type(prob)(prob.model, y0=prob.y0, tspan=prob.tspan, params={"k": fake_cupy.asarray(k)})
     fake_cupy.reset()
@@ -621,8 +624,9 @@ def test_inputs_on_the_device_are_validated_there_and_pickle_to_the_host(fake_cu
 
 def test_a_per_trajectory_linear_part_is_formed_on_the_device(fake_cupy):
     """L = L(params) from per-trajectory values on the device and host scalars (numpy scalars among CuPy arrays:
-    CuPy refuses 0-d numpy arrays) is formed there, equal to the host's; an entry CuPy cannot take (here a
-    Piecewise, which the stand-in does not dispatch) is computed on the host instead (k read back once)."""
+    CuPy refuses 0-d numpy arrays) is formed there, equal to the host's; an entry CuPy cannot take (a Piecewise:
+    lambdify's select gets a Python True, which cupy.select refuses, as the stand-in does) is computed on the
+    host instead (k read back once).  The scheme reads L (ROS34PW2's resolvents)."""
     from sdekit.codegen.builders import build_scheme as scheme_of
     from sdekit.solve import _linear_value
     y = sk.states("y", 2)
@@ -632,7 +636,7 @@ def test_a_per_trajectory_linear_part_is_formed_on_the_device(fake_cupy):
     for L, moved in ((sp.Matrix([[a * k - 4, sp.sin(k)], [sp.exp(-k) / 2, -3]]), []),
                      (sp.diag(sp.Piecewise((-k, k > 1), (-2 * k, True)), -a), [("to_host", (n,))])):
         model = sk.ODE(y, L * y + sp.Matrix([sp.sin(y[1]), 0]))
-        scheme = scheme_of(model.form, next(m for m in CATALOGUE if m.name == "RK4"))
+        scheme = scheme_of(model.form, next(m for m in CATALOGUE if m.name == "ROS34PW2"))
         want = _linear_value(model, model.form, scheme, {"k": k_host, "a": np.asarray(2.5)})
         k_device = fake_cupy.asarray(k_host)
         fake_cupy.reset()

@@ -285,17 +285,23 @@ def test_kernels_read_l_and_operators_in_the_abi_layouts(monkeypatch):
 
 def test_kernels_print_L_where_they_read_it_only_through_f():
     """``solve.kernel_form``: a scheme whose only use of L is f = L y + c + N (explicit RK, EM, SRA) is printed
-    from the same drift with L y in N and L zero — the same f exactly (sympy); φ / resolvent tables, Jacobians,
-    a numeric L and an L of more than INLINE_LINEAR_TERMS non-zero entries keep L as it is.  (Their numbers:
+    from the same drift with L y in N and L zero, and its solve passes no L (k is a kernel argument); φ /
+    resolvent tables, Jacobians, a numeric L, an entry that is no polynomial in the params (exp(k): formed once,
+    not per stage) and an L of more than INLINE_LINEAR_TERMS non-zero entries keep L as it is.  (Their numbers:
     the golden records, taken with L read per trajectory, hold to 1e-13.)"""
-    from sdekit.solve import INLINE_LINEAR_TERMS, kernel_form
+    from sdekit.solve import INLINE_LINEAR_TERMS, kernel_form, plan
     y = sk.states("y", 3)
     k = sk.params("k")
     ode = sk.ODE(y, k * sp.Matrix([[-2, 1, 0], [-1, -3, 0], [0, 0, -4]]) * y + sp.Matrix([sp.sin(y[1]), 0, y[0] ** 2]))
+    ens = sk.Ensemble(sk.ODEProblem(ode, y0=np.ones(3), tspan=(0.0, 1.0), params={"k": np.linspace(1, 2, 4)}), n=4)
     for name, inlined in (("RK4", True), ("Tsit5", True), ("ETDRK4", False), ("ROS34PW2", False), ("Exprb43", False)):
         form, _ = kernel_form(ode, get_method(name))
         assert (form.linear_structure == "zero") is inlined, name
-        assert sp.simplify(form.drift - ode.form.drift) == sp.zeros(3, 1)
+        inputs = plan(ens, name, dt=0.1, backend="numpy").inputs
+        assert (inputs.Lval is None and inputs.structure == "zero") is inlined, name
+        assert np.array_equal(inputs.params["k"], np.linspace(1, 2, 4))
+    transcendental = sk.ODE(y, sp.exp(k) * sp.diag(-1, -2, -3) * y + y.applyfunc(sp.sin))
+    assert kernel_form(transcendental, get_method("RK4"))[0].linear_structure == "diagonal"
     sde = sk.SDE(y, drift=ode.form.drift, diffusion=sp.Rational(1, 5))
     for name, inlined in (("EM", True), ("SRA1", True), ("SETD1", False)):
         assert (kernel_form(sde, get_method(name))[0].linear_structure == "zero") is inlined, name
