@@ -39,11 +39,11 @@ def _finite_vector(x, d, what):
     return a
 
 
-def _finite_on_gpu(a, what):
-    """The CuPy array ``a`` as float64 on its device, validated there (ValueError for non-numbers, NaN or Inf):
-    one flag read back, not the array."""
-    if a.dtype.kind not in "biuf":       # as on the host: real numbers (bools as 0 and 1)
-        raise ValueError(f"{what} must be real numbers, got a CUDA array of {a.dtype}")
+def _finite_array(a, what):
+    """The array ``a`` (numpy, or CuPy: validated on its device, one flag read back) as float64; ValueError for
+    non-numbers, NaN or Inf."""
+    if a.dtype.kind not in "biuf":       # real numbers (bools as 0 and 1)
+        raise ValueError(f"{what} must be real numbers, got an array of {a.dtype}")
     a = a.astype(np.float64, copy=False)
     if not bool(array_module(a).isfinite(a).all()):
         raise ValueError(f"{what} contains NaN or Inf")
@@ -94,7 +94,7 @@ def _params(model, params):
     for name, v in params.items():
         g = on_gpu(v)
         if g is not None and g.ndim == 1:      # per-trajectory values on the GPU stay there (backend="cuda" reads them)
-            out[name] = _finite_on_gpu(g, f"parameter {name!r}")
+            out[name] = _finite_array(g, f"parameter {name!r}")
             continue
         try:
             a = np.asarray(host(v), dtype=float)
@@ -233,11 +233,7 @@ class Ensemble:
                 raise ValueError(f"ensemble y0 must have shape (n, {d}), got {Y0.shape}")
             if n is not None and n != Y0.shape[0]:
                 raise ValueError(f"n={n} but y0 has {Y0.shape[0]} rows")
-            if isinstance(Y0, np.ndarray):
-                if not np.all(np.isfinite(Y0)):
-                    raise ValueError("ensemble y0 contains NaN or Inf")
-            else:
-                Y0 = _finite_on_gpu(Y0, "ensemble y0")
+            Y0 = _finite_array(Y0, "ensemble y0")
             n = Y0.shape[0]
         if not _whole(n) or n < 1:
             raise ValueError(f"Ensemble needs an integer n >= 1 (or y0 of shape (n, d)), got n={n!r}")

@@ -80,17 +80,17 @@ def kernel_form(model, method):
     """(form, StepScheme) the kernels of ``method`` on ``model`` are printed from, cached on the model: the model's
     form, or — when the scheme reads L only through f = L y + c + N (explicit Runge–Kutta and the SDE methods
     without operators: no φ / resolvent tables, no Jacobian) and L is symbolic, constant in t and has at most
-    INLINE_LINEAR_TERMS non-zero entries, each a polynomial in the params — the same drift with L y moved into N (L zero).  The kernels then
-    print f from L's entries (its params read as values, zero entries absent, constants folded into the
-    model's expressions) instead of reading a matrix per trajectory at every stage: no (n, d, d) array to
-    form, store and read for Lorenz's ρ-dependent L."""
+    INLINE_LINEAR_TERMS non-zero entries, each a polynomial in the params — the same drift with L y moved into N
+    (L zero).  The kernels then print f from L's entries (its params read as values, zero entries absent,
+    constants folded into the model's expressions) instead of reading a matrix per trajectory at every stage:
+    no (n, d, d) array to form, store and read for Lorenz's ρ-dependent L."""
     key = ("form", method.name)
     if key not in model._sources:
         form = model.form
         scheme = build_scheme(form, method)
-        entries = [e for e in (form.linear if form.linear is not None else []) if e != 0]
-        if (form.linear_structure != "zero" and form.linear is not None and form.linear_time is None
-                and not scheme.all_operators() and not scheme.needs_jacobian and len(entries) <= INLINE_LINEAR_TERMS
+        entries = [e for e in form.linear if e != 0] if form.linear is not None else []
+        if (entries and form.linear_time is None and not scheme.all_operators() and not scheme.needs_jacobian
+                and len(entries) <= INLINE_LINEAR_TERMS
                 and all(e.is_polynomial(*form.params) for e in entries)):   # exp(k) stays a value formed once
             form = replace(form, linear=sp.zeros(form.dim, form.dim), linear_structure="zero", linear_exact=None,
                            nonlinear=form.nonlinear + form.linear * sp.Matrix(form.states))
@@ -204,9 +204,7 @@ def _targets(target, seed, on_host: bool = True):
     """(problem, y0 (n, d), params, trajectories, seed, is_ensemble); a y0 and per-trajectory params on the GPU
     (CuPy arrays) copied to the host unless ``on_host`` is False."""
     if isinstance(target, Ensemble):
-        y0, params = target.y0, target.params()
-        if on_host:
-            y0, params = np.asarray(host(y0)), {k: host(v) for k, v in params.items()}
+        y0, params = _on_host(target.y0, target.params()) if on_host else (target.y0, target.params())
         return target.problem, y0, params, target.trajectories, target.seed, True
     if isinstance(target, _Problem):
         for name, v in target.params.items():
@@ -216,6 +214,11 @@ def _targets(target, seed, on_host: bool = True):
         return target, target.y0[None, :], target.params, np.zeros(1, np.int64), \
             _integer(seed if seed is not None else 0, "seed"), False
     raise ValueError(f"solve needs an ODEProblem, SDEProblem or Ensemble, got {type(target).__name__}")
+
+
+def _on_host(y0, params):
+    """y0 and params as host arrays (CuPy arrays copied, numpy ones as they are)."""
+    return np.asarray(host(y0)), {k: host(v) for k, v in params.items()}
 
 
 @dataclass
@@ -359,7 +362,7 @@ def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, s
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     backend = _backend(model.form, backend)
     if backend != "cuda":      # y0 and per-trajectory params on the GPU stay there for backend="cuda" alone
-        Y0, params = np.asarray(host(Y0)), {k: host(v) for k, v in params.items()}
+        Y0, params = _on_host(Y0, params)
     try:
         dtype = np.dtype(dtype)
     except TypeError:
