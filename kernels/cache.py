@@ -89,7 +89,7 @@ def compiled_files(source_path) -> list:
         from numba.core.caching import _CacheLocator
         folders.append(Path(config.CACHE_DIR) / _CacheLocator.get_suitable_cache_subpath(str(path)))
     found = [f for d in folders for f in d.glob(f"{path.stem}.*") if f.suffix in (".nbi", ".nbc")]
-    return sorted(found + list(path.parent.glob(f"{path.stem}.so")))
+    return sorted(found + list(path.parent.glob(f"{path.stem}*.so")))
 
 
 def purge_compiled(source_path) -> int:

@@ -101,10 +101,10 @@ def _agree(a, b, tol):
     assert list(a.retcodes) == list(b.retcodes)
 
 
-@pytest.mark.parametrize("backend, dtype, tol", [("numba", "float64", 1e-12), ("numba", "float32", 2e-5),
-                                                 ("cuda-host", "float64", 1e-12)])
+@pytest.mark.parametrize("backend, dtype, tol", [("numba", "float32", 2e-5), ("cuda-host", "float64", 1e-12)])
 def test_backends_agree_on_every_activation(backend, dtype, tol):
-    """RK4: the forward pass σ, printed for numpy, Numba and CUDA C."""
+    """RK4: the forward pass σ, printed for numpy, Numba and CUDA C (Numba in float64: the Exprb43 test below,
+    whose f is the same printed forward pass)."""
     if backend == "cuda-host" and not (shutil.which("g++") or shutil.which("c++")):
         pytest.skip("cuda-host needs a C++ compiler")
     ens = _model()
@@ -113,7 +113,8 @@ def test_backends_agree_on_every_activation(backend, dtype, tol):
 
 
 def test_network_jacobians_agree_on_every_activation():
-    """Exprb43: the tangent pass σ'(x) T of the network Jacobian, printed for numpy and Numba."""
+    """Exprb43: the forward pass σ and the tangent pass σ'(x) T of the network Jacobian, printed for numpy and
+    Numba (float64)."""
     ens = _model()
     _agree(sk.solve(ens, "Exprb43", dt=0.05, backend="numpy"), sk.solve(ens, "Exprb43", dt=0.05, backend="numba"),
            1e-12)

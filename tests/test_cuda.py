@@ -764,3 +764,21 @@ def test_the_array_step_kernel_on_the_gpu(gpu):
     coefs = rng.normal(size=11)
     got = fused_cuda(coefs, [gpu.asarray(a) for a in arrays])
     np.testing.assert_allclose(gpu.asnumpy(got), fused(coefs, arrays), rtol=1e-13, atol=1e-13)
+
+
+def test_the_host_optimisation_level_is_checked_and_names_the_library(monkeypatch):
+    """$SDEKIT_HOST_OPT: a level g++ knows, else a ValueError naming it; a level other than the default gets its
+    own library file, so a -O0 test build is never loaded by a default run."""
+    from sdekit.kernels import cuda_backend
+    monkeypatch.setenv("SDEKIT_HOST_OPT", "-O9")
+    with pytest.raises(ValueError, match="SDEKIT_HOST_OPT='-O9'"):
+        cuda_backend.host_opt()
+    monkeypatch.setenv("SDEKIT_HOST_OPT", "-O0")
+    if not (shutil.which("g++") or shutil.which("c++")):
+        pytest.skip("cuda-host needs a C++ compiler")
+    source = 'extern "C" int sdekit_probe(void) { return 7; }\n'
+    assert cuda_backend.host_library(source).sdekit_probe() == 7
+    monkeypatch.setenv("SDEKIT_HOST_OPT", "-O2")
+    assert cuda_backend.host_library(source).sdekit_probe() == 7
+    folder = cuda_backend.write_source(source, "kernel", ".cu").parent
+    assert sorted(p.name for p in folder.glob("kernel*.so")) == ["kernel-O0.so", "kernel.so"]
