@@ -19,9 +19,9 @@ from .loop import Writer
 from .analysis import SemilinearForm
 from .drivers import adaptive_loop, fixed_loop
 from .lowering import lower
-from .numba_lanes import (JIT, emit_copy, emit_jacobian, emit_lane_functions,
-                          emit_matvec_buffers, emit_net_buffers, emit_statement, kernel_arguments, lower_jacobian,
-                          state_name)
+from .numba_lanes import (F32_ALIAS, JIT, emit_copy, emit_jacobian, emit_lane_functions,
+                          emit_matvec_buffers, emit_net_buffers, emit_statement, float_type, kernel_arguments,
+                          lower_jacobian, state_name)
 from .print_numba import NumbaLoopPrinter
 from .scheme import StepScheme
 
@@ -44,6 +44,12 @@ def emit_numba_adaptive(form: SemilinearForm, scheme: StepScheme, dtype: str = "
 
 
 def _emit(form, scheme, kernel, dtype, block, title, constants, preamble=()) -> str:
+    """The module: lane expressions printed for ``dtype`` (float32: float32 constants, ``numba_lanes.float_type``)."""
+    with float_type(dtype):
+        return _emit_module(form, scheme, kernel, dtype, block, title, constants, preamble)
+
+
+def _emit_module(form, scheme, kernel, dtype, block, title, constants, preamble) -> str:
     forcing = lower(list(form.forcing), form, state_name, lambda g, i: f"{g}[{i}, b]")
     diffusion = lower(list(form.diffusion), form, state_name) if form.stochastic else None
     w = Writer()
@@ -59,6 +65,8 @@ def _emit(form, scheme, kernel, dtype, block, title, constants, preamble=()) -> 
     w("import numpy as np")
     tanh = {"float64": "tanh64", "float32": "tanh32"}[str(dtype)]
     w(f"from sdekit.kernels.numba_runtime import {tanh} as nb_tanh")
+    if str(dtype) == "float32":
+        w(F32_ALIAS)
     w("from sdekit.kernels.numba_runtime import nan_max, nan_min")
     if "phi" in kernel.functions():
         w("from sdekit.kernels.matfun import phi_scalar as phi  # the loop IR's phi(k, x)")

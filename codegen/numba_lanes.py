@@ -6,6 +6,9 @@ statements of a :class:`StepScheme` as loops over the B lanes of a block (struct
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
@@ -19,10 +22,46 @@ from .scheme import Combine, EvalJacobian, EvalNoise, EvalRHS, StepScheme, opera
 
 
 class _KernelPrinter(NumPyPrinter):
-    """Scalar lane code: ``math`` functions, and the inline tanh of ``numba_runtime``."""
+    """Scalar lane code: ``math`` functions, and the inline tanh of ``numba_runtime``.
+    ``single``: numbers as float32 constants ``f32(0.161)`` (the module's ``f32 = np.float32``; an integer power
+    stays ``x**2``), as the CUDA printer's ``0.161F``: Numba types a Python literal as float64, and ``10*x`` or
+    ``0.161*h`` would run a float32 kernel's arithmetic in float64, with a conversion at every store."""
 
-    def __init__(self):
+    def __init__(self, single: bool = False):
         super().__init__({"fully_qualified_modules": True})
+        self.single = single
+
+    def _single(self, text: str) -> str:
+        return f"f32({text})" if self.single else text
+
+    def _print_Integer(self, e):
+        return self._single(super()._print_Integer(e))
+
+    def _print_Rational(self, e):
+        return self._single(super()._print_Rational(e))
+
+    def _print_Float(self, e):
+        return self._single(super()._print_Float(e))
+
+    def _print_NaN(self, e):
+        return self._single(super()._print_NaN(e))
+
+    def _print_Pow(self, e, rational=False):
+        if self.single and e.exp.is_Integer:        # x**2 is float32 in Numba; x**f32(2) would call powf
+            base = self.parenthesize(e.base, sp.printing.precedence.PRECEDENCE["Pow"])
+            if e.exp >= 0:
+                return f"{base}**{int(e.exp)}"
+            return f"{self._single('1')}/{base}" + ("" if e.exp == -1 else f"**{-int(e.exp)}")
+        return super()._print_Pow(e, rational)
+
+    def _print_Pi(self, e):
+        return self._single(super()._print_Pi(e))
+
+    def _print_Exp1(self, e):
+        return self._single(super()._print_Exp1(e))
+
+    def _print_Infinity(self, e):
+        return self._single(super()._print_Infinity(e))
 
     def _print_tanh(self, e):
         return f"nb_tanh({self._print(e.args[0])})"
@@ -35,7 +74,7 @@ class _KernelPrinter(NumPyPrinter):
 
     def _print_Piecewise(self, e):
         """Nested conditional expressions (numpy.select does not type on scalars); NaN where no branch holds."""
-        out = "math.nan"
+        out = self._single("math.nan")
         for value, cond in reversed(e.args):
             out = self._print(value) if cond == sp.true else f"({self._print(value)} if {self._print(cond)} else {out})"
         return out
@@ -55,8 +94,8 @@ class _KernelPrinter(NumPyPrinter):
 
     def _print_Heaviside(self, e):
         x = self._print(e.args[0])
-        half = self._print(e.args[1]) if len(e.args) > 1 else "0.5"
-        return f"(1.0 if {x} > 0 else ({half} if {x} == 0 else 0.0))"
+        half = self._print(e.args[1]) if len(e.args) > 1 else self._single("0.5")
+        return f"({self._single('1.0')} if {x} > 0 else ({half} if {x} == 0 else {self._single('0.0')}))"
 
 
 def nested_calls(printer, args, fn):
@@ -68,11 +107,25 @@ def nested_calls(printer, args, fn):
     return out
 
 
-_printer = _KernelPrinter()
+_PRINTERS = {"float64": _KernelPrinter(), "float32": _KernelPrinter(single=True)}
+_float_type: ContextVar[str] = ContextVar("numba_float_type", default="float64")
+#: what a float32 module defines for ``pr``'s constants
+F32_ALIAS = "f32 = np.float32  # float32 constants: a Python literal would promote float32 arithmetic to float64"
+
+
+@contextmanager
+def float_type(dtype):
+    """Print the lane expressions inside (``pr``) for a kernel of float type ``dtype``."""
+    token = _float_type.set(str(dtype))
+    try:
+        yield
+    finally:
+        _float_type.reset(token)
 
 
 def pr(expr) -> str:
-    s = _printer.doprint(sp.sympify(expr))
+    """``expr`` as Numba lane code, for the float type of the enclosing :func:`float_type` (float64 by default)."""
+    s = _PRINTERS[_float_type.get()].doprint(sp.sympify(expr))
     return s.replace("numpy.", "np.")
 
 

@@ -145,6 +145,29 @@ def test_float32_kernel_stays_within_float32_accuracy():
     np.testing.assert_allclose(b.y, a.y, rtol=0, atol=2e-5)
 
 
+def test_a_float32_kernel_computes_in_float32():
+    """The float32 kernel's stages, model and network run in float32: its LLVM IR has no double arithmetic and
+    no float <-> double conversion (Python literals are float64 in Numba: ``10*x`` and ``0.161*h`` ran in double,
+    with a conversion at every store; the printer now writes ``f32(10)``, as the CUDA printer writes ``10.0F``).
+    An autonomous model (no time) with Integer, Rational and Float constants, integer and negative powers, π, a
+    Piecewise and an MLP; fixed-step Tsit5 (Float tableau coefficients times h)."""
+    import re
+    y = sk.states("y", 3)
+    net = sk.MLP("f", [3, 4, 3], activation="sigmoid")
+    N = sp.Matrix([10 * (y[1] - y[0]) + sp.sin(y[1]) / 3, sp.Float(0.25) * y[0] - y[1] ** 3 / 8 + sp.pi / (2 + y[2] ** 2),
+                   sp.Piecewise((sp.exp(-y[0] ** 2), y[0] > 0), (1 - y[0] ** 2 / 2, True)) - sp.Rational(8, 3) * y[2]])
+    prob = sk.ODEProblem(sk.ODE(y, N + net(y) / 4), y0=[0.5, -0.2, 0.1], tspan=(0.0, 0.5),
+                         nets={"f": [(np.ones((4, 3)) / 3, np.zeros(4)), (np.ones((3, 4)) / 4, np.zeros(3))]})
+    sol = sk.solve(prob, "Tsit5", dt=0.05, dtype=np.float32)
+    assert sol.success and sol.y.dtype == np.float32
+    module = load_module(sk.inspect(prob, "Tsit5", backend="numba", dtype=np.float32), "numba")   # the one solve ran
+    for fn in (module.kernel, module.rhs_block):
+        (signature,) = fn.signatures
+        ir = fn.inspect_llvm(signature)
+        assert len(re.findall(r"= f(?:mul|add|sub|div)[a-z ]* float ", ir)) > 10, fn
+        assert not re.findall(r"= (?:f(?:mul|add|sub|div)[a-z ]* double |fpext |fptrunc )", ir), fn
+
+
 def test_float32_kernel_with_float64_promoted_tanh_arguments():
     """In a float32 kernel Numba promotes ``y/2`` or ``0.5 * x`` (silu, sigmoid) to float64; tanh32
     must round its argument, not read float64 bits as float32 (review: it returned 0.333 for 0.5)."""
