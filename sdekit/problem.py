@@ -39,12 +39,14 @@ def _finite_vector(x, d, what):
     return a
 
 
-def _finite_array(a, what):
-    """The array ``a`` (numpy, or CuPy: validated on its device, one flag read back) as float64; ValueError for
+def _finite_array(a, what, keep_float32: bool = False):
+    """The array ``a`` (numpy, or CuPy: validated on its device, one flag read back) as float64 (``keep_float32``:
+    a float32 array as it is — a float32 kernel reads it without a float64 copy and back); ValueError for
     non-numbers, NaN or Inf."""
     if a.dtype.kind not in "biuf":       # real numbers (bools as 0 and 1)
         raise ValueError(f"{what} must be real numbers, got an array of {a.dtype}")
-    a = a.astype(np.float64, copy=False)
+    if not (keep_float32 and a.dtype == np.float32):
+        a = a.astype(np.float64, copy=False)
     if not bool(array_module(a).isfinite(a).all()):
         raise ValueError(f"{what} contains NaN or Inf")
     return a
@@ -233,7 +235,7 @@ class Ensemble:
                 raise ValueError(f"ensemble y0 must have shape (n, {d}), got {Y0.shape}")
             if n is not None and n != Y0.shape[0]:
                 raise ValueError(f"n={n} but y0 has {Y0.shape[0]} rows")
-            Y0 = _finite_array(Y0, "ensemble y0")
+            Y0 = _finite_array(Y0, "ensemble y0", keep_float32=True)     # a float32 y0 on the GPU: no copy
             n = Y0.shape[0]
         if not _whole(n) or n < 1:
             raise ValueError(f"Ensemble needs an integer n >= 1 (or y0 of shape (n, d)), got n={n!r}")

@@ -599,6 +599,26 @@ def test_device_inputs_of_a_method_with_operator_tables(fake_cupy):
     np.testing.assert_array_equal(sol.y.get(), want.y)
 
 
+def test_a_float32_y0_on_the_device_is_read_as_it_is(fake_cupy):
+    """A float32 y0 on the device is validated and kept as it is (it used to be copied to float64 there, and a float32
+    kernel cast it back); both kernels' numbers are those of the same values from the host, and it pickles as
+    float32."""
+    import pickle
+    ens = ensemble("diagonal", n=5)
+    Y0 = fake_cupy.asarray(ens.y0.astype(np.float32))
+    on_device = sk.Ensemble(ens.problem, y0=Y0)
+    assert on_device.y0 is Y0
+    from_host = sk.Ensemble(ens.problem, y0=ens.y0.astype(np.float32))
+    assert from_host.y0.dtype == np.float64 and from_host == on_device
+    for dtype in ("float32", "float64"):
+        got = sk.solve(on_device, "RK4", dt=0.05, backend="cuda", dtype=dtype)
+        want = sk.solve(from_host, "RK4", dt=0.05, backend="cuda-host", dtype=dtype)
+        assert got.y.dtype == dtype
+        np.testing.assert_array_equal(got.y.get(), want.y)
+    back = pickle.loads(pickle.dumps(on_device))
+    assert back.y0.dtype == np.float32 and back == from_host
+
+
 def test_inputs_on_the_device_are_validated_there_and_pickle_to_the_host(fake_cupy):
     """A CUDA y0 or per-trajectory parameter is checked on the device (one flag read back): NaN, a wrong shape or
     a non-number is a ValueError naming it; a pickle holds host arrays and equals the host ensemble."""
