@@ -35,19 +35,25 @@ def test_every_function_everywhere_has_a_case():
     assert set(EVERYWHERE) == set(CASES)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_every_supported_function_on_every_backend_matches_numpy(backend):
-    """One model, a state per function: u_i' = f_i(u_i), one Euler step of length 1 gives u_i + f_i(u_i)."""
+@pytest.mark.parametrize("backend, dtype", [(b, "float64") for b in BACKENDS] + [("numba", "float32")])
+def test_every_supported_function_on_every_backend_matches_numpy(backend, dtype):
+    """One model, a state per function: u_i' = f_i(u_i), one Euler step of length 1 gives u_i + f_i(u_i).  float32:
+    the Numba kernel prints its constants as float32 (``f32(1/2)``) and takes each function of a float32 argument,
+    within float32 rounding of the reference at the float32 value of u."""
     fns = list(CASES)
     u = sk.states("u", len(fns))
     model = sk.ODE(u, sp.Matrix([CASES[f][0](u[i]) for i, f in enumerate(fns)]))
     y0 = np.array([CASES[f][2] for f in fns]).T                          # (3 trajectories, one state each)
+    if dtype == "float32":
+        y0 = y0.astype(np.float32).astype(np.float64)
     sol = sk.solve(sk.Ensemble(sk.ODEProblem(model, y0=y0[0], tspan=(0.0, 1.0)), y0=y0), "Euler", dt=1.0,
-                   backend=backend)
+                   backend=backend, dtype=dtype)
+    assert sol.y.dtype == dtype
     got = sol.y[:, -1] - y0
+    tol = dict(rtol=1e-13, atol=1e-14) if dtype == "float64" else dict(rtol=3e-6, atol=3e-6)
     for i, f in enumerate(fns):
         want = CASES[f][1](y0[:, i])
-        np.testing.assert_allclose(got[:, i], want, rtol=1e-13, atol=1e-14, err_msg=f"{f.__name__} on {backend}")
+        np.testing.assert_allclose(got[:, i], want, **tol, err_msg=f"{f.__name__} on {backend} in {dtype}")
 
 
 @pytest.mark.parametrize("build, match", [
