@@ -9,6 +9,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+import numpy as np
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
@@ -60,6 +61,9 @@ class _KernelPrinter(NumPyPrinter):
     def _print_Exp1(self, e):
         return self._single(super()._print_Exp1(e))
 
+    def _print_EulerGamma(self, e):
+        return self._single(super()._print_EulerGamma(e))
+
     def _print_Infinity(self, e):
         return self._single(super()._print_Infinity(e))
 
@@ -95,7 +99,8 @@ class _KernelPrinter(NumPyPrinter):
     def _print_Heaviside(self, e):
         x = self._print(e.args[0])
         half = self._print(e.args[1]) if len(e.args) > 1 else self._single("0.5")
-        return f"({self._single('1.0')} if {x} > 0 else ({half} if {x} == 0 else {self._single('0.0')}))"
+        zero = self._single("0")
+        return f"({self._single('1.0')} if {x} > {zero} else ({half} if {x} == {zero} else {self._single('0.0')}))"
 
 
 def nested_calls(printer, args, fn):
@@ -116,7 +121,7 @@ F32_ALIAS = "f32 = np.float32  # float32 constants: a Python literal would promo
 @contextmanager
 def float_type(dtype):
     """Print the lane expressions inside (``pr``) for a kernel of float type ``dtype``."""
-    token = _float_type.set(str(dtype))
+    token = _float_type.set(np.dtype(dtype).name)
     try:
         yield
     finally:
@@ -127,6 +132,11 @@ def pr(expr) -> str:
     """``expr`` as Numba lane code, for the float type of the enclosing :func:`float_type` (float64 by default)."""
     s = _PRINTERS[_float_type.get()].doprint(sp.sympify(expr))
     return s.replace("numpy.", "np.")
+
+
+def const(literal: str) -> str:
+    """A number written into lane code by hand (``"0.5"``), in the float type of the enclosing :func:`float_type`."""
+    return _PRINTERS[_float_type.get()]._single(literal)
 
 
 #: the decorator of generated functions (sdekit.abi.JIT_FLAGS)
@@ -373,7 +383,7 @@ def emit_lane_functions(w, form, scheme, forcing, diffusion, extra, adaptive=Fal
         _lane_function(w, form, "milstein_block", params,
                        "½ (G'G)(st, t)(dW² − h) of the lanes of ``st`` into ``out`` (Kloeden & Platen 1992, "
                        "eq. 10.3.3).", gg,
-                       [f"out[{i}, b] = 0.5 * ({pr(e)}) * (dW[{col(i)}, b] * dW[{col(i)}, b] - hh[b])"
+                       [f"out[{i}, b] = {const('0.5')} * ({pr(e)}) * (dW[{col(i)}, b] * dW[{col(i)}, b] - hh[b])"
                         for i, e in enumerate(gg.outputs)], adaptive)
         calls["milstein"] = f"milstein_block({call})"
         if "t" in _used_symbols(gg):

@@ -36,7 +36,7 @@ def fingerprint(ens, method: str, dt, options: dict) -> str:
                  sorted((k, repr(v)) for k, v in options.items() if not isinstance(v, (list, tuple, np.ndarray))),
                  ens.n, ens.seed, ens.first):
         h.update(repr(part).encode())
-    arrays = [np.ascontiguousarray(host(ens.y0)), prob.y0]
+    arrays = [np.ascontiguousarray(host(ens.y0), dtype=np.float64), prob.y0]   # a float32 y0 on the GPU: its values
     arrays += [np.asarray(host(v)) for _, v in sorted(ens.params().items())]
     arrays += [np.asarray(v, dtype=float) for _, v in sorted(options.items()) if isinstance(v, (list, tuple, np.ndarray))]
     if form.linear_numeric is not None:

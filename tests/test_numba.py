@@ -146,26 +146,34 @@ def test_float32_kernel_stays_within_float32_accuracy():
 
 
 def test_a_float32_kernel_computes_in_float32():
-    """The float32 kernel's stages, model and network run in float32: its LLVM IR has no double arithmetic and
-    no float <-> double conversion (Python literals are float64 in Numba: ``10*x`` and ``0.161*h`` ran in double,
-    with a conversion at every store; the printer now writes ``f32(10)``, as the CUDA printer writes ``10.0F``).
-    An autonomous model (no time) with Integer, Rational and Float constants, integer and negative powers, π, a
-    Piecewise and an MLP; fixed-step Tsit5 (Float tableau coefficients times h)."""
+    """The float32 kernel's stages, model and network run in float32: its LLVM IR has no double arithmetic (scalar
+    or vector) and no float <-> double conversion (Python literals are float64 in Numba: ``10*x`` and ``0.161*h``
+    ran in double, with a conversion at every store; the printer now writes ``f32(10)``, as the CUDA printer writes
+    ``10.0F``).  An autonomous model (no time) with Integer, Rational and Float constants, integer and negative
+    powers, π, a Piecewise and an MLP; fixed-step Tsit5 (Float tableau coefficients times h).  An SDE's drift, G and
+    Milstein term (½ G'G (ΔW² − h)) too; its kernel keeps Philox, the normals and the tree in double, by design."""
     import re
+    double = re.compile(r"= (?:f(?:mul|add|sub|div|rem)[a-z ]* (?:<\d+ x )?double|fpext |fptrunc )")
+    single = re.compile(r"= f(?:mul|add|sub|div)[a-z ]* (?:<\d+ x )?float ")
     y = sk.states("y", 3)
     net = sk.MLP("f", [3, 4, 3], activation="sigmoid")
     N = sp.Matrix([10 * (y[1] - y[0]) + sp.sin(y[1]) / 3, sp.Float(0.25) * y[0] - y[1] ** 3 / 8 + sp.pi / (2 + y[2] ** 2),
                    sp.Piecewise((sp.exp(-y[0] ** 2), y[0] > 0), (1 - y[0] ** 2 / 2, True)) - sp.Rational(8, 3) * y[2]])
-    prob = sk.ODEProblem(sk.ODE(y, N + net(y) / 4), y0=[0.5, -0.2, 0.1], tspan=(0.0, 0.5),
-                         nets={"f": [(np.ones((4, 3)) / 3, np.zeros(4)), (np.ones((3, 4)) / 4, np.zeros(3))]})
-    sol = sk.solve(prob, "Tsit5", dt=0.05, dtype=np.float32)
-    assert sol.success and sol.y.dtype == np.float32
-    module = load_module(sk.inspect(prob, "Tsit5", backend="numba", dtype=np.float32), "numba")   # the one solve ran
-    for fn in (module.kernel, module.rhs_block):
-        (signature,) = fn.signatures
-        ir = fn.inspect_llvm(signature)
-        assert len(re.findall(r"= f(?:mul|add|sub|div)[a-z ]* float ", ir)) > 10, fn
-        assert not re.findall(r"= (?:f(?:mul|add|sub|div)[a-z ]* double |fpext |fptrunc )", ir), fn
+    nets = {"f": [(np.ones((4, 3)) / 3, np.zeros(4)), (np.ones((3, 4)) / 4, np.zeros(3))]}
+    ode = sk.ODEProblem(sk.ODE(y, N + net(y) / 4), y0=[0.5, -0.2, 0.1], tspan=(0.0, 0.5), nets=nets)
+    sde = sk.SDEProblem(sk.SDE(y, drift=N, diffusion=sp.Matrix([sp.cos(y[0]) / 10, y[1] / 5, sp.Rational(3, 10)]),
+                               noise="diagonal"), y0=[0.5, -0.2, 0.1], tspan=(0.0, 0.5))
+    for prob, method, functions in ((ode, "Tsit5", ("kernel", "rhs_block")),
+                                    (sde, "Milstein", ("rhs_block", "noise_block", "milstein_block"))):
+        sol = sk.solve(prob, method, dt=0.05, dtype=np.float32)
+        assert sol.success and sol.y.dtype == np.float32
+        module = load_module(sk.inspect(prob, method, backend="numba", dtype=np.float32), "numba")   # the one solve ran
+        for name in functions:
+            fn = getattr(module, name)
+            (signature,) = fn.signatures
+            ir = fn.inspect_llvm(signature)
+            assert len(single.findall(ir)) > 4, name
+            assert not double.findall(ir), (name, double.findall(ir)[:5])
 
 
 def test_float32_kernel_with_float64_promoted_tanh_arguments():
@@ -292,7 +300,7 @@ def test_kernels_read_l_and_operators_in_the_abi_layouts(monkeypatch):
         L = sp.Matrix([[-2, 1, sp.Rational(1, 2)], [sp.Rational(3, 10), -1, 0], [0, -sp.Rational(7, 10), -3]])
         model = sk.ODE(y, L * y + sp.Matrix([sp.sin(y[0]), 0, y[1] ** 2 / 10]))
         ens = sk.Ensemble(sk.ODEProblem(model, y0=[1.0, 0.5, -0.2], tspan=(0.0, 2.0)), n=5)
-        return ens, [sk.solve(ens, "ETDRK2", rtol=1e-7, atol=1e-9, backend=b).y for b in backends] + [
+        return ens, [sk.solve(ens, "ETDRK3", rtol=1e-7, atol=1e-9, backend=b).y for b in backends] + [
             sk.solve(ens, "ETDRK4", dt=2.0**-3, backend=b).y for b in backends]
 
     backends = ("numpy",)            # the reference in the ABI's layouts (numpy and Numba agree: test_kernel_*)
@@ -301,7 +309,7 @@ def test_kernels_read_l_and_operators_in_the_abi_layouts(monkeypatch):
     monkeypatch.setitem(abi.OPERATOR_LAYOUT, "dense", ("traj", "j", "hclass", "i"))
     backends = ("numba", "numpy")
     ens, after = run()
-    assert "Lm.transpose((0, 2, 1))" in sk.inspect(ens, "ETDRK2", backend="numba", adaptive=True)
+    assert "Lm.transpose((0, 2, 1))" in sk.inspect(ens, "ETDRK3", backend="numba", adaptive=True)
     for a, b in zip((adaptive, adaptive, fixed, fixed), after):
         np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-15)
 
