@@ -22,6 +22,11 @@ from .neural import activation, activation_grad
 from .scheme import Combine, EvalJacobian, EvalNoise, EvalRHS, StepScheme, operator_layout
 
 
+def _constant(print_number):
+    """A printer method: ``print_number``'s text, wrapped by the printer's ``_single``."""
+    return lambda self, e: self._single(print_number(self, e))
+
+
 class _KernelPrinter(NumPyPrinter):
     """Scalar lane code: ``math`` functions, and the inline tanh of ``numba_runtime``.
     ``single``: numbers as float32 constants ``f32(0.161)`` (the module's ``f32 = np.float32``; an integer power
@@ -35,17 +40,15 @@ class _KernelPrinter(NumPyPrinter):
     def _single(self, text: str) -> str:
         return f"f32({text})" if self.single else text
 
-    def _print_Integer(self, e):
-        return self._single(super()._print_Integer(e))
-
-    def _print_Rational(self, e):
-        return self._single(super()._print_Rational(e))
-
-    def _print_Float(self, e):
-        return self._single(super()._print_Float(e))
-
-    def _print_NaN(self, e):
-        return self._single(super()._print_NaN(e))
+    # numbers and number symbols: NumPyPrinter's text, as a float32 constant in a float32 kernel
+    _print_Integer = _constant(NumPyPrinter._print_Integer)
+    _print_Rational = _constant(NumPyPrinter._print_Rational)
+    _print_Float = _constant(NumPyPrinter._print_Float)
+    _print_NaN = _constant(NumPyPrinter._print_NaN)
+    _print_Infinity = _constant(NumPyPrinter._print_Infinity)
+    _print_Pi = _constant(NumPyPrinter._print_Pi)
+    _print_Exp1 = _constant(NumPyPrinter._print_Exp1)
+    _print_EulerGamma = _constant(NumPyPrinter._print_EulerGamma)
 
     def _print_Pow(self, e, rational=False):
         if self.single and e.exp.is_Integer:        # x**2 is float32 in Numba; x**f32(2) would call powf
@@ -54,18 +57,6 @@ class _KernelPrinter(NumPyPrinter):
                 return f"{base}**{int(e.exp)}"
             return f"{self._single('1')}/{base}" + ("" if e.exp == -1 else f"**{-int(e.exp)}")
         return super()._print_Pow(e, rational)
-
-    def _print_Pi(self, e):
-        return self._single(super()._print_Pi(e))
-
-    def _print_Exp1(self, e):
-        return self._single(super()._print_Exp1(e))
-
-    def _print_EulerGamma(self, e):
-        return self._single(super()._print_EulerGamma(e))
-
-    def _print_Infinity(self, e):
-        return self._single(super()._print_Infinity(e))
 
     def _print_tanh(self, e):
         return f"nb_tanh({self._print(e.args[0])})"
