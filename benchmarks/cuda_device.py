@@ -104,9 +104,9 @@ CLOCK = {"start": time.perf_counter(), "skipped": []}
 
 
 def timed(make, method, dt, steps, sizes, dtypes=("float32", "float64")):
-    """Trajectory-steps/s of ``method`` at fixed ``dt`` on ``make(n)`` ensembles whose y0 and per-trajectory
-    parameters are on the device (CuPy arrays: they stay there, and so do the saved states: ``sol.y`` is CuPy),
-    float32 and float64.  Per size: the
+    """Trajectory-steps/s of ``method`` at fixed ``dt`` on ``make(n)`` ensembles whose y0 (in the run's float type)
+    and per-trajectory parameters are on the device (CuPy arrays: they stay there, and so do the saved states:
+    ``sol.y`` is CuPy), float32 and float64.  Per size: the
     kernel's time (CUDA events, ``CudaKernel.last_launch_s``) and the whole solve's (``sk.plan``'s validation,
     the inputs' copies in, the launch), the compile excluded by a first small solve."""
     import sdekit as sk
@@ -125,7 +125,7 @@ def timed(make, method, dt, steps, sizes, dtypes=("float32", "float64")):
             prob = ens.problem
             prob = type(prob)(prob.model, y0=prob.y0, tspan=prob.tspan, nets=prob.nets,
                               params={k: xp.asarray(v) if np.ndim(v) else v for k, v in prob.params.items()})
-            ens = sk.Ensemble(prob, y0=xp.asarray(ens.y0), seed=ens.seed)
+            ens = sk.Ensemble(prob, y0=xp.asarray(ens.y0, dtype=dtype), seed=ens.seed)   # y0 in the run's float type
             t0 = time.perf_counter()
             p = plan(ens, method, dt=dt, backend="cuda", dtype=dtype)
             raw = p.kernel.run(p.inputs, Chunk(0, p.n))
