@@ -767,6 +767,16 @@ def test_device_inputs_come_back_on_the_device(gpu, method, kw):
         sol = sk.solve(sk.Ensemble(ens.problem, y0=y0), method, backend="cuda", **kw)
         assert isinstance(sol.y, gpu.ndarray)
         np.testing.assert_allclose(gpu.asnumpy(sol.y), want, rtol=1e-11, atol=1e-12)
+    # a float32 y0 on the device is read as it is (no float64 copy): a float32 solve gives Numba's float32 numbers
+    # from the same values, within float32 rounding (CUDA does not contract as Numba does)
+    y32 = gpu.asarray(ens.y0, dtype=np.float32)
+    on_device = sk.Ensemble(ens.problem, y0=y32)
+    assert on_device.y0 is y32
+    want32 = sk.solve(sk.Ensemble(ens.problem, y0=ens.y0.astype(np.float32)), method, backend="numba", dtype="float32",
+                      **kw).y
+    got32 = sk.solve(on_device, method, backend="cuda", dtype="float32", **kw).y
+    assert isinstance(got32, gpu.ndarray) and got32.dtype == np.float32
+    np.testing.assert_allclose(gpu.asnumpy(got32), want32, rtol=0, atol=2e-5 * np.abs(want32).max())
     assert type(sk.solve(ens, method, backend="cuda", **kw).y) is np.ndarray
     from sdekit.kernels.backend import Chunk
     from sdekit.solve import plan
