@@ -13,6 +13,8 @@ operators and ``L`` are runtime arguments.
 """
 from __future__ import annotations
 
+import re
+
 from ..abi import BLOCK
 from . import loop
 from .loop import Writer
@@ -63,8 +65,7 @@ def _emit_module(form, scheme, kernel, dtype, block, title, constants, preamble)
     w("import math")
     w("import numba")
     w("import numpy as np")
-    tanh = {"float64": "tanh64", "float32": "tanh32"}[str(dtype)]
-    w(f"from sdekit.kernels.numba_runtime import {tanh} as nb_tanh")
+    w(f"from sdekit.kernels.numba_runtime import {_TANH[str(dtype)]} as nb_tanh")
     if str(dtype) == "float32":
         w(F32_ALIAS)
     w("from sdekit.kernels.numba_runtime import nan_max, nan_min")
@@ -78,14 +79,38 @@ def _emit_module(form, scheme, kernel, dtype, block, title, constants, preamble)
     w()
     for line in constants + [f"D = {form.dim}", f"M = {form.noise_dim}"]:
         w(line)
+    lanes = Writer()
+    hooks.calls = emit_lane_functions(lanes, form, scheme, forcing, diffusion, kernel.arguments, kernel.adaptive)
+    emit_jacobian(lanes, form, scheme, kernel.arguments, hooks.calls, jac, kernel.adaptive)
+    names = sorted(re.findall(r"^def (\w+)\(", "\n".join(lanes.lines), re.M))
+    w()
+    w("# The model's lane functions, a module of their own: every method's kernel on this model (same float type")
+    w("# and step shape) imports the same one, so they compile once (and load from the disk cache after).")
+    w("from sdekit.kernels.cache import load_module")
+    w("LANES = r\'\'\'" + _lane_module(lanes, form, dtype, block).rstrip("\n"))
+    w("\'\'\'")
+    w("_lanes = load_module(LANES, 'numba_lanes')")
+    for name in names:
+        w(f"{name} = _lanes.{name}")
     w()
     w()
-    hooks.calls = emit_lane_functions(w, form, scheme, forcing, diffusion, kernel.arguments, kernel.adaptive)
-    emit_jacobian(w, form, scheme, kernel.arguments, hooks.calls, jac, kernel.adaptive)
     printer.hooks = hooks
     printer.print_kernel(w, JIT, preamble)
     w()
     return "\n".join(w.lines) + "\n"
+
+
+def _lane_module(lanes, form, dtype, block) -> str:
+    """The source of the lane functions ``lanes`` wrote: what they read of the runtime, and the constants."""
+    head = ["import math", "import numba", "import numpy as np",
+            f"from sdekit.kernels.numba_runtime import {_TANH[str(dtype)]} as nb_tanh",
+            "from sdekit.kernels.numba_runtime import nan_max, nan_min"]
+    head += [F32_ALIAS] if str(dtype) == "float32" else []
+    head += ["", f"B = {block}", f"D = {form.dim}", f"M = {form.noise_dim}", "", ""]
+    return "\n".join(head + lanes.lines) + "\n"
+
+
+_TANH = {"float64": "tanh64", "float32": "tanh32"}
 
 
 class _Hooks:

@@ -50,8 +50,9 @@ def launch(module, n: int, *args, progress: bool = False):
 
 
 def first_call(module, kernel, blocks, args):
-    """The compiling (or cache-loading) first call, alone; a kernel whose on-disk compiled files do
-    not load (truncated, garbled) has them removed and is compiled again, with a warning."""
+    """The compiling (or cache-loading) first call, alone; a kernel whose on-disk compiled files (or its lane
+    functions', ``module._lanes``) do not load (truncated, garbled) has them removed and is compiled again, with a
+    warning."""
     try:
         with kernel_opt_level():
             kernel(*blocks, *args)
@@ -59,7 +60,9 @@ def first_call(module, kernel, blocks, args):
         if not loaded_from_damaged_cache(e):
             raise
         import warnings
-        purge_compiled(module.__file__)
+        for source in (module, getattr(module, "_lanes", None)):
+            if source is not None:
+                purge_compiled(source.__file__)
         warnings.warn(f"the compiled kernel cached beside {module.__file__} did not load ({type(e).__name__}: {e}); "
                       "compiling it again", RuntimeWarning, stacklevel=4)
         with kernel_opt_level():

@@ -64,14 +64,21 @@ def test_two_processes_compiling_the_same_kernel_at_once_both_succeed(fresh_cach
     assert len(_files(fresh_cache, "*/numba.py")) == 1 and not _files(fresh_cache, "*/*.tmp")
 
 
-@pytest.mark.parametrize("damaged", [".py", ".nbi", ".nbc"], ids=["source", "numba-index", "numba-data"])
-def test_a_damaged_cache_file_is_rebuilt(fresh_cache, damaged, tmp_path):
+@pytest.mark.parametrize("module, damaged", [("numba", ".py"), ("numba", ".nbi"), ("numba", ".nbc"), ("numba_lanes", ".nbc")],
+                         ids=["source", "numba-index", "numba-data", "lane-functions-data"])
+def test_a_damaged_cache_file_is_rebuilt(fresh_cache, module, damaged, tmp_path):
+    """The kernel's module, or the model's lane functions it imports (a module of their own, shared by methods).  A
+    cached kernel holds its lane functions' code, so their files are read when a kernel compiles against them: another
+    method on the model, here the same kernel with its own compiled files removed."""
     want = _run_here()
-    (source,) = _files(fresh_cache, "*/numba.py")
+    (source,) = _files(fresh_cache, f"*/{module}.py")
     files = [source] if damaged == ".py" else [f for f in cache.compiled_files(source) if f.suffix == damaged]
     assert files, f"no {damaged} file written"
     for f in files:
         _damage(f)
+    if module == "numba_lanes":
+        (kernel,) = _files(fresh_cache, "*/numba.py")
+        assert cache.purge_compiled(kernel) > 0
     # a new process: the damaged files are read from disk, not from this process's memory
     script = _SOLVE + "np.save(__import__('sys').argv[1], run())\n"
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "y.npy")], capture_output=True, text=True,

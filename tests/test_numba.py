@@ -145,6 +145,24 @@ def test_float32_kernel_stays_within_float32_accuracy():
     np.testing.assert_allclose(b.y, a.y, rtol=0, atol=2e-5)
 
 
+def test_methods_on_a_model_share_its_lane_functions():
+    """The model's lane functions (rhs_block, noise/jac blocks) are a module of their own that every method's kernel
+    imports: methods with the same right-hand side (f, or c + N for the exponential ones), float type and step
+    shape share it, so it compiles once (a kernel loaded from the disk cache holds their code)."""
+    import re
+    prob = neural(False, "dense")
+
+    def lanes(method, **kw):
+        source = sk.inspect(prob, method, backend="numba", **kw)
+        return re.search(r"LANES = r'{3}(.*?)'{3}", source, re.S).group(1)
+
+    assert lanes("RK4") == lanes("Heun") == lanes("Tsit5") == lanes("DP5")          # f = L y + c + N
+    assert lanes("ETDRK4") == lanes("ETD1") != lanes("RK4")                          # c + N
+    assert lanes("RK4", dtype=np.float32) != lanes("RK4")
+    assert lanes("Tsit5", adaptive=True) != lanes("Tsit5")
+    assert "def rhs_block(" in lanes("RK4") and "def jac_block(" in lanes("Exprb43")
+
+
 def test_a_float32_kernel_computes_in_float32():
     """The float32 kernel's stages, model and network run in float32: its LLVM IR has no double arithmetic (scalar
     or vector) and no float <-> double conversion (Python literals are float64 in Numba: ``10*x`` and ``0.161*h``
