@@ -107,7 +107,10 @@ def _lane_module(lanes, form, dtype, block) -> str:
             "from sdekit.kernels.numba_runtime import nan_max, nan_min"]
     head += [F32_ALIAS] if str(dtype) == "float32" else []
     head += ["", f"B = {block}", f"D = {form.dim}", f"M = {form.noise_dim}", "", ""]
-    return "\n".join(head + lanes.lines) + "\n"
+    source = "\n".join(head + lanes.lines) + "\n"
+    if "'" * 3 in source or "\\" in source:    # pragma: no cover - printed lane code has neither
+        raise RuntimeError("the lane functions hold a triple quote or a backslash: the kernel cannot quote them")
+    return source
 
 
 _TANH = {"float64": "tanh64", "float32": "tanh32"}
