@@ -65,7 +65,7 @@ def write_source(source: str, kind: str, suffix: str = ".py") -> Path:
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(source)
         os.replace(tmp, path)
     return path

@@ -60,11 +60,11 @@ def first_call(module, kernel, blocks, args):
         if not loaded_from_damaged_cache(e):
             raise
         import warnings
-        for source in (module, getattr(module, "_lanes", None)):
-            if source is not None:
-                purge_compiled(source.__file__)
-        warnings.warn(f"the compiled kernel cached beside {module.__file__} did not load ({type(e).__name__}: {e}); "
-                      "compiling it again", RuntimeWarning, stacklevel=4)
+        files = [m.__file__ for m in (module, getattr(module, "_lanes", None)) if m is not None]
+        for path in files:      # which one is damaged is not known: both are compiled again
+            purge_compiled(path)
+        warnings.warn(f"the compiled kernel cached beside {' and '.join(files)} did not load ({type(e).__name__}: "
+                      f"{e}); compiling it again", RuntimeWarning, stacklevel=4)
         with kernel_opt_level():
             kernel(*blocks, *args)
 
