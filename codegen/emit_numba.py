@@ -1,5 +1,6 @@
 """The Numba emitter: the solver's loop IR (``drivers``) printed as one fused, multi-threaded ensemble
-kernel (``print_numba``), with the model's lane functions (``numba_lanes``) as its prelude.
+kernel (``print_numba``); the model's lane functions (``numba_lanes``) are a module of their own that the kernel
+quotes (``LANES``) and imports, so the kernels of several methods on one model share their compile.
 
 Shape (DESIGN.md "kernel shape A", platform-notes.md): blocks of ``B`` trajectories in
 structure-of-arrays layout ``(d, B)``, run in parallel as ranges of blocks on host threads
