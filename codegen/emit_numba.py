@@ -63,13 +63,8 @@ def _emit_module(form, scheme, kernel, dtype, block, title, constants, preamble)
     for ln in str(scheme).splitlines():
         w("    " + ln)
     w('"""')
-    w("import math")
-    w("import numba")
-    w("import numpy as np")
-    w(f"from sdekit.kernels.numba_runtime import {_TANH[str(dtype)]} as nb_tanh")
-    if str(dtype) == "float32":
-        w(F32_ALIAS)
-    w("from sdekit.kernels.numba_runtime import nan_max, nan_min")
+    for line in _runtime_imports(dtype):
+        w(line)
     if "phi" in kernel.functions():
         w("from sdekit.kernels.matfun import phi_scalar as phi  # the loop IR's phi(k, x)")
     printer = NumbaLoopPrinter(kernel, None)
@@ -85,8 +80,8 @@ def _emit_module(form, scheme, kernel, dtype, block, title, constants, preamble)
     emit_jacobian(lanes, form, scheme, kernel.arguments, hooks.calls, jac, kernel.adaptive)
     names = sorted(re.findall(r"^def (\w+)\(", "\n".join(lanes.lines), re.M))
     w()
-    w("# The model's lane functions, a module of their own: every method's kernel on this model (same float type")
-    w("# and step shape) imports the same one, so they compile once (and load from the disk cache after).")
+    w("# The model's lane functions, a module of their own: every kernel on this model that needs the same ones (same")
+    w("# float type and step shape) imports this one, so they compile once (and load from the disk cache after).")
     w("from sdekit.kernels.cache import load_module")
     w("LANES = r\'\'\'" + _lane_module(lanes, form, dtype, block).rstrip("\n"))
     w("\'\'\'")
@@ -103,18 +98,21 @@ def _emit_module(form, scheme, kernel, dtype, block, title, constants, preamble)
 
 def _lane_module(lanes, form, dtype, block) -> str:
     """The source of the lane functions ``lanes`` wrote: what they read of the runtime, and the constants."""
-    head = ["import math", "import numba", "import numpy as np",
-            f"from sdekit.kernels.numba_runtime import {_TANH[str(dtype)]} as nb_tanh",
-            "from sdekit.kernels.numba_runtime import nan_max, nan_min"]
-    head += [F32_ALIAS] if str(dtype) == "float32" else []
-    head += ["", f"B = {block}", f"D = {form.dim}", f"M = {form.noise_dim}", "", ""]
+    head = _runtime_imports(dtype) + ["", f"B = {block}", f"D = {form.dim}", f"M = {form.noise_dim}", "", ""]
     source = "\n".join(head + lanes.lines) + "\n"
     if "'" * 3 in source or "\\" in source:    # pragma: no cover - printed lane code has neither
         raise RuntimeError("the lane functions hold a triple quote or a backslash: the kernel cannot quote them")
     return source
 
 
-_TANH = {"float64": "tanh64", "float32": "tanh32"}
+def _runtime_imports(dtype) -> list:
+    """What kernel and lane code read of Python and the runtime: the vectorisable tanh of ``dtype`` (``tanh64``,
+    or ``tanh32``: twice the SIMD width), NaN-propagating min/max, and a float32 module's ``f32``."""
+    tanh = {"float64": "tanh64", "float32": "tanh32"}[str(dtype)]
+    return (["import math", "import numba", "import numpy as np",
+             f"from sdekit.kernels.numba_runtime import {tanh} as nb_tanh"]
+            + ([F32_ALIAS] if str(dtype) == "float32" else [])
+            + ["from sdekit.kernels.numba_runtime import nan_max, nan_min"])
 
 
 class _Hooks:

@@ -148,15 +148,15 @@ def run_adaptive(inp, launch, record_capacity: int = 1024, xp=np):
     settings = dict(zip(("b1", "b2", "b3"), c.beta), safety=c.safety, qmin=c.qmin, qmax=c.qmax, order=opts.order)
     k0, k1 = (np.uint64(k) for k in seed_key(inp.seed))
     cap = max(int(record_capacity), 2) if record else len(save_t)
+    y0 = array_module(inp.y0).ascontiguousarray(inp.y0)
     while True:
         out = xp.full((cap, d, n), np.nan, dtype=dtype)
         out_t = xp.full((cap if record else 1, n), np.nan)
         nsaved = xp.zeros(n, np.int64)
         retcode = xp.zeros(n, dtype=np.int8)
         stats = xp.zeros((len(STATS), n), np.int64)
-        fixed = dict(y0=array_module(inp.y0).ascontiguousarray(inp.y0), first=np.int64(inp.trajectories[0]), key0=k0,
-                     key1=k1, t0=t0,
-                     t1=t1, tree_T=tree_span(t0, t1), h0=float(opts.dt0 or 0.0), rtol=np.ascontiguousarray(opts.rtol.ravel(), dtype=np.float64),
+        fixed = dict(y0=y0, first=np.int64(inp.trajectories[0]), key0=k0, key1=k1, t0=t0, t1=t1,
+                     tree_T=tree_span(t0, t1), h0=float(opts.dt0 or 0.0), rtol=np.ascontiguousarray(opts.rtol.ravel(), dtype=np.float64),
                      atol=np.ascontiguousarray(opts.atol.ravel(), dtype=np.float64),
                      ctrl=np.array(ordered(CONTROLLER, settings), dtype=np.float64), dtmin=float(opts.dtmin),
                      dtmax=float(opts.dtmax), maxiters=np.int64(opts.maxiters), stops=stops, save_t=save_t,
