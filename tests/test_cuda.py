@@ -165,14 +165,16 @@ def test_host_compiled_cuda_agrees_with_numba_fixed_steps(method, dtype):
 @pytest.mark.parametrize("method", ADAPTIVE_RK, ids=[m.name for m in ADAPTIVE_RK])
 def test_host_compiled_cuda_agrees_with_numba_adaptive(method, saveat, dtype):
     """The adaptive driver — initial step, controller, stops, continuous extension at saveat — from
-    the same IR: the same accepted and rejected steps per trajectory."""
+    the same IR: the same accepted and rejected steps per trajectory.  The float64 reference is numpy, which
+    runs the same IR (test_adaptive ties the Numba kernels to it; the MLP test below compares adaptive Tsit5
+    with Numba in float64); float32 is Numba's."""
     ens = ensemble("diagonal")
     f64 = dtype == "float64"
-    kw = dict(rtol=1e-7 if f64 else 1e-4, atol=1e-9 if f64 else 1e-6, dtype=dtype, tstops=[0.3])
+    rtol = (1e-5 if method.embedded_order == 1 else 1e-7) if f64 else 1e-4     # Heun at 1e-7: 17000 steps
+    kw = dict(rtol=rtol, atol=rtol / 100, dtype=dtype, tstops=[0.3])
     if saveat == "dense":
         kw["saveat"] = np.linspace(0, 1, 11)
-    # numpy runs the same IR (float64 only); one Numba kernel per method and dtype is enough
-    reference = "numba" if saveat == "dense" or not f64 else "numpy"
+    reference = "numpy" if f64 else "numba"
     _agree(sk.solve(ens, method.name, backend=reference, **kw), sk.solve(ens, method.name, backend="cuda-host", **kw),
            dtype, None if f64 else 1e-3, 0.0 if f64 else 0.02)
 
@@ -186,11 +188,12 @@ def test_host_compiled_cuda_agrees_with_numba_adaptive_per_thread_operators(meth
     """Adaptive exponential, W- and exponential Rosenbrock methods: each thread's φ_k(c hL), resolvents
     and φ_k(c hJ̃) for its own step, from the IR's lane operators (phi: kernels.matfun.phi_scalar printed
     as C; dense: lane_matrices, phi_block, inverse_block printed as C) — the same steps as numpy's run of
-    the same IR and runtime functions; against the compiled Numba kernel for one method of each kind."""
+    the same IR and runtime functions; against the compiled Numba kernel too for Exprb43 on a dense L (φ blocks
+    of each thread's hJ̃).  The others agree with Numba through numpy: test_adaptive ties every adaptive method's
+    Numba kernel to the numpy driver (each Numba kernel costs ~10 s of the suite's compile time)."""
     ens = ensemble(structure, n=9 if structure == "dense" else 37)
     kw = dict(rtol=1e-7, atol=1e-9, saveat=np.linspace(0, 1, 5))
-    reference = "numba" if (method.name, structure) in (("ETDRK3", "dense"), ("Exprb43", "dense"),
-                                                        ("ROS34PW2", "diagonal")) else "numpy"
+    reference = "numba" if (method.name, structure) == ("Exprb43", "dense") else "numpy"
     _agree(sk.solve(ens, method.name, backend=reference, **kw), sk.solve(ens, method.name, backend="cuda-host", **kw),
            "float64")
 

@@ -58,15 +58,16 @@ def test_closed_form_inverses_agree_with_the_numeric_inverse(name):
 
 @pytest.mark.parametrize("name", ["vp-linear", "ve", "flow", "mean-reverting"])
 def test_the_forward_sde_reproduces_the_marginals(name):
-    """x_T | x_{t0} ~ N((α_T/α_0) x0, σ_T² − (α_T/α_0)² σ_0²): EM at dt = 2^-10 on 2·10^4 paths
-    (bias O(dt), well under the 5-standard-error bands)."""
+    """x_T | x_{t0} ~ N((α_T/α_0) x0, σ_T² − (α_T/α_0)² σ_0²): EM at dt = span/512 on 2·10^4 paths
+    (bias O(dt) well under the 5-standard-error bands: VE's variance, the largest, uses ~0.5 of its band over
+    seeds 1-3, 0.7 at span/256)."""
     s = SCHEDULES[name]
     t0, t1 = s.t_range[0], min(s.t_range[1], 0.9)
     y = sk.states("x", 2)
     x0 = np.array([1.5, -0.5])
     prob = sk.SDEProblem(s.forward_sde(y), y0=x0, tspan=(t0, t1))
     n = 20000
-    xT = sk.solve(sk.Ensemble(prob, n=n, seed=1), "EM", dt=(t1 - t0) / 1024, backend="numpy").y[:, -1]
+    xT = sk.solve(sk.Ensemble(prob, n=n, seed=1), "EM", dt=(t1 - t0) / 512, backend="numpy").y[:, -1]
     a0, aT, s0, sT = s("alpha", t0), s("alpha", t1), s("sigma", t0), s("sigma", t1)
     mean, var = aT / a0 * x0, sT**2 - (aT / a0) ** 2 * s0**2
     assert np.all(np.abs(xT.mean(axis=0) - mean) < 5 * np.sqrt(var / n) + 1e-3 * np.abs(mean)), (xT.mean(axis=0), mean)
