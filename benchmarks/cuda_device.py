@@ -17,7 +17,8 @@ it checks this script and backend="cuda"'s launch code, not the GPU (tests/test_
    saved states stay there), compile excluded;
 3. the neural SDE of benchmarks/neural_sde.py (MLP 4-32-32-4 in the kernel, weights in shared memory,
    EM at dt = 0.01), N = 10^4 ... 10^7, float32 and float64: trajectory-steps/s and FLOP/s against the
-   device's peak (FP32 / FP64 lanes per SM × SMs × clock × 2, from the compute capability);
+   device's peak (FP32 / FP64 lanes per SM × SMs × clock × 2, from the compute capability); and once more,
+   float32 at the largest N, with the layers printed as loops (the A/B of ``emit_cuda.UNROLL_LAYER``);
 4. the array-step kernel (Σ c_k a_k over 8 CuPy arrays of 2^24 numbers): GB/s moved.
 Writes benchmarks/results/cuda_device.{json,md,png} with the device named and issue 15's targets met or
 missed.  Without CuPy or a GPU it says which is missing and exits 2 (nothing is written).
@@ -145,15 +146,27 @@ def throughput(sizes):
     return timed(lorenz, "Tsit5", 0.001, 1000, sizes)
 
 
-def neural_sde(sizes, peak):
+def neural_sde(sizes, peak, dtypes=("float32", "float64")):
     """The neural SDE of benchmarks/neural_sde.py, EM at dt = 0.01 (100 steps): trajectory-steps/s and FLOP/s
     (its FLOPS_PER_STEP) against the device's peak."""
     from .neural_sde import FLOPS_PER_STEP, problem
-    rows = timed(lambda n: problem(n)[0], "EM", 0.01, 100, sizes)
+    rows = timed(lambda n: problem(n)[0], "EM", 0.01, 100, sizes, dtypes)
     for r in rows:
         r["flops"] = r["traj_steps_per_s"] * FLOPS_PER_STEP
         r["fraction_of_peak"] = r["flops"] / peak[r["dtype"]]
     return rows
+
+
+def neural_sde_layer_loops(sizes, peak):
+    """The same, float32, at the largest size, with the network's layers printed as loops
+    (``emit_cuda.UNROLL_LAYER = 0``, the form before unrolled layers): the A/B of that choice on this device."""
+    from sdekit.codegen import emit_cuda
+    unrolled = emit_cuda.UNROLL_LAYER
+    emit_cuda.UNROLL_LAYER = 0
+    try:
+        return neural_sde(sizes[-1:], peak, dtypes=("float32",))
+    finally:
+        emit_cuda.UNROLL_LAYER = unrolled
 
 
 def array_step(n=1 << 24):
@@ -240,6 +253,7 @@ def _run(quick: bool, host: bool, out: str | None) -> dict | None:
     stages = dict(gpu_tests=lambda: ["not run (host dry run)"] if host else gpu_tests(),
                   agreement=lambda: agreement(first=1 if host else None),
                   lorenz=lambda: throughput(sizes["lorenz"]), neural_sde=lambda: neural_sde(sizes["neural"], peak),
+                  neural_sde_layer_loops=lambda: neural_sde_layer_loops(sizes["neural"], peak),
                   array_step=lambda: array_step(sizes["array_step"]))
     for name, stage in stages.items():
         result[name] = stage()
@@ -267,6 +281,9 @@ def _run(quick: bool, host: bool, out: str | None) -> dict | None:
               "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['dtype']} | {r['n']} | {r['kernel_s']:.4f} | {r['solve_s']:.3f} | {r['traj_steps_per_s']:.3g} "
               f"| {r['flops'] / 1e9:.0f} | {100 * r['fraction_of_peak']:.1f}% |" for r in result["neural_sde"]]
+    lines += [f"| {r['dtype']}, layers as loops (A/B) | {r['n']} | {r['kernel_s']:.4f} | {r['solve_s']:.3f} "
+              f"| {r['traj_steps_per_s']:.3g} | {r['flops'] / 1e9:.0f} | {100 * r['fraction_of_peak']:.1f}% |"
+              for r in result["neural_sde_layer_loops"]]
     a = result["array_step"]
     lines += ["", f"Array-step kernel, 8 float32 arrays of {a['n']}: {a['gb_per_s']:.0f} GB/s "
               f"({1e3 * a['wall_s']:.2f} ms; max |Δ| vs a float64 sum on the host {a['max_abs_diff']:.1e})"]

@@ -41,6 +41,11 @@ using std::tanh; using std::exp; using std::expm1; using std::log; using std::lo
 #define __device__
 #define __forceinline__ inline
 #endif
+#ifdef __CUDACC__   /* a loop unrolled whole: its arrays stay in registers, its loads pair up (emit_cuda._mlp) */
+#define UNROLL _Pragma("unroll")
+#else
+#define UNROLL
+#endif
 
 /* the loop IR's min / max: NaN when either argument is (codegen/loop.py) */
 template <class A, class B> __device__ __forceinline__ auto nan_min(A a, B b) -> decltype(a + b) {
@@ -350,6 +355,13 @@ class _Hooks:
         w("}")
 
 
+#: a layer of at most this many weights is unrolled whole on the GPU (``UNROLL``): its input and output stay in
+#: registers (a loop index into them would put them in local memory) and its weight loads from shared memory
+#: pair into 16-byte ones (four FMAs per load, where one scalar load per FMA caps the FMA rate at ~1/4: the load
+#: unit issues a quarter of the FMA rate).  Bigger layers keep their loops (code size, compile time).
+UNROLL_LAYER = 4096
+
+
 def _net_pass(w, group, pr):
     """One forward pass of an MLP in the thread: inputs, then each layer as y = σ(W x + b), W (out, in)
     row-major in global (or the block's shared) memory, the products summed in k order in the kernel's
@@ -371,9 +383,10 @@ def _net_pass(w, group, pr):
         w(f"real {dst}[{n_out}];")
         if group.jacobian:
             w(f"real {tdst}[{n_out}][{sizes[0]}];")
-        with w.block(f"for (int j = 0; j < {n_out}; ++j) {{"):
+        unroll = "UNROLL " if n_in * n_out <= UNROLL_LAYER else ""
+        with w.block(f"{unroll}for (int j = 0; j < {n_out}; ++j) {{"):
             w(f"real acc = {b}[j];")
-            w(f"for (int k = 0; k < {n_in}; ++k) acc = acc + {W}[j * {n_in} + k] * {src}[k];")
+            w(f"{unroll}for (int k = 0; k < {n_in}; ++k) acc = acc + {W}[j * {n_in} + k] * {src}[k];")
             if group.jacobian:
                 with w.block(f"for (int i = 0; i < {sizes[0]}; ++i) {{"):
                     if tsrc is None:

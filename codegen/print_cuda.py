@@ -225,7 +225,7 @@ class CudaLoopPrinter:
             if shared:
                 w("/* read once per block into shared memory: every thread of the block reads them every stage */")
             for name, size in shared.items():
-                w(f"__shared__ real s_{name}[{size}];")
+                w(f"__shared__ __align__(16) real s_{name}[{size}];")
                 w(f"for (int k = threadIdx.x; k < {size}; k += blockDim.x) s_{name}[k] = {name}[k];")
             if shared:
                 w("__syncthreads();")

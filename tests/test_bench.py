@@ -103,7 +103,8 @@ def test_the_gpu_run_script_runs_on_the_host(tmp_path):
     assert result["peak_flops"]["float32"] == 132 * 128 * 2 * 1.98e9
     assert all(r["max_abs_diff"] <= 1e-12 for r in result["agreement"] if r["dtype"] == "float64")
     assert {(r["dtype"], r["n"]) for r in result["lorenz"]} == {(d, n) for d in ("float32", "float64") for n in (64, 256)}
-    rows = result["lorenz"] + result["neural_sde"]
+    assert [(r["dtype"], r["n"]) for r in result["neural_sde_layer_loops"]] == [("float32", 64)]
+    rows = result["lorenz"] + result["neural_sde"] + result["neural_sde_layer_loops"]
     assert all(r["all_success"] and r["traj_steps_per_s"] > 0 and r["states_on"] == "cupy" for r in rows)
     assert result["array_step"]["max_abs_diff"] < 1e-6
     assert result["targets"][0].startswith("- Lorenz, float32:") and result["targets"][0].endswith("missed)")

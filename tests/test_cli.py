@@ -28,7 +28,7 @@ def test_cli_methods_and_inspect(capsys):
     # the CUDA C of the demo's neural SDE, float32: the printed tree and Philox, the weights read into shared memory
     assert main(["inspect", "demo", "--method", "EM", "--backend", "cuda", "--dtype", "float32"]) == 0
     out = capsys.readouterr().out
-    assert "typedef float real;" in out and "__device__ void tree_advance(" in out and "__shared__ real s_f_W0" in out
+    assert "typedef float real;" in out and "__device__ void tree_advance(" in out and "__shared__ __align__(16) real s_f_W0" in out
 
 
 def test_readme_shows_the_catalogue_as_it_is():

@@ -324,7 +324,31 @@ def test_the_neural_kernel_compiles_with_nvrtc():
     src = sk.inspect(_neural_ensemble("diagonal"), "Tsit5", backend="cuda", adaptive=True)
     assert "f_out" in src and ".visible .entry kernel(" in nvrtc_ptx(src)
     # the weights (3-16-16-3: 387 numbers) are read into shared memory once per block
-    assert "__shared__ real s_f_W1[256];" in src and "__syncthreads();" in src
+    assert "__shared__ __align__(16) real s_f_W1[256];" in src and "__syncthreads();" in src
+
+
+def test_the_networks_layers_stay_in_registers_and_load_their_weights_four_at_a_time(monkeypatch):
+    """Layers of at most ``UNROLL_LAYER`` weights are unrolled on the GPU (UNROLL): in the PTX of the neural SDE
+    benchmark's EM kernel (MLP 4-32-32-4, float32) the activations are not in local memory and every weight comes
+    from shared memory in a 16-byte load (four FMAs per load; scalar loads, one per FMA, cap the FMA rate at the load
+    unit's ~1/4).  Printed as loops (UNROLL_LAYER = 0) the same kernel has both: the PTX tells the two apart (NVVM
+    unrolls a 16 × 16 layer by itself, not a 32 × 32 one)."""
+    pytest.importorskip("nvidia.cuda_nvrtc", reason="nvidia-cuda-nvrtc-cu12 (the test extras) is not installed")
+    from sdekit.codegen import emit_cuda
+    from sdekit.kernels.cuda_backend import nvrtc_ptx
+
+    def ptx():    # a new model each time: a model keeps its printed sources
+        y = sk.states("y", 4)
+        net = sk.MLP("f", [4, 32, 32, 4], activation="tanh")
+        model = sk.SDE(y, drift=sp.diag(-1, -2, -3, -4) * y + net(y), diffusion=sp.Rational(1, 10), noise="diagonal")
+        return nvrtc_ptx(sk.inspect(model, "EM", backend="cuda", dtype="float32"))
+
+    unrolled = ptx()
+    assert "ld.shared.v4.f32" in unrolled and not re.search(r"ld\.shared\.f32|[ls]t\.local(\.v\d)?\.f32", unrolled)
+    assert emit_cuda.UNROLL_LAYER >= 32 * 32
+    monkeypatch.setattr(emit_cuda, "UNROLL_LAYER", 0)
+    loops = ptx()
+    assert re.search(r"ld\.shared\.f32", loops) and re.search(r"[ls]t\.local(\.v\d)?\.f32", loops)
 
 
 def _host_functions(*fns):
