@@ -41,10 +41,10 @@ using std::tanh; using std::exp; using std::expm1; using std::log; using std::lo
 #define __device__
 #define __forceinline__ inline
 #endif
-#ifdef __CUDACC__   /* a loop unrolled whole: its arrays stay in registers, its loads pair up (emit_cuda._mlp) */
-#define UNROLL _Pragma("unroll")
+#ifdef __CUDACC__   /* a loop unrolled whole: its arrays stay in registers, its loads pair up (emit_cuda._net_pass) */
+#define SDEKIT_UNROLL _Pragma("unroll")
 #else
-#define UNROLL
+#define SDEKIT_UNROLL
 #endif
 
 /* the loop IR's min / max: NaN when either argument is (codegen/loop.py) */
@@ -355,7 +355,7 @@ class _Hooks:
         w("}")
 
 
-#: a layer of at most this many weights is unrolled whole on the GPU (``UNROLL``): its input and output stay in
+#: a layer of at most this many weights is unrolled whole on the GPU (``SDEKIT_UNROLL``): its input and output stay in
 #: registers (a loop index into them would put them in local memory) and its weight loads from shared memory
 #: pair into 16-byte ones (four FMAs per load, where one scalar load per FMA caps the FMA rate at ~1/4: the load
 #: unit issues a quarter of the FMA rate).  Bigger layers keep their loops (code size, compile time).
@@ -368,7 +368,8 @@ def _net_pass(w, group, pr):
     float type ``real`` (as the Numba kernel does: float32 kernels run the network in float32); σ is
     ``codegen.neural.ACTIVATIONS``' expression, printed by the model's C printer ``pr``.  With
     ``group.jacobian`` (exponential Rosenbrock) also the forward-mode tangent T ← W T (T_0 = I), scaled
-    by σ'(pre-activation) on hidden layers, into ``<out>_jac[out][in]`` = ∂net/∂inputs."""
+    by σ'(pre-activation) on hidden layers, into ``<out>_jac[out][in]`` = ∂net/∂inputs.  Layers of at most
+    :data:`UNROLL_LAYER` weights are unrolled on the GPU (the same sums in the same order)."""
     net, sizes = group.net, group.net.sizes
     w(f"real {group.out}_x0[{sizes[0]}];")
     for k, a in enumerate(group.inputs):
@@ -383,7 +384,7 @@ def _net_pass(w, group, pr):
         w(f"real {dst}[{n_out}];")
         if group.jacobian:
             w(f"real {tdst}[{n_out}][{sizes[0]}];")
-        unroll = "UNROLL " if n_in * n_out <= UNROLL_LAYER else ""
+        unroll = "SDEKIT_UNROLL " if n_in * n_out <= UNROLL_LAYER else ""
         with w.block(f"{unroll}for (int j = 0; j < {n_out}; ++j) {{"):
             w(f"real acc = {b}[j];")
             w(f"{unroll}for (int k = 0; k < {n_in}; ++k) acc = acc + {W}[j * {n_in} + k] * {src}[k];")

@@ -328,7 +328,7 @@ def test_the_neural_kernel_compiles_with_nvrtc():
 
 
 def test_the_networks_layers_stay_in_registers_and_load_their_weights_four_at_a_time(monkeypatch):
-    """Layers of at most ``UNROLL_LAYER`` weights are unrolled on the GPU (UNROLL): in the PTX of the neural SDE
+    """Layers of at most ``UNROLL_LAYER`` weights are unrolled on the GPU (SDEKIT_UNROLL): in the PTX of the neural SDE
     benchmark's EM kernel (MLP 4-32-32-4, float32) the activations are not in local memory and every weight comes
     from shared memory in a 16-byte load (four FMAs per load; scalar loads, one per FMA, cap the FMA rate at the load
     unit's ~1/4).  Printed as loops (UNROLL_LAYER = 0) the same kernel has both: the PTX tells the two apart (NVVM
