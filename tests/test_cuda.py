@@ -328,27 +328,34 @@ def test_the_neural_kernel_compiles_with_nvrtc():
 
 
 def test_the_networks_layers_stay_in_registers_and_load_their_weights_four_at_a_time(monkeypatch):
-    """Layers of at most ``UNROLL_LAYER`` weights are unrolled on the GPU (SDEKIT_UNROLL): in the PTX of the neural SDE
-    benchmark's EM kernel (MLP 4-32-32-4, float32) the activations are not in local memory and every weight comes
-    from shared memory in a 16-byte load (four FMAs per load; scalar loads, one per FMA, cap the FMA rate at the load
-    unit's ~1/4).  Printed as loops (UNROLL_LAYER = 0) the same kernel has both: the PTX tells the two apart (NVVM
-    unrolls a 16 × 16 layer by itself, not a 32 × 32 one)."""
+    """Layers of at most ``UNROLL_LAYER`` weights are unrolled on the GPU (SDEKIT_UNROLL), in a device function of
+    their own (emit_cuda._inlining).  In the PTX of the neural SDE benchmark's EM kernel (MLP 4-32-32-4, float32)
+    that function has no local array (``__local_depot``: a loop index into the activations put them in local memory)
+    and loads every weight and bias once, 16 bytes at a time: (1280 + 68) / 4 loads.  Printed as loops
+    (UNROLL_LAYER = 0) it has its local arrays.  A seven-stage method calls one copy of the network."""
     pytest.importorskip("nvidia.cuda_nvrtc", reason="nvidia-cuda-nvrtc-cu12 (the test extras) is not installed")
     from sdekit.codegen import emit_cuda
     from sdekit.kernels.cuda_backend import nvrtc_ptx
 
-    def ptx():    # a new model each time: a model keeps its printed sources
+    def ptx(method="EM"):    # a new model each time: a model keeps its printed sources
         y = sk.states("y", 4)
         net = sk.MLP("f", [4, 32, 32, 4], activation="tanh")
-        model = sk.SDE(y, drift=sp.diag(-1, -2, -3, -4) * y + net(y), diffusion=sp.Rational(1, 10), noise="diagonal")
-        return nvrtc_ptx(sk.inspect(model, "EM", backend="cuda", dtype="float32"))
+        drift = sp.diag(-1, -2, -3, -4) * y + net(y)
+        model = sk.SDE(y, drift, sp.Rational(1, 10), noise="diagonal") if method == "EM" else sk.ODE(y, drift)
+        return nvrtc_ptx(sk.inspect(model, method, backend="cuda", dtype="float32"))
 
-    unrolled = ptx()
-    assert "ld.shared.v4.f32" in unrolled and not re.search(r"ld\.shared\.f32|[ls]t\.local(\.v\d)?\.f32", unrolled)
+    def network(ptx_text):     # the body of the model function that runs the network
+        return re.search(r"^\.func [^\n]*rhs_full.*?^}", ptx_text, re.M | re.S).group(0)
+
+    unrolled = network(ptx())
+    assert "__local_depot" not in unrolled and "ld.shared.f32" not in unrolled
+    assert unrolled.count("ld.shared.v4.f32") == (4 * 32 + 32 * 32 + 32 * 4 + 32 + 32 + 4) // 4
+    tsit5 = ptx("Tsit5")
+    assert len(re.findall(r"^\.func .*rhs_full", tsit5, re.M)) == 1 and len(re.findall(r"\bcall", tsit5)) >= 7
+    assert 1280 <= tsit5.count("fma.rn.f32") < 2 * 1280
     assert emit_cuda.UNROLL_LAYER >= 32 * 32
     monkeypatch.setattr(emit_cuda, "UNROLL_LAYER", 0)
-    loops = ptx()
-    assert re.search(r"ld\.shared\.f32", loops) and re.search(r"[ls]t\.local(\.v\d)?\.f32", loops)
+    assert "__local_depot" in network(ptx())
 
 
 def _host_functions(*fns):
