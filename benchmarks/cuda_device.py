@@ -136,7 +136,8 @@ def timed(make, method, dt, steps, sizes, dtypes=("float32", "float64")):
             rows.append(dict(dtype=dtype, n=n, kernel_s=kernel_s, solve_s=solve_s,
                              traj_steps_per_s=n * steps / kernel_s, solve_traj_steps_per_s=n * steps / solve_s,
                              states_on=type(sol.y).__module__.split(".")[0],
-                             all_success=bool(np.all(np.asarray(sol.retcodes) == "Success"))))
+                             all_success=bool(np.all(np.asarray(sol.retcodes) == "Success")),
+                             resources=p.kernel.last_launch_resources))
             print(rows[-1], flush=True)
     return rows
 
@@ -184,6 +185,18 @@ def array_step(n=1 << 24):
     wall = (time.perf_counter() - t0) / 20
     want = sum(c * x.get().astype(np.float64) for c, x in zip(coefs, xs)).astype(np.float32)    # on the host
     return dict(n=n, wall_s=wall, gb_per_s=9 * 4 * n / wall / 1e9, max_abs_diff=float(np.abs(out.get() - want).max()))
+
+
+def resource_lines(result) -> list:
+    """One line per measured kernel (benchmark and float type): its threads per block, registers, local and shared
+    bytes, from the rows' ``resources`` (the same for every N)."""
+    seen = {}
+    for stage in ("lorenz", "neural_sde", "neural_sde_layer_loops"):
+        for r in result.get(stage, []):
+            if r.get("resources"):
+                seen.setdefault(f"{stage} {r['dtype']}", r["resources"])
+    return [f"- {k}: {v['threads_per_block']} threads per block, {v['registers']} registers, {v['local_bytes']} B local "
+            f"per thread, {v['shared_bytes']} B shared per block" for k, v in seen.items()] or ["- none recorded"]
 
 
 #: issue 15's targets on an H100/H200-class device
@@ -284,6 +297,8 @@ def _run(quick: bool, host: bool, out: str | None) -> dict | None:
     lines += [f"| {r['dtype']}, layers as loops (A/B) | {r['n']} | {r['kernel_s']:.4f} | {r['solve_s']:.3f} "
               f"| {r['traj_steps_per_s']:.3g} | {r['flops'] / 1e9:.0f} | {100 * r['fraction_of_peak']:.1f}% |"
               for r in result["neural_sde_layer_loops"]]
+    lines += ["", "Kernel resources (CUDA's function attributes; what limits occupancy: registers × threads per block "
+              "against the SM's 64 K registers, local bytes are per thread):", *resource_lines(result)]
     a = result["array_step"]
     lines += ["", f"Array-step kernel, 8 float32 arrays of {a['n']}: {a['gb_per_s']:.0f} GB/s "
               f"({1e3 * a['wall_s']:.2f} ms; max |Δ| vs a float64 sum on the host {a['max_abs_diff']:.1e})"]

@@ -141,13 +141,16 @@ class HostCudaKernel(_CudaKernelBase):
 
 class CudaKernel(_CudaKernelBase):
     """The kernel on the GPU through CuPy: its outputs allocated there (``xp``), the host inputs copied in.
-    ``last_launch_s``: the last launch's kernel time, by CUDA events (copies and host work excluded)."""
+    ``last_launch_s``: the last launch's kernel time, by CUDA events (copies and host work excluded);
+    ``last_launch_resources``: its threads per block and the compiled kernel's registers, local (stack) and
+    static shared bytes per thread / block (CUDA's function attributes, through CuPy; None where CuPy lacks one)."""
 
     def __init__(self, source, arguments, adaptive: bool):
         super().__init__(source, arguments, adaptive)
         cp = require_gpu()
         self.xp = cp
         self.last_launch_s = None
+        self.last_launch_resources = None
         key = (source_hash(source), cp.cuda.Device().compute_capability)
         if key not in _MODULES:          # one module per source and device architecture in this process
             _MODULES[key] = cp.RawModule(code=source, options=("-std=c++17",))   # CuPy caches the NVRTC build on disk
@@ -170,6 +173,9 @@ class CudaKernel(_CudaKernelBase):
         stop.record()
         stop.synchronize()
         self.last_launch_s = cp.cuda.get_elapsed_time(start, stop) / 1e3
+        self.last_launch_resources = dict(threads_per_block=threads, **{
+            name: getattr(kernel, attribute, None) for name, attribute in
+            (("registers", "num_regs"), ("local_bytes", "local_size_bytes"), ("shared_bytes", "shared_size_bytes"))})
 
 
 def require_gpu():

@@ -244,6 +244,7 @@ class _Kernel:
     ``<name>_host(*args)`` (a loop over the n threads)."""
 
     max_threads_per_block = 1024
+    num_regs = local_size_bytes = shared_size_bytes = 0     # CUDA's function attributes: none on the host
 
     def __init__(self, name, fn, signature):
         self.name, self.fn, self.signature = name, fn, signature

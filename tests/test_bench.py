@@ -106,6 +106,9 @@ def test_the_gpu_run_script_runs_on_the_host(tmp_path):
     assert [(r["dtype"], r["n"]) for r in result["neural_sde_layer_loops"]] == [("float32", 64)]
     rows = result["lorenz"] + result["neural_sde"] + result["neural_sde_layer_loops"]
     assert all(r["all_success"] and r["traj_steps_per_s"] > 0 and r["states_on"] == "cupy" for r in rows)
+    assert all(set(r["resources"]) == {"threads_per_block", "registers", "local_bytes", "shared_bytes"} for r in rows)
+    md = (tmp_path / "cuda_device.md").read_text()
+    assert "- neural_sde float32: 128 threads per block, 0 registers" in md and "- lorenz float64:" in md
     assert result["array_step"]["max_abs_diff"] < 1e-6
     assert result["targets"][0].startswith("- Lorenz, float32:") and result["targets"][0].endswith("missed)")
     import importlib.util
