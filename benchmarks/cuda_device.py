@@ -20,6 +20,8 @@ it checks this script and backend="cuda"'s launch code, not the GPU (tests/test_
    device's peak (FP32 / FP64 lanes per SM × SMs × clock × 2, from the compute capability); and once more,
    float32 at the largest N, with the layers printed as loops (the A/B of ``emit_cuda.UNROLL_LAYER``);
 4. the array-step kernel (Σ c_k a_k over 8 CuPy arrays of 2^24 numbers): GB/s moved.
+Each benchmark kernel's threads per block, registers, local and shared bytes (CUDA's function attributes) are
+recorded with its rows: what limits its occupancy.
 Writes benchmarks/results/cuda_device.{json,md,png} with the device named and issue 15's targets met or
 missed.  Without CuPy or a GPU it says which is missing and exits 2 (nothing is written).
 """
