@@ -161,8 +161,9 @@ def neural_sde(sizes, peak, dtypes=("float32", "float64")):
 
 
 def neural_sde_layer_loops(sizes, peak):
-    """The same, float32, at the largest size, with the network's layers printed as loops
-    (``emit_cuda.UNROLL_LAYER = 0``, the form before unrolled layers): the A/B of that choice on this device."""
+    """The same, float32, at the largest size, with the network's layers printed as loops and inlined at each stage
+    (``emit_cuda.UNROLL_LAYER = 0``: the form before unrolled layers, but for the shared copies' 16-byte alignment):
+    the A/B of that choice on this device.  ``problem`` builds a new model per call, so the source is printed anew."""
     from sdekit.codegen import emit_cuda
     unrolled = emit_cuda.UNROLL_LAYER
     emit_cuda.UNROLL_LAYER = 0

@@ -188,6 +188,19 @@ class _Hooks:
                 sizes[b] = net.sizes[layer + 1]
         return sizes if sum(sizes.values()) * (4 if self.float32 else 8) <= SHARED_WEIGHT_BYTES else {}
 
+    def inlining(self, lowered) -> str:
+        """A model function whose network has an unrolled layer, its weights in shared memory, is a function of its
+        own on the GPU (``__noinline__``); others are inlined.  Inlined at each of a method's calls, the unrolled
+        network is copied as often (adaptive Tsit5, nine calls, MLP 4-32-32-4, float32, sm_90: 255 registers, 16 KB
+        of spill stores and a 670 KB cubin; called, 191 registers, no spills, 91 KB; EM, one call a step: 145
+        registers called, 142 inlined).  The arrays it is passed (state, stage) then live in local memory, and its weight loads are shared
+        ones because NVVM carries the kernel's ``s_*`` addresses into it (every call passes the same): weights in
+        global memory (too many for SHARED_WEIGHT_BYTES) keep the inlined function, whose loads know their space."""
+        called = self.shared_arguments() and any(
+            unrolled_layer(g.net.sizes[k], g.net.sizes[k + 1], self.float32)
+            for g in lowered.net_groups for k in range(len(g.net.sizes) - 1))
+        return "__noinline__" if called else "__forceinline__"
+
     def allocation(self, module, fn, arguments):
         """The arrays a runtime allocation returns (``print_c_function.c_allocation``)."""
         return c_allocation(getattr(self.runtime[module], fn), arguments)
@@ -201,10 +214,10 @@ class _Hooks:
         pr = self.printer()
         head = ", ".join(["long long tid", "double t", "const real* st", "real* out"]
                          + parameters(self.rhs_args[part]))
-        with w.block(f"__device__ {_inlining(low)} void rhs_{part}({head}) {{"):
+        with w.block(f"__device__ {self.inlining(low)} void rhs_{part}({head}) {{"):
             w(f"/* {'f = L y + c + N' if part == 'full' else 'c(t) + N(y, t)'} of one trajectory's state st into out */")
             for g in low.net_groups:
-                _net_pass(w, g, pr)
+                _net_pass(w, g, pr, self.float32)
             for var, e in low.assignments:
                 w(f"const real {var} = {pr(e)};")
             for i, e in enumerate(low.outputs):
@@ -228,9 +241,9 @@ class _Hooks:
         extra = ["const real* dW", "double hh"] if increment == "milstein" else ["const real* inc"]
         head = ", ".join(["long long tid", "double t", "const real* st", *extra, "real* out"]
                          + parameters(self.rhs_args[increment]))
-        with w.block(f"__device__ {_inlining(low)} void noise_{increment}({head}) {{"):
+        with w.block(f"__device__ {self.inlining(low)} void noise_{increment}({head}) {{"):
             for g in low.net_groups:
-                _net_pass(w, g, pr)
+                _net_pass(w, g, pr, self.float32)
             for var, e in low.assignments:
                 w(f"const real {var} = {pr(e)};")
             for i in range(form.dim):
@@ -254,14 +267,14 @@ class _Hooks:
 
         def entry(i, j):
             return f"J.p[({i}) * J.st[0] + ({j}) * J.st[1]]"
-        with w.block(f"__device__ {_inlining(low)} void jac_full({head}) {{"):
+        with w.block(f"__device__ {self.inlining(low)} void jac_full({head}) {{"):
             w("for (int r = 0; r <= D; ++r) for (int q = 0; q <= D; ++q) " + entry("r", "q") + " = 0.0;")
             if form.linear_structure == "dense":
                 w("for (int r = 0; r < D; ++r) for (int q = 0; q < D; ++q) " + entry("r", "q") + f" = {_linear_entry('r', 'q')};")
             elif form.linear_structure != "zero":
                 w("for (int r = 0; r < D; ++r) " + entry("r", "r") + f" = {_linear_entry('r')};")
             for g in low.net_groups:
-                _net_pass(w, g, pr)
+                _net_pass(w, g, pr, self.float32)
             for var, e in low.assignments:
                 w(f"const real {var} = {pr(e)};")
             for i, j, e in form.jacobian_entries(low.outputs, d):
@@ -361,24 +374,25 @@ class _Hooks:
 #: pair into 16-byte ones (four FMAs per load, where one scalar load per FMA caps the FMA rate at ~1/4: the load
 #: unit issues a quarter of the FMA rate).  Bigger layers keep their loops (code size, compile time).
 UNROLL_LAYER = 4096
+#: ... and whose inputs and outputs take at most this many 32-bit registers (a float64 value takes two; a thread
+#: has 255): 64 + 64 in float32, 32 + 32 in float64
+UNROLL_VALUES = 128
 
 
-def _inlining(lowered) -> str:
-    """A model function with a network is a function of its own on the GPU (``__noinline__``), others are inlined.
-    Inlined at each of a method's stages, the unrolled network is copied as often (Tsit5 on an MLP 4-32-32-4,
-    float32, sm_90: 255 registers, 16 KB of spill stores and a 670 KB cubin; called, 191 registers, no spills, 91 KB;
-    EM, one call a step, about the same either way: 145 and 142 registers)."""
-    return "__noinline__" if lowered.net_groups else "__forceinline__"
+def unrolled_layer(n_in: int, n_out: int, float32: bool) -> bool:
+    """Whether the GPU kernel unrolls a layer of ``n_in`` inputs and ``n_out`` outputs (UNROLL_LAYER, UNROLL_VALUES)."""
+    return n_in * n_out <= UNROLL_LAYER and (n_in + n_out) * (1 if float32 else 2) <= UNROLL_VALUES
 
 
-def _net_pass(w, group, pr):
+
+def _net_pass(w, group, pr, float32: bool):
     """One forward pass of an MLP in the thread: inputs, then each layer as y = σ(W x + b), W (out, in)
     row-major in global (or the block's shared) memory, the products summed in k order in the kernel's
     float type ``real`` (as the Numba kernel does: float32 kernels run the network in float32); σ is
     ``codegen.neural.ACTIVATIONS``' expression, printed by the model's C printer ``pr``.  With
     ``group.jacobian`` (exponential Rosenbrock) also the forward-mode tangent T ← W T (T_0 = I), scaled
-    by σ'(pre-activation) on hidden layers, into ``<out>_jac[out][in]`` = ∂net/∂inputs.  Layers of at most
-    :data:`UNROLL_LAYER` weights are unrolled on the GPU (the same sums in the same order)."""
+    by σ'(pre-activation) on hidden layers, into ``<out>_jac[out][in]`` = ∂net/∂inputs.  Small layers
+    (:func:`unrolled_layer`) are unrolled on the GPU: the same sums in the same order."""
     net, sizes = group.net, group.net.sizes
     w(f"real {group.out}_x0[{sizes[0]}];")
     for k, a in enumerate(group.inputs):
@@ -393,7 +407,7 @@ def _net_pass(w, group, pr):
         w(f"real {dst}[{n_out}];")
         if group.jacobian:
             w(f"real {tdst}[{n_out}][{sizes[0]}];")
-        unroll = "SDEKIT_UNROLL " if n_in * n_out <= UNROLL_LAYER else ""
+        unroll = "SDEKIT_UNROLL " if unrolled_layer(n_in, n_out, float32) else ""
         with w.block(f"{unroll}for (int j = 0; j < {n_out}; ++j) {{"):
             w(f"real acc = {b}[j];")
             w(f"{unroll}for (int k = 0; k < {n_in}; ++k) acc = acc + {W}[j * {n_in} + k] * {src}[k];")
