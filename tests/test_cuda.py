@@ -332,8 +332,8 @@ def test_the_networks_layers_stay_in_registers_and_load_their_weights_four_at_a_
     their own (``inlining``).  In the PTX of the neural SDE benchmark's EM kernel (MLP 4-32-32-4, float32) that
     function has no local array (``__local_depot``: a loop index into the activations puts them in local memory) and
     loads every weight and bias once, 16 bytes at a time: (1280 + 68) / 4 loads.  Tsit5 calls that one copy for
-    each of its six evaluations a step.  Printed as loops (UNROLL_LAYER = 0: the form before) the network is inlined and reads its
-    weights inside loops, fewer loads in the text."""
+    each of its six evaluations a step.  Printed as loops (UNROLL_LAYER = 0: the form before) the network is
+    inlined and reads its weights inside loops, fewer loads in the text."""
     pytest.importorskip("nvidia.cuda_nvrtc", reason="nvidia-cuda-nvrtc-cu12 (the test extras) is not installed")
     from sdekit.codegen import emit_cuda
     from sdekit.kernels.cuda_backend import nvrtc_ptx
