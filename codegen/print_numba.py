@@ -46,6 +46,13 @@ class _LaneNames(ast.NodeTransformer):
         return self.generic_visit(node)
 
 
+def _runtime_argument(arg: str) -> str:
+    """A runtime function's argument as printed: an integer literal as ``np.int64(k)``.  Numba types a literal
+    argument by its value and compiles the callee once per value (``phi_block`` for φ_1 … φ_4: four ~140 KB
+    functions, each linked and compiled again into every kernel that calls it); an int64 is one signature."""
+    return f"np.int64({arg})" if arg.isdigit() else arg
+
+
 class NumbaLoopPrinter:
     """Print a :class:`loop.LoopKernel`; ``hooks`` prints Stages/Rhs/Copy/Operators and the
     model's scratch (``hooks.buffers(w)``)."""
@@ -124,7 +131,7 @@ class NumbaLoopPrinter:
                 with w.block("else:"):
                     self.block(w, s.orelse)
         elif isinstance(s, L.Call):
-            call = f"{s.fn}({', '.join(s.args)})"
+            call = f"{s.fn}({', '.join(_runtime_argument(a) for a in s.args)})"
             w(f"{s.result} = {call}" if s.result else call)
         elif isinstance(s, L.Lanes):
             if s.rows:
