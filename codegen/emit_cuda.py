@@ -193,9 +193,10 @@ class _Hooks:
         own on the GPU (``__noinline__``); others are inlined.  Inlined at each of a method's calls, the unrolled
         network is copied as often (adaptive Tsit5, nine calls, MLP 4-32-32-4, float32, sm_90: 255 registers, 16 KB
         of spill stores and a 670 KB cubin; called, 191 registers, no spills, 91 KB; EM, one call a step: 145
-        registers called, 142 inlined).  The arrays it is passed (state, stage) then live in local memory, and its weight loads are shared
-        ones because NVVM carries the kernel's ``s_*`` addresses into it (every call passes the same): weights in
-        global memory (too many for SHARED_WEIGHT_BYTES) keep the inlined function, whose loads know their space."""
+        registers called, 142 inlined).  The arrays it is passed (state, stage) then live in local memory, and its
+        weight loads are shared ones because NVVM carries the kernel's ``s_*`` addresses into it (every call passes
+        the same): weights in global memory (too many for SHARED_WEIGHT_BYTES) keep the inlined function, whose
+        loads know their space."""
         called = self.shared_arguments() and any(
             unrolled_layer(g.net.sizes[k], g.net.sizes[k + 1], self.float32)
             for g in lowered.net_groups for k in range(len(g.net.sizes) - 1))
@@ -382,7 +383,6 @@ UNROLL_VALUES = 128
 def unrolled_layer(n_in: int, n_out: int, float32: bool) -> bool:
     """Whether the GPU kernel unrolls a layer of ``n_in`` inputs and ``n_out`` outputs (UNROLL_LAYER, UNROLL_VALUES)."""
     return n_in * n_out <= UNROLL_LAYER and (n_in + n_out) * (1 if float32 else 2) <= UNROLL_VALUES
-
 
 
 def _net_pass(w, group, pr, float32: bool):
