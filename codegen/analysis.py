@@ -12,11 +12,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import warnings
+
 import numpy as np
 import sympy as sp
+from sympy.utilities.exceptions import SymPyDeprecationWarning
 
 from .errors import ModelError
-from .functions import check_functions, check_printable
+from .functions import check_expressions, check_functions, check_printable
 from .neural import NetCall, nets_in
 
 #: the time symbol every model uses
@@ -30,12 +33,21 @@ class Param(sp.Symbol):
     """A runtime parameter: its value is an argument of the compiled kernel."""
 
 
+def _matrix(x) -> sp.Matrix:
+    """sp.Matrix(x), relations and booleans kept without sympy's deprecation warning (check_expressions refuses
+    them by name)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SymPyDeprecationWarning)
+        return sp.Matrix(x)
+
+
 def as_column(expr, what: str) -> sp.Matrix:
     """``expr`` (scalar, list, sympy Matrix) as a column Matrix, or ModelError."""
     try:
-        m = sp.Matrix(expr) if not isinstance(expr, (sp.Expr, int, float)) else sp.Matrix([expr])
+        m = _matrix(expr) if not isinstance(expr, (sp.Expr, int, float)) else sp.Matrix([expr])
     except (TypeError, ValueError, sp.SympifyError) as exc:
         raise ModelError(f"{what} must be a sympy expression or vector, got {type(expr).__name__}") from exc
+    check_expressions(m, what)
     if m.shape[1] != 1:
         if m.shape[0] == 1:
             m = m.T
@@ -308,7 +320,8 @@ def _diffusion_input(diffusion, noise, d):
         if noise == "general":
             G = sp.diag(*G)
         return G
-    G = sp.Matrix(diffusion)
+    G = _matrix(diffusion)
+    check_expressions(G, "diffusion")
     if noise == "general":
         if G.shape[0] != d:
             raise ModelError(f"general-noise diffusion must have {d} rows, got shape {G.shape}")
@@ -374,5 +387,5 @@ def analyse(y, drift=None, diffusion=None, noise=None, linear=None, nonlinear=No
         states=states, linear=L_sym, linear_numeric=L_num, linear_structure=structure, linear_exact=L_exact,
         affine=affine, nonlinear=nl, diffusion=G, noise=noise if G is not None else None,
         additive=additive, params=_params_of(L_sym, affine, nl, G),
-        nets={**nets_in(nl), **nets_in(affine)},
+        nets=nets_in(nl, affine),
     )

@@ -27,6 +27,18 @@ SUPPORTED = {
 }
 
 
+#: sympy's unevaluated operations: refused at build (a printer would emit code that fails or loops at run time)
+UNEVALUATED = (sp.Sum, sp.Product, sp.Integral, sp.Derivative, sp.Limit)
+
+
+def check_expressions(m, what: str):
+    """ModelError for an entry of the Matrix ``m`` that is not an expression (a relation such as sp.Eq, a boolean)."""
+    for e in m:
+        if not isinstance(e, sp.Expr):
+            raise ModelError(f"{what} has the entry {e}, a {type(e).__name__}, not an expression (a condition "
+                             "belongs inside sp.Piecewise)")
+
+
 def check_functions(expr, what: str):
     """ModelError for the first function in ``expr`` that not every backend prints."""
     from .neural import NetCall
@@ -51,6 +63,12 @@ def check_printable(expr, what: str):
     from .neural import NetCall
     from .numba_lanes import pr as numba_pr
     m = sp.Matrix(expr)
+    check_expressions(m, what)
+    for e in m:
+        for a in sp.preorder_traversal(e):
+            if isinstance(a, UNEVALUATED):
+                raise ModelError(f"{what} contains the unevaluated {type(a).__name__} {a}: the backends print "
+                                 "closed forms; evaluate it first (e.g. with .doit())")
     if m.has(sp.I):
         raise ModelError(f"{what} is complex ({[e for e in m if e.has(sp.I)][0]}): sdekit integrates real states; "
                          "split a complex state into its real and imaginary parts")

@@ -14,6 +14,7 @@ Noise treatments for SDE methods (methods.md §5):
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from . import tables as tb
@@ -137,4 +138,7 @@ def get_method(name: str) -> Method:
         return _BY_NAME[str(name).lower()]
     except KeyError:
         known = ", ".join(m.name for m in CATALOGUE)
-        raise ModelError(f"unknown method {name!r}; available: {known}") from None
+        close = difflib.get_close_matches(str(name).lower(), list(_BY_NAME), n=1)
+        hint = f" (did you mean {_BY_NAME[close[0]].name!r}?)" if close else ""
+        raise ModelError(f"unknown method {name!r}{hint}; available: {known}; and on the models of sk.diffusion, the "
+                         "samplers of sk.diffusion.SAMPLERS ('ddim', 'dpmsolver++2m', 'unipc2-bh2', ...)") from None

@@ -258,6 +258,14 @@ def net_grads(expr) -> set:
     return set().union(*(e.atoms(NetGrad) for e in exprs))
 
 
-def nets_in(expr) -> dict:
-    """Networks used in ``expr``: name -> MLP."""
-    return {c.net.name: c.net for c in net_calls(expr)}
+def nets_in(*exprs) -> dict:
+    """Networks used in ``exprs``: name -> MLP; a ModelError where two different networks share a name (one
+    name is one set of weights: ``nets={name: ...}``)."""
+    nets = {}
+    for call in set().union(*(net_calls(e) for e in exprs)):
+        first = nets.setdefault(call.net.name, call.net)
+        if first != call.net:
+            a, b = sorted((repr(first), repr(call.net)))
+            raise ModelError(f"two different networks are named {call.net.name!r}: {a} and {b}; give each its own "
+                             "name")
+    return nets

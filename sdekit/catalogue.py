@@ -1,4 +1,4 @@
-"""``sdekit.methods()``: the method catalogue as a table."""
+"""``sdekit.methods()``: the method catalogue and the diffusion samplers, as rows and as tables."""
 from __future__ import annotations
 
 from sdekit.codegen.methods import CATALOGUE
@@ -8,9 +8,10 @@ NOISE = {"increment": "scalar/diagonal/general", "milstein": "scalar/diagonal (c
          "convolution": "additive scalar/diagonal", "sra": "additive scalar/diagonal/general"}
 
 
-def methods() -> list:
+def methods(samplers: bool = True) -> list:
     """One dict per method: name, aliases, family, deterministic/strong/weak order, stiff order
-    where it differs, embedded estimator order, adaptivity, noise support, reference."""
+    where it differs, embedded estimator order, adaptivity, noise support, reference; then (``samplers``) the
+    diffusion samplers' rows (:func:`sampler_rows`, family "diffusion sampler")."""
     rows = []
     for m in CATALOGUE:
         lawson = getattr(m.tableau, "kind", "") == "lawson"
@@ -28,15 +29,39 @@ def methods() -> list:
             "noise": NOISE[m.noise] if m.stochastic else "-",
             "reference": m.reference,
         })
-    return rows
+    return rows + (sampler_rows() if samplers else [])
+
+
+def sampler_rows() -> list:
+    """One dict per diffusion sampler (``sk.diffusion.SAMPLERS``, solved on the models of ``sk.diffusion``): name,
+    ``solve``'s other names, the prediction it integrates, order (of the ODE samplers), network calls per step,
+    multistep, and whether it samples the reverse SDE."""
+    from sdekit.diffusion_models import SAMPLER_ALIASES
+    from sdekit.sampling import MULTISTEP, SAMPLERS, STOCHASTIC
+    aliases = {}
+    for alias, name in SAMPLER_ALIASES.items():
+        aliases.setdefault(name, []).append(alias)
+    return [{"name": name, "aliases": aliases.get(name, []), "family": "diffusion sampler",
+             "order": None if name in STOCHASTIC else order,      # (SAMPLERS holds no order for the SDE samplers)
+             "stiff_order": None, "strong_order": None, "weak_order": None, "embedded": None, "adaptive": False,
+             "noise": "reverse SDE" if name in STOCHASTIC else "-", "reference": None, "prediction": prediction,
+             "network_calls": calls, "multistep": name in MULTISTEP or name in STOCHASTIC[1:]}   # SDE 2M, 3M
+            for name, (prediction, order, calls) in SAMPLERS.items()]
+
+
+def _markdown(rows, cols) -> list:
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = [", ".join(r[c]) or "-" if c == "aliases" else "-" if r[c] is None else str(r[c]) for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def methods_table() -> str:
-    """The catalogue as a markdown table (README, ``sdekit methods``)."""
-    cols = ["name", "aliases", "family", "order", "stiff_order", "strong_order", "weak_order", "embedded", "adaptive",
-            "noise"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in methods():
-        cells = [", ".join(r[c]) or "-" if c == "aliases" else "-" if r[c] is None else str(r[c]) for c in cols]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """The catalogue and the diffusion samplers as markdown tables (README, ``sdekit methods``)."""
+    return "\n".join(_markdown(methods(samplers=False), ["name", "aliases", "family", "order", "stiff_order", "strong_order",
+                                          "weak_order", "embedded", "adaptive", "noise"])
+                     + ["", "Diffusion samplers (`sk.diffusion.SAMPLERS`, on the models of `sk.diffusion`; names "
+                            "as `solve` takes them, case-insensitive):", ""]
+                     + _markdown(sampler_rows(), ["name", "aliases", "prediction", "order", "network_calls", "multistep",
+                                              "noise"]))

@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     d.add_argument("which", nargs="?", default="sde", choices=["sde", "diffusion", "inversion"],
                    help="sde (default): the neural SDE ensemble; diffusion: every sampler vs NFE on a Gaussian mixture; "
                         "inversion: every inversion method's round-trip error vs NFE")
-    d.add_argument("--n", type=int, default=None, help="trajectories / samples (default 1024 / 4000)")
+    d.add_argument("--n", type=_positive_int, default=None, help="trajectories / samples (default 1024 / 4000)")
     d.add_argument("--backend", default=None, help="numba (default) or numpy")
     d.add_argument("--out", default="sdekit-demo.png", help="PNG to write ('' for none)")
     sub.add_parser("methods", help="print the method catalogue")
@@ -78,6 +78,20 @@ def main(argv=None) -> int:
     except ValueError as exc:  # includes sdekit.ModelError: a user error, not a crash
         print(f"sdekit {args.cmd}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:    # the reader stopped (sdekit inspect ... | head): quiet, as cat and grep are
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())     # no second error at interpreter exit
+        return 0
+
+
+def _positive_int(text: str) -> int:
+    """argparse type of --n: an integer >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return n
 
 
 def _run(args) -> int:

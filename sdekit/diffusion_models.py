@@ -28,8 +28,12 @@ import sympy as sp
 from sdekit.codegen.errors import ModelError
 from sdekit.kernels.cuda_arrays import host, like
 
-#: solve's names of the samplers whose ``sdekit.sampling`` names are catalogue methods too (Euler, Heun in t)
-SAMPLER_ALIASES = {"edm-euler": "euler", "edm-heun": "heun"}
+#: solve's other names of samplers: EDM's Euler/Heun (their ``sdekit.sampling`` names are catalogue methods too,
+#: Euler/Heun in t) and DESIGN.md's spellings (DPM-Solver-1 is DDIM: the same first-order update)
+SAMPLER_ALIASES = {"edm-euler": "euler", "edm-heun": "heun", "dpmsolver1": "ddim", "dpmsolver2": "dpmsolver-2",
+                   "dpmsolver3": "dpmsolver-3", "dpmsolver2m": "dpmsolver-2m", "sdedpmsolver++1": "sde-dpmsolver++1",
+                   "sdedpmsolver++2m": "sde-dpmsolver++2m", "sdedpmsolver++3m": "sde-dpmsolver++3m",
+                   "unipc": "unipc2-bh2"}
 #: what ``solve(problem, sampler, ...)`` takes besides the problem and sampler
 SAMPLER_OPTIONS = ("ts", "dt", "seed", "backend", "lower_order_final", "eta", "thresholding", "sample_max_value")
 

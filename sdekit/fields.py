@@ -696,8 +696,8 @@ def field_source(model, method: str, adaptive: bool = False, backend=None) -> st
 
 
 def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=None, progress: bool = False,
-                adaptive=None, rtol=None, atol=None, controller: str = "PI", dtmin=None, dtmax=None,
-                maxiters: int = 100_000, tstops=None, backend=None, **unknown):
+                adaptive=None, rtol=None, atol=None, controller: str | None = None, dtmin=None, dtmax=None,
+                maxiters: int | None = None, tstops=None, backend=None, **unknown):
     """``method`` on ``problem``: fixed steps (``dt`` or the grid ``ts``; ``saveat`` grid times, default every
     step) or adaptive ones (no ``dt``, or ``rtol``/``atol``; ``saveat`` any times by the method's continuous
     extension or cubic Hermite, default every accepted step) — the same drivers, controller and options as
@@ -711,7 +711,7 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
     from .problem import unknown_keyword
     from .kernels.arguments import step_classes
     from .kernels.numba_backend import first_call
-    from .solve import adaptive_options, save_steps, step_control, time_grid, user_grid
+    from .solve import adaptive_options, refuse_adaptive_options, save_steps, step_control, time_grid, user_grid
     if unknown:
         raise unknown_keyword("solve", unknown, ["dt", "ts", "saveat", "progress", "adaptive", "rtol", "atol",
                                                  "controller", "dtmin", "dtmax", "maxiters", "tstops", "backend"])
@@ -719,6 +719,8 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
         raise ValueError("fields integrate forwards in time (t1 > t0)")
     m = get_method(method)
     adaptive = step_control(m, dt, ts, adaptive, rtol, atol)
+    if not adaptive:
+        refuse_adaptive_options(tstops=tstops, dtmin=dtmin, dtmax=dtmax, maxiters=maxiters, controller=controller)
     model, d = problem.model, int(np.prod(problem.model.shape))
     scheme, module, memo = model.compiled(m.name, adaptive)
     polys = {name: op.poly for name, op in scheme.all_operators().items()}

@@ -141,7 +141,9 @@ class _Model:
 
     def __repr__(self):
         kind = type(self).__name__
-        return (f"{kind}(dim={self.dim}, L={self.linear_structure}, params={list(self.params)}, "
+        ell = self.form.linear_time
+        structure = self.linear_structure if ell is None else f"({ell})·I"      # ℓ(t)·I: solved in u = ±∫ℓ dt
+        return (f"{kind}(dim={self.dim}, L={structure}, params={list(self.params)}, "
                 f"nets={list(self.nets)}" + (f", noise={self.noise!r}, additive={self.additive})" if self.stochastic else ")"))
 
 

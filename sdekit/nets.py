@@ -1,6 +1,8 @@
 """Network weights as runtime data: validation and import from ``torch.nn.Sequential``."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 _TORCH_ACTIVATIONS = {"Tanh": "tanh", "ReLU": "relu", "Sigmoid": "sigmoid", "Softplus": "softplus",
@@ -44,6 +46,9 @@ def check_weights(net, weights, dtype) -> list:
         return weights
     if type(weights).__name__ == "Sequential":
         weights = from_torch(weights, net)
+    if isinstance(weights, (str, bytes, os.PathLike)):
+        raise ValueError(f"net {net.name!r}: weights must be a list of (W, b) pairs or a torch.nn.Sequential, got the "
+                         f"path {weights!r}: load it first (e.g. torch.load into your nn.Sequential) and pass that")
     if hasattr(weights, "keys"):   # e.g. a torch state_dict(): names, not layers in order
         raise ValueError(f"net {net.name!r}: weights must be a list of (W, b) pairs or a torch.nn.Sequential, got a "
                          f"{type(weights).__name__} (a state_dict()?): pass the Sequential itself, or "

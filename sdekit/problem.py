@@ -25,9 +25,12 @@ def _on_device(*values) -> bool:
 
 
 def _finite_vector(x, d, what):
+    """``x`` as a new float64 vector of ``d`` numbers (a copy: changing the caller's array later changes nothing
+    here); ValueError for other shapes, non-numbers, complex numbers, NaN or Inf."""
     x = host(x)
+    _refuse_complex(x, what)
     try:
-        a = np.asarray(x, dtype=float)
+        a = np.array(x, dtype=float)
     except (TypeError, ValueError):
         raise ValueError(f"{what} must be numeric, got {type(x).__name__}") from None
     if a.ndim == 0 and d == 1:
@@ -40,16 +43,29 @@ def _finite_vector(x, d, what):
 
 
 def _finite_array(a, what, keep_float32: bool = False):
-    """The array ``a`` (numpy, or CuPy: validated on its device, one flag read back) as float64 (``keep_float32``:
-    a float32 array as it is — a float32 kernel reads it without a float64 copy and back); ValueError for
-    non-numbers, NaN or Inf."""
+    """The array ``a`` in float64 (``keep_float32``: a float32 array stays float32 — a float32 kernel reads it
+    without a float64 copy and back): a copy of a numpy array, a CuPy array (validated on its device, one flag read
+    back) as it is; ValueError for non-numbers, NaN or Inf."""
     if a.dtype.kind not in "biuf":       # real numbers (bools as 0 and 1)
+        _refuse_complex(a, what)
         raise ValueError(f"{what} must be real numbers, got an array of {a.dtype}")
-    if not (keep_float32 and a.dtype == np.float32):
-        a = a.astype(np.float64, copy=False)
+    dtype = np.float32 if keep_float32 and a.dtype == np.float32 else np.float64
+    a = a.astype(dtype, copy=isinstance(a, np.ndarray))    # a host array copied (the caller's may change later);
+    # one on the GPU read in place, as DLPack hands it over (no second copy of a large y0 on the device)
     if not bool(array_module(a).isfinite(a).all()):
         raise ValueError(f"{what} contains NaN or Inf")
     return a
+
+
+def _refuse_complex(x, what):
+    """ValueError for complex numbers where a real state or parameter is expected."""
+    try:
+        complex_ = np.iscomplexobj(np.asarray(x))
+    except (TypeError, ValueError):
+        return
+    if complex_:
+        raise ValueError(f"{what} must be real numbers, got complex ones: write a complex state as its real and "
+                         "imaginary parts, or declare a complex field, sk.field(name, shape, complex=True)")
 
 
 def _tspan(tspan):
@@ -98,8 +114,9 @@ def _params(model, params):
         if g is not None and g.ndim == 1:      # per-trajectory values on the GPU stay there (backend="cuda" reads them)
             out[name] = _finite_array(g, f"parameter {name!r}")
             continue
+        _refuse_complex(host(v), f"parameter {name!r}")
         try:
-            a = np.asarray(host(v), dtype=float)
+            a = np.array(host(v), dtype=float)      # a copy: the caller's array may change later
         except (TypeError, ValueError):
             raise ValueError(f"parameter {name!r} must be a number or an array of numbers, got {v!r}") from None
         if a.ndim > 1:
@@ -230,12 +247,17 @@ class Ensemble:
         self.on_device = problem.on_device or _on_device(y0)
         if y0 is not None:
             Y0 = on_gpu(y0)          # a CUDA y0 stays on the GPU (a CuPy array, validated there)
-            Y0 = np.asarray(host(y0), dtype=float) if Y0 is None else Y0
+            if Y0 is None:
+                _refuse_complex(host(y0), "ensemble y0")
+                try:
+                    Y0 = np.asarray(host(y0), dtype=float)
+                except (TypeError, ValueError):
+                    raise ValueError(f"ensemble y0 must be numeric, got {type(y0).__name__}") from None
             if Y0.ndim != 2 or Y0.shape[1] != d:
                 raise ValueError(f"ensemble y0 must have shape (n, {d}), got {Y0.shape}")
             if n is not None and n != Y0.shape[0]:
                 raise ValueError(f"n={n} but y0 has {Y0.shape[0]} rows")
-            Y0 = _finite_array(Y0, "ensemble y0", keep_float32=True)     # a float32 y0 on the GPU: no copy
+            Y0 = _finite_array(Y0, "ensemble y0", keep_float32=True)     # a float32 y0 stays float32
             n = Y0.shape[0]
         if not _whole(n) or n < 1:
             raise ValueError(f"Ensemble needs an integer n >= 1 (or y0 of shape (n, d)), got n={n!r}")

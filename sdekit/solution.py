@@ -59,6 +59,11 @@ class Solution:
             _, ax = plt.subplots(figsize=(7, 4))
         Y = self.y[..., component] if ens else self.y[None, :, component]          # (n, nsave)
         ok = Y[np.all(np.isfinite(Y), axis=1)]
+        if kind != "paths" and len(ok) == 0:
+            codes = dict(zip(*np.unique(np.asarray(self.retcodes if ens else [self.retcode]), return_counts=True)))
+            raise ValueError(f"no trajectory stayed finite ({', '.join(f'{c}: {k}' for c, k in codes.items())}), so "
+                             f"there is no {'band' if kind == 'quantiles' else 'distribution'} to draw; "
+                             "sol.plot('paths') shows them up to where they failed")
         label = f"y{component}"
         if kind == "paths":
             for row in Y[:paths]:

@@ -179,8 +179,10 @@ def brownian_tree(target, seed: int | None = None):
     return BrownianTree(seed, t0, t1, problem.model.form.noise_dim, traj)
 
 
-def save_steps(grid, saveat) -> list:
-    """Indices into the grid of the saved times (every step when ``saveat`` is None or "steps")."""
+def save_steps(grid, saveat, backwards: bool = False) -> list:
+    """Indices into the grid of the saved times (every step when ``saveat`` is None or "steps"), strictly
+    increasing: a time given twice, or two times on one grid point, is a ValueError.  ``backwards``: the grid
+    is in s = −t (the messages say t)."""
     if saveat is None or (isinstance(saveat, str) and saveat == "steps"):
         return list(range(len(grid.times)))
     if isinstance(saveat, str):
@@ -188,22 +190,43 @@ def save_steps(grid, saveat) -> list:
     ts = np.atleast_1d(np.asarray(saveat, dtype=float))
     if ts.ndim != 1 or not np.all(np.isfinite(ts)):
         raise ValueError("saveat must be a 1-d array of finite times")
-    tol = 1e-9 * (grid.times[-1] - grid.times[0])
+    sign = -1.0 if backwards else 1.0
+    t0, t1 = grid.times[0], grid.times[-1]
+    tol = 1e-9 * (t1 - t0)
     idx = []
     for s in ts:
+        if not t0 - tol <= s <= t1 + tol:
+            raise ValueError(f"saveat time {sign * s} lies outside tspan ({sign * t0}, {sign * t1})")
         i = int(np.argmin(np.abs(grid.times - s)))
         if abs(grid.times[i] - s) > tol:
-            raise ValueError(f"saveat time {s} is not on the fixed-step grid (fixed steps save on grid points)")
+            raise ValueError(f"saveat time {sign * s} is not on the fixed-step grid (fixed steps save on grid points)")
         idx.append(i)
-    if idx != sorted(idx):
-        raise ValueError("saveat times must be increasing (decreasing when tspan runs backwards)")
+    for k in range(1, len(idx)):
+        if idx[k] < idx[k - 1]:
+            raise ValueError("saveat times must be increasing (decreasing when tspan runs backwards)")
+        if idx[k] == idx[k - 1]:
+            raise ValueError(f"saveat times {sign * ts[k - 1]} and {sign * ts[k]} are the same grid point "
+                             f"{sign * grid.times[idx[k]]}: give each time once")
     return idx
+
+
+def refuse_adaptive_options(**given):
+    """ValueError for the options of step control (``tstops``, ``dtmin``, ``dtmax``, ``maxiters``, ``controller``)
+    given to a fixed-step solve, which would ignore them."""
+    named = [k for k, v in given.items() if v is not None]
+    if named:
+        hint = " (to step onto tstops, give ts= a grid that contains them)" if "tstops" in named else ""
+        raise ValueError(f"{', '.join(named)} control adaptive steps, but this solve takes fixed steps (dt or ts "
+                         f"given){hint}; drop {'them' if len(named) > 1 else 'it'}, or drop dt for adaptive steps")
 
 
 def _targets(target, seed, on_host: bool = True):
     """(problem, y0 (n, d), params, trajectories, seed, is_ensemble); a y0 and per-trajectory params on the GPU
     (CuPy arrays) copied to the host unless ``on_host`` is False."""
     if isinstance(target, Ensemble):
+        if seed is not None and not (isinstance(seed, numbers.Integral) and seed == target.seed):
+            raise ValueError(f"seed={seed!r}: an Ensemble carries its own seed ({target.seed}); build it with "
+                             f"Ensemble(..., seed={seed!r}) instead")
         y0, params = _on_host(target.y0, target.params()) if on_host else (target.y0, target.params())
         return target.problem, y0, params, target.trajectories, target.seed, True
     if isinstance(target, _Problem):
@@ -342,8 +365,8 @@ def _check_options(fn: str, options: dict, extra=()):
 
 def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, saveat=None, dtype=np.float64,
          seed: int | None = None, progress: bool = False, adaptive: bool | None = None, rtol=None, atol=None,
-         controller: str = "PI", dtmin: float | None = None, dtmax: float | None = None, maxiters: int = 100_000,
-         tstops=None) -> Plan:
+         controller: str | None = None, dtmin: float | None = None, dtmax: float | None = None,
+         maxiters: int | None = None, tstops=None) -> Plan:
     """Validate the inputs and compile the kernel of ``solve(target, method, dt, ...)`` (same arguments)
     without running it: a :class:`Plan` whose kernel runs any chunk of the trajectories."""
     problem, Y0, params, trajectories, seed, is_ensemble = _targets(target, seed, on_host=False)
@@ -358,6 +381,8 @@ def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, s
     model = problem.model
     m = get_method(method)
     adaptive = step_control(m, dt, ts, adaptive, rtol, atol)
+    if not adaptive:
+        refuse_adaptive_options(tstops=tstops, dtmin=dtmin, dtmax=dtmax, maxiters=maxiters, controller=controller)
     if backend is not None and not isinstance(backend, str):
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     backend = _backend(model.form, backend)
@@ -375,7 +400,7 @@ def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, s
         raise ModelError(f"{m.name}: its operators multiply φ functions (φ_j φ_k), which adaptive steps do not "
                          "evaluate per trajectory for a dense L; give dt for fixed steps")
     grid = None if adaptive else time_grid(problem.tspan, dt) if ts is None else user_grid(problem.tspan, ts)
-    saved_steps = None if adaptive else save_steps(grid, saveat)
+    saved_steps = None if adaptive else save_steps(grid, saveat, backwards)
     if saved_steps == []:
         raise ValueError("saveat is empty: nothing would be saved")
     if isinstance(saveat, str) and saveat == "steps":
@@ -388,7 +413,7 @@ def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, s
     nsaved = len(saved_steps) if saved_steps is not None else np.size(saveat) if saveat is not None else 2
     _check_memory(nsaved * Y0.shape[0] * Y0.shape[1] * np.dtype(dtype).itemsize, nsaved, Y0.shape[0])
     opts = None if not adaptive else adaptive_options(m, problem, model.form.dim, is_ensemble, dt, rtol, atol,
-                                                      controller, dtmin, dtmax, maxiters, saveat, tstops)
+                                                      controller, dtmin, dtmax, maxiters, saveat, tstops, dtype)
     scheme, kernel = compile_kernel(model, m, backend, dtype, adaptive)
     form = kernel_form(model, m)[0]
     # a copy: writable and C-contiguous whatever the input (a read-only view compiled a second signature); on the
@@ -458,7 +483,14 @@ def _reversed_times(x):
 def memory_budget() -> float:
     """Bytes of saved states above which ``solve`` warns before allocating them: $SDEKIT_MEMORY_BUDGET_GB
     (default 1 GiB)."""
-    return float(os.environ.get("SDEKIT_MEMORY_BUDGET_GB", "1")) * 2**30
+    text = os.environ.get("SDEKIT_MEMORY_BUDGET_GB", "1")
+    try:
+        gb = float(text)
+    except ValueError:
+        gb = math.nan
+    if not gb > 0:
+        raise ValueError(f"SDEKIT_MEMORY_BUDGET_GB must be a number of GiB > 0, got {text!r}")
+    return gb * 2**30
 
 
 def _check_memory(nbytes: int, nsaved: int, n: int):
@@ -517,9 +549,13 @@ def _operator_specs(form, scheme) -> dict:
 
 
 def adaptive_options(m, problem, d, is_ensemble, dt, rtol, atol, controller, dtmin, dtmax, maxiters, saveat,
-                     tstops) -> adaptive_driver.Options:
-    """Validated options of an adaptive solve (ValueError naming the bad one)."""
+                     tstops, dtype=np.float64) -> adaptive_driver.Options:
+    """Validated options of an adaptive solve (ValueError naming the bad one); ``controller`` None: "PI",
+    ``maxiters`` None: 100 000.  An ``rtol`` below 100 ε of ``dtype`` is raised to it with a warning, as
+    scipy's solve_ivp does (no step of that float type can meet it)."""
     t0, t1 = problem.tspan
+    controller = "PI" if controller is None else controller
+    maxiters = 100_000 if maxiters is None else maxiters
     default_rtol, default_atol = (1e-2, 1e-2) if m.stochastic else (1e-3, 1e-6)
     tol = {}
     for name, v, default in (("rtol", rtol, default_rtol), ("atol", atol, default_atol)):
@@ -532,6 +568,12 @@ def adaptive_options(m, problem, d, is_ensemble, dt, rtol, atol, controller, dtm
         tol[name] = np.broadcast_to(a, (d,)).reshape(d, 1)
     if not np.all(tol["rtol"] + tol["atol"] > 0):
         raise ValueError("rtol + atol must be > 0 for every component")
+    floor = 100 * np.finfo(dtype).eps
+    if np.any(tol["rtol"] < floor):
+        import warnings
+        warnings.warn(f"rtol below 100 ε of {np.dtype(dtype).name} cannot be met: raised to {floor:.3g} (as "
+                      "scipy's solve_ivp does)", stacklevel=4)
+        tol["rtol"] = np.maximum(tol["rtol"], floor)
     for name, v in (("dt", dt), ("dtmin", dtmin), ("dtmax", dtmax)):
         real = (isinstance(v, numbers.Real) and not isinstance(v, bool)) or (
             isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iuf")   # not a list, string or bool

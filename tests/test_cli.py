@@ -39,9 +39,44 @@ def test_readme_shows_the_catalogue_as_it_is():
     assert methods_table() in readme
 
 
+def test_the_readme_examples_define_every_name_they_use():
+    """pyflakes over the README's python blocks: a block that does not import sdekit continues the one before
+    (the Adaptive stepping lines reuse the Quick start's problem), so a name used but never defined fails."""
+    import io
+    import re
+    from pathlib import Path
+
+    from pyflakes.api import check
+    from pyflakes.reporter import Reporter
+    blocks = re.findall(r"```python\n(.*?)```", (Path(__file__).parents[1] / "README.md").read_text(), re.S)
+    chains = []
+    for block in blocks:
+        if re.search(r"^import .*\bsdekit as sk\b", block, re.M) or not chains:
+            chains.append(block)
+        else:
+            chains[-1] += "\n" + block
+    assert len(blocks) >= 5 and len(chains) >= 4
+    for source in chains:
+        out = io.StringIO()
+        assert check(source, "README.md", Reporter(out, out)) == 0, out.getvalue()
+
+
 def test_cli_reports_user_errors_without_traceback(capsys):
     assert main(["inspect", "demo", "--method", "NoSuchMethod"]) == 2
     assert "unknown method 'NoSuchMethod'" in capsys.readouterr().err
+    import pytest
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--n", "0"])
+    assert exit_.value.code == 2 and "--n: must be an integer >= 1, got '0'" in capsys.readouterr().err
+
+
+def test_inspect_into_a_closed_pipe_is_quiet():
+    """``sdekit inspect demo | head -1``: the reader closes the pipe; no BrokenPipeError traceback, exit 0."""
+    import subprocess
+    import sys
+    proc = subprocess.run(f"{sys.executable} -m sdekit.cli inspect demo --backend numpy | head -1", shell=True,
+                          capture_output=True, text=True)
+    assert proc.stdout.startswith('"""sdekit generated') and proc.stderr == "", proc.stderr
 
 
 def test_cli_inspects_a_module_of_the_current_folder(tmp_path, monkeypatch, capsys):

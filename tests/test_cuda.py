@@ -102,7 +102,7 @@ def test_host_compiled_cuda_sde_agrees_with_numpy(method, noise):
     """SDEs at fixed steps, every method and noise: the printed Philox, normal transform and (W, H) tree
     give the runtime's Brownian path (numpy runs the same Numba functions), so the same trajectories."""
     ens = sde_ensemble(noise, method)
-    kw = dict(dt=0.01, saveat="steps", seed=11)
+    kw = dict(dt=0.01, saveat="steps")
     _agree(sk.solve(ens, method.name, backend="numpy", **kw), sk.solve(ens, method.name, backend="cuda-host", **kw),
            "float64")
 
@@ -117,7 +117,7 @@ def test_host_compiled_cuda_sde_agrees_with_numba(name, noise, dtype):
     """The same against the compiled Numba kernel (float64 1e-12; float32 within its rounding)."""
     method = next(m for m in SDE if m.name == name)
     ens = sde_ensemble(noise, method)
-    kw = dict(dt=0.01, saveat="steps", seed=11, dtype=dtype)
+    kw = dict(dt=0.01, saveat="steps", dtype=dtype)
     _agree(sk.solve(ens, name, backend="numba", **kw), sk.solve(ens, name, backend="cuda-host", **kw), dtype)
 
 
@@ -130,7 +130,7 @@ def test_host_compiled_cuda_adaptive_sde_agrees_with_the_kernels(method):
     and Numba differ the same way) — so the first steps agree to 1e-7, the ensemble to the tolerance and
     its step counts within 10 %."""
     ens = sde_ensemble("diagonal", method, n=20)
-    kw = dict(rtol=1e-3, atol=1e-3, seed=2, saveat=np.linspace(0.0, 1.0, 5))
+    kw = dict(rtol=1e-3, atol=1e-3, saveat=np.linspace(0.0, 1.0, 5))
     reference = "numba" if method.name == "SRA1" else "numpy"    # numpy runs the same IR and tree functions
     a, b = (sk.solve(ens, method.name, backend=bk, **kw) for bk in (reference, "cuda-host"))
     assert abs(a.stats["naccept"] - b.stats["naccept"]) <= 0.1 * a.stats["naccept"], (a.stats, b.stats)
@@ -307,7 +307,7 @@ def _neural_ensemble(structure, stochastic=False):
     ("RK4", dict(dt=0.05, saveat="steps"), "float64"), ("RK4", dict(dt=0.05, saveat="steps"), "float32"),
     ("ETDRK4", dict(dt=0.05), "float64"), ("Tsit5", dict(rtol=1e-8, atol=1e-8), "float64"),
     ("Exprb43", dict(dt=0.05), "float64"), ("Exprb32", dict(rtol=1e-7, atol=1e-8), "float64"),
-    ("EM", dict(dt=0.01, seed=3), "float32"), ("SRA1", dict(dt=0.01, seed=3), "float64")])
+    ("EM", dict(dt=0.01), "float32"), ("SRA1", dict(dt=0.01), "float64")])
 def test_the_mlp_in_the_cuda_kernel_agrees_with_the_kernels(method, kw, dtype):
     """The network is a forward pass in the thread (weights in global memory), on a dense L; the
     exponential Rosenbrock methods' J̃ adds its forward-mode tangent pass; the neural SDE has general noise."""
@@ -462,7 +462,7 @@ def _poisoned(source: str) -> str:
 
 
 @pytest.mark.parametrize("method, noise, kw, uninitialised", [
-    ("EM", "general", dict(dt=0.01, seed=3), 5), ("SRA1", "diagonal", dict(rtol=1e-3, atol=1e-3, seed=3), 8),
+    ("EM", "general", dict(dt=0.01), 5), ("SRA1", "diagonal", dict(rtol=1e-3, atol=1e-3), 8),
     ("Exprb43", None, dict(rtol=1e-7, atol=1e-9), 1)])
 def test_the_uninitialised_buffers_are_written_before_they_are_read(monkeypatch, method, noise, kw, uninitialised):
     """Allocations that are np.empty in the runtime (the Brownian tree's stacks and scratch, kernels.brownian; the
@@ -569,9 +569,9 @@ def fake_cupy():
 @pytest.mark.parametrize("method, make, kw", [
     ("RK4", lambda: ensemble("dense", n=5), dict(dt=0.05)),
     ("Tsit5", lambda: ensemble("diagonal", n=5), dict(rtol=1e-6, atol=1e-8)),
-    ("EM", lambda: sde_ensemble("general", next(m for m in SDE if m.name == "EM"), n=5), dict(dt=0.01, seed=3)),
+    ("EM", lambda: sde_ensemble("general", next(m for m in SDE if m.name == "EM"), n=5), dict(dt=0.01)),
     ("SRA1", lambda: sde_ensemble("diagonal", next(m for m in SDE if m.name == "SRA1"), n=5),
-     dict(rtol=1e-3, atol=1e-3, seed=3)),
+     dict(rtol=1e-3, atol=1e-3)),
     ("ROS34PW2", lambda: ensemble("diagonal", n=5), dict(rtol=1e-6, atol=1e-8))])
 def test_backend_cuda_runs_its_launch_code_through_a_stand_in_for_cupy(fake_cupy, method, make, kw):
     """``CudaKernel`` on tests/fake_cupy.py: its launch (outputs allocated on the device, the host inputs copied
@@ -776,8 +776,8 @@ def gpu():
     ("RK4", lambda: ensemble("dense"), dict(dt=0.01)),
     ("Tsit5", lambda: ensemble("diagonal"), dict(rtol=1e-7, atol=1e-9)),
     ("Exprb43", lambda: ensemble("dense", n=9), dict(dt=0.05)),
-    ("EM", lambda: sde_ensemble("general", next(m for m in SDE if m.name == "EM")), dict(dt=0.01, seed=3)),
-    ("SRA1", lambda: sde_ensemble("diagonal", next(m for m in SDE if m.name == "SRA1")), dict(dt=0.01, seed=3))])
+    ("EM", lambda: sde_ensemble("general", next(m for m in SDE if m.name == "EM")), dict(dt=0.01)),
+    ("SRA1", lambda: sde_ensemble("diagonal", next(m for m in SDE if m.name == "SRA1")), dict(dt=0.01))])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_the_gpu_agrees_with_numba(gpu, method, make, kw, dtype):
     """backend="cuda" on the device: the Numba kernel's trajectories (float64 1e-12 of scale; float32 within

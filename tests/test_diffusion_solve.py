@@ -63,6 +63,23 @@ def test_every_sampler_through_solve_is_sample_on_the_models_network(method):
     assert sol.stats["nf"] == nfe == D.nfe(name, 8) and sol.stats["naccept"] == 8
 
 
+def test_design_md_names_are_the_samplers_and_sk_methods_lists_them():
+    """DESIGN.md's spellings (DPMSolver1/2/3, SDEDPMSolver++2M, UniPC; case-insensitive) solve as the samplers they
+    name — DPM-Solver-1 is DDIM's update, UniPC diffusers' default (order 2, bh2) — and sk.methods() lists every
+    sampler after the catalogue, with those names as its aliases."""
+    from sdekit.diffusion_models import SAMPLER_ALIASES, sampler_name
+    ens, _ = _mlp_problem()
+    ts = D.timesteps(SCHEDULE, 6, t_end=T_END)
+    for alias, name in [("DPMSolver1", "ddim"), ("dpmsolver2", "dpmsolver-2"), ("UniPC", "unipc2-bh2")]:
+        assert sampler_name(alias) == name
+        np.testing.assert_array_equal(sk.solve(ens, alias, ts=ts).y, sk.solve(ens, name, ts=ts).y)
+    assert sampler_name("SDEDPMSolver++2M") == "sde-dpmsolver++2m"
+    rows = {r["name"]: r for r in sk.methods() if r["family"] == "diffusion sampler"}
+    assert set(rows) == set(D.SAMPLERS) and rows["unipc2-bh2"]["aliases"] == ["unipc"]
+    assert all(sampler_name(a) == n for a, n in SAMPLER_ALIASES.items())
+    assert rows["sde-dpmsolver++2m"]["noise"] == "reverse SDE" and rows["dpmsolver++2m"]["multistep"]
+
+
 @pytest.mark.parametrize("method", D.STOCHASTIC)
 def test_every_sde_sampler_through_solve_reads_the_problems_brownian_tree(method):
     """The SDE samplers through solve are sample() with noise ΔW/√h of the problem's Brownian tree (in s = −t)."""

@@ -64,7 +64,13 @@ def test_every_supported_function_on_every_backend_matches_numpy(backend, dtype)
     (lambda u: sk.SDE(u, linear=sp.Matrix([[-sk.t]]), diffusion=sp.Matrix([1])), "ℓ\\(t\\)·I is supported for ODEs"),
     (lambda u: sk.ODE(u, sp.Matrix([sp.I * u[0] ** 2])), "drift is complex"),
     (lambda u: sk.ODE(u, sp.Matrix([sp.Integral(u[0] * sp.Symbol("s"), (sp.Symbol("s"), 0, 1))])),
-     "the numba backend cannot print Integral"),
+     r"contains the unevaluated Integral Integral\(s\*u0, \(s, 0, 1\)\).*\.doit\(\)"),
+    (lambda u: sk.ODE(u, sp.Matrix([-sp.Sum(u[0] ** sp.Symbol("i", integer=True), (sp.Symbol("i", integer=True), 1, 3))])),
+     "contains the unevaluated Sum"),       # printed, it was a NameError (numpy) or a typing error (Numba) at solve
+    (lambda u: sk.ODE(u, sp.Matrix([sp.Product(u[0], (sp.Symbol("i", integer=True), 1, 3))])), "unevaluated Product"),
+    (lambda u: sk.ODE(u, sp.Matrix([sp.Derivative(sp.sin(u[0] * sk.t), sk.t)])), "unevaluated Derivative"),
+    (lambda u: sk.ODE(u, [sp.Eq(u[0], 1)]), r"drift has the entry Eq\(u0, 1\), a Equality, not an expression"),
+    (lambda u: sk.SDE(u, drift=-u, diffusion=[sp.Gt(u[0], 1)]), "diffusion has the entry u0 > 1"),
     (lambda u: sk.ODE(u, sp.Matrix([sp.Symbol("t") * u[0]])), "time is sdekit.t"),
 ])
 def test_unsupported_functions_are_refused_at_build(build, match):

@@ -76,6 +76,10 @@ def test_noise_shapes():
     (lambda y: sk.MLP("f", [2, 2], activation="swishy"), "unknown activation"),
     (lambda y: sk.SDE(y, drift=-y), "needs a diffusion"),
     (lambda y: sk.ODE(y, linear=sp.diag(sp.oo, 1), nonlinear=sp.zeros(2, 1)), "non-finite"),
+    (lambda y: sk.ODE(y, sk.MLP("q", [2, 4, 2])(y) + sk.MLP("q", [2, 5, 2])(y)),
+     r"two different networks are named 'q': MLP\('q', \[2, 4, 2\].*and MLP\('q', \[2, 5, 2\].*own name"),
+    (lambda y: sk.ODE(y, sk.MLP("q", [2, 4, 2])(y) + sk.MLP("q", [2, 4, 2], activation="relu")(y)),
+     "two different networks are named 'q'"),
 ])
 def test_model_errors(build, match):
     with pytest.raises(sk.ModelError, match=match):

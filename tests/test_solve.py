@@ -223,10 +223,76 @@ def test_diverging_trajectory_ends_unstable_without_touching_others():
     (lambda p: solve(sk.SDEProblem(p.model, y0=[1, 1, 2], tspan=(0, 1), params={"k": np.inf}, nets=p.nets), "EM",
                      dt=0.1), ValueError, "NaN or Inf"),
     (lambda p: sk.Ensemble(p, y0=np.ones((4, 2))), ValueError, r"shape \(n, 3\)"),
+    (lambda p: solve(p, "EM", dt=0.1, saveat=[0.2, 0.5, 0.5, 0.8]), ValueError,
+     "saveat times 0.5 and 0.5 are the same grid point 0.5: give each time once"),
+    (lambda p: solve(p, "EM", dt=0.1, saveat=[0.5, 0.5 + 1e-11]), ValueError, "are the same grid point"),
+    (lambda p: solve(p, "EM", dt=0.1, saveat=[0.5, 1.5]), ValueError, r"saveat time 1.5 lies outside tspan \(0.0, 1.0\)"),
+    (lambda p: solve(sk.SDEProblem(p.model, y0=[1, 1, 2], tspan=(1, 0), params={"k": 1}, nets=p.nets), "EM", dt=0.1,
+                     saveat=[0.5, -0.5]), ValueError, r"saveat time -0.5 lies outside tspan \(1.0, 0.0\)"),
+    (lambda p: solve(p, "EM", dt=0.1, tstops=[0.35]), ValueError,
+     "tstops control adaptive steps, but this solve takes fixed steps .*give ts= a grid that contains them"),
+    (lambda p: solve(p, "EM", dt=0.1, maxiters=10, controller="I"), ValueError,
+     "maxiters, controller control adaptive steps"),
+    (lambda p: solve(sk.Ensemble(p, n=2, seed=1), "EM", dt=0.1, seed=5), ValueError,
+     r"seed=5: an Ensemble carries its own seed \(1\); build it with Ensemble\(..., seed=5\)"),
+    (lambda p: sk.SDEProblem(p.model, y0=[1j, 1, 2], tspan=(0, 1), params={"k": 1}, nets=p.nets), ValueError,
+     "y0 must be real numbers, got complex ones"),
+    (lambda p: sk.SDEProblem(p.model, y0=np.array([1j, 1, 2]), tspan=(0, 1), params={"k": 1}, nets=p.nets), ValueError,
+     "y0 must be real numbers, got complex ones"),
+    (lambda p: sk.Ensemble(p, y0=np.ones((2, 3)) * 1j), ValueError, "ensemble y0 must be real numbers, got complex"),
+    (lambda p: sk.SDEProblem(p.model, y0=[1, 1, 2], tspan=(0, 1), params={"k": 1j}, nets=p.nets), ValueError,
+     "parameter 'k' must be real numbers, got complex"),
+    (lambda p: sk.SDEProblem(p.model, y0=[1, 1, 2], tspan=(0, 1), params={"k": 1}, nets={"f": "weights.pt"}), ValueError,
+     "got the path 'weights.pt': load it first"),
+    (lambda p: solve(p, "Tsit4", dt=0.1), sk.ModelError, r"did you mean 'Tsit5'\?.*sk.diffusion.SAMPLERS"),
 ])
 def test_bad_input_raises_clear_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call(neural_sde())
+
+
+def test_an_ensemble_solved_with_its_own_seed_is_the_same_solve():
+    ens = sk.Ensemble(_brownian_model(), n=4, seed=3)
+    np.testing.assert_array_equal(solve(ens, "EM", dt=0.1, seed=3, backend="numpy").y,
+                                  solve(ens, "EM", dt=0.1, backend="numpy").y)
+
+
+def test_problems_keep_their_own_copies_of_the_callers_arrays():
+    """Changing y0 or a parameter array after building a problem or an ensemble changes nothing in it."""
+    prob = neural_sde()
+    y0, k = np.array([1.0, 0.5, -0.5]), np.array([1.0, 2.0])
+    p = sk.SDEProblem(prob.model, y0=y0, tspan=(0, 1), params={"k": k}, nets=prob.nets)
+    Y0 = np.ones((2, 3))
+    ens = sk.Ensemble(p, y0=Y0, seed=0)
+    before = solve(ens, "EM", dt=0.1, backend="numpy").y
+    y0[:], k[:], Y0[:] = np.nan, np.nan, np.nan
+    assert np.all(np.isfinite(p.y0)) and np.all(np.isfinite(p.params["k"])) and np.all(np.isfinite(ens.y0))
+    np.testing.assert_array_equal(solve(ens, "EM", dt=0.1, backend="numpy").y, before)
+
+
+def test_saveat_on_a_fixed_grid_saves_each_requested_time_once():
+    """Each saveat time is its own grid point, in order: the states are those of a solve saving every step."""
+    y = sk.states("y", 1)
+    prob = sk.ODEProblem(sk.ODE(y, sp.Matrix([-y[0]])), [1.0], (0, 1))
+    every = solve(prob, "RK4", dt=0.1, backend="numpy")
+    some = solve(prob, "RK4", dt=0.1, saveat=[0.2, 0.5, 0.8], backend="numpy")
+    np.testing.assert_array_equal(some.y, every.y[[2, 5, 8]])
+    np.testing.assert_allclose(some.t, [0.2, 0.5, 0.8])
+
+
+def test_a_float32_tolerance_below_its_precision_is_raised_with_a_warning():
+    """rtol < 100 ε of the float type cannot be met (the step shrinks to nothing and the solve ends in MaxIters):
+    raised to 100 ε with a warning, as scipy's solve_ivp does; float64 keeps rtol = 1e-12."""
+    y = sk.states("y", 2)
+    prob = sk.ODEProblem(sk.ODE(y, sp.Matrix([y[1], -y[0]])), [1.0, 0.0], (0, 10))
+    with pytest.warns(UserWarning, match=r"rtol below 100 ε of float32 cannot be met: raised to 1.19e-05"):
+        sol = solve(prob, "Tsit5", rtol=1e-12, atol=1e-14, dtype=np.float32, saveat=[10.0], backend="numpy")
+    assert sol.retcode == "Success"
+    np.testing.assert_allclose(sol.y[-1], [np.cos(10.0), -np.sin(10.0)], atol=1e-3)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        solve(prob, "Tsit5", rtol=1e-12, atol=1e-14, saveat=[10.0], backend="numpy")
 
 
 def test_sde_method_on_ode_problem_and_multiplicative_setd1():
@@ -293,6 +359,9 @@ def test_saving_more_than_the_memory_budget_warns(monkeypatch):
         solve(ens, "EM", dt=0.01, saveat="every")
     with pytest.raises(ValueError, match="for single problems"):
         solve(ens, "SRA1", rtol=1e-2, saveat="steps")
+    monkeypatch.setenv("SDEKIT_MEMORY_BUDGET_GB", "abc")
+    with pytest.raises(ValueError, match="SDEKIT_MEMORY_BUDGET_GB must be a number of GiB > 0, got 'abc'"):
+        solve(ens, "EM", dt=0.01, backend="numpy")
 
 
 def test_solution_plots_paths_bands_and_histograms(tmp_path):
@@ -314,6 +383,14 @@ def test_solution_plots_paths_bands_and_histograms(tmp_path):
         sol.plot(component=5)
     with pytest.raises(ValueError, match="kind must be"):
         sol.plot("violin")
+    y = sk.states("y", 1)
+    blowup = sk.Ensemble(sk.ODEProblem(sk.ODE(y, sp.Matrix([y[0] ** 2])), [2.0], (0, 1)), y0=[[2.0], [3.0]])
+    failed = solve(blowup, "RK4", dt=0.01, saveat="steps", backend="numpy")
+    assert list(failed.retcodes) == ["Unstable", "Unstable"]
+    for kind in ("quantiles", "hist"):
+        with pytest.raises(ValueError, match=r"no trajectory stayed finite \(Unstable: 2\).*sol.plot\('paths'\)"):
+            failed.plot(kind)
+    assert len(failed.plot("paths").get_lines()) == 2
     plt.close("all")
 
 

@@ -212,6 +212,9 @@ def test_a_stiff_t_dependent_linear_part_is_taken_exactly():
     ell = -500 * (1 + sk.t)
     split = sk.ODE(Y, linear=ell * sp.eye(2), nonlinear=sp.Matrix([sp.cos(sk.t), 1]))
     slow = sk.ODE(Y, linear=sp.zeros(2), nonlinear=ell * Y + sp.Matrix([sp.cos(sk.t), 1]))
+    auto = sk.ODE(Y, ell * Y + sp.Matrix([sp.cos(sk.t), 1]))       # the automatic split keeps −500 t y in N
+    assert auto.linear == -500 * sp.eye(2) and auto.form.linear_time is None and auto.nonlinear.has(sk.t * Y[0])
+    assert repr(split) == "ODE(dim=2, L=(-500*t - 500)·I, params=[], nets=[])"
     prob = sk.ODEProblem(split, [1.0, 1.0], (0.0, 1.0))
     ref = solve_ivp(lambda t, v: -500 * (1 + t) * v + np.array([np.cos(t), 1.0]), (0, 1), [1.0, 1.0], method="Radau",
                     rtol=1e-12, atol=1e-14).y[:, -1]
