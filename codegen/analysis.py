@@ -10,6 +10,7 @@ and always go to ``N``; ``t``-dependent linear terms stay in ``N``.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 
 import warnings
@@ -191,8 +192,12 @@ def time_change_branches(ell) -> list:
     Lam = sp.integrate(ell, t)
     if Lam.has(sp.Integral):
         raise ModelError(f"the linear part ℓ(t) = {ell} has no closed-form integral ∫ℓ dt: put ℓ(t)·y in nonlinear=")
-    # sympy's ∫ dt/(t − 1) is log(t − 1), complex for t < 1: log(1 − t) is the other real antiderivative
-    antiderivatives = list(dict.fromkeys([Lam, Lam.replace(sp.log, lambda a: sp.log(sp.expand(-a)))]))
+    # sympy's ∫ dt/(t − 1) is log(t − 1), complex for t < 1: log(1 − t) is the other real antiderivative; with
+    # several logs (flow matching's shift: log(t − 1) − log(2t + 1)) each may need its sign, so every combination
+    logs = sorted(Lam.atoms(sp.log), key=str)[:4]
+    antiderivatives = list(dict.fromkeys(
+        Lam.xreplace({g: sp.log(sp.expand(-g.args[0])) for g, flip in zip(logs, flips) if flip})
+        for flips in itertools.product((False, True), repeat=len(logs))))
     branches = []
     for sign in (1, -1):
         for anti in antiderivatives:

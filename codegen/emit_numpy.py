@@ -75,7 +75,7 @@ def _body(lowered, indent="    "):
             if g.jacobian:
                 raise ModelError(f"External network {g.net.name!r} has no Jacobian: exponential Rosenbrock methods "
                                  "need ∂N/∂y; use an exponential (ETD) or explicit method")
-            lines.append(f"{indent}{g.out} = external_forward(nets[{g.net.name!r}], ({ins},))")
+            lines.append(f"{indent}{g.out} = external_forward(nets[{g.net.name!r}], ({ins},), {g.net.sizes[1]})")
             continue
         if g.jacobian:
             lines.append(f"{indent}{g.out}, {g.out}_jac = mlp_forward_jacobian(nets[{g.net.name!r}], {act}, "

@@ -48,6 +48,13 @@ class Method:
         return self.family.phi_products(self.tableau)
 
     @property
+    def exact_linear(self) -> bool:
+        """Integrates the linear part exactly (φ functions of hL or hJ: exponential RK and Lawson, exponential
+        Rosenbrock, exponential multistep), so its steps may far outgrow the time scale of L; a cubic Hermite
+        interpolant over such a step is not accurate, and adaptive solves step onto the save times instead."""
+        return self.family.name in ("exprk", "exprb", "etdadams")
+
+    @property
     def order(self) -> int:
         """Deterministic (classical) order."""
         return self.tableau.order

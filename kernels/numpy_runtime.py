@@ -25,7 +25,7 @@ def mlp_forward_jacobian(weights, activation, activation_grad, inputs, tangents=
     return x, T
 
 
-def external_forward(fn, inputs):
+def external_forward(fn, inputs, n_out: int):
     """Output (n_out, n) of the host network ``fn`` (``sdekit.External``) on ``inputs`` (rows of shape (n,)):
     one call on the batch X (n, n_in).  A torch module gets a tensor on its parameters' device (no autograd)
     and its output comes back as numpy; any other callable gets the numpy batch."""
@@ -42,8 +42,9 @@ def external_forward(fn, inputs):
         out = fn(x)
     from .cuda_arrays import host
     out = np.asarray(host(out), dtype=float)
-    if out.ndim != 2 or out.shape[0] != x.shape[0]:
-        raise ValueError(f"an External network must return (n, n_out) for inputs (n, n_in) = {x.shape}; got {out.shape}")
+    if out.shape != (x.shape[0], n_out):
+        raise ValueError(f"an External network must return (n, n_out) = {(x.shape[0], n_out)} for inputs (n, n_in) = "
+                         f"{x.shape}; got {out.shape}")
     return out.T
 
 

@@ -27,13 +27,11 @@ import sympy as sp
 
 from sdekit.codegen.errors import ModelError
 from sdekit.kernels.cuda_arrays import host, like
+from sdekit.sampling import ALIASES
 
 #: solve's other names of samplers: EDM's Euler/Heun (their ``sdekit.sampling`` names are catalogue methods too,
-#: Euler/Heun in t) and DESIGN.md's spellings (DPM-Solver-1 is DDIM: the same first-order update)
-SAMPLER_ALIASES = {"edm-euler": "euler", "edm-heun": "heun", "dpmsolver1": "ddim", "dpmsolver2": "dpmsolver-2",
-                   "dpmsolver3": "dpmsolver-3", "dpmsolver2m": "dpmsolver-2m", "sdedpmsolver++1": "sde-dpmsolver++1",
-                   "sdedpmsolver++2m": "sde-dpmsolver++2m", "sdedpmsolver++3m": "sde-dpmsolver++3m",
-                   "unipc": "unipc2-bh2"}
+#: Euler/Heun in t) and the samplers' own aliases (``sdekit.sampling.ALIASES``: DESIGN.md's spellings)
+SAMPLER_ALIASES = {"edm-euler": "euler", "edm-heun": "heun", **ALIASES}
 #: what ``solve(problem, sampler, ...)`` takes besides the problem and sampler
 SAMPLER_OPTIONS = ("ts", "dt", "seed", "backend", "lower_order_final", "eta", "thresholding", "sample_max_value")
 
@@ -122,7 +120,8 @@ def probability_flow(schedule, x, network, prediction: str = "eps", *, uncond=No
         try:
             time_change_branches(schedule.f)
             model = ODE(x, linear=schedule.f * sp.eye(len(x)), nonlinear=forcing)
-        except ModelError:             # no closed-form inverse of log α: f(t) x in the drift
+            model.time_change_branch(schedule.t_range[::-1])      # an inverse that holds where it is solved
+        except (ModelError, ValueError):   # no closed-form inverse of log α there: f(t) x in the drift
             model = None
     if model is None:
         model = ODE(x, schedule.f * x + forcing)
@@ -247,7 +246,10 @@ def solve_sampler(target, method: str, dt=None, **options):
     if backend not in (None, "numpy"):
         raise ModelError(f"the sampler {method!r} calls the network on the host, batched (backend='numpy'), not "
                          f"{backend!r}; the Numba/CUDA kernels solve the same model with catalogue methods")
-    eta = float(options.pop("eta", 0.0))
+    eta = options.pop("eta", 0.0)
+    if not (isinstance(eta, (int, float, np.floating, np.integer)) and np.isfinite(eta) and eta >= 0):
+        raise ValueError(f"eta is DDIM's noise level, a number >= 0; got eta={eta!r}")
+    eta = float(eta)
     stochastic = name in STOCHASTIC or eta > 0
     want = "reverse-sde" if stochastic else "probability-flow"
     if spec.kind != want:

@@ -37,24 +37,27 @@ class Moments:
 
     @classmethod
     def of(cls, y: np.ndarray) -> "Moments":
-        """Of one chunk's states ``y`` (n, nsave, d); trajectories with non-finite states excluded."""
+        """Of one chunk's states ``y`` (n, nsave, d); trajectories with non-finite states excluded (none left: count
+        0, mean NaN)."""
         ok = np.all(np.isfinite(y.reshape(y.shape[0], -1)), axis=1)
         x = y[ok]
-        mean = x.mean(axis=0) if x.shape[0] else np.zeros(y.shape[1:])
+        if not x.shape[0]:
+            return cls(0, np.full(y.shape[1:], np.nan), np.zeros(y.shape[1:]))
+        mean = x.mean(axis=0)
         return cls(int(x.shape[0]), mean, ((x - mean) ** 2).sum(axis=0))
 
     def combine(self, other: "Moments") -> "Moments":
+        if not other.count or not self.count:
+            return self if not other.count else other
         n = self.count + other.count
-        if n == 0:
-            return self
         delta = other.mean - self.mean
         mean = self.mean + delta * (other.count / n)
         return Moments(n, mean, self.m2 + other.m2 + delta**2 * (self.count * other.count / n))
 
     @property
     def variance(self) -> np.ndarray:
-        """Unbiased sample variance (n − 1)."""
-        return self.m2 / max(self.count - 1, 1)
+        """Unbiased sample variance (n − 1); NaN for fewer than two trajectories."""
+        return self.m2 / (self.count - 1) if self.count > 1 else np.full(self.m2.shape, np.nan)
 
 
 @dataclass
@@ -79,6 +82,8 @@ class QuantileSketch:
         return cls(x[idx], np.full(size, x.shape[0] / size), size)
 
     def combine(self, other: "QuantileSketch") -> "QuantileSketch":
+        if not len(other.weights) or not len(self.weights):       # a chunk with no finite trajectory
+            return self if not len(other.weights) else other
         values = np.concatenate([self.values, other.values])
         weights = np.concatenate([self.weights, other.weights])
         order = np.argsort(values, axis=0, kind="stable")      # per (time, component): its own order
@@ -100,8 +105,11 @@ class QuantileSketch:
         return float(self.weights.sum())
 
     def quantile(self, q) -> np.ndarray:
-        """The q-quantiles (q in [0, 1], scalar or array) of the states: shape q.shape + (nsave, d)."""
+        """The q-quantiles (q in [0, 1], scalar or array) of the states: shape q.shape + (nsave, d); NaN when no
+        trajectory stayed finite."""
         q = np.asarray(q, dtype=float)
+        if not len(self.weights):
+            return np.full(q.shape + self.values.shape[1:], np.nan)
         cum = (np.cumsum(self.weights) - 0.5 * self.weights) / self.weights.sum()
         flat = self.values.reshape(self.values.shape[0], -1)
         out = np.stack([np.interp(q, cum, flat[:, k]) for k in range(flat.shape[1])], axis=-1)
@@ -210,25 +218,27 @@ def solve_chunked(ens, method, dt=None, *, distributed=None, chunk_size=None, re
         threads = sum(client.nthreads().values()) if client is not None else 1
         bounds = chunk_bounds(ens.n, chunk_size, threads)
         temporary = None
-        if red is None and store is None and memory_limit is not None:
-            store = temporary = _spill(ens, local, memory_limit)
-        sink = None
-        if store is not None:          # a started store keeps its chunking, whatever the cluster now
-            from sdekit.store import ChunkStore, fingerprint
-            sink = ChunkStore(store, ens.n, fingerprint(ens, local.method, dt, options),
-                              None if chunk_size is None else bounds, store_format)
-            bounds = sink.bounds
-        todo = [ab for ab in bounds if sink is None or ab not in sink.done()]
-        results = (_on_dask(client, ens, todo, method, dt, options, red, retries) if client is not None else
-                   ((ab, _try(_solve_chunk, ens, *ab, method, dt, options, red)) for ab in todo))
         try:
-            sol = _gather(results, bounds, len(todo), ens.n, red, sink, local.method, local.backend, progress)
-            if temporary is not None:   # the folder goes when the states do (a view keeps them), or at exit
-                weakref.finalize(sol.y, shutil.rmtree, temporary, ignore_errors=True)
-                temporary = None
-            return sol
-        finally:                  # also on Ctrl-C in the gather: close the stream now, which cancels its futures
-            results.close()
+            if red is None and store is None and memory_limit is not None:
+                store = temporary = _spill(ens, local, memory_limit)
+            sink = None
+            if store is not None:          # a started store keeps its chunking, whatever the cluster now
+                from sdekit.store import ChunkStore, fingerprint
+                sink = ChunkStore(store, ens.n, fingerprint(ens, local.method, dt, options),
+                                  None if chunk_size is None else bounds, store_format, default_bounds=bounds)
+                bounds = sink.bounds
+            todo = [ab for ab in bounds if sink is None or ab not in sink.done()]
+            results = (_on_dask(client, ens, todo, method, dt, options, red, retries) if client is not None else
+                       ((ab, _try(_solve_chunk, ens, *ab, method, dt, options, red)) for ab in todo))
+            try:
+                sol = _gather(results, bounds, len(todo), ens.n, red, sink, local.method, local.backend, progress)
+                if temporary is not None:   # the folder goes when the states do (a view keeps them), or at exit
+                    weakref.finalize(sol.y, shutil.rmtree, temporary, ignore_errors=True)
+                    temporary = None
+                return sol
+            finally:              # also on Ctrl-C in the gather: close the stream now, which cancels its futures
+                results.close()
+        finally:
             if temporary is not None:      # stopped before a Solution held it: nothing to resume there
                 shutil.rmtree(temporary, ignore_errors=True)
     finally:

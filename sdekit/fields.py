@@ -396,6 +396,8 @@ class FieldODE(_ArrayModel):
             values = np.asarray(values.real if np.iscomplexobj(values) else values, dtype=float)
             if values.shape != grid and values.ndim != 0:
                 raise ModelError(f"FieldODE: data {sym} must be a number or of the grid's shape {grid}, got {values.shape}")
+            if not np.all(np.isfinite(values)):
+                raise ValueError(f"FieldODE: data {sym} contains NaN or Inf")
             self.data[sym] = values
         names = [str(x) for x in [*fields, _t, *self.data]]
         if len(set(names)) != len(names):
@@ -712,6 +714,14 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
     from .kernels.arguments import step_classes
     from .kernels.numba_backend import first_call
     from .solve import adaptive_options, refuse_adaptive_options, save_steps, step_control, time_grid, user_grid
+    dtype = unknown.pop("dtype", np.float64)
+    try:
+        float64 = np.dtype(dtype) == np.float64
+    except TypeError:
+        float64 = False
+    if not float64:
+        raise ValueError(f"fields integrate in float64 (complex fields as float64 pairs); dtype={dtype!r} is for the "
+                         "ensemble kernels of ODE/SDE models")
     if unknown:
         raise unknown_keyword("solve", unknown, ["dt", "ts", "saveat", "progress", "adaptive", "rtol", "atol",
                                                  "controller", "dtmin", "dtmax", "maxiters", "tstops", "backend"])

@@ -31,7 +31,7 @@ import numpy as np
 
 from sdekit.abi import MAX_ITERS, RETCODES, SUCCESS
 from sdekit.kernels.cuda_arrays import host, like as as_like
-from sdekit.sampling import SAMPLERS, SINGLESTEP, STOCHASTIC, Dual, Network, run
+from sdekit.sampling import SAMPLERS, SINGLESTEP, STOCHASTIC, Dual, Network, run, sampler_method
 
 #: inversion solvers of :func:`invert`
 SOLVERS = ("explicit", "fixed-point", "newton")
@@ -81,6 +81,7 @@ def invert(schedule, model, x0, ts, method: str = "ddim", prediction: str = "eps
     it has ``jvp`` (``sk.diffusion.MLPNetwork``), else finite differences (one network call each; numpy
     arrays, a network acting row by row).  ``check``: compute ``residual`` (one more step per step, its
     network calls not in ``nfe``)."""
+    method = sampler_method(method)
     if method not in SAMPLERS or method in STOCHASTIC:
         raise ValueError(f"invert takes a deterministic sampler, one of "
                          f"{', '.join(m for m in SAMPLERS if m not in STOCHASTIC)}; got {method!r}")

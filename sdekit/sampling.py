@@ -44,6 +44,11 @@ SAMPLERS = {
     "pndm": ("noise", 2, 1), "ipndm": ("noise", 2, 1),
     "rf-solver-2": ("flow", 2, 2), "fireflow": ("flow", 2, 1),
 }
+#: other names of samplers (DESIGN.md's spellings; DPM-Solver-1 is DDIM: the same first-order update), taken
+#: case-insensitively with the samplers' own by :func:`sampler_method`
+ALIASES = {"dpmsolver1": "ddim", "dpmsolver2": "dpmsolver-2", "dpmsolver3": "dpmsolver-3", "dpmsolver2m": "dpmsolver-2m",
+           "sdedpmsolver++1": "sde-dpmsolver++1", "sdedpmsolver++2m": "sde-dpmsolver++2m",
+           "sdedpmsolver++3m": "sde-dpmsolver++3m", "unipc": "unipc2-bh2"}
 #: samplers of the reverse SDE: they take ``noise`` (one standard normal array like x per step)
 STOCHASTIC = ("sde-dpmsolver++1", "sde-dpmsolver++2m", "sde-dpmsolver++3m", "sde-dpmsolver++3m-compat")
 UNIPC = tuple(m for m in SAMPLERS if m.startswith("unipc"))
@@ -52,11 +57,28 @@ DEIS = tuple(m for m in SAMPLERS if m.startswith("deis"))
 MULTISTEP = ("dpmsolver-2m", "dpmsolver++2m", "dpmsolver++3m", "dpmsolver++3m-compat") + UNIPC + DEIS + ("pndm", "ipndm")
 
 
+def sampler_method(method) -> str:
+    """The SAMPLERS name of ``method`` (case-insensitive; an alias of :data:`ALIASES` resolved); ``method`` as it is
+    when it names no sampler (the caller says what it takes)."""
+    name = method.lower() if isinstance(method, str) else method
+    return ALIASES.get(name, name)
+
+
 def nfe(method: str, steps: int) -> int:
     """Network calls of ``method`` over ``steps`` steps: its calls per step, and one extra for PNDM (its first
     step is a pseudo improved-Euler step of two calls) and FireFlow (the first velocity)."""
     return steps * SAMPLERS[method][2] + (method in ("pndm", "fireflow"))
 PREDICTIONS = ("eps", "x0", "v", "flow")
+
+
+def check_start(schedule, t_start: float, what: str):
+    """ValueError for a time past the top of ``schedule.t_range``, where α, σ are not meant to be read (VP-cosine's
+    α reaches 0 at t = 1, past its 0.9946, and f = d log α/dt diverges; a solve from there returns garbage marked
+    Success).  Below the range's bottom the last point may reach σ = 0 (the clean data): the samplers check that."""
+    top = schedule.t_range[1]
+    if not t_start <= top + 1e-12 * max(1.0, abs(top)):
+        raise ValueError(f"{what} starts at t = {t_start:g}, past the top of the schedule {schedule.name}'s t_range "
+                         f"{schedule.t_range}; start at t <= {top:g}")
 
 
 def timesteps(schedule, n: int, spacing: str = "logSNR", t_start=None, t_end=None, rho: float = 7.0) -> np.ndarray:
@@ -74,6 +96,7 @@ def timesteps(schedule, n: int, spacing: str = "logSNR", t_start=None, t_end=Non
         return _discrete_timesteps(schedule, int(n), spacing, t_start, t_end)
     t0 = schedule.t_range[1] if t_start is None else float(t_start)
     t1 = schedule.t_range[0] if t_end is None else float(t_end)
+    check_start(schedule, t0, "timesteps")
     if spacing == "logSNR":
         lam = np.linspace(float(schedule("lam", t0)), float(schedule("lam", t1)), n + 1)
         ts = schedule.t_of_lambda(lam)
@@ -334,17 +357,30 @@ class Network:
         if not sample_max_value >= 1.0:
             raise ValueError(f"sample_max_value must be >= 1, got {sample_max_value!r}")
         self.fn, self.prediction, self.schedule, self.calls = fn, prediction, schedule, 0
-        self.uncond, self.scale = uncond, guidance_scale
+        self.uncond, self.scale = uncond, None if guidance_scale is None else float(guidance_scale)   # (a tensor's value)
         self.ratio, self.sample_max = thresholding, float(sample_max_value)
+
+    @staticmethod
+    def _apply(fn, x, t):
+        """``fn(x, t)``, ValueError unless it has x's shape (a numpy broadcast would hide a wrong output); a traced
+        run's placeholder has no shape (its replay checks the outputs)."""
+        out = fn(x, t)
+        if isinstance(x, Token):
+            return out
+        shape = tuple(getattr(out, "shape", ()))
+        if shape != tuple(x.shape):
+            raise ValueError(f"the network returned an output of shape {shape} for x of shape {tuple(x.shape)}: it "
+                             "must have x's shape (one prediction per sample and component)")
+        return out
 
     def _model(self, x, t):
         """The network's output, guided: u + w (c − u) of the conditional and unconditional outputs
         (classifier-free guidance, Ho & Salimans 2022, in the network's own prediction, as diffusers
         pipelines apply it)."""
-        out = self.fn(x, t)
+        out = self._apply(self.fn, x, t)
         if self.uncond is None:
             return out
-        u = self.uncond(x, t)
+        u = self._apply(self.uncond, x, t)
         return (1.0 - self.scale) * u + self.scale * out
 
     def _out(self, x, t):
@@ -359,8 +395,8 @@ class Network:
         if isinstance(x, Lazy):          # sampling: the output joins the step's combination unevaluated
             xv = x.value()
             if self.uncond is None:
-                return Lazy.of(self.fn(xv, t))
-            return Lazy([(self.scale, self.fn(xv, t)), (1.0 - self.scale, self.uncond(xv, t))])
+                return Lazy.of(self._apply(self.fn, xv, t))
+            return Lazy([(self.scale, self._apply(self.fn, xv, t)), (1.0 - self.scale, self._apply(self.uncond, xv, t))])
         return self._model(x, t)
 
     def _threshold(self, x0):
@@ -445,6 +481,7 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
     schedules; Li et al. 2025): every sampler runs on z = x − μ, a VP-type process with the schedule's α, σ
     (methods.md §2.7), the network called at x = z + μ (a data prediction x̂ is shifted by μ; ε unchanged).
     Returns (x, nfe)."""
+    method = sampler_method(method)
     if method not in SAMPLERS:
         raise ValueError(f"unknown sampler {method!r}; available: {', '.join(SAMPLERS)}")
     if not (np.isfinite(eta) and eta >= 0) or (eta and method != "ddim"):
@@ -456,6 +493,12 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
     ts = np.asarray(ts, dtype=float)
     if ts.ndim != 1 or ts.size < 2 or not np.all(np.diff(ts) < 0) or not np.all(np.isfinite(ts)):
         raise ValueError("ts must be a 1-d array of at least two finite, strictly decreasing times")
+    check_start(schedule, ts[0], "ts")
+    if noise is not None and not callable(noise):   # one array like x per step (a broadcast would hide a wrong shape)
+        first = tuple(getattr(noise[0], "shape", np.shape(noise[0]))) if len(noise) else None
+        if len(noise) < ts.size - 1 or first != tuple(x.shape):
+            raise ValueError(f"noise must hold {ts.size - 1} arrays of x's shape {tuple(x.shape)} (one per step), got "
+                             f"{len(noise)} of shape {first}")
     with np.errstate(divide="ignore", invalid="ignore"):
         alpha, sigma = schedule("alpha", ts), schedule("sigma", ts)
     if not (np.all(alpha > 0) and np.all(sigma[:-1] > 0)):
@@ -484,7 +527,8 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
             program.finish(result, probe.calls)
         program = traced.program(key, record)
         if program is not None:
-            return program.replay((model, uncond), x, draw), program.calls
+            checked = tuple(None if f is None else functools.partial(Network._apply, f) for f in (model, uncond))
+            return program.replay(checked, x, draw), program.calls
     net = Network(model, prediction, schedule, uncond, guidance_scale, thresholding, sample_max_value)
     x = _steps(schedule, net, x, ts, sigma, method, draw, lower_order_final, eta)
     return (x.value() if isinstance(x, Lazy) else x), net.calls

@@ -284,7 +284,8 @@ def solve(target, method: str, dt=None, **options) -> Solution:
     every step of a single problem, (t0, t1) for ensembles; a warning before saving more than
     $SDEKIT_MEMORY_BUDGET_GB, default 1 GiB); adaptive ODEs — any times, by the method's continuous
     extension (DP5, Tsit5) or cubic Hermite (default: every accepted step of a single problem, (t0, t1)
-    for ensembles); adaptive SDEs step onto them exactly.
+    for ensembles); adaptive SDEs and exponential methods (whose steps may far outgrow L's time scale, where
+    an interpolant is not accurate) step onto them exactly.
 
     A ``tspan`` with t1 < t0 integrates backwards in time: ``dt``, ``dtmin``, ``dtmax`` stay step
     magnitudes, ``ts``/``saveat``/``tstops`` decrease, and an SDE is the reverse-time equation
@@ -370,6 +371,10 @@ def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, s
     """Validate the inputs and compile the kernel of ``solve(target, method, dt, ...)`` (same arguments)
     without running it: a :class:`Plan` whose kernel runs any chunk of the trajectories."""
     problem, Y0, params, trajectories, seed, is_ensemble = _targets(target, seed, on_host=False)
+    process = getattr(problem.model, "diffusion_process", None)
+    if process is not None:       # a diffusion model: α, σ are meant on the schedule's t_range only
+        from .sampling import check_start
+        check_start(process.schedule, max(problem.tspan), "tspan")
     time_map = None
     if problem.model.form.linear_time is not None:    # L = ℓ(t)·I: solved in u = U(t) (codegen.analysis.time_changed)
         problem, ts, dt, saveat, tstops, time_map = _time_changed(problem, method, dt, ts, saveat, tstops, adaptive,
@@ -602,7 +607,8 @@ def adaptive_options(m, problem, d, is_ensemble, dt, rtol, atol, controller, dtm
     return adaptive_driver.Options(
         rtol=tol["rtol"], atol=tol["atol"], controller=ctrl, order=order, dt0=dt, dtmin=dtmin or 0.0,
         dtmax=dtmax or (t1 - t0), maxiters=int(maxiters), save_times=save,
-        tstops=np.empty(0) if tstops is None else times(tstops, "tstops"), dense=not m.stochastic)
+        tstops=np.empty(0) if tstops is None else times(tstops, "tstops"),
+        dense=not m.stochastic and not m.exact_linear)    # else the steps land on the save times
 
 
 def inspect(model, method: str, backend: str | None = None, dtype=np.float64, adaptive: bool = False) -> str:

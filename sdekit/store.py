@@ -157,10 +157,11 @@ def _read_manifest(path: Path):
 class ChunkStore:
     """The on-disk result of one chunked solve (module docstring)."""
 
-    def __init__(self, path, n: int, print_key: str, bounds, fmt: str = "auto"):
+    def __init__(self, path, n: int, print_key: str, bounds, fmt: str = "auto", default_bounds=None):
         """Open (or start) the store of a solve; ``bounds``: the chunking asked for, or None to
         resume the store's own (a started store keeps its chunking and format; another chunking is
-        refused); ``fmt``: one of FORMATS."""
+        refused) or, in a new store, to take ``default_bounds`` (the automatic chunking); ``fmt``: one of
+        FORMATS."""
         self.path, self.n, self.key = Path(path), n, print_key
         self.path.mkdir(parents=True, exist_ok=True)
         started = _read_manifest(self.path / "manifest.json")
@@ -172,7 +173,8 @@ class ChunkStore:
         if kept is not None and bounds is not None and [list(b) for b in bounds] != kept:
             raise ValueError(f"store {self.path} is chunked in {len(kept)} chunks of {kept[0][1] - kept[0][0]}; resume it "
                              "with that chunk_size (or none), or give a new store path")
-        self.bounds = [tuple(b) for b in kept] if kept is not None else list(bounds)
+        self.bounds = [tuple(b) for b in (kept if kept is not None else bounds if bounds is not None else
+                                          default_bounds)]
         self.manifest["bounds"] = [list(b) for b in self.bounds]
         self.layout = _layout(self.path, self.manifest.get("format"), fmt)
         self.manifest["format"] = self.layout.name

@@ -63,6 +63,41 @@ def test_every_sampler_through_solve_is_sample_on_the_models_network(method):
     assert sol.stats["nf"] == nfe == D.nfe(name, 8) and sol.stats["naccept"] == 8
 
 
+def test_a_negative_eta_is_named():
+    ens, _ = _mlp_problem()
+    with pytest.raises(ValueError, match=r"eta is DDIM's noise level, a number >= 0; got eta=-1"):
+        sk.solve(ens, "ddim", ts=D.timesteps(SCHEDULE, 4, t_end=T_END), eta=-1)
+
+
+def test_a_solve_or_timesteps_past_the_schedules_range_is_refused():
+    """VP-cosine's α reaches 0 at t = 1, past its t_range's 0.9946: a solve from t = 1 returned 1e32 marked Success
+    (the exact solution of this model stays at its y0).  From the top of the range it is exact."""
+    S = D.vp_cosine()
+    x = sk.states("x", 1)
+    model = D.probability_flow(S, x, S.sigma * sp.Matrix(x))     # ε of N(0, 1) data: x stays where it is
+    for call, what in [(lambda: sk.solve(sk.ODEProblem(model, [1.0], (1.0, 1e-3)), "ETDRK4", dt=1e-3), "tspan"),
+                       (lambda: D.timesteps(S, 20, t_start=1.0), "timesteps"),
+                       (lambda: D.sample(S, lambda v, t: v, np.ones((2, 1)), [1.0, 0.5], "ddim"), "ts")]:
+        with pytest.raises(ValueError, match=rf"{what} starts at t = 1, past the top of the schedule VP-cosine's t_range"):
+            call()
+    sol = sk.solve(sk.ODEProblem(model, [1.0], (S.t_range[1], 1e-3)), "ETDRK4", dt=1e-2, backend="numpy")
+    np.testing.assert_allclose(sol.y[-1], [1.0], rtol=1e-12)
+
+
+def test_flow_matching_with_a_shift_keeps_its_exact_linear_part():
+    """flow_matching(shift=3) (SD3): f(t) = 3/((t − 1)(2t + 1)); sympy's antiderivative has two logs, each needing
+    its sign for a real inverse on (0, 1) — found now (the solve said "no closed-form inverse").  ETDRK4 at 100
+    steps agrees with Tsit5 at tight tolerance."""
+    x = sk.states("x", 2)
+    model = D.probability_flow(D.flow_matching(shift=3), x, sp.Matrix([sp.tanh(x[1]) / 2, sp.sin(x[0]) / 2]),
+                               prediction="flow")
+    assert model.form.linear_time is not None
+    prob = sk.ODEProblem(model, [1.0, -1.0], (0.999, 1e-3))
+    exact = sk.solve(prob, "ETDRK4", dt=0.999 / 100, backend="numpy").y[-1]
+    ref = sk.solve(prob, "Tsit5", rtol=1e-10, atol=1e-12, backend="numpy").y[-1]
+    np.testing.assert_allclose(exact, ref, rtol=1e-6)
+
+
 def test_design_md_names_are_the_samplers_and_sk_methods_lists_them():
     """DESIGN.md's spellings (DPMSolver1/2/3, SDEDPMSolver++2M, UniPC; case-insensitive) solve as the samplers they
     name — DPM-Solver-1 is DDIM's update, UniPC diffusers' default (order 2, bh2) — and sk.methods() lists every
@@ -123,6 +158,10 @@ def test_an_external_torch_network_gives_the_mlps_samples_with_nfe_calls():
         sol = sk.solve(external, method, ts=ts)
         np.testing.assert_allclose(sol.y[:, -1], sk.solve(ens, method, ts=ts).y[:, -1], rtol=1e-12)
         assert len(calls) == sol.stats["nf"] == D.nfe(method, 7) and calls[0] == (6, 3)
+    for wrong in (lambda X: np.ones((X.shape[0], 3)), lambda X: np.ones((X.shape[0], 1))):     # not (n, 2)
+        bad = sk.Ensemble(sk.ODEProblem(model, [0.0, 0.0], (1.0, T_END), nets={"eps": wrong}), y0=y0)
+        with pytest.raises(ValueError, match=r"an External network must return \(n, n_out\) = \(6, 2\)"):
+            sk.solve(bad, "ddim", ts=ts)
 
 
 @pytest.fixture(scope="module")

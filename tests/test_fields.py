@@ -201,6 +201,14 @@ def test_field_errors_name_what_is_wrong():
         sk.matrix(2, [[1.0, 0.0]])
     with pytest.raises(sk.ModelError, match="finite numbers"):
         sk.matrix(2, [[np.nan, 0.0], [0.0, 1.0]])
+    c = sp.Symbol("c")
+    with pytest.raises(ValueError, match="FieldODE: data c contains NaN or Inf"):      # it ran, then ended Unstable
+        sk.FieldODE(u, linear=L, nonlinear=c * u, data={c: np.r_[np.nan, np.ones(7)]})
+    with pytest.raises(ValueError, match=r"fields integrate in float64.*dtype=<class 'numpy.float32'>"):
+        sk.solve(prob, "ETDRK4", dt=0.1, dtype=np.float32)
+    assert sk.solve(prob, "ETDRK4", dt=0.1, dtype=np.float64, backend="numpy").success
+    with pytest.raises(ValueError, match="tstops control adaptive steps"):
+        sk.solve(prob, "ETDRK4", dt=0.1, tstops=[0.5])
 
 
 def test_gray_scott_two_species_agree_with_scipy():

@@ -192,6 +192,38 @@ def test_a_store_resumes_its_own_chunking_when_none_is_given(tmp_path, monkeypat
     np.testing.assert_array_equal(sol.y, here.y)
 
 
+def test_a_store_or_a_memory_limit_without_a_chunk_size_chunks_automatically(tmp_path):
+    """store= (or memory_limit=) alone: the automatic chunking (it was a TypeError in ChunkStore), the same states,
+    and a resume of that store keeps them."""
+    here = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, backend="numpy")
+    sol = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, backend="numpy", store=tmp_path / "auto")
+    np.testing.assert_array_equal(sol.y, here.y)
+    again = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, backend="numpy", store=tmp_path / "auto")
+    np.testing.assert_array_equal(again.y, here.y)
+    with pytest.warns(UserWarning, match="more than memory_limit"):
+        spilled = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, backend="numpy", memory_limit=1000)
+    np.testing.assert_array_equal(spilled.y, here.y)
+
+
+def test_reductions_of_chunks_with_no_finite_trajectory():
+    """dy = y³ dt + dW/10 from 5 blows up: a chunk of only such trajectories adds nothing (quantiles raised an
+    IndexError); with none finite at all, the count is 0 and the mean, variance and quantiles are NaN."""
+    y = sk.states("y", 1)
+    prob = sk.SDEProblem(sk.SDE(y, drift=y**3, diffusion=sp.Rational(1, 10)), [1.0], (0.0, 1.0))
+    mixed = sk.Ensemble(prob, y0=np.r_[np.full(20, 5.0), np.full(10, 0.1)][:, None], seed=0)
+    kw = dict(dt=0.01, backend="numpy", chunk_size=10)
+    finite = sk.solve(mixed, "EM", dt=0.01, backend="numpy").y[20:]
+    q = sk.solve(mixed, "EM", reduction="quantiles", **kw)
+    m = sk.solve(mixed, "EM", reduction="moments", **kw)
+    assert q.value.count == m.value.count == 10 and q.retcodes == {"Success": 10, "Unstable": 20}
+    np.testing.assert_allclose(q.value.quantile(0.5), np.median(finite, axis=0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(m.value.mean, finite.mean(axis=0), rtol=1e-12)
+    none = sk.Ensemble(prob, y0=np.full((20, 1), 5.0), seed=0)
+    m, q = (sk.solve(none, "EM", reduction=r, **kw).value for r in ("moments", "quantiles"))
+    assert m.count == 0 and np.all(np.isnan(m.mean)) and np.all(np.isnan(m.variance))
+    assert q.count == 0 and np.all(np.isnan(q.quantile([0.1, 0.5])))
+
+
 def test_states_above_the_memory_limit_stream_to_a_temporary_store():
     here = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS)
     with pytest.warns(UserWarning, match="more than memory_limit: they stream to") as caught:
