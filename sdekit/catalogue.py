@@ -33,20 +33,22 @@ def methods(samplers: bool = True) -> list:
 
 
 def sampler_rows() -> list:
-    """One dict per diffusion sampler (``sk.diffusion.SAMPLERS``, solved on the models of ``sk.diffusion``): name,
-    ``solve``'s other names, the prediction it integrates, order (of the ODE samplers), network calls per step,
-    multistep, and whether it samples the reverse SDE."""
-    from sdekit.diffusion_models import SAMPLER_ALIASES
+    """One dict per diffusion sampler (``sk.diffusion.SAMPLERS``, solved on the models of ``sk.diffusion``): the name
+    ``solve`` takes ("edm-euler" for the sampler "euler": "Euler" is the catalogue's), its other names, the prediction
+    it integrates, order (of the ODE samplers), network calls per step, multistep, and whether it samples the
+    reverse SDE."""
+    from sdekit.diffusion_models import SAMPLER_ALIASES, sampler_name
     from sdekit.sampling import MULTISTEP, SAMPLERS, STOCHASTIC
-    aliases = {}
-    for alias, name in SAMPLER_ALIASES.items():
-        aliases.setdefault(name, []).append(alias)
-    return [{"name": name, "aliases": aliases.get(name, []), "family": "diffusion sampler",
-             "order": None if name in STOCHASTIC else order,      # (SAMPLERS holds no order for the SDE samplers)
-             "stiff_order": None, "strong_order": None, "weak_order": None, "embedded": None, "adaptive": False,
-             "noise": "reverse SDE" if name in STOCHASTIC else "-", "reference": None, "prediction": prediction,
-             "network_calls": calls, "multistep": name in MULTISTEP or name in STOCHASTIC[1:]}   # SDE 2M, 3M
-            for name, (prediction, order, calls) in SAMPLERS.items()]
+    rows = []
+    for name, (prediction, order, calls) in SAMPLERS.items():
+        names = [n for n in [name, *(a for a, m in SAMPLER_ALIASES.items() if m == name)] if sampler_name(n) == name]
+        rows.append({"name": names[0], "aliases": names[1:], "family": "diffusion sampler",
+                     "order": None if name in STOCHASTIC else order,   # (SAMPLERS holds no order for the SDE samplers)
+                     "stiff_order": None, "strong_order": None, "weak_order": None, "embedded": None,
+                     "adaptive": False, "noise": "reverse SDE" if name in STOCHASTIC else "-", "reference": None,
+                     "prediction": prediction, "network_calls": calls,
+                     "multistep": name in MULTISTEP or name in STOCHASTIC[1:]})       # SDE 2M, 3M
+    return rows
 
 
 def _markdown(rows, cols) -> list:
@@ -62,6 +64,7 @@ def methods_table() -> str:
     return "\n".join(_markdown(methods(samplers=False), ["name", "aliases", "family", "order", "stiff_order", "strong_order",
                                           "weak_order", "embedded", "adaptive", "noise"])
                      + ["", "Diffusion samplers (`sk.diffusion.SAMPLERS`, on the models of `sk.diffusion`; names "
-                            "as `solve` takes them, case-insensitive):", ""]
+                            "as `solve`, `sk.diffusion.sample` and `invert` take them, case-insensitive; `sample` and "
+                            "`invert` also take `euler`, `heun`):", ""]
                      + _markdown(sampler_rows(), ["name", "aliases", "prediction", "order", "network_calls", "multistep",
                                               "noise"]))

@@ -20,6 +20,7 @@ catalogue SDE method share the Brownian path and converge to the same solution.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,9 +30,9 @@ from sdekit.codegen.errors import ModelError
 from sdekit.kernels.cuda_arrays import host, like
 from sdekit.sampling import ALIASES
 
-#: solve's other names of samplers: EDM's Euler/Heun (their ``sdekit.sampling`` names are catalogue methods too,
-#: Euler/Heun in t) and the samplers' own aliases (``sdekit.sampling.ALIASES``: DESIGN.md's spellings)
-SAMPLER_ALIASES = {"edm-euler": "euler", "edm-heun": "heun", **ALIASES}
+#: solve's other names of samplers (``sdekit.sampling.ALIASES``: EDM's "edm-euler"/"edm-heun", whose own names are
+#: catalogue methods too, and DESIGN.md's spellings)
+SAMPLER_ALIASES = ALIASES
 #: what ``solve(problem, sampler, ...)`` takes besides the problem and sampler
 SAMPLER_OPTIONS = ("ts", "dt", "seed", "backend", "lower_order_final", "eta", "thresholding", "sample_max_value")
 
@@ -120,7 +121,8 @@ def probability_flow(schedule, x, network, prediction: str = "eps", *, uncond=No
         try:
             time_change_branches(schedule.f)
             model = ODE(x, linear=schedule.f * sp.eye(len(x)), nonlinear=forcing)
-            model.time_change_branch(schedule.t_range[::-1])      # an inverse that holds where it is solved
+            if model.form.linear_time is not None:                 # f(t): an inverse that holds where it is solved
+                model.time_change_branch(schedule.t_range[::-1])
         except (ModelError, ValueError):   # no closed-form inverse of log α there: f(t) x in the drift
             model = None
     if model is None:
@@ -246,10 +248,13 @@ def solve_sampler(target, method: str, dt=None, **options):
     if backend not in (None, "numpy"):
         raise ModelError(f"the sampler {method!r} calls the network on the host, batched (backend='numpy'), not "
                          f"{backend!r}; the Numba/CUDA kernels solve the same model with catalogue methods")
-    eta = options.pop("eta", 0.0)
-    if not (isinstance(eta, (int, float, np.floating, np.integer)) and np.isfinite(eta) and eta >= 0):
-        raise ValueError(f"eta is DDIM's noise level, a number >= 0; got eta={eta!r}")
-    eta = float(eta)
+    given = options.pop("eta", 0.0)
+    try:
+        eta = float(given)           # a number, a 0-d array or a tensor
+    except (TypeError, ValueError):
+        eta = math.nan
+    if not (np.isfinite(eta) and eta >= 0):
+        raise ValueError(f"eta is DDIM's noise level, a number >= 0; got eta={given!r}")
     stochastic = name in STOCHASTIC or eta > 0
     want = "reverse-sde" if stochastic else "probability-flow"
     if spec.kind != want:

@@ -44,9 +44,10 @@ SAMPLERS = {
     "pndm": ("noise", 2, 1), "ipndm": ("noise", 2, 1),
     "rf-solver-2": ("flow", 2, 2), "fireflow": ("flow", 2, 1),
 }
-#: other names of samplers (DESIGN.md's spellings; DPM-Solver-1 is DDIM: the same first-order update), taken
-#: case-insensitively with the samplers' own by :func:`sampler_method`
-ALIASES = {"dpmsolver1": "ddim", "dpmsolver2": "dpmsolver-2", "dpmsolver3": "dpmsolver-3", "dpmsolver2m": "dpmsolver-2m",
+#: other names of samplers, taken case-insensitively with the samplers' own by :func:`sampler_method`: EDM's Euler and
+#: Heun in σ as ``solve`` names them ("Euler"/"Heun" are its catalogue methods) and DESIGN.md's spellings (DPM-Solver-1
+#: is DDIM: the same first-order update)
+ALIASES = {"edm-euler": "euler", "edm-heun": "heun", "dpmsolver1": "ddim", "dpmsolver2": "dpmsolver-2", "dpmsolver3": "dpmsolver-3", "dpmsolver2m": "dpmsolver-2m",
            "sdedpmsolver++1": "sde-dpmsolver++1", "sdedpmsolver++2m": "sde-dpmsolver++2m",
            "sdedpmsolver++3m": "sde-dpmsolver++3m", "unipc": "unipc2-bh2"}
 #: samplers of the reverse SDE: they take ``noise`` (one standard normal array like x per step)
@@ -72,13 +73,15 @@ PREDICTIONS = ("eps", "x0", "v", "flow")
 
 
 def check_start(schedule, t_start: float, what: str):
-    """ValueError for a time past the top of ``schedule.t_range``, where α, σ are not meant to be read (VP-cosine's
-    α reaches 0 at t = 1, past its 0.9946, and f = d log α/dt diverges; a solve from there returns garbage marked
-    Success).  Below the range's bottom the last point may reach σ = 0 (the clean data): the samplers check that."""
+    """Warn of a time past the top of ``schedule.t_range``, where α, σ may not be meant to be read (VP-cosine's α
+    reaches 0 at t = 1, past its 0.9946, and f = d log α/dt diverges: a solve from there returns garbage marked
+    Success); a schedule that holds further (EDM, VE) takes a wider ``t_range=``."""
     top = schedule.t_range[1]
     if not t_start <= top + 1e-12 * max(1.0, abs(top)):
-        raise ValueError(f"{what} starts at t = {t_start:g}, past the top of the schedule {schedule.name}'s t_range "
-                         f"{schedule.t_range}; start at t <= {top:g}")
+        import warnings
+        warnings.warn(f"{what} starts at t = {t_start:g}, past the top of the schedule {schedule.name}'s t_range "
+                      f"{schedule.t_range}, where it may not hold (VP-cosine's α reaches 0 at t = 1); start at "
+                      f"t <= {top:g}, or build the schedule with a wider t_range= if it holds there", stacklevel=3)
 
 
 def timesteps(schedule, n: int, spacing: str = "logSNR", t_start=None, t_end=None, rho: float = 7.0) -> np.ndarray:

@@ -179,10 +179,10 @@ def brownian_tree(target, seed: int | None = None):
     return BrownianTree(seed, t0, t1, problem.model.form.noise_dim, traj)
 
 
-def save_steps(grid, saveat, backwards: bool = False) -> list:
+def save_steps(grid, saveat, backwards: bool = False, time_map=None) -> list:
     """Indices into the grid of the saved times (every step when ``saveat`` is None or "steps"), strictly
     increasing: a time given twice, or two times on one grid point, is a ValueError.  ``backwards``: the grid
-    is in s = −t (the messages say t)."""
+    is in s = −t; ``time_map``: it is in u = U(t) (ℓ(t)·I), t = time_map(u) — the messages say t."""
     if saveat is None or (isinstance(saveat, str) and saveat == "steps"):
         return list(range(len(grid.times)))
     if isinstance(saveat, str):
@@ -190,23 +190,25 @@ def save_steps(grid, saveat, backwards: bool = False) -> list:
     ts = np.atleast_1d(np.asarray(saveat, dtype=float))
     if ts.ndim != 1 or not np.all(np.isfinite(ts)):
         raise ValueError("saveat must be a 1-d array of finite times")
-    sign = -1.0 if backwards else 1.0
+    def shown(v):        # a grid time as the user's t
+        v = -v if backwards else v
+        return float(np.asarray(time_map(v))) if time_map is not None else float(v)
     t0, t1 = grid.times[0], grid.times[-1]
     tol = 1e-9 * (t1 - t0)
     idx = []
     for s in ts:
         if not t0 - tol <= s <= t1 + tol:
-            raise ValueError(f"saveat time {sign * s} lies outside tspan ({sign * t0}, {sign * t1})")
+            raise ValueError(f"saveat time {shown(s):g} lies outside tspan ({shown(t0):g}, {shown(t1):g})")
         i = int(np.argmin(np.abs(grid.times - s)))
         if abs(grid.times[i] - s) > tol:
-            raise ValueError(f"saveat time {sign * s} is not on the fixed-step grid (fixed steps save on grid points)")
+            raise ValueError(f"saveat time {shown(s):g} is not on the fixed-step grid (fixed steps save on grid points)")
         idx.append(i)
     for k in range(1, len(idx)):
         if idx[k] < idx[k - 1]:
             raise ValueError("saveat times must be increasing (decreasing when tspan runs backwards)")
         if idx[k] == idx[k - 1]:
-            raise ValueError(f"saveat times {sign * ts[k - 1]} and {sign * ts[k]} are the same grid point "
-                             f"{sign * grid.times[idx[k]]}: give each time once")
+            raise ValueError(f"saveat times {shown(ts[k - 1]):g} and {shown(ts[k]):g} are the same grid point "
+                             f"{shown(grid.times[idx[k]]):g}: give each time once")
     return idx
 
 
@@ -224,7 +226,8 @@ def _targets(target, seed, on_host: bool = True):
     """(problem, y0 (n, d), params, trajectories, seed, is_ensemble); a y0 and per-trajectory params on the GPU
     (CuPy arrays) copied to the host unless ``on_host`` is False."""
     if isinstance(target, Ensemble):
-        if seed is not None and not (isinstance(seed, numbers.Integral) and seed == target.seed):
+        if seed is not None and target.problem.model.stochastic and not (isinstance(seed, numbers.Integral)
+                                                                         and seed == target.seed):
             raise ValueError(f"seed={seed!r}: an Ensemble carries its own seed ({target.seed}); build it with "
                              f"Ensemble(..., seed={seed!r}) instead")
         y0, params = _on_host(target.y0, target.params()) if on_host else (target.y0, target.params())
@@ -405,7 +408,7 @@ def plan(target, method: str, dt=None, *, ts=None, backend: str | None = None, s
         raise ModelError(f"{m.name}: its operators multiply φ functions (φ_j φ_k), which adaptive steps do not "
                          "evaluate per trajectory for a dense L; give dt for fixed steps")
     grid = None if adaptive else time_grid(problem.tspan, dt) if ts is None else user_grid(problem.tspan, ts)
-    saved_steps = None if adaptive else save_steps(grid, saveat, backwards)
+    saved_steps = None if adaptive else save_steps(grid, saveat, backwards, time_map)
     if saved_steps == []:
         raise ValueError("saveat is empty: nothing would be saved")
     if isinstance(saveat, str) and saveat == "steps":
@@ -556,8 +559,8 @@ def _operator_specs(form, scheme) -> dict:
 def adaptive_options(m, problem, d, is_ensemble, dt, rtol, atol, controller, dtmin, dtmax, maxiters, saveat,
                      tstops, dtype=np.float64) -> adaptive_driver.Options:
     """Validated options of an adaptive solve (ValueError naming the bad one); ``controller`` None: "PI",
-    ``maxiters`` None: 100 000.  An ``rtol`` below 100 ε of ``dtype`` is raised to it with a warning, as
-    scipy's solve_ivp does (no step of that float type can meet it)."""
+    ``maxiters`` None: 100 000.  An ``rtol`` in (0, ε) of ``dtype`` is raised to ε with a warning (no step of that
+    float type can meet it: such a float32 solve ran to MaxIters; scipy's solve_ivp raises rtol to 100 ε)."""
     t0, t1 = problem.tspan
     controller = "PI" if controller is None else controller
     maxiters = 100_000 if maxiters is None else maxiters
@@ -573,12 +576,13 @@ def adaptive_options(m, problem, d, is_ensemble, dt, rtol, atol, controller, dtm
         tol[name] = np.broadcast_to(a, (d,)).reshape(d, 1)
     if not np.all(tol["rtol"] + tol["atol"] > 0):
         raise ValueError("rtol + atol must be > 0 for every component")
-    floor = 100 * np.finfo(dtype).eps
-    if np.any(tol["rtol"] < floor):
+    floor = np.finfo(dtype).eps
+    small = (tol["rtol"] > 0) & (tol["rtol"] < floor)      # rtol = 0: absolute control, the user's atol
+    if np.any(small):
         import warnings
-        warnings.warn(f"rtol below 100 ε of {np.dtype(dtype).name} cannot be met: raised to {floor:.3g} (as "
-                      "scipy's solve_ivp does)", stacklevel=4)
-        tol["rtol"] = np.maximum(tol["rtol"], floor)
+        warnings.warn(f"rtol below the {np.dtype(dtype).name} rounding unit cannot be met: raised to {floor:.3g}",
+                      stacklevel=4)
+        tol["rtol"] = np.where(small, floor, tol["rtol"])
     for name, v in (("dt", dt), ("dtmin", dtmin), ("dtmax", dtmax)):
         real = (isinstance(v, numbers.Real) and not isinstance(v, bool)) or (
             isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iuf")   # not a list, string or bool

@@ -69,19 +69,28 @@ def test_a_negative_eta_is_named():
         sk.solve(ens, "ddim", ts=D.timesteps(SCHEDULE, 4, t_end=T_END), eta=-1)
 
 
-def test_a_solve_or_timesteps_past_the_schedules_range_is_refused():
+def test_a_solve_or_timesteps_past_the_schedules_range_warns():
     """VP-cosine's α reaches 0 at t = 1, past its t_range's 0.9946: a solve from t = 1 returned 1e32 marked Success
-    (the exact solution of this model stays at its y0).  From the top of the range it is exact."""
+    (the exact solution of this model stays at its y0) without a word; now it warns, saying how to widen the range
+    of a schedule that holds further (EDM from σ = 100).  From the top of the range it is exact."""
+    import warnings
     S = D.vp_cosine()
     x = sk.states("x", 1)
     model = D.probability_flow(S, x, S.sigma * sp.Matrix(x))     # ε of N(0, 1) data: x stays where it is
-    for call, what in [(lambda: sk.solve(sk.ODEProblem(model, [1.0], (1.0, 1e-3)), "ETDRK4", dt=1e-3), "tspan"),
+    for call, what in [(lambda: sk.solve(sk.ODEProblem(model, [1.0], (1.0, 1e-3)), "ETDRK4", dt=1e-2,
+                                         backend="numpy"), "tspan"),
                        (lambda: D.timesteps(S, 20, t_start=1.0), "timesteps"),
                        (lambda: D.sample(S, lambda v, t: v, np.ones((2, 1)), [1.0, 0.5], "ddim"), "ts")]:
-        with pytest.raises(ValueError, match=rf"{what} starts at t = 1, past the top of the schedule VP-cosine's t_range"):
+        with pytest.warns(UserWarning, match=rf"{what} starts at t = 1, past the top of the schedule VP-cosine's "
+                                             r"t_range .* or build the schedule with a wider t_range="):
             call()
-    sol = sk.solve(sk.ODEProblem(model, [1.0], (S.t_range[1], 1e-3)), "ETDRK4", dt=1e-2, backend="numpy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sol = sk.solve(sk.ODEProblem(model, [1.0], (S.t_range[1], 1e-3)), "ETDRK4", dt=1e-2, backend="numpy")
+        D.timesteps(D.edm(t_range=(2e-3, 100.0)), 10, "karras", t_start=100.0)
     np.testing.assert_allclose(sol.y[-1], [1.0], rtol=1e-12)
+    for constant in (D.vp(sp.Integer(2)), D.mean_reverting(2.0, 0.5)):     # f constant: L = f·I, no time change
+        assert D.probability_flow(constant, x, sp.Matrix([sp.tanh(x[0])])).form.linear_time is None
 
 
 def test_flow_matching_with_a_shift_keeps_its_exact_linear_part():
@@ -110,7 +119,8 @@ def test_design_md_names_are_the_samplers_and_sk_methods_lists_them():
         np.testing.assert_array_equal(sk.solve(ens, alias, ts=ts).y, sk.solve(ens, name, ts=ts).y)
     assert sampler_name("SDEDPMSolver++2M") == "sde-dpmsolver++2m"
     rows = {r["name"]: r for r in sk.methods() if r["family"] == "diffusion sampler"}
-    assert set(rows) == set(D.SAMPLERS) and rows["unipc2-bh2"]["aliases"] == ["unipc"]
+    assert {sampler_name(n) for n in rows} == set(D.SAMPLERS) and rows["unipc2-bh2"]["aliases"] == ["unipc"]
+    assert "edm-euler" in rows and "euler" not in rows          # solve's "Euler" is the catalogue's
     assert all(sampler_name(a) == n for a, n in SAMPLER_ALIASES.items())
     assert rows["sde-dpmsolver++2m"]["noise"] == "reverse SDE" and rows["dpmsolver++2m"]["multistep"]
 
