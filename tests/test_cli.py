@@ -80,3 +80,64 @@ def test_inspect_into_a_closed_pipe_is_quiet():
     proc.stdout.close()
     err = proc.stderr.read()
     assert proc.wait() == 0 and err == "", err
+
+
+
+def test_cli_inspects_a_module_of_the_current_folder(tmp_path, monkeypatch, capsys):
+    (tmp_path / "user_model_cli.py").write_text(
+        "import sympy as sp\nimport sdekit as sk\ny = sk.states('y', 2)\node = sk.ODE(y, sp.Matrix([-y[0], -2 * y[1]]))\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["inspect", "user_model_cli:ode", "--backend", "numpy"]) == 0   # default method fits an ODE
+    assert "RK4" in capsys.readouterr().out
+    assert main(["inspect", "user_model_cli:nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no attribute 'nope'" in err and "'ode'" in err
+    assert main(["inspect", "no_such_module_xyz:m"]) == 2
+    assert "cannot import 'no_such_module_xyz'" in capsys.readouterr().err
+
+
+def test_cli_version_help_and_python_m(capsys):
+    import subprocess
+    import sys
+
+    import sdekit
+    assert main([]) == 0 and "usage: sdekit" in capsys.readouterr().out
+    try:
+        main(["--version"])
+    except SystemExit as e:
+        assert e.code == 0
+    assert capsys.readouterr().out.strip() == f"sdekit {sdekit.__version__}"
+    out = subprocess.run([sys.executable, "-m", "sdekit", "methods"], capture_output=True, text=True, check=True)
+    assert "SETD1" in out.stdout
+    assert "``" not in out.stdout
+
+
+def test_names_are_suggested_and_state_dicts_explained():
+    import pytest
+    import sympy as sp
+
+    import sdekit as sk
+    y = sk.states("y", 2)
+    k = sk.params("k")
+    net = sk.MLP("f", [2, 3, 2])
+    model = sk.ODE(y, k * y + net(y))
+    w = [(np.zeros((3, 2)), np.zeros(3)), (np.zeros((2, 3)), np.zeros(2))]
+    for params in ({"kk": 1.0}, {"k": 1.0, "kk": 1.0}):
+        with pytest.raises(ValueError, match=r"unknown parameters \['kk'\] \(did you mean 'k'\?\)"):
+            sk.ODEProblem(model, y0=[1, 1], tspan=(0, 1), params=params, nets={"f": w})
+    with pytest.raises(ValueError, match=r"unknown networks \['g'\]"):
+        sk.ODEProblem(model, y0=[1, 1], tspan=(0, 1), params={"k": 1.0}, nets={"g": w})
+    with pytest.raises(ValueError, match=r"ODEProblem\(\) needs tspan"):
+        sk.ODEProblem(model, y0=[1, 1], params={"k": 1.0}, nets={"f": w})
+    prob = sk.ODEProblem(model, y0=[1, 1], tspan=(0, 1), params={"k": 1.0}, nets={"f": w})
+    with pytest.raises(TypeError, match="Ensemble\\(\\) got an unknown keyword 'sead'; did you mean 'seed'"):
+        sk.Ensemble(prob, n=3, sead=1)
+    with pytest.raises(ValueError, match="inspect needs a sdekit ODE/SDE, problem or Ensemble, got MutableDenseMatrix"):
+        sk.inspect(sp.Matrix([1]), "RK4")
+    assert "def kernel" in sk.inspect(sk.Ensemble(prob, n=2), "RK4", backend="numpy")
+    with pytest.raises(TypeError, match="ODEProblem\\(\\) got an unknown keyword 'parms'; did you mean 'params'") as e:
+        sk.ODEProblem(model, y0=[1, 1], tspan=(0, 1), parms={"k": 1.0})
+    assert "_Problem" not in str(e.value)
+    state_dict = {"0.weight": w[0][0], "0.bias": w[0][1], "2.weight": w[1][0], "2.bias": w[1][1]}
+    with pytest.raises(ValueError, match="state_dict\\(\\)\\?\\): pass the Sequential itself"):
+        sk.ODEProblem(model, y0=[1, 1], tspan=(0, 1), params={"k": 1.0}, nets={"f": state_dict})
