@@ -211,7 +211,8 @@ def _fourier_operator(z, lengths, description: str) -> Operator:
     at_minus_k = np.roll(np.flip(lam, axes), 1, axes)           # λ(−k): index i -> (n − i) mod n per axis
     if not np.allclose(at_minus_k, np.conj(lam), rtol=0, atol=1e-12 * max(np.abs(lam).max(), 1e-300)):
         why = (f"{description}: symbol(-k) != conj(symbol(k)) (e.g. symbol(0) = {lam.flat[0]}): not a real "
-               "operator, so it acts on complex fields only (sk.field(name, shape, complex=True))")
+               "operator, so it acts only as the linear part of complex fields (sk.field(name, shape, complex=True), "
+               "linear=...)")
         return Operator(None, description, z, why_not_real=why, lengths=lengths)
     half = lam[..., : lam.shape[-1] // 2 + 1]                   # the rfftn layout (Nyquist: ±k averaged, equal)
     half = half.copy() if np.any(half.imag) else half.real.copy()
@@ -560,7 +561,12 @@ def _lower_applications(expr):
     """``expr`` with each operator application op(e) as op(Re e) + i op(Im e), innermost first: an operator
     inside N is real (a complex coefficient of the field is data, or its linear part)."""
     if isinstance(expr, sp.core.function.AppliedUndef):
-        _find_operator(expr).on_real()
+        op = _find_operator(expr)
+        if op.runtime is None:            # complex-only: on a complex field its real/imaginary split fails too
+            raise ModelError(f"FieldODE: {op!r} inside the nonlinearity is not a real operator (symbol(−k) != "
+                             "conj(symbol(k))); an operator in N acts on the real and imaginary parts alike, "
+                             "op(Re z) + i op(Im z), on complex fields too: write its imaginary part as a "
+                             "coefficient (sp.I * a real operator), or put it in linear= (complex fields)")
         re, im = _lower_applications(expr.args[0]).as_real_imag()
         return expr.func(re) + sp.I * expr.func(im) if im != 0 else expr.func(re)
     if not expr.args:

@@ -194,6 +194,9 @@ def test_field_errors_name_what_is_wrong():
         sk.solve(prob, "EM", dt=0.1)
     with pytest.raises(sk.ModelError, match="symbol\\(0\\).*complex=True"):       # fine on a complex field only
         sk.FieldODE(u, linear=sk.fourier(8, 1.0, lambda k: 1j * (k + 1)))
+    psi, odd = sk.field("psi", 8, complex=True), sk.fourier(8, 1.0, lambda k: 1j * k**3 + k)
+    with pytest.raises(sk.ModelError, match=r"inside the nonlinearity is not a real operator.*sp.I \* a real operator"):
+        sk.FieldODE(psi, linear=L, nonlinear=odd(psi))      # said "declare it complex=True", which psi is
     with pytest.raises(sk.ModelError, match="bc"):
         sk.laplacian(8, 0.1, "robin")
     assert sk.matrix(2, [[-1, 0], [0, -2]]).runtime.matrix.dtype == np.float64        # nested lists are arrays
