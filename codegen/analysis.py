@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from dataclasses import dataclass, field
-
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import sympy as sp
@@ -284,7 +283,8 @@ def _linear_input(linear, d):
     """Explicit ``linear=``: sympy Matrix (symbolic) or array (numeric runtime data).  Returns
     (symbolic L or None, numeric L or None, the exact sympy L or None)."""
     if isinstance(linear, sp.MatrixBase):
-        L = sp.Matrix(linear)
+        L = _matrix(linear)
+        check_expressions(L, "linear part")
         if L.shape != (d, d):
             raise ModelError(f"linear part must be {d}x{d}, got {L.shape[0]}x{L.shape[1]}")
         if not L.free_symbols:
@@ -325,7 +325,11 @@ def _diffusion_input(diffusion, noise, d):
         if noise == "general":
             G = sp.diag(*G)
         return G
-    G = _matrix(diffusion)
+    try:
+        G = _matrix(diffusion)
+    except (TypeError, ValueError, sp.SympifyError):
+        raise ModelError(f"diffusion must be a sympy expression, vector or matrix, got {type(diffusion).__name__}") \
+            from None
     check_expressions(G, "diffusion")
     if noise == "general":
         if G.shape[0] != d:

@@ -32,7 +32,8 @@ UNEVALUATED = (sp.Sum, sp.Product, sp.Integral, sp.Derivative, sp.Limit)
 
 
 def check_expressions(m, what: str):
-    """ModelError for an entry of the Matrix ``m`` that is not an expression (a relation such as sp.Eq, a boolean)."""
+    """ModelError for an entry of the Matrix ``m`` that is not an expression (a relation such as sp.Eq, a boolean):
+    ``codegen.analysis`` checks each input where it becomes a Matrix."""
     for e in m:
         if not isinstance(e, sp.Expr):
             raise ModelError(f"{what} has the entry {e}, a {type(e).__name__}, not an expression (a condition "
@@ -63,7 +64,6 @@ def check_printable(expr, what: str):
     from .neural import NetCall
     from .numba_lanes import pr as numba_pr
     m = sp.Matrix(expr)
-    check_expressions(m, what)
     for e in m:
         for a in sp.preorder_traversal(e):
             if isinstance(a, UNEVALUATED):

@@ -37,11 +37,11 @@ def sampler_rows() -> list:
     ``solve`` takes ("edm-euler" for the sampler "euler": "Euler" is the catalogue's), its other names, the prediction
     it integrates, order (of the ODE samplers), network calls per step, multistep, and whether it samples the
     reverse SDE."""
-    from sdekit.diffusion_models import SAMPLER_ALIASES, sampler_name
-    from sdekit.sampling import MULTISTEP, SAMPLERS, STOCHASTIC
+    from sdekit.diffusion_models import sampler_name
+    from sdekit.sampling import ALIASES, MULTISTEP, SAMPLERS, STOCHASTIC
     rows = []
     for name, (prediction, order, calls) in SAMPLERS.items():
-        names = [n for n in [name, *(a for a, m in SAMPLER_ALIASES.items() if m == name)] if sampler_name(n) == name]
+        names = [n for n in [name, *(a for a, m in ALIASES.items() if m == name)] if sampler_name(n) == name]
         rows.append({"name": names[0], "aliases": names[1:], "family": "diffusion sampler",
                      "order": None if name in STOCHASTIC else order,   # (SAMPLERS holds no order for the SDE samplers)
                      "stiff_order": None, "strong_order": None, "weak_order": None, "embedded": None,
@@ -61,10 +61,11 @@ def _markdown(rows, cols) -> list:
 
 def methods_table() -> str:
     """The catalogue and the diffusion samplers as markdown tables (README, ``sdekit methods``)."""
-    return "\n".join(_markdown(methods(samplers=False), ["name", "aliases", "family", "order", "stiff_order", "strong_order",
-                                          "weak_order", "embedded", "adaptive", "noise"])
-                     + ["", "Diffusion samplers (`sk.diffusion.SAMPLERS`, on the models of `sk.diffusion`; names "
-                            "as `solve`, `sk.diffusion.sample` and `invert` take them, case-insensitive; `sample` and "
-                            "`invert` also take `euler`, `heun`):", ""]
-                     + _markdown(sampler_rows(), ["name", "aliases", "prediction", "order", "network_calls", "multistep",
-                                              "noise"]))
+    catalogue = _markdown(methods(samplers=False), ["name", "aliases", "family", "order", "stiff_order",
+                                                    "strong_order", "weak_order", "embedded", "adaptive", "noise"])
+    samplers = _markdown(sampler_rows(), ["name", "aliases", "prediction", "order", "network_calls", "multistep",
+                                          "noise"])
+    heading = ("Diffusion samplers (`sk.diffusion.SAMPLERS`, on the models of `sk.diffusion`; names as `solve`, "
+               "`sk.diffusion.sample` and `invert` take them, case-insensitive; `sample` and `invert` also take "
+               "`euler`, `heun`):")
+    return "\n".join(catalogue + ["", heading, ""] + samplers)

@@ -30,9 +30,6 @@ from sdekit.codegen.errors import ModelError
 from sdekit.kernels.cuda_arrays import host, like
 from sdekit.sampling import ALIASES
 
-#: solve's other names of samplers (``sdekit.sampling.ALIASES``: EDM's "edm-euler"/"edm-heun", whose own names are
-#: catalogue methods too, and DESIGN.md's spellings)
-SAMPLER_ALIASES = ALIASES
 #: what ``solve(problem, sampler, ...)`` takes besides the problem and sampler
 SAMPLER_OPTIONS = ("ts", "dt", "seed", "backend", "lower_order_final", "eta", "thresholding", "sample_max_value")
 
@@ -153,8 +150,8 @@ def sampler_name(method) -> str | None:
     if not isinstance(method, str):
         return None
     name = method.lower()
-    if name in SAMPLER_ALIASES:
-        return SAMPLER_ALIASES[name]
+    if name in ALIASES:                # EDM's "edm-euler"/"edm-heun" ("euler" is the catalogue's) and DESIGN.md's names
+        return ALIASES[name]
     return name if name in SAMPLERS and name not in _BY_NAME else None
 
 

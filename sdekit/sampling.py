@@ -47,9 +47,9 @@ SAMPLERS = {
 #: other names of samplers, taken case-insensitively with the samplers' own by :func:`sampler_method`: EDM's Euler and
 #: Heun in σ as ``solve`` names them ("Euler"/"Heun" are its catalogue methods) and DESIGN.md's spellings (DPM-Solver-1
 #: is DDIM: the same first-order update)
-ALIASES = {"edm-euler": "euler", "edm-heun": "heun", "dpmsolver1": "ddim", "dpmsolver2": "dpmsolver-2", "dpmsolver3": "dpmsolver-3", "dpmsolver2m": "dpmsolver-2m",
-           "sdedpmsolver++1": "sde-dpmsolver++1", "sdedpmsolver++2m": "sde-dpmsolver++2m",
-           "sdedpmsolver++3m": "sde-dpmsolver++3m", "unipc": "unipc2-bh2"}
+ALIASES = {"edm-euler": "euler", "edm-heun": "heun", "dpmsolver1": "ddim", "dpmsolver2": "dpmsolver-2",
+           "dpmsolver3": "dpmsolver-3", "dpmsolver2m": "dpmsolver-2m", "sdedpmsolver++1": "sde-dpmsolver++1",
+           "sdedpmsolver++2m": "sde-dpmsolver++2m", "sdedpmsolver++3m": "sde-dpmsolver++3m", "unipc": "unipc2-bh2"}
 #: samplers of the reverse SDE: they take ``noise`` (one standard normal array like x per step)
 STOCHASTIC = ("sde-dpmsolver++1", "sde-dpmsolver++2m", "sde-dpmsolver++3m", "sde-dpmsolver++3m-compat")
 UNIPC = tuple(m for m in SAMPLERS if m.startswith("unipc"))
@@ -360,7 +360,8 @@ class Network:
         if not sample_max_value >= 1.0:
             raise ValueError(f"sample_max_value must be >= 1, got {sample_max_value!r}")
         self.fn, self.prediction, self.schedule, self.calls = fn, prediction, schedule, 0
-        self.uncond, self.scale = uncond, None if guidance_scale is None else float(guidance_scale)   # (a tensor's value)
+        self.uncond = uncond
+        self.scale = None if guidance_scale is None else float(guidance_scale)       # a tensor or 0-d array's value
         self.ratio, self.sample_max = thresholding, float(sample_max_value)
 
     @staticmethod
@@ -399,7 +400,8 @@ class Network:
             xv = x.value()
             if self.uncond is None:
                 return Lazy.of(self._apply(self.fn, xv, t))
-            return Lazy([(self.scale, self._apply(self.fn, xv, t)), (1.0 - self.scale, self._apply(self.uncond, xv, t))])
+            return Lazy([(self.scale, self._apply(self.fn, xv, t)),
+                         (1.0 - self.scale, self._apply(self.uncond, xv, t))])
         return self._model(x, t)
 
     def _threshold(self, x0):

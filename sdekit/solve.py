@@ -190,6 +190,7 @@ def save_steps(grid, saveat, backwards: bool = False, time_map=None) -> list:
     ts = np.atleast_1d(np.asarray(saveat, dtype=float))
     if ts.ndim != 1 or not np.all(np.isfinite(ts)):
         raise ValueError("saveat must be a 1-d array of finite times")
+
     def shown(v):        # a grid time as the user's t
         v = -v if backwards else v
         return float(np.asarray(time_map(v))) if time_map is not None else float(v)
@@ -201,7 +202,8 @@ def save_steps(grid, saveat, backwards: bool = False, time_map=None) -> list:
             raise ValueError(f"saveat time {shown(s):g} lies outside tspan ({shown(t0):g}, {shown(t1):g})")
         i = int(np.argmin(np.abs(grid.times - s)))
         if abs(grid.times[i] - s) > tol:
-            raise ValueError(f"saveat time {shown(s):g} is not on the fixed-step grid (fixed steps save on grid points)")
+            raise ValueError(f"saveat time {shown(s):g} is not on the fixed-step grid (fixed steps save on grid "
+                             "points)")
         idx.append(i)
     for k in range(1, len(idx)):
         if idx[k] < idx[k - 1]:

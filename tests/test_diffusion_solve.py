@@ -111,7 +111,8 @@ def test_design_md_names_are_the_samplers_and_sk_methods_lists_them():
     """DESIGN.md's spellings (DPMSolver1/2/3, SDEDPMSolver++2M, UniPC; case-insensitive) solve as the samplers they
     name — DPM-Solver-1 is DDIM's update, UniPC diffusers' default (order 2, bh2) — and sk.methods() lists every
     sampler after the catalogue, with those names as its aliases."""
-    from sdekit.diffusion_models import SAMPLER_ALIASES, sampler_name
+    from sdekit.diffusion_models import sampler_name
+    from sdekit.sampling import ALIASES
     ens, _ = _mlp_problem()
     ts = D.timesteps(SCHEDULE, 6, t_end=T_END)
     for alias, name in [("DPMSolver1", "ddim"), ("dpmsolver2", "dpmsolver-2"), ("UniPC", "unipc2-bh2")]:
@@ -121,7 +122,7 @@ def test_design_md_names_are_the_samplers_and_sk_methods_lists_them():
     rows = {r["name"]: r for r in sk.methods() if r["family"] == "diffusion sampler"}
     assert {sampler_name(n) for n in rows} == set(D.SAMPLERS) and rows["unipc2-bh2"]["aliases"] == ["unipc"]
     assert "edm-euler" in rows and "euler" not in rows          # solve's "Euler" is the catalogue's
-    assert all(sampler_name(a) == n for a, n in SAMPLER_ALIASES.items())
+    assert all(sampler_name(a) == n for a, n in ALIASES.items())
     assert rows["sde-dpmsolver++2m"]["noise"] == "reverse SDE" and rows["dpmsolver++2m"]["multistep"]
 
 
