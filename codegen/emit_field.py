@@ -98,8 +98,10 @@ def emit_field(scheme, dim: int, adaptive: bool = False) -> str:
 class Basis:
     """An operator's eigenbasis as the compiled kernel transforms into it (``kernels.operators.Eigenbasis``
     without its numbers): ``kind`` "diagonal" | "fourier" | "dst" | "dct" on a real field, "c" + one of them on
-    a complex field's real pair (``kernels.operators.Complexified``: "cfourier" is the full FFT), the ``grid``,
-    the stacked ``species``, and whether the 1-D transform is applied as its ``matrix``."""
+    a complex field's real pair (``kernels.operators.Complexified``: "cfourier" is the full FFT), "eigen" |
+    "eigen-complex" (a matrix's eigenvectors, real or complex: ``kernels.operators.Eigenvectors``, transformed
+    by the products F = V⁻¹, Bm = V), or "matrix" (an operator inside N applied by its matrix F, no basis); the
+    ``grid``, the stacked ``species``, and whether the 1-D transform is applied as its ``matrix``."""
 
     kind: str
     grid: tuple
@@ -118,7 +120,7 @@ class Basis:
 
     @property
     def dtype(self) -> str:
-        return "np.complex128" if self.kind == "fourier" or self.pair else "np.float64"
+        return "np.complex128" if self.kind in ("fourier", "eigen-complex") or self.pair else "np.float64"
 
 
 def _real_call(kind: str, matrix: bool, grid: tuple, F: str, v: str) -> str:
@@ -126,8 +128,13 @@ def _real_call(kind: str, matrix: bool, grid: tuple, F: str, v: str) -> str:
     vector ``v`` as a Numba expression (rocket-fft gives ``numpy.fft`` and ``scipy.fft`` inside Numba); ``F``:
     "F" for the forward transform, "Bm" for the backward one (their matrices, mirrored rows folded)."""
     forward = F == "F"
-    if kind == "diagonal":
+    if kind in ("diagonal", "matrix"):
         return v
+    if kind == "eigen":
+        return f"{F} @ np.ascontiguousarray({v})"
+    if kind == "eigen-complex":
+        return (f"F @ np.ascontiguousarray({v}).astype(np.complex128)" if forward else
+                f"np.ascontiguousarray((Bm @ np.ascontiguousarray({v})).real)")
     if matrix:                # small 1-D type-I transforms: their matrices
         return f"mirrored_product({F}, {v})"
     if kind == "fourier":
@@ -180,7 +187,10 @@ def _emit_transforms(w, name: str, b: Basis):
         w()
     w(JIT)
     with w.block(f"def apply_{name}(v, eig, F, Bm):"):
-        w(f"return bwd_{name}(eig * fwd_{name}(v, F, Bm), F, Bm)")
+        if b.kind == "matrix":
+            w("return F @ np.ascontiguousarray(v)  # the operator's matrix")
+        else:
+            w(f"return bwd_{name}(eig * fwd_{name}(v, F, Bm), F, Bm)")
     w()
 
 

@@ -131,13 +131,16 @@ def axpy_block(out: "float[:, :, :]", w: float, A: "float[:, :, :]"):
 
 @numba.njit(**JIT)
 def _matmul(X: "float[:, :, :]", Y: "float[:, :, :]", C: "float[:, :, :]"):
-    """C[:, :, b] = X[:, :, b] @ Y[:, :, b] for every lane b (C must not alias X or Y)."""
+    """C[:, :, b] = X[:, :, b] @ Y[:, :, b] for every lane b (C must not alias X or Y).  Row i of C gathers
+    X[i, l] · row l of Y over l in order, so each C[i, j, b] is the same sum as the inner-product loop; the rows'
+    contiguous j, b run innermost (one lane, B = 1: a vectorised saxpy rather than a strided dot product)."""
     m, n, p, B = X.shape[0], X.shape[1], Y.shape[1], X.shape[2]
     for i in range(m):
         for j in range(p):
             for b in range(B):
                 C[i, j, b] = 0.0
-            for l in range(n):
+        for l in range(n):
+            for j in range(p):
                 for b in range(B):
                     C[i, j, b] += X[i, l, b] * Y[l, j, b]
 

@@ -14,10 +14,11 @@ the one φ algorithm):
 * :class:`Species` — several fields on one grid, one operator each (block diagonal).
 * :class:`Matrix` — any other operator (banded stencils with Dirichlet/Neumann boundaries, sparse,
   dense) as a ``scipy.sparse`` matrix or array: applied by its product; up to ``DENSE_FUNCTIONS_MAX``
-  unknowns its functions are dense matrices computed once per step size (``phi_block``: scaling and
-  squaring), above it their actions on the step's vectors (:func:`phi_action`: the augmented-matrix
-  exponential of Al-Mohy & Higham 2011, one exponential action per φ-argument and statement, to the step's
-  tolerance: :mod:`kernels.expm_action`).
+  unknowns (a sparse one: ``SPARSE_EIGEN_MAX``) its functions are sums in the basis of its eigenvectors
+  (:class:`Eigenvectors`, where they are well conditioned), else up to ``SPARSE_FUNCTIONS_MAX`` dense
+  matrices computed once per step size (``phi_block``: scaling and squaring), above it their actions on the
+  step's vectors (:func:`phi_action`: the augmented-matrix exponential of Al-Mohy & Higham 2011, one
+  exponential action per φ-argument and statement, to the step's tolerance: :mod:`kernels.expm_action`).
 
 ``combine(terms)`` sums Σ coef · f(hL) v over a statement's terms with one transform per vector and one
 inverse transform per sum (Fourier).
@@ -36,9 +37,14 @@ DENSE_FUNCTIONS_MAX = 4096
 #: ... and the largest sparse one (a stencil's φ-actions cost a few sparse products; its dense φ by scaling and
 #: squaring cost O(n³): measured, a 2-D upwind stencil of 225 unknowns, ETDRK4 to T = 0.5, 2.5 s dense, 0.2 s actions)
 SPARSE_FUNCTIONS_MAX = 64
+#: the largest sparse Matrix that takes its eigendecomposition (once, O(n³); then O(n²) a vector and compiled: measured,
+#: a symmetric stencil of 400 unknowns, adaptive ETDRK3, 2.3 s by φ-actions, 0.06 s in its eigenvector basis)
+SPARSE_EIGEN_MAX = 1024
 #: 1-D sine / cosine transforms up to this many points are applied as matrices (measured, n = 256: a
 #: scipy.fft.dst call 33 µs, the matrix-vector product 7 µs)
 SMALL_TRANSFORM = 512
+#: a dense Matrix's φ-actions multiply by it as a sparse matrix where at most this fraction of its entries are nonzero
+SPARSE_ACTION_DENSITY = 0.1
 #: a non-symmetric dense Matrix takes its φ from an eigendecomposition where κ_2(V) is at most this (its
 #: functions then carry at most ~1e4 u = 2e-12 relative error); a worse-conditioned one φ-actions
 EIGEN_COND_MAX = 1e4
@@ -339,29 +345,27 @@ class Matrix(Operator):
         return np.asarray(m.toarray() if hasattr(m, "toarray") else m, dtype=float)
 
     def values(self, poly, h, cache):
-        """The φ-polynomial as :meth:`phi_evaluation` decides: a dense matrix from the eigendecomposition computed
-        once (V f(hΛ) V⁻¹, f elementwise: two products per step size, so adaptive steps stay cheap) or by
-        ``phi_block``'s scaling and squaring; or the polynomial itself (:class:`PhiAction`), applied to vectors by
-        :meth:`combine` (measured, an upwind advection–diffusion matrix of 200 unknowns, adaptive ETDRK3 to T = 1:
-        512 s with dense φ at every step size, 0.5 s by actions)."""
+        """The φ-polynomial as :meth:`phi_evaluation` decides: its values f(hλ) on the eigenvalues of the
+        decomposition computed once (:class:`Eigenvectors`: O(n) per step size, O(n²) per vector); a dense matrix
+        by ``phi_block``'s scaling and squaring; or the polynomial itself (:class:`PhiAction`), applied to vectors
+        by :meth:`combine` (measured, an upwind advection–diffusion matrix of 200 unknowns, adaptive ETDRK3 to
+        T = 1: 512 s with dense φ at every step size, 0.5 s by actions)."""
         how = self.phi_evaluation()
         if how.endswith("actions"):
             return PhiAction(poly, float(h))
         if how == "eigen":
-            lam, V, V_inv = self.eigen()
-            f = np.broadcast_to(evaluate_phi_poly(poly, "diagonal", lam[:, None], h, cache), (lam.size, 1))[:, 0]
-            return np.real((V * f) @ V_inv)         # a real matrix's pairs conj(λ), conj(v): the sum is real
+            return self.eigenvectors().values(poly, h, cache)
         if "dense" not in cache:
             cache["dense"] = self.dense()[None]
         return evaluate_phi_poly(poly, "dense", cache["dense"], h, cache)[0]
 
     def phi_evaluation(self) -> str:
         """How :meth:`values` evaluates φ: "actions" above DENSE_FUNCTIONS_MAX unknowns (a sparse matrix:
-        SPARSE_FUNCTIONS_MAX); "eigen" where :meth:`eigen` has a decomposition; "non-normal actions" for another
+        SPARSE_EIGEN_MAX); "eigen" where :meth:`eigen` has a decomposition; "non-normal actions" for another
         matrix above SPARSE_FUNCTIONS_MAX (numba's lanes-last ``phi_block`` at every adaptive step size would cost
         far more, ~1 s at n = 200); else "dense" (``phi_block``'s scaling and squaring)."""
         from scipy import sparse
-        if self.size > (SPARSE_FUNCTIONS_MAX if sparse.issparse(self.matrix) else DENSE_FUNCTIONS_MAX):
+        if self.size > (SPARSE_EIGEN_MAX if sparse.issparse(self.matrix) else DENSE_FUNCTIONS_MAX):
             return "actions"
         if self.eigen() is not None:
             return "eigen"
@@ -385,6 +389,17 @@ class Matrix(Operator):
                 self._eigen = (lam, V, np.linalg.inv(V)) if self.eigen_cond <= EIGEN_COND_MAX else None
         return self._eigen
 
+    def eigenvectors(self) -> "Eigenvectors":
+        """This operator in the basis of its eigenvectors (:meth:`eigen`; made once)."""
+        if "_eigenvectors" not in self.__dict__:
+            lam, V, V_inv = self.eigen()
+            self.__dict__["_eigenvectors"] = Eigenvectors(self.shape, lam, V, V_inv)
+        return self.__dict__["_eigenvectors"]
+
+    def eigenbasis(self):
+        """Where φ comes from the eigendecomposition: the compiled field kernel sums in its basis."""
+        return self.eigenvectors().eigenbasis() if self.phi_evaluation() == "eigen" else None
+
     def describe_phi(self) -> str:
         """:meth:`phi_evaluation` in words (``sol.stats["driver"]`` of routed solves)."""
         how = self.phi_evaluation()
@@ -394,15 +409,18 @@ class Matrix(Operator):
                 "dense": "φ by scaling and squaring"}[how]
 
     def _apply_value(self, value, v):
-        if isinstance(value, PhiAction):
-            return self.combine([(1.0, value, v)])
         return (value @ v.reshape(-1)).reshape(self.shape)
 
     def combine(self, terms, transforms=None, actions: ActionControl | None = None):
-        """Σ coef · value v; φ-polynomials of a large operator (:class:`PhiAction`) as actions (to ``actions.tol``): the
-        single-φ terms grouped by their argument c h, each group one :func:`phi_action`; products and resolvents
-        (rare: W-methods, φ-products) applied factor by factor (sparse LU for the resolvents)."""
-        if not any(isinstance(value, PhiAction) for _, value, _ in terms):
+        """Σ coef · value v: values on the eigenvalues (1-D, :meth:`values`' "eigen") in the eigenvector basis
+        (:class:`Eigenvectors`); φ-polynomials of a large operator (:class:`PhiAction`) as actions (to
+        ``actions.tol``): the single-φ terms grouped by their argument c h, each group one :func:`phi_action`;
+        products and resolvents (rare: W-methods, φ-products) applied factor by factor (sparse LU for the
+        resolvents); dense matrices by their products."""
+        values = [value for _, value, _ in terms if value is not None]
+        if any(np.ndim(value) == 1 for value in values if not isinstance(value, PhiAction)):
+            return self.eigenvectors().combine(terms, transforms, actions)
+        if not any(isinstance(value, PhiAction) for value in values):
             return super().combine(terms, transforms)
         groups, total = {}, np.zeros(self.size)
         for coef, value, v in terms:
@@ -422,7 +440,7 @@ class Matrix(Operator):
                 else:
                     total += w * self._product_action(atoms, value.h, flat, actions)
         for scale, vecs in groups.items():
-            total += phi_action(self.matrix, scale, vecs, actions)
+            total += phi_action(self.action_matrix(), scale, vecs, actions)
         return total.reshape(self.shape)
 
     def _product_action(self, atoms, h, v, actions):
@@ -436,8 +454,47 @@ class Matrix(Operator):
                     self._lu[key] = splu(csc_matrix(identity(self.size) - key[1] * csc_matrix(self.matrix)))
                 v = self._lu[key].solve(v)
             else:
-                v = phi_action(self.matrix, float(atom[2]) * h, {atom[1]: v}, actions)
+                v = phi_action(self.action_matrix(), float(atom[2]) * h, {atom[1]: v}, actions)
         return v
+
+    def action_matrix(self):
+        """The matrix φ-actions multiply by: a dense array with at most SPARSE_ACTION_DENSITY of its entries
+        nonzero (a stencil written out) as CSR, made once (measured, a dense upwind stencil of 400 unknowns,
+        ETDRK4: 11 s by dense products, 3.8 s as the same matrix in scipy.sparse)."""
+        if "_action_matrix" not in self.__dict__:
+            from scipy import sparse
+            A = self.matrix
+            sparse_enough = isinstance(A, np.ndarray) and np.count_nonzero(A) <= SPARSE_ACTION_DENSITY * A.size
+            self.__dict__["_action_matrix"] = sparse.csr_matrix(A) if sparse_enough else A
+        return self.__dict__["_action_matrix"]
+
+
+class Eigenvectors(Diagonalised):
+    """L = V diag(λ) V⁻¹ (a :class:`Matrix` with a well-conditioned eigendecomposition), diagonal in the basis of its
+    eigenvectors: a sum Σ coef · f(hL) v_i is V (Σ coef · f(hλ) ⊙ V⁻¹ v_i), each vector transformed once a step, so a
+    new step size costs O(n) and a vector O(n²), where forming f(hL) = V f(hΛ) V⁻¹ costs O(n³) at every adaptive
+    step size (measured, a dense upwind operator of 400 unknowns, adaptive ETDRK3: 17 ms a step formed).  A real
+    L's complex pairs (λ, conj λ) have conjugate eigenvectors and values, so the sum's imaginary part is rounding."""
+
+    def __init__(self, shape, eigenvalues, V, V_inv):
+        self.shape = tuple(shape)
+        self.eigenvalues, self.V, self.V_inv = eigenvalues, V, V_inv
+
+    @property
+    def basis(self):
+        return "eigenvectors", id(self.V)
+
+    def forward(self, v):
+        return self.V_inv @ np.ravel(v)
+
+    def backward(self, vh):
+        x = self.V @ vh
+        return (x.real if np.iscomplexobj(x) else x).reshape(self.shape)
+
+    def eigenbasis(self):
+        kind = "eigen-complex" if np.iscomplexobj(self.V) else "eigen"
+        return Eigenbasis(kind, self.shape, 1, np.ascontiguousarray(self.eigenvalues),
+                          (np.ascontiguousarray(self.V_inv), np.ascontiguousarray(self.V)))
 
 
 class PhiAction:
@@ -492,6 +549,8 @@ class Species(Operator):
         parts = [op.eigenbasis() for op in self.ops]
         if any(p is None for p in parts) or len({(p.kind, p.grid) for p in parts}) != 1:
             return None
+        if parts[0].kind.startswith("eigen") and any(p.matrices[1] is not parts[0].matrices[1] for p in parts):
+            return None                   # matrices with other eigenvectors: no one basis
         return Eigenbasis(parts[0].kind, parts[0].grid, len(parts), np.concatenate([p.eigenvalues for p in parts]),
                           parts[0].matrices)
 

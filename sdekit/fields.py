@@ -467,17 +467,16 @@ class FieldODE(_ArrayModel):
 
     def numba_bases(self):
         if "_numba_bases" not in self.__dict__:
-            bases = [_basis(self.operator)] + [_basis(op.on_real()) for op in self.operators.values()]
+            bases = [_basis(self.operator)] + [_basis(op.on_real(), True) for op in self.operators.values()]
             self.__dict__["_numba_bases"] = None if None in bases else (
                 bases[0], {op.function: b for op, b in zip(self.operators.values(), bases[1:])})
         return self.__dict__["_numba_bases"]
 
     def numba_arguments(self, params) -> tuple:
         """The compiled kernel's model arguments after ``opvals`` (``emit_field.field_numba_arguments``)."""
-        out = []
-        for op in [self.operator] + [op.on_real() for op in self.operators.values()]:
-            e = op.eigenbasis()
-            out += [np.ascontiguousarray(e.eigenvalues), *(_folded(op) or (np.zeros((0, 0, 0)),) * 2)]
+        out = list(_kernel_arrays(self.operator))
+        for op in self.operators.values():
+            out += _kernel_arrays(op.on_real(), True)
         out += [np.ascontiguousarray(np.broadcast_to(v, self.grid), dtype=float).ravel() for v in self.data.values()]
         return tuple(out) + tuple(float(v) for v in params)
 
@@ -602,17 +601,31 @@ def _evaluate_linearisation(part, args, G: int, D: int):
     return M, b
 
 
-def _basis(op):
+def _basis(op, applied: bool = False):
     """A runtime operator's :class:`Basis` for the compiled kernel, or None (no eigenbasis, or an FFT without
-    rocket-fft, which gives Numba ``numpy.fft``/``scipy.fft``)."""
+    rocket-fft, which gives Numba ``numpy.fft``/``scipy.fft``).  ``applied``: an operator N applies, which needs
+    no basis: a matrix is applied by its product ("matrix")."""
     import importlib.util
+    if applied and isinstance(op, _ops.Matrix):
+        return Basis("matrix", op.shape)
     e = op.eigenbasis()
     if e is None:
         return None
     b = Basis(e.kind, tuple(e.grid), e.species, _folded(op) is not None)
-    if b.kind not in ("diagonal", "cdiagonal") and not b.matrix and importlib.util.find_spec("rocket_fft") is None:
-        return None
-    return b
+    fft = b.kind.lstrip("c") in ("fourier", "dst", "dct") and not b.matrix
+    return None if fft and importlib.util.find_spec("rocket_fft") is None else b
+
+
+def _kernel_arrays(op, applied: bool = False) -> tuple:
+    """(eigenvalues, F, Bm): what the compiled kernel's transforms of ``op`` (:func:`_basis`) read — the folded
+    halves of a small type-I transform's matrices, a matrix's eigenvector products (V⁻¹, V), an applied matrix
+    itself, else empty."""
+    if applied and isinstance(op, _ops.Matrix):
+        return np.zeros(0), np.ascontiguousarray(op.dense()), np.zeros((0, 0))
+    e = op.eigenbasis()
+    if e.kind.startswith("eigen"):
+        return (np.ascontiguousarray(e.eigenvalues), *e.matrices)
+    return (np.ascontiguousarray(e.eigenvalues), *(_folded(op) or (np.zeros((0, 0, 0)),) * 2))
 
 
 def _folded(op):
@@ -620,7 +633,8 @@ def _folded(op):
     (``field_runtime.mirrored_halves``), kept on the operator; None where it has none or they do not fold."""
     if "_folded" not in op.__dict__:
         e = op.eigenbasis()
-        halves = [mirrored_halves(m) for m in e.matrices] if e is not None and e.matrices else [None]
+        halves = ([mirrored_halves(m) for m in e.matrices] if e is not None and e.matrices
+                  and not e.kind.startswith("eigen") else [None])
         op.__dict__["_folded"] = None if any(h is None for h in halves) else tuple(halves)
     return op.__dict__["_folded"]
 

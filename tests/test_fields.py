@@ -332,6 +332,38 @@ def test_phi_of_non_normal_and_rotating_dense_matrices_match_scaling_and_squarin
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
 
 
+def test_matrix_operators_run_compiled_in_their_eigenvector_basis():
+    """A dense matrix with an eigendecomposition runs the compiled kernel, summing in its eigenvector basis
+    (operators.Eigenvectors): the Dirichlet stencil (eigh, real) with ETDRK4 matches the same L as sk.laplacian
+    (the DST-I basis, numpy driver); the periodic advection–diffusion circulant (eig, complex pairs) with adaptive
+    ETDRK3 and a matrix ∂x inside N (applied by its product) matches the Fourier operators' solve, step for step."""
+    n, h = 24, 1.0 / 25
+    x = np.arange(1, n + 1) * h
+    u = sk.field("u", n)
+    stencil = sk.FieldODE(u, linear=sk.matrix(n, 0.05 * _stencil(n, h, "dirichlet")), nonlinear=u - u**3)
+    dst = sk.FieldODE(u, linear=0.05 * sk.laplacian(n, h, "dirichlet"), nonlinear=u - u**3)
+    a, b = (sk.solve(sk.FieldProblem(m, np.sin(np.pi * x), (0.0, 1.0)), "ETDRK4", dt=0.05, backend=be)
+            for m, be in ((stencil, None), (dst, "numpy")))
+    assert (a.backend, b.backend) == ("fields-numba", "fields")
+    np.testing.assert_allclose(a.y, b.y, rtol=0, atol=1e-12)
+    n, ell = 32, 2 * np.pi
+    dx = ell / n
+    shift = np.roll(np.eye(n), 1, axis=1)
+    circulant = 0.1 * (shift + shift.T - 2 * np.eye(n)) / dx**2 - (shift - shift.T) / (2 * dx)   # 0.1 ∂² − ∂
+    v = sk.field("v", n)
+    xs = np.arange(n) * dx
+    solves = []
+    for L, Dx, be in ((sk.matrix(n, circulant), sk.matrix(n, (shift - shift.T) / (2 * dx)), None),
+                      (sk.fourier(n, ell, lambda k: -0.1 * (2 - 2 * np.cos(k * dx)) / dx**2 - 1j * np.sin(k * dx) / dx),
+                       sk.fourier(n, ell, lambda k: 1j * np.sin(k * dx) / dx), "numpy")):
+        model = sk.FieldODE(v, linear=L, nonlinear=-Dx(v**2) / 4)
+        solves.append(sk.solve(sk.FieldProblem(model, 1 + np.sin(xs) / 2, (0.0, 2.0)), "ETDRK3", rtol=1e-7,
+                               atol=1e-9, backend=be))
+    a, b = solves
+    assert (a.backend, b.backend) == ("fields-numba", "fields") and step_counts(a) == step_counts(b)
+    np.testing.assert_allclose(a.y, b.y, rtol=0, atol=1e-11)
+
+
 def test_review_fixes_fields():
     """Fields of one name and different grids are different symbols; an odd symbol (∂x) gives 0 at the
     Nyquist mode of every even axis (2-D too); adaptive solves keep a bounded memo of operator values;
@@ -422,6 +454,7 @@ def test_phi_actions_of_large_matrices_match_dense_expm_and_fft(monkeypatch, nam
     from sdekit.kernels import operators
     monkeypatch.setattr(operators, "DENSE_FUNCTIONS_MAX", 0)
     monkeypatch.setattr(operators, "SPARSE_FUNCTIONS_MAX", 0)
+    monkeypatch.setattr(operators, "SPARSE_EIGEN_MAX", 0)
     n = 40
     if name == "banded":
         A = _random_banded(n, 3) * 4.0
@@ -581,8 +614,8 @@ def test_compiled_field_kernel_agrees_with_the_numpy_driver_per_basis(name):
 
 def test_compiled_field_kernel_is_chosen_and_can_be_refused():
     """Fixed and adaptive steps take the compiled kernel where every operator has a fast basis (inspect prints
-    it), complex spectra too; exponential Rosenbrock and matrix operators take the numpy driver; asking for what
-    cannot be is named."""
+    it), complex spectra too; exponential Rosenbrock and defective matrix operators take the numpy driver; asking
+    for what cannot be is named."""
     prob = _manufactured()
     assert "def forcing(u, t, out" in sk.inspect(prob, "ETDRK4")
     assert "def forcing(" not in sk.inspect(prob, "ETDRK4", backend="numpy")
@@ -595,8 +628,8 @@ def test_compiled_field_kernel_is_chosen_and_can_be_refused():
         sk.solve(prob, "ETDRK4", dt=0.1, backend="cuda")
     n = 12
     u = sk.field("u", n)
-    A = scipy.sparse.diags([1.0, -2.0, 1.0], [-1, 0, 1], shape=(n, n)).toarray()
-    matrix = sk.FieldProblem(sk.FieldODE(u, linear=sk.matrix(n, A), nonlinear=-u**3), np.ones(n) * 0.1, (0.0, 1.0))
+    upwind = 3.0 * (np.eye(n, k=-1) - np.eye(n))        # defective: no eigenvector basis
+    matrix = sk.FieldProblem(sk.FieldODE(u, linear=sk.matrix(n, upwind), nonlinear=-u**3), np.ones(n) * 0.1, (0.0, 1.0))
     assert sk.solve(matrix, "ETDRK4", dt=0.1).backend == "fields"
     with pytest.raises(sk.ModelError, match="backend='numpy'"):
         sk.solve(matrix, "ETDRK4", dt=0.1, backend="numba")
@@ -702,10 +735,13 @@ def test_review_fixes_scaled_operators_fourier_pairs_and_inputs():
     np.testing.assert_allclose(a.y, b.y, rtol=0, atol=1e-13)
 
 
-def test_a_sparse_stencil_applies_its_phi_as_actions_and_agrees_with_dense_functions():
-    """A sparse matrix operator above SPARSE_FUNCTIONS_MAX unknowns takes φ-actions; the same matrix given dense
-    takes dense φ-functions: the same ETDRK4 solution (a non-symmetric 2-D upwind advection–diffusion stencil)."""
+def test_a_sparse_stencil_applies_its_phi_as_actions_and_agrees_with_dense_functions(monkeypatch):
+    """A sparse matrix operator above SPARSE_EIGEN_MAX unknowns (lowered here) takes φ-actions; the same matrix
+    given dense takes its eigenvectors: the same ETDRK4 solution (a non-symmetric 2-D upwind advection–diffusion
+    stencil)."""
+    from sdekit.kernels import operators
     from sdekit.kernels.operators import SPARSE_FUNCTIONS_MAX, PhiAction
+    monkeypatch.setattr(operators, "SPARSE_EIGEN_MAX", SPARSE_FUNCTIONS_MAX)
     m = 10
     D2 = scipy.sparse.diags([1.0, -2.0, 1.0], [-1, 0, 1], shape=(m, m)) * m**2
     D1 = scipy.sparse.diags([-1.0, 1.0], [-1, 0], shape=(m, m)) * m
