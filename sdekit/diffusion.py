@@ -16,7 +16,7 @@ import sympy as sp
 from sdekit.symbols import t
 
 __all__ = ["Schedule", "DiscreteVP", "GaussianMixture", "MLPNetwork", "sample", "timesteps", "nfe", "SAMPLERS", "STOCHASTIC",
-           "probability_flow", "reverse_sde", "network", "invert", "edict", "bdia", "reversible_heun", "rf_solver", "fireflow", "controlled", "vp_linear", "vp_cosine", "vp", "sub_vp", "ve", "edm", "flow_matching",
+           "START_CALLS", "probability_flow", "reverse_sde", "network", "invert", "edict", "bdia", "reversible_heun", "rf_solver", "fireflow", "controlled", "vp_linear", "vp_cosine", "vp", "sub_vp", "ve", "edm", "flow_matching",
            "mean_reverting"]
 
 
@@ -216,7 +216,7 @@ class DiscreteVP:
         return np.interp(log_alpha, self.log_alpha[::-1], self.t_grid[::-1])
 
 
-from sdekit.sampling import SAMPLERS, STOCHASTIC, nfe, sample, timesteps  # noqa: E402  (the samplers read these schedules)
+from sdekit.sampling import SAMPLERS, START_CALLS, STOCHASTIC, nfe, sample, timesteps  # noqa: E402  (the samplers read these schedules)
 from sdekit.nets import MLPNetwork  # noqa: E402
 from sdekit.diffusion_models import network, probability_flow, reverse_sde  # noqa: E402
 from sdekit.inversion import bdia, controlled, edict, fireflow, invert, reversible_heun, rf_solver  # noqa: E402

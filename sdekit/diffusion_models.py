@@ -31,7 +31,8 @@ from sdekit.kernels.cuda_arrays import host, like
 from sdekit.sampling import ALIASES
 
 #: what ``solve(problem, sampler, ...)`` takes besides the problem and sampler
-SAMPLER_OPTIONS = ("ts", "dt", "seed", "backend", "lower_order_final", "eta", "thresholding", "sample_max_value")
+SAMPLER_OPTIONS = ("ts", "dt", "seed", "backend", "lower_order_final", "eta", "thresholding", "sample_max_value",
+                   "warmup")
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,8 @@ def solve_sampler(target, method: str, dt=None, **options):
     """``solve(target, sampler, ts=...)`` of a :func:`probability_flow` / :func:`reverse_sde` problem or Ensemble:
     the sampler (``sdekit.sampling.sample``) on the whole batch, from tspan's t0 down to t1 over ``ts`` (or
     equal steps ``dt``).  Options: ``seed`` (single SDE problems), ``backend`` ("numpy": the network runs on
-    the host), ``lower_order_final``, ``eta`` (DDIM on the reverse SDE), ``thresholding``, ``sample_max_value``.
+    the host), ``lower_order_final``, ``eta`` (DDIM on the reverse SDE), ``thresholding``, ``sample_max_value``,
+    ``warmup`` (``sampling.sample``).
     Saves (t0, t1); ``stats["nf"]`` counts the network calls (``sk.diffusion.nfe``)."""
     from sdekit.abi import SUCCESS, UNSTABLE
     from sdekit.problem import unknown_keyword

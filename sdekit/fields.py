@@ -125,6 +125,10 @@ class Operator:
         return _ops.Species([self.runtime, self.runtime])      # real: Re z and Im z apart
 
     def __mul__(self, c):
+        if isinstance(c, sp.Basic) and not (isinstance(c, sp.Expr) and c.is_number):
+            raise ModelError(f"{c} * {self!r}: a linear operator takes numbers as coefficients, not symbols or params "
+                             "(params inside a field's linear part are not supported yet); write the term in the "
+                             f"nonlinearity instead, e.g. nonlinear={c} * op(u)")
         if not np.isscalar(c) and not (isinstance(c, sp.Expr) and c.is_number):
             return NotImplemented
         c = complex(c)

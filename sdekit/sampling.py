@@ -56,6 +56,16 @@ UNIPC = tuple(m for m in SAMPLERS if m.startswith("unipc"))
 DEIS = tuple(m for m in SAMPLERS if m.startswith("deis"))
 #: samplers that carry earlier network outputs from step to step
 MULTISTEP = ("dpmsolver-2m", "dpmsolver++2m", "dpmsolver++3m", "dpmsolver++3m-compat") + UNIPC + DEIS + ("pndm", "ipndm")
+#: how a multistep sampler takes its first step: "lower" (diffusers': first order, then more points as they come) or
+#: "singlestep" (:data:`START_CALLS`)
+WARMUPS = ("lower", "singlestep")
+#: multistep samplers whose global order the "lower" warm-up caps — a first step of local error O(h^k) leaves
+#: O(h^k) in the global error (a multistep method of order q needs starting values to O(h^q)): the first-order
+#: start caps DPM-Solver++(3M) and DEIS-3 at 2 and the UniC-1-corrected start caps UniPC-3 (order 4) at 3, once
+#: the first step matters (a start near α = 0, t = 1, hides it). ``warmup="singlestep"`` takes that first step by
+#: a singlestep method of order q − 1 — DPM-Solver++(2S), DPM-Solver-2, DPM-Solver-3 — reusing the step's first
+#: network call: this many calls instead of one
+START_CALLS = {"dpmsolver++3m": 2, "deis3": 2, "unipc3-bh1": 3, "unipc3-bh2": 3}
 
 
 def sampler_method(method) -> str:
@@ -65,10 +75,12 @@ def sampler_method(method) -> str:
     return ALIASES.get(name, name)
 
 
-def nfe(method: str, steps: int) -> int:
+def nfe(method: str, steps: int, warmup: str = "lower") -> int:
     """Network calls of ``method`` over ``steps`` steps: its calls per step, and one extra for PNDM (its first
-    step is a pseudo improved-Euler step of two calls) and FireFlow (the first velocity)."""
-    return steps * SAMPLERS[method][2] + (method in ("pndm", "fireflow"))
+    step is a pseudo improved-Euler step of two calls) and FireFlow (the first velocity); ``warmup="singlestep"``
+    adds the calls of the first step's singlestep start (:data:`START_CALLS`) beyond its one."""
+    start = START_CALLS.get(method, 1) - 1 if warmup == "singlestep" and steps else 0
+    return steps * SAMPLERS[method][2] + (method in ("pndm", "fireflow")) + start
 PREDICTIONS = ("eps", "x0", "v", "flow")
 
 
@@ -466,14 +478,17 @@ class Network:
 
 def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: str = "eps", noise=None,
            lower_order_final: bool = False, eta: float = 0.0, uncond=None, guidance_scale: float | None = None,
-           thresholding: float | None = None, sample_max_value: float = 1.0, mean=None):
+           thresholding: float | None = None, sample_max_value: float = 1.0, mean=None, warmup: str = "lower"):
     """Integrate the probability-flow ODE of ``schedule`` from ``x`` at ts[0] to ts[-1] (decreasing
     times, e.g. :func:`timesteps`) with ``method`` (:data:`SAMPLERS`); the ``sde-`` samplers solve
     the reverse SDE and take ``noise``: a sequence (or callable of the step index) of standard
     normal arrays shaped like x, one per step (SDE-DPM-Solver++, methods.md §2.5; their strong
     order is 1, the listed order).  ``lower_order_final`` (multistep samplers: DPM-Solver++ 2M/3M, UniPC,
     DEIS): diffusers' rule of each — UniPC uses at most as many points as steps remain; DPM-Solver++ and
-    DEIS under 15 steps take the last step first order and the one before at most second.
+    DEIS under 15 steps take the last step first order and the one before at most second.  ``warmup``:
+    "lower" (diffusers' start, the default: it caps DPM-Solver++(3M), DEIS-3 and UniPC-3 one order below their
+    listed one where the first step matters) or "singlestep" (the first step by a singlestep method of one
+    order less, :data:`START_CALLS`: the listed order; one or two network calls more).
     ``eta`` (DDIM): η > 0 adds fresh noise each step, η = 1 being DDPM's ancestral sampler (Song et al. 2021,
     eq. (16)); it then takes ``noise`` as the ``sde-`` samplers do.  A grid may end where σ = 0 (diffusers'
     ``final_sigmas_type="zero"``): the last step is then x = x̂(x, s) for every sampler but the Euler ones
@@ -489,6 +504,8 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
     method = sampler_method(method)
     if method not in SAMPLERS:
         raise ValueError(f"unknown sampler {method!r}; available: {', '.join(SAMPLERS)}")
+    if warmup not in WARMUPS:
+        raise ValueError(f"warmup must be one of {WARMUPS}, got {warmup!r}")
     if not (np.isfinite(eta) and eta >= 0) or (eta and method != "ddim"):
         raise ValueError(f"eta is DDIM's noise level, a number >= 0 for method='ddim'; got eta={eta!r} for {method!r}")
     stochastic = method in STOCHASTIC or eta > 0
@@ -515,27 +532,27 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
         z, nfe = sample(schedule, lambda z, t: _shifted(model, z, t, mean, shift),
                         x - mean, ts, method, prediction, noise, lower_order_final, eta,
                         None if uncond is None else (lambda z, t: _shifted(uncond, z, t, mean, shift)),
-                        guidance_scale, thresholding, sample_max_value)
+                        guidance_scale, thresholding, sample_max_value, warmup=warmup)
         return z + mean, nfe
     schedule = Memo.of(schedule)
     draw = None if noise is None else noise if callable(noise) else noise.__getitem__
     if thresholding is None and TRACE:               # the run's step program, recorded once (sdekit.traced)
         scale = None if guidance_scale is None else float(guidance_scale)      # its value (a 0-d array, a tensor)
         key = (schedule.schedule, method, prediction, ts.tobytes(), float(eta), bool(lower_order_final),
-               uncond is not None, scale)                         # the schedule by identity
+               uncond is not None, scale, warmup)                 # the schedule by identity
 
         def record(program):
             probe = Network(lambda z, t: program.net(0, z, t), prediction, schedule,
                             None if uncond is None else (lambda z, t: program.net(1, z, t)), scale)
             result = _steps(schedule, probe, Token(program, 0), ts, sigma, method,
-                            None if draw is None else program.noise, lower_order_final, eta)
+                            None if draw is None else program.noise, lower_order_final, eta, warmup)
             program.finish(result, probe.calls)
         program = traced.program(key, record)
         if program is not None:
             checked = tuple(None if f is None else functools.partial(Network._apply, f) for f in (model, uncond))
             return program.replay(checked, x, draw), program.calls
     net = Network(model, prediction, schedule, uncond, guidance_scale, thresholding, sample_max_value)
-    x = _steps(schedule, net, x, ts, sigma, method, draw, lower_order_final, eta)
+    x = _steps(schedule, net, x, ts, sigma, method, draw, lower_order_final, eta, warmup)
     return (x.value() if isinstance(x, Lazy) else x), net.calls
 
 
@@ -543,7 +560,7 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
 TRACE = True
 
 
-def _steps(schedule, net, x, ts, sigma, method, draw, lower_order_final, eta):
+def _steps(schedule, net, x, ts, sigma, method, draw, lower_order_final, eta, warmup="lower"):
     """The sampler's steps over ``ts`` from x (the body of :func:`sample`, validated): a grid that ends at σ = 0
     (diffusers' final_sigmas_type="zero") has λ = ∞ there, and every exponential sampler's last step tends to
     x = x̂(x, s): taken first order, as diffusers forces it."""
@@ -554,7 +571,7 @@ def _steps(schedule, net, x, ts, sigma, method, draw, lower_order_final, eta):
         for i, (s, t) in enumerate(zip(core[:-1], core[1:])):
             x = _ddim_eta(schedule, net, x, float(s), float(t), eta, draw(i))
     elif core.size > 1:
-        x = run(schedule, net, x, core, method, draw, lower_order_final, ts.size - 1)
+        x = run(schedule, net, x, core, method, draw, lower_order_final, ts.size - 1, warmup)
     if to_zero:
         x = net.data(x, float(core[-1]))
     return x.value() if isinstance(x, Lazy) else x
@@ -600,23 +617,26 @@ def _ddim_eta(schedule, net, x, s, t, eta, z):
     return a_t * x0 + math.sqrt(max(s_t * s_t - c * c, 0.0)) * ((x - a_s * x0) / s_s) + c * z
 
 
-def run(schedule, net, x, ts, method, noise=None, lower_order_final: bool = False, total_steps=None):
+def run(schedule, net, x, ts, method, noise=None, lower_order_final: bool = False, total_steps=None,
+        warmup: str = "lower"):
     """``method`` over the grid ``ts`` in either direction (decreasing: sampling; increasing: the
     explicit inversion of :mod:`sdekit.inversion`), ``net`` a :class:`Network`; ``total_steps``: the
-    whole run's steps when ``ts`` is its beginning (``lower_order_final`` counts from the run's end)."""
+    whole run's steps when ``ts`` is its beginning (``lower_order_final`` counts from the run's end);
+    ``warmup``: see :func:`sample`."""
     total = len(ts) - 1 if total_steps is None else total_steps
+    start = warmup == "singlestep" and method in START_CALLS
     if method in UNIPC:
         order, variant = int(method[5]), method.split("-")[1]
-        return _unipc(schedule, net, x, ts, order, variant, lower_order_final, total)
+        return _unipc(schedule, net, x, ts, order, variant, lower_order_final, total, start)
     if method in DEIS:
-        return _deis(schedule, net, x, ts, int(method[4]), lower_order_final, total)
+        return _deis(schedule, net, x, ts, int(method[4]), lower_order_final, total, start)
     if method in ("pndm", "ipndm"):
         return _pndm(schedule, net, x, ts, improved=method == "ipndm")
     if method in ("rf-solver-2", "fireflow"):
         return _straightened(schedule, net, x, ts, method)
     if method in MULTISTEP or method in STOCHASTIC:
         draw = noise if callable(noise) or noise is None else noise.__getitem__
-        return _multistep(schedule, net, x, ts, method, draw, lower_order_final, total)
+        return _multistep(schedule, net, x, ts, method, draw, lower_order_final, total, start)
     step = SINGLESTEP[method]
     for s, t in zip(ts[:-1], ts[1:]):
         x = step(schedule, net, x, float(s), float(t))
@@ -637,24 +657,24 @@ def _ddim(schedule, net, x, s, t):
     return (s_t / s_s) * x + (a_t * h * phi_scalar(1, -h)) * net.data(x, s)
 
 
-def _dpm2(schedule, net, x, s, t, r1=0.5):
-    """DPM-Solver-2 (Lu et al. 2022, noise prediction, r_1 = ½; methods.md §2.3)."""
+def _dpm2(schedule, net, x, s, t, r1=0.5, e_s=None):
+    """DPM-Solver-2 (Lu et al. 2022, noise prediction, r_1 = ½; methods.md §2.3); ``e_s``: ε(x, s) if known."""
     a_s, a_t, s_s, s_t, h = _coef(schedule, s, t)
     s1 = float(schedule.t_of_lambda(float(schedule("lam", s)) + r1 * h))
     a_1, s_1 = float(schedule("alpha", s1)), float(schedule("sigma", s1))
-    e_s = net.noise(x, s)
+    e_s = net.noise(x, s) if e_s is None else e_s
     u = (a_1 / a_s) * x - (s_1 * math.expm1(r1 * h)) * e_s
     e_1 = net.noise(u, s1)
     return (a_t / a_s) * x - (s_t * math.expm1(h)) * e_s - (s_t / (2 * r1) * math.expm1(h)) * (e_1 - e_s)
 
 
-def _dpm3(schedule, net, x, s, t, r1=1 / 3, r2=2 / 3):
-    """DPM-Solver-3 (r_1 = ⅓, r_2 = ⅔; methods.md §2.3)."""
+def _dpm3(schedule, net, x, s, t, r1=1 / 3, r2=2 / 3, e_s=None):
+    """DPM-Solver-3 (r_1 = ⅓, r_2 = ⅔; methods.md §2.3); ``e_s``: ε(x, s) if known."""
     a_s, a_t, s_s, s_t, h = _coef(schedule, s, t)
     l_s = float(schedule("lam", s))
     s1, s2 = (float(schedule.t_of_lambda(l_s + r * h)) for r in (r1, r2))
     a_1, s_1, a_2, s_2 = (float(schedule(w, u)) for u in (s1, s2) for w in ("alpha", "sigma"))
-    e_s = net.noise(x, s)
+    e_s = net.noise(x, s) if e_s is None else e_s
     u1 = (a_1 / a_s) * x - (s_1 * math.expm1(r1 * h)) * e_s
     e_1 = net.noise(u1, s1)
     u2 = ((a_2 / a_s) * x - (s_2 * math.expm1(r2 * h)) * e_s
@@ -663,12 +683,12 @@ def _dpm3(schedule, net, x, s, t, r1=1 / 3, r2=2 / 3):
     return (a_t / a_s) * x - (s_t * math.expm1(h)) * e_s - (s_t / r2 * (math.expm1(h) / h - 1)) * (e_2 - e_s)
 
 
-def _dpmpp2s(schedule, net, x, s, t, r1=0.5):
-    """DPM-Solver++(2S) (Lu et al. 2022b, data prediction, r_1 = ½; methods.md §2.4)."""
+def _dpmpp2s(schedule, net, x, s, t, r1=0.5, m_0=None):
+    """DPM-Solver++(2S) (Lu et al. 2022b, data prediction, r_1 = ½; methods.md §2.4); ``m_0``: x̂(x, s) if known."""
     a_s, a_t, s_s, s_t, h = _coef(schedule, s, t)
     s1 = float(schedule.t_of_lambda(float(schedule("lam", s)) + r1 * h))
     a_1, s_1 = float(schedule("alpha", s1)), float(schedule("sigma", s1))
-    m_0 = net.data(x, s)
+    m_0 = net.data(x, s) if m_0 is None else m_0
     u = (s_1 / s_s) * x - (a_1 * math.expm1(-r1 * h)) * m_0
     m_1 = net.data(u, s1)
     return (s_t / s_s) * x - (a_t * math.expm1(-h)) * m_0 - (a_t / (2 * r1) * math.expm1(-h)) * (m_1 - m_0)
@@ -701,11 +721,12 @@ def _heun(schedule, net, x, s, t):
     return (a_t / a_s) * x + (0.5 * a_t * dsig) * (d + net.noise(pred, t))
 
 
-def _multistep(schedule, net, x, ts, method, noise=None, lower_order_final=False, total=None):
+def _multistep(schedule, net, x, ts, method, noise=None, lower_order_final=False, total=None, start=False):
     """DPM-Solver++(2M) ("midpoint") and (3M): one network call per step, the first steps at
     lower order (warm-up); 3M's D2 weight is 2hφ_3(−h) (exact) or hφ_3(−h) ("-compat").  DPM-Solver-2M
     (``"dpmsolver-2m"``, Lu et al. 2022b §3 on ε; diffusers' ``algorithm_type="dpmsolver"``, midpoint) is the
-    same recipe on the noise prediction, x_t = (α_t/α_s) x − σ_t (e^h − 1)(D0 + ½ D1).
+    same recipe on the noise prediction, x_t = (α_t/α_s) x − σ_t (e^h − 1)(D0 + ½ D1).  ``start``: 3M's first
+    step by DPM-Solver++(2S) (:data:`START_CALLS`).
     SDE-DPM-Solver++(1, 2M): the exact linear part and noise covariance of the reverse SDE,
     x_t = (σ_t/σ_s)e^{−h} x_s + α_t(1 − e^{−2h})(D0 + ½D1) + σ_t √(1 − e^{−2h}) z (methods.md §2.5)."""
     if method in STOCHASTIC:
@@ -727,7 +748,9 @@ def _multistep(schedule, net, x, ts, method, noise=None, lower_order_final=False
         steps = len(ts) - 1 if total is None else total
         if lower_order_final and steps < 15:       # diffusers' rule: first order last, at most second before
             k = 1 if i == steps - 1 else min(k, 2) if i == steps - 2 else k
-        if k >= 2:
+        if start and i == 0:
+            x_new = _dpmpp2s(schedule, net, x, s, t, m_0=m0)
+        elif k >= 2:
             r0 = (hist[0][0] - hist[1][0]) / h
             d1_0 = (1.0 / r0) * (m0 - hist[1][1])
             if k == 2:
@@ -804,11 +827,12 @@ def _unipc_update(schedule, lams, ms, x, i, t, order, variant, m_new=None):
     return x_t - (a_t * B) * res
 
 
-def _unipc(schedule, net, x, ts, order, variant, lower_order_final=False, total=None):
+def _unipc(schedule, net, x, ts, order, variant, lower_order_final=False, total=None, start=False):
     """UniPC-p (Zhao et al. 2023): at every grid point the network's data prediction first corrects the
     point just reached (UniC, with the order of the predictor that reached it), then predicts the next
     (UniP-p, warming up from order 1); no network call beyond one per step: the last point is not
-    corrected.  ``lower_order_final``: at most as many points as steps remain (diffusers' rule)."""
+    corrected.  ``lower_order_final``: at most as many points as steps remain (diffusers' rule).  ``start``: the
+    first step by DPM-Solver-3 (:data:`START_CALLS`), its point not corrected."""
     lams = [(float(t), float(v)) for t, v in zip(ts, schedule("lam", ts))]
     ms, steps, last = [], len(ts) - 1, None
     total = steps if total is None else total
@@ -820,6 +844,10 @@ def _unipc(schedule, net, x, ts, order, variant, lower_order_final=False, total=
             if isinstance(x, Lazy):               # the corrected point is used twice (next predictor, corrector)
                 x.value()
         ms.append(m)
+        if start and i == 0:                          # ε from the call just made: ε = (x − α x̂)/σ
+            a_s, s_s = float(schedule("alpha", float(ts[0]))), float(schedule("sigma", float(ts[0])))
+            x = _dpm3(schedule, net, x, float(ts[0]), float(ts[1]), e_s=(x - a_s * m) / s_s)
+            continue
         p = min(order, total - i) if lower_order_final else order
         p = min(p, i + 1)
         last = (x, p)
@@ -841,11 +869,11 @@ def _deis_weights(p: int):
     return sp.lambdify((r, *us), out, "math")
 
 
-def _deis(schedule, net, x, ts, order, lower_order_final=False, total=None):
+def _deis(schedule, net, x, ts, order, lower_order_final=False, total=None, start=False):
     """tAB-DEIS of order p (``deis{p}``): x_t = α_t (x_s/α_s + Σ_j w_j ε_j), w_j = ∫_{ρ_s}^{ρ_t} ℓ_j(log ρ) dρ
     over the noise predictions at the last p points; one network call per step, warming up from order 1.
     ``lower_order_final`` is diffusers' rule: under 15 steps, the last step is first order, the one before
-    at most second."""
+    at most second; ``start``: the first step by DPM-Solver-2 (:data:`START_CALLS`)."""
     rho = [float(sg / a) for sg, a in zip(schedule("sigma", ts), schedule("alpha", ts))]
     alpha = [float(a) for a in schedule("alpha", ts)]
     steps, hist = len(ts) - 1, []
@@ -853,6 +881,9 @@ def _deis(schedule, net, x, ts, order, lower_order_final=False, total=None):
     for i in range(steps):
         hist.insert(0, net.noise(x, float(ts[i])))
         del hist[order:]
+        if start and i == 0:
+            x = _dpm2(schedule, net, x, float(ts[0]), float(ts[1]), e_s=hist[0])
+            continue
         p = min(order, i + 1)
         if lower_order_final and total < 15:
             p = 1 if i == total - 1 else min(p, 2) if i == total - 2 else p
