@@ -180,6 +180,9 @@ def test_field_errors_name_what_is_wrong():
         sk.FieldODE(u, linear=sk.fourier(9, 1.0, lambda k: -k**2))
     with pytest.raises(sk.ModelError, match="a"):
         sk.FieldODE(u, linear=L, nonlinear=u * sp.Symbol("a"))
+    for c in (sk.params("D"), sp.Symbol("a")):       # was Python's TypeError (Param * Operator)
+        with pytest.raises(sk.ModelError, match="numbers as coefficients.*in the nonlinearity"):
+            c * L
     model = sk.FieldODE(u, linear=L, nonlinear=-u**3)
     with pytest.raises(ValueError, match="shape"):
         sk.FieldProblem(model, np.zeros(7), (0, 1))
