@@ -100,7 +100,8 @@ class Basis:
     without its numbers): ``kind`` "diagonal" | "fourier" | "dst" | "dct" on a real field, "c" + one of them on
     a complex field's real pair (``kernels.operators.Complexified``: "cfourier" is the full FFT), "eigen" |
     "eigen-complex" (a matrix's eigenvectors, real or complex: ``kernels.operators.Eigenvectors``, transformed
-    by the products F = V⁻¹, Bm = V), or "matrix" (an operator inside N applied by its matrix F, no basis); the
+    by the products F = V⁻¹, Bm = V), or "matrix" / "sparse" (an operator inside N applied by its matrix F, or by
+    its CSR arrays (eig, F, Bm) = (data, indices, indptr): no basis); the
     ``grid``, the stacked ``species``, and whether the 1-D transform is applied as its ``matrix``."""
 
     kind: str
@@ -128,7 +129,7 @@ def _real_call(kind: str, matrix: bool, grid: tuple, F: str, v: str) -> str:
     vector ``v`` as a Numba expression (rocket-fft gives ``numpy.fft`` and ``scipy.fft`` inside Numba); ``F``:
     "F" for the forward transform, "Bm" for the backward one (their matrices, mirrored rows folded)."""
     forward = F == "F"
-    if kind in ("diagonal", "matrix"):
+    if kind in ("diagonal", "matrix", "sparse"):
         return v
     if kind == "eigen":
         return f"{F} @ np.ascontiguousarray({v})"
@@ -189,6 +190,8 @@ def _emit_transforms(w, name: str, b: Basis):
     with w.block(f"def apply_{name}(v, eig, F, Bm):"):
         if b.kind == "matrix":
             w("return F @ np.ascontiguousarray(v)  # the operator's matrix")
+        elif b.kind == "sparse":
+            w("return csr_product(eig, F, Bm, v)  # the operator's CSR arrays: data, indices, indptr")
         else:
             w(f"return bwd_{name}(eig * fwd_{name}(v, F, Bm), F, Bm)")
     w()
@@ -355,7 +358,7 @@ def emit_field_numba(scheme, model, basis: Basis, operators: dict, adaptive: boo
     for line in ("import math", "import numba", "import numpy as np", "import scipy.fft",
                  "from sdekit.kernels.numba_runtime import tanh64 as nb_tanh",
                  "from sdekit.kernels.numba_runtime import nan_max, nan_min",
-                 "from sdekit.kernels.field_runtime import mirrored_product, pair_of",
+                 "from sdekit.kernels.field_runtime import csr_product, mirrored_product, pair_of",
                  f"from sdekit.kernels.matfun import {'phi_complex_scalar' if complex_spectrum else 'phi_scalar'} as phi"):
         w(line)
     model_args = arguments[3:] if adaptive else arguments[4:]      # after opvals, L_eig, L_F, L_B

@@ -129,6 +129,19 @@ def mirrored_halves(M):
 
 
 @numba.njit(**JIT_FLAGS)
+def csr_product(data, indices, indptr, v):
+    """A v for A in CSR form (``scipy.sparse.csr_matrix``'s data, indices, indptr): an operator inside N."""
+    n = indptr.size - 1
+    out = np.zeros(n)
+    for i in range(n):
+        acc = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            acc += data[k] * v[indices[k]]
+        out[i] = acc
+    return out
+
+
+@numba.njit(**JIT_FLAGS)
 def mirrored_product(halves, v):
     """M v from :func:`mirrored_halves` (M's top half, even and odd columns): two (n/2)-square products in place
     of one n-square, a = E v_even, b = O v_odd, (M v)_j = a_j + b_j and (M v)_{n-1-j} = a_j - b_j."""

@@ -551,8 +551,8 @@ class Species(Operator):
             return None
         if parts[0].kind.startswith("eigen") and any(p.matrices[1] is not parts[0].matrices[1] for p in parts):
             return None                   # matrices with other eigenvectors: no one basis
-        return Eigenbasis(parts[0].kind, parts[0].grid, len(parts), np.concatenate([p.eigenvalues for p in parts]),
-                          parts[0].matrices)
+        return Eigenbasis(parts[0].kind, parts[0].grid, sum(p.species for p in parts),    # nested: complex fields
+                          np.concatenate([p.eigenvalues for p in parts]), parts[0].matrices)
 
     def values(self, poly, h, cache):
         caches = cache.setdefault("species", [{} for _ in self.ops])

@@ -125,10 +125,7 @@ class Operator:
         return _ops.Species([self.runtime, self.runtime])      # real: Re z and Im z apart
 
     def __mul__(self, c):
-        if isinstance(c, sp.Basic) and not (isinstance(c, sp.Expr) and c.is_number):
-            raise ModelError(f"{c} * {self!r}: a linear operator takes numbers as coefficients, not symbols or params "
-                             "(params inside a field's linear part are not supported yet); write the term in the "
-                             f"nonlinearity instead, e.g. nonlinear={c} * op(u)")
+        _number_coefficient(c, self)
         if not np.isscalar(c) and not (isinstance(c, sp.Expr) and c.is_number):
             return NotImplemented
         c = complex(c)
@@ -151,6 +148,7 @@ class Operator:
     __rmul__ = __mul__
 
     def __truediv__(self, c):
+        _number_coefficient(c, self)
         if not np.isscalar(c) and not (isinstance(c, sp.Expr) and c.is_number):
             return NotImplemented
         return self * (1 / complex(c))
@@ -172,6 +170,14 @@ class Operator:
 
     def __sub__(self, other):
         return self + (-other)
+
+
+def _number_coefficient(c, op):
+    """Refuse a sympy symbol or param as an operator's coefficient with a message (not Python's TypeError)."""
+    if isinstance(c, sp.Basic) and not (isinstance(c, sp.Expr) and c.is_number):
+        raise ModelError(f"{c} times {op!r}: a linear operator takes numbers as coefficients, not symbols or params "
+                         "(params inside a field's linear part are not supported yet); write the term in the "
+                         f"nonlinearity instead, e.g. nonlinear={c} * op(u)")
 
 
 def _scaled(r, c):
@@ -611,7 +617,8 @@ def _basis(op, applied: bool = False):
     no basis: a matrix is applied by its product ("matrix")."""
     import importlib.util
     if applied and isinstance(op, _ops.Matrix):
-        return Basis("matrix", op.shape)
+        kind = _applied_matrix(op)[0]
+        return None if kind is None else Basis(kind, op.shape)
     e = op.eigenbasis()
     if e is None:
         return None
@@ -625,11 +632,26 @@ def _kernel_arrays(op, applied: bool = False) -> tuple:
     halves of a small type-I transform's matrices, a matrix's eigenvector products (V⁻¹, V), an applied matrix
     itself, else empty."""
     if applied and isinstance(op, _ops.Matrix):
-        return np.zeros(0), np.ascontiguousarray(op.dense()), np.zeros((0, 0))
+        return _applied_matrix(op)[1]
     e = op.eigenbasis()
     if e.kind.startswith("eigen"):
         return (np.ascontiguousarray(e.eigenvalues), *e.matrices)
     return (np.ascontiguousarray(e.eigenvalues), *(_folded(op) or (np.zeros((0, 0, 0)),) * 2))
+
+
+def _applied_matrix(op) -> tuple:
+    """How the compiled kernel applies a matrix operator inside N: ("sparse", (data, indices, indptr)) where it is
+    sparse or mostly zeros (``Matrix.action_matrix``: CSR), ("matrix", (∅, A, ∅)) for a dense one up to
+    ``DENSE_FUNCTIONS_MAX`` unknowns, else (None, None): the numpy driver."""
+    from scipy import sparse
+    A = op.action_matrix()
+    if sparse.issparse(A):
+        A = sparse.csr_matrix(A)
+        return "sparse", (np.ascontiguousarray(A.data, dtype=float), np.ascontiguousarray(A.indices, dtype=np.int64),
+                          np.ascontiguousarray(A.indptr, dtype=np.int64))
+    if op.size <= _ops.DENSE_FUNCTIONS_MAX:
+        return "matrix", (np.zeros(0), np.ascontiguousarray(op.dense()), np.zeros((0, 0)))
+    return None, None
 
 
 def _folded(op):

@@ -77,7 +77,10 @@ def sampler_method(method) -> str:
 def nfe(method: str, steps: int, warmup: str = "lower") -> int:
     """Network calls of ``method`` over ``steps`` steps: its calls per step, and one extra for PNDM (its first
     step is a pseudo improved-Euler step of two calls) and FireFlow (the first velocity); ``warmup="singlestep"``
-    adds the calls of the first step's singlestep start (:data:`START_CALLS`) beyond its one."""
+    adds the calls of the first step's singlestep start (:data:`START_CALLS`) beyond its one (not taken on a grid of
+    one step that ends at σ = 0: that step is x̂ alone, one call)."""
+    if warmup not in WARMUPS:
+        raise ValueError(f"warmup must be one of {WARMUPS}, got {warmup!r}")
     start = START_CALLS.get(method, 1) - 1 if warmup == "singlestep" and steps else 0
     return steps * SAMPLERS[method][2] + (method in ("pndm", "fireflow")) + start
 PREDICTIONS = ("eps", "x0", "v", "flow")
@@ -861,7 +864,7 @@ def _deis_weights(rho_s: float, rho_t: float, us: list) -> list:
     (φ_{m+1}(z) = ∫_0^1 e^{(1−θ)z} θ^m/m! dθ): w_j = ρ_s Σ_m c_jm V^{m+1} m! e^V φ_{m+1}(−V), no cancellation at
     small steps (a difference of sympy's antiderivatives at ρ_t and ρ_s lost ~Δu^{1−p} of its digits: DEIS-3's
     error rose from 1.8e-10 to 4.7e-9 between 1024 and 2048 steps)."""
-    V = math.log(rho_t / rho_s)
+    V = math.log1p((rho_t - rho_s) / rho_s)           # log(ρ_t/ρ_s) to its last digits at small steps
     v = [u - us[0] for u in us]
     ints = [V ** (m + 1) * math.factorial(m) * math.exp(V) * phi_scalar(m + 1, -V) for m in range(len(v))]
     weights = []

@@ -214,6 +214,7 @@ def test_timesteps():
     (lambda: D.timesteps(D.DiscreteVP.scaled_linear(), 1000, "linspace"), "fewer than"),
     (lambda: D.GaussianMixture([[0, 0]], [-1.0]), "positive weight and std"),
     (lambda: D.sample(SCHEDULE, EPS, np.zeros((1, 2)), [1.0, 0.1], "ddim", warmup="rk"), "warmup must be one of"),
+    (lambda: D.nfe("deis3", 10, "rk"), "warmup must be one of"),
 ])
 def test_bad_sampler_input_is_named(call, match):
     with pytest.raises(ValueError, match=match):
