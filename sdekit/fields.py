@@ -341,7 +341,7 @@ class _ArrayModel:
 
     def numba_bases(self):
         """(L's :class:`Basis`, {N's operator function: Basis}) for the compiled field kernel, or None: an
-        operator without an eigenbasis (a matrix, species in different bases), or FFTs without rocket-fft."""
+        operator without an eigenbasis (a non-normal matrix, species in different bases), or FFTs without rocket-fft."""
         return None
 
     def compiled_numba(self, method: str, adaptive: bool = False):
@@ -830,8 +830,10 @@ def compiled_runs(model, backend, method: str, adaptive: bool = False) -> bool:
         return False
     bases = model.numba_bases()
     if backend == "numba" and bases is None:
-        raise ModelError("backend='numba' runs fields whose operators are diagonal, Fourier or DST/DCT (and FFTs "
-                         "need rocket-fft); this model has an operator without such a basis: use backend='numpy'")
+        raise ModelError("backend='numba' runs fields whose operators are diagonal, Fourier, DST/DCT (FFTs need "
+                         "rocket-fft) or matrices with well-conditioned eigenvectors (inside N: any matrix up to "
+                         "4096 unknowns, or sparse); this model has an operator without such a basis: use "
+                         "backend='numpy'")
     return bases is not None
 
 
