@@ -42,8 +42,12 @@ def _writable_or_temporary(root: Path) -> Path:
         os.unlink(probe)
         return root
     except OSError as e:
+        import atexit
+        import shutil
         stand_in = Path(tempfile.mkdtemp(prefix="sdekit-cache-"))
-        warnings.warn(f"the sdekit kernel cache {root} cannot be written ({e.strerror or e}); compiled kernels go to "
+        atexit.register(shutil.rmtree, stand_in, ignore_errors=True)      # this process's only: gone at exit
+        why = "it is a file" if root.is_file() else e.strerror or e
+        warnings.warn(f"the sdekit kernel cache {root} cannot be written ({why}); compiled kernels go to "
                       f"{stand_in} for this process only. Set SDEKIT_CACHE_DIR to a writable folder to keep them.",
                       RuntimeWarning, stacklevel=3)
         return stand_in
@@ -118,7 +122,8 @@ def runtime_fingerprint() -> str:
     from .. import abi
     here = Path(__file__).parent
     h = hashlib.sha256()
-    runtime = ("numba_runtime.py", "philox.py", "brownian.py", "numpy_runtime.py", "matfun.py")
+    runtime = ("numba_runtime.py", "philox.py", "brownian.py", "numpy_runtime.py", "matfun.py",
+               "field_runtime.py")        # every module whose njit functions generated kernels call
     for path in [here / name for name in runtime] + [Path(abi.__file__)]:
         h.update(path.read_bytes())
     return h.hexdigest()[:16]

@@ -49,7 +49,8 @@ def host(x):
     """x on the host: a torch tensor as numpy (detached, copied from its device), a CuPy array copied (``get``);
     anything else as it is."""
     if type(x).__module__.startswith("torch") and hasattr(x, "detach"):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        return (x.double() if str(x.dtype) in ("torch.bfloat16", "torch.float16") else x).numpy()  # no numpy bf16
     if is_cuda_array(x):
         return x.get()
     return x

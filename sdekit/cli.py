@@ -94,7 +94,20 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _check_demo(args):
+    """ValueError before a demo runs: a --out whose folder does not exist (the demo would run, then fail to write),
+    --backend for the demos that do not take one (their samplers run on the host)."""
+    folder = os.path.dirname(os.path.abspath(args.out)) if args.out else None
+    if folder is not None and not os.path.isdir(folder):
+        raise ValueError(f"--out {args.out!r}: the folder {folder} does not exist")
+    if args.backend is not None and args.which != "sde":
+        raise ValueError(f"--backend is the sde demo's (numba or numpy); 'demo {args.which}' runs its samplers on the "
+                         "host and takes none")
+
+
 def _run(args) -> int:
+    if args.cmd == "demo":
+        _check_demo(args)
     if args.cmd == "demo" and args.which == "diffusion":
         from sdekit.demo_diffusion import run_diffusion_demo
         out = "sdekit-diffusion.png" if args.out == "sdekit-demo.png" else args.out

@@ -196,6 +196,20 @@ def check_options(retries, store_format):
         raise ValueError(f"store_format must be one of {', '.join(map(repr, FORMATS))}, got {store_format!r}")
 
 
+def _check_store(store, memory_limit):
+    """ValueError naming a ``store`` that is not a folder path (empty, another type, an existing file) or a
+    ``memory_limit`` that is not a number of bytes > 0 (checked whatever else is given)."""
+    import os
+    if store is not None:
+        if not isinstance(store, (str, os.PathLike)) or not os.fspath(store):
+            raise ValueError(f"store must be a folder path (str or pathlib.Path), got {store!r}")
+        if os.path.exists(store) and not os.path.isdir(store):
+            raise ValueError(f"store {os.fspath(store)!r} is a file: give a folder path (new, or a store to resume)")
+    if memory_limit is not None and (isinstance(memory_limit, bool) or not isinstance(memory_limit, (int, float, np.integer))
+                                     or not memory_limit > 0):
+        raise ValueError(f"memory_limit must be a number of bytes > 0, got {memory_limit!r}")
+
+
 def solve_chunked(ens, method, dt=None, *, distributed=None, chunk_size=None, reduction=None, retries: int = 2,
                   store=None, store_format: str = "auto", memory_limit=None, progress: bool = False, **options):
     """``sdekit.solve`` of an Ensemble chunk by chunk (module docstring): on a dask cluster
@@ -209,6 +223,7 @@ def solve_chunked(ens, method, dt=None, *, distributed=None, chunk_size=None, re
     if not isinstance(ens, Ensemble):
         raise ValueError(f"chunked and distributed solves take an Ensemble, got {type(ens).__name__}")
     check_options(retries, store_format)
+    _check_store(store, memory_limit)
     local = plan(ens.chunk(0, 1), method, dt, **options)     # validate (and compile here) before anything runs
     red = None if reduction is None else _reduction(reduction)
     if red is not None and store is not None:

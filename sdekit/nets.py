@@ -14,16 +14,25 @@ def _to_numpy(x):
     return np.asarray(host(x), dtype=float)
 
 
+def is_torch_sequence(x) -> bool:
+    """A ``torch.nn.Sequential`` (or a subclass of it, or an ``nn.ModuleList``): layers in order."""
+    return any(c.__name__ in ("Sequential", "ModuleList") and c.__module__.startswith("torch")
+               for c in type(x).__mro__)
+
+
 def from_torch(seq, net) -> list:
-    """[(W, b), ...] of a ``torch.nn.Sequential`` of Linear layers and activations matching ``net``."""
-    layers, acts = [], []
+    """[(W, b), ...] of a ``torch.nn.Sequential`` of Linear layers and activations matching ``net``: Linear,
+    activation, Linear, ..., Linear, in that order (an activation elsewhere would be moved silently)."""
+    layers, acts, order = [], [], []
     for mod in seq:
         kind = type(mod).__name__
         if kind == "Linear":
             if mod.bias is None:
                 raise ValueError(f"net {net.name!r}: Linear layers need a bias")
             layers.append((_to_numpy(mod.weight), _to_numpy(mod.bias)))
+            order.append("Linear")
         elif kind in _TORCH_ACTIVATIONS:
+            order.append(kind)
             if kind == "Softplus" and (mod.beta != 1 or mod.threshold != 20):
                 raise ValueError(f"net {net.name!r}: only Softplus(beta=1) is supported")
             acts.append(_TORCH_ACTIVATIONS[kind])
@@ -32,6 +41,9 @@ def from_torch(seq, net) -> list:
     if any(a != net.activation for a in acts) or len(acts) != len(layers) - 1:
         raise ValueError(f"net {net.name!r}: the Sequential's activations {acts} do not match "
                          f"{len(layers) - 1} x {net.activation!r} hidden layers")
+    if any((kind == "Linear") != (i % 2 == 0) for i, kind in enumerate(order)):
+        raise ValueError(f"net {net.name!r}: the Sequential's modules {order} are not Linear, activation, Linear, "
+                         "..., Linear (an MLP applies its activation between Linear layers, none after the last)")
     return layers
 
 
@@ -44,7 +56,7 @@ def check_weights(net, weights, dtype) -> list:
             raise ValueError(f"External network {net.name!r}: nets={{{net.name!r}: fn}} needs a callable fn(X) on batches "
                              f"X (n, {net.sizes[0]}) returning (n, {net.sizes[1]}), got {type(weights).__name__}")
         return weights
-    if type(weights).__name__ == "Sequential":
+    if is_torch_sequence(weights):
         weights = from_torch(weights, net)
     if isinstance(weights, (str, bytes, os.PathLike)):
         raise ValueError(f"net {net.name!r}: weights must be a list of (W, b) pairs or a torch.nn.Sequential, got the "

@@ -28,28 +28,51 @@ from sdekit.kernels.cuda_arrays import host
 
 def fingerprint(ens, method: str, dt, options: dict) -> str:
     """What a store's chunks were computed from (not the chunking: the store keeps its own bounds,
-    so a restart on another cluster resumes them): a restart must match it."""
+    so a restart on another cluster resumes them): a restart must match it.  Options are hashed by name and value,
+    networks by their layout (sizes, activation) and weights — an External by its torch module's parameters, or a
+    plain function's name and bytecode (values it closes over are not seen) — and the sdekit version and runtime
+    fingerprint (an upgrade may change the Brownian paths)."""
+    from sdekit import __version__
+    from sdekit.kernels.cache import runtime_fingerprint
     from sdekit.nets import check_weights
     prob, form, h = ens.problem, ens.problem.model.form, hashlib.sha256()
-    for part in (type(prob.model).__name__, form.states, form.linear, form.affine, form.nonlinear, form.diffusion,
-                 form.noise, prob.tspan, sorted(prob.params), method, dt,
-                 sorted((k, repr(v)) for k, v in options.items() if not isinstance(v, (list, tuple, np.ndarray))),
+    listed = {k for k, v in options.items() if isinstance(v, (list, tuple, np.ndarray))}
+    for part in (__version__, runtime_fingerprint(), type(prob.model).__name__, form.states, form.linear, form.affine,
+                 form.nonlinear, form.diffusion, form.noise, prob.tspan, sorted(prob.params), method, dt,
+                 sorted((k, repr(v)) for k, v in options.items() if k not in listed),
+                 sorted((name, repr(net), net.sizes, getattr(net, "activation", None)) for name, net in form.nets.items()),
                  ens.n, ens.seed, ens.first):
         h.update(repr(part).encode())
     arrays = [np.ascontiguousarray(host(ens.y0), dtype=np.float64), prob.y0]   # a float32 y0 on the GPU: its values
     arrays += [np.asarray(host(v)) for _, v in sorted(ens.params().items())]
-    arrays += [np.asarray(v, dtype=float) for _, v in sorted(options.items()) if isinstance(v, (list, tuple, np.ndarray))]
+    for k in sorted(listed):
+        h.update(f"option {k}".encode())
+        arrays.append(np.asarray(options[k], dtype=float))
     if form.linear_numeric is not None:
         arrays.append(form.linear_numeric)
     for name in sorted(prob.nets):
         weights = check_weights(form.nets[name], prob.nets[name], np.float64)
-        if callable(weights):        # an External network: its callable's name (its parameters are the user's)
-            h.update(f"external {name} {getattr(weights, '__qualname__', type(weights).__name__)}".encode())
+        if callable(weights):        # an External network
+            h.update(_external_identity(name, weights))
             continue
         arrays += [x for pair in weights for x in pair]
     for a in arrays:
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
+
+
+def _external_identity(name: str, fn) -> bytes:
+    """An External network's callable as the store fingerprint sees it: a torch module's parameters and buffers
+    (a retrained network is another), else its qualified name and, for a Python function, its bytecode."""
+    out = hashlib.sha256(f"external {name} {getattr(fn, '__qualname__', type(fn).__name__)}".encode())
+    if hasattr(fn, "state_dict"):
+        for key, value in fn.state_dict().items():
+            out.update(key.encode())
+            out.update(np.ascontiguousarray(host(value)).tobytes())
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        out.update(code.co_code + repr(code.co_consts).encode())
+    return out.digest()
 
 
 FORMATS = ("auto", "zarr", "npy")

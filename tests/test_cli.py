@@ -68,6 +68,10 @@ def test_cli_reports_user_errors_without_traceback(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["demo", "--n", "0"])
     assert exit_.value.code == 2 and "--n: must be an integer >= 1, got '0'" in capsys.readouterr().err
+    assert main(["demo", "--out", "/no/such/folder/x.png"]) == 2          # named before the demo runs
+    assert "the folder /no/such/folder does not exist" in capsys.readouterr().err
+    assert main(["demo", "inversion", "--backend", "bogus"]) == 2
+    assert "'demo inversion' runs its samplers on the host and takes none" in capsys.readouterr().err
 
 
 def test_inspect_into_a_closed_pipe_is_quiet():

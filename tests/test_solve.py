@@ -1,4 +1,6 @@
 """solve(): API contract, reproducibility of seeds, networks, bad input, failure retcodes."""
+import copy
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -109,6 +111,17 @@ def test_mlp_matches_torch_sequential():
                               torch.nn.Linear(8, 3))
     with pytest.raises(ValueError, match="activations"):
         sk.ODEProblem(prob.model, y0=[0, 0, 0], tspan=(0, 1), nets={"f": bad})
+    L1, L2, L3 = seq[0], seq[2], seq[4]
+    misplaced = torch.nn.Sequential(L1, L2, torch.nn.Tanh(), torch.nn.Tanh(), L3)     # were run as L1 tanh L2 tanh L3
+    with pytest.raises(ValueError, match="are not Linear, activation, Linear"):
+        sk.ODEProblem(prob.model, y0=[0, 0, 0], tspan=(0, 1), nets={"f": misplaced})
+
+    class Subclass(torch.nn.Sequential):
+        pass
+    bf16 = copy.deepcopy(seq).to(torch.bfloat16)                      # no numpy bfloat16: upcast
+    for layers, tol in ((Subclass(*seq), 1e-13), (torch.nn.ModuleList(list(seq)), 1e-13), (bf16, 3e-2)):
+        again = sk.ODEProblem(prob.model, y0=[0.1, 0.2, 0.3], tspan=(0, 0.5), nets={"f": layers})
+        np.testing.assert_allclose(solve(again, "Euler", dt=0.5).y[-1], want, rtol=tol)
 
 
 def test_float32_runs_and_stays_close():

@@ -296,3 +296,39 @@ def test_quantile_sketches_merge_within_their_rank_error(chunk):
     ranks = (ok[None] <= got[:, None]).mean(axis=1)
     assert sketch.count == pytest.approx(99_999)
     assert np.abs(ranks - q[:, None, None]).max() < (0.003 if chunk == 7000 else 0.01)
+
+
+def test_the_store_fingerprint_sees_activations_option_names_and_external_weights():
+    """A store resumed with another MLP activation, the same values under another option name (saveat vs tstops),
+    or a retrained torch module as External network is another solve (each used to hand back the stored states)."""
+    torch = pytest.importorskip("torch")
+    from sdekit.store import fingerprint
+    rng = np.random.default_rng(0)
+    W = [(rng.normal(size=(8, 2)), rng.normal(size=8)), (rng.normal(size=(2, 8)), rng.normal(size=2))]
+    y = sk.states("y", 2)
+
+    def ens(net, weights):
+        model = sk.SDE(y, drift=-y + net(y), diffusion=sp.Rational(1, 10), noise="diagonal")
+        return sk.Ensemble(sk.SDEProblem(model, y0=np.ones(2), tspan=(0.0, 1.0), nets={"f": weights}), n=4, seed=1)
+    tanh, relu = (ens(sk.MLP("f", [2, 8, 2], activation=a), W) for a in ("tanh", "relu"))
+    assert fingerprint(tanh, "EM", 0.01, {}) != fingerprint(relu, "EM", 0.01, {})
+    assert fingerprint(tanh, "SRA1", None, {"saveat": [0.0, 0.5, 1.0]}) != \
+        fingerprint(tanh, "SRA1", None, {"tstops": [0.0, 0.5, 1.0]})
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).double()
+    external = sk.External("f", 2, 2)
+    before = fingerprint(ens(external, module), "EM", 0.01, {})
+    assert fingerprint(ens(external, module), "EM", 0.01, {}) == before       # the same network: resumable
+    with torch.no_grad():
+        module[0].weight += 0.1
+    assert fingerprint(ens(external, module), "EM", 0.01, {}) != before
+
+
+def test_a_store_path_that_is_not_a_folder_and_a_bad_memory_limit_are_named(tmp_path):
+    (tmp_path / "file").write_text("x")
+    for store, match in [("", "store must be a folder path"), (123, "store must be a folder path"),
+                         (tmp_path / "file", "is a file: give a folder path")]:
+        with pytest.raises(ValueError, match=match):
+            sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=350, store=store)
+    with pytest.raises(ValueError, match="memory_limit must be a number of bytes > 0, got 'lots'"):
+        sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=350, store=tmp_path / "run", memory_limit="lots")
