@@ -37,3 +37,19 @@ def step_counts(sol) -> dict:
     path adds ``driver``, ``phi_actions`` and ``action_products``): two backends' runs compare on these."""
     from .abi import STATS
     return {k: sol.stats[k] for k in STATS}
+
+
+def gaussian_flow(schedule, mu, std: float):
+    """(ε(x, t), flow(x, T, t)) for data N(μ, std² I) under ``schedule``: the exact noise prediction
+    ε = (x − α x̂)/σ with x̂ = μ + α std²/(α² std² + σ²) (x − α μ), and the probability-flow ODE's exact map from
+    time T to t, x_t = α_t μ + √((α_t² std² + σ_t²)/(α_T² std² + σ_T²)) (x_T − α_T μ) (the marginal's scale ratio)."""
+    mu = np.asarray(mu, dtype=float)
+
+    def eps(x, t):
+        a, s = float(schedule("alpha", t)), float(schedule("sigma", t))
+        return (x - a * (mu + a * std**2 / (a * a * std**2 + s * s) * (x - a * mu))) / s
+
+    def flow(x, T, t):
+        aT, sT, at, st = (float(schedule(w, u)) for u in (T, t) for w in ("alpha", "sigma"))
+        return at * mu + np.sqrt(at**2 * std**2 + st**2) / np.sqrt(aT**2 * std**2 + sT**2) * (x - aT * mu)
+    return eps, flow

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sdekit as sk
-from sdekit.testing import observed_order
+from sdekit.testing import gaussian_flow, observed_order
 
 D = sk.diffusion
 SCHEDULE = D.vp_linear()
@@ -92,14 +92,7 @@ def test_explicit_inversion_with_a_singlestep_warmup_keeps_unipc3_at_order_four(
     warm-up caps UniPC-3 at 3 (measured 3.4, 3.2); warmup="singlestep" (DPM-Solver-3 first) gives 4 (4.1, 4.1) at
     two network calls more."""
     mu, std = np.array([1.5, -0.7]), 0.3
-
-    def eps(x, t):
-        a, sg = float(SCHEDULE("alpha", t)), float(SCHEDULE("sigma", t))
-        return (x - a * (mu + a * std**2 / (a * a * std**2 + sg * sg) * (x - a * mu))) / sg
-
-    def flow(x, T, t):
-        aT, sT, at, st = (float(SCHEDULE(w, u)) for u in (T, t) for w in ("alpha", "sigma"))
-        return at * mu + np.sqrt(at**2 * std**2 + st**2) / np.sqrt(aT**2 * std**2 + sT**2) * (x - aT * mu)
+    eps, flow = gaussian_flow(SCHEDULE, mu, std)
     x0 = mu + std * np.random.default_rng(0).standard_normal((16, 2))
     steps, orders = [64, 128, 256], {}
     for warmup in ("lower", "singlestep"):

@@ -9,7 +9,7 @@ import scipy.integrate
 import sympy as sp
 
 import sdekit as sk
-from sdekit.testing import observed_order
+from sdekit.testing import gaussian_flow, observed_order
 
 D = sk.diffusion
 SCHEDULE = D.vp_linear()
@@ -91,20 +91,6 @@ def test_sampler_converges_at_its_order(problem, method):
     assert ORDERS[method] - 0.25 <= p <= ORDERS[method] + 0.4, (method, p, errs)
 
 
-def _gaussian_flow():
-    """Data N(μ, 0.3² I) on VP-linear: its exact ε and the exact flow map x_T -> x_t of the PF-ODE."""
-    mu, std, sch = np.array([1.5, -0.7]), 0.3, SCHEDULE
-
-    def eps(x, t):
-        a, sg = float(sch("alpha", t)), float(sch("sigma", t))
-        return (x - a * (mu + a * std**2 / (a * a * std**2 + sg * sg) * (x - a * mu))) / sg
-
-    def flow(x, T, t):
-        aT, sT, at, st = (float(sch(w, u)) for u in (T, t) for w in ("alpha", "sigma"))
-        return at * mu + np.sqrt(at**2 * std**2 + st**2) / np.sqrt(aT**2 * std**2 + sT**2) * (x - aT * mu)
-    return eps, flow
-
-
 @pytest.mark.parametrize("method, steps", [("dpmsolver++3m", (128, 256, 512)), ("deis3", (128, 256, 512)),
                                            ("unipc3-bh1", (32, 64, 128))])
 def test_a_singlestep_warmup_keeps_the_listed_order_where_the_first_step_matters(method, steps):
@@ -112,7 +98,7 @@ def test_a_singlestep_warmup_keeps_the_listed_order_where_the_first_step_matters
     3M and DEIS-3 at order 2 and UniPC-3 at 3: a first step of local error O(h^k) stays O(h^k) in the global error.
     warmup="singlestep" (DPM-Solver++(2S), DPM-Solver-2, DPM-Solver-3 first) gives the listed order at one or two
     network calls more."""
-    eps, flow = _gaussian_flow()
+    eps, flow = gaussian_flow(SCHEDULE, [1.5, -0.7], 0.3)
     x_T = np.random.default_rng(0).standard_normal((16, 2))
     orders, last = {}, {}
     for warmup in ("lower", "singlestep"):
@@ -131,7 +117,7 @@ def test_a_singlestep_warmup_keeps_the_listed_order_where_the_first_step_matters
 def test_deis_weights_keep_their_digits_at_small_steps():
     """DEIS's weights as φ-sums (sampling._deis_weights): at 1024 → 2048 steps DEIS-3's error still falls eightfold
     (as differences of sympy's antiderivatives it rose, 1.8e-10 → 4.7e-9, their digits lost to cancellation)."""
-    eps, flow = _gaussian_flow()
+    eps, flow = gaussian_flow(SCHEDULE, [1.5, -0.7], 0.3)
     x_T = np.random.default_rng(0).standard_normal((16, 2))
     errs = []
     for n in (1024, 2048):
