@@ -236,6 +236,9 @@ def solve_chunked(ens, method, dt=None, *, distributed=None, chunk_size=None, re
         try:
             if red is None and store is None and memory_limit is not None:
                 store = temporary = _spill(ens, local, memory_limit)
+            elif red is None and store is None:         # gathered in memory: the whole solve's states, not a chunk's
+                from sdekit.solve import _check_memory
+                _check_memory(_saved_bytes(ens, local), _saved_times(local), ens.n, stacklevel=5)
             sink = None
             if store is not None:          # a started store keeps its chunking, whatever the cluster now
                 from sdekit.store import ChunkStore, fingerprint
@@ -261,13 +264,23 @@ def solve_chunked(ens, method, dt=None, *, distributed=None, chunk_size=None, re
             client.close()
 
 
+def _saved_times(local) -> int:
+    """How many times each trajectory saves (``local``: the planned solve of one trajectory)."""
+    inp = local.inputs
+    return len(inp.save_steps) if inp.save_steps is not None else len(inp.opts.save_times)
+
+
+def _saved_bytes(ens, local) -> int:
+    """Bytes of the whole ensemble's saved states."""
+    inp = local.inputs
+    return ens.n * _saved_times(local) * inp.y0.shape[0] * inp.y0.dtype.itemsize
+
+
 def _spill(ens, local, memory_limit):
     """A temporary store when the states would take more than ``memory_limit`` bytes (else None)."""
     if isinstance(memory_limit, bool) or not isinstance(memory_limit, (int, float, np.integer)) or not memory_limit > 0:
         raise ValueError(f"memory_limit must be a number of bytes > 0, got {memory_limit!r}")
-    inp = local.inputs
-    nsave = len(inp.save_steps) if inp.save_steps is not None else len(inp.opts.save_times)
-    nbytes = ens.n * nsave * inp.y0.shape[0] * inp.y0.dtype.itemsize
+    nbytes = _saved_bytes(ens, local)
     if nbytes <= memory_limit:
         return None
     import tempfile

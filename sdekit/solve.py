@@ -503,12 +503,19 @@ def memory_budget() -> float:
     return gb * 2**30
 
 
-def _check_memory(nbytes: int, nsaved: int, n: int):
+def _check_memory(nbytes: int, nsaved: int, n: int, stacklevel: int = 4):
+    """Warn when the saved states of a solve take more than :func:`memory_budget`."""
     if nbytes > memory_budget():
         import warnings
-        warnings.warn(f"this solve saves {nsaved} states of {n} trajectories: sol.y will take {nbytes / 2**30:.2f} GiB "
+        warnings.warn(f"this solve saves {nsaved} states of {n} trajectories: sol.y will take {_size(nbytes)} "
                       f"(more than SDEKIT_MEMORY_BUDGET_GB = {memory_budget() / 2**30:g}); pass saveat= to save fewer "
-                      "times", stacklevel=4)
+                      "times, or keep them on disk (store=, or memory_limit=) or reduce them (reduction=)",
+                      stacklevel=stacklevel)
+
+
+def _size(nbytes: float) -> str:
+    """Bytes in GiB, or MiB below one GiB."""
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
 def _linear_value(model, form, scheme, params):

@@ -332,3 +332,11 @@ def test_a_store_path_that_is_not_a_folder_and_a_bad_memory_limit_are_named(tmp_
             sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=350, store=store)
     with pytest.raises(ValueError, match="memory_limit must be a number of bytes > 0, got 'lots'"):
         sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=350, store=tmp_path / "run", memory_limit="lots")
+
+
+def test_a_chunked_solve_gathered_in_memory_warns_of_the_whole_solves_states(monkeypatch):
+    """The memory budget applies to what sol.y will hold: all chunks' states, not one chunk's (it used to be checked
+    per chunk only, so chunking hid a large result); the message says how to keep them off memory."""
+    monkeypatch.setenv("SDEKIT_MEMORY_BUDGET_GB", "0.002")     # 2 MiB: more than a chunk holds, less than all
+    with pytest.warns(UserWarning, match=r"saves 101 states of 700 trajectories: sol.y will take 2.2 MiB.*store="):
+        sk.solve(ENS, "SETD1", dt=0.01, saveat="steps", chunk_size=350)
