@@ -473,7 +473,7 @@ class Eigenvectors(Diagonalised):
     """L = V diag(λ) V⁻¹ (a :class:`Matrix` with a well-conditioned eigendecomposition), diagonal in the basis of its
     eigenvectors: a sum Σ coef · f(hL) v_i is V (Σ coef · f(hλ) ⊙ V⁻¹ v_i), each vector transformed once a step, so a
     new step size costs O(n) and a vector O(n²), where forming f(hL) = V f(hΛ) V⁻¹ costs O(n³) at every adaptive
-    step size (measured, a dense upwind operator of 400 unknowns, adaptive ETDRK3: 17 ms a step formed).  A real
+    step size (measured, a dense symmetric stencil of 400 unknowns, adaptive ETDRK3: 17 ms a step formed).  A real
     L's complex pairs (λ, conj λ) have conjugate eigenvectors and values, so the sum's imaginary part is rounding."""
 
     def __init__(self, shape, eigenvalues, V, V_inv):
