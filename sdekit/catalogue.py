@@ -67,5 +67,6 @@ def methods_table() -> str:
                                           "noise"])
     heading = ("Diffusion samplers (`sk.diffusion.SAMPLERS`, on the models of `sk.diffusion`; names as `solve`, "
                "`sk.diffusion.sample` and `invert` take them, case-insensitive; `sample` and `invert` also take "
-               "`euler`, `heun`):")
+               "`euler`, `heun`; DPM-Solver++(3M), DEIS-3 and UniPC-3 reach their order with `warmup=\"singlestep\"`, "
+               "one lower with diffusers' warm-up, the default, where the first step matters):")
     return "\n".join(catalogue + ["", heading, ""] + samplers)
