@@ -277,9 +277,8 @@ def _saved_bytes(ens, local) -> int:
 
 
 def _spill(ens, local, memory_limit):
-    """A temporary store when the states would take more than ``memory_limit`` bytes (else None)."""
-    if isinstance(memory_limit, bool) or not isinstance(memory_limit, (int, float, np.integer)) or not memory_limit > 0:
-        raise ValueError(f"memory_limit must be a number of bytes > 0, got {memory_limit!r}")
+    """A temporary store when the states would take more than ``memory_limit`` bytes (else None; the limit checked
+    by :func:`_check_store`)."""
     nbytes = _saved_bytes(ens, local)
     if nbytes <= memory_limit:
         return None

@@ -125,8 +125,7 @@ class Operator:
         return _ops.Species([self.runtime, self.runtime])      # real: Re z and Im z apart
 
     def __mul__(self, c):
-        _number_coefficient(c, self)
-        if not np.isscalar(c) and not (isinstance(c, sp.Expr) and c.is_number):
+        if not _number_coefficient(c, self):
             return NotImplemented
         c = complex(c)
         c = c if c.imag else c.real
@@ -148,8 +147,7 @@ class Operator:
     __rmul__ = __mul__
 
     def __truediv__(self, c):
-        _number_coefficient(c, self)
-        if not np.isscalar(c) and not (isinstance(c, sp.Expr) and c.is_number):
+        if not _number_coefficient(c, self):
             return NotImplemented
         return self * (1 / complex(c))
 
@@ -172,12 +170,15 @@ class Operator:
         return self + (-other)
 
 
-def _number_coefficient(c, op):
-    """Refuse a sympy symbol or param as an operator's coefficient with a message (not Python's TypeError)."""
-    if isinstance(c, sp.Basic) and not (isinstance(c, sp.Expr) and c.is_number):
+def _number_coefficient(c, op) -> bool:
+    """Whether ``c`` is a number an operator takes as coefficient; a sympy symbol or param is a ModelError with a
+    message (not Python's TypeError), anything else False (NotImplemented)."""
+    number = np.isscalar(c) and not isinstance(c, sp.Basic) or isinstance(c, sp.Expr) and c.is_number
+    if isinstance(c, sp.Basic) and not number:
         raise ModelError(f"{c} times {op!r}: a linear operator takes numbers as coefficients, not symbols or params "
                          "(params inside a field's linear part are not supported yet); write the term in the "
                          f"nonlinearity instead, e.g. nonlinear={c} * op(u)")
+    return bool(number)
 
 
 def _scaled(r, c):
@@ -890,12 +891,11 @@ class DenseODE(_ArrayModel):
 
     def jacobian(self, u, t):
         """(∂N/∂u (d × d), ∂N/∂t (d,)) at ``u``, ``t`` for exponential Rosenbrock methods: sympy's derivatives of the
-        forcing, only the nonzero ones lambdified (a stencil's N has O(d) of the d² entries)."""
+        forcing (``form.forcing_jacobian``, the per-lane kernels' too), only the nonzero ones lambdified (a stencil's
+        N has O(d) of the d² entries)."""
         if "_jacobian_entries" not in self.__dict__:
             form, d = self.form, self.form.dim
-            entries = [(i, j, e) for i, row in enumerate(form.forcing) for j, e in
-                       enumerate(sp.Matrix([row]).jacobian(sp.Matrix(form.states))) if e != 0]
-            entries += [(i, d, e) for i, row in enumerate(form.forcing) if (e := sp.diff(row, _t)) != 0]
+            entries = list(form.jacobian_entries(form.forcing_jacobian(), d))
             fn = sp.lambdify([*form.states, _t, *form.params], [e for *_, e in entries] or [0], "numpy")
             self.__dict__["_jacobian_entries"] = (np.array([i for i, _, _ in entries], dtype=int),
                                                   np.array([j for _, j, _ in entries], dtype=int), fn)

@@ -62,9 +62,11 @@ WARMUPS = ("lower", "singlestep")
 #: O(h^k) in the global error (a multistep method of order q needs starting values to O(h^q)): the first-order
 #: start caps DPM-Solver++(3M) and DEIS-3 at 2 and the UniC-1-corrected start caps UniPC-3 (order 4) at 3, once
 #: the first step matters (a start near α = 0, t = 1, hides it). ``warmup="singlestep"`` takes that first step by
-#: a singlestep method of order q − 1 — DPM-Solver++(2S), DPM-Solver-2, DPM-Solver-3 — reusing the step's first
-#: network call: this many calls instead of one
-START_CALLS = {"dpmsolver++3m": 2, "deis3": 2, "unipc3-bh1": 3, "unipc3-bh2": 3}
+#: this singlestep sampler of order q − 1, its first network call the multistep's own
+START = {"dpmsolver++3m": "dpmsolver++2s", "deis3": "dpmsolver-2", "unipc3-bh1": "dpmsolver-3",
+         "unipc3-bh2": "dpmsolver-3"}
+#: the network calls of that first step (instead of one)
+START_CALLS = {method: SAMPLERS[start][2] for method, start in START.items()}
 
 
 def sampler_method(method) -> str:
@@ -626,7 +628,7 @@ def run(schedule, net, x, ts, method, noise=None, lower_order_final: bool = Fals
     whole run's steps when ``ts`` is its beginning (``lower_order_final`` counts from the run's end);
     ``warmup``: see :func:`sample`."""
     total = len(ts) - 1 if total_steps is None else total_steps
-    start = warmup == "singlestep" and method in START_CALLS
+    start = SINGLESTEP[START[method]] if warmup == "singlestep" and method in START else None
     if method in UNIPC:
         order, variant = int(method[5]), method.split("-")[1]
         return _unipc(schedule, net, x, ts, order, variant, lower_order_final, total, start)
@@ -659,24 +661,24 @@ def _ddim(schedule, net, x, s, t):
     return (s_t / s_s) * x + (a_t * h * phi_scalar(1, -h)) * net.data(x, s)
 
 
-def _dpm2(schedule, net, x, s, t, r1=0.5, e_s=None):
-    """DPM-Solver-2 (Lu et al. 2022, noise prediction, r_1 = ½; methods.md §2.3); ``e_s``: ε(x, s) if known."""
+def _dpm2(schedule, net, x, s, t, r1=0.5, first=None):
+    """DPM-Solver-2 (Lu et al. 2022, noise prediction, r_1 = ½; methods.md §2.3); ``first``: ε(x, s) if known."""
     a_s, a_t, s_s, s_t, h = _coef(schedule, s, t)
     s1 = float(schedule.t_of_lambda(float(schedule("lam", s)) + r1 * h))
     a_1, s_1 = float(schedule("alpha", s1)), float(schedule("sigma", s1))
-    e_s = net.noise(x, s) if e_s is None else e_s
+    e_s = net.noise(x, s) if first is None else first
     u = (a_1 / a_s) * x - (s_1 * math.expm1(r1 * h)) * e_s
     e_1 = net.noise(u, s1)
     return (a_t / a_s) * x - (s_t * math.expm1(h)) * e_s - (s_t / (2 * r1) * math.expm1(h)) * (e_1 - e_s)
 
 
-def _dpm3(schedule, net, x, s, t, r1=1 / 3, r2=2 / 3, e_s=None):
-    """DPM-Solver-3 (r_1 = ⅓, r_2 = ⅔; methods.md §2.3); ``e_s``: ε(x, s) if known."""
+def _dpm3(schedule, net, x, s, t, r1=1 / 3, r2=2 / 3, first=None):
+    """DPM-Solver-3 (r_1 = ⅓, r_2 = ⅔; methods.md §2.3); ``first``: ε(x, s) if known."""
     a_s, a_t, s_s, s_t, h = _coef(schedule, s, t)
     l_s = float(schedule("lam", s))
     s1, s2 = (float(schedule.t_of_lambda(l_s + r * h)) for r in (r1, r2))
     a_1, s_1, a_2, s_2 = (float(schedule(w, u)) for u in (s1, s2) for w in ("alpha", "sigma"))
-    e_s = net.noise(x, s) if e_s is None else e_s
+    e_s = net.noise(x, s) if first is None else first
     u1 = (a_1 / a_s) * x - (s_1 * math.expm1(r1 * h)) * e_s
     e_1 = net.noise(u1, s1)
     u2 = ((a_2 / a_s) * x - (s_2 * math.expm1(r2 * h)) * e_s
@@ -685,12 +687,13 @@ def _dpm3(schedule, net, x, s, t, r1=1 / 3, r2=2 / 3, e_s=None):
     return (a_t / a_s) * x - (s_t * math.expm1(h)) * e_s - (s_t / r2 * (math.expm1(h) / h - 1)) * (e_2 - e_s)
 
 
-def _dpmpp2s(schedule, net, x, s, t, r1=0.5, m_0=None):
-    """DPM-Solver++(2S) (Lu et al. 2022b, data prediction, r_1 = ½; methods.md §2.4); ``m_0``: x̂(x, s) if known."""
+def _dpmpp2s(schedule, net, x, s, t, r1=0.5, first=None):
+    """DPM-Solver++(2S) (Lu et al. 2022b, data prediction, r_1 = ½; methods.md §2.4); ``first``: x̂(x, s) if
+    known."""
     a_s, a_t, s_s, s_t, h = _coef(schedule, s, t)
     s1 = float(schedule.t_of_lambda(float(schedule("lam", s)) + r1 * h))
     a_1, s_1 = float(schedule("alpha", s1)), float(schedule("sigma", s1))
-    m_0 = net.data(x, s) if m_0 is None else m_0
+    m_0 = net.data(x, s) if first is None else first
     u = (s_1 / s_s) * x - (a_1 * math.expm1(-r1 * h)) * m_0
     m_1 = net.data(u, s1)
     return (s_t / s_s) * x - (a_t * math.expm1(-h)) * m_0 - (a_t / (2 * r1) * math.expm1(-h)) * (m_1 - m_0)
@@ -723,12 +726,12 @@ def _heun(schedule, net, x, s, t):
     return (a_t / a_s) * x + (0.5 * a_t * dsig) * (d + net.noise(pred, t))
 
 
-def _multistep(schedule, net, x, ts, method, noise=None, lower_order_final=False, total=None, start=False):
+def _multistep(schedule, net, x, ts, method, noise=None, lower_order_final=False, total=None, start=None):
     """DPM-Solver++(2M) ("midpoint") and (3M): one network call per step, the first steps at
     lower order (warm-up); 3M's D2 weight is 2hφ_3(−h) (exact) or hφ_3(−h) ("-compat").  DPM-Solver-2M
     (``"dpmsolver-2m"``, Lu et al. 2022b §3 on ε; diffusers' ``algorithm_type="dpmsolver"``, midpoint) is the
-    same recipe on the noise prediction, x_t = (α_t/α_s) x − σ_t (e^h − 1)(D0 + ½ D1).  ``start``: 3M's first
-    step by DPM-Solver++(2S) (:data:`START_CALLS`).
+    same recipe on the noise prediction, x_t = (α_t/α_s) x − σ_t (e^h − 1)(D0 + ½ D1).  ``start``: the singlestep
+    sampler of 3M's first step (:data:`START`).
     SDE-DPM-Solver++(1, 2M): the exact linear part and noise covariance of the reverse SDE,
     x_t = (σ_t/σ_s)e^{−h} x_s + α_t(1 − e^{−2h})(D0 + ½D1) + σ_t √(1 − e^{−2h}) z (methods.md §2.5)."""
     if method in STOCHASTIC:
@@ -750,8 +753,8 @@ def _multistep(schedule, net, x, ts, method, noise=None, lower_order_final=False
         steps = len(ts) - 1 if total is None else total
         if lower_order_final and steps < 15:       # diffusers' rule: first order last, at most second before
             k = 1 if i == steps - 1 else min(k, 2) if i == steps - 2 else k
-        if start and i == 0:
-            x_new = _dpmpp2s(schedule, net, x, s, t, m_0=m0)
+        if start is not None and i == 0:
+            x_new = start(schedule, net, x, s, t, first=m0)
         elif k >= 2:
             r0 = (hist[0][0] - hist[1][0]) / h
             d1_0 = (1.0 / r0) * (m0 - hist[1][1])
@@ -829,12 +832,12 @@ def _unipc_update(schedule, lams, ms, x, i, t, order, variant, m_new=None):
     return x_t - (a_t * B) * res
 
 
-def _unipc(schedule, net, x, ts, order, variant, lower_order_final=False, total=None, start=False):
+def _unipc(schedule, net, x, ts, order, variant, lower_order_final=False, total=None, start=None):
     """UniPC-p (Zhao et al. 2023): at every grid point the network's data prediction first corrects the
     point just reached (UniC, with the order of the predictor that reached it), then predicts the next
     (UniP-p, warming up from order 1); no network call beyond one per step: the last point is not
     corrected.  ``lower_order_final``: at most as many points as steps remain (diffusers' rule).  ``start``: the
-    first step by DPM-Solver-3 (:data:`START_CALLS`), its point not corrected."""
+    singlestep sampler of the first step (:data:`START`; on ε), its point not corrected."""
     lams = [(float(t), float(v)) for t, v in zip(ts, schedule("lam", ts))]
     ms, steps, last = [], len(ts) - 1, None
     total = steps if total is None else total
@@ -846,9 +849,9 @@ def _unipc(schedule, net, x, ts, order, variant, lower_order_final=False, total=
             if isinstance(x, Lazy):               # the corrected point is used twice (next predictor, corrector)
                 x.value()
         ms.append(m)
-        if start and i == 0:                          # ε from the call just made: ε = (x − α x̂)/σ
+        if start is not None and i == 0:              # ε from the call just made: ε = (x − α x̂)/σ
             a_s, s_s = float(schedule("alpha", float(ts[0]))), float(schedule("sigma", float(ts[0])))
-            x = _dpm3(schedule, net, x, float(ts[0]), float(ts[1]), e_s=(x - a_s * m) / s_s)
+            x = start(schedule, net, x, float(ts[0]), float(ts[1]), first=(x - a_s * m) / s_s)
             continue
         p = min(order, total - i) if lower_order_final else order
         p = min(p, i + 1)
@@ -875,11 +878,11 @@ def _deis_weights(rho_s: float, rho_t: float, us: list) -> list:
     return weights
 
 
-def _deis(schedule, net, x, ts, order, lower_order_final=False, total=None, start=False):
+def _deis(schedule, net, x, ts, order, lower_order_final=False, total=None, start=None):
     """tAB-DEIS of order p (``deis{p}``): x_t = α_t (x_s/α_s + Σ_j w_j ε_j), w_j = ∫_{ρ_s}^{ρ_t} ℓ_j(log ρ) dρ
     over the noise predictions at the last p points; one network call per step, warming up from order 1.
     ``lower_order_final`` is diffusers' rule: under 15 steps, the last step is first order, the one before
-    at most second; ``start``: the first step by DPM-Solver-2 (:data:`START_CALLS`)."""
+    at most second; ``start``: the singlestep sampler of the first step (:data:`START`; on ε)."""
     rho = [float(sg / a) for sg, a in zip(schedule("sigma", ts), schedule("alpha", ts))]
     alpha = [float(a) for a in schedule("alpha", ts)]
     steps, hist = len(ts) - 1, []
@@ -887,8 +890,8 @@ def _deis(schedule, net, x, ts, order, lower_order_final=False, total=None, star
     for i in range(steps):
         hist.insert(0, net.noise(x, float(ts[i])))
         del hist[order:]
-        if start and i == 0:
-            x = _dpm2(schedule, net, x, float(ts[0]), float(ts[1]), e_s=hist[0])
+        if start is not None and i == 0:
+            x = start(schedule, net, x, float(ts[0]), float(ts[1]), first=hist[0])
             continue
         p = min(order, i + 1)
         if lower_order_final and total < 15:
