@@ -31,7 +31,7 @@ import numpy as np
 
 from sdekit.abi import MAX_ITERS, RETCODES, SUCCESS
 from sdekit.kernels.cuda_arrays import host, like as as_like
-from sdekit.sampling import SAMPLERS, SINGLESTEP, STOCHASTIC, WARMUPS, Dual, Network, run, sampler_method
+from sdekit.sampling import SAMPLERS, SINGLESTEP, STOCHASTIC, Dual, Network, check_warmup, run, sampler_method
 
 #: inversion solvers of :func:`invert`
 SOLVERS = ("explicit", "fixed-point", "newton")
@@ -90,8 +90,7 @@ def invert(schedule, model, x0, ts, method: str = "ddim", prediction: str = "eps
                          f"{', '.join(m for m in SAMPLERS if m not in STOCHASTIC)}; got {method!r}")
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    if warmup not in WARMUPS:
-        raise ValueError(f"warmup must be one of {WARMUPS}, got {warmup!r}")
+    check_warmup(warmup)
     if solver != "explicit" and method not in SINGLESTEP:
         raise ValueError(f"the {solver} inversion solves one step at a time: give a singlestep sampler "
                          f"({', '.join(SINGLESTEP)}), not {method!r}")

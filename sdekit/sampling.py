@@ -69,6 +69,12 @@ START = {"dpmsolver++3m": "dpmsolver++2s", "deis3": "dpmsolver-2", "unipc3-bh1":
 START_CALLS = {method: SAMPLERS[start][2] for method, start in START.items()}
 
 
+def check_warmup(warmup):
+    """ValueError unless ``warmup`` is one of :data:`WARMUPS`."""
+    if warmup not in WARMUPS:
+        raise ValueError(f"warmup must be one of {WARMUPS}, got {warmup!r}")
+
+
 def sampler_method(method) -> str:
     """The SAMPLERS name of ``method`` (case-insensitive; an alias of :data:`ALIASES` resolved); ``method`` as it is
     when it names no sampler (the caller says what it takes)."""
@@ -81,8 +87,7 @@ def nfe(method: str, steps: int, warmup: str = "lower") -> int:
     step is a pseudo improved-Euler step of two calls) and FireFlow (the first velocity); ``warmup="singlestep"``
     adds the calls of the first step's singlestep start (:data:`START_CALLS`) beyond its one (not taken on a grid of
     one step that ends at σ = 0: that step is x̂ alone, one call)."""
-    if warmup not in WARMUPS:
-        raise ValueError(f"warmup must be one of {WARMUPS}, got {warmup!r}")
+    check_warmup(warmup)
     start = START_CALLS.get(method, 1) - 1 if warmup == "singlestep" and steps else 0
     return steps * SAMPLERS[method][2] + (method in ("pndm", "fireflow")) + start
 PREDICTIONS = ("eps", "x0", "v", "flow")
@@ -508,8 +513,7 @@ def sample(schedule, model, x, ts, method: str = "dpmsolver++2m", prediction: st
     method = sampler_method(method)
     if method not in SAMPLERS:
         raise ValueError(f"unknown sampler {method!r}; available: {', '.join(SAMPLERS)}")
-    if warmup not in WARMUPS:
-        raise ValueError(f"warmup must be one of {WARMUPS}, got {warmup!r}")
+    check_warmup(warmup)
     if not (np.isfinite(eta) and eta >= 0) or (eta and method != "ddim"):
         raise ValueError(f"eta is DDIM's noise level, a number >= 0 for method='ddim'; got eta={eta!r} for {method!r}")
     stochastic = method in STOCHASTIC or eta > 0
