@@ -58,29 +58,31 @@ class FieldLanes:
 
     def jacobian(self, U, t):
         """Keep J̃ = [[L + ∂N/∂u, ∂N/∂t], [0, 0]] at (U, t), (D + 1) square (exponential Rosenbrock methods;
-        ``jacobian(u, t)`` the model's (∂N/∂u, ∂N/∂t)), for the step's :meth:`jacobian_action`."""
-        from .operators import dense_matrix
+        ``jacobian(u, t)`` the model's (∂N/∂u, ∂N/∂t)), as an ``operators.Matrix`` for the step's
+        :meth:`jacobian_action`s (one Matrix a step: its action matrix is made once, not once per action)."""
+        from .operators import Matrix, dense_matrix
         J, b = self.jac(self.grid(U), _scalar(t))
         d = J.shape[0]
-        self.jtilde = np.zeros((d + 1, d + 1))
-        self.jtilde[:d, :d] = dense_matrix(self.op) + J
-        self.jtilde[:d, d] = b
-        self.jtilde_finite = bool(np.all(np.isfinite(self.jtilde)))      # checked once a step, not per action
+        jtilde = np.zeros((d + 1, d + 1))
+        jtilde[:d, :d] = dense_matrix(self.op) + J
+        jtilde[:d, d] = b
+        self.jtilde = Matrix((d + 1,), jtilde)
+        self.jtilde_finite = bool(np.all(np.isfinite(jtilde)))      # checked once a step, not per action
 
     def jacobian_action(self, terms, h):
         """Σ coef · f(hJ̃)(v, τ) over ``terms`` = [(coef, Jacobian operator name, v, τ)], f a φ-polynomial of J̃ (or
         J̃ itself): J̃ as a ``operators.Matrix`` whose sum of :class:`~.operators.PhiAction` terms groups the φ by
         c h, each group one augmented-matrix exponential action (Al-Mohy & Higham 2011): never φ(hJ̃) itself."""
-        from .operators import Matrix, PhiAction
+        from .operators import PhiAction
         A, h = self.jtilde, _scalar(h)
         if not self.jtilde_finite:            # a NaN/inf Jacobian: a non-finite stage, which the driver's retcodes name
-            return self.lane(np.full(A.shape[0] - 1, np.nan))
+            return self.lane(np.full(A.size - 1, np.nan))
         sums = []
         for coef, name, v, tau in terms:
             x = _scalar(coef) * np.concatenate([np.ravel(v), [_scalar(tau)]])
             poly = self.jacobian_polys[name]
-            sums.append((1.0, None, A @ x) if poly is None else (1.0, PhiAction(poly, h), x))
-        return self.lane(Matrix((A.shape[0],), A).combine(sums, actions=self.actions)[:-1])
+            sums.append((1.0, None, A.matrix @ x) if poly is None else (1.0, PhiAction(poly, h), x))
+        return self.lane(A.combine(sums, actions=self.actions)[:-1])
 
     def combine(self, terms):
         """Σ coef · value v over ``terms`` = [(coef, operator value or None, v)] (coef a lane value)."""

@@ -527,11 +527,29 @@ def phi_action(A, scale: float, vectors: dict, actions: ActionControl | None = N
     bound = max(x_norm, 1.0)                   # ‖J‖_1 = 1: W need not be smaller than that
     scale_down = np.isfinite(w_norm) and w_norm > bound     # not finite: expm_action's NaN (a diverging step)
     eta = 2.0 ** -np.ceil(np.log2(w_norm / bound)) if scale_down else 1.0
-    J = np.eye(p, k=1)
-    aug = (np.block([[X, eta * W], [np.zeros((p, n)), J]]) if dense else
-           sparse.bmat([[X, sparse.csr_matrix(eta * W)], [None, sparse.csr_matrix(J)]], format="csr"))
+    aug = (np.block([[X, eta * W], [np.zeros((p, n)), np.eye(p, k=1)]]) if dense else _augmented_csr(X, eta * W))
     start = np.concatenate([eta * vectors.get(0, zero), np.eye(p)[-1]])
     return expm_action(aug, start, actions)[:n] / eta
+
+
+def _augmented_csr(X, W):
+    """[[X, W], [0, J]] in CSR (X CSR n × n, W dense n × p, J the p × p shift with ones above the diagonal) from
+    the arrays directly: each row of X followed by its row of W (``scipy.sparse.bmat`` took most of a routed
+    Exprb43 step building it through COO)."""
+    from scipy import sparse
+    n, p = W.shape
+    counts = np.diff(X.indptr)
+    indptr = np.concatenate([[0], np.cumsum(counts + p), [0] * p])
+    row_of = np.repeat(np.arange(n), counts)
+    x_at = indptr[row_of] + (np.arange(X.nnz) - X.indptr[row_of])
+    w_at = (indptr[1:n + 1] - p)[:, None] + np.arange(p)
+    size = indptr[n] + p - 1
+    data, indices = np.empty(size), np.empty(size, dtype=np.int64)
+    data[x_at], indices[x_at] = X.data, X.indices
+    data[w_at], indices[w_at] = W, n + np.arange(p)
+    data[indptr[n]:], indices[indptr[n]:] = 1.0, n + np.arange(1, p)      # J: row n + i has its one at n + i + 1
+    indptr[n + 1:] = indptr[n] + np.minimum(np.arange(1, p + 1), p - 1)
+    return sparse.csr_matrix((data, indices, indptr), shape=(n + p, n + p))
 
 
 class Species(Operator):

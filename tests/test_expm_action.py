@@ -164,3 +164,28 @@ def test_adaptive_field_steps_take_their_actions_at_a_hundredth_of_rtol(monkeypa
     assert sol.stats["driver"] == "array" and sol.stats["phi_actions"] == len(seen)
     assert sol.stats["action_products"] >= 2 * len(seen)
     np.testing.assert_allclose(sol.y[-1], reference, atol=1e-5)
+
+
+def test_power_norms_are_exact_for_stencils_and_estimates_past_the_fill_limit():
+    """d_p = ‖A^p‖_1^{1/p} (AMH eq. 3.11): a tridiagonal stencil's from its sparse powers, equal to dense powers';
+    a sparse matrix that fills in past EXACT_POWER_FILL takes the estimator, a lower bound within a few %."""
+    stencil = _operator("upwind", 40, 5, 50.0)
+    got = ea.power_norms(stencil, 6)
+    for p in range(1, 7):
+        exact = np.abs(np.linalg.matrix_power(stencil.toarray(), p)).sum(axis=0).max() ** (1 / p)
+        assert got[p] == pytest.approx(exact, rel=1e-12)
+    filling = scipy.sparse.random(200, 200, density=0.05, random_state=3, format="csr")
+    got = ea.power_norms(filling, 4)
+    for p in (3, 4):
+        exact = np.abs(np.linalg.matrix_power(filling.toarray(), p)).sum(axis=0).max() ** (1 / p)
+        assert 0.8 * exact <= got[p] <= exact * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("n, p", [(1, 1), (6, 1), (6, 3), (9, 2)])
+def test_augmented_matrix_is_built_as_scipy_bmat_builds_it(n, p):
+    """phi_action's [[X, W], [0, J]] from CSR arrays directly, entry for entry the bmat it replaces."""
+    from sdekit.kernels.operators import _augmented_csr
+    X = scipy.sparse.random(n, n, density=0.4, random_state=n, format="csr")
+    W = np.random.default_rng(p).normal(size=(n, p))
+    want = scipy.sparse.bmat([[X, scipy.sparse.csr_matrix(W)], [None, scipy.sparse.csr_matrix(np.eye(p, k=1))]])
+    np.testing.assert_array_equal(_augmented_csr(X, W).toarray(), want.toarray())
