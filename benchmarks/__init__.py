@@ -21,6 +21,7 @@ SUITE = {
     "distributed": "the neural SDE ensemble on a dask LocalCluster of 1 and 2 workers vs one process, per-chunk overhead",
     "pde": "stiff semilinear PDEs (Allen–Cahn, Kuramoto–Sivashinsky, 2-D Gray–Scott) on sdekit fields vs scipy solve_ivp",
     "diffusion": "diffusion samplers' per-step overhead outside the network: sdekit vs diffusers' scheduler.step",
+    "cuda_static": "issue 15's GPU kernels read without a GPU: ptxas registers, occupancy and instruction mix on sm_90",
 }
 
 

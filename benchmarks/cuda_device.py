@@ -5,21 +5,25 @@ On the device machine (the ``device`` tool; its image has CuPy, Numba and SymPy 
 ``python -m benchmarks.cuda_device``; ``--host`` is its dry run on the CPU: the same code with
 tests/fake_cupy.py standing in for CuPy (the kernels compiled as host C++), small sizes, a temporary folder —
 it checks this script and backend="cuda"'s launch code, not the GPU (tests/test_bench.py runs it).  It
-0. runs the ``gpu``-marked tests of tests/test_cuda.py (backend="cuda" against Numba, device arrays, the
-   array-step kernel) and records their summary line;
-1. checks ``backend="cuda"`` against Numba, float64 and float32, on the models of tests/test_cuda.py:
-   RK4 (fixed), Tsit5 and Exprb43 (adaptive, dense L: per-thread φ blocks), EM and SRA1 (the printed
-   Philox and (W, H) tree; SRA1 adaptive too): max difference, equal retcodes and stats;
-2. measures the DiffEqGPU Lorenz benchmark: ρ swept over [0, 21] across the ensemble, σ = 10,
+1. measures the DiffEqGPU Lorenz benchmark: ρ swept over [0, 21] across the ensemble, σ = 10,
    β = 8/3, tspan (0, 1), Tsit5 at fixed dt = 0.001 (1000 steps), float32 and float64, N = 10^4 ... 10^7
    trajectories: trajectory-steps per second (DiffEqGPU's V100 figure: 5.8e10) by the kernel's time (CUDA
    events) and by the whole solve's (validation and the inputs' copies in; y0 comes from the device, so the
    saved states stay there), compile excluded;
-3. the neural SDE of benchmarks/neural_sde.py (MLP 4-32-32-4 in the kernel, weights in shared memory,
+2. the neural SDE of benchmarks/neural_sde.py (MLP 4-32-32-4 in the kernel, weights in shared memory,
    EM at dt = 0.01), N = 10^4 ... 10^7, float32 and float64: trajectory-steps/s and FLOP/s against the
-   device's peak (FP32 / FP64 lanes per SM × SMs × clock × 2, from the compute capability); and once more,
-   float32 at the largest N, with the layers printed as loops (the A/B of ``emit_cuda.UNROLL_LAYER``);
-4. the array-step kernel (Σ c_k a_k over 8 CuPy arrays of 2^24 numbers): GB/s moved.
+   device's peak (FP32 / FP64 lanes per SM × SMs × clock × 2, from the compute capability); the same SDE
+   without its network at the largest N (what the tree and Philox cost alone); and once more, float32 at the
+   largest N, with the layers printed as loops (the A/B of ``emit_cuda.UNROLL_LAYER``);
+3. the array-step kernel (Σ c_k a_k over 8 CuPy arrays of 2^24 numbers): GB/s moved;
+4. checks ``backend="cuda"`` against Numba, float64 and float32, on the models of tests/test_cuda.py:
+   RK4 (fixed), Tsit5 and Exprb43 (adaptive, dense L: per-thread φ blocks), EM and SRA1 (the printed
+   Philox and (W, H) tree; SRA1 adaptive too): max difference, equal retcodes and stats;
+5. runs the ``gpu``-marked tests of tests/test_cuda.py (backend="cuda" against Numba, device arrays, the
+   array-step kernel) in the time left and records their summary line.
+The measurements come first: a run cut short by the device's command limit keeps the figures only a GPU gives
+(stages not started by TIME_LIMIT_S are listed as skipped), and a stage that fails records its traceback
+(``failed``) without losing the others.
 Each benchmark kernel's threads per block, registers, local and shared bytes (CUDA's function attributes) are
 recorded with its rows: what limits its occupancy.
 Writes benchmarks/results/cuda_device.{json,md,png} with the device named and issue 15's targets met or
@@ -101,8 +105,10 @@ def peak_flops(facts) -> dict:
     return {"float32": fp32 * rate, "float64": fp64 * rate}
 
 
-#: the device tool stops a command at 600 s: sizes not started by this time are skipped (and listed)
+#: the device tool stops a command at 600 s: sizes and stages not started by this time are skipped (and listed);
+#: the gpu-marked tests, last, get what is left of it and GRACE_S
 TIME_LIMIT_S = 420
+GRACE_S = 60
 CLOCK = {"start": time.perf_counter(), "skipped": []}
 
 
@@ -173,6 +179,21 @@ def neural_sde_layer_loops(sizes, peak):
         emit_cuda.UNROLL_LAYER = unrolled
 
 
+def noise_only(sizes, dtypes=("float32", "float64")):
+    """The neural SDE's model without its network (drift A y, the same diagonal noise, EM at dt = 0.01): what the
+    (W, H) tree and Philox cost a step on their own, to read the neural SDE's FLOP fraction against."""
+    import sdekit as sk
+    from .neural_sde import problem
+
+    def make(n):
+        ens = problem(n)[0]
+        model = ens.problem.model
+        y = model.form.states
+        bare = sk.SDE(y, drift=sp.diag(-1, -2, -3, -4) * sp.Matrix(y), diffusion=sp.Rational(1, 10), noise="diagonal")
+        return sk.Ensemble(sk.SDEProblem(bare, y0=np.ones(4), tspan=(0.0, 1.0)), n=n, seed=0)
+    return timed(make, "EM", 0.01, 100, sizes, dtypes)
+
+
 def array_step(n=1 << 24):
     """The array-step kernel on 8 CuPy arrays of n float32 numbers: bytes moved (8 reads, 1 write) per second."""
     import cupy as cp
@@ -194,7 +215,7 @@ def resource_lines(result) -> list:
     """One line per measured kernel (benchmark and float type): its threads per block, registers, local and shared
     bytes, from the rows' ``resources`` (the same for every N)."""
     seen = {}
-    for stage in ("lorenz", "neural_sde", "neural_sde_layer_loops"):
+    for stage in ("lorenz", "neural_sde", "noise_only", "neural_sde_layer_loops"):
         for r in result.get(stage, []):
             if r.get("resources"):
                 seen.setdefault(f"{stage} {r['dtype']}", r["resources"])
@@ -230,12 +251,18 @@ SIZES = {"full": dict(lorenz=[10**4, 10**5, 10**6, 10**7], neural=[10**4, 10**5,
 
 
 def gpu_tests() -> list:
-    """The summary line of the gpu-marked tests of tests/test_cuda.py, run on this device."""
+    """The summary line of the gpu-marked tests of tests/test_cuda.py, run on this device in the time left (pytest's
+    exit status and the end of its error output where it did not pass)."""
     import subprocess
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n0", "-m", "gpu", "tests/test_cuda.py"],
-                           capture_output=True, text=True)
+    left = TIME_LIMIT_S + GRACE_S - (time.perf_counter() - CLOCK["start"])
+    try:
+        tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n0", "-m", "gpu", "tests/test_cuda.py"],
+                               capture_output=True, text=True, timeout=max(left, 1.0))
+    except subprocess.TimeoutExpired as e:
+        return [f"stopped after {e.timeout:.0f} s (the device's command limit)"]
     print(tests.stdout[-2000:], flush=True)
-    return tests.stdout.strip().splitlines()[-1:]
+    lines = tests.stdout.strip().splitlines()[-1:]
+    return lines if tests.returncode == 0 else lines + [f"pytest exit status {tests.returncode}", tests.stderr[-1000:]]
 
 
 def main(quick: bool = False, host: bool = False, out: str | None = None) -> dict | None:
@@ -266,13 +293,28 @@ def _run(quick: bool, host: bool, out: str | None) -> dict | None:
     sizes = SIZES["host" if host else "quick" if quick else "full"]
     CLOCK.update(start=time.perf_counter(), skipped=[])
     result = dict(machine=machine(), device=device, peak_flops=peak, skipped_for_time=CLOCK["skipped"])
-    stages = dict(gpu_tests=lambda: ["not run (host dry run)"] if host else gpu_tests(),
-                  agreement=lambda: agreement(first=1 if host else None),
-                  lorenz=lambda: throughput(sizes["lorenz"]), neural_sde=lambda: neural_sde(sizes["neural"], peak),
+    # the measurements first (they need only the GPU), then the checks against Numba (cold Numba compiles), then the
+    # gpu-marked tests in the time left: a run cut short keeps the figures only a GPU gives
+    stages = dict(lorenz=lambda: throughput(sizes["lorenz"]), neural_sde=lambda: neural_sde(sizes["neural"], peak),
+                  noise_only=lambda: noise_only(sizes["neural"][-1:]),
                   neural_sde_layer_loops=lambda: neural_sde_layer_loops(sizes["neural"], peak),
-                  array_step=lambda: array_step(sizes["array_step"]))
+                  array_step=lambda: array_step(sizes["array_step"]),
+                  agreement=lambda: agreement(first=1 if host else None),
+                  gpu_tests=lambda: ["not run (host dry run)"] if host else gpu_tests())
+    empty = dict(array_step={}, gpu_tests=[])
+    result["failed"] = {}
     for name, stage in stages.items():
-        result[name] = stage()
+        if name != "gpu_tests" and time.perf_counter() - CLOCK["start"] > TIME_LIMIT_S:
+            CLOCK["skipped"].append(f"stage {name}")
+            result[name] = empty.get(name, [])
+            continue
+        try:
+            result[name] = stage()
+        except Exception:        # noqa: BLE001 - one stage's failure must not lose the others' figures
+            import traceback
+            result["failed"][name] = traceback.format_exc()[-3000:]
+            print(f"stage {name} failed:\n{result['failed'][name]}", flush=True)
+            result[name] = empty.get(name, [])
         if out is not None:
             Path(out).mkdir(parents=True, exist_ok=True)
             (Path(out) / "cuda_device.partial.json").write_text(json.dumps(result, indent=2, default=float))
@@ -302,9 +344,20 @@ def _run(quick: bool, host: bool, out: str | None) -> dict | None:
               for r in result["neural_sde_layer_loops"]]
     lines += ["", "Kernel resources (CUDA's function attributes; what limits occupancy: registers × threads per block "
               "against the SM's 64 K registers, local bytes are per thread):", *resource_lines(result)]
+    lines += ["", "The same SDE without its network (drift A y; EM, dt = 0.01): what the (W, H) tree and Philox cost "
+              "a step on their own", "", "| dtype | N | kernel s | trajectory-steps/s (kernel) | network's share of a "
+              "neural step |", "|---|---|---|---|---|"]
+    neural_rate = {(r["dtype"], r["n"]): r["traj_steps_per_s"] for r in result["neural_sde"]}
+    for r in result["noise_only"]:
+        rate = neural_rate.get((r["dtype"], r["n"]))
+        share = f"{100 * (1 - rate / r['traj_steps_per_s']):.0f}%" if rate else "–"
+        lines.append(f"| {r['dtype']} | {r['n']} | {r['kernel_s']:.4f} | {r['traj_steps_per_s']:.3g} | {share} |")
     a = result["array_step"]
-    lines += ["", f"Array-step kernel, 8 float32 arrays of {a['n']}: {a['gb_per_s']:.0f} GB/s "
-              f"({1e3 * a['wall_s']:.2f} ms; max |Δ| vs a float64 sum on the host {a['max_abs_diff']:.1e})"]
+    if a:
+        lines += ["", f"Array-step kernel, 8 float32 arrays of {a['n']}: {a['gb_per_s']:.0f} GB/s "
+                  f"({1e3 * a['wall_s']:.2f} ms; max |Δ| vs a float64 sum on the host {a['max_abs_diff']:.1e})"]
+    for name, trace in result["failed"].items():
+        lines += ["", f"Stage {name} failed:", "", "```", trace.strip(), "```"]
 
     def figure(path):
         import matplotlib.pyplot as plt

@@ -18,5 +18,6 @@ if ! python3 -m pip install -q --no-deps --no-index --no-build-isolation -e . 2>
 fi
 python3 -c "import sdekit.kernels.cuda_backend, cupy, numba, sympy; print('sdekit', sdekit.__file__, 'cupy', \
 cupy.__version__, 'numba', numba.__version__, 'sympy', sympy.__version__)" 2>&1 | tee -a "$out/device.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "sdekit, CuPy, Numba or SymPy does not import: nothing measured" | tee -a "$out/device.txt"; exit 3; }
 python3 -m benchmarks.cuda_device "$@" --out "$out" 2>&1 | tee "$out/cuda_device.log"
 exit "${PIPESTATUS[0]}"

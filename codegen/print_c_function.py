@@ -35,6 +35,10 @@ _TYPES = {"int": "long long", "float": "double", "bool": "bool",
 _CASTS = {"uint64": "unsigned long long", "int64": "long long", "float64": "double"}   # np.<name>(x)
 _CUDA_BITCASTS = {("double", "long long"): "__double_as_longlong", ("long long", "double"): "__longlong_as_double",
                   ("float", "int"): "__float_as_int", ("int", "float"): "__int_as_float"}
+#: a ``range`` of at most this many trips, all constant, prints unrolled (``SDEKIT_UNROLL``, the CUDA prelude's
+#: ``#pragma unroll``): its loop index becomes a constant in each copy, so a division by a power of it becomes a
+#: multiplication (the Brownian tree's split-point search divided by 5^k in 64 bits, ~80 instructions a division)
+UNROLL_TRIPS = 16
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "/", ast.Mod: "%",
         ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>",
         ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
@@ -364,7 +368,23 @@ class _Printer:
                 step = int(ast.literal_eval(it.args[2]))
             except ValueError:
                 self.fail(it, "a range with a non-constant step")
-        return f"for ({var} = {start}; {var} {'<' if step > 0 else '>'} {stop}; {var} += {step})"
+        loop = f"for ({var} = {start}; {var} {'<' if step > 0 else '>'} {stop}; {var} += {step})"
+        trips = [self._constant(a) for a in it.args]
+        if None not in trips:
+            trips = len(range(*trips))
+            return f"SDEKIT_UNROLL {loop}" if 0 < trips <= UNROLL_TRIPS else loop
+        return loop
+
+    def _constant(self, n):
+        """The integer value of an expression of literals and module-level integer constants, else None."""
+        if isinstance(n, ast.Constant) and isinstance(n.value, int) and not isinstance(n.value, bool):
+            return n.value
+        if isinstance(n, ast.Name) and n.id not in self.types and isinstance(self.env.get(n.id), (int, np.integer)):
+            return int(self.env[n.id])
+        if isinstance(n, ast.BinOp) and type(n.op) in (ast.Add, ast.Sub, ast.Mult):
+            a, b = self._constant(n.left), self._constant(n.right)
+            return None if a is None or b is None else {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b}[type(n.op)]
+        return None
 
     def _assign(self, target, value):
         """``name = value`` (a view when value is one) or a store into an element or a slice."""

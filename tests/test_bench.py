@@ -104,7 +104,9 @@ def test_the_gpu_run_script_runs_on_the_host(tmp_path):
     assert all(r["max_abs_diff"] <= 1e-12 for r in result["agreement"] if r["dtype"] == "float64")
     assert {(r["dtype"], r["n"]) for r in result["lorenz"]} == {(d, n) for d in ("float32", "float64") for n in (64, 256)}
     assert [(r["dtype"], r["n"]) for r in result["neural_sde_layer_loops"]] == [("float32", 64)]
-    rows = result["lorenz"] + result["neural_sde"] + result["neural_sde_layer_loops"]
+    assert result["failed"] == {} and [(r["dtype"], r["n"]) for r in result["noise_only"]] == [("float32", 64),
+                                                                                                ("float64", 64)]
+    rows = result["lorenz"] + result["neural_sde"] + result["neural_sde_layer_loops"] + result["noise_only"]
     assert all(r["all_success"] and r["traj_steps_per_s"] > 0 and r["states_on"] == "cupy" for r in rows)
     assert all(set(r["resources"]) == {"threads_per_block", "registers", "local_bytes", "shared_bytes"} for r in rows)
     md = (tmp_path / "cuda_device.md").read_text()
@@ -114,3 +116,52 @@ def test_the_gpu_run_script_runs_on_the_host(tmp_path):
     import importlib.util
     if importlib.util.find_spec("cupy") is None:
         assert cuda_device.main() is None
+
+
+@pytest.mark.parametrize("registers, shared, threads, want, limit", [
+    (24, 0, 256, 1.0, "warps"), (40, 0, 128, 0.75, "registers"), (64, 0, 128, 0.5, "registers"),
+    (128, 0, 128, 0.25, "registers"), (255, 0, 128, 0.125, "registers"), (16, 0, 32, 0.5, "blocks"),
+    (32, 100 * 1024, 256, 0.25, "shared memory")])
+def test_occupancy_follows_the_cuda_rules_for_compute_capability_9(registers, shared, threads, want, limit):
+    """benchmarks/cuda_static.occupancy against the CUDA occupancy calculator's cases for sm_90: 64 K registers an SM
+    allocated per warp in units of 256, 64 warps, 32 blocks, 228 KiB of shared memory."""
+    from benchmarks.cuda_static import occupancy
+    got = occupancy(registers, shared, threads)
+    assert got["occupancy"] == pytest.approx(want) and got["limited_by"] == limit
+
+
+def test_the_static_read_of_the_gpu_kernels_names_their_resources_and_mix():
+    """``sdekit bench cuda_static``'s analysis (NVRTC → PTX → ptxas -v for sm_90, no GPU): the Lorenz float32 kernel
+    has no double operation and its time loop is one step (no inner loop), so its ceiling is exact arithmetic on
+    its instruction count; the neural SDE's network is its own device function with the MLP's 1280 multiply-adds in
+    its FMAs, and a float32 network caps the FLOP fraction below 100%."""
+    from benchmarks import cuda_static
+    why = cuda_static.missing()
+    if why:
+        pytest.skip(why)
+    result = cuda_static.run()
+    rows = {(r["kernel"].split()[0], r["dtype"]): r for r in result["rows"]}
+    lorenz = rows["Lorenz", "float32"]
+    assert lorenz["loop"].get("f64", 0) == 0
+    assert lorenz["exact_per_step"] and lorenz["registers"] > 0 and 0 < lorenz["occupancy"] <= 1
+    assert lorenz["ceiling_traj_steps_per_s"] == pytest.approx(132 * 128 * 1.98e9 / lorenz["step_issue_slots"])
+    assert rows["Lorenz", "float64"]["loop"]["f64"] > 100
+    net = rows["neural", "float32"]["functions"]["rhs_full"]
+    assert net["f32 fma"] >= 1280 and net.get("f64", 0) == 0
+    assert 0 < rows["neural", "float32"]["network_fp32_ceiling"] < 1
+    assert rows["neural", "float32"]["loop"]["calls"] == {"rhs_full": 1}
+    assert len(result["reading"]) == 3
+
+
+def test_a_failing_stage_of_the_gpu_run_keeps_the_others(tmp_path, monkeypatch):
+    """A stage that raises on the device is recorded with its traceback (``failed``) and the run goes on: the
+    figures measured before and after it are written (the device's minutes are not spent twice)."""
+    from benchmarks import cuda_device
+
+    def broken(n):
+        raise RuntimeError("no such CuPy function on this image")
+    monkeypatch.setattr(cuda_device, "array_step", broken)
+    result = cuda_device.main(host=True, out=str(tmp_path))
+    assert list(result["failed"]) == ["array_step"] and "no such CuPy function" in result["failed"]["array_step"]
+    assert result["lorenz"] and result["agreement"]
+    assert "Stage array_step failed" in (tmp_path / "cuda_device.md").read_text()

@@ -514,6 +514,20 @@ def test_a_float32_kernel_computes_in_float32(method):
     assert counts["float32"] == 0 and counts["float64"] > 20, counts
 
 
+def test_the_brownian_trees_split_search_has_no_64_bit_division_on_the_gpu():
+    """The tree's split-point search (``kernels.brownian.coarsest_point``) divides by 5^k, k < TREE_POW5 + 1: its
+    constant-trip loop prints unrolled (``print_c_function.UNROLL_TRIPS``), so each division is by a constant and
+    compiles to a multiplication.  As a loop it left 10 ``div.s64`` in an EM kernel's PTX, a ~80-instruction
+    subroutine each on sm_90, ~97 of them a step at dt = 0.01 (a helper's count) against the whole network's ~2600."""
+    pytest.importorskip("nvidia.cuda_nvrtc", reason="nvidia-cuda-nvrtc-cu12 (the test extras) is not installed")
+    import re
+    from sdekit.kernels.cuda_backend import nvrtc_ptx
+    em = next(m for m in SDE if m.name == "EM")
+    source = _emitted(em, False, "float32")
+    assert "SDEKIT_UNROLL for (_ = 0; _ < (TREE_POW5 + 1LL)" in source
+    assert not re.search(r"\b(div|rem)\.[su]64", nvrtc_ptx(source, arch="compute_90"))
+
+
 # ---- arrays on the device: the API boundary and the array-step kernel ----------------------------------
 
 class _FakeCupyArray:
