@@ -169,6 +169,8 @@ def expm_action(A, B, control: ActionControl | None = None) -> np.ndarray:
         raise ValueError(f"expm_action: A must be square and B a vector or matrix of its rows, got A {A.shape}, "
                          f"B {B.shape}")
     n = A.shape[0]
+    if B.size == 0:                                 # no columns (or rows): nothing to act on
+        return B.copy()
     mu = float(A.diagonal().sum()) / n if n else 0.0
     with np.errstate(invalid="ignore"):             # inf − inf of a diverging A: NaN, named below
         shifted = A - mu * (sparse.identity(n, format="csr") if sparse.issparse(A) else np.eye(n))
@@ -178,7 +180,7 @@ def expm_action(A, B, control: ActionControl | None = None) -> np.ndarray:
     m, s = parameters
     eta = math.exp(mu / s)
     control.actions += 1
-    if sparse.issparse(shifted) and B.size:
+    if sparse.issparse(shifted):
         X = shifted.tocsr()
         F, products = _taylor_csr(X.data.astype(float), X.indices, X.indptr, B.reshape(n, -1), m, s, tol, eta)
         control.products += products

@@ -120,10 +120,24 @@ def test_bad_inputs_are_named_and_non_finite_ones_give_nan():
     assert np.isnan(phi_action(np.eye(2), np.nan, {0: np.ones(2), 1: np.ones(2)})).all()
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_several_columns_and_none_act_like_the_dense_exponential(sparse):
+    """B of several columns on the compiled CSR loop and on dense products, and B without columns (it divided by
+    zero choosing the Taylor degree)."""
+    A = _operator("upwind", 30, 4, 40.0)
+    A = A if sparse else A.toarray()
+    B = np.random.default_rng(1).normal(size=(30, 3))
+    dense = A.toarray() if sparse else A
+    np.testing.assert_allclose(ea.expm_action(A, B), scipy.linalg.expm(dense) @ B, rtol=1e-12, atol=1e-14)
+    assert ea.expm_action(A, np.zeros((30, 0))).shape == (30, 0)
+
+
 def test_complex_vectors_keep_their_imaginary_part():
-    A = _operator("upwind", 12, 3, 5.0).toarray()
+    A = _operator("upwind", 12, 3, 5.0)
     b = np.random.default_rng(1).normal(size=(12, 2)) @ np.array([1.0, 1j])
-    np.testing.assert_allclose(ea.expm_action(A, b), scipy.linalg.expm(A) @ b, rtol=1e-13, atol=1e-14)
+    want = scipy.linalg.expm(A.toarray()) @ b
+    np.testing.assert_allclose(ea.expm_action(A.toarray(), b), want, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(ea.expm_action(A, b), want, rtol=1e-13, atol=1e-14)       # the compiled CSR loop
 
 
 def test_a_diverging_solve_on_phi_actions_gives_the_unstable_retcode():
