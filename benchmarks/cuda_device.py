@@ -14,7 +14,8 @@ it checks this script and backend="cuda"'s launch code, not the GPU (tests/test_
    EM at dt = 0.01), N = 10^4 ... 10^7, float32 and float64: trajectory-steps/s and FLOP/s against the
    device's peak (FP32 / FP64 lanes per SM × SMs × clock × 2, from the compute capability); the same SDE
    without its network at the largest N (what the tree and Philox cost alone); and once more, float32 at the
-   largest N, with the layers printed as loops (the A/B of ``emit_cuda.UNROLL_LAYER``);
+   largest N, with the layers printed as loops (the A/B of ``emit_cuda.UNROLL_LAYER``) and under
+   ``__launch_bounds__(128, 4)`` (the A/B of ``print_cuda.LAUNCH_BOUNDS``: 25 % occupancy where 19 %);
 3. the array-step kernel (Σ c_k a_k over 8 CuPy arrays of 2^24 numbers): GB/s moved;
 4. checks ``backend="cuda"`` against Numba, float64 and float32, on the models of tests/test_cuda.py:
    RK4 (fixed), Tsit5 and Exprb43 (adaptive, dense L: per-thread φ blocks), EM and SRA1 (the printed
@@ -194,6 +195,18 @@ def noise_only(sizes, dtypes=("float32", "float64")):
     return timed(make, "EM", 0.01, 100, sizes, dtypes)
 
 
+def neural_sde_launch_bounds(sizes, peak, bounds=(128, 4)):
+    """The same, float32, at the largest size, with the kernel printed under ``__launch_bounds__(128, 4)``
+    (``print_cuda.LAUNCH_BOUNDS``: at most 128 registers, four blocks an SM where 145 registers allow three; ptxas
+    spills nothing at 128, ``sdekit bench cuda_static``): whether occupancy limits it on this device."""
+    from sdekit.codegen import print_cuda
+    print_cuda.LAUNCH_BOUNDS = bounds
+    try:
+        return neural_sde(sizes[-1:], peak, dtypes=("float32",))
+    finally:
+        print_cuda.LAUNCH_BOUNDS = None
+
+
 def array_step(n=1 << 24):
     """The array-step kernel on 8 CuPy arrays of n float32 numbers: bytes moved (8 reads, 1 write) per second."""
     import cupy as cp
@@ -215,7 +228,7 @@ def resource_lines(result) -> list:
     """One line per measured kernel (benchmark and float type): its threads per block, registers, local and shared
     bytes, from the rows' ``resources`` (the same for every N)."""
     seen = {}
-    for stage in ("lorenz", "neural_sde", "noise_only", "neural_sde_layer_loops"):
+    for stage in ("lorenz", "neural_sde", "noise_only", "neural_sde_layer_loops", "neural_sde_launch_bounds"):
         for r in result.get(stage, []):
             if r.get("resources"):
                 seen.setdefault(f"{stage} {r['dtype']}", r["resources"])
@@ -298,6 +311,7 @@ def _run(quick: bool, host: bool, out: str | None) -> dict | None:
     stages = dict(lorenz=lambda: throughput(sizes["lorenz"]), neural_sde=lambda: neural_sde(sizes["neural"], peak),
                   noise_only=lambda: noise_only(sizes["neural"][-1:]),
                   neural_sde_layer_loops=lambda: neural_sde_layer_loops(sizes["neural"], peak),
+                  neural_sde_launch_bounds=lambda: neural_sde_launch_bounds(sizes["neural"], peak),
                   array_step=lambda: array_step(sizes["array_step"]),
                   agreement=lambda: agreement(first=1 if host else None),
                   gpu_tests=lambda: ["not run (host dry run)"] if host else gpu_tests())
@@ -342,6 +356,9 @@ def _run(quick: bool, host: bool, out: str | None) -> dict | None:
     lines += [f"| {r['dtype']}, layers as loops (A/B) | {r['n']} | {r['kernel_s']:.4f} | {r['solve_s']:.3f} "
               f"| {r['traj_steps_per_s']:.3g} | {r['flops'] / 1e9:.0f} | {100 * r['fraction_of_peak']:.1f}% |"
               for r in result["neural_sde_layer_loops"]]
+    lines += [f"| {r['dtype']}, __launch_bounds__(128, 4) (A/B) | {r['n']} | {r['kernel_s']:.4f} | {r['solve_s']:.3f} "
+              f"| {r['traj_steps_per_s']:.3g} | {r['flops'] / 1e9:.0f} | {100 * r['fraction_of_peak']:.1f}% |"
+              for r in result["neural_sde_launch_bounds"]]
     lines += ["", "Kernel resources (CUDA's function attributes; what limits occupancy: registers × threads per block "
               "against the SM's 64 K registers, local bytes are per thread):", *resource_lines(result)]
     lines += ["", "The same SDE without its network (drift A y; EM, dt = 0.01): what the (W, H) tree and Philox cost "

@@ -30,6 +30,10 @@ _FUNCTIONS = {"min": "nan_min", "max": "nan_max", "abs": "fabs", "sqrt": "sqrt",
 _NAMES = {"inf": "INFINITY", "nan": "NAN", "True": "true", "False": "false", "src": "tid", "j": "tid",
           "valid": "true", "B": "1", "b": "0"}    # one lane per thread: a block of B = 1, lane b = 0
 #: axes of the kernel's array arguments that a runtime algorithm reads as arrays (sdekit.abi layouts)
+#: ``__launch_bounds__(threads, min blocks per SM)`` of the printed kernels, or None (ptxas's own register choice).
+#: (128, 4) caps the neural SDE's EM kernel at 128 registers without spills (145 uncapped: 3 blocks of 128 an SM on
+#: sm_90, 4 capped; ``sdekit bench cuda_static``); benchmarks/cuda_device.py measures both on a GPU
+LAUNCH_BOUNDS: tuple | None = None
 ARRAY_AXES = {"tree_pos": 1, "stops": 1, "Lm": len(LINEAR_LAYOUT["dense"])}
 
 
@@ -220,7 +224,8 @@ class CudaLoopPrinter:
         w()
         w("#ifdef __CUDACC__")
         shared = self.hooks.shared_arguments() if hasattr(self.hooks, "shared_arguments") else {}
-        with w.block(f'extern "C" __global__ void {k.name}(long long n, {", ".join(params)}) {{'):
+        bounds = f"__launch_bounds__({LAUNCH_BOUNDS[0]}, {LAUNCH_BOUNDS[1]}) " if LAUNCH_BOUNDS else ""
+        with w.block(f'extern "C" __global__ void {bounds}{k.name}(long long n, {", ".join(params)}) {{'):
             w("long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;")
             if shared:
                 w("/* read once per block into shared memory: every thread of the block reads them every stage */")

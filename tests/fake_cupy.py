@@ -228,7 +228,7 @@ def signatures(code: str) -> dict:
     real = re.search(r"typedef (float|double) real;", code)
     types_ = dict(_C_TYPES, real=_C_TYPES[real.group(1)] if real else None)
     out = {}
-    for name, params in re.findall(r'extern "C" __global__ void (\w+)\(([^)]*)\)', code):
+    for name, params in re.findall(r'extern "C" __global__ void (?:__launch_bounds__\([^)]*\) )?(\w+)\(([^)]*)\)', code):
         sig = []
         for p in params.split(","):
             p = re.sub(r"\b(const|__restrict__)\b", " ", p).strip()
