@@ -481,13 +481,15 @@ def _emit_jacobian_function(w, form, jac, extra, adaptive):
                         w(f"Jout[r, r, b] = {linear_entry('r', traj='src[b]')}")
         for g in jac.net_groups:
             _emit_net(w, form, g, "st")
-        with w.block("for b in range(B):"):
-            _lane_prelude(w, form, jac, "st")
-            for var, e in jac.assignments:
-                w(f"{var} = {pr(e)}")
-            for i, j, e in form.jacobian_entries(jac.outputs, d):
-                plus_l = j < d and (structure == "dense" or (linear and i == j))
-                w(f"Jout[{i}, {j}, b] = {pr(e)}" + (f" + Jout[{i}, {j}, b]" if plus_l else ""))
+        entries = list(form.jacobian_entries(jac.outputs, d))
+        if entries:                      # none where N is constant in y and t (a linear or affine ODE): J̃ is L
+            with w.block("for b in range(B):"):
+                _lane_prelude(w, form, jac, "st")
+                for var, e in jac.assignments:
+                    w(f"{var} = {pr(e)}")
+                for i, j, e in entries:
+                    plus_l = j < d and (structure == "dense" or (linear and i == j))
+                    w(f"Jout[{i}, {j}, b] = {pr(e)}" + (f" + Jout[{i}, {j}, b]" if plus_l else ""))
     w()
     w()
     return f"jac_block({call})"
