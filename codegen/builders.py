@@ -221,10 +221,10 @@ def etd_adams(tab, form):
     final += weighted(tab.weights)
     # error estimate: minus the (k−1)-step companion (the last Newton term, methods.md §1.6)
     error = weighted(tab.weights) + weighted(etd_adams_weights(tab.steps - 1), -1)
-    s_stmts, s_final, s_ops, _ = exprk(tab.startup, form)
-    s_stmts = [*s_stmts, Combine("y_new", tuple(s_final))]
+    s_stmts, s_final, s_ops, s_error = exprk(tab.startup, form)
+    s_stmts = [*s_stmts, Combine("y_new", tuple(s_final)), Combine("err_start", tuple(s_error["error"]))]
     start = StepScheme(method=tab.startup.name, operators={f"S{k}": v for k, v in s_ops.items()},
-                       statements=tuple(_rename_ops(s, "S") for s in s_stmts))
+                       statements=tuple(_rename_ops(s, "S") for s in s_stmts), error="err_start")
     history = tuple((hist[j], hist[j - 1]) for j in range(tab.steps - 1, 0, -1))
     return stmts, final, op.ops, dict(startup=start, startup_steps=tab.steps - 1, history=history,
                                       lags=tab.steps - 1, **_error(error))

@@ -73,7 +73,7 @@ def fixed_loop(scheme: StepScheme, stochastic: bool, model_args=(), reads_t: boo
     ``jacobian_blocks``: the Jacobian operators as per-lane blocks (``lane_operators.jacobian_operators``);
     False where the backend applies them as actions in the statements (fields)."""
     live = scheme.live_statements()    # not the error estimate
-    startup = scheme.startup.statements if scheme.startup is not None else ()
+    startup = scheme.startup.live_statements() if scheme.startup is not None else ()   # nor the startup's
     lanes = [Lane(r, "state", rows="D") for r in _registers(scheme, ["y"], live + startup)]
     lanes += [Lane("bad", "bool", "False"), Lane("h_l", "state")]
     lanes += [Lane("t_l", "state"), Lane("tc", "state")] if reads_t else []
@@ -103,7 +103,7 @@ def fixed_loop(scheme: StepScheme, stochastic: bool, model_args=(), reads_t: boo
     step += noise
     main = _stages(live, jacobian) + [Set("nfe", f"nfe + {_nstages(live)}")]
     if scheme.startup is not None:
-        start = scheme.startup.statements
+        start = startup
         step.append(IfUniform(f"step < {scheme.startup_steps}",
                               _stages(start) + [Set("nfe", f"nfe + {_nstages(start)}")]
                               + _copies([(scheme.output, scheme.startup.output)]), main))
@@ -181,7 +181,7 @@ def _propose(reads_t: bool):
 
 def _attempt(scheme, after_jacobian=()):
     """One trial step of every lane; lanes still in a multistep method's startup take the startup
-    scheme's result (no estimate: err = 0).  ``after_jacobian``: the IR of the Jacobian operators."""
+    scheme's result and its embedded estimate.  ``after_jacobian``: the IR of the Jacobian operators."""
     out = []
     if scheme.startup is not None:
         k, n = scheme.startup_steps, _nstages(scheme.startup.statements)
@@ -198,7 +198,8 @@ def _attempt(scheme, after_jacobian=()):
     out.append(_counted(evaluated))
     if scheme.startup is not None:
         out.append(Lanes([If(f"naccepted < {scheme.startup_steps}",
-                             [Components([Let(f"{scheme.output}[i]", "y_start[i]"), Let(f"{scheme.error}[i]", "0.0")])])]))
+                             [Components([Let(f"{scheme.output}[i]", "y_start[i]"),
+                                          Let(f"{scheme.error}[i]", f"{scheme.startup.error}[i]")])])]))
     return out
 
 

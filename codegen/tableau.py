@@ -369,7 +369,9 @@ class AdamsTableau:
     """Variable-step exponential Adams method of ``steps`` = k steps (methods.md §1.6):
     ``y_{n+1} = φ_0(z) y_n + Σ_j Σ (coef · φ_m(z)) N_{n−j}`` with ``weights`` =
     {j: [(coef(h, h1, ..), m), ...]} from :func:`sdekit.codegen.derive.etd_adams_weights`;
-    the first k − 1 steps are taken by the one-step exponential tableau ``startup``."""
+    the first k − 1 steps are taken by the one-step exponential tableau ``startup``, whose embedded estimate
+    controls them in adaptive solves (accepted unestimated, the controller grew the second startup step tenfold:
+    ETDAdams3 ended 100–2000× outside its tolerance)."""
 
     steps: int
     weights: dict
@@ -383,6 +385,8 @@ class AdamsTableau:
             raise ValueError(f"{self.name}: weights needed for N_n .. N_(n-{self.steps - 1})")
         if self.startup.order < self.order - 1:
             raise ValueError(f"{self.name}: a startup of order {self.startup.order} spoils order {self.order}")
+        if self.startup.bhat is None:      # adaptive startup steps are estimated and controlled like the rest
+            raise ValueError(f"{self.name}: the startup {self.startup.name} needs an embedded estimate (bhat)")
 
     @property
     def embedded_order(self) -> int:

@@ -188,7 +188,8 @@ EXPRB43 = ExpRosenbrockTableau(  # Hochbruck, Ostermann & Schweitzer 2009, §5.2
 
 # ------------------------------------------------------- exponential multistep (methods.md §1.6)
 ETD2 = AdamsTableau(  # Cox & Matthews 2002, eq. (6) for constant steps; variable-step weights derived
-    steps=2, weights=derive.etd_adams_weights(2), startup=ETD1, order=2, stiff_order=2, name="ETD2",
+    # started by ETDRK2, whose embedded exponential Euler step estimates the startup (ETD1 had no estimate)
+    steps=2, weights=derive.etd_adams_weights(2), startup=ETDRK2, order=2, stiff_order=2, name="ETD2",
 )
 
 ETD_ADAMS3 = AdamsTableau(  # exact integration of the quadratic Newton interpolant [derived]
