@@ -276,6 +276,9 @@ def _as_states(y) -> tuple:
         raise ModelError("states must be a vector of sympy Symbols (use sdekit.states('y', d))")
     if len(set(ys)) != len(ys):
         raise ModelError("states contain a repeated symbol")
+    if t in ys:
+        raise ModelError("states contain sdekit.t, the time: name the states apart (sdekit.states('y', d)); "
+                         "an equation for a clock is t' = 1 on a state of its own")
     return ys
 
 

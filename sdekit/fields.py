@@ -42,7 +42,7 @@ from .codegen.methods import get_method
 from .kernels import operators as _ops
 from .kernels.cache import load_module
 from .kernels.field_runtime import MEMO_SIZES, FieldLanes, action_tolerance, mirrored_halves
-from .problem import _tspan
+from .problem import _tspan, keyed_by_name
 from .solution import Solution
 
 __all__ = ["field", "fourier", "laplacian", "diagonal", "matrix", "FieldODE", "FieldProblem", "solve_field"]
@@ -692,7 +692,7 @@ class FieldProblem:
         if not model.complex and np.iscomplexobj(u0) and np.any(u0.imag):
             raise ValueError("u0 is complex but the field is real: declare it sk.field(name, shape, complex=True)")
         u0 = model.state(u0.real if not model.complex and np.iscomplexobj(u0) else u0)
-        params = dict(params or {})
+        params = keyed_by_name(params, "FieldProblem params")
         names = [p.name for p in model.params]
         if sorted(params) != sorted(names):
             raise ValueError(f"FieldProblem: give params {names} (the model's), got {sorted(params)}")

@@ -6,6 +6,7 @@ import difflib
 import numpy as np
 
 from sdekit.kernels.cuda_arrays import array_module, host, is_cuda_array, on_gpu
+from sdekit.codegen.analysis import Param
 from sdekit.model import ODE, SDE
 
 MAX_TRAJECTORIES = 2**32
@@ -105,8 +106,21 @@ def unknown_keyword(fn: str, unknown: dict, valid):
     return KeywordError(f"{fn}() got an unknown keyword {key!r}{hint} Valid keywords: {', '.join(valid)}")
 
 
+def keyed_by_name(params, what: str = "params") -> dict:
+    """``params`` with each key a parameter's name: an ``sdekit.params`` symbol stands for its name; any other key
+    that is not a string is a ValueError naming it."""
+    out = {}
+    for key, value in dict(params or {}).items():
+        name = key.name if isinstance(key, Param) else key
+        if not isinstance(name, str):
+            raise ValueError(f"{what}: keys are the parameters' names (or their sdekit.params symbols), got {key!r} "
+                             f"({type(key).__name__})")
+        out[name] = value
+    return out
+
+
 def _params(model, params):
-    params = dict(params or {})
+    params = keyed_by_name(params)
     _check_names(params, model.params, "missing values for parameters", "unknown parameters")
     out = {}
     for name, v in params.items():

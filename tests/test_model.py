@@ -95,3 +95,27 @@ def test_constant_linear_part_stays_exact():
     assert m.form.linear is None and np.allclose(m.form.linear_numeric[2, 2], -8 / 3)
     explicit = sk.ODE(x, linear=sp.diag(sp.Rational(-1, 3), -1, -2), nonlinear=sp.zeros(3, 1))
     assert explicit.linear[0, 0] == sp.Rational(-1, 3)
+
+
+def test_params_may_be_keyed_by_their_symbols_and_other_keys_are_named():
+    """``params={k: 2.0}`` with k = sk.params("k") is the same as ``{"k": 2.0}`` (it raised "'Param' object is not
+    iterable", a helper's find); a key that is neither a name nor a param symbol is a ValueError naming it."""
+    y = sk.states("y", 2)
+    k = sk.params("k")
+    model = sk.ODE(y, sp.Matrix([-k * y[0], y[0]]))
+    by_symbol = sk.ODEProblem(model, y0=[1.0, 0.0], tspan=(0.0, 1.0), params={k: 2.0})
+    assert by_symbol == sk.ODEProblem(model, y0=[1.0, 0.0], tspan=(0.0, 1.0), params={"k": 2.0})
+    for bad in (3, sp.Symbol("k")):
+        with pytest.raises(ValueError, match=r"keys are the parameters' names .* got (3|k)"):
+            sk.ODEProblem(model, y0=[1.0, 0.0], tspan=(0.0, 1.0), params={bad: 1.0})
+    u, a = sk.field("u", 8), sk.params("a")
+    field = sk.FieldODE(u, linear=sk.laplacian(8, 1.0), nonlinear=a * u)
+    assert sk.FieldProblem(field, np.zeros(8), (0.0, 1.0), params={a: 1.5}).params == {"a": 1.5}
+
+
+def test_time_is_not_a_state():
+    """sk.t among the states was integrated as a state while the right-hand side read it as time (a helper's
+    find): a ModelError."""
+    y = sk.states("y", 2)
+    with pytest.raises(sk.ModelError, match="states contain sdekit.t"):
+        sk.ODE(sp.Matrix([sk.t, y[1]]), sp.Matrix([2, -sk.t * y[1]]))
