@@ -97,3 +97,26 @@ def test_exponential_rosenbrock_on_a_linear_ode_is_its_exponential(method):
         sol = sk.solve(prob, method, **options)
         np.testing.assert_allclose(sol.y[-1], exact, rtol=1e-12)
         np.testing.assert_allclose(sol.y[-1], sk.solve(prob, method, backend="numpy", **options).y[-1], rtol=1e-14)
+
+
+def test_exponential_rosenbrock_solves_robertson_where_the_stiffness_is_in_n():
+    """Robertson's kinetics (stiff through N: sympy's split leaves L = 0 rows for the quadratic terms) to t = 1e5 by
+    adaptive Exprb43 with its exact Jacobian: within the tolerance of scipy's Radau at 1e-12 (README, "Where the
+    stiffness sits decides the method"), on the numpy backend (no compile; the kernels print the same driver)."""
+    from scipy.integrate import solve_ivp
+    y = sk.states("y", 3)
+    a, b, c = y
+    f = sp.Matrix([-sp.Rational(4, 100) * a + 10**4 * b * c,
+                   sp.Rational(4, 100) * a - 10**4 * b * c - 3 * 10**7 * b**2, 3 * 10**7 * b**2])
+    prob = sk.ODEProblem(sk.ODE(y, f), y0=[1.0, 0.0, 0.0], tspan=(0.0, 1e5))
+
+    def rhs(t, u):
+        return [-0.04 * u[0] + 1e4 * u[1] * u[2], 0.04 * u[0] - 1e4 * u[1] * u[2] - 3e7 * u[1] ** 2, 3e7 * u[1] ** 2]
+
+    def jac(t, u):
+        return [[-0.04, 1e4 * u[2], 1e4 * u[1]], [0.04, -1e4 * u[2] - 6e7 * u[1], -1e4 * u[1]], [0.0, 6e7 * u[1], 0.0]]
+    ref = solve_ivp(rhs, (0.0, 1e5), [1.0, 0.0, 0.0], method="Radau", rtol=1e-12, atol=1e-14, jac=jac).y[:, -1]
+    for rtol, atol in ((1e-4, 1e-8), (1e-6, 1e-10)):
+        sol = sk.solve(prob, "Exprb43", rtol=rtol, atol=atol, backend="numpy")
+        assert sol.retcode == "Success" and sol.stats["naccept"] < 1000
+        assert (np.abs(sol.y[-1] - ref) / (atol + rtol * np.abs(ref))).max() < 1.0
