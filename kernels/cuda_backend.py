@@ -29,6 +29,14 @@ _SCALARS = {"i64": (ctypes.c_longlong, np.int64), "u64": (ctypes.c_ulonglong, np
             "f64": (ctypes.c_double, np.float64), "i8": (ctypes.c_byte, np.int8), "bool": (ctypes.c_bool, np.bool_)}
 THREADS_PER_BLOCK = 128
 _MODULES = {}     # (source hash, compute capability) -> cupy.RawModule
+_SHAPES = {}      # (device, shape) -> the shape as an int64 array there: one copy in per shape, not per launch
+
+
+def _device_shape(cp, shape):
+    key = (cp.cuda.Device().id, tuple(shape))
+    if key not in _SHAPES:
+        _SHAPES[key] = cp.asarray(np.array(shape, dtype=np.int64))
+    return _SHAPES[key]
 
 
 def threads_per_block(limit: int) -> int:
@@ -162,7 +170,7 @@ class CudaKernel(_CudaKernelBase):
         args = [np.int64(n)]
         for t, v in _checked(names, list(fixed) + list(extra), state):
             if t.endswith("[]"):      # the outputs are on the device already (run_* allocate them with xp)
-                args += [cp.asarray(v), cp.asarray(np.array(v.shape, dtype=np.int64))]   # host inputs copied in
+                args += [cp.asarray(v), _device_shape(cp, v.shape)]   # host inputs copied in
             else:
                 args.append(_element(t, state).type(v))
         kernel = self.module.get_function("kernel")

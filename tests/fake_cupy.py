@@ -295,7 +295,7 @@ def _elapsed_ms(start, stop):
 _PROPERTIES = {"name": b"stand-in for CuPy (host C++)", "major": 9, "minor": 0, "multiProcessorCount": 132}
 
 cuda = types.SimpleNamespace(
-    Device=lambda *_: types.SimpleNamespace(compute_capability="90"), Event=_Event, get_elapsed_time=_elapsed_ms,
+    Device=lambda *_: types.SimpleNamespace(compute_capability="90", id=0), Event=_Event, get_elapsed_time=_elapsed_ms,
     runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0, deviceSynchronize=lambda: None,
                                   getDeviceProperties=lambda i: dict(_PROPERTIES),
                                   deviceGetAttribute=lambda attr, i: {13: 1_980_000}[attr]))
