@@ -23,8 +23,10 @@ grid, sums in L's eigenbasis) wherever every operator has a fast eigenbasis; ``b
 """
 from __future__ import annotations
 
+import hashlib
 import inspect as _inspect
 import itertools
+import pickle
 import types
 
 import numpy as np
@@ -48,6 +50,34 @@ from .solution import Solution
 __all__ = ["field", "fourier", "laplacian", "diagonal", "matrix", "FieldODE", "FieldProblem", "solve_field"]
 
 _names = itertools.count()
+
+
+def _content(x):
+    """A picklable stand-in for an operator's defining data: public attributes (caches are ``_``-prefixed), arrays as
+    (dtype, shape, bytes), sparse matrices by their CSR arrays, recursively."""
+    from scipy import sparse
+    if isinstance(x, np.ndarray):
+        return ("array", x.dtype.str, x.shape, np.ascontiguousarray(x).tobytes())
+    if sparse.issparse(x):
+        x = sparse.csr_matrix(x)
+        return ("csr", x.shape, _content(x.data), _content(x.indices), _content(x.indptr))
+    if isinstance(x, (list, tuple)):
+        return tuple(_content(v) for v in x)
+    if isinstance(x, dict):
+        return tuple((k, _content(v)) for k, v in sorted(x.items()) if not str(k).startswith("_"))
+    if hasattr(x, "__dict__"):
+        return (type(x).__name__, _content(vars(x)))
+    return x
+
+
+def _operator_name(*content) -> str:
+    """An operator's name: a digest of its content, so an operator gets the same name in every process (its generated
+    code and cache key do not change between runs) and a model unpickled elsewhere finds its operators; operators
+    equal in content share it.  A process-local ``op<k>`` where the content is not picklable."""
+    try:
+        return "op_" + hashlib.sha1(pickle.dumps(_content(content), protocol=4)).hexdigest()[:10]
+    except Exception:            # noqa: BLE001 - a runtime holding something pickle cannot take
+        return f"op{next(_names)}"
 
 
 def _shape(shape) -> tuple:
@@ -95,9 +125,15 @@ class Operator:
         self.runtime, self.description, self.complexified = runtime, description, complexified
         self.why_not_real, self.lengths = why_not_real, lengths      # lengths: a periodic box (sk.fourier)
         self.grid = tuple(runtime.shape if runtime is not None else complexified.grid)
-        self.name = f"op{next(_names)}"
+        self.name = _operator_name(runtime, complexified, description, lengths)
         self.function = sp.Function(self.name, real=True)   # a real operator of a real argument (complex: Re, Im apart)
         self.function.operator = self           # an application op(expr) leads back to it
+
+    def __setstate__(self, state):
+        """Unpickled: the function pickles as sympy rebuilds it (its name and assumptions: the class an unpickled
+        application op(expr) has too), which leads back to this operator again."""
+        self.__dict__.update(state)
+        self.function.operator = self
 
     @property
     def shape(self) -> tuple:
@@ -366,6 +402,7 @@ class FieldODE(_ArrayModel):
     stochastic = False
 
     def __init__(self, u, linear=None, nonlinear=0, data=None):
+        self._arguments = (u, linear, nonlinear, data)      # what a pickle rebuilds it from (__reduce__)
         several = isinstance(u, (list, tuple))
         fields = list(u) if several else [u]
         linears = list(linear) if several and isinstance(linear, (list, tuple)) else [linear] * len(fields)
@@ -443,6 +480,13 @@ class FieldODE(_ArrayModel):
             runtimes = [zero if op is None else op.on_real() for op in linears]
         self.operator = _ops.Species(runtimes) if S > 1 else runtimes[0]
         self._compiled = {}    # (method, adaptive) -> (scheme, module, {step-size class: operator values})
+
+    def __reduce__(self):
+        """Pickled as its constructor's arguments (fields, operators, expressions, data) and the operators N applies:
+        the lambdified N and the compiled kernels are made again where it is loaded.  An application op(u) pickles
+        as sympy's function of the operator's name (a digest of its content), which the unpickled operator takes
+        back before the model is rebuilt (:func:`_rebuilt`)."""
+        return (_rebuilt, (self._arguments, tuple(self.operators.values())))
 
     def jacobian(self, u, t, *params):
         """(∂N/∂u (D × D), ∂N/∂t (D,)) at the array ``u`` and time ``t``, N's linearisation by sympy through
@@ -666,6 +710,11 @@ def _folded(op):
     return op.__dict__["_folded"]
 
 
+def _rebuilt(arguments, operators):
+    """A pickled FieldODE: its ``operators`` are unpickled first (each takes its sympy function back), then the model."""
+    return FieldODE(*arguments)
+
+
 def _find_operator(app):
     """The Operator whose sympy function ``app`` applies."""
     op = getattr(app.func, "operator", None)
@@ -705,6 +754,10 @@ class FieldProblem:
         self.model, self.u0, self.tspan, self.params = model, u0, _tspan(tspan), dict(zip(names, values))
         self.rhs = (lambda u, t: model.rhs(u, t, *values)) if values else model.rhs
         self.jacobian = lambda u, t: model.jacobian(u, t, *values)
+
+    def __reduce__(self):
+        """Pickled as its constructor's arguments (the user's u0: complex fields joined again)."""
+        return (FieldProblem, (self.model, self.model.user_value(self.u0), self.tspan, dict(self.params)))
 
 
 class _FieldForm(types.SimpleNamespace):

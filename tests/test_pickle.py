@@ -71,3 +71,46 @@ def test_a_fresh_process_solves_the_unpickled_ensemble_to_the_same_bits_from_the
     hits, misses = (int(x) for x in done.stdout.split())
     assert hits >= 1 and misses == 0, done.stdout        # loaded from the on-disk cache, not compiled again
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), here.y)
+
+
+def _field_problems():
+    """A real field with data, params and a Laplacian; two species with a Fourier derivative inside N; a complex
+    field (NLS): every kind of operator, as a pickled model must carry them."""
+    import sympy as sp
+    n = 32
+    grid = np.linspace(0.0, 1.0, n)
+    u, v, z = sk.field("u", n), sk.field("v", n), sk.field("z", n, complex=True)
+    a, X = sk.params("a"), sp.Symbol("X")
+    dx = sk.fourier(n, 2 * np.pi, lambda k: 1j * k)
+    reaction = sk.FieldODE(u, linear=0.01 * sk.laplacian(n, 2.0 / (n + 1)), nonlinear=a * (u - u**3) + X, data={X: grid})
+    burgers = sk.FieldODE([u, v], linear=[sk.fourier(n, 2 * np.pi, lambda k: -k**2), None],
+                          nonlinear=[-u * dx(u) + v, -v])
+    nls = sk.FieldODE(z, linear=sk.fourier(n, 2 * np.pi, lambda k: -1j * k**2), nonlinear=1j * z * sp.conjugate(z) * z)
+    wave = np.sin(np.linspace(0.0, 2 * np.pi, n, endpoint=False))
+    return [sk.FieldProblem(reaction, np.sin(np.pi * grid), (0.0, 1.0), params={"a": 1.0}),
+            sk.FieldProblem(burgers, np.stack([wave, wave]), (0.0, 0.5)),
+            sk.FieldProblem(nls, np.exp(1j * np.linspace(0.0, 2 * np.pi, n, endpoint=False)), (0.0, 0.2))]
+
+
+def test_field_problems_pickle_and_a_fresh_process_solves_them_alike(tmp_path):
+    """Field models and problems pickle as their constructors' arguments; an operator's name is its content's
+    digest, so the unpickled expressions find their operators in another process (with a per-process counter an
+    ``op3`` there could be another operator).  Same process and a fresh one give the same states."""
+    probs = _field_problems()
+    here = [sk.solve(p, "ETDRK4", dt=0.01).y for p in probs]
+    again = pickle.loads(pickle.dumps(probs))
+    for p, q, y in zip(probs, again, here):
+        assert [op.name for op in q.model.operators.values()] == [op.name for op in p.model.operators.values()]
+        np.testing.assert_array_equal(sk.solve(q, "ETDRK4", dt=0.01).y, y)
+    (tmp_path / "fields.pkl").write_bytes(pickle.dumps(probs))
+    worker = textwrap.dedent(f"""
+        import pickle, numpy as np
+        import sdekit as sk
+        probs = pickle.loads(open({str(tmp_path / 'fields.pkl')!r}, 'rb').read())
+        np.save({str(tmp_path / 'y.npy')!r}, np.array([sk.solve(p, "ETDRK4", dt=0.01).y for p in probs], dtype=object),
+                allow_pickle=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", worker], capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for got, y in zip(np.load(tmp_path / "y.npy", allow_pickle=True), here):
+        np.testing.assert_allclose(got, y, rtol=0, atol=1e-13 * np.abs(y).max())
