@@ -39,7 +39,7 @@ ARCH = "sm_90"
 #: per-SM limits of the occupancy rules (CUDA C Programming Guide, "Compute Capabilities", table 21)
 H100 = dict(name="H100 SXM5", sms=132, clock_hz=1.98e9, fp32_lanes=128, fp64_lanes=64, issue_lanes=128,
             registers=65536, register_unit=256, max_warps=64, max_blocks=32, shared_bytes=228 * 1024,
-            max_registers=255)
+            shared_reserved=1024, max_registers=255)
 #: a PTX arithmetic instruction on floats: its operation and type
 _FLOAT_OP = re.compile(r"^(?:@!?%p\d+\s+)?(fma|add|sub|mul|neg|abs|min|max|div|rcp|sqrt|rsqrt|ex2|lg2|tanh|sin|cos|"
                        r"setp|selp|cvt|copysign|testp)[.a-z0-9]*?\.(f32|f64)\b")
@@ -80,12 +80,13 @@ def ptxas_resources(ptx: str) -> dict:
 def occupancy(registers: int, shared_bytes: int, threads: int, gpu=H100) -> dict:
     """Resident blocks and warps per SM and the occupancy (warps / max warps) of a kernel with ``registers`` per
     thread and ``shared_bytes`` per block at ``threads`` per block, by the occupancy rules (registers allocated per
-    warp in units of ``register_unit``), and which limit binds."""
+    warp in units of ``register_unit``; each block's shared memory plus the 1 KiB the runtime reserves for it), and
+    which limit binds."""
     warps = -(-threads // 32)
     per_warp = -(-max(registers, 1) * 32 // gpu["register_unit"]) * gpu["register_unit"]
     limits = {"registers": gpu["registers"] // (per_warp * warps), "warps": gpu["max_warps"] // warps,
               "blocks": gpu["max_blocks"],
-              "shared memory": gpu["shared_bytes"] // shared_bytes if shared_bytes else gpu["max_blocks"]}
+              "shared memory": gpu["shared_bytes"] // (shared_bytes + gpu["shared_reserved"])}   # 1 KiB a block: CUDA's
     blocks = min(limits.values())
     return dict(threads_per_block=threads, blocks_per_sm=blocks, warps_per_sm=blocks * warps,
                 occupancy=blocks * warps / gpu["max_warps"], limited_by=min(limits, key=limits.get))

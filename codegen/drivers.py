@@ -73,7 +73,8 @@ def fixed_loop(scheme: StepScheme, stochastic: bool, model_args=(), reads_t: boo
     ``jacobian_blocks``: the Jacobian operators as per-lane blocks (``lane_operators.jacobian_operators``);
     False where the backend applies them as actions in the statements (fields)."""
     live = scheme.live_statements()    # not the error estimate
-    startup = scheme.startup.live_statements() if scheme.startup is not None else ()   # nor the startup's
+    startup = (scheme.startup.live_statements((scheme.startup.output, *(src for _, src in scheme.history)))
+               if scheme.startup is not None else ())      # nor the startup's estimate; the history it leaves, yes
     lanes = [Lane(r, "state", rows="D") for r in _registers(scheme, ["y"], live + startup)]
     lanes += [Lane("bad", "bool", "False"), Lane("h_l", "state")]
     lanes += [Lane("t_l", "state"), Lane("tc", "state")] if reads_t else []

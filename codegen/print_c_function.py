@@ -381,6 +381,9 @@ class _Printer:
             return n.value
         if isinstance(n, ast.Name) and n.id not in self.types and isinstance(self.env.get(n.id), (int, np.integer)):
             return int(self.env[n.id])
+        if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
+            a = self._constant(n.operand)
+            return None if a is None else -a
         if isinstance(n, ast.BinOp) and type(n.op) in (ast.Add, ast.Sub, ast.Mult):
             a, b = self._constant(n.left), self._constant(n.right)
             return None if a is None or b is None else {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b}[type(n.op)]

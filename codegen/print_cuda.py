@@ -29,11 +29,11 @@ _FUNCTIONS = {"min": "nan_min", "max": "nan_max", "abs": "fabs", "sqrt": "sqrt",
               "phi": "phi"}    # phi: the runtime's definition, printed beside the kernel (emit_cuda)
 _NAMES = {"inf": "INFINITY", "nan": "NAN", "True": "true", "False": "false", "src": "tid", "j": "tid",
           "valid": "true", "B": "1", "b": "0"}    # one lane per thread: a block of B = 1, lane b = 0
-#: axes of the kernel's array arguments that a runtime algorithm reads as arrays (sdekit.abi layouts)
 #: ``__launch_bounds__(threads, min blocks per SM)`` of the printed kernels, or None (ptxas's own register choice).
 #: (128, 4) caps the neural SDE's EM kernel at 128 registers without spills (145 uncapped: 3 blocks of 128 an SM on
 #: sm_90, 4 capped; ``sdekit bench cuda_static``); benchmarks/cuda_device.py measures both on a GPU
 LAUNCH_BOUNDS: tuple | None = None
+#: axes of the kernel's array arguments that a runtime algorithm reads as arrays (sdekit.abi layouts)
 ARRAY_AXES = {"tree_pos": 1, "stops": 1, "Lm": len(LINEAR_LAYOUT["dense"])}
 
 

@@ -35,6 +35,8 @@ _SHAPES = {}      # (device, shape) -> the shape as an int64 array there: one co
 def _device_shape(cp, shape):
     key = (cp.cuda.Device().id, tuple(shape))
     if key not in _SHAPES:
+        if len(_SHAPES) >= 1024:          # bounded: a long session of varied sizes keeps the latest
+            _SHAPES.pop(next(iter(_SHAPES)))
         _SHAPES[key] = cp.asarray(np.array(shape, dtype=np.int64))
     return _SHAPES[key]
 

@@ -114,17 +114,21 @@ def _power_norm_estimate(A, p: int) -> float:
 
 
 def power_norms(A, p_max: int) -> dict:
-    """{p: ‖A^p‖_1^{1/p}}, p = 1 .. p_max (AMH 2011 eq. 3.11's d_p): exact from the sparse powers of a sparse A
-    while they stay sparse (at most EXACT_POWER_FILL nonzeros a row: a stencil's A^p is banded, and its powers
-    cost less than the estimator's products), the estimate of :func:`_power_norm_estimate` otherwise."""
-    from scipy import sparse
-    d, power = {1: _one_norm(A)}, A if sparse.issparse(A) else None
+    """{p: ‖A^p‖_1^{1/p}}, p = 1 .. p_max (AMH 2011 eq. 3.11's d_p): exact from the sparse powers of a CSR A while
+    they stay sparse (at most EXACT_POWER_FILL nonzeros a row on average: a stencil's A^p is banded, and its powers
+    cost less than the estimator's products), the estimate of :func:`_power_norm_estimate` otherwise.  A product is
+    formed only when a bound on its nonzeros (Σ over the power's entries of A's row counts) is within the limit: a
+    matrix that fills in (an arrow, a dense row) never builds a dense power."""
+    limit = EXACT_POWER_FILL * A.shape[0]
+    exact = getattr(A, "format", None) == "csr" and A.nnz <= limit
+    d, power, row_counts = {1: _one_norm(A)}, A, np.diff(A.indptr) if exact else None
     for p in range(2, p_max + 1):
-        if power is not None:
-            power = power @ A
-            if power.nnz > EXACT_POWER_FILL * A.shape[0]:
-                power = None
-        d[p] = (_one_norm(power) if power is not None else _power_norm_estimate(A, p)) ** (1.0 / p)
+        if exact:
+            exact = int(row_counts[power.indices].sum()) <= limit     # nnz(power @ A) <= this
+        if exact:
+            power = (power @ A).tocsr()
+            exact = power.nnz <= limit
+        d[p] = (_one_norm(power) if exact else _power_norm_estimate(A, p)) ** (1.0 / p)
     return d
 
 
@@ -155,8 +159,8 @@ def taylor_parameters(A, columns: int, tol: float) -> tuple[int, int] | None:
 
 
 def expm_action(A, B, control: ActionControl | None = None) -> np.ndarray:
-    """e^A B for a square real ``A`` (dense array or scipy sparse matrix) and a real or complex vector or matrix
-    ``B`` (NaN where either is not finite), to a backward error of ``control.tol`` relative to ‖A‖ (default u;
+    """e^A B for a square ``A`` (dense array or scipy sparse matrix; real, or complex as the augmented matrix of
+    complex vectors' φ-actions is) and a real or complex vector or matrix ``B`` (NaN where either is not finite), to a backward error of ``control.tol`` relative to ‖A‖ (default u;
     AMH 2011 Algorithm 3.2: shift by μ = trace(A)/n, s substeps of the degree-m Taylor series, each ended early
     once two successive terms fall below tol ‖F‖_∞), counted in ``control``."""
     from scipy import sparse
@@ -164,14 +168,14 @@ def expm_action(A, B, control: ActionControl | None = None) -> np.ndarray:
     tol = control.tol
     tolerance_exponent(tol)                         # validates tol
     B = np.asarray(B)
-    B = B if np.iscomplexobj(B) else B.astype(float)
+    B = B.astype(np.result_type(B.dtype, A.dtype, np.float64))    # double or complex double: the loops run in B's type
     if A.ndim != 2 or A.shape[0] != A.shape[1] or B.shape[:1] != A.shape[:1] or B.ndim > 2:
         raise ValueError(f"expm_action: A must be square and B a vector or matrix of its rows, got A {A.shape}, "
                          f"B {B.shape}")
     n = A.shape[0]
     if B.size == 0:                                 # no columns (or rows): nothing to act on
         return B.copy()
-    mu = float(A.diagonal().sum()) / n if n else 0.0
+    mu = float(A.diagonal().sum().real) / n if n else 0.0    # any real shift is exact: e^A = e^μ e^(A − μI)
     with np.errstate(invalid="ignore"):             # inf − inf of a diverging A: NaN, named below
         shifted = A - mu * (sparse.identity(n, format="csr") if sparse.issparse(A) else np.eye(n))
     parameters = taylor_parameters(shifted, 1 if B.ndim == 1 else B.shape[1], tol) if np.all(np.isfinite(B)) else None
@@ -182,7 +186,7 @@ def expm_action(A, B, control: ActionControl | None = None) -> np.ndarray:
     control.actions += 1
     if sparse.issparse(shifted):
         X = shifted.tocsr()
-        F, products = _taylor_csr(X.data.astype(float), X.indices, X.indptr, B.reshape(n, -1), m, s, tol, eta)
+        F, products = _taylor_csr(X.data.astype(B.dtype), X.indices, X.indptr, B.reshape(n, -1), m, s, tol, eta)
         control.products += products
         return F.reshape(B.shape)
     F = B

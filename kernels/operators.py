@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .expm_action import ActionControl, expm_action
+from .expm_action import ActionControl, _one_norm, expm_action
 from .linear import evaluate_phi_poly
 
 #: the largest Matrix operator whose φ-functions are formed as dense matrices
@@ -523,7 +523,7 @@ def phi_action(A, scale: float, vectors: dict, actions: ActionControl | None = N
     if p == 0:
         return expm_action(X, vectors[0], actions)
     W = np.column_stack([vectors.get(k, zero) for k in range(p, 0, -1)])
-    w_norm, x_norm = np.abs(W).sum(axis=0).max(), abs(X).sum(axis=0).max()
+    w_norm, x_norm = np.abs(W).sum(axis=0).max(), _one_norm(X)
     bound = max(x_norm, 1.0)                   # ‖J‖_1 = 1: W need not be smaller than that
     scale_down = np.isfinite(w_norm) and w_norm > bound     # not finite: expm_action's NaN (a diverging step)
     eta = 2.0 ** -np.ceil(np.log2(w_norm / bound)) if scale_down else 1.0
@@ -544,7 +544,7 @@ def _augmented_csr(X, W):
     x_at = indptr[row_of] + (np.arange(X.nnz) - X.indptr[row_of])
     w_at = (indptr[1:n + 1] - p)[:, None] + np.arange(p)
     size = indptr[n] + p - 1
-    data, indices = np.empty(size), np.empty(size, dtype=np.int64)
+    data, indices = np.empty(size, dtype=np.result_type(X.dtype, W.dtype)), np.empty(size, dtype=np.int64)
     data[x_at], indices[x_at] = X.data, X.indices
     data[w_at], indices[w_at] = W, n + np.arange(p)
     data[indptr[n]:], indices[indptr[n]:] = 1.0, n + np.arange(1, p)      # J: row n + i has its one at n + i + 1

@@ -11,7 +11,7 @@ Quick start::
 """
 from sdekit.codegen.errors import ModelError
 from sdekit.model import ODE, SDE
-from sdekit.problem import Ensemble, ODEProblem, SDEProblem
+from sdekit.problem import Ensemble, KeywordError, ODEProblem, SDEProblem
 from sdekit.catalogue import methods
 from sdekit.solution import Solution
 from sdekit.solve import brownian_tree, inspect, solve
@@ -20,6 +20,6 @@ from sdekit import diffusion
 from sdekit.fields import FieldODE, FieldProblem, diagonal, field, fourier, laplacian, matrix
 
 __version__ = "0.2.0"
-__all__ = ["ModelError", "brownian_tree", "inspect", "ODE", "SDE", "ODEProblem", "SDEProblem", "Ensemble", "Solution", "solve", "methods",
+__all__ = ["ModelError", "KeywordError", "brownian_tree", "inspect", "ODE", "SDE", "ODEProblem", "SDEProblem", "Ensemble", "Solution", "solve", "methods",
            "MLP", "External", "params", "states", "t", "diffusion",
            "field", "fourier", "laplacian", "diagonal", "matrix", "FieldODE", "FieldProblem"]

@@ -115,6 +115,8 @@ def keyed_by_name(params, what: str = "params") -> dict:
         if not isinstance(name, str):
             raise ValueError(f"{what}: keys are the parameters' names (or their sdekit.params symbols), got {key!r} "
                              f"({type(key).__name__})")
+        if name in out:
+            raise ValueError(f"{what}: parameter {name!r} is given twice (by its name and by its symbol)")
         out[name] = value
     return out
 

@@ -108,6 +108,8 @@ def test_params_may_be_keyed_by_their_symbols_and_other_keys_are_named():
     for bad in (3, sp.Symbol("k")):
         with pytest.raises(ValueError, match=r"keys are the parameters' names .* got (3|k)"):
             sk.ODEProblem(model, y0=[1.0, 0.0], tspan=(0.0, 1.0), params={bad: 1.0})
+    with pytest.raises(ValueError, match="'k' is given twice"):
+        sk.ODEProblem(model, y0=[1.0, 0.0], tspan=(0.0, 1.0), params={k: 2.0, "k": 3.0})
     u, a = sk.field("u", 8), sk.params("a")
     field = sk.FieldODE(u, linear=sk.laplacian(8, 1.0), nonlinear=a * u)
     assert sk.FieldProblem(field, np.zeros(8), (0.0, 1.0), params={a: 1.5}).params == {"a": 1.5}

@@ -1,8 +1,10 @@
 """Record (or check) the golden outputs of tests/golden/golden.npz.
 
-    python tests/golden/make_golden.py           # record: run the golden tests, write golden.npz
-    python tests/golden/make_golden.py --check   # compare: per record, max |Δy|/scale and bitwise or not
-    python tests/golden/make_golden.py --update TEXT   # re-record only the records whose key contains TEXT
+    python tests/golden/make_golden.py record        # record: run the golden tests, write golden.npz
+    python tests/golden/make_golden.py check         # compare: per record, max |Δy|/scale and bitwise or not
+    python tests/golden/make_golden.py update TEXT   # re-record only the records whose key contains TEXT
+
+(``--check`` and ``--update TEXT`` are the same commands.)  Anything else prints this and records nothing.
 
 The records are what the tests that take the ``golden`` fixture (tests/conftest.py) solve: every
 catalogue method on the fused Numba kernel and the numpy reference (test_numba: the neural model
@@ -59,7 +61,19 @@ def check():
     return rc
 
 
+def main(argv) -> int:
+    """The command line: ``record``, ``check`` or ``update TEXT`` (an unknown one, ``--help`` included, records
+    nothing: re-recording takes ~8 minutes and overwrites golden.npz)."""
+    command = argv[0].lstrip("-") if argv else ""
+    if command == "check" and len(argv) == 1:
+        return check()
+    if command == "update" and len(argv) == 2:
+        return record(argv[1]) or 0
+    if command == "record" and len(argv) == 1:
+        return record() or 0
+    print(__doc__)
+    return 0 if command in ("help", "h") else 2
+
+
 if __name__ == "__main__":
-    if "--check" in sys.argv:
-        sys.exit(check())
-    sys.exit(record(sys.argv[sys.argv.index("--update") + 1] if "--update" in sys.argv else None))
+    sys.exit(main(sys.argv[1:]))
