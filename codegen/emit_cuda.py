@@ -445,10 +445,13 @@ def lincomb_source(dtype: str, width: int) -> str:
     """CUDA C of the array-step kernel ``lincomb``: out[i] = Σ_k c[k] a_k[i] over ``width`` arrays of
     ``dtype`` (a diffusion sampler's stage update once its coefficients are numbers: ``sdekit.sampling.Lazy``),
     each input read once, summed in float64 in k order as ``kernels.lincomb.lincomb`` does on the CPU; a
-    grid-stride loop.  Outside nvcc ``lincomb_host`` runs the same element function over i (tests)."""
+    grid-stride loop.  The coefficients are passed by value (kernel parameters: no copy to the device per call,
+    which cost as much as the kernel on a small tensor).  Outside nvcc ``lincomb_host``, of the same parameters,
+    runs the same element function over i (tests)."""
     arrays = [f"a{k}" for k in range(width)]
-    params = ", ".join(["long long n", "const double* __restrict__ c"] + [f"const real* __restrict__ {a}" for a in arrays]
-                       + ["real* __restrict__ out"])
+    params = ", ".join(["long long n"] + [f"double c{k}" for k in range(width)]
+                       + [f"const real* __restrict__ {a}" for a in arrays] + ["real* __restrict__ out"])
+    coefficients = f"const double c[{width}] = {{{', '.join(f'c{k}' for k in range(width))}}};"
     call = ", ".join(["i", "c"] + arrays + ["out"])
     w = Writer()
     w(f"/* sdekit generated: array-step kernel, out = Σ_k c_k a_k over {width} arrays of {dtype}, CUDA C. */")
@@ -467,11 +470,13 @@ def lincomb_source(dtype: str, width: int) -> str:
     w()
     w("#ifdef __CUDACC__")
     with w.block(f'extern "C" __global__ void lincomb({params}) {{'):
+        w(coefficients)
         w("for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x)")
         w(f"    lincomb_element({call});")
     w("}")
     w("#else")
     with w.block(f'extern "C" void lincomb_host({params}) {{'):
+        w(coefficients)
         w(f"for (long long i = 0; i < n; ++i) lincomb_element({call});")
     w("}")
     w("#endif")

@@ -5,6 +5,8 @@ out = Σ_k c_k a_k over CuPy arrays or torch CUDA tensors as one generated eleme
 and written through DLPack (no copies); the result has the inputs' type and device."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .lincomb import WIDTH, in_passes
@@ -97,10 +99,11 @@ def fused_cuda(coefs, arrays):
 
     def one_pass(c, a):
         out = cp.empty_like(a[0])
-        kernel((min(-(-n // THREADS), 65535 * 8),), (THREADS,),
-               (np.int64(n), cp.asarray(np.array(c, dtype=np.float64)), *a, out))
+        kernel((min(-(-n // THREADS), 65535 * 8),), (THREADS,), (np.int64(n), *map(np.float64, c), *a, out))
         return out
-    out = in_passes(coefs, xs, one_pass).reshape(tuple(arrays[0].shape))
+    device = arrays[0].device.index if torch_in else None      # a torch tensor's GPU, which may not be CuPy's current
+    with cp.cuda.Device(device) if device is not None else contextlib.nullcontext():
+        out = in_passes(coefs, xs, one_pass).reshape(tuple(arrays[0].shape))
     if torch_in:
         import torch
         return torch.from_dlpack(out)

@@ -758,8 +758,7 @@ def test_the_array_step_kernel_is_the_cpu_fused_pass():
         arrays = [rng.normal(size=1000).astype(dtype) for _ in range(WIDTH)]
         coefs = rng.normal(size=WIDTH)
         out = np.empty(1000, dtype=dtype)
-        c = np.ascontiguousarray(coefs)
-        lib.lincomb_host(ctypes.c_longlong(1000), ctypes.c_void_p(c.ctypes.data),
+        lib.lincomb_host(ctypes.c_longlong(1000), *map(ctypes.c_double, coefs),
                          *[ctypes.c_void_p(a.ctypes.data) for a in arrays], ctypes.c_void_p(out.ctypes.data))
         want = fused(coefs, arrays)
         assert np.abs(out - want).max() <= tol * np.abs(want).max()
