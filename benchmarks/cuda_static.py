@@ -257,9 +257,8 @@ def missing() -> str | None:
     """What this analysis needs and the machine lacks (None: nothing)."""
     if shutil.which("ptxas") is None:
         return "ptxas (the CUDA toolkit's assembler, with nvcc) is not on PATH"
-    try:
-        import nvidia.cuda_nvrtc  # noqa: F401
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("nvidia") is None or importlib.util.find_spec("nvidia.cuda_nvrtc") is None:
         return "NVRTC is not installed (pip install nvidia-cuda-nvrtc-cu12, in the test extras)"
     return None
 
@@ -289,7 +288,7 @@ def main(quick: bool = False) -> dict | None:
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(6, 3.2))
         kinds = ("f32", "f64", "shared memory", "global memory", "local memory", "other")
-        labels, bottoms = [], None
+        labels = []
         for i, r in enumerate(result["rows"]):
             per_function = r["functions"]
             bottom = 0

@@ -23,7 +23,7 @@ from ..abi import JIT_FLAGS
 M_MAX, P_MAX = 55, 8
 #: the degrees the search tries: every one to 30, then every fifth (their Table 3.1)
 DEGREES = tuple(range(1, 31)) + (35, 40, 45, 50, 55)
-#: exact ‖A^p‖_1 from sparse powers while A^p has at most this many nonzeros per row (a stencil: 2p + 1)
+#: exact ‖A^p‖_1 from sparse powers while A^p has at most this many nonzeros a row on average (a stencil: 2p + 1)
 EXACT_POWER_FILL = 32
 #: series terms of h_{m+1} kept: enough for the degrees above (the θ_m agree with K = 250 to all digits)
 SERIES_TERMS = 150
@@ -84,7 +84,7 @@ def tolerance_exponent(tol: float) -> int:
     return int(min(53, max(10, math.ceil(-math.log2(tol)))))
 
 
-def _one_norm(A) -> float:
+def one_norm(A) -> float:
     """‖A‖_1, the largest column sum of |A| (a CSR matrix's by one bincount over its column indices)."""
     if not A.shape[0]:
         return 0.0
@@ -109,7 +109,7 @@ def _power_norm_estimate(A, p: int) -> float:
         return x
     n = A.shape[0]
     op = LinearOperator((n, n), matvec=apply, rmatvec=apply_t, matmat=apply, rmatmat=apply_t, dtype=float)
-    return float(onenormest(op)) if n > 4 else _one_norm(np.linalg.matrix_power(np.asarray(
+    return float(onenormest(op)) if n > 4 else one_norm(np.linalg.matrix_power(np.asarray(
         A.toarray() if hasattr(A, "toarray") else A), p))
 
 
@@ -121,14 +121,14 @@ def power_norms(A, p_max: int) -> dict:
     matrix that fills in (an arrow, a dense row) never builds a dense power."""
     limit = EXACT_POWER_FILL * A.shape[0]
     exact = getattr(A, "format", None) == "csr" and A.nnz <= limit
-    d, power, row_counts = {1: _one_norm(A)}, A, np.diff(A.indptr) if exact else None
+    d, power, row_counts = {1: one_norm(A)}, A, np.diff(A.indptr) if exact else None
     for p in range(2, p_max + 1):
         if exact:
             exact = int(row_counts[power.indices].sum()) <= limit     # nnz(power @ A) <= this
         if exact:
             power = (power @ A).tocsr()
             exact = power.nnz <= limit
-        d[p] = (_one_norm(power) if exact else _power_norm_estimate(A, p)) ** (1.0 / p)
+        d[p] = (one_norm(power) if exact else _power_norm_estimate(A, p)) ** (1.0 / p)
     return d
 
 
@@ -137,7 +137,7 @@ def taylor_parameters(A, columns: int, tol: float) -> tuple[int, int] | None:
     (AMH 2011 code fragment 3.1).  Where ‖A‖_1 is small (their condition 3.13) s = ⌈‖A‖_1/θ_m⌉ at the least
     m·s; else from α_p = max(d_p, d_{p+1}), d_p = ‖A^p‖_1^{1/p} (eq. 3.11), which for a non-normal A can be far
     below ‖A‖_1.  None where ‖A‖_1 is not finite."""
-    norm = _one_norm(A)
+    norm = one_norm(A)
     if not np.isfinite(norm):
         return None
     if norm == 0.0:
@@ -160,8 +160,8 @@ def taylor_parameters(A, columns: int, tol: float) -> tuple[int, int] | None:
 
 def expm_action(A, B, control: ActionControl | None = None) -> np.ndarray:
     """e^A B for a square ``A`` (dense array or scipy sparse matrix; real, or complex as the augmented matrix of
-    complex vectors' φ-actions is) and a real or complex vector or matrix ``B`` (NaN where either is not finite), to a backward error of ``control.tol`` relative to ‖A‖ (default u;
-    AMH 2011 Algorithm 3.2: shift by μ = trace(A)/n, s substeps of the degree-m Taylor series, each ended early
+    complex vectors' φ-actions is) and a real or complex vector or matrix ``B`` (NaN where either is not finite),
+    to a backward error of ``control.tol`` relative to ‖A‖ (default u; AMH 2011 Algorithm 3.2: shift by μ = trace(A)/n, s substeps of the degree-m Taylor series, each ended early
     once two successive terms fall below tol ‖F‖_∞), counted in ``control``."""
     from scipy import sparse
     control = ActionControl() if control is None else control

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .expm_action import ActionControl, _one_norm, expm_action
+from .expm_action import ActionControl, expm_action, one_norm
 from .linear import evaluate_phi_poly
 
 #: the largest Matrix operator whose φ-functions are formed as dense matrices
@@ -523,7 +523,7 @@ def phi_action(A, scale: float, vectors: dict, actions: ActionControl | None = N
     if p == 0:
         return expm_action(X, vectors[0], actions)
     W = np.column_stack([vectors.get(k, zero) for k in range(p, 0, -1)])
-    w_norm, x_norm = np.abs(W).sum(axis=0).max(), _one_norm(X)
+    w_norm, x_norm = np.abs(W).sum(axis=0).max(), one_norm(X)
     bound = max(x_norm, 1.0)                   # ‖J‖_1 = 1: W need not be smaller than that
     scale_down = np.isfinite(w_norm) and w_norm > bound     # not finite: expm_action's NaN (a diverging step)
     eta = 2.0 ** -np.ceil(np.log2(w_norm / bound)) if scale_down else 1.0

@@ -20,6 +20,7 @@ from sdekit import diffusion
 from sdekit.fields import FieldODE, FieldProblem, diagonal, field, fourier, laplacian, matrix
 
 __version__ = "0.2.0"
-__all__ = ["ModelError", "KeywordError", "brownian_tree", "inspect", "ODE", "SDE", "ODEProblem", "SDEProblem", "Ensemble", "Solution", "solve", "methods",
+__all__ = ["ModelError", "KeywordError", "brownian_tree", "inspect", "ODE", "SDE", "ODEProblem", "SDEProblem",
+           "Ensemble", "Solution", "solve", "methods",
            "MLP", "External", "params", "states", "t", "diffusion",
            "field", "fourier", "laplacian", "diagonal", "matrix", "FieldODE", "FieldProblem"]

@@ -10,8 +10,8 @@ NOISE = {"increment": "scalar/diagonal/general", "milstein": "scalar/diagonal (c
 
 def methods(samplers: bool = True) -> list:
     """One dict per method: name, aliases, family, deterministic/strong/weak order, stiff order (the order kept
-    however stiff L is, where analysed: None otherwise), embedded estimator order, adaptivity, noise support, reference; then (``samplers``) the
-    diffusion samplers' rows (:func:`sampler_rows`, family "diffusion sampler")."""
+    however stiff L is, where analysed: None otherwise), embedded estimator order, adaptivity, noise support,
+    reference; then (``samplers``) the diffusion samplers' rows (:func:`sampler_rows`, family "diffusion sampler")."""
     rows = []
     for m in CATALOGUE:
         lawson = getattr(m.tableau, "kind", "") == "lawson"
@@ -21,7 +21,7 @@ def methods(samplers: bool = True) -> list:
             "family": ("Lawson (integrating factor)" if lawson else m.family.title)
             + (" (SDE)" if m.stochastic and m.family.name != "sra" else ""),
             "order": m.order,
-            "stiff_order": m.stiff_order,       # kept uniformly in ‖hL‖ where analysed; None: not (or not a stiff method)
+            "stiff_order": m.stiff_order,       # kept uniformly in ‖hL‖ where analysed; None: not analysed
             "strong_order": m.strong_order,
             "weak_order": m.weak_order,
             "embedded": m.embedded_order,
