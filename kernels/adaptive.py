@@ -18,9 +18,12 @@ CONTROLLERS = ("I", "PI", "PID")
 class Controller:
     """Step factor q = safety · ε_n^b1 · ε_{n−1}^b2 · ε_{n−2}^b3, clipped to [qmin, qmax], ε = 1/EEst.
 
-    ``controller(kind, order)`` gives the standard gains: I (HNW I §II.4: b = (1/k, 0, 0), k = order + 1),
-    PI (Gustafsson 1991; OrdinaryDiffEq's default b1 = 7/(10p), b2 = −2/(5p)), PID (Söderlind 2003,
-    H312PID (1/18, 1/9, 1/18)/k).  On rejection q = max(qmin, safety · ε_n^b1) (< 1)."""
+    ``controller(kind, order)`` gives the standard gains for an estimate err = O(h^k), k = ``order`` (an
+    embedded pair of order p̂: k = p̂ + 1; an SDE method of strong order p: k = p + ½, diffrax's error_order):
+    I (HNW I §II.4 eq. (4.13), OrdinaryDiffEq's IController: b = (1/k, 0, 0)), PI (Gustafsson 1991;
+    OrdinaryDiffEq's default b1 = 7/(10k), b2 = −2/(5k)), PID (Söderlind 2003, H312PID (1/18, 1/9, 1/18)/k, as
+    OrdinaryDiffEq's PIDController with k = min(order, adaptive order) + 1).  On rejection
+    q = max(qmin, safety · ε_n^b1) (< 1)."""
 
     kind: str
     beta: tuple
@@ -30,14 +33,16 @@ class Controller:
 
 
 def controller(kind: str, order: float, stochastic: bool = False, **kw) -> Controller:
-    """Standard gains for a method whose error estimate has order ``order`` (SDEs: strong order + ½;
-    StochasticDiffEq's qmax = 9/8 for SDEs, so the Brownian tree is rarely split far back)."""
+    """Standard gains for a method whose error estimate is O(h^order) (:class:`Controller`; an embedded pair
+    of order p̂: p̂ + 1; SDEs: strong order + ½; StochasticDiffEq's qmax = 9/8 for SDEs, so the Brownian tree is
+    rarely split far back).  Earlier releases divided the I and PID gains by order + 1, one more than
+    HNW and OrdinaryDiffEq (the steps moved less than the estimate asked)."""
     kind = kind.upper()
-    k = order + 1
+    k = order
     if kind == "I":
         beta = (1.0 / k, 0.0, 0.0)
     elif kind == "PI":
-        beta = (0.7 / order, -0.4 / order, 0.0)
+        beta = (0.7 / k, -0.4 / k, 0.0)
     elif kind == "PID":
         beta = (1 / 18 / k, 1 / 9 / k, 1 / 18 / k)
     else:

@@ -71,6 +71,30 @@ def test_controllers_meet_the_tolerance(kind):
     assert len(sol.t) == sol.stats["naccept"] + 1
 
 
+@pytest.mark.parametrize("kind", ["I", "PI", "PID"])
+def test_the_controllers_settle_where_their_gains_put_the_estimate(kind):
+    """y' = t⁴ with Tsit5 (b exact to degree 4, b̂ to degree 3): its estimate is exactly h⁵ Σ (b − b̂)_i c_i⁴ at every
+    t, and with rtol = 0 the scaled error ε⁻¹ = C h⁵ too.  A controller q = 0.9 Π ε^β with the estimate's order
+    k = p̂ + 1 = 5 in its gains (HNW I eq. (4.13); OrdinaryDiffEq) settles where 0.9 ε^Σβ = 1: the I controller
+    (β = 1/k) in one step at err = 0.9^k, PI (Σβ = 0.3/k) and PID (Σβ = 2/(9k)) at 0.9^(k/(0.3)) and 0.9^(9k/2).
+    Gains divided by k + 1 (earlier releases) put the plateau elsewhere (0.9^(k+1) for I, the steps creeping
+    towards it)."""
+    from sdekit.codegen.tables import TSIT5
+    y = sk.states("y", 1)
+    prob = sk.ODEProblem(sk.ODE(y, sp.Matrix([sk.t**4])), y0=[0.0], tspan=(0.0, 10.0))
+    atol, k = 1e-6, 5
+    sol = sk.solve(prob, "Tsit5", rtol=0.0, atol=atol, controller=kind, backend="numpy")
+    h = np.diff(sol.t)[:-1]                         # the last step is cut to land on t1
+    C = abs(sum(float(b - bh) * float(c) ** 4 for b, bh, c in zip(TSIT5.b, TSIT5.bhat, TSIT5.c))) / atol
+    plateau = {"I": 0.9**k, "PI": 0.9 ** (k / 0.3), "PID": 0.9 ** (9 * k / 2)}[kind]
+    assert sol.success and sol.stats["nreject"] == 0 and h.size >= 12, (h, sol.stats)
+    settled = h[-4:]
+    np.testing.assert_allclose(C * settled**5, plateau, rtol=1e-3)     # PI and PID approach it geometrically
+    if kind == "I":                                 # deadbeat: there from the fifth step on
+        np.testing.assert_allclose(h[4:], h[4], rtol=1e-6)
+    np.testing.assert_allclose(sol.y[-1], [10.0**5 / 5], rtol=1e-12)
+
+
 def stiff_problem(stiffness):
     """u' = L u + N(u): L = −stiffness · diag(1 .. 4) (plus coupling), N smooth and mildly nonlinear."""
     u = sk.states("u", 4)
