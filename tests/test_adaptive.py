@@ -54,8 +54,10 @@ def test_tolerance_proportionality(method):
     print(method.name, errs, steps)
     assert all(a > b for a, b in zip(errs, errs[1:])), errs
     if method.name == "Rosenbrock23":
-        # its estimate is the local error of the order-2 solution itself (ode23s): h ∝ tol^(1/3), so the
-        # global error goes as tol^(2/3), not tol (as in OrdinaryDiffEq/MATLAB); assert that slope
+        # it keeps the order-2 solution and estimates against an order-3 companion (ode23s): h ∝ tol^(1/3), so
+        # the global error goes as tol^(2/3), not tol (as in OrdinaryDiffEq/MATLAB); assert that slope.  With
+        # W = L ≠ J the companion is only W-order 2, so the estimate is the local error only up to a factor
+        # (a review measured 0.31 on this problem): the factor 30 below covers it
         slope = np.polyfit(np.log(rtols), np.log(errs), 1)[0]
         assert 0.55 <= slope <= 0.8 and np.all(np.array(errs) <= 30 * np.array(rtols) ** (2 / 3)), (slope, errs)
         return
