@@ -161,7 +161,7 @@ def _solve_chunk(ens, a: int, b: int, method, dt, options, reduction):
     sol = solve(ens.chunk(a, b), method, dt, **options)
     codes = np.array([RETCODES.index(c) for c in sol.retcodes], dtype=np.int8)
     payload = sol.y if reduction is None else reduction.chunk(sol, (a, b))
-    return a, sol.t, payload, codes, sol.stats
+    return a, sol.t, payload, codes, sol.stats, (sol.trajectory_stats if reduction is None else None)
 
 
 def _client(distributed):
@@ -320,12 +320,13 @@ def _gather(results, bounds, ntodo, n, red, sink, method, backend, progress):
         from tqdm.auto import tqdm
         bar = tqdm(total=ntodo, desc="sdekit chunks", unit="chunk")
     states, codes, stats, times, value = {}, np.zeros(n, np.int8), {}, None, None
+    per_trajectory = {}                          # name → (n,) counts, filled chunk by chunk (in-memory solves)
     try:
         for (a, b), result in results:
             if isinstance(result, Exception):
                 raise RuntimeError(f"the chunk of trajectories {a}..{b - 1} failed: {type(result).__name__}: "
                                    f"{result}") from result
-            _, t, payload, chunk_codes, chunk_stats = result
+            _, t, payload, chunk_codes, chunk_stats, chunk_counts = result
             times = t
             if bar is not None:
                 bar.update(1)
@@ -337,6 +338,8 @@ def _gather(results, bounds, ntodo, n, red, sink, method, backend, progress):
                 stats[k] = stats.get(k, 0) + v if isinstance(v, (int, np.integer)) else v
             if red is None:
                 states[a] = payload
+                for k, v in (chunk_counts or {}).items():
+                    per_trajectory.setdefault(k, np.zeros(n, np.int64))[a:b] = v
             else:
                 value = payload if value is None else red.combine(value, payload)
     finally:
@@ -350,4 +353,5 @@ def _gather(results, bounds, ntodo, n, red, sink, method, backend, progress):
         value = red.finish(value) if red.finish is not None else value
         return Reduced(times, value, n, {RETCODES[int(i)]: int(c) for i, c in zip(found, counts)}, stats)
     y = np.concatenate([states[a] for a, _ in bounds], axis=0)
-    return Solution.from_codes(times, y, codes, True, stats=stats, method=method, backend=backend)
+    return Solution.from_codes(times, y, codes, True, stats=stats, method=method, backend=backend,
+                               trajectory_stats=per_trajectory or None)

@@ -13,7 +13,10 @@ class Solution:
     """``t`` (nsave,); ``y`` (n, nsave, d) for an Ensemble, (nsave, d) for one problem.
 
     ``retcode`` is "Success" unless some trajectory failed (then the worst code);
-    ``retcodes`` holds one code per trajectory (ensembles); ``stats`` ensemble totals.
+    ``retcodes`` holds one code per trajectory (ensembles); ``stats`` ensemble totals;
+    ``trajectory_stats`` the same counts per trajectory (ensembles: {"nf", "naccept", "nreject"} → (n,) int64
+    arrays, as DifferentialEquations.jl's ``sim[i].stats``; None for one problem, a stored solve and a
+    diffusion sampler, whose counts are the same for every trajectory).
     """
 
     t: np.ndarray
@@ -23,6 +26,7 @@ class Solution:
     stats: dict = field(default_factory=dict)
     method: str = ""
     backend: str = ""
+    trajectory_stats: dict | None = None
 
     @classmethod
     def from_codes(cls, t, y, codes, ensemble: bool, **kw):

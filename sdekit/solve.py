@@ -269,11 +269,13 @@ class Plan:
     def solution(self, raw) -> Solution:
         y = raw.saved.transpose(2, 0, 1)          # numpy, or CuPy when a GPU kernel left it there
         stats = {name: int(v) for name, v in zip(STATS, raw.stats.sum(axis=1))}
+        per_trajectory = dict(zip(STATS, np.asarray(raw.stats, dtype=np.int64))) if self.ensemble else None
         times = -raw.times if self.backwards else raw.times
         if self.time_map is not None:
             times = np.asarray(self.time_map(times), dtype=float)
         return Solution.from_codes(times, y if self.ensemble else y[0], raw.retcodes, self.ensemble,
-                                   stats=stats, method=self.method, backend=self.backend)
+                                   stats=stats, method=self.method, backend=self.backend,
+                                   trajectory_stats=per_trajectory)
 
 
 def solve(target, method: str, dt=None, **options) -> Solution:

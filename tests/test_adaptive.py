@@ -271,15 +271,19 @@ def test_fsal_methods_evaluate_f_once_fewer_per_step(method, backend):
 
 def test_kernel_lanes_are_independent():
     """A trajectory's result does not depend on the lanes beside it: each solved alone gives the
-    ensemble's values bitwise (own steps, no cross-lane arithmetic)."""
+    ensemble's values bitwise (own steps, no cross-lane arithmetic) and its entry of ``trajectory_stats``."""
     prob, _ = known_solution_problem()
     y0 = prob.y0 + np.linspace(-1, 1, 5)[:, None] * np.array([1.0, -0.5])
     ens = sk.Ensemble(prob, y0=y0)
     ts = np.linspace(0.0, 2.0, 5)
     both = sk.solve(ens, "DP5", rtol=1e-7, atol=1e-7, saveat=ts)
+    counts = both.trajectory_stats
+    assert set(counts) == {"nf", "naccept", "nreject"} and len(set(counts["naccept"])) > 1   # their own steps
+    assert {k: int(v.sum()) for k, v in counts.items()} == both.stats
     for j in range(5):
         alone = sk.solve(ens.chunk(j, j + 1), "DP5", rtol=1e-7, atol=1e-7, saveat=ts)
         assert np.array_equal(alone.y[0], both.y[j])
+        assert alone.stats == {k: int(v[j]) for k, v in counts.items()}     # each trajectory's own counts
 
 
 def test_kernel_saves_every_step_of_a_long_single_run():

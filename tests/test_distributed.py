@@ -40,6 +40,9 @@ def test_distributed_is_the_local_solve_bit_for_bit(client, ens, method, options
     np.testing.assert_array_equal(there.y, here.y)
     np.testing.assert_array_equal(there.t, here.t)
     assert list(there.retcodes) == list(here.retcodes) and there.stats == here.stats and there.method == here.method
+    assert there.trajectory_stats.keys() == here.trajectory_stats.keys()
+    for k, v in here.trajectory_stats.items():
+        np.testing.assert_array_equal(there.trajectory_stats[k], v)
 
 
 def test_moments_reduce_on_the_workers(client):
