@@ -207,6 +207,12 @@ def field_numba_arguments(nops: int, ndata: int, nparams: int) -> tuple:
     return tuple(names + [f"data{k}" for k in range(ndata)] + [f"param{k}" for k in range(nparams)])
 
 
+#: ``forcing`` is inlined into the kernel by Numba (its IR, at every call): a warm process that loads the kernel from
+#: Numba's cache could otherwise run another compiled copy of it than the process that compiled the kernel, and with
+#: FMA contraction the two differed in the last bits (NLS: 1e-15 between a first and a later process)
+INLINED_JIT = JIT[:-1] + ", inline='always')"
+
+
 def emit_forcing_numba(w, nonlinear, fields, data, params, operators, grid, arguments):
     """``forcing(u, t, out, *arguments)``: N of every species on the grid as one loop over its points (u and out
     flat, species first), each operator application inside N first computed into a grid array (innermost
@@ -225,7 +231,7 @@ def emit_forcing_numba(w, nonlinear, fields, data, params, operators, grid, argu
         name = f"a{len(pre)}"
         pre.append((name, index[app.func], app.args[0]))
         exprs = [e.xreplace({app: sp.Symbol(f"{name}[i]")}) for e in exprs]
-    w(JIT)
+    w(INLINED_JIT)
     with w.block(f"def forcing(u, t, out, {', '.join(arguments)}):"):
         w('"""N(u, t) on the grid (generated from the model\'s nonlinearity)."""')
         for name, k, arg in pre:
