@@ -1,0 +1,167 @@
+"""Σ_k φ_k(X) w_k by a Krylov subspace with adaptive substeps: Niesen & Wright (2012), "Algorithm 919: A Krylov
+subspace algorithm for evaluating the φ-functions appearing in exponential integrators", ACM TOMS 38(3):22
+(phipm), in the form of Gaudreault, Rainwater & Tokman (2018), "KIOPS", J. Comput. Phys. 372:236, §2.
+
+u(t) = Σ_k t^k φ_k(tX) w_k solves u' = X u + Σ_{j≥1} t^{j−1}/(j−1)! w_j, u(0) = w_0, and is the top block of
+e^{tÃ}[w_0; e_p], Ã = [[X, W], [0, J]] (Al-Mohy & Higham 2011, Thm 2.1; W = [w_p, ..., w_1], J the p × p shift).
+The substeps t_k → t_k + τ take u(t_k + τ) = e^{τÃ} u(t_k) from the Arnoldi decomposition of Ã at u(t_k):
+≈ β V_{m+1} e^{τH̄} e_1, Saad's (1992, SIAM J. Numer. Anal. 29:209, §5.2) corrected scheme, whose (m+1)-st entry
+β τ h_{m+1,m} e_m^T φ_1(τH_m) e_1 is the uncorrected scheme's a-posteriori error estimate (his eq. 5.5; phipm's and
+Expokit's, Sidje 1998, ACM TOMS 24:130) — one small exponential gives both.  Phipm's own recurrence,
+u(t_k + τ) = Σ_{j<p} τ^j/j! d_j + τ^p φ_p(τX) d_p with d_j = X d_{j−1} + (the forcing's derivatives), sums terms
+of size ‖τX‖^j that cancel (relative rounding ~u ‖τX‖^p/p!: 1e-7 at ‖τX‖ = 400, p = 4); Ã's exponential does not.
+Simplified from phipm: the Krylov dimension grows through KRYLOV_DIMENSIONS within a substep (the basis is
+extended, not rebuilt) and τ shrinks only at the largest (Expokit's rule, τ ← γ τ (allowed/err)^{1/m}); the next
+substep starts at the last dimension and τ.
+
+Tolerance: each substep's error estimate is at most tol · τ · ‖u‖_2, ‖u‖ the largest norm of the result's block
+reached so far (the input's included), so the action's error is at most ~tol relative to its result (or to its
+input, where the result decays below it) — a forward error, where the Taylor path's ``tol`` bounds a backward error
+‖ΔX‖ ≤ tol ‖X‖ (a forward error up to ~tol ‖X‖ for a stiff X).  W is scaled by η (a power of two) to a unit
+largest column, so the 2-norm weighs the result's block like J's.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from ..abi import JIT_FLAGS
+from .expm_action import UNIT_ROUNDOFF, ActionControl
+
+#: the Krylov dimensions at which a substep tries its error estimate (one small exponential each); the largest is
+#: Expokit's default m = 30 (measured, Allen–Cahn n = 256, Exprb43: 40 and 50 took as long)
+KRYLOV_DIMENSIONS = (10, 20, 30)
+#: the safety factor of the substep size (Expokit's and phipm's γ)
+STEP_SAFETY = 0.8
+#: a substep no longer advances t below this: the action gives up (NaN) rather than loop
+TAU_MIN = 2.0 ** -40
+#: happy breakdown: h_{j+1,j} this small relative to ‖Ã v_j‖ makes the subspace invariant (the estimate exact)
+HAPPY_BREAKDOWN = 1e-12
+
+
+def krylov_phi_action(A, scale: float, vectors: dict, control: ActionControl | None = None) -> np.ndarray:
+    """Σ_k φ_k(X) w_k, X = scale·A, for ``vectors`` = {k: w_k} (φ_0 = exp) and A a square scipy sparse or dense
+    matrix (real; the vectors real or complex), to ``control.tol`` relative to the result (see the module's note),
+    counted in ``control``; NaN where X or a vector is not finite (a diverging step)."""
+    from scipy import sparse
+    control = ActionControl() if control is None else control
+    if not control.tol > 0:
+        raise ValueError(f"krylov_phi_action: tol must be positive, got {control.tol!r}")
+    n, p = A.shape[0], max(vectors)
+    dtype = np.result_type(A.dtype, np.float64, *vectors.values())
+    zero = np.zeros(n, dtype=dtype)
+    W = np.column_stack([vectors.get(k, zero) for k in range(p, 0, -1)]).astype(dtype) if p else np.zeros((n, 0), dtype)
+    largest = max(float(np.linalg.norm(w)) for w in vectors.values())
+    eta = 2.0 ** -round(math.log2(largest)) if 0.0 < largest < np.inf else 1.0
+    start = np.concatenate([eta * vectors.get(0, zero), np.eye(p, dtype=dtype)[-1] if p else zero[:0]])
+    if sparse.issparse(A):
+        A = A.tocsr()
+        matrix = ((scale * A.data).astype(dtype), A.indices.astype(np.int64), A.indptr.astype(np.int64),
+                  np.zeros((0, 0), dtype))
+    else:
+        matrix = (zero[:0], np.zeros(0, np.int64), np.zeros(0, np.int64), np.ascontiguousarray(scale * A, dtype=dtype))
+    if not all(np.all(np.isfinite(x)) for x in (matrix[0], matrix[3], W, start)):
+        return np.full(n, np.nan, dtype=dtype)
+    control.actions += 1
+    if not np.any(start):
+        return zero
+    u = _substeps(matrix, np.ascontiguousarray(eta * W), start, n, control)
+    return u[:n] / eta
+
+
+def _substeps(matrix, W, u, n: int, control: ActionControl) -> np.ndarray:
+    """e^{Ã} u by substeps τ of e^{τÃ} from Arnoldi bases at each u(t_k), each to the error estimate allowed
+    (module note); NaN where the estimate is not finite or τ falls below TAU_MIN."""
+    size, largest = u.size, KRYLOV_DIMENSIONS[-1]
+    V, H = np.zeros((largest + 1, size), u.dtype), np.zeros((largest + 1, largest), u.dtype)
+    reference = max(np.linalg.norm(u[:n]), UNIT_ROUNDOFF * np.linalg.norm(u))
+    t, tau, level = 0.0, 1.0, 0
+    while t < 1.0:
+        beta, built = np.linalg.norm(u), 0
+        V[0] = u / beta
+        while True:
+            before = built
+            built, happy = _arnoldi(*matrix, W, V, H, built, KRYLOV_DIMENSIONS[level])
+            control.products += built - before
+            tau = 1.0 - t if happy else min(tau, 1.0 - t)
+            new, err = _projected_step(V, H, built, beta, tau)
+            allowed = control.tol * tau * max(reference, np.linalg.norm(new[:n]))
+            if happy or err <= allowed:
+                break
+            if level + 1 < len(KRYLOV_DIMENSIONS):
+                level += 1
+            else:
+                tau = _next_substep(tau, allowed, err, built)
+            if not (np.isfinite(err) and tau > TAU_MIN):
+                return np.full(size, np.nan, dtype=u.dtype)
+        u, t = new, 1.0 if tau >= 1.0 - t else t + tau
+        reference = max(reference, np.linalg.norm(new[:n]))
+        tau = _next_substep(tau, allowed, err, built)
+    return u
+
+
+def _projected_step(V, H, m: int, beta: float, tau: float):
+    """(β V_{m+1} e^{τH̄} e_1, β |(e^{τH̄} e_1)_{m+1}|): Saad's corrected approximation of e^{τÃ} u and the error
+    estimate of the uncorrected one, from the exponential of the (m+1)-square H̄ = [[H_m, 0], [h_{m+1,m} e_m^T, 0]]
+    (Saad 1992, §5.2, eq. 5.5)."""
+    import scipy.linalg
+    small = np.zeros((m + 1, m + 1), dtype=H.dtype)
+    small[:, :m] = tau * H[:m + 1, :m]
+    with np.errstate(all="ignore"):
+        f = beta * scipy.linalg.expm(small)[:, 0]
+    return f @ V[:m + 1], abs(f[m])
+
+
+def _next_substep(tau: float, allowed: float, err: float, m: int) -> float:
+    """The substep that meets the allowed error by the estimate's growth ~ τ^m (Expokit, Sidje 1998, §3):
+    γ τ (allowed/err)^{1/m} (τ where the estimate is 0)."""
+    return tau if err == 0.0 else STEP_SAFETY * tau * (allowed / err) ** (1.0 / m)
+
+
+@numba.njit(**JIT_FLAGS)
+def _augmented_product(data, indices, indptr, dense, W, x, out):
+    """out = Ã x, Ã = [[X, W], [0, J]]: X in CSR (data, indices, indptr) or ``dense`` (where it has rows), J the
+    shift (out_{n+i} = x_{n+i+1})."""
+    n, p = W.shape
+    zero = np.zeros(1, dtype=out.dtype)[0]
+    if dense.shape[0]:
+        out[:n] = dense @ x[:n]
+    else:
+        for i in range(n):
+            acc = zero
+            for q in range(indptr[i], indptr[i + 1]):
+                acc += data[q] * x[indices[q]]
+            out[i] = acc
+    for i in range(n):
+        acc = out[i]
+        for c in range(p):
+            acc += W[i, c] * x[n + c]
+        out[i] = acc
+    for c in range(p - 1):
+        out[n + c] = x[n + c + 1]
+    if p:
+        out[n + p - 1] = 0
+
+
+@numba.njit(**JIT_FLAGS)
+def _arnoldi(data, indices, indptr, dense, W, V, H, start, stop):
+    """Extend the Arnoldi decomposition Ã V_j = V_{j+1} H̄_j (modified Gram–Schmidt; Saad 1992, Alg. 2.1) from
+    ``start`` to ``stop`` columns, rows of V the basis.  Returns (columns, happy breakdown: h_{j+1,j} at most
+    HAPPY_BREAKDOWN ‖Ã v_j‖, the subspace invariant); one product a column."""
+    w = np.empty_like(V[0])
+    for j in range(start, stop):
+        _augmented_product(data, indices, indptr, dense, W, V[j], w)
+        before = np.linalg.norm(w)
+        for i in range(j + 1):
+            h = np.vdot(V[i], w)
+            H[i, j] = h
+            w -= h * V[i]
+        after = np.linalg.norm(w)
+        H[j + 1, j] = after
+        if after <= HAPPY_BREAKDOWN * before:
+            V[j + 1] = 0
+            return j + 1, True
+        V[j + 1] = w / after
+    return stop, False
