@@ -1,0 +1,123 @@
+"""Krylov φ-actions (kernels.krylov_action: Niesen & Wright 2012's substeps on Al-Mohy & Higham's augmented matrix)
+against the dense exponential of the augmented matrix: random stable sparse matrices, normal and not, real and
+complex vectors, p = 0..4, any scale and tolerance; zero vectors, invariant subspaces, non-finite input, and the
+products it saves where phi_action chooses it.  One compiled Arnoldi per type (real and complex CSR, real dense)."""
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.sparse
+from hypothesis import given, settings, strategies as st
+
+from sdekit.kernels import operators
+from sdekit.kernels.expm_action import UNIT_ROUNDOFF, ActionControl
+from sdekit.kernels.krylov_action import krylov_phi_action
+
+
+def _augmented_reference(A, scale, vectors):
+    """Σ_k φ_k(scale·A) w_k from scipy.linalg.expm of [[X, W], [0, J]] (Al-Mohy & Higham 2011, Thm 2.1), dense; the
+    vectors scaled to unit size first (large W made expm's own error 2e-13)."""
+    X = scale * (A.toarray() if scipy.sparse.issparse(A) else A)
+    n, p = X.shape[0], max(vectors)
+    size = max(np.linalg.norm(w) for w in vectors.values()) or 1.0
+    dtype = np.result_type(X, *vectors.values())
+    big = np.zeros((n + p, n + p), dtype=dtype)
+    big[:n, :n] = X
+    for k in range(1, p + 1):
+        big[:n, n + p - k] = vectors.get(k, 0.0) / size
+    big[n:, n:] = np.eye(p, k=1)
+    start = np.concatenate([vectors.get(0, np.zeros(n)) / size, np.eye(p)[-1] if p else []]).astype(dtype)
+    return size * (scipy.linalg.expm(big) @ start)[:n]
+
+
+def _stable_sparse(kind, n, seed, stiffness):
+    """A random stable CSR matrix with ‖A‖_1 = stiffness: a symmetric diffusion stencil, an upwind (non-normal)
+    advection–diffusion stencil, or random sparse entries shifted left past their Gershgorin discs."""
+    rng = np.random.default_rng(seed)
+    if kind == "diffusion":
+        A = scipy.sparse.diags([np.ones(n - 1), -2 - rng.random(n), np.ones(n - 1)], [-1, 0, 1])
+    elif kind == "upwind":
+        A = scipy.sparse.diags([2.0 + rng.random(n - 1), -2.5 - rng.random(n), 0.1 * np.ones(n - 1)], [-1, 0, 1])
+    else:
+        R = scipy.sparse.random(n, n, density=0.2, random_state=seed, data_rvs=rng.standard_normal)
+        A = R - scipy.sparse.diags(np.asarray(abs(R).sum(axis=1)).ravel() + 0.1)
+    A = scipy.sparse.csr_matrix(A)
+    return A * (stiffness / abs(A).sum(axis=0).max())
+
+
+@settings(max_examples=40, deadline=None)
+@given(kind=st.sampled_from(["diffusion", "upwind", "random"]), n=st.integers(2, 40), seed=st.integers(0, 10**6),
+       stiffness=st.floats(0.01, 500.0), scale=st.sampled_from([1.0, 0.3, -0.05]),
+       keys=st.sets(st.integers(0, 4), min_size=1), size=st.floats(1e-3, 1e4),
+       exponent=st.sampled_from([53, 40, 30, 20, 12]), complex_vectors=st.booleans())
+def test_krylov_phi_actions_meet_their_tolerance(kind, n, seed, stiffness, scale, keys, size, exponent, complex_vectors):
+    """Σ_k φ_k(scale·A) w_k within 10 tol (2-norm, relative to the result or, where it decays below it, to its
+    value at X = 0, Σ_k ‖w_k‖/k!; plus rounding) of the dense reference, for any subset of k = 0..4, real or
+    complex vectors; a negative scale (an unstable X, growing) included."""
+    A = _stable_sparse(kind, n, seed, stiffness)
+    rng = np.random.default_rng(seed + 1)
+    vectors = {k: size * (rng.normal(size=n) + (1j * rng.normal(size=n) if complex_vectors else 0)) for k in keys}
+    tol = 2.0 ** -exponent
+    control = ActionControl(tol)
+    got = krylov_phi_action(A, scale, vectors, control)
+    want = _augmented_reference(A, scale, vectors)
+    reference = max(np.linalg.norm(want), sum(np.linalg.norm(w) / math.factorial(k) for k, w in vectors.items()))
+    assert np.linalg.norm(got - want) <= (10 * tol + 1e-13 * max(1.0, stiffness)) * reference
+    assert got.dtype == (np.complex128 if complex_vectors else np.float64)
+    assert control.actions == 1 and control.products >= 1
+
+
+def test_dense_matrices_act_as_sparse_ones_do():
+    """A dense A runs the same compiled Arnoldi (its dense branch): the same result as its CSR form."""
+    A = _stable_sparse("upwind", 30, 3, 200.0)
+    vectors = {k: np.random.default_rng(k).normal(size=30) for k in (0, 1, 3)}
+    want = _augmented_reference(A, 0.5, vectors)
+    for matrix in (A, A.toarray()):
+        got = krylov_phi_action(matrix, 0.5, vectors, ActionControl(1e-10))
+        assert np.linalg.norm(got - want) <= 1e-9 * np.linalg.norm(want)
+
+
+def test_zero_vectors_and_invariant_subspaces_are_exact():
+    """All-zero vectors give zero (no products for p = 0; for p >= 1 the subspace of the shift J is invariant
+    after p products); a matrix of 3 unknowns is exhausted at dimension 3 + p (happy breakdown): exact."""
+    A = _stable_sparse("diffusion", 20, 1, 50.0)
+    control = ActionControl(1e-8)
+    assert not np.any(krylov_phi_action(A, 1.0, {0: np.zeros(20)}, control)) and control.products == 0
+    assert not np.any(krylov_phi_action(A, 1.0, {1: np.zeros(20), 3: np.zeros(20)}, control))
+    small = _stable_sparse("upwind", 3, 2, 30.0)
+    vectors = {0: np.ones(3), 2: np.arange(3.0)}
+    control = ActionControl(UNIT_ROUNDOFF)
+    got = krylov_phi_action(small, 1.0, vectors, control)
+    np.testing.assert_allclose(got, _augmented_reference(small, 1.0, vectors), rtol=1e-13, atol=1e-15)
+    assert control.products <= 3 + 2
+
+
+def test_non_finite_input_and_a_diverging_action_give_nan():
+    """NaN/inf in A, in a vector or in the scale, and an action whose exponential overflows (a diverging step):
+    NaN, promptly (no exception, no endless substeps)."""
+    A = _stable_sparse("diffusion", 10, 0, 4.0)
+    w = np.ones(10)
+    bad = A.copy()
+    bad.data[3] = np.nan
+    cases = [(bad, 1.0, {0: w}), (A, 1.0, {0: w, 2: np.full(10, np.inf)}), (A, np.inf, {1: w}),
+             (A, -1e4, {0: w, 1: w})]                  # e^{1e4 ‖A‖}: overflow
+    for matrix, scale, vectors in cases:
+        assert np.isnan(krylov_phi_action(matrix, scale, vectors, ActionControl(1e-8))).all()
+    assert np.isnan(operators.phi_action(A, np.nan, {0: w, 1: w})).all()
+    with pytest.raises(ValueError, match="tol must be positive"):
+        krylov_phi_action(A, 1.0, {0: w}, ActionControl(0.0))
+
+
+def test_phi_action_takes_krylov_for_stiff_sparse_actions_at_a_fraction_of_the_products():
+    """phi_action on a stiff diffusion stencil (‖hA‖_1 = 400, Allen–Cahn's Jacobians) chooses Krylov
+    (KRYLOV_NORM_MIN): one action, under a third of the Taylor path's products, to the same tolerance."""
+    A = _stable_sparse("diffusion", 200, 5, 400.0)
+    vectors = {k: np.random.default_rng(k).normal(size=200) for k in (1, 3, 4)}
+    want = _augmented_reference(A, 1.0, vectors)
+    krylov, taylor = ActionControl(1e-8), ActionControl(1e-8)
+    got = operators.phi_action(A, 1.0, vectors, krylov)
+    operators.taylor_phi_action(A, 1.0, vectors, taylor)
+    assert operators.KRYLOV_NORM_MIN < 400.0 and krylov.actions == 1
+    assert krylov.products < taylor.products / 3
+    assert np.linalg.norm(got - want) <= 1e-7 * np.linalg.norm(want)
