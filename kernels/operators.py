@@ -51,11 +51,12 @@ SPARSE_ACTION_DENSITY = 0.1
 #: functions then carry at most ~1e4 u = 2e-12 relative error); a worse-conditioned one φ-actions
 EIGEN_COND_MAX = 1e4
 #: a φ-action with ‖scale·A‖_1 above this takes the Krylov path (:mod:`kernels.krylov_action`), else the Taylor path
-#: (:mod:`kernels.expm_action`).  Measured (2 shared cores; p = 3 vectors, tol 1e-5, 1e-10, u; ‖scale·A‖_1 from 0.01 to
-#: 400), Krylov was faster at every norm: a sparse stencil of 257 unknowns 0.12 vs 0.29 ms at 0.01, 1.5 vs 6.1 ms at 400
-#: (150 vs 512 products), a 2-D one of 4096 0.8 vs 2.0 ms and 13 vs 56 ms; dense random and stencil matrices of 100 to
-#: 1000 unknowns 1.3-15x (Taylor's set-up — shift, augmented matrix, power-norm estimates — costs more than Krylov's
-#: first 10 products); so every action but a zero one.
+#: (:mod:`kernels.expm_action`).  Measured (2 shared cores; vectors {1, 3, 4}, tol 1e-5 and u; ‖scale·A‖_1 from 0.01 to
+#: 400): Krylov as fast or faster at every norm — a sparse stencil of 257 unknowns 0.15 vs 0.30 ms at 0.01, 1.5 vs
+#: 6.0 ms at 400 (150 vs 527 products), a 2-D one of 4096 0.8 vs 1.3 ms and 12 vs 57 ms; dense random and stencil
+#: matrices of 100 to 1000 unknowns from 0.22 vs 0.20 ms (n = 100, ‖X‖_1 = 1) to 7.8 vs 163 ms (n = 1000, 100): Taylor's
+#: set-up (shift, augmented matrix, power-norm estimates) costs more than Krylov's first products — so every action
+#: but a zero one.
 KRYLOV_NORM_MIN = 0.0
 
 
