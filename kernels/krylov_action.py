@@ -19,7 +19,7 @@ norm of the result's block reached so far or, at least, its value at X = 0, Σ_k
 trusted: a highly non-normal X's unconverged trial can be large and wrong), so the action's error is at most ~tol
 relative to its result, or to that scale where the result decays below it — a forward error, where the Taylor
 path's ``tol`` bounds a backward error ‖ΔX‖ ≤ tol ‖X‖ (a forward error up to ~tol ‖X‖ for a stiff X).  W is scaled
-by η (a power of two) to a unit largest column.  Rounding: the Arnoldi basis mixes all components, so a transient
+by η (a power of two): the largest w_k to unit norm.  Rounding: the Arnoldi basis mixes all components, so a transient
 growth ‖e^{τX}‖ ≫ 1 amplifies it (X = 50(−I + 3N), N the 20 × 20 shift, ‖e^{X/2}‖ = 5e7: 1e-2 relative, Taylor
 1e-9); contractive stencils (diffusion, upwind advection) stay within ~100 u.
 """
@@ -29,6 +29,7 @@ import math
 
 import numba
 import numpy as np
+import scipy.linalg
 
 from ..abi import JIT_FLAGS
 from .expm_action import ActionControl
@@ -41,8 +42,9 @@ from .expm_action import ActionControl
 KRYLOV_DIMENSIONS = (5, 10, 20, 30)
 #: the safety factor γ of the substep size (Expokit's step-size rule)
 STEP_SAFETY = 0.8
-#: a substep no longer advances t below this: the action gives up (NaN) rather than loop
-TAU_MIN = 2.0 ** -40
+#: the least substep (but the last): one the estimate needs smaller gives NaN rather than ~1/τ substeps (an
+#: action that needs it, ‖X‖ ~ 1e9, would take as long by Taylor's series: ‖X‖ products)
+TAU_MIN = 2.0 ** -24
 #: happy breakdown: h_{j+1,j} this small relative to ‖Ã v_j‖ (rounding) makes the subspace invariant: the substep
 #: exact, to the end
 HAPPY_BREAKDOWN = 2.0 ** -50
@@ -53,7 +55,7 @@ ESTIMATE_ROUNDING = 2.0 ** -50
 
 def krylov_phi_action(A, scale: float, vectors: dict, control: ActionControl | None = None) -> np.ndarray:
     """Σ_k φ_k(X) w_k, X = scale·A, for ``vectors`` = {k: w_k} (φ_0 = exp) and A a square scipy sparse or dense
-    matrix (real; the vectors real or complex), to ``control.tol`` relative to the result (see the module's note),
+    matrix (A and the vectors real or complex), to ``control.tol`` relative to the result (see the module's note),
     counted in ``control``; NaN where X or a vector is not finite (a diverging step)."""
     from scipy import sparse
     control = ActionControl() if control is None else control
@@ -84,7 +86,7 @@ def krylov_phi_action(A, scale: float, vectors: dict, control: ActionControl | N
 
 def _substeps(matrix, W, u, n: int, reference: float, control: ActionControl) -> np.ndarray:
     """e^{Ã} u by substeps τ of e^{τÃ} from Arnoldi bases at each u(t_k), each to the error estimate allowed
-    (module note); NaN where the estimate is not finite or τ falls below TAU_MIN."""
+    (module note); NaN where the estimate is not finite or needs τ below TAU_MIN."""
     size, largest = u.size, KRYLOV_DIMENSIONS[-1]
     V, H = np.zeros((largest + 1, size), u.dtype), np.zeros((largest + 1, largest), u.dtype)
     t, tau, level = 0.0, 1.0, 0
@@ -108,7 +110,7 @@ def _substeps(matrix, W, u, n: int, reference: float, control: ActionControl) ->
                 return np.full(size, np.nan, dtype=u.dtype)
         u, t = new, 1.0 if tau >= 1.0 - t else t + tau
         reference = max(reference, np.linalg.norm(new[:n]))
-        tau = _next_substep(tau, allowed, err, built)
+        tau = max(_next_substep(tau, allowed, err, built), TAU_MIN)
     return u
 
 
@@ -116,7 +118,6 @@ def _projected_step(V, H, m: int, beta: float, tau: float):
     """(β V_{m+1} e^{τH̄} e_1, β |(e^{τH̄} e_1)_{m+1}|): Saad's corrected approximation of e^{τÃ} u and the error
     estimate of the uncorrected one, from the exponential of the (m+1)-square H̄ = [[H_m, 0], [h_{m+1,m} e_m^T, 0]]
     (Saad 1992, §5.2, eq. 5.5)."""
-    import scipy.linalg
     small = np.zeros((m + 1, m + 1), dtype=H.dtype)
     small[:, :m] = tau * H[:m + 1, :m]
     with np.errstate(all="ignore"):
