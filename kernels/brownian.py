@@ -394,8 +394,29 @@ class BrownianTree:
         """(ΔW, H) of the n equal steps of [t0, t1] (a list)."""
         return list(self.increments(self.t0 + (self.t1 - self.t0) * (np.arange(n + 1) / n)))
 
+    def paths(self, ts) -> np.ndarray:
+        """W at the increasing times ``ts`` in [t0, t1] for every trajectory, shape (n, len(ts), m): the layout of
+        an ensemble's ``sol.y``, so an exact solution of the paths compares with it directly.  Each W is the running
+        sum of the path's increments between the times (one walk through the tree), as a solve stepping onto
+        them adds them up."""
+        ts = np.asarray(ts, dtype=float).reshape(-1)
+        n = len(self.traj)
+        if ts.size and not np.all(np.diff(ts) > 0):
+            raise ValueError("Brownian paths need strictly increasing times")
+        W = np.zeros((ts.size, self.m, n))
+        if ts.size == 0:
+            return W.transpose(2, 0, 1).astype(self.dtype)
+        from_start = self.position(ts[0]) == 0          # ts[0] is t0: W = 0 there, the walk starts at it
+        times = list(ts) if from_start else [self.t0] + list(ts)
+        total = np.zeros((self.m, n))
+        for i, (dW, _) in enumerate(self.increments(times)):
+            total = total + dW
+            W[i + from_start] = total
+        return W.transpose(2, 0, 1).astype(self.dtype)
+
     def query(self, t: float):
-        """W(t), shape (m, n), for a time ``t`` in [t0, t1] common to all trajectories."""
+        """W(t), shape (m, n), for a time ``t`` in [t0, t1] common to all trajectories (:meth:`paths` gives many
+        times in ``sol.y``'s layout)."""
         if self.position(t) == 0:
             return np.zeros((self.m, len(self.traj)), self.dtype)
         return self.increment(self.t0, t)[0]

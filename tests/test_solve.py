@@ -155,13 +155,19 @@ def test_every_grid_reads_the_tspan_tree():
     tree = sk.brownian_tree(ens)
     for dt in (2.0**-7, 0.01, 0.02, 0.001, 0.03):
         sol = solve(ens, "EM", dt=dt, saveat="steps")
-        W = np.stack([tree.query(t) for t in sol.t])          # (nt, m, n)
-        np.testing.assert_allclose(sol.y, W.transpose(2, 0, 1), rtol=0, atol=1e-13)
+        np.testing.assert_allclose(sol.y, tree.paths(sol.t), rtol=0, atol=1e-13)      # (n, nt, m), as sol.y
+        W = np.stack([tree.query(t) for t in sol.t])          # (nt, m, n): one walk from t0 for each t
+        np.testing.assert_allclose(tree.paths(sol.t), W.transpose(2, 0, 1), rtol=0, atol=1e-13)
     assert np.abs(sol.y[:, -1]).max() > 0.1
     ts = [0.0, 0.1, 0.37, 0.5, 1.0]   # adaptive SRA1 on dy = dW is y = W at the times it steps onto
     ada = solve(ens, "SRA1", rtol=1e-2, atol=1e-2, saveat=ts)
-    W = np.stack([tree.query(t) for t in ts])
-    np.testing.assert_allclose(ada.y, W.transpose(2, 0, 1), rtol=0, atol=1e-13)
+    np.testing.assert_allclose(ada.y, tree.paths(ts), rtol=0, atol=1e-13)
+    np.testing.assert_array_equal(tree.paths(ts[1:]), tree.paths(ts)[:, 1:])     # from t0 or not: the same walk
+    assert tree.paths([]).shape == (5, 0, tree.m)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        tree.paths([0.5, 0.1])
+    with pytest.raises(ValueError, match="outside the Brownian tree's span"):
+        tree.paths([0.5, 2.0])
     with pytest.raises(TypeError, match="no longer takes 'brownian'"):
         solve(ens, "EM", dt=0.1, brownian="steps")
     with pytest.raises(ValueError, match="needs an SDE"):
