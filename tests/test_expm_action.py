@@ -12,6 +12,7 @@ import sdekit as sk
 from sdekit.kernels import expm_action as ea
 from sdekit.kernels.field_runtime import action_tolerance
 from sdekit.kernels.operators import phi_action, taylor_phi_action
+from sdekit.testing import stable_operator
 
 #: Al-Mohy & Higham (2011), Table 3.1: θ_m for tol = 2^-53 (double) and 2^-24 (single), two digits as printed
 PUBLISHED = {53: {5: 2.4e-3, 10: 1.4e-1, 15: 6.4e-1, 20: 1.4, 25: 2.4, 30: 3.5, 35: 4.7, 40: 6.0, 45: 7.2, 50: 8.5,
@@ -48,21 +49,6 @@ def _phi_dense(X, k):
     return scipy.linalg.expm(big)[:n, k * n:(k + 1) * n]
 
 
-def _operator(kind, n, seed, stiffness):
-    """A random stable operator: a symmetric negative-definite stencil (diffusion), a non-normal upwind one
-    (advection–diffusion) or a dense random matrix shifted left, scaled to ‖A‖_1 ≈ stiffness."""
-    rng = np.random.default_rng(seed)
-    if kind == "diffusion":
-        A = scipy.sparse.diags([np.ones(n - 1), -2 - rng.random(n), np.ones(n - 1)], [-1, 0, 1])
-    elif kind == "upwind":
-        A = scipy.sparse.diags([1.0 + rng.random(n - 1), -2.5 - rng.random(n), 0.3 * np.ones(n - 1)], [-1, 0, 1])
-    else:
-        M = rng.normal(size=(n, n)) / np.sqrt(n)
-        A = M - (np.abs(np.linalg.eigvals(M)).max() + 0.5) * np.eye(n)
-    norm = abs(A).sum(axis=0).max()
-    return (A * (stiffness / norm)).tocsr() if scipy.sparse.issparse(A) else A * (stiffness / norm)
-
-
 @settings(max_examples=25, deadline=None)
 @given(kind=st.sampled_from(["diffusion", "upwind", "dense"]), seed=st.integers(0, 10**6),
        stiffness=st.floats(0.1, 300.0), exponent=st.sampled_from([53, 40, 30, 20]),
@@ -71,7 +57,7 @@ def test_phi_actions_are_accurate_to_the_tolerance_asked_for(kind, seed, stiffne
     """Σ_k φ_k(A) w_k by the augmented Taylor action at tol = 2^-j: within 10 tol (relative, plus rounding) of dense
     expm-based φ, for random stable operators and vectors of any scale (the η-balancing of W)."""
     n = 30
-    A = _operator(kind, n, seed, stiffness)
+    A = stable_operator(kind, n, seed, stiffness)
     rng = np.random.default_rng(seed)
     vectors = {k: scale * rng.normal(size=n) for k in range(3)}
     tol = 2.0 ** -exponent
@@ -96,7 +82,7 @@ def _products(monkeypatch):
 def test_looser_tolerances_take_fewer_products_and_large_vectors_none_more(monkeypatch):
     """At ‖hA‖_1 = 200 (a stiff diffusion stencil) the action at 1e-6 takes fewer products than at u; vectors
     a million times larger take as many as unit ones (W balanced against hA, AMH 2011 §2)."""
-    A = _operator("diffusion", 200, 1, 200.0)
+    A = stable_operator("diffusion", 200, 1, 200.0)
     w = np.random.default_rng(2).normal(size=200)
     seen = _products(monkeypatch)
     for tol in (ea.UNIT_ROUNDOFF, 1e-6):
@@ -124,7 +110,7 @@ def test_bad_inputs_are_named_and_non_finite_ones_give_nan():
 def test_several_columns_and_none_act_like_the_dense_exponential(sparse):
     """B of several columns on the compiled CSR loop and on dense products, and B without columns (it divided by
     zero choosing the Taylor degree)."""
-    A = _operator("upwind", 30, 4, 40.0)
+    A = stable_operator("upwind", 30, 4, 40.0)
     A = A if sparse else A.toarray()
     B = np.random.default_rng(1).normal(size=(30, 3))
     dense = A.toarray() if sparse else A
@@ -135,7 +121,7 @@ def test_several_columns_and_none_act_like_the_dense_exponential(sparse):
 def test_complex_phi_actions_on_a_sparse_matrix_keep_their_imaginary_part():
     """phi_action with complex vectors on a CSR matrix: the augmented matrix is complex (its W block), built from CSR
     arrays in the vectors' type (it was float64: the imaginary part was dropped, 0.9 off the dense result)."""
-    A = _operator("upwind", 30, 6, 20.0)
+    A = stable_operator("upwind", 30, 6, 20.0)
     rng = np.random.default_rng(4)
     vectors = {k: rng.normal(size=30) + 1j * rng.normal(size=30) for k in range(3)}
     want = sum(_phi_dense(0.3 * A.toarray(), k) @ w for k, w in vectors.items())
@@ -144,7 +130,7 @@ def test_complex_phi_actions_on_a_sparse_matrix_keep_their_imaginary_part():
 
 
 def test_complex_vectors_keep_their_imaginary_part():
-    A = _operator("upwind", 12, 3, 5.0)
+    A = stable_operator("upwind", 12, 3, 5.0)
     b = np.random.default_rng(1).normal(size=(12, 2)) @ np.array([1.0, 1j])
     want = scipy.linalg.expm(A.toarray()) @ b
     np.testing.assert_allclose(ea.expm_action(A.toarray(), b), want, rtol=1e-13, atol=1e-14)
@@ -201,7 +187,7 @@ def test_power_norms_are_exact_for_stencils_and_estimates_past_the_fill_limit(mo
     formed, matmul = [], scipy.sparse.csr_matrix.__matmul__
     monkeypatch.setattr(scipy.sparse.csr_matrix, "__matmul__",       # sparse powers formed (not products with vectors)
                         lambda a, b: (formed.append(1) if scipy.sparse.issparse(b) else None) or matmul(a, b))
-    stencil = _operator("upwind", 40, 5, 50.0)
+    stencil = stable_operator("upwind", 40, 5, 50.0)
     got = ea.power_norms(stencil, 6)
     for p in range(1, 7):
         exact = np.abs(np.linalg.matrix_power(stencil.toarray(), p)).sum(axis=0).max() ** (1 / p)
