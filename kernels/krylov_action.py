@@ -19,7 +19,7 @@ norm of the result's block reached so far or, at least, its value at X = 0, Σ_k
 trusted: a highly non-normal X's unconverged trial can be large and wrong), so the action's error is at most ~tol
 relative to its result, or to that scale where the result decays below it — a forward error, where the Taylor
 path's ``tol`` bounds a backward error ‖ΔX‖ ≤ tol ‖X‖ (a forward error up to ~tol ‖X‖ for a stiff X).  W is scaled
-by η (a power of two): the largest w_k to unit norm.  Rounding: the Arnoldi basis mixes all components, so a transient
+by η (a power of two): the largest w_k to unit norm (its norm taken without squaring's under- and overflow).  Rounding: the Arnoldi basis mixes all components, so a transient
 growth ‖e^{τX}‖ ≫ 1 amplifies it (X = 50(−I + 3N), N the 20 × 20 shift, ‖e^{X/2}‖ = 5e7: 1e-2 relative, Taylor
 1e-9); contractive stencils (diffusion, upwind advection) stay within ~100 u.
 """
@@ -65,8 +65,8 @@ def krylov_phi_action(A, scale: float, vectors: dict, control: ActionControl | N
     dtype = np.result_type(A.dtype, np.float64, *vectors.values())
     zero = np.zeros(n, dtype=dtype)
     W = np.column_stack([vectors.get(k, zero) for k in range(p, 0, -1)]).astype(dtype) if p else np.zeros((n, 0), dtype)
-    largest = max(float(np.linalg.norm(w)) for w in vectors.values())
-    eta = 2.0 ** -round(math.log2(largest)) if 0.0 < largest < np.inf else 1.0
+    largest = max(_norm(w) for w in vectors.values())
+    eta = 2.0 ** min(1020, max(-1020, -round(math.log2(largest)))) if 0.0 < largest < np.inf else 1.0
     start = np.concatenate([eta * vectors.get(0, zero), np.eye(p, dtype=dtype)[-1] if p else zero[:0]])
     if sparse.issparse(A):
         A = A.tocsr()
@@ -79,9 +79,16 @@ def krylov_phi_action(A, scale: float, vectors: dict, control: ActionControl | N
     control.actions += 1
     if not np.any(start):
         return zero
-    scale_at_zero = eta * sum(np.linalg.norm(w) / math.factorial(k) for k, w in vectors.items())
+    scale_at_zero = sum(np.linalg.norm(eta * w) / math.factorial(k) for k, w in vectors.items())
     u = _substeps(matrix, np.ascontiguousarray(eta * W), start, n, scale_at_zero, control)
     return u[:n] / eta
+
+
+def _norm(x) -> float:
+    """‖x‖_2 without overflow or underflow (np.linalg.norm squares: 0 below ~1e-162 an entry, inf above ~1e154)."""
+    x = np.asarray(x)
+    big = float(np.max(np.abs(x))) if x.size else 0.0
+    return big * float(np.linalg.norm(x / big)) if 0.0 < big < np.inf else big
 
 
 def _substeps(matrix, W, u, n: int, reference: float, control: ActionControl) -> np.ndarray:

@@ -80,6 +80,22 @@ def test_zero_vectors_and_invariant_subspaces_are_exact():
     assert control.products <= 3 + 2
 
 
+def test_tiny_and_huge_vectors_act_as_unit_ones_scaled():
+    """Vectors whose 2-norm squared under- or overflows (entries 1e-200, 1e200; subnormal 1e-310) act as the unit
+    vectors scaled: np.linalg.norm's 0 made η = 1 (p = 0: NaN from 0/0; p >= 1: the rounding-level estimate of the
+    e_p block accepted any basis, O(1) relative error) and its inf NaN."""
+    A = _stable_sparse("diffusion", 50, 0, 40.0)
+    rng = np.random.default_rng(0)
+    for keys in ([0], [0, 1], [1, 3, 4]):
+        vectors = {k: rng.normal(size=50) for k in keys}
+        unit = krylov_phi_action(A, 1.0, vectors, ActionControl(1e-10))
+        for s in (1e-200, 1e200, 1e-310):
+            got = krylov_phi_action(A, 1.0, {k: s * w for k, w in vectors.items()}, ActionControl(1e-10))
+            assert np.all(np.isfinite(got)), (keys, s)
+            np.testing.assert_allclose(got / s, unit, rtol=1e-6 if s == 1e-310 else 1e-9,
+                                       atol=1e-9 * np.abs(unit).max(), err_msg=str((keys, s)))
+
+
 def test_non_finite_input_and_a_diverging_action_give_nan():
     """NaN/inf in A, in a vector or in the scale, and an action whose exponential overflows (a diverging step):
     NaN, promptly (no exception, no endless substeps)."""
