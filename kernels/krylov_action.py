@@ -20,8 +20,11 @@ trusted: a highly non-normal X's unconverged trial can be large and wrong), so t
 relative to its result, or to that scale where the result decays below it — a forward error, where the Taylor
 path's ``tol`` bounds a backward error ‖ΔX‖ ≤ tol ‖X‖ (a forward error up to ~tol ‖X‖ for a stiff X).  W is scaled
 by η (a power of two): the largest w_k to unit norm (its norm taken without squaring's under- and overflow).  Rounding: the Arnoldi basis mixes all components, so a transient
-growth ‖e^{τX}‖ ≫ 1 amplifies it (X = 50(−I + 3N), N the 20 × 20 shift, ‖e^{X/2}‖ = 5e7: 1e-2 relative, Taylor
-1e-9); contractive stencils (diffusion, upwind advection) stay within ~100 u.
+growth ‖e^{τX}‖ ≫ 1 amplifies it: X = 50(−I + 3N), N the 20 × 20 shift (‖e^{X/2}‖ = 5e7), is exhausted by the
+basis (a happy breakdown: the estimate is 0), and its rounding in H moves H's eigenvalues from −50 to ~−26: 5e-3 to
+4e4 relative error, where Taylor gets 1e-9.  So ``operators.phi_action`` takes this path only where the logarithmic
+norm bounds the growth (:func:`log_norm_bound` ≤ ``operators.KRYLOV_LOG_NORM_MAX``); contractive stencils
+(diffusion, upwind advection: μ ≤ 0) stay within ~100 u.
 """
 from __future__ import annotations
 
@@ -51,6 +54,28 @@ HAPPY_BREAKDOWN = 2.0 ** -50
 #: an error estimate at most this times β, the substep's start norm, is rounding (Expokit's ``rndoff``): accepted at
 #: any tolerance (a tighter one would shrink τ without end)
 ESTIMATE_ROUNDING = 2.0 ** -50
+
+
+def log_norms(A) -> tuple[float, float]:
+    """Bounds on (μ_2(A), μ_2(−A)), the logarithmic 2-norms: the extreme eigenvalues of the Hermitian part
+    (A + A^H)/2 bounded by Gershgorin's discs, max_i ±Re a_ii + Σ_{j≠i} |a_ij + conj(a_ji)|/2.  ‖e^{tX}‖_2 ≤
+    e^{t μ_2(X)} for t ≥ 0 (Dahlquist 1958; Söderlind 2006, BIT 46:631, §2): a bound on the transient growth that
+    rounding in a Krylov basis meets (module note); μ_2(A) ≤ 0 for dissipative stencils and skew-Hermitian
+    (dispersive) operators.  A scipy sparse or dense A; μ_2(sA) = s μ_2(A) for s ≥ 0."""
+    from scipy import sparse
+    X = sparse.csr_matrix(A) if sparse.issparse(A) else np.asarray(A)
+    if X.shape[0] == 0:
+        return 0.0, 0.0
+    hermitian = (X + X.conj().T) / 2
+    centre = np.real(hermitian.diagonal())
+    radius = np.asarray(abs(hermitian).sum(axis=1)).ravel() - np.abs(centre)
+    return float(np.max(centre + radius)), float(np.max(radius - centre))
+
+
+def log_norm_bound(A, scale: float, norms: tuple[float, float] | None = None) -> float:
+    """The bound of :func:`log_norms` on μ_2(scale·A) (``norms``: A's, where the caller keeps them)."""
+    plus, minus = log_norms(A) if norms is None else norms
+    return scale * plus if scale >= 0 else -scale * minus
 
 
 def krylov_phi_action(A, scale: float, vectors: dict, control: ActionControl | None = None) -> np.ndarray:

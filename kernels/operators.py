@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .expm_action import ActionControl, expm_action, one_norm
-from .krylov_action import krylov_phi_action
+from .krylov_action import krylov_phi_action, log_norm_bound, log_norms
 from .linear import evaluate_phi_poly
 
 #: the largest Matrix operator whose φ-functions are formed as dense matrices
@@ -58,6 +58,11 @@ EIGEN_COND_MAX = 1e4
 #: set-up (shift, augmented matrix, power-norm estimates) costs more than Krylov's first products — so every action
 #: but a zero one.
 KRYLOV_NORM_MIN = 0.0
+#: ... and where X cannot grow far inside the step: the bound on its logarithmic 2-norm
+#: (:func:`~.krylov_action.log_norm_bound`) at most this, ‖e^{tX}‖_2 ≤ e^10 = 2e4.  Measured, X = a(−I + rN) (N the shift, n = 20, 40; a = 10, 50; r = 1 … 3; tol
+#: 1e-8): Krylov within 3e-10 up to μ = 50 but 5e-3 at μ = 100 (n = 20: the basis exhausts the space and H's rounding
+#: moves its eigenvalues), Taylor within 5e-9 everywhere; stencils and Allen–Cahn's J̃ have μ ≤ h max N'.
+KRYLOV_LOG_NORM_MAX = 10.0
 
 
 #: what an operator keeps of its eigenvalues (the transform's matrices are kept by :meth:`Diagonalised.scaled`)
@@ -450,7 +455,7 @@ class Matrix(Operator):
                 else:
                     total += w * self._product_action(atoms, value.h, flat, actions)
         for scale, vecs in groups.items():
-            total += phi_action(self.action_matrix(), scale, vecs, actions)
+            total += phi_action(self.action_matrix(), scale, vecs, actions, self.log_norms())
         return total.reshape(self.shape)
 
     def _product_action(self, atoms, h, v, actions):
@@ -464,8 +469,14 @@ class Matrix(Operator):
                     self._lu[key] = splu(csc_matrix(identity(self.size) - key[1] * csc_matrix(self.matrix)))
                 v = self._lu[key].solve(v)
             else:
-                v = phi_action(self.action_matrix(), float(atom[2]) * h, {atom[1]: v}, actions)
+                v = phi_action(self.action_matrix(), float(atom[2]) * h, {atom[1]: v}, actions, self.log_norms())
         return v
+
+    def log_norms(self) -> tuple[float, float]:
+        """:func:`~.krylov_action.log_norms` of the matrix, made once (every φ-action of this Matrix asks)."""
+        if "_log_norms" not in self.__dict__:
+            self.__dict__["_log_norms"] = log_norms(self.action_matrix())
+        return self.__dict__["_log_norms"]
 
     def action_matrix(self):
         """The matrix φ-actions multiply by: a dense array with at most SPARSE_ACTION_DENSITY of its entries
@@ -515,14 +526,16 @@ class PhiAction:
         self.poly, self.h = poly, h
 
 
-def phi_action(A, scale: float, vectors: dict, actions: ActionControl | None = None) -> np.ndarray:
+def phi_action(A, scale: float, vectors: dict, actions: ActionControl | None = None, norms=None) -> np.ndarray:
     """Σ_k φ_k(scale·A) w_k for ``vectors`` = {k: w_k} (φ_0 = exp; real or complex) and A a dense array or scipy
     sparse matrix, to ``actions.tol`` (a step's tolerance: ``FieldLanes``), counted in ``actions``: by
-    :func:`~.krylov_action.krylov_phi_action` where ‖scale·A‖_1 > KRYLOV_NORM_MIN, else :func:`taylor_phi_action`."""
+    :func:`~.krylov_action.krylov_phi_action` where ‖scale·A‖_1 > KRYLOV_NORM_MIN and the logarithmic norm of scale·A
+    is at most KRYLOV_LOG_NORM_MAX (``norms``: A's :func:`~.krylov_action.log_norms`, where the caller keeps them),
+    else :func:`taylor_phi_action`."""
     if not vectors:
         raise ValueError("phi_action needs at least one vector: {k: w_k}")
     A = A if isinstance(A, np.ndarray) else A.tocsr()      # a dense A (a field's Jacobian) stays dense: BLAS products
-    if abs(scale) * one_norm(A) > KRYLOV_NORM_MIN:
+    if abs(scale) * one_norm(A) > KRYLOV_NORM_MIN and log_norm_bound(A, scale, norms) <= KRYLOV_LOG_NORM_MAX:
         return krylov_phi_action(A, scale, vectors, actions)
     return taylor_phi_action(A, scale, vectors, actions)
 

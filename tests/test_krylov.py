@@ -84,7 +84,7 @@ def test_tiny_and_huge_vectors_act_as_unit_ones_scaled():
     """Vectors whose 2-norm squared under- or overflows (entries 1e-200, 1e200; subnormal 1e-310) act as the unit
     vectors scaled: np.linalg.norm's 0 made η = 1 (p = 0: NaN from 0/0; p >= 1: the rounding-level estimate of the
     e_p block accepted any basis, O(1) relative error) and its inf NaN."""
-    A = _stable_sparse("diffusion", 50, 0, 40.0)
+    A = stable_operator("diffusion", 50, 0, 40.0)
     rng = np.random.default_rng(0)
     for keys in ([0], [0, 1], [1, 3, 4]):
         vectors = {k: rng.normal(size=50) for k in keys}
@@ -124,3 +124,23 @@ def test_phi_action_takes_krylov_for_stiff_sparse_actions_at_a_fraction_of_the_p
     assert operators.KRYLOV_NORM_MIN < 400.0 and krylov.actions == 1
     assert krylov.products < taylor.products / 3
     assert np.linalg.norm(got - want) <= 1e-7 * np.linalg.norm(want)
+
+
+def test_operators_that_grow_within_the_step_take_the_taylor_path(monkeypatch):
+    """X = 50(−I + 3N) (N the 20 × 20 shift: ‖e^{X/2}‖ = 5e7) exhausts a Krylov basis whose rounding moves H's
+    eigenvalues (5e-3 relative error and worse); its logarithmic norm (bound 100 > KRYLOV_LOG_NORM_MAX) sends
+    ``phi_action`` to Taylor's series, within the tolerance.  Stencils (μ ≤ 0) and a dispersive i·L stay on Krylov."""
+    from sdekit.kernels.krylov_action import log_norm_bound
+    X = 50.0 * (-np.eye(20) + 3.0 * np.eye(20, k=1))
+    vectors = {0: np.random.default_rng(0).normal(size=20), 1: np.ones(20)}
+    want = _augmented_reference(X, 1.0, vectors)
+    taken = []
+    monkeypatch.setattr(operators, "krylov_phi_action", lambda *a: taken.append("krylov") or krylov_phi_action(*a))
+    got = operators.phi_action(scipy.sparse.csr_matrix(X), 1.0, vectors, ActionControl(1e-8))
+    assert taken == [] and np.linalg.norm(got - want) <= 1e-7 * np.linalg.norm(want)
+    assert log_norm_bound(X, 1.0) == pytest.approx(100.0) and log_norm_bound(X, -1.0) == pytest.approx(200.0)
+    lap = stable_operator("diffusion", 30, 1, 400.0)
+    assert log_norm_bound(lap, 1.0) <= 0 and log_norm_bound(1j * lap, 1.0) <= 1e-12
+    assert log_norm_bound(stable_operator("upwind", 30, 1, 400.0), 1.0) <= 0
+    operators.phi_action(lap, 1.0, vectors | {0: np.ones(30), 1: np.ones(30)}, ActionControl(1e-8))
+    assert taken == ["krylov"]
