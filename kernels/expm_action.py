@@ -32,8 +32,9 @@ UNIT_ROUNDOFF = 2.0 ** -53
 
 @dataclass
 class ActionControl:
-    """How a solve takes its exponential actions and what they cost (``sol.stats``): ``tol`` the backward
-    error allowed to each, ``actions`` how many were taken, ``products`` their matrix–vector products."""
+    """How a solve takes its exponential actions and what they cost (``sol.stats``): ``tol`` the error allowed to
+    each (Taylor: a backward error relative to ‖A‖; Krylov: a forward error relative to the result, the
+    ``krylov_action`` module's note), ``actions`` how many were taken, ``products`` their matrix–vector products."""
     tol: float = UNIT_ROUNDOFF
     actions: int = 0
     products: int = 0
