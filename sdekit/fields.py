@@ -13,8 +13,9 @@ DST-I/DCT-I bases), :func:`diagonal`, or :func:`matrix`.  Example (Kuramoto–Si
     model = sk.FieldODE(u, linear=L, nonlinear=-Dx(u**2) / 2)    # ... - (u^2)_x / 2
     sol = sk.solve(sk.FieldProblem(model, u0, (0, 150)), "ETDRK4", dt=0.25, saveat=np.arange(0, 151))
 
-Every ODE method of the catalogue runs on fields (exponential Rosenbrock with the dense Jacobian of
-:meth:`FieldODE.jacobian`, up to ``JACOBIAN_MAX`` unknowns), with fixed or adaptive steps:
+Every ODE method of the catalogue runs on fields (exponential Rosenbrock with the Jacobian of
+:meth:`FieldODE.jacobian`, in CSR where L and the operators in N are sparse, up to ``JACOBIAN_MAX`` unknowns), with
+fixed or adaptive steps:
 the same loop IR every backend prints (``codegen.drivers``: time loop, error norm, controller, dense output,
 retcodes), printed by numpy's printer for one lane whose state is the grid (``codegen.emit_field``), the
 model's part done by ``kernels.field_runtime.FieldLanes``; φ-functions are evaluated once per step size.
@@ -491,13 +492,24 @@ class FieldODE(_ArrayModel):
     def jacobian(self, u, t, *params):
         """(∂N/∂u (D × D), ∂N/∂t (D,)) at the array ``u`` and time ``t``, N's linearisation by sympy through
         operator applications: an application op(a) enters as op · (the linearisation of a), so N = u · Dx(u)
-        gives diag(Dx u) + diag(u) Dx (:meth:`_linearisation`)."""
+        gives diag(Dx u) + diag(u) Dx (:meth:`_linearisation`).  ∂N/∂u in COO (duplicates to be summed) where
+        every operator in N is sparse (``kernels.operators.sparse_matrix``: a pointwise N is diagonal), else dense."""
+        from scipy import sparse
         if "_linear_parts" not in self.__dict__:
             self.__dict__["_linear_parts"] = [self._linearisation(e) for e in self.nonlinear]
+            self.__dict__["_sparse_jacobian"] = all(_ops.sparse_matrix(op.on_real()) is not None
+                                                    for op in self.operators.values())
         args = (*self._species(u), t, *self._data, *params)
         G, D = int(np.prod(self.grid)), int(np.prod(self.shape))
-        rows = [_evaluate_linearisation(part, args, G, D) for part in self.__dict__["_linear_parts"]]
-        return np.concatenate([J for J, _ in rows]), np.concatenate([b for _, b in rows])
+        matrix_of = _ops.sparse_matrix if self.__dict__["_sparse_jacobian"] else _ops.dense_matrix
+        rows = [_evaluate_linearisation(part, args, G, D, matrix_of) for part in self.__dict__["_linear_parts"]]
+        b = np.concatenate([b for _, b in rows])
+        if not self.__dict__["_sparse_jacobian"]:
+            return np.concatenate([J for J, _ in rows]), b
+        J = sparse.coo_matrix((np.concatenate([J.data for J, _ in rows]),
+                               (np.concatenate([J.row + s * G for s, (J, _) in enumerate(rows)]),
+                                np.concatenate([J.col for J, _ in rows]))), shape=(D, D))
+        return J, b
 
     def _linearisation(self, expr):
         """(∂e/∂u_r per species r, ∂e/∂t, [(∂e/∂op(a), op, linearisation of a)]) of one species' expression
@@ -638,22 +650,37 @@ def _derivative(expr, x):
     return d
 
 
-def _evaluate_linearisation(part, args, G: int, D: int):
-    """(M (G × D), b (G,)): one species' ∂N/∂u and ∂N/∂t at ``args`` from :meth:`FieldODE._linearisation`."""
+def _evaluate_linearisation(part, args, G: int, D: int, matrix_of):
+    """(M (G × D), b (G,)): one species' ∂N/∂u and ∂N/∂t at ``args`` from :meth:`FieldODE._linearisation`, the
+    operators in N by ``matrix_of`` (``kernels.operators.sparse_matrix``: M in COO, its entries where the operators'
+    and the derivatives' are, zeros kept; ``dense_matrix``: M dense)."""
+    from scipy import sparse
     direct, dt, through = part
 
     def grid_values(f):       # real: every symbol is real (a complex field is its real pair), so an imaginary part
         return np.broadcast_to(np.real(f(*args)), args[0].shape).astype(float).ravel()   # is rounding (z² conj(z)³)
-    M = np.zeros((G, D))
-    for r, f in enumerate(direct):
-        M[:, r * G:(r + 1) * G] += np.diag(grid_values(f))
+    diagonals = [grid_values(f) for f in direct]                # species r's derivative: the block (·, r G + i)
+    M = sparse.coo_matrix((np.concatenate(diagonals), (np.tile(np.arange(G), len(direct)), np.arange(len(direct) * G))),
+                          shape=(G, D))
+    M = M if matrix_of is _ops.sparse_matrix else M.toarray()
     b = grid_values(dt)
     for coef, op, inner in through:
         c = grid_values(coef)
-        Mi, bi = _evaluate_linearisation(inner, args, G, D)
-        M += c[:, None] * (_ops.dense_matrix(op) @ Mi)
+        Mi, bi = _evaluate_linearisation(inner, args, G, D, matrix_of)
+        M = _rows_scaled_added(M, c, matrix_of(op) @ Mi)
         b += c * op.apply(bi.reshape(op.shape)).ravel()
     return M, b
+
+
+def _rows_scaled_added(M, c, A):
+    """M + diag(c) A: dense, or COO for a sparse A (its entries appended, zeros kept: the pattern stays the same)."""
+    from scipy import sparse
+    if not sparse.issparse(A):
+        return M + c[:, None] * A
+    A = A.tocoo()
+    return sparse.coo_matrix((np.concatenate([M.data, c[A.row] * A.data]), (np.concatenate([M.row, A.row]),
+                                                                              np.concatenate([M.col, A.col]))),
+                             shape=M.shape)
 
 
 def _basis(op, applied: bool = False):
@@ -767,8 +794,9 @@ class _FieldForm(types.SimpleNamespace):
         return False
 
 
-#: the largest field exponential Rosenbrock methods take (its Jacobian dense, D² numbers; its φ applied to the
-#: step's vectors by augmented-matrix exponential actions, each a few dozen dense products)
+#: the largest field exponential Rosenbrock methods take (its operators' matrices formed dense once, D² numbers, its
+#: Jacobian in CSR where they are sparse, else dense; its φ applied to the step's vectors by augmented-matrix
+#: exponential actions, each a few dozen products)
 JACOBIAN_MAX = 1024
 
 
@@ -780,7 +808,7 @@ def field_scheme(model, method: str):
     scheme = build_scheme(_FieldForm(stochastic=False, additive=True, noise=None), m)
     size = int(np.prod(model.shape))
     if scheme.needs_jacobian and (size > JACOBIAN_MAX or not hasattr(model, "jacobian")):
-        raise ModelError(f"{m.name}: exponential Rosenbrock methods on fields form the Jacobian as a dense matrix: "
+        raise ModelError(f"{m.name}: exponential Rosenbrock methods on fields form the Jacobian as a matrix: "
                          f"up to {JACOBIAN_MAX} unknowns (a complex point is two), this field has {size} (φ-actions of a matrix-free Jacobian "
                          "are not implemented)")
     return scheme
@@ -943,9 +971,10 @@ class DenseODE(_ArrayModel):
         return np.array(np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in values)))
 
     def jacobian(self, u, t):
-        """(∂N/∂u (d × d), ∂N/∂t (d,)) at ``u``, ``t`` for exponential Rosenbrock methods: sympy's derivatives of the
-        forcing (``form.forcing_jacobian``, the per-lane kernels' too), only the nonzero ones lambdified (a stencil's
-        N has O(d) of the d² entries)."""
+        """(∂N/∂u (d × d, COO), ∂N/∂t (d,)) at ``u``, ``t`` for exponential Rosenbrock methods: sympy's derivatives of
+        the forcing (``form.forcing_jacobian``, the per-lane kernels' too), only the nonzero ones lambdified (a
+        stencil's N has O(d) of the d² entries), ∂N/∂u's at the same (rows, cols) at every call."""
+        from scipy import sparse
         if "_jacobian_entries" not in self.__dict__:
             form, d = self.form, self.form.dim
             entries = list(form.jacobian_entries(form.forcing_jacobian(), d))
@@ -954,10 +983,10 @@ class DenseODE(_ArrayModel):
                                                   np.array([j for _, j, _ in entries], dtype=int), fn)
         rows, cols, fn = self.__dict__["_jacobian_entries"]
         d = self.form.dim
-        Jb = np.zeros((d, d + 1))
-        if rows.size:
-            Jb[rows, cols] = np.array(fn(*np.ravel(u), float(t), *self.values), dtype=float)
-        return Jb[:, :d], Jb[:, d]
+        values = np.array(fn(*np.ravel(u), float(t), *self.values), dtype=float) if rows.size else np.zeros(0)
+        in_u, b = cols < d, np.zeros(d)
+        b[rows[~in_u]] = values[~in_u]
+        return sparse.coo_matrix((values[in_u], (rows[in_u], cols[in_u])), shape=(d, d)), b
 
 
 def route(target, method: str, dt, options: dict):

@@ -713,6 +713,7 @@ def test_field_jacobian_is_the_derivative_of_n(name):
     u = prob.u0 + 0.1 * rng.standard_normal(prob.u0.shape)
     t, eps = 0.3, 1e-6
     J, b = model.jacobian(u, t, *params)
+    J = J.toarray() if scipy.sparse.issparse(J) else J          # COO where every operator in N is sparse
     flat = u.reshape(-1)
     fd = np.stack([(model.rhs((flat + eps * e).reshape(u.shape), t, *params)
                     - model.rhs((flat - eps * e).reshape(u.shape), t, *params)).reshape(-1) / (2 * eps)
@@ -720,6 +721,35 @@ def test_field_jacobian_is_the_derivative_of_n(name):
     np.testing.assert_allclose(J, fd, rtol=0, atol=1e-7 * max(1.0, np.abs(fd).max()))
     fdt = (model.rhs(u, t + eps, *params) - model.rhs(u, t - eps, *params)).reshape(-1) / (2 * eps)
     np.testing.assert_allclose(b, fdt, rtol=0, atol=1e-7 * max(1.0, np.abs(fdt).max()))
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_sparse_augmented_jacobian_is_the_dense_one(inside):
+    """Exprb's J̃ = [[L + ∂N/∂u, ∂N/∂t], [0, 0]] of a 2-D Dirichlet stencil L (applied by DST-I) in CSR
+    (FieldLanes.jacobian on JacobianPattern): N pointwise, or with a stencil and an upwind sparse matrix inside, is
+    the J̃ of the formulas to rounding, and a second step keeps the pattern and fills only its data."""
+    from sdekit.kernels.field_runtime import FieldLanes
+    from sdekit.kernels.operators import dense_matrix
+    shape, dx = (10, 9), 0.1                      # 91² entries, the stencil's 5 a row: sparse enough
+    d = shape[0] * shape[1]
+    u, lap = sk.field("u", shape), sk.laplacian(shape, dx, "dirichlet")
+    upwind = scipy.sparse.eye(d) - scipy.sparse.eye(d, k=-1)
+    N = u - u**3 + sp.sin(sk.t) * u + ((0.1 * lap)(u**2) + sk.matrix(shape, upwind)(sp.cos(u)) if inside else 0)
+    model = sk.FieldODE(u, linear=0.05 * lap, nonlinear=N)
+    prob = sk.FieldProblem(model, np.zeros(shape), (0.0, 1.0))
+    lanes = FieldLanes(model.shape, prob.rhs, model.operator, {}, jacobian=prob.jacobian)
+    rng, patterns = np.random.default_rng(3), []
+    for t in (0.3, 0.7):
+        v = rng.standard_normal(d)
+        lanes.jacobian(v.reshape(-1, 1), t)
+        J = dense_matrix(model.operator) + np.diag(1 - 3 * v**2 + np.sin(t))
+        if inside:
+            J += 0.1 * dense_matrix(lap.runtime) * 2 * v - upwind.toarray() * np.sin(v)
+        expected = np.block([[J, (np.cos(t) * v)[:, None]], [np.zeros((1, d + 1))]])
+        assert scipy.sparse.issparse(lanes.jtilde.matrix) and lanes.jtilde.matrix.nnz <= d * (7 if inside else 6)
+        np.testing.assert_allclose(lanes.jtilde.matrix.toarray(), expected, rtol=0, atol=1e-13 * np.abs(expected).max())
+        patterns.append(lanes.jtilde_pattern)
+    assert patterns[0] is patterns[1]
 
 
 def _dirichlet_manufactured(n=31, eps=0.05):
