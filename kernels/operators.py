@@ -36,12 +36,20 @@ from .linear import evaluate_phi_poly
 
 #: the largest Matrix operator whose φ-functions are formed as dense matrices
 DENSE_FUNCTIONS_MAX = 4096
-#: ... and the largest sparse one (a stencil's φ-actions cost a few sparse products; its dense φ by scaling and
-#: squaring cost O(n³): measured, a 2-D upwind stencil of 225 unknowns, ETDRK4 to T = 0.5, 2.5 s dense, 0.2 s actions)
-SPARSE_FUNCTIONS_MAX = 64
-#: the largest sparse Matrix that takes its eigendecomposition (once, O(n³); then O(n²) a vector and compiled: measured,
-#: a symmetric stencil of 400 unknowns, adaptive ETDRK3, 2.3 s by φ-actions, 0.06 s in its eigenvector basis)
-SPARSE_EIGEN_MAX = 1024
+#: ... and the largest without a well-conditioned eigendecomposition (non-normal, defective): above it φ-actions, as
+#: dense φ by scaling and squaring cost O(n³) at every adaptive step size.  Measured with Krylov actions (2 shared
+#: cores; 1-D upwind advection–diffusion, u' = A u − u³ to T = 0.5): adaptive ETDRK3 (rtol 1e-6) dense vs actions
+#: 0.032 vs 0.039 s at n = 16, 0.074 vs 0.040 s at 24, 0.16 vs 0.043 s at 32, 1.36 vs 0.048 s at 64; fixed ETDRK4 (64
+#: steps, φ once) 0.007 vs 0.062 s at 24, 0.026 vs 0.070 s at 64: the larger loss decides (was 64 with Taylor actions:
+#: a 2-D upwind stencil of 225 unknowns, ETDRK4 to T = 0.5, 2.5 s dense, 0.2 s actions)
+SPARSE_FUNCTIONS_MAX = 24
+#: the largest sparse Matrix that takes its eigendecomposition (once, O(n³); then O(n²) a vector, compiled) rather than
+#: Krylov φ-actions.  Measured (2 shared cores; 2-D Allen–Cahn, ε = 0.01, a symmetric Dirichlet stencil in scipy.sparse,
+#: to T = 5; eigendecomposition + solve vs actions): adaptive ETDRK3 (rtol 1e-6) 0.12 vs 0.16 s at 441 unknowns, 0.18
+#: vs 0.14 s at 484, 0.29 vs 0.15 s at 576, 1.17 vs 0.22 s at 1024; fixed ETDRK4 (64 steps) 0.047 vs 0.094 s at 441,
+#: 0.09 vs 0.11 s at 576, 0.18 vs 0.12 s at 784, 0.40 vs 0.17 s at 1024 (was 1024 with Taylor actions: 400 unknowns,
+#: adaptive ETDRK3, 2.3 s by actions, 0.06 s in the eigenvector basis)
+SPARSE_EIGEN_MAX = 512
 #: 1-D sine / cosine transforms up to this many points are applied as matrices (measured, n = 256: a
 #: scipy.fft.dst call 33 µs, the matrix-vector product 7 µs)
 SMALL_TRANSFORM = 512
