@@ -570,7 +570,8 @@ def phi_action(A, scale: float, vectors: dict, actions: ActionControl | None = N
     sparse matrix, to ``actions.tol`` (a step's tolerance: ``FieldLanes``), counted in ``actions``: by
     :func:`~.krylov_action.krylov_phi_action` where ‖scale·A‖_1 > KRYLOV_NORM_MIN and the bound on the logarithmic
     norm of scale·A is at most KRYLOV_LOG_NORM_MAX, else :func:`taylor_phi_action`.  ``norm`` (‖A‖_1) and ``growth``
-    (A's :func:`~.krylov_action.log_norms`): where the caller keeps them (:meth:`Matrix.action_norm`, :meth:`Matrix.log_norms`)."""
+    (A's :func:`~.krylov_action.log_norms`): where the caller keeps them (:meth:`Matrix.action_norm`,
+    :meth:`Matrix.log_norms`)."""
     if not vectors:
         raise ValueError("phi_action needs at least one vector: {k: w_k}")
     A = A if isinstance(A, np.ndarray) else A.tocsr()      # a dense A (a field's Jacobian) stays dense: BLAS products

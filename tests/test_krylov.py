@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import scipy.sparse
+import scipy.sparse.linalg
 from hypothesis import given, settings, strategies as st
 
 from sdekit.kernels import operators
@@ -144,3 +145,22 @@ def test_operators_that_grow_within_the_step_take_the_taylor_path(monkeypatch):
     assert log_norm_bound(stable_operator("upwind", 30, 1, 400.0), 1.0) <= 0
     operators.phi_action(lap, 1.0, vectors | {0: np.ones(30), 1: np.ones(30)}, ActionControl(1e-8))
     assert taken == ["krylov"]
+
+
+def test_exponential_rosenbrock_actions_are_relative_to_the_state_not_the_time_entry():
+    """Exprb43's Jacobian actions act on [v; τ] (the time row of J̃).  With ∂N/∂t = 0 the τ entry is inert and left 0:
+    it dominated a small state's vectors (v ~ 2e-7, τ ~ 7e-3), and Krylov's tolerance relative to the whole vector
+    put the solution 76× rtol off at a state of 1e-6 (a review's find).  The solve is now the same at any scale."""
+    import sdekit as sk
+    m = 12
+    dx = 1.0 / (m + 1)
+    D2 = scipy.sparse.diags([1.0, -2.0, 1.0], [-1, 0, 1], shape=(m, m)) / dx**2
+    A = (0.01 * (scipy.sparse.kron(D2, scipy.sparse.identity(m)) + scipy.sparse.kron(scipy.sparse.identity(m), D2))).tocsr()
+    g = np.linspace(dx, 1 - dx, m)
+    u0 = np.sin(np.pi * g)[:, None] * np.sin(2 * np.pi * g)[None, :] + 0.3
+    exact = scipy.sparse.linalg.expm_multiply(A + 0.1 * scipy.sparse.identity(m * m), u0.ravel())
+    u = sk.field("u", (m, m))
+    model = sk.FieldODE(u, linear=sk.matrix((m, m), A), nonlinear=0.1 * u)
+    for s in (1.0, 1e-6, 1e-12):
+        sol = sk.solve(sk.FieldProblem(model, s * u0, (0.0, 1.0)), "Exprb43", rtol=1e-6, atol=1e-6 * s, saveat=[1.0])
+        assert np.abs(sol.y[-1].ravel() / s - exact).max() <= 1e-6 * np.abs(exact).max(), s
