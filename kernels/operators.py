@@ -71,9 +71,10 @@ EIGEN_COND_MAX = 1e4
 #: but a zero one.
 KRYLOV_NORM_MIN = 0.0
 #: ... and where X cannot grow far inside the step: the bound on its logarithmic 2-norm
-#: (:func:`~.krylov_action.log_norm_bound`) at most this, ‖e^{tX}‖_2 ≤ e^10 = 2e4.  Measured, X = a(−I + rN) (N the shift, n = 20, 40; a = 10, 50; r = 1 … 3; tol
-#: 1e-8): Krylov within 3e-10 up to μ = 50 but 5e-3 at μ = 100 (n = 20: the basis exhausts the space and H's rounding
-#: moves its eigenvalues), Taylor within 5e-9 everywhere; stencils and Allen–Cahn's J̃ have μ ≤ h max N'.
+#: (:func:`~.krylov_action.log_norm_bound`) at most this, ‖e^{tX}‖_2 ≤ e^10 = 2e4.  Measured, X = a(−I + rN) (N the
+#: shift, n = 20, 40; a = 10, 50; r = 1 … 3; tol 1e-8): Krylov within 3e-10 up to μ = 50 but 5e-3 at μ = 100 (n = 20:
+#: the basis exhausts the space and H's rounding moves its eigenvalues), Taylor within 5e-9 everywhere; stencils and
+#: Allen–Cahn's J̃ have μ ≤ h max N'.
 KRYLOV_LOG_NORM_MAX = 10.0
 
 
@@ -485,7 +486,7 @@ class Matrix(Operator):
                 else:
                     total += w * self._product_action(atoms, value.h, flat, actions)
         for scale, vecs in groups.items():
-            total += phi_action(self.action_matrix(), scale, vecs, actions, self.action_norm(), self.log_norms())
+            total += phi_action(self.action_matrix(), scale, vecs, actions, self.action_bounds())
         return total.reshape(self.shape)
 
     def _product_action(self, atoms, h, v, actions):
@@ -499,15 +500,8 @@ class Matrix(Operator):
                     self._lu[key] = splu(csc_matrix(identity(self.size) - key[1] * csc_matrix(self.matrix)))
                 v = self._lu[key].solve(v)
             else:
-                v = phi_action(self.action_matrix(), float(atom[2]) * h, {atom[1]: v}, actions, self.action_norm(),
-                               self.log_norms())
+                v = phi_action(self.action_matrix(), float(atom[2]) * h, {atom[1]: v}, actions, self.action_bounds())
         return v
-
-    def log_norms(self) -> tuple[float, float]:
-        """:func:`~.krylov_action.log_norms` of the matrix, made once (every φ-action of this Matrix asks)."""
-        if "_log_norms" not in self.__dict__:
-            self.__dict__["_log_norms"] = log_norms(self.action_matrix())
-        return self.__dict__["_log_norms"]
 
     def action_matrix(self):
         """The matrix φ-actions multiply by: a dense array with at most SPARSE_ACTION_DENSITY of its entries
@@ -520,12 +514,13 @@ class Matrix(Operator):
             self.__dict__["_action_matrix"] = sparse.csr_matrix(A) if sparse_enough else A
         return self.__dict__["_action_matrix"]
 
-    def action_norm(self) -> float:
-        """‖:meth:`action_matrix`‖_1, made once: :func:`phi_action` reads it at every action (measured, a dense J̃ of
-        901 unknowns, ~1 ms a norm, four actions a step: its Exprb43 solve 1.81 → 1.75 s)."""
-        if "_action_norm" not in self.__dict__:
-            self.__dict__["_action_norm"] = one_norm(self.action_matrix())
-        return self.__dict__["_action_norm"]
+    def action_bounds(self) -> tuple:
+        """:func:`action_bounds` of :meth:`action_matrix`, made once: :func:`phi_action` reads them at every action
+        (measured: a dense J̃ of 901 unknowns, ~1 ms a norm, four actions a step, Exprb43 1.81 → 1.75 s; the
+        logarithmic norms 0.3 ms an action on Allen–Cahn's J̃ of 257, 0.44 → 0.65 s)."""
+        if "_action_bounds" not in self.__dict__:
+            self.__dict__["_action_bounds"] = action_bounds(self.action_matrix())
+        return self.__dict__["_action_bounds"]
 
 
 class Eigenvectors(Diagonalised):
@@ -564,19 +559,23 @@ class PhiAction:
         self.poly, self.h = poly, h
 
 
-def phi_action(A, scale: float, vectors: dict, actions: ActionControl | None = None, norm: float | None = None,
-               growth: tuple[float, float] | None = None) -> np.ndarray:
+def action_bounds(A) -> tuple:
+    """(‖A‖_1, bounds on μ_2(A) and μ_2(−A)) of a dense or sparse A: what :func:`phi_action` routes by."""
+    return (one_norm(A),) + log_norms(A)
+
+
+def phi_action(A, scale: float, vectors: dict, actions: ActionControl | None = None, bounds: tuple | None = None
+               ) -> np.ndarray:
     """Σ_k φ_k(scale·A) w_k for ``vectors`` = {k: w_k} (φ_0 = exp; real or complex) and A a dense array or scipy
     sparse matrix, to ``actions.tol`` (a step's tolerance: ``FieldLanes``), counted in ``actions``: by
     :func:`~.krylov_action.krylov_phi_action` where ‖scale·A‖_1 > KRYLOV_NORM_MIN and the bound on the logarithmic
-    norm of scale·A is at most KRYLOV_LOG_NORM_MAX, else :func:`taylor_phi_action`.  ``norm`` (‖A‖_1) and ``growth``
-    (A's :func:`~.krylov_action.log_norms`): where the caller keeps them (:meth:`Matrix.action_norm`,
-    :meth:`Matrix.log_norms`)."""
+    norm of scale·A is at most KRYLOV_LOG_NORM_MAX, else :func:`taylor_phi_action`.  ``bounds``: A's
+    :func:`action_bounds` where the caller keeps them (:meth:`Matrix.action_bounds`)."""
     if not vectors:
         raise ValueError("phi_action needs at least one vector: {k: w_k}")
     A = A if isinstance(A, np.ndarray) else A.tocsr()      # a dense A (a field's Jacobian) stays dense: BLAS products
-    if (abs(scale) * (one_norm(A) if norm is None else norm) > KRYLOV_NORM_MIN
-            and log_norm_bound(A, scale, growth) <= KRYLOV_LOG_NORM_MAX):
+    norm, *growth = action_bounds(A) if bounds is None else bounds
+    if abs(scale) * norm > KRYLOV_NORM_MIN and log_norm_bound(A, scale, tuple(growth)) <= KRYLOV_LOG_NORM_MAX:
         return krylov_phi_action(A, scale, vectors, actions)
     return taylor_phi_action(A, scale, vectors, actions)
 

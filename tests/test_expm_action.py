@@ -156,9 +156,9 @@ def test_adaptive_field_steps_take_their_actions_at_a_hundredth_of_rtol(monkeypa
     seen = []
     original = operators.phi_action
 
-    def record(A, scale, vectors, actions, norm=None, growth=None):
+    def record(A, scale, vectors, actions, bounds=None):
         seen.append(actions.tol)
-        return original(A, scale, vectors, actions, norm, growth)
+        return original(A, scale, vectors, actions, bounds)
     monkeypatch.setattr(operators, "phi_action", record)
     monkeypatch.setattr(operators, "SPARSE_EIGEN_MAX", 0)      # a stencil too large for its eigenvectors
     n, dx = 120, 1.0 / 121
