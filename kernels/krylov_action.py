@@ -32,7 +32,6 @@ import math
 
 import numba
 import numpy as np
-import scipy.linalg
 
 from ..abi import JIT_FLAGS
 from .expm_action import ActionControl
@@ -42,7 +41,7 @@ from .expm_action import ActionControl
 #: ‖hJ̃‖_1 = 2 to 1258) and the 744 ETDRK3 actions of a 2-D advection–diffusion stencil at rtol 1e-8 (n = 2304,
 #: ‖hL‖_1 = 0.16 to 0.89): these 29, 69, 149, 277 ms (2340, 5520, 11800, 5735 products); (10, 20, 30) 26, 61, 130,
 #: 314 ms (7440 products on the stencil); (4, 8, 16, 30) 29, 70, 158, 327 ms; the stencil's Taylor actions 807 ms, 7425
-KRYLOV_DIMENSIONS = (5, 10, 20, 30)
+KRYLOV_DIMENSIONS = np.array([5, 10, 20, 30])
 #: the safety factor γ of the substep size (Expokit's step-size rule)
 STEP_SAFETY = 0.8
 #: the least substep (but the last): one the estimate needs smaller gives NaN rather than ~1/τ substeps (an
@@ -105,7 +104,8 @@ def krylov_phi_action(A, scale: float, vectors: dict, control: ActionControl | N
     if not np.any(start):
         return zero
     scale_at_zero = sum(np.linalg.norm(eta * w) / math.factorial(k) for k, w in vectors.items())
-    u = _substeps(matrix, np.ascontiguousarray(eta * W), start, n, scale_at_zero, control)
+    u, products = _substeps(*matrix, np.ascontiguousarray(eta * W), start, n, scale_at_zero, control.tol)
+    control.products += products
     return u[:n] / eta
 
 
@@ -116,22 +116,25 @@ def _norm(x) -> float:
     return big * float(np.linalg.norm(x / big)) if 0.0 < big < np.inf else big
 
 
-def _substeps(matrix, W, u, n: int, reference: float, control: ActionControl) -> np.ndarray:
-    """e^{Ã} u by substeps τ of e^{τÃ} from Arnoldi bases at each u(t_k), each to the error estimate allowed
-    (module note); NaN where the estimate is not finite or needs τ below TAU_MIN."""
+@numba.njit(**JIT_FLAGS)
+def _substeps(data, indices, indptr, dense, W, u, n: int, reference: float, tol: float):
+    """(e^{Ã} u, products): substeps τ of e^{τÃ} from Arnoldi bases at each u(t_k), each to the error estimate
+    allowed (module note); NaN where the estimate is not finite or needs τ below TAU_MIN.  Ã = [[X, W], [0, J]] with
+    X in CSR (data, indices, indptr) or ``dense``, as :func:`_augmented_product` takes it."""
     size, largest = u.size, KRYLOV_DIMENSIONS[-1]
     V, H = np.zeros((largest + 1, size), u.dtype), np.zeros((largest + 1, largest), u.dtype)
-    t, tau, level = 0.0, 1.0, 0
+    t, tau, level, products = 0.0, 1.0, 0, 0
     while t < 1.0:
-        beta, built = np.linalg.norm(u), 0
-        V[0] = u / beta
+        beta, built = np.linalg.norm(u), np.int64(0)
+        for k in range(size):
+            V[0, k] = u[k] / beta
         while True:
             before = built
-            built, happy = _arnoldi(*matrix, W, V, H, built, KRYLOV_DIMENSIONS[level])
-            control.products += built - before
+            built, happy = _arnoldi(data, indices, indptr, dense, W, V, H, built, KRYLOV_DIMENSIONS[level])
+            products += built - before
             tau = 1.0 - t if happy else min(tau, 1.0 - t)
             new, err = _projected_step(V, H, built, beta, tau)
-            allowed = max(control.tol * tau * reference, ESTIMATE_ROUNDING * beta)
+            allowed = max(tol * tau * reference, ESTIMATE_ROUNDING * beta)
             if happy or err <= allowed:
                 break
             if level + 1 < len(KRYLOV_DIMENSIONS):
@@ -139,28 +142,136 @@ def _substeps(matrix, W, u, n: int, reference: float, control: ActionControl) ->
             else:
                 tau = _next_substep(tau, allowed, err, built)
             if not (np.isfinite(err) and tau > TAU_MIN):
-                return np.full(size, np.nan, dtype=u.dtype)
+                return new * np.nan, products
         u, t = new, 1.0 if tau >= 1.0 - t else t + tau
         reference = max(reference, np.linalg.norm(new[:n]))
         tau = max(_next_substep(tau, allowed, err, built), TAU_MIN)
-    return u
+    return u, products
 
 
+@numba.njit(**JIT_FLAGS)
 def _projected_step(V, H, m: int, beta: float, tau: float):
     """(β V_{m+1} e^{τH̄} e_1, β |(e^{τH̄} e_1)_{m+1}|): Saad's corrected approximation of e^{τÃ} u and the error
     estimate of the uncorrected one, from the exponential of the (m+1)-square H̄ = [[H_m, 0], [h_{m+1,m} e_m^T, 0]]
     (Saad 1992, §5.2, eq. 5.5)."""
     small = np.zeros((m + 1, m + 1), dtype=H.dtype)
-    small[:, :m] = tau * H[:m + 1, :m]
-    with np.errstate(all="ignore"):
-        f = beta * scipy.linalg.expm(small)[:, 0]
-    return f @ V[:m + 1], abs(f[m])
+    for i in range(m + 1):
+        for j in range(m):
+            small[i, j] = tau * H[i, j]
+    E = expm_small(small)
+    out = np.zeros(V.shape[1], dtype=V.dtype)
+    for i in range(m + 1):
+        f = beta * E[i, 0]
+        for k in range(V.shape[1]):
+            out[k] += f * V[i, k]
+    return out, abs(beta * E[m, 0])
 
 
+@numba.njit(**JIT_FLAGS)
 def _next_substep(tau: float, allowed: float, err: float, m: int) -> float:
     """The substep that meets the allowed error by the estimate's growth ~ τ^m (Expokit, Sidje 1998, §3):
     γ τ (allowed/err)^{1/m} (τ where the estimate is 0)."""
     return tau if err == 0.0 else STEP_SAFETY * tau * (allowed / err) ** (1.0 / m)
+
+
+#: [m/m] Padé approximants of e^x for m = 3, 5, 7, 9, 13: rows the coefficients b_0 … b_m (zero-padded), and the
+#: bounds θ_m on ‖A‖_1 up to which each meets double precision's backward error (Higham 2005, SIAM J. Matrix Anal.
+#: Appl. 26:1179, Table 2.3 and eq. 2.4; scipy.linalg.expm's choice)
+PADE_DEGREES = (3, 5, 7, 9, 13)
+PADE_THETA = np.array([1.495585217958292e-2, 2.539398330063230e-1, 9.504178996162932e-1, 2.097847961257068e0,
+                       5.371920351148152e0])
+PADE_COEFFICIENTS = np.zeros((5, 14))
+PADE_COEFFICIENTS[0, :4] = [120.0, 60.0, 12.0, 1.0]
+PADE_COEFFICIENTS[1, :6] = [30240.0, 15120.0, 3360.0, 420.0, 30.0, 1.0]
+PADE_COEFFICIENTS[2, :8] = [17297280.0, 8648640.0, 1995840.0, 277200.0, 25200.0, 1512.0, 56.0, 1.0]
+PADE_COEFFICIENTS[3, :10] = [17643225600.0, 8821612800.0, 2075673600.0, 302702400.0, 30270240.0, 2162160.0,
+                             110880.0, 3960.0, 90.0, 1.0]
+PADE_COEFFICIENTS[4] = [64764752532480000.0, 32382376266240000.0, 7771770303897600.0, 1187353796428800.0,
+                        129060195264000.0, 10559470521600.0, 670442572800.0, 33522128640.0, 1323241920.0, 40840800.0,
+                        960960.0, 16380.0, 182.0, 1.0]
+
+
+@numba.njit(**JIT_FLAGS)
+def expm_small(A):
+    """e^A of a small dense matrix, compiled (the Krylov substeps' (m+1)-square exponentials, where scipy's expm
+    spent ~4/5 of a call in Python): Higham 2005's Alg. 2.3 — the least degree m of PADE_DEGREES with ‖A‖_1 ≤ θ_m,
+    else degree 13 on A/2^s, s = ⌈log2(‖A‖_1/θ_13)⌉, squared s times; r_m = (V − U)^{-1}(V + U), U the odd part of
+    the numerator, V the even.  Non-finite A: NaN."""
+    n = A.shape[0]
+    if not np.all(np.isfinite(A)):
+        return np.full((n, n), np.nan, dtype=A.dtype)
+    norm = 0.0
+    for j in range(n):
+        col = 0.0
+        for i in range(n):
+            col += abs(A[i, j])
+        norm = max(norm, col)
+    level = 0
+    while level < len(PADE_DEGREES) - 1 and norm > PADE_THETA[level]:
+        level += 1
+    s = max(0, int(math.ceil(math.log2(norm / PADE_THETA[level])))) if norm > PADE_THETA[level] else 0
+    X = _sum(0.5 ** s, A, 0.0, A, 0.0, A, 0.0)
+    b = PADE_COEFFICIENTS[level]
+    X2 = X @ X
+    if level == 4:
+        X4 = X2 @ X2
+        X6 = X4 @ X2
+        U = X @ (X6 @ _sum(b[13], X6, b[11], X4, b[9], X2, 0.0) + _sum(b[7], X6, b[5], X4, b[3], X2, b[1]))
+        V = X6 @ _sum(b[12], X6, b[10], X4, b[8], X2, 0.0) + _sum(b[6], X6, b[4], X4, b[2], X2, b[0])
+    else:                           # Σ over the even powers X^{2k}, k ≤ (m − 1)/2, by Horner in X²
+        degree = PADE_DEGREES[level]
+        odd, even = _sum(0.0, X2, 0.0, X2, 0.0, X2, b[degree]), _sum(0.0, X2, 0.0, X2, 0.0, X2, b[degree - 1])
+        for k in range(degree - 2, 0, -2):
+            odd = X2 @ odd + _sum(0.0, X2, 0.0, X2, 0.0, X2, b[k])
+            even = X2 @ even + _sum(0.0, X2, 0.0, X2, 0.0, X2, b[k - 1])
+        U, V = X @ odd, even
+    R = _solve(_sum(1.0, V, -1.0, U, 0.0, U, 0.0), _sum(1.0, V, 1.0, U, 0.0, U, 0.0))
+    for _ in range(s):
+        R = R @ R
+    return R
+
+
+@numba.njit(**JIT_FLAGS)
+def _sum(a, A, b, B, c, C, d):
+    """a A + b B + c C + d I, square matrices (one compiled function for expm_small's sums: each numpy array
+    expression compiles a loop of its own)."""
+    n = A.shape[0]
+    out = np.empty((n, n), dtype=A.dtype)
+    for i in range(n):
+        for j in range(n):
+            out[i, j] = a * A[i, j] + b * B[i, j] + c * C[i, j]
+        out[i, i] += d
+    return out
+
+
+@numba.njit(**JIT_FLAGS)
+def _solve(M, R):
+    """M^{-1} R by Gaussian elimination with partial pivoting, M and R overwritten, R returned (Numba's
+    ``np.linalg.solve`` took 3.6 s to compile)."""
+    n = M.shape[0]
+    for c in range(n):
+        p = c
+        for i in range(c + 1, n):
+            if abs(M[i, c]) > abs(M[p, c]):
+                p = i
+        if p != c:
+            for j in range(n):
+                M[c, j], M[p, j] = M[p, j], M[c, j]
+                R[c, j], R[p, j] = R[p, j], R[c, j]
+        for i in range(c + 1, n):
+            f = M[i, c] / M[c, c]
+            for j in range(c, n):
+                M[i, j] -= f * M[c, j]
+            for j in range(n):
+                R[i, j] -= f * R[c, j]
+    for c in range(n - 1, -1, -1):
+        for j in range(n):
+            R[c, j] /= M[c, c]
+        for i in range(c):
+            f = M[i, c]
+            for j in range(n):
+                R[i, j] -= f * R[c, j]
+    return R
 
 
 @numba.njit(**JIT_FLAGS)

@@ -164,3 +164,21 @@ def test_exponential_rosenbrock_actions_are_relative_to_the_state_not_the_time_e
     for s in (1.0, 1e-6, 1e-12):
         sol = sk.solve(sk.FieldProblem(model, s * u0, (0.0, 1.0)), "Exprb43", rtol=1e-6, atol=1e-6 * s, saveat=[1.0])
         assert np.abs(sol.y[-1].ravel() / s - exact).max() <= 1e-6 * np.abs(exact).max(), s
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 31), seed=st.integers(0, 10**6), norm=st.floats(1e-4, 1e3), shift=st.floats(-1.0, 0.5),
+       complex_matrix=st.booleans())
+def test_the_compiled_small_exponential_is_scipys(n, seed, norm, shift, complex_matrix):
+    """expm_small (the substeps' (m+1)-square exponentials: Higham 2005's Padé degrees 3 … 13 and scaling, compiled)
+    agrees with scipy.linalg.expm, which implements the same algorithm, at every norm bound θ_m's degree choice
+    crosses; a non-finite matrix gives NaN."""
+    from sdekit.kernels.krylov_action import expm_small
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(n, n)) + (1j * rng.normal(size=(n, n)) if complex_matrix else 0)
+    A = norm * (A / np.abs(A).sum(axis=0).max() + shift * np.eye(n))
+    want = scipy.linalg.expm(A)
+    got = expm_small(A)
+    assert got.dtype == A.dtype
+    assert np.abs(got - want).max() <= 1e-13 * max(1.0, norm) * np.abs(want).max(), np.abs(got - want).max()
+    assert np.all(np.isnan(expm_small(np.where(np.eye(n, dtype=bool), np.inf, A))))
