@@ -74,6 +74,30 @@ class FieldLanes:
         values = jtilde.data if sparse.issparse(jtilde) else jtilde
         self.jtilde_finite = bool(np.all(np.isfinite(values)))      # checked once a step, not per action
         self.jtilde_autonomous = not np.any(b)      # ∂N/∂t = 0 here: the time entry τ of the actions' vectors is inert
+        self.time_scale = None                      # J̃_σ and σ of this step's time entry (:meth:`_time_scaled`)
+
+    def _time_scaled(self, terms):
+        """(J̃_σ, σ): J̃ with its time column b divided by σ, for vectors [v; στ] — the same state block, since
+        J̃_σ [v; στ] = [(L + J)v + bτ; 0].  A Krylov action's tolerance is relative to the whole vector, and τ is on
+        the scale of time, not of the state: with ∂N/∂t ≠ 0 a state of 1e-12 was 6e5× rtol off.  σ = min(1, ‖v‖_2/|τ|)
+        of the step's first term with τ ≠ 0 (an exponential Rosenbrock step's [f(u_n); 1]) keeps τ from outweighing
+        v, and leaves J̃ as it is where it does not (σ = 1 where every v or τ is 0)."""
+        if self.time_scale is None:
+            from scipy import sparse
+            from .operators import Matrix
+            sigma = 1.0
+            for coef, name, v, tau in terms:
+                size, tau = float(np.linalg.norm(np.ravel(v))), abs(_scalar(tau))
+                if size > 0.0 and tau > 0.0 and 0.0 < size / tau < np.inf:
+                    sigma = min(1.0, size / tau)
+                    break
+            A = self.jtilde.matrix.copy() if sigma < 1.0 else None
+            if A is not None and sparse.issparse(A):
+                A.data[A.indices == A.shape[0] - 1] /= sigma
+            elif A is not None:
+                A[:, -1] /= sigma
+            self.time_scale = (self.jtilde if A is None else Matrix(self.jtilde.shape, A), sigma)
+        return self.time_scale
 
     def _sparse_jtilde(self, L, J, b):
         """J̃ in CSR from L's CSR and ∂N/∂u's entries (COO) on the pattern kept while J's entries stay where they
@@ -93,11 +117,15 @@ class FieldLanes:
         A, h = self.jtilde, _scalar(h)
         if not self.jtilde_finite:            # a NaN/inf Jacobian: a non-finite stage, which the driver's retcodes name
             return self.lane(np.full(A.size - 1, np.nan))
+        # the time entry τ on the state's scale: with ∂N/∂t = 0 it does not reach the state's block and is left 0,
+        # else J̃'s time column is scaled (:meth:`_time_scaled`); a Krylov action's tolerance is relative to the whole
+        # vector [v; τ] (a state of 1e-6 gave 76× rtol: its v ~ 2e-7, τ ~ 7e-3)
+        sigma = 0.0
+        if not self.jtilde_autonomous:
+            A, sigma = self._time_scaled(terms)
         sums = []
         for coef, name, v, tau in terms:
-            # with ∂N/∂t = 0 the time entry does not reach the state's block: it is left 0, so a Krylov action's
-            # tolerance is relative to v, not to τ (a state of 1e-6 gave 76× rtol: its v ~ 2e-7, τ ~ 7e-3)
-            x = _scalar(coef) * np.concatenate([np.ravel(v), [0.0 if self.jtilde_autonomous else _scalar(tau)]])
+            x = _scalar(coef) * np.concatenate([np.ravel(v), [sigma * _scalar(tau)]])
             poly = self.jacobian_polys[name]
             sums.append((1.0, None, A.matrix @ x) if poly is None else (1.0, PhiAction(poly, h), x))
         return self.lane(A.combine(sums, actions=self.actions)[:-1])
