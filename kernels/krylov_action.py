@@ -62,12 +62,37 @@ def log_norms(A) -> tuple[float, float]:
     rounding in a Krylov basis meets (module note); μ_2(A) ≤ 0 for dissipative stencils and skew-Hermitian
     (dispersive) operators.  A scipy sparse or dense A; μ_2(sA) = s μ_2(A) for s ≥ 0."""
     from scipy import sparse
-    X = sparse.csr_matrix(A) if sparse.issparse(A) else np.asarray(A)
+    if sparse.issparse(A):
+        return _sparse_log_norms(sparse.csr_matrix(A))
+    X = np.asarray(A)
     if X.shape[0] == 0:
         return 0.0, 0.0
     hermitian = (X + X.conj().T) / 2
     centre = np.real(hermitian.diagonal())
     radius = np.asarray(abs(hermitian).sum(axis=1)).ravel() - np.abs(centre)
+    return float(np.max(centre + radius)), float(np.max(radius - centre))
+
+
+def _sparse_log_norms(X) -> tuple[float, float]:
+    """:func:`log_norms` of a CSR matrix from its entries alone: each a_ij meets its transpose a_ji by a sorted search
+    of the keys (i n + j), so H = (X + X^H)/2 has h_ij = (a_ij + conj(a_ji))/2 where both are stored and a_ij/2, at
+    row i and at row j, where a_ji is not (scipy's X + X^H took ~1 ms a call on 800 entries)."""
+    n = X.shape[0]
+    if n == 0:
+        return 0.0, 0.0
+    X = X.copy()
+    X.sum_duplicates()                      # canonical: sorted, unique (i, j)
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(X.indptr))
+    cols, a = X.indices.astype(np.int64), X.data
+    keys = rows * n + cols                  # ascending in canonical order
+    at = np.minimum(np.searchsorted(keys, cols * n + rows), max(keys.size - 1, 0))
+    paired = keys[at] == cols * n + rows if keys.size else np.zeros(0, bool)
+    h = (a + np.conj(np.where(paired, a[at], 0))) / 2
+    off = rows != cols
+    radius = np.bincount(rows[off], np.abs(h[off]), minlength=n)
+    lone = off & ~paired
+    radius += np.bincount(cols[lone], np.abs(a[lone]) / 2, minlength=n)
+    centre = np.bincount(rows[~off], np.real(a[~off]), minlength=n)
     return float(np.max(centre + radius)), float(np.max(radius - centre))
 
 

@@ -9,7 +9,8 @@ import pytest
 import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg
-from hypothesis import given, settings, strategies as st
+import sympy as sp
+from hypothesis import assume, given, settings, strategies as st
 
 from sdekit.kernels import operators
 from sdekit.kernels.expm_action import UNIT_ROUNDOFF, ActionControl
@@ -150,7 +151,8 @@ def test_operators_that_grow_within_the_step_take_the_taylor_path(monkeypatch):
 def test_exponential_rosenbrock_actions_are_relative_to_the_state_not_the_time_entry():
     """Exprb43's Jacobian actions act on [v; τ] (the time row of J̃).  With ∂N/∂t = 0 the τ entry is inert and left 0:
     it dominated a small state's vectors (v ~ 2e-7, τ ~ 7e-3), and Krylov's tolerance relative to the whole vector
-    put the solution 76× rtol off at a state of 1e-6 (a review's find).  The solve is now the same at any scale."""
+    put the solution 76× rtol off at a state of 1e-6 (a review's find).  With ∂N/∂t ≠ 0 the entry is live and J̃'s time
+    column is scaled instead.  The solve is now the same at any scale."""
     import sdekit as sk
     m = 12
     dx = 1.0 / (m + 1)
@@ -163,6 +165,17 @@ def test_exponential_rosenbrock_actions_are_relative_to_the_state_not_the_time_e
     model = sk.FieldODE(u, linear=sk.matrix((m, m), A), nonlinear=0.1 * u)
     for s in (1.0, 1e-6, 1e-12):
         sol = sk.solve(sk.FieldProblem(model, s * u0, (0.0, 1.0)), "Exprb43", rtol=1e-6, atol=1e-6 * s, saveat=[1.0])
+        assert np.abs(sol.y[-1].ravel() / s - exact).max() <= 1e-6 * np.abs(exact).max(), s
+    # ∂N/∂t ≠ 0 (a forcing s cos t, 30× the diffusion): the time entry is live, and J̃'s time column is scaled to the
+    # state's size (field_runtime.FieldLanes._time_scaled); unscaled, the state of 1e-12 was 6e5× rtol off
+    A = 30 * A
+    B = A + 0.1 * scipy.sparse.identity(m * m)
+    augmented = scipy.sparse.bmat([[B, np.ones((m * m, 1)), None], [None, None, -np.ones((1, 1))],
+                                   [None, np.ones((1, 1)), None]]).tocsc()
+    exact = scipy.sparse.linalg.expm_multiply(augmented, np.r_[u0.ravel(), 1.0, 0.0])[:m * m]
+    for s in (1.0, 1e-6, 1e-12):
+        forced = sk.FieldODE(u, linear=sk.matrix((m, m), A), nonlinear=0.1 * u + s * sp.cos(sk.t))
+        sol = sk.solve(sk.FieldProblem(forced, s * u0, (0.0, 1.0)), "Exprb43", rtol=1e-6, atol=1e-6 * s, saveat=[1.0])
         assert np.abs(sol.y[-1].ravel() / s - exact).max() <= 1e-6 * np.abs(exact).max(), s
 
 
@@ -178,7 +191,36 @@ def test_the_compiled_small_exponential_is_scipys(n, seed, norm, shift, complex_
     A = rng.normal(size=(n, n)) + (1j * rng.normal(size=(n, n)) if complex_matrix else 0)
     A = norm * (A / np.abs(A).sum(axis=0).max() + shift * np.eye(n))
     want = scipy.linalg.expm(A)
+    assume(np.all(np.isfinite(want)))         # e^710 overflows
     got = expm_small(A)
     assert got.dtype == A.dtype
     assert np.abs(got - want).max() <= 1e-13 * max(1.0, norm) * np.abs(want).max(), np.abs(got - want).max()
     assert np.all(np.isnan(expm_small(np.where(np.eye(n, dtype=bool), np.inf, A))))
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 25), seed=st.integers(0, 10**6), density=st.floats(0.05, 0.7),
+       kind=st.sampled_from(["real", "complex", "skew", "duplicates"]))
+def test_sparse_log_norm_bounds_are_the_dense_ones(n, seed, density, kind):
+    """log_norms of a CSR matrix (its entries paired with their transposes by a sorted search) equals the dense
+    Gershgorin bound on the Hermitian part (X + X^H)/2, for real, complex and skew-Hermitian (μ ≤ 0) matrices and
+    CSR with duplicate entries."""
+    from sdekit.kernels.krylov_action import log_norms
+    rng = np.random.default_rng(seed)
+    A = scipy.sparse.random(n, n, density=density, random_state=rng, format="coo")
+    if kind in ("complex", "skew"):
+        A = (A + 1j * scipy.sparse.random(n, n, density=density, random_state=rng, format="coo")).tocoo()
+    if kind == "skew":
+        A = (A - A.T.conj()).tocoo()
+    if kind == "duplicates":
+        A = scipy.sparse.coo_matrix((np.r_[A.data, -A.data / 2], (np.r_[A.row, A.row], np.r_[A.col, A.col])), (n, n))
+    D = A.toarray()
+    H = (D + D.conj().T) / 2
+    centre = np.real(np.diag(H))
+    radius = np.abs(H).sum(axis=1) - np.abs(centre)
+    order = np.lexsort((A.col, A.row))     # CSR as given, duplicates kept (scipy's COO -> CSR would sum them)
+    indptr = np.r_[0, np.cumsum(np.bincount(A.row, minlength=n))]
+    got = log_norms(scipy.sparse.csr_matrix((A.data[order], A.col[order], indptr), shape=(n, n)))
+    np.testing.assert_allclose(got, (np.max(centre + radius), np.max(radius - centre)), rtol=1e-13, atol=1e-13)
+    if kind == "skew":
+        assert got[0] <= 1e-13 + np.max(np.abs(D)) * 1e-15
