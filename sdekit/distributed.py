@@ -331,7 +331,7 @@ def _gather(results, bounds, ntodo, n, red, sink, method, backend, progress):
             if bar is not None:
                 bar.update(1)
             if sink is not None:
-                sink.write(a, b, t, payload, chunk_codes, chunk_stats)
+                sink.write(a, b, t, payload, chunk_codes, chunk_stats, chunk_counts)
                 continue
             codes[a:b] = chunk_codes
             for k, v in chunk_stats.items():     # counts add up; a description (stats["driver"]) is kept
@@ -346,8 +346,9 @@ def _gather(results, bounds, ntodo, n, red, sink, method, backend, progress):
         if bar is not None:
             bar.close()
     if sink is not None:
-        times, y, codes = sink.arrays()
-        return Solution.from_codes(times, y, codes, True, stats=sink.stats(bounds), method=method, backend=backend)
+        times, y, codes, counts = sink.arrays()
+        return Solution.from_codes(times, y, codes, True, stats=sink.stats(bounds), method=method, backend=backend,
+                                   trajectory_stats=counts)
     if red is not None:
         found, counts = np.unique(codes, return_counts=True)    # on the int8 codes: no n names, no n-long intp copy
         value = red.finish(value) if red.finish is not None else value

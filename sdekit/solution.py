@@ -15,8 +15,9 @@ class Solution:
     ``retcode`` is "Success" unless some trajectory failed (then the worst code);
     ``retcodes`` holds one code per trajectory (ensembles); ``stats`` ensemble totals;
     ``trajectory_stats`` the same counts per trajectory (ensembles: {"nf", "naccept", "nreject"} → (n,) int64
-    arrays, as DifferentialEquations.jl's ``sim[i].stats``; None for one problem, a stored solve and a
-    diffusion sampler, whose counts are the same for every trajectory).
+    arrays, as DifferentialEquations.jl's ``sim[i].stats``; a stored solve reads them from its store, where one begun
+    before they were kept has None; None for one problem and a diffusion sampler, whose counts are the same for
+    every trajectory).
     """
 
     t: np.ndarray

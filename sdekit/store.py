@@ -1,10 +1,11 @@
 """A solve's saved states on disk, chunk by chunk: ``solve(ens, ..., store=PATH)``.
 
-``PATH/`` holds the states (n, nsave, d) and retcodes (n,) as zarr arrays (``y.zarr``,
-``retcodes.zarr``, one zarr chunk per solve chunk) when zarr is installed, else as numpy memmaps
-(``y.npy``, ``retcodes.npy``; ``store_format="npy"`` asks for these), ``t.npy`` and
+``PATH/`` holds the states (n, nsave, d), retcodes (n,) and per-trajectory counts (n, 3: ``abi.STATS``, read as
+``sol.trajectory_stats``) as zarr arrays (``y.zarr``, ``retcodes.zarr``, ``counts.zarr``, one zarr chunk per solve
+chunk) when zarr is installed, else as numpy memmaps (``y.npy``, ``retcodes.npy``, ``counts.npy``;
+``store_format="npy"`` asks for these; a store begun before the counts were kept has none), ``t.npy`` and
 ``manifest.json``: the solve's fingerprint (model, data, method, options, chunking) and, per
-finished chunk, a SHA-256 of its states and retcodes and its stats.  A chunk is recorded only
+finished chunk, a SHA-256 of its states, retcodes and counts, and its summed stats.  A chunk is recorded only
 after its data are flushed, and the manifest is replaced atomically, so a solve stopped at any
 point leaves only whole, verified chunks; a restarted solve with the same store and arguments
 skips exactly those (a chunk whose bytes no longer match its checksum, or no longer decompress,
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sdekit.abi import STATS
 from sdekit.kernels.cuda_arrays import host
 
 
@@ -111,6 +113,14 @@ class _Npy:
     def reader(self):
         return np.load(self.path / "y.npy", mmap_mode="r")
 
+    def open_counts(self):
+        """The per-trajectory counts (n, 3), or None in a store begun before they were kept."""
+        path = self.path / "counts.npy"
+        return np.load(path, mmap_mode="r+") if path.exists() else None
+
+    def create_counts(self, n: int, rows: int):
+        return np.lib.format.open_memmap(self.path / "counts.npy", mode="w+", dtype=np.int64, shape=(n, len(STATS)))
+
 
 class _Zarr(_Npy):
     """The states and retcodes as zarr arrays, one zarr chunk per solve chunk, so a chunk's write
@@ -135,6 +145,14 @@ class _Zarr(_Npy):
 
     def reader(self):
         return _zarr().open_array(self.path / "y.zarr", mode="r")
+
+    def open_counts(self):
+        path = self.path / "counts.zarr"
+        return _zarr().open_array(path, mode="r+") if path.exists() else None
+
+    def create_counts(self, n: int, rows: int):
+        return _zarr().open_array(self.path / "counts.zarr", mode="w", shape=(n, len(STATS)), chunks=(rows, len(STATS)),
+                                  dtype=np.int64)
 
 
 def _layout(path: Path, kept, fmt: str):
@@ -201,13 +219,16 @@ class ChunkStore:
         self.manifest["bounds"] = [list(b) for b in self.bounds]
         self.layout = _layout(self.path, self.manifest.get("format"), fmt)
         self.manifest["format"] = self.layout.name
-        self.y = self.codes = None
+        self.y = self.codes = self.counts = None
         if started is not None and self.layout.exists():   # no manifest: nothing there is ours, write afresh
             self.y, self.codes = self.layout.open()
+            self.counts = self.layout.open_counts()
 
     def _checksum(self, a: int, b: int) -> str:
         h = hashlib.sha256(np.ascontiguousarray(self.y[a:b]).tobytes())
         h.update(np.ascontiguousarray(self.codes[a:b]).tobytes())     # (zarr: a missing chunk reads as zeros)
+        if self.counts is not None:                                   # (a store begun before they were kept: none)
+            h.update(np.ascontiguousarray(self.counts[a:b]).tobytes())
         return h.hexdigest()
 
     def done(self) -> set:
@@ -232,14 +253,21 @@ class ChunkStore:
                 total[k] = total.get(k, 0) + v
         return total
 
-    def write(self, a: int, b: int, t, y, codes, stats: dict):
-        """Chunk a..b-1's states, then its manifest entry (atomically)."""
+    def write(self, a: int, b: int, t, y, codes, stats: dict, counts: dict | None = None):
+        """Chunk a..b-1's states, retcodes and per-trajectory ``counts`` ({name: (b − a,)} of ``abi.STATS``), then
+        its manifest entry (atomically)."""
         if self.y is None:
             rows = self.bounds[0][1] - self.bounds[0][0]
             self.y, self.codes = self.layout.create((self.n,) + y.shape[1:], y.dtype, rows)
+            self.counts = self.layout.create_counts(self.n, rows)
             np.save(self.path / "t.npy", np.asarray(t))
         self.y[a:b] = y
         self.codes[a:b] = codes
+        if self.counts is not None:
+            self.counts[a:b] = np.stack([np.asarray((counts or {}).get(k, np.zeros(b - a)), dtype=np.int64)
+                                         for k in STATS], axis=1)
+            if hasattr(self.counts, "flush"):
+                self.counts.flush()
         self.layout.flush(self.y, self.codes)
         self.manifest["chunks"][f"{a}-{b}"] = {"sha256": self._checksum(a, b), "stats": {k: int(v) for k, v in stats.items()}}
         fd, tmp = tempfile.mkstemp(dir=self.path, suffix=".tmp")
@@ -248,5 +276,7 @@ class ChunkStore:
         os.replace(tmp, self.path / "manifest.json")
 
     def arrays(self):
-        """(t, y read-only on disk (memmap or zarr array), retcodes in memory)."""
-        return np.load(self.path / "t.npy"), self.layout.reader(), np.asarray(self.codes[:])
+        """(t, y read-only on disk (memmap or zarr array), retcodes in memory, per-trajectory counts
+        {name: (n,)} in memory or None)."""
+        counts = None if self.counts is None else dict(zip(STATS, np.asarray(self.counts[:], dtype=np.int64).T))
+        return np.load(self.path / "t.npy"), self.layout.reader(), np.asarray(self.codes[:]), counts

@@ -68,6 +68,32 @@ def test_a_stopped_solve_resumes_from_its_store_computing_nothing_twice(tmp_path
     assert _on_disk(sol, fmt) and (tmp_path / "run" / f"y.{fmt}").exists()
     np.testing.assert_array_equal(sol.y[:], here.y)
     assert sol.stats == here.stats and list(sol.retcodes) == list(here.retcodes)
+    # the per-trajectory counts of the chunks stored before the stop and of those computed after
+    assert set(sol.trajectory_stats) == set(here.trajectory_stats)
+    for k, v in here.trajectory_stats.items():
+        np.testing.assert_array_equal(sol.trajectory_stats[k], v)
+
+
+def test_a_store_begun_before_the_counts_were_kept_resumes_without_them(tmp_path, monkeypatch):
+    """A store without counts.npy (written by an earlier sdekit) keeps its chunks (their checksums leave the counts
+    out) and gives trajectory_stats None rather than counts for some chunks only."""
+    store = tmp_path / "run"
+    here = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=350, store=store, store_format="npy")
+    (store / "counts.npy").unlink()
+    import json
+    manifest = json.loads((store / "manifest.json").read_text())
+    import hashlib
+    y, codes = np.load(store / "y.npy"), np.load(store / "retcodes.npy")
+    for name, entry in manifest["chunks"].items():      # the checksums an earlier sdekit wrote: states and retcodes
+        a, b = (int(x) for x in name.split("-"))
+        h = hashlib.sha256(np.ascontiguousarray(y[a:b]).tobytes())
+        h.update(np.ascontiguousarray(codes[a:b]).tobytes())
+        entry["sha256"] = h.hexdigest()
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    calls = _counting(monkeypatch)
+    again = sk.solve(ENS, "SETD1", dt=0.01, saveat=TS, chunk_size=350, store=store)
+    assert calls == [] and again.trajectory_stats is None
+    np.testing.assert_array_equal(again.y[:], here.y[:])
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
