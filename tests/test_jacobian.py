@@ -85,8 +85,9 @@ def test_piecewise_terms_max_min_abs():
 def test_exponential_rosenbrock_on_a_linear_ode_is_its_exponential(method, backend):
     """y' = A y + c, N constant in y and t: the Jacobian's lane function has no entry to write (its loop was
     printed with an empty body, an IndentationError on the default backend; one printer serves both methods).
-    Adaptive and fixed steps give the exact solution e^{A} y0 + A^{-1}(e^{A} − I) c, Numba as numpy does (to an
-    ulp: Numba contracts to FMA)."""
+    Adaptive and fixed steps give the exact solution e^{A} y0 + A^{-1}(e^{A} − I) c; Numba's fixed-step kernel as
+    numpy's (to an ulp: Numba contracts to FMA), and its adaptive kernel's source and lane functions parse (its own
+    jac_block, printed by the same ``numba_lanes._emit_jacobian_function``; one Numba compile, not two)."""
     import scipy.linalg
     y = sk.states("y", 2)
     A = np.array([[-1.0, 1.0], [0.0, -2.0]])
@@ -95,10 +96,16 @@ def test_exponential_rosenbrock_on_a_linear_ode_is_its_exponential(method, backe
     E = scipy.linalg.expm(A)
     exact = E @ np.ones(2) + np.linalg.solve(A, (E - np.eye(2)) @ c)
     for options in (dict(rtol=1e-8, atol=1e-10), dict(dt=0.25)):
-        # Numba: the fixed-step kernel (the adaptive one imports the same lane functions; one Numba compile, not two)
+        # Numba: the fixed-step kernel compiled (the adaptive one's source is parsed below)
         sol = sk.solve(prob, method, backend="numpy" if "rtol" in options else backend, **options)
         np.testing.assert_allclose(sol.y[-1], exact, rtol=1e-12)
         np.testing.assert_allclose(sol.y[-1], sk.solve(prob, method, backend="numpy", **options).y[-1], rtol=1e-14)
+    # the adaptive Numba kernel's source and its lane functions' (the LANES string it loads) parse: no Numba compile
+    import ast
+    source = sk.inspect(prob, method, backend=backend, adaptive=True)
+    for code in [source] + [node.value.value for node in ast.parse(source).body if isinstance(node, ast.Assign)
+                            and getattr(node.targets[0], "id", None) == "LANES"]:
+        compile(code, f"{method} adaptive {backend}", "exec")
 
 
 def test_exponential_rosenbrock_solves_robertson_where_the_stiffness_is_in_n():
