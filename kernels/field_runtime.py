@@ -86,19 +86,19 @@ class FieldLanes:
         7101 products at scale 1 and 3750 at 1e-6; now 3750 at both (σ = 1 where every v or τ is 0)."""
         if self.time_scale is None:
             from scipy import sparse
-            from .operators import Matrix
+            from .krylov_action import stable_norm
             sigma = 1.0
             for coef, name, v, tau in terms:
-                size, tau = float(np.linalg.norm(np.ravel(v))), abs(_scalar(tau))
+                size, tau = stable_norm(np.ravel(v)), abs(_scalar(tau))     # (np.linalg.norm: 0 below ~1e-160)
                 if size > 0.0 and tau > 0.0 and 0.0 < size / tau < np.inf:
                     sigma = size / tau
                     break
-            A = self.jtilde.matrix.copy() if sigma != 1.0 else None
-            if A is not None and sparse.issparse(A):
+            A = self.jtilde.matrix        # this step's own (made by jacobian()), before any action: scaled in place
+            if sigma != 1.0 and sparse.issparse(A):
                 A.data[A.indices == A.shape[0] - 1] /= sigma
-            elif A is not None:
+            elif sigma != 1.0:
                 A[:, -1] /= sigma
-            self.time_scale = (self.jtilde if A is None else Matrix(self.jtilde.shape, A), sigma)
+            self.time_scale = (self.jtilde, sigma)
         return self.time_scale
 
     def _sparse_jtilde(self, L, J, b):

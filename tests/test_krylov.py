@@ -184,7 +184,7 @@ def test_exponential_rosenbrock_actions_are_relative_to_the_state_not_the_time_e
        complex_matrix=st.booleans())
 def test_the_compiled_small_exponential_is_scipys(n, seed, norm, shift, complex_matrix):
     """expm_small (the substeps' (m+1)-square exponentials: Higham 2005's Padé degrees 3 … 13 and scaling, compiled)
-    agrees with scipy.linalg.expm, which implements the same algorithm, at every norm bound θ_m's degree choice
+    agrees with scipy.linalg.expm (Al-Mohy & Higham 2009's refinement of it) at every norm bound θ_m's degree choice
     crosses; a non-finite matrix gives NaN."""
     from sdekit.kernels.krylov_action import expm_small
     rng = np.random.default_rng(seed)
