@@ -148,6 +148,23 @@ def test_operators_that_grow_within_the_step_take_the_taylor_path(monkeypatch):
     assert taken == ["krylov"]
 
 
+def _diffusion(m: int, c: float):
+    """(c Δ, the 2-D Dirichlet Laplacian on m × m interior points in CSR, and a smooth u0 off zero on the grid)."""
+    dx = 1.0 / (m + 1)
+    D2 = scipy.sparse.diags([1.0, -2.0, 1.0], [-1, 0, 1], shape=(m, m)) / dx**2
+    A = (c * (scipy.sparse.kron(D2, scipy.sparse.identity(m)) + scipy.sparse.kron(scipy.sparse.identity(m), D2))).tocsr()
+    g = np.linspace(dx, 1 - dx, m)
+    return A, np.sin(np.pi * g)[:, None] * np.sin(2 * np.pi * g)[None, :] + 0.3
+
+
+def _forced_exact(A, u0):
+    """u(1) of u' = (A + 0.1) u + cos t from u0: the exponential of the system with (cos t, sin t) appended."""
+    n = A.shape[0]
+    augmented = scipy.sparse.bmat([[A + 0.1 * scipy.sparse.identity(n), np.ones((n, 1)), None],
+                                   [None, None, -np.ones((1, 1))], [None, np.ones((1, 1)), None]]).tocsc()
+    return scipy.sparse.linalg.expm_multiply(augmented, np.r_[u0.ravel(), 1.0, 0.0])[:n]
+
+
 def test_exponential_rosenbrock_actions_are_relative_to_the_state_not_the_time_entry():
     """Exprb43's Jacobian actions act on [v; τ] (the time row of J̃).  With ∂N/∂t = 0 the τ entry is inert and left 0:
     it dominated a small state's vectors (v ~ 2e-7, τ ~ 7e-3), and Krylov's tolerance relative to the whole vector
@@ -155,11 +172,7 @@ def test_exponential_rosenbrock_actions_are_relative_to_the_state_not_the_time_e
     column is scaled instead.  The solve is now the same at any scale."""
     import sdekit as sk
     m = 12
-    dx = 1.0 / (m + 1)
-    D2 = scipy.sparse.diags([1.0, -2.0, 1.0], [-1, 0, 1], shape=(m, m)) / dx**2
-    A = (0.01 * (scipy.sparse.kron(D2, scipy.sparse.identity(m)) + scipy.sparse.kron(scipy.sparse.identity(m), D2))).tocsr()
-    g = np.linspace(dx, 1 - dx, m)
-    u0 = np.sin(np.pi * g)[:, None] * np.sin(2 * np.pi * g)[None, :] + 0.3
+    A, u0 = _diffusion(m, 0.01)
     exact = scipy.sparse.linalg.expm_multiply(A + 0.1 * scipy.sparse.identity(m * m), u0.ravel())
     u = sk.field("u", (m, m))
     model = sk.FieldODE(u, linear=sk.matrix((m, m), A), nonlinear=0.1 * u)
@@ -169,10 +182,7 @@ def test_exponential_rosenbrock_actions_are_relative_to_the_state_not_the_time_e
     # ∂N/∂t ≠ 0 (a forcing s cos t, 30× the diffusion): the time entry is live, and J̃'s time column is scaled to the
     # state's size (field_runtime.FieldLanes._time_scaled); unscaled, the state of 1e-12 was 6e5× rtol off
     A = 30 * A
-    B = A + 0.1 * scipy.sparse.identity(m * m)
-    augmented = scipy.sparse.bmat([[B, np.ones((m * m, 1)), None], [None, None, -np.ones((1, 1))],
-                                   [None, np.ones((1, 1)), None]]).tocsc()
-    exact = scipy.sparse.linalg.expm_multiply(augmented, np.r_[u0.ravel(), 1.0, 0.0])[:m * m]
+    exact = _forced_exact(A, u0)
     for s in (1.0, 1e-6, 1e-12):
         forced = sk.FieldODE(u, linear=sk.matrix((m, m), A), nonlinear=0.1 * u + s * sp.cos(sk.t))
         sol = sk.solve(sk.FieldProblem(forced, s * u0, (0.0, 1.0)), "Exprb43", rtol=1e-6, atol=1e-6 * s, saveat=[1.0])
@@ -232,15 +242,8 @@ def test_exponential_rosenbrock_time_column_scaling_is_scale_free_in_cost():
     at scale 1 (7101 products) but not at 1e-6 (3750).  Same products, same error/rtol at either scale."""
     import sdekit as sk
     m = 32
-    dx = 1.0 / (m + 1)
-    D2 = scipy.sparse.diags([1.0, -2.0, 1.0], [-1, 0, 1], shape=(m, m)) / dx**2
-    A = (0.3 * (scipy.sparse.kron(D2, scipy.sparse.identity(m)) + scipy.sparse.kron(scipy.sparse.identity(m), D2))).tocsr()
-    g = np.linspace(dx, 1 - dx, m)
-    u0 = np.sin(np.pi * g)[:, None] * np.sin(2 * np.pi * g)[None, :] + 0.3
-    B = A + 0.1 * scipy.sparse.identity(m * m)
-    augmented = scipy.sparse.bmat([[B, np.ones((m * m, 1)), None], [None, None, -np.ones((1, 1))],
-                                   [None, np.ones((1, 1)), None]]).tocsc()
-    exact = scipy.sparse.linalg.expm_multiply(augmented, np.r_[u0.ravel(), 1.0, 0.0])[:m * m]
+    A, u0 = _diffusion(m, 0.3)
+    exact = _forced_exact(A, u0)
     u = sk.field("u", (m, m))
     products = []
     for s in (1.0, 1e-6):
