@@ -77,13 +77,12 @@ class FieldLanes:
         self.time_scale = None                      # J̃_σ and σ of this step's time entry (:meth:`_time_scaled`)
 
     def _time_scaled(self, terms):
-        """(J̃_σ, σ): J̃ with its time column b divided by σ, for vectors [v; στ] — the same state block, since
-        J̃_σ [v; στ] = [(L + J)v + bτ; 0].  A Krylov action's tolerance is relative to the whole vector, and τ is on
-        the scale of time, not of the state: with ∂N/∂t ≠ 0 a state of 1e-12 was 6e5× rtol off.  σ = ‖v‖_2/|τ| of the
-        step's first term with τ ≠ 0 (an exponential Rosenbrock step's [f(u_n); 1]) puts τ on v's scale, both ways:
-        capped at 1, a large state kept b unscaled, and its Gershgorin share h‖b‖_1/2 of the logarithmic-norm bound
-        (``operators.phi_action``'s routing) sent a unit forcing's actions to Taylor — a forced 32 × 32 diffusion took
-        7101 products at scale 1 and 3750 at 1e-6; now 3750 at both (σ = 1 where every v or τ is 0)."""
+        """(J̃_σ, σ): this step's J̃ with its time column b divided by σ (in place, once a step), for vectors [v; στ] —
+        the same state block, since J̃_σ [v; στ] = [(L + J)v + bτ; 0].  σ = ‖v‖_2/|τ| of the step's first term with
+        τ ≠ 0 (an exponential Rosenbrock step's [f(u_n); 1]; σ = 1 where every v or τ is 0) puts τ on v's scale.
+        A Krylov action's tolerance is relative to the whole vector: unscaled, τ ~ 1 put a forced state of 1e-12 6e5×
+        rtol off; scaled only down (σ ≤ 1), b's share h‖b‖_1/2 of the logarithmic-norm bound (``operators.phi_action``'s
+        routing) sent a unit-size forced 32 × 32 diffusion's actions to Taylor (7101 products, 3750 at scale 1e-6)."""
         if self.time_scale is None:
             from scipy import sparse
             from .krylov_action import stable_norm
