@@ -522,6 +522,12 @@ class Matrix(Operator):
             self.__dict__["_action_bounds"] = action_bounds(self.action_matrix())
         return self.__dict__["_action_bounds"]
 
+    def tighten_log_norms(self, plus: float, minus: float):
+        """Keep the least of :meth:`action_bounds`' μ_2 bounds and (``plus``, ``minus``): other valid bounds that the
+        matrix's structure gives (``FieldLanes._time_scaled``: J̃'s time column by Weyl's inequality)."""
+        norm, p, q = self.action_bounds()
+        self.__dict__["_action_bounds"] = (norm, min(p, plus), min(q, minus))
+
 
 class Eigenvectors(Diagonalised):
     """L = V diag(λ) V⁻¹ (a :class:`Matrix` with a well-conditioned eigendecomposition), diagonal in the basis of its
