@@ -263,13 +263,13 @@ class ChunkStore:
             np.save(self.path / "t.npy", np.asarray(t))
         self.y[a:b] = y
         self.codes[a:b] = codes
-        if self.counts is not None:
-            self.counts[a:b] = np.stack([np.asarray((counts or {}).get(k, np.zeros(b - a)), dtype=np.int64)
-                                         for k in STATS], axis=1)
+        if self.counts is not None and counts is not None:
+            self.counts[a:b] = np.stack([np.asarray(counts[k], dtype=np.int64) for k in STATS], axis=1)
             if hasattr(self.counts, "flush"):
                 self.counts.flush()
         self.layout.flush(self.y, self.codes)
-        self.manifest["chunks"][f"{a}-{b}"] = {"sha256": self._checksum(a, b), "stats": {k: int(v) for k, v in stats.items()}}
+        self.manifest["chunks"][f"{a}-{b}"] = {"sha256": self._checksum(a, b), "stats": {k: int(v) for k, v in stats.items()},
+                                               "counts": self.counts is not None and counts is not None}
         fd, tmp = tempfile.mkstemp(dir=self.path, suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
             json.dump(self.manifest, fh)
@@ -277,6 +277,7 @@ class ChunkStore:
 
     def arrays(self):
         """(t, y read-only on disk (memmap or zarr array), retcodes in memory, per-trajectory counts
-        {name: (n,)} in memory or None)."""
-        counts = None if self.counts is None else dict(zip(STATS, np.asarray(self.counts[:], dtype=np.int64).T))
+        {name: (n,)} in memory, or None unless every chunk recorded them)."""
+        whole = self.counts is not None and all(e.get("counts") for e in self.manifest["chunks"].values())
+        counts = dict(zip(STATS, np.asarray(self.counts[:], dtype=np.int64).T)) if whole else None
         return np.load(self.path / "t.npy"), self.layout.reader(), np.asarray(self.codes[:]), counts
