@@ -363,7 +363,7 @@ def emit_field_numba(scheme, model, basis: Basis, operators: dict, adaptive: boo
     w('"""')
     for line in ("import math", "import numba", "import numpy as np", "import scipy.fft",
                  "from sdekit.kernels.numba_runtime import tanh64 as nb_tanh",
-                 "from sdekit.kernels.numba_runtime import nan_max, nan_min",
+                 "from sdekit.kernels.numba_runtime import GeneratedCompiler, nan_max, nan_min",
                  "from sdekit.kernels.field_runtime import csr_product, mirrored_product, pair_of",
                  f"from sdekit.kernels.matfun import {'phi_complex_scalar' if complex_spectrum else 'phi_scalar'} as phi"):
         w(line)

@@ -112,7 +112,7 @@ def _runtime_imports(dtype) -> list:
     return (["import math", "import numba", "import numpy as np",
              f"from sdekit.kernels.numba_runtime import {tanh} as nb_tanh"]
             + ([F32_ALIAS] if str(dtype) == "float32" else [])
-            + ["from sdekit.kernels.numba_runtime import nan_max, nan_min"])
+            + ["from sdekit.kernels.numba_runtime import GeneratedCompiler, nan_max, nan_min"])
 
 
 class _Hooks:

@@ -130,8 +130,10 @@ def const(literal: str) -> str:
     return _PRINTERS[_float_type.get()]._single(literal)
 
 
-#: the decorator of generated functions (sdekit.abi.JIT_FLAGS)
-JIT = "@numba.njit(" + ", ".join(f"{k}={v!r}" for k, v in JIT_FLAGS.items()) + ")"
+#: the decorator of generated functions: sdekit.abi.JIT_FLAGS, through the pipeline for printed code
+#: (kernels.numba_runtime.GeneratedCompiler, without Numba's rewrites)
+JIT = ("@numba.njit(" + ", ".join(f"{k}={v!r}" for k, v in JIT_FLAGS.items())
+       + ", no_rewrites=True, pipeline_class=GeneratedCompiler)")
 
 
 def linear_entry(i, j=None, traj="s") -> str:

@@ -5,6 +5,7 @@ tanh/Box–Muller, so bits differ from numpy's; the schemes are the same).  With
 Numba backend results are bitwise reproducible across thread counts, ensemble sizes and
 chunks.
 """
+import math
 import os
 import subprocess
 import sys
@@ -416,3 +417,32 @@ def test_generated_kernels_hold_nothing_they_do_not_use():
     for method in ("EM", "SRA1"):
         src = sk.inspect(sk.SDE(y, drift=-y, diffusion=sp.Rational(1, 5)), method, backend="numpy")
         assert src.count("diffusion(") == 2 and "G = diffusion(y, None, p)" in src   # its def and one call
+
+
+def test_printed_functions_compile_through_the_pipeline_for_generated_code():
+    """Every printed Numba function (kernel and lane functions) is decorated with the pipeline for generated code
+    (kernels.numba_runtime.GeneratedCompiler, no rewrites); the pipeline runs Numba's passes but the closure
+    inliner, and compiles what it is given to the same values."""
+    from sdekit.kernels.numba_runtime import GeneratedCompiler
+    y = sk.states("y", 2)
+    ode = sk.ODE(y, sp.Matrix([[-1, 0], [1, -2]]) * y + sp.Matrix([sp.sin(y[1]), sk.t]))
+    for method, adaptive in (("Tsit5", True), ("Exprb43", False)):
+        src = sk.inspect(ode, method, backend="numba", adaptive=adaptive)
+        decorators = [ln for ln in src.splitlines() if ln.lstrip().startswith("@numba.njit(")]
+        assert len(decorators) >= 2, src                 # the kernel and its lane functions
+        assert all("no_rewrites=True, pipeline_class=GeneratedCompiler" in ln for ln in decorators), decorators
+
+    def lane_sum(x, out):
+        for b in range(x.shape[1]):
+            acc = 0.0
+            for i in range(x.shape[0]):
+                acc = acc + math.sin(x[i, b]) * x[i, b]
+            out[b] = acc
+
+    compiled = numba.njit(no_rewrites=True, pipeline_class=GeneratedCompiler)(lane_sum)
+    x, out = np.random.default_rng(0).normal(size=(3, 7)), np.empty(7)
+    compiled(x, out)
+    np.testing.assert_allclose(out, (np.sin(x) * x).sum(axis=0), rtol=1e-14)
+    (overload,) = compiled.overloads.values()
+    passes = list(overload.metadata["pipeline_times"]["generated"])
+    assert any("nopython_type_inference" in p for p in passes) and not any("inline_closure" in p for p in passes)
