@@ -9,6 +9,8 @@ retcodes and kernel-counted stats agree with the Numba backend's.  Runs on a GPU
 import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +22,8 @@ from sdekit.codegen.emit_cuda import cuda_source
 from sdekit.codegen.methods import CATALOGUE
 from sdekit.kernels.cache import source_hash
 from sdekit.solve import CUDA_DEVICE_FUNCTIONS
+
+sys.path.insert(0, str(Path(__file__).parent))      # the sibling test modules' models and tests/fake_cupy.py
 
 #: the CUDA emitter covers every catalogue method, fixed and adaptive: each thread's φ_k(c hL) from
 #: kernels.matfun.phi_scalar (elementwise L) or kernels.matfun's block algorithms (dense L, the exponential
@@ -114,9 +118,15 @@ _SDE_WITH_NUMBA = [("EM", "general", "float64"), ("EM", "general", "float32"), (
 
 @pytest.mark.parametrize("name, noise, dtype", _SDE_WITH_NUMBA)
 def test_host_compiled_cuda_sde_agrees_with_numba(name, noise, dtype):
-    """The same against the compiled Numba kernel (float64 1e-12; float32 within its rounding)."""
+    """The same against the compiled Numba kernel (float64 1e-12; float32 within its rounding), on the neural SDE
+    of tests/test_numba.py with the L that file runs each method on, so that the Numba kernels are compiled once
+    for both files (its drift has the network; its noise is additive).  Milstein keeps this file's multiplicative
+    noise, where its derivative term is not zero; every method meets numpy on it above."""
     method = next(m for m in SDE if m.name == name)
-    ens = sde_ensemble(noise, method)
+    if name == "Milstein":
+        ens = sde_ensemble(noise, method)
+    else:
+        ens = _neural_ensemble(_numba_structure(name, noise), stochastic=True, noise=noise, n=9)
     kw = dict(dt=0.01, saveat="steps", dtype=dtype)
     _agree(sk.solve(ens, name, backend="numba", **kw), sk.solve(ens, name, backend="cuda-host", **kw), dtype)
 
@@ -155,7 +165,9 @@ def test_host_compiled_cuda_agrees_with_numpy_fixed_steps(method, structure):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("method", WITH_NUMBA)
 def test_host_compiled_cuda_agrees_with_numba_fixed_steps(method, dtype):
-    ens = ensemble("dense")
+    """On the neural ODE of tests/test_numba.py, with the L that file runs the method on: the float64 Numba kernels
+    are compiled once for both files (this file's model meets numpy above, every method on both L)."""
+    ens = _neural_ensemble(_numba_structure(method), n=37)
     kw = dict(dt=0.01, saveat="steps", dtype=dtype)
     _agree(sk.solve(ens, method, backend="numba", **kw), sk.solve(ens, method, backend="cuda-host", **kw), dtype)
 
@@ -188,14 +200,24 @@ def test_host_compiled_cuda_agrees_with_the_reference_per_thread_operators(metho
     """Adaptive exponential, W- and exponential Rosenbrock methods: each thread's φ_k(c hL), resolvents
     and φ_k(c hJ̃) for its own step, from the IR's lane operators (phi: kernels.matfun.phi_scalar printed
     as C; dense: lane_matrices, phi_block, inverse_block printed as C) — the same steps as numpy's run of
-    the same IR and runtime functions; against the compiled Numba kernel too for Exprb43 on a dense L (φ blocks
-    of each thread's hJ̃).  The others agree with Numba through numpy: test_adaptive ties every adaptive method's
-    Numba kernel to the numpy driver (each Numba kernel costs ~10 s of the suite's compile time)."""
+    the same IR and runtime functions.  Against the compiled Numba kernel: Exprb43 below; the others agree with
+    Numba through numpy (test_adaptive ties every adaptive method's Numba kernel to the numpy driver)."""
     ens = ensemble(structure, n=9 if structure == "dense" else 37)
     kw = dict(rtol=1e-7, atol=1e-9, saveat=np.linspace(0, 1, 5))
-    reference = "numba" if (method.name, structure) == ("Exprb43", "dense") else "numpy"
-    _agree(sk.solve(ens, method.name, backend=reference, **kw), sk.solve(ens, method.name, backend="cuda-host", **kw),
+    _agree(sk.solve(ens, method.name, backend="numpy", **kw), sk.solve(ens, method.name, backend="cuda-host", **kw),
            "float64")
+
+
+def test_host_compiled_cuda_exponential_rosenbrock_agrees_with_numba():
+    """Adaptive Exprb43 on a dense L (φ blocks of each thread's hJ̃, J ≠ L) against the compiled Numba kernel: the
+    same steps and values, on the known-solution problem whose Numba kernel tests/test_adaptive.py compiles for its
+    tolerance test (a kernel of ~10 s compile, compiled once for both files)."""
+    from test_adaptive import KERNEL_CASES, cross_check_ensemble
+    ens, ts, _ = cross_check_ensemble(dict(KERNEL_CASES)["Exprb43"])
+    kw = dict(rtol=1e-7, atol=1e-9, saveat=ts)
+    a, b = (sk.solve(ens, "Exprb43", backend=bk, **kw) for bk in ("numba", "cuda-host"))
+    assert not dict(KERNEL_CASES)["Exprb43"] and a.stats["naccept"] > 100, a.stats      # a dense L, many steps
+    _agree(a, b, "float64")
 
 
 def test_a_diverging_trajectory_gets_its_retcode_on_cuda():
@@ -258,9 +280,12 @@ _NVCC = [k for k, i in zip(_sources(), _IDS) if i in _NVCC_IDS]
 @pytest.mark.parametrize("method, adaptive, dtype", _NVCC, ids=[f"{m.name}-{'adaptive' if a else 'fixed'}-{d}"
                                                                  for m, a, d in _NVCC])
 def test_cuda_sources_compile_to_ptx_with_nvcc(method, adaptive, dtype, tmp_path):
+    """nvcc's driver, front end and host-compiler passes, and PTX generation; as -G (NVVM's optimiser off): the
+    optimiser, the same NVVM library as NVRTC's, ran on each of these sources above (-G: a sixteenth of the
+    time for adaptive Exprb43)."""
     src = tmp_path / "k.cu"
     src.write_text(_emitted(method, adaptive, dtype))
-    done = subprocess.run(["nvcc", "-ptx", "-arch=sm_80", "-std=c++17", "-o", str(tmp_path / "k.ptx"), str(src)],
+    done = subprocess.run(["nvcc", "-ptx", "-G", "-arch=sm_80", "-std=c++17", "-o", str(tmp_path / "k.ptx"), str(src)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert ".visible .entry kernel(" in (tmp_path / "k.ptx").read_text()
@@ -294,13 +319,21 @@ def test_inspect_prints_the_cuda_source():
     assert "nan_min" in src and "kernel_host" in src
 
 
-def _neural_ensemble(structure, stochastic=False):
-    """The neural ODE (or SDE, general noise) of tests/test_numba.py: y' = k L y + MLP 3-16-16-3 (tanh) + c(t)."""
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).parent))
+def _neural_ensemble(structure, stochastic=False, noise="general", n=20):
+    """The neural ODE (or SDE, general noise by default) of tests/test_numba.py: y' = k L y + MLP 3-16-16-3 (tanh) + c(t)."""
     from test_numba import neural
-    return sk.Ensemble(neural(stochastic, structure, "general"), y0=np.random.default_rng(0).normal(size=(20, 3)))
+    return sk.Ensemble(neural(stochastic, structure, noise), y0=np.random.default_rng(0).normal(size=(n, 3)))
+
+
+def _numba_structure(name, noise=None):
+    """The L (diagonal or dense) on which tests/test_numba.py runs ``name``'s fixed-step Numba kernel (with
+    ``noise``, for an SDE), so that a comparison here on its model reuses that kernel from the disk cache."""
+    from test_numba import CASES, CATALOGUE_REST
+    for case_name, _, structure, case_noise, _ in CASES:
+        if case_name == name and case_noise == noise:
+            return structure
+    assert noise in (None, "diagonal"), (name, noise)        # the rest run with diagonal noise
+    return "dense" if CATALOGUE_REST.index(name) % 2 else "diagonal"
 
 
 @pytest.mark.parametrize("method, kw, dtype", [
@@ -572,9 +605,6 @@ def test_cuda_array_inputs_give_device_outputs(monkeypatch):
 @pytest.fixture
 def fake_cupy():
     """tests/fake_cupy.py as ``cupy``: backend="cuda" runs its own launch code, the kernel as host C++."""
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).parent))
     import fake_cupy as fake
     with fake.installed() as cp:
         yield cp
