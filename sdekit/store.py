@@ -106,9 +106,11 @@ class _Npy:
         return (np.lib.format.open_memmap(self.path / "y.npy", mode="w+", dtype=dtype, shape=shape),
                 np.lib.format.open_memmap(self.path / "retcodes.npy", mode="w+", dtype=np.int8, shape=shape[:1]))
 
-    def flush(self, y, codes):
-        y.flush()
-        codes.flush()
+    def flush(self, *arrays):
+        """Write the memmaps' pages (None: an array the store does not keep)."""
+        for a in arrays:
+            if a is not None:
+                a.flush()
 
     def reader(self):
         return np.load(self.path / "y.npy", mmap_mode="r")
@@ -140,7 +142,7 @@ class _Zarr(_Npy):
         return (zarr.open_array(self.path / "y.zarr", mode="w", shape=shape, chunks=(rows,) + shape[1:], dtype=dtype),
                 zarr.open_array(self.path / "retcodes.zarr", mode="w", shape=shape[:1], chunks=(rows,), dtype=np.int8))
 
-    def flush(self, y, codes):
+    def flush(self, *arrays):
         """zarr writes a chunk's files when it is assigned."""
 
     def reader(self):
@@ -265,9 +267,7 @@ class ChunkStore:
         self.codes[a:b] = codes
         if self.counts is not None and counts is not None:
             self.counts[a:b] = np.stack([np.asarray(counts[k], dtype=np.int64) for k in STATS], axis=1)
-            if hasattr(self.counts, "flush"):
-                self.counts.flush()
-        self.layout.flush(self.y, self.codes)
+        self.layout.flush(self.y, self.codes, self.counts)
         self.manifest["chunks"][f"{a}-{b}"] = {"sha256": self._checksum(a, b), "stats": {k: int(v) for k, v in stats.items()},
                                                "counts": self.counts is not None and counts is not None}
         fd, tmp = tempfile.mkstemp(dir=self.path, suffix=".tmp")
