@@ -311,7 +311,8 @@ def test_kernels_read_l_and_operators_in_the_abi_layouts(monkeypatch):
     """``sdekit.abi`` alone fixes how ``Lm`` and the operator tables are laid out: printed kernels, runtime
     block algorithms (``matfun.lane_matrices`` through ``abi.view``) and the host follow it, so the
     transposed dense layouts give the same trajectories (non-symmetric L: a transposed read would not),
-    on Numba and numpy (which takes the host's values as they are: ``abi.NUMPY_MODEL_ARGS``)."""
+    on Numba and numpy (which takes the host's values as they are: ``abi.NUMPY_MODEL_ARGS``).  The fixed steps
+    are of two sizes (dt = 0.3 on [0, 2]: six of 0.3, the last 0.2), so the tables' step-class axis is read too."""
     from sdekit import abi
 
     def run():  # a new model each time: a model keeps its generated sources
@@ -322,7 +323,7 @@ def test_kernels_read_l_and_operators_in_the_abi_layouts(monkeypatch):
         # adaptive: each lane's φ from Lm (lane_matrices); fixed: the host's operator tables.  ETDRK2 reads Lm as
         # ETDRK3 does, and ETD1 the tables as ETDRK4 does, in a fraction of their compile time
         return ens, [sk.solve(ens, "ETDRK2", rtol=1e-7, atol=1e-9, backend=b).y for b in backends] + [
-            sk.solve(ens, "ETD1", dt=2.0**-3, backend=b).y for b in backends]
+            sk.solve(ens, "ETD1", dt=0.3, backend=b).y for b in backends]
 
     backends = ("numpy",)            # the reference in the ABI's layouts (numpy and Numba agree: test_kernel_*)
     _, (adaptive, fixed) = run()
