@@ -501,10 +501,10 @@ class FieldODE(_ArrayModel):
                                                     for op in self.operators.values())
         args = (*self._species(u), t, *self._data, *params)
         G, D = int(np.prod(self.grid)), int(np.prod(self.shape))
-        matrix_of = _ops.sparse_matrix if self.__dict__["_sparse_jacobian"] else _ops.dense_matrix
-        rows = [_evaluate_linearisation(part, args, G, D, matrix_of) for part in self.__dict__["_linear_parts"]]
+        sparse_jacobian = self.__dict__["_sparse_jacobian"]
+        rows = [_evaluate_linearisation(part, args, G, D, sparse_jacobian) for part in self.__dict__["_linear_parts"]]
         b = np.concatenate([b for _, b in rows])
-        if not self.__dict__["_sparse_jacobian"]:
+        if not sparse_jacobian:
             return np.concatenate([J for J, _ in rows]), b
         J = sparse.coo_matrix((np.concatenate([J.data for J, _ in rows]),
                                (np.concatenate([J.row + s * G for s, (J, _) in enumerate(rows)]),
@@ -650,23 +650,24 @@ def _derivative(expr, x):
     return d
 
 
-def _evaluate_linearisation(part, args, G: int, D: int, matrix_of):
-    """(M (G × D), b (G,)): one species' ∂N/∂u and ∂N/∂t at ``args`` from :meth:`FieldODE._linearisation`, the
-    operators in N by ``matrix_of`` (``kernels.operators.sparse_matrix``: M in COO, its entries where the operators'
-    and the derivatives' are, zeros kept; ``dense_matrix``: M dense)."""
+def _evaluate_linearisation(part, args, G: int, D: int, sparse_jacobian: bool):
+    """(M (G × D), b (G,)): one species' ∂N/∂u and ∂N/∂t at ``args`` from :meth:`FieldODE._linearisation`.
+    ``sparse_jacobian``: the operators in N as ``kernels.operators.sparse_matrix`` and M in COO (its entries where
+    the operators' and the derivatives' are, zeros kept); else as ``dense_matrix`` and M dense."""
     from scipy import sparse
     direct, dt, through = part
+    matrix_of = _ops.sparse_matrix if sparse_jacobian else _ops.dense_matrix
 
     def grid_values(f):       # real: every symbol is real (a complex field is its real pair), so an imaginary part
         return np.broadcast_to(np.real(f(*args)), args[0].shape).astype(float).ravel()   # is rounding (z² conj(z)³)
     diagonals = [grid_values(f) for f in direct]                # species r's derivative: the block (·, r G + i)
     M = sparse.coo_matrix((np.concatenate(diagonals), (np.tile(np.arange(G), len(direct)), np.arange(len(direct) * G))),
                           shape=(G, D))
-    M = M if matrix_of is _ops.sparse_matrix else M.toarray()
+    M = M if sparse_jacobian else M.toarray()
     b = grid_values(dt)
     for coef, op, inner in through:
         c = grid_values(coef)
-        Mi, bi = _evaluate_linearisation(inner, args, G, D, matrix_of)
+        Mi, bi = _evaluate_linearisation(inner, args, G, D, sparse_jacobian)
         M = _rows_scaled_added(M, c, matrix_of(op) @ Mi)
         b += c * op.apply(bi.reshape(op.shape)).ravel()
     return M, b
