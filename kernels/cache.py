@@ -7,24 +7,33 @@ module name registered in ``sys.modules`` before execution (Numba's on-disk cach
 Robust against what happens to caches: a file whose content no longer has its hash (truncated,
 garbled) is written again; Numba's compiled files of a kernel that fail to load are removed and
 the kernel compiled again (:func:`purge_compiled`, called by the launchers); a cache folder that
-cannot be written is replaced, for the process, by a temporary one, with a warning.
+cannot be written is replaced, for the process, by a temporary one, with a warning — and when it is a
+folder that can be read (a read-only image or share filled beforehand), the kernels it holds are copied
+from it, with their compiled files, instead of being compiled again.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 import warnings
 from pathlib import Path
 
-_USABLE: dict = {}     # configured cache folder -> the folder used (itself, or a temporary stand-in)
+#: configured cache folder -> (the folder used: itself or a temporary stand-in, a read-only folder whose kernels
+#: are reused or None)
+_USABLE: dict = {}
 
 
 def cache_dir() -> Path:
     """``$SDEKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/sdekit`` (default ``~/.cache/sdekit``); when
     that cannot be written, a temporary folder for this process (with a warning)."""
+    return _cache_folders()[0]
+
+
+def _cache_folders():
     root = os.environ.get("SDEKIT_CACHE_DIR")
     if not root:
         root = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "sdekit")
@@ -34,23 +43,31 @@ def cache_dir() -> Path:
     return _USABLE[root]
 
 
-def _writable_or_temporary(root: Path) -> Path:
+def _probe_writable(root: Path):
+    """Raise OSError unless a file can be made in ``root`` (created if missing)."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=root, suffix=".probe")
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _writable_or_temporary(root: Path):
+    """(``root``, None) when it can be written; else (a temporary folder for this process, ``root`` when it is a
+    folder whose kernels can be read), with a warning."""
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=root, suffix=".probe")
-        os.close(fd)
-        os.unlink(probe)
-        return root
+        _probe_writable(root)
+        return root, None
     except OSError as e:
         import atexit
-        import shutil
         stand_in = Path(tempfile.mkdtemp(prefix="sdekit-cache-"))
         atexit.register(shutil.rmtree, stand_in, ignore_errors=True)      # this process's only: gone at exit
         why = "it is a file" if root.is_file() else e.strerror or e
-        warnings.warn(f"the sdekit kernel cache {root} cannot be written ({why}); compiled kernels go to "
-                      f"{stand_in} for this process only. Set SDEKIT_CACHE_DIR to a writable folder to keep them.",
-                      RuntimeWarning, stacklevel=3)
-        return stand_in
+        seed = root if root.is_dir() and os.access(root, os.R_OK | os.X_OK) else None
+        what = (f"the kernels it holds are copied from it, new ones compiled into {stand_in}" if seed else
+                f"compiled kernels go to {stand_in}")
+        warnings.warn(f"the sdekit kernel cache {root} cannot be written ({why}); {what} for this process only. "
+                      "Set SDEKIT_CACHE_DIR to a writable folder to keep them.", RuntimeWarning, stacklevel=4)
+        return stand_in, seed
 
 
 def source_hash(source: str) -> str:
@@ -60,8 +77,11 @@ def source_hash(source: str) -> str:
 def write_source(source: str, kind: str, suffix: str = ".py") -> Path:
     """Path of the file holding ``source`` (written once)."""
     digest = source_hash(source)
-    folder = cache_dir() / digest
+    usable, seed = _cache_folders()
+    folder = usable / digest
     path = folder / f"{kind}{suffix}"
+    if seed is not None and not path.exists() and _content_hash(seed / digest / path.name) == digest:
+        _copy_with_compiled(seed / digest / path.name, path)
     if path.exists() and _content_hash(path) != digest:      # truncated or garbled: write it again
         warnings.warn(f"cached kernel source {path} was damaged; writing it again", RuntimeWarning, stacklevel=3)
         purge_compiled(path)
@@ -87,13 +107,33 @@ def compiled_files(source_path) -> list:
     (.nbc) files of its functions — in ``__pycache__`` beside it, or under ``$NUMBA_CACHE_DIR``
     where Numba's locator puts them — and a host library (.so) beside it."""
     path = Path(source_path)
-    folders = [path.parent / "__pycache__"]
+    folders = dict.fromkeys([path.parent / "__pycache__", _numba_cache_folder(path)])
+    found = [f for d in folders for f in d.glob(f"{path.stem}.*") if f.suffix in (".nbi", ".nbc")]
+    return sorted(found + list(path.parent.glob(f"{path.stem}*.so")))
+
+
+def _numba_cache_folder(source_path: Path) -> Path:
+    """Where Numba keeps what it compiles from ``source_path``: ``$NUMBA_CACHE_DIR`` (its subfolder for the
+    file's folder) when set, else ``__pycache__`` beside it."""
     from numba.core import config
     if config.CACHE_DIR:
         from numba.core.caching import _CacheLocator
-        folders.append(Path(config.CACHE_DIR) / _CacheLocator.get_suitable_cache_subpath(str(path)))
-    found = [f for d in folders for f in d.glob(f"{path.stem}.*") if f.suffix in (".nbi", ".nbc")]
-    return sorted(found + list(path.parent.glob(f"{path.stem}*.so")))
+        return Path(config.CACHE_DIR) / _CacheLocator.get_suitable_cache_subpath(str(source_path))
+    return source_path.parent / "__pycache__"
+
+
+def _copy_with_compiled(seed_path: Path, path: Path):
+    """Copy a kernel's source from a read-only cache, and its :func:`compiled_files` to where they are read for
+    ``path`` (the modification times kept: Numba's index names its source by time and size)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for f in compiled_files(seed_path):
+        to = path.parent if f.suffix == ".so" else _numba_cache_folder(path)
+        to.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, to / f.name)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")   # the source last: a file that exists is complete
+    os.close(fd)
+    shutil.copy2(seed_path, tmp)
+    os.replace(tmp, path)
 
 
 def purge_compiled(source_path) -> int:

@@ -1,7 +1,7 @@
 """The kernel cache survives concurrency and corruption (issue 18 item 7): two processes compiling
 the same kernel at once both succeed with the same result; a truncated or garbled source file,
 Numba index or data file, or host library is detected and rebuilt (with a warning); a cache
-folder that cannot be written falls back to a temporary one with a warning."""
+folder that cannot be written falls back to a temporary one with a warning, and lends the kernels it holds."""
 import os
 import subprocess
 import sys
@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import sdekit as sk
 from sdekit.kernels import cache
 
 # a small model of its own, so each test compiles a kernel no other test has in its cache folder
@@ -132,3 +133,34 @@ def test_a_read_only_cache_folder_falls_back_to_a_temporary_one(tmp_path, monkey
             assert cache.cache_dir() != ro
     finally:
         ro.chmod(0o700)
+
+
+def test_a_read_only_cache_lends_the_kernels_it_holds(fresh_cache, tmp_path, monkeypatch):
+    """A cache filled beforehand (a container image, a shared folder) that this process cannot write: its kernels
+    are copied out with their compiled files and loaded, not compiled again, and it is left as it was.  The seed
+    holds Numba's files beside the sources (an image built without NUMBA_CACHE_DIR); this process reads them from
+    $NUMBA_CACHE_DIR (the suite's), so the copy moves them between Numba's two layouts."""
+    script = _SOLVE + "np.save(__import__('sys').argv[1], run())\n"
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "y.npy")], capture_output=True, text=True,
+                          env=dict(os.environ, SDEKIT_CACHE_DIR=str(fresh_cache)), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for source in _files(fresh_cache, "*/*.py"):             # Numba's files into __pycache__ beside each source
+        (source.parent / "__pycache__").mkdir()
+        for f in cache.compiled_files(source):
+            f.rename(source.parent / "__pycache__" / f.name)
+    assert len(_files(fresh_cache, "*/__pycache__/*.nbc")) >= 2      # the kernel's and its lane functions'
+    seed = sorted((p, p.stat().st_mtime_ns) for p in fresh_cache.rglob("*"))
+
+    def refused(root):
+        raise PermissionError(13, "Permission denied")    # as a read-only folder is, even to root
+    monkeypatch.setattr(cache, "_probe_writable", refused)
+    scope = {}
+    exec(_SOLVE, scope)
+    with pytest.warns(RuntimeWarning, match="the kernels it holds are copied from it"):
+        y = scope["run"]()
+    np.testing.assert_array_equal(y, np.load(tmp_path / "y.npy"))
+    from sdekit.solve import plan
+    kernel = plan(sk.Ensemble(scope["prob"], n=300, seed=2), "EM", dt=0.01).kernel.module.kernel
+    assert len(kernel.stats.cache_hits) >= 1 and not kernel.stats.cache_misses    # loaded, not compiled
+    assert cache.cache_dir() != fresh_cache and _files(cache.cache_dir(), "*/numba.py")
+    assert sorted((p, p.stat().st_mtime_ns) for p in fresh_cache.rglob("*")) == seed   # the seed untouched
