@@ -22,6 +22,23 @@ import tempfile
 import warnings
 from pathlib import Path
 
+def _process_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()   # read once, at import: os.umask can only be read by setting it
+
+
+def publish(tmp, path, mode: int = 0o666):
+    """Move the finished temporary file ``tmp`` to ``path`` (``os.replace``: a reader never sees half a file), with
+    the permissions a plain ``open`` would give it (``mode`` less the umask; ``mkstemp`` makes 0600), so that other
+    users can read a shared cache."""
+    os.chmod(tmp, mode & ~_UMASK)
+    os.replace(tmp, path)
+
+
 #: configured cache folder -> (the folder used: itself or a temporary stand-in, a read-only folder whose kernels
 #: are reused or None)
 _USABLE: dict = {}
@@ -63,8 +80,8 @@ def _writable_or_temporary(root: Path):
         atexit.register(shutil.rmtree, stand_in, ignore_errors=True)      # this process's only: gone at exit
         why = "it is a file" if root.is_file() else e.strerror or e
         seed = root if root.is_dir() and os.access(root, os.R_OK | os.X_OK) else None
-        what = (f"the kernels it holds are copied from it, new ones compiled into {stand_in}" if seed else
-                f"compiled kernels go to {stand_in}")
+        what = (f"the kernels it holds are copied from it where they can be read, others compiled into {stand_in}"
+                if seed else f"compiled kernels go to {stand_in}")
         warnings.warn(f"the sdekit kernel cache {root} cannot be written ({why}); {what} for this process only. "
                       "Set SDEKIT_CACHE_DIR to a writable folder to keep them.", RuntimeWarning, stacklevel=4)
         return stand_in, seed
@@ -81,7 +98,10 @@ def write_source(source: str, kind: str, suffix: str = ".py") -> Path:
     folder = usable / digest
     path = folder / f"{kind}{suffix}"
     if seed is not None and not path.exists() and _content_hash(seed / digest / path.name) == digest:
-        _copy_with_compiled(seed / digest / path.name, path)
+        try:
+            _copy_with_compiled(seed / digest / path.name, path)
+        except OSError:             # the source could not be copied: written (and compiled) here instead
+            pass
     if path.exists() and _content_hash(path) != digest:      # truncated or garbled: write it again
         warnings.warn(f"cached kernel source {path} was damaged; writing it again", RuntimeWarning, stacklevel=3)
         purge_compiled(path)
@@ -91,7 +111,7 @@ def write_source(source: str, kind: str, suffix: str = ".py") -> Path:
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(source)
-        os.replace(tmp, path)
+        publish(tmp, path)
     return path
 
 
@@ -123,17 +143,36 @@ def _numba_cache_folder(source_path: Path) -> Path:
 
 
 def _copy_with_compiled(seed_path: Path, path: Path):
-    """Copy a kernel's source from a read-only cache, and its :func:`compiled_files` to where they are read for
-    ``path`` (the modification times kept: Numba's index names its source by time and size)."""
+    """Copy a kernel's source from a read-only cache, and its :func:`compiled_files` to where Numba reads them for
+    ``path``: ``$NUMBA_CACHE_DIR``'s folder, or where Numba falls back to when that cannot be written, ``__pycache__``
+    beside it.  Compiled files are copied as far as they can be (one that cannot be read is compiled again); the
+    source last, so a source that exists has its compiled files beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    numba_folder = _numba_cache_folder(path)
+    try:
+        _probe_writable(numba_folder)
+    except OSError:
+        numba_folder = path.parent / "__pycache__"
     for f in compiled_files(seed_path):
-        to = path.parent if f.suffix == ".so" else _numba_cache_folder(path)
-        to.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(f, to / f.name)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")   # the source last: a file that exists is complete
+        try:
+            _copy_file(f, (path.parent if f.suffix == ".so" else numba_folder) / f.name)
+        except OSError:
+            pass
+    _copy_file(seed_path, path)
+
+
+def _copy_file(src: Path, dst: Path):
+    """``src`` to ``dst`` through a temporary file (a reader never sees half of it), modification time kept (Numba's
+    index names a source by its content's hash; older releases by time and size)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, suffix=".tmp")
     os.close(fd)
-    shutil.copy2(seed_path, tmp)
-    os.replace(tmp, path)
+    try:
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def purge_compiled(source_path) -> int:

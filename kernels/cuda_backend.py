@@ -23,7 +23,7 @@ import numpy as np
 from ..abi import ADAPTIVE_ARGS, FIXED_ARGS, arg_type
 from .arguments import model_arguments, run_adaptive, run_fixed, step_classes
 from .cuda_arrays import host, is_cuda_array
-from .cache import source_hash, write_source
+from .cache import publish, source_hash, write_source
 
 _SCALARS = {"i64": (ctypes.c_longlong, np.int64), "u64": (ctypes.c_ulonglong, np.uint64),
             "f64": (ctypes.c_double, np.float64), "i8": (ctypes.c_byte, np.int8), "bool": (ctypes.c_bool, np.bool_)}
@@ -103,7 +103,7 @@ def host_library(source: str) -> ctypes.CDLL:
     if done.returncode:
         os.unlink(tmp)
         raise RuntimeError(f"host C++ compile of {path} failed:\n{done.stderr[-4000:]}")
-    os.replace(tmp, lib)
+    publish(tmp, lib, 0o777)
     return ctypes.CDLL(str(lib))
 
 

@@ -151,8 +151,10 @@ def test_a_read_only_cache_lends_the_kernels_it_holds(fresh_cache, tmp_path, mon
     assert len(_files(fresh_cache, "*/__pycache__/*.nbc")) >= 2      # the kernel's and its lane functions'
     seed = sorted((p, p.stat().st_mtime_ns) for p in fresh_cache.rglob("*"))
 
-    def refused(root):
-        raise PermissionError(13, "Permission denied")    # as a read-only folder is, even to root
+    def refused(root, probe=cache._probe_writable):
+        if root == fresh_cache:
+            raise PermissionError(13, "Permission denied")    # as a read-only folder is, even to root
+        probe(root)
     monkeypatch.setattr(cache, "_probe_writable", refused)
     scope = {}
     exec(_SOLVE, scope)
@@ -164,3 +166,33 @@ def test_a_read_only_cache_lends_the_kernels_it_holds(fresh_cache, tmp_path, mon
     assert len(kernel.stats.cache_hits) >= 1 and not kernel.stats.cache_misses    # loaded, not compiled
     assert cache.cache_dir() != fresh_cache and _files(cache.cache_dir(), "*/numba.py")
     assert sorted((p, p.stat().st_mtime_ns) for p in fresh_cache.rglob("*")) == seed   # the seed untouched
+
+
+def test_lending_copies_what_it_can_to_where_numba_reads(tmp_path, monkeypatch):
+    """The copy out of a read-only cache is best effort: a compiled file that cannot be read is left out (Numba
+    compiles it again), and where $NUMBA_CACHE_DIR cannot be written the files go to ``__pycache__`` beside the
+    copy, where Numba falls back to as well; the source comes last."""
+    seed = tmp_path / "seed" / "0123456789abcdef"
+    (seed / "__pycache__").mkdir(parents=True)
+    (seed / "numba.py").write_text("x = 1\n")
+    for name in ("numba.kernel-12.py311.nbi", "numba.kernel-12.py311.1.nbc"):
+        (seed / "__pycache__" / name).write_bytes(name.encode())
+    (seed / "__pycache__" / "numba.rhs-3.py311.nbi").symlink_to(tmp_path / "gone")      # cannot be read
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setattr(cache, "_numba_cache_folder", lambda path: blocker / "numba")   # cannot be made, even by root
+    copy = tmp_path / "stand-in" / seed.name / "numba.py"
+    cache._copy_with_compiled(seed / "numba.py", copy)
+    assert copy.read_text() == "x = 1\n"
+    assert sorted(f.name for f in (copy.parent / "__pycache__").iterdir()) == ["numba.kernel-12.py311.1.nbc",
+                                                                               "numba.kernel-12.py311.nbi"]
+    assert (copy.parent / "__pycache__" / "numba.kernel-12.py311.nbi").stat().st_mtime_ns == \
+        (seed / "__pycache__" / "numba.kernel-12.py311.nbi").stat().st_mtime_ns
+
+
+def test_cached_files_are_readable_by_other_users(fresh_cache, monkeypatch):
+    """A cache filled by one user and read by another (an image built as root, a shared folder): sources get the
+    permissions ``open`` gives (0666 less the umask), not ``mkstemp``'s 0600."""
+    monkeypatch.setattr(cache, "_UMASK", 0o022)
+    path = cache.write_source("x = 1\n", "numba")
+    assert path.stat().st_mode & 0o777 == 0o644
