@@ -22,13 +22,15 @@ import tempfile
 import warnings
 from pathlib import Path
 
+
 def _process_umask() -> int:
+    """The process's umask (os.umask reads it only by setting it: set back at once)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
 
-_UMASK = _process_umask()   # read once, at import: os.umask can only be read by setting it
+_UMASK = _process_umask()   # once, at import
 
 
 def publish(tmp, path, mode: int = 0o666):
