@@ -79,7 +79,7 @@ def _writable_or_temporary(root: Path):
     except OSError as e:
         import atexit
         stand_in = Path(tempfile.mkdtemp(prefix="sdekit-cache-"))
-        atexit.register(shutil.rmtree, stand_in, ignore_errors=True)      # this process's only: gone at exit
+        atexit.register(_remove_stand_in, stand_in)      # this process's only: gone at exit
         why = "it is a file" if root.is_file() else e.strerror or e
         seed = root if root.is_dir() and os.access(root, os.R_OK | os.X_OK) else None
         what = (f"the kernels it holds are copied from it where they can be read, others compiled into {stand_in}"
@@ -87,6 +87,16 @@ def _writable_or_temporary(root: Path):
         warnings.warn(f"the sdekit kernel cache {root} cannot be written ({why}); {what} for this process only. "
                       "Set SDEKIT_CACHE_DIR to a writable folder to keep them.", RuntimeWarning, stacklevel=4)
         return stand_in, seed
+
+
+def _remove_stand_in(stand_in: Path):
+    """Remove a temporary cache folder and what Numba compiled from it into ``$NUMBA_CACHE_DIR`` (a folder per
+    kernel, named by its path: nothing would ever read them again)."""
+    for folder in stand_in.glob("*/"):
+        numba_folder = _numba_cache_folder(folder / "numba.py")
+        if not numba_folder.is_relative_to(stand_in):
+            shutil.rmtree(numba_folder, ignore_errors=True)
+    shutil.rmtree(stand_in, ignore_errors=True)
 
 
 def source_hash(source: str) -> str:

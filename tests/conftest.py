@@ -8,7 +8,8 @@ import pytest
 # generated modules go to a per-run cache so tests never depend on a user's cache (an exported
 # SDEKIT_CACHE_DIR is not used: its -O2 kernels would be read, and the suite's -O1 kernels written to it);
 # made in the pytest-xdist controller before the workers start, so they inherit it and share compiled kernels
-if "SDEKIT_TEST_RUN_CACHE" not in os.environ:
+_RUN_CACHE_MADE_HERE = "SDEKIT_TEST_RUN_CACHE" not in os.environ
+if _RUN_CACHE_MADE_HERE:
     os.environ["SDEKIT_TEST_RUN_CACHE"] = tempfile.mkdtemp(prefix="sdekit-test-cache-")
 os.environ["SDEKIT_CACHE_DIR"] = os.environ["SDEKIT_TEST_RUN_CACHE"]
 # Tests check numerics, not speed: LLVM at -O1 compiles the ~40 kernels of the suite 2-3x faster
@@ -20,6 +21,14 @@ os.environ.setdefault("NUMBA_OPT", "1")
 os.environ["NUMBA_CACHE_DIR"] = os.path.join(os.environ["SDEKIT_CACHE_DIR"], "numba")
 # The same for backend="cuda-host"'s host C++ (~120 libraries): -O0 compiles in half the time, same numbers.
 os.environ.setdefault("SDEKIT_HOST_OPT", "-O0")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The run's cache (its kernels, Numba's files) goes with the run, removed by the process that made it (the xdist
+    controller, after its workers); one given in SDEKIT_TEST_RUN_CACHE is kept."""
+    if _RUN_CACHE_MADE_HERE:
+        import shutil
+        shutil.rmtree(os.environ["SDEKIT_TEST_RUN_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture

@@ -185,6 +185,11 @@ def test_a_read_only_cache_lends_the_kernels_it_holds(fresh_cache, filled, monke
     assert len(kernel.stats.cache_hits) >= 1 and not kernel.stats.cache_misses    # loaded, not compiled
     assert cache.cache_dir() != fresh_cache and _files(cache.cache_dir(), "*/numba.py")
     assert sorted((p, p.stat().st_mtime_ns) for p in fresh_cache.rglob("*")) == seed   # the seed untouched
+    stand_in = cache.cache_dir()        # at exit: the temporary folder goes, with what Numba keeps for its kernels
+    lent = [cache._numba_cache_folder(p) for p in _files(stand_in, "*/numba.py")]
+    assert lent and all(f.is_dir() and not f.is_relative_to(stand_in) for f in lent)     # in $NUMBA_CACHE_DIR
+    cache._remove_stand_in(stand_in)
+    assert not stand_in.exists() and not any(f.exists() for f in lent)
 
 
 def test_lending_copies_what_it_can_to_where_numba_reads(tmp_path, monkeypatch):
