@@ -92,7 +92,9 @@ def _writable_or_temporary(root: Path):
 def _remove_stand_in(stand_in: Path):
     """Remove a temporary cache folder and what Numba compiled from it into ``$NUMBA_CACHE_DIR`` (a folder per
     kernel, named by its path: nothing would ever read them again)."""
-    for folder in stand_in.glob("*/"):
+    if not stand_in.is_dir():
+        return
+    for folder in (f for f in stand_in.iterdir() if f.is_dir()):
         numba_folder = _numba_cache_folder(folder / "numba.py")
         if not numba_folder.is_relative_to(stand_in):
             shutil.rmtree(numba_folder, ignore_errors=True)
