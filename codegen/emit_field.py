@@ -248,6 +248,76 @@ def emit_forcing_numba(w, nonlinear, fields, data, params, operators, grid, argu
     w()
 
 
+#: a run of at least this many components of one template (:func:`forcing_runs`) is printed as a loop
+FORCING_LOOP_MIN = 8
+
+
+def forcing_runs(components, states) -> list:
+    """The components of a dense ODE's N grouped for printing: [(indices, expression)], ``indices`` a ``range``
+    where at least FORCING_LOOP_MIN components at equal strides have one template (their expression with each
+    state u_j written ``u[i ± (j − i)]``: a stencil's interior, a pointwise N), the expression that template;
+    else one component (its index in a 1-range, its expression in ``u[j]``).  A loop compiles once for all its
+    components (Numba's compile grows with the lines: Allen–Cahn's 256 lines, one a component, took 8 s)."""
+    index = {x: j for j, x in enumerate(states)}
+    groups = {}
+    for i, e in enumerate(components):
+        e = sp.sympify(e)
+        relative = {x: sp.Symbol(f"u[i {'+' if index[x] >= i else '-'} {abs(index[x] - i)}]" if index[x] != i else "u[i]")
+                    for x in e.free_symbols if x in index}
+        key = e.xreplace(relative)
+        groups.setdefault(key, []).append(i)
+    runs, taken = [], set()
+    for key, members in groups.items():
+        start = 0
+        while start < len(members):          # maximal runs of equal stride
+            stop = start + 1
+            if stop < len(members):
+                stride = members[stop] - members[start]
+                while stop < len(members) and members[stop] - members[stop - 1] == stride:
+                    stop += 1
+            if stop - start >= FORCING_LOOP_MIN:
+                runs.append((range(members[start], members[stop - 1] + 1, stride), key))
+                taken.update(members[start:stop])
+                start = stop
+            else:
+                start += 1
+    absolute = {x: sp.Symbol(f"u[{j}]") for x, j in index.items()}
+    single = [(range(i, i + 1), sp.sympify(e).xreplace(absolute)) for i, e in enumerate(components) if i not in taken]
+    return sorted(runs + single, key=lambda r: r[0].start)
+
+
+def emit_vector_forcing_numba(w, components, states, params, arguments):
+    """``forcing(u, t, out, *arguments)`` of a dense ODE (``sdekit.fields.DenseODE``): N's components
+    (``components``, sympy expressions of ``states``, ``sdekit.t`` and ``params``) as loops over the runs of one
+    template and one line for each other component (:func:`forcing_runs`), each block after sympy's common
+    subexpressions; params read from the ``param<k>`` arguments.  Not inlined into the kernel (its lines at each
+    call of N: Allen–Cahn's adaptive ROS34PW2 compiled in 72 s)."""
+    from .analysis import t as time
+    names = {p: sp.Symbol(f"param{k}") for k, p in enumerate(params)}
+    names[time] = sp.Symbol("t")
+    runs = forcing_runs(components, states)
+    w(JIT)
+    with w.block(f"def forcing({', '.join(['u', 't', 'out', *arguments])}):"):
+        w('"""N(u, t): loops over the components of one template, a line for each other (generated from the '
+          'model\'s nonlinearity)."""')
+        loops = [(r, e) for r, e in runs if len(r) > 1]
+        lines = [(r.start, e) for r, e in runs if len(r) == 1]
+        for r, e in loops:
+            subs, (out,) = sp.cse([e.xreplace(names)], symbols=sp.numbered_symbols("x"))
+            bounds = f"{r.start}, {r.stop}" + (f", {r.step}" if r.step != 1 else "")
+            with w.block(f"for i in range({bounds}):"):
+                for sym, x in subs:
+                    w(f"{sym} = {numba_pr(x)}")
+                w(f"out[i] = {numba_pr(out)}")
+        if lines:
+            subs, outs = sp.cse([e.xreplace(names) for _, e in lines], symbols=sp.numbered_symbols("y"))
+            for sym, x in subs:
+                w(f"{sym} = {numba_pr(x)}")
+            for (i, _), x in zip(lines, outs):
+                w(f"out[{i}] = {numba_pr(x)}")
+    w()
+
+
 class _FieldNumbaHooks:
     """The compiled field kernel's model part, printed inside the Numba printer's one-lane block (B = 1): each
     register a flat view ``<r>_`` of its (D, 1) lane array; a sum Σ coef · f(hL) v transforms each register once
@@ -343,7 +413,8 @@ def emit_field_numba(scheme, model, basis: Basis, operators: dict, adaptive: boo
     (:class:`_FieldNumbaHooks`, :func:`emit_forcing_numba`) and the transforms of L's basis and of each
     operator N applies (``operators``: sympy function -> Basis).  ``model``: a ``sdekit.fields.FieldODE`` (its
     fields, nonlinearity, data and params); ``complex_spectrum``: L's eigenvalues are complex (adaptive steps
-    evaluate complex φ)."""
+    evaluate complex φ); or a ``sdekit.fields.DenseODE`` (its ``components``, ``states`` and ``params``).
+    """
     arguments = field_numba_arguments(len(operators), len(model.data), len(model.params))
     if adaptive:
         arguments = arguments[1:]            # no table of operator values: computed in the kernel
@@ -353,10 +424,14 @@ def emit_field_numba(scheme, model, basis: Basis, operators: dict, adaptive: boo
     registers = [v.name for v in kernel.lanes if v.rows == "D"]
     D = int(np.prod(model.shape))
     w = Writer()
-    fields = (f"{len(model.user_fields)} complex field(s) (as their real pairs)" if getattr(model, "complex", False)
-              else f"{len(model.fields)} field(s)")
-    w(f'"""sdekit generated: {scheme.method} compiled field kernel (numba) for {fields} on the '
-      f'grid {list(model.grid)}, L in the {basis.kind} basis.')
+    components = getattr(model, "components", None)         # a dense ODE's N, per component
+    if components is not None:
+        state = f"a dense ODE of {D} states"
+    elif getattr(model, "complex", False):
+        state = f"{len(model.user_fields)} complex field(s) (as their real pairs) on the grid {list(model.grid)}"
+    else:
+        state = f"{len(model.fields)} field(s) on the grid {list(model.grid)}"
+    w(f'"""sdekit generated: {scheme.method} compiled field kernel (numba) for {state}, L in the {basis.kind} basis.')
     w()
     for ln in str(scheme).splitlines():
         w("    " + ln)
@@ -381,8 +456,11 @@ def emit_field_numba(scheme, model, basis: Basis, operators: dict, adaptive: boo
     _emit_transforms(w, "L", basis)
     for k, b in enumerate(operators.values()):
         _emit_transforms(w, f"o{k}", b)
-    emit_forcing_numba(w, model.nonlinear, model.fields, list(model.data), list(model.params), list(operators),
-                       model.grid, model_args)
+    if components is not None:
+        emit_vector_forcing_numba(w, components, model.states, list(model.params), model_args)
+    else:
+        emit_forcing_numba(w, model.nonlinear, model.fields, list(model.data), list(model.params), list(operators),
+                           model.grid, model_args)
     if adaptive:
         emit_operator_values(w, scheme)
     printer.print_kernel(w, JIT)

@@ -949,19 +949,32 @@ _ROUTED_OPTIONS = {"ts", "saveat", "progress", "adaptive", "rtol", "atol", "cont
 class DenseODE(_ArrayModel):
     """An ``sk.ODE`` y' = L y + c + N with a constant dense L, as an array model: the state a vector, L a
     :func:`matrix` operator (its φ by ``Matrix.phi_evaluation``: one eigendecomposition where it has a
-    well-conditioned one, else φ-actions), N its sympy forcing
-    lambdified over the whole state with the problem's params bound; :meth:`jacobian` its nonzero derivatives."""
+    well-conditioned one, else φ-actions), N its sympy forcing: in the compiled field kernel one line a component
+    (``components``, ``emit_field.emit_vector_forcing_numba``; where L has an eigenbasis and the method no
+    Jacobian), else lambdified over the whole state with the problem's params bound (``values``, in ``params``'
+    order); :meth:`jacobian` its nonzero derivatives."""
+
+    data = {}
 
     def __init__(self, model, L, params):
         form = model.form
         self.form = form
         self.shape, self.grid, self.several = (form.dim,), (form.dim,), False
         self.operator = _ops.Matrix(self.shape, np.asarray(L, dtype=float))
-        syms = list(form.params)
-        f = sp.lambdify([*form.states, _t, *syms], list(form.forcing), "numpy")
-        self.values = [float(params[p.name]) for p in syms]
+        self.states, self.components, self.params = tuple(form.states), tuple(form.forcing), tuple(form.params)
+        f = sp.lambdify([*form.states, _t, *self.params], list(form.forcing), "numpy")
+        self.values = [float(params[p.name]) for p in self.params]
         self._forcing = f
         self._compiled = {}
+
+    def numba_bases(self):
+        """L's eigenvector basis (``Matrix.eigenbasis``; None where its φ are not from an eigendecomposition)."""
+        basis = _basis(self.operator)
+        return None if basis is None else (basis, {})
+
+    def numba_arguments(self, params) -> tuple:
+        """L's eigenvalues and eigenvector products, then the values of ``params`` (its params' order)."""
+        return _kernel_arrays(self.operator) + tuple(float(v) for v in params)
 
     def rhs(self, u, t):
         """N(u, t) on the state vector: the lambdified entries, numbers for a vector u (one array call: a routed
@@ -993,9 +1006,11 @@ class DenseODE(_ArrayModel):
 def route(target, method: str, dt, options: dict):
     """``sdekit.solve``'s default for large stiff linear parts (issue 19): an ODEProblem with a constant, finite
     dense L of dimension >= ROUTE_DIM, no networks, an array-capable method and only options the array path
-    takes runs on the array-level drivers (``sol.backend == "fields"``; ``sol.stats["driver"]`` says why and how
-    L's φ are evaluated: ``kernels.operators.Matrix.phi_evaluation``); anything else, or an explicit ``backend=``,
-    returns None (the per-lane kernels)."""
+    takes runs as a :class:`DenseODE` — on the compiled field kernel where L has an eigenbasis and the method needs
+    no Jacobian (``sol.backend == "fields-numba"``), else on the array-level driver (``"fields"``);
+    ``sol.stats["driver"]`` names it and says why and how L's φ are evaluated
+    (``kernels.operators.Matrix.phi_evaluation``); anything else, or an explicit ``backend=``, returns None (the
+    per-lane kernels)."""
     from .codegen.host import linear_entries
     from .problem import ODEProblem
     options = {k: v for k, v in options.items() if not (k == "backend" and v is None)}
@@ -1015,9 +1030,9 @@ def route(target, method: str, dt, options: dict):
         return None
     model = _dense_model(target.model, L, params)
     problem = types.SimpleNamespace(model=model, u0=np.asarray(target.y0, dtype=float), tspan=target.tspan,
-                                    jacobian=model.jacobian)
+                                    jacobian=model.jacobian, params=dict(zip((p.name for p in model.params), model.values)))
     sol = solve_field(problem, method, dt, **options)
-    sol.stats["driver"] = f"array (routed: dense L, d = {form.dim} >= {ROUTE_DIM}, {model.operator.describe_phi()})"
+    sol.stats["driver"] += f" (routed: dense L, d = {form.dim} >= {ROUTE_DIM}, {model.operator.describe_phi()})"
     return sol
 
 

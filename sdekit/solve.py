@@ -647,7 +647,8 @@ def inspect(model, method: str, backend: str | None = None, dtype=np.float64, ad
         array = routed_model(getattr(model, "model", model), method)
         if array is not None:
             return ("# solve() runs this model on the array path (sdekit.fields.route: a finite dense L of dimension "
-                    ">= 64); backend= keeps the per-trajectory kernels\n"
+                    ">= 64; the compiled field kernel where L has an eigenbasis and the method needs no Jacobian); "
+                    "backend= keeps the per-trajectory kernels\n"
                     f"{field_source(array, method, adaptive)}")
     target = model.problem.model if isinstance(model, Ensemble) else getattr(model, "model", model)
     if not isinstance(target, (ODE, SDE)):

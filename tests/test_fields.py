@@ -263,8 +263,9 @@ def test_adaptive_field_saves_every_accepted_step_by_default():
     assert sol.stats["naccept"] == sol.t.size - 1
 
 
-def _dense_allen_cahn(n=64, symmetric=True):
-    """Allen–Cahn with L given to sk.ODE as a dense numeric array (the per-lane path's form)."""
+def _dense_allen_cahn(n=64, symmetric=True, forced=False):
+    """Allen–Cahn with L given to sk.ODE as a dense numeric array (the per-lane path's form); ``forced``: a param
+    a in N (a u − u³) and a time-dependent coupling of the neighbours (0.1 sin(t) u_{i−1} u_{i+1})."""
     eps, dx = 0.02, 2.0 / (n + 1)
     x = -1 + dx * np.arange(1, n + 1)
     L = eps * _stencil(n, dx, "dirichlet")
@@ -273,32 +274,42 @@ def _dense_allen_cahn(n=64, symmetric=True):
     c = np.zeros(n)
     c[0], c[-1] = -eps / dx**2, eps / dx**2
     y = sk.states("u", n)
-    model = sk.ODE(y, linear=L, nonlinear=sp.Matrix([y[i] - y[i] ** 3 + c[i] for i in range(n)]))
-    return sk.ODEProblem(model, y0=0.53 * x + 0.47 * np.sin(-1.5 * np.pi * x), tspan=(0.0, 2.0))
+    a, params = (sk.params("a"), {"a": 0.9}) if forced else (1, {})
+    N = [a * y[i] - y[i] ** 3 + c[i] for i in range(n)]
+    if forced:
+        N = [e + (0.1 * sp.sin(sk.t) * y[i - 1] * y[i + 1] if 0 < i < n - 1 else 0) for i, e in enumerate(N)]
+    model = sk.ODE(y, linear=L, nonlinear=sp.Matrix(N))
+    return sk.ODEProblem(model, y0=0.53 * x + 0.47 * np.sin(-1.5 * np.pi * x), tspan=(0.0, 2.0), params=params)
 
 
 def test_large_dense_problems_take_the_array_path_by_default():
     """Routing (issue 19): an ODEProblem with a dense L of dimension >= 64 runs on the array path, visible as
     ``sol.backend`` and ``sol.stats["driver"]`` (which also says how L's φ are evaluated: eigh for a symmetric L,
     eig where κ(V) <= 1e4, φ-actions for a defective one above 64 unknowns — upwind: one Jordan block), with the per-lane path's
-    result; an explicit backend, a smaller L, an ensemble or float32 keep the kernels."""
+    result; an explicit backend, a smaller L, an ensemble or float32 keep the kernels.  Where L has an eigenbasis
+    the routed solve runs the compiled field kernel (N one line a component or a loop over a stencil's interior:
+    ``emit_field.forcing_runs``; here with a param and t in N), else the array driver."""
     from sdekit.fields import route
     n = 80
     y = sk.states("u", n)
     upwind = 3.0 * (np.eye(n, k=-1) - np.eye(n))
     defective = sk.ODEProblem(sk.ODE(y, linear=upwind, nonlinear=sp.Matrix([-y[i] ** 3 for i in range(n)])),
                               y0=np.linspace(0.2, 1.0, n), tspan=(0.0, 2.0))
-    for prob, how in [(_dense_allen_cahn(), "φ from eigh"), (_dense_allen_cahn(symmetric=False), "φ from eig, κ(V) = "),
+    for prob, how in [(_dense_allen_cahn(forced=True), "φ from eigh"),
+                      (_dense_allen_cahn(symmetric=False, forced=True), "φ from eig, κ(V) = "),
                       (defective, "φ-actions (non-normal)")]:
         routed = sk.solve(prob, "ROS34PW2", rtol=1e-6, atol=1e-6, saveat=[1.0, 2.0])
         lanes = sk.solve(prob, "ROS34PW2", rtol=1e-6, atol=1e-6, saveat=[1.0, 2.0], backend="numpy")
         d = prob.y0.size
-        assert routed.backend == "fields" and lanes.backend == "numpy" and routed.y.shape == lanes.y.shape == (2, d)
-        assert routed.stats["driver"].startswith(f"array (routed: dense L, d = {d} >= 64, {how}")
+        compiled = how.startswith("φ from eig")           # an eigenbasis: the compiled field kernel
+        assert routed.backend == ("fields-numba" if compiled else "fields") and lanes.backend == "numpy"
+        assert routed.y.shape == lanes.y.shape == (2, d)
+        driver = "fields-numba" if compiled else "array"
+        assert routed.stats["driver"].startswith(f"{driver} (routed: dense L, d = {d} >= 64, {how}")
         assert "driver" not in lanes.stats and step_counts(routed).keys() == lanes.stats.keys()
         np.testing.assert_allclose(routed.y, lanes.y, atol=1e-9)
         fixed = sk.solve(prob, "ETDRK4", dt=0.05)
-        assert fixed.backend == "fields"
+        assert fixed.backend == routed.backend
         np.testing.assert_allclose(fixed.y[-1], sk.solve(prob, "ETDRK4", dt=0.05, backend="numpy").y[-1], atol=1e-11)
     prob = _dense_allen_cahn()
     assert route(prob, "ETDRK4", 0.5, {}) is not None
@@ -306,6 +317,41 @@ def test_large_dense_problems_take_the_array_path_by_default():
                                     (sk.Ensemble(prob, n=2), "ETDRK4", {}),
                                     (prob, "ETDRK4", {"dtype": np.float32})]:
         assert route(target, method, 0.5, options) is None, (method, options)
+
+
+def test_dense_forcing_prints_a_loop_for_each_run_of_one_template():
+    """``emit_field.forcing_runs``: components that are one template at equal strides (a stencil's interior, the
+    even and the odd ones of an interleaved pair) become loops, from FORCING_LOOP_MIN of them; the rest (the
+    boundaries, a template at uneven indices, a run too short) one line each.  Each component is printed exactly
+    once, and a run's template at each of its indices gives back that component."""
+    from sdekit.codegen.emit_field import FORCING_LOOP_MIN, forcing_runs
+    n = 60
+    y, k = sk.states("y", n), sk.params("k")
+    uneven = {45, 46, 48, 51, 55, 59}                             # strides 1, 2, 3, 4, 4: no run of 8
+    N = []
+    for i in range(n):
+        if i < 20:                                                # interleaved: strides of 2
+            N.append(y[i] * y[i + 1] if i % 2 == 0 else sp.sin(y[i] - y[i - 1]))
+        elif i < 45:                                              # a stencil's interior
+            N.append(y[i - 1] - 2 * y[i] + y[i + 1] + sp.exp(-y[i]))
+        elif i in uneven:
+            N.append(k * y[i] ** 2 + sk.t)
+        else:                                                     # a number of its own each: no template shared
+            N.append(y[i] + i)
+    runs = forcing_runs(N, y)
+    assert {tuple(r) for r, _ in runs if len(r) > 1} == {tuple(range(0, 20, 2)), tuple(range(1, 20, 2)),
+                                                          tuple(range(20, 45))}
+    assert sorted(i for r, _ in runs for i in r) == list(range(n))
+    for r, e in runs:
+        for i in r:
+            back = {sp.Symbol(name): y[j] for j in range(n)
+                    for name in ([f"u[{j}]"] if len(r) == 1 else
+                                 [f"u[i {'+' if j >= i else '-'} {abs(j - i)}]" if j != i else "u[i]"])}
+            assert sp.simplify(e.xreplace(back) - N[i]) == 0, (r, i, e)
+    assert not any(len(r) > 1 for r, _ in forcing_runs([y[i] ** 2 for i in range(FORCING_LOOP_MIN - 1)],
+                                                       y[:FORCING_LOOP_MIN - 1]))
+    assert [len(r) for r, _ in forcing_runs([y[i] ** 2 for i in range(FORCING_LOOP_MIN)], y[:FORCING_LOOP_MIN])] == \
+        [FORCING_LOOP_MIN]
 
 
 @pytest.mark.parametrize("method", ["Exprb32", "Exprb43"])
