@@ -20,8 +20,10 @@ The default horizon T = 10 covers the transient and the start of the metastable 
 
 Solvers: sdekit Exprb43 (exponential Rosenbrock, exact Jacobian), ROS34PW2 (Rosenbrock-W,
 W = L) and Tsit5 (explicit, to show the cost of stiffness), all adaptive, as ``sk.solve`` runs them
-by default: a dense L of this size routes to the array-level drivers (L's φ in its eigenvector basis,
-Exprb43's Jacobian φ by actions; each row records ``sol.stats["driver"]``); scipy ``solve_ivp`` BDF, Radau and LSODA with the analytic Jacobian
+by default: a dense L of this size routes to the array path (ROS34PW2 and Tsit5 to the compiled field kernel in
+L's eigenvector basis, N printed as a loop over the interior and the two boundary lines; Exprb43 to the array-level
+driver, its Jacobian's φ by Krylov actions; each row records ``sol.stats["driver"]``); scipy ``solve_ivp`` BDF,
+Radau and LSODA with the analytic Jacobian
 J = L + diag(1 − 3u²).  rtol = atol = tol for every solver.  The error is the max-norm at
 t = T against a reference from scipy Radau (rtol = atol = 1e-12, analytic Jacobian),
 cross-checked against DOP853 at rtol = atol = 1e-13 (the difference is recorded).
