@@ -38,7 +38,7 @@ from .abi import STATS
 from sympy.printing.numpy import NumPyPrinter
 
 from .codegen.builders import build_scheme
-from .codegen.emit_field import Basis, emit_field, emit_field_numba
+from .codegen.emit_field import Basis, emit_field, emit_field_numba, forcing_runs
 from .codegen.emit_numpy import ProductPowers
 from .codegen.errors import ModelError
 from .codegen.methods import get_method
@@ -946,6 +946,13 @@ _ROUTED_OPTIONS = {"ts", "saveat", "progress", "adaptive", "rtol", "atol", "cont
                    "tstops"}
 
 
+#: a routed dense ODE whose N prints more lines than this (components outside the runs of one template) keeps the
+#: array driver: Numba's compile grows with the lines (512 distinct ones: 11.7 s, where Allen–Cahn's loop and two
+#: lines take 6 s) and at that size L's dense eigenvector products, not the driver, take a step's time (d = 512,
+#: ROS34PW2: 0.14 s compiled, 0.19 s on the array driver)
+COMPILED_FORCING_LINES = 256
+
+
 class DenseODE(_ArrayModel):
     """An ``sk.ODE`` y' = L y + c + N with a constant dense L, as an array model: the state a vector, L a
     :func:`matrix` operator (its φ by ``Matrix.phi_evaluation``: one eigendecomposition where it has a
@@ -968,9 +975,13 @@ class DenseODE(_ArrayModel):
         self._compiled = {}
 
     def numba_bases(self):
-        """L's eigenvector basis (``Matrix.eigenbasis``; None where its φ are not from an eigendecomposition)."""
-        basis = _basis(self.operator)
-        return None if basis is None else (basis, {})
+        """L's eigenvector basis (``Matrix.eigenbasis``); None where its φ are not from an eigendecomposition or N
+        prints more than COMPILED_FORCING_LINES lines (``emit_field.forcing_runs``)."""
+        if "_numba_bases" not in self.__dict__:
+            lines = sum(len(r) == 1 for r, _ in forcing_runs(self.components, self.states))
+            basis = _basis(self.operator) if lines <= COMPILED_FORCING_LINES else None
+            self.__dict__["_numba_bases"] = None if basis is None else (basis, {})
+        return self.__dict__["_numba_bases"]
 
     def numba_arguments(self, params) -> tuple:
         """L's eigenvalues and eigenvector products, then the values of ``params`` (its params' order)."""

@@ -354,6 +354,18 @@ def test_dense_forcing_prints_a_loop_for_each_run_of_one_template():
         [FORCING_LOOP_MIN]
 
 
+def test_a_routed_forcing_of_too_many_lines_keeps_the_array_driver(monkeypatch):
+    """A dense ODE whose N prints more than COMPILED_FORCING_LINES lines outside its loops is not compiled (Numba's
+    compile grows with the lines): routed Allen–Cahn has two (its boundaries), so a limit of one sends it to the
+    array driver, with the same solution."""
+    from sdekit import fields
+    prob = _dense_allen_cahn()
+    monkeypatch.setattr(fields, "COMPILED_FORCING_LINES", 1)
+    sol = sk.solve(prob, "ETDRK4", dt=0.1)
+    assert sol.backend == "fields" and sol.stats["driver"].startswith("array (routed")
+    np.testing.assert_allclose(sol.y[-1], sk.solve(prob, "ETDRK4", dt=0.1, backend="numpy").y[-1], atol=1e-11)
+
+
 @pytest.mark.parametrize("method", ["Exprb32", "Exprb43"])
 def test_routed_exponential_rosenbrock_takes_the_sympy_jacobian_and_phi_actions(method):
     """Exponential Rosenbrock methods route too (DenseODE.jacobian: sympy's nonzero derivatives of N, ∂N/∂t
