@@ -24,6 +24,7 @@ grid, sums in L's eigenbasis) wherever every operator has a fast eigenbasis; ``b
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect as _inspect
 import itertools
@@ -481,6 +482,7 @@ class FieldODE(_ArrayModel):
             runtimes = [zero if op is None else op.on_real() for op in linears]
         self.operator = _ops.Species(runtimes) if S > 1 else runtimes[0]
         self._compiled = {}    # (method, adaptive) -> (scheme, module, {step-size class: operator values})
+        self._operator_tables = {}     # method -> {step classes: the compiled kernel's operator table}
 
     def __reduce__(self):
         """Pickled as its constructor's arguments (fields, operators, expressions, data) and the operators N applies:
@@ -876,7 +878,7 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
         if compiled:
             kernel = model.compiled_numba(m.name, adaptive=True)
             margs = model.numba_arguments(params)
-            raw = run_adaptive(inp, lambda fixed: first_call(kernel, kernel.kernel, (0, 1), (*fixed, *margs)))
+            raw = run_adaptive(inp, lambda fixed: _whole_run(first_call, kernel, (*fixed, *margs), progress))
         else:
             raw = run_adaptive(inp, lambda fixed: module.kernel(*fixed, lanes, lanes.values, progress))
     else:
@@ -885,10 +887,10 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
         classes = step_classes(inp.grid)[0]
         if compiled:
             kernel = model.compiled_numba(m.name)
-            tables = model.__dict__.setdefault("_operator_tables", {}).setdefault(m.name, {})
+            tables = model._operator_tables.setdefault(m.name, {})
             opvals = _operator_table(lanes, scheme, classes, model.operator, tables)
             margs = (opvals,) + model.numba_arguments(params)
-            raw = run_fixed(inp, lambda fixed: first_call(kernel, kernel.kernel, (0, 1), (*fixed, *margs)))
+            raw = run_fixed(inp, lambda fixed: _whole_run(first_call, kernel, (*fixed, *margs), progress))
         else:
             raw = run_fixed(inp, lambda fixed: module.kernel(*fixed, lanes, lambda hc: lanes.values(classes[hc]), progress))
     stats = {name: int(v) for name, v in zip(STATS, raw.stats.sum(axis=1))}
@@ -897,6 +899,15 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
     y = model.user_value(np.asarray(raw.saved)[:, :, 0].reshape((-1,) + model.shape))
     return Solution.from_codes(np.asarray(raw.times), y, raw.retcodes, False, stats=stats, method=m.name,
                                backend="fields-numba" if compiled else "fields")
+
+
+def _whole_run(first_call, kernel, args, progress: bool):
+    """The compiled field kernel over the whole span (one lane: no progress inside it), with ``progress`` a tqdm bar
+    of that one run, as the per-lane kernels show one trajectory's."""
+    from tqdm.auto import tqdm
+    with tqdm(total=1, desc="sdekit fields-numba", unit="solve", disable=not progress) as bar:
+        first_call(kernel, kernel.kernel, (0, 1), args)
+        bar.update()
 
 
 def compiled_runs(model, backend, method: str, adaptive: bool = False) -> bool:
@@ -946,46 +957,72 @@ _ROUTED_OPTIONS = {"ts", "saveat", "progress", "adaptive", "rtol", "atol", "cont
                    "tstops"}
 
 
-#: a routed dense ODE whose N prints more lines than this (components outside the runs of one template) keeps the
-#: array driver: Numba's compile grows with the lines (512 distinct ones: 11.7 s, where Allen–Cahn's loop and two
-#: lines take 6 s) and at that size L's dense eigenvector products, not the driver, take a step's time (d = 512,
-#: ROS34PW2: 0.14 s compiled, 0.19 s on the array driver)
-COMPILED_FORCING_LINES = 256
+#: a routed dense ODE whose N prints more operations than this (sympy's count of the printed expressions: a loop's
+#: once) keeps the array driver: Numba's compile grows with the code (measured, adaptive ROS34PW2: Allen–Cahn's loop
+#: and two lines, 8 operations, 6 s; 256 distinct lines, 768 operations, 8.9 s; 512 lines, 1536 operations, 11.7 s
+#: for 0.14 s a solve against 0.19 s on the array driver; N = −u ∘ (W u), W a dense 64 × 64, 8256 operations, 70 s
+#: against 1.5 s)
+COMPILED_FORCING_OPERATIONS = 1024
 
 
 class DenseODE(_ArrayModel):
     """An ``sk.ODE`` y' = L y + c + N with a constant dense L, as an array model: the state a vector, L a
     :func:`matrix` operator (its φ by ``Matrix.phi_evaluation``: one eigendecomposition where it has a
-    well-conditioned one, else φ-actions), N its sympy forcing: in the compiled field kernel one line a component
-    (``components``, ``emit_field.emit_vector_forcing_numba``; where L has an eigenbasis and the method no
-    Jacobian), else lambdified over the whole state with the problem's params bound (``values``, in ``params``'
-    order); :meth:`jacobian` its nonzero derivatives."""
+    well-conditioned one, else φ-actions), N its sympy forcing: in the compiled field kernel as printed code
+    (``components``, ``emit_field.emit_vector_forcing_numba``; where L has an eigenbasis, N is small enough to
+    compile and the method needs no Jacobian), else lambdified over the whole state with the params' ``values``
+    bound (in ``params``' order); :meth:`jacobian` its nonzero derivatives.  One is made per model and L
+    (``_dense_model``); :meth:`with_values` gives it for other params values, sharing the operator, the generated
+    modules and what is derived from the sympy model (``_shared``)."""
 
-    data = {}
-
-    def __init__(self, model, L, params):
+    def __init__(self, model, L):
         form = model.form
         self.form = form
         self.shape, self.grid, self.several = (form.dim,), (form.dim,), False
         self.operator = _ops.Matrix(self.shape, np.asarray(L, dtype=float))
         self.states, self.components, self.params = tuple(form.states), tuple(form.forcing), tuple(form.params)
-        f = sp.lambdify([*form.states, _t, *self.params], list(form.forcing), "numpy")
-        self.values = [float(params[p.name]) for p in self.params]
-        self._forcing = f
-        self._compiled = {}
+        self.values = [0.0] * len(self.params)
+        self._compiled, self._operator_tables, self._shared = {}, {}, {}
+
+    @property
+    def data(self) -> dict:
+        """No data arrays (a field model's ``data=``): the compiled kernel's argument list has none."""
+        return {}
+
+    def with_values(self, params: dict) -> "DenseODE":
+        """This model with the params' values ``params`` ({name: number}) bound."""
+        out = copy.copy(self)
+        out.values = [float(params[p.name]) for p in self.params]
+        return out
 
     def numba_bases(self):
         """L's eigenvector basis (``Matrix.eigenbasis``); None where its φ are not from an eigendecomposition or N
-        prints more than COMPILED_FORCING_LINES lines (``emit_field.forcing_runs``)."""
-        if "_numba_bases" not in self.__dict__:
-            lines = sum(len(r) == 1 for r, _ in forcing_runs(self.components, self.states))
-            basis = _basis(self.operator) if lines <= COMPILED_FORCING_LINES else None
-            self.__dict__["_numba_bases"] = None if basis is None else (basis, {})
-        return self.__dict__["_numba_bases"]
+        prints more than COMPILED_FORCING_OPERATIONS operations (:meth:`refusal` says so)."""
+        if "bases" not in self._shared:
+            basis = _basis(self.operator)
+            if basis is not None and self.refusal() is not None:
+                basis = None
+            self._shared["bases"] = None if basis is None else (basis, {})
+        return self._shared["bases"]
+
+    def refusal(self) -> str | None:
+        """Why N is not compiled (too many operations: ``COMPILED_FORCING_OPERATIONS``), or None."""
+        if "operations" not in self._shared:
+            runs = forcing_runs(self.components, self.states)
+            self._shared["operations"] = int(sum(sp.count_ops(e) for _, e in runs))
+        count = self._shared["operations"]
+        return (f"N of {count} operations > {COMPILED_FORCING_OPERATIONS} is not compiled"
+                if count > COMPILED_FORCING_OPERATIONS else None)
 
     def numba_arguments(self, params) -> tuple:
         """L's eigenvalues and eigenvector products, then the values of ``params`` (its params' order)."""
         return _kernel_arrays(self.operator) + tuple(float(v) for v in params)
+
+    def _forcing(self, *args):
+        """N lambdified over the whole state (made on first use: the compiled kernel does not need it)."""
+        if "forcing" not in self._shared:
+            self._shared["forcing"] = sp.lambdify([*self.states, _t, *self.params], list(self.components), "numpy")
+        return self._shared["forcing"](*args)
 
     def rhs(self, u, t):
         """N(u, t) on the state vector: the lambdified entries, numbers for a vector u (one array call: a routed
@@ -1000,13 +1037,13 @@ class DenseODE(_ArrayModel):
         the forcing (``form.forcing_jacobian``, the per-lane kernels' too), only the nonzero ones lambdified (a
         stencil's N has O(d) of the d² entries), ∂N/∂u's at the same (rows, cols) at every call."""
         from scipy import sparse
-        if "_jacobian_entries" not in self.__dict__:
+        if "jacobian_entries" not in self._shared:
             form, d = self.form, self.form.dim
             entries = list(form.jacobian_entries(form.forcing_jacobian(), d))
             fn = sp.lambdify([*form.states, _t, *form.params], [e for *_, e in entries] or [0], "numpy")
-            self.__dict__["_jacobian_entries"] = (np.array([i for i, _, _ in entries], dtype=int),
+            self._shared["jacobian_entries"] = (np.array([i for i, _, _ in entries], dtype=int),
                                                   np.array([j for _, j, _ in entries], dtype=int), fn)
-        rows, cols, fn = self.__dict__["_jacobian_entries"]
+        rows, cols, fn = self._shared["jacobian_entries"]
         d = self.form.dim
         values = np.array(fn(*np.ravel(u), float(t), *self.values), dtype=float) if rows.size else np.zeros(0)
         in_u, b = cols < d, np.zeros(d)
@@ -1017,11 +1054,11 @@ class DenseODE(_ArrayModel):
 def route(target, method: str, dt, options: dict):
     """``sdekit.solve``'s default for large stiff linear parts (issue 19): an ODEProblem with a constant, finite
     dense L of dimension >= ROUTE_DIM, no networks, an array-capable method and only options the array path
-    takes runs as a :class:`DenseODE` — on the compiled field kernel where L has an eigenbasis and the method needs
-    no Jacobian (``sol.backend == "fields-numba"``), else on the array-level driver (``"fields"``);
-    ``sol.stats["driver"]`` names it and says why and how L's φ are evaluated
-    (``kernels.operators.Matrix.phi_evaluation``); anything else, or an explicit ``backend=``, returns None (the
-    per-lane kernels)."""
+    takes runs as a :class:`DenseODE` — on the compiled field kernel where L has an eigenbasis, N is small enough
+    to compile (``COMPILED_FORCING_OPERATIONS``) and the method needs no Jacobian (``sol.backend ==
+    "fields-numba"``), else on the array-level driver (``"fields"``); ``sol.stats["driver"]`` names it and says
+    why, how L's φ are evaluated (``kernels.operators.Matrix.phi_evaluation``) and why N is not compiled where that
+    is the reason; anything else, or an explicit ``backend=``, returns None (the per-lane kernels)."""
     from .codegen.host import linear_entries
     from .problem import ODEProblem
     options = {k: v for k, v in options.items() if not (k == "backend" and v is None)}
@@ -1043,18 +1080,24 @@ def route(target, method: str, dt, options: dict):
     problem = types.SimpleNamespace(model=model, u0=np.asarray(target.y0, dtype=float), tspan=target.tspan,
                                     jacobian=model.jacobian, params=dict(zip((p.name for p in model.params), model.values)))
     sol = solve_field(problem, method, dt, **options)
-    sol.stats["driver"] += f" (routed: dense L, d = {form.dim} >= {ROUTE_DIM}, {model.operator.describe_phi()})"
+    why = [f"dense L, d = {form.dim} >= {ROUTE_DIM}", model.operator.describe_phi()]
+    if sol.backend == "fields" and model.operator.eigenbasis() is not None and model.refusal():
+        why.append(model.refusal())
+    sol.stats["driver"] += f" (routed: {', '.join(why)})"
     return sol
 
 
 def routed_model(model, method: str):
-    """The array model ``solve`` would route ``model`` (an ``sk.ODE``) to for ``method`` when the problem has
-    no params, or None (``sdekit inspect``'s view of the routing)."""
+    """The array model ``solve`` would route ``model`` (an ``sk.ODE``) to for ``method`` where L does not depend on
+    the params, or None (``sdekit inspect``'s view of the routing; the generated code does not read the params'
+    values, which are runtime arguments: 0 here)."""
     from .model import ODE
-    if not isinstance(model, ODE) or model.form.params or model.form.linear_numeric is None:
+    if not isinstance(model, ODE) or model.form.linear_numeric is None:
         return None
     L = np.asarray(model.form.linear_numeric, dtype=float)
-    return _dense_model(model, L, {}) if _routable(model.form, method) and np.all(np.isfinite(L)) else None
+    if not (_routable(model.form, method) and np.all(np.isfinite(L))):
+        return None
+    return _dense_model(model, L, {p.name: 0.0 for p in model.form.params})
 
 
 def _routable(form, method: str) -> bool:
@@ -1071,10 +1114,12 @@ def _routable(form, method: str) -> bool:
 
 
 def _dense_model(model, L, params):
-    """The model's DenseODE for these L and params, kept on the model (its generated modules with it)."""
-    key = ("dense_ode", L.tobytes(), tuple((k, float(v)) for k, v in sorted(params.items())))
+    """The model's DenseODE for L (kept on the model with its generated modules: one L at a time, a sweep over a
+    param of L would otherwise pile them up) with the values of ``params`` bound (a sweep over params of N shares
+    the DenseODE's operator, modules and compiled kernel: ``DenseODE.with_values``)."""
+    key = ("dense_ode", L.tobytes())
     cache = model._host.setdefault("array_models", {})
     if key not in cache:
-        cache.clear()                   # one at a time: a sweep over params would otherwise pile them up
-        cache[key] = DenseODE(model, L, params)
-    return cache[key]
+        cache.clear()
+        cache[key] = DenseODE(model, L)
+    return cache[key].with_values(params)

@@ -631,7 +631,7 @@ def inspect(model, method: str, backend: str | None = None, dtype=np.float64, ad
     ``solve`` picks — the Numba kernel, or the array path for a model it routes there; ``adaptive``: the
     kernel with per-trajectory step control)."""
     from .diffusion_models import network_source, sampler_name
-    from .fields import FieldODE, FieldProblem, compiled_runs, field_source, routed_model
+    from .fields import COMPILED_FORCING_OPERATIONS, FieldODE, FieldProblem, compiled_runs, field_source, routed_model
     from .model import ODE, SDE
     target = model.problem.model if isinstance(model, Ensemble) else getattr(model, "model", model)
     if sampler_name(method) is not None and getattr(target, "diffusion_process", None) is not None:
@@ -647,7 +647,8 @@ def inspect(model, method: str, backend: str | None = None, dtype=np.float64, ad
         array = routed_model(getattr(model, "model", model), method)
         if array is not None:
             return ("# solve() runs this model on the array path (sdekit.fields.route: a finite dense L of dimension "
-                    ">= 64; the compiled field kernel where L has an eigenbasis and the method needs no Jacobian); "
+                    ">= 64; the compiled field kernel where L has an eigenbasis, N at most "
+                    f"{COMPILED_FORCING_OPERATIONS} operations and the method needs no Jacobian); "
                     "backend= keeps the per-trajectory kernels\n"
                     f"{field_source(array, method, adaptive)}")
     target = model.problem.model if isinstance(model, Ensemble) else getattr(model, "model", model)

@@ -282,13 +282,14 @@ def _dense_allen_cahn(n=64, symmetric=True, forced=False):
     return sk.ODEProblem(model, y0=0.53 * x + 0.47 * np.sin(-1.5 * np.pi * x), tspan=(0.0, 2.0), params=params)
 
 
-def test_large_dense_problems_take_the_array_path_by_default():
+def test_large_dense_problems_take_the_array_path_by_default(capsys):
     """Routing (issue 19): an ODEProblem with a dense L of dimension >= 64 runs on the array path, visible as
     ``sol.backend`` and ``sol.stats["driver"]`` (which also says how L's φ are evaluated: eigh for a symmetric L,
     eig where κ(V) <= 1e4, φ-actions for a defective one above 64 unknowns — upwind: one Jordan block), with the per-lane path's
     result; an explicit backend, a smaller L, an ensemble or float32 keep the kernels.  Where L has an eigenbasis
     the routed solve runs the compiled field kernel (N one line a component or a loop over a stencil's interior:
     ``emit_field.forcing_runs``; here with a param and t in N), else the array driver."""
+    from sdekit import fields
     from sdekit.fields import route
     n = 80
     y = sk.states("u", n)
@@ -311,6 +312,15 @@ def test_large_dense_problems_take_the_array_path_by_default():
         fixed = sk.solve(prob, "ETDRK4", dt=0.05)
         assert fixed.backend == routed.backend
         np.testing.assert_allclose(fixed.y[-1], sk.solve(prob, "ETDRK4", dt=0.05, backend="numpy").y[-1], atol=1e-11)
+    forced = _dense_allen_cahn(forced=True)              # another value of the param: the same kernel, its own answer
+    other = sk.ODEProblem(forced.model, y0=forced.y0, tspan=forced.tspan, params={"a": 0.6})
+    sol = sk.solve(other, "ETDRK4", dt=0.05, progress=True)
+    assert sol.backend == "fields-numba" and "sdekit fields-numba" in capsys.readouterr().err     # the bar
+    np.testing.assert_allclose(sol.y[-1], sk.solve(other, "ETDRK4", dt=0.05, backend="numpy").y[-1], atol=1e-11)
+    assert np.abs(sol.y[-1] - sk.solve(forced, "ETDRK4", dt=0.05).y[-1]).max() > 1e-3
+    L = np.asarray(forced.model.form.linear_numeric, dtype=float)
+    one, two = (fields._dense_model(forced.model, L, {"a": a}) for a in (0.9, 0.6))
+    assert one._compiled is two._compiled and one.operator is two.operator and (one.values, two.values) == ([0.9], [0.6])
     prob = _dense_allen_cahn()
     assert route(prob, "ETDRK4", 0.5, {}) is not None
     for target, method, options in [(prob, "ETDRK4", {"backend": "numpy"}), (_dense_allen_cahn(n=16), "ETDRK4", {}),
@@ -354,15 +364,16 @@ def test_dense_forcing_prints_a_loop_for_each_run_of_one_template():
         [FORCING_LOOP_MIN]
 
 
-def test_a_routed_forcing_of_too_many_lines_keeps_the_array_driver(monkeypatch):
-    """A dense ODE whose N prints more than COMPILED_FORCING_LINES lines outside its loops is not compiled (Numba's
-    compile grows with the lines): routed Allen–Cahn has two (its boundaries), so a limit of one sends it to the
-    array driver, with the same solution."""
+def test_a_routed_forcing_of_too_many_operations_keeps_the_array_driver(monkeypatch):
+    """A dense ODE whose N prints more than COMPILED_FORCING_OPERATIONS operations (a loop's once) is not compiled
+    (Numba's compile grows with the code: N = −u ∘ (W u), W dense 64 × 64, took 70 s): routed Allen–Cahn prints a
+    few, so a limit of one sends it to the array driver, which says why, with the same solution."""
     from sdekit import fields
     prob = _dense_allen_cahn()
-    monkeypatch.setattr(fields, "COMPILED_FORCING_LINES", 1)
+    monkeypatch.setattr(fields, "COMPILED_FORCING_OPERATIONS", 1)
     sol = sk.solve(prob, "ETDRK4", dt=0.1)
     assert sol.backend == "fields" and sol.stats["driver"].startswith("array (routed")
+    assert sol.stats["driver"].endswith("operations > 1 is not compiled)")
     np.testing.assert_allclose(sol.y[-1], sk.solve(prob, "ETDRK4", dt=0.1, backend="numpy").y[-1], atol=1e-11)
 
 
@@ -501,6 +512,8 @@ def test_review_fixes_fields():
 def test_inspect_shows_the_array_path_of_a_routed_model():
     prob = _dense_allen_cahn()
     assert "array path" in sk.inspect(prob.model, "ETDRK4") and "def kernel(" in sk.inspect(prob.model, "ETDRK4")
+    source = sk.inspect(_dense_allen_cahn(forced=True).model, "ETDRK4")      # params in N: runtime arguments
+    assert "array path" in source and "def forcing(u, t, out, param0):" in source and "for i in range(1, 63):" in source
     assert "array path" not in sk.inspect(prob.model, "ETDRK4", backend="numpy")
 
 
