@@ -18,7 +18,7 @@ from .builders import milstein_terms
 from .drivers import adaptive_loop, fixed_loop
 from .lane_operators import jacobian_operator_name
 from .errors import ModelError
-from .lowering import lower
+from .lowering import float_text, lower
 from .neural import External
 from .neural import activation, activation_grad
 from ..abi import LINEAR_ARGS, NUMPY_MODEL_ARGS
@@ -38,7 +38,14 @@ class ProductPowers:
         return super()._print_Pow(e, rational=rational)
 
 
-class _ArrayPrinter(ProductPowers, SciPyPrinter):
+class ExactFloats:
+    """A printer mixin: floats by :func:`float_text`."""
+
+    def _print_Float(self, e):
+        return float_text(e, super()._print_Float)
+
+
+class _ArrayPrinter(ExactFloats, ProductPowers, SciPyPrinter):
     """numpy code (special functions from scipy.special; the table is codegen/functions.py); Max/Min as
     nested elementwise numpy.maximum/minimum (sympy's default needs functools); small powers as products."""
 

@@ -44,6 +44,14 @@ class Lowered:
 TIME = sp.Symbol("t")
 
 
+def float_text(e, fallback) -> str:
+    """A sympy Float as Python source: where it is a double (precision ≤ 53 bits: a user's float), ``repr``, which
+    parses back to the same double (sympy prints 15 significant digits: 1/3 as 0.333333333333333, 1e-15 off, and
+    0.1 + 0.2 as 0.3; the C printer prints 17); else ``fallback(e)``, its own digits (tableau coefficients kept to
+    higher precision, which parse to their nearest double)."""
+    return repr(float(e)) if e._prec <= 53 else fallback(e)
+
+
 def param_name(p) -> str:
     return f"p_{p.name}"
 

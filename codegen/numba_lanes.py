@@ -15,6 +15,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from ..abi import JIT_FLAGS, LINEAR_ARGS, LINEAR_LAYOUT, OPERATOR_LAYOUT, entry, operator_args, param_args, weight_args
 from .analysis import SemilinearForm
+from .lowering import float_text
 from .builders import milstein_terms
 from .lane_operators import jacobian_operator_name
 from .lowering import lower
@@ -43,7 +44,7 @@ class _KernelPrinter(NumPyPrinter):
     # numbers and number symbols: NumPyPrinter's text, as a float32 constant in a float32 kernel
     _print_Integer = _constant(NumPyPrinter._print_Integer)
     _print_Rational = _constant(NumPyPrinter._print_Rational)
-    _print_Float = _constant(NumPyPrinter._print_Float)
+    _print_Float = _constant(lambda self, e: float_text(e, lambda x: NumPyPrinter._print_Float(self, x)))
     _print_NaN = _constant(NumPyPrinter._print_NaN)
     _print_Infinity = _constant(NumPyPrinter._print_Infinity)
     _print_Pi = _constant(NumPyPrinter._print_Pi)

@@ -40,7 +40,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from .codegen.builders import build_scheme
 from .codegen.emit_field import Basis, emit_field, emit_field_numba, forcing_runs
-from .codegen.emit_numpy import ProductPowers
+from .codegen.emit_numpy import ExactFloats, ProductPowers
 from .codegen.errors import ModelError
 from .codegen.methods import get_method
 from .kernels import operators as _ops
@@ -355,8 +355,8 @@ def matrix(shape, A) -> Operator:
     return Operator(_ops.Matrix(shape, A if sparse.issparse(A) else A.astype(float)), "matrix")
 
 
-class _FieldPrinter(ProductPowers, NumPyPrinter):
-    """N on the grid: numpy, small powers as products (``codegen.emit_numpy.ProductPowers``)."""
+class _FieldPrinter(ExactFloats, ProductPowers, NumPyPrinter):
+    """N on the grid: numpy, floats to the last bit and small powers as products (``codegen.emit_numpy``)."""
 
 
 class _ArrayModel:

@@ -914,3 +914,19 @@ def test_the_host_optimisation_level_is_checked_and_names_the_library(monkeypatc
     assert cuda_backend.host_library(source).sdekit_probe() == 7
     folder = cuda_backend.write_source(source, "kernel", ".cu").parent
     assert sorted(p.name for p in folder.glob("kernel*.so")) == ["kernel-O0.so", "kernel.so"]
+
+
+def test_a_users_float_is_the_same_double_in_every_backend():
+    """A float in the model (k = 0.1 + 0.2, which sympy prints as 0.300000000000000) is printed to the last bit
+    (``lowering.float_text``) by the numpy, Numba and field printers as the C printer does: one Euler step of
+    y' = k y² from 3 is 3 + k·9 bit for bit on every backend (the printed 0.3 gave 5.699999999999999 on numpy and
+    Numba, 5.7 on cuda-host)."""
+    k = 0.1 + 0.2
+    y = sk.states("y", 1)
+    prob = sk.ODEProblem(sk.ODE(y, sp.Matrix([k * y[0] ** 2])), y0=[3.0], tspan=(0.0, 1.0))
+    for backend in ("numpy", "numba", "cuda-host"):
+        assert repr(k) in sk.inspect(prob.model, "Euler", backend=backend), backend
+        assert sk.solve(prob, "Euler", dt=1.0, backend=backend).y[-1][0] == 3.0 + 1.0 * (k * 9.0), backend
+    u = sk.field("u", 8)
+    field = sk.FieldODE(u, linear=sk.laplacian(8, 0.1), nonlinear=k * u ** 2)
+    assert repr(k) in sk.inspect(field, "ETDRK4", backend="numpy") and repr(k) in sk.inspect(field, "ETDRK4")
