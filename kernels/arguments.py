@@ -97,27 +97,10 @@ def ordered(spec, values: dict) -> list:
     return [values[k] for k in spec]
 
 
-#: step sizes at most this many ulps of the grid's largest |t| apart are one step class (the times' rounding)
-CLASS_ROUNDING_ULPS = 8
-
-
 def step_classes(grid):
-    """(step sizes, the class of each step): operators are tabulated per class.  A uniform grid's steps
-    t_{k+1} − t_k differ in their last bits (the times' rounding: dt = 0.01 on [0, 100] gave 23 sizes of one step,
-    each its own φ tables), so sizes within CLASS_ROUNDING_ULPS ulps of the grid's largest |t| of a class's
-    smallest are one class, tabulated at its most frequent size (the smallest of equally frequent ones); the
-    steps themselves keep their own h."""
-    sizes, inverse, counts = np.unique(np.diff(grid.times), return_inverse=True, return_counts=True)
-    if sizes.size == 0:
-        return sizes, inverse.astype(np.int64)
-    tol = CLASS_ROUNDING_ULPS * np.spacing(float(np.max(np.abs(grid.times))))
-    group, first = np.zeros(sizes.size, np.int64), sizes[0]
-    for k in range(1, sizes.size):
-        new = sizes[k] - first > tol
-        group[k] = group[k - 1] + new
-        first = sizes[k] if new else first
-    classes = np.array([sizes[group == g][np.argmax(counts[group == g])] for g in range(group[-1] + 1)])
-    return classes, group[inverse.ravel()].astype(np.int64)
+    """(distinct step sizes, the class of each step): operators are tabulated per class."""
+    classes, hclass = np.unique(np.diff(grid.times), return_inverse=True)
+    return classes, hclass.astype(np.int64)
 
 
 def run_fixed(inp, launch, xp=np):

@@ -312,7 +312,8 @@ def test_kernels_read_l_and_operators_in_the_abi_layouts(monkeypatch):
     block algorithms (``matfun.lane_matrices`` through ``abi.view``) and the host follow it, so the
     transposed dense layouts give the same trajectories (non-symmetric L: a transposed read would not),
     on Numba and numpy (which takes the host's values as they are: ``abi.NUMPY_MODEL_ARGS``).  The fixed steps
-    are dt = 0.3 on [0, 2], the last 0.2 (two step classes), so the tables' step-class axis is read too."""
+    are dt = 0.3 on [0, 2], the last 0.2 (with the grid's rounding, five step classes), so the tables' step-class
+    axis is read too."""
     from sdekit import abi
 
     def run():  # a new model each time: a model keeps its generated sources

@@ -116,29 +116,6 @@ def _ode():
     return manufactured_backwards(np.diag([-1.0, -4.0]))
 
 
-@settings(max_examples=300, deadline=None)
-@given(t0=st.floats(-1e4, 1e4), span=st.floats(1e-3, 1e3), steps=st.integers(1, 3000),
-       last=st.sampled_from([0.0, 0.37, 0.999]))
-def test_a_grids_rounding_makes_no_step_classes_of_its_own(t0, span, steps, last):
-    """``kernels.arguments.step_classes``: the steps of a dt grid (dt dividing the span, or steps of dt and a shorter
-    last one) differ in their last bits, and are one class per intended size (each its own φ tables); each step's
-    class size is its own h to the times' rounding.  Steps that differ by more than that stay apart."""
-    from sdekit.kernels.arguments import CLASS_ROUNDING_ULPS, step_classes
-    from sdekit.solve import time_grid, user_grid
-    dt = span / (steps + last)
-    grid = time_grid((t0, t0 + span), dt)
-    classes, hclass = step_classes(grid)
-    h = np.diff(grid.times)
-    assert len(classes) == (1 if last == 0.0 else 2), (classes, np.unique(h))
-    assert hclass.dtype == np.int64 and hclass.shape == h.shape
-    assert np.abs(h - classes[hclass]).max() <= CLASS_ROUNDING_ULPS * np.spacing(np.abs(grid.times).max())
-    if len(classes) == 2:
-        assert hclass[-1] == 0 and np.all(hclass[:-1] == 1)          # the shorter last step: the smaller class
-    apart = 100 * CLASS_ROUNDING_ULPS * np.spacing(abs(t0) + 4.0)
-    ts = t0 + np.cumsum([0.0, 1.0, 1.0 + apart, 1.0, 1.0 + apart])
-    assert len(step_classes(user_grid((ts[0], ts[-1]), ts))[0]) == 2
-
-
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_ts_on_the_dt_grid_is_the_dt_solve(backend):
     prob, _ = _ode()
