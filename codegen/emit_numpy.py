@@ -18,7 +18,7 @@ from .builders import milstein_terms
 from .drivers import adaptive_loop, fixed_loop
 from .lane_operators import jacobian_operator_name
 from .errors import ModelError
-from .lowering import float_text, lower
+from .lowering import ExactFloats, lower
 from .neural import External
 from .neural import activation, activation_grad
 from ..abi import LINEAR_ARGS, NUMPY_MODEL_ARGS
@@ -36,13 +36,6 @@ class ProductPowers:
             base = self.parenthesize(e.base, precedence(e))
             return "(" + "*".join([base] * int(e.exp)) + ")"
         return super()._print_Pow(e, rational=rational)
-
-
-class ExactFloats:
-    """A printer mixin: floats by :func:`float_text`."""
-
-    def _print_Float(self, e):
-        return float_text(e, super()._print_Float)
 
 
 class _ArrayPrinter(ExactFloats, ProductPowers, SciPyPrinter):

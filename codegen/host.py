@@ -4,9 +4,9 @@ module just to read them."""
 from __future__ import annotations
 
 import numpy as np
-import sympy as sp
 
 from .analysis import SemilinearForm, t
+from .lowering import lambdify_exact
 
 
 def _entries(form: SemilinearForm) -> list:
@@ -23,7 +23,7 @@ def linear_entries(form: SemilinearForm):
     rows of d entries, each a float or an (n,) array of per-trajectory values
     (``sdekit.kernels.linear.linear_value`` puts them in the runtime layout)."""
     syms = list(form.params)
-    f = sp.lambdify(syms, _entries(form), "numpy")
+    f = lambdify_exact(syms, _entries(form))
     d, structure = form.dim, form.linear_structure
 
     def entries(params):
@@ -39,7 +39,7 @@ def additive_diffusion(form: SemilinearForm):
     (d, m, 1 or n) (general): what the stochastic convolution of SETD1 needs."""
     syms = list(form.params)
     G = form.diffusion
-    f = sp.lambdify([t, *syms], list(G), "numpy")
+    f = lambdify_exact([t, *syms], list(G))
     shape = G.shape if form.noise == "general" else (form.dim,)
 
     def diffusion(params, t0):

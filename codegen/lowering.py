@@ -7,9 +7,11 @@ pass whose outputs are named ``<net>_out[i]``; common subexpressions are extract
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
 
 from .analysis import SemilinearForm, t
 from .errors import ModelError
@@ -49,7 +51,26 @@ def float_text(e, fallback) -> str:
     parses back to the same double (sympy prints 15 significant digits: 1/3 as 0.333333333333333, 1e-15 off, and
     0.1 + 0.2 as 0.3; the C printer prints 17); else ``fallback(e)``, its own digits (tableau coefficients kept to
     higher precision, which parse to their nearest double)."""
-    return repr(float(e)) if e._prec <= 53 else fallback(e)
+    value = float(e)
+    return repr(value) if e._prec <= 53 and math.isfinite(value) else fallback(e)
+
+
+class ExactFloats:
+    """A sympy printer mixin: floats by :func:`float_text`."""
+
+    def _print_Float(self, e):
+        return float_text(e, super()._print_Float)
+
+
+class _ExactNumPyPrinter(ExactFloats, NumPyPrinter):
+    """sympy's NumPyPrinter with floats to the last bit (what ``lambdify`` prints with)."""
+
+
+def lambdify_exact(args, expr):
+    """``sympy.lambdify(args, expr, "numpy")`` with a user's floats as the doubles they are (:func:`float_text`):
+    the host's functions of the params (L, G, ℓ(t)) and the routed array driver's N compute what the kernels do."""
+    printer = _ExactNumPyPrinter({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True})
+    return sp.lambdify(args, expr, "numpy", printer=printer)
 
 
 def param_name(p) -> str:

@@ -15,10 +15,9 @@ from sympy.printing.numpy import NumPyPrinter
 
 from ..abi import JIT_FLAGS, LINEAR_ARGS, LINEAR_LAYOUT, OPERATOR_LAYOUT, entry, operator_args, param_args, weight_args
 from .analysis import SemilinearForm
-from .lowering import float_text
 from .builders import milstein_terms
 from .lane_operators import jacobian_operator_name
-from .lowering import lower
+from .lowering import float_text, lower
 from .neural import activation, activation_grad
 from .scheme import Combine, EvalJacobian, EvalNoise, EvalRHS, StepScheme, operator_layout
 

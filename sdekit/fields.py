@@ -40,7 +40,8 @@ from sympy.printing.numpy import NumPyPrinter
 
 from .codegen.builders import build_scheme
 from .codegen.emit_field import Basis, emit_field, emit_field_numba, forcing_runs
-from .codegen.emit_numpy import ExactFloats, ProductPowers
+from .codegen.emit_numpy import ProductPowers
+from .codegen.lowering import ExactFloats, lambdify_exact
 from .codegen.errors import ModelError
 from .codegen.methods import get_method
 from .kernels import operators as _ops
@@ -1021,7 +1022,7 @@ class DenseODE(_ArrayModel):
     def _forcing(self, *args):
         """N lambdified over the whole state (made on first use: the compiled kernel does not need it)."""
         if "forcing" not in self._shared:
-            self._shared["forcing"] = sp.lambdify([*self.states, _t, *self.params], list(self.components), "numpy")
+            self._shared["forcing"] = lambdify_exact([*self.states, _t, *self.params], list(self.components))
         return self._shared["forcing"](*args)
 
     def rhs(self, u, t):
@@ -1040,7 +1041,7 @@ class DenseODE(_ArrayModel):
         if "jacobian_entries" not in self._shared:
             form, d = self.form, self.form.dim
             entries = list(form.jacobian_entries(form.forcing_jacobian(), d))
-            fn = sp.lambdify([*form.states, _t, *form.params], [e for *_, e in entries] or [0], "numpy")
+            fn = lambdify_exact([*form.states, _t, *form.params], [e for *_, e in entries] or [0])
             self._shared["jacobian_entries"] = (np.array([i for i, _, _ in entries], dtype=int),
                                                   np.array([j for _, j, _ in entries], dtype=int), fn)
         rows, cols, fn = self._shared["jacobian_entries"]

@@ -5,6 +5,7 @@ import numpy as np
 import sympy as sp
 
 from sdekit.codegen.analysis import analyse, time_reversed
+from sdekit.codegen.lowering import lambdify_exact
 
 
 class _Model:
@@ -56,8 +57,8 @@ class _Model:
         """(ℓ, [(U, T) per branch]) as numpy functions, lambdified once."""
         if "time_change_numeric" not in self._host:
             from sdekit.codegen.analysis import t as time
-            fns = [(sp.lambdify(time, U, "numpy"), sp.lambdify(time, T, "numpy")) for _, U, T in self.time_change_branches()]
-            self._host["time_change_numeric"] = (sp.lambdify(time, self.form.linear_time, "numpy"), fns)
+            fns = [(lambdify_exact(time, U), lambdify_exact(time, T)) for _, U, T in self.time_change_branches()]
+            self._host["time_change_numeric"] = (lambdify_exact(time, self.form.linear_time), fns)
         return self._host["time_change_numeric"]
 
     def linear_time_at(self, t) -> float:

@@ -918,9 +918,10 @@ def test_the_host_optimisation_level_is_checked_and_names_the_library(monkeypatc
 
 def test_a_users_float_is_the_same_double_in_every_backend():
     """A float in the model (k = 0.1 + 0.2, which sympy prints as 0.300000000000000) is printed to the last bit
-    (``lowering.float_text``) by the numpy, Numba and field printers as the C printer does: one Euler step of
-    y' = k y² from 3 is 3 + k·9 bit for bit on every backend (the printed 0.3 gave 5.699999999999999 on numpy and
-    Numba, 5.7 on cuda-host)."""
+    (``lowering.float_text``) by the numpy, Numba and field printers as the C printer does, and by the host's
+    functions of the params (``lowering.lambdify_exact``): one Euler step of y' = k y² from 3 is 3 + k·9 bit for bit
+    on every backend (the printed 0.3 gave 5.699999999999999 on numpy and Numba, 5.7 on cuda-host); a float beyond
+    the doubles keeps its digits (``inf`` is not a name in the generated code)."""
     k = 0.1 + 0.2
     y = sk.states("y", 1)
     prob = sk.ODEProblem(sk.ODE(y, sp.Matrix([k * y[0] ** 2])), y0=[3.0], tspan=(0.0, 1.0))
@@ -930,3 +931,11 @@ def test_a_users_float_is_the_same_double_in_every_backend():
     u = sk.field("u", 8)
     field = sk.FieldODE(u, linear=sk.laplacian(8, 0.1), nonlinear=k * u ** 2)
     assert repr(k) in sk.inspect(field, "ETDRK4", backend="numpy") and repr(k) in sk.inspect(field, "ETDRK4")
+    c = sk.params("c")              # the host's functions of the params (here L = k c): the same double, e^k exactly
+    linear = sk.ODEProblem(sk.ODE(y, sp.Matrix([k * c * y[0]])), y0=[3.0], tspan=(0.0, 1.0), params={"c": 1.0})
+    for backend in ("numpy", "numba"):
+        assert sk.solve(linear, "ETD1", dt=1.0, backend=backend).y[-1][0] == 3.0 * np.exp(k), backend
+    huge = sk.ODEProblem(sk.ODE(y, sp.Matrix([sp.Min(5.0, sp.exp(sp.Float(800.0)) * y[0] ** 2)])), y0=[0.5],
+                         tspan=(0.0, 1.0))                 # a float beyond the doubles: its digits, read as inf
+    for backend in ("numpy", "numba"):
+        assert sk.solve(huge, "Euler", dt=0.5, backend=backend).y[-1][0] == 5.5, backend
