@@ -142,7 +142,8 @@ def time_grid(tspan, dt) -> Grid:
         times = t0 + T * (np.arange(nsteps + 1) / nsteps)
         times[-1] = t1
         return Grid(times)
-    return Grid(np.append(t0 + dt * np.arange(math.ceil(ratio)), t1))
+    times = t0 + dt * np.arange(math.ceil(ratio))
+    return Grid(np.append(times[(t1 - times) * np.sign(T) > 0], t1))     # none on t1 by rounding: no step of size 0
 
 
 def user_grid(tspan, ts) -> Grid:

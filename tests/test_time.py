@@ -116,6 +116,18 @@ def _ode():
     return manufactured_backwards(np.diag([-1.0, -4.0]))
 
 
+def test_a_dt_grid_has_no_step_of_size_zero():
+    """dt at the rounding of the times (tspan (1e6, 1e6 + 1e-6): t1 − t0 is 1.0012e-6, so steps of 1e-8 and a last
+    point t0 + 100 dt that rounds to t1) gave a step of size 0 and t1 saved twice; every grid's steps are positive."""
+    from sdekit.solve import time_grid
+    for tspan, dt in [((1e6, 1e6 + 1e-6), 1e-8), ((0.0, 1.0), 0.3), ((-1e8, -1e8 + 1.0), 1e-3), ((0.0, 1.0), 0.1)]:
+        times = time_grid(tspan, dt).times
+        assert times[0] == tspan[0] and times[-1] == tspan[1] and np.all(np.diff(times) > 0), (tspan, dt)
+    prob, _ = _ode()
+    sol = sk.solve(sk.ODEProblem(prob.model, y0=prob.y0, tspan=(1e6, 1e6 + 1e-6)), "ETDRK4", dt=1e-8)
+    assert sol.success and np.all(np.diff(sol.t) > 0)
+
+
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_ts_on_the_dt_grid_is_the_dt_solve(backend):
     prob, _ = _ode()
