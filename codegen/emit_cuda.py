@@ -12,6 +12,9 @@ and their Jacobians (exponential Rosenbrock: a forward-mode tangent pass).  Also
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import sympy as sp
 from sympy.codegen.ast import float32, real
 from sympy.printing.c import C99CodePrinter
@@ -65,7 +68,14 @@ class _CPrinter(C99CodePrinter):
 
     def __init__(self, params, single: bool = False):
         super().__init__({"strict": True, **_float_type(single)})
-        self.params = params
+        self.params, self.single = params, single
+
+    def _print_Float(self, e):
+        """float32: the float32 nearest the double the Numba kernel's ``f32(...)`` rounds (``float_text``), written
+        to the last bit (sympy's 9 digits round the decimal to float32 directly: another float32 for ~1 % of doubles)."""
+        if self.single and math.isfinite(float(e)):
+            return f"{float(np.float32(float(e)))!r}F"
+        return super()._print_Float(e)
 
     def _print_Max(self, e):     # the NaN rule of every backend (np.maximum), not C's fmax
         return nested_calls(self, e.args, "nan_max")

@@ -921,7 +921,8 @@ def test_a_users_float_is_the_same_double_in_every_backend():
     (``lowering.float_text``) by the numpy, Numba and field printers as the C printer does, and by the host's
     functions of the params (``lowering.lambdify_exact``): one Euler step of y' = k y² from 3 is 3 + k·9 bit for bit
     on every backend (the printed 0.3 gave 5.699999999999999 on numpy and Numba, 5.7 on cuda-host); a float beyond
-    the doubles keeps its digits (``inf`` is not a name in the generated code)."""
+    the doubles keeps its digits (``inf`` is not a name in the generated code).  A float32 kernel's constants are the
+    float32 nearest the double on every backend (the CUDA C printer's 9 digits rounded the decimal instead)."""
     k = 0.1 + 0.2
     y = sk.states("y", 1)
     prob = sk.ODEProblem(sk.ODE(y, sp.Matrix([k * y[0] ** 2])), y0=[3.0], tspan=(0.0, 1.0))
@@ -935,6 +936,11 @@ def test_a_users_float_is_the_same_double_in_every_backend():
     linear = sk.ODEProblem(sk.ODE(y, sp.Matrix([k * c * y[0]])), y0=[3.0], tspan=(0.0, 1.0), params={"c": 1.0})
     for backend in ("numpy", "numba"):
         assert sk.solve(linear, "ETD1", dt=1.0, backend=backend).y[-1][0] == 3.0 * np.exp(k), backend
+    # float32 kernels: the float32 nearest the double (the CUDA C printer's 1.31024188F was a float32 one ulp above)
+    c = 1.3102418755589555
+    one = sk.ODEProblem(sk.ODE(y, sp.Matrix([c * y[0] ** 2])), y0=[1.0], tspan=(0.0, 1.0))
+    for backend in ("numpy", "numba", "cuda-host"):
+        assert sk.solve(one, "Euler", dt=1.0, backend=backend, dtype=np.float32).y[-1][0] == np.float32(1) + np.float32(c)
     huge = sk.ODEProblem(sk.ODE(y, sp.Matrix([sp.Min(5.0, sp.exp(sp.Float(800.0)) * y[0] ** 2)])), y0=[0.5],
                          tspan=(0.0, 1.0))                 # a float beyond the doubles: its digits, read as inf
     for backend in ("numpy", "numba"):
