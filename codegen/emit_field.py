@@ -286,16 +286,15 @@ def forcing_runs(components, states) -> list:
     return sorted(runs + single, key=lambda r: r[0].start)
 
 
-def emit_vector_forcing_numba(w, components, states, params, arguments):
-    """``forcing(u, t, out, *arguments)`` of a dense ODE (``sdekit.fields.DenseODE``): N's components
-    (``components``, sympy expressions of ``states``, ``sdekit.t`` and ``params``) as loops over the runs of one
-    template and one line for each other component (:func:`forcing_runs`), each block after sympy's common
+def emit_vector_forcing_numba(w, runs, params, arguments):
+    """``forcing(u, t, out, *arguments)`` of a dense ODE (``sdekit.fields.DenseODE``): N's components, grouped by
+    :func:`forcing_runs` (``runs``; expressions of the states, ``sdekit.t`` and ``params``), as loops over the runs
+    of one template and one line for each other component, each block after sympy's common
     subexpressions; params read from the ``param<k>`` arguments.  Not inlined into the kernel (its lines at each
     call of N: Allen–Cahn's adaptive ROS34PW2 compiled in 72 s)."""
     from .analysis import t as time
     names = {p: sp.Symbol(f"param{k}") for k, p in enumerate(params)}
     names[time] = sp.Symbol("t")
-    runs = forcing_runs(components, states)
     w(JIT)
     with w.block(f"def forcing({', '.join(['u', 't', 'out', *arguments])}):"):
         w('"""N(u, t): loops over the components of one template, a line for each other (generated from the '
@@ -413,7 +412,7 @@ def emit_field_numba(scheme, model, basis: Basis, operators: dict, adaptive: boo
     (:class:`_FieldNumbaHooks`, :func:`emit_forcing_numba`) and the transforms of L's basis and of each
     operator N applies (``operators``: sympy function -> Basis).  ``model``: a ``sdekit.fields.FieldODE`` (its
     fields, nonlinearity, data and params); ``complex_spectrum``: L's eigenvalues are complex (adaptive steps
-    evaluate complex φ); or a ``sdekit.fields.DenseODE`` (its ``components``, ``states`` and ``params``).
+    evaluate complex φ); or a ``sdekit.fields.DenseODE`` (its ``forcing_runs()`` and ``params``).
     """
     arguments = field_numba_arguments(len(operators), len(model.data), len(model.params))
     if adaptive:
@@ -424,8 +423,8 @@ def emit_field_numba(scheme, model, basis: Basis, operators: dict, adaptive: boo
     registers = [v.name for v in kernel.lanes if v.rows == "D"]
     D = int(np.prod(model.shape))
     w = Writer()
-    components = getattr(model, "components", None)         # a dense ODE's N, per component
-    if components is not None:
+    vector = hasattr(model, "forcing_runs")            # a dense ODE: N per component
+    if vector:
         state = f"a dense ODE of {D} states"
     elif getattr(model, "complex", False):
         state = f"{len(model.user_fields)} complex field(s) (as their real pairs) on the grid {list(model.grid)}"
@@ -456,8 +455,8 @@ def emit_field_numba(scheme, model, basis: Basis, operators: dict, adaptive: boo
     _emit_transforms(w, "L", basis)
     for k, b in enumerate(operators.values()):
         _emit_transforms(w, f"o{k}", b)
-    if components is not None:
-        emit_vector_forcing_numba(w, components, model.states, list(model.params), model_args)
+    if vector:
+        emit_vector_forcing_numba(w, model.forcing_runs(), list(model.params), model_args)
     else:
         emit_forcing_numba(w, model.nonlinear, model.fields, list(model.data), list(model.params), list(operators),
                            model.grid, model_args)

@@ -844,7 +844,6 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
     from .kernels.backend import RunInput
     from .problem import unknown_keyword
     from .kernels.arguments import step_classes
-    from .kernels.numba_backend import first_call
     from .solve import adaptive_options, refuse_adaptive_options, save_steps, step_control, time_grid, user_grid
     dtype = unknown.pop("dtype", np.float64)
     try:
@@ -879,7 +878,7 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
         if compiled:
             kernel = model.compiled_numba(m.name, adaptive=True)
             margs = model.numba_arguments(params)
-            raw = run_adaptive(inp, lambda fixed: _whole_run(first_call, kernel, (*fixed, *margs), progress))
+            raw = run_adaptive(inp, lambda fixed: _whole_run(kernel, (*fixed, *margs), progress))
         else:
             raw = run_adaptive(inp, lambda fixed: module.kernel(*fixed, lanes, lanes.values, progress))
     else:
@@ -891,7 +890,7 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
             tables = model._operator_tables.setdefault(m.name, {})
             opvals = _operator_table(lanes, scheme, classes, model.operator, tables)
             margs = (opvals,) + model.numba_arguments(params)
-            raw = run_fixed(inp, lambda fixed: _whole_run(first_call, kernel, (*fixed, *margs), progress))
+            raw = run_fixed(inp, lambda fixed: _whole_run(kernel, (*fixed, *margs), progress))
         else:
             raw = run_fixed(inp, lambda fixed: module.kernel(*fixed, lanes, lambda hc: lanes.values(classes[hc]), progress))
     stats = {name: int(v) for name, v in zip(STATS, raw.stats.sum(axis=1))}
@@ -902,10 +901,12 @@ def solve_field(problem: FieldProblem, method: str, dt=None, *, ts=None, saveat=
                                backend="fields-numba" if compiled else "fields")
 
 
-def _whole_run(first_call, kernel, args, progress: bool):
+def _whole_run(kernel, args, progress: bool):
     """The compiled field kernel over the whole span (one lane: no progress inside it), with ``progress`` a tqdm bar
     of that one run, as the per-lane kernels show one trajectory's."""
     from tqdm.auto import tqdm
+
+    from .kernels.numba_backend import first_call
     with tqdm(total=1, desc="sdekit fields-numba", unit="solve", disable=not progress) as bar:
         first_call(kernel, kernel.kernel, (0, 1), args)
         bar.update()
@@ -1009,11 +1010,16 @@ class DenseODE(_ArrayModel):
     def refusal(self) -> str | None:
         """Why N is not compiled (too many operations: ``COMPILED_FORCING_OPERATIONS``), or None."""
         if "operations" not in self._shared:
-            runs = forcing_runs(self.components, self.states)
-            self._shared["operations"] = int(sum(sp.count_ops(e) for _, e in runs))
+            self._shared["operations"] = int(sum(sp.count_ops(e) for _, e in self.forcing_runs()))
         count = self._shared["operations"]
         return (f"N of {count} operations > {COMPILED_FORCING_OPERATIONS} is not compiled"
                 if count > COMPILED_FORCING_OPERATIONS else None)
+
+    def forcing_runs(self) -> list:
+        """N's components grouped for printing (``emit_field.forcing_runs``), made once."""
+        if "runs" not in self._shared:
+            self._shared["runs"] = forcing_runs(self.components, self.states)
+        return self._shared["runs"]
 
     def numba_arguments(self, params) -> tuple:
         """L's eigenvalues and eigenvector products, then the values of ``params`` (its params' order)."""
@@ -1082,8 +1088,9 @@ def route(target, method: str, dt, options: dict):
                                     jacobian=model.jacobian, params=dict(zip((p.name for p in model.params), model.values)))
     sol = solve_field(problem, method, dt, **options)
     why = [f"dense L, d = {form.dim} >= {ROUTE_DIM}", model.operator.describe_phi()]
-    if sol.backend == "fields" and model.operator.eigenbasis() is not None and model.refusal():
-        why.append(model.refusal())
+    refusal = model.refusal() if sol.backend == "fields" and model.operator.eigenbasis() is not None else None
+    if refusal:
+        why.append(refusal)
     sol.stats["driver"] += f" (routed: {', '.join(why)})"
     return sol
 
