@@ -17,7 +17,7 @@ from ..abi import JIT_FLAGS, LINEAR_ARGS, LINEAR_LAYOUT, OPERATOR_LAYOUT, entry,
 from .analysis import SemilinearForm
 from .builders import milstein_terms
 from .lane_operators import jacobian_operator_name
-from .lowering import float_text, lower
+from .lowering import ExactFloats, lower
 from .neural import activation, activation_grad
 from .scheme import Combine, EvalJacobian, EvalNoise, EvalRHS, StepScheme, operator_layout
 
@@ -27,7 +27,7 @@ def _constant(print_number):
     return lambda self, e: self._single(print_number(self, e))
 
 
-class _KernelPrinter(NumPyPrinter):
+class _KernelPrinter(ExactFloats, NumPyPrinter):
     """Scalar lane code: ``math`` functions, and the inline tanh of ``numba_runtime``.
     ``single``: numbers as float32 constants ``f32(0.161)`` (the module's ``f32 = np.float32``; an integer power
     stays ``x**2``), as the CUDA printer's ``0.161F``: Numba types a Python literal as float64, and ``10*x`` or
@@ -43,7 +43,7 @@ class _KernelPrinter(NumPyPrinter):
     # numbers and number symbols: NumPyPrinter's text, as a float32 constant in a float32 kernel
     _print_Integer = _constant(NumPyPrinter._print_Integer)
     _print_Rational = _constant(NumPyPrinter._print_Rational)
-    _print_Float = _constant(lambda self, e: float_text(e, lambda x: NumPyPrinter._print_Float(self, x)))
+    _print_Float = _constant(ExactFloats._print_Float)          # to the last bit (``lowering.float_text``)
     _print_NaN = _constant(NumPyPrinter._print_NaN)
     _print_Infinity = _constant(NumPyPrinter._print_Infinity)
     _print_Pi = _constant(NumPyPrinter._print_Pi)
